@@ -1,0 +1,2 @@
+// cli: not implemented yet; see the open issues.
+export {};

@@ -1,0 +1,50 @@
+// Every tunable number of the DHT, with the default a node starts from.
+// Values follow the Kademlia paper (Maymounkov & Mazières 2002) unless a comment says otherwise.
+
+/** Bits in a node-ID or key: SHA-256 sized. */
+export const ID_BITS = 256;
+export const ID_BYTES = ID_BITS / 8;
+
+/** Bucket size and replication factor. */
+export const DEFAULT_K = 20;
+/** Parallel requests in flight per lookup path. */
+export const DEFAULT_ALPHA = 3;
+/** Disjoint lookup paths (S/Kademlia); 1 is plain Kademlia. */
+export const DEFAULT_DISJOINT_PATHS = 1;
+
+/** How long one RPC may take before the peer counts as unresponsive. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 2_000;
+/** Hard cap on requests one lookup may send, so a lookup against liars always ends. */
+export const DEFAULT_MAX_LOOKUP_REQUESTS = 200;
+
+/** A bucket with no lookup in this long is refreshed with a lookup of a random ID in it. */
+export const DEFAULT_REFRESH_INTERVAL_MS = 60 * 60 * 1000;
+/** Original publishers re-store their values this often. */
+export const DEFAULT_REPUBLISH_INTERVAL_MS = 60 * 60 * 1000;
+/** Storing nodes re-replicate what they hold to the current k closest this often. */
+export const DEFAULT_REPLICATE_INTERVAL_MS = 60 * 60 * 1000;
+/** Expired values are purged this often. */
+export const DEFAULT_EXPIRE_CHECK_INTERVAL_MS = 60 * 1000;
+/** Lifetime of a value stored without an explicit TTL. */
+export const DEFAULT_VALUE_TTL_MS = 24 * 60 * 60 * 1000;
+/** Longest lifetime a storing node accepts; longer TTLs are clamped. */
+export const MAX_VALUE_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+
+/** Failed requests after which a contact leaves the routing table even with no replacement. */
+export const MAX_CONTACT_FAILURES = 3;
+/** Replacement-cache entries kept per bucket. */
+export const REPLACEMENT_CACHE_SIZE = 20;
+
+/** Values per key a storing node keeps (distinct slots), so nobody can fill up a peer. */
+export const DEFAULT_MAX_VALUES_PER_KEY = 64;
+/** Largest value the DHT stores; keeps a STORE inside one UDP datagram. */
+export const DEFAULT_MAX_VALUE_BYTES = 1_000;
+/** Keys one node stores for others. */
+export const DEFAULT_MAX_KEYS = 100_000;
+
+/** UDP: datagrams stay under the IPv6 minimum MTU less headers. */
+export const MAX_DATAGRAM_BYTES = 1_200;
+/** UDP: first retransmission after this long, doubling each time (RFC 3261 T1 style). */
+export const UDP_RETRANSMIT_INITIAL_MS = 250;
+/** UDP: replies to duplicate requests are served from this cache for this long. */
+export const UDP_REPLY_CACHE_MS = 10_000;

@@ -1,0 +1,201 @@
+// Iterative lookup (Kademlia §2.3) over d disjoint paths (S/Kademlia §4.4).
+//
+// Each path keeps a shortlist sorted by distance to the target and keeps up to α requests in
+// flight to the closest contacts it has not asked yet. A path ends when the k closest live
+// contacts it knows have all answered: the Kademlia termination rule. A node is queried by
+// one path at most, so a path led astray by lying nodes cannot drag the others with it. A
+// value lookup ends as soon as `quorum` holders have answered with values.
+
+import type { Contact } from '../contact.js';
+import { compareDistance, idEquals, idToHex, type NodeId } from '../node-id.js';
+import type { WireValue } from '../rpc/messages.js';
+
+/** What one queried contact answered. */
+export interface QueryAnswer {
+  contacts: readonly Contact[];
+  values?: readonly WireValue[];
+}
+
+export type TraceOutcome = 'nodes' | 'value' | 'failed';
+
+/** One request of a lookup, for diagnostics (`peerbx trace`). */
+export interface TraceStep {
+  readonly contact: Contact;
+  readonly hop: number;
+  readonly path: number;
+  readonly outcome: TraceOutcome;
+  /** Contacts the answer carried. */
+  readonly returned: number;
+}
+
+export interface LookupParams {
+  target: NodeId;
+  ownId: NodeId;
+  k: number;
+  alpha: number;
+  paths: number;
+  /** Stop and report after this many requests whatever the state. */
+  maxRequests: number;
+  /** Starting contacts, closest first (the routing table's best). */
+  initial: readonly Contact[];
+  /** Sends the lookup's request to one contact; rejects when it fails. */
+  query: (contact: Contact) => Promise<QueryAnswer>;
+  /** The contact hook: returning false keeps a contact out of the lookup. */
+  accept?: (contact: Contact) => boolean;
+  /** For value lookups: holders with values needed before the lookup ends. 0 = node lookup. */
+  quorum?: number;
+  trace?: boolean;
+}
+
+export interface FoundValue extends WireValue {
+  readonly holder: Contact;
+}
+
+export interface LookupResult {
+  /** The k closest contacts that answered, closest first. */
+  closest: Contact[];
+  /** Values found (value lookups), with the contact that held each. */
+  values: FoundValue[];
+  /** Hops to the first holder of a value, or to the closest contact for node lookups. */
+  hops: number;
+  requests: number;
+  failures: number;
+  trace: TraceStep[];
+}
+
+type State = 'new' | 'pending' | 'answered' | 'failed';
+
+interface Candidate {
+  contact: Contact;
+  hop: number;
+  state: State;
+}
+
+interface Path {
+  readonly index: number;
+  readonly shortlist: Candidate[];
+  inFlight: number;
+}
+
+export function lookup(params: LookupParams): Promise<LookupResult> {
+  const { target, k, alpha, maxRequests } = params;
+  const quorum = params.quorum ?? 0;
+  const accept = params.accept ?? (() => true);
+  const pathCount = Math.max(1, params.paths);
+  // Which path owns each contact seen, so that no node serves two paths.
+  const owner = new Map<string, number>();
+  const paths: Path[] = [];
+  for (let i = 0; i < pathCount; i++) paths.push({ index: i, shortlist: [], inFlight: 0 });
+
+  const result: LookupResult = {
+    closest: [],
+    values: [],
+    hops: 0,
+    requests: 0,
+    failures: 0,
+    trace: [],
+  };
+  let holders = 0;
+  let finished = false;
+
+  const insert = (path: Path, contact: Contact, hop: number): void => {
+    if (idEquals(contact.id, params.ownId) || !accept(contact)) return;
+    const key = idToHex(contact.id);
+    if (owner.has(key)) return;
+    owner.set(key, path.index);
+    const list = path.shortlist;
+    // Binary insertion keeps the shortlist sorted by distance.
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (compareDistance(target, list[mid]!.contact.id, contact.id) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, { contact, hop, state: 'new' });
+  };
+
+  // Deal the starting contacts round-robin so every path starts near the target.
+  params.initial.forEach((c, i) => {
+    insert(paths[i % pathCount]!, c, 1);
+  });
+
+  return new Promise((resolve) => {
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      const answered: Candidate[] = [];
+      for (const p of paths) for (const c of p.shortlist) if (c.state === 'answered') answered.push(c);
+      answered.sort((a, b) => compareDistance(target, a.contact.id, b.contact.id));
+      result.closest = answered.slice(0, k).map((c) => c.contact);
+      if (quorum === 0) result.hops = answered[0]?.hop ?? 0;
+      resolve(result);
+    };
+
+    /** The next contact this path should ask, or undefined when the k closest live ones are done. */
+    const next = (path: Path): Candidate | undefined => {
+      let live = 0;
+      for (const c of path.shortlist) {
+        if (c.state === 'failed') continue;
+        if (c.state === 'new') return c;
+        if (++live >= k) return undefined;
+      }
+      return undefined;
+    };
+
+    const pump = (path: Path): void => {
+      while (!finished && path.inFlight < alpha && result.requests < maxRequests) {
+        const c = next(path);
+        if (!c) break;
+        c.state = 'pending';
+        path.inFlight++;
+        result.requests++;
+        params.query(c.contact).then(
+          (answer) => onAnswer(path, c, answer),
+          () => onFailure(path, c),
+        );
+      }
+      if (!finished && paths.every((p) => p.inFlight === 0)) finish();
+    };
+
+    const onAnswer = (path: Path, c: Candidate, answer: QueryAnswer): void => {
+      path.inFlight--;
+      if (finished) return;
+      c.state = 'answered';
+      const hasValues = quorum > 0 && answer.values !== undefined && answer.values.length > 0;
+      if (params.trace) {
+        result.trace.push({
+          contact: c.contact,
+          hop: c.hop,
+          path: path.index,
+          outcome: hasValues ? 'value' : 'nodes',
+          returned: answer.contacts.length,
+        });
+      }
+      if (hasValues) {
+        if (holders === 0) result.hops = c.hop;
+        holders++;
+        for (const v of answer.values!) result.values.push({ ...v, holder: c.contact });
+        if (holders >= quorum) {
+          finish();
+          return;
+        }
+      }
+      for (const nc of answer.contacts) insert(path, nc, c.hop + 1);
+      for (const p of paths) pump(p);
+    };
+
+    const onFailure = (path: Path, c: Candidate): void => {
+      path.inFlight--;
+      result.failures++;
+      if (finished) return;
+      c.state = 'failed';
+      if (params.trace) {
+        result.trace.push({ contact: c.contact, hop: c.hop, path: path.index, outcome: 'failed', returned: 0 });
+      }
+      pump(path);
+    };
+
+    for (const p of paths) pump(p);
+  });
+}

@@ -1,0 +1,586 @@
+// A Kademlia node: routing table, RPC handlers, lookups, storage and the periodic upkeep
+// (bucket refresh, republish, replication, expiry). No I/O of its own: it is handed a
+// Transport, a Clock and a Random, so the same code runs over UDP and in the simulator.
+
+import { type Clock, systemClock, type TimerHandle } from './clock.js';
+import type { Contact } from './contact.js';
+import {
+  DEFAULT_ALPHA,
+  DEFAULT_DISJOINT_PATHS,
+  DEFAULT_EXPIRE_CHECK_INTERVAL_MS,
+  DEFAULT_K,
+  DEFAULT_MAX_LOOKUP_REQUESTS,
+  DEFAULT_REFRESH_INTERVAL_MS,
+  DEFAULT_REPLICATE_INTERVAL_MS,
+  DEFAULT_REPUBLISH_INTERVAL_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_VALUE_TTL_MS,
+} from './constants.js';
+import { DhtError } from './errors.js';
+import { type LookupResult, lookup, type QueryAnswer } from './lookup/lookup.js';
+import type { Transport } from './network.js';
+import {
+  assertNodeId,
+  compareDistance,
+  idEquals,
+  idFromHex,
+  idToHex,
+  isNodeId,
+  type NodeId,
+  randomIdAtPrefix,
+} from './node-id.js';
+import { cryptoRandom, type Random } from './random.js';
+import { handleFindNode } from './rpc/handlers/find-node.js';
+import { handleFindValue } from './rpc/handlers/find-value.js';
+import { handlePing } from './rpc/handlers/ping.js';
+import { handleStore, type ValueValidator } from './rpc/handlers/store.js';
+import type { Request, RequestBody, Response, StoreRejection, WireValue } from './rpc/messages.js';
+import { RoutingTable } from './routing-table/routing-table.js';
+import { ValueStore, type ValueStoreOptions } from './storage/value-store.js';
+
+export interface KademliaOptions {
+  id: NodeId;
+  transport: Transport;
+  clock?: Clock;
+  random?: Random;
+  k?: number;
+  alpha?: number;
+  /** Disjoint lookup paths, S/Kademlia's d. */
+  disjointPaths?: number;
+  requestTimeoutMs?: number;
+  maxLookupRequests?: number;
+  refreshIntervalMs?: number;
+  republishIntervalMs?: number;
+  replicateIntervalMs?: number;
+  expireCheckIntervalMs?: number;
+  /** Refresh every bucket farther than the closest neighbour after joining (Kademlia §2.3). */
+  refreshOnJoin?: boolean;
+  store?: ValueStore | ValueStoreOptions;
+  /** The contact hook: false keeps a contact out of the routing table and out of lookups. */
+  acceptContact?: (contact: Contact) => boolean;
+  /** Checks a value before this node stores it. */
+  validateValue?: ValueValidator;
+  /** Client role: asks, but is never put in routing tables and serves nothing. */
+  client?: boolean;
+  /** Called after a STORE (from anyone) changed what this node holds. */
+  onValueStored?: (key: NodeId, value: Uint8Array, expiresAt: number) => void;
+}
+
+export interface NodeStats {
+  requestsIn: Record<RequestBody['type'], number>;
+  requestsOut: number;
+  requestFailures: number;
+  contactsRefused: number;
+  storeRejections: Partial<Record<StoreRejection, number>>;
+  lookups: number;
+}
+
+export interface PutResult {
+  /** Contacts (self included) that accepted the value. */
+  stored: Contact[];
+  rejected: { contact: Contact; reason: StoreRejection; detail?: string }[];
+  lookup: LookupResult;
+}
+
+export interface GetOptions {
+  /** Holders that must answer with values before the lookup stops (default 1). */
+  quorum?: number;
+  trace?: boolean;
+}
+
+export interface PublishedValue {
+  key: NodeId;
+  value: Uint8Array;
+  expiresAt: number;
+}
+
+type Timer = 'refresh' | 'republish' | 'replicate' | 'expire';
+
+export class KademliaNode {
+  readonly id: NodeId;
+  readonly table: RoutingTable;
+  readonly store: ValueStore;
+  readonly k: number;
+  readonly alpha: number;
+  readonly disjointPaths: number;
+  readonly contact: Contact;
+  readonly stats: NodeStats = {
+    requestsIn: { PING: 0, FIND_NODE: 0, FIND_VALUE: 0, STORE: 0 },
+    requestsOut: 0,
+    requestFailures: 0,
+    contactsRefused: 0,
+    storeRejections: {},
+    lookups: 0,
+  };
+
+  private readonly transport: Transport;
+  private readonly clock: Clock;
+  private readonly random: Random;
+  private readonly opts: Required<
+    Pick<
+      KademliaOptions,
+      | 'requestTimeoutMs'
+      | 'maxLookupRequests'
+      | 'refreshIntervalMs'
+      | 'republishIntervalMs'
+      | 'replicateIntervalMs'
+      | 'expireCheckIntervalMs'
+      | 'refreshOnJoin'
+      | 'client'
+    >
+  >;
+  private readonly acceptContact: (contact: Contact) => boolean;
+  private readonly validateValue: ValueValidator | undefined;
+  private readonly onValueStored: KademliaOptions['onValueStored'];
+  /** Values this node published itself, which it republishes until they expire. */
+  private readonly published = new Map<string, PublishedValue>();
+  /** When each stored key last arrived by STORE: replication skips keys refreshed by others. */
+  private readonly lastStoreAt = new Map<string, number>();
+  /** Least-recently-seen contacts being pinged before a possible eviction. */
+  private readonly evictionPings = new Set<string>();
+  private readonly timers = new Map<Timer, TimerHandle>();
+  private running = false;
+
+  constructor(options: KademliaOptions) {
+    assertNodeId(options.id, 'node id');
+    this.id = options.id;
+    this.transport = options.transport;
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? cryptoRandom;
+    this.k = options.k ?? DEFAULT_K;
+    this.alpha = options.alpha ?? DEFAULT_ALPHA;
+    this.disjointPaths = options.disjointPaths ?? DEFAULT_DISJOINT_PATHS;
+    this.opts = {
+      requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+      maxLookupRequests: options.maxLookupRequests ?? DEFAULT_MAX_LOOKUP_REQUESTS,
+      refreshIntervalMs: options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS,
+      republishIntervalMs: options.republishIntervalMs ?? DEFAULT_REPUBLISH_INTERVAL_MS,
+      replicateIntervalMs: options.replicateIntervalMs ?? DEFAULT_REPLICATE_INTERVAL_MS,
+      expireCheckIntervalMs: options.expireCheckIntervalMs ?? DEFAULT_EXPIRE_CHECK_INTERVAL_MS,
+      refreshOnJoin: options.refreshOnJoin ?? true,
+      client: options.client ?? false,
+    };
+    this.acceptContact = options.acceptContact ?? (() => true);
+    this.validateValue = options.validateValue;
+    this.onValueStored = options.onValueStored;
+    this.store =
+      options.store instanceof ValueStore ? options.store : new ValueStore(options.store ?? {});
+    this.table = new RoutingTable(this.id, { k: this.k }, this.clock.now());
+    this.contact = { id: this.id, address: this.transport.address };
+  }
+
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  /** Starts answering requests and the periodic upkeep. Does not join: see bootstrap(). */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.transport.listen((req, from) => this.handle(req, from));
+    this.schedule('refresh', this.opts.refreshIntervalMs, () => this.refreshStaleBuckets());
+    this.schedule('republish', this.opts.republishIntervalMs, () => this.republish());
+    this.schedule('replicate', this.opts.replicateIntervalMs, () => this.replicate());
+    this.schedule('expire', this.opts.expireCheckIntervalMs, () => this.expire());
+  }
+
+  /**
+   * Joins the overlay through known nodes (addresses or contacts): learns their IDs with a
+   * PING, looks up the own ID, then refreshes the buckets beyond the closest neighbour.
+   * Returns the number of contacts in the routing table afterwards.
+   */
+  async bootstrap(seeds: readonly (Contact | string)[]): Promise<number> {
+    this.start();
+    const reached = await Promise.all(
+      seeds.map((s) =>
+        this.pingAddress(typeof s === 'string' ? s : s.address).then(
+          (c) => c,
+          () => undefined,
+        ),
+      ),
+    );
+    if (seeds.length > 0 && reached.every((c) => c === undefined)) {
+      throw new DhtError('ERR_NO_PEERS', `no bootstrap node answered (${seeds.length} tried)`);
+    }
+    await this.findNode(this.id);
+    if (this.opts.refreshOnJoin) {
+      const nearest = this.table.closest(this.id, 1)[0];
+      if (nearest) {
+        const depth = this.table.bucketIndexOf(nearest.id);
+        const refreshes: Promise<unknown>[] = [];
+        for (let i = 0; i < depth; i++) refreshes.push(this.refreshBucket(i));
+        await Promise.all(refreshes);
+      }
+    }
+    return this.table.size;
+  }
+
+  /** Stops timers and the transport; stored data is simply dropped (see leave()). */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    for (const t of this.timers.values()) this.clock.clearTimeout(t);
+    this.timers.clear();
+    await this.transport.close();
+  }
+
+  /** Graceful leave: hands every stored value to the closest other nodes, then stops. */
+  async leave(): Promise<number> {
+    let handed = 0;
+    const now = this.clock.now();
+    const sends: Promise<void>[] = [];
+    for (const key of [...this.store.keys()]) {
+      const targets = this.table.closest(key, this.k);
+      for (const v of this.store.get(key, now)) {
+        for (const t of targets) {
+          sends.push(
+            this.sendStore(t, key, v.value, v.expiresAt - now).then((r) => {
+              if (r === true) handed++;
+            }),
+          );
+        }
+      }
+    }
+    await Promise.all(sends);
+    await this.stop();
+    return handed;
+  }
+
+  // --- Queries -------------------------------------------------------------------------
+
+  async ping(contact: Contact): Promise<boolean> {
+    try {
+      await this.request(contact, { type: 'PING' });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** PINGs an address whose node-ID is unknown; resolves with the contact that answered. */
+  async pingAddress(address: string): Promise<Contact> {
+    // The placeholder ID is never used for routing: the reply names the real one.
+    const placeholder: Contact = { id: new Uint8Array(32), address };
+    const res = await this.request(placeholder, { type: 'PING' }, false);
+    const contact = { id: res.sender, address };
+    this.seen(contact);
+    return contact;
+  }
+
+  /** The k closest nodes to target that answered. */
+  findNode(target: NodeId, trace = false): Promise<LookupResult> {
+    assertNodeId(target, 'target');
+    return this.runLookup(target, 0, trace);
+  }
+
+  /**
+   * Finds values under key. Values this node holds itself count as one holder. The result's
+   * `values` may contain the same value from several holders.
+   */
+  async get(key: NodeId, options: GetOptions = {}): Promise<LookupResult> {
+    assertNodeId(key, 'key');
+    const quorum = Math.max(1, options.quorum ?? 1);
+    const now = this.clock.now();
+    const local = this.store
+      .get(key, now)
+      .map((v) => ({ value: v.value, ttlMs: v.expiresAt - now, holder: this.contact }));
+    if (local.length > 0 && quorum === 1) {
+      return { closest: [], values: local, hops: 0, requests: 0, failures: 0, trace: [] };
+    }
+    const result = await this.runLookup(key, local.length > 0 ? quorum - 1 : quorum, options.trace);
+    result.values.unshift(...local);
+    return result;
+  }
+
+  /**
+   * Stores value under key on the k closest nodes (this one included when it is among them)
+   * and remembers it for republishing until it expires.
+   */
+  async put(key: NodeId, value: Uint8Array, ttlMs = DEFAULT_VALUE_TTL_MS): Promise<PutResult> {
+    assertNodeId(key, 'key');
+    const expiresAt = this.clock.now() + ttlMs;
+    this.published.set(`${idToHex(key)}:${Buffer.from(value).toString('base64')}`, {
+      key,
+      value,
+      expiresAt,
+    });
+    return this.storeOnClosest(key, value, ttlMs);
+  }
+
+  /** Stops republishing a value this node put (it still expires where it is stored). */
+  unpublish(key: NodeId, value: Uint8Array): void {
+    this.published.delete(`${idToHex(key)}:${Buffer.from(value).toString('base64')}`);
+  }
+
+  publishedValues(): PublishedValue[] {
+    return [...this.published.values()];
+  }
+
+  // --- Incoming requests -----------------------------------------------------------------
+
+  private handle(req: Request, remoteAddress: string): Response {
+    const now = this.clock.now();
+    if (!isNodeId(req.sender)) {
+      return this.reply({ type: 'ERROR', code: 400, message: 'sender id must be 32 bytes' });
+    }
+    if (idEquals(req.sender, this.id)) {
+      return this.reply({ type: 'ERROR', code: 409, message: 'sender claims this node id' });
+    }
+    this.stats.requestsIn[req.body.type]++;
+    if (this.opts.client) {
+      return this.reply({ type: 'ERROR', code: 403, message: 'this node is a client' });
+    }
+    const sender: Contact = { id: req.sender, address: remoteAddress };
+    if (!req.client) this.seen(sender);
+    const body = req.body;
+    switch (body.type) {
+      case 'PING':
+        return this.reply(handlePing());
+      case 'FIND_NODE':
+        return this.reply(handleFindNode(this.table, body.target, req.sender));
+      case 'FIND_VALUE':
+        return this.reply(handleFindValue(this.table, this.store, body.key, req.sender, now));
+      case 'STORE': {
+        const out = handleStore(
+          this.store,
+          this.validateValue,
+          body.key,
+          body.value,
+          body.ttlMs,
+          req.sender,
+          now,
+        );
+        if (out.response.type === 'STORED' && !out.response.ok) {
+          const r = out.response.reason;
+          this.stats.storeRejections[r] = (this.stats.storeRejections[r] ?? 0) + 1;
+        } else {
+          this.lastStoreAt.set(idToHex(body.key), now);
+          if (out.changed) this.onValueStored?.(body.key, body.value, now + body.ttlMs);
+        }
+        return this.reply(out.response);
+      }
+    }
+  }
+
+  private reply(body: Response['body']): Response {
+    return { sender: this.id, body };
+  }
+
+  // --- Routing table upkeep ----------------------------------------------------------------
+
+  /** A contact proved alive: add or refresh it, ping-before-evict when its bucket is full. */
+  private seen(contact: Contact): void {
+    if (!this.acceptContact(contact)) {
+      this.stats.contactsRefused++;
+      return;
+    }
+    const now = this.clock.now();
+    const r = this.table.add(contact, now);
+    if (r.status === 'added') this.handOver(contact, now);
+    else if (r.status === 'full') this.pingBeforeEvict(r.leastRecentlySeen);
+  }
+
+  private pingBeforeEvict(lrs: Contact): void {
+    const key = idToHex(lrs.id);
+    if (this.evictionPings.has(key)) return;
+    this.evictionPings.add(key);
+    this.request(lrs, { type: 'PING' }).then(
+      () => this.evictionPings.delete(key),
+      // request() already recorded the failure, which swaps in the newest replacement.
+      () => this.evictionPings.delete(key),
+    );
+  }
+
+  /**
+   * Kademlia §2.5: a newcomer that belongs among the k closest for a stored key gets the
+   * value, sent by the node that was closest before it arrived, so only one node sends.
+   */
+  private handOver(newcomer: Contact, now: number): void {
+    if (this.store.keyCount === 0) return;
+    for (const key of this.store.keys()) {
+      const closest = this.table.closest(key, this.k);
+      if (!closest.some((c) => idEquals(c.id, newcomer.id))) continue;
+      const rival = closest.find((c) => !idEquals(c.id, newcomer.id));
+      if (rival && compareDistance(key, rival.id, this.id) < 0) continue;
+      for (const v of this.store.get(key, now)) {
+        void this.sendStore(newcomer, key, v.value, v.expiresAt - now);
+      }
+    }
+  }
+
+  private refreshBucket(index: number): Promise<LookupResult> {
+    return this.findNode(randomIdAtPrefix(this.id, index, this.random));
+  }
+
+  private async refreshStaleBuckets(): Promise<void> {
+    if (this.table.size === 0) return;
+    const stale = this.table.staleBuckets(this.clock.now() - this.opts.refreshIntervalMs);
+    for (const i of stale) await this.refreshBucket(i);
+  }
+
+  // --- Storage upkeep ------------------------------------------------------------------------
+
+  private async republish(): Promise<void> {
+    const now = this.clock.now();
+    for (const [id, p] of this.published) {
+      if (p.expiresAt <= now) {
+        this.published.delete(id);
+        continue;
+      }
+      await this.storeOnClosest(p.key, p.value, p.expiresAt - now);
+    }
+  }
+
+  /**
+   * Re-stores every held key on its current k closest, so replicas lost to dead nodes come
+   * back. Keys that arrived by STORE within the last interval are skipped: whoever sent them
+   * is already doing this (Kademlia §2.5's optimisation).
+   */
+  private async replicate(): Promise<void> {
+    const now = this.clock.now();
+    for (const key of [...this.store.keys()]) {
+      const hex = idToHex(key);
+      const last = this.lastStoreAt.get(hex);
+      if (last !== undefined && now - last < this.opts.replicateIntervalMs) continue;
+      for (const v of this.store.get(key, now)) {
+        await this.storeOnClosest(key, v.value, v.expiresAt - this.clock.now());
+      }
+    }
+  }
+
+  private expire(): void {
+    const now = this.clock.now();
+    this.store.deleteExpired(now);
+    for (const [hex] of this.lastStoreAt) {
+      if (!this.store.has(idFromHex(hex))) this.lastStoreAt.delete(hex);
+    }
+    for (const [id, p] of this.published) if (p.expiresAt <= now) this.published.delete(id);
+  }
+
+  private async storeOnClosest(key: NodeId, value: Uint8Array, ttlMs: number): Promise<PutResult> {
+    const found = await this.findNode(key);
+    const result: PutResult = { stored: [], rejected: [], lookup: found };
+    const targets = [...found.closest];
+    const selfIndex = targets.findIndex((c) => compareDistance(key, this.id, c.id) < 0);
+    const selfIsClose = !this.opts.client && (selfIndex >= 0 || targets.length < this.k);
+    if (selfIsClose) {
+      const now = this.clock.now();
+      const out = handleStore(this.store, this.validateValue, key, value, ttlMs, this.id, now);
+      if (out.response.type === 'STORED' && out.response.ok) {
+        result.stored.push(this.contact);
+        this.lastStoreAt.set(idToHex(key), now);
+        if (out.changed) this.onValueStored?.(key, value, now + ttlMs);
+      }
+      targets.length = Math.min(targets.length, this.k - 1);
+    }
+    await Promise.all(
+      targets.map(async (t) => {
+        const r = await this.sendStore(t, key, value, ttlMs);
+        if (r === true) result.stored.push(t);
+        else if (r) result.rejected.push({ contact: t, ...r });
+      }),
+    );
+    return result;
+  }
+
+  /** true when stored, a rejection, or undefined when the node did not answer. */
+  private async sendStore(
+    to: Contact,
+    key: NodeId,
+    value: Uint8Array,
+    ttlMs: number,
+  ): Promise<true | { reason: StoreRejection; detail?: string } | undefined> {
+    if (ttlMs <= 0) return undefined;
+    try {
+      const res = await this.request(to, { type: 'STORE', key, value, ttlMs });
+      if (res.body.type !== 'STORED') return undefined;
+      if (res.body.ok) return true;
+      return res.body.detail === undefined
+        ? { reason: res.body.reason }
+        : { reason: res.body.reason, detail: res.body.detail };
+    } catch {
+      return undefined;
+    }
+  }
+
+  // --- Lookups and requests ------------------------------------------------------------------
+
+  private runLookup(target: NodeId, quorum: number, trace = false): Promise<LookupResult> {
+    this.stats.lookups++;
+    this.table.touchBucket(target, this.clock.now());
+    const initial = this.table.closest(target, this.k * this.disjointPaths);
+    return lookup({
+      target,
+      ownId: this.id,
+      k: this.k,
+      alpha: this.alpha,
+      paths: this.disjointPaths,
+      maxRequests: this.opts.maxLookupRequests,
+      initial,
+      quorum,
+      trace,
+      accept: this.acceptContact,
+      query: (c) => this.query(c, target, quorum > 0),
+    });
+  }
+
+  private async query(contact: Contact, target: NodeId, wantValue: boolean): Promise<QueryAnswer> {
+    const res = await this.request(
+      contact,
+      wantValue ? { type: 'FIND_VALUE', key: target } : { type: 'FIND_NODE', target },
+    );
+    const body = res.body;
+    if (body.type === 'NODES') return { contacts: body.contacts };
+    if (body.type === 'VALUE') {
+      const values: WireValue[] = body.values.filter((v) => v.ttlMs > 0);
+      return { contacts: body.contacts, values };
+    }
+    throw new DhtError('ERR_REJECTED', `unexpected ${body.type} reply to a lookup`);
+  }
+
+  /**
+   * Sends one request; on success the responder is a live contact, on failure it counts
+   * against the contact. `expectId` is false only when pinging an address of unknown ID.
+   */
+  private async request(to: Contact, body: RequestBody, expectId = true): Promise<Response> {
+    if (!this.running) throw new DhtError('ERR_STOPPED', 'node is stopped');
+    this.stats.requestsOut++;
+    const req: Request = this.opts.client
+      ? { sender: this.id, client: true, body }
+      : { sender: this.id, body };
+    let res: Response;
+    try {
+      res = await this.transport.request(to, req, this.opts.requestTimeoutMs);
+    } catch (err) {
+      this.stats.requestFailures++;
+      if (expectId) this.table.recordFailure(to.id, this.clock.now());
+      throw err;
+    }
+    if (expectId && !idEquals(res.sender, to.id)) {
+      // Someone else answers at that address now: the old contact is gone.
+      this.stats.requestFailures++;
+      this.table.recordFailure(to.id, this.clock.now());
+      throw new DhtError('ERR_REJECTED', 'reply came from a different node id');
+    }
+    if (res.body.type === 'ERROR') {
+      throw new DhtError('ERR_REJECTED', `peer error ${res.body.code}: ${res.body.message}`);
+    }
+    if (expectId) this.seen(to);
+    return res;
+  }
+
+  private schedule(name: Timer, intervalMs: number, task: () => unknown): void {
+    // ±10% jitter keeps thousands of nodes from doing their upkeep in lockstep.
+    const delay = intervalMs * (0.9 + 0.2 * this.random.next());
+    const handle = this.clock.setTimeout(() => {
+      if (!this.running) return;
+      Promise.resolve()
+        .then(task)
+        .catch(() => undefined)
+        .finally(() => {
+          if (this.running) this.schedule(name, intervalMs, task);
+        });
+    }, delay);
+    this.timers.set(name, handle);
+  }
+}

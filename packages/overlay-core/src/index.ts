@@ -1,0 +1,2 @@
+// overlay-core: not implemented yet; see the open issues.
+export {};

@@ -1,0 +1,2 @@
+// sip-adapter: not implemented yet; see the open issues.
+export {};
