@@ -48,3 +48,8 @@ export const MAX_DATAGRAM_BYTES = 1_200;
 export const UDP_RETRANSMIT_INITIAL_MS = 250;
 /** UDP: replies to duplicate requests are served from this cache for this long. */
 export const UDP_REPLY_CACHE_MS = 10_000;
+
+/** PINGs sent to a bootstrap address before giving up on it. */
+export const BOOTSTRAP_PING_ATTEMPTS = 3;
+/** UDP: most replies the duplicate-request cache holds, so a flood cannot grow it unbounded. */
+export const UDP_REPLY_CACHE_MAX_ENTRIES = 10_000;

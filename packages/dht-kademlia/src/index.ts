@@ -19,6 +19,7 @@ export {
   type GetOptions,
   KademliaNode,
   type KademliaOptions,
+  type LookupOptions,
   type NodeStats,
   type PublishedValue,
   type PutResult,
@@ -38,6 +39,12 @@ export {
   xorDistance,
 } from './node-id.js';
 export { cryptoRandom, type Random, randomInt, SeededRandom, shuffle } from './random.js';
+export { KBucket } from './routing-table/k-bucket.js';
+export {
+  type AddResult,
+  RoutingTable,
+  type RoutingTableOptions,
+} from './routing-table/routing-table.js';
 export type { ValueValidator } from './rpc/handlers/store.js';
 export type {
   Request,
@@ -48,8 +55,6 @@ export type {
   StoreRejection,
   WireValue,
 } from './rpc/messages.js';
-export { type AddResult, RoutingTable, type RoutingTableOptions } from './routing-table/routing-table.js';
-export { KBucket } from './routing-table/k-bucket.js';
 export {
   type Behaviour,
   type LiarResponder,
@@ -58,9 +63,31 @@ export {
   type SimulatorOptions,
   type SimulatorStats,
 } from './simulator/simulator.js';
+export { Swarm, type SwarmNodeOptions } from './simulator/swarm.js';
 export {
   type PutResult as StorePutResult,
+  type StoreChange,
   type StoredValue,
   ValueStore,
   type ValueStoreOptions,
 } from './storage/value-store.js';
+export {
+  endpointKey,
+  formatEndpoint,
+  type IpEndpoint,
+  parseEndpoint,
+} from './transport/address.js';
+export {
+  decodeMessage,
+  ERROR_UNSUPPORTED_VERSION,
+  encodeMessage,
+  encodeRequest,
+  encodeResponse,
+  HEADER_BYTES,
+  UnsupportedVersionError,
+  WIRE_MAGIC,
+  WIRE_VERSION,
+  type WireMessage,
+} from './transport/codec.js';
+export { type UdpBindOptions, UdpTransport, type UdpTransportStats } from './transport/udp.js';
+export { type DatagramCodec, RejectedMessageError } from './transport/datagram-codec.js';

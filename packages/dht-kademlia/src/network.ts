@@ -4,7 +4,10 @@ import type { Contact } from './contact.js';
 import type { Request, Response } from './rpc/messages.js';
 
 /** Handles one incoming request. `remoteAddress` is where it came from, as the transport saw it. */
-export type RequestHandler = (request: Request, remoteAddress: string) => Promise<Response> | Response;
+export type RequestHandler = (
+  request: Request,
+  remoteAddress: string,
+) => Promise<Response> | Response;
 
 export interface Transport {
   /** This endpoint's own address, in the form other nodes use to reach it. */

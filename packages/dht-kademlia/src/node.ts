@@ -3,8 +3,8 @@
 // Transport, a Clock and a Random, so the same code runs over UDP and in the simulator.
 
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
-import type { Contact } from './contact.js';
 import {
+  BOOTSTRAP_PING_ATTEMPTS,
   DEFAULT_ALPHA,
   DEFAULT_DISJOINT_PATHS,
   DEFAULT_EXPIRE_CHECK_INTERVAL_MS,
@@ -16,6 +16,7 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_VALUE_TTL_MS,
 } from './constants.js';
+import type { Contact } from './contact.js';
 import { DhtError } from './errors.js';
 import { type LookupResult, lookup, type QueryAnswer } from './lookup/lookup.js';
 import type { Transport } from './network.js';
@@ -30,12 +31,12 @@ import {
   randomIdAtPrefix,
 } from './node-id.js';
 import { cryptoRandom, type Random } from './random.js';
+import { RoutingTable } from './routing-table/routing-table.js';
 import { handleFindNode } from './rpc/handlers/find-node.js';
 import { handleFindValue } from './rpc/handlers/find-value.js';
 import { handlePing } from './rpc/handlers/ping.js';
 import { handleStore, type ValueValidator } from './rpc/handlers/store.js';
 import type { Request, RequestBody, Response, StoreRejection, WireValue } from './rpc/messages.js';
-import { RoutingTable } from './routing-table/routing-table.js';
 import { ValueStore, type ValueStoreOptions } from './storage/value-store.js';
 
 export interface KademliaOptions {
@@ -82,10 +83,16 @@ export interface PutResult {
   lookup: LookupResult;
 }
 
-export interface GetOptions {
+export interface LookupOptions {
+  /** Record every request for diagnostics. */
+  trace?: boolean;
+  /** Disjoint paths for this lookup; defaults to the node's setting. */
+  paths?: number;
+}
+
+export interface GetOptions extends LookupOptions {
   /** Holders that must answer with values before the lookup stops (default 1). */
   quorum?: number;
-  trace?: boolean;
 }
 
 export interface PublishedValue {
@@ -257,20 +264,29 @@ export class KademliaNode {
     }
   }
 
-  /** PINGs an address whose node-ID is unknown; resolves with the contact that answered. */
-  async pingAddress(address: string): Promise<Contact> {
+  /**
+   * PINGs an address whose node-ID is unknown, a few times over lossy links; resolves with
+   * the contact that answered.
+   */
+  async pingAddress(address: string, attempts = BOOTSTRAP_PING_ATTEMPTS): Promise<Contact> {
     // The placeholder ID is never used for routing: the reply names the real one.
     const placeholder: Contact = { id: new Uint8Array(32), address };
-    const res = await this.request(placeholder, { type: 'PING' }, false);
-    const contact = { id: res.sender, address };
-    this.seen(contact);
-    return contact;
+    for (let i = 1; ; i++) {
+      try {
+        const res = await this.request(placeholder, { type: 'PING' }, false);
+        const contact = { id: res.sender, address };
+        this.seen(contact);
+        return contact;
+      } catch (err) {
+        if (i >= attempts) throw err;
+      }
+    }
   }
 
   /** The k closest nodes to target that answered. */
-  findNode(target: NodeId, trace = false): Promise<LookupResult> {
+  findNode(target: NodeId, options: LookupOptions = {}): Promise<LookupResult> {
     assertNodeId(target, 'target');
-    return this.runLookup(target, 0, trace);
+    return this.runLookup(target, 0, options);
   }
 
   /**
@@ -287,7 +303,7 @@ export class KademliaNode {
     if (local.length > 0 && quorum === 1) {
       return { closest: [], values: local, hops: 0, requests: 0, failures: 0, trace: [] };
     }
-    const result = await this.runLookup(key, local.length > 0 ? quorum - 1 : quorum, options.trace);
+    const result = await this.runLookup(key, local.length > 0 ? quorum - 1 : quorum, options);
     result.values.unshift(...local);
     return result;
   }
@@ -505,20 +521,21 @@ export class KademliaNode {
 
   // --- Lookups and requests ------------------------------------------------------------------
 
-  private runLookup(target: NodeId, quorum: number, trace = false): Promise<LookupResult> {
+  private runLookup(target: NodeId, quorum: number, options: LookupOptions): Promise<LookupResult> {
     this.stats.lookups++;
     this.table.touchBucket(target, this.clock.now());
-    const initial = this.table.closest(target, this.k * this.disjointPaths);
+    const paths = Math.max(1, options.paths ?? this.disjointPaths);
+    const initial = this.table.closest(target, this.k * paths);
     return lookup({
       target,
       ownId: this.id,
       k: this.k,
       alpha: this.alpha,
-      paths: this.disjointPaths,
-      maxRequests: this.opts.maxLookupRequests,
+      paths,
+      maxRequests: this.opts.maxLookupRequests * paths,
       initial,
       quorum,
-      trace,
+      trace: options.trace ?? false,
       accept: this.acceptContact,
       query: (c) => this.query(c, target, quorum > 0),
     });

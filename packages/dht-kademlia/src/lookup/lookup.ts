@@ -125,7 +125,8 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
       if (finished) return;
       finished = true;
       const answered: Candidate[] = [];
-      for (const p of paths) for (const c of p.shortlist) if (c.state === 'answered') answered.push(c);
+      for (const p of paths)
+        for (const c of p.shortlist) if (c.state === 'answered') answered.push(c);
       answered.sort((a, b) => compareDistance(target, a.contact.id, b.contact.id));
       result.closest = answered.slice(0, k).map((c) => c.contact);
       if (quorum === 0) result.hops = answered[0]?.hop ?? 0;
@@ -191,7 +192,13 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
       if (finished) return;
       c.state = 'failed';
       if (params.trace) {
-        result.trace.push({ contact: c.contact, hop: c.hop, path: path.index, outcome: 'failed', returned: 0 });
+        result.trace.push({
+          contact: c.contact,
+          hop: c.hop,
+          path: path.index,
+          outcome: 'failed',
+          returned: 0,
+        });
       }
       pump(path);
     };

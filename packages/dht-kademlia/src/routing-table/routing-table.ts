@@ -5,8 +5,8 @@
 // that cannot split keeps its old contacts (they are pinged before any is evicted) and parks
 // newcomers in its replacement cache.
 
-import type { Contact } from '../contact.js';
 import { ID_BITS, MAX_CONTACT_FAILURES, REPLACEMENT_CACHE_SIZE } from '../constants.js';
+import type { Contact } from '../contact.js';
 import { commonPrefixLength, compareDistance, idEquals, type NodeId } from '../node-id.js';
 import { KBucket } from './k-bucket.js';
 
@@ -133,7 +133,7 @@ export class RoutingTable {
     const out: Contact[] = [];
     const start = this.bucketIndexOf(target);
     const push = (b: KBucket) => {
-      for (const e of b.entries) if (!exclude || !exclude(e.contact)) out.push(e.contact);
+      for (const e of b.entries) if (!exclude?.(e.contact)) out.push(e.contact);
     };
     push(this.bucket(start));
     for (let i = start + 1; i < this.buckets.length; i++) push(this.bucket(i));

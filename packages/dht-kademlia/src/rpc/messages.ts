@@ -40,7 +40,12 @@ export type ResponseBody =
       readonly truncated?: boolean;
     }
   | { readonly type: 'STORED'; readonly ok: true }
-  | { readonly type: 'STORED'; readonly ok: false; readonly reason: StoreRejection; readonly detail?: string }
+  | {
+      readonly type: 'STORED';
+      readonly ok: false;
+      readonly reason: StoreRejection;
+      readonly detail?: string;
+    }
   | { readonly type: 'ERROR'; readonly code: number; readonly message: string };
 
 export interface Request {

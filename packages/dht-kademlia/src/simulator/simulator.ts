@@ -189,7 +189,7 @@ export class SimTransport implements Transport {
       }, timeoutMs);
       this.sim.send(this.address, to.address, () => {
         const target = this.sim.endpoint(to.address);
-        if (!target || !target.up || !target.handler || target.behaviour === 'silent') {
+        if (!target?.up || !target.handler || target.behaviour === 'silent') {
           this.sim.stats.unanswered++;
           return;
         }

@@ -30,7 +30,18 @@ export interface ValueStoreOptions {
   slotOf?: (key: NodeId, value: Uint8Array) => string;
   /** Whether `incoming` may replace `existing` in the same slot. Default: always. */
   shouldReplace?: (key: NodeId, existing: StoredValue, incoming: StoredValue) => boolean;
+  /** Told of every change, after it happened: how a persistent layer keeps a copy on disk. */
+  onChange?: (change: StoreChange) => void;
 }
+
+export type StoreChange =
+  | {
+      readonly type: 'put';
+      readonly key: NodeId;
+      readonly slot: string;
+      readonly stored: StoredValue;
+    }
+  | { readonly type: 'delete'; readonly key: NodeId; readonly slot: string };
 
 export class ValueStore {
   private readonly data = new Map<string, Map<string, StoredValue>>();
@@ -39,6 +50,7 @@ export class ValueStore {
   readonly maxValueBytes: number;
   private readonly slotOf: (key: NodeId, value: Uint8Array) => string;
   private readonly shouldReplace: (key: NodeId, a: StoredValue, b: StoredValue) => boolean;
+  private readonly onChange: ((change: StoreChange) => void) | undefined;
 
   constructor(options: ValueStoreOptions = {}) {
     this.maxKeys = options.maxKeys ?? DEFAULT_MAX_KEYS;
@@ -46,6 +58,7 @@ export class ValueStore {
     this.maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
     this.slotOf = options.slotOf ?? (() => '');
     this.shouldReplace = options.shouldReplace ?? (() => true);
+    this.onChange = options.onChange;
   }
 
   get keyCount(): number {
@@ -74,7 +87,10 @@ export class ValueStore {
     if (existing && existing.expiresAt > now) {
       if (!this.shouldReplace(key, existing, incoming)) return { ok: true, changed: false };
       const same = Buffer.compare(existing.value, value) === 0;
-      slots.set(slot, same && existing.expiresAt > expiresAt ? { ...existing, storedAt: now } : incoming);
+      slots.set(
+        slot,
+        same && existing.expiresAt > expiresAt ? { ...existing, storedAt: now } : incoming,
+      );
       return { ok: true, changed: !same };
     }
     if (!existing && slots.size >= this.maxValuesPerKey) {
@@ -99,7 +115,11 @@ export class ValueStore {
   }
 
   delete(key: NodeId): void {
-    this.data.delete(idToHex(key));
+    const hex = idToHex(key);
+    const slots = this.data.get(hex);
+    if (!slots) return;
+    this.data.delete(hex);
+    for (const slot of slots.keys()) this.onChange?.({ type: 'delete', key, slot });
   }
 
   *keys(): IterableIterator<NodeId> {
@@ -119,6 +139,7 @@ export class ValueStore {
       if (v.expiresAt <= now) {
         slots.delete(slot);
         n++;
+        this.onChange?.({ type: 'delete', key: idFromHex(hex), slot });
       }
     }
     if (slots.size === 0) this.data.delete(hex);

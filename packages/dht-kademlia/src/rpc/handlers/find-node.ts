@@ -5,10 +5,18 @@ import { idEquals, type NodeId } from '../../node-id.js';
 import type { RoutingTable } from '../../routing-table/routing-table.js';
 import type { ResponseBody } from '../messages.js';
 
-export function closestForRequester(table: RoutingTable, target: NodeId, requester: NodeId): Contact[] {
+export function closestForRequester(
+  table: RoutingTable,
+  target: NodeId,
+  requester: NodeId,
+): Contact[] {
   return table.closest(target, table.k, (c) => idEquals(c.id, requester));
 }
 
-export function handleFindNode(table: RoutingTable, target: NodeId, requester: NodeId): ResponseBody {
+export function handleFindNode(
+  table: RoutingTable,
+  target: NodeId,
+  requester: NodeId,
+): ResponseBody {
   return { type: 'NODES', contacts: closestForRequester(table, target, requester) };
 }

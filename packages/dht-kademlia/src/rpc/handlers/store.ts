@@ -38,6 +38,7 @@ export function handleStore(
   }
   const ttl = Math.min(ttlMs, MAX_VALUE_TTL_MS);
   const put = store.put(key, value, now + ttl, now);
-  if (!put.ok) return { response: { type: 'STORED', ok: false, reason: put.reason }, changed: false };
+  if (!put.ok)
+    return { response: { type: 'STORED', ok: false, reason: put.reason }, changed: false };
   return { response: { type: 'STORED', ok: true }, changed: put.changed };
 }

@@ -1,0 +1,30 @@
+// How a UdpTransport turns messages into datagrams and back. The DHT ships a compact unsigned
+// codec (codec.ts); the overlay plugs in one that signs every datagram and checks signatures,
+// replays and overlay membership before the DHT sees a message.
+
+import { DhtError } from '../errors.js';
+import type { Request, Response } from '../rpc/messages.js';
+import type { WireMessage } from './codec.js';
+
+export interface DatagramCodec {
+  encodeRequest(txid: number, request: Request): Uint8Array;
+  encodeResponse(txid: number, response: Response): Uint8Array;
+  /**
+   * Decodes one datagram from `from`. Throws MalformedMessageError for bytes that are not a
+   * message, or RejectedMessageError for a well-formed message refused (bad signature,
+   * replay, another overlay...). Both are counted and dropped; a rejection may carry a reply.
+   */
+  decode(data: Uint8Array, from: string): WireMessage;
+}
+
+/** A well-formed datagram that the codec refuses. `reply`, if any, is sent back as is. */
+export class RejectedMessageError extends DhtError {
+  constructor(
+    readonly reason: string,
+    message: string,
+    readonly reply?: Uint8Array,
+  ) {
+    super('ERR_REJECTED', message);
+    this.name = 'RejectedMessageError';
+  }
+}

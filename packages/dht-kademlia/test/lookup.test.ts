@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  type Contact,
+  compareDistance,
+  idToHex,
+  lookup,
+  type QueryAnswer,
+  SeededRandom,
+} from '../src/index.js';
+
+const rnd = new SeededRandom(11);
+
+/** A static world of contacts where each node knows everyone and answers with its k closest. */
+function world(n: number) {
+  const contacts: Contact[] = [];
+  for (let i = 0; i < n; i++) contacts.push({ id: rnd.bytes(32), address: `n${i}` });
+  const closest = (target: Uint8Array, k: number) =>
+    [...contacts].sort((a, b) => compareDistance(target, a.id, b.id)).slice(0, k);
+  return { contacts, closest };
+}
+
+describe('iterative lookup', () => {
+  it('finds the true k closest and ends by the termination rule', async () => {
+    const w = world(300);
+    const target = rnd.bytes(32);
+    const asked = new Set<string>();
+    const r = await lookup({
+      target,
+      ownId: rnd.bytes(32),
+      k: 8,
+      alpha: 3,
+      paths: 1,
+      maxRequests: 1000,
+      initial: w.contacts.slice(0, 8),
+      query: async (c): Promise<QueryAnswer> => {
+        asked.add(c.address);
+        // Each node knows only a narrow slice: its own 8 closest to the target, plus noise.
+        return {
+          contacts: w
+            .closest(c.id, 4)
+            .concat(w.closest(target, 300).slice(asked.size, asked.size + 3)),
+        };
+      },
+    });
+    assert.deepEqual(
+      r.closest.map((c) => c.address),
+      w.closest(target, 8).map((c) => c.address),
+    );
+    assert.equal(r.requests, asked.size);
+    assert.ok(r.requests < 300, `asked ${r.requests}`);
+  });
+
+  it('routes around failing contacts', async () => {
+    const w = world(200);
+    const target = rnd.bytes(32);
+    const dead = new Set(w.closest(target, 3).map((c) => c.address));
+    const r = await lookup({
+      target,
+      ownId: rnd.bytes(32),
+      k: 5,
+      alpha: 3,
+      paths: 1,
+      maxRequests: 1000,
+      initial: w.contacts.slice(0, 10),
+      query: async (c) => {
+        if (dead.has(c.address)) throw new Error('timeout');
+        return { contacts: w.closest(target, 20) };
+      },
+    });
+    const live = w.closest(target, 8).filter((c) => !dead.has(c.address));
+    assert.deepEqual(
+      r.closest.map((c) => c.address),
+      live.map((c) => c.address),
+    );
+    assert.equal(r.failures, 3);
+  });
+
+  it('never sends more than maxRequests', async () => {
+    const w = world(200);
+    const r = await lookup({
+      target: rnd.bytes(32),
+      ownId: rnd.bytes(32),
+      k: 20,
+      alpha: 3,
+      paths: 1,
+      maxRequests: 7,
+      initial: w.contacts.slice(0, 20),
+      // Every answer brings fresh contacts, so only the cap ends this lookup.
+      query: async () => ({ contacts: w.contacts.slice(0, 200) }),
+    });
+    assert.equal(r.requests, 7);
+  });
+
+  it('keeps disjoint paths disjoint: no node is asked twice', async () => {
+    const w = world(400);
+    const target = rnd.bytes(32);
+    const askedBy = new Map<string, number>();
+    const r = await lookup({
+      target,
+      ownId: rnd.bytes(32),
+      k: 8,
+      alpha: 2,
+      paths: 4,
+      maxRequests: 1000,
+      initial: w.contacts.slice(0, 32),
+      trace: true,
+      query: async (c) => {
+        askedBy.set(c.address, (askedBy.get(c.address) ?? 0) + 1);
+        return { contacts: w.closest(target, 30).concat(w.closest(c.id, 5)) };
+      },
+    });
+    assert.ok([...askedBy.values()].every((n) => n === 1));
+    const paths = new Set(r.trace.map((s) => s.path));
+    assert.equal(paths.size, 4);
+    assert.equal(r.closest[0]?.address, w.closest(target, 1)[0]?.address);
+  });
+
+  it('stops a value lookup once the quorum of holders answered and reports hops', async () => {
+    const w = world(300);
+    const target = rnd.bytes(32);
+    const holders = new Set(w.closest(target, 5).map((c) => idToHex(c.id)));
+    const value = new Uint8Array([1, 2, 3]);
+    const r = await lookup({
+      target,
+      ownId: rnd.bytes(32),
+      k: 8,
+      alpha: 1,
+      paths: 1,
+      maxRequests: 1000,
+      quorum: 2,
+      initial: w.contacts.slice(0, 1),
+      query: async (c) => ({
+        contacts: w
+          .closest(target, 300)
+          .filter((x) => compareDistance(target, x.id, c.id) < 0)
+          .slice(-3),
+        values: holders.has(idToHex(c.id)) ? [{ value, ttlMs: 1000 }] : [],
+      }),
+    });
+    assert.equal(r.values.length, 2);
+    assert.ok(r.values.every((v) => holders.has(idToHex(v.holder.id))));
+    assert.ok(r.hops >= 2);
+  });
+
+  it('drops contacts refused by the contact hook', async () => {
+    const w = world(100);
+    const target = rnd.bytes(32);
+    const banned = new Set(w.closest(target, 4).map((c) => c.address));
+    const r = await lookup({
+      target,
+      ownId: rnd.bytes(32),
+      k: 4,
+      alpha: 3,
+      paths: 1,
+      maxRequests: 1000,
+      initial: w.contacts.slice(0, 10),
+      accept: (c) => !banned.has(c.address),
+      query: async () => ({ contacts: w.closest(target, 20) }),
+    });
+    assert.ok(r.closest.every((c) => !banned.has(c.address)));
+    assert.equal(r.closest.length, 4);
+  });
+});

@@ -1,0 +1,183 @@
+// The DHT over the in-process simulator: join, lookup, store, expiry, republish, replication,
+// hand-over, churn, silent and lying nodes. Seeds are fixed, so every run is the same run.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { hashToId, idEquals, type KademliaNode, Simulator, Swarm } from '../src/index.js';
+
+const MIN = 60_000;
+const HOUR = 60 * MIN;
+const text = (s: string) => new TextEncoder().encode(s);
+
+async function swarm(
+  n: number,
+  seed: number,
+  options: ConstructorParameters<typeof Swarm>[1] = {},
+) {
+  const sim = new Simulator({ seed });
+  const s = new Swarm(sim, { k: 8, ...options });
+  await s.grow(n, 10);
+  return s;
+}
+
+function holders(s: Swarm, key: Uint8Array): KademliaNode[] {
+  const now = s.sim.now();
+  return s.alive.filter((n) => n.store.get(key, now).length > 0);
+}
+
+describe('kademlia over the simulator', () => {
+  it('joins 150 nodes and finds the true closest node for any target', async () => {
+    const s = await swarm(150, 1);
+    assert.ok(
+      s.alive.every((n) => n.table.size >= 8),
+      'every node knows at least k others',
+    );
+    for (let i = 0; i < 20; i++) {
+      const target = s.sim.random.bytes(32);
+      const asker = s.alive[i * 7]!;
+      const r = await s.sim.settle(asker.findNode(target));
+      const truth = s
+        .closestAlive(target, 9)
+        .filter((n) => n !== asker)
+        .slice(0, 8);
+      assert.deepEqual(
+        r.closest.map((c) => c.address),
+        truth.map((n) => n.contact.address),
+      );
+    }
+  });
+
+  it('stores on the k closest and fetches from anywhere', async () => {
+    const s = await swarm(120, 2);
+    for (let i = 0; i < 15; i++) {
+      const key = hashToId(`user${i}`);
+      const put = await s.sim.settle(s.alive[i]!.put(key, text(`v${i}`), HOUR));
+      assert.equal(put.stored.length, 8);
+      const truth = s
+        .closestAlive(key, 8)
+        .map((n) => n.contact.address)
+        .sort();
+      assert.deepEqual(put.stored.map((c) => c.address).sort(), truth);
+      const got = await s.sim.settle(s.alive[119 - i]!.get(key));
+      assert.equal(Buffer.from(got.values[0]!.value).toString(), `v${i}`);
+    }
+  });
+
+  it('expires values at the end of their lifetime', async () => {
+    const s = await swarm(60, 3, { expireCheckIntervalMs: MIN });
+    const key = hashToId('short-lived');
+    await s.sim.settle(s.alive[0]!.put(key, text('x'), 10 * MIN));
+    assert.equal(holders(s, key).length, 8);
+    await s.sim.runFor(12 * MIN);
+    assert.equal(holders(s, key).length, 0);
+    const got = await s.sim.settle(s.alive[30]!.get(key));
+    assert.equal(got.values.length, 0);
+  });
+
+  it('republishes a value after every node that held it died', async () => {
+    const s = await swarm(80, 4, { republishIntervalMs: 10 * MIN, replicateIntervalMs: 10 * HOUR });
+    const key = hashToId('republished');
+    const publisher = s.alive.find((n) => !s.closestAlive(key, 8).includes(n))!;
+    await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    for (const n of holders(s, key)) s.crash(n);
+    assert.equal(holders(s, key).length, 0);
+    await s.sim.runFor(12 * MIN);
+    assert.equal(holders(s, key).length, 8);
+  });
+
+  it('restores k replicas within one replication period after holders die', async () => {
+    const s = await swarm(80, 5, { replicateIntervalMs: 10 * MIN, republishIntervalMs: 10 * HOUR });
+    const key = hashToId('replicated');
+    const publisher = s.alive[0]!;
+    await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    s.crash(publisher);
+    const before = holders(s, key);
+    for (const n of before.slice(0, 5)) s.crash(n);
+    assert.ok(holders(s, key).length <= 3);
+    await s.sim.runFor(12 * MIN);
+    const after = holders(s, key);
+    assert.equal(after.length, 8);
+    assert.deepEqual(
+      after.map((n) => n.contact.address).sort(),
+      s
+        .closestAlive(key, 8)
+        .map((n) => n.contact.address)
+        .sort(),
+    );
+  });
+
+  it('hands stored keys over to a new node that is closer', async () => {
+    const s = await swarm(60, 6);
+    const key = hashToId('handover');
+    await s.sim.settle(s.alive[0]!.put(key, text('x'), HOUR));
+    const closeId = new Uint8Array(key);
+    closeId[31] = (closeId[31] as number) ^ 1;
+    const newcomer = await s.join({}, closeId);
+    await s.sim.runFor(5_000);
+    assert.ok(idEquals(s.closestAlive(key, 1)[0]!.id, newcomer.id));
+    assert.equal(newcomer.store.get(key, s.sim.now()).length, 1);
+  });
+
+  it('keeps every value reachable through churn', async () => {
+    const s = await swarm(100, 7, {
+      republishIntervalMs: 20 * MIN,
+      replicateIntervalMs: 20 * MIN,
+      refreshIntervalMs: 20 * MIN,
+    });
+    const keys = Array.from({ length: 10 }, (_, i) => hashToId(`churn${i}`));
+    const publishers = s.alive.slice(0, 10);
+    for (const [i, key] of keys.entries())
+      await s.sim.settle(publishers[i]!.put(key, text(`${i}`), 4 * HOUR));
+    // Every 5 minutes for an hour, 5 random nodes (never the publishers) die and 5 join.
+    for (let round = 0; round < 12; round++) {
+      const victims = s.alive.filter((n) => !publishers.includes(n));
+      for (let j = 0; j < 5; j++)
+        s.crash(victims[Math.floor(s.sim.random.next() * victims.length)]!);
+      await s.grow(100, 5);
+      await s.sim.runFor(5 * MIN);
+    }
+    let found = 0;
+    for (const [i, key] of keys.entries()) {
+      const got = await s.sim.settle(s.alive[s.alive.length - 1 - i]!.get(key));
+      if (got.values.length > 0) found++;
+    }
+    assert.equal(found, keys.length);
+  });
+
+  it('finds values despite 20% silent nodes and 5% packet loss', async () => {
+    const sim = new Simulator({ seed: 8, lossRate: 0.05 });
+    const s = new Swarm(sim, { k: 8, requestTimeoutMs: 1_000 });
+    await s.grow(150, 10);
+    const keys = Array.from({ length: 20 }, (_, i) => hashToId(`silent${i}`));
+    for (const key of keys) await sim.settle(s.alive[0]!.put(key, text('x'), HOUR));
+    for (let i = 0; i < 30; i++) s.silence(s.alive[1 + i * 5]!);
+    let found = 0;
+    for (const [i, key] of keys.entries()) {
+      const got = await sim.settle(s.alive[149 - i]!.get(key));
+      if (got.values.length > 0) found++;
+    }
+    assert.ok(found >= 19, `found ${found} of 20`);
+  });
+
+  it('resists 20% lying nodes better with 4 disjoint paths than with 1', async () => {
+    const sim = new Simulator({ seed: 9 });
+    const s = new Swarm(sim, { k: 8 });
+    await s.grow(200, 10);
+    const keys = Array.from({ length: 30 }, (_, i) => hashToId(`liar${i}`));
+    const honest = s.alive.slice(0, 160);
+    for (const key of keys) await sim.settle(honest[0]!.put(key, text('x'), HOUR));
+    for (const n of s.alive.slice(160)) s.corrupt(n);
+    const success = async (paths: number) => {
+      let ok = 0;
+      for (const [i, key] of keys.entries()) {
+        const got = await sim.settle(honest[1 + i]!.get(key, { paths }));
+        if (got.values.length > 0) ok++;
+      }
+      return ok;
+    };
+    const d1 = await success(1);
+    const d4 = await success(4);
+    assert.ok(d4 >= d1, `d=4 found ${d4}, d=1 found ${d1}`);
+    assert.ok(d4 >= 28, `d=4 found ${d4} of 30`);
+  });
+});
