@@ -53,3 +53,6 @@ export const UDP_REPLY_CACHE_MS = 10_000;
 export const BOOTSTRAP_PING_ATTEMPTS = 3;
 /** UDP: most replies the duplicate-request cache holds, so a flood cannot grow it unbounded. */
 export const UDP_REPLY_CACHE_MAX_ENTRIES = 10_000;
+
+/** Pages of values a lookup fetches from one holder whose reply was truncated. */
+export const MAX_VALUE_PAGES = 16;

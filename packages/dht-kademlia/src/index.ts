@@ -89,5 +89,5 @@ export {
   WIRE_VERSION,
   type WireMessage,
 } from './transport/codec.js';
-export { type UdpBindOptions, UdpTransport, type UdpTransportStats } from './transport/udp.js';
 export { type DatagramCodec, RejectedMessageError } from './transport/datagram-codec.js';
+export { type UdpBindOptions, UdpTransport, type UdpTransportStats } from './transport/udp.js';

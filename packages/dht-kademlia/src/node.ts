@@ -15,9 +15,10 @@ import {
   DEFAULT_REPUBLISH_INTERVAL_MS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_VALUE_TTL_MS,
+  MAX_VALUE_PAGES,
 } from './constants.js';
 import type { Contact } from './contact.js';
-import { DhtError } from './errors.js';
+import { DhtError, TimeoutError } from './errors.js';
 import { type LookupResult, lookup, type QueryAnswer } from './lookup/lookup.js';
 import type { Transport } from './network.js';
 import {
@@ -63,8 +64,6 @@ export interface KademliaOptions {
   validateValue?: ValueValidator;
   /** Client role: asks, but is never put in routing tables and serves nothing. */
   client?: boolean;
-  /** Called after a STORE (from anyone) changed what this node holds. */
-  onValueStored?: (key: NodeId, value: Uint8Array, expiresAt: number) => void;
 }
 
 export interface NodeStats {
@@ -138,7 +137,6 @@ export class KademliaNode {
   >;
   private readonly acceptContact: (contact: Contact) => boolean;
   private readonly validateValue: ValueValidator | undefined;
-  private readonly onValueStored: KademliaOptions['onValueStored'];
   /** Values this node published itself, which it republishes until they expire. */
   private readonly published = new Map<string, PublishedValue>();
   /** When each stored key last arrived by STORE: replication skips keys refreshed by others. */
@@ -169,7 +167,6 @@ export class KademliaNode {
     };
     this.acceptContact = options.acceptContact ?? (() => true);
     this.validateValue = options.validateValue;
-    this.onValueStored = options.onValueStored;
     this.store =
       options.store instanceof ValueStore ? options.store : new ValueStore(options.store ?? {});
     this.table = new RoutingTable(this.id, { k: this.k }, this.clock.now());
@@ -355,7 +352,9 @@ export class KademliaNode {
       case 'FIND_NODE':
         return this.reply(handleFindNode(this.table, body.target, req.sender));
       case 'FIND_VALUE':
-        return this.reply(handleFindValue(this.table, this.store, body.key, req.sender, now));
+        return this.reply(
+          handleFindValue(this.table, this.store, body.key, req.sender, now, body.offset),
+        );
       case 'STORE': {
         const out = handleStore(
           this.store,
@@ -371,7 +370,6 @@ export class KademliaNode {
           this.stats.storeRejections[r] = (this.stats.storeRejections[r] ?? 0) + 1;
         } else {
           this.lastStoreAt.set(idToHex(body.key), now);
-          if (out.changed) this.onValueStored?.(body.key, body.value, now + body.ttlMs);
         }
         return this.reply(out.response);
       }
@@ -485,7 +483,6 @@ export class KademliaNode {
       if (out.response.type === 'STORED' && out.response.ok) {
         result.stored.push(this.contact);
         this.lastStoreAt.set(idToHex(key), now);
-        if (out.changed) this.onValueStored?.(key, value, now + ttlMs);
       }
       targets.length = Math.min(targets.length, this.k - 1);
     }
@@ -549,8 +546,20 @@ export class KademliaNode {
     const body = res.body;
     if (body.type === 'NODES') return { contacts: body.contacts };
     if (body.type === 'VALUE') {
-      const values: WireValue[] = body.values.filter((v) => v.ttlMs > 0);
-      return { contacts: body.contacts, values };
+      const values: WireValue[] = [...body.values];
+      // A holder with more values than one datagram carries is asked for the rest, page by page.
+      let truncated = body.truncated === true && body.values.length > 0;
+      for (let page = 1; truncated && page < MAX_VALUE_PAGES; page++) {
+        const more = await this.request(contact, {
+          type: 'FIND_VALUE',
+          key: target,
+          offset: values.length,
+        });
+        if (more.body.type !== 'VALUE' || more.body.values.length === 0) break;
+        values.push(...more.body.values);
+        truncated = more.body.truncated === true;
+      }
+      return { contacts: body.contacts, values: values.filter((v) => v.ttlMs > 0) };
     }
     throw new DhtError('ERR_REJECTED', `unexpected ${body.type} reply to a lookup`);
   }
@@ -570,7 +579,10 @@ export class KademliaNode {
       res = await this.transport.request(to, req, this.opts.requestTimeoutMs);
     } catch (err) {
       this.stats.requestFailures++;
-      if (expectId) this.table.recordFailure(to.id, this.clock.now());
+      // Only silence counts against a contact; an error of our own (a value too large to
+      // send, say) says nothing about the peer.
+      if (expectId && err instanceof TimeoutError)
+        this.table.recordFailure(to.id, this.clock.now());
       throw err;
     }
     if (expectId && !idEquals(res.sender, to.id)) {

@@ -394,3 +394,38 @@ describe('UdpTransport: requests and replies', () => {
     assert.ok(largest.length < 1200);
   });
 });
+
+describe('UdpTransport: values that span several datagrams', () => {
+  it('pages through a holder whose values do not fit one reply', async () => {
+    const slotOf = (_k: Uint8Array, v: Uint8Array) => Buffer.from(v.subarray(0, 2)).toString('hex');
+    const mk = async (name: string) => {
+      const id = hashToId(name);
+      const udp = await UdpTransport.bind({ host: HOST, port: 0, id });
+      const node = new KademliaNode({ id, transport: udp, k: 2, store: { slotOf } });
+      return node;
+    };
+    const holder = await mk('page-holder');
+    const asker = await mk('page-asker');
+    try {
+      holder.start();
+      await asker.bootstrap([holder.contact.address]);
+      const key = hashToId('many-devices');
+      // 12 values of 400 bytes: about 3 fit one datagram.
+      for (let i = 0; i < 12; i++) {
+        const v = new Uint8Array(400).fill(i);
+        v[0] = i;
+        v[1] = 0xaa;
+        assert.equal(holder.store.put(key, v, Date.now() + 60_000, Date.now()).ok, true);
+      }
+      const got = await asker.get(key);
+      assert.equal(got.values.length, 12);
+      assert.deepEqual(
+        got.values.map((v) => v.value[0]).sort((a, b) => (a ?? 0) - (b ?? 0)),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+      );
+    } finally {
+      await holder.stop();
+      await asker.stop();
+    }
+  });
+});

@@ -188,8 +188,8 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
 
     const onFailure = (path: Path, c: Candidate): void => {
       path.inFlight--;
-      result.failures++;
       if (finished) return;
+      result.failures++;
       c.state = 'failed';
       if (params.trace) {
         result.trace.push({

@@ -6,7 +6,12 @@ import type { NodeId } from '../node-id.js';
 export type RequestBody =
   | { readonly type: 'PING' }
   | { readonly type: 'FIND_NODE'; readonly target: NodeId }
-  | { readonly type: 'FIND_VALUE'; readonly key: NodeId }
+  | {
+      readonly type: 'FIND_VALUE';
+      readonly key: NodeId;
+      /** Skip this many of the holder's values: how a requester pages past a truncated reply. */
+      readonly offset?: number;
+    }
   | {
       readonly type: 'STORE';
       readonly key: NodeId;

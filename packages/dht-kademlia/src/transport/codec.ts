@@ -130,6 +130,8 @@ function writeRequestBody(w: Writer, body: RequestBody): void {
       return;
     case 'FIND_VALUE':
       w.id(body.key, 'key');
+      // Paging through a holder's values: absent means from the first.
+      if (body.offset) w.u16(Math.min(0xffff, body.offset));
       return;
     case 'STORE': {
       w.id(body.key, 'key');
@@ -340,8 +342,11 @@ function readRequestBody(r: Reader, type: number): RequestBody {
       return { type: 'PING' };
     case REQUEST_TYPES.FIND_NODE:
       return { type: 'FIND_NODE', target: r.id('target') };
-    case REQUEST_TYPES.FIND_VALUE:
-      return { type: 'FIND_VALUE', key: r.id('key') };
+    case REQUEST_TYPES.FIND_VALUE: {
+      const key = r.id('key');
+      if (r.remaining === 0) return { type: 'FIND_VALUE', key };
+      return { type: 'FIND_VALUE', key, offset: r.u16('offset') };
+    }
     case REQUEST_TYPES.STORE: {
       const key = r.id('key');
       const ttlMs = r.u32('ttl');

@@ -28,6 +28,37 @@ import {
   WIRE_VERSION,
   type WireMessage,
 } from './codec.js';
+import { type DatagramCodec, RejectedMessageError } from './datagram-codec.js';
+
+/**
+ * The DHT's own compact, unsigned codec. A request of another version with a full header is
+ * told which version this node speaks (only then, so a forged source gains no amplification).
+ */
+export function compactCodec(id: NodeId): DatagramCodec {
+  return {
+    encodeRequest: (txid, request) => encodeRequest(txid, request),
+    encodeResponse: (txid, response) => encodeResponse(txid, response),
+    decode: (data) => {
+      try {
+        return decodeMessage(data);
+      } catch (err) {
+        if (
+          err instanceof UnsupportedVersionError &&
+          err.isRequest &&
+          data.length >= HEADER_BYTES
+        ) {
+          const message = `unsupported version ${err.version}; this node speaks version ${WIRE_VERSION}`;
+          const reply = encodeResponse(err.txid, {
+            sender: id,
+            body: { type: 'ERROR', code: ERROR_UNSUPPORTED_VERSION, message },
+          });
+          throw new RejectedMessageError('version', message, reply);
+        }
+        throw err;
+      }
+    },
+  };
+}
 
 export interface UdpBindOptions {
   /** Address to bind: an IPv4 or IPv6 literal ("127.0.0.1", "::1", "0.0.0.0", "::"). */
@@ -36,6 +67,8 @@ export interface UdpBindOptions {
   port: number;
   /** The node's ID, named as sender in the replies the transport writes itself (version errors). */
   id?: NodeId;
+  /** How messages become datagrams; the compact unsigned codec by default. */
+  codec?: DatagramCodec;
   /** IPv6 sockets only: refuse IPv4 traffic instead of serving both. */
   ipv6Only?: boolean;
   clock?: Clock;
@@ -49,8 +82,10 @@ export interface UdpBindOptions {
 export interface UdpTransportStats {
   datagramsIn: number;
   datagramsOut: number;
-  /** Datagrams that did not decode (wrong version included); dropped. */
+  /** Datagrams that did not decode; dropped. */
   malformed: number;
+  /** Well-formed datagrams the codec refused (wrong version, bad signature, replay...), by reason. */
+  rejected: Record<string, number>;
   retransmissions: number;
   /** Requests that got no reply in time. */
   timeouts: number;
@@ -83,6 +118,7 @@ export class UdpTransport implements Transport {
     datagramsIn: 0,
     datagramsOut: 0,
     malformed: 0,
+    rejected: {},
     retransmissions: 0,
     timeouts: 0,
     duplicates: 0,
@@ -95,6 +131,7 @@ export class UdpTransport implements Transport {
   /** Keyed by source address and txid, oldest first. */
   private readonly replies = new Map<string, CachedReply>();
   private readonly id: NodeId;
+  private readonly codec: DatagramCodec;
   private readonly clock: Clock;
   private readonly random: Random;
   private readonly retransmitInitialMs: number;
@@ -111,6 +148,7 @@ export class UdpTransport implements Transport {
     this.address = endpointKey(bound.address, bound.port);
     this.ipv6 = bound.family === 'IPv6';
     this.id = options.id ?? new Uint8Array(ID_BYTES);
+    this.codec = options.codec ?? compactCodec(this.id);
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? cryptoRandom;
     this.retransmitInitialMs = options.retransmitInitialMs ?? UDP_RETRANSMIT_INITIAL_MS;
@@ -175,7 +213,7 @@ export class UdpTransport implements Transport {
     const txid = this.newTxid();
     let bytes: Uint8Array;
     try {
-      bytes = encodeRequest(txid, request);
+      bytes = this.codec.encodeRequest(txid, request);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -221,13 +259,13 @@ export class UdpTransport implements Transport {
     const from = endpointKey(rinfo.address, rinfo.port);
     let message: WireMessage;
     try {
-      message = decodeMessage(data);
+      message = this.codec.decode(data, from);
     } catch (err) {
-      this.stats.malformed++;
-      // Tell a peer of another version which one we speak, but only for a full header, so a
-      // forged source gains no amplification from a few bytes.
-      if (err instanceof UnsupportedVersionError && err.isRequest && data.length >= HEADER_BYTES) {
-        this.answerOtherVersion(err, rinfo);
+      if (err instanceof RejectedMessageError) {
+        this.stats.rejected[err.reason] = (this.stats.rejected[err.reason] ?? 0) + 1;
+        if (err.reply) this.send(err.reply, rinfo.port, rinfo.address);
+      } else {
+        this.stats.malformed++;
       }
       return;
     }
@@ -282,27 +320,15 @@ export class UdpTransport implements Transport {
 
   private encodeReply(txid: number, res: Response): Uint8Array {
     try {
-      return encodeResponse(txid, res);
+      return this.codec.encodeResponse(txid, res);
     } catch {
       // A handler's reply that cannot be encoded (bad sender ID, say) is our bug, not theirs.
-      return encodeResponse(txid, this.internalError());
+      return this.codec.encodeResponse(txid, this.internalError());
     }
   }
 
   private internalError(): Response {
     return { sender: this.id, body: { type: 'ERROR', code: 500, message: 'internal error' } };
-  }
-
-  private answerOtherVersion(err: UnsupportedVersionError, rinfo: RemoteInfo): void {
-    const res: Response = {
-      sender: this.id,
-      body: {
-        type: 'ERROR',
-        code: ERROR_UNSUPPORTED_VERSION,
-        message: `unsupported version ${err.version}; this node speaks version ${WIRE_VERSION}`,
-      },
-    };
-    this.send(encodeResponse(err.txid, res), rinfo.port, rinfo.address);
   }
 
   // --- Helpers ---------------------------------------------------------------------------------

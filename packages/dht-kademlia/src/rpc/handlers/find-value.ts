@@ -13,10 +13,13 @@ export function handleFindValue(
   key: NodeId,
   requester: NodeId,
   now: number,
+  offset = 0,
 ): ResponseBody {
   const contacts = closestForRequester(table, key, requester);
-  const stored = store.get(key, now);
-  if (stored.length === 0) return { type: 'NODES', contacts };
+  const all = store.get(key, now);
+  if (all.length === 0) return { type: 'NODES', contacts };
+  // Values past the offset; the transport truncates what does not fit one datagram.
+  const stored = all.slice(offset);
   return {
     type: 'VALUE',
     values: stored.map((v) => ({ value: v.value, ttlMs: v.expiresAt - now })),
