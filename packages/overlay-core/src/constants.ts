@@ -1,0 +1,26 @@
+// Every tunable number of the overlay layer, with its default.
+
+/** Wire format version this code speaks. */
+export const WIRE_VERSION = 1;
+/** Hops an overlay message may still travel. */
+export const DEFAULT_TTL = 32;
+/** Leading zero bits SHA-256(node-ID) must have: ~2^10 key generations, about 50 ms here. */
+export const DEFAULT_PUZZLE_BITS = 10;
+/** Messages older or newer than this (by the sender's clock) are refused as replays. */
+export const REPLAY_WINDOW_MS = 60_000;
+
+/** Kind IDs, as in RELOAD's registry spirit: small integers on the wire. */
+export const KIND_SIP_REGISTRATION = 1;
+export const KIND_NAME_CLAIM = 2;
+export const KIND_NODE_INFO = 3;
+
+/** Default SIP domain of a new overlay. */
+export const DEFAULT_DOMAIN = 'peerbx.local';
+export const DEFAULT_OVERLAY_NAME = 'peerbx';
+
+/** How often stored data is re-replicated and own records republished. */
+export const DEFAULT_MAINTENANCE_INTERVAL_MS = 60_000;
+/** Lifetime of a NODE-INFO record; refreshed at each maintenance period. */
+export const NODE_INFO_LIFETIME_MS = 10 * 60_000;
+/** Lifetime of an open-mode name claim unless refreshed. */
+export const NAME_CLAIM_LIFETIME_MS = 24 * 60 * 60_000;

@@ -1,0 +1,110 @@
+// Ed25519 identities for nodes and users. Signing and verification use node:crypto, about
+// 15x faster than pure-JS Ed25519 on this machine class (DESIGN.md), since every overlay
+// message and every stored record is verified.
+
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  sign as cryptoSign,
+  verify as cryptoVerify,
+} from 'node:crypto';
+import { hashToId, leadingZeroBits, type NodeId } from '@peerbx/dht-kademlia';
+import { OverlayError } from '../errors.js';
+
+/** Raw Ed25519 public keys are 32 bytes, signatures 64. */
+export const PUBLIC_KEY_BYTES = 32;
+export const SIGNATURE_BYTES = 64;
+
+// DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw key follows it.
+const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+export interface KeyPair {
+  /** Raw 32-byte public key. */
+  readonly publicKey: Uint8Array;
+  readonly privateKey: KeyObject;
+}
+
+export function generateKeyPair(): KeyPair {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  return { publicKey: rawPublicKey(publicKey), privateKey };
+}
+
+function rawPublicKey(key: KeyObject): Uint8Array {
+  const der = key.export({ type: 'spki', format: 'der' });
+  return new Uint8Array(der.subarray(der.length - PUBLIC_KEY_BYTES));
+}
+
+// Parsed public keys are cached: the same few hundred peers sign most messages we see.
+const publicKeyCache = new Map<string, KeyObject>();
+const PUBLIC_KEY_CACHE_MAX = 10_000;
+
+function publicKeyObject(raw: Uint8Array): KeyObject {
+  const id = Buffer.from(raw).toString('base64');
+  let key = publicKeyCache.get(id);
+  if (!key) {
+    key = createPublicKey({
+      key: Buffer.concat([SPKI_PREFIX, raw]),
+      format: 'der',
+      type: 'spki',
+    });
+    if (publicKeyCache.size >= PUBLIC_KEY_CACHE_MAX) publicKeyCache.clear();
+    publicKeyCache.set(id, key);
+  }
+  return key;
+}
+
+export function sign(keys: KeyPair, data: Uint8Array): Uint8Array {
+  return new Uint8Array(cryptoSign(null, data, keys.privateKey));
+}
+
+/** False (never a throw) for a bad key, a bad signature or a signature of the wrong length. */
+export function verify(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== PUBLIC_KEY_BYTES || signature.length !== SIGNATURE_BYTES) return false;
+  try {
+    return cryptoVerify(null, data, publicKeyObject(publicKey), signature);
+  } catch {
+    return false;
+  }
+}
+
+/** Node-ID = SHA-256 of the node's raw public key. */
+export function nodeIdOf(publicKey: Uint8Array): NodeId {
+  return hashToId(publicKey);
+}
+
+/**
+ * The static crypto puzzle (S/Kademlia): a node-ID is admitted only when SHA-256 of the ID
+ * starts with `difficulty` zero bits, so choosing an ID near a victim costs 2^difficulty
+ * key generations per attempt.
+ */
+export function meetsPuzzle(nodeId: NodeId, difficulty: number): boolean {
+  return difficulty <= 0 || leadingZeroBits(hashToId(nodeId)) >= difficulty;
+}
+
+/** Generates node keys until the node-ID meets the puzzle (about 2^difficulty tries). */
+export function generateNodeKeyPair(difficulty: number): KeyPair {
+  for (;;) {
+    const keys = generateKeyPair();
+    if (meetsPuzzle(nodeIdOf(keys.publicKey), difficulty)) return keys;
+  }
+}
+
+/** PKCS#8 PEM of the private key, for the data directory. */
+export function exportPrivateKey(keys: KeyPair): string {
+  return keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+}
+
+export function importPrivateKey(pem: string, what = 'key'): KeyPair {
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey({ key: pem, format: 'pem' });
+  } catch (err) {
+    throw new OverlayError('ERR_KEY_FILE', `${what} is not a PEM private key`, { cause: err });
+  }
+  if (privateKey.asymmetricKeyType !== 'ed25519') {
+    throw new OverlayError('ERR_KEY_FILE', `${what} is a ${privateKey.asymmetricKeyType} key, not ed25519`);
+  }
+  return { publicKey: rawPublicKey(createPublicKey(privateKey)), privateKey };
+}

@@ -1,0 +1,198 @@
+// The overlay's datagram codec for the DHT's UDP transport: every datagram is an overlay
+// message signed by its sender (wire/message.ts). Before the DHT sees a message this codec
+// checks the signature, that the sender's node-ID is SHA-256 of the signing key and meets the
+// crypto puzzle, that it belongs to this overlay (configuration hash), and that a request is
+// neither stale nor a replay. Every refusal is counted by reason.
+
+import {
+  type Clock,
+  type DatagramCodec,
+  DhtError,
+  MalformedMessageError,
+  MAX_DATAGRAM_BYTES,
+  RejectedMessageError,
+  type Request,
+  type Response,
+  type ResponseBody,
+  systemClock,
+  type WireMessage,
+} from '@peerbx/dht-kademlia';
+import { DEFAULT_TTL, REPLAY_WINDOW_MS } from '../constants.js';
+import { OverlayError } from '../errors.js';
+import { type KeyPair, meetsPuzzle } from '../identity/keys.js';
+import { bodyToRequest, bodyToResponse, requestToBody, responseToBody } from '../wire/dht-body.js';
+import {
+  decodeOverlayMessage,
+  encodeBody,
+  encodeOverlayMessage,
+  Flags,
+  MessageKind,
+  UnsupportedVersionError,
+} from '../wire/message.js';
+
+export type RejectReason =
+  | 'malformed'
+  | 'signature'
+  | 'version'
+  | 'config-mismatch'
+  | 'puzzle'
+  | 'stale'
+  | 'replay'
+  | 'sender-mismatch';
+
+export interface SignedCodecOptions {
+  keys: KeyPair;
+  /** SHA-256 of the overlay configuration; its first 4 bytes go into every header. */
+  configHash: Uint8Array;
+  /** Name of the overlay, for the error a node of another overlay is told. */
+  overlayName: string;
+  puzzleBits: number;
+  clock?: Clock;
+  replayWindowMs?: number;
+  /** Retransmissions of one request within this long are let through (the transport's reply cache answers them). */
+  retransmitWindowMs?: number;
+  client?: boolean;
+  maxDatagramBytes?: number;
+}
+
+/** Overlay error codes sent back in ERROR bodies. */
+export const ERROR_CONFIG_MISMATCH = 498;
+export const ERROR_VERSION = 505;
+
+export class SignedDatagramCodec implements DatagramCodec {
+  readonly rejected: Record<RejectReason, number> = {
+    malformed: 0,
+    signature: 0,
+    version: 0,
+    'config-mismatch': 0,
+    puzzle: 0,
+    stale: 0,
+    replay: 0,
+    'sender-mismatch': 0,
+  };
+  private readonly overlayHash: Uint8Array;
+  private readonly clock: Clock;
+  private readonly replayWindowMs: number;
+  private readonly retransmitWindowMs: number;
+  private readonly maxBytes: number;
+  /** First sighting of each (sender, txid, signature) request within the replay window. */
+  private readonly seen = new Map<string, number>();
+  private lastPrune = 0;
+
+  constructor(private readonly options: SignedCodecOptions) {
+    this.overlayHash = options.configHash.subarray(0, 4);
+    this.clock = options.clock ?? systemClock;
+    this.replayWindowMs = options.replayWindowMs ?? REPLAY_WINDOW_MS;
+    this.retransmitWindowMs = options.retransmitWindowMs ?? 10_000;
+    this.maxBytes = options.maxDatagramBytes ?? MAX_DATAGRAM_BYTES;
+  }
+
+  encodeRequest(txid: number, request: Request): Uint8Array {
+    const bytes = this.encode(MessageKind.DHT_REQUEST, txid, request.client ? Flags.CLIENT : 0, requestToBody(request.body));
+    if (bytes.length > this.maxBytes) {
+      throw new DhtError('ERR_TOO_LARGE', `${request.body.type} needs ${bytes.length} bytes, over the ${this.maxBytes}-byte datagram limit`);
+    }
+    return bytes;
+  }
+
+  encodeResponse(txid: number, response: Response): Uint8Array {
+    // Shrink replies that do not fit: farthest contacts go first, then values (flagged).
+    let body: ResponseBody = response.body;
+    for (;;) {
+      const bytes = this.encode(MessageKind.DHT_RESPONSE, txid, Flags.RESPONSE, responseToBody(body));
+      if (bytes.length <= this.maxBytes) return bytes;
+      if ((body.type === 'NODES' || body.type === 'VALUE') && body.contacts.length > 0) {
+        body = { ...body, contacts: body.contacts.slice(0, -1) };
+      } else if (body.type === 'VALUE' && body.values.length > 0) {
+        body = { ...body, values: body.values.slice(0, -1), truncated: true };
+      } else {
+        body = { type: 'ERROR', code: 500, message: 'reply too large' };
+      }
+    }
+  }
+
+  decode(data: Uint8Array, _from: string): WireMessage {
+    let msg: ReturnType<typeof decodeOverlayMessage>;
+    try {
+      msg = decodeOverlayMessage(data);
+    } catch (err) {
+      if (err instanceof UnsupportedVersionError) {
+        this.rejected.version++;
+        throw new RejectedMessageError('version', err.message, this.errorReply(err.txid, ERROR_VERSION, err.message));
+      }
+      if (err instanceof OverlayError && err.code === 'ERR_SIGNATURE') {
+        this.rejected.signature++;
+        throw new RejectedMessageError('signature', err.message);
+      }
+      this.rejected.malformed++;
+      throw new MalformedMessageError((err as Error).message);
+    }
+    const { header } = msg;
+    const isResponse = (header.flags & Flags.RESPONSE) !== 0;
+    if (Buffer.compare(header.overlayHash, this.overlayHash) !== 0) {
+      this.rejected['config-mismatch']++;
+      const text = `configuration mismatch: this node is in overlay "${this.options.overlayName}" (config ${Buffer.from(this.overlayHash).toString('hex')}), the message is for config ${Buffer.from(header.overlayHash).toString('hex')}`;
+      throw new RejectedMessageError(
+        'config-mismatch',
+        text,
+        isResponse ? undefined : this.errorReply(header.txid, ERROR_CONFIG_MISMATCH, text),
+      );
+    }
+    if (!meetsPuzzle(msg.senderId, this.options.puzzleBits)) {
+      this.rejected.puzzle++;
+      throw new RejectedMessageError('puzzle', 'sender node-ID does not meet the crypto puzzle');
+    }
+    try {
+      if (isResponse) {
+        if (header.kind !== MessageKind.DHT_RESPONSE) throw new OverlayError('ERR_MALFORMED', 'response of a request kind');
+        return { kind: 'response', txid: header.txid, response: { sender: msg.senderId, body: bodyToResponse(msg.body) } };
+      }
+      if (header.kind !== MessageKind.DHT_REQUEST) throw new OverlayError('ERR_MALFORMED', `unknown message kind ${header.kind}`);
+      const body = bodyToRequest(msg.body);
+      this.checkFresh(msg.senderId, header.txid, msg.timestamp, msg.signature);
+      const request: Request =
+        header.flags & Flags.CLIENT ? { sender: msg.senderId, client: true, body } : { sender: msg.senderId, body };
+      return { kind: 'request', txid: header.txid, request };
+    } catch (err) {
+      if (err instanceof RejectedMessageError) throw err;
+      this.rejected.malformed++;
+      throw new MalformedMessageError((err as Error).message);
+    }
+  }
+
+  /** Refuses requests outside the time window, and the same request seen again after its retransmission window. */
+  private checkFresh(sender: Uint8Array, txid: number, timestamp: number, signature: Uint8Array): void {
+    const now = this.clock.now();
+    if (Math.abs(now - timestamp) > this.replayWindowMs) {
+      this.rejected.stale++;
+      throw new RejectedMessageError('stale', `request timestamp is ${Math.round((now - timestamp) / 1000)} s off this node's clock`);
+    }
+    if (now - this.lastPrune > this.replayWindowMs / 4) {
+      for (const [k, at] of this.seen) if (now - at > 2 * this.replayWindowMs) this.seen.delete(k);
+      this.lastPrune = now;
+    }
+    const key = `${Buffer.from(sender).toString('base64')}/${txid}/${Buffer.from(signature).toString('base64')}`;
+    const first = this.seen.get(key);
+    if (first === undefined) {
+      this.seen.set(key, now);
+      return;
+    }
+    if (now - first > this.retransmitWindowMs) {
+      this.rejected.replay++;
+      throw new RejectedMessageError('replay', 'request replayed');
+    }
+  }
+
+  private encode(kind: number, txid: number, flags: number, body: unknown): Uint8Array {
+    return encodeOverlayMessage(
+      { ttl: DEFAULT_TTL, overlayHash: this.overlayHash, kind, txid, flags, via: [], destination: [] },
+      encodeBody(body),
+      this.options.keys,
+      this.clock.now(),
+    );
+  }
+
+  private errorReply(txid: number, code: number, message: string): Uint8Array {
+    return this.encode(MessageKind.DHT_RESPONSE, txid, Flags.RESPONSE, responseToBody({ type: 'ERROR', code, message }));
+  }
+}
