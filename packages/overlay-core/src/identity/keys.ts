@@ -5,10 +5,10 @@
 import {
   createPrivateKey,
   createPublicKey,
-  generateKeyPairSync,
-  type KeyObject,
   sign as cryptoSign,
   verify as cryptoVerify,
+  generateKeyPairSync,
+  type KeyObject,
 } from 'node:crypto';
 import { hashToId, leadingZeroBits, type NodeId } from '@peerbx/dht-kademlia';
 import { OverlayError } from '../errors.js';
@@ -91,6 +91,20 @@ export function generateNodeKeyPair(difficulty: number): KeyPair {
   }
 }
 
+// DER prefix of an Ed25519 PKCS#8 private key; the 32-byte seed follows it.
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/** The key pair of a 32-byte seed (RFC 8032): for test vectors and deterministic fixtures. */
+export function keyPairFromSeed(seed: Uint8Array): KeyPair {
+  if (seed.length !== 32) throw new OverlayError('ERR_KEY_FILE', 'an Ed25519 seed is 32 bytes');
+  const privateKey = createPrivateKey({
+    key: Buffer.concat([PKCS8_PREFIX, seed]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  return { publicKey: rawPublicKey(createPublicKey(privateKey)), privateKey };
+}
+
 /** PKCS#8 PEM of the private key, for the data directory. */
 export function exportPrivateKey(keys: KeyPair): string {
   return keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
@@ -104,7 +118,10 @@ export function importPrivateKey(pem: string, what = 'key'): KeyPair {
     throw new OverlayError('ERR_KEY_FILE', `${what} is not a PEM private key`, { cause: err });
   }
   if (privateKey.asymmetricKeyType !== 'ed25519') {
-    throw new OverlayError('ERR_KEY_FILE', `${what} is a ${privateKey.asymmetricKeyType} key, not ed25519`);
+    throw new OverlayError(
+      'ERR_KEY_FILE',
+      `${what} is a ${privateKey.asymmetricKeyType} key, not ed25519`,
+    );
   }
   return { publicKey: rawPublicKey(createPublicKey(privateKey)), privateKey };
 }

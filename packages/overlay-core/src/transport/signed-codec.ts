@@ -8,8 +8,8 @@ import {
   type Clock,
   type DatagramCodec,
   DhtError,
-  MalformedMessageError,
   MAX_DATAGRAM_BYTES,
+  MalformedMessageError,
   RejectedMessageError,
   type Request,
   type Response,
@@ -88,9 +88,17 @@ export class SignedDatagramCodec implements DatagramCodec {
   }
 
   encodeRequest(txid: number, request: Request): Uint8Array {
-    const bytes = this.encode(MessageKind.DHT_REQUEST, txid, request.client ? Flags.CLIENT : 0, requestToBody(request.body));
+    const bytes = this.encode(
+      MessageKind.DHT_REQUEST,
+      txid,
+      request.client ? Flags.CLIENT : 0,
+      requestToBody(request.body),
+    );
     if (bytes.length > this.maxBytes) {
-      throw new DhtError('ERR_TOO_LARGE', `${request.body.type} needs ${bytes.length} bytes, over the ${this.maxBytes}-byte datagram limit`);
+      throw new DhtError(
+        'ERR_TOO_LARGE',
+        `${request.body.type} needs ${bytes.length} bytes, over the ${this.maxBytes}-byte datagram limit`,
+      );
     }
     return bytes;
   }
@@ -99,7 +107,12 @@ export class SignedDatagramCodec implements DatagramCodec {
     // Shrink replies that do not fit: farthest contacts go first, then values (flagged).
     let body: ResponseBody = response.body;
     for (;;) {
-      const bytes = this.encode(MessageKind.DHT_RESPONSE, txid, Flags.RESPONSE, responseToBody(body));
+      const bytes = this.encode(
+        MessageKind.DHT_RESPONSE,
+        txid,
+        Flags.RESPONSE,
+        responseToBody(body),
+      );
       if (bytes.length <= this.maxBytes) return bytes;
       if ((body.type === 'NODES' || body.type === 'VALUE') && body.contacts.length > 0) {
         body = { ...body, contacts: body.contacts.slice(0, -1) };
@@ -118,7 +131,11 @@ export class SignedDatagramCodec implements DatagramCodec {
     } catch (err) {
       if (err instanceof UnsupportedVersionError) {
         this.rejected.version++;
-        throw new RejectedMessageError('version', err.message, this.errorReply(err.txid, ERROR_VERSION, err.message));
+        throw new RejectedMessageError(
+          'version',
+          err.message,
+          this.errorReply(err.txid, ERROR_VERSION, err.message),
+        );
       }
       if (err instanceof OverlayError && err.code === 'ERR_SIGNATURE') {
         this.rejected.signature++;
@@ -130,6 +147,17 @@ export class SignedDatagramCodec implements DatagramCodec {
     const { header } = msg;
     const isResponse = (header.flags & Flags.RESPONSE) !== 0;
     if (Buffer.compare(header.overlayHash, this.overlayHash) !== 0) {
+      // A node of another overlay telling us so: let its ERROR through, so that the request
+      // fails with its words rather than a timeout.
+      if (isResponse) {
+        const error = this.overlayError(msg.body);
+        if (error)
+          return {
+            kind: 'response',
+            txid: header.txid,
+            response: { sender: msg.senderId, body: error },
+          };
+      }
       this.rejected['config-mismatch']++;
       const text = `configuration mismatch: this node is in overlay "${this.options.overlayName}" (config ${Buffer.from(this.overlayHash).toString('hex')}), the message is for config ${Buffer.from(header.overlayHash).toString('hex')}`;
       throw new RejectedMessageError(
@@ -144,14 +172,22 @@ export class SignedDatagramCodec implements DatagramCodec {
     }
     try {
       if (isResponse) {
-        if (header.kind !== MessageKind.DHT_RESPONSE) throw new OverlayError('ERR_MALFORMED', 'response of a request kind');
-        return { kind: 'response', txid: header.txid, response: { sender: msg.senderId, body: bodyToResponse(msg.body) } };
+        if (header.kind !== MessageKind.DHT_RESPONSE)
+          throw new OverlayError('ERR_MALFORMED', 'response of a request kind');
+        return {
+          kind: 'response',
+          txid: header.txid,
+          response: { sender: msg.senderId, body: bodyToResponse(msg.body) },
+        };
       }
-      if (header.kind !== MessageKind.DHT_REQUEST) throw new OverlayError('ERR_MALFORMED', `unknown message kind ${header.kind}`);
+      if (header.kind !== MessageKind.DHT_REQUEST)
+        throw new OverlayError('ERR_MALFORMED', `unknown message kind ${header.kind}`);
       const body = bodyToRequest(msg.body);
       this.checkFresh(msg.senderId, header.txid, msg.timestamp, msg.signature);
       const request: Request =
-        header.flags & Flags.CLIENT ? { sender: msg.senderId, client: true, body } : { sender: msg.senderId, body };
+        header.flags & Flags.CLIENT
+          ? { sender: msg.senderId, client: true, body }
+          : { sender: msg.senderId, body };
       return { kind: 'request', txid: header.txid, request };
     } catch (err) {
       if (err instanceof RejectedMessageError) throw err;
@@ -160,12 +196,31 @@ export class SignedDatagramCodec implements DatagramCodec {
     }
   }
 
+  private overlayError(body: unknown): ResponseBody | undefined {
+    try {
+      const r = bodyToResponse(body);
+      return r.type === 'ERROR' && (r.code === ERROR_CONFIG_MISMATCH || r.code === ERROR_VERSION)
+        ? r
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Refuses requests outside the time window, and the same request seen again after its retransmission window. */
-  private checkFresh(sender: Uint8Array, txid: number, timestamp: number, signature: Uint8Array): void {
+  private checkFresh(
+    sender: Uint8Array,
+    txid: number,
+    timestamp: number,
+    signature: Uint8Array,
+  ): void {
     const now = this.clock.now();
     if (Math.abs(now - timestamp) > this.replayWindowMs) {
       this.rejected.stale++;
-      throw new RejectedMessageError('stale', `request timestamp is ${Math.round((now - timestamp) / 1000)} s off this node's clock`);
+      throw new RejectedMessageError(
+        'stale',
+        `request timestamp is ${Math.round((now - timestamp) / 1000)} s off this node's clock`,
+      );
     }
     if (now - this.lastPrune > this.replayWindowMs / 4) {
       for (const [k, at] of this.seen) if (now - at > 2 * this.replayWindowMs) this.seen.delete(k);
@@ -185,7 +240,15 @@ export class SignedDatagramCodec implements DatagramCodec {
 
   private encode(kind: number, txid: number, flags: number, body: unknown): Uint8Array {
     return encodeOverlayMessage(
-      { ttl: DEFAULT_TTL, overlayHash: this.overlayHash, kind, txid, flags, via: [], destination: [] },
+      {
+        ttl: DEFAULT_TTL,
+        overlayHash: this.overlayHash,
+        kind,
+        txid,
+        flags,
+        via: [],
+        destination: [],
+      },
       encodeBody(body),
       this.options.keys,
       this.clock.now(),
@@ -193,6 +256,11 @@ export class SignedDatagramCodec implements DatagramCodec {
   }
 
   private errorReply(txid: number, code: number, message: string): Uint8Array {
-    return this.encode(MessageKind.DHT_RESPONSE, txid, Flags.RESPONSE, responseToBody({ type: 'ERROR', code, message }));
+    return this.encode(
+      MessageKind.DHT_RESPONSE,
+      txid,
+      Flags.RESPONSE,
+      responseToBody({ type: 'ERROR', code, message }),
+    );
   }
 }

@@ -12,8 +12,17 @@ export function encode(value: unknown): Uint8Array {
 
 /** Decodes, turning every codec failure into ERR_MALFORMED. */
 export function decode(bytes: Uint8Array, what = 'message'): unknown {
+  // A Buffer in gives Buffers out; callers compare with Uint8Arrays, so decode a plain view.
+  const view = Buffer.isBuffer(bytes)
+    ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    : bytes;
   try {
-    return msgpackDecode(bytes, { maxStrLength: 4096, maxBinLength: 65536, maxArrayLength: 1024, maxMapLength: 256 });
+    return msgpackDecode(view, {
+      maxStrLength: 4096,
+      maxBinLength: 65536,
+      maxArrayLength: 1024,
+      maxMapLength: 256,
+    });
   } catch (err) {
     throw new OverlayError('ERR_MALFORMED', `${what} does not decode: ${(err as Error).message}`);
   }
@@ -28,7 +37,11 @@ export function field<T>(
 ): T {
   if (!isMap(map)) throw new OverlayError('ERR_MALFORMED', `${what} is not a map`);
   const v = map instanceof Map ? map.get(key) : (map as Record<string, unknown>)[String(key)];
-  if (!check(v)) throw new OverlayError('ERR_MALFORMED', `${what}: field ${key} is missing or of the wrong type`);
+  if (!check(v))
+    throw new OverlayError(
+      'ERR_MALFORMED',
+      `${what}: field ${key} is missing or of the wrong type`,
+    );
   return v;
 }
 
@@ -41,17 +54,22 @@ export function optionalField<T>(
   if (!isMap(map)) throw new OverlayError('ERR_MALFORMED', `${what} is not a map`);
   const v = map instanceof Map ? map.get(key) : (map as Record<string, unknown>)[String(key)];
   if (v === undefined || v === null) return undefined;
-  if (!check(v)) throw new OverlayError('ERR_MALFORMED', `${what}: field ${key} is of the wrong type`);
+  if (!check(v))
+    throw new OverlayError('ERR_MALFORMED', `${what}: field ${key} is of the wrong type`);
   return v;
 }
 
 function isMap(v: unknown): boolean {
-  return v instanceof Map || (typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array));
+  return (
+    v instanceof Map ||
+    (typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array))
+  );
 }
 
 export const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
 export const isString = (v: unknown): v is string => typeof v === 'string';
-export const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+export const isUint = (v: unknown): v is number =>
+  typeof v === 'number' && Number.isInteger(v) && v >= 0;
 export const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
 export const bytesOf =
   (n: number) =>

@@ -1,7 +1,15 @@
 // DHT requests and replies as overlay message bodies: MessagePack maps with numeric keys.
 // Unknown keys are ignored, so later versions can add fields.
 
-import type { Contact, Request, RequestBody, Response, ResponseBody, StoreRejection, WireValue } from '@peerbx/dht-kademlia';
+import type {
+  Contact,
+  Request,
+  RequestBody,
+  Response,
+  ResponseBody,
+  StoreRejection,
+  WireValue,
+} from '@peerbx/dht-kademlia';
 import { OverlayError } from '../errors.js';
 import { bytesOf, field, isBool, isBytes, isString, isUint, optionalField } from './codec.js';
 
@@ -118,7 +126,8 @@ export function bodyToResponse(map: unknown): ResponseBody {
     case 'VALUE': {
       const raw = field(map, 2, isArray, 'VALUE');
       const values: WireValue[] = raw.map((v) => {
-        if (!isArray(v) || !isBytes(v[0]) || !isUint(v[1])) throw new OverlayError('ERR_MALFORMED', 'value entry');
+        if (!isArray(v) || !isBytes(v[0]) || !isUint(v[1]))
+          throw new OverlayError('ERR_MALFORMED', 'value entry');
         return { value: v[0], ttlMs: v[1] };
       });
       const truncated = optionalField(map, 3, isBool, 'VALUE') ?? false;
@@ -128,11 +137,19 @@ export function bodyToResponse(map: unknown): ResponseBody {
       if (field(map, 4, isBool, 'STORED')) return { type, ok: true };
       const reason = field(map, 5, isString, 'STORED');
       const detail = optionalField(map, 6, isString, 'STORED');
-      const r = (REJECTIONS as readonly string[]).includes(reason) ? (reason as StoreRejection) : 'invalid';
-      return detail === undefined ? { type, ok: false, reason: r } : { type, ok: false, reason: r, detail };
+      const r = (REJECTIONS as readonly string[]).includes(reason)
+        ? (reason as StoreRejection)
+        : 'invalid';
+      return detail === undefined
+        ? { type, ok: false, reason: r }
+        : { type, ok: false, reason: r, detail };
     }
     case 'ERROR':
-      return { type, code: field(map, 7, isUint, 'ERROR'), message: field(map, 8, isString, 'ERROR') };
+      return {
+        type,
+        code: field(map, 7, isUint, 'ERROR'),
+        message: field(map, 8, isString, 'ERROR'),
+      };
     default:
       throw new OverlayError('ERR_MALFORMED', 'unknown DHT response type');
   }

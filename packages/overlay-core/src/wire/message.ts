@@ -11,7 +11,14 @@
 import type { NodeId } from '@peerbx/dht-kademlia';
 import { WIRE_VERSION } from '../constants.js';
 import { OverlayError } from '../errors.js';
-import { type KeyPair, nodeIdOf, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, sign, verify } from '../identity/keys.js';
+import {
+  type KeyPair,
+  nodeIdOf,
+  PUBLIC_KEY_BYTES,
+  SIGNATURE_BYTES,
+  sign,
+  verify,
+} from '../identity/keys.js';
 import { decode, encode } from './codec.js';
 
 export const MAGIC = 0x5058; // "PX"
@@ -60,7 +67,10 @@ export class UnsupportedVersionError extends OverlayError {
     readonly txid: number,
     readonly kind: number,
   ) {
-    super('ERR_VERSION', `unsupported overlay wire version ${version}; this node speaks ${WIRE_VERSION}`);
+    super(
+      'ERR_VERSION',
+      `unsupported overlay wire version ${version}; this node speaks ${WIRE_VERSION}`,
+    );
   }
 }
 
@@ -73,7 +83,8 @@ export function encodeOverlayMessage(
   if (header.via.length > 255 || header.destination.length > 255) {
     throw new OverlayError('ERR_LIMIT', 'via and destination lists hold at most 255 entries');
   }
-  if (bodyBytes.length > 0xffff) throw new OverlayError('ERR_LIMIT', 'message body over 65535 bytes');
+  if (bodyBytes.length > 0xffff)
+    throw new OverlayError('ERR_LIMIT', 'message body over 65535 bytes');
   const size =
     FIXED_HEADER_BYTES +
     ID_BYTES * (header.via.length + header.destination.length) +

@@ -1,0 +1,158 @@
+// A node's data directory: its keys, its copy of the overlay configuration, its store, and a
+// lock that keeps two running nodes from sharing it.
+//
+//   <dir>/node.key            node Ed25519 key (0600), its ID meets the crypto puzzle
+//   <dir>/users/<name>.key    user keys (0600)
+//   <dir>/users/<name>.cert   user certificates (enrolled mode)
+//   <dir>/overlay.json        the overlay configuration this node belongs to
+//   <dir>/store/              LevelDB: overlay data, own published records
+//   <dir>/node.lock           pid of the running node
+
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { OverlayError } from '../errors.js';
+import { loadOrCreateKeyFile } from './key-file.js';
+import {
+  generateKeyPair,
+  generateNodeKeyPair,
+  type KeyPair,
+  meetsPuzzle,
+  nodeIdOf,
+} from './keys.js';
+
+export interface DataDirPaths {
+  root: string;
+  nodeKey: string;
+  users: string;
+  config: string;
+  store: string;
+  lock: string;
+}
+
+export function dataDirPaths(root: string): DataDirPaths {
+  return {
+    root,
+    nodeKey: join(root, 'node.key'),
+    users: join(root, 'users'),
+    config: join(root, 'overlay.json'),
+    store: join(root, 'store'),
+    lock: join(root, 'node.lock'),
+  };
+}
+
+/** Creates the directory tree (0700) if missing. */
+export function ensureDataDir(root: string): DataDirPaths {
+  const p = dataDirPaths(root);
+  try {
+    mkdirSync(p.users, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new OverlayError(
+      'ERR_CONFIG',
+      `cannot create data directory ${root}: ${(err as Error).message}`,
+    );
+  }
+  return p;
+}
+
+/**
+ * Loads the node key, creating one that meets the puzzle on first start. A key that no longer
+ * meets the overlay's puzzle (the difficulty was raised) is an error the user must act on.
+ */
+export function loadNodeKey(p: DataDirPaths, puzzleBits: number): KeyPair {
+  const keys = loadOrCreateKeyFile(p.nodeKey, () => generateNodeKeyPair(puzzleBits));
+  if (!meetsPuzzle(nodeIdOf(keys.publicKey), puzzleBits)) {
+    throw new OverlayError(
+      'ERR_PUZZLE',
+      `the node key in ${p.nodeKey} does not meet this overlay's ${puzzleBits}-bit puzzle; move it away to generate a new one`,
+    );
+  }
+  return keys;
+}
+
+const USER_RE = /^[a-zA-Z0-9._~+-]{1,64}$/;
+
+export function assertUserName(user: string): void {
+  if (!USER_RE.test(user)) {
+    throw new OverlayError(
+      'ERR_CONFIG',
+      `user name "${user}" must be 1-64 letters, digits or . _ ~ + -`,
+    );
+  }
+}
+
+/** Loads (or creates) the key of a local user. */
+export function loadUserKey(p: DataDirPaths, user: string): KeyPair {
+  assertUserName(user);
+  return loadOrCreateKeyFile(join(p.users, `${user}.key`), generateKeyPair);
+}
+
+export function userCertificatePath(p: DataDirPaths, user: string): string {
+  assertUserName(user);
+  return join(p.users, `${user}.cert`);
+}
+
+/**
+ * Takes the directory's lock for this process. A lock left by a dead process is taken over;
+ * one held by a live process is ERR_DATA_DIR_LOCKED. Returns the release function.
+ */
+export function lockDataDir(p: DataDirPaths): () => void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(p.lock, 'wx', 0o600);
+      writeFileSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return () => {
+        try {
+          if (readFileSync(p.lock, 'utf8').trim() === String(process.pid)) unlinkSync(p.lock);
+        } catch {
+          // Already gone.
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number.parseInt(readFileSync(p.lock, 'utf8'), 10);
+      if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) {
+        throw new OverlayError(
+          'ERR_DATA_DIR_LOCKED',
+          `data directory ${p.root} is in use by a running node (pid ${pid}); stop it or use another --data-dir`,
+        );
+      }
+      // Stale lock from a killed node.
+      unlinkSync(p.lock);
+    }
+  }
+  throw new OverlayError('ERR_DATA_DIR_LOCKED', `cannot lock data directory ${p.root}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export function readSavedConfig(p: DataDirPaths): unknown {
+  if (!existsSync(p.config)) return undefined;
+  try {
+    return JSON.parse(readFileSync(p.config, 'utf8'));
+  } catch (err) {
+    throw new OverlayError(
+      'ERR_CONFIG',
+      `${p.config} is not valid JSON: ${(err as Error).message}`,
+    );
+  }
+}
+
+export function writeSavedConfig(p: DataDirPaths, config: unknown): void {
+  writeFileSync(p.config, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+}

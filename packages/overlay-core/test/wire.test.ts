@@ -1,0 +1,278 @@
+// The overlay message format and the signed datagram codec: round trips, tampering, unknown
+// versions and fields, replays, other overlays, and the test vectors of docs/protocol.md.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import {
+  type Clock,
+  MalformedMessageError,
+  RejectedMessageError,
+  type Request,
+} from '@peerbx/dht-kademlia';
+import { configHash, defaultOverlayConfig } from '../src/config/overlay-config.js';
+import { OverlayError } from '../src/errors.js';
+import { keyPairFromSeed, nodeIdOf } from '../src/identity/keys.js';
+import { SignedDatagramCodec } from '../src/transport/signed-codec.js';
+import { encode } from '../src/wire/codec.js';
+import { requestToBody } from '../src/wire/dht-body.js';
+import {
+  decodeOverlayMessage,
+  encodeOverlayMessage,
+  Flags,
+  MessageKind,
+  UnsupportedVersionError,
+} from '../src/wire/message.js';
+
+const seq = (from: number) => Uint8Array.from({ length: 32 }, (_, i) => from + i);
+const KEYS = keyPairFromSeed(seq(0));
+const OTHER = keyPairFromSeed(seq(0x20));
+const HASH = Uint8Array.from([0xc0, 0xff, 0xee, 0x00]);
+const T = new Uint8Array(32).fill(0xaa);
+
+const header = (kind: number, txid: number, flags = 0) => ({
+  ttl: 32,
+  overlayHash: HASH,
+  kind,
+  txid,
+  flags,
+  via: [] as Uint8Array[],
+  destination: [] as Uint8Array[],
+});
+
+/** The fixed inputs of the vectors in docs/protocol.md. */
+const vectors: Record<string, () => Uint8Array> = {
+  'ping-request': () =>
+    encodeOverlayMessage(
+      header(MessageKind.DHT_REQUEST, 0x01020304),
+      encode(requestToBody({ type: 'PING' })),
+      KEYS,
+      1_700_000_000_000,
+    ),
+  'find-node-request': () =>
+    encodeOverlayMessage(
+      header(MessageKind.DHT_REQUEST, 7, Flags.CLIENT),
+      encode(requestToBody({ type: 'FIND_NODE', target: T })),
+      KEYS,
+      1_700_000_000_000,
+    ),
+  'pong-response-with-via': () =>
+    encodeOverlayMessage(
+      { ...header(MessageKind.DHT_RESPONSE, 0x01020304, Flags.RESPONSE), via: [T] },
+      encode({ 0: 1 }),
+      KEYS,
+      1_700_000_000_001,
+    ),
+};
+
+describe('overlay message format', () => {
+  it('round-trips header, body and sender', () => {
+    const bytes = encodeOverlayMessage(
+      { ...header(MessageKind.DHT_REQUEST, 99), via: [seq(1)], destination: [seq(2), T] },
+      encode(requestToBody({ type: 'FIND_VALUE', key: T })),
+      KEYS,
+      123,
+    );
+    const m = decodeOverlayMessage(bytes);
+    assert.equal(m.header.txid, 99);
+    assert.equal(m.header.ttl, 32);
+    assert.deepEqual(m.header.via, [seq(1)]);
+    assert.deepEqual(m.header.destination, [seq(2), T]);
+    assert.deepEqual(m.senderId, nodeIdOf(KEYS.publicKey));
+    assert.equal(m.timestamp, 123);
+    assert.equal(m.size, bytes.length);
+  });
+
+  it('rejects a change to any byte', () => {
+    const bytes = vectors['find-node-request']!();
+    for (let i = 0; i < bytes.length; i++) {
+      const bad = new Uint8Array(bytes);
+      bad[i] = (bad[i] as number) ^ 0x01;
+      assert.throws(
+        () => decodeOverlayMessage(bad),
+        (e: unknown) =>
+          e instanceof OverlayError &&
+          ['ERR_SIGNATURE', 'ERR_MALFORMED', 'ERR_VERSION'].includes(e.code),
+        `byte ${i}`,
+      );
+    }
+  });
+
+  it('rejects every truncation as malformed, never with another error', () => {
+    const bytes = vectors['ping-request']!();
+    for (let n = 0; n < bytes.length; n++) {
+      assert.throws(() => decodeOverlayMessage(bytes.subarray(0, n)), OverlayError);
+    }
+  });
+
+  it('names the version and txid of a message of another version', () => {
+    const bytes = new Uint8Array(vectors['ping-request']!());
+    bytes[2] = 9;
+    assert.throws(
+      () => decodeOverlayMessage(bytes),
+      (e: unknown) =>
+        e instanceof UnsupportedVersionError && e.version === 9 && e.txid === 0x01020304,
+    );
+  });
+
+  it('ignores unknown body fields', () => {
+    const body = { ...requestToBody({ type: 'PING' }), 42: 'from a later version' };
+    const codec = new SignedDatagramCodec({
+      keys: OTHER,
+      configHash: HASH,
+      overlayName: 't',
+      puzzleBits: 0,
+    });
+    const bytes = encodeOverlayMessage(
+      header(MessageKind.DHT_REQUEST, 5),
+      encode(body),
+      KEYS,
+      Date.now(),
+    );
+    const m = codec.decode(bytes, '127.0.0.1:1');
+    assert.equal(m.kind, 'request');
+    assert.equal(m.kind === 'request' && m.request.body.type, 'PING');
+  });
+});
+
+describe('signed datagram codec', () => {
+  const cfgHash = configHash(defaultOverlayConfig());
+  let now = 1_000_000;
+  const clock: Clock = { now: () => now, setTimeout: () => ({}), clearTimeout: () => undefined };
+  const alice = new SignedDatagramCodec({
+    keys: KEYS,
+    configHash: cfgHash,
+    overlayName: 'peerbx',
+    puzzleBits: 0,
+    clock,
+    retransmitWindowMs: 1000,
+  });
+  const bob = new SignedDatagramCodec({
+    keys: OTHER,
+    configHash: cfgHash,
+    overlayName: 'peerbx',
+    puzzleBits: 0,
+    clock,
+    retransmitWindowMs: 1000,
+  });
+  const req: Request = {
+    sender: nodeIdOf(KEYS.publicKey),
+    body: { type: 'STORE', key: T, value: new Uint8Array([1, 2, 3]), ttlMs: 60_000 },
+  };
+
+  it('carries a request whose sender is the signing key', () => {
+    const m = bob.decode(alice.encodeRequest(1, req), 'x');
+    assert.ok(m.kind === 'request');
+    assert.deepEqual(m.request.sender, nodeIdOf(KEYS.publicKey));
+    assert.deepEqual(m.request.body, req.body);
+  });
+
+  it('lets a retransmission through but refuses the replay of a request', () => {
+    const bytes = alice.encodeRequest(2, req);
+    bob.decode(bytes, 'x');
+    now += 500;
+    bob.decode(bytes, 'x'); // a retransmission: the transport's reply cache answers it
+    now += 5_000;
+    assert.throws(
+      () => bob.decode(bytes, 'x'),
+      (e: unknown) => e instanceof RejectedMessageError && e.reason === 'replay',
+    );
+    assert.equal(bob.rejected.replay, 1);
+  });
+
+  it('refuses a request from outside the time window', () => {
+    const bytes = alice.encodeRequest(3, req);
+    now += 120_000;
+    assert.throws(
+      () => bob.decode(bytes, 'x'),
+      (e: unknown) => e instanceof RejectedMessageError && e.reason === 'stale',
+    );
+  });
+
+  it('refuses a forged signature and counts it', () => {
+    const bytes = new Uint8Array(alice.encodeRequest(4, req));
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 0xff;
+    assert.throws(
+      () => bob.decode(bytes, 'x'),
+      (e: unknown) => e instanceof RejectedMessageError && e.reason === 'signature',
+    );
+    assert.equal(bob.rejected.signature, 1);
+  });
+
+  it('answers a node of another overlay with a clear error', () => {
+    const stranger = new SignedDatagramCodec({
+      keys: KEYS,
+      configHash: configHash(defaultOverlayConfig({ name: 'elsewhere' })),
+      overlayName: 'elsewhere',
+      puzzleBits: 0,
+      clock,
+    });
+    let err: unknown;
+    try {
+      bob.decode(stranger.encodeRequest(5, req), 'x');
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err instanceof RejectedMessageError && err.reason === 'config-mismatch' && err.reply);
+    const reply = stranger.decode(err.reply, 'x');
+    assert.ok(reply.kind === 'response' && reply.response.body.type === 'ERROR');
+    assert.match(
+      reply.response.body.type === 'ERROR' ? reply.response.body.message : '',
+      /configuration mismatch/,
+    );
+  });
+
+  it('refuses senders whose node-ID fails the puzzle', () => {
+    const strict = new SignedDatagramCodec({
+      keys: OTHER,
+      configHash: cfgHash,
+      overlayName: 'peerbx',
+      puzzleBits: 24,
+      clock,
+    });
+    assert.throws(
+      () => strict.decode(alice.encodeRequest(6, req), 'x'),
+      (e: unknown) => e instanceof RejectedMessageError && e.reason === 'puzzle',
+    );
+  });
+
+  it('treats garbage as malformed', () => {
+    assert.throws(
+      () => bob.decode(new Uint8Array([0x50, 0x58, 1, 2, 3]), 'x'),
+      MalformedMessageError,
+    );
+  });
+
+  it('shrinks a reply that does not fit one datagram', () => {
+    const contacts = Array.from({ length: 40 }, (_, i) => ({
+      id: seq(i),
+      address: `[2001:db8::${i.toString(16)}]:7400`,
+    }));
+    const bytes = alice.encodeResponse(8, {
+      sender: nodeIdOf(KEYS.publicKey),
+      body: { type: 'NODES', contacts },
+    });
+    assert.ok(bytes.length <= 1200, `${bytes.length} bytes`);
+    const m = bob.decode(bytes, 'x');
+    assert.ok(m.kind === 'response' && m.response.body.type === 'NODES');
+    assert.ok(m.response.body.type === 'NODES' && m.response.body.contacts.length >= 15);
+  });
+});
+
+describe('test vectors of docs/protocol.md', () => {
+  const doc = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
+  const published = new Map<string, string>();
+  for (const m of doc.matchAll(/^#### `([a-z0-9-]+)`\n[\s\S]*?```hex\n([\s\S]*?)```/gm)) {
+    published.set(m[1]!, m[2]!.replace(/\s+/g, ''));
+  }
+  it('publishes every vector', () => {
+    assert.deepStrictEqual([...published.keys()].sort(), Object.keys(vectors).sort());
+  });
+  for (const [name, make] of Object.entries(vectors)) {
+    it(name, () => {
+      const hex = published.get(name);
+      assert.equal(Buffer.from(make()).toString('hex'), hex);
+      decodeOverlayMessage(Buffer.from(hex ?? '', 'hex'));
+    });
+  }
+});
