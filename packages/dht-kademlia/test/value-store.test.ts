@@ -57,3 +57,27 @@ describe('value store', () => {
     assert.equal(Buffer.from(s.get(key, 1)[0]!.value).toString(), 'new');
   });
 });
+
+describe('value store change feed', () => {
+  it('reports puts, replacements, expiries and deletions, and lists slots', () => {
+    const changes: string[] = [];
+    const s = new ValueStore({
+      slotOf: (_k, v) => String(v[0]),
+      onChange: (c) => changes.push(`${c.type}:${c.slot}`),
+    });
+    const key = rnd.bytes(32);
+    s.put(key, Uint8Array.of(1, 0), 100, 0);
+    s.put(key, Uint8Array.of(2, 0), 50, 0);
+    s.put(key, Uint8Array.of(1, 9), 100, 1);
+    assert.deepEqual(
+      s
+        .entries(key, 10)
+        .map((e) => e.slot)
+        .sort(),
+      ['1', '2'],
+    );
+    s.deleteExpired(60);
+    s.delete(key);
+    assert.deepEqual(changes, ['put:1', 'put:2', 'put:1', 'delete:2', 'delete:1']);
+  });
+});

@@ -87,10 +87,10 @@ export class ValueStore {
     if (existing && existing.expiresAt > now) {
       if (!this.shouldReplace(key, existing, incoming)) return { ok: true, changed: false };
       const same = Buffer.compare(existing.value, value) === 0;
-      slots.set(
-        slot,
-        same && existing.expiresAt > expiresAt ? { ...existing, storedAt: now } : incoming,
-      );
+      const kept =
+        same && existing.expiresAt > expiresAt ? { ...existing, storedAt: now } : incoming;
+      slots.set(slot, kept);
+      if (!same || kept === incoming) this.onChange?.({ type: 'put', key, slot, stored: kept });
       return { ok: true, changed: !same };
     }
     if (!existing && slots.size >= this.maxValuesPerKey) {
@@ -98,7 +98,17 @@ export class ValueStore {
       if (slots.size >= this.maxValuesPerKey) return { ok: false, reason: 'too-many-values' };
     }
     slots.set(slot, incoming);
+    this.onChange?.({ type: 'put', key, slot, stored: incoming });
     return { ok: true, changed: true };
+  }
+
+  /** Live values under key with the slot each occupies. */
+  entries(key: NodeId, now: number): { slot: string; stored: StoredValue }[] {
+    const slots = this.data.get(idToHex(key));
+    if (!slots) return [];
+    const out: { slot: string; stored: StoredValue }[] = [];
+    for (const [slot, stored] of slots) if (stored.expiresAt > now) out.push({ slot, stored });
+    return out;
   }
 
   /** Live values under key. */
