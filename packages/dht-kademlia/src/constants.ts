@@ -56,3 +56,12 @@ export const UDP_REPLY_CACHE_MAX_ENTRIES = 10_000;
 
 /** Pages of values a lookup fetches from one holder whose reply was truncated. */
 export const MAX_VALUE_PAGES = 16;
+
+/** Republish and replication stores in flight at once per node. */
+export const UPKEEP_PARALLELISM = 8;
+
+/** Contacts an answer carries at most when k is small (a datagram holds about this many). */
+export const ANSWER_CONTACTS_CAP = 20;
+
+/** Floor of the adaptive request timeout: room for one retransmission of a lost datagram. */
+export const DEFAULT_MIN_REQUEST_TIMEOUT_MS = 500;

@@ -10,12 +10,14 @@ import {
   DEFAULT_EXPIRE_CHECK_INTERVAL_MS,
   DEFAULT_K,
   DEFAULT_MAX_LOOKUP_REQUESTS,
+  DEFAULT_MIN_REQUEST_TIMEOUT_MS,
   DEFAULT_REFRESH_INTERVAL_MS,
   DEFAULT_REPLICATE_INTERVAL_MS,
   DEFAULT_REPUBLISH_INTERVAL_MS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_VALUE_TTL_MS,
   MAX_VALUE_PAGES,
+  UPKEEP_PARALLELISM,
 } from './constants.js';
 import type { Contact } from './contact.js';
 import { DhtError, TimeoutError } from './errors.js';
@@ -38,6 +40,7 @@ import { handleFindValue } from './rpc/handlers/find-value.js';
 import { handlePing } from './rpc/handlers/ping.js';
 import { handleStore, type ValueValidator } from './rpc/handlers/store.js';
 import type { Request, RequestBody, Response, StoreRejection, WireValue } from './rpc/messages.js';
+import { RttEstimator } from './rpc/rtt.js';
 import { ValueStore, type ValueStoreOptions } from './storage/value-store.js';
 
 export interface KademliaOptions {
@@ -49,7 +52,10 @@ export interface KademliaOptions {
   alpha?: number;
   /** Disjoint lookup paths, S/Kademlia's d. */
   disjointPaths?: number;
+  /** Timeout of a request to a contact never measured, and the ceiling for all. */
   requestTimeoutMs?: number;
+  /** Floor of the adaptive timeout of a measured contact (RFC 6298 style: SRTT + 4 RTTVAR). */
+  minRequestTimeoutMs?: number;
   maxLookupRequests?: number;
   refreshIntervalMs?: number;
   republishIntervalMs?: number;
@@ -144,6 +150,7 @@ export class KademliaNode {
   /** Least-recently-seen contacts being pinged before a possible eviction. */
   private readonly evictionPings = new Set<string>();
   private readonly timers = new Map<Timer, TimerHandle>();
+  private readonly rtt: RttEstimator;
   private running = false;
 
   constructor(options: KademliaOptions) {
@@ -171,6 +178,13 @@ export class KademliaNode {
       options.store instanceof ValueStore ? options.store : new ValueStore(options.store ?? {});
     this.table = new RoutingTable(this.id, { k: this.k }, this.clock.now());
     this.contact = { id: this.id, address: this.transport.address };
+    this.rtt = new RttEstimator(
+      this.opts.requestTimeoutMs,
+      Math.min(
+        this.opts.requestTimeoutMs,
+        options.minRequestTimeoutMs ?? DEFAULT_MIN_REQUEST_TIMEOUT_MS,
+      ),
+    );
   }
 
   get isRunning(): boolean {
@@ -195,16 +209,25 @@ export class KademliaNode {
    */
   async bootstrap(seeds: readonly (Contact | string)[]): Promise<number> {
     this.start();
+    const errors: string[] = [];
     const reached = await Promise.all(
       seeds.map((s) =>
         this.pingAddress(typeof s === 'string' ? s : s.address).then(
           (c) => c,
-          () => undefined,
+          (err: unknown) => {
+            errors.push((err as Error).message);
+            return undefined;
+          },
         ),
       ),
     );
     if (seeds.length > 0 && reached.every((c) => c === undefined)) {
-      throw new DhtError('ERR_NO_PEERS', `no bootstrap node answered (${seeds.length} tried)`);
+      // A refusal (another overlay, another version) says more than a timeout: show it first.
+      const reason = errors.find((e) => !/timed out|no reply/i.test(e)) ?? errors[0];
+      throw new DhtError(
+        'ERR_NO_PEERS',
+        `no bootstrap node answered (${seeds.length} tried): ${reason}`,
+      );
     }
     await this.findNode(this.id);
     if (this.opts.refreshOnJoin) {
@@ -275,7 +298,8 @@ export class KademliaNode {
         this.seen(contact);
         return contact;
       } catch (err) {
-        if (i >= attempts) throw err;
+        // Only silence is worth another try; a refusal will not change.
+        if (i >= attempts || !(err instanceof TimeoutError)) throw err;
       }
     }
   }
@@ -436,13 +460,14 @@ export class KademliaNode {
 
   private async republish(): Promise<void> {
     const now = this.clock.now();
+    const due: PublishedValue[] = [];
     for (const [id, p] of this.published) {
-      if (p.expiresAt <= now) {
-        this.published.delete(id);
-        continue;
-      }
-      await this.storeOnClosest(p.key, p.value, p.expiresAt - now);
+      if (p.expiresAt <= now) this.published.delete(id);
+      else due.push(p);
     }
+    await inParallel(due, UPKEEP_PARALLELISM, (p) =>
+      this.storeOnClosest(p.key, p.value, p.expiresAt - this.clock.now()),
+    );
   }
 
   /**
@@ -451,15 +476,32 @@ export class KademliaNode {
    * is already doing this (Kademlia §2.5's optimisation).
    */
   private async replicate(): Promise<void> {
+    // A neighbour that died took its replicas along: then every held key is re-replicated
+    // now, not only those nobody refreshed, so k copies are back within this period.
+    const neighbourDied = await this.checkNeighbours();
     const now = this.clock.now();
+    const due: { key: NodeId; value: Uint8Array; expiresAt: number }[] = [];
     for (const key of [...this.store.keys()]) {
-      const hex = idToHex(key);
-      const last = this.lastStoreAt.get(hex);
-      if (last !== undefined && now - last < this.opts.replicateIntervalMs) continue;
-      for (const v of this.store.get(key, now)) {
-        await this.storeOnClosest(key, v.value, v.expiresAt - this.clock.now());
+      const last = this.lastStoreAt.get(idToHex(key));
+      if (!neighbourDied && last !== undefined && now - last < this.opts.replicateIntervalMs) {
+        continue;
       }
+      for (const v of this.store.get(key, now))
+        due.push({ key, value: v.value, expiresAt: v.expiresAt });
     }
+    await inParallel(due, UPKEEP_PARALLELISM, (v) =>
+      this.storeOnClosest(v.key, v.value, v.expiresAt - this.clock.now()),
+    );
+  }
+
+  /**
+   * Pings the k closest contacts to this node (the nodes that hold replicas with it); true
+   * when one of them did not answer.
+   */
+  private async checkNeighbours(): Promise<boolean> {
+    if (this.store.keyCount === 0) return false;
+    const answers = await Promise.all(this.table.closest(this.id, this.k).map((c) => this.ping(c)));
+    return answers.includes(false);
   }
 
   private expire(): void {
@@ -575,8 +617,14 @@ export class KademliaNode {
       ? { sender: this.id, client: true, body }
       : { sender: this.id, body };
     let res: Response;
+    const rttKey = expectId ? idToHex(to.id) : '';
+    const sentAt = this.clock.now();
     try {
-      res = await this.transport.request(to, req, this.opts.requestTimeoutMs);
+      res = await this.transport.request(
+        to,
+        req,
+        expectId ? this.rtt.timeout(rttKey) : this.opts.requestTimeoutMs,
+      );
     } catch (err) {
       this.stats.requestFailures++;
       // Only silence counts against a contact; an error of our own (a value too large to
@@ -594,7 +642,10 @@ export class KademliaNode {
     if (res.body.type === 'ERROR') {
       throw new DhtError('ERR_REJECTED', `peer error ${res.body.code}: ${res.body.message}`);
     }
-    if (expectId) this.seen(to);
+    if (expectId) {
+      this.rtt.sample(rttKey, this.clock.now() - sentAt);
+      this.seen(to);
+    }
     return res;
   }
 
@@ -612,4 +663,20 @@ export class KademliaNode {
     }, delay);
     this.timers.set(name, handle);
   }
+}
+
+/** Runs task over items with at most `limit` at once; failures are the task's own business. */
+async function inParallel<T>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<unknown>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await task(item).catch(() => undefined);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

@@ -156,7 +156,23 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
           () => onFailure(path, c),
         );
       }
-      if (!finished && paths.every((p) => p.inFlight === 0)) finish();
+      if (!finished && paths.every(settled)) finish();
+    };
+
+    /**
+     * A path is settled when nothing is in flight, or when its k closest live contacts have
+     * all answered: requests still out to farther contacts cannot change the result, so a dead
+     * node's timeout does not hold the lookup up.
+     */
+    const settled = (path: Path): boolean => {
+      if (path.inFlight === 0) return true;
+      let answered = 0;
+      for (const c of path.shortlist) {
+        if (c.state === 'failed') continue;
+        if (c.state !== 'answered') return false;
+        if (++answered >= k) return true;
+      }
+      return false;
     };
 
     const onAnswer = (path: Path, c: Candidate, answer: QueryAnswer): void => {

@@ -8,7 +8,7 @@
 import { ID_BITS, MAX_CONTACT_FAILURES, REPLACEMENT_CACHE_SIZE } from '../constants.js';
 import type { Contact } from '../contact.js';
 import { commonPrefixLength, compareDistance, idEquals, type NodeId } from '../node-id.js';
-import { KBucket } from './k-bucket.js';
+import { type BucketEntry, KBucket } from './k-bucket.js';
 
 export type AddResult =
   | { readonly status: 'added' | 'updated' | 'self' }
@@ -127,13 +127,17 @@ export class RoutingTable {
 
   /** The n contacts closest to target, closest first. */
   closest(target: NodeId, n = this.k, exclude?: (c: Contact) => boolean): Contact[] {
+    return this.collect(target, n, exclude ? (e) => !exclude(e.contact) : () => true);
+  }
+
+  private collect(target: NodeId, n: number, keep: (e: BucketEntry) => boolean): Contact[] {
     // Distance classes, nearest first: the target's bucket; then every deeper bucket (they
     // differ from target at bit `start`); then shallower buckets, each farther than the last.
     // Whole classes are collected until n are in hand, then sorted once.
     const out: Contact[] = [];
     const start = this.bucketIndexOf(target);
     const push = (b: KBucket) => {
-      for (const e of b.entries) if (!exclude?.(e.contact)) out.push(e.contact);
+      for (const e of b.entries) if (keep(e)) out.push(e.contact);
     };
     push(this.bucket(start));
     for (let i = start + 1; i < this.buckets.length; i++) push(this.bucket(i));

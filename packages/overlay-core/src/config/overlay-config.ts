@@ -63,7 +63,7 @@ export const DEFAULT_KINDS: KindDefinition[] = [
     name: 'SIP-REGISTRATION',
     model: 'dictionary',
     policy: 'USER-NODE-MATCH',
-    maxValueBytes: 512,
+    maxValueBytes: 256,
     maxCount: 16,
     maxLifetimeMs: 24 * 3600_000,
   },
@@ -81,7 +81,7 @@ export const DEFAULT_KINDS: KindDefinition[] = [
     name: 'NODE-INFO',
     model: 'single',
     policy: 'NODE-MATCH',
-    maxValueBytes: 512,
+    maxValueBytes: 256,
     maxCount: 1,
     maxLifetimeMs: 24 * 3600_000,
   },
@@ -120,17 +120,26 @@ export function validateOverlayConfig(input: unknown): OverlayConfig {
   if (typeof c.domain !== 'string' || !DOMAIN_RE.test(c.domain)) {
     bad('domain', 'must be a lower-case DNS name such as peerbx.local');
   }
-  if (c.enrollment !== 'open' && c.enrollment !== 'enrolled') bad('enrollment', 'must be "open" or "enrolled"');
-  if (c.enrollment === 'enrolled' && (typeof c.authorityKey !== 'string' || !/^[0-9a-f]{64}$/.test(c.authorityKey))) {
+  if (c.enrollment !== 'open' && c.enrollment !== 'enrolled')
+    bad('enrollment', 'must be "open" or "enrolled"');
+  if (
+    c.enrollment === 'enrolled' &&
+    (typeof c.authorityKey !== 'string' || !/^[0-9a-f]{64}$/.test(c.authorityKey))
+  ) {
     bad('authorityKey', 'must be the 64-hex-digit authority public key in enrolled mode');
   }
-  if (!Number.isInteger(c.puzzleBits) || (c.puzzleBits as number) < 0 || (c.puzzleBits as number) > 24) {
+  if (
+    !Number.isInteger(c.puzzleBits) ||
+    (c.puzzleBits as number) < 0 ||
+    (c.puzzleBits as number) > 24
+  ) {
     bad('puzzleBits', 'must be an integer from 0 to 24');
   }
   const dht = c.dht as Record<string, unknown> | undefined;
   if (typeof dht !== 'object' || dht === null) bad('dht', 'must be an object');
   const posInt = (v: unknown, field: string, max: number) => {
-    if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > max) bad(field, `must be an integer from 1 to ${max}`);
+    if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > max)
+      bad(field, `must be an integer from 1 to ${max}`);
   };
   posInt(dht?.k, 'dht.k', 64);
   posInt(dht?.alpha, 'dht.alpha', 16);
@@ -144,7 +153,8 @@ export function validateOverlayConfig(input: unknown): OverlayConfig {
     if (ids.has(k.id as number)) bad(`${f}.id`, 'is used twice');
     ids.add(k.id as number);
     if (typeof k.name !== 'string' || k.name.length === 0) bad(`${f}.name`, 'must be a name');
-    if (!['single', 'array', 'dictionary'].includes(k.model as string)) bad(`${f}.model`, 'must be single, array or dictionary');
+    if (!['single', 'array', 'dictionary'].includes(k.model as string))
+      bad(`${f}.model`, 'must be single, array or dictionary');
     if (!['USER-MATCH', 'NODE-MATCH', 'USER-NODE-MATCH'].includes(k.policy as string)) {
       bad(`${f}.policy`, 'must be USER-MATCH, NODE-MATCH or USER-NODE-MATCH');
     }
@@ -152,7 +162,10 @@ export function validateOverlayConfig(input: unknown): OverlayConfig {
     posInt(k.maxCount, `${f}.maxCount`, 1024);
     posInt(k.maxLifetimeMs, `${f}.maxLifetimeMs`, 30 * 24 * 3600_000);
   }
-  if (!Array.isArray(c.bootstrap) || !c.bootstrap.every((b) => typeof b === 'string' && /^.+:\d{1,5}$/.test(b))) {
+  if (
+    !Array.isArray(c.bootstrap) ||
+    !c.bootstrap.every((b) => typeof b === 'string' && /^.+:\d{1,5}$/.test(b))
+  ) {
     bad('bootstrap', 'must be a list of "host:port" strings');
   }
   return c as unknown as OverlayConfig;
@@ -186,7 +199,10 @@ export function configHash(c: OverlayConfig): Uint8Array {
 
 export function signOverlayConfig(c: OverlayConfig, authority: KeyPair): OverlayConfig {
   const signed = { ...c, authorityKey: Buffer.from(authority.publicKey).toString('hex') };
-  return { ...signed, signature: Buffer.from(sign(authority, canonicalConfigBytes(signed))).toString('hex') };
+  return {
+    ...signed,
+    signature: Buffer.from(sign(authority, canonicalConfigBytes(signed))).toString('hex'),
+  };
 }
 
 /** In enrolled mode the document must carry a valid authority signature. */
@@ -194,7 +210,11 @@ export function checkConfigSignature(c: OverlayConfig): void {
   if (c.enrollment !== 'enrolled') return;
   const ok =
     typeof c.signature === 'string' &&
-    verify(Buffer.from(c.authorityKey ?? '', 'hex'), canonicalConfigBytes(c), Buffer.from(c.signature, 'hex'));
+    verify(
+      Buffer.from(c.authorityKey ?? '', 'hex'),
+      canonicalConfigBytes(c),
+      Buffer.from(c.signature, 'hex'),
+    );
   if (!ok) {
     throw new OverlayError(
       'ERR_SIGNATURE',

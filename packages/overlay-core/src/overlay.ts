@@ -1,0 +1,597 @@
+// The overlay node: the DHT made safe. It owns the node's identity and data directory, runs
+// Kademlia over signed UDP datagrams, stores only records that prove their writer, keeps them
+// in LevelDB, and opens authenticated stream links to other nodes. What the SIP adapter calls.
+
+import { existsSync, readFileSync } from 'node:fs';
+import {
+  type Clock,
+  type Contact,
+  formatEndpoint,
+  idEquals,
+  idToHex,
+  KademliaNode,
+  type NodeId,
+  parseEndpoint,
+  systemClock,
+  type TraceStep,
+  UdpTransport,
+  ValueStore,
+} from '@peerbx/dht-kademlia';
+import {
+  checkConfigSignature,
+  configHash,
+  kindById,
+  type OverlayConfig,
+  validateOverlayConfig,
+} from './config/overlay-config.js';
+import {
+  KIND_NAME_CLAIM,
+  KIND_NODE_INFO,
+  NAME_CLAIM_LIFETIME_MS,
+  NODE_INFO_LIFETIME_MS,
+} from './constants.js';
+import { OverlayError } from './errors.js';
+import {
+  type DataDirPaths,
+  ensureDataDir,
+  loadNodeKey,
+  loadUserKey,
+  lockDataDir,
+  readSavedConfig,
+  userCertificatePath,
+  writeSavedConfig,
+} from './identity/data-dir.js';
+import { type KeyPair, meetsPuzzle, nodeIdOf } from './identity/keys.js';
+import type { Channel } from './links/link.js';
+import { LinkManager } from './links/link-manager.js';
+import { type Logger, silentLogger } from './logger.js';
+import { decodeNodeInfo, encodeNodeInfo, type NodeInfo } from './storage/node-info.js';
+import { PersistentStore } from './storage/persistent-store.js';
+import {
+  createRecord,
+  encodeRecord,
+  recordExpiresAt,
+  recordSlot,
+  resourceId,
+  type StoredRecord,
+} from './storage/record.js';
+import {
+  createOverlayStoreOptions,
+  createRecordValidator,
+  verifyFetched,
+} from './storage/record-store.js';
+import { SignedDatagramCodec } from './transport/signed-codec.js';
+
+export const SOFTWARE_VERSION = '0.1.0';
+
+export interface ListenAddress {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+}
+
+export interface OverlayNodeOptions {
+  dataDir: string;
+  config: OverlayConfig;
+  /** DHT datagrams (default 127.0.0.1, a free port). */
+  udp?: ListenAddress;
+  /** Stream links (default: the UDP host, a free port). */
+  stream?: ListenAddress;
+  /** Nodes to join through ("host:port" of their UDP); none founds a new overlay. */
+  bootstrap?: string[];
+  /** Stream addresses other nodes should dial, when the bound host is not reachable as is. */
+  advertise?: string[];
+  logger?: Logger;
+  clock?: Clock;
+}
+
+export interface PublishParams {
+  kind: number;
+  resource: string;
+  dictionaryKey?: Uint8Array;
+  index?: number;
+  /** Empty: a deletion tombstone. */
+  value: Uint8Array;
+  lifetimeMs: number;
+  /** Local user whose key signs user-kind records. */
+  user?: string;
+}
+
+export interface PublishResult {
+  record: StoredRecord;
+  /** Nodes (this one included) that accepted the record. */
+  replicas: number;
+}
+
+export interface OverlayStats {
+  nodeId: string;
+  udp: string;
+  stream: string;
+  routingTable: { contacts: number; buckets: number };
+  records: { total: number; byKind: Record<string, number> };
+  published: number;
+  messages: {
+    datagramsIn: number;
+    datagramsOut: number;
+    requestsIn: Record<string, number>;
+    requestsOut: number;
+    requestFailures: number;
+    lookups: number;
+  };
+  rejections: {
+    malformed: number;
+    byReason: Record<string, number>;
+    stores: Record<string, number>;
+    contactsRefused: number;
+  };
+  links: number;
+}
+
+export interface PingResult {
+  nodeId: string;
+  address: string;
+  rttMs: number;
+}
+
+export class OverlayNode {
+  readonly nodeId: NodeId;
+  readonly config: OverlayConfig;
+  readonly configHash: Uint8Array;
+  readonly dht: KademliaNode;
+  readonly links: LinkManager;
+  readonly keys: KeyPair;
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  /** Own records by DHT key and slot, so a newer one replaces the older in republishing. */
+  private readonly published = new Map<
+    string,
+    { key: NodeId; bytes: Uint8Array; expiresAt: number }
+  >();
+  private nodeInfoTimer: ReturnType<Clock['setTimeout']> | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly paths: DataDirPaths,
+    private readonly releaseLock: () => void,
+    keys: KeyPair,
+    config: OverlayConfig,
+    readonly udp: UdpTransport,
+    readonly codec: SignedDatagramCodec,
+    links: LinkManager,
+    dht: KademliaNode,
+    private readonly persistent: PersistentStore,
+    readonly store: ValueStore,
+    private readonly advertise: string[],
+    log: Logger,
+    clock: Clock,
+  ) {
+    this.keys = keys;
+    this.nodeId = nodeIdOf(keys.publicKey);
+    this.config = config;
+    this.configHash = configHash(config);
+    this.links = links;
+    this.dht = dht;
+    this.log = log;
+    this.clock = clock;
+  }
+
+  /** Opens the data directory, binds the sockets, joins (or founds) the overlay. */
+  static async start(options: OverlayNodeOptions): Promise<OverlayNode> {
+    const config = validateOverlayConfig(options.config);
+    checkConfigSignature(config);
+    const clock = options.clock ?? systemClock;
+    const paths = ensureDataDir(options.dataDir);
+    const release = lockDataDir(paths);
+    const opened: { close(): Promise<void> }[] = [];
+    try {
+      if (readSavedConfig(paths) === undefined) writeSavedConfig(paths, config);
+      const keys = loadNodeKey(paths, config.puzzleBits);
+      const nodeId = nodeIdOf(keys.publicKey);
+      const log = (options.logger ?? silentLogger).child({
+        component: 'overlay',
+        node: idToHex(nodeId).slice(0, 16),
+      });
+      const hash = configHash(config);
+
+      const persistent = new PersistentStore(paths.store, {
+        onError: (err) => log.error({ err: err.message }, 'store write failed'),
+      });
+      await persistent.open();
+      opened.push(persistent);
+      const store = new ValueStore({
+        ...createOverlayStoreOptions(config, clock),
+        onChange: persistent.onChange,
+      });
+      const validate = createRecordValidator(config, store, clock);
+      const loaded = await persistent.loadInto(store, clock.now(), {
+        accept: (key, value) => validate(key, value, nodeId) === undefined,
+      });
+
+      const codec = new SignedDatagramCodec({
+        keys,
+        configHash: hash,
+        overlayName: config.name,
+        puzzleBits: config.puzzleBits,
+        clock,
+      });
+      const udpAt = options.udp ?? { host: '127.0.0.1', port: 0 };
+      const udp = await UdpTransport.bind({
+        host: udpAt.host,
+        port: udpAt.port,
+        id: nodeId,
+        codec,
+        clock,
+      }).catch((err) => {
+        throw new OverlayError(
+          'ERR_CONFIG',
+          `cannot listen on UDP ${udpAt.host}:${udpAt.port}: ${(err as Error).message}`,
+        );
+      });
+      opened.push(udp);
+      const links = new LinkManager({
+        keys,
+        configHash: hash,
+        puzzleBits: config.puzzleBits,
+        role: 'peer',
+        clock,
+      });
+      opened.push(links);
+      const streamAt = options.stream ?? { host: udpAt.host, port: 0 };
+      await links.listen(streamAt).catch((err: unknown) => {
+        throw new OverlayError(
+          'ERR_CONFIG',
+          `cannot listen on TCP ${streamAt.host}:${streamAt.port}: ${(err as Error).message}`,
+        );
+      });
+
+      const maintenance = config.dht.maintenanceIntervalMs;
+      const dht = new KademliaNode({
+        id: nodeId,
+        transport: udp,
+        clock,
+        k: config.dht.k,
+        alpha: config.dht.alpha,
+        disjointPaths: config.dht.disjointPaths,
+        store,
+        validateValue: validate,
+        acceptContact: (c) =>
+          meetsPuzzle(c.id, config.puzzleBits) && parseEndpoint(c.address) !== undefined,
+        replicateIntervalMs: maintenance,
+        republishIntervalMs: maintenance,
+        expireCheckIntervalMs: maintenance,
+        refreshIntervalMs: 15 * maintenance,
+      });
+      const node = new OverlayNode(
+        paths,
+        release,
+        keys,
+        config,
+        udp,
+        codec,
+        links,
+        dht,
+        persistent,
+        store,
+        options.advertise ?? [],
+        log,
+        clock,
+      );
+      dht.start();
+      const bootstrap = options.bootstrap ?? config.bootstrap;
+      if (bootstrap.length > 0) {
+        try {
+          await dht.bootstrap(bootstrap);
+        } catch (err) {
+          throw new OverlayError(
+            'ERR_UNREACHABLE',
+            `cannot join the overlay through ${bootstrap.join(', ')}: ${(err as Error).message}`,
+          );
+        }
+      }
+      await node.republishSaved();
+      await node.publishNodeInfo();
+      log.info(
+        {
+          udp: udp.address,
+          stream: links.address,
+          contacts: dht.table.size,
+          loaded: loaded.loaded,
+        },
+        bootstrap.length > 0 ? 'joined overlay' : 'founded overlay',
+      );
+      return node;
+    } catch (err) {
+      for (const o of opened.reverse()) await o.close().catch(() => undefined);
+      release();
+      throw err;
+    }
+  }
+
+  get udpAddress(): string {
+    return this.udp.address;
+  }
+
+  get streamAddress(): string {
+    return this.links.address ?? '';
+  }
+
+  get contact(): Contact {
+    return this.dht.contact;
+  }
+
+  // --- Storage -------------------------------------------------------------------------------
+
+  /**
+   * Signs and stores a record on the responsible peers, and keeps republishing it until it
+   * expires or is replaced. User kinds are signed by the local user's key; in open mode the
+   * user's name claim is stored (or refreshed) first. Throws ERR_FORBIDDEN with the storing
+   * peers' reason when every one of them refused.
+   */
+  async publish(params: PublishParams): Promise<PublishResult> {
+    const kind = kindById(this.config, params.kind);
+    if (!kind)
+      throw new OverlayError(
+        'ERR_CONFIG',
+        `kind ${params.kind} is not in this overlay's configuration`,
+      );
+    const userKind = kind.policy !== 'NODE-MATCH';
+    let userKeys: KeyPair | undefined;
+    let certificate: Uint8Array | undefined;
+    if (userKind) {
+      const user = params.user ?? params.resource.split('@')[0] ?? '';
+      userKeys = loadUserKey(this.paths, user);
+      if (this.config.enrollment === 'enrolled') {
+        const certPath = userCertificatePath(this.paths, user);
+        if (!existsSync(certPath)) {
+          throw new OverlayError(
+            'ERR_CERTIFICATE',
+            `no certificate for user ${user} at ${certPath}; ask the overlay admin (peerbx ca issue ${user})`,
+          );
+        }
+        certificate = new Uint8Array(readFileSync(certPath));
+      } else if (params.kind !== KIND_NAME_CLAIM) {
+        await this.ensureNameClaim(params.resource, userKeys);
+      }
+    }
+    const record = createRecord(
+      {
+        kind: params.kind,
+        resource: params.resource,
+        ...(params.dictionaryKey ? { dictionaryKey: params.dictionaryKey } : {}),
+        ...(params.index !== undefined ? { index: params.index } : {}),
+        value: params.value,
+        storedAt: this.clock.now(),
+        lifetimeMs: params.lifetimeMs,
+        ...(userKind && params.user ? { userName: params.user } : {}),
+        ...(certificate ? { certificate } : {}),
+      },
+      this.keys,
+      userKeys,
+    );
+    return this.storeRecord(record);
+  }
+
+  /** Stores an already signed record (one of ours, or a client's) and republishes it. */
+  async storeRecord(record: StoredRecord): Promise<PublishResult> {
+    const key = resourceId(record.resource);
+    const bytes = encodeRecord(record);
+    const expiresAt = recordExpiresAt(record);
+    const ttl = expiresAt - this.clock.now();
+    if (ttl <= 0)
+      throw new OverlayError('ERR_LIMIT', 'record lifetime is over before it was stored');
+    const id = `${idToHex(key)}/${recordSlot(record)}`;
+    const previous = this.published.get(id);
+    if (previous) this.dht.unpublish(previous.key, previous.bytes);
+    const put = await this.dht.put(key, bytes, ttl);
+    if (put.stored.length === 0) {
+      this.dht.unpublish(key, bytes);
+      const reason = put.rejected[0];
+      if (reason) {
+        throw new OverlayError(
+          'ERR_FORBIDDEN',
+          reason.detail ?? `record refused: ${reason.reason}`,
+        );
+      }
+      throw new OverlayError(
+        'ERR_UNREACHABLE',
+        'no peer stored the record (is the overlay reachable?)',
+      );
+    }
+    this.published.set(id, { key, bytes, expiresAt });
+    await this.persistent.savePublished(id, bytes, expiresAt);
+    return { record, replicas: put.stored.length };
+  }
+
+  /**
+   * Fetches a resource's records from the overlay and verifies each one again (signatures,
+   * policy, name claim): a storing peer is never trusted. `kind` filters the result.
+   */
+  async fetch(resource: string, kind?: number): Promise<StoredRecord[]> {
+    const result = await this.dht.get(resourceId(resource), { quorum: 2 });
+    return verifyFetched(result.values, resource, kind, this.config, {
+      now: this.clock.now(),
+      onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
+    });
+  }
+
+  private async ensureNameClaim(resource: string, userKeys: KeyPair): Promise<void> {
+    const claimResource = resource;
+    const id = `${idToHex(resourceId(claimResource))}/${KIND_NAME_CLAIM}:`;
+    const mine = this.published.get(id);
+    if (mine && mine.expiresAt - this.clock.now() > NAME_CLAIM_LIFETIME_MS / 2) return;
+    const record = createRecord(
+      {
+        kind: KIND_NAME_CLAIM,
+        resource: claimResource,
+        value: userKeys.publicKey,
+        storedAt: this.clock.now(),
+        lifetimeMs: NAME_CLAIM_LIFETIME_MS,
+      },
+      this.keys,
+      userKeys,
+    );
+    await this.storeRecord(record);
+  }
+
+  private async publishNodeInfo(): Promise<void> {
+    if (this.closed) return;
+    const info: NodeInfo = {
+      streamPort: parseEndpoint(this.links.address ?? '')?.port ?? 0,
+      streamAddresses: this.advertise,
+      version: SOFTWARE_VERSION,
+      role: 'peer',
+    };
+    try {
+      await this.publish({
+        kind: KIND_NODE_INFO,
+        resource: idToHex(this.nodeId),
+        value: encodeNodeInfo(info),
+        lifetimeMs: NODE_INFO_LIFETIME_MS,
+      });
+    } catch (err) {
+      this.log.warn(
+        { err: (err as Error).message },
+        'NODE-INFO not stored; retrying at the next period',
+      );
+    }
+    this.nodeInfoTimer = this.clock.setTimeout(
+      () => void this.publishNodeInfo(),
+      NODE_INFO_LIFETIME_MS / 2,
+    );
+  }
+
+  /** After a restart: the records this node published before are stored again. */
+  private async republishSaved(): Promise<void> {
+    const now = this.clock.now();
+    for (const entry of await this.persistent.loadPublished(now)) {
+      const key = idFromPublishedId(entry.id);
+      if (!key) continue;
+      this.published.set(entry.id, { key, bytes: entry.record, expiresAt: entry.expiresAt });
+      await this.dht.put(key, entry.record, entry.expiresAt - now).catch(() => undefined);
+    }
+  }
+
+  // --- Links ---------------------------------------------------------------------------------
+
+  /**
+   * A reliable, ordered channel to the node that owns nodeId, for `application` (say "sip").
+   * The link is found through the overlay, reused while open, re-dialled when it broke.
+   */
+  connect(nodeId: NodeId, application: string): Promise<Channel> {
+    return this.links.connect(nodeId, application, (id) => this.resolveStreamAddress(id));
+  }
+
+  /** Where a node's stream links listen: its NODE-INFO, at the host its DHT traffic uses. */
+  async resolveStreamAddress(nodeId: NodeId): Promise<string> {
+    const [info] = await this.fetch(idToHex(nodeId), KIND_NODE_INFO);
+    if (!info)
+      throw new OverlayError(
+        'ERR_NOT_FOUND',
+        `node ${idToHex(nodeId).slice(0, 16)}… has no NODE-INFO in the overlay`,
+      );
+    const ni = decodeNodeInfo(info.value);
+    if (ni.streamAddresses[0]) return ni.streamAddresses[0];
+    const contact = await this.findContact(nodeId);
+    const ep = parseEndpoint(contact.address);
+    if (!ep)
+      throw new OverlayError(
+        'ERR_UNREACHABLE',
+        `no usable address for node ${idToHex(nodeId).slice(0, 16)}…`,
+      );
+    return formatEndpoint(ep.ip, ni.streamPort);
+  }
+
+  // --- Diagnostics ---------------------------------------------------------------------------
+
+  /** The contact of a node-ID: from the routing table, or found by a lookup. */
+  async findContact(nodeId: NodeId): Promise<Contact> {
+    const known = this.dht.table.get(nodeId);
+    if (known) return known;
+    const found = await this.dht.findNode(nodeId);
+    const hit = found.closest.find((c) => idEquals(c.id, nodeId));
+    if (!hit)
+      throw new OverlayError('ERR_NOT_FOUND', `node ${idToHex(nodeId)} is not in the overlay`);
+    return hit;
+  }
+
+  async ping(nodeId: NodeId): Promise<PingResult> {
+    const contact = await this.findContact(nodeId);
+    const t0 = performance.now();
+    if (!(await this.dht.ping(contact))) {
+      throw new OverlayError(
+        'ERR_UNREACHABLE',
+        `node ${idToHex(nodeId).slice(0, 16)}… at ${contact.address} did not answer`,
+      );
+    }
+    return { nodeId: idToHex(nodeId), address: contact.address, rttMs: performance.now() - t0 };
+  }
+
+  /** The path of a lookup for target, request by request. */
+  async trace(target: NodeId): Promise<TraceStep[]> {
+    return (await this.dht.findNode(target, { trace: true })).trace;
+  }
+
+  stats(): OverlayStats {
+    const now = this.clock.now();
+    const byKind: Record<string, number> = {};
+    let total = 0;
+    for (const key of this.store.keys()) {
+      for (const { slot } of this.store.entries(key, now)) {
+        const kindId = Number(slot.split(':')[0]);
+        const name = kindById(this.config, kindId)?.name ?? `kind-${kindId}`;
+        byKind[name] = (byKind[name] ?? 0) + 1;
+        total++;
+      }
+    }
+    const d = this.dht.stats;
+    return {
+      nodeId: idToHex(this.nodeId),
+      udp: this.udp.address,
+      stream: this.links.address ?? '',
+      routingTable: { contacts: this.dht.table.size, buckets: this.dht.table.bucketCount },
+      records: { total, byKind },
+      published: this.published.size,
+      messages: {
+        datagramsIn: this.udp.stats.datagramsIn,
+        datagramsOut: this.udp.stats.datagramsOut,
+        requestsIn: { ...d.requestsIn },
+        requestsOut: d.requestsOut,
+        requestFailures: d.requestFailures,
+        lookups: d.lookups,
+      },
+      rejections: {
+        malformed: this.udp.stats.malformed,
+        byReason: { ...this.codec.rejected },
+        stores: { ...d.storeRejections },
+        contactsRefused: d.contactsRefused,
+      },
+      links: this.links.links().length,
+    };
+  }
+
+  // --- Lifecycle -----------------------------------------------------------------------------
+
+  /** Graceful leave: hands held records to the next responsible peers, then closes. */
+  async leave(): Promise<void> {
+    if (this.closed) return;
+    await this.dht.leave().catch(() => 0);
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.nodeInfoTimer) this.clock.clearTimeout(this.nodeInfoTimer);
+    await this.dht.stop();
+    await this.links.close();
+    await this.udp.close();
+    await this.persistent.flush().catch(() => undefined);
+    await this.persistent.close();
+    this.releaseLock();
+  }
+}
+
+function idFromPublishedId(id: string): NodeId | undefined {
+  const hex = id.split('/')[0] ?? '';
+  return /^[0-9a-f]{64}$/.test(hex) ? new Uint8Array(Buffer.from(hex, 'hex')) : undefined;
+}

@@ -1,0 +1,206 @@
+// Glue between signed records and the DHT's value store: which slot a record takes, which of
+// two records wins, what a storing peer accepts (signatures, policy, per-kind counts), and what
+// a fetcher believes of the values peers hand back.
+
+import type {
+  Clock,
+  NodeId,
+  StoredValue,
+  ValueStore,
+  ValueStoreOptions,
+  ValueValidator,
+} from '@peerbx/dht-kademlia';
+import { kindById, type OverlayConfig } from '../config/overlay-config.js';
+import { KIND_NAME_CLAIM } from '../constants.js';
+import { type AccessRejection, bytesEqual, checkRecord } from './access.js';
+import {
+  decodeRecord,
+  isTombstone,
+  RECORD_OVERHEAD_BYTES,
+  recordExpiresAt,
+  recordSlot,
+  resourceId,
+  type StoredRecord,
+} from './record.js';
+
+const NAME_CLAIM_SLOT = `${KIND_NAME_CLAIM}:`;
+
+// Values in the store are decoded again on every STORE under the same key (claims, counts);
+// the bytes never change once stored, so their decoding is remembered per byte array.
+const decoded = new WeakMap<Uint8Array, StoredRecord | null>();
+
+/** The record in `bytes`, or undefined when they are not one. Cached per byte array. */
+function recordOf(bytes: Uint8Array): StoredRecord | undefined {
+  const hit = decoded.get(bytes);
+  if (hit !== undefined) return hit ?? undefined;
+  let record: StoredRecord | null;
+  try {
+    record = decodeRecord(bytes);
+  } catch {
+    record = null;
+  }
+  decoded.set(bytes, record);
+  return record ?? undefined;
+}
+
+/** Value-store options for overlay records: slots per kind and entry, newest record wins. */
+export function createOverlayStoreOptions(config: OverlayConfig, clock: Clock): ValueStoreOptions {
+  const largest = Math.max(...config.kinds.map((k) => k.maxValueBytes));
+  const entries = config.kinds.reduce((n, k) => n + k.maxCount, 0);
+  return {
+    maxValueBytes: largest + RECORD_OVERHEAD_BYTES,
+    maxValuesPerKey: entries,
+    // Undecodable values never pass the validator; the fallback slot only keeps this total.
+    slotOf: (_key, value) => {
+      const record = recordOf(value);
+      return record ? recordSlot(record) : 'invalid';
+    },
+    shouldReplace: (_key, existing, incoming) => {
+      // The same record again (a republish): let the store keep the longer expiry.
+      if (bytesEqual(existing.value, incoming.value)) return true;
+      const a = recordOf(existing.value);
+      const b = recordOf(incoming.value);
+      if (!b) return false;
+      if (!a) return true;
+      // A record past its own lifetime gives way even to an older one.
+      if (recordExpiresAt(a) <= clock.now()) return true;
+      return b.storedAt > a.storedAt;
+    },
+  };
+}
+
+/**
+ * The storing peer's check of a STORE: decodes the value as a record, runs every access check
+ * (the name claim read from this store) and enforces the kind's entry count per resource.
+ */
+export function createRecordValidator(
+  config: OverlayConfig,
+  store: ValueStore,
+  clock: Clock,
+): ValueValidator {
+  return (key, value) => {
+    const now = clock.now();
+    let record: StoredRecord;
+    try {
+      record = decodeRecord(value);
+    } catch (err) {
+      return {
+        reason: 'invalid',
+        detail: `value is not a PeerBX record: ${(err as Error).message}`,
+      };
+    }
+    decoded.set(value, record); // the store's slotOf needs it next
+    const live = liveRecords(store, key, now);
+    const verdict = checkRecord(record, key, config, {
+      now,
+      existingClaim: () => currentClaim(live, now),
+    });
+    if (verdict) return verdict;
+    const kind = kindById(config, record.kind)!;
+    const slot = recordSlot(record);
+    if (live.some((r) => r.slot === slot)) return undefined;
+    const count = live.filter((r) => r.record.kind === record.kind).length;
+    if (count >= kind.maxCount) {
+      return {
+        reason: 'too-many-values',
+        detail: `${kind.name} for ${record.resource} already has ${count} entries, the most this overlay allows`,
+      };
+    }
+    return undefined;
+  };
+}
+
+export interface VerifyFetchedOptions {
+  /** The fetcher's clock; defaults to Date.now(). */
+  now?: number;
+  /** Told why each dropped value was dropped (diagnostics, logging). */
+  onDrop?: (detail: string) => void;
+}
+
+/**
+ * A fetcher's check of the values peers returned for one resource: every access check again
+ * (a storing peer may lie), then the newest record per slot, without tombstones or expired
+ * ones; in open mode, user records only from the key that holds the name claim. `kind`
+ * filters the result (undefined: all kinds); fetch all kinds at once so the claim is seen.
+ */
+export function verifyFetched(
+  values: readonly (Uint8Array | { readonly value: Uint8Array })[],
+  resourceName: string,
+  kind: number | undefined,
+  config: OverlayConfig,
+  options: VerifyFetchedOptions = {},
+): StoredRecord[] {
+  const now = options.now ?? Date.now();
+  const drop = (detail: string) => options.onDrop?.(detail);
+  const key = resourceId(resourceName);
+  const newest = new Map<string, StoredRecord>();
+  for (const item of values) {
+    const bytes = item instanceof Uint8Array ? item : item.value;
+    let record: StoredRecord;
+    try {
+      record = decodeRecord(bytes);
+    } catch (err) {
+      drop(`value is not a PeerBX record: ${(err as Error).message}`);
+      continue;
+    }
+    if (record.resource !== resourceName) {
+      drop(`record for ${record.resource} returned for ${resourceName}`);
+      continue;
+    }
+    const verdict: AccessRejection | undefined = checkRecord(record, key, config, { now });
+    if (verdict) {
+      drop(verdict.detail);
+      continue;
+    }
+    const slot = recordSlot(record);
+    const held = newest.get(slot);
+    if (!held || newer(record, held)) newest.set(slot, record);
+  }
+
+  let owner: Uint8Array | undefined;
+  if (config.enrollment === 'open') {
+    const claim = newest.get(NAME_CLAIM_SLOT);
+    if (claim && !isTombstone(claim)) owner = claim.user?.publicKey;
+  }
+  const out: StoredRecord[] = [];
+  for (const record of newest.values()) {
+    if (isTombstone(record)) continue;
+    if (owner && record.user && !bytesEqual(record.user.publicKey, owner)) {
+      const policy = kindById(config, record.kind)?.policy ?? '';
+      if (policy.startsWith('USER')) {
+        drop(`name ${resourceName} is owned by another key`);
+        continue;
+      }
+    }
+    if (kind === undefined || record.kind === kind) out.push(record);
+  }
+  return out;
+}
+
+/** Newer storedAt wins; equal dates are settled by the signed bytes so all fetchers agree. */
+function newer(a: StoredRecord, b: StoredRecord): boolean {
+  if (a.storedAt !== b.storedAt) return a.storedAt > b.storedAt;
+  return Buffer.compare(a.tbs, b.tbs) > 0;
+}
+
+interface LiveRecord {
+  readonly slot: string;
+  readonly record: StoredRecord;
+  readonly stored: StoredValue;
+}
+
+function liveRecords(store: ValueStore, key: NodeId, now: number): LiveRecord[] {
+  const out: LiveRecord[] = [];
+  for (const stored of store.get(key, now)) {
+    const record = recordOf(stored.value);
+    if (record) out.push({ slot: recordSlot(record), record, stored });
+  }
+  return out;
+}
+
+/** The user key of the live, unexpired, non-deleted NAME-CLAIM among a key's records. */
+function currentClaim(live: readonly LiveRecord[], now: number): Uint8Array | undefined {
+  const claim = live.find((r) => r.slot === NAME_CLAIM_SLOT)?.record;
+  if (!claim || isTombstone(claim) || recordExpiresAt(claim) <= now) return undefined;
+  return claim.user?.publicKey;
+}
