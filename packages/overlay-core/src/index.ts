@@ -2,6 +2,8 @@
 // crypto puzzle, the overlay configuration, signed messages, stored records with access
 // control, LevelDB persistence, authenticated stream links, and the OverlayNode that runs them.
 
+export { OverlayClient, type OverlayClientOptions } from './client.js';
+export { CLIENT_APPLICATION } from './client-protocol.js';
 export {
   type AccessPolicy,
   canonicalConfigBytes,

@@ -2,7 +2,6 @@
 // Kademlia over signed UDP datagrams, stores only records that prove their writer, keeps them
 // in LevelDB, and opens authenticated stream links to other nodes. What the SIP adapter calls.
 
-import { existsSync, readFileSync } from 'node:fs';
 import {
   type Clock,
   type Contact,
@@ -18,27 +17,27 @@ import {
   ValueStore,
 } from '@peerbx/dht-kademlia';
 import {
+  CLIENT_APPLICATION,
+  type ClientRequest,
+  type ClientResponse,
+  decodeClientRequest,
+  encodeClientResponse,
+} from './client-protocol.js';
+import {
   checkConfigSignature,
   configHash,
   kindById,
   type OverlayConfig,
   validateOverlayConfig,
 } from './config/overlay-config.js';
-import {
-  KIND_NAME_CLAIM,
-  KIND_NODE_INFO,
-  NAME_CLAIM_LIFETIME_MS,
-  NODE_INFO_LIFETIME_MS,
-} from './constants.js';
+import { KIND_NODE_INFO, NODE_INFO_LIFETIME_MS } from './constants.js';
 import { OverlayError } from './errors.js';
 import {
   type DataDirPaths,
   ensureDataDir,
   loadNodeKey,
-  loadUserKey,
   lockDataDir,
   readSavedConfig,
-  userCertificatePath,
   writeSavedConfig,
 } from './identity/data-dir.js';
 import { type KeyPair, meetsPuzzle, nodeIdOf } from './identity/keys.js';
@@ -48,19 +47,22 @@ import { type Logger, silentLogger } from './logger.js';
 import { decodeNodeInfo, encodeNodeInfo, type NodeInfo } from './storage/node-info.js';
 import { PersistentStore } from './storage/persistent-store.js';
 import {
-  createRecord,
+  decodeRecord,
   encodeRecord,
   recordExpiresAt,
   recordSlot,
   resourceId,
   type StoredRecord,
 } from './storage/record.js';
+import { type PublishParams, RecordSigner } from './storage/record-signer.js';
 import {
   createOverlayStoreOptions,
   createRecordValidator,
   verifyFetched,
 } from './storage/record-store.js';
 import { SignedDatagramCodec } from './transport/signed-codec.js';
+
+export type { PublishParams } from './storage/record-signer.js';
 
 export const SOFTWARE_VERSION = '0.1.0';
 
@@ -83,18 +85,6 @@ export interface OverlayNodeOptions {
   advertise?: string[];
   logger?: Logger;
   clock?: Clock;
-}
-
-export interface PublishParams {
-  kind: number;
-  resource: string;
-  dictionaryKey?: Uint8Array;
-  index?: number;
-  /** Empty: a deletion tombstone. */
-  value: Uint8Array;
-  lifetimeMs: number;
-  /** Local user whose key signs user-kind records. */
-  user?: string;
 }
 
 export interface PublishResult {
@@ -147,11 +137,12 @@ export class OverlayNode {
     string,
     { key: NodeId; bytes: Uint8Array; expiresAt: number }
   >();
+  private readonly signer: RecordSigner;
   private nodeInfoTimer: ReturnType<Clock['setTimeout']> | undefined;
   private closed = false;
 
   private constructor(
-    private readonly paths: DataDirPaths,
+    readonly paths: DataDirPaths,
     private readonly releaseLock: () => void,
     keys: KeyPair,
     config: OverlayConfig,
@@ -173,6 +164,7 @@ export class OverlayNode {
     this.dht = dht;
     this.log = log;
     this.clock = clock;
+    this.signer = new RecordSigner(paths, config, keys, clock);
   }
 
   /** Opens the data directory, binds the sockets, joins (or founds) the overlay. */
@@ -276,6 +268,7 @@ export class OverlayNode {
         log,
         clock,
       );
+      links.handle(CLIENT_APPLICATION, (channel) => node.serveClient(channel));
       dht.start();
       const bootstrap = options.bootstrap ?? config.bootstrap;
       if (bootstrap.length > 0) {
@@ -328,46 +321,11 @@ export class OverlayNode {
    * peers' reason when every one of them refused.
    */
   async publish(params: PublishParams): Promise<PublishResult> {
-    const kind = kindById(this.config, params.kind);
-    if (!kind)
-      throw new OverlayError(
-        'ERR_CONFIG',
-        `kind ${params.kind} is not in this overlay's configuration`,
-      );
-    const userKind = kind.policy !== 'NODE-MATCH';
-    let userKeys: KeyPair | undefined;
-    let certificate: Uint8Array | undefined;
-    if (userKind) {
-      const user = params.user ?? params.resource.split('@')[0] ?? '';
-      userKeys = loadUserKey(this.paths, user);
-      if (this.config.enrollment === 'enrolled') {
-        const certPath = userCertificatePath(this.paths, user);
-        if (!existsSync(certPath)) {
-          throw new OverlayError(
-            'ERR_CERTIFICATE',
-            `no certificate for user ${user} at ${certPath}; ask the overlay admin (peerbx ca issue ${user})`,
-          );
-        }
-        certificate = new Uint8Array(readFileSync(certPath));
-      } else if (params.kind !== KIND_NAME_CLAIM) {
-        await this.ensureNameClaim(params.resource, userKeys);
-      }
+    const { claim, record } = this.signer.sign(params);
+    if (claim) {
+      await this.storeRecord(claim);
+      this.signer.claimStored(claim);
     }
-    const record = createRecord(
-      {
-        kind: params.kind,
-        resource: params.resource,
-        ...(params.dictionaryKey ? { dictionaryKey: params.dictionaryKey } : {}),
-        ...(params.index !== undefined ? { index: params.index } : {}),
-        value: params.value,
-        storedAt: this.clock.now(),
-        lifetimeMs: params.lifetimeMs,
-        ...(userKind && params.user ? { userName: params.user } : {}),
-        ...(certificate ? { certificate } : {}),
-      },
-      this.keys,
-      userKeys,
-    );
     return this.storeRecord(record);
   }
 
@@ -412,25 +370,6 @@ export class OverlayNode {
       now: this.clock.now(),
       onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
     });
-  }
-
-  private async ensureNameClaim(resource: string, userKeys: KeyPair): Promise<void> {
-    const claimResource = resource;
-    const id = `${idToHex(resourceId(claimResource))}/${KIND_NAME_CLAIM}:`;
-    const mine = this.published.get(id);
-    if (mine && mine.expiresAt - this.clock.now() > NAME_CLAIM_LIFETIME_MS / 2) return;
-    const record = createRecord(
-      {
-        kind: KIND_NAME_CLAIM,
-        resource: claimResource,
-        value: userKeys.publicKey,
-        storedAt: this.clock.now(),
-        lifetimeMs: NAME_CLAIM_LIFETIME_MS,
-      },
-      this.keys,
-      userKeys,
-    );
-    await this.storeRecord(record);
   }
 
   private async publishNodeInfo(): Promise<void> {
@@ -499,6 +438,67 @@ export class OverlayNode {
         `no usable address for node ${idToHex(nodeId).slice(0, 16)}…`,
       );
     return formatEndpoint(ep.ip, ni.streamPort);
+  }
+
+  /** Answers an attached client's requests on its channel (see client-protocol.ts). */
+  serveClient(channel: Channel): void {
+    channel.on('message', (bytes: Uint8Array) => {
+      let req: ClientRequest;
+      try {
+        req = decodeClientRequest(bytes);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'malformed client request');
+        return;
+      }
+      this.clientOp(req).then(
+        (result) => this.replyToClient(channel, { id: req.id, ok: true, result }),
+        (err: unknown) =>
+          this.replyToClient(channel, {
+            id: req.id,
+            ok: false,
+            code: err instanceof OverlayError ? err.code : 'ERR',
+            message: (err as Error).message,
+          }),
+      );
+    });
+  }
+
+  private async clientOp(req: ClientRequest): Promise<unknown> {
+    switch (req.op) {
+      case 'store': {
+        if (!(req.arg instanceof Uint8Array))
+          throw new OverlayError('ERR_MALFORMED', 'store takes record bytes');
+        const record = decodeRecord(req.arg);
+        // The storing peers check it; checking here too spares the overlay a useless STORE.
+        const verdict = createRecordValidator(this.config, this.store, this.clock)(
+          resourceId(record.resource),
+          req.arg,
+          this.nodeId,
+        );
+        if (verdict) throw new OverlayError('ERR_FORBIDDEN', verdict.detail ?? verdict.reason);
+        return (await this.storeRecord(record)).replicas;
+      }
+      case 'fetch': {
+        if (typeof req.arg !== 'string')
+          throw new OverlayError('ERR_MALFORMED', 'fetch takes a resource name');
+        const result = await this.dht.get(resourceId(req.arg), { quorum: 2 });
+        return result.values.map((v) => v.value);
+      }
+      case 'resolve': {
+        if (!(req.arg instanceof Uint8Array) || req.arg.length !== 32)
+          throw new OverlayError('ERR_MALFORMED', 'resolve takes a node-ID');
+        return this.resolveStreamAddress(req.arg);
+      }
+    }
+  }
+
+  private replyToClient(channel: Channel, r: ClientResponse): void {
+    if (channel.closed) return;
+    try {
+      channel.send(encodeClientResponse(r));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'reply to client failed');
+    }
   }
 
   // --- Diagnostics ---------------------------------------------------------------------------

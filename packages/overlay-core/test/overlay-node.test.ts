@@ -4,19 +4,23 @@
 
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { idToHex, type Request } from '@peerbx/dht-kademlia';
+import { OverlayClient } from '../src/client.js';
 import {
   configHash,
   defaultOverlayConfig,
   type OverlayConfig,
+  signOverlayConfig,
 } from '../src/config/overlay-config.js';
 import { KIND_SIP_REGISTRATION } from '../src/constants.js';
 import { OverlayError } from '../src/errors.js';
-import { generateNodeKeyPair, nodeIdOf } from '../src/identity/keys.js';
+import { encodeCertificate, issueCertificate } from '../src/identity/certificate.js';
+import { ensureDataDir, loadUserKey, userCertificatePath } from '../src/identity/data-dir.js';
+import { generateKeyPair, generateNodeKeyPair, nodeIdOf } from '../src/identity/keys.js';
 import { OverlayNode } from '../src/overlay.js';
 import { resourceId } from '../src/storage/record.js';
 import { SignedDatagramCodec } from '../src/transport/signed-codec.js';
@@ -187,5 +191,189 @@ describe('overlay node over real sockets', () => {
     assert.deepEqual(nodes.map(holds), [true, true, true]);
     const got = await nodes[1]!.fetch('alice@peerbx.local', KIND_SIP_REGISTRATION);
     assert.equal(got.length, 1);
+  });
+});
+
+describe('client role', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-client-'));
+  const peers: OverlayNode[] = [];
+  let client: OverlayClient;
+
+  before(async () => {
+    peers.push(await OverlayNode.start({ dataDir: join(root, 'p0'), config: config() }));
+    for (const name of ['p1', 'p2']) {
+      peers.push(
+        await OverlayNode.start({
+          dataDir: join(root, name),
+          config: config(),
+          bootstrap: [peers[0]!.udpAddress],
+        }),
+      );
+    }
+    client = await OverlayClient.start({
+      dataDir: join(root, 'client'),
+      config: config(),
+      peer: peers[1]!.streamAddress,
+    });
+  });
+
+  after(async () => {
+    await client.close();
+    for (const n of peers) await n.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('stores and fetches through its peer, signing and verifying itself', async () => {
+    const value = new TextEncoder().encode('sip:dave@10.0.0.9:5060');
+    const r = await client.publish({
+      kind: KIND_SIP_REGISTRATION,
+      resource: 'dave@peerbx.local',
+      dictionaryKey: client.nodeId,
+      value,
+      lifetimeMs: 60_000,
+    });
+    assert.ok(r.replicas >= 2);
+    const seen = await peers[2]!.fetch('dave@peerbx.local', KIND_SIP_REGISTRATION);
+    assert.equal(seen.length, 1);
+    assert.deepEqual(seen[0]!.dictionaryKey, client.nodeId);
+    const back = await client.fetch('dave@peerbx.local', KIND_SIP_REGISTRATION);
+    assert.deepEqual(back[0]!.value, value);
+  });
+
+  it('is never put in a routing table', () => {
+    for (const p of peers) assert.equal(p.dht.table.has(client.nodeId), false);
+  });
+
+  it("gets the storing peers' refusal for a name owned by another key", async () => {
+    await peers[0]!.publish({
+      kind: KIND_SIP_REGISTRATION,
+      resource: 'erin@peerbx.local',
+      dictionaryKey: peers[0]!.nodeId,
+      value: Uint8Array.of(1),
+      lifetimeMs: 60_000,
+    });
+    await assert.rejects(
+      client.publish({
+        kind: KIND_SIP_REGISTRATION,
+        resource: 'erin@peerbx.local',
+        dictionaryKey: client.nodeId,
+        value: Uint8Array.of(2),
+        lifetimeMs: 60_000,
+      }),
+      (e: unknown) =>
+        e instanceof OverlayError &&
+        e.code === 'ERR_FORBIDDEN' &&
+        /owned by another key/.test(e.message),
+    );
+  });
+
+  it('connects directly to a node whose address its peer resolves', async () => {
+    peers[2]!.links.handle('echo', (channel) =>
+      channel.on('message', (b: Uint8Array) => channel.send(b)),
+    );
+    const ch = await client.connect(peers[2]!.nodeId, 'echo');
+    const got = new Promise<string>((resolve) =>
+      ch.on('message', (b: Uint8Array) => resolve(Buffer.from(b).toString())),
+    );
+    ch.send(new TextEncoder().encode('OPTIONS'));
+    assert.equal(await got, 'OPTIONS');
+  });
+});
+
+describe('enrolled mode', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-enrolled-'));
+  const authority = generateKeyPair();
+  const enrolled = signOverlayConfig(
+    config({
+      enrollment: 'enrolled',
+      authorityKey: Buffer.from(authority.publicKey).toString('hex'),
+    }),
+    authority,
+  );
+  const nodes: OverlayNode[] = [];
+
+  /** A data directory whose user `user` holds a certificate signed by `by`. */
+  function enrol(dir: string, user: string, by = authority): void {
+    const paths = ensureDataDir(dir);
+    const key = loadUserKey(paths, user);
+    const cert = issueCertificate(by, user, key.publicKey, 3_600_000, Date.now());
+    writeFileSync(userCertificatePath(paths, user), encodeCertificate(cert));
+  }
+
+  before(async () => {
+    enrol(join(root, 'e0'), 'bob');
+    enrol(join(root, 'e1'), 'mallory', generateKeyPair());
+    nodes.push(await OverlayNode.start({ dataDir: join(root, 'e0'), config: enrolled }));
+    nodes.push(
+      await OverlayNode.start({
+        dataDir: join(root, 'e1'),
+        config: enrolled,
+        bootstrap: [nodes[0]!.udpAddress],
+      }),
+    );
+    nodes.push(
+      await OverlayNode.start({
+        dataDir: join(root, 'e2'),
+        config: enrolled,
+        bootstrap: [nodes[0]!.udpAddress],
+      }),
+    );
+  });
+
+  after(async () => {
+    for (const n of nodes) await n.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('refuses a configuration the authority did not sign', async () => {
+    await assert.rejects(
+      OverlayNode.start({
+        dataDir: join(root, 'unsigned'),
+        config: { ...enrolled, puzzleBits: 5 },
+      }),
+      (e: unknown) => e instanceof OverlayError && e.code === 'ERR_SIGNATURE',
+    );
+  });
+
+  it('stores a registration of a certified user', async () => {
+    await nodes[0]!.publish({
+      kind: KIND_SIP_REGISTRATION,
+      resource: 'bob@peerbx.local',
+      dictionaryKey: nodes[0]!.nodeId,
+      value: Uint8Array.of(7),
+      lifetimeMs: 60_000,
+    });
+    const got = await nodes[2]!.fetch('bob@peerbx.local', KIND_SIP_REGISTRATION);
+    assert.equal(got.length, 1);
+  });
+
+  it('tells a user without a certificate what to do', async () => {
+    await assert.rejects(
+      nodes[2]!.publish({
+        kind: KIND_SIP_REGISTRATION,
+        resource: 'carol@peerbx.local',
+        dictionaryKey: nodes[2]!.nodeId,
+        value: Uint8Array.of(1),
+        lifetimeMs: 60_000,
+      }),
+      (e: unknown) =>
+        e instanceof OverlayError &&
+        e.code === 'ERR_CERTIFICATE' &&
+        /peerbx ca issue carol/.test(e.message),
+    );
+  });
+
+  it("refuses a certificate signed by someone other than the overlay's authority", async () => {
+    await assert.rejects(
+      nodes[1]!.publish({
+        kind: KIND_SIP_REGISTRATION,
+        resource: 'mallory@peerbx.local',
+        dictionaryKey: nodes[1]!.nodeId,
+        value: Uint8Array.of(1),
+        lifetimeMs: 60_000,
+      }),
+      (e: unknown) =>
+        e instanceof OverlayError && e.code === 'ERR_FORBIDDEN' && /authority/.test(e.message),
+    );
   });
 });
