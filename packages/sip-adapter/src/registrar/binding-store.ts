@@ -1,0 +1,206 @@
+// The registrar's bindings (RFC 3261 §10.3): address-of-record → contacts, each with its
+// expiry, q-value, and the Call-ID/CSeq that last touched it. Pure logic on plain inputs; the
+// REGISTER handler turns SIP messages into these inputs and outcomes into responses.
+
+import {
+  DEFAULT_EXPIRES_S,
+  MAX_BINDINGS_PER_AOR,
+  MAX_EXPIRES_S,
+  MIN_EXPIRES_S,
+} from './constants.js';
+
+/** Where a binding's REGISTER came from: how to reach a phone behind NAT (RFC 5626 flow). */
+export interface Flow {
+  transport: 'udp' | 'tcp' | 'ws';
+  address: string;
+  port: number;
+  connectionId?: string;
+}
+
+export interface ContactInput {
+  /** The Contact URI exactly as the phone sent it. */
+  uri: string;
+  /** The contact's `expires` parameter, seconds. */
+  expires?: number;
+  /** The contact's `q` parameter, 0 to 1. */
+  q?: number;
+  /** `+sip.instance`: a device's stable identity (RFC 5626); replaces its older bindings. */
+  instance?: string;
+}
+
+export interface RegisterInput {
+  aor: string;
+  callId: string;
+  cseq: number;
+  /** The Contacts, or '*' (with Expires 0: remove every binding). */
+  contacts: ContactInput[] | '*';
+  /** The Expires header, seconds. */
+  expires?: number;
+  flow?: Flow;
+}
+
+export interface Binding {
+  aor: string;
+  uri: string;
+  q: number;
+  /** Absolute expiry, ms. */
+  expiresAt: number;
+  callId: string;
+  cseq: number;
+  instance?: string;
+  flow?: Flow;
+}
+
+export type RegisterOutcome =
+  /** `changed`: the set of contacts or their q-values differ from before (not only expiries). */
+  | { status: 200; bindings: Binding[]; changed: boolean }
+  | { status: 423; minExpires: number }
+  | { status: 400 | 403 | 500; reason: string };
+
+export interface BindingStoreOptions {
+  minExpires?: number;
+  maxExpires?: number;
+  defaultExpires?: number;
+  maxBindingsPerAor?: number;
+  /** Told of every AOR whose bindings changed (persistence, overlay publishing). */
+  onChange?: (aor: string, bindings: Binding[]) => void;
+}
+
+export class BindingStore {
+  private readonly byAor = new Map<string, Binding[]>();
+  readonly minExpires: number;
+  private readonly maxExpires: number;
+  private readonly defaultExpires: number;
+  private readonly maxBindings: number;
+
+  constructor(private readonly options: BindingStoreOptions = {}) {
+    this.minExpires = options.minExpires ?? MIN_EXPIRES_S;
+    this.maxExpires = options.maxExpires ?? MAX_EXPIRES_S;
+    this.defaultExpires = options.defaultExpires ?? DEFAULT_EXPIRES_S;
+    this.maxBindings = options.maxBindingsPerAor ?? MAX_BINDINGS_PER_AOR;
+  }
+
+  /** Applies one REGISTER (§10.3 steps 6-8). Nothing changes unless the outcome is 200. */
+  register(input: RegisterInput, now: number): RegisterOutcome {
+    const current = this.lookup(input.aor, now);
+    if (input.contacts === '*') {
+      // §10.3 step 6: "*" only with Expires: 0 and no other Contact.
+      if (input.expires !== 0) return { status: 400, reason: 'Contact "*" requires Expires: 0' };
+      for (const b of current) {
+        if (b.callId === input.callId && input.cseq <= b.cseq) {
+          return { status: 500, reason: 'CSeq out of order for this Call-ID' };
+        }
+      }
+      this.set(input.aor, []);
+      return { status: 200, bindings: [], changed: current.length > 0 };
+    }
+    const next = current.map((b) => ({ ...b }));
+    for (const c of input.contacts) {
+      const requested = c.expires ?? input.expires ?? this.defaultExpires;
+      if (!Number.isFinite(requested) || requested < 0) {
+        return { status: 400, reason: `invalid expiry for ${c.uri}` };
+      }
+      if (c.q !== undefined && !(c.q >= 0 && c.q <= 1))
+        return { status: 400, reason: `invalid q-value for ${c.uri}` };
+      if (requested > 0 && requested < this.minExpires)
+        return { status: 423, minExpires: this.minExpires };
+      const expires = Math.min(requested, this.maxExpires);
+      const at = next.findIndex(
+        (b) => sameContact(b.uri, c.uri) || (c.instance !== undefined && b.instance === c.instance),
+      );
+      const existing = at >= 0 ? next[at] : undefined;
+      // §10.3 step 7: an older request of the same Call-ID must not undo a newer one.
+      if (existing && existing.callId === input.callId && input.cseq <= existing.cseq) {
+        return { status: 500, reason: 'CSeq out of order for this Call-ID' };
+      }
+      if (expires === 0) {
+        if (at >= 0) next.splice(at, 1);
+        continue;
+      }
+      const binding: Binding = {
+        aor: input.aor,
+        uri: c.uri,
+        q: c.q ?? 1,
+        expiresAt: now + expires * 1000,
+        callId: input.callId,
+        cseq: input.cseq,
+        ...(c.instance !== undefined ? { instance: c.instance } : {}),
+        ...(input.flow ? { flow: input.flow } : {}),
+      };
+      if (at >= 0) next[at] = binding;
+      else next.push(binding);
+    }
+    if (next.length > this.maxBindings) {
+      return {
+        status: 403,
+        reason: `at most ${this.maxBindings} devices may register for ${input.aor}`,
+      };
+    }
+    const changed = !sameSet(current, next);
+    this.set(input.aor, next, changed);
+    return { status: 200, bindings: sortByQ(next), changed };
+  }
+
+  /** Live bindings of an AOR, highest q first. */
+  lookup(aor: string, now: number): Binding[] {
+    const all = this.byAor.get(aor) ?? [];
+    const live = all.filter((b) => b.expiresAt > now);
+    if (live.length !== all.length) this.set(aor, live);
+    return sortByQ(live);
+  }
+
+  aors(): string[] {
+    return [...this.byAor.keys()];
+  }
+
+  /** Drops expired bindings; returns how many went. */
+  expire(now: number): number {
+    let n = 0;
+    for (const [aor, all] of [...this.byAor]) {
+      const live = all.filter((b) => b.expiresAt > now);
+      n += all.length - live.length;
+      if (live.length !== all.length) this.set(aor, live);
+    }
+    return n;
+  }
+
+  /** Puts back bindings saved earlier (after a restart); expired ones are skipped. */
+  restore(bindings: readonly Binding[], now: number): void {
+    for (const b of bindings) {
+      if (b.expiresAt <= now) continue;
+      const list = this.byAor.get(b.aor) ?? [];
+      if (!list.some((x) => sameContact(x.uri, b.uri))) list.push({ ...b });
+      this.byAor.set(b.aor, list);
+    }
+  }
+
+  private set(aor: string, bindings: Binding[], notify = true): void {
+    if (bindings.length === 0) this.byAor.delete(aor);
+    else this.byAor.set(aor, bindings);
+    if (notify) this.options.onChange?.(aor, sortByQ(bindings));
+  }
+}
+
+function sortByQ(bindings: Binding[]): Binding[] {
+  return [...bindings].sort((a, b) => b.q - a.q || b.expiresAt - a.expiresAt);
+}
+
+/**
+ * Contact URIs compare as SIP URIs (§19.1.4) would in the common cases: scheme, user and
+ * host case-insensitively apart from the user part; parameters as sent. Good enough to spot a
+ * refresh of the same contact; exotic differences make a second binding, which expires.
+ */
+function sameContact(a: string, b: string): boolean {
+  if (a === b) return true;
+  const norm = (u: string) => {
+    const m = /^(sips?):([^@;?]*@)?([^;?]+)(.*)$/i.exec(u.trim());
+    if (!m) return u.trim();
+    return `${m[1]!.toLowerCase()}:${m[2] ?? ''}${m[3]!.toLowerCase()}${m[4] ?? ''}`;
+  };
+  return norm(a) === norm(b);
+}
+
+function sameSet(a: readonly Binding[], b: readonly Binding[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((x) => b.some((y) => sameContact(x.uri, y.uri) && x.q === y.q));
+}

@@ -1,0 +1,179 @@
+// Registrar bindings per RFC 3261 §10.3: add, refresh, remove, "*", Min-Expires, q-values,
+// several devices, CSeq ordering, expiry, and the "changed" flag that spares overlay writes.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type Binding, BindingStore } from '../src/registrar/binding-store.js';
+
+const AOR = 'sip:alice@peerbx.local';
+const T0 = 1_000_000;
+
+describe('registrar bindings', () => {
+  it('adds a binding with the Expires header, then refreshes it without a change', () => {
+    const s = new BindingStore();
+    const r = s.register(
+      {
+        aor: AOR,
+        callId: 'c1',
+        cseq: 1,
+        contacts: [{ uri: 'sip:alice@10.0.0.1:5060' }],
+        expires: 600,
+      },
+      T0,
+    );
+    assert.equal(r.status, 200);
+    assert.ok(r.status === 200 && r.changed);
+    assert.equal(s.lookup(AOR, T0)[0]?.expiresAt, T0 + 600_000);
+    const again = s.register(
+      {
+        aor: AOR,
+        callId: 'c1',
+        cseq: 2,
+        contacts: [{ uri: 'sip:alice@10.0.0.1:5060' }],
+        expires: 600,
+      },
+      T0 + 300_000,
+    );
+    assert.ok(
+      again.status === 200 && !again.changed,
+      'a refresh changes nothing the overlay cares about',
+    );
+    assert.equal(s.lookup(AOR, T0 + 300_000)[0]?.expiresAt, T0 + 900_000);
+  });
+
+  it('prefers the contact expires parameter over the header and caps long expiries', () => {
+    const s = new BindingStore({ maxExpires: 7200 });
+    s.register(
+      {
+        aor: AOR,
+        callId: 'c',
+        cseq: 1,
+        contacts: [{ uri: 'sip:a@h1', expires: 120 }, { uri: 'sip:a@h2' }],
+        expires: 99_999,
+      },
+      T0,
+    );
+    const byUri = new Map(s.lookup(AOR, T0).map((b) => [b.uri, b.expiresAt - T0]));
+    assert.equal(byUri.get('sip:a@h1'), 120_000);
+    assert.equal(byUri.get('sip:a@h2'), 7_200_000);
+  });
+
+  it('answers 423 with Min-Expires for too short a registration and changes nothing', () => {
+    const s = new BindingStore({ minExpires: 60 });
+    const r = s.register(
+      { aor: AOR, callId: 'c', cseq: 1, contacts: [{ uri: 'sip:a@h' }], expires: 30 },
+      T0,
+    );
+    assert.deepEqual(r, { status: 423, minExpires: 60 });
+    assert.equal(s.lookup(AOR, T0).length, 0);
+  });
+
+  it('keeps several devices, ordered by q-value, and removes one with expires=0', () => {
+    const s = new BindingStore();
+    s.register(
+      { aor: AOR, callId: 'desk', cseq: 1, contacts: [{ uri: 'sip:a@desk', q: 0.5 }] },
+      T0,
+    );
+    s.register(
+      { aor: AOR, callId: 'mobile', cseq: 1, contacts: [{ uri: 'sip:a@mobile', q: 0.9 }] },
+      T0,
+    );
+    assert.deepEqual(
+      s.lookup(AOR, T0).map((b) => b.uri),
+      ['sip:a@mobile', 'sip:a@desk'],
+    );
+    const r = s.register(
+      { aor: AOR, callId: 'desk', cseq: 2, contacts: [{ uri: 'sip:a@desk', expires: 0 }] },
+      T0,
+    );
+    assert.ok(r.status === 200 && r.changed);
+    assert.deepEqual(
+      s.lookup(AOR, T0).map((b) => b.uri),
+      ['sip:a@mobile'],
+    );
+  });
+
+  it('removes every binding with Contact: * and Expires: 0, and refuses * otherwise', () => {
+    const s = new BindingStore();
+    s.register(
+      { aor: AOR, callId: 'a', cseq: 1, contacts: [{ uri: 'sip:a@1' }, { uri: 'sip:a@2' }] },
+      T0,
+    );
+    assert.equal(
+      s.register({ aor: AOR, callId: 'b', cseq: 1, contacts: '*', expires: 60 }, T0).status,
+      400,
+    );
+    const r = s.register({ aor: AOR, callId: 'b', cseq: 1, contacts: '*', expires: 0 }, T0);
+    assert.ok(r.status === 200 && r.changed);
+    assert.equal(s.lookup(AOR, T0).length, 0);
+  });
+
+  it('refuses an older CSeq of the same Call-ID with 500', () => {
+    const s = new BindingStore();
+    s.register({ aor: AOR, callId: 'c', cseq: 5, contacts: [{ uri: 'sip:a@h' }] }, T0);
+    const r = s.register(
+      { aor: AOR, callId: 'c', cseq: 4, contacts: [{ uri: 'sip:a@h', expires: 0 }] },
+      T0,
+    );
+    assert.equal(r.status, 500);
+    assert.equal(s.lookup(AOR, T0).length, 1);
+  });
+
+  it('matches contacts case-insensitively in scheme and host, and replaces by +sip.instance', () => {
+    const s = new BindingStore();
+    s.register(
+      { aor: AOR, callId: 'c', cseq: 1, contacts: [{ uri: 'sip:a@Host.Example:5060' }] },
+      T0,
+    );
+    s.register(
+      { aor: AOR, callId: 'c', cseq: 2, contacts: [{ uri: 'SIP:a@host.example:5060' }] },
+      T0,
+    );
+    assert.equal(s.lookup(AOR, T0).length, 1);
+    s.register(
+      {
+        aor: AOR,
+        callId: 'd',
+        cseq: 1,
+        contacts: [{ uri: 'sip:a@192.0.2.1', instance: '<urn:uuid:1>' }],
+      },
+      T0,
+    );
+    s.register(
+      {
+        aor: AOR,
+        callId: 'd',
+        cseq: 2,
+        contacts: [{ uri: 'sip:a@192.0.2.99', instance: '<urn:uuid:1>' }],
+      },
+      T0,
+    );
+    assert.deepEqual(
+      s
+        .lookup(AOR, T0)
+        .map((b) => b.uri)
+        .sort(),
+      ['SIP:a@host.example:5060', 'sip:a@192.0.2.99'],
+    );
+  });
+
+  it('expires bindings and reports each change', () => {
+    const changes: [string, Binding[]][] = [];
+    const s = new BindingStore({ onChange: (aor, b) => changes.push([aor, b]) });
+    s.register({ aor: AOR, callId: 'c', cseq: 1, contacts: [{ uri: 'sip:a@h', expires: 60 }] }, T0);
+    assert.equal(s.expire(T0 + 59_000), 0);
+    assert.equal(s.expire(T0 + 60_000), 1);
+    assert.equal(changes.length, 2);
+    assert.deepEqual(changes[1], [AOR, []]);
+  });
+
+  it('caps the devices of one AOR', () => {
+    const s = new BindingStore({ maxBindingsPerAor: 2 });
+    s.register(
+      { aor: AOR, callId: 'c', cseq: 1, contacts: [{ uri: 'sip:a@1' }, { uri: 'sip:a@2' }] },
+      T0,
+    );
+    const r = s.register({ aor: AOR, callId: 'c', cseq: 2, contacts: [{ uri: 'sip:a@3' }] }, T0);
+    assert.equal(r.status, 403);
+  });
+});
