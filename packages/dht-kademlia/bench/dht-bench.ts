@@ -99,7 +99,7 @@ async function build(n: number, seed: number, keys: number) {
   const stored: Uint8Array[] = [];
   for (let i = 0; i < keys; i++) {
     const key = hashToId(`bench-key-${seed}-${i}`);
-    const publisher = swarm.alive[randomInt(sim.random, swarm.alive.length)]!;
+    const publisher = swarm.randomAlive()!;
     await sim.settle(publisher.put(key, new TextEncoder().encode(`contact-${i}`), 6 * HOUR));
     stored.push(key);
   }

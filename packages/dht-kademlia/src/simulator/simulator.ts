@@ -91,6 +91,13 @@ export class Simulator implements Clock {
     if (t) t.up = false;
   }
 
+  /** Drops a crashed endpoint entirely; datagrams to its address are then simply lost. */
+  forget(address: string): void {
+    const t = this.endpoints.get(address);
+    if (t) t.up = false;
+    this.endpoints.delete(address);
+  }
+
   setBehaviour(address: string, behaviour: Behaviour): void {
     const t = this.endpoints.get(address);
     if (t) t.behaviour = behaviour;

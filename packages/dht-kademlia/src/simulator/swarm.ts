@@ -11,8 +11,6 @@ import type { SimTransport, Simulator } from './simulator.js';
 export type SwarmNodeOptions = Omit<KademliaOptions, 'id' | 'transport' | 'clock' | 'random'>;
 
 export class Swarm {
-  /** Every node ever created, dead or alive, by creation order. */
-  readonly nodes: KademliaNode[] = [];
   private readonly liars: Contact[] = [];
   private readonly byAddress = new Map<string, KademliaNode>();
 
@@ -23,8 +21,21 @@ export class Swarm {
     sim.liarResponder = (self, request, _honest, _from) => this.lie(self, request);
   }
 
+  /** Live nodes (created and not crashed); joins pick seeds from here in O(1). */
+  private readonly live: KademliaNode[] = [];
+  private readonly liveIndex = new Map<KademliaNode, number>();
+
   get alive(): KademliaNode[] {
-    return this.nodes.filter((n) => n.isRunning);
+    return this.live.filter((n) => n.isRunning);
+  }
+
+  get size(): number {
+    return this.live.length;
+  }
+
+  /** A uniformly random live node, or undefined when there is none. */
+  randomAlive(): KademliaNode | undefined {
+    return this.live[randomInt(this.sim.random, this.live.length)];
   }
 
   /** Creates a node (not yet joined). */
@@ -37,35 +48,29 @@ export class Swarm {
       clock: this.sim,
       random: this.sim.random,
     });
-    this.nodes.push(node);
     this.byAddress.set(node.contact.address, node);
+    this.liveIndex.set(node, this.live.length);
+    this.live.push(node);
     return node;
   }
 
   /** Creates a node and joins it through a random live node (or founds the swarm). */
   async join(overrides: SwarmNodeOptions = {}, id?: NodeId): Promise<KademliaNode> {
-    const live = this.alive;
+    const seed = this.randomAlive();
     const node = this.create(overrides, id);
-    if (live.length === 0) node.start();
-    else {
-      const seed = live[randomInt(this.sim.random, live.length)]!;
-      await this.sim.settle(node.bootstrap([seed.contact]));
-    }
+    if (!seed) node.start();
+    else await this.sim.settle(node.bootstrap([seed.contact]));
     return node;
   }
 
   /** Grows the swarm to `count` live nodes, `parallel` joins at a time. */
   async grow(count: number, parallel = 1): Promise<void> {
-    if (this.alive.length === 0 && count > 0) await this.join();
-    while (this.alive.length < count) {
-      const batch = Math.min(parallel, count - this.alive.length);
-      const live = this.alive;
+    if (this.live.length === 0 && count > 0) await this.join();
+    while (this.live.length < count) {
+      const batch = Math.min(parallel, count - this.live.length);
+      const seeds = Array.from({ length: batch }, () => this.randomAlive()!);
       const joins: Promise<unknown>[] = [];
-      for (let i = 0; i < batch; i++) {
-        const node = this.create();
-        const seed = live[randomInt(this.sim.random, live.length)]!;
-        joins.push(node.bootstrap([seed.contact]));
-      }
+      for (const seed of seeds) joins.push(this.create().bootstrap([seed.contact]));
       await this.sim.settle(Promise.all(joins));
     }
   }
@@ -74,6 +79,18 @@ export class Swarm {
   crash(node: KademliaNode): void {
     this.sim.crash(node.contact.address);
     void node.stop();
+    // A crashed node is gone for good: nothing here keeps its memory alive.
+    this.byAddress.delete(node.contact.address);
+    this.sim.forget(node.contact.address);
+    const i = this.liveIndex.get(node);
+    if (i === undefined) return;
+    // Swap-remove keeps crash O(1).
+    const last = this.live.pop()!;
+    this.liveIndex.delete(node);
+    if (last !== node) {
+      this.live[i] = last;
+      this.liveIndex.set(last, i);
+    }
   }
 
   /** The node stays up but answers nothing. */
