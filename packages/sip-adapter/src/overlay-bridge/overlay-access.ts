@@ -1,0 +1,12 @@
+// What the SIP adapter needs of the overlay: an OverlayNode (a peer) or an OverlayClient
+// (attached to a peer) both provide it.
+
+import type { NodeId } from '@peerbx/dht-kademlia';
+import type { Channel, PublishParams, StoredRecord } from '@peerbx/overlay-core';
+
+export interface OverlayAccess {
+  readonly nodeId: NodeId;
+  publish(params: PublishParams): Promise<{ record: StoredRecord; replicas: number }>;
+  fetch(resource: string, kind?: number): Promise<StoredRecord[]>;
+  connect(nodeId: NodeId, application: string): Promise<Channel>;
+}
