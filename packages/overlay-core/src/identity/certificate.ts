@@ -4,7 +4,16 @@
 // never depends on re-encoding.
 
 import { OverlayError } from '../errors.js';
-import { bytesOf, decode, encode, field, isBytes, isString, isUint } from '../wire/codec.js';
+import {
+  bytesOf,
+  decode,
+  encode,
+  encodeIntKeyMap,
+  field,
+  isBytes,
+  isString,
+  isUint,
+} from '../wire/codec.js';
 import { type KeyPair, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, sign, verify } from './keys.js';
 
 /** Names what the signed bytes are, so a certificate signature never passes for anything else. */
@@ -167,15 +176,6 @@ function checkUser(user: string): void {
       `certificate user must be 1-${MAX_CERTIFICATE_USER_LENGTH} characters without spaces or control characters`,
     );
   }
-}
-
-// @msgpack/msgpack encodes a JS Map as an empty map, and object keys as strings; integer keys
-// are written by hand. The decoder reads them back as object properties "0", "1", ...
-function encodeIntKeyMap(entries: readonly (readonly [number, unknown])[]): Uint8Array {
-  const present = entries.filter(([, v]) => v !== undefined);
-  const parts: Uint8Array[] = [Uint8Array.of(0x80 | present.length)];
-  for (const [k, v] of present) parts.push(encode(k), encode(v));
-  return new Uint8Array(Buffer.concat(parts));
 }
 
 function isoTime(ms: number): string {

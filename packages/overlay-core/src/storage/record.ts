@@ -13,6 +13,7 @@ import {
   bytesOf,
   decode,
   encode,
+  encodeIntKeyMap,
   field,
   isBytes,
   isString,
@@ -305,13 +306,4 @@ export function userSignatureValid(record: StoredRecord): boolean {
     record.userSignature !== undefined &&
     verify(record.user.publicKey, record.tbs, record.userSignature)
   );
-}
-
-// @msgpack/msgpack encodes a JS Map as an empty map, and object keys as strings; integer keys
-// are written by hand. The decoder reads them back as object properties "0", "1", ...
-function encodeIntKeyMap(entries: readonly (readonly [number, unknown])[]): Uint8Array {
-  const present = entries.filter(([, v]) => v !== undefined);
-  const parts: Uint8Array[] = [Uint8Array.of(0x80 | present.length)];
-  for (const [k, v] of present) parts.push(encode(k), encode(v));
-  return new Uint8Array(Buffer.concat(parts));
 }

@@ -75,3 +75,17 @@ export const bytesOf =
   (n: number) =>
   (v: unknown): v is Uint8Array =>
     v instanceof Uint8Array && v.length === n;
+
+/**
+ * A map with integer keys, encoded as MessagePack integers (the library writes object keys as
+ * strings and a JS Map as an empty map). Undefined values are left out; at most 15 entries
+ * (a fixmap). Decoders read the keys back as properties "0", "1", ...
+ */
+export function encodeIntKeyMap(entries: readonly (readonly [number, unknown])[]): Uint8Array {
+  const present = entries.filter(([, v]) => v !== undefined);
+  if (present.length > 15)
+    throw new OverlayError('ERR_LIMIT', 'an integer-keyed map holds at most 15 entries');
+  const parts: Uint8Array[] = [Uint8Array.of(0x80 | present.length)];
+  for (const [k, v] of present) parts.push(encode(k), encode(v));
+  return new Uint8Array(Buffer.concat(parts));
+}
