@@ -1,2 +1,89 @@
-// sip-adapter: not implemented yet; see the open issues.
-export {};
+// sip-adapter public API. So far: the SIP message module every other part (transport,
+// transaction, registrar, proxy) builds on.
+
+export * from './constants.js';
+export { SipError, type SipErrorCode, SipParseError, type SipParseErrorOptions } from './errors.js';
+export { type SipHeaderField, SipHeaders, splitList } from './message/header-list.js';
+export { COMPACT_FORMS, headerKey } from './message/header-names.js';
+export {
+  type ContactList,
+  type CSeq,
+  contactExpires,
+  contactQ,
+  formatCSeq,
+  parseContacts,
+  parseCSeq,
+  parseExpires,
+  parseMaxForwards,
+  parseRoutes,
+} from './message/headers.js';
+export {
+  generateBranch,
+  generateCallId,
+  generateTag,
+  isRfc3261Branch,
+  type RandomBytes,
+} from './message/ids.js';
+export { type Params, quote, unquote } from './message/lexer.js';
+export {
+  type CreateResponseOptions,
+  createBadRequest,
+  createResponse,
+  REASON_PHRASES,
+  reasonPhrase,
+} from './message/response.js';
+export {
+  type HeaderInit,
+  type ParseOptions,
+  parseSipMessage,
+  type SipMessage,
+  SipRequest,
+  type SipRequestInit,
+  SipResponse,
+  type SipResponseInit,
+  serialize,
+  sipMessageLength,
+} from './message/sip-message.js';
+export {
+  type AbsoluteUri,
+  type CreateViaOptions,
+  createVia,
+  formatNameAddr,
+  formatUri,
+  formatVia,
+  isSipUri,
+  type NameAddr,
+  parseNameAddr,
+  parseNameAddrList,
+  parseUri,
+  parseVia,
+  type SipUri,
+  type Uri,
+  type Via,
+} from './message/uri.js';
+export {
+  type Location,
+  LOCATION_CACHE_MS,
+  Locator,
+} from './overlay-bridge/locator.js';
+export type { OverlayAccess } from './overlay-bridge/overlay-access.js';
+export {
+  type PublishDecision,
+  RegistrationPublisher,
+  TOMBSTONE_LIFETIME_MS,
+} from './overlay-bridge/registration-publisher.js';
+export {
+  decodeRegistrationValue,
+  encodeRegistrationValue,
+  type RegistrationValue,
+} from './overlay-bridge/registration-value.js';
+export {
+  type Binding,
+  BindingStore,
+  type BindingStoreOptions,
+  type ContactInput,
+  type Flow,
+  type RegisterInput,
+  type RegisterOutcome,
+} from './registrar/binding-store.js';
+export * from './transport/index.js';

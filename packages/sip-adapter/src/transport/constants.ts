@@ -1,0 +1,34 @@
+// Every tunable number of the SIP transports (RFC 3261 §18, RFC 5626, RFC 7118). Options of
+// SipSocketTransports override the ones a deployment or a test may want to change.
+
+/** Where phones find us by default: UDP and TCP share this address. */
+export const DEFAULT_SIP_HOST = '127.0.0.1';
+export const DEFAULT_SIP_PORT = 5060;
+/** WebSocket (browser phones) listens apart, as RFC 7118 deployments usually do. */
+export const DEFAULT_WS_HOST = '127.0.0.1';
+export const DEFAULT_WS_PORT = 5066;
+
+/** The WebSocket subprotocol a SIP client must ask for (RFC 7118 §4.1). */
+export const WS_SUBPROTOCOL = 'sip';
+
+/** Largest UDP payload over IPv4 (65,535 - 8 UDP - 20 IP header bytes). */
+export const MAX_UDP_MESSAGE_BYTES = 65_507;
+/** Largest header block (start line to the blank line) accepted on a stream. */
+export const MAX_HEADER_BYTES = 64 * 1024;
+/** Largest body (Content-Length) accepted on a stream or a WebSocket frame. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+/** Largest WebSocket frame: one SIP message at the limits above. */
+export const MAX_WS_MESSAGE_BYTES = MAX_HEADER_BYTES + MAX_BODY_BYTES;
+
+/** A TCP or WebSocket connection with no traffic this long is closed (unless a flow is kept). */
+export const IDLE_TIMEOUT_MS = 10 * 60_000;
+/** TCP and WebSocket connections open at once; the oldest idle one makes room for a new one. */
+export const MAX_CONNECTIONS = 1024;
+/** An outbound TCP connection not established by then fails. */
+export const CONNECT_TIMEOUT_MS = 5_000;
+/** A WebSocket ping goes out this often; a connection that missed the previous pong is dropped. */
+export const WS_PING_INTERVAL_MS = 30_000;
+/** A connection closed for unframeable input gets this long to flush a last reply. */
+export const CLOSE_LINGER_MS = 1_000;
+/** Bytes queued for a slow reader before its connection is dropped. */
+export const MAX_WRITE_BUFFER_BYTES = 4 * 1024 * 1024;

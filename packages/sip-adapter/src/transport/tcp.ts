@@ -1,0 +1,147 @@
+// SIP over TCP (RFC 3261 §18): a listener, outbound connections, and one connection's byte
+// stream cut into messages by a StreamFramer. Keepalive pings get their CRLF pong here.
+
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { type ConnectionDirection, type ConnectionHost, StreamConnection } from './connection.js';
+import { CLOSE_LINGER_MS, MAX_WRITE_BUFFER_BYTES } from './constants.js';
+import { SipTransportError } from './errors.js';
+import { CRLF } from './sip-bytes.js';
+import { StreamFramer, type StreamFramerOptions } from './stream-framer.js';
+
+export class TcpConnection extends StreamConnection {
+  readonly transport = 'tcp' as const;
+  private readonly socket: Socket;
+  private readonly framer: StreamFramer;
+  private linger: NodeJS.Timeout | undefined;
+  private finished = false;
+
+  constructor(
+    host: ConnectionHost,
+    id: string,
+    socket: Socket,
+    direction: ConnectionDirection,
+    framing: StreamFramerOptions = {},
+  ) {
+    super(host, id, socket.remoteAddress ?? '0.0.0.0', socket.remotePort ?? 0, direction);
+    this.socket = socket;
+    this.framer = new StreamFramer(framing);
+    socket.setNoDelay(true);
+    this.framer.on('message', (data) => this.host.deliver(this, data));
+    this.framer.on('keepalive', () => this.host.keepalive(this, false));
+    this.framer.on('ping', () => {
+      // RFC 5626 §4.4.1: a double-CRLF ping is answered with a single CRLF pong.
+      if (this.closing || !this.socket.writable) return;
+      this.socket.write(CRLF);
+      this.host.sent(this, CRLF.length);
+      this.host.keepalive(this, true);
+    });
+    this.framer.on('error', (err) => {
+      this.host.unframeable(this, err);
+      this.close(`unframeable: ${err.reason}`);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      if (this.closing) return;
+      this.lastActivity = this.host.now();
+      this.host.received(this, chunk.length);
+      this.framer.push(chunk);
+    });
+    // Errors end in 'close', which is all the layer needs to know.
+    socket.on('error', () => undefined);
+    socket.on('close', () => this.finish('closed by peer'));
+  }
+
+  write(data: Uint8Array): void {
+    if (this.closing || !this.socket.writable) {
+      throw new SipTransportError(
+        'ERR_NO_FLOW',
+        `TCP connection ${this.id} to ${this.key} is closed (${this.closeReason ?? 'by peer'})`,
+      );
+    }
+    if (this.socket.writableLength > MAX_WRITE_BUFFER_BYTES) {
+      this.destroy('slow reader');
+      throw new SipTransportError(
+        'ERR_NO_FLOW',
+        `TCP connection ${this.id} to ${this.key} was dropped: over ${MAX_WRITE_BUFFER_BYTES} bytes unread`,
+      );
+    }
+    this.lastActivity = this.host.now();
+    this.socket.write(data);
+    this.host.sent(this, data.length);
+  }
+
+  close(reason: string): void {
+    if (this.closing) return;
+    this.closeReason = reason;
+    this.socket.end();
+    this.linger = setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS);
+    this.linger.unref();
+  }
+
+  destroy(reason: string): void {
+    this.closeReason ??= reason;
+    this.socket.destroy();
+  }
+
+  private finish(reason: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.closeReason ??= reason;
+    if (this.linger) clearTimeout(this.linger);
+    this.host.closed(this);
+  }
+}
+
+export interface BoundServer {
+  readonly address: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Listens for SIP over TCP; rejects with the system error (EADDRINUSE, ...). */
+export function listenTcp(
+  host: string,
+  port: number,
+  onSocket: (socket: Socket) => void,
+): Promise<BoundServer> {
+  const server: Server = createServer({ noDelay: true }, onSocket);
+  return new Promise<BoundServer>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', reject);
+      // A later server error (EMFILE on accept) must not crash the process.
+      server.on('error', () => undefined);
+      const bound = server.address();
+      resolve({
+        address: bound && typeof bound === 'object' ? bound.address : host,
+        port: bound && typeof bound === 'object' ? bound.port : port,
+        close: () => new Promise<void>((done) => server.close(() => done())),
+      });
+    });
+  });
+}
+
+/** Opens a TCP connection; rejects with ERR_UNREACHABLE on failure or after `timeoutMs`. */
+export function connectTcp(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const socket = netConnect({ host, port, noDelay: true });
+    const fail = (why: string, cause?: unknown) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(
+        new SipTransportError(
+          'ERR_UNREACHABLE',
+          `cannot connect over TCP to ${host}:${port}: ${why}`,
+          {
+            cause,
+          },
+        ),
+      );
+    };
+    const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs);
+    socket.once('error', (err) => fail(err.message, err));
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+  });
+}

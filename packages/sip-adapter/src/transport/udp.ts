@@ -1,0 +1,59 @@
+// SIP over UDP (RFC 3261 §18): one socket, one message per datagram. What is not a SIP message
+// is dropped here and counted by the layer; CRLF keepalives are ignored.
+
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import type { BoundServer } from './tcp.js';
+
+export interface UdpSocket extends BoundServer {
+  send(data: Uint8Array, address: string, port: number): Promise<void>;
+}
+
+/** Binds a UDP socket; rejects with the system error (EADDRINUSE, ...). */
+export function bindUdp(
+  host: string,
+  port: number,
+  onDatagram: (data: Buffer, from: RemoteInfo) => void,
+  onError: (err: Error) => void,
+): Promise<UdpSocket> {
+  const socket: Socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
+  return new Promise<UdpSocket>((resolve, reject) => {
+    const failed = (err: Error) => {
+      try {
+        socket.close();
+      } catch {
+        // Never bound: nothing to close.
+      }
+      reject(err);
+    };
+    socket.once('error', failed);
+    socket.bind({ address: host, port, exclusive: true }, () => {
+      socket.off('error', failed);
+      socket.on('error', onError);
+      socket.on('message', onDatagram);
+      const bound = socket.address();
+      let closed = false;
+      resolve({
+        address: bound.address,
+        port: bound.port,
+        send: (data, address, toPort) =>
+          new Promise<void>((done, fail) => {
+            if (closed) {
+              fail(new Error('socket closed'));
+              return;
+            }
+            socket.send(data, toPort, address, (err) => (err ? fail(err) : done()));
+          }),
+        close: () =>
+          new Promise<void>((done) => {
+            if (closed) {
+              done();
+              return;
+            }
+            closed = true;
+            socket.close(() => done());
+          }),
+      });
+    });
+  });
+}

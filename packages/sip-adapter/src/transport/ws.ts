@@ -1,0 +1,178 @@
+// SIP over WebSocket (RFC 7118): an HTTP listener that upgrades only handshakes asking for the
+// "sip" subprotocol, and connections where each text or binary frame is one SIP message.
+
+import { isUtf8 } from 'node:buffer';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { type ConnectionHost, StreamConnection } from './connection.js';
+import { CLOSE_LINGER_MS, MAX_WRITE_BUFFER_BYTES, WS_SUBPROTOCOL } from './constants.js';
+import { SipTransportError } from './errors.js';
+import { classifyDatagram } from './sip-bytes.js';
+import type { BoundServer } from './tcp.js';
+
+export class WsConnection extends StreamConnection {
+  readonly transport = 'ws' as const;
+  private readonly ws: WebSocket;
+  private alive = true;
+  private linger: NodeJS.Timeout | undefined;
+  private finished = false;
+
+  constructor(host: ConnectionHost, id: string, ws: WebSocket, request: IncomingMessage) {
+    super(
+      host,
+      id,
+      request.socket.remoteAddress ?? '0.0.0.0',
+      request.socket.remotePort ?? 0,
+      'inbound',
+    );
+    this.ws = ws;
+    ws.on('message', (raw: RawData) => this.onFrame(toBuffer(raw)));
+    ws.on('pong', () => {
+      this.alive = true;
+    });
+    ws.on('error', () => undefined);
+    ws.on('close', () => this.finish('closed by peer'));
+  }
+
+  /** Keepalive round: drops the connection if the last ping went unanswered, else pings. */
+  ping(): void {
+    if (this.closing) return;
+    if (!this.alive) {
+      this.destroy('no pong');
+      return;
+    }
+    this.alive = false;
+    this.ws.ping();
+  }
+
+  write(data: Uint8Array): void {
+    if (this.closing || this.ws.readyState !== this.ws.OPEN) {
+      throw new SipTransportError(
+        'ERR_NO_FLOW',
+        `WebSocket connection ${this.id} from ${this.key} is closed (${this.closeReason ?? 'by peer'})`,
+      );
+    }
+    if (this.ws.bufferedAmount > MAX_WRITE_BUFFER_BYTES) {
+      this.destroy('slow reader');
+      throw new SipTransportError(
+        'ERR_NO_FLOW',
+        `WebSocket connection ${this.id} from ${this.key} was dropped: over ${MAX_WRITE_BUFFER_BYTES} bytes unread`,
+      );
+    }
+    this.lastActivity = this.host.now();
+    // RFC 7118 §5: text frames for UTF-8 messages (what browsers expect), binary otherwise.
+    this.ws.send(data, { binary: !isUtf8(data) });
+    this.host.sent(this, data.length);
+  }
+
+  close(reason: string): void {
+    if (this.closing) return;
+    this.closeReason = reason;
+    this.ws.close(1000);
+    this.linger = setTimeout(() => this.ws.terminate(), CLOSE_LINGER_MS);
+    this.linger.unref();
+  }
+
+  destroy(reason: string): void {
+    this.closeReason ??= reason;
+    this.ws.terminate();
+  }
+
+  private onFrame(payload: Buffer): void {
+    if (this.closing) return;
+    this.alive = true;
+    this.lastActivity = this.host.now();
+    this.host.received(this, payload.length);
+    const verdict = classifyDatagram(payload);
+    if (verdict.kind === 'message') this.host.deliver(this, verdict.data);
+    else if (verdict.kind === 'keepalive') this.host.keepalive(this, false);
+    else this.host.malformed(this, verdict.reason);
+  }
+
+  private finish(reason: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.closeReason ??= reason;
+    if (this.linger) clearTimeout(this.linger);
+    this.host.closed(this);
+  }
+}
+
+function toBuffer(raw: RawData): Buffer {
+  if (Buffer.isBuffer(raw)) return raw;
+  if (Array.isArray(raw)) return Buffer.concat(raw);
+  return Buffer.from(raw);
+}
+
+/** Whether a handshake's Sec-WebSocket-Protocol header offers "sip" (RFC 7118 §4.1). */
+export function offersSipSubprotocol(request: IncomingMessage): boolean {
+  const header = request.headers['sec-websocket-protocol'];
+  if (typeof header !== 'string') return false;
+  return header.split(',').some((p) => p.trim().toLowerCase() === WS_SUBPROTOCOL);
+}
+
+export interface WsListenOptions {
+  host: string;
+  port: number;
+  maxPayload: number;
+  /** A handshake with the "sip" subprotocol completed. */
+  onConnection(ws: WebSocket, request: IncomingMessage): void;
+  /** A handshake was refused (no "sip" subprotocol, or `accept` said no). */
+  onRefused(request: IncomingMessage, why: string): void;
+  /** Asked before upgrading; false refuses with 503 (no room for another connection). */
+  accept(): boolean;
+}
+
+/** Listens for SIP over WebSocket; rejects with the system error (EADDRINUSE, ...). */
+export function listenWs(options: WsListenOptions): Promise<BoundServer> {
+  const wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: options.maxPayload,
+    handleProtocols: () => WS_SUBPROTOCOL,
+  });
+  const server: Server = createServer((_req, res) => {
+    res.writeHead(426, { Connection: 'close', Upgrade: 'websocket' });
+    res.end('SIP over WebSocket only (RFC 7118)\n');
+  });
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined);
+    if (!offersSipSubprotocol(request)) {
+      refuse(socket, 400, 'Bad Request', 'the "sip" WebSocket subprotocol is required (RFC 7118)');
+      options.onRefused(request, 'no "sip" subprotocol');
+      return;
+    }
+    if (!options.accept()) {
+      refuse(socket, 503, 'Service Unavailable', 'too many connections');
+      options.onRefused(request, 'no room for another connection');
+      return;
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => options.onConnection(ws, request));
+  });
+  return new Promise<BoundServer>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: options.host, port: options.port, exclusive: true }, () => {
+      server.off('error', reject);
+      server.on('error', () => undefined);
+      const bound = server.address();
+      resolve({
+        address: bound && typeof bound === 'object' ? bound.address : options.host,
+        port: bound && typeof bound === 'object' ? bound.port : options.port,
+        close: async () => {
+          for (const ws of wss.clients) ws.terminate();
+          await new Promise<void>((done) => wss.close(() => done()));
+          server.closeAllConnections();
+          await new Promise<void>((done) => server.close(() => done()));
+        },
+      });
+    });
+  });
+}
+
+function refuse(socket: Duplex, status: number, text: string, why: string): void {
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
+      `Content-Length: ${Buffer.byteLength(why) + 1}\r\n\r\n${why}\n`,
+  );
+}

@@ -1,0 +1,406 @@
+// The SIP transports over real sockets on 127.0.0.1: UDP, TCP (framing, keepalives, flows,
+// outbound connections, idle and eviction) and WebSocket (RFC 7118 subprotocol), hostile input
+// that must cost only its own connection, and ports released on close.
+
+import assert from 'node:assert/strict';
+import { createSocket, type Socket as UdpClient } from 'node:dgram';
+import { once } from 'node:events';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
+import type { SipTransportError } from '../src/transport/errors.js';
+import { SipSocketTransports, type SipTransportOptions } from '../src/transport/layer.js';
+import type { SipFlowClosed, SipInboundMessage } from '../src/transport/transport.js';
+
+const HOST = '127.0.0.1';
+const WAIT_MS = 3000;
+
+function withTimeout<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function eventually(check: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function request(method: string, callId: string, body = ''): string {
+  return (
+    `${method} sip:alice@example.com SIP/2.0\r\n` +
+    `Via: SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bK-${callId}\r\n` +
+    `Call-ID: ${callId}\r\nCSeq: 1 ${method}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  );
+}
+
+function reply(callId: string): Buffer {
+  return Buffer.from(`SIP/2.0 200 OK\r\nCall-ID: ${callId}\r\nContent-Length: 0\r\n\r\n`);
+}
+
+/** The next `count` messages the layer delivers. */
+function nextMessages(layer: SipSocketTransports, count = 1): Promise<SipInboundMessage[]> {
+  const got: SipInboundMessage[] = [];
+  return withTimeout(
+    new Promise<SipInboundMessage[]>((resolve) => {
+      const on = (m: SipInboundMessage) => {
+        got.push(m);
+        if (got.length < count) return;
+        layer.off('message', on);
+        resolve(got);
+      };
+      layer.on('message', on);
+    }),
+    `${count} SIP message(s)`,
+  );
+}
+
+async function nextMessage(layer: SipSocketTransports): Promise<SipInboundMessage> {
+  return (await nextMessages(layer, 1))[0] as SipInboundMessage;
+}
+
+/** Collects what a raw TCP client receives. */
+function received(socket: Socket): { text: () => string } {
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  return { text: () => Buffer.concat(chunks).toString('latin1') };
+}
+
+const layers: SipSocketTransports[] = [];
+const sockets: Socket[] = [];
+const others: Array<{ close(): unknown }> = [];
+
+async function start(options: SipTransportOptions = {}): Promise<SipSocketTransports> {
+  const layer = await SipSocketTransports.listen({
+    host: HOST,
+    port: 0,
+    wsHost: HOST,
+    wsPort: 0,
+    ...options,
+  });
+  layers.push(layer);
+  return layer;
+}
+
+async function tcpClient(layer: SipSocketTransports): Promise<Socket> {
+  const socket = netConnect({ host: HOST, port: layer.addresses.tcp.port });
+  socket.on('error', () => undefined);
+  sockets.push(socket);
+  await withTimeout(once(socket, 'connect'), 'TCP connect');
+  return socket;
+}
+
+function wsClient(layer: SipSocketTransports, protocols?: string | string[]): WebSocket {
+  const ws = new WebSocket(`ws://${HOST}:${layer.addresses.ws?.port}`, protocols);
+  ws.on('error', () => undefined);
+  others.push({ close: () => ws.terminate() });
+  return ws;
+}
+
+after(async () => {
+  for (const s of sockets) s.destroy();
+  for (const o of others) o.close();
+  await withTimeout(Promise.all(layers.map((l) => l.close())), 'layers to close', 5000);
+});
+
+describe('SIP transports', () => {
+  let layer: SipSocketTransports;
+  const unframeable: Array<{ connectionId?: string; headers: string; reason: string }> = [];
+
+  before(async () => {
+    layer = await start({
+      onUnframeable: (source, partialHeaders, reason) => {
+        unframeable.push({
+          connectionId: source.connectionId,
+          headers: partialHeaders.toString(),
+          reason,
+        });
+        // The layer above answers 400 before the connection closes.
+        if (source.connectionId) {
+          void layer
+            .send(Buffer.from('SIP/2.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n'), {
+              connectionId: source.connectionId,
+            })
+            .catch(() => undefined);
+        }
+      },
+    });
+  });
+
+  it('binds port 0 to free ports, UDP and TCP on the same one', () => {
+    const { udp, tcp, ws } = layer.addresses;
+    assert.equal(udp.address, HOST);
+    assert.ok(udp.port > 0);
+    assert.equal(tcp.port, udp.port);
+    assert.ok(ws && ws.port > 0 && ws.port !== tcp.port);
+  });
+
+  it('round-trips over UDP and drops what is not SIP', async () => {
+    const client: UdpClient = createSocket('udp4');
+    others.push({ close: () => client.close() });
+    await new Promise<void>((r) => client.bind(0, HOST, () => r()));
+    const before = layer.stats;
+    const port = layer.addresses.udp.port;
+    client.send(Buffer.alloc(0), port, HOST);
+    client.send(Buffer.from('\r\n\r\n'), port, HOST);
+    client.send(Buffer.from('\x00\x01garbage'), port, HOST);
+    const inbound = nextMessage(layer);
+    client.send(Buffer.from(request('REGISTER', 'udp-1')), port, HOST);
+    const m = await inbound;
+    assert.equal(m.data.toString(), request('REGISTER', 'udp-1'));
+    assert.deepEqual(m.source, { transport: 'udp', address: HOST, port: client.address().port });
+    const answer = withTimeout(once(client, 'message'), 'the UDP reply');
+    await layer.send(reply('udp-1'), m.source);
+    const [data] = (await answer) as [Buffer];
+    assert.equal(data.toString(), reply('udp-1').toString());
+    const after = layer.stats;
+    assert.equal(after.malformed.udp - before.malformed.udp, 2);
+    assert.equal(after.keepalivesIn - before.keepalivesIn, 1);
+    assert.equal(after.messagesIn.udp - before.messagesIn.udp, 1);
+    assert.equal(after.messagesOut.udp - before.messagesOut.udp, 1);
+    await assert.rejects(
+      layer.send(Buffer.alloc(65_508), m.source),
+      (err: SipTransportError) => err.code === 'ERR_TOO_LARGE',
+    );
+  });
+
+  it('frames TCP: byte by byte, three in one write, bodies, keepalives, replies on the flow', async () => {
+    const socket = await tcpClient(layer);
+    const got = received(socket);
+    const invite = request('INVITE', 'tcp-1', 'v=0\r\ns=-\r\n');
+    const first = nextMessage(layer);
+    for (const byte of Buffer.from(invite)) {
+      socket.write(Buffer.from([byte]));
+      await new Promise((r) => setImmediate(r));
+    }
+    const m1 = await first;
+    assert.equal(m1.data.toString(), invite);
+    assert.equal(m1.source.transport, 'tcp');
+    assert.equal(m1.source.port, socket.localPort);
+    assert.ok(m1.source.connectionId);
+
+    const three = nextMessages(layer, 3);
+    socket.write(request('OPTIONS', 'a') + request('MESSAGE', 'b', 'hi') + request('BYE', 'c'));
+    const ms = await three;
+    assert.deepEqual(
+      ms.map((m) => m.data.toString()),
+      [request('OPTIONS', 'a'), request('MESSAGE', 'b', 'hi'), request('BYE', 'c')],
+    );
+    assert.ok(ms.every((m) => m.source.connectionId === m1.source.connectionId));
+
+    const pongs = layer.stats.keepalivesOut;
+    socket.write('\r\n\r\n');
+    await eventually(() => got.text() === '\r\n', 'the CRLF pong');
+    assert.equal(layer.stats.keepalivesOut, pongs + 1);
+
+    const sent = await layer.send(reply('tcp-1'), {
+      connectionId: m1.source.connectionId as string,
+    });
+    assert.equal(sent.connectionId, m1.source.connectionId);
+    await eventually(
+      () => got.text() === `\r\n${reply('tcp-1')}`,
+      'the reply on the same connection',
+    );
+  });
+
+  it('opens a TCP connection to a destination, reuses it and hears replies on it', async () => {
+    const accepted: Socket[] = [];
+    const server: Server = createServer((s) => {
+      s.on('error', () => undefined);
+      accepted.push(s);
+    });
+    others.push({ close: () => server.close() });
+    await new Promise<void>((r) => server.listen(0, HOST, () => r()));
+    const port = (server.address() as { port: number }).port;
+    const opened = layer.stats.connectionsOpened.tcp;
+    const [a, b] = await withTimeout(
+      Promise.all([
+        layer.send(Buffer.from(request('OPTIONS', 'out-1')), {
+          transport: 'tcp',
+          address: HOST,
+          port,
+        }),
+        layer.send(Buffer.from(request('OPTIONS', 'out-2')), {
+          transport: 'tcp',
+          address: HOST,
+          port,
+        }),
+      ]),
+      'sends over a new connection',
+    );
+    assert.ok(a.connectionId);
+    assert.equal(b.connectionId, a.connectionId, 'concurrent sends share one connection');
+    assert.equal(layer.stats.connectionsOpened.tcp, opened + 1);
+    await eventually(() => accepted.length === 1, 'the connection');
+    const peer = accepted[0] as Socket;
+    const got = received(peer);
+    await eventually(
+      () => got.text() === request('OPTIONS', 'out-1') + request('OPTIONS', 'out-2'),
+      'both requests',
+    );
+    const inbound = nextMessage(layer);
+    peer.write(reply('out-1'));
+    const m = await inbound;
+    assert.equal(m.source.connectionId, a.connectionId);
+    for (const s of accepted) s.destroy();
+  });
+
+  it('carries SIP over WebSocket with the sip subprotocol, replies on the same socket', async () => {
+    const ws = wsClient(layer, 'sip');
+    await withTimeout(once(ws, 'open'), 'the WebSocket handshake');
+    assert.equal(ws.protocol, 'sip');
+    const inbound = nextMessage(layer);
+    ws.send(request('REGISTER', 'ws-1'));
+    const m = await inbound;
+    assert.equal(m.data.toString(), request('REGISTER', 'ws-1'));
+    assert.equal(m.source.transport, 'ws');
+    assert.ok(m.source.connectionId?.startsWith('ws-'));
+    const answer = withTimeout(once(ws, 'message'), 'the WebSocket reply');
+    await layer.send(reply('ws-1'), { connectionId: m.source.connectionId as string });
+    const [data, isBinary] = (await answer) as [Buffer, boolean];
+    assert.equal(isBinary, false, 'UTF-8 SIP goes out as a text frame');
+    assert.equal(data.toString(), reply('ws-1').toString());
+    // A WebSocket destination is reachable only over the client's own connection.
+    await layer.send(reply('ws-1b'), { transport: 'ws', address: HOST, port: m.source.port });
+    await assert.rejects(
+      layer.send(reply('ws-2'), { transport: 'ws', address: HOST, port: 1 }),
+      (err: SipTransportError) => err.code === 'ERR_UNREACHABLE',
+    );
+    ws.close();
+  });
+
+  it('refuses a WebSocket handshake without the sip subprotocol', async () => {
+    const refused = layer.stats.connectionsRefused;
+    for (const protocols of [undefined, 'foo']) {
+      const ws = wsClient(layer, protocols);
+      const [, response] = (await withTimeout(once(ws, 'unexpected-response'), 'the refusal')) as [
+        unknown,
+        { statusCode: number },
+      ];
+      assert.equal(response.statusCode, 400);
+      ws.terminate();
+    }
+    assert.equal(layer.stats.connectionsRefused, refused + 2);
+  });
+
+  it('closes an unframeable stream after the hook, counts it, and keeps serving', async () => {
+    const before = layer.stats;
+    const inputs = [
+      'REGISTER sip:a SIP/2.0\r\nCall-ID: no-length@test\r\n\r\n',
+      '\x16\x03\x01\x02\x00 binary garbage\r\n\r\n',
+    ];
+    for (const input of inputs) {
+      const socket = await tcpClient(layer);
+      const got = received(socket);
+      const closed = withTimeout(once(socket, 'close'), 'the server to close the connection');
+      socket.write(input);
+      await closed;
+      if (input.startsWith('REGISTER')) {
+        assert.equal(got.text(), 'SIP/2.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+      }
+    }
+    const big = await tcpClient(layer);
+    big.resume();
+    const bigClosed = withTimeout(once(big, 'close'), 'the oversized header to close');
+    big.write(`OPTIONS sip:a SIP/2.0\r\nX-Pad: ${'x'.repeat(70_000)}`);
+    await bigClosed;
+
+    const after = layer.stats;
+    assert.equal(
+      after.unframeable['missing-content-length'] - before.unframeable['missing-content-length'],
+      1,
+    );
+    assert.equal(after.unframeable['not-sip'] - before.unframeable['not-sip'], 1);
+    assert.equal(after.unframeable['header-too-large'] - before.unframeable['header-too-large'], 1);
+    assert.ok(unframeable.some((u) => u.headers.includes('Call-ID: no-length@test')));
+    await eventually(
+      () => layer.stats.connectionsClosed.tcp - before.connectionsClosed.tcp >= 3,
+      'the three connections to be counted closed',
+    );
+
+    const fresh = await tcpClient(layer);
+    const inbound = nextMessage(layer);
+    fresh.write(request('OPTIONS', 'after-garbage'));
+    assert.equal((await inbound).data.toString(), request('OPTIONS', 'after-garbage'));
+  });
+
+  it('reports a gone flow and refuses destinations that are not IP literals', async () => {
+    const socket = await tcpClient(layer);
+    const inbound = nextMessage(layer);
+    socket.write(request('OPTIONS', 'gone'));
+    const id = (await inbound).source.connectionId as string;
+    const flowClosed = withTimeout(
+      new Promise<SipFlowClosed>((resolve) => {
+        const on = (f: SipFlowClosed) => {
+          if (f.connectionId !== id) return;
+          layer.off('flow-closed', on);
+          resolve(f);
+        };
+        layer.on('flow-closed', on);
+      }),
+      'flow-closed',
+    );
+    socket.destroy();
+    assert.equal((await flowClosed).reason, 'closed by peer');
+    assert.equal(layer.hasFlow(id), false);
+    await assert.rejects(layer.send(reply('gone'), { connectionId: id }), { code: 'ERR_NO_FLOW' });
+    await assert.rejects(
+      layer.send(reply('name'), { transport: 'tcp', address: 'example.com', port: 5060 }),
+      { code: 'ERR_DESTINATION' },
+    );
+  });
+});
+
+describe('SIP transport connection management', () => {
+  it('closes idle connections but keeps a registered flow', async () => {
+    const layer = await start({ ws: false, idleTimeoutMs: 150 });
+    const idle = await tcpClient(layer);
+    const kept = await tcpClient(layer);
+    const inbound = nextMessage(layer);
+    kept.write(request('REGISTER', 'kept'));
+    const id = (await inbound).source.connectionId as string;
+    assert.equal(layer.keepFlow(id, true), true);
+    assert.equal(layer.keepFlow('tcp-nope', true), false);
+    await withTimeout(once(idle, 'close'), 'the idle connection to close');
+    assert.equal(layer.stats.connectionsIdleClosed, 1);
+    await new Promise((r) => setTimeout(r, 250));
+    assert.equal(layer.hasFlow(id), true, 'a kept flow outlives the idle timeout');
+    layer.keepFlow(id, false);
+    await withTimeout(once(kept, 'close'), 'the released flow to close');
+  });
+
+  it('closes the oldest idle connection to make room', async () => {
+    const layer = await start({ ws: false, maxConnections: 2 });
+    const first = await tcpClient(layer);
+    const firstClosed = withTimeout(once(first, 'close'), 'the oldest connection to close');
+    await eventually(() => layer.stats.connectionsOpen.tcp === 1, 'the first connection');
+    await new Promise((r) => setTimeout(r, 5));
+    const second = await tcpClient(layer);
+    await eventually(() => layer.stats.connectionsOpen.tcp === 2, 'the second connection');
+    await new Promise((r) => setTimeout(r, 5));
+    await tcpClient(layer);
+    await firstClosed;
+    assert.equal(layer.stats.connectionsEvicted, 1);
+    assert.equal(second.destroyed, false);
+  });
+
+  it('releases its ports on close, so they can be bound again', async () => {
+    const layer = await start();
+    const { tcp, ws } = layer.addresses;
+    const socket = await tcpClient(layer);
+    await layer.close();
+    await withTimeout(once(socket, 'close'), 'open connections to close');
+    const again = await start({ port: tcp.port, wsPort: ws?.port });
+    assert.equal(again.addresses.udp.port, tcp.port);
+    assert.equal(again.addresses.ws?.port, ws?.port);
+    await again.close();
+    await assert.rejects(again.send(reply('x'), { transport: 'udp', address: HOST, port: 9 }), {
+      code: 'ERR_CLOSED',
+    });
+  });
+});
