@@ -62,8 +62,8 @@ export {
   type Via,
 } from './message/uri.js';
 export {
-  type Location,
   LOCATION_CACHE_MS,
+  type Location,
   Locator,
 } from './overlay-bridge/locator.js';
 export type { OverlayAccess } from './overlay-bridge/overlay-access.js';
@@ -86,4 +86,5 @@ export {
   type RegisterInput,
   type RegisterOutcome,
 } from './registrar/binding-store.js';
+export * from './transaction/index.js';
 export * from './transport/index.js';

@@ -1,0 +1,58 @@
+// The non-INVITE server transaction, RFC 3261 §17.2.2: Trying → Proceeding → Completed →
+// Terminated; retransmitted requests get the last response again, Timer J ends Completed.
+
+import type { SipRequest, SipResponse } from '../message/sip-message.js';
+import { forTransport } from './timers.js';
+import {
+  type ServerTransactionUser,
+  Transaction,
+  type TransactionChannel,
+  type TransactionOptions,
+} from './transaction.js';
+
+export type NonInviteServerTransactionState = 'Trying' | 'Proceeding' | 'Completed' | 'Terminated';
+
+export class NonInviteServerTransaction extends Transaction<NonInviteServerTransactionState> {
+  readonly kind = 'non-invite-server' as const;
+  private readonly user: ServerTransactionUser;
+  private lastResponse: SipResponse | undefined;
+
+  constructor(
+    request: SipRequest,
+    channel: TransactionChannel,
+    user: ServerTransactionUser,
+    options: TransactionOptions,
+  ) {
+    super(request, channel, options, 'Trying');
+    this.user = user;
+  }
+
+  /** A retransmission of the request (matched per §17.2.3); never reaches the TU. */
+  receiveRequest(request: SipRequest): void {
+    this.absorb(request);
+    // §17.2.2: discarded while Trying; otherwise the last response goes out again.
+    if ((this.state === 'Proceeding' || this.state === 'Completed') && this.lastResponse) {
+      this.send(this.lastResponse, true);
+    }
+  }
+
+  /** A response from the TU. False (and dropped) once a final response was sent. */
+  respond(response: SipResponse): boolean {
+    if (this.state !== 'Trying' && this.state !== 'Proceeding') return false;
+    this.lastResponse = response;
+    this.send(response);
+    if (response.status < 200) {
+      this.transition('Proceeding');
+    } else {
+      this.transition('Completed');
+      this.startOrTerminate('J', forTransport(this.timerValues.J, this.reliable));
+    }
+    return true;
+  }
+
+  transportError(error: unknown): void {
+    if (this.terminated) return;
+    this.transition('Terminated');
+    this.user.transportError?.(error, this);
+  }
+}

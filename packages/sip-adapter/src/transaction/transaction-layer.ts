@@ -1,0 +1,396 @@
+// The RFC 3261 §17 transaction layer: matches incoming messages to transactions (§17.1.3,
+// §17.2.3), creates them, hands new requests and stray messages to the TU, and sends through
+// an abstract function so it runs over sockets, overlay channels or a test recorder alike.
+
+import { type Clock, systemClock } from '@peerbx/dht-kademlia';
+import { isRfc3261Branch } from '../message/ids.js';
+import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
+import { serialize } from '../message/sip-message.js';
+import type { SipDestination, SipTransportAddress } from '../transport/transport.js';
+import { SipTransactionError } from './errors.js';
+import { InviteClientTransaction } from './invite-client-transaction.js';
+import { InviteServerTransaction } from './invite-server-transaction.js';
+import { cancelTargetKey, clientTransactionKey, serverTransactionKey } from './matching.js';
+import { NonInviteClientTransaction } from './non-invite-client-transaction.js';
+import { NonInviteServerTransaction } from './non-invite-server-transaction.js';
+import { resolveTimers, type TimerOptions, type TransactionTimers } from './timers.js';
+import type {
+  ClientTransactionUser,
+  Transaction,
+  TransactionChannel,
+  TransactionKind,
+  TransactionObserver,
+  TransactionOptions,
+} from './transaction.js';
+
+export type ClientTransaction = InviteClientTransaction | NonInviteClientTransaction;
+export type ServerTransaction = InviteServerTransaction | NonInviteServerTransaction;
+
+/**
+ * Puts bytes on the wire. `reliable` says whether the transport retransmits by itself. A
+ * throw or a rejected promise (SipSocketTransports.send returns one) is a transport error
+ * for the transaction that sent them; any other result is ignored.
+ */
+export type TransactionSend = (
+  data: Uint8Array,
+  destination: SipDestination,
+  reliable: boolean,
+) => unknown;
+
+/** The transaction user as the layer sees it: the proxy, registrar or a UA core. */
+export interface TransactionUser {
+  /** A request that created a server transaction; answer through `transaction.respond`. */
+  receiveRequest(
+    request: SipRequest,
+    transaction: ServerTransaction,
+    source: SipTransportAddress,
+  ): void;
+  /**
+   * An ACK no transaction absorbed: the ACK for a 2xx, which is end to end (§17.1.1.3; a
+   * proxy forwards it statelessly), or one reaching an Accepted INVITE server transaction
+   * (RFC 6026 §8.7), which is then given.
+   */
+  receiveAck(
+    ack: SipRequest,
+    source: SipTransportAddress,
+    transaction?: InviteServerTransaction,
+  ): void;
+  /** A response no client transaction matched (a 2xx retransmission after Timer M, ...). */
+  receiveStrayResponse(response: SipResponse, source: SipTransportAddress): void;
+  /** Timer H: the ACK for a non-2xx final response never came. */
+  ackTimeout?(transaction: InviteServerTransaction): void;
+  /** A server transaction's response could not be sent (§17.2.4). */
+  transportError?(error: unknown, transaction: ServerTransaction): void;
+}
+
+export interface TransactionLayerOptions {
+  send: TransactionSend;
+  user: TransactionUser;
+  clock?: Clock;
+  timers?: TimerOptions;
+  /** Where a server transaction's responses go; default `defaultResponseDestination`. */
+  responseDestination?: (request: SipRequest, source: SipTransportAddress) => SipDestination;
+}
+
+export interface SendRequestOptions {
+  /** Default: true for a flow or a TCP/WS address, false for UDP. */
+  reliable?: boolean;
+}
+
+export interface TransactionStats {
+  /** Transactions created, by kind. */
+  created: Record<TransactionKind, number>;
+  /** Entries into each state, by kind (the initial state included). */
+  states: Record<TransactionKind, Record<string, number>>;
+  /** Transactions alive now. */
+  active: { client: number; server: number };
+  retransmissions: {
+    /** Messages we sent again: Timers A, E, G, resent responses and ACKs. */
+    sent: number;
+    /** Incoming retransmissions a transaction absorbed. */
+    absorbed: number;
+  };
+  /** Timer B and F (no final response), Timer H (no ACK). */
+  timeouts: { B: number; F: number; H: number };
+  /** Responses that matched no client transaction, passed to the TU. */
+  strayResponses: number;
+  /** ACKs that matched no INVITE server transaction (ACKs for 2xx), passed to the TU. */
+  strayAcks: number;
+  transportErrors: number;
+}
+
+const KINDS: readonly TransactionKind[] = [
+  'invite-client',
+  'non-invite-client',
+  'invite-server',
+  'non-invite-server',
+];
+
+/**
+ * RFC 3261 §18.2.2 with RFC 3581: a flow's responses go back on the flow; over UDP to the
+ * source address, and to the source port when the Via asked for rport, else to the sent-by
+ * port (default 5060).
+ */
+export function defaultResponseDestination(
+  request: SipRequest,
+  source: SipTransportAddress,
+): SipDestination {
+  if (source.connectionId !== undefined) return { connectionId: source.connectionId };
+  const via = request.topVia;
+  const port = via === undefined || via.rport !== undefined ? source.port : (via.port ?? 5060);
+  return { transport: source.transport, address: source.address, port };
+}
+
+function isReliableDestination(destination: SipDestination): boolean {
+  return 'connectionId' in destination || destination.transport !== 'udp';
+}
+
+export class TransactionLayer {
+  readonly timers: TransactionTimers;
+  private readonly sendBytes: TransactionSend;
+  private readonly user: TransactionUser;
+  private readonly responseDestination: (
+    request: SipRequest,
+    source: SipTransportAddress,
+  ) => SipDestination;
+  private readonly transactionOptions: TransactionOptions;
+  private readonly clients = new Map<string, ClientTransaction>();
+  private readonly servers = new Map<string, ServerTransaction>();
+  private readonly counters = {
+    created: Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<TransactionKind, number>,
+    states: Object.fromEntries(KINDS.map((k) => [k, {}])) as Record<
+      TransactionKind,
+      Record<string, number>
+    >,
+    retransmissions: { sent: 0, absorbed: 0 },
+    timeouts: { B: 0, F: 0, H: 0 },
+    strayResponses: 0,
+    strayAcks: 0,
+    transportErrors: 0,
+  };
+
+  constructor(options: TransactionLayerOptions) {
+    this.sendBytes = options.send;
+    this.user = options.user;
+    this.timers = resolveTimers(options.timers);
+    this.responseDestination = options.responseDestination ?? defaultResponseDestination;
+    this.transactionOptions = {
+      clock: options.clock ?? systemClock,
+      timers: this.timers,
+      observer: this.observer(),
+    };
+  }
+
+  /** A snapshot of the counters. */
+  get stats(): TransactionStats {
+    const c = this.counters;
+    return {
+      created: { ...c.created },
+      states: Object.fromEntries(KINDS.map((k) => [k, { ...c.states[k] }])) as Record<
+        TransactionKind,
+        Record<string, number>
+      >,
+      active: { client: this.clients.size, server: this.servers.size },
+      retransmissions: { ...c.retransmissions },
+      timeouts: { ...c.timeouts },
+      strayResponses: c.strayResponses,
+      strayAcks: c.strayAcks,
+      transportErrors: c.transportErrors,
+    };
+  }
+
+  /** One parsed message from the transport. */
+  receive(message: SipMessage, source: SipTransportAddress): void {
+    if (message.kind === 'response') this.receiveResponse(message, source);
+    else this.receiveRequest(message, source);
+  }
+
+  /**
+   * Starts a client transaction: sends `request` (whose top Via carries a fresh RFC 3261
+   * branch) to `destination` and reports responses to `user`. An ACK is not sent this way:
+   * the ACK for a 2xx is its own end-to-end request (use `sendStateless`).
+   */
+  sendRequest(
+    request: SipRequest,
+    destination: SipDestination,
+    user: ClientTransactionUser,
+    options: SendRequestOptions = {},
+  ): ClientTransaction {
+    if (request.method === 'ACK') {
+      throw new SipTransactionError(
+        'ERR_SIP_TRANSACTION_ACK',
+        'an ACK has no client transaction: send it with sendStateless',
+      );
+    }
+    const key = clientTransactionKey(request);
+    if (key === undefined || !isRfc3261Branch(request.topVia?.branch)) {
+      throw new SipTransactionError(
+        'ERR_SIP_TRANSACTION_BRANCH',
+        'the top Via needs a branch from generateBranch() before the request is sent',
+      );
+    }
+    if (this.clients.has(key)) {
+      throw new SipTransactionError(
+        'ERR_SIP_TRANSACTION_EXISTS',
+        `a client transaction with branch ${request.topVia?.branch} is already running: use a new branch`,
+      );
+    }
+    const reliable = options.reliable ?? isReliableDestination(destination);
+    let tx: ClientTransaction | undefined;
+    const channel = this.channel(destination, reliable, () => tx);
+    tx =
+      request.method === 'INVITE'
+        ? new InviteClientTransaction(request, channel, user, this.transactionOptions)
+        : new NonInviteClientTransaction(request, channel, user, this.transactionOptions);
+    this.created(tx);
+    // Registered before the request goes out, so even an instant answer finds it.
+    this.clients.set(key, tx);
+    tx.start();
+    return tx;
+  }
+
+  /** Sends a message outside any transaction: an ACK for a 2xx, a statelessly forwarded message. */
+  sendStateless(
+    message: SipMessage,
+    destination: SipDestination,
+    options: SendRequestOptions = {},
+  ): void {
+    const reliable = options.reliable ?? isReliableDestination(destination);
+    this.channel(destination, reliable, () => undefined).send(message);
+  }
+
+  /** The client transaction a response belongs to (§17.1.3), if any. */
+  findClientTransaction(response: SipResponse): ClientTransaction | undefined {
+    const key = clientTransactionKey(response);
+    return key === undefined ? undefined : this.clients.get(key);
+  }
+
+  /** The server transaction a request belongs to (§17.2.3), if any. */
+  findServerTransaction(request: SipRequest): ServerTransaction | undefined {
+    const key = serverTransactionKey(request);
+    return key === undefined ? undefined : this.servers.get(key);
+  }
+
+  /** The INVITE server transaction a CANCEL cancels (§9.2), if it is still alive. */
+  findCancelTarget(cancel: SipRequest): InviteServerTransaction | undefined {
+    const key = cancelTargetKey(cancel);
+    const tx = key === undefined ? undefined : this.servers.get(key);
+    return tx?.kind === 'invite-server' ? tx : undefined;
+  }
+
+  /** Stops every timer and forgets every transaction without telling the TU. */
+  close(): void {
+    for (const tx of [...this.clients.values(), ...this.servers.values()]) tx.dispose();
+    this.clients.clear();
+    this.servers.clear();
+  }
+
+  private receiveResponse(response: SipResponse, source: SipTransportAddress): void {
+    const tx = this.findClientTransaction(response);
+    if (tx) {
+      tx.receiveResponse(response);
+      return;
+    }
+    this.counters.strayResponses++;
+    this.user.receiveStrayResponse(response, source);
+  }
+
+  private receiveRequest(request: SipRequest, source: SipTransportAddress): void {
+    const key = serverTransactionKey(request);
+    if (key === undefined) return; // no Via: the parser does not let these through
+    const existing = this.servers.get(key);
+    if (request.method === 'ACK') {
+      if (existing?.kind === 'invite-server') {
+        existing.receiveAck(request);
+      } else {
+        this.counters.strayAcks++;
+        this.user.receiveAck(request, source);
+      }
+      return;
+    }
+    if (existing) {
+      existing.receiveRequest(request);
+      return;
+    }
+    const tx = this.createServerTransaction(request, source);
+    this.servers.set(key, tx);
+    this.created(tx);
+    this.user.receiveRequest(request, tx, source);
+  }
+
+  private createServerTransaction(
+    request: SipRequest,
+    source: SipTransportAddress,
+  ): ServerTransaction {
+    const reliable = source.transport !== 'udp';
+    let tx: ServerTransaction | undefined;
+    const channel = this.channel(this.responseDestination(request, source), reliable, () => tx);
+    if (request.method === 'INVITE') {
+      const invite: InviteServerTransaction = new InviteServerTransaction(
+        request,
+        channel,
+        {
+          ackTimeout: () => this.user.ackTimeout?.(invite),
+          receiveAck: (ack) => this.user.receiveAck(ack, source, invite),
+          transportError: (error) => this.user.transportError?.(error, invite),
+        },
+        this.transactionOptions,
+      );
+      tx = invite;
+    } else {
+      const other: NonInviteServerTransaction = new NonInviteServerTransaction(
+        request,
+        channel,
+        { transportError: (error) => this.user.transportError?.(error, other) },
+        this.transactionOptions,
+      );
+      tx = other;
+    }
+    return tx;
+  }
+
+  private created(tx: Transaction): void {
+    this.counters.created[tx.kind]++;
+    const states = this.counters.states[tx.kind];
+    states[tx.state] = (states[tx.state] ?? 0) + 1;
+  }
+
+  private channel(
+    destination: SipDestination,
+    reliable: boolean,
+    owner: () => Transaction | undefined,
+  ): TransactionChannel {
+    return {
+      reliable,
+      send: (message) => {
+        let result: unknown;
+        try {
+          result = this.sendBytes(serialize(message), destination, reliable);
+        } catch (error) {
+          // Deferred: the transaction may still be inside its constructor.
+          queueMicrotask(() => this.transportFailed(owner(), error));
+          return;
+        }
+        if (result instanceof Promise) {
+          result.catch((error: unknown) => this.transportFailed(owner(), error));
+        }
+      },
+    };
+  }
+
+  private transportFailed(tx: Transaction | undefined, error: unknown): void {
+    if (!tx || tx.terminated) return;
+    this.counters.transportErrors++;
+    tx.transportError(error);
+  }
+
+  private observer(): TransactionObserver {
+    const c = this.counters;
+    return {
+      stateChanged: (tx, _from, to) => {
+        const states = c.states[tx.kind];
+        states[to] = (states[to] ?? 0) + 1;
+      },
+      retransmitted: () => {
+        c.retransmissions.sent++;
+      },
+      absorbed: () => {
+        c.retransmissions.absorbed++;
+      },
+      timedOut: (_tx, timer) => {
+        if (timer === 'B' || timer === 'F' || timer === 'H') c.timeouts[timer]++;
+      },
+      terminated: (tx) => this.forget(tx),
+    };
+  }
+
+  private forget(tx: Transaction): void {
+    if (tx.kind === 'invite-client' || tx.kind === 'non-invite-client') {
+      const key = clientTransactionKey(tx.request);
+      if (key !== undefined && this.clients.get(key) === tx) this.clients.delete(key);
+    } else {
+      const key = serverTransactionKey(tx.request);
+      if (key !== undefined && this.servers.get(key) === tx) this.servers.delete(key);
+    }
+  }
+}

@@ -1,0 +1,176 @@
+// What every RFC 3261 §17 transaction shares: an identity (the matching key), a state with
+// observable transitions, a channel to the transport, named timers, and termination.
+
+import type { Clock } from '@peerbx/dht-kademlia';
+import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
+import { TimerSet, type TransactionTimers } from './timers.js';
+
+export type TransactionKind =
+  | 'invite-client'
+  | 'non-invite-client'
+  | 'invite-server'
+  | 'non-invite-server';
+
+/** The RFC's timer names, plus the INVITE server's 100 Trying delay. */
+export type TimerName =
+  | 'A'
+  | 'B'
+  | 'D'
+  | 'E'
+  | 'F'
+  | 'G'
+  | 'H'
+  | 'I'
+  | 'J'
+  | 'K'
+  | 'L'
+  | 'M'
+  | 'trying';
+
+/**
+ * The transport as one transaction sees it: a fixed destination (§17.1.1.3: the ACK goes
+ * where the INVITE went; §18.2.2: responses go back where the request came from).
+ */
+export interface TransactionChannel {
+  /** TCP, WebSocket, overlay channel: no retransmissions, Timers D/I/J/K are zero. */
+  readonly reliable: boolean;
+  /** Hands one message to the transport. A failure is reported via `transportError`. */
+  send(message: SipMessage): void;
+}
+
+/** What a client transaction tells its TU (RFC 3261 §17.1). */
+export interface ClientTransactionUser {
+  /**
+   * A response for the TU: provisional and final ones, retransmissions absorbed, and the
+   * 408 the transaction synthesizes when Timer B or F fires.
+   */
+  receiveResponse(response: SipResponse, transaction: ClientTransactionLike): void;
+  /** The request could not be sent (RFC 3261 §8.1.3.1: a UAC treats this as a 503). */
+  transportError?(error: unknown, transaction: ClientTransactionLike): void;
+}
+
+/** What a server transaction tells its TU besides the request that created it. */
+export interface ServerTransactionUser {
+  /** Timer H fired: the ACK for a non-2xx final response never came (RFC 3261 §17.2.1). */
+  ackTimeout?(transaction: ServerTransactionLike): void;
+  /** An ACK matched an INVITE server transaction in the Accepted state (RFC 6026 §8.7). */
+  receiveAck?(ack: SipRequest, transaction: ServerTransactionLike): void;
+  /** A response could not be sent (RFC 3261 §17.2.4). */
+  transportError?(error: unknown, transaction: ServerTransactionLike): void;
+}
+
+/** The view of a client transaction its TU gets. */
+export interface ClientTransactionLike {
+  readonly kind: 'invite-client' | 'non-invite-client';
+  readonly request: SipRequest;
+  readonly branch: string;
+  readonly state: string;
+}
+
+/** The view of a server transaction its TU gets. */
+export interface ServerTransactionLike {
+  readonly kind: 'invite-server' | 'non-invite-server';
+  readonly request: SipRequest;
+  readonly branch: string;
+  readonly state: string;
+  /** Sends a response from the TU; false when the state does not allow it (it is dropped). */
+  respond(response: SipResponse): boolean;
+}
+
+/** Observes transactions for counters and logs; the transaction layer is the usual one. */
+export interface TransactionObserver {
+  stateChanged?(transaction: Transaction, from: string, to: string): void;
+  /** A message we sent again: a request (Timers A/E), a response (Timer G, resends), an ACK. */
+  retransmitted?(transaction: Transaction, message: SipMessage): void;
+  /** An incoming retransmission the transaction absorbed. */
+  absorbed?(transaction: Transaction, message: SipMessage): void;
+  timedOut?(transaction: Transaction, timer: TimerName): void;
+  terminated?(transaction: Transaction): void;
+}
+
+export interface TransactionOptions {
+  clock: Clock;
+  timers: TransactionTimers;
+  observer?: TransactionObserver;
+}
+
+export abstract class Transaction<State extends string = string> {
+  abstract readonly kind: TransactionKind;
+  /** The request that created the transaction. */
+  readonly request: SipRequest;
+  /** The top Via branch of `request`. */
+  readonly branch: string;
+  protected readonly channel: TransactionChannel;
+  protected readonly timerValues: TransactionTimers;
+  protected readonly timers: TimerSet<TimerName>;
+  protected readonly observer: TransactionObserver | undefined;
+  private currentState: State;
+
+  protected constructor(
+    request: SipRequest,
+    channel: TransactionChannel,
+    options: TransactionOptions,
+    initial: State,
+  ) {
+    this.request = request;
+    this.branch = request.topVia?.branch ?? '';
+    this.channel = channel;
+    this.timerValues = options.timers;
+    this.timers = new TimerSet(options.clock);
+    this.observer = options.observer;
+    this.currentState = initial;
+  }
+
+  get state(): State {
+    return this.currentState;
+  }
+
+  get reliable(): boolean {
+    return this.channel.reliable;
+  }
+
+  get terminated(): boolean {
+    return this.currentState === 'Terminated';
+  }
+
+  /** The transport failed to send (RFC 3261 §17.1.4, §17.2.4): inform the TU, terminate. */
+  abstract transportError(error: unknown): void;
+
+  /** Stops every timer and terminates without telling the TU (the layer is shutting down). */
+  dispose(): void {
+    if (!this.terminated) this.transition('Terminated' as State);
+  }
+
+  protected transition(to: State): void {
+    const from = this.currentState;
+    if (from === to) return;
+    this.currentState = to;
+    this.observer?.stateChanged?.(this, from, to);
+    if (to === 'Terminated') {
+      this.timers.stopAll();
+      this.observer?.terminated?.(this);
+    }
+  }
+
+  protected send(message: SipMessage, retransmission = false): void {
+    if (retransmission) this.observer?.retransmitted?.(this, message);
+    this.channel.send(message);
+  }
+
+  protected absorb(message: SipMessage): void {
+    this.observer?.absorbed?.(this, message);
+  }
+
+  protected timedOut(timer: TimerName): void {
+    this.observer?.timedOut?.(this, timer);
+  }
+
+  /**
+   * Starts a timer that ends a state; a zero duration (reliable transports) terminates at
+   * once rather than on the next tick, so no stray state survives the call.
+   */
+  protected startOrTerminate(timer: TimerName, ms: number): void {
+    if (ms === 0) this.transition('Terminated' as State);
+    else this.timers.start(timer, ms, () => this.transition('Terminated' as State));
+  }
+}
