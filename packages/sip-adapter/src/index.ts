@@ -61,6 +61,13 @@ export {
   type Uri,
   type Via,
 } from './message/uri.js';
+export { OverlayFlows, type OverlayFlowsOptions, SIP_APPLICATION } from './node/overlay-flows.js';
+export {
+  SipNode,
+  type SipNodeOptions,
+  type SipNodeOverlay,
+  type SipNodeStats,
+} from './node/sip-node.js';
 export {
   LOCATION_CACHE_MS,
   type Location,
@@ -77,6 +84,20 @@ export {
   encodeRegistrationValue,
   type RegistrationValue,
 } from './overlay-bridge/registration-value.js';
+export * from './proxy/constants.js';
+export { isLoop, loopHash, proxyBranch } from './proxy/loop-detection.js';
+export { formatNodeRoute, nodeOfUri, type RouteAddress } from './proxy/node-route.js';
+export {
+  type NextHop,
+  type ProxyComponents,
+  type ProxyStats,
+  StatefulProxy,
+} from './proxy/proxy.js';
+export {
+  type Branch,
+  ResponseContext,
+  type ResponseContextOptions,
+} from './proxy/response-context.js';
 export {
   type Binding,
   BindingStore,
@@ -86,5 +107,13 @@ export {
   type RegisterInput,
   type RegisterOutcome,
 } from './registrar/binding-store.js';
+export { LOCAL_HOST_ALIASES, REGISTER_RETRY_AFTER_S } from './registrar/handler-constants.js';
+export {
+  type AorResult,
+  isLocalDomain,
+  RegisterHandler,
+  type RegisterHandlerOptions,
+  type RegistrationSync,
+} from './registrar/register-handler.js';
 export * from './transaction/index.js';
 export * from './transport/index.js';

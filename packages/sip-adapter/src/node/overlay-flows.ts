@@ -1,0 +1,102 @@
+// Overlay channels for application "sip" as SIP flows: each channel to another node is a
+// reliable transport carrying one SIP message per channel message. A flow gets a connectionId
+// like a TCP connection's, so transactions answer on it and the proxy routes to it.
+
+import { idFromHex, idToHex, type NodeId } from '@peerbx/dht-kademlia';
+import { type Channel, type Logger, OverlayError, silentLogger } from '@peerbx/overlay-core';
+import type { SipTransportAddress } from '../transport/transport.js';
+
+/** The overlay application name SIP channels are opened for. */
+export const SIP_APPLICATION = 'sip';
+
+export interface OverlayFlowsOptions {
+  connect(nodeId: NodeId, application: string): Promise<Channel>;
+  /** One whole SIP message from another node. */
+  onMessage(data: Buffer, source: SipTransportAddress): void;
+  logger?: Logger;
+}
+
+interface Flow {
+  channel: Channel;
+  nodeHex: string;
+  source: SipTransportAddress;
+}
+
+export class OverlayFlows {
+  private readonly flows = new Map<string, Flow>();
+  private readonly byNode = new Map<string, string>();
+  private readonly dialing = new Map<string, Promise<string>>();
+  private readonly log: Logger;
+  private nextId = 1;
+  private closed = false;
+  messagesIn = 0;
+  messagesOut = 0;
+
+  constructor(private readonly options: OverlayFlowsOptions) {
+    this.log = (options.logger ?? silentLogger).child({ component: 'sip-overlay-flows' });
+  }
+
+  /** Takes a channel (opened by us or by the other node) as a flow; returns its connectionId. */
+  adopt(channel: Channel): string {
+    const nodeHex = idToHex(channel.remoteNodeId);
+    const connectionId = `overlay-${this.nextId++}-${nodeHex.slice(0, 8)}`;
+    const source: SipTransportAddress = {
+      // An overlay channel is reliable and ordered: to the transaction layer it is a stream.
+      transport: 'tcp',
+      address: `overlay:${nodeHex}`,
+      port: 0,
+      connectionId,
+    };
+    this.flows.set(connectionId, { channel, nodeHex, source });
+    this.byNode.set(nodeHex, connectionId);
+    channel.on('message', (data) => {
+      this.messagesIn++;
+      this.options.onMessage(Buffer.from(data.buffer, data.byteOffset, data.byteLength), source);
+    });
+    channel.on('close', (err) => {
+      this.flows.delete(connectionId);
+      if (this.byNode.get(nodeHex) === connectionId) this.byNode.delete(nodeHex);
+      this.log.debug({ node: nodeHex, err: err?.message }, 'SIP channel closed');
+    });
+    return connectionId;
+  }
+
+  /** The flow to a node: an open channel in either direction, or a new one. */
+  toNode(nodeHex: string): Promise<string> {
+    if (this.closed) return Promise.reject(new OverlayError('ERR_UNREACHABLE', 'SIP node closed'));
+    const open = this.byNode.get(nodeHex);
+    if (open && this.flows.has(open)) return Promise.resolve(open);
+    const pending = this.dialing.get(nodeHex);
+    if (pending) return pending;
+    const p = this.options
+      .connect(idFromHex(nodeHex), SIP_APPLICATION)
+      .then((channel) => this.adopt(channel))
+      .finally(() => this.dialing.delete(nodeHex));
+    this.dialing.set(nodeHex, p);
+    return p;
+  }
+
+  has(connectionId: string): boolean {
+    return this.flows.has(connectionId);
+  }
+
+  /** The node at the other end of a flow, if the connectionId is an overlay flow. */
+  peerOf(connectionId: string): string | undefined {
+    return this.flows.get(connectionId)?.nodeHex;
+  }
+
+  /** Sends one SIP message; throws ERR_UNREACHABLE when the channel is gone. */
+  send(connectionId: string, data: Uint8Array): void {
+    const flow = this.flows.get(connectionId);
+    if (!flow) throw new OverlayError('ERR_UNREACHABLE', `SIP channel ${connectionId} is closed`);
+    this.messagesOut++;
+    flow.channel.send(data);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const f of this.flows.values()) f.channel.close();
+    this.flows.clear();
+    this.byNode.clear();
+  }
+}

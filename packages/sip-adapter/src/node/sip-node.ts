@@ -1,0 +1,316 @@
+// A PeerBX node's SIP side: the transports phones talk to, overlay channels to other nodes,
+// the transaction layer over both, and the registrar and proxy as its transaction users.
+// Every inbound message is parsed here once; what does not parse is answered 400 or dropped.
+
+import { type Clock, idToHex, systemClock } from '@peerbx/dht-kademlia';
+import { type Channel, type Logger, silentLogger } from '@peerbx/overlay-core';
+import { SipParseError } from '../errors.js';
+import { createBadRequest, createResponse } from '../message/response.js';
+import {
+  parseSipMessage,
+  type SipMessage,
+  type SipRequest,
+  type SipResponse,
+  serialize,
+} from '../message/sip-message.js';
+import { isSipUri } from '../message/uri.js';
+import { Locator } from '../overlay-bridge/locator.js';
+import type { OverlayAccess } from '../overlay-bridge/overlay-access.js';
+import { RegistrationPublisher } from '../overlay-bridge/registration-publisher.js';
+import { StatefulProxy } from '../proxy/proxy.js';
+import { BindingStore } from '../registrar/binding-store.js';
+import { isLocalDomain, RegisterHandler } from '../registrar/register-handler.js';
+import type { TimerOptions } from '../transaction/index.js';
+import {
+  type ServerTransaction,
+  TransactionLayer,
+  type TransactionUser,
+} from '../transaction/index.js';
+import { SipSocketTransports } from '../transport/layer.js';
+import type {
+  SipDestination,
+  SipTransportAddress,
+  SipTransportProtocol,
+} from '../transport/transport.js';
+import { OverlayFlows, SIP_APPLICATION } from './overlay-flows.js';
+
+/** The overlay as the SIP node uses it: store/fetch/connect, and incoming channels. */
+export interface SipNodeOverlay extends OverlayAccess {
+  readonly config: { readonly domain: string };
+  readonly links: {
+    handle(application: string, handler: (channel: Channel) => void): void;
+    unhandle(application: string): void;
+  };
+}
+
+export interface SipNodeOptions {
+  overlay: SipNodeOverlay;
+  /** UDP and TCP; default 127.0.0.1:5060. Port 0 picks a free port. */
+  sip?: { host: string; port: number };
+  /** WebSocket; default 127.0.0.1:5066; false: none. */
+  ws?: { host: string; port: number } | false;
+  /** The SIP domain; default the overlay configuration's. */
+  domain?: string;
+  logger?: Logger;
+  clock?: Clock;
+  /** Transaction timers (tests shorten them). */
+  timers?: TimerOptions;
+  /** Timer C of the proxy, ms. */
+  timerCMs?: number;
+  /** How long a fetched registration is reused, ms. */
+  locationCacheMs?: number;
+  bindings?: BindingStore;
+}
+
+export interface SipNodeStats {
+  /** Messages that did not parse: answered with 400, or dropped. */
+  badRequestsAnswered: number;
+  malformedDropped: number;
+  /** Requests with a SIP version other than 2.0 (answered 505). */
+  versionRejected: number;
+}
+
+const ALLOW =
+  'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, REGISTER';
+
+export class SipNode implements TransactionUser {
+  readonly transports: SipSocketTransports;
+  readonly transactions: TransactionLayer;
+  readonly bindings: BindingStore;
+  readonly registrar: RegisterHandler;
+  readonly publisher: RegistrationPublisher;
+  readonly locator: Locator;
+  readonly proxy: StatefulProxy;
+  readonly flows: OverlayFlows;
+  readonly domain: string;
+  readonly nodeHex: string;
+  readonly stats: SipNodeStats = {
+    badRequestsAnswered: 0,
+    malformedDropped: 0,
+    versionRejected: 0,
+  };
+  private readonly log: Logger;
+  private readonly overlay: SipNodeOverlay;
+  private closed = false;
+
+  private constructor(options: SipNodeOptions, transports: SipSocketTransports) {
+    const clock = options.clock ?? systemClock;
+    this.overlay = options.overlay;
+    this.transports = transports;
+    this.domain = (options.domain ?? options.overlay.config.domain).toLowerCase();
+    this.nodeHex = idToHex(options.overlay.nodeId);
+    this.log = (options.logger ?? silentLogger).child({
+      component: 'sip-node',
+      node: this.nodeHex,
+    });
+    this.bindings = options.bindings ?? new BindingStore();
+    this.publisher = new RegistrationPublisher(options.overlay, clock);
+    this.locator = new Locator(options.overlay, clock, options.locationCacheMs);
+    this.flows = new OverlayFlows({
+      connect: (id, app) => options.overlay.connect(id, app),
+      onMessage: (data, source) => this.inbound(data, source),
+      logger: this.log,
+    });
+    this.transactions = new TransactionLayer({
+      send: (data, destination) => this.send(data, destination),
+      user: this,
+      clock,
+      ...(options.timers ? { timers: options.timers } : {}),
+    });
+    this.registrar = new RegisterHandler({
+      store: this.bindings,
+      publisher: this.publisher,
+      domain: this.domain,
+      localAddresses: () => this.ownAddresses(),
+      clock,
+      keepFlow: (id, keep) => this.transports.keepFlow(id, keep),
+      logger: this.log,
+    });
+    this.proxy = new StatefulProxy({
+      nodeHex: this.nodeHex,
+      domain: this.domain,
+      transactions: this.transactions,
+      bindings: this.bindings,
+      locator: this.locator,
+      clock,
+      localAddress: (t) => this.localAddress(t),
+      isOwnAddress: (host, port) => this.isOwnAddress(host, port),
+      nodeFlow: (hex) => this.flows.toNode(hex),
+      overlayPeer: (id) => this.flows.peerOf(id),
+      flowAlive: (id) => this.flows.has(id) || this.transports.hasFlow(id),
+      logger: this.log,
+      ...(options.timerCMs === undefined ? {} : { timerCMs: options.timerCMs }),
+    });
+    transports.on('message', ({ data, source }) => this.inbound(data, source));
+    options.overlay.links.handle(SIP_APPLICATION, (channel) => {
+      this.flows.adopt(channel);
+    });
+  }
+
+  /** Binds the SIP transports and starts serving phones and other nodes. */
+  static async start(options: SipNodeOptions): Promise<SipNode> {
+    const sip = options.sip ?? { host: '127.0.0.1', port: 5060 };
+    const ws = options.ws;
+    const transports = await SipSocketTransports.listen({
+      host: sip.host,
+      port: sip.port,
+      ...(ws === false ? { ws: false } : ws ? { wsHost: ws.host, wsPort: ws.port } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
+    return new SipNode(options, transports);
+  }
+
+  get addresses() {
+    return this.transports.addresses;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.overlay.links.unhandle(SIP_APPLICATION);
+    this.proxy.close();
+    this.transactions.close();
+    this.flows.close();
+    await this.transports.close();
+  }
+
+  // --- TransactionUser -------------------------------------------------------------------------
+
+  receiveRequest(request: SipRequest, tx: ServerTransaction, source: SipTransportAddress): void {
+    if (request.method === 'REGISTER') {
+      if (this.flows.has(source.connectionId ?? '')) {
+        tx.respond(
+          createResponse(request, 403, { reason: 'REGISTER is only taken from local phones' }),
+        );
+        return;
+      }
+      void this.registrar.handle(request, source).then((res) => tx.respond(res));
+      return;
+    }
+    if (request.method === 'OPTIONS' && this.isForMe(request)) {
+      tx.respond(
+        createResponse(request, 200, {
+          headers: [
+            { name: 'Allow', value: ALLOW },
+            { name: 'Accept', value: 'application/sdp' },
+          ],
+        }),
+      );
+      return;
+    }
+    this.proxy.receiveRequest(request, tx, source);
+  }
+
+  receiveAck(ack: SipRequest, source: SipTransportAddress): void {
+    this.proxy.receiveAck(ack, source);
+  }
+
+  receiveStrayResponse(response: SipResponse): void {
+    this.proxy.receiveStrayResponse(response);
+  }
+
+  transportError(error: unknown, tx: ServerTransaction): void {
+    this.log.debug({ err: (error as Error).message, branch: tx.branch }, 'response not sent');
+  }
+
+  // --- inbound and outbound ----------------------------------------------------------------------
+
+  /** One message from a phone or another node: parsed, checked, handed to the transactions. */
+  private inbound(data: Buffer, source: SipTransportAddress): void {
+    if (this.closed) return;
+    let message: SipMessage;
+    try {
+      message = parseSipMessage(data);
+    } catch (err) {
+      if (err instanceof SipParseError) {
+        const reply = createBadRequest(err);
+        if (reply) {
+          this.stats.badRequestsAnswered++;
+          this.reply(reply, source);
+        } else this.stats.malformedDropped++;
+        this.log.debug(
+          { err: err.message, from: `${source.address}:${source.port}` },
+          'unparsable message',
+        );
+        return;
+      }
+      this.stats.malformedDropped++;
+      return;
+    }
+    if (message.version !== 'SIP/2.0') {
+      if (message.kind === 'request' && message.method !== 'ACK') {
+        this.stats.versionRejected++;
+        this.reply(createResponse(message, 505), source);
+      }
+      return;
+    }
+    try {
+      this.transactions.receive(message, source);
+    } catch (err) {
+      // A header the transaction layer needed did not parse: answer like the parser would.
+      if (err instanceof SipParseError && message.kind === 'request' && message.method !== 'ACK') {
+        this.stats.badRequestsAnswered++;
+        this.reply(createResponse(message, 400, { reason: err.reasonPhrase }), source);
+      } else {
+        this.stats.malformedDropped++;
+      }
+    }
+  }
+
+  private reply(response: SipResponse, source: SipTransportAddress): void {
+    const destination: SipDestination =
+      source.connectionId !== undefined
+        ? { connectionId: source.connectionId }
+        : { transport: source.transport, address: source.address, port: source.port };
+    try {
+      const sent = this.send(serialize(response), destination);
+      if (sent) sent.catch(() => undefined);
+    } catch {
+      // The flow went away: nothing to answer on.
+    }
+  }
+
+  private send(
+    data: Uint8Array,
+    destination: SipDestination,
+  ): Promise<SipTransportAddress> | undefined {
+    if ('connectionId' in destination && this.flows.has(destination.connectionId)) {
+      this.flows.send(destination.connectionId, data);
+      return undefined;
+    }
+    return this.transports.send(data, destination);
+  }
+
+  /** OPTIONS to the node itself: no user part (or no Route) and one of our hosts. */
+  private isForMe(request: SipRequest): boolean {
+    if (request.headers.has('route')) return false;
+    const uri = request.requestUri;
+    if (!isSipUri(uri) || uri.user !== undefined) return false;
+    return isLocalDomain(uri.host, uri.port, this.domain, this.ownAddresses());
+  }
+
+  private localAddress(t: SipTransportProtocol): { host: string; port: number } {
+    const a = this.transports.addresses;
+    const bound = t === 'ws' && a.ws ? a.ws : a.udp;
+    return { host: bound.address, port: bound.port };
+  }
+
+  private ownAddresses(): string[] {
+    const a = this.transports.addresses;
+    const out = [a.udp.address, `${a.udp.address}:${a.udp.port}`, `${a.tcp.address}:${a.tcp.port}`];
+    if (a.ws) out.push(`${a.ws.address}:${a.ws.port}`);
+    return out;
+  }
+
+  private isOwnAddress(host: string, port: number | undefined): boolean {
+    const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+    const a = this.transports.addresses;
+    const all = [a.udp, a.tcp, ...(a.ws ? [a.ws] : [])];
+    const loopback = h === 'localhost' || h === '127.0.0.1' || h === '::1';
+    return all.some(
+      (x) =>
+        (x.address === h || (loopback && (x.address === '127.0.0.1' || x.address === '0.0.0.0'))) &&
+        (port === undefined || x.port === port),
+    );
+  }
+}

@@ -1,0 +1,17 @@
+// Numbers of the stateful proxy (RFC 3261 §16).
+
+/** §16.6 step 11: Timer C, how long an INVITE branch may stay without a final response (> 3 min). */
+export const TIMER_C_MS = 181_000;
+/** Retry-After (seconds) on a 503 when the overlay could not be asked where a user is. */
+export const OVERLAY_RETRY_AFTER_S = 30;
+/** How long opening an overlay channel to the callee's node may take before the branch is 480. */
+export const NODE_CONNECT_TIMEOUT_MS = 5_000;
+/** Via parameter naming the PeerBX node that added the Via (routes stray responses back). */
+export const VIA_NODE_PARAM = 'pbx-node';
+/** Methods whose out-of-dialog requests create dialogs, so the proxy Record-Routes them. */
+export const DIALOG_METHODS: ReadonlySet<string> = new Set([
+  'INVITE',
+  'SUBSCRIBE',
+  'REFER',
+  'NOTIFY',
+]);

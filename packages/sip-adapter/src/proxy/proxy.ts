@@ -1,0 +1,520 @@
+// The transaction-stateful proxy (RFC 3261 §16) of a PeerBX node. A request is validated
+// (Max-Forwards, loops), its Route set preprocessed (our own entry popped), and its targets
+// found: the Route set, the Request-URI of an in-dialog request, or the AOR's bindings here
+// and the nodes the overlay names. Each target is a branch; the ResponseContext picks the
+// answer. Other nodes are reached over overlay channels; phones over the flows they registered.
+
+import { type Clock, idFromHex, idToHex } from '@peerbx/dht-kademlia';
+import { type Logger, silentLogger } from '@peerbx/overlay-core';
+import { createResponse } from '../message/response.js';
+import { SipRequest, type SipResponse } from '../message/sip-message.js';
+import { createVia, formatVia, isSipUri, parseUri, type SipUri, type Via } from '../message/uri.js';
+import type { Locator } from '../overlay-bridge/locator.js';
+import type { Binding, BindingStore } from '../registrar/binding-store.js';
+import { LOCAL_HOST_ALIASES } from '../registrar/handler-constants.js';
+import type { ServerTransaction, TransactionLayer } from '../transaction/index.js';
+import type {
+  SipDestination,
+  SipTransportAddress,
+  SipTransportProtocol,
+} from '../transport/transport.js';
+import {
+  DIALOG_METHODS,
+  NODE_CONNECT_TIMEOUT_MS,
+  OVERLAY_RETRY_AFTER_S,
+  TIMER_C_MS,
+  VIA_NODE_PARAM,
+} from './constants.js';
+import { isLoop, proxyBranch } from './loop-detection.js';
+import { formatNodeRoute, nodeOfUri, type RouteAddress } from './node-route.js';
+import { type Branch, ResponseContext } from './response-context.js';
+
+/** Where a forwarded request goes: a phone or address over SIP transports, or another node. */
+export type NextHop =
+  | { kind: 'address'; destination: SipDestination; transport: SipTransportProtocol }
+  | { kind: 'node'; nodeHex: string };
+
+/** What the proxy needs of the node around it (passed in, so tests can fake any of it). */
+export interface ProxyComponents {
+  nodeHex: string;
+  domain: string;
+  transactions: TransactionLayer;
+  bindings: BindingStore;
+  locator: Pick<Locator, 'locate' | 'invalidate'>;
+  clock: Clock;
+  /** Our SIP address per transport, as phones reach it (Via sent-by, Record-Route). */
+  localAddress(transport: SipTransportProtocol): { host: string; port: number };
+  /** True when host[:port] is one of this node's own SIP addresses. */
+  isOwnAddress(host: string, port: number | undefined): boolean;
+  /** The connectionId of an open overlay channel to a node, opening one if needed. */
+  nodeFlow(nodeHex: string): Promise<string>;
+  /** The node on the other end of an overlay flow, or undefined for a phone's flow. */
+  overlayPeer(connectionId: string): string | undefined;
+  /** False when a TCP/WS flow has closed (a binding on it is unreachable). */
+  flowAlive(connectionId: string): boolean;
+  logger?: Logger;
+  timerCMs?: number;
+  nodeConnectTimeoutMs?: number;
+}
+
+export interface ProxyStats {
+  forwarded: number;
+  generated: Record<number, number>;
+  acksForwarded: number;
+  strayResponsesForwarded: number;
+}
+
+export class StatefulProxy {
+  private readonly log: Logger;
+  private readonly contexts = new Map<ServerTransaction, ResponseContext>();
+  readonly stats: ProxyStats = {
+    forwarded: 0,
+    generated: {},
+    acksForwarded: 0,
+    strayResponsesForwarded: 0,
+  };
+
+  constructor(private readonly c: ProxyComponents) {
+    this.log = (c.logger ?? silentLogger).child({ component: 'sip-proxy' });
+  }
+
+  /** A request that made a server transaction (anything but REGISTER, ACK, OPTIONS to us). */
+  receiveRequest(request: SipRequest, tx: ServerTransaction, source: SipTransportAddress): void {
+    if (request.method === 'CANCEL') {
+      this.receiveCancel(request, tx);
+      return;
+    }
+    void this.route(request, tx, source).catch((err: unknown) => {
+      this.log.error({ err: (err as Error).message, callId: request.callId }, 'proxy failure');
+      this.reply(tx, 500);
+    });
+  }
+
+  /** An ACK for a 2xx (end to end, §16.7 step 5 / §13.2.2.4): forwarded statelessly. */
+  receiveAck(ack: SipRequest, source: SipTransportAddress): void {
+    void this.forwardAck(ack, source).catch((err: unknown) =>
+      this.log.debug({ err: (err as Error).message, callId: ack.callId }, 'ACK dropped'),
+    );
+  }
+
+  /** A response no client transaction matched: sent on along its Vias if it carries ours. */
+  receiveStrayResponse(response: SipResponse): void {
+    void this.forwardStray(response).catch((err: unknown) =>
+      this.log.debug({ err: (err as Error).message }, 'stray response dropped'),
+    );
+  }
+
+  /** Stops every Timer C (the node is closing). */
+  close(): void {
+    for (const ctx of this.contexts.values()) ctx.dispose();
+    this.contexts.clear();
+  }
+
+  // --- requests ------------------------------------------------------------------------------
+
+  private async route(
+    incoming: SipRequest,
+    tx: ServerTransaction,
+    source: SipTransportAddress,
+  ): Promise<void> {
+    // §16.3 step 3: Max-Forwards.
+    const mf = incoming.maxForwards ?? 70;
+    if (mf <= 0) {
+      this.reply(tx, 483);
+      return;
+    }
+    // §16.3 step 4: loop detection.
+    if (isLoop(incoming, this.c.nodeHex)) {
+      this.reply(tx, 482);
+      return;
+    }
+    const request = copyRequest(incoming);
+    request.headers.set('Max-Forwards', String(mf - 1));
+    this.preprocessRoutes(request);
+    const fromPeer = source.connectionId ? this.c.overlayPeer(source.connectionId) : undefined;
+
+    const ctx = new ResponseContext({
+      server: tx,
+      transactions: this.c.transactions,
+      clock: this.c.clock,
+      timerCMs: this.c.timerCMs ?? TIMER_C_MS,
+      done: (x) => this.contexts.delete(x.server),
+    });
+    this.contexts.set(tx, ctx);
+
+    const routes = request.routes;
+    if (routes.length > 0 || request.toTag !== undefined) {
+      // Loose routing / in-dialog: one target, the top Route or the Request-URI (§16.5, §16.12).
+      const uri = routes[0]?.uri ?? request.requestUri;
+      if (!isSipUri(uri)) {
+        this.finish(ctx, 416);
+        return;
+      }
+      const hop = this.hopForUri(uri);
+      if (!hop) {
+        this.finish(ctx, 404, 'Not Found (no route to the Request-URI)');
+        return;
+      }
+      this.forward(ctx, request, hop, source, fromPeer);
+      ctx.seal();
+      return;
+    }
+
+    const target = request.requestUri;
+    if (!isSipUri(target)) {
+      this.finish(ctx, 416);
+      return;
+    }
+    if (!target.user || !this.isAorHost(target)) {
+      // Not ours to look up: an address (a phone's contact dialled directly).
+      const hop = target.user ? this.hopForUri(target) : undefined;
+      if (!hop) {
+        this.finish(ctx, 404, 'Not Found (not a user of this overlay)');
+        return;
+      }
+      this.forward(ctx, request, hop, source, fromPeer);
+      ctx.seal();
+      return;
+    }
+
+    // An AOR of the overlay: fork to the local bindings, and (from a local phone) to the nodes
+    // where the user is registered.
+    const resource = `${target.user}@${this.c.domain}`;
+    const aor = `sip:${resource}`;
+    const local = this.c.bindings
+      .lookup(aor, this.c.clock.now())
+      .filter((b) => this.bindingReachable(b));
+    let nodes: string[] = [];
+    let overlayDown: Error | undefined;
+    let registeredLocally = local.length > 0;
+    if (!fromPeer) {
+      try {
+        const located = await this.c.locator.locate(resource);
+        nodes = located.map((l) => idToHex(l.nodeId)).filter((h) => h !== this.c.nodeHex);
+        if (located.some((l) => idToHex(l.nodeId) === this.c.nodeHex)) registeredLocally = true;
+      } catch (err) {
+        overlayDown = err as Error;
+      }
+    } else if (this.c.bindings.lookup(aor, this.c.clock.now()).length > 0) {
+      registeredLocally = true;
+    }
+    if (ctx.canceled) {
+      this.finish(ctx, 487);
+      return;
+    }
+    if (local.length === 0 && nodes.length === 0) {
+      if (overlayDown) {
+        this.log.warn({ resource, err: overlayDown.message }, 'overlay unreachable');
+        this.finish(ctx, 503, 'Service Unavailable (overlay unreachable)', [
+          { name: 'Retry-After', value: String(OVERLAY_RETRY_AFTER_S) },
+        ]);
+      } else if (fromPeer || registeredLocally) {
+        this.finish(ctx, 480, 'Temporarily Unavailable (no device reachable)');
+      } else {
+        this.finish(ctx, 404, `Not Found (${resource} is not registered)`);
+      }
+      return;
+    }
+    for (const b of local) {
+      const branch = copyRequest(request);
+      branch.uri = b.uri;
+      this.forward(ctx, branch, this.hopForBinding(b), source, fromPeer);
+    }
+    for (const nodeHex of nodes) {
+      const branch = copyRequest(request);
+      // The callee's node looks the user up by the canonical AOR, whatever alias was dialled.
+      branch.uri = aor;
+      this.forward(ctx, branch, { kind: 'node', nodeHex }, source, fromPeer, () =>
+        this.c.locator.invalidate(resource, idFromHex(nodeHex)),
+      );
+    }
+    ctx.seal();
+  }
+
+  /** §16.4: a strict router's Request-URI put back, and our own top Route removed. */
+  private preprocessRoutes(request: SipRequest): void {
+    const ruri = request.requestUri;
+    if (this.isOurUri(ruri)) {
+      const all = request.headers.getList('route');
+      const last = all.pop();
+      if (last !== undefined) {
+        const uri = last.replace(/^[^<]*<([^>]*)>.*$/, '$1');
+        request.uri = uri;
+        request.headers.delete('route');
+        for (const r of all) request.headers.append('Route', r);
+      }
+    }
+    while (true) {
+      const top = request.routes[0];
+      if (!top || !this.isOurUri(top.uri)) break;
+      request.headers.shift('route');
+    }
+  }
+
+  private isOurUri(uri: SipRequest['requestUri']): boolean {
+    if (!isSipUri(uri)) return false;
+    const node = nodeOfUri(uri);
+    if (node !== undefined) return node === this.c.nodeHex;
+    return uri.user === undefined && this.c.isOwnAddress(uri.host, uri.port);
+  }
+
+  /** True for the overlay domain, and for localhost / our addresses with no or our own port. */
+  private isAorHost(uri: SipUri): boolean {
+    const host = uri.host.toLowerCase();
+    if (host === this.c.domain) return true;
+    const ours = uri.port === undefined || this.c.isOwnAddress(host, uri.port);
+    return ours && (LOCAL_HOST_ALIASES.includes(host) || this.c.isOwnAddress(host, undefined));
+  }
+
+  private bindingReachable(b: Binding): boolean {
+    const id = b.flow?.connectionId;
+    return id === undefined || this.c.flowAlive(id);
+  }
+
+  /**
+   * A binding's next hop: the TCP/WS connection it registered over (the only way to reach a
+   * browser or a phone behind NAT), else its Contact address (RFC 3261 §16.5), else the
+   * address its REGISTER came from.
+   */
+  private hopForBinding(b: Binding): NextHop {
+    const flow = b.flow;
+    if (flow?.connectionId !== undefined) {
+      return {
+        kind: 'address',
+        destination: { connectionId: flow.connectionId },
+        transport: flow.transport,
+      };
+    }
+    const uri = parseContactUri(b.uri);
+    // A contact naming this node itself is forwarded anyway: loop detection answers it (482).
+    const hop = uri ? this.addressHop(uri, true) : undefined;
+    if (hop) return hop;
+    const at = flow ?? { transport: 'udp' as const, address: '0.0.0.0', port: 0 };
+    return {
+      kind: 'address',
+      destination: { transport: at.transport, address: at.address, port: at.port },
+      transport: at.transport,
+    };
+  }
+
+  /** The next hop for a Route or Request-URI: another node, a local phone's flow, or an address. */
+  private hopForUri(uri: SipUri): NextHop | undefined {
+    const node = nodeOfUri(uri);
+    if (node !== undefined)
+      return node === this.c.nodeHex ? undefined : { kind: 'node', nodeHex: node };
+    // A local phone's contact: use the flow it registered over (NAT, TCP, WebSocket).
+    const binding = this.bindingWithContact(uri);
+    if (binding && this.bindingReachable(binding)) return this.hopForBinding(binding);
+    return this.addressHop(uri);
+  }
+
+  private addressHop(uri: SipUri, allowSelf = false): NextHop | undefined {
+    const t = (uri.params.transport ?? 'udp').toLowerCase();
+    const transport: SipTransportProtocol =
+      t === 'tcp' ? 'tcp' : t === 'ws' || t === 'wss' ? 'ws' : 'udp';
+    const port = uri.port ?? 5060;
+    const host = uri.host.replace(/^\[|\]$/g, '');
+    if (!allowSelf && this.c.isOwnAddress(uri.host, port)) return undefined;
+    return { kind: 'address', destination: { transport, address: host, port }, transport };
+  }
+
+  private bindingWithContact(uri: SipUri): Binding | undefined {
+    const now = this.c.clock.now();
+    const host = uri.host.toLowerCase();
+    for (const aor of this.c.bindings.aors()) {
+      for (const b of this.c.bindings.lookup(aor, now)) {
+        const u = parseContactUri(b.uri);
+        if (
+          u &&
+          u.user === uri.user &&
+          u.host.toLowerCase() === host &&
+          (u.port ?? 5060) === (uri.port ?? 5060)
+        )
+          return b;
+      }
+    }
+    return undefined;
+  }
+
+  /** §16.6: Record-Route and Via added, then the branch started (after an overlay connect). */
+  private forward(
+    ctx: ResponseContext,
+    request: SipRequest,
+    hop: NextHop,
+    source: SipTransportAddress,
+    fromPeer: string | undefined,
+    onNodeFailure?: () => void,
+  ): void {
+    const outTransport: SipTransportProtocol = hop.kind === 'node' ? 'tcp' : hop.transport;
+    if (DIALOG_METHODS.has(request.method) && request.toTag === undefined) {
+      // The phone on this node's side of the call must reach us: the caller's transport when it
+      // came from a phone, the callee's when it came over the overlay.
+      const phoneSide: SipTransportProtocol =
+        fromPeer === undefined ? source.transport : hop.kind === 'address' ? hop.transport : 'udp';
+      const at = this.c.localAddress(phoneSide);
+      const rr: RouteAddress = { host: at.host, port: at.port, transport: phoneSide };
+      request.headers.prepend('Record-Route', formatNodeRoute(this.c.nodeHex, rr));
+    }
+    const sentBy = this.c.localAddress(outTransport === 'ws' ? 'ws' : outTransport);
+    const via: Via = createVia({
+      transport: outTransport,
+      host: sentBy.host,
+      port: sentBy.port,
+      branch: proxyBranch(request),
+      params: { [VIA_NODE_PARAM]: this.c.nodeHex },
+    });
+    request.headers.prepend('Via', formatVia(via));
+    this.stats.forwarded++;
+    const branch: Branch = {
+      request,
+      provisional: false,
+      cancelPending: false,
+      canceled: false,
+      ...(onNodeFailure ? { onFinal: (status: number) => status === 480 && onNodeFailure() } : {}),
+    };
+    if (hop.kind === 'address') {
+      ctx.opened();
+      ctx.start(branch, hop.destination);
+      return;
+    }
+    ctx.opened();
+    void withTimeout(
+      this.c.nodeFlow(hop.nodeHex),
+      this.c.nodeConnectTimeoutMs ?? NODE_CONNECT_TIMEOUT_MS,
+    ).then(
+      (connectionId) => {
+        if (ctx.canceled && request.method === 'INVITE') ctx.fail(branch, 487);
+        else ctx.start(branch, { connectionId });
+      },
+      (err: unknown) => {
+        this.log.info(
+          { node: hop.nodeHex, err: (err as Error).message, callId: request.callId },
+          'node unreachable',
+        );
+        ctx.fail(branch, 480, 'Temporarily Unavailable (node unreachable)');
+      },
+    );
+  }
+
+  /** §16.10: CANCEL answered here, and passed on to every pending branch. */
+  private receiveCancel(cancel: SipRequest, tx: ServerTransaction): void {
+    const target = this.c.transactions.findCancelTarget(cancel);
+    const ctx = target ? this.contexts.get(target) : undefined;
+    if (!ctx) {
+      this.reply(tx, 481);
+      return;
+    }
+    this.reply(tx, 200);
+    ctx.cancelAll();
+  }
+
+  private async forwardAck(incoming: SipRequest, source: SipTransportAddress): Promise<void> {
+    const mf = incoming.maxForwards ?? 70;
+    if (mf <= 0) return;
+    const ack = copyRequest(incoming);
+    ack.headers.set('Max-Forwards', String(mf - 1));
+    this.preprocessRoutes(ack);
+    const uri = ack.routes[0]?.uri ?? ack.requestUri;
+    if (!isSipUri(uri)) return;
+    const hop = this.hopForUri(uri);
+    if (!hop) return;
+    const transport: SipTransportProtocol = hop.kind === 'node' ? 'tcp' : hop.transport;
+    const at = this.c.localAddress(transport);
+    ack.headers.prepend(
+      'Via',
+      formatVia(
+        createVia({
+          transport,
+          host: at.host,
+          port: at.port,
+          branch: proxyBranch(ack),
+          params: { [VIA_NODE_PARAM]: this.c.nodeHex },
+        }),
+      ),
+    );
+    const destination =
+      hop.kind === 'node' ? { connectionId: await this.c.nodeFlow(hop.nodeHex) } : hop.destination;
+    this.stats.acksForwarded++;
+    void source;
+    this.c.transactions.sendStateless(ack, destination);
+  }
+
+  private async forwardStray(response: SipResponse): Promise<void> {
+    if (response.topVia?.params[VIA_NODE_PARAM] !== this.c.nodeHex) return;
+    response.headers.shift('via');
+    const next = response.topVia;
+    if (!next) return;
+    const node = next.params[VIA_NODE_PARAM];
+    let destination: SipDestination;
+    if (typeof node === 'string' && node !== this.c.nodeHex) {
+      destination = { connectionId: await this.c.nodeFlow(node) };
+    } else {
+      const t = next.transport.toLowerCase();
+      const transport: SipTransportProtocol =
+        t === 'tcp' ? 'tcp' : t === 'ws' || t === 'wss' ? 'ws' : 'udp';
+      destination = {
+        transport,
+        address: next.received ?? next.host.replace(/^\[|\]$/g, ''),
+        port: typeof next.rport === 'number' ? next.rport : (next.port ?? 5060),
+      };
+    }
+    this.stats.strayResponsesForwarded++;
+    this.c.transactions.sendStateless(response, destination);
+  }
+
+  private finish(
+    ctx: ResponseContext,
+    status: number,
+    reason?: string,
+    headers?: { name: string; value: string }[],
+  ): void {
+    ctx.dispose();
+    this.contexts.delete(ctx.server);
+    ctx.finalSent = true;
+    this.reply(ctx.server, status, reason, headers);
+  }
+
+  private reply(
+    tx: ServerTransaction,
+    status: number,
+    reason?: string,
+    headers?: { name: string; value: string }[],
+  ): void {
+    this.stats.generated[status] = (this.stats.generated[status] ?? 0) + 1;
+    tx.respond(
+      createResponse(tx.request, status, {
+        ...(reason ? { reason } : {}),
+        ...(headers ? { headers } : {}),
+      }),
+    );
+  }
+}
+
+function parseContactUri(text: string): SipUri | undefined {
+  try {
+    const uri = parseUri(text);
+    return isSipUri(uri) ? uri : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function copyRequest(r: SipRequest): SipRequest {
+  return new SipRequest({
+    method: r.method,
+    uri: r.uri,
+    version: r.version,
+    headers: r.headers.clone(),
+    body: r.body,
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no channel after ${ms} ms`)), ms);
+    }),
+  ]);
+}

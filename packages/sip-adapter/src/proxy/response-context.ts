@@ -1,0 +1,225 @@
+// One proxied request's response context (RFC 3261 §16.7): its server transaction, its client
+// branches, Timer C, the best final response so far, and the CANCELs owed to other branches.
+
+import type { Clock, TimerHandle } from '@peerbx/dht-kademlia';
+import { createResponse } from '../message/response.js';
+import { SipRequest, type SipResponse } from '../message/sip-message.js';
+import { formatVia } from '../message/uri.js';
+import type {
+  ClientTransaction,
+  ServerTransaction,
+  TransactionLayer,
+} from '../transaction/index.js';
+import type { SipDestination } from '../transport/transport.js';
+
+export interface Branch {
+  /** The request as forwarded on this branch. */
+  request: SipRequest;
+  destination?: SipDestination;
+  tx?: ClientTransaction;
+  provisional: boolean;
+  final?: SipResponse;
+  /** A CANCEL is due once a provisional response arrives (§9.1). */
+  cancelPending: boolean;
+  canceled: boolean;
+  /** Told when this branch ends with a final response (locator invalidation on failure). */
+  onFinal?: (status: number) => void;
+}
+
+export interface ResponseContextOptions {
+  server: ServerTransaction;
+  transactions: TransactionLayer;
+  clock: Clock;
+  timerCMs: number;
+  /** Called once the context has sent its final response (or the last 2xx went through). */
+  done: (ctx: ResponseContext) => void;
+}
+
+/** §16.7 step 6 ranking: any 6xx first, then the lowest class; earlier beats later at a tie. */
+function rank(status: number): number {
+  return status >= 600 ? 0 : Math.floor(status / 100);
+}
+
+export class ResponseContext {
+  readonly server: ServerTransaction;
+  readonly branches: Branch[] = [];
+  /** Branches still being set up (overlay connect in progress). */
+  private opening = 0;
+  /** True once every branch there will be has been added. */
+  private sealed = false;
+  private best: SipResponse | undefined;
+  finalSent = false;
+  canceled = false;
+  private timerC: TimerHandle | undefined;
+
+  constructor(private readonly options: ResponseContextOptions) {
+    this.server = options.server;
+    if (this.server.request.method === 'INVITE') this.restartTimerC();
+  }
+
+  get request(): SipRequest {
+    return this.server.request;
+  }
+
+  /** Announces a branch whose destination is still being found. */
+  opened(): void {
+    this.opening++;
+  }
+
+  /** Starts a client transaction on a branch. */
+  start(branch: Branch, destination: SipDestination): void {
+    branch.destination = destination;
+    this.branches.push(branch);
+    if (this.opening > 0) this.opening--;
+    const ctx = this;
+    try {
+      branch.tx = this.options.transactions.sendRequest(branch.request, destination, {
+        receiveResponse(response) {
+          ctx.receive(branch, response);
+        },
+        transportError() {
+          ctx.receive(branch, createResponse(branch.request, 503, { reason: 'Transport Error' }));
+        },
+      });
+    } catch {
+      this.receive(branch, createResponse(branch.request, 503, { reason: 'Transport Error' }));
+    }
+  }
+
+  /** A branch that failed before it could be sent: its response is synthesized here. */
+  fail(branch: Branch, status: number, reason?: string): void {
+    this.branches.push(branch);
+    if (this.opening > 0) this.opening--;
+    this.receive(branch, createResponse(branch.request, status, reason ? { reason } : {}));
+  }
+
+  /** No more branches will be added; answers at once when all of them are already done. */
+  seal(): void {
+    this.sealed = true;
+    this.maybeFinish();
+  }
+
+  /** CANCEL from upstream (§16.10) or a 2xx/6xx ending the others (§16.7 step 10). */
+  cancelAll(): void {
+    this.canceled = true;
+    for (const b of this.branches) this.cancelBranch(b);
+  }
+
+  dispose(): void {
+    if (this.timerC) this.options.clock.clearTimeout(this.timerC);
+    this.timerC = undefined;
+  }
+
+  private receive(branch: Branch, response: SipResponse): void {
+    // Our own Via goes: the response continues to the next one (§16.7 step 3).
+    // The rest must be the Vias the request came with; they are restored from it, so a UAS
+    // that echoes only the Via of a CANCEL (or mangles the list) still answers the right way.
+    response.headers.delete('via');
+    for (const v of this.request.headers.getAll('via')) response.headers.append('Via', v);
+    const status = response.status;
+    if (status < 200) {
+      branch.provisional = true;
+      if (this.request.method === 'INVITE') this.restartTimerC();
+      if (branch.cancelPending) this.sendCancel(branch);
+      if (status > 100 && !this.finalSent) this.server.respond(response);
+      return;
+    }
+    if (status < 300) {
+      const first = branch.final === undefined;
+      branch.final ??= response;
+      // §16.7 step 5: every 2xx to an INVITE is forwarded, also after another branch's.
+      if (!this.finalSent || this.request.method === 'INVITE') this.server.respond(response);
+      if (!this.finalSent) {
+        this.finalSent = true;
+        for (const b of this.branches) if (b !== branch) this.cancelBranch(b);
+      }
+      if (first) branch.onFinal?.(status);
+      this.maybeFinish();
+      return;
+    }
+    if (branch.final !== undefined) return;
+    branch.final = response;
+    branch.onFinal?.(status);
+    if (!this.best || rank(status) < rank(this.best.status)) this.best = response;
+    if (status >= 600 && !this.finalSent) {
+      for (const b of this.branches) if (b !== branch) this.cancelBranch(b);
+    }
+    this.maybeFinish();
+  }
+
+  private maybeFinish(): void {
+    if (!this.sealed || this.opening > 0) return;
+    if (this.branches.some((b) => b.final === undefined)) return;
+    this.dispose();
+    if (!this.finalSent) {
+      this.finalSent = true;
+      this.server.respond(this.chooseFinal());
+    }
+    this.options.done(this);
+  }
+
+  private chooseFinal(): SipResponse {
+    const best = this.best;
+    if (!best) return createResponse(this.request, this.canceled ? 487 : 480);
+    // §16.7 step 6: a 503 from downstream becomes 500 (the service is not unavailable here).
+    if (best.status === 503) return createResponse(this.request, 500, { reason: best.reason });
+    return best;
+  }
+
+  private cancelBranch(branch: Branch): void {
+    if (branch.final !== undefined || branch.canceled || !branch.tx) return;
+    if (branch.request.method !== 'INVITE') return;
+    if (!branch.provisional) {
+      branch.cancelPending = true;
+      return;
+    }
+    this.sendCancel(branch);
+  }
+
+  /** §9.1: CANCEL with the INVITE's Request-URI, top Via, Route set, From, To, Call-ID, CSeq number. */
+  private sendCancel(branch: Branch): void {
+    if (branch.canceled || branch.final !== undefined || !branch.destination) return;
+    branch.canceled = true;
+    branch.cancelPending = false;
+    const req = branch.request;
+    const cancel = new SipRequest({ method: 'CANCEL', uri: req.uri });
+    const h = cancel.headers;
+    const via = req.topVia;
+    if (via) h.append('Via', formatVia(via));
+    h.append('Max-Forwards', '70');
+    for (const route of req.headers.getAll('route')) h.append('Route', route);
+    h.append('From', req.headers.get('from') ?? '');
+    h.append('To', req.headers.get('to') ?? '');
+    h.append('Call-ID', req.callId);
+    h.append('CSeq', `${req.cseq.seq} CANCEL`);
+    try {
+      this.options.transactions.sendRequest(cancel, branch.destination, {
+        receiveResponse: () => undefined,
+      });
+    } catch {
+      // A CANCEL already running for this branch: nothing more to do.
+    }
+  }
+
+  /** §16.6 step 11 / §16.7 step 2: Timer C, restarted by every provisional response. */
+  private restartTimerC(): void {
+    const clock = this.options.clock;
+    if (this.timerC) clock.clearTimeout(this.timerC);
+    this.timerC = clock.setTimeout(() => this.timerCFired(), this.options.timerCMs);
+  }
+
+  private timerCFired(): void {
+    this.timerC = undefined;
+    for (const b of this.branches) {
+      if (b.final !== undefined) continue;
+      if (b.provisional) this.sendCancel(b);
+      // The branch ends now as far as the caller is concerned (§16.8: a 408).
+      this.receive(b, createResponse(b.request, 408));
+    }
+    if (!this.sealed) {
+      this.sealed = true;
+      this.opening = 0;
+      this.maybeFinish();
+    }
+  }
+}

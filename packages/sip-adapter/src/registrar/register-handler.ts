@@ -1,0 +1,242 @@
+// The registrar's REGISTER processing (RFC 3261 §10.3): a REGISTER request in, its response out.
+// Checks the AOR's domain, reads Contacts and expiries, applies them to the BindingStore, then
+// publishes the change to the overlay; a refused or failed publish undoes the local change.
+
+import type { Clock } from '@peerbx/dht-kademlia';
+import { type Logger, OverlayError, silentLogger } from '@peerbx/overlay-core';
+import { SipParseError } from '../errors.js';
+import { contactExpires, contactQ } from '../message/headers.js';
+import { unquote } from '../message/lexer.js';
+import { createResponse } from '../message/response.js';
+import type { SipRequest, SipResponse } from '../message/sip-message.js';
+import { formatUri, isSipUri } from '../message/uri.js';
+import type { SipTransportAddress } from '../transport/transport.js';
+import type { Binding, BindingStore, ContactInput, Flow } from './binding-store.js';
+import { LOCAL_HOST_ALIASES, REGISTER_RETRY_AFTER_S } from './handler-constants.js';
+
+/** What the handler needs of the overlay bridge: RegistrationPublisher.sync. */
+export interface RegistrationSync {
+  sync(aor: string, resource: string, bindings: readonly Binding[]): Promise<unknown>;
+}
+
+export interface RegisterHandlerOptions {
+  store: BindingStore;
+  publisher: RegistrationSync;
+  /** The overlay's SIP domain (OverlayConfig.domain). */
+  domain: string;
+  /**
+   * The node's own addresses ("127.0.0.1", "10.0.0.5:5060"...), accepted as aliases of the
+   * domain besides localhost and 127.0.0.1. Called per request: ports are known after binding.
+   */
+  localAddresses?: () => readonly string[];
+  clock: Clock;
+  /** Marks a TCP/WS flow as carrying a registration (SipSocketTransports.keepFlow). */
+  keepFlow?: (connectionId: string, keep: boolean) => void;
+  logger?: Logger;
+}
+
+/** The canonical AOR and the overlay resource name for a To URI, or why there is none. */
+export type AorResult =
+  | { ok: true; aor: string; resource: string; user: string }
+  | { ok: false; status: 403 | 404 | 416; reason: string };
+
+/** True when `host` (optionally with port) names this node's domain or one of its aliases. */
+export function isLocalDomain(
+  host: string,
+  port: number | undefined,
+  domain: string,
+  localAddresses: readonly string[],
+): boolean {
+  const h = host.toLowerCase();
+  if (h === domain || LOCAL_HOST_ALIASES.includes(h)) return true;
+  return localAddresses.some((a) => a === h || (port !== undefined && a === `${h}:${port}`));
+}
+
+export class RegisterHandler {
+  private readonly log: Logger;
+  /** Per-AOR queue: a REGISTER waits for the previous one's overlay publish to finish. */
+  private readonly queues = new Map<string, Promise<unknown>>();
+  /** Registrations answered, by status, for statistics and tests. */
+  readonly answered = new Map<number, number>();
+
+  constructor(private readonly options: RegisterHandlerOptions) {
+    this.log = (options.logger ?? silentLogger).child({ component: 'registrar' });
+  }
+
+  /** The AOR a To (or Request-URI) names, with localhost and own addresses read as the domain. */
+  aorOf(uri: SipRequest['to']['uri']): AorResult {
+    if (!isSipUri(uri)) {
+      return { ok: false, status: 416, reason: `Unsupported URI Scheme (${uri.scheme})` };
+    }
+    if (!uri.user) return { ok: false, status: 404, reason: 'Not Found (To has no user part)' };
+    const local = isLocalDomain(
+      uri.host,
+      uri.port,
+      this.options.domain,
+      this.options.localAddresses?.() ?? [],
+    );
+    if (!local) {
+      return {
+        ok: false,
+        status: 404,
+        reason: `Not Found (domain ${uri.host} is not served here; use ${this.options.domain})`,
+      };
+    }
+    const resource = `${uri.user}@${this.options.domain}`;
+    return { ok: true, aor: `sip:${resource}`, resource, user: uri.user };
+  }
+
+  /** Answers one REGISTER. Never throws: every failure is a SIP response. */
+  async handle(request: SipRequest, source: SipTransportAddress): Promise<SipResponse> {
+    let response: SipResponse;
+    try {
+      response = await this.process(request, source);
+    } catch (err) {
+      if (err instanceof SipParseError) {
+        response = createResponse(request, 400, { reason: err.reasonPhrase });
+      } else {
+        this.log.error({ err: (err as Error).message, callId: request.callId }, 'REGISTER failed');
+        response = createResponse(request, 500);
+      }
+    }
+    this.answered.set(response.status, (this.answered.get(response.status) ?? 0) + 1);
+    return response;
+  }
+
+  private async process(request: SipRequest, source: SipTransportAddress): Promise<SipResponse> {
+    const target = this.aorOf(request.to.uri);
+    if (!target.ok) return createResponse(request, target.status, { reason: target.reason });
+    const contacts = request.contacts; // may throw SipParseError → 400
+    const expires = request.expires;
+    const now = () => this.options.clock.now();
+    if (Array.isArray(contacts) && contacts.length === 0) {
+      // §10.3 step 8 without Contacts: a query for the current bindings.
+      return this.ok(request, this.options.store.lookup(target.aor, now()));
+    }
+    let inputs: ContactInput[] | '*';
+    if (contacts === '*') inputs = '*';
+    else {
+      inputs = contacts.map((c) => {
+        const e = contactExpires(c);
+        const q = contactQ(c);
+        const instance = c.params['+sip.instance'];
+        return {
+          uri: formatUri(c.uri),
+          ...(e === undefined ? {} : { expires: e }),
+          ...(q === undefined ? {} : { q }),
+          ...(instance ? { instance: unquote(instance) } : {}),
+        };
+      });
+    }
+    const flow: Flow = {
+      transport: source.transport,
+      address: source.address,
+      port: source.port,
+      ...(source.connectionId === undefined ? {} : { connectionId: source.connectionId }),
+    };
+    return this.serialized(target.aor, async () => {
+      const store = this.options.store;
+      const before = store.lookup(target.aor, now());
+      const outcome = store.register(
+        {
+          aor: target.aor,
+          callId: request.callId,
+          cseq: request.cseq.seq,
+          contacts: inputs,
+          ...(expires === undefined ? {} : { expires }),
+          flow,
+        },
+        now(),
+      );
+      if (outcome.status === 423) {
+        return createResponse(request, 423, {
+          headers: [{ name: 'Min-Expires', value: String(outcome.minExpires) }],
+        });
+      }
+      if (outcome.status !== 200) {
+        return createResponse(request, outcome.status, {
+          reason: `${statusText(outcome.status)} (${outcome.reason})`,
+        });
+      }
+      try {
+        await this.options.publisher.sync(target.aor, target.resource, outcome.bindings);
+      } catch (err) {
+        this.rollback(target.aor, before);
+        return this.publishFailed(request, target.resource, err);
+      }
+      this.updateFlows(before, outcome.bindings);
+      this.log.debug(
+        { aor: target.aor, callId: request.callId, bindings: outcome.bindings.length },
+        'registered',
+      );
+      return this.ok(request, outcome.bindings);
+    });
+  }
+
+  private ok(request: SipRequest, bindings: readonly Binding[]): SipResponse {
+    const now = this.options.clock.now();
+    const headers = bindings.map((b) => ({
+      name: 'Contact',
+      value: `<${b.uri}>;expires=${Math.max(0, Math.round((b.expiresAt - now) / 1000))}${
+        b.q === 1 ? '' : `;q=${b.q}`
+      }${b.instance === undefined ? '' : `;+sip.instance="${b.instance}"`}`,
+    }));
+    return createResponse(request, 200, { headers });
+  }
+
+  private publishFailed(request: SipRequest, resource: string, err: unknown): SipResponse {
+    const message = err instanceof Error ? err.message : String(err);
+    if (err instanceof OverlayError && err.code === 'ERR_FORBIDDEN') {
+      this.log.info({ resource, reason: message }, 'registration refused by the overlay');
+      return createResponse(request, 403, { reason: oneLine(message) });
+    }
+    this.log.warn({ resource, err: message }, 'registration not published: overlay unreachable');
+    return createResponse(request, 503, {
+      reason: 'Service Unavailable (overlay unreachable)',
+      headers: [{ name: 'Retry-After', value: String(REGISTER_RETRY_AFTER_S) }],
+    });
+  }
+
+  /** Puts the AOR's bindings back as they were before a REGISTER the overlay did not take. */
+  private rollback(aor: string, before: readonly Binding[]): void {
+    const store = this.options.store;
+    const now = this.options.clock.now();
+    store.register(
+      { aor, callId: `rollback-${now}-${Math.random()}`, cseq: 0, contacts: '*', expires: 0 },
+      now,
+    );
+    store.restore(before, now);
+  }
+
+  /** Keeps registered TCP/WS flows open, and lets go of flows no binding of the AOR uses now. */
+  private updateFlows(before: readonly Binding[], after: readonly Binding[]): void {
+    const keep = this.options.keepFlow;
+    if (!keep) return;
+    const used = new Set(after.flatMap((b) => (b.flow?.connectionId ? [b.flow.connectionId] : [])));
+    for (const id of used) keep(id, true);
+    for (const b of before) {
+      const id = b.flow?.connectionId;
+      if (id && !used.has(id)) keep(id, false);
+    }
+  }
+
+  private serialized<T>(aor: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.queues.get(aor) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const tail = next.catch(() => undefined);
+    this.queues.set(aor, tail);
+    void tail.then(() => {
+      if (this.queues.get(aor) === tail) this.queues.delete(aor);
+    });
+    return next;
+  }
+}
+
+function statusText(status: number): string {
+  return status === 400 ? 'Bad Request' : status === 403 ? 'Forbidden' : 'Server Internal Error';
+}
+
+/** A reason phrase may not hold CR or LF. */
+function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, ' ').slice(0, 200);
+}

@@ -1,0 +1,130 @@
+// The SipNode's proxy over real UDP sockets with scripted phones and a two-node overlay:
+// OPTIONS to the node, 400 for unparsable requests while the node keeps serving, Max-Forwards,
+// loop detection, parallel forking with the other branch cancelled, Timer C, overlay down.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { OverlayError } from '@peerbx/overlay-core';
+import { SipNode, type SipNodeOverlay } from '../src/node/sip-node.js';
+import { type PeerNode, rawRegister, startPeer, tempRoot } from './fixtures/sipp.js';
+import { request, UdpPhone } from './fixtures/udp-phone.js';
+
+describe('stateful proxy', () => {
+  const tmp = tempRoot('peerbx-proxy-');
+  let a: PeerNode;
+  let b: PeerNode;
+  const phones: UdpPhone[] = [];
+  const phone = async () => {
+    const p = await UdpPhone.open();
+    phones.push(p);
+    return p;
+  };
+
+  before(async () => {
+    a = await startPeer(join(tmp.root, 'a'));
+    b = await startPeer(join(tmp.root, 'b'), [a.overlay.udpAddress], { timerCMs: 1500 });
+  });
+
+  after(async () => {
+    for (const p of phones) p.close();
+    await b.close();
+    await a.close();
+    tmp.remove();
+  });
+
+  it('answers OPTIONS to the node itself, and 400 to an unparsable request, then goes on', async () => {
+    const p = await phone();
+    p.send(request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text, a.port);
+    const ok = await p.response(200, 'OPTIONS');
+    assert.match(ok.header('Allow') ?? '', /INVITE/);
+    const bad = request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text.replace(
+      'Max-Forwards: 70',
+      'Max-Forwards: many',
+    );
+    p.send(bad, a.port);
+    await p.response(400);
+    p.send('garbage that is not SIP\r\n\r\n', a.port);
+    p.send(request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text, a.port);
+    await p.response(200, 'OPTIONS');
+    assert.equal(a.sip.stats.badRequestsAnswered, 1);
+  });
+
+  it('answers 483 when Max-Forwards is 0', async () => {
+    const p = await phone();
+    p.send(request('MESSAGE', 'sip:x@peerbx.local', p, ['Max-Forwards: 0']).text, a.port);
+    await p.response(483);
+  });
+
+  it('detects a loop (a contact pointing back at the node) with 482', async () => {
+    const p = await phone();
+    assert.equal(await rawRegister(a, 'loopy', `sip:loopy@127.0.0.1:${a.port}`), 'SIP/2.0 200 OK');
+    p.send(request('MESSAGE', 'sip:loopy@peerbx.local', p).text, a.port);
+    await p.response(482);
+  });
+
+  it('forks in parallel to two devices at the callee node and cancels the one that lost', async () => {
+    const caller = await phone();
+    const d1 = await phone();
+    const d2 = await phone();
+    for (const d of [d1, d2]) {
+      assert.equal(await rawRegister(b, 'frank', `sip:frank@${d.contact}`), 'SIP/2.0 200 OK');
+    }
+    caller.send(request('INVITE', `sip:frank@127.0.0.1:${a.port}`, caller).text, a.port);
+    const [i1, i2] = await Promise.all([d1.request('INVITE'), d2.request('INVITE')]);
+    assert.equal(i1.uri, `sip:frank@${d1.contact}`);
+    // Both nodes Record-Routed, each with its node-ID.
+    assert.equal(i1.recordRoutes.length, 2);
+    d1.answer(i1, 180, b.port, 'd1');
+    await caller.response(180, 'INVITE');
+    d2.answer(i2, 200, b.port, 'd2');
+    const ok = await caller.response(200, 'INVITE');
+    assert.match(ok.header('To') ?? '', /tag=d2/);
+    const cancel = await d1.request('CANCEL');
+    d1.answer(cancel, 200, b.port, 'd1');
+    d1.answer(i1, 487, b.port, 'd1');
+    await d1.request('ACK', 'ACK for 487');
+  });
+
+  it('answers 408 when Timer C fires before any final answer, cancelling the branch', async () => {
+    const caller = await phone();
+    const d = await phone();
+    assert.equal(await rawRegister(b, 'gina', `sip:gina@${d.contact}`), 'SIP/2.0 200 OK');
+    caller.send(request('INVITE', 'sip:gina@peerbx.local', caller).text, b.port);
+    const inv = await d.request('INVITE');
+    d.answer(inv, 180, b.port, 'g');
+    await caller.response(180, 'INVITE');
+    await d.request('CANCEL');
+    await caller.response(408, 'INVITE', 5000);
+  });
+
+  it('answers 503 with Retry-After when the overlay cannot be asked', async () => {
+    // An overlay whose fetch fails as a partitioned node's does.
+    const unreachable = () =>
+      Promise.reject(new OverlayError('ERR_UNREACHABLE', 'no peer answered'));
+    const overlay: SipNodeOverlay = {
+      nodeId: a.overlay.nodeId,
+      config: { domain: 'peerbx.local' },
+      links: { handle: () => undefined, unhandle: () => undefined },
+      publish: unreachable,
+      fetch: unreachable,
+      connect: unreachable,
+    };
+    const node = await SipNode.start({ overlay, sip: { host: '127.0.0.1', port: 0 }, ws: false });
+    try {
+      const port = node.addresses.udp.port;
+      const caller = await phone();
+      caller.send(request('INVITE', 'sip:somebody@peerbx.local', caller).text, port);
+      const res = await caller.response(503, 'INVITE');
+      assert.equal(res.header('Retry-After'), '30');
+      // A REGISTER that cannot be published is 503 too, and leaves no binding behind.
+      assert.equal(
+        await rawRegister({ host: '127.0.0.1', port }, 'hal', 'sip:hal@127.0.0.1:9'),
+        'SIP/2.0 503 Service Unavailable (overlay unreachable)',
+      );
+      assert.equal(node.bindings.lookup('sip:hal@peerbx.local', Date.now()).length, 0);
+    } finally {
+      await node.close();
+    }
+  });
+});

@@ -1,0 +1,172 @@
+// REGISTER handling (RFC 3261 §10.3) against a recording publisher: domain and alias checks,
+// Contact lists and `*`, expiries and 423, q and +sip.instance, flows kept, and overlay
+// refusals (403 with the overlay's reason) and outages (503 with Retry-After) undone locally.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Clock } from '@peerbx/dht-kademlia';
+import { OverlayError } from '@peerbx/overlay-core';
+import { parseSipMessage, type SipRequest } from '../src/message/sip-message.js';
+import { type Binding, BindingStore } from '../src/registrar/binding-store.js';
+import { RegisterHandler } from '../src/registrar/register-handler.js';
+import type { SipTransportAddress } from '../src/transport/transport.js';
+
+const now = 1_000_000;
+const clock: Clock = {
+  now: () => now,
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+const udp: SipTransportAddress = { transport: 'udp', address: '127.0.0.1', port: 5070 };
+const tcp: SipTransportAddress = {
+  transport: 'tcp',
+  address: '127.0.0.1',
+  port: 40000,
+  connectionId: 'c1',
+};
+
+let cseq = 1;
+function register(to: string, headers: string[]): SipRequest {
+  const text = [
+    `REGISTER sip:peerbx.local SIP/2.0`,
+    `Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-r${cseq}`,
+    'Max-Forwards: 70',
+    `From: <${to}>;tag=f1`,
+    `To: <${to}>`,
+    'Call-ID: reg-1@test',
+    `CSeq: ${cseq++} REGISTER`,
+    ...headers,
+    '',
+    '',
+  ].join('\r\n');
+  return parseSipMessage(text) as SipRequest;
+}
+
+function setup(fail?: Error) {
+  const store = new BindingStore();
+  const synced: { aor: string; resource: string; bindings: readonly Binding[] }[] = [];
+  const kept: [string, boolean][] = [];
+  const handler = new RegisterHandler({
+    store,
+    domain: 'peerbx.local',
+    localAddresses: () => ['10.1.2.3', '10.1.2.3:5060'],
+    clock,
+    keepFlow: (id, keep) => kept.push([id, keep]),
+    publisher: {
+      sync: async (aor, resource, bindings) => {
+        if (fail) throw fail;
+        synced.push({ aor, resource, bindings });
+      },
+    },
+  });
+  return { store, synced, kept, handler };
+}
+
+describe('REGISTER handler', () => {
+  it('binds Contacts with their expiries and q, lists them in the 200, publishes', async () => {
+    const { handler, synced, store } = setup();
+    const res = await handler.handle(
+      register('sip:alice@peerbx.local', [
+        'Contact: <sip:alice@127.0.0.1:5070>;q=0.5, <sip:alice@127.0.0.1:5071>;expires=120',
+        'Expires: 600',
+      ]),
+      udp,
+    );
+    assert.equal(res.status, 200);
+    const contacts = res.headers.getAll('contact');
+    assert.equal(contacts.length, 2);
+    assert.ok(contacts.includes('<sip:alice@127.0.0.1:5071>;expires=120'));
+    assert.ok(contacts.includes('<sip:alice@127.0.0.1:5070>;expires=600;q=0.5'));
+    assert.equal(synced[0]?.resource, 'alice@peerbx.local');
+    assert.equal(synced[0]?.aor, 'sip:alice@peerbx.local');
+    const b = store.lookup('sip:alice@peerbx.local', now);
+    assert.deepEqual(b[0]?.flow, { transport: 'udp', address: '127.0.0.1', port: 5070 });
+  });
+
+  it('reads localhost, 127.0.0.1 and own addresses as the overlay domain; 404 otherwise', async () => {
+    const { handler, synced } = setup();
+    for (const to of ['sip:bob@localhost', 'sip:bob@127.0.0.1', 'sip:bob@10.1.2.3:5060']) {
+      const res = await handler.handle(register(to, ['Contact: <sip:bob@127.0.0.1:5072>']), udp);
+      assert.equal(res.status, 200, to);
+    }
+    assert.ok(synced.every((s) => s.resource === 'bob@peerbx.local'));
+    const res = await handler.handle(
+      register('sip:bob@example.com', ['Contact: <sip:bob@127.0.0.1:5072>']),
+      udp,
+    );
+    assert.equal(res.status, 404);
+    assert.match(res.reason, /example\.com/);
+  });
+
+  it('answers 423 with Min-Expires, 400 for a bad Contact, and queries without Contact', async () => {
+    const { handler } = setup();
+    const short = await handler.handle(
+      register('sip:carol@peerbx.local', ['Contact: <sip:carol@127.0.0.1:5073>', 'Expires: 5']),
+      udp,
+    );
+    assert.equal(short.status, 423);
+    assert.equal(short.header('Min-Expires'), '60');
+    const bad = await handler.handle(
+      register('sip:carol@peerbx.local', ['Contact: <sip:carol@127.0.0.1:5073']),
+      udp,
+    );
+    assert.equal(bad.status, 400);
+    const badQ = await handler.handle(
+      register('sip:carol@peerbx.local', ['Contact: <sip:carol@127.0.0.1:5073>;q=7']),
+      udp,
+    );
+    assert.equal(badQ.status, 400);
+    await handler.handle(register('sip:carol@peerbx.local', ['Contact: <sip:carol@h:1>']), udp);
+    const query = await handler.handle(register('sip:carol@peerbx.local', []), udp);
+    assert.equal(query.status, 200);
+    assert.deepEqual(query.headers.getAll('contact'), ['<sip:carol@h:1>;expires=3600']);
+  });
+
+  it('removes every binding with Contact: * and Expires: 0; keeps and releases TCP flows', async () => {
+    const { handler, store, kept } = setup();
+    const inst = '+sip.instance="<urn:uuid:00000000-0000-0000-0000-000000000001>"';
+    const res = await handler.handle(
+      register('sip:dave@peerbx.local', [
+        `Contact: <sip:dave@127.0.0.1:40000;transport=tcp>;${inst}`,
+      ]),
+      tcp,
+    );
+    assert.equal(res.status, 200);
+    assert.equal(
+      store.lookup('sip:dave@peerbx.local', now)[0]?.instance,
+      '<urn:uuid:00000000-0000-0000-0000-000000000001>',
+    );
+    assert.deepEqual(kept, [['c1', true]]);
+    const gone = await handler.handle(
+      register('sip:dave@peerbx.local', ['Contact: *', 'Expires: 0']),
+      tcp,
+    );
+    assert.equal(gone.status, 200);
+    assert.equal(gone.headers.getAll('contact').length, 0);
+    assert.deepEqual(kept.at(-1), ['c1', false]);
+    assert.equal(store.lookup('sip:dave@peerbx.local', now).length, 0);
+  });
+
+  it('maps an overlay refusal to 403 with its reason and undoes the binding', async () => {
+    const { handler, store } = setup(
+      new OverlayError('ERR_FORBIDDEN', 'name alice@peerbx.local is owned by another key'),
+    );
+    const res = await handler.handle(
+      register('sip:alice@peerbx.local', ['Contact: <sip:alice@127.0.0.1:5070>']),
+      udp,
+    );
+    assert.equal(res.status, 403);
+    assert.equal(res.reason, 'name alice@peerbx.local is owned by another key');
+    assert.equal(store.lookup('sip:alice@peerbx.local', now).length, 0);
+  });
+
+  it('maps an unreachable overlay to 503 with Retry-After', async () => {
+    const { handler } = setup(new OverlayError('ERR_UNREACHABLE', 'no peer stored the record'));
+    const res = await handler.handle(
+      register('sip:alice@peerbx.local', ['Contact: <sip:alice@127.0.0.1:5070>']),
+      udp,
+    );
+    assert.equal(res.status, 503);
+    assert.equal(res.header('Retry-After'), '30');
+  });
+});
