@@ -1,6 +1,34 @@
 // sip-adapter public API. So far: the SIP message module every other part (transport,
 // transaction, registrar, proxy) builds on.
 
+export {
+  type AuthFailure,
+  type AuthOutcome,
+  type AuthRole,
+  DigestAuthenticator,
+  type DigestAuthenticatorOptions,
+  type SipUserCredentials,
+  type SipUsers,
+} from './auth/authenticator.js';
+export * from './auth/constants.js';
+export {
+  type ChallengeInput,
+  type Credentials,
+  formatChallenge,
+  parseCredentials,
+} from './auth/credentials-header.js';
+export {
+  baseAlgorithm,
+  computeDigestResponse,
+  computeHa1,
+  type DigestAlgorithm,
+  type DigestResponseInput,
+  digestHash,
+  OFFERED_ALGORITHMS,
+  parseAlgorithm,
+} from './auth/digest.js';
+export { type NonceCheck, NonceIssuer, type NonceOptions } from './auth/nonce.js';
+export { type AuthMode, authRequired, isLoopbackHost } from './auth/policy.js';
 export * from './constants.js';
 export { SipError, type SipErrorCode, SipParseError, type SipParseErrorOptions } from './errors.js';
 export { type SipHeaderField, SipHeaders, splitList } from './message/header-list.js';
@@ -107,6 +135,12 @@ export {
   type RegisterInput,
   type RegisterOutcome,
 } from './registrar/binding-store.js';
+export type { BindingsPersistence } from './registrar/bindings-persistence.js';
+export { BINDINGS_FILE } from './registrar/constants.js';
+export {
+  FileBindingsStore,
+  type FileBindingsStoreOptions,
+} from './registrar/file-bindings-store.js';
 export { LOCAL_HOST_ALIASES, REGISTER_RETRY_AFTER_S } from './registrar/handler-constants.js';
 export {
   type AorResult,

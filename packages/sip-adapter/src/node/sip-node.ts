@@ -4,6 +4,8 @@
 
 import { type Clock, idToHex, systemClock } from '@peerbx/dht-kademlia';
 import { type Channel, type Logger, silentLogger } from '@peerbx/overlay-core';
+import { DigestAuthenticator, type SipUsers } from '../auth/authenticator.js';
+import { type AuthMode, authRequired } from '../auth/policy.js';
 import { SipParseError } from '../errors.js';
 import { createBadRequest, createResponse } from '../message/response.js';
 import {
@@ -18,7 +20,8 @@ import { Locator } from '../overlay-bridge/locator.js';
 import type { OverlayAccess } from '../overlay-bridge/overlay-access.js';
 import { RegistrationPublisher } from '../overlay-bridge/registration-publisher.js';
 import { StatefulProxy } from '../proxy/proxy.js';
-import { BindingStore } from '../registrar/binding-store.js';
+import { type Binding, BindingStore } from '../registrar/binding-store.js';
+import type { BindingsPersistence } from '../registrar/bindings-persistence.js';
 import { isLocalDomain, RegisterHandler } from '../registrar/register-handler.js';
 import type { TimerOptions } from '../transaction/index.js';
 import {
@@ -60,6 +63,19 @@ export interface SipNodeOptions {
   /** How long a fetched registration is reused, ms. */
   locationCacheMs?: number;
   bindings?: BindingStore;
+  /** Keeps bindings across restarts (FileBindingsStore in the data directory); default none. */
+  bindingsStore?: BindingsPersistence;
+  /**
+   * Digest authentication of phones: `auto` (default) when listening on a non-loopback
+   * address, `always`, or `never`. Requests from other nodes are never challenged.
+   */
+  auth?: AuthMode;
+  /** The users phones authenticate as (realm: the SIP domain). */
+  users?: SipUsers;
+  /** Nonce HMAC key; default random per start. */
+  authSecret?: Uint8Array;
+  /** Digest algorithms offered, in order; default SHA-256 then MD5. */
+  authAlgorithms?: readonly ('SHA-256' | 'MD5')[];
 }
 
 export interface SipNodeStats {
@@ -84,6 +100,8 @@ export class SipNode implements TransactionUser {
   readonly flows: OverlayFlows;
   readonly domain: string;
   readonly nodeHex: string;
+  /** Set when phones must authenticate (see SipNodeOptions.auth). */
+  readonly auth: DigestAuthenticator | undefined;
   readonly stats: SipNodeStats = {
     badRequestsAnswered: 0,
     malformedDropped: 0,
@@ -91,9 +109,14 @@ export class SipNode implements TransactionUser {
   };
   private readonly log: Logger;
   private readonly overlay: SipNodeOverlay;
+  private readonly bindingsStore: BindingsPersistence | undefined;
   private closed = false;
 
-  private constructor(options: SipNodeOptions, transports: SipSocketTransports) {
+  private constructor(
+    options: SipNodeOptions,
+    transports: SipSocketTransports,
+    restored: readonly Binding[],
+  ) {
     const clock = options.clock ?? systemClock;
     this.overlay = options.overlay;
     this.transports = transports;
@@ -104,6 +127,24 @@ export class SipNode implements TransactionUser {
       node: this.nodeHex,
     });
     this.bindings = options.bindings ?? new BindingStore();
+    this.bindingsStore = options.bindingsStore;
+    const hosts = [options.sip?.host ?? '127.0.0.1', ...(options.ws ? [options.ws.host] : [])];
+    this.auth = authRequired(options.auth ?? 'auto', hosts)
+      ? new DigestAuthenticator({
+          realm: this.domain,
+          users: options.users ?? {},
+          clock,
+          ...(options.authSecret ? { secret: options.authSecret } : {}),
+          ...(options.authAlgorithms ? { algorithms: options.authAlgorithms } : {}),
+          logger: this.log,
+        })
+      : undefined;
+    if (this.auth && Object.keys(options.users ?? {}).length === 0) {
+      this.log.warn(
+        { realm: this.domain },
+        'digest authentication is on but no users are configured: phones cannot register',
+      );
+    }
     this.publisher = new RegistrationPublisher(options.overlay, clock);
     this.locator = new Locator(options.overlay, clock, options.locationCacheMs);
     this.flows = new OverlayFlows({
@@ -124,6 +165,7 @@ export class SipNode implements TransactionUser {
       localAddresses: () => this.ownAddresses(),
       clock,
       keepFlow: (id, keep) => this.transports.keepFlow(id, keep),
+      ...(options.bindingsStore ? { persistence: options.bindingsStore } : {}),
       logger: this.log,
     });
     this.proxy = new StatefulProxy({
@@ -145,19 +187,21 @@ export class SipNode implements TransactionUser {
     options.overlay.links.handle(SIP_APPLICATION, (channel) => {
       this.flows.adopt(channel);
     });
+    if (restored.length > 0) this.restoreBindings(restored, clock.now());
   }
 
   /** Binds the SIP transports and starts serving phones and other nodes. */
   static async start(options: SipNodeOptions): Promise<SipNode> {
     const sip = options.sip ?? { host: '127.0.0.1', port: 5060 };
     const ws = options.ws;
+    const restored = options.bindingsStore ? await options.bindingsStore.load() : [];
     const transports = await SipSocketTransports.listen({
       host: sip.host,
       port: sip.port,
       ...(ws === false ? { ws: false } : ws ? { wsHost: ws.host, wsPort: ws.port } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
     });
-    return new SipNode(options, transports);
+    return new SipNode(options, transports, restored);
   }
 
   get addresses() {
@@ -172,22 +216,43 @@ export class SipNode implements TransactionUser {
     this.transactions.close();
     this.flows.close();
     await this.transports.close();
+    await this.bindingsStore?.flush?.();
   }
 
   // --- TransactionUser -------------------------------------------------------------------------
 
   receiveRequest(request: SipRequest, tx: ServerTransaction, source: SipTransportAddress): void {
+    const fromNode = this.flows.has(source.connectionId ?? '');
     if (request.method === 'REGISTER') {
-      if (this.flows.has(source.connectionId ?? '')) {
+      if (fromNode) {
         tx.respond(
           createResponse(request, 403, { reason: 'REGISTER is only taken from local phones' }),
         );
         return;
       }
-      void this.registrar.handle(request, source).then((res) => tx.respond(res));
+      let user: string | undefined;
+      if (this.auth) {
+        const outcome = this.auth.check(request, 'registrar');
+        if (!outcome.ok) {
+          tx.respond(outcome.response);
+          return;
+        }
+        user = outcome.user;
+      }
+      void this.registrar.handle(request, source, user).then((res) => tx.respond(res));
       return;
     }
-    if (request.method === 'OPTIONS' && this.isForMe(request)) {
+    const forMe = request.method === 'OPTIONS' && this.isForMe(request);
+    // Out-of-dialog requests from phones (CANCEL cannot be challenged, RFC 3261 §22.1).
+    if (this.auth && !fromNode && !forMe && request.method !== 'CANCEL' && !request.toTag) {
+      const outcome = this.auth.check(request, 'proxy');
+      if (!outcome.ok) {
+        tx.respond(outcome.response);
+        return;
+      }
+      this.auth.stripCredentials(request);
+    }
+    if (forMe) {
       tx.respond(
         createResponse(request, 200, {
           headers: [
@@ -211,6 +276,19 @@ export class SipNode implements TransactionUser {
 
   transportError(error: unknown, tx: ServerTransaction): void {
     this.log.debug({ err: (error as Error).message, branch: tx.branch }, 'response not sent');
+  }
+
+  /** Puts saved bindings back and re-publishes them: the overlay may have let them lapse. */
+  private restoreBindings(restored: readonly Binding[], now: number): void {
+    this.bindings.restore(restored, now);
+    for (const aor of this.bindings.aors()) {
+      const bindings = this.bindings.lookup(aor, now);
+      if (bindings.length === 0) continue;
+      this.publisher.sync(aor, aor.replace(/^sips?:/, ''), bindings).catch((err: unknown) => {
+        this.log.warn({ aor, err: (err as Error).message }, 'restored bindings not re-published');
+      });
+    }
+    this.log.info({ bindings: restored.length }, 'bindings restored');
   }
 
   // --- inbound and outbound ----------------------------------------------------------------------

@@ -8,3 +8,5 @@ export const MIN_EXPIRES_S = 60;
 export const MAX_EXPIRES_S = 24 * 3600;
 /** Contacts one AOR may hold at once (several devices per user). */
 export const MAX_BINDINGS_PER_AOR = 16;
+/** The file, in the node's data directory, that keeps bindings across restarts. */
+export const BINDINGS_FILE = 'bindings.json';

@@ -12,6 +12,7 @@ import type { SipRequest, SipResponse } from '../message/sip-message.js';
 import { formatUri, isSipUri } from '../message/uri.js';
 import type { SipTransportAddress } from '../transport/transport.js';
 import type { Binding, BindingStore, ContactInput, Flow } from './binding-store.js';
+import type { BindingsPersistence } from './bindings-persistence.js';
 import { LOCAL_HOST_ALIASES, REGISTER_RETRY_AFTER_S } from './handler-constants.js';
 
 /** What the handler needs of the overlay bridge: RegistrationPublisher.sync. */
@@ -32,6 +33,8 @@ export interface RegisterHandlerOptions {
   clock: Clock;
   /** Marks a TCP/WS flow as carrying a registration (SipSocketTransports.keepFlow). */
   keepFlow?: (connectionId: string, keep: boolean) => void;
+  /** Where accepted bindings are saved, to survive a restart (FileBindingsStore). */
+  persistence?: Pick<BindingsPersistence, 'save'>;
   logger?: Logger;
 }
 
@@ -86,11 +89,18 @@ export class RegisterHandler {
     return { ok: true, aor: `sip:${resource}`, resource, user: uri.user };
   }
 
-  /** Answers one REGISTER. Never throws: every failure is a SIP response. */
-  async handle(request: SipRequest, source: SipTransportAddress): Promise<SipResponse> {
+  /**
+   * Answers one REGISTER. Never throws: every failure is a SIP response. `authenticatedUser`
+   * (digest username, when the node authenticates) must be the AOR's user, else 403.
+   */
+  async handle(
+    request: SipRequest,
+    source: SipTransportAddress,
+    authenticatedUser?: string,
+  ): Promise<SipResponse> {
     let response: SipResponse;
     try {
-      response = await this.process(request, source);
+      response = await this.process(request, source, authenticatedUser);
     } catch (err) {
       if (err instanceof SipParseError) {
         response = createResponse(request, 400, { reason: err.reasonPhrase });
@@ -103,9 +113,19 @@ export class RegisterHandler {
     return response;
   }
 
-  private async process(request: SipRequest, source: SipTransportAddress): Promise<SipResponse> {
+  private async process(
+    request: SipRequest,
+    source: SipTransportAddress,
+    authenticatedUser: string | undefined,
+  ): Promise<SipResponse> {
     const target = this.aorOf(request.to.uri);
     if (!target.ok) return createResponse(request, target.status, { reason: target.reason });
+    if (authenticatedUser !== undefined && authenticatedUser !== target.user) {
+      // Authorization will not help: the password was right, the name is someone else's.
+      return createResponse(request, 403, {
+        reason: `Forbidden (${oneLine(authenticatedUser)} may not register ${oneLine(target.user)})`,
+      });
+    }
     const contacts = request.contacts; // may throw SipParseError → 400
     const expires = request.expires;
     const now = () => this.options.clock.now();
@@ -165,12 +185,24 @@ export class RegisterHandler {
         return this.publishFailed(request, target.resource, err);
       }
       this.updateFlows(before, outcome.bindings);
+      await this.persist(target.aor, outcome.bindings);
       this.log.debug(
         { aor: target.aor, callId: request.callId, bindings: outcome.bindings.length },
         'registered',
       );
       return this.ok(request, outcome.bindings);
     });
+  }
+
+  /** Saves the AOR's bindings; a failed save is logged, the registration stands in memory. */
+  private async persist(aor: string, bindings: readonly Binding[]): Promise<void> {
+    const persistence = this.options.persistence;
+    if (!persistence) return;
+    try {
+      await persistence.save(aor, bindings);
+    } catch (err) {
+      this.log.warn({ aor, err: (err as Error).message }, 'bindings not saved');
+    }
   }
 
   private ok(request: SipRequest, bindings: readonly Binding[]): SipResponse {

@@ -1,0 +1,383 @@
+// The command line: parses arguments with yargs, runs one command, turns any failure into one
+// line on stderr and an exit code (2: usage, 1: anything else).
+
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { SOFTWARE_VERSION } from '@peerbx/overlay-core';
+import yargs, { type Argv } from 'yargs';
+import { caInit, caIssue } from './commands/ca.js';
+import { expandHome, loadSettings, type RawSettings } from './config/node-config.js';
+import {
+  DEFAULT_CERT_DAYS,
+  DEFAULT_DOMAIN,
+  DEFAULT_LOG_LEVEL,
+  DEFAULT_OVERLAY_LISTEN,
+  DEFAULT_SIP_LISTEN,
+  DEFAULT_WS_LISTEN,
+  ENV,
+  LEAVE_TIMEOUT_MS,
+  LOG_LEVELS,
+} from './constants.js';
+import { controlRequest } from './control/client.js';
+import type {
+  ControlOp,
+  LookupView,
+  PeerView,
+  PingView,
+  StatusView,
+  TraceView,
+} from './control/protocol.js';
+import { runDemo } from './demo/demo.js';
+import { CliError, describeError } from './errors.js';
+import {
+  formatLookup,
+  formatPeers,
+  formatPing,
+  formatStatus,
+  formatTrace,
+} from './format/views.js';
+import { createLogger } from './logger.js';
+import { prepareDataDir } from './node/data-dir.js';
+import { startNode } from './node/runner.js';
+
+const out = (text: string) => process.stdout.write(`${text}\n`);
+
+interface NodeFlags {
+  'data-dir'?: string;
+  overlay?: string;
+  bootstrap?: string[];
+  sip?: string;
+  ws?: string;
+  domain?: string;
+  'log-level'?: string;
+  'overlay-config'?: string;
+  auth?: string;
+  config?: string;
+}
+
+function dataDirFlags<T>(y: Argv<T>) {
+  return y
+    .option('data-dir', {
+      type: 'string',
+      describe: `node data directory [env ${ENV.dataDir}] (default ~/.peerbx)`,
+    })
+    .option('config', {
+      type: 'string',
+      describe: `settings file, JSON or YAML [env ${ENV.config}]`,
+    });
+}
+
+function nodeFlags<T>(y: Argv<T>) {
+  return dataDirFlags(y)
+    .option('overlay', {
+      type: 'string',
+      describe: `overlay listen HOST:PORT, UDP (and TCP links) [env ${ENV.overlay}] (default ${DEFAULT_OVERLAY_LISTEN})`,
+    })
+    .option('bootstrap', {
+      type: 'string',
+      array: true,
+      describe: `overlay HOST:PORT of a running node to join through; repeatable; none founds a new overlay [env ${ENV.bootstrap}, comma-separated]`,
+    })
+    .option('sip', {
+      type: 'string',
+      describe: `SIP listen HOST:PORT, UDP and TCP [env ${ENV.sip}] (default ${DEFAULT_SIP_LISTEN})`,
+    })
+    .option('ws', {
+      type: 'string',
+      describe: `SIP over WebSocket listen HOST:PORT, or "off" [env ${ENV.ws}] (default ${DEFAULT_WS_LISTEN})`,
+    })
+    .option('domain', {
+      type: 'string',
+      describe: `SIP domain of a new overlay [env ${ENV.domain}] (default ${DEFAULT_DOMAIN})`,
+    })
+    .option('log-level', {
+      type: 'string',
+      describe: `${LOG_LEVELS.join(', ')} [env ${ENV.logLevel}] (default ${DEFAULT_LOG_LEVEL})`,
+    })
+    .option('overlay-config', {
+      type: 'string',
+      describe: `overlay configuration to join, e.g. the signed one from \`peerbx ca init\` [env ${ENV.overlayConfig}]`,
+    })
+    .option('auth', {
+      type: 'string',
+      describe: `digest authentication of phones: auto (when SIP listens beyond loopback), always, never; accounts go under "users" in the config file [env ${ENV.auth}] (default auto)`,
+    });
+}
+
+function settingsOf(a: NodeFlags) {
+  const flags: RawSettings & { config?: string } = {
+    dataDir: a['data-dir'],
+    overlay: a.overlay,
+    bootstrap: a.bootstrap && a.bootstrap.length > 0 ? a.bootstrap : undefined,
+    sip: a.sip,
+    ws: a.ws,
+    domain: a.domain,
+    logLevel: a['log-level'],
+    overlayConfig: a['overlay-config'],
+    auth: a.auth,
+  };
+  if (a.config !== undefined) flags.config = a.config;
+  return loadSettings(flags);
+}
+
+async function startCommand(a: NodeFlags): Promise<void> {
+  const settings = settingsOf(a);
+  const log = await createLogger(settings.logLevel);
+  // Until ready, info lines are held back (unless debugging), so a failed start is one line.
+  if (settings.logLevel === 'info') log.level = 'warn';
+  const node = await startNode(settings, log);
+  log.level = settings.logLevel;
+  log.info({ node: node.overlay.stats().nodeId }, 'ready');
+  // Handlers go in before the ready line, so a signal right after it is a graceful leave.
+  const stopped = new Promise<void>((resolve) => {
+    let signalled = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (signalled) {
+        log.warn({ signal }, 'second signal: exiting without a graceful leave');
+        process.exit(1);
+      }
+      signalled = true;
+      log.info({ signal }, 'leaving the overlay');
+      const timer = setTimeout(() => {
+        log.warn({ timeoutMs: LEAVE_TIMEOUT_MS }, 'graceful leave took too long; closing');
+        void node.stop(false).then(resolve, resolve);
+      }, LEAVE_TIMEOUT_MS);
+      node.stop(true).then(
+        () => {
+          clearTimeout(timer);
+          log.info({}, 'stopped');
+          resolve();
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          log.error({ err: describeError(err).message }, 'leave failed');
+          resolve();
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  out(node.readyLine);
+  await stopped;
+}
+
+async function initCommand(a: NodeFlags & { json?: boolean }): Promise<void> {
+  const settings = settingsOf(a);
+  const p = prepareDataDir(settings, settings.domainGiven);
+  const view = {
+    dataDir: p.paths.root,
+    nodeId: p.nodeId,
+    overlay: p.config.name,
+    enrollment: p.config.enrollment,
+    domain: p.config.domain,
+    created: p.created,
+  };
+  if (a.json) out(JSON.stringify(view));
+  else
+    out(
+      `${p.created ? 'initialised' : 'already initialised:'} ${view.dataDir}: node ${view.nodeId}, overlay "${view.overlay}" (${view.enrollment}), domain ${view.domain}`,
+    );
+}
+
+async function controlCommand(
+  op: ControlOp,
+  a: NodeFlags & { json?: boolean; arg?: string },
+  render: (result: unknown) => string,
+): Promise<void> {
+  const settings = settingsOf(a);
+  const result = await controlRequest(settings.dataDir, {
+    op,
+    ...(a.arg !== undefined ? { arg: String(a.arg) } : {}),
+  });
+  out(a.json ? JSON.stringify(result) : render(result));
+}
+
+function buildParser(argv: string[]) {
+  const defaultCaDir = join(homedir(), '.peerbx-ca');
+  return yargs(argv)
+    .scriptName('peerbx')
+    .usage(
+      '$0 <command> [options]\n\nServerless SIP: a registrar and proxy on a peer-to-peer overlay.',
+    )
+    .command(
+      'start',
+      'run a node in the foreground (prints one "peerbx ready ..." line on stdout)',
+      (y) => nodeFlags(y),
+      (a) => startCommand(a),
+    )
+    .command(
+      'init',
+      'create the data directory, node key and overlay configuration without starting',
+      (y) => nodeFlags(y).option('json', { type: 'boolean', describe: 'machine-readable output' }),
+      (a) => initCommand(a),
+    )
+    .command(
+      'status',
+      'show the running node of a data directory',
+      (y) => dataDirFlags(y).option('json', { type: 'boolean', describe: 'JSON output' }),
+      (a) => controlCommand('status', a, (r) => formatStatus(r as StatusView)),
+    )
+    .command(
+      'peers',
+      "list the node's routing table",
+      (y) => dataDirFlags(y).option('json', { type: 'boolean', describe: 'JSON output' }),
+      (a) => controlCommand('peers', a, (r) => formatPeers(r as PeerView[])),
+    )
+    .command(
+      'lookup <aor>',
+      'find where a user is registered (alice, alice@domain or sip:alice@domain)',
+      (y) =>
+        dataDirFlags(y)
+          .positional('aor', { type: 'string', demandOption: true })
+          .option('json', { type: 'boolean', describe: 'JSON output' }),
+      (a) => controlCommand('lookup', { ...a, arg: a.aor }, (r) => formatLookup(r as LookupView)),
+    )
+    .command(
+      'ping <node-id>',
+      'ping a node of the overlay by its node-ID (64 hex digits)',
+      (y) =>
+        dataDirFlags(y)
+          .positional('node-id', { type: 'string', demandOption: true })
+          .option('json', { type: 'boolean', describe: 'JSON output' }),
+      (a) => controlCommand('ping', { ...a, arg: a['node-id'] }, (r) => formatPing(r as PingView)),
+    )
+    .command(
+      'trace <target>',
+      'show the lookup path to a node-ID or to the resource of an AOR',
+      (y) =>
+        dataDirFlags(y)
+          .positional('target', { type: 'string', demandOption: true, describe: 'node-ID or AOR' })
+          .option('json', { type: 'boolean', describe: 'JSON output' }),
+      (a) => controlCommand('trace', { ...a, arg: a.target }, (r) => formatTrace(r as TraceView)),
+    )
+    .command('ca', 'the overlay authority of an enrolled (office) overlay', (y) =>
+      y
+        .command(
+          'init',
+          'create the authority key and the signed enrolled overlay configuration',
+          (z) =>
+            z
+              .option('ca-dir', {
+                type: 'string',
+                default: defaultCaDir,
+                describe: 'authority directory (keep it offline)',
+              })
+              .option('domain', { type: 'string', default: DEFAULT_DOMAIN, describe: 'SIP domain' })
+              .option('name', { type: 'string', describe: 'overlay name (default peerbx)' })
+              .option('json', { type: 'boolean', describe: 'JSON output' }),
+          (a) => {
+            const r = caInit({
+              caDir: expandHome(a['ca-dir']),
+              domain: a.domain,
+              ...(a.name ? { name: a.name } : {}),
+            });
+            if (a.json) {
+              out(JSON.stringify(r));
+              return;
+            }
+            out(`authority key        ${r.keyFile} (mode 0600; keep it offline)`);
+            out(`overlay config       ${r.configFile} (enrolled, domain ${r.domain}, signed)`);
+            out(`authority public key ${r.authorityKey}`);
+            out(`next: on each node   peerbx init --overlay-config ${r.configFile} --data-dir DIR`);
+            out('      for each user  peerbx ca issue USER --data-dir DIR');
+          },
+        )
+        .command(
+          'issue <user>',
+          "issue a user certificate into a node's data directory (or for a given public key)",
+          (z) =>
+            z
+              .positional('user', { type: 'string', demandOption: true })
+              .option('ca-dir', {
+                type: 'string',
+                default: defaultCaDir,
+                describe: 'authority directory',
+              })
+              .option('data-dir', {
+                type: 'string',
+                describe:
+                  "node data directory: the user's key is made there, the cert written to users/<user>.cert",
+              })
+              .option('public-key', {
+                type: 'string',
+                describe: "the user's Ed25519 public key (hex), when the node is elsewhere",
+              })
+              .option('out', { type: 'string', describe: 'write the certificate here instead' })
+              .option('days', { type: 'number', default: DEFAULT_CERT_DAYS, describe: 'validity' })
+              .option('json', { type: 'boolean', describe: 'JSON output' }),
+          (a) => {
+            const dataDir =
+              a['public-key'] === undefined
+                ? expandHome(
+                    a['data-dir'] ?? process.env[ENV.dataDir] ?? join(homedir(), '.peerbx'),
+                  )
+                : undefined;
+            const r = caIssue({
+              caDir: expandHome(a['ca-dir']),
+              user: a.user,
+              days: a.days,
+              ...(dataDir ? { dataDir } : {}),
+              ...(a['public-key'] ? { publicKey: a['public-key'] } : {}),
+              ...(a.out ? { out: a.out } : {}),
+            });
+            if (a.json) {
+              out(JSON.stringify(r));
+              return;
+            }
+            out(`certificate for ${r.user} (valid until ${r.notAfter}): ${r.certFile}`);
+            if (r.copyNeeded)
+              out(
+                `copy it to <node data dir>/users/${r.user}.cert on the node where ${r.user} registers`,
+              );
+          },
+        )
+        .demandCommand(1, 'name a ca command: init or issue'),
+    )
+    .command(
+      'demo',
+      'run a small overlay on this machine and place demo calls between alice, bob and carol',
+      (y) =>
+        y
+          .option('nodes', {
+            type: 'number',
+            default: 3,
+            describe: 'node processes to start (2-8)',
+          })
+          .option('keep', {
+            type: 'boolean',
+            default: false,
+            describe: 'keep the nodes running for a real softphone (Ctrl-C stops them)',
+          })
+          .option('domain', { type: 'string', default: DEFAULT_DOMAIN, describe: 'SIP domain' }),
+      async (a) => {
+        if (!Number.isInteger(a.nodes) || a.nodes < 2 || a.nodes > 8)
+          throw new CliError('ERR_USAGE', `--nodes must be an integer from 2 to 8, not ${a.nodes}`);
+        await runDemo({ nodes: a.nodes, keep: a.keep, domain: a.domain, print: out });
+      },
+    )
+    .demandCommand(1, 'name a command; see peerbx --help')
+    .strict()
+    .version(SOFTWARE_VERSION)
+    .help()
+    .alias('h', 'help')
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw (
+        err ?? new CliError('ERR_USAGE', /--help/.test(msg) ? msg : `${msg}; see peerbx --help`)
+      );
+    });
+}
+
+/** Runs the command line; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildParser(argv).parseAsync();
+    return 0;
+  } catch (err) {
+    const { code, message } = describeError(err);
+    process.stderr.write(`peerbx: error: ${message}\n`);
+    return code === 'ERR_USAGE' ? 2 : 1;
+  }
+}

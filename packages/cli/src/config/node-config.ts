@@ -1,0 +1,246 @@
+// The node's settings, built from defaults, a config file (JSON or YAML), environment variables
+// and flags, in that order, and validated once: every failure is one line naming the setting.
+
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { ListenAddress } from '@peerbx/overlay-core';
+import { parse as parseYaml } from 'yaml';
+import {
+  DEFAULT_DATA_DIR,
+  DEFAULT_DOMAIN,
+  DEFAULT_LOG_LEVEL,
+  DEFAULT_OVERLAY_LISTEN,
+  DEFAULT_SIP_LISTEN,
+  DEFAULT_WS_LISTEN,
+  ENV,
+  LOG_LEVELS,
+} from '../constants.js';
+import { CliError } from '../errors.js';
+import { parseHostPort } from './address.js';
+
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface NodeSettings {
+  dataDir: string;
+  overlay: ListenAddress;
+  bootstrap: string[];
+  sip: ListenAddress;
+  /** SIP over WebSocket; false: none. */
+  ws: ListenAddress | false;
+  domain: string;
+  logLevel: LogLevel;
+  /** Whether the domain came from a file, the environment or a flag (not the default). */
+  domainGiven: boolean;
+  /** An overlay configuration document to join (say the signed one from `peerbx ca init`). */
+  overlayConfig?: string;
+  /** Digest authentication of phones: auto (only when SIP listens beyond loopback), always, never. */
+  auth: 'auto' | 'always' | 'never';
+  /** Phone accounts (config file only): user → { password } or { ha1: { md5?, sha256? } }. */
+  users: Record<string, { password: string } | { ha1: { md5?: string; sha256?: string } }>;
+}
+
+/** Settings as given by one source, not yet checked. */
+export interface RawSettings {
+  dataDir?: unknown;
+  overlay?: unknown;
+  bootstrap?: unknown;
+  sip?: unknown;
+  ws?: unknown;
+  domain?: unknown;
+  logLevel?: unknown;
+  overlayConfig?: unknown;
+  auth?: unknown;
+  users?: unknown;
+}
+
+const FIELDS: Record<string, keyof RawSettings> = {
+  dataDir: 'dataDir',
+  'data-dir': 'dataDir',
+  overlay: 'overlay',
+  bootstrap: 'bootstrap',
+  sip: 'sip',
+  ws: 'ws',
+  domain: 'domain',
+  logLevel: 'logLevel',
+  'log-level': 'logLevel',
+  overlayConfig: 'overlayConfig',
+  'overlay-config': 'overlayConfig',
+  auth: 'auth',
+  users: 'users',
+};
+
+export const DEFAULT_SETTINGS: RawSettings = {
+  dataDir: DEFAULT_DATA_DIR,
+  overlay: DEFAULT_OVERLAY_LISTEN,
+  bootstrap: [],
+  sip: DEFAULT_SIP_LISTEN,
+  ws: DEFAULT_WS_LISTEN,
+  domain: DEFAULT_DOMAIN,
+  logLevel: DEFAULT_LOG_LEVEL,
+  auth: 'auto',
+  users: {},
+};
+
+/** Reads a JSON or YAML config file; its paths are relative to the file's directory. */
+export function readConfigFile(path: string): RawSettings {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new CliError(
+      'ERR_CONFIG',
+      `cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  let doc: unknown;
+  try {
+    doc = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new CliError(
+      'ERR_CONFIG',
+      `config file ${path} is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`,
+    );
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new CliError('ERR_CONFIG', `config file ${path} must hold a map of settings`);
+  }
+  const out: RawSettings = {};
+  for (const [key, value] of Object.entries(doc)) {
+    const field = FIELDS[key];
+    if (!field) {
+      throw new CliError(
+        'ERR_CONFIG',
+        `config file ${path}: unknown setting "${key}" (known: ${Object.keys(FIELDS)
+          .filter((k) => !k.includes('-'))
+          .join(', ')})`,
+      );
+    }
+    out[field] = value;
+  }
+  const base = resolve(path, '..');
+  if (typeof out.dataDir === 'string') out.dataDir = resolve(base, expandHome(out.dataDir));
+  if (typeof out.overlayConfig === 'string')
+    out.overlayConfig = resolve(base, expandHome(out.overlayConfig));
+  return out;
+}
+
+/** Settings from PEERBX_* variables; PEERBX_BOOTSTRAP is a comma- or space-separated list. */
+export function settingsFromEnv(env: NodeJS.ProcessEnv): RawSettings {
+  const out: RawSettings = {};
+  const keys: Exclude<keyof RawSettings, 'users'>[] = [
+    'dataDir',
+    'overlay',
+    'bootstrap',
+    'sip',
+    'ws',
+    'domain',
+    'logLevel',
+    'overlayConfig',
+    'auth',
+  ];
+  for (const key of keys) {
+    const v = env[ENV[key]];
+    if (v === undefined || v === '') continue;
+    out[key] = key === 'bootstrap' ? v.split(/[\s,]+/).filter(Boolean) : v;
+  }
+  return out;
+}
+
+/** Merges the sources (later wins) and checks every setting. */
+export function resolveSettings(sources: { name: string; settings: RawSettings }[]): NodeSettings {
+  const merged: RawSettings = {};
+  const origin: Partial<Record<keyof RawSettings, string>> = {};
+  for (const { name, settings } of sources) {
+    for (const [k, v] of Object.entries(settings) as [keyof RawSettings, unknown][]) {
+      if (v === undefined) continue;
+      merged[k] = v;
+      origin[k] = name;
+    }
+  }
+  const bad = (key: keyof RawSettings, what: string): never => {
+    throw new CliError(
+      'ERR_CONFIG',
+      `bad setting "${key}" (from ${origin[key] ?? 'defaults'}): ${what}`,
+    );
+  };
+  const str = (key: keyof RawSettings): string => {
+    const v = merged[key];
+    if (typeof v !== 'string' || v === '') bad(key, 'must be a non-empty string');
+    return v as string;
+  };
+  const address = (key: keyof RawSettings): ListenAddress => {
+    const a = parseHostPort(str(key));
+    if (!a)
+      bad(key, `"${String(merged[key])}" is not HOST:PORT (port 0-65535; 0 picks a free port)`);
+    return a as ListenAddress;
+  };
+  let bootstrap = merged.bootstrap ?? [];
+  if (typeof bootstrap === 'string') bootstrap = [bootstrap];
+  if (!Array.isArray(bootstrap) || !bootstrap.every((b) => typeof b === 'string'))
+    bad('bootstrap', 'must be a list of HOST:PORT');
+  for (const b of bootstrap as string[]) {
+    const a = parseHostPort(b);
+    if (!a || a.port === 0) bad('bootstrap', `"${b}" is not HOST:PORT of a running node`);
+  }
+  const domain = str('domain').toLowerCase();
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain))
+    bad('domain', `"${domain}" is not a DNS name such as peerbx.local`);
+  const logLevel = str('logLevel').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
+    bad('logLevel', `"${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  const wsText = str('ws');
+  const auth = str('auth').toLowerCase();
+  if (auth !== 'auto' && auth !== 'always' && auth !== 'never')
+    bad('auth', `"${auth}" is not auto, always or never`);
+  const users = merged.users ?? {};
+  if (typeof users !== 'object' || users === null || Array.isArray(users))
+    bad('users', 'must be a map of user name → { password }');
+  for (const [name, cred] of Object.entries(users as Record<string, unknown>)) {
+    const c = cred as Record<string, unknown> | null;
+    const ok =
+      c !== null &&
+      typeof c === 'object' &&
+      ((typeof c.password === 'string' && c.password !== '') ||
+        (typeof c.ha1 === 'object' && c.ha1 !== null));
+    if (!/^[a-zA-Z0-9._~+-]{1,64}$/.test(name) || !ok) {
+      bad(
+        'users',
+        `entry "${name}" must be a user name with { password: "..." } or { ha1: { md5, sha256 } }`,
+      );
+    }
+  }
+  const settings: NodeSettings = {
+    dataDir: resolve(expandHome(str('dataDir'))),
+    overlay: address('overlay'),
+    bootstrap: bootstrap as string[],
+    sip: address('sip'),
+    ws: /^(off|none|false)$/i.test(wsText) ? false : address('ws'),
+    domain,
+    logLevel: logLevel as LogLevel,
+    domainGiven: origin.domain !== undefined && origin.domain !== 'defaults',
+    auth: auth as NodeSettings['auth'],
+    users: users as NodeSettings['users'],
+  };
+  if (merged.overlayConfig !== undefined)
+    settings.overlayConfig = resolve(expandHome(str('overlayConfig')));
+  return settings;
+}
+
+/** Builds the settings of a command from all four sources. */
+export function loadSettings(flags: RawSettings & { config?: string }): NodeSettings {
+  const env = settingsFromEnv(process.env);
+  const configPath = flags.config ?? process.env[ENV.config];
+  const file = configPath ? readConfigFile(resolve(expandHome(configPath))) : {};
+  const { config: _ignored, ...flagSettings } = flags;
+  return resolveSettings([
+    { name: 'defaults', settings: DEFAULT_SETTINGS },
+    { name: `config file ${configPath}`, settings: file },
+    { name: 'environment', settings: env },
+    { name: 'flags', settings: flagSettings },
+  ]);
+}
+
+export function expandHome(p: string): string {
+  return p === '~' || p.startsWith('~/') ? `${process.env.HOME ?? ''}${p.slice(1)}` : p;
+}

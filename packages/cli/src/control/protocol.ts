@@ -1,0 +1,75 @@
+// The control endpoint's wire: a Unix socket in the data directory (mode 0600), one JSON line
+// per request and one per answer, then the node closes the connection.
+
+import { join } from 'node:path';
+import { CONTROL_SOCKET } from '../constants.js';
+
+export type ControlOp = 'status' | 'peers' | 'lookup' | 'ping' | 'trace';
+export const CONTROL_OPS: readonly ControlOp[] = ['status', 'peers', 'lookup', 'ping', 'trace'];
+
+export interface ControlRequest {
+  op: ControlOp;
+  arg?: string;
+}
+
+export type ControlResponse =
+  | { ok: true; result: unknown }
+  | { ok: false; code: string; message: string };
+
+export function controlSocketPath(dataDir: string): string {
+  return join(dataDir, CONTROL_SOCKET);
+}
+
+export interface StatusView {
+  version: string;
+  pid: number;
+  uptimeS: number;
+  nodeId: string;
+  overlayName: string;
+  enrollment: string;
+  domain: string;
+  dataDir: string;
+  overlay: string;
+  stream: string;
+  sip: { udp: string; tcp: string; ws?: string };
+  routingTable: { contacts: number; buckets: number };
+  records: { total: number; byKind: Record<string, number> };
+  links: number;
+  registeredAors: string[];
+  proxy: { forwarded: number; acksForwarded: number };
+}
+
+export interface PeerView {
+  nodeId: string;
+  address: string;
+  lastSeenS: number;
+  failures: number;
+  link: boolean;
+}
+
+export interface LookupView {
+  aor: string;
+  resource: string;
+  locations: { nodeId: string; devices: number; expiresInS: number; address?: string }[];
+  local: { uri: string; expiresInS: number }[];
+}
+
+export interface PingView {
+  nodeId: string;
+  address: string;
+  rttMs: number;
+}
+
+export interface TraceView {
+  target: string;
+  targetKind: 'node' | 'aor';
+  resource?: string;
+  steps: {
+    hop: number;
+    path: number;
+    nodeId: string;
+    address: string;
+    outcome: string;
+    returned: number;
+  }[];
+}

@@ -1,0 +1,91 @@
+// How each control answer reads in a terminal.
+
+import type { LookupView, PeerView, PingView, StatusView, TraceView } from '../control/protocol.js';
+import { duration, keyValues, table } from './table.js';
+
+export function formatStatus(s: StatusView): string {
+  const kinds = Object.entries(s.records.byKind)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
+  return keyValues([
+    ['node', s.nodeId],
+    ['overlay', `${s.overlayName} (${s.enrollment}), domain ${s.domain}`],
+    ['listening', `overlay ${s.overlay} (links ${s.stream})`],
+    ['sip', `udp+tcp ${s.sip.udp}${s.sip.ws ? `, ws ${s.sip.ws}` : ''}`],
+    ['peers', `${s.routingTable.contacts} in ${s.routingTable.buckets} buckets, ${s.links} links`],
+    ['records', `${s.records.total}${kinds ? ` (${kinds})` : ''}`],
+    ['registered', s.registeredAors.length > 0 ? s.registeredAors.join(', ') : '-'],
+    ['proxied', `${s.proxy.forwarded} requests, ${s.proxy.acksForwarded} ACKs`],
+    ['uptime', duration(s.uptimeS)],
+    ['pid', String(s.pid)],
+    ['data dir', s.dataDir],
+    ['version', s.version],
+  ]);
+}
+
+export function formatPeers(peers: PeerView[]): string {
+  if (peers.length === 0) return 'no peers (this node is alone in its overlay)';
+  return table(
+    ['NODE-ID', 'ADDRESS', 'LAST-SEEN', 'FAILURES', 'LINK'],
+    peers.map((p) => [
+      p.nodeId,
+      p.address,
+      `${duration(p.lastSeenS)} ago`,
+      String(p.failures),
+      p.link ? 'yes' : '-',
+    ]),
+  );
+}
+
+export function formatLookup(v: LookupView): string {
+  if (v.locations.length === 0)
+    return `${v.aor} is not registered (no live SIP-REGISTRATION in the overlay)`;
+  const out = [
+    `${v.aor} is registered on ${v.locations.length} node${v.locations.length > 1 ? 's' : ''}:`,
+    table(
+      ['NODE-ID', 'ADDRESS', 'DEVICES', 'EXPIRES'],
+      v.locations.map((l) => [
+        l.nodeId,
+        l.address ?? '?',
+        String(l.devices),
+        `in ${duration(l.expiresInS)}`,
+      ]),
+    ),
+  ];
+  if (v.local.length > 0) {
+    out.push('', 'contacts on this node:');
+    out.push(
+      table(
+        ['CONTACT', 'EXPIRES'],
+        v.local.map((b) => [b.uri, `in ${duration(b.expiresInS)}`]),
+      ),
+    );
+  }
+  return out.join('\n');
+}
+
+export function formatPing(p: PingView): string {
+  return `reply from ${p.nodeId} at ${p.address}: time=${p.rttMs.toFixed(1)} ms`;
+}
+
+export function formatTrace(t: TraceView): string {
+  const head =
+    t.targetKind === 'aor'
+      ? `lookup of ${t.resource} (resource ${t.target})`
+      : `lookup of node ${t.target}`;
+  if (t.steps.length === 0) return `${head}: no requests sent (no peers known)`;
+  return [
+    `${head}, ${t.steps.length} requests:`,
+    table(
+      ['HOP', 'PATH', 'NODE-ID', 'ADDRESS', 'OUTCOME', 'RETURNED'],
+      t.steps.map((s) => [
+        String(s.hop),
+        String(s.path),
+        s.nodeId,
+        s.address,
+        s.outcome,
+        String(s.returned),
+      ]),
+    ),
+  ].join('\n');
+}

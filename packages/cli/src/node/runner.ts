@@ -1,0 +1,303 @@
+// Runs a full PeerBX node in this process: the overlay node, the SIP node on top of it, and the
+// control endpoint. Turns the lower layers' failures into the CLI's one-line errors.
+
+import { idFromHex, idToHex } from '@peerbx/dht-kademlia';
+import {
+  KIND_SIP_REGISTRATION,
+  type ListenAddress,
+  type Logger,
+  OverlayError,
+  OverlayNode,
+  resourceId,
+  SOFTWARE_VERSION,
+} from '@peerbx/overlay-core';
+import { decodeRegistrationValue, FileBindingsStore, SipNode } from '@peerbx/sip-adapter';
+import { formatHostPort } from '../config/address.js';
+import type { NodeSettings } from '../config/node-config.js';
+import {
+  type ControlRequest,
+  controlSocketPath,
+  type LookupView,
+  type PeerView,
+  type PingView,
+  type StatusView,
+  type TraceView,
+} from '../control/protocol.js';
+import { ControlServer } from '../control/server.js';
+import { CliError, describeError } from '../errors.js';
+import { prepareDataDir } from './data-dir.js';
+
+export interface RunningNode {
+  overlay: OverlayNode;
+  sip: SipNode;
+  control: ControlServer;
+  /** The line printed on stdout when ready. */
+  readyLine: string;
+  /** Leaves the overlay (gracefully unless told otherwise) and closes everything. */
+  stop(graceful?: boolean): Promise<void>;
+}
+
+export async function startNode(settings: NodeSettings, log: Logger): Promise<RunningNode> {
+  const { paths, config } = prepareDataDir(settings, settings.domainGiven);
+  const bootstrap = settings.bootstrap.length > 0 ? settings.bootstrap : config.bootstrap;
+  const overlayAt = settings.overlay;
+  let overlay: OverlayNode;
+  try {
+    overlay = await OverlayNode.start({
+      dataDir: paths.root,
+      config,
+      udp: overlayAt,
+      // Links listen on the overlay's TCP port when it is fixed; a free one otherwise.
+      stream: { host: overlayAt.host, port: overlayAt.port },
+      bootstrap,
+      logger: log,
+    });
+  } catch (err) {
+    throw overlayStartError(err, overlayAt, bootstrap);
+  }
+  let sip: SipNode;
+  let control: ControlServer;
+  try {
+    sip = await SipNode.start({
+      overlay,
+      sip: settings.sip,
+      ws: settings.ws,
+      domain: config.domain,
+      logger: log,
+      auth: settings.auth,
+      users: settings.users,
+      // Bindings survive a restart: phones need not re-register to be reachable again.
+      bindingsStore: new FileBindingsStore({ dataDir: paths.root }),
+    }).catch((err: unknown) => {
+      throw sipStartError(err, settings);
+    });
+    const startedAt = Date.now();
+    control = await ControlServer.listen(
+      controlSocketPath(paths.root),
+      (req) => controlOp(req, overlay, sip, paths.root, startedAt),
+      log,
+    ).catch((err: unknown) => {
+      void sip.close();
+      throw new CliError(
+        'ERR_CONTROL',
+        `cannot open the control socket in ${paths.root}: ${(err as Error).message}`,
+      );
+    });
+  } catch (err) {
+    await overlay.close();
+    throw err;
+  }
+  const a = sip.addresses;
+  const readyLine = [
+    'peerbx ready',
+    `node=${idToHex(overlay.nodeId)}`,
+    `overlay=${overlay.udpAddress}`,
+    `sip=${formatHostPort({ host: a.udp.address, port: a.udp.port })}`,
+    `ws=${a.ws ? formatHostPort({ host: a.ws.address, port: a.ws.port }) : 'off'}`,
+  ].join(' ');
+  let stopping: Promise<void> | undefined;
+  return {
+    overlay,
+    sip,
+    control,
+    readyLine,
+    stop(graceful = true) {
+      stopping ??= (async () => {
+        await control.close().catch(() => undefined);
+        await sip.close().catch(() => undefined);
+        if (graceful) await overlay.leave();
+        else await overlay.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+function overlayStartError(err: unknown, at: ListenAddress, bootstrap: string[]): Error {
+  if (err instanceof OverlayError) {
+    if (/EADDRINUSE/.test(err.message)) {
+      const proto = /TCP/.test(err.message) ? 'TCP' : 'UDP';
+      return new CliError(
+        'ERR_PORT_IN_USE',
+        `overlay address ${formatHostPort(at)} (${proto}) is already in use, probably by another node; pick another with --overlay HOST:PORT (port 0 picks a free one)`,
+        { cause: err },
+      );
+    }
+    if (err.code === 'ERR_UNREACHABLE')
+      return new CliError(
+        'ERR_UNREACHABLE',
+        `no bootstrap node answered at ${bootstrap.join(', ')} (${err.message.replace(/^.*\): /, '')}); check that --bootstrap names the overlay address (HOST:PORT) of a running node and that UDP gets through`,
+        { cause: err },
+      );
+    if (err.code === 'ERR_DATA_DIR_LOCKED')
+      return new CliError('ERR_DATA_DIR_LOCKED', err.message, { cause: err });
+  }
+  if (err instanceof CliError) return err;
+  const { message } = describeError(err);
+  return new CliError('ERR_CONFIG', message, { cause: err });
+}
+
+function sipStartError(err: unknown, settings: NodeSettings): Error {
+  const { message } = describeError(err);
+  if (/EADDRINUSE/.test(message)) {
+    const ws = settings.ws;
+    const isWs =
+      /WebSocket|\bWS\b/i.test(message) ||
+      (ws &&
+        ws.port !== 0 &&
+        message.includes(`:${ws.port}`) &&
+        !message.includes(`:${settings.sip.port}`));
+    const at = isWs && ws ? ws : settings.sip;
+    return new CliError(
+      'ERR_PORT_IN_USE',
+      isWs
+        ? `SIP WebSocket address ${formatHostPort(at)} is already in use; pick another with --ws HOST:PORT (port 0 picks a free one)`
+        : `SIP address ${formatHostPort(at)} (UDP/TCP) is already in use, perhaps by another SIP server or node; pick another with --sip HOST:PORT (port 0 picks a free one)`,
+      { cause: err },
+    );
+  }
+  return new CliError('ERR_CONFIG', message, { cause: err });
+}
+
+/** Normalises "alice", "sip:alice@dom" or "alice@dom" to the overlay resource "alice@dom". */
+export function aorResource(aor: string, domain: string): string {
+  const bare = aor
+    .trim()
+    .replace(/^sips?:/i, '')
+    .replace(/[;>].*$/, '');
+  return bare.includes('@') ? bare.toLowerCase() : `${bare}@${domain}`;
+}
+
+async function controlOp(
+  req: ControlRequest,
+  overlay: OverlayNode,
+  sip: SipNode,
+  dataDir: string,
+  startedAt: number,
+): Promise<unknown> {
+  const now = Date.now();
+  switch (req.op) {
+    case 'status': {
+      const s = overlay.stats();
+      const a = sip.addresses;
+      const view: StatusView = {
+        version: SOFTWARE_VERSION,
+        pid: process.pid,
+        uptimeS: Math.round((now - startedAt) / 1000),
+        nodeId: s.nodeId,
+        overlayName: overlay.config.name,
+        enrollment: overlay.config.enrollment,
+        domain: sip.domain,
+        dataDir,
+        overlay: s.udp,
+        stream: s.stream,
+        sip: {
+          udp: formatHostPort({ host: a.udp.address, port: a.udp.port }),
+          tcp: formatHostPort({ host: a.tcp.address, port: a.tcp.port }),
+          ...(a.ws ? { ws: formatHostPort({ host: a.ws.address, port: a.ws.port }) } : {}),
+        },
+        routingTable: s.routingTable,
+        records: s.records,
+        links: s.links,
+        registeredAors: sip.bindings
+          .aors()
+          .filter((aor) => sip.bindings.lookup(aor, now).length > 0),
+        proxy: {
+          forwarded: sip.proxy.stats.forwarded,
+          acksForwarded: sip.proxy.stats.acksForwarded,
+        },
+      };
+      return view;
+    }
+    case 'peers': {
+      const linked = new Set(overlay.links.links().map((l) => l.remoteNodeId));
+      const peers: PeerView[] = [];
+      const table = overlay.dht.table;
+      for (let i = 0; i < table.bucketCount; i++) {
+        for (const e of table.bucket(i).entries) {
+          const id = idToHex(e.contact.id);
+          peers.push({
+            nodeId: id,
+            address: e.contact.address,
+            lastSeenS: Math.max(0, Math.round((now - e.lastSeen) / 1000)),
+            failures: e.failures,
+            link: linked.has(id),
+          });
+        }
+      }
+      return peers;
+    }
+    case 'lookup': {
+      const aor = requireArg(req, 'an AOR such as alice or alice@peerbx.local');
+      const resource = aorResource(aor, sip.domain);
+      const records = await overlay.fetch(resource, KIND_SIP_REGISTRATION);
+      const view: LookupView = { aor: `sip:${resource}`, resource, locations: [], local: [] };
+      for (const r of records) {
+        if (!r.dictionaryKey || r.value.length === 0) continue;
+        try {
+          const v = decodeRegistrationValue(r.value);
+          if (v.expiresAt <= now || v.devices === 0) continue;
+          const address = overlay.dht.table.get(r.dictionaryKey)?.address;
+          view.locations.push({
+            nodeId: idToHex(r.dictionaryKey),
+            devices: v.devices,
+            expiresInS: Math.round((v.expiresAt - now) / 1000),
+            ...(idToHex(r.dictionaryKey) === idToHex(overlay.nodeId)
+              ? { address: overlay.udpAddress }
+              : address
+                ? { address }
+                : {}),
+          });
+        } catch {
+          // A value this version cannot read: not shown.
+        }
+      }
+      view.local = sip.bindings
+        .lookup(view.aor, now)
+        .map((b) => ({ uri: b.uri, expiresInS: Math.round((b.expiresAt - now) / 1000) }));
+      return view;
+    }
+    case 'ping': {
+      const id = parseNodeId(requireArg(req, 'a node-ID (64 hex digits)'));
+      const r = await overlay.ping(id);
+      const view: PingView = { nodeId: r.nodeId, address: r.address, rttMs: r.rttMs };
+      return view;
+    }
+    case 'trace': {
+      const target = requireArg(req, 'a node-ID (64 hex digits) or an AOR');
+      const isNode = /^[0-9a-fA-F]{64}$/.test(target);
+      const resource = isNode ? undefined : aorResource(target, sip.domain);
+      const id = isNode ? idFromHex(target.toLowerCase()) : resourceId(resource as string);
+      const steps = await overlay.trace(id);
+      const view: TraceView = {
+        target: idToHex(id),
+        targetKind: isNode ? 'node' : 'aor',
+        ...(resource ? { resource } : {}),
+        steps: steps.map((s) => ({
+          hop: s.hop,
+          path: s.path,
+          nodeId: idToHex(s.contact.id),
+          address: s.contact.address,
+          outcome: s.outcome,
+          returned: s.returned,
+        })),
+      };
+      return view;
+    }
+  }
+}
+
+function requireArg(req: ControlRequest, what: string): string {
+  if (typeof req.arg !== 'string' || req.arg.trim() === '')
+    throw new CliError('ERR_USAGE', `${req.op} needs ${what}`);
+  return req.arg.trim();
+}
+
+function parseNodeId(text: string) {
+  if (!/^[0-9a-fA-F]{64}$/.test(text))
+    throw new CliError(
+      'ERR_USAGE',
+      `"${text}" is not a node-ID: give the 64 hex digits that \`peerbx peers\` or \`peerbx status\` shows`,
+    );
+  return idFromHex(text.toLowerCase());
+}

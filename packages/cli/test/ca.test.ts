@@ -1,0 +1,59 @@
+// `peerbx ca`: an office authority, a user certificate in a node's data directory, and a node
+// that joins the enrolled overlay with the signed configuration.
+
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { peerbx, StartedNode, tempDir } from './helpers.js';
+
+test('ca init, ca issue, and an enrolled node', async (t) => {
+  const dir = tempDir(t);
+  const ca = join(dir, 'ca');
+  const init = await peerbx(['ca', 'init', '--ca-dir', ca, '--domain', 'office.example', '--json']);
+  assert.equal(init.code, 0, init.stderr);
+  const r = JSON.parse(init.stdout);
+  assert.equal(statSync(r.keyFile).mode & 0o777, 0o600);
+  assert.equal(statSync(ca).mode & 0o777, 0o700);
+  const config = JSON.parse(readFileSync(r.configFile, 'utf8'));
+  assert.equal(config.enrollment, 'enrolled');
+  assert.equal(config.domain, 'office.example');
+  assert.match(config.signature, /^[0-9a-f]{128}$/);
+
+  const again = await peerbx(['ca', 'init', '--ca-dir', ca]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /already holds an authority/);
+
+  const node = join(dir, 'node');
+  const nodeInit = JSON.parse(
+    (await peerbx(['init', '--data-dir', node, '--overlay-config', r.configFile, '--json'])).stdout,
+  );
+  assert.equal(nodeInit.enrollment, 'enrolled');
+  assert.equal(nodeInit.domain, 'office.example');
+
+  const issue = await peerbx(['ca', 'issue', 'alice', '--ca-dir', ca, '--data-dir', node]);
+  assert.equal(issue.code, 0, issue.stderr);
+  assert.ok(existsSync(join(node, 'users', 'alice.cert')));
+  assert.ok(existsSync(join(node, 'users', 'alice.key')));
+  assert.match(issue.stdout, /certificate for alice \(valid until /);
+
+  const elsewhere = await peerbx([
+    'ca',
+    'issue',
+    'bob',
+    '--ca-dir',
+    ca,
+    '--public-key',
+    'ab'.repeat(32),
+    '--out',
+    join(dir, 'bob.cert'),
+  ]);
+  assert.equal(elsewhere.code, 0, elsewhere.stderr);
+  assert.match(elsewhere.stdout, /copy it to <node data dir>\/users\/bob\.cert/);
+
+  const running = await StartedNode.start(node);
+  const status = JSON.parse((await peerbx(['status', '--data-dir', node, '--json'])).stdout);
+  assert.equal(status.enrollment, 'enrolled');
+  assert.equal(status.domain, 'office.example');
+  assert.equal(await running.stop(), 0);
+});

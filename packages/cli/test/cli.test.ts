@@ -1,0 +1,318 @@
+// The peerbx command as a user runs it: two `peerbx start` processes (the second joins through
+// the first), the control commands against them, and the documented errors.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { peerbx, StartedNode, tempDir } from './helpers.js';
+
+const oneErrorLine = (stderr: string) => {
+  const lines = stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `expected one line, got: ${stderr}`);
+  assert.match(lines[0]!, /^peerbx: error: /);
+  return lines[0]!;
+};
+
+describe('two running nodes', () => {
+  let a: StartedNode;
+  let b: StartedNode;
+  let dir: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'peerbx-cli-'));
+    a = await StartedNode.start(join(dir, 'a'));
+    b = await StartedNode.start(join(dir, 'b'), ['--bootstrap', a.ready.overlay]);
+  });
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('each prints exactly one ready line with its addresses', () => {
+    assert.deepEqual(a.stdoutLines.length, 1);
+    assert.notEqual(a.ready.node, b.ready.node);
+    for (const n of [a, b]) {
+      assert.match(n.ready.overlay, /^127\.0\.0\.1:[1-9]\d*$/);
+      assert.match(n.ready.sip, /^127\.0\.0\.1:[1-9]\d*$/);
+      assert.match(n.ready.ws, /^127\.0\.0\.1:[1-9]\d*$/);
+    }
+  });
+
+  test('logs go to stderr as JSON when it is not a terminal', () => {
+    const first = a.stderr.split('\n').find((l) => l.startsWith('{'));
+    assert.ok(first, a.stderr);
+    assert.equal(typeof JSON.parse(first).msg, 'string');
+  });
+
+  test('the control socket is private to the owner', () => {
+    const mode = statSync(join(a.dataDir, 'control.sock')).mode & 0o777;
+    assert.equal(mode, 0o600);
+  });
+
+  test('status, as a table and as JSON', async () => {
+    const text = await peerbx(['status', '--data-dir', b.dataDir]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`node\\s+${b.ready.node}`));
+    assert.match(text.stdout, /domain peerbx\.local/);
+    const json = await peerbx(['status', '--data-dir', b.dataDir, '--json']);
+    const s = JSON.parse(json.stdout);
+    assert.equal(s.nodeId, b.ready.node);
+    assert.equal(s.overlay, b.ready.overlay);
+    assert.equal(s.sip.udp, b.ready.sip);
+    assert.ok(s.routingTable.contacts >= 1);
+  });
+
+  test('peers lists the other node', async () => {
+    const json = JSON.parse((await peerbx(['peers', '--data-dir', b.dataDir, '--json'])).stdout);
+    assert.ok(json.some((p: { nodeId: string }) => p.nodeId === a.ready.node));
+    const text = await peerbx(['peers', '--data-dir', b.dataDir]);
+    assert.match(text.stdout, /^NODE-ID\s+ADDRESS/);
+    assert.ok(text.stdout.includes(a.ready.node));
+  });
+
+  test('ping the other node by its ID', async () => {
+    const text = await peerbx(['ping', a.ready.node, '--data-dir', b.dataDir]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      new RegExp(`reply from ${a.ready.node} at ${a.ready.overlay}: time=`),
+    );
+    const json = JSON.parse(
+      (await peerbx(['ping', a.ready.node, '--data-dir', b.dataDir, '--json'])).stdout,
+    );
+    assert.equal(json.nodeId, a.ready.node);
+    assert.ok(json.rttMs >= 0);
+  });
+
+  test('lookup of a user nobody registered', async () => {
+    const text = await peerbx(['lookup', 'alice', '--data-dir', a.dataDir]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /sip:alice@peerbx\.local is not registered/);
+    const json = JSON.parse(
+      (await peerbx(['lookup', 'sip:alice@peerbx.local', '--data-dir', a.dataDir, '--json']))
+        .stdout,
+    );
+    assert.deepEqual(json.locations, []);
+    assert.equal(json.resource, 'alice@peerbx.local');
+  });
+
+  test('trace to a node-ID and to an AOR', async () => {
+    const text = await peerbx(['trace', a.ready.node, '--data-dir', b.dataDir]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /^lookup of node /);
+    assert.ok(text.stdout.includes(a.ready.overlay));
+    const json = JSON.parse(
+      (await peerbx(['trace', 'bob', '--data-dir', b.dataDir, '--json'])).stdout,
+    );
+    assert.equal(json.targetKind, 'aor');
+    assert.equal(json.resource, 'bob@peerbx.local');
+    assert.ok(json.steps.length >= 1);
+  });
+
+  test('a bad node-ID is one line and exit 2', async () => {
+    const r = await peerbx(['ping', 'xyz', '--data-dir', b.dataDir]);
+    assert.equal(r.code, 2);
+    assert.match(oneErrorLine(r.stderr), /is not a node-ID/);
+  });
+
+  test('a data directory in use by a running node', async () => {
+    const r = await peerbx([
+      'start',
+      '--data-dir',
+      a.dataDir,
+      '--overlay',
+      '127.0.0.1:0',
+      '--sip',
+      '127.0.0.1:0',
+      '--ws',
+      'off',
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(
+      oneErrorLine(r.stderr),
+      /data directory .* is in use by a running node \(pid \d+\)/,
+    );
+  });
+
+  test('a busy SIP port', async () => {
+    const r = await peerbx([
+      'start',
+      '--data-dir',
+      join(dir, 'c'),
+      '--overlay',
+      '127.0.0.1:0',
+      '--sip',
+      a.ready.sip,
+      '--ws',
+      'off',
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(
+      oneErrorLine(r.stderr),
+      new RegExp(`SIP address ${a.ready.sip} \\(UDP/TCP\\) is already in use`),
+    );
+  });
+
+  test('a busy overlay port', async () => {
+    const r = await peerbx([
+      'start',
+      '--data-dir',
+      join(dir, 'd'),
+      '--overlay',
+      a.ready.overlay,
+      '--sip',
+      '127.0.0.1:0',
+      '--ws',
+      'off',
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(
+      oneErrorLine(r.stderr),
+      new RegExp(`overlay address ${a.ready.overlay} \\(UDP\\) is already in use`),
+    );
+  });
+});
+
+describe('errors and settings', () => {
+  test('the linked bin shim runs the built CLI', async () => {
+    const shim = fileURLToPath(new URL('../../bin/peerbx.js', import.meta.url));
+    const r = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, [shim, '--version'], (err, stdout) =>
+        err ? reject(err) : resolve(stdout),
+      ),
+    );
+    assert.match(r, /^\d+\.\d+\.\d+/);
+  });
+
+  test('an unknown flag is one line and exit 2', async () => {
+    const r = await peerbx(['start', '--no-such-flag']);
+    assert.equal(r.code, 2);
+    assert.match(oneErrorLine(r.stderr), /Unknown argument/i);
+  });
+
+  test('a bad address flag names the setting', async (t) => {
+    const r = await peerbx(['start', '--data-dir', tempDir(t), '--sip', 'localhost']);
+    assert.equal(r.code, 1);
+    assert.match(
+      oneErrorLine(r.stderr),
+      /bad setting "sip" \(from flags\): "localhost" is not HOST:PORT/,
+    );
+  });
+
+  test('a bad field in a YAML config file', async (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'peerbx.yaml');
+    writeFileSync(file, 'sip: 127.0.0.1:0\nlogLevel: loud\n');
+    const r = await peerbx(['start', '--config', file, '--data-dir', join(dir, 'n')]);
+    assert.equal(r.code, 1);
+    assert.match(
+      oneErrorLine(r.stderr),
+      /bad setting "logLevel" \(from config file .*peerbx\.yaml\): "loud"/,
+    );
+    writeFileSync(file, 'sipp: 127.0.0.1:0\n');
+    const unknown = await peerbx(['start', '--config', file]);
+    assert.match(oneErrorLine(unknown.stderr), /unknown setting "sipp"/);
+  });
+
+  test('phone accounts and the auth mode from a config file are checked', async (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'peerbx.yaml');
+    writeFileSync(file, 'auth: sometimes\n');
+    const badMode = await peerbx(['start', '--config', file, '--data-dir', join(dir, 'n')]);
+    assert.equal(badMode.code, 1);
+    assert.match(
+      oneErrorLine(badMode.stderr),
+      /bad setting "auth" .*"sometimes" is not auto, always or never/,
+    );
+    writeFileSync(file, 'users:\n  alice: { pass: x }\n');
+    const badUser = await peerbx(['start', '--config', file, '--data-dir', join(dir, 'n')]);
+    assert.equal(badUser.code, 1);
+    assert.match(oneErrorLine(badUser.stderr), /bad setting "users" .*entry "alice" must be/);
+  });
+
+  test('precedence: defaults < file < environment < flags', async (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'peerbx.json');
+    writeFileSync(file, JSON.stringify({ domain: 'file.example', dataDir: 'from-file' }));
+    const fromFile = JSON.parse((await peerbx(['init', '--config', file, '--json'])).stdout);
+    assert.equal(fromFile.domain, 'file.example');
+    assert.equal(fromFile.dataDir, join(dir, 'from-file'));
+    const fromEnv = JSON.parse(
+      (
+        await peerbx(['init', '--config', file, '--json', '--data-dir', join(dir, 'e')], {
+          PEERBX_DOMAIN: 'env.example',
+        })
+      ).stdout,
+    );
+    assert.equal(fromEnv.domain, 'env.example');
+    const fromFlag = JSON.parse(
+      (
+        await peerbx(
+          [
+            'init',
+            '--config',
+            file,
+            '--json',
+            '--data-dir',
+            join(dir, 'f'),
+            '--domain',
+            'flag.example',
+          ],
+          { PEERBX_DOMAIN: 'env.example' },
+        )
+      ).stdout,
+    );
+    assert.equal(fromFlag.domain, 'flag.example');
+    const badEnv = await peerbx(['init', '--data-dir', join(dir, 'g')], { PEERBX_SIP: 'x' });
+    assert.match(oneErrorLine(badEnv.stderr), /bad setting "sip" \(from environment\)/);
+  });
+
+  test('an unreachable bootstrap node', async (t) => {
+    const r = await peerbx([
+      'start',
+      '--data-dir',
+      tempDir(t),
+      '--overlay',
+      '127.0.0.1:0',
+      '--sip',
+      '127.0.0.1:0',
+      '--ws',
+      'off',
+      '--bootstrap',
+      '127.0.0.1:9',
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(oneErrorLine(r.stderr), /no bootstrap node answered at 127\.0\.0\.1:9/);
+  });
+
+  test('status without a running node', async (t) => {
+    const r = await peerbx(['status', '--data-dir', tempDir(t)]);
+    assert.equal(r.code, 1);
+    assert.match(oneErrorLine(r.stderr), /no node is running with data directory/);
+  });
+});
+
+describe('lifecycle', () => {
+  test('SIGINT and SIGTERM leave gracefully and exit 0', async (t) => {
+    const dir = tempDir(t);
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      const node = await StartedNode.start(join(dir, signal));
+      assert.equal(await node.stop(signal), 0, node.stderr);
+      assert.match(node.stderr, /leaving the overlay/);
+      const after = await peerbx(['status', '--data-dir', node.dataDir]);
+      assert.match(after.stderr, /no node is running/);
+    }
+  });
+
+  test('a restarted node keeps its node-ID', async (t) => {
+    const dir = join(tempDir(t), 'n');
+    const init = JSON.parse((await peerbx(['init', '--data-dir', dir, '--json'])).stdout);
+    const node = await StartedNode.start(dir);
+    assert.equal(node.ready.node, init.nodeId);
+    await node.stop();
+  });
+});

@@ -1,0 +1,133 @@
+// Runs the built `peerbx` as a user would: one-shot commands, and `peerbx start` processes that
+// are ready when their ready line appears. Every wait is bounded.
+
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../src/bin.js', import.meta.url));
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `peerbx ...args`, with PEERBX_* cleared unless given. */
+export function peerbx(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 30_000,
+): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env: cleanEnv(env), timeout: timeoutMs },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PEERBX_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+export interface Ready {
+  node: string;
+  overlay: string;
+  sip: string;
+  ws: string;
+}
+
+export class StartedNode {
+  stderr = '';
+  private constructor(
+    readonly child: ChildProcess,
+    readonly dataDir: string,
+    readonly ready: Ready,
+    readonly stdoutLines: string[],
+  ) {}
+
+  static async start(dataDir: string, extra: string[] = [], timeoutMs = 20_000) {
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'start',
+        '--data-dir',
+        dataDir,
+        '--overlay',
+        '127.0.0.1:0',
+        '--sip',
+        '127.0.0.1:0',
+        '--ws',
+        '127.0.0.1:0',
+        '--log-level',
+        'debug',
+        ...extra,
+      ],
+      { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-20_000);
+    });
+    const lines: string[] = [];
+    const ready = await new Promise<Ready>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`no ready line within ${timeoutMs} ms: ${stderr}`));
+      }, timeoutMs);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`peerbx start exited ${code}: ${stderr}`));
+      });
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        lines.push(line);
+        const m = /^peerbx ready node=([0-9a-f]{64}) overlay=(\S+) sip=(\S+) ws=(\S+)$/.exec(line);
+        if (m) {
+          clearTimeout(timer);
+          resolve({ node: m[1]!, overlay: m[2]!, sip: m[3]!, ws: m[4]! });
+        }
+      });
+    });
+    const node = new StartedNode(child, dataDir, ready, lines);
+    node.stderr = stderr;
+    child.stderr?.on('data', (d: Buffer) => {
+      node.stderr = (node.stderr + d.toString()).slice(-20_000);
+    });
+    return node;
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Sends `signal` and resolves with the exit code (SIGKILL after 10 s). */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (!this.alive) return this.child.exitCode;
+    const exited = new Promise<number | null>((resolve) =>
+      this.child.once('exit', (code) => resolve(code)),
+    );
+    this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+export function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'peerbx-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}

@@ -1,0 +1,952 @@
+// npm run bench:sip — PeerBX as a SIP registrar/proxy under SIPp load, on a loopback overlay of
+// node processes (bench/sip-bench-node.ts), against Kamailio doing the same job in the same run.
+//
+//   1. REGISTER throughput one node sustains: a SIPp UAC registering distinct users (-inf CSV)
+//      at rising rates (-r), one SIPp run per step; the highest rate with < 1% failures.
+//   2. Call setup time, INVITE sent -> 200 OK received at the caller (timestamps of SIPp's own
+//      message log, µs): SIPp UAC at node 1, SIPp UAS behind it.
+//      warm: every call to bob, registered at node 7, after one call that filled node 1's
+//            location cache (30 s; the phase is shorter, and the cache counters are checked);
+//      cold: every call to a different callee, each registered at one of nodes 2..N and never
+//            called before, so node 1 has nothing cached and fetches the registration from the
+//            overlay (and a channel to that node may have to be opened).
+//   3. Calls per second through node 1 (SIPp UAC -> node 1 -> node 7 -> SIPp UAS, short calls:
+//      INVITE/200/ACK/BYE), rising rates until > 1% fail.
+//   4. Kamailio (only when `kamailio` is on the PATH): a minimal registrar/proxy (registrar,
+//      usrloc in memory, tm, rr, sl, maxfwd) on another loopback port, the same SIPp load.
+//
+// A call or REGISTER fails when SIPp marks it failed, or when it has not completed when SIPp's
+// run ends (bounded by -recv_timeout); the failure share is failed / planned.
+//
+// Flags: --nodes 10  --duration 10 (s per call-setup phase)  --step 3 (s per rate step)
+//        --latency-rate 10 (calls/s during call-setup phases)  --json FILE
+
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { describeMachine, machineInfo, percentile, table } from '@peerbx/dht-kademlia/bench';
+
+// --- configuration ---------------------------------------------------------------------------
+
+const KAMAILIO_BASELINE = { registerPerS: 10_000, callsPerS: 200 }; // DESIGN.md, measured
+const AIMS = { setupWarm: 2, setupCold: 5, registerRatio: 0.5 }; // issue #4
+const REGISTER_RATES = [25, 50, 100, 200, 500, 1000, 2000, 4000, 7000, 10_000, 15_000, 20_000];
+const CALL_RATES = [50, 100, 200, 400, 800, 1200, 1600];
+const MAX_FAIL = 0.01;
+const RECV_TIMEOUT_MS = 4000;
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
+}
+const NODES = Math.max(2, Number(arg('nodes', '10')));
+const DURATION_S = Number(arg('duration', '10'));
+const STEP_S = Number(arg('step', '3'));
+const LATENCY_RATE = Number(arg('latency-rate', '10'));
+const JSON_FILE = arg('json', '');
+const CALLEE_NODE = Math.min(7, NODES); // 1-based, as in the issue: "registered at node 7"
+
+/** Scenario XML stays in the source tree (tsc copies no XML): bench/scenarios. */
+const SCENARIOS = fileURLToPath(new URL('../../bench/scenarios/', import.meta.url));
+const NODE_SCRIPT = fileURLToPath(new URL('./sip-bench-node.js', import.meta.url));
+
+// --- child process bookkeeping: everything started is killed on exit or error -----------------
+
+const children = new Set<ChildProcess>();
+/** Process groups (Kamailio forks its workers): killed as a group. */
+const groups = new Set<number>();
+
+function track(child: ChildProcess, group = false): ChildProcess {
+  children.add(child);
+  if (group && child.pid) groups.add(child.pid);
+  child.on('exit', () => {
+    children.delete(child);
+    if (child.pid) groups.delete(child.pid);
+  });
+  return child;
+}
+
+function killAll(): void {
+  for (const pid of groups) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  }
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    console.error(`\n${sig}: stopping children`);
+    killAll();
+    process.exit(130);
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+    }),
+  ]);
+}
+
+async function freeUdpPort(): Promise<number> {
+  const sock = createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
+  const port = sock.address().port;
+  await new Promise<void>((resolve) => sock.close(() => resolve()));
+  return port;
+}
+
+// --- PeerBX node processes ------------------------------------------------------------------
+
+interface NodeStats {
+  proxy: { forwarded: number; acksForwarded: number };
+  locator: { hits: number; misses: number };
+  rssMiB: number;
+}
+
+class BenchNode {
+  udp = '';
+  port = 0;
+  private statsWaiter: ((s: NodeStats) => void) | undefined;
+  private stderr = '';
+  private constructor(readonly child: ChildProcess) {}
+
+  static async start(dataDir: string, bootstrap?: string): Promise<BenchNode> {
+    const child = track(
+      spawn(
+        process.execPath,
+        [NODE_SCRIPT, '--data-dir', dataDir, ...(bootstrap ? ['--bootstrap', bootstrap] : [])],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      ),
+    );
+    const node = new BenchNode(child);
+    child.stderr?.on('data', (d: Buffer) => {
+      node.stderr = (node.stderr + d.toString()).slice(-4000);
+    });
+    const ready = new Promise<void>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`node exited (${code}): ${node.stderr}`)));
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        if (line.startsWith('ready ')) {
+          const [, , udp = '', port = '0'] = line.split(' ');
+          node.udp = udp;
+          node.port = Number(port);
+          resolve();
+        } else if (line.startsWith('stats ')) {
+          node.statsWaiter?.(JSON.parse(line.slice(6)) as NodeStats);
+          node.statsWaiter = undefined;
+        }
+      });
+    });
+    await withTimeout(ready, 30_000, 'node ready');
+    return node;
+  }
+
+  stats(): Promise<NodeStats> {
+    const p = new Promise<NodeStats>((resolve) => {
+      this.statsWaiter = resolve;
+    });
+    this.child.stdin!.write('stats\n');
+    return withTimeout(p, 5000, 'node stats');
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
+    this.child.kill('SIGTERM');
+    await withTimeout(exited, 5000, 'node exit').catch(() => this.child.kill('SIGKILL'));
+  }
+}
+
+// --- raw UDP REGISTER for the callees (setup, not measured) ---------------------------------
+
+/** Registers users at `target` with Contact sip:user@127.0.0.1:contactPort, a few in flight. */
+async function registerUsers(
+  target: { port: number },
+  users: string[],
+  contactPort: number,
+  inFlight = 20,
+): Promise<void> {
+  const sock = createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
+  const local = sock.address().port;
+  const waiting = new Map<string, (line: string) => void>();
+  sock.on('message', (m) => {
+    const text = m.toString();
+    const line = text.split('\r\n')[0] ?? '';
+    if (/^SIP\/2\.0 1\d\d/.test(line)) return;
+    const callId = /\r\nCall-ID:\s*([^\r\n]+)/i.exec(text)?.[1]?.trim() ?? '';
+    waiting.get(callId)?.(line);
+  });
+  const one = async (user: string, n: number): Promise<void> => {
+    const callId = `bench-reg-${n}-${Math.random().toString(36).slice(2)}`;
+    const text = [
+      `REGISTER sip:127.0.0.1:${target.port} SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${local};branch=z9hG4bK-${callId};rport`,
+      `From: <sip:${user}@127.0.0.1:${target.port}>;tag=t${n}`,
+      `To: <sip:${user}@127.0.0.1:${target.port}>`,
+      `Call-ID: ${callId}`,
+      'CSeq: 1 REGISTER',
+      `Contact: <sip:${user}@127.0.0.1:${contactPort}>`,
+      'Expires: 3600',
+      'Max-Forwards: 70',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+    const answer = new Promise<string>((resolve) => waiting.set(callId, resolve));
+    for (let attempt = 0; attempt < 4; attempt++) {
+      sock.send(text, target.port, '127.0.0.1');
+      const line = await Promise.race([answer, sleep(1000 * 2 ** attempt).then(() => '')]);
+      if (line) {
+        waiting.delete(callId);
+        if (!line.startsWith('SIP/2.0 200')) throw new Error(`REGISTER ${user}: ${line}`);
+        return;
+      }
+    }
+    throw new Error(`REGISTER ${user}: no answer`);
+  };
+  try {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (next < users.length) {
+          const i = next++;
+          await one(users[i] as string, i);
+        }
+      }),
+    );
+  } finally {
+    sock.close();
+  }
+}
+
+// --- SIPp -------------------------------------------------------------------------------------
+
+interface SippRun {
+  code: number | null;
+  planned: number;
+  successful: number;
+  failed: number;
+  /** planned - successful: SIPp-failed plus never completed. */
+  lost: number;
+  retransmissions: number;
+  elapsedS: number;
+  /** Per-call INVITE->200 (or REGISTER->200) times, ms, from the message log (traceMsg). */
+  setupMs: number[];
+  /** Per-call rtd 1 times, ms, SIPp's ms clock (coarse), from -trace_rtt. */
+  rttMs: number[];
+  output: string;
+}
+
+let runCounter = 0;
+
+/** One bounded SIPp UAC run: `calls` calls at `rate`/s of `scenario` with users from `users`. */
+async function runSipp(opts: {
+  work: string;
+  target: string;
+  scenario: string;
+  users: string[];
+  rate: number;
+  calls: number;
+  traceMsg?: boolean;
+}): Promise<SippRun> {
+  const dir = join(opts.work, `sipp-${++runCounter}`);
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'users.csv'), `SEQUENTIAL\n${opts.users.join('\n')}\n`);
+  const port = await freeUdpPort();
+  const sendS = opts.calls / opts.rate;
+  const timeoutS = Math.ceil(sendS + RECV_TIMEOUT_MS / 1000 + 6);
+  const args = [
+    opts.target,
+    '-sf',
+    join(SCENARIOS, opts.scenario),
+    '-inf',
+    join(dir, 'users.csv'),
+    '-i',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-r',
+    String(opts.rate),
+    '-m',
+    String(opts.calls),
+    '-l',
+    String(Math.ceil(opts.rate * (RECV_TIMEOUT_MS / 1000 + 2)) + 100),
+    '-recv_timeout',
+    String(RECV_TIMEOUT_MS),
+    '-nostdin',
+    '-timeout',
+    `${timeoutS}s`,
+    '-trace_stat',
+    '-stf',
+    join(dir, 'stat.csv'),
+    '-fd',
+    '1',
+    '-trace_rtt',
+    '-rtt_freq',
+    '1',
+    ...(opts.traceMsg ? ['-trace_msg', '-message_file', join(dir, 'msg.log')] : []),
+  ];
+  const t0 = performance.now();
+  const child = track(spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }));
+  let output = '';
+  const keep = (d: Buffer) => {
+    output = (output + d.toString()).slice(-4000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const code = await withTimeout(
+    new Promise<number | null>((resolve) => {
+      child.on('exit', (c) => resolve(c));
+      child.on('error', (e) => {
+        output += e.message;
+        resolve(-1);
+      });
+    }),
+    (timeoutS + 10) * 1000,
+    'sipp',
+  ).catch(() => {
+    child.kill('SIGKILL');
+    return -1;
+  });
+  const elapsedS = (performance.now() - t0) / 1000;
+  const stat = lastStatLine(join(dir, 'stat.csv'));
+  const successful = Number(stat['SuccessfulCall(C)'] ?? 0);
+  const failed = Number(stat['FailedCall(C)'] ?? 0);
+  const rttFile = readdirSync(dir).find((f) => f.endsWith('_rtt.csv'));
+  const rttMs = rttFile
+    ? readFileSync(join(dir, rttFile), 'utf8')
+        .split('\n')
+        .slice(1)
+        .map((l) => Number(l.split(';')[1]))
+        .filter((x) => Number.isFinite(x))
+    : [];
+  const setupMs = opts.traceMsg ? setupTimes(join(dir, 'msg.log')) : [];
+  return {
+    code,
+    planned: opts.calls,
+    successful,
+    failed,
+    lost: Math.max(0, opts.calls - successful),
+    retransmissions: Number(stat['Retransmissions(C)'] ?? 0),
+    elapsedS,
+    setupMs,
+    rttMs,
+    output,
+  };
+}
+
+function lastStatLine(file: string): Record<string, string> {
+  if (!existsSync(file)) return {};
+  const lines = readFileSync(file, 'utf8').trim().split('\n');
+  const header = (lines[0] ?? '').split(';');
+  const last = (lines[lines.length - 1] ?? '').split(';');
+  return Object.fromEntries(header.map((h, i) => [h, last[i] ?? '']));
+}
+
+/**
+ * From SIPp's message log (µs timestamps): per Call-ID, the first INVITE (or REGISTER) sent to
+ * the first 200 received for it (CSeq method INVITE/REGISTER), in ms.
+ */
+function setupTimes(file: string): number[] {
+  if (!existsSync(file)) return [];
+  const text = readFileSync(file, 'utf8');
+  const sent = new Map<string, number>();
+  const out: number[] = [];
+  const done = new Set<string>();
+  for (const block of text.split(/^-{20,} /m)) {
+    const m =
+      /^(\d{4}-\d\d-\d\d) (\d\d):(\d\d):(\d\d\.\d+)\n(UDP message (sent|received))[^\n]*\n+([^\r\n]*)/.exec(
+        block,
+      );
+    if (!m) continue;
+    const t = (Number(m[2]) * 3600 + Number(m[3]) * 60 + Number(m[4])) * 1000;
+    const direction = m[6];
+    const first = m[7] ?? '';
+    const callId = /\nCall-ID:\s*(\S+)/i.exec(block)?.[1] ?? '';
+    const method = /\nCSeq:\s*\d+\s+(\S+)/i.exec(block)?.[1] ?? '';
+    if (method !== 'INVITE' && method !== 'REGISTER') continue;
+    if (direction === 'sent' && /^(INVITE|REGISTER) /.test(first)) {
+      if (!sent.has(callId)) sent.set(callId, t);
+    } else if (direction === 'received' && first.startsWith('SIP/2.0 200')) {
+      const s = sent.get(callId);
+      if (s !== undefined && !done.has(callId)) {
+        done.add(callId);
+        out.push(t - s);
+      }
+    }
+  }
+  return out;
+}
+
+/** A SIPp UAS serving every callee; runs until killed (bounded by -timeout). */
+async function startUas(work: string): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freeUdpPort();
+  const dir = join(work, 'uas');
+  mkdirSync(dir, { recursive: true });
+  const child = track(
+    spawn(
+      'sipp',
+      [
+        '-sf',
+        join(SCENARIOS, 'uas-call.xml'),
+        '-i',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-nostdin',
+        '-timeout',
+        '600s',
+        '-recv_timeout',
+        '10000',
+      ],
+      { cwd: dir, stdio: ['ignore', 'ignore', 'ignore'] },
+    ),
+  );
+  await sleep(300);
+  if (child.exitCode !== null) throw new Error('SIPp UAS did not start');
+  return { port, child };
+}
+
+// --- measurements shared by PeerBX and Kamailio ----------------------------------------------
+
+interface StepResult {
+  rate: number;
+  planned: number;
+  successful: number;
+  failedPct: number;
+  retransmissions: number;
+  p50Ms: number;
+  p95Ms: number;
+}
+
+interface Latency {
+  calls: number;
+  ok: number;
+  p50Ms: number;
+  p95Ms: number;
+  meanMs: number;
+  note?: string;
+}
+
+interface SystemResult {
+  name: string;
+  registerSteps: StepResult[];
+  registerMaxPerS: number;
+  registerCapped: boolean;
+  warm: Latency;
+  cold: Latency;
+  callSteps: StepResult[];
+  callsMaxPerS: number;
+  callsCapped: boolean;
+}
+
+async function rateSteps(
+  label: string,
+  rates: number[],
+  run: (rate: number, calls: number) => Promise<SippRun>,
+): Promise<{ steps: StepResult[]; max: number; capped: boolean }> {
+  const steps: StepResult[] = [];
+  let max = 0;
+  for (const rate of rates) {
+    const calls = Math.round(rate * STEP_S);
+    const r = await run(rate, calls);
+    const sorted = [...r.rttMs].sort((a, b) => a - b);
+    const step: StepResult = {
+      rate,
+      planned: calls,
+      successful: r.successful,
+      failedPct: (100 * r.lost) / calls,
+      retransmissions: r.retransmissions,
+      p50Ms: percentile(sorted, 50),
+      p95Ms: percentile(sorted, 95),
+    };
+    steps.push(step);
+    console.log(
+      `  ${label} ${rate}/s: ${r.successful}/${calls} ok (${step.failedPct.toFixed(2)}% failed), ` +
+        `${r.retransmissions} retransmissions, rtd p50 ${step.p50Ms} ms p95 ${step.p95Ms} ms, ${r.elapsedS.toFixed(1)} s`,
+    );
+    if (r.lost / calls >= MAX_FAIL) break;
+    max = rate;
+    await sleep(1000);
+  }
+  return { steps, max, capped: max === rates[rates.length - 1] };
+}
+
+function latencyOf(r: SippRun, note?: string): Latency {
+  const sorted = [...r.setupMs].sort((a, b) => a - b);
+  return {
+    calls: r.planned,
+    ok: r.successful,
+    p50Ms: percentile(sorted, 50),
+    p95Ms: percentile(sorted, 95),
+    meanMs: sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length),
+    ...(note ? { note } : {}),
+  };
+}
+
+/**
+ * The whole sequence against one registrar/proxy. `callerTarget`/`registerTarget`: where SIPp
+ * sends; `registerCallee(user, contactPort, i)` puts a callee's registration in place.
+ */
+async function measure(o: {
+  name: string;
+  work: string;
+  callerTarget: string;
+  registerTarget: string;
+  uasPort: number;
+  registerCallee: (users: string[], contactPort: number) => Promise<void>;
+  cacheCounters?: () => Promise<{ hits: number; misses: number }>;
+}): Promise<SystemResult> {
+  const latencyCalls = Math.max(10, Math.round(LATENCY_RATE * DURATION_S));
+  const tag = o.name.toLowerCase();
+  console.log(`\n${o.name}: registering callees (bob + ${latencyCalls} cold callees)`);
+  const cold = Array.from({ length: latencyCalls }, (_, i) => `cold-${tag}-${i}`);
+  await o.registerCallee(['bob', ...cold], o.uasPort);
+  await sleep(500);
+
+  // warm: one call fills the cache, then every call goes to bob.
+  const warmUp = await runSipp({
+    work: o.work,
+    target: o.callerTarget,
+    scenario: 'uac-call.xml',
+    users: ['bob'],
+    rate: 1,
+    calls: 1,
+  });
+  if (warmUp.successful !== 1)
+    console.log(`  warm-up call to bob failed: ${warmUp.output.slice(-500)}`);
+  const before = await o.cacheCounters?.();
+  const warmRun = await runSipp({
+    work: o.work,
+    target: o.callerTarget,
+    scenario: 'uac-call.xml',
+    users: ['bob'],
+    rate: LATENCY_RATE,
+    calls: latencyCalls,
+    traceMsg: true,
+  });
+  const mid = await o.cacheCounters?.();
+  const coldRun = await runSipp({
+    work: o.work,
+    target: o.callerTarget,
+    scenario: 'uac-call.xml',
+    users: cold,
+    rate: LATENCY_RATE,
+    calls: latencyCalls,
+    traceMsg: true,
+  });
+  const after = await o.cacheCounters?.();
+  const counters = (a?: { hits: number; misses: number }, b?: { hits: number; misses: number }) =>
+    a && b
+      ? `location cache at caller's node: ${b.hits - a.hits} hits, ${b.misses - a.misses} misses`
+      : undefined;
+  const warm = latencyOf(warmRun, counters(before, mid));
+  const coldL = latencyOf(coldRun, counters(mid, after));
+  for (const [n, l] of [
+    ['warm', warm],
+    ['cold', coldL],
+  ] as const) {
+    console.log(
+      `  call setup ${n}: ${l.ok}/${l.calls} ok, p50 ${l.p50Ms.toFixed(2)} ms, p95 ${l.p95Ms.toFixed(2)} ms` +
+        (l.note ? ` (${l.note})` : ''),
+    );
+  }
+
+  console.log(`${o.name}: calls per second (to bob)`);
+  const calls = await rateSteps('calls', CALL_RATES, (rate, n) =>
+    runSipp({
+      work: o.work,
+      target: o.callerTarget,
+      scenario: 'uac-call.xml',
+      users: ['bob'],
+      rate,
+      calls: n,
+    }),
+  );
+
+  console.log(`${o.name}: REGISTER throughput (distinct users)`);
+  const reg = await rateSteps('REGISTER', REGISTER_RATES, (rate, n) =>
+    runSipp({
+      work: o.work,
+      target: o.registerTarget,
+      scenario: 'register.xml',
+      users: Array.from({ length: n }, (_, i) => `r${rate}-${tag}-${i}`),
+      rate,
+      calls: n,
+    }),
+  );
+
+  return {
+    name: o.name,
+    registerSteps: reg.steps,
+    registerMaxPerS: reg.max,
+    registerCapped: reg.capped,
+    warm,
+    cold: coldL,
+    callSteps: calls.steps,
+    callsMaxPerS: calls.max,
+    callsCapped: calls.capped,
+  };
+}
+
+// --- PeerBX -----------------------------------------------------------------------------------
+
+async function runPeerbx(work: string, uasPort: number): Promise<SystemResult> {
+  console.log(`\nPeerBX: starting ${NODES} node processes`);
+  const t0 = performance.now();
+  const nodes: BenchNode[] = [];
+  try {
+    nodes.push(await BenchNode.start(join(work, 'n1')));
+    const rest = await Promise.all(
+      Array.from({ length: NODES - 1 }, (_, i) =>
+        BenchNode.start(join(work, `n${i + 2}`), nodes[0]!.udp),
+      ),
+    );
+    nodes.push(...rest);
+    console.log(`  ${NODES} nodes ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    await sleep(1000);
+    const caller = nodes[0]!;
+    const calleeNode = nodes[CALLEE_NODE - 1]!;
+    const result = await measure({
+      name: 'PeerBX',
+      work,
+      callerTarget: `127.0.0.1:${caller.port}`,
+      registerTarget: `127.0.0.1:${caller.port}`,
+      uasPort,
+      registerCallee: async (users, contactPort) => {
+        // bob at node 7; the cold callees spread over nodes 2..N (never node 1, the caller's).
+        await registerUsers(calleeNode, users.slice(0, 1), contactPort);
+        const others = nodes.slice(1);
+        await Promise.all(
+          others.map((n, k) =>
+            registerUsers(
+              n,
+              users.slice(1).filter((_, i) => i % others.length === k),
+              contactPort,
+              5,
+            ),
+          ),
+        );
+      },
+      cacheCounters: async () => (await caller.stats()).locator,
+    });
+    const s = await caller.stats();
+    console.log(`  node 1 after the run: rss ${s.rssMiB} MiB`);
+    return result;
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+  }
+}
+
+// --- Kamailio ---------------------------------------------------------------------------------
+
+function kamailioPath(): string | undefined {
+  try {
+    return (
+      execFileSync('sh', ['-c', 'command -v kamailio'], { encoding: 'utf8' }).trim() || undefined
+    );
+  } catch {
+    return undefined;
+  }
+}
+
+function kamailioModules(): string {
+  for (const dir of [
+    '/usr/lib/x86_64-linux-gnu/kamailio/modules',
+    '/usr/lib/aarch64-linux-gnu/kamailio/modules',
+    '/usr/lib64/kamailio/modules',
+    '/usr/lib/kamailio/modules',
+    '/usr/local/lib64/kamailio/modules',
+    '/usr/local/lib/kamailio/modules',
+  ]) {
+    if (existsSync(join(dir, 'registrar.so'))) return dir;
+  }
+  return '/usr/lib/x86_64-linux-gnu/kamailio/modules';
+}
+
+/** A minimal registrar + stateful proxy: usrloc in memory, no database. */
+function kamailioCfg(port: number): string {
+  return `#!KAMAILIO
+debug=0
+log_stderror=yes
+auto_aliases=no
+listen=udp:127.0.0.1:${port}
+alias=127.0.0.1:${port}
+mpath="${kamailioModules()}/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "max_expires", 7200)
+
+request_route {
+  if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+  # in-dialog requests (ACK for 2xx, BYE) follow the Record-Route set
+  if (loose_route()) { t_relay(); exit; }
+  if (method=="ACK") { if (t_check_trans()) t_relay(); exit; }
+  if (method=="REGISTER") { save("location"); exit; }
+  if (method=="INVITE") record_route();
+  if (!lookup("location")) { sl_send_reply("404", "Not Found"); exit; }
+  if (!t_relay()) sl_reply_error();
+}
+`;
+}
+
+async function runKamailio(work: string, uasPort: number): Promise<SystemResult> {
+  const dir = join(work, 'kamailio');
+  mkdirSync(dir);
+  const port = await freeUdpPort();
+  const cfg = join(dir, 'kamailio.cfg');
+  writeFileSync(cfg, kamailioCfg(port));
+  console.log(`\nKamailio: starting on 127.0.0.1:${port} (-n 2 -m 256, usrloc in memory)`);
+  const child = track(
+    spawn('kamailio', ['-f', cfg, '-D', '-E', '-n', '2', '-m', '256', '-Y', dir], {
+      cwd: dir,
+      detached: true, // its own process group, so its forked workers die with it
+      stdio: ['ignore', 'ignore', 'pipe'],
+    }),
+    true,
+  );
+  let log = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    log = (log + d.toString()).slice(-4000);
+  });
+  try {
+    await sleep(1500);
+    if (child.exitCode !== null) throw new Error(`kamailio exited: ${log}`);
+    return await measure({
+      name: 'Kamailio',
+      work,
+      callerTarget: `127.0.0.1:${port}`,
+      registerTarget: `127.0.0.1:${port}`,
+      uasPort,
+      registerCallee: (users, contactPort) => registerUsers({ port }, users, contactPort),
+    });
+  } finally {
+    if (child.pid && child.exitCode === null) {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      try {
+        process.kill(-child.pid, 'SIGTERM');
+      } catch {
+        // gone
+      }
+      await withTimeout(exited, 5000, 'kamailio exit').catch(() => {
+        try {
+          process.kill(-(child.pid as number), 'SIGKILL');
+        } catch {
+          // gone
+        }
+      });
+    }
+  }
+}
+
+// --- report -----------------------------------------------------------------------------------
+
+const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+
+async function main(): Promise<void> {
+  const machine = machineInfo();
+  console.log(describeMachine(machine));
+  try {
+    execFileSync('sipp', ['-v'], { stdio: 'ignore' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      console.log('sipp not installed (apt-get install sip-tester): nothing to measure');
+      return;
+    }
+  }
+  const kamailio = kamailioPath();
+  const work = mkdtempSync(join(tmpdir(), 'peerbx-sip-bench-'));
+  const t0 = performance.now();
+  try {
+    const uas = await startUas(work);
+    const peerbx = await runPeerbx(work, uas.port);
+    const kam = kamailio ? await runKamailio(work, uas.port) : undefined;
+    if (!kamailio) console.log('\nkamailio not installed: skipped');
+    uas.child.kill('SIGKILL');
+
+    const systems = [peerbx, ...(kam ? [kam] : [])];
+    const flag = (capped: boolean) => (capped ? ' (top step)' : '');
+    const best = (max: number, capped: boolean, rates: number[]) =>
+      max === 0 ? `< ${rates[0]}` : `${max}${flag(capped)}`;
+    console.log(
+      `\n${NODES}-node loopback overlay; call setup = INVITE sent -> 200 OK at the caller, ` +
+        `${LATENCY_RATE} calls/s for ${DURATION_S} s per phase; rate steps ${STEP_S} s each, pass = < 1% failed\n`,
+    );
+    console.log(
+      table(
+        [
+          'system',
+          'REGISTER/s (<1% fail)',
+          'setup warm p50 ms',
+          'warm p95',
+          'setup cold p50 ms',
+          'cold p95',
+          'calls/s (<1% fail)',
+        ],
+        systems.map((s) => [
+          s.name,
+          best(s.registerMaxPerS, s.registerCapped, REGISTER_RATES),
+          ms(s.warm.p50Ms),
+          ms(s.warm.p95Ms),
+          ms(s.cold.p50Ms),
+          ms(s.cold.p95Ms),
+          best(s.callsMaxPerS, s.callsCapped, CALL_RATES),
+        ]),
+      ),
+    );
+    console.log(
+      `\nDESIGN.md measured Kamailio 5.6 here: ${KAMAILIO_BASELINE.registerPerS} REGISTER/s, ${KAMAILIO_BASELINE.callsPerS} calls/s`,
+    );
+    let ratios: Record<string, { value: number; aim: string; met: boolean }> | undefined;
+    if (kam) {
+      const warmR = peerbx.warm.p50Ms / kam.warm.p50Ms;
+      const coldR = peerbx.cold.p50Ms / kam.cold.p50Ms;
+      const warmR95 = peerbx.warm.p95Ms / kam.warm.p95Ms;
+      const coldR95 = peerbx.cold.p95Ms / kam.cold.p95Ms;
+      const regR = peerbx.registerMaxPerS / Math.max(1, kam.registerMaxPerS);
+      const cpsR = peerbx.callsMaxPerS / Math.max(1, kam.callsMaxPerS);
+      ratios = {
+        setupWarmP50: { value: warmR, aim: `<= ${AIMS.setupWarm}`, met: warmR <= AIMS.setupWarm },
+        setupWarmP95: {
+          value: warmR95,
+          aim: `<= ${AIMS.setupWarm}`,
+          met: warmR95 <= AIMS.setupWarm,
+        },
+        setupColdP50: { value: coldR, aim: `<= ${AIMS.setupCold}`, met: coldR <= AIMS.setupCold },
+        setupColdP95: {
+          value: coldR95,
+          aim: `<= ${AIMS.setupCold}`,
+          met: coldR95 <= AIMS.setupCold,
+        },
+        registerThroughput: {
+          value: regR,
+          aim: `>= ${AIMS.registerRatio}`,
+          met: regR >= AIMS.registerRatio,
+        },
+        callsPerSecond: { value: cpsR, aim: '(no aim)', met: true },
+      };
+      console.log('\nPeerBX / Kamailio, same SIPp load, same run:\n');
+      console.log(
+        table(
+          ['ratio', 'value', 'aim', 'met'],
+          Object.entries(ratios).map(([k, r]) => [
+            k,
+            r.value.toFixed(2),
+            r.aim,
+            r.aim === '(no aim)' ? '' : r.met ? 'yes' : 'NO',
+          ]),
+        ),
+      );
+      if (kam.registerCapped)
+        console.log(
+          `(Kamailio passed the top REGISTER step, ${kam.registerMaxPerS}/s: its real limit is higher, the ratio an upper bound)`,
+        );
+    }
+    for (const s of systems) {
+      console.log(`\n${s.name} steps:`);
+      console.log(
+        table(
+          ['load', 'rate/s', 'planned', 'ok', 'failed %', 'retrans', 'rtd p50 ms', 'rtd p95 ms'],
+          [
+            ...s.registerSteps.map((x) => [
+              'REGISTER',
+              x.rate,
+              x.planned,
+              x.successful,
+              x.failedPct.toFixed(2),
+              x.retransmissions,
+              x.p50Ms,
+              x.p95Ms,
+            ]),
+            ...s.callSteps.map((x) => [
+              'call',
+              x.rate,
+              x.planned,
+              x.successful,
+              x.failedPct.toFixed(2),
+              x.retransmissions,
+              x.p50Ms,
+              x.p95Ms,
+            ]),
+          ],
+        ),
+      );
+      for (const [n, l] of [
+        ['warm', s.warm],
+        ['cold', s.cold],
+      ] as const)
+        if (l.note) console.log(`  ${n}: ${l.note}`);
+    }
+    const totalS = (performance.now() - t0) / 1000;
+    console.log(
+      `\n(rtd ms in the step tables: SIPp's millisecond clock; call setup from its µs message log) total ${totalS.toFixed(0)} s`,
+    );
+    if (JSON_FILE) {
+      writeFileSync(
+        JSON_FILE,
+        `${JSON.stringify(
+          {
+            machine,
+            params: {
+              nodes: NODES,
+              durationS: DURATION_S,
+              stepS: STEP_S,
+              latencyRate: LATENCY_RATE,
+              calleeNode: CALLEE_NODE,
+              registerRates: REGISTER_RATES,
+              callRates: CALL_RATES,
+              maxFailure: MAX_FAIL,
+              recvTimeoutMs: RECV_TIMEOUT_MS,
+            },
+            peerbx,
+            kamailio: kam ?? 'kamailio not installed: skipped',
+            ratios,
+            kamailioDesignBaseline: KAMAILIO_BASELINE,
+            totalS,
+          },
+          null,
+          2,
+        )}\n`,
+      );
+      console.log(`wrote ${JSON_FILE}`);
+    }
+  } finally {
+    killAll();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  killAll();
+  process.exit(1);
+});

@@ -1,0 +1,222 @@
+// Digest authentication of phones (RFC 3261 §22): checks the Authorization (registrar, 401)
+// or Proxy-Authorization (proxy, 407) of a request against the configured users, and builds
+// the challenge when they are missing or not accepted. Credentials that are wrong get a
+// fresh challenge (§22.2, §22.3: the server re-challenges; the UA stops re-trying the same
+// password); 403 is left to the caller for an authenticated user acting for someone else.
+
+import { timingSafeEqual } from 'node:crypto';
+import type { Clock } from '@peerbx/dht-kademlia';
+import { type Logger, silentLogger } from '@peerbx/overlay-core';
+import { createResponse } from '../message/response.js';
+import type { SipRequest, SipResponse } from '../message/sip-message.js';
+import { formatChallenge, parseCredentials } from './credentials-header.js';
+import {
+  baseAlgorithm,
+  computeDigestResponse,
+  computeHa1,
+  type DigestAlgorithm,
+  OFFERED_ALGORITHMS,
+  parseAlgorithm,
+} from './digest.js';
+import { NonceIssuer } from './nonce.js';
+
+/** One user's secret: the password, or H(user:realm:password) per hash (realm = SIP domain). */
+export type SipUserCredentials = { password: string } | { ha1: { md5?: string; sha256?: string } };
+
+export type SipUsers = Readonly<Record<string, SipUserCredentials>>;
+
+/** Who authenticates: the registrar (401/Authorization) or the proxy (407/Proxy-Authorization). */
+export type AuthRole = 'registrar' | 'proxy';
+
+export type AuthOutcome = { ok: true; user: string } | { ok: false; response: SipResponse };
+
+export interface DigestAuthenticatorOptions {
+  /** The realm: the overlay's SIP domain. */
+  realm: string;
+  users: SipUsers;
+  clock: Clock;
+  /** Nonce HMAC key (default random per process). */
+  secret?: Uint8Array;
+  nonceLifetimeMs?: number;
+  /**
+   * The algorithms offered, in order, and the only ones accepted; default SHA-256 then MD5.
+   * MD5 alone serves phones that give up on the first challenge when it is SHA-256 (SIPp 3.6)
+   * instead of skipping it as RFC 8760 §2.4 asks.
+   */
+  algorithms?: readonly ('SHA-256' | 'MD5')[];
+  logger?: Logger;
+}
+
+/** Why a request was challenged again, for statistics and tests. */
+export type AuthFailure =
+  | 'missing'
+  | 'malformed'
+  | 'unknown-nonce'
+  | 'algorithm'
+  | 'unknown-user'
+  | 'wrong'
+  | 'stale'
+  | 'replay';
+
+export class DigestAuthenticator {
+  readonly realm: string;
+  readonly nonces: NonceIssuer;
+  readonly failures: Record<AuthFailure, number> = {
+    missing: 0,
+    malformed: 0,
+    'unknown-nonce': 0,
+    algorithm: 0,
+    'unknown-user': 0,
+    wrong: 0,
+    stale: 0,
+    replay: 0,
+  };
+  private readonly ha1 = new Map<string, { MD5?: string; 'SHA-256'?: string }>();
+  private readonly log: Logger;
+  private readonly algorithms: readonly DigestAlgorithm[];
+
+  constructor(options: DigestAuthenticatorOptions) {
+    this.realm = options.realm;
+    this.algorithms = options.algorithms?.length ? options.algorithms : OFFERED_ALGORITHMS;
+    this.log = (options.logger ?? silentLogger).child({ component: 'sip-auth' });
+    this.nonces = new NonceIssuer({
+      clock: options.clock,
+      realm: options.realm,
+      ...(options.secret ? { secret: options.secret } : {}),
+      ...(options.nonceLifetimeMs === undefined ? {} : { lifetimeMs: options.nonceLifetimeMs }),
+    });
+    for (const [user, c] of Object.entries(options.users)) {
+      if ('password' in c) {
+        this.ha1.set(user, {
+          MD5: computeHa1('MD5', user, this.realm, c.password),
+          'SHA-256': computeHa1('SHA-256', user, this.realm, c.password),
+        });
+      } else {
+        this.ha1.set(user, {
+          ...(c.ha1.md5 ? { MD5: c.ha1.md5.toLowerCase() } : {}),
+          ...(c.ha1.sha256 ? { 'SHA-256': c.ha1.sha256.toLowerCase() } : {}),
+        });
+      }
+    }
+  }
+
+  /** Checks the request's credentials for our realm; on failure, the 400/401/407 to send. */
+  check(request: SipRequest, role: AuthRole): AuthOutcome {
+    const header = role === 'registrar' ? 'authorization' : 'proxy-authorization';
+    let creds: Record<string, string> | undefined;
+    for (const value of request.headers.getAll(header)) {
+      const parsed = parseCredentials(value);
+      if (!parsed) return this.fail(request, role, 'malformed');
+      if (parsed.scheme.toLowerCase() !== 'digest') continue;
+      if (parsed.params.realm === this.realm) {
+        creds = parsed.params;
+        break;
+      }
+    }
+    if (!creds) return this.fail(request, role, 'missing');
+    const { username, nonce, uri, response, cnonce, nc, qop } = creds;
+    const algorithm = parseAlgorithm(creds.algorithm);
+    if (
+      username === undefined ||
+      nonce === undefined ||
+      uri === undefined ||
+      response === undefined ||
+      cnonce === undefined ||
+      nc === undefined ||
+      !/^[0-9a-fA-F]{8}$/.test(nc) ||
+      qop?.toLowerCase() !== 'auth' ||
+      algorithm === undefined
+    ) {
+      return this.fail(request, role, 'malformed');
+    }
+    // A nonce or opaque we did not make (say, from before a restart): challenge afresh.
+    const nonceState = this.nonces.check(nonce);
+    if (
+      nonceState === 'invalid' ||
+      (creds.opaque !== undefined && creds.opaque !== this.nonces.opaque)
+    ) {
+      return this.fail(request, role, 'unknown-nonce', { username });
+    }
+    if (!this.algorithms.includes(baseAlgorithm(algorithm))) {
+      return this.fail(request, role, 'algorithm', { username });
+    }
+    const ha1 = this.ha1.get(username)?.[baseAlgorithm(algorithm)];
+    if (ha1 === undefined) return this.fail(request, role, 'unknown-user', { username });
+    const expected = computeDigestResponse({
+      algorithm,
+      ha1,
+      method: request.method,
+      uri,
+      nonce,
+      cnonce,
+      nc,
+      qop: 'auth',
+    });
+    if (!sameHex(expected, response)) return this.fail(request, role, 'wrong', { username });
+    // RFC 7616 §3.3: stale only when the response was right for the (expired) nonce.
+    if (nonceState === 'stale') return this.fail(request, role, 'stale', { username });
+    if (!this.nonces.acceptCount(nonce, Number.parseInt(nc, 16))) {
+      return this.fail(request, role, 'replay', { username });
+    }
+    return { ok: true, user: username };
+  }
+
+  /** The 401 or 407 offering SHA-256 then MD5, each with a fresh nonce. */
+  challenge(request: SipRequest, role: AuthRole, stale = false): SipResponse {
+    const name = role === 'registrar' ? 'WWW-Authenticate' : 'Proxy-Authenticate';
+    const nonce = this.nonces.issue();
+    return createResponse(request, role === 'registrar' ? 401 : 407, {
+      headers: this.algorithms.map((algorithm: DigestAlgorithm) => ({
+        name,
+        value: formatChallenge({
+          realm: this.realm,
+          nonce,
+          opaque: this.nonces.opaque,
+          algorithm,
+          stale,
+        }),
+      })),
+    });
+  }
+
+  /**
+   * Removes the credentials meant for our realm before a request is forwarded: they are for
+   * this node, not the next hop (RFC 3261 §22.3).
+   */
+  stripCredentials(request: SipRequest): void {
+    const values = request.headers.getAll('proxy-authorization');
+    if (values.length === 0) return;
+    const keep = values.filter((v) => parseCredentials(v)?.params.realm !== this.realm);
+    if (keep.length === values.length) return;
+    request.headers.delete('proxy-authorization');
+    for (const v of keep) request.headers.append('Proxy-Authorization', v);
+  }
+
+  private fail(
+    request: SipRequest,
+    role: AuthRole,
+    why: AuthFailure,
+    ids: { username?: string } = {},
+  ): AuthOutcome {
+    this.failures[why]++;
+    if (why !== 'missing') {
+      this.log.info(
+        { why, user: ids.username, method: request.method, callId: request.callId },
+        'digest credentials not accepted',
+      );
+    }
+    if (why === 'malformed') {
+      return {
+        ok: false,
+        response: createResponse(request, 400, { reason: 'Bad Request (malformed credentials)' }),
+      };
+    }
+    return { ok: false, response: this.challenge(request, role, why === 'stale') };
+  }
+}
+
+function sameHex(expected: string, given: string): boolean {
+  const a = Buffer.from(expected, 'utf8');
+  const b = Buffer.from(given.toLowerCase(), 'utf8');
+  return a.length === b.length && timingSafeEqual(a, b);
+}

@@ -1,0 +1,303 @@
+// Digest authentication end to end: a SipNode with `auth: 'always'` and scripted UDP phones.
+// REGISTER is challenged with 401 (SHA-256 and MD5), answers in either algorithm register,
+// a wrong password gets a fresh 401 (not 403: RFC 3261 §22.2 re-challenges, the phone gives
+// up on the same credentials), another user's AOR gets 403, an expired nonce 401 stale=TRUE,
+// a replayed nonce-count a fresh 401. An INVITE gets 407, then goes through with credentials;
+// requests from another node over the overlay are never challenged.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Clock } from '@peerbx/dht-kademlia';
+import { parseCredentials } from '../src/auth/credentials-header.js';
+import { computeDigestResponse, computeHa1 } from '../src/auth/digest.js';
+import type { SipMessage, SipResponse } from '../src/message/sip-message.js';
+import { type PeerNode, rawRegister, startPeer, tempRoot } from './fixtures/sipp.js';
+import { request, UdpPhone } from './fixtures/udp-phone.js';
+
+const REALM = 'peerbx.local';
+const USERS = {
+  alice: { password: 'wonderland' },
+  bob: { ha1: { md5: computeHa1('MD5', 'bob', REALM, 'builder') } },
+  carol: { password: 'c4rol' },
+};
+
+/** A clock the test can move forward, for nonces going stale. */
+let offset = 0;
+const clock: Clock = {
+  now: () => Date.now() + offset,
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+interface Challenge {
+  nonce: string;
+  opaque: string;
+  algorithm: 'SHA-256' | 'MD5';
+  stale: boolean;
+}
+
+function challenges(res: SipMessage, header: string): Challenge[] {
+  return (res.headers.getAll(header) ?? []).map((v) => {
+    const p = parseCredentials(v)?.params ?? {};
+    assert.equal(p.realm, REALM);
+    assert.equal(p.qop, 'auth');
+    return {
+      nonce: p.nonce ?? '',
+      opaque: p.opaque ?? '',
+      algorithm: p.algorithm as 'SHA-256' | 'MD5',
+      stale: p.stale?.toLowerCase() === 'true',
+    };
+  });
+}
+
+function credentials(
+  c: Challenge,
+  o: { user: string; password: string; method: string; uri: string; nc?: number },
+): string {
+  const nc = (o.nc ?? 1).toString(16).padStart(8, '0');
+  const cnonce = Math.random().toString(36).slice(2);
+  const response = computeDigestResponse({
+    algorithm: c.algorithm,
+    ha1: computeHa1(c.algorithm, o.user, REALM, o.password),
+    method: o.method,
+    uri: o.uri,
+    nonce: c.nonce,
+    cnonce,
+    nc,
+    qop: 'auth',
+  });
+  return `Digest username="${o.user}", realm="${REALM}", nonce="${c.nonce}", uri="${o.uri}", response="${response}", algorithm=${c.algorithm}, cnonce="${cnonce}", qop=auth, nc=${nc}, opaque="${c.opaque}"`;
+}
+
+let cseq = 0;
+/** A REGISTER from `phone` for `user`, with optional Authorization; resolves to the final response. */
+async function register(
+  node: PeerNode,
+  phone: UdpPhone,
+  user: string,
+  authorization?: string,
+): Promise<SipResponse> {
+  cseq++;
+  const branch = `z9hG4bK-auth-${cseq}-${Math.random().toString(36).slice(2)}`;
+  phone.send(
+    [
+      `REGISTER sip:${REALM} SIP/2.0`,
+      `Via: SIP/2.0/UDP ${phone.contact};branch=${branch};rport`,
+      `From: <sip:${user}@${REALM}>;tag=r${cseq}`,
+      `To: <sip:${user}@${REALM}>`,
+      `Call-ID: reg-${user}-${phone.port}@test`,
+      `CSeq: ${cseq} REGISTER`,
+      `Contact: <sip:${user}@${phone.contact}>`,
+      'Expires: 3600',
+      'Max-Forwards: 70',
+      ...(authorization ? [`Authorization: ${authorization}`] : []),
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n'),
+    node.port,
+  );
+  return (await phone.next(
+    (m) => m.kind === 'response' && m.cseq.seq === cseq && m.status >= 200,
+    `final response to REGISTER ${cseq}`,
+  )) as SipResponse;
+}
+
+describe('digest authentication', () => {
+  const tmp = tempRoot('peerbx-auth-');
+  let a: PeerNode;
+  let b: PeerNode;
+  const phones: UdpPhone[] = [];
+  const phone = async () => {
+    const p = await UdpPhone.open();
+    phones.push(p);
+    return p;
+  };
+  const uri = `sip:${REALM}`;
+
+  before(async () => {
+    a = await startPeer(join(tmp.root, 'a'), [], { auth: 'always', users: USERS, clock });
+    b = await startPeer(join(tmp.root, 'b'), [a.overlay.udpAddress]);
+  });
+
+  after(async () => {
+    for (const p of phones) p.close();
+    await b?.close();
+    await a?.close();
+    tmp.remove();
+  });
+
+  it('challenges a REGISTER with 401 offering SHA-256, then MD5', async () => {
+    const p = await phone();
+    const res = await register(a, p, 'alice');
+    assert.equal(res.status, 401);
+    const cs = challenges(res, 'www-authenticate');
+    assert.deepEqual(
+      cs.map((c) => c.algorithm),
+      ['SHA-256', 'MD5'],
+    );
+    assert.equal(a.sip.bindings.lookup('sip:alice@peerbx.local', clock.now()).length, 0);
+  });
+
+  it('registers with a SHA-256 answer, and with an MD5 answer (password or HA1 configured)', async () => {
+    const p = await phone();
+    const [sha] = challenges(await register(a, p, 'alice'), 'www-authenticate');
+    assert.ok(sha);
+    const ok = await register(
+      a,
+      p,
+      'alice',
+      credentials(sha, { user: 'alice', password: 'wonderland', method: 'REGISTER', uri }),
+    );
+    assert.equal(ok.status, 200);
+    assert.equal(a.sip.bindings.lookup('sip:alice@peerbx.local', clock.now()).length, 1);
+
+    const q = await phone();
+    const md5 = challenges(await register(a, q, 'bob'), 'www-authenticate')[1];
+    assert.equal(md5?.algorithm, 'MD5');
+    assert.ok(md5);
+    const res = await register(
+      a,
+      q,
+      'bob',
+      credentials(md5, { user: 'bob', password: 'builder', method: 'REGISTER', uri }),
+    );
+    assert.equal(res.status, 200);
+  });
+
+  it('answers a wrong password with a fresh 401, and another user’s AOR with 403', async () => {
+    const p = await phone();
+    const [c] = challenges(await register(a, p, 'carol'), 'www-authenticate');
+    assert.ok(c);
+    const wrong = await register(
+      a,
+      p,
+      'carol',
+      credentials(c, { user: 'carol', password: 'guess', method: 'REGISTER', uri }),
+    );
+    assert.equal(wrong.status, 401);
+    const again = challenges(wrong, 'www-authenticate');
+    assert.equal(again.length, 2);
+    assert.equal(again[0]?.stale, false);
+
+    const forbidden = await register(
+      a,
+      p,
+      'carol',
+      credentials(c, { user: 'alice', password: 'wonderland', method: 'REGISTER', uri, nc: 2 }),
+    );
+    assert.equal(forbidden.status, 403);
+    assert.match(forbidden.reason, /alice may not register carol/);
+    assert.equal(a.sip.bindings.lookup('sip:carol@peerbx.local', clock.now()).length, 0);
+  });
+
+  it('answers an expired nonce with 401 stale=TRUE, and a replayed nonce-count with a new 401', async () => {
+    const p = await phone();
+    const [c] = challenges(await register(a, p, 'carol'), 'www-authenticate');
+    assert.ok(c);
+    offset += 6 * 60_000;
+    try {
+      const stale = await register(
+        a,
+        p,
+        'carol',
+        credentials(c, { user: 'carol', password: 'c4rol', method: 'REGISTER', uri }),
+      );
+      assert.equal(stale.status, 401);
+      const fresh = challenges(stale, 'www-authenticate');
+      assert.equal(fresh[0]?.stale, true);
+      const next = fresh[0];
+      assert.ok(next);
+      const creds = credentials(next, {
+        user: 'carol',
+        password: 'c4rol',
+        method: 'REGISTER',
+        uri,
+      });
+      assert.equal((await register(a, p, 'carol', creds)).status, 200);
+      // The same credentials (nonce and nc) again: a replay, challenged afresh.
+      const replay = await register(a, p, 'carol', creds);
+      assert.equal(replay.status, 401);
+      assert.equal(challenges(replay, 'www-authenticate')[0]?.stale, false);
+      const nc2 = credentials(next, {
+        user: 'carol',
+        password: 'c4rol',
+        method: 'REGISTER',
+        uri,
+        nc: 2,
+      });
+      assert.equal((await register(a, p, 'carol', nc2)).status, 200);
+    } finally {
+      offset -= 6 * 60_000;
+    }
+  });
+
+  it('challenges an INVITE from a phone with 407, then routes it with credentials', async () => {
+    const callee = await phone();
+    const [c] = challenges(await register(a, callee, 'alice'), 'www-authenticate');
+    assert.ok(c);
+    const reg = await register(
+      a,
+      callee,
+      'alice',
+      credentials(c, { user: 'alice', password: 'wonderland', method: 'REGISTER', uri }),
+    );
+    assert.equal(reg.status, 200);
+
+    const caller = await phone();
+    const target = `sip:alice@${REALM}`;
+    const first = request('INVITE', target, caller);
+    caller.send(first.text, a.port);
+    const challenge = await caller.response(407, 'INVITE');
+    // ACK the 407 (same branch, the 407's To tag) so the server transaction completes.
+    caller.send(
+      first.text
+        .replace(/^INVITE /, 'ACK ')
+        .replace(/CSeq: 1 INVITE/, 'CSeq: 1 ACK')
+        .replace(/^To: .*$/m, `To: ${challenge.header('To')}`)
+        .replace(/^Contact: .*\r\n/m, ''),
+      a.port,
+    );
+    const [pc] = challenges(challenge, 'proxy-authenticate');
+    assert.ok(pc);
+    assert.equal(pc.algorithm, 'SHA-256');
+    const second = request('INVITE', target, caller, [
+      `Proxy-Authorization: ${credentials(pc, { user: 'carol', password: 'c4rol', method: 'INVITE', uri: target })}`,
+    ]);
+    caller.send(second.text, a.port);
+    const inv = await callee.request('INVITE');
+    assert.equal(inv.callId, second.callId);
+    // The credentials were for this node, not passed on to the phone.
+    assert.equal(inv.header('Proxy-Authorization'), undefined);
+    callee.answer(inv, 200, a.port, 'al');
+    const ok = await caller.response(200, 'INVITE');
+    assert.equal(ok.callId, second.callId);
+  });
+
+  it('does not challenge requests arriving from another node over the overlay', async () => {
+    const dev = await phone();
+    const [c] = challenges(await register(a, dev, 'bob'), 'www-authenticate');
+    assert.ok(c);
+    const md5 = { ...c, algorithm: 'MD5' as const };
+    const reg = await register(
+      a,
+      dev,
+      'bob',
+      credentials(md5, { user: 'bob', password: 'builder', method: 'REGISTER', uri }),
+    );
+    assert.equal(reg.status, 200);
+    // Node b (loopback, no auth) takes a MESSAGE from its phone and sends it over the overlay.
+    assert.equal(a.sip.auth !== undefined && b.sip.auth === undefined, true);
+    const sender = await phone();
+    sender.send(request('MESSAGE', `sip:bob@${REALM}`, sender).text, b.port);
+    const msg = await dev.request('MESSAGE');
+    dev.answer(msg, 200, a.port, 'bob');
+    await sender.response(200, 'MESSAGE');
+    assert.equal(
+      await rawRegister(b, 'dave', 'sip:dave@127.0.0.1:9'),
+      'SIP/2.0 200 OK',
+      'a loopback node asks no credentials',
+    );
+  });
+});

@@ -1,0 +1,134 @@
+// Bindings survive a restart: FileBindingsStore on its own (atomic JSON file, UDP bindings
+// kept and connection-bound ones not, expired ones dropped, coalesced writes, damaged files
+// tolerated), then a SipNode closed and started again on the same data directory, whose
+// restored binding takes an INVITE to the phone.
+
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { Binding } from '../src/registrar/binding-store.js';
+import { FileBindingsStore } from '../src/registrar/file-bindings-store.js';
+import { rawRegister, startPeer, tempRoot } from './fixtures/sipp.js';
+import { request, UdpPhone } from './fixtures/udp-phone.js';
+
+const AOR = 'sip:alice@peerbx.local';
+
+function binding(uri: string, over: Partial<Binding> = {}): Binding {
+  return {
+    aor: AOR,
+    uri,
+    q: 1,
+    expiresAt: Date.now() + 3_600_000,
+    callId: 'c1@test',
+    cseq: 1,
+    flow: { transport: 'udp', address: '127.0.0.1', port: 5070 },
+    ...over,
+  };
+}
+
+describe('FileBindingsStore', () => {
+  const tmp = tempRoot('peerbx-bindings-');
+  after(() => tmp.remove());
+
+  it('saves UDP bindings, drops connection-bound and expired ones, and loads them back', async () => {
+    const dataDir = join(tmp.root, 'one');
+    const store = new FileBindingsStore({ dataDir });
+    assert.deepEqual(await store.load(), []);
+    const udp = binding('sip:alice@127.0.0.1:5070', { instance: '<urn:uuid:1>' });
+    const tcp = binding('sip:alice@127.0.0.1:5071;transport=tcp', {
+      flow: { transport: 'tcp', address: '127.0.0.1', port: 40000, connectionId: 'c9' },
+    });
+    const old = binding('sip:bob@127.0.0.1:5072', { aor: 'sip:bob@peerbx.local', expiresAt: 1 });
+    await store.save(AOR, [udp, tcp]);
+    await store.save('sip:bob@peerbx.local', [old]);
+    assert.deepEqual(readdirSync(dataDir), ['bindings.json'], 'no temporary file left');
+    const again = new FileBindingsStore({ dataDir });
+    assert.deepEqual(await again.load(), [udp]);
+    await again.save(AOR, []);
+    assert.deepEqual(await new FileBindingsStore({ dataDir }).load(), []);
+  });
+
+  it('coalesces saves made while a write runs', async () => {
+    const store = new FileBindingsStore({ dataDir: join(tmp.root, 'many') });
+    const saves = [];
+    for (let i = 0; i < 50; i++) {
+      saves.push(
+        store.save(`sip:u${i}@peerbx.local`, [
+          binding(`sip:u${i}@127.0.0.1:${6000 + i}`, { aor: `sip:u${i}@peerbx.local` }),
+        ]),
+      );
+    }
+    await Promise.all(saves);
+    assert.ok(store.writes <= 2, `${store.writes} writes`);
+    assert.equal(
+      (await new FileBindingsStore({ dataDir: join(tmp.root, 'many') }).load()).length,
+      50,
+    );
+  });
+
+  it('starts empty from a damaged or foreign file', async () => {
+    const dataDir = join(tmp.root, 'bad');
+    const store = new FileBindingsStore({ dataDir });
+    await store.save(AOR, [binding('sip:alice@127.0.0.1:5070')]);
+    writeFileSync(store.path, '{"version":1,"bindings":[{"aor":');
+    assert.deepEqual(await new FileBindingsStore({ dataDir }).load(), []);
+    writeFileSync(store.path, '{"version":7,"bindings":[]}');
+    assert.deepEqual(await new FileBindingsStore({ dataDir }).load(), []);
+    writeFileSync(
+      store.path,
+      JSON.stringify({ version: 1, bindings: [{ aor: 1 }, binding('sip:x@h')] }),
+    );
+    assert.equal((await new FileBindingsStore({ dataDir }).load()).length, 1);
+  });
+});
+
+describe('bindings across a SipNode restart', () => {
+  const tmp = tempRoot('peerbx-restart-');
+  const phones: UdpPhone[] = [];
+  after(() => {
+    for (const p of phones) p.close();
+    tmp.remove();
+  });
+
+  it('restores a UDP binding from the data directory, and an INVITE reaches the phone', async () => {
+    const dataDir = join(tmp.root, 'node');
+    const callee = await UdpPhone.open();
+    const caller = await UdpPhone.open();
+    phones.push(callee, caller);
+
+    const first = await startPeer(dataDir, [], {
+      bindingsStore: new FileBindingsStore({ dataDir }),
+    });
+    try {
+      assert.equal(
+        await rawRegister(first, 'alice', `sip:alice@${callee.contact}`),
+        'SIP/2.0 200 OK',
+      );
+    } finally {
+      await first.close();
+    }
+    const saved = JSON.parse(readFileSync(join(dataDir, 'bindings.json'), 'utf8')) as {
+      bindings: Binding[];
+    };
+    assert.equal(saved.bindings[0]?.uri, `sip:alice@${callee.contact}`);
+
+    const second = await startPeer(dataDir, [], {
+      bindingsStore: new FileBindingsStore({ dataDir }),
+    });
+    try {
+      const restored = second.sip.bindings.lookup(AOR, Date.now());
+      assert.equal(restored.length, 1);
+      assert.equal(restored[0]?.uri, `sip:alice@${callee.contact}`);
+      const call = request('INVITE', 'sip:alice@peerbx.local', caller);
+      caller.send(call.text, second.port);
+      const inv = await callee.request('INVITE');
+      assert.equal(inv.callId, call.callId);
+      callee.answer(inv, 200, second.port, 'restored');
+      const ok = await caller.response(200, 'INVITE');
+      assert.equal(ok.callId, call.callId);
+    } finally {
+      await second.close();
+    }
+  });
+});

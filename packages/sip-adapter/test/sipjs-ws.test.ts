@@ -1,0 +1,222 @@
+// A sip.js (0.21) user agent in Node over WebSocket (RFC 7118, `ws` as the WebSocket global,
+// "sip" subprotocol), as the browser phone would run: it registers as alice at node 1's WS
+// listener, calls bob, a SIPp callee (uas-call.xml) registered at node 2, the session reaches
+// Established, and sip.js hangs up with a BYE that SIPp answers. There is no WebRTC in Node, so a
+// fixed-SDP SessionDescriptionHandler stands in. Skipped, with the reason, without sipp.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  Inviter,
+  Registerer,
+  RegistererState,
+  type SessionDescriptionHandler,
+  SessionState,
+  UserAgent,
+} from 'sip.js';
+import { WebSocket } from 'ws';
+import {
+  freeUdpPort,
+  type PeerNode,
+  type RunningSipp,
+  rawRegister,
+  sippMissing,
+  startPeer,
+  startSipp,
+  tempRoot,
+} from './fixtures/sipp.js';
+
+const missing = sippMissing();
+if (missing) console.log(`# skipping sip.js over WebSocket tests: ${missing}`);
+
+// uas-call.xml checks for this origin line in the offer.
+const OFFER = [
+  'v=0',
+  'o=user1 53655765 2353687637 IN IP4 127.0.0.1',
+  's=-',
+  'c=IN IP4 127.0.0.1',
+  't=0 0',
+  'm=audio 6000 RTP/AVP 0',
+  'a=rtpmap:0 PCMU/8000',
+  '',
+].join('\r\n');
+
+/** No WebRTC in Node: offers a fixed SDP body and keeps the answer it is given. */
+class FixedSdpHandler implements SessionDescriptionHandler {
+  static answers: string[] = [];
+  close(): void {}
+  getDescription() {
+    return Promise.resolve({ body: OFFER, contentType: 'application/sdp' });
+  }
+  hasDescription(contentType: string): boolean {
+    return contentType === 'application/sdp';
+  }
+  setDescription(sdp: string): Promise<void> {
+    FixedSdpHandler.answers.push(sdp);
+    return Promise.resolve();
+  }
+  sendDtmf(): boolean {
+    return false;
+  }
+}
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+    }),
+  ]);
+}
+
+function reach<S>(
+  emitter: { addListener(l: (s: S) => void): void; removeListener(l: (s: S) => void): void },
+  current: () => S,
+  wanted: S,
+  what: string,
+): Promise<void> {
+  if (current() === wanted) return Promise.resolve();
+  return within(
+    new Promise<void>((resolve) => {
+      const l = (s: S) => {
+        if (s !== wanted) return;
+        emitter.removeListener(l);
+        resolve();
+      };
+      emitter.addListener(l);
+    }),
+    10_000,
+    what,
+  );
+}
+
+describe('a sip.js user agent over WebSocket', { skip: missing }, () => {
+  const tmp = tempRoot('peerbx-sipjs-');
+  const peers: PeerNode[] = [];
+  const sipps: RunningSipp[] = [];
+  let ua: UserAgent | undefined;
+
+  before(async () => {
+    const g = globalThis as { WebSocket?: unknown };
+    g.WebSocket ??= WebSocket;
+    peers.push(await startPeer(join(tmp.root, 'n1'), [], { ws: { host: '127.0.0.1', port: 0 } }));
+    peers.push(await startPeer(join(tmp.root, 'n2'), [peers[0]!.overlay.udpAddress]));
+  });
+
+  after(async () => {
+    await ua?.stop().catch(() => undefined);
+    for (const s of sipps) s.kill();
+    await Promise.all(sipps.map((s) => s.done));
+    for (const p of peers.reverse()) await p.close();
+    tmp.remove();
+  });
+
+  it('registers alice at node 1 over WS, calls bob (SIPp at node 2), answered, then BYE', {
+    timeout: 40_000,
+  }, async () => {
+    const [n1, n2] = [peers[0]!, peers[1]!];
+    const ws = n1.sip.addresses.ws;
+    assert.ok(ws, 'node 1 listens on WebSocket');
+
+    const port = await freeUdpPort();
+    const uas = startSipp('uas-call.xml', ['-p', String(port)]);
+    sipps.push(uas);
+    assert.equal(await rawRegister(n2, 'bob', `sip:bob@127.0.0.1:${port}`), 'SIP/2.0 200 OK');
+
+    ua = new UserAgent({
+      uri: UserAgent.makeURI('sip:alice@peerbx.local'),
+      transportOptions: { server: `ws://127.0.0.1:${ws.port}`, connectionTimeout: 5 },
+      sessionDescriptionHandlerFactory: () => new FixedSdpHandler(),
+      logLevel: 'error',
+      logBuiltinEnabled: false,
+    });
+    await within(ua.start(), 10_000, 'sip.js transport to connect');
+
+    // REGISTER over the WebSocket: 200, and the binding keeps the WS flow.
+    const registerer = new Registerer(ua, { expires: 300 });
+    const registered = reach(
+      registerer.stateChange,
+      () => registerer.state,
+      RegistererState.Registered,
+      'alice to be registered',
+    );
+    let registerStatus = 0;
+    await registerer.register({
+      requestDelegate: {
+        onAccept: (r) => {
+          registerStatus = r.message.statusCode ?? 0;
+        },
+        onReject: (r) => {
+          registerStatus = r.message.statusCode ?? 0;
+        },
+      },
+    });
+    await registered;
+    assert.equal(registerStatus, 200);
+    const bindings = n1.sip.bindings.lookup('sip:alice@peerbx.local', Date.now());
+    assert.equal(bindings.length, 1);
+    assert.equal(bindings[0]?.flow?.transport, 'ws');
+
+    // INVITE bob: ringing, then 200 with SIPp's SDP untouched; sip.js ACKs and is Established.
+    const inviter = new Inviter(ua, UserAgent.makeURI('sip:bob@peerbx.local')!);
+    const established = reach(
+      inviter.stateChange,
+      () => inviter.state,
+      SessionState.Established,
+      'the call to be established',
+    );
+    const progress: number[] = [];
+    let recordRoutes = 0;
+    await inviter.invite({
+      requestDelegate: {
+        onProgress: (r) => {
+          progress.push(r.message.statusCode ?? 0);
+        },
+        onAccept: (r) => {
+          recordRoutes = r.message.getHeaders('record-route').length;
+        },
+      },
+    });
+    await established;
+    assert.ok(progress.includes(180), `saw 180 (got ${progress.join(',')})`);
+    // Both nodes are on the route set (a Record-Route header may carry a list).
+    assert.ok(recordRoutes >= 1);
+    assert.match(FixedSdpHandler.answers.at(-1) ?? '', /o=user2 53655765/);
+
+    // sip.js hangs up: the BYE runs through node 1 and node 2 to SIPp, which answers 200.
+    const terminated = reach(
+      inviter.stateChange,
+      () => inviter.state,
+      SessionState.Terminated,
+      'the call to end',
+    );
+    // sip.js ends the session when it sends the BYE; the 200 arrives after SIPp has exited.
+    let answered: (status: number) => void = () => undefined;
+    const byeAnswer = within(
+      new Promise<number>((resolve) => {
+        answered = resolve;
+      }),
+      10_000,
+      'the answer to the BYE',
+    );
+    await inviter.bye({
+      requestDelegate: {
+        onAccept: (r) => answered(r.message.statusCode ?? 0),
+        onReject: (r) => answered(r.message.statusCode ?? 0),
+      },
+    });
+    await terminated;
+    const u = await uas.done;
+    assert.equal(u.code, 0, `SIPp callee: ${u.output}`);
+    assert.equal(await byeAnswer, 200);
+    // The 2xx ACK and the BYE went through both nodes (Record-Route), not around them.
+    for (const n of [n1, n2]) {
+      assert.ok(n.sip.proxy.stats.acksForwarded >= 1, 'ACK forwarded');
+      assert.ok(n.sip.proxy.stats.forwarded >= 2, 'INVITE and BYE forwarded');
+    }
+
+    await registerer.unregister();
+  });
+});
