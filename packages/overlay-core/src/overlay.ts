@@ -366,6 +366,13 @@ export class OverlayNode {
    */
   async fetch(resource: string, kind?: number): Promise<StoredRecord[]> {
     const result = await this.dht.get(resourceId(resource), { quorum: 2 });
+    // Nothing found because nobody answered is not "no such record": say the overlay is down.
+    if (result.values.length === 0 && result.requests > 0 && result.failures === result.requests) {
+      throw new OverlayError(
+        'ERR_UNREACHABLE',
+        `no peer answered the lookup of ${resource} (${result.requests} asked)`,
+      );
+    }
     return verifyFetched(result.values, resource, kind, this.config, {
       now: this.clock.now(),
       onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),

@@ -377,3 +377,25 @@ describe('enrolled mode', () => {
     );
   });
 });
+
+describe('an isolated node', () => {
+  it('reports the overlay unreachable, not an empty answer, when no peer answers', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'peerbx-alone-'));
+    const a = await OverlayNode.start({ dataDir: join(root, 'a'), config: config() });
+    const b = await OverlayNode.start({
+      dataDir: join(root, 'b'),
+      config: config(),
+      bootstrap: [a.udpAddress],
+    });
+    try {
+      await a.close();
+      await assert.rejects(
+        b.fetch('nobody@peerbx.local'),
+        (e: unknown) => e instanceof OverlayError && e.code === 'ERR_UNREACHABLE',
+      );
+    } finally {
+      await b.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
