@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs every compiled test file (*.test.js) of every package (packages/*/dist/test) and of the
-// top-level cross-package tests (test/dist) with Node's test runner. `npm test` builds first.
+// top-level cross-package tests (test/dist, test/**/*.test.mjs) with Node's test runner. `npm test` builds first.
 // Files are listed explicitly so that fixtures and helpers beside the tests are not run as tests.
 // Extra arguments go to `node --test` (e.g. --test-name-pattern=udp).
 import { spawnSync } from 'node:child_process';
@@ -17,6 +17,13 @@ const files = dirs.flatMap((d) =>
     .filter((f) => f.endsWith('.test.js'))
     .map((f) => join(d, f)),
 );
+// Top-level tests that need no build step of their own (test/**/*.test.mjs), e.g. test/netns.
+const top = join(root, 'test');
+if (existsSync(top)) {
+  for (const f of readdirSync(top, { recursive: true, encoding: 'utf8' })) {
+    if (f.endsWith('.test.mjs') && !f.split('/').includes('dist')) files.push(join(top, f));
+  }
+}
 if (files.length === 0) {
   console.error('run-tests: no compiled tests found; run `npm run build` first');
   process.exit(1);

@@ -37,6 +37,8 @@ export interface NodeSettings {
   auth: 'auto' | 'always' | 'never';
   /** Phone accounts (config file only): user → { password } or { ha1: { md5?, sha256? } }. */
   users: Record<string, { password: string } | { ha1: { md5?: string; sha256?: string } }>;
+  /** Digest algorithms offered, in order of preference (config file only). */
+  authAlgorithms: ('SHA-256' | 'MD5')[];
 }
 
 /** Settings as given by one source, not yet checked. */
@@ -51,6 +53,7 @@ export interface RawSettings {
   overlayConfig?: unknown;
   auth?: unknown;
   users?: unknown;
+  authAlgorithms?: unknown;
 }
 
 const FIELDS: Record<string, keyof RawSettings> = {
@@ -67,6 +70,7 @@ const FIELDS: Record<string, keyof RawSettings> = {
   'overlay-config': 'overlayConfig',
   auth: 'auth',
   users: 'users',
+  authAlgorithms: 'authAlgorithms',
 };
 
 export const DEFAULT_SETTINGS: RawSettings = {
@@ -79,6 +83,7 @@ export const DEFAULT_SETTINGS: RawSettings = {
   logLevel: DEFAULT_LOG_LEVEL,
   auth: 'auto',
   users: {},
+  authAlgorithms: ['SHA-256', 'MD5'],
 };
 
 /** Reads a JSON or YAML config file; its paths are relative to the file's directory. */
@@ -128,7 +133,7 @@ export function readConfigFile(path: string): RawSettings {
 /** Settings from PEERBX_* variables; PEERBX_BOOTSTRAP is a comma- or space-separated list. */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): RawSettings {
   const out: RawSettings = {};
-  const keys: Exclude<keyof RawSettings, 'users'>[] = [
+  const keys: Exclude<keyof RawSettings, 'users' | 'authAlgorithms'>[] = [
     'dataDir',
     'overlay',
     'bootstrap',
@@ -193,6 +198,14 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
   const auth = str('auth').toLowerCase();
   if (auth !== 'auto' && auth !== 'always' && auth !== 'never')
     bad('auth', `"${auth}" is not auto, always or never`);
+  const algorithms = merged.authAlgorithms ?? ['SHA-256', 'MD5'];
+  if (
+    !Array.isArray(algorithms) ||
+    algorithms.length === 0 ||
+    !algorithms.every((a) => a === 'SHA-256' || a === 'MD5')
+  ) {
+    bad('authAlgorithms', 'must be a non-empty list of SHA-256 and/or MD5, in order of preference');
+  }
   const users = merged.users ?? {};
   if (typeof users !== 'object' || users === null || Array.isArray(users))
     bad('users', 'must be a map of user name → { password }');
@@ -221,6 +234,7 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     domainGiven: origin.domain !== undefined && origin.domain !== 'defaults',
     auth: auth as NodeSettings['auth'],
     users: users as NodeSettings['users'],
+    authAlgorithms: algorithms as NodeSettings['authAlgorithms'],
   };
   if (merged.overlayConfig !== undefined)
     settings.overlayConfig = resolve(expandHome(str('overlayConfig')));

@@ -66,6 +66,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
       logger: log,
       auth: settings.auth,
       users: settings.users,
+      authAlgorithms: settings.authAlgorithms,
       // Bindings survive a restart: phones need not re-register to be reachable again.
       bindingsStore: new FileBindingsStore({ dataDir: paths.root }),
     }).catch((err: unknown) => {

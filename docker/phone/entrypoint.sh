@@ -1,0 +1,76 @@
+#!/bin/bash
+# A PeerBX demo phone: baresip registered as PHONE_USER@PEERBX_DOMAIN at its node, answering
+# every call automatically, and (when CALL_TO is set) calling CALL_TO@PEERBX_DOMAIN after
+# CALL_DELAY seconds, hanging up after CALL_SECONDS, and calling again every CALL_INTERVAL
+# seconds (0: once).
+#   PHONE_USER      user name (required), e.g. alice
+#   PHONE_NODE      the node's SIP address HOST[:PORT] (required), e.g. node1:5060
+#   PHONE_PASSWORD  digest password, when the node asks for one (it does on non-loopback
+#                   addresses unless its auth is off)
+#   PEERBX_DOMAIN   the overlay's SIP domain (default peerbx.local)
+#   PHONE_LISTEN    baresip's SIP listen address (default 0.0.0.0:5060)
+#   PHONE_CTRL      baresip's ctrl_tcp address (default 127.0.0.1:4444)
+#   BARESIP_CONF    configuration directory (default $HOME/.baresip)
+set -euo pipefail
+
+: "${PHONE_USER:?set PHONE_USER, e.g. alice}"
+: "${PHONE_NODE:?set PHONE_NODE, the node HOST[:PORT], e.g. node1:5060}"
+DOMAIN=${PEERBX_DOMAIN:-peerbx.local}
+LISTEN=${PHONE_LISTEN:-0.0.0.0:5060}
+CTRL=${PHONE_CTRL:-127.0.0.1:4444}
+CONF=${BARESIP_CONF:-$HOME/.baresip}
+TEMPLATE=${PHONE_TEMPLATE:-/etc/peerbx-phone/config}
+CALL_TO=${CALL_TO:-}
+CALL_DELAY=${CALL_DELAY:-15}
+CALL_SECONDS=${CALL_SECONDS:-10}
+CALL_INTERVAL=${CALL_INTERVAL:-60}
+
+log() { echo "[phone $PHONE_USER] $*" >&2; }
+
+node_host=${PHONE_NODE%:*}
+node_port=${PHONE_NODE##*:}
+[ "$node_port" = "$PHONE_NODE" ] && node_port=5060
+# The outbound proxy is written as an address: the node's service name is resolved here once,
+# waiting for it to appear (compose starts services in dependency order, DNS may lag).
+node_ip=""
+for _ in $(seq 1 60); do
+  node_ip=$(getent ahostsv4 "$node_host" | awk 'NR==1 {print $1}') || true
+  [ -n "$node_ip" ] && break
+  sleep 1
+done
+[ -n "$node_ip" ] || { log "cannot resolve node host $node_host"; exit 1; }
+
+mkdir -p "$CONF"
+sed -e "s|@SIP_LISTEN@|$LISTEN|" -e "s|@CTRL_LISTEN@|$CTRL|" "$TEMPLATE" >"$CONF/config"
+account="<sip:$PHONE_USER@$DOMAIN>;outbound=\"sip:$node_ip:$node_port;transport=udp\";regint=60;answermode=auto"
+[ -n "${PHONE_PASSWORD:-}" ] && account="$account;auth_user=$PHONE_USER;auth_pass=$PHONE_PASSWORD"
+printf '%s\n' "$account" >"$CONF/accounts"
+: >"$CONF/contacts"
+log "registering sip:$PHONE_USER@$DOMAIN at $node_ip:$node_port (auto-answer on)"
+
+baresip -f "$CONF" &
+BARESIP=$!
+trap 'kill -TERM "$BARESIP" 2>/dev/null; wait "$BARESIP"; exit 0' TERM INT
+
+# One command through ctrl_tcp (a netstring holding JSON); prints baresip's reply.
+ctrl() {
+  local json="{\"command\":\"$1\",\"params\":\"${2:-}\",\"token\":\"$1\"}"
+  exec 3<>"/dev/tcp/${CTRL%:*}/${CTRL##*:}" || return 1
+  printf '%d:%s,' "${#json}" "$json" >&3
+  timeout 2 cat <&3 || true
+  exec 3<&- 3>&-
+}
+
+if [ -n "$CALL_TO" ]; then
+  sleep "$CALL_DELAY"
+  while kill -0 "$BARESIP" 2>/dev/null; do
+    log "calling sip:$CALL_TO@$DOMAIN"
+    ctrl dial "sip:$CALL_TO@$DOMAIN" >/dev/null || log "ctrl_tcp not reachable"
+    sleep "$CALL_SECONDS"
+    log "hanging up"
+    ctrl hangup >/dev/null || true
+    [ "$CALL_INTERVAL" -gt 0 ] || break
+    sleep "$CALL_INTERVAL"
+  done
+fi
+wait "$BARESIP"

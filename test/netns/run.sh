@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# Multi-host test without Docker: the docker-compose.yml topology in Linux network namespaces.
+#
+# Creates a private bridge and four namespaces joined to it by veth pairs (10.203.0.1-4/24 by
+# default; the subnet exists only inside the namespaces this script creates, the bridge has no
+# address in the host namespace), starts one `peerbx start` node per namespace (node 1 founds
+# the overlay, 2-4 bootstrap from it), registers a SIPp UAS as bob at node 3 and places a call
+# from a SIPp UAC as alice at node 1 (INVITE/180/200/ACK/BYE through the overlay), and checks
+# both SIPp exit codes. Everything it created is removed on exit, on error and on Ctrl-C.
+#
+# Usage: sudo bash test/netns/run.sh        (after `npm ci && npm run build`)
+# Exit: 0 call completed; 1 a step failed (the message says which, with log tails);
+#       2 cannot run here (not root, no `ip netns`, no sipp) unless PEERBX_NETNS_OPTIONAL=1,
+#       which turns those cases into "skipped: ..." and exit 0.
+# Environment:
+#   PEERBX_NETNS_OPTIONAL=1   skip (exit 0) instead of failing when the host cannot run this
+#   PEERBX_NETNS_SUBNET       first three octets of the /24 to use (default 10.203.0)
+#   PEERBX_NETNS_TIMEOUT      seconds to wait for each node's ready line (default 60)
+#   PEERBX_NETNS_KEEP_LOGS=1  keep the work directory (data dirs, logs) after the run
+#   PEERBX_NETNS_PASSWORD     if set, SIPp answers digest challenges as alice/bob with it
+#   PEERBX_BIN                the CLI entry (default packages/cli/dist/src/bin.js)
+#   PEERBX_LOG_LEVEL          the nodes' log level (default info)
+#   PEERBX_NETNS_NODE_ARGS    extra arguments for every `peerbx start` (word-split)
+
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+SCEN="$HERE/sipp"
+BIN=${PEERBX_BIN:-$ROOT/packages/cli/dist/src/bin.js}
+NET=${PEERBX_NETNS_SUBNET:-10.203.0}
+READY_TIMEOUT=${PEERBX_NETNS_TIMEOUT:-60}
+LOG_LEVEL=${PEERBX_LOG_LEVEL:-info}
+DOMAIN=peerbx.local
+NODES=4
+OVERLAY_PORT=7400
+SIP_PORT=5060
+WS_PORT=5066
+
+# Names unique to this run (interface names stay within 15 characters), so a leftover of a
+# killed run or a concurrent run cannot collide with this one.
+TAG=$(printf '%x' $(($$ % 65536)))
+BR="pbx${TAG}-br0"
+ns() { echo "pbx${TAG}-ns$1"; }
+veth() { echo "pbx${TAG}-v$1"; }
+
+log() { printf '[netns] %s\n' "$*" >&2; }
+
+cannot_run() {
+  if [ "${PEERBX_NETNS_OPTIONAL:-}" = 1 ]; then
+    echo "skipped: $1"
+    exit 0
+  fi
+  echo "error: $1 (set PEERBX_NETNS_OPTIONAL=1 to skip instead)" >&2
+  exit 2
+}
+
+# --- can this host run it? -----------------------------------------------------------------
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null 2>&1 || ! ip netns list >/dev/null 2>&1; then
+  cannot_run "needs root and ip netns"
+fi
+PROBE="pbx${TAG}-probe"
+if ! ip netns add "$PROBE" >/dev/null 2>&1; then
+  cannot_run "needs root and ip netns"
+fi
+ip netns del "$PROBE" >/dev/null 2>&1
+if ! ip link add "pbx${TAG}-pb" type bridge >/dev/null 2>&1; then
+  cannot_run "needs root and ip netns (cannot create a bridge)"
+fi
+ip link del "pbx${TAG}-pb" >/dev/null 2>&1
+if ! command -v sipp >/dev/null 2>&1; then
+  cannot_run "needs sipp (apt-get install sip-tester)"
+fi
+NODE=$(command -v node) || cannot_run "needs node"
+if [ ! -f "$BIN" ]; then
+  echo "error: $BIN not found; run 'npm ci && npm run build' first" >&2
+  exit 1
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/peerbx-netns.XXXXXX")
+PIDS=()
+CREATED_NS=()
+CREATED_LINKS=()
+FAILED=""
+
+# --- cleanup: always, exactly once ----------------------------------------------------------
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  set +e
+  # SIPp and nodes: SIGTERM (the nodes leave the overlay), then SIGKILL what is left.
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for _ in $(seq 1 50); do
+    local alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  # Anything still running inside our namespaces (children we did not track).
+  for n in "${CREATED_NS[@]}"; do
+    for pid in $(ip netns pids "$n" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+  done
+  for n in "${CREATED_NS[@]}"; do ip netns del "$n" 2>/dev/null; done
+  for l in "${CREATED_LINKS[@]}"; do
+    ip link show "$l" >/dev/null 2>&1 && ip link del "$l" 2>/dev/null
+  done
+  if [ "${PEERBX_NETNS_KEEP_LOGS:-}" = 1 ] || [ -n "$FAILED" ]; then
+    log "logs kept in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; FAILED=interrupted; exit 130' INT
+trap 'log "terminated"; FAILED=terminated; exit 143' TERM HUP
+
+fail() {
+  FAILED=$1
+  echo "FAIL: $1" >&2
+  shift
+  for f in "$@"; do
+    if [ -s "$f" ]; then
+      echo "--- tail of $f" >&2
+      tail -n 30 "$f" >&2
+    fi
+  done
+  exit 1
+}
+
+run() { "$@" || fail "command failed: $*"; }
+
+# Runs a command in the background and waits for it, so SIGINT/SIGTERM reach our traps at once
+# instead of after the command ends; returns the command's exit status.
+fg_wait() {
+  "$@" &
+  local pid=$!
+  PIDS+=("$pid")
+  wait "$pid"
+}
+
+# --- network: a bridge, and per node a namespace with one end of a veth pair ----------------
+log "creating bridge $BR and $NODES namespaces on $NET.0/24 (work dir $WORK)"
+run ip link add "$BR" type bridge
+CREATED_LINKS+=("$BR")
+run ip link set "$BR" up
+for i in $(seq 1 $NODES); do
+  n=$(ns "$i")
+  v=$(veth "$i")
+  run ip netns add "$n"
+  CREATED_NS+=("$n")
+  run ip link add "$v" type veth peer name "${v}p"
+  CREATED_LINKS+=("$v")
+  run ip link set "${v}p" netns "$n"
+  run ip -n "$n" link set "${v}p" name eth0
+  run ip -n "$n" addr add "$NET.$i/24" dev eth0
+  run ip -n "$n" link set eth0 up
+  run ip -n "$n" link set lo up
+  run ip link set "$v" master "$BR"
+  run ip link set "$v" up
+done
+
+# Bridged traffic can be filtered by the host firewall when br_netfilter is loaded (hosts that
+# run Docker set FORWARD to DROP); check reachability before blaming the nodes.
+if command -v ping >/dev/null 2>&1; then
+  for i in $(seq 2 $NODES); do
+    ip netns exec "$(ns 1)" ping -c 1 -W 2 "$NET.$i" >/dev/null 2>&1 || {
+      ip netns exec "$(ns 1)" ping -c 2 -W 2 "$NET.$i" >/dev/null 2>&1 ||
+        fail "$NET.1 cannot reach $NET.$i over bridge $BR (host firewall on bridged traffic? see /proc/sys/net/bridge/bridge-nf-call-iptables)"
+    }
+  done
+  log "namespaces reach each other over $BR"
+fi
+
+# --- nodes ----------------------------------------------------------------------------------
+NODE_PID=()
+# Nodes on non-loopback addresses ask phones for digest auth by default. SIPp 3.6 answers only
+# MD5 challenges, and only the first challenge header, so by default the test turns phone
+# authentication off (PEERBX_AUTH=never). With PEERBX_NETNS_PASSWORD, the nodes instead get a
+# config file that requires auth and knows alice and bob, and SIPp answers the challenges.
+AUTH_ENV=(PEERBX_AUTH=never)
+AUTH_ARGS=()
+if [ -n "${PEERBX_NETNS_PASSWORD:-}" ]; then
+  AUTH_ENV=()
+  PEERBX_NETNS_PASSWORD=$PEERBX_NETNS_PASSWORD "$NODE" -e '
+    const password = process.env.PEERBX_NETNS_PASSWORD;
+    process.stdout.write(JSON.stringify({ auth: "always", authAlgorithms: ["MD5"], users: { alice: { password }, bob: { password } } }));
+  ' >"$WORK/auth.json" || fail "cannot write $WORK/auth.json"
+  AUTH_ARGS=(--config "$WORK/auth.json")
+fi
+AUTH_HINT="a 401/407 means the node asks for digest auth: check its auth setting (PEERBX_AUTH) and users"
+start_node() {
+  local i=$1
+  local args=(start
+    --data-dir "$WORK/node$i"
+    --overlay "$NET.$i:$OVERLAY_PORT"
+    --sip "$NET.$i:$SIP_PORT"
+    --ws "$NET.$i:$WS_PORT"
+    --domain "$DOMAIN"
+    --log-level "$LOG_LEVEL")
+  [ "$i" != 1 ] && args+=(--bootstrap "$NET.1:$OVERLAY_PORT")
+  # shellcheck disable=SC2206 # word splitting intended
+  args+=("${AUTH_ARGS[@]}" ${PEERBX_NETNS_NODE_ARGS:-})
+  mkdir -p "$WORK/node$i"
+  # `ip netns exec` execs the command, so $! is the node's own pid.
+  ip netns exec "$(ns "$i")" env -u PEERBX_BOOTSTRAP -u PEERBX_CONFIG -u PEERBX_AUTH "${AUTH_ENV[@]}" \
+    "$NODE" "$BIN" "${args[@]}" >"$WORK/node$i.out" 2>"$WORK/node$i.err" </dev/null &
+  PIDS+=($!)
+  NODE_PID[i]=$!
+}
+
+wait_ready() {
+  local i=$1 deadline=$((SECONDS + READY_TIMEOUT))
+  while :; do
+    if grep -q '^peerbx ready ' "$WORK/node$i.out" 2>/dev/null; then
+      log "node $i: $(grep -m1 '^peerbx ready ' "$WORK/node$i.out")"
+      return 0
+    fi
+    if ! kill -0 "${NODE_PID[$i]}" 2>/dev/null; then
+      wait "${NODE_PID[$i]}" 2>/dev/null
+      fail "node $i ($NET.$i) exited (status $?) before its ready line" "$WORK/node$i.out" "$WORK/node$i.err"
+    fi
+    [ $SECONDS -ge $deadline ] &&
+      fail "node $i ($NET.$i) printed no ready line within ${READY_TIMEOUT}s" "$WORK/node$i.out" "$WORK/node$i.err"
+    sleep 0.2
+  done
+}
+
+log "starting node 1 ($NET.1, founds the overlay)"
+start_node 1
+wait_ready 1
+log "starting nodes 2-$NODES (bootstrap $NET.1:$OVERLAY_PORT)"
+for i in $(seq 2 $NODES); do start_node "$i"; done
+for i in $(seq 2 $NODES); do wait_ready "$i"; done
+
+# --- phones: bob (SIPp UAS) at node 3, alice (SIPp UAC) at node 1 ---------------------------
+SIPP_COMMON=(-m 1 -nostdin -timeout 30s -timeout_error -max_recv_loops 10)
+AUTH_BOB=()
+AUTH_ALICE=()
+if [ -n "${PEERBX_NETNS_PASSWORD:-}" ]; then
+  AUTH_BOB=(-au bob -ap "$PEERBX_NETNS_PASSWORD")
+  AUTH_ALICE=(-au alice -ap "$PEERBX_NETNS_PASSWORD")
+fi
+BOB_NS=$(ns 3)
+ALICE_NS=$(ns 1)
+BOB_IP=$NET.3
+ALICE_IP=$NET.1
+UAS_PORT=5070
+
+log "bob: SIPp UAS on $BOB_IP:$UAS_PORT (ns $BOB_NS)"
+ip netns exec "$BOB_NS" sipp -sf "$SCEN/uas-call.xml" -i "$BOB_IP" -p "$UAS_PORT" \
+  "${SIPP_COMMON[@]}" -trace_err -error_file "$WORK/uas.err.log" \
+  >"$WORK/uas.out" 2>&1 </dev/null &
+UAS_PID=$!
+PIDS+=("$UAS_PID")
+sleep 0.5
+kill -0 "$UAS_PID" 2>/dev/null || fail "SIPp UAS (bob) did not start" "$WORK/uas.out" "$WORK/uas.err.log"
+
+log "bob: REGISTER sip:bob@$DOMAIN at node 3 ($BOB_IP:$SIP_PORT), Contact $BOB_IP:$UAS_PORT"
+fg_wait ip netns exec "$BOB_NS" sipp "$BOB_IP:$SIP_PORT" -sf "$SCEN/register.xml" -i "$BOB_IP" -p 5071 \
+  -s bob -set domain "$DOMAIN" -set contact_port "$UAS_PORT" "${AUTH_BOB[@]}" "${SIPP_COMMON[@]}" \
+  -trace_err -error_file "$WORK/register.err.log" >"$WORK/register.out" 2>&1 </dev/null
+rc=$?
+[ $rc = 0 ] || fail "bob's REGISTER at node 3 failed (sipp exit $rc; $AUTH_HINT)" \
+  "$WORK/register.err.log" "$WORK/register.out" "$WORK/node3.err"
+
+log "alice: INVITE sip:bob@$DOMAIN via node 1 ($ALICE_IP:$SIP_PORT)"
+fg_wait ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/uac-call.xml" -i "$ALICE_IP" -p 5061 \
+  -s bob -set domain "$DOMAIN" -set caller alice "${AUTH_ALICE[@]}" "${SIPP_COMMON[@]}" \
+  -trace_err -error_file "$WORK/uac.err.log" >"$WORK/uac.out" 2>&1 </dev/null
+rc=$?
+[ $rc = 0 ] || fail "alice's call to bob across nodes 1 -> 3 failed (sipp UAC exit $rc)" \
+  "$WORK/uac.err.log" "$WORK/uac.out" "$WORK/uas.err.log" "$WORK/node1.err" "$WORK/node3.err"
+
+# The UAS ends after the BYE; give it a few seconds to exit, then read its status.
+for _ in $(seq 1 50); do kill -0 "$UAS_PID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$UAS_PID" 2>/dev/null; then
+  fail "SIPp UAS (bob) still running after the call ended" "$WORK/uas.err.log" "$WORK/uas.out"
+fi
+wait "$UAS_PID"
+rc=$?
+[ $rc = 0 ] || fail "bob's side of the call failed (sipp UAS exit $rc)" "$WORK/uas.err.log" "$WORK/uas.out"
+
+# Every node must still be running: a crash during the call is a failure too.
+for i in $(seq 1 $NODES); do
+  kill -0 "${NODE_PID[$i]}" 2>/dev/null || fail "node $i exited during the test" "$WORK/node$i.err"
+done
+
+echo "PASS: alice@node1 ($ALICE_IP) called bob@node3 ($BOB_IP) across $NODES namespaces: INVITE/180/200/ACK/BYE"
