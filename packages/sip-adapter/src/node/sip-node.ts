@@ -2,7 +2,7 @@
 // the transaction layer over both, and the registrar and proxy as its transaction users.
 // Every inbound message is parsed here once; what does not parse is answered 400 or dropped.
 
-import { type Clock, idToHex, systemClock } from '@peerbx/dht-kademlia';
+import { type Clock, idToHex, systemClock, type TimerHandle } from '@peerbx/dht-kademlia';
 import { type Channel, type Logger, silentLogger } from '@peerbx/overlay-core';
 import { DigestAuthenticator, type SipUsers } from '../auth/authenticator.js';
 import { type AuthMode, authRequired } from '../auth/policy.js';
@@ -76,6 +76,13 @@ export interface SipNodeOptions {
   authSecret?: Uint8Array;
   /** Digest algorithms offered, in order; default SHA-256 then MD5. */
   authAlgorithms?: readonly ('SHA-256' | 'MD5')[];
+  /**
+   * Let phones reach SIP addresses outside the overlay through this node (default false:
+   * 403). Requests from other nodes are delivered to this node's own devices only, always.
+   */
+  relayExternal?: boolean;
+  /** How often expired bindings are swept and their TCP/WS flows let go, ms (default 5000). */
+  bindingSweepMs?: number;
 }
 
 export interface SipNodeStats {
@@ -85,6 +92,9 @@ export interface SipNodeStats {
   /** Requests with a SIP version other than 2.0 (answered 505). */
   versionRejected: number;
 }
+
+/** Default period of the expired-binding sweep (SipNodeOptions.bindingSweepMs). */
+const BINDING_SWEEP_MS = 5_000;
 
 const ALLOW =
   'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, REGISTER';
@@ -111,6 +121,9 @@ export class SipNode implements TransactionUser {
   private readonly overlay: SipNodeOverlay;
   private readonly bindingsStore: BindingsPersistence | undefined;
   private closed = false;
+  private readonly clock: Clock;
+  private readonly sweepMs: number;
+  private sweepTimer: TimerHandle | undefined;
 
   private constructor(
     options: SipNodeOptions,
@@ -182,12 +195,30 @@ export class SipNode implements TransactionUser {
       flowAlive: (id) => this.flows.has(id) || this.transports.hasFlow(id),
       logger: this.log,
       ...(options.timerCMs === undefined ? {} : { timerCMs: options.timerCMs }),
+      ...(options.relayExternal ? { relayExternal: true } : {}),
     });
     transports.on('message', ({ data, source }) => this.inbound(data, source));
     options.overlay.links.handle(SIP_APPLICATION, (channel) => {
       this.flows.adopt(channel);
     });
     if (restored.length > 0) this.restoreBindings(restored, clock.now());
+    this.clock = clock;
+    this.sweepMs = Math.max(10, options.bindingSweepMs ?? BINDING_SWEEP_MS);
+    this.scheduleSweep();
+  }
+
+  /** Expired bindings go, and the TCP/WS flows only they kept open are released (idle timeout). */
+  private scheduleSweep(): void {
+    this.sweepTimer = this.clock.setTimeout(() => {
+      this.sweepTimer = undefined;
+      if (this.closed) return;
+      try {
+        this.registrar.sweep();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'binding sweep failed');
+      }
+      this.scheduleSweep();
+    }, this.sweepMs);
   }
 
   /** Binds the SIP transports and starts serving phones and other nodes. */
@@ -211,6 +242,7 @@ export class SipNode implements TransactionUser {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.sweepTimer) this.clock.clearTimeout(this.sweepTimer);
     this.overlay.links.unhandle(SIP_APPLICATION);
     this.proxy.close();
     this.transactions.close();

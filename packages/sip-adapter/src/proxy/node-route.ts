@@ -1,7 +1,8 @@
 // The URIs a node puts in Record-Route: `sip:<node-id-hex>@<host>:<port>;transport=..;lr`.
 // The phone reaches the host:port; another node reads the node-ID and uses the overlay.
 
-import { isSipUri, type Uri } from '../message/uri.js';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { isSipUri, type SipUri, type Uri } from '../message/uri.js';
 
 const NODE_HEX = /^[0-9a-f]{64}$/;
 
@@ -11,9 +12,46 @@ export interface RouteAddress {
   transport: 'udp' | 'tcp' | 'ws';
 }
 
-/** The Record-Route value naming this node, reachable by the phone at `at`. */
-export function formatNodeRoute(nodeHex: string, at: RouteAddress): string {
-  return `<sip:${nodeHex}@${at.host}:${at.port};transport=${at.transport};lr>`;
+/** URI parameter of our Record-Route: a MAC binding the dialog's Call-ID to one phone target. */
+export const ROUTE_TOKEN_PARAM = 'pbx-t';
+
+/**
+ * The Record-Route value naming this node, reachable by the phone at `at`. `token` (see
+ * routeToken) lets in-dialog requests that come back along this route reach the phone whose
+ * Contact it was made for, and nothing else.
+ */
+export function formatNodeRoute(nodeHex: string, at: RouteAddress, token?: string): string {
+  const t = token === undefined ? '' : `;${ROUTE_TOKEN_PARAM}=${token}`;
+  return `<sip:${nodeHex}@${at.host}:${at.port};transport=${at.transport};lr${t}>`;
+}
+
+/** `host:port` of a SIP URI as a destination (brackets and case dropped, port 5060 by default). */
+export function uriHostPort(uri: SipUri): string {
+  return `${uri.host.toLowerCase().replace(/^\[|\]$/g, '')}:${uri.port ?? 5060}`;
+}
+
+/**
+ * The MAC a node puts in its Record-Route for a dialog whose local phone has the Contact
+ * `target`: only this node can make one, so another node (or a phone) cannot forge a Route
+ * that makes this node deliver to an address of its choosing.
+ */
+export function routeToken(secret: Uint8Array, callId: string, target: SipUri): string {
+  return createHmac('sha256', secret)
+    .update(`${callId}\n${uriHostPort(target)}`)
+    .digest('base64url')
+    .slice(0, 22);
+}
+
+/** True when `token` was made by routeToken with this secret for this Call-ID and target. */
+export function checkRouteToken(
+  secret: Uint8Array,
+  token: string,
+  callId: string,
+  target: SipUri,
+): boolean {
+  const want = Buffer.from(routeToken(secret, callId, target));
+  const got = Buffer.from(token);
+  return want.length === got.length && timingSafeEqual(want, got);
 }
 
 /** The node-ID (hex) a Route/Request-URI names, when it is one of our Record-Route URIs. */

@@ -4,8 +4,10 @@
 // and the nodes the overlay names. Each target is a branch; the ResponseContext picks the
 // answer. Other nodes are reached over overlay channels; phones over the flows they registered.
 
+import { randomBytes } from 'node:crypto';
 import { type Clock, idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import { type Logger, silentLogger } from '@peerbx/overlay-core';
+import { SipParseError } from '../errors.js';
 import { createResponse } from '../message/response.js';
 import { SipRequest, type SipResponse } from '../message/sip-message.js';
 import { createVia, formatVia, isSipUri, parseUri, type SipUri, type Via } from '../message/uri.js';
@@ -26,13 +28,27 @@ import {
   VIA_NODE_PARAM,
 } from './constants.js';
 import { isLoop, proxyBranch } from './loop-detection.js';
-import { formatNodeRoute, nodeOfUri, type RouteAddress } from './node-route.js';
+import {
+  checkRouteToken,
+  formatNodeRoute,
+  nodeOfUri,
+  ROUTE_TOKEN_PARAM,
+  type RouteAddress,
+  routeToken,
+  uriHostPort,
+} from './node-route.js';
 import { type Branch, ResponseContext } from './response-context.js';
 
 /** Where a forwarded request goes: a phone or address over SIP transports, or another node. */
 export type NextHop =
   | { kind: 'address'; destination: SipDestination; transport: SipTransportProtocol }
   | { kind: 'node'; nodeHex: string };
+
+/** Why a request is not forwarded: the final response the proxy answers with instead. */
+interface Refusal {
+  status: number;
+  reason: string;
+}
 
 /** What the proxy needs of the node around it (passed in, so tests can fake any of it). */
 export interface ProxyComponents {
@@ -55,6 +71,14 @@ export interface ProxyComponents {
   logger?: Logger;
   timerCMs?: number;
   nodeConnectTimeoutMs?: number;
+  /**
+   * Forward requests from phones to SIP addresses outside the overlay (other SIP servers or
+   * devices not registered here). Default false: such requests get 403. Requests from other
+   * nodes are never forwarded anywhere but to this node's own devices.
+   */
+  relayExternal?: boolean;
+  /** Key of the MACs in our Record-Route entries; default random per start. */
+  routeSecret?: Uint8Array;
 }
 
 export interface ProxyStats {
@@ -67,6 +91,7 @@ export interface ProxyStats {
 export class StatefulProxy {
   private readonly log: Logger;
   private readonly contexts = new Map<ServerTransaction, ResponseContext>();
+  private readonly routeSecret: Uint8Array;
   readonly stats: ProxyStats = {
     forwarded: 0,
     generated: {},
@@ -76,6 +101,7 @@ export class StatefulProxy {
 
   constructor(private readonly c: ProxyComponents) {
     this.log = (c.logger ?? silentLogger).child({ component: 'sip-proxy' });
+    this.routeSecret = c.routeSecret ?? randomBytes(32);
   }
 
   /** A request that made a server transaction (anything but REGISTER, ACK, OPTIONS to us). */
@@ -85,6 +111,18 @@ export class StatefulProxy {
       return;
     }
     void this.route(request, tx, source).catch((err: unknown) => {
+      const ctx = this.contexts.get(tx);
+      if (ctx) {
+        ctx.dispose();
+        this.contexts.delete(tx);
+        if (ctx.finalSent) return;
+        ctx.finalSent = true;
+      }
+      if (err instanceof SipParseError) {
+        // A header only the proxy reads (Route, Contact) did not parse.
+        this.reply(tx, 400, err.reasonPhrase);
+        return;
+      }
       this.log.error({ err: (err as Error).message, callId: request.callId }, 'proxy failure');
       this.reply(tx, 500);
     });
@@ -128,9 +166,10 @@ export class StatefulProxy {
       this.reply(tx, 482);
       return;
     }
+    void incoming.routes; // a malformed Route is a 400 before anything starts
     const request = copyRequest(incoming);
     request.headers.set('Max-Forwards', String(mf - 1));
-    this.preprocessRoutes(request);
+    const tokens = this.preprocessRoutes(request);
     const fromPeer = source.connectionId ? this.c.overlayPeer(source.connectionId) : undefined;
 
     const ctx = new ResponseContext({
@@ -150,9 +189,9 @@ export class StatefulProxy {
         this.finish(ctx, 416);
         return;
       }
-      const hop = this.hopForUri(uri);
-      if (!hop) {
-        this.finish(ctx, 404, 'Not Found (no route to the Request-URI)');
+      const hop = this.nextHop(request, uri, routes.length > 0, tokens, fromPeer);
+      if ('status' in hop) {
+        this.finish(ctx, hop.status, hop.reason);
         return;
       }
       this.forward(ctx, request, hop, source, fromPeer);
@@ -167,9 +206,11 @@ export class StatefulProxy {
     }
     if (!target.user || !this.isAorHost(target)) {
       // Not ours to look up: an address (a phone's contact dialled directly).
-      const hop = target.user ? this.hopForUri(target) : undefined;
-      if (!hop) {
-        this.finish(ctx, 404, 'Not Found (not a user of this overlay)');
+      const hop = target.user
+        ? this.nextHop(request, target, false, tokens, fromPeer)
+        : { status: 404, reason: 'Not Found (not a user of this overlay)' };
+      if ('status' in hop) {
+        this.finish(ctx, hop.status, hop.reason);
         return;
       }
       this.forward(ctx, request, hop, source, fromPeer);
@@ -231,10 +272,16 @@ export class StatefulProxy {
     ctx.seal();
   }
 
-  /** §16.4: a strict router's Request-URI put back, and our own top Route removed. */
-  private preprocessRoutes(request: SipRequest): void {
+  /**
+   * §16.4: a strict router's Request-URI put back, and our own top Route removed. Returns the
+   * route tokens (ROUTE_TOKEN_PARAM) of the entries of ours that were consumed.
+   */
+  private preprocessRoutes(request: SipRequest): string[] {
+    const tokens: string[] = [];
     const ruri = request.requestUri;
     if (this.isOurUri(ruri)) {
+      const t = isSipUri(ruri) ? ruri.params[ROUTE_TOKEN_PARAM] : undefined;
+      if (typeof t === 'string') tokens.push(t);
       const all = request.headers.getList('route');
       const last = all.pop();
       if (last !== undefined) {
@@ -247,8 +294,11 @@ export class StatefulProxy {
     while (true) {
       const top = request.routes[0];
       if (!top || !this.isOurUri(top.uri)) break;
+      const t = isSipUri(top.uri) ? top.uri.params[ROUTE_TOKEN_PARAM] : undefined;
+      if (typeof t === 'string') tokens.push(t);
       request.headers.shift('route');
     }
+    return tokens;
   }
 
   private isOurUri(uri: SipRequest['requestUri']): boolean {
@@ -297,15 +347,50 @@ export class StatefulProxy {
     };
   }
 
-  /** The next hop for a Route or Request-URI: another node, a local phone's flow, or an address. */
-  private hopForUri(uri: SipUri): NextHop | undefined {
+  /**
+   * The next hop for a top Route (`viaRoute`) or a Request-URI that is not an AOR to look up:
+   * another node; a device registered here; the phone a Record-Route of ours was made for
+   * (its token, in `tokens`, matches Call-ID and target); else, for phones and only when
+   * relayExternal is set, the address itself. Requests from other nodes never reach an
+   * address that is not one of this node's own devices: no node can use us as a relay.
+   */
+  private nextHop(
+    request: SipRequest,
+    uri: SipUri,
+    viaRoute: boolean,
+    tokens: readonly string[],
+    fromPeer: string | undefined,
+  ): NextHop | Refusal {
     const node = nodeOfUri(uri);
-    if (node !== undefined)
-      return node === this.c.nodeHex ? undefined : { kind: 'node', nodeHex: node };
-    // A local phone's contact: use the flow it registered over (NAT, TCP, WebSocket).
-    const binding = this.bindingWithContact(uri);
-    if (binding && this.bindingReachable(binding)) return this.hopForBinding(binding);
-    return this.addressHop(uri);
+    if (node !== undefined) {
+      if (node === this.c.nodeHex) return NO_ROUTE;
+      if (fromPeer !== undefined) return peerRefusal(uri);
+      return { kind: 'node', nodeHex: node };
+    }
+    if (!viaRoute) {
+      const binding = this.localDevice(uri);
+      if (binding) {
+        if (!this.bindingReachable(binding)) {
+          return { status: 480, reason: 'Temporarily Unavailable (device connection closed)' };
+        }
+        return this.hopForBinding(binding);
+      }
+      if (tokens.some((t) => checkRouteToken(this.routeSecret, t, request.callId, uri))) {
+        const hop = this.addressHop(uri);
+        if (hop) return hop;
+      }
+    }
+    if (fromPeer !== undefined) return peerRefusal(uri);
+    if (this.c.isOwnAddress(uri.host, uri.port ?? 5060)) {
+      return NO_ROUTE;
+    }
+    if (!this.c.relayExternal) {
+      return {
+        status: 403,
+        reason: `Forbidden (${oneLine(uriHostPort(uri))} is outside the overlay domain ${this.c.domain}; this node does not relay to other SIP hosts)`,
+      };
+    }
+    return this.addressHop(uri) ?? NO_ROUTE;
   }
 
   private addressHop(uri: SipUri, allowSelf = false): NextHop | undefined {
@@ -318,22 +403,27 @@ export class StatefulProxy {
     return { kind: 'address', destination: { transport, address: host, port }, transport };
   }
 
-  private bindingWithContact(uri: SipUri): Binding | undefined {
+  /**
+   * The live binding (any AOR) a target URI reaches: its Contact with the same user and
+   * host:port, else any Contact or REGISTER source at that host:port (phones often answer
+   * with a dialog Contact other than the one they registered).
+   */
+  private localDevice(uri: SipUri): Binding | undefined {
     const now = this.c.clock.now();
-    const host = uri.host.toLowerCase();
+    const want = uriHostPort(uri);
+    let loose: Binding | undefined;
     for (const aor of this.c.bindings.aors()) {
       for (const b of this.c.bindings.lookup(aor, now)) {
         const u = parseContactUri(b.uri);
-        if (
-          u &&
-          u.user === uri.user &&
-          u.host.toLowerCase() === host &&
-          (u.port ?? 5060) === (uri.port ?? 5060)
-        )
-          return b;
+        if (u && uriHostPort(u) === want) {
+          if (u.user === uri.user) return b;
+          loose ??= b;
+        } else if (b.flow && `${b.flow.address.toLowerCase()}:${b.flow.port}` === want) {
+          loose ??= b;
+        }
       }
     }
-    return undefined;
+    return loose;
   }
 
   /** §16.6: Record-Route and Via added, then the branch started (after an overlay connect). */
@@ -353,7 +443,10 @@ export class StatefulProxy {
         fromPeer === undefined ? source.transport : hop.kind === 'address' ? hop.transport : 'udp';
       const at = this.c.localAddress(phoneSide);
       const rr: RouteAddress = { host: at.host, port: at.port, transport: phoneSide };
-      request.headers.prepend('Record-Route', formatNodeRoute(this.c.nodeHex, rr));
+      // From a phone here: in-dialog requests coming back along this route may go to its Contact.
+      const contact = fromPeer === undefined ? firstContactUri(request) : undefined;
+      const token = contact && routeToken(this.routeSecret, request.callId, contact);
+      request.headers.prepend('Record-Route', formatNodeRoute(this.c.nodeHex, rr, token));
     }
     const sentBy = this.c.localAddress(outTransport === 'ws' ? 'ws' : outTransport);
     const via: Via = createVia({
@@ -413,11 +506,16 @@ export class StatefulProxy {
     if (mf <= 0) return;
     const ack = copyRequest(incoming);
     ack.headers.set('Max-Forwards', String(mf - 1));
-    this.preprocessRoutes(ack);
-    const uri = ack.routes[0]?.uri ?? ack.requestUri;
+    const tokens = this.preprocessRoutes(ack);
+    const routes = ack.routes;
+    const uri = routes[0]?.uri ?? ack.requestUri;
     if (!isSipUri(uri)) return;
-    const hop = this.hopForUri(uri);
-    if (!hop) return;
+    const fromPeer = source.connectionId ? this.c.overlayPeer(source.connectionId) : undefined;
+    const hop = this.nextHop(ack, uri, routes.length > 0, tokens, fromPeer);
+    if ('status' in hop) {
+      this.log.debug({ callId: ack.callId, why: hop.reason }, 'ACK not forwarded');
+      return;
+    }
     const transport: SipTransportProtocol = hop.kind === 'node' ? 'tcp' : hop.transport;
     const at = this.c.localAddress(transport);
     ack.headers.prepend(
@@ -435,7 +533,6 @@ export class StatefulProxy {
     const destination =
       hop.kind === 'node' ? { connectionId: await this.c.nodeFlow(hop.nodeHex) } : hop.destination;
     this.stats.acksForwarded++;
-    void source;
     this.c.transactions.sendStateless(ack, destination);
   }
 
@@ -497,6 +594,31 @@ function parseContactUri(text: string): SipUri | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The first Contact of a request, when it is a SIP URI that parses. */
+function firstContactUri(request: SipRequest): SipUri | undefined {
+  try {
+    const contacts = request.contacts;
+    const uri = contacts === '*' ? undefined : contacts[0]?.uri;
+    return uri && isSipUri(uri) ? uri : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const NO_ROUTE: Refusal = { status: 404, reason: 'Not Found (no route to the Request-URI)' };
+
+function peerRefusal(uri: SipUri): Refusal {
+  return {
+    status: 403,
+    reason: `Forbidden (requests from other nodes reach only devices registered here, not ${oneLine(uriHostPort(uri))})`,
+  };
+}
+
+/** A reason phrase may not hold CR or LF (nor grow without bound). */
+function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, ' ').slice(0, 100);
 }
 
 function copyRequest(r: SipRequest): SipRequest {

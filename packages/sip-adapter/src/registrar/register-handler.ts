@@ -61,6 +61,8 @@ export class RegisterHandler {
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Registrations answered, by status, for statistics and tests. */
   readonly answered = new Map<number, number>();
+  /** The TCP/WS flows kept open for registrations, and the AORs with a binding on each. */
+  private readonly keptFlows = new Map<string, Set<string>>();
 
   constructor(private readonly options: RegisterHandlerOptions) {
     this.log = (options.logger ?? silentLogger).child({ component: 'registrar' });
@@ -184,7 +186,7 @@ export class RegisterHandler {
         this.rollback(target.aor, before);
         return this.publishFailed(request, target.resource, err);
       }
-      this.updateFlows(before, outcome.bindings);
+      this.updateFlows(target.aor, before, outcome.bindings);
       await this.persist(target.aor, outcome.bindings);
       this.log.debug(
         { aor: target.aor, callId: request.callId, bindings: outcome.bindings.length },
@@ -240,16 +242,55 @@ export class RegisterHandler {
     store.restore(before, now);
   }
 
-  /** Keeps registered TCP/WS flows open, and lets go of flows no binding of the AOR uses now. */
-  private updateFlows(before: readonly Binding[], after: readonly Binding[]): void {
-    const keep = this.options.keepFlow;
-    if (!keep) return;
+  /**
+   * Keeps registered TCP/WS flows open, and lets go of flows that no binding uses any more
+   * (of this AOR or of another registered over the same connection).
+   */
+  private updateFlows(aor: string, before: readonly Binding[], after: readonly Binding[]): void {
+    if (!this.options.keepFlow) return;
     const used = new Set(after.flatMap((b) => (b.flow?.connectionId ? [b.flow.connectionId] : [])));
-    for (const id of used) keep(id, true);
+    for (const id of used) {
+      const aors = this.keptFlows.get(id);
+      if (aors) aors.add(aor);
+      else {
+        this.keptFlows.set(id, new Set([aor]));
+        this.options.keepFlow(id, true);
+      }
+    }
     for (const b of before) {
       const id = b.flow?.connectionId;
-      if (id && !used.has(id)) keep(id, false);
+      if (id && !used.has(id)) this.dropFlowUse(id, aor);
     }
+  }
+
+  private dropFlowUse(id: string, aor: string): void {
+    const aors = this.keptFlows.get(id);
+    if (!aors) return;
+    aors.delete(aor);
+    if (aors.size > 0) return;
+    this.keptFlows.delete(id);
+    this.options.keepFlow?.(id, false);
+  }
+
+  /**
+   * Drops expired bindings and releases the flows only they kept open, so an expired
+   * registration's TCP/WS connection falls to the idle timeout like any other. Returns how
+   * many flows were released. SipNode calls this periodically.
+   */
+  sweep(): number {
+    const store = this.options.store;
+    const now = this.options.clock.now();
+    store.expire(now);
+    let released = 0;
+    for (const [id, aors] of [...this.keptFlows]) {
+      for (const aor of [...aors]) {
+        if (!store.lookup(aor, now).some((b) => b.flow?.connectionId === id)) {
+          this.dropFlowUse(id, aor);
+        }
+      }
+      if (!this.keptFlows.has(id)) released++;
+    }
+    return released;
   }
 
   private serialized<T>(aor: string, work: () => Promise<T>): Promise<T> {
