@@ -9,7 +9,8 @@ export class RttEstimator {
     private readonly maxMs: number,
     /** Floor: leaves room for one retransmission of a lost datagram. */
     private readonly minMs: number,
-    private readonly capacity = 10_000,
+    /** Contacts remembered; the least recently measured is forgotten first. */
+    private readonly capacity = 1_024,
   ) {}
 
   timeout(key: string): number {
@@ -21,11 +22,17 @@ export class RttEstimator {
   sample(key: string, rttMs: number): void {
     const e = this.estimates.get(key);
     if (!e) {
-      if (this.estimates.size >= this.capacity) this.estimates.clear();
+      if (this.estimates.size >= this.capacity) {
+        const oldest = this.estimates.keys().next().value;
+        if (oldest !== undefined) this.estimates.delete(oldest);
+      }
       this.estimates.set(key, { srtt: rttMs, rttvar: rttMs / 2 });
       return;
     }
     e.rttvar = 0.75 * e.rttvar + 0.25 * Math.abs(e.srtt - rttMs);
     e.srtt = 0.875 * e.srtt + 0.125 * rttMs;
+    // Re-insert: Map order is then least recently measured first.
+    this.estimates.delete(key);
+    this.estimates.set(key, e);
   }
 }
