@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { RttEstimator } from '../src/rpc/rtt.js';
+
+describe('adaptive request timeout', () => {
+  it('uses the ceiling for contacts never measured and a few round trips for known ones', () => {
+    const rtt = new RttEstimator(2000, 100);
+    assert.equal(rtt.timeout('a'), 2000);
+    for (let i = 0; i < 20; i++) rtt.sample('a', 40);
+    const t = rtt.timeout('a');
+    assert.ok(t >= 100 && t < 200, `timeout ${t}`);
+    assert.equal(new RttEstimator(2000, 500).timeout('x'), 2000);
+  });
+
+  it('never goes below the floor or above the ceiling', () => {
+    const rtt = new RttEstimator(1000, 300);
+    rtt.sample('fast', 1);
+    assert.equal(rtt.timeout('fast'), 300);
+    rtt.sample('slow', 5000);
+    assert.equal(rtt.timeout('slow'), 1000);
+  });
+
+  it('forgets the least recently measured contact when full', () => {
+    const rtt = new RttEstimator(2000, 10, 2);
+    rtt.sample('a', 50);
+    rtt.sample('b', 50);
+    rtt.sample('a', 50);
+    rtt.sample('c', 50);
+    assert.equal(rtt.timeout('b'), 2000, 'b was forgotten');
+    assert.ok(rtt.timeout('a') < 2000);
+    assert.ok(rtt.timeout('c') < 2000);
+  });
+});
