@@ -22,6 +22,7 @@ export {
   type LookupOptions,
   type NodeStats,
   type PublishedValue,
+  type PutItem,
   type PutResult,
 } from './node.js';
 export {

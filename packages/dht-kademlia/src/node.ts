@@ -88,6 +88,13 @@ export interface PutResult {
   lookup: LookupResult;
 }
 
+/** One value of a putMany(). */
+export interface PutItem {
+  value: Uint8Array;
+  /** Lifetime (default DEFAULT_VALUE_TTL_MS). */
+  ttlMs?: number;
+}
+
 export interface LookupOptions {
   /** Record every request for diagnostics. */
   trace?: boolean;
@@ -344,6 +351,32 @@ export class KademliaNode {
     return this.storeOnClosest(key, value, ttlMs);
   }
 
+  /**
+   * Stores several values under one key after a single lookup: the same k closest nodes get
+   * every value, in order. Each target is sent value i+1 only after it answered value i, so a
+   * value that depends on an earlier one (a record on its name claim) never arrives first.
+   * Each value is remembered for republishing like put(). One result per value, in order;
+   * they share the lookup.
+   */
+  async putMany(key: NodeId, items: readonly PutItem[]): Promise<PutResult[]> {
+    assertNodeId(key, 'key');
+    const now = this.clock.now();
+    const values = items.map((it) => ({
+      value: it.value,
+      ttlMs: it.ttlMs ?? DEFAULT_VALUE_TTL_MS,
+    }));
+    for (const v of values) {
+      this.published.set(`${idToHex(key)}:${Buffer.from(v.value).toString('base64')}`, {
+        key,
+        value: v.value,
+        expiresAt: now + v.ttlMs,
+      });
+    }
+    if (values.length === 0) return [];
+    const found = await this.findNode(key);
+    return this.storeOnTargets(key, found, values);
+  }
+
   /** Stops republishing a value this node put (it still expires where it is stored). */
   unpublish(key: NodeId, value: Uint8Array): void {
     this.published.delete(`${idToHex(key)}:${Buffer.from(value).toString('base64')}`);
@@ -465,9 +498,25 @@ export class KademliaNode {
       if (p.expiresAt <= now) this.published.delete(id);
       else due.push(p);
     }
-    await inParallel(due, UPKEEP_PARALLELISM, (p) =>
-      this.storeOnClosest(p.key, p.value, p.expiresAt - this.clock.now()),
-    );
+    // Values under one key (a user's name claim and record, say) share one lookup and go to
+    // each target in the order they were put.
+    const byKey = new Map<string, PublishedValue[]>();
+    for (const p of due) {
+      const hex = idToHex(p.key);
+      const group = byKey.get(hex);
+      if (group) group.push(p);
+      else byKey.set(hex, [p]);
+    }
+    await inParallel([...byKey.values()], UPKEEP_PARALLELISM, async (group) => {
+      const key = (group[0] as PublishedValue).key;
+      const found = await this.findNode(key);
+      const now = this.clock.now();
+      return this.storeOnTargets(
+        key,
+        found,
+        group.map((p) => ({ value: p.value, ttlMs: p.expiresAt - now })),
+      );
+    });
   }
 
   /**
@@ -515,27 +564,53 @@ export class KademliaNode {
 
   private async storeOnClosest(key: NodeId, value: Uint8Array, ttlMs: number): Promise<PutResult> {
     const found = await this.findNode(key);
-    const result: PutResult = { stored: [], rejected: [], lookup: found };
+    const [result] = await this.storeOnTargets(key, found, [{ value, ttlMs }]);
+    return result as PutResult;
+  }
+
+  /**
+   * Stores the values on the lookup's k closest (this node included when it is among them).
+   * Per target the values go one after another, each once the previous one was answered.
+   */
+  private async storeOnTargets(
+    key: NodeId,
+    found: LookupResult,
+    values: readonly { value: Uint8Array; ttlMs: number }[],
+  ): Promise<PutResult[]> {
+    const results: PutResult[] = values.map(() => ({ stored: [], rejected: [], lookup: found }));
     const targets = [...found.closest];
     const selfIndex = targets.findIndex((c) => compareDistance(key, this.id, c.id) < 0);
     const selfIsClose = !this.opts.client && (selfIndex >= 0 || targets.length < this.k);
     if (selfIsClose) {
-      const now = this.clock.now();
-      const out = handleStore(this.store, this.validateValue, key, value, ttlMs, this.id, now);
-      if (out.response.type === 'STORED' && out.response.ok) {
-        result.stored.push(this.contact);
-        this.lastStoreAt.set(idToHex(key), now);
-      }
+      values.forEach((v, i) => {
+        const now = this.clock.now();
+        const out = handleStore(
+          this.store,
+          this.validateValue,
+          key,
+          v.value,
+          v.ttlMs,
+          this.id,
+          now,
+        );
+        if (out.response.type === 'STORED' && out.response.ok) {
+          results[i]?.stored.push(this.contact);
+          this.lastStoreAt.set(idToHex(key), now);
+        }
+      });
       targets.length = Math.min(targets.length, this.k - 1);
     }
     await Promise.all(
       targets.map(async (t) => {
-        const r = await this.sendStore(t, key, value, ttlMs);
-        if (r === true) result.stored.push(t);
-        else if (r) result.rejected.push({ contact: t, ...r });
+        for (const [i, v] of values.entries()) {
+          const result = results[i] as PutResult;
+          const r = await this.sendStore(t, key, v.value, v.ttlMs);
+          if (r === true) result.stored.push(t);
+          else if (r) result.rejected.push({ contact: t, ...r });
+        }
       }),
     );
-    return result;
+    return results;
   }
 
   /** true when stored, a rejection, or undefined when the node did not answer. */

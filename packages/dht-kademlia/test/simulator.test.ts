@@ -63,6 +63,83 @@ describe('kademlia over the simulator', () => {
     }
   });
 
+  it('putMany stores several values from one lookup, each peer getting them in order', async () => {
+    // One slot per value (as the overlay does per record), so both stay under the key.
+    const s = await swarm(100, 12, { store: { slotOf: (_k, v) => Buffer.from(v).toString() } });
+    // Every node accepts "record" only when it already holds "claim" under that key: a
+    // record arriving before its claim anywhere is refused, and the test sees it.
+    for (const n of s.alive) {
+      Object.assign(n, {
+        validateValue: (key: Uint8Array, value: Uint8Array) =>
+          Buffer.from(value).toString() === 'record' &&
+          !n.store.get(key, s.sim.now()).some((v) => Buffer.from(v.value).toString() === 'claim')
+            ? { reason: 'invalid' as const, detail: 'record before its claim' }
+            : undefined,
+      });
+    }
+    for (let i = 0; i < 10; i++) {
+      const key = hashToId(`many${i}`);
+      // Publisher 0 is sometimes among the k closest (stores locally too), mostly not.
+      const publisher = i === 0 ? s.closestAlive(key, 1)[0]! : s.alive[i * 9]!;
+      const lookupsBefore = publisher.stats.lookups;
+      const [claim, record] = await s.sim.settle(
+        publisher.putMany(key, [
+          { value: text('claim'), ttlMs: 2 * HOUR },
+          { value: text('record'), ttlMs: HOUR },
+        ]),
+      );
+      assert.equal(publisher.stats.lookups - lookupsBefore, 1, 'one lookup for both values');
+      const truth = s
+        .closestAlive(key, 8)
+        .map((n) => n.contact.address)
+        .sort();
+      assert.deepEqual(claim!.stored.map((c) => c.address).sort(), truth);
+      assert.deepEqual(record!.stored.map((c) => c.address).sort(), truth);
+      assert.deepEqual(record!.rejected, []);
+      assert.equal(claim!.lookup, record!.lookup);
+      for (const holder of holders(s, key)) {
+        const vs = holder.store.get(key, s.sim.now());
+        assert.deepEqual(vs.map((v) => Buffer.from(v.value).toString()).sort(), [
+          'claim',
+          'record',
+        ]);
+        const lifetimes = new Map(
+          vs.map((v) => [Buffer.from(v.value).toString(), v.expiresAt - s.sim.now()]),
+        );
+        assert.ok((lifetimes.get('claim') ?? 0) > 1.9 * HOUR, 'claim keeps its own lifetime');
+        assert.ok((lifetimes.get('record') ?? 0) <= HOUR, 'record keeps its own lifetime');
+      }
+    }
+    assert.deepEqual(await s.sim.settle(s.alive[0]!.putMany(hashToId('none'), [])), []);
+  });
+
+  it('republishes every value of a putMany', async () => {
+    const s = await swarm(80, 13, {
+      store: { slotOf: (_k, v) => Buffer.from(v).toString() },
+      republishIntervalMs: 10 * MIN,
+      replicateIntervalMs: 10 * HOUR,
+    });
+    const key = hashToId('many-republished');
+    const publisher = s.alive.find((n) => !s.closestAlive(key, 8).includes(n))!;
+    await s.sim.settle(
+      publisher.putMany(key, [
+        { value: text('a'), ttlMs: 3 * HOUR },
+        { value: text('b'), ttlMs: 3 * HOUR },
+      ]),
+    );
+    assert.equal(publisher.publishedValues().length, 2);
+    for (const n of holders(s, key)) s.crash(n);
+    assert.equal(holders(s, key).length, 0);
+    const lookups = publisher.stats.lookups;
+    await s.sim.runFor(12 * MIN);
+    // One republish round (the interval is 10 min ± 10%), one lookup for both values.
+    assert.equal(publisher.stats.lookups - lookups, 1);
+    const now = s.sim.now();
+    const after = holders(s, key);
+    assert.equal(after.length, 8);
+    assert.ok(after.every((n) => n.store.get(key, now).length === 2));
+  });
+
   it('expires values at the end of their lifetime', async () => {
     const s = await swarm(60, 3, { expireCheckIntervalMs: MIN });
     const key = hashToId('short-lived');

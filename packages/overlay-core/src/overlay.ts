@@ -317,47 +317,85 @@ export class OverlayNode {
   /**
    * Signs and stores a record on the responsible peers, and keeps republishing it until it
    * expires or is replaced. User kinds are signed by the local user's key; in open mode the
-   * user's name claim is stored (or refreshed) first. Throws ERR_FORBIDDEN with the storing
-   * peers' reason when every one of them refused.
+   * user's name claim is stored (or refreshed) with it: both share the resource key, so one
+   * lookup finds the peers for both, and each peer gets the claim before the record. Throws
+   * ERR_FORBIDDEN with the storing peers' reason when every one of them refused.
    */
   async publish(params: PublishParams): Promise<PublishResult> {
     const { claim, record } = this.signer.sign(params);
-    if (claim) {
-      await this.storeRecord(claim);
-      this.signer.claimStored(claim);
-    }
-    return this.storeRecord(record);
+    if (!claim) return this.storeRecord(record);
+    const [, stored] = await this.storeRecords([claim, record], () =>
+      this.signer.claimStored(claim),
+    );
+    return stored as PublishResult;
   }
 
   /** Stores an already signed record (one of ours, or a client's) and republishes it. */
   async storeRecord(record: StoredRecord): Promise<PublishResult> {
-    const key = resourceId(record.resource);
-    const bytes = encodeRecord(record);
-    const expiresAt = recordExpiresAt(record);
-    const ttl = expiresAt - this.clock.now();
-    if (ttl <= 0)
-      throw new OverlayError('ERR_LIMIT', 'record lifetime is over before it was stored');
-    const id = `${idToHex(key)}/${recordSlot(record)}`;
-    const previous = this.published.get(id);
-    if (previous) this.dht.unpublish(previous.key, previous.bytes);
-    const put = await this.dht.put(key, bytes, ttl);
-    if (put.stored.length === 0) {
-      this.dht.unpublish(key, bytes);
-      const reason = put.rejected[0];
-      if (reason) {
+    const [stored] = await this.storeRecords([record]);
+    return stored as PublishResult;
+  }
+
+  /**
+   * Stores records of one resource (so one DHT key) after a single lookup, each peer getting
+   * them in order. A record no peer stored throws (ERR_FORBIDDEN with a peer's reason, else
+   * ERR_UNREACHABLE); neither it nor the ones after it are republished then. `onFirstStored`
+   * runs once the first record is known stored.
+   */
+  private async storeRecords(
+    records: readonly StoredRecord[],
+    onFirstStored?: () => void,
+  ): Promise<PublishResult[]> {
+    const first = records[0];
+    if (!first) return [];
+    const key = resourceId(first.resource);
+    const now = this.clock.now();
+    const items = records.map((record) => {
+      if (!idEquals(resourceId(record.resource), key))
+        throw new OverlayError('ERR_LIMIT', 'records stored together must share the resource');
+      const expiresAt = recordExpiresAt(record);
+      const ttlMs = expiresAt - now;
+      if (ttlMs <= 0)
+        throw new OverlayError('ERR_LIMIT', 'record lifetime is over before it was stored');
+      return {
+        record,
+        id: `${idToHex(key)}/${recordSlot(record)}`,
+        bytes: encodeRecord(record),
+        expiresAt,
+        ttlMs,
+      };
+    });
+    for (const it of items) {
+      const previous = this.published.get(it.id);
+      if (previous) this.dht.unpublish(previous.key, previous.bytes);
+    }
+    const puts = await this.dht.putMany(
+      key,
+      items.map((it) => ({ value: it.bytes, ttlMs: it.ttlMs })),
+    );
+    const out: PublishResult[] = [];
+    for (const [i, it] of items.entries()) {
+      const put = puts[i];
+      if (!put || put.stored.length === 0) {
+        for (const later of items.slice(i)) this.dht.unpublish(key, later.bytes);
+        const reason = put?.rejected[0];
+        if (reason) {
+          throw new OverlayError(
+            'ERR_FORBIDDEN',
+            reason.detail ?? `record refused: ${reason.reason}`,
+          );
+        }
         throw new OverlayError(
-          'ERR_FORBIDDEN',
-          reason.detail ?? `record refused: ${reason.reason}`,
+          'ERR_UNREACHABLE',
+          'no peer stored the record (is the overlay reachable?)',
         );
       }
-      throw new OverlayError(
-        'ERR_UNREACHABLE',
-        'no peer stored the record (is the overlay reachable?)',
-      );
+      this.published.set(it.id, { key, bytes: it.bytes, expiresAt: it.expiresAt });
+      await this.persistent.savePublished(it.id, it.bytes, it.expiresAt);
+      if (i === 0) onFirstStored?.();
+      out.push({ record: it.record, replicas: put.stored.length });
     }
-    this.published.set(id, { key, bytes, expiresAt });
-    await this.persistent.savePublished(id, bytes, expiresAt);
-    return { record, replicas: put.stored.length };
+    return out;
   }
 
   /**

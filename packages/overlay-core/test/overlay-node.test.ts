@@ -16,7 +16,7 @@ import {
   type OverlayConfig,
   signOverlayConfig,
 } from '../src/config/overlay-config.js';
-import { KIND_SIP_REGISTRATION } from '../src/constants.js';
+import { KIND_NAME_CLAIM, KIND_SIP_REGISTRATION } from '../src/constants.js';
 import { OverlayError } from '../src/errors.js';
 import { encodeCertificate, issueCertificate } from '../src/identity/certificate.js';
 import { ensureDataDir, loadUserKey, userCertificatePath } from '../src/identity/data-dir.js';
@@ -91,6 +91,7 @@ describe('overlay node over real sockets', () => {
   it('publishes, fetches and verifies a registration', async () => {
     const [a, , c] = nodes as [OverlayNode, OverlayNode, OverlayNode];
     const value = new TextEncoder().encode('sip:alice@127.0.0.1:5070');
+    const lookups = a.dht.stats.lookups;
     const r = await a.publish({
       kind: KIND_SIP_REGISTRATION,
       resource: 'alice@peerbx.local',
@@ -103,6 +104,18 @@ describe('overlay node over real sockets', () => {
     assert.equal(got.length, 1);
     assert.deepEqual(got[0]!.value, value);
     assert.equal(got[0]!.user?.name, 'alice');
+    // A first registration stores alice's name claim too, both after one lookup.
+    assert.equal(a.dht.stats.lookups - lookups, 1, 'claim and record stored from one lookup');
+    const all = await c.fetch('alice@peerbx.local');
+    assert.deepEqual(
+      all.map((x) => x.kind).sort(),
+      [KIND_NAME_CLAIM, KIND_SIP_REGISTRATION].sort(),
+    );
+    // Every node that holds the record holds the claim as well.
+    const key = resourceId('alice@peerbx.local');
+    const holders = nodes.filter((n) => n.store.get(key, Date.now()).length > 0);
+    assert.ok(holders.length >= 2);
+    for (const n of holders) assert.equal(n.store.get(key, Date.now()).length, 2);
   });
 
   it('refuses forged and replayed datagrams and counts them', async () => {

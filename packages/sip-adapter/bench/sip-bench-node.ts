@@ -2,7 +2,8 @@
 // sip-bench.ts. Same protocol as test/fixtures/sip-node-process.ts (kept separate so the bench
 // does not move when the tests do), plus the location cache counters in "stats":
 //   stdout "ready <node-id-hex> <overlay-udp> <sip-port>" once serving;
-//   stdin "stats" -> stdout "stats <json>"; exits on SIGTERM or when stdin closes.
+//   stdin "stats" -> stdout "stats <json>", with the overlay call timings since the last
+//   "stats reset" (which answers the same, then starts them afresh); exits on SIGTERM or when stdin closes.
 // Usage: node sip-bench-node.js --data-dir DIR [--bootstrap HOST:PORT ...]
 
 import { createInterface } from 'node:readline';
@@ -28,6 +29,35 @@ const overlay = await OverlayNode.start({
   }),
   bootstrap: values.bootstrap ?? [],
 });
+// Timings of the overlay calls the SIP adapter makes (fetch: a location lookup on a cache miss;
+// connect: a channel to the callee's node; publish: a registration write), drained by "stats".
+const timings: Record<'fetch' | 'connect' | 'publish', number[]> = {
+  fetch: [],
+  connect: [],
+  publish: [],
+};
+for (const name of ['fetch', 'connect', 'publish'] as const) {
+  const original = overlay[name].bind(overlay) as (...a: unknown[]) => Promise<unknown>;
+  Object.assign(overlay, {
+    [name]: async (...a: unknown[]) => {
+      const t0 = performance.now();
+      try {
+        return await original(...a);
+      } finally {
+        timings[name].push(performance.now() - t0);
+      }
+    },
+  });
+}
+function summary(xs: number[]): { n: number; p50Ms: number; p95Ms: number; meanMs: number } {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const at = (p: number) =>
+    sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+  const mean = sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length);
+  const r = (x: number) => Math.round(x * 100) / 100;
+  return { n: sorted.length, p50Ms: r(at(50)), p95Ms: r(at(95)), meanMs: r(mean) };
+}
+
 const sip = await SipNode.start({ overlay, sip: { host: '127.0.0.1', port: 0 }, ws: false });
 
 let stopping = false;
@@ -47,13 +77,20 @@ process.on('SIGTERM', () => void stop());
 process.on('SIGINT', () => void stop());
 createInterface({ input: process.stdin })
   .on('line', (line) => {
-    if (line.trim() === 'stats') {
+    const command = line.trim();
+    if (command === 'stats' || command === 'stats reset') {
       const stats = {
         proxy: sip.proxy.stats,
         locator: { hits: sip.locator.hits, misses: sip.locator.misses },
         flows: { in: sip.flows.messagesIn, out: sip.flows.messagesOut },
         rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20),
+        overlayCalls: {
+          fetch: summary(timings.fetch),
+          connect: summary(timings.connect),
+          publish: summary(timings.publish),
+        },
       };
+      if (command === 'stats reset') for (const xs of Object.values(timings)) xs.length = 0;
       process.stdout.write(`stats ${JSON.stringify(stats)}\n`);
     }
   })

@@ -1,19 +1,30 @@
 // npm run bench:sip — PeerBX as a SIP registrar/proxy under SIPp load, on a loopback overlay of
 // node processes (bench/sip-bench-node.ts), against Kamailio doing the same job in the same run.
 //
-//   1. REGISTER throughput one node sustains: a SIPp UAC registering distinct users (-inf CSV)
-//      at rising rates (-r), one SIPp run per step; the highest rate with < 1% failures.
+//   1. REGISTER throughput one node sustains, two ways, at rising rates (-r), one SIPp run per
+//      step; the highest rate with < 1% failures:
+//      new:     a SIPp UAC registering distinct users never registered before (-inf CSV): at
+//               PeerBX each one is an overlay write (name claim + SIP-REGISTRATION record);
+//      refresh: a pool of REFRESH_POOL users is registered first (a few in flight, not
+//               measured), then SIPp re-registers the same users, round-robin, with the same
+//               Contact, a new Call-ID per refresh and CSeq 1, Expires 3600: what a node whose
+//               phones refresh sees. Bindings change only in expiry, so PeerBX writes nothing
+//               to the overlay (issue #4: refreshes that change nothing cost no overlay write).
 //   2. Call setup time, INVITE sent -> 200 OK received at the caller (timestamps of SIPp's own
 //      message log, µs): SIPp UAC at node 1, SIPp UAS behind it.
 //      warm: every call to bob, registered at node 7, after one call that filled node 1's
 //            location cache (30 s; the phase is shorter, and the cache counters are checked);
 //      cold: every call to a different callee, each registered at one of nodes 2..N and never
 //            called before, so node 1 has nothing cached and fetches the registration from the
-//            overlay (and a channel to that node may have to be opened).
+//            overlay (and a channel to that node may have to be opened). Node 1 times those
+//            overlay calls (bench/sip-bench-node.ts), printed as the cold path's cost.
 //   3. Calls per second through node 1 (SIPp UAC -> node 1 -> node 7 -> SIPp UAS, short calls:
 //      INVITE/200/ACK/BYE), rising rates until > 1% fail.
 //   4. Kamailio (only when `kamailio` is on the PATH): a minimal registrar/proxy (registrar,
 //      usrloc in memory, tm, rr, sl, maxfwd) on another loopback port, the same SIPp load.
+//
+// Order per system: call setup (warm, cold), calls per second, the refresh pool, refreshes,
+// then new registrations (an overload of those leaves overlay writes queued for a while).
 //
 // A call or REGISTER fails when SIPp marks it failed, or when it has not completed when SIPp's
 // run ends (bounded by -recv_timeout); the failure share is failed / planned.
@@ -42,9 +53,14 @@ import { describeMachine, machineInfo, percentile, table } from '@peerbx/dht-kad
 
 const KAMAILIO_BASELINE = { registerPerS: 10_000, callsPerS: 200 }; // DESIGN.md, measured
 const AIMS = { setupWarm: 2, setupCold: 5, registerRatio: 0.5 }; // issue #4
-const REGISTER_RATES = [25, 50, 100, 200, 500, 1000, 2000, 4000, 7000, 10_000, 15_000, 20_000];
+const REGISTER_RATES = [
+  25, 50, 100, 200, 500, 1000, 2000, 4000, 7000, 10_000, 15_000, 20_000, 30_000,
+];
 const CALL_RATES = [50, 100, 200, 400, 800, 1200, 1600];
 const MAX_FAIL = 0.01;
+/** Users registered before the refresh steps, and the Contact port they register. */
+const REFRESH_POOL = 1000;
+const REFRESH_CONTACT_PORT = 5999;
 const RECV_TIMEOUT_MS = 4000;
 
 function arg(name: string, fallback: string): string {
@@ -121,10 +137,25 @@ async function freeUdpPort(): Promise<number> {
 
 // --- PeerBX node processes ------------------------------------------------------------------
 
+interface CallTimes {
+  n: number;
+  p50Ms: number;
+  p95Ms: number;
+  meanMs: number;
+}
+
+/** Overlay calls made by node 1 since the previous stats request. */
+interface OverlayCalls {
+  fetch: CallTimes;
+  connect: CallTimes;
+  publish: CallTimes;
+}
+
 interface NodeStats {
   proxy: { forwarded: number; acksForwarded: number };
   locator: { hits: number; misses: number };
   rssMiB: number;
+  overlayCalls: OverlayCalls;
 }
 
 class BenchNode {
@@ -164,11 +195,12 @@ class BenchNode {
     return node;
   }
 
-  stats(): Promise<NodeStats> {
+  /** `reset`: the overlay call timings start afresh after this answer. */
+  stats(reset = false): Promise<NodeStats> {
     const p = new Promise<NodeStats>((resolve) => {
       this.statsWaiter = resolve;
     });
-    this.child.stdin!.write('stats\n');
+    this.child.stdin!.write(reset ? 'stats reset\n' : 'stats\n');
     return withTimeout(p, 5000, 'node stats');
   }
 
@@ -182,13 +214,17 @@ class BenchNode {
 
 // --- raw UDP REGISTER for the callees (setup, not measured) ---------------------------------
 
-/** Registers users at `target` with Contact sip:user@127.0.0.1:contactPort, a few in flight. */
+/**
+ * Registers users at `target` with Contact sip:user@127.0.0.1:contactPort, a few in flight. A
+ * 503 is retried after a second (as a phone honouring Retry-After would), up to 10 times per
+ * user; the number of such retries is returned.
+ */
 async function registerUsers(
   target: { port: number },
   users: string[],
   contactPort: number,
   inFlight = 20,
-): Promise<void> {
+): Promise<number> {
   const sock = createSocket('udp4');
   await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
   const local = sock.address().port;
@@ -200,7 +236,8 @@ async function registerUsers(
     const callId = /\r\nCall-ID:\s*([^\r\n]+)/i.exec(text)?.[1]?.trim() ?? '';
     waiting.get(callId)?.(line);
   });
-  const one = async (user: string, n: number): Promise<void> => {
+  let retries503 = 0;
+  const one = async (user: string, n: number, tries = 0): Promise<void> => {
     const callId = `bench-reg-${n}-${Math.random().toString(36).slice(2)}`;
     const text = [
       `REGISTER sip:127.0.0.1:${target.port} SIP/2.0`,
@@ -222,6 +259,11 @@ async function registerUsers(
       const line = await Promise.race([answer, sleep(1000 * 2 ** attempt).then(() => '')]);
       if (line) {
         waiting.delete(callId);
+        if (line.startsWith('SIP/2.0 503') && tries < 10) {
+          retries503++;
+          await sleep(1000);
+          return one(user, n, tries + 1);
+        }
         if (!line.startsWith('SIP/2.0 200')) throw new Error(`REGISTER ${user}: ${line}`);
         return;
       }
@@ -238,6 +280,7 @@ async function registerUsers(
         }
       }),
     );
+    return retries503;
   } finally {
     sock.close();
   }
@@ -454,9 +497,18 @@ interface Latency {
 
 interface SystemResult {
   name: string;
+  /** New registrations (distinct users never registered before). */
   registerSteps: StepResult[];
   registerMaxPerS: number;
   registerCapped: boolean;
+  /** Refreshes of REFRESH_POOL registered users. */
+  refreshSteps: StepResult[];
+  refreshMaxPerS: number;
+  refreshCapped: boolean;
+  /** Registering the refresh pool, REFRESH_POOL new users with 20 in flight (closed loop). */
+  pool: { users: number; seconds: number; perS: number; retries503: number; publish?: CallTimes };
+  /** Node 1's overlay calls during the cold call-setup phase (PeerBX only). */
+  coldPath?: OverlayCalls;
   warm: Latency;
   cold: Latency;
   callSteps: StepResult[];
@@ -519,7 +571,11 @@ async function measure(o: {
   registerTarget: string;
   uasPort: number;
   registerCallee: (users: string[], contactPort: number) => Promise<void>;
+  /** Registers users at the register target (20 in flight); resolves with the 503s retried. */
+  registerAt: (users: string[], contactPort: number) => Promise<number>;
   cacheCounters?: () => Promise<{ hits: number; misses: number }>;
+  /** Node 1's overlay call timings since the previous call. */
+  overlayCalls?: () => Promise<OverlayCalls>;
 }): Promise<SystemResult> {
   const latencyCalls = Math.max(10, Math.round(LATENCY_RATE * DURATION_S));
   const tag = o.name.toLowerCase();
@@ -550,6 +606,7 @@ async function measure(o: {
     traceMsg: true,
   });
   const mid = await o.cacheCounters?.();
+  await o.overlayCalls?.(); // drains the warm phase's
   const coldRun = await runSipp({
     work: o.work,
     target: o.callerTarget,
@@ -560,6 +617,7 @@ async function measure(o: {
     traceMsg: true,
   });
   const after = await o.cacheCounters?.();
+  const coldPath = await o.overlayCalls?.();
   const counters = (a?: { hits: number; misses: number }, b?: { hits: number; misses: number }) =>
     a && b
       ? `location cache at caller's node: ${b.hits - a.hits} hits, ${b.misses - a.misses} misses`
@@ -588,7 +646,43 @@ async function measure(o: {
     }),
   );
 
-  console.log(`${o.name}: REGISTER throughput (distinct users)`);
+  await sleep(2000);
+  console.log(`${o.name}: registering the refresh pool (${REFRESH_POOL} new users, 20 in flight)`);
+  const poolUsers = Array.from({ length: REFRESH_POOL }, (_, i) => `pool-${tag}-${i}`);
+  await o.overlayCalls?.();
+  const tPool = performance.now();
+  const retries503 = await o.registerAt(poolUsers, REFRESH_CONTACT_PORT);
+  const poolS = (performance.now() - tPool) / 1000;
+  const poolPublish = (await o.overlayCalls?.())?.publish;
+  const pool = {
+    users: REFRESH_POOL,
+    seconds: poolS,
+    perS: REFRESH_POOL / poolS,
+    retries503,
+    ...(poolPublish ? { publish: poolPublish } : {}),
+  };
+  console.log(
+    `  ${REFRESH_POOL} registered in ${poolS.toFixed(1)} s (${pool.perS.toFixed(0)}/s, ${retries503} 503s retried)` +
+      (poolPublish
+        ? `; overlay publish per new user p50 ${poolPublish.p50Ms} ms p95 ${poolPublish.p95Ms} ms (${poolPublish.n})`
+        : ''),
+  );
+  await sleep(1000);
+  console.log(`${o.name}: REGISTER refresh throughput (${REFRESH_POOL} registered users)`);
+  const refresh = await rateSteps('REGISTER refresh', REGISTER_RATES, (rate, n) =>
+    runSipp({
+      work: o.work,
+      target: o.registerTarget,
+      scenario: 'register-refresh.xml',
+      users: poolUsers.map((u) => `${u};${REFRESH_CONTACT_PORT}`),
+      rate,
+      calls: n,
+    }),
+  );
+  // New registrations last: a refresh overload leaves no overlay writes queued behind it, an
+  // overload of new registrations does (and they would slow the pool's registration).
+  await sleep(10_000);
+  console.log(`${o.name}: REGISTER throughput (new users)`);
   const reg = await rateSteps('REGISTER', REGISTER_RATES, (rate, n) =>
     runSipp({
       work: o.work,
@@ -599,12 +693,16 @@ async function measure(o: {
       calls: n,
     }),
   );
-
   return {
     name: o.name,
     registerSteps: reg.steps,
     registerMaxPerS: reg.max,
     registerCapped: reg.capped,
+    refreshSteps: refresh.steps,
+    refreshMaxPerS: refresh.max,
+    refreshCapped: refresh.capped,
+    pool,
+    ...(coldPath ? { coldPath } : {}),
     warm,
     cold: coldL,
     callSteps: calls.steps,
@@ -652,7 +750,9 @@ async function runPeerbx(work: string, uasPort: number): Promise<SystemResult> {
           ),
         );
       },
+      registerAt: (users, contactPort) => registerUsers(caller, users, contactPort, 20),
       cacheCounters: async () => (await caller.stats()).locator,
+      overlayCalls: async () => (await caller.stats(true)).overlayCalls,
     });
     const s = await caller.stats();
     console.log(`  node 1 after the run: rss ${s.rssMiB} MiB`);
@@ -725,9 +825,9 @@ async function runKamailio(work: string, uasPort: number): Promise<SystemResult>
   const port = await freeUdpPort();
   const cfg = join(dir, 'kamailio.cfg');
   writeFileSync(cfg, kamailioCfg(port));
-  console.log(`\nKamailio: starting on 127.0.0.1:${port} (-n 2 -m 256, usrloc in memory)`);
+  console.log(`\nKamailio: starting on 127.0.0.1:${port} (-n 2 -m 1024, usrloc in memory)`);
   const child = track(
-    spawn('kamailio', ['-f', cfg, '-D', '-E', '-n', '2', '-m', '256', '-Y', dir], {
+    spawn('kamailio', ['-f', cfg, '-D', '-E', '-n', '2', '-m', '1024', '-Y', dir], {
       cwd: dir,
       detached: true, // its own process group, so its forked workers die with it
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -747,7 +847,10 @@ async function runKamailio(work: string, uasPort: number): Promise<SystemResult>
       callerTarget: `127.0.0.1:${port}`,
       registerTarget: `127.0.0.1:${port}`,
       uasPort,
-      registerCallee: (users, contactPort) => registerUsers({ port }, users, contactPort),
+      registerCallee: async (users, contactPort) => {
+        await registerUsers({ port }, users, contactPort);
+      },
+      registerAt: (users, contactPort) => registerUsers({ port }, users, contactPort, 20),
     });
   } finally {
     if (child.pid && child.exitCode === null) {
@@ -799,13 +902,16 @@ async function main(): Promise<void> {
       max === 0 ? `< ${rates[0]}` : `${max}${flag(capped)}`;
     console.log(
       `\n${NODES}-node loopback overlay; call setup = INVITE sent -> 200 OK at the caller, ` +
-        `${LATENCY_RATE} calls/s for ${DURATION_S} s per phase; rate steps ${STEP_S} s each, pass = < 1% failed\n`,
+        `${LATENCY_RATE} calls/s for ${DURATION_S} s per phase; rate steps ${STEP_S} s each, pass = < 1% failed;\n` +
+        `REGISTER new = users never registered before; refresh = ${REFRESH_POOL} registered users re-registering ` +
+        `(same Contact, new Call-ID each, Expires 3600)\n`,
     );
     console.log(
       table(
         [
           'system',
-          'REGISTER/s (<1% fail)',
+          'REGISTER new/s',
+          'REGISTER refresh/s',
           'setup warm p50 ms',
           'warm p95',
           'setup cold p50 ms',
@@ -815,6 +921,7 @@ async function main(): Promise<void> {
         systems.map((s) => [
           s.name,
           best(s.registerMaxPerS, s.registerCapped, REGISTER_RATES),
+          best(s.refreshMaxPerS, s.refreshCapped, REGISTER_RATES),
           ms(s.warm.p50Ms),
           ms(s.warm.p95Ms),
           ms(s.cold.p50Ms),
@@ -833,6 +940,7 @@ async function main(): Promise<void> {
       const warmR95 = peerbx.warm.p95Ms / kam.warm.p95Ms;
       const coldR95 = peerbx.cold.p95Ms / kam.cold.p95Ms;
       const regR = peerbx.registerMaxPerS / Math.max(1, kam.registerMaxPerS);
+      const refR = peerbx.refreshMaxPerS / Math.max(1, kam.refreshMaxPerS);
       const cpsR = peerbx.callsMaxPerS / Math.max(1, kam.callsMaxPerS);
       ratios = {
         setupWarmP50: { value: warmR, aim: `<= ${AIMS.setupWarm}`, met: warmR <= AIMS.setupWarm },
@@ -847,10 +955,15 @@ async function main(): Promise<void> {
           aim: `<= ${AIMS.setupCold}`,
           met: coldR95 <= AIMS.setupCold,
         },
-        registerThroughput: {
+        registerNew: {
           value: regR,
           aim: `>= ${AIMS.registerRatio}`,
           met: regR >= AIMS.registerRatio,
+        },
+        registerRefresh: {
+          value: refR,
+          aim: `>= ${AIMS.registerRatio}`,
+          met: refR >= AIMS.registerRatio,
         },
         callsPerSecond: { value: cpsR, aim: '(no aim)', met: true },
       };
@@ -868,8 +981,34 @@ async function main(): Promise<void> {
       );
       if (kam.registerCapped)
         console.log(
-          `(Kamailio passed the top REGISTER step, ${kam.registerMaxPerS}/s: its real limit is higher, the ratio an upper bound)`,
+          `(Kamailio passed the top REGISTER new step, ${kam.registerMaxPerS}/s: its real limit is higher, the ratio an upper bound)`,
         );
+      if (kam.refreshCapped)
+        console.log(
+          `(Kamailio passed the top REGISTER refresh step, ${kam.refreshMaxPerS}/s: its real limit is higher, the ratio an upper bound)`,
+        );
+    }
+    const cp = peerbx.coldPath;
+    if (cp) {
+      const t = (c: CallTimes) => `p50 ${ms(c.p50Ms)} ms, p95 ${ms(c.p95Ms)} ms (${c.n} calls)`;
+      console.log(
+        `\nWhere PeerBX's cold call setup goes (node 1, cold phase): setup p50 ${ms(peerbx.cold.p50Ms)} ms ` +
+          `vs warm ${ms(peerbx.warm.p50Ms)} ms, +${ms(peerbx.cold.p50Ms - peerbx.warm.p50Ms)} ms;\n` +
+          `  overlay fetch of the callee's SIP-REGISTRATION (DHT lookup, quorum 2): ${t(cp.fetch)}\n` +
+          `  channel to the callee's node (connect): ${t(cp.connect)}` +
+          (kam
+            ? `\n  Kamailio: cold p50 ${ms(kam.cold.p50Ms)} ms vs warm ${ms(kam.warm.p50Ms)} ms (no lookup beyond its location table)`
+            : ''),
+      );
+    }
+    for (const s of systems) {
+      console.log(
+        `\n${s.name}: refresh pool of ${s.pool.users} new users registered in ${s.pool.seconds.toFixed(1)} s ` +
+          `(${s.pool.perS.toFixed(0)}/s, 20 in flight, ${s.pool.retries503} 503s retried after 1 s)` +
+          (s.pool.publish
+            ? `; overlay publish per new user p50 ${ms(s.pool.publish.p50Ms)} ms, p95 ${ms(s.pool.publish.p95Ms)} ms`
+            : ''),
+      );
     }
     for (const s of systems) {
       console.log(`\n${s.name} steps:`);
@@ -878,7 +1017,17 @@ async function main(): Promise<void> {
           ['load', 'rate/s', 'planned', 'ok', 'failed %', 'retrans', 'rtd p50 ms', 'rtd p95 ms'],
           [
             ...s.registerSteps.map((x) => [
-              'REGISTER',
+              'REGISTER new',
+              x.rate,
+              x.planned,
+              x.successful,
+              x.failedPct.toFixed(2),
+              x.retransmissions,
+              x.p50Ms,
+              x.p95Ms,
+            ]),
+            ...s.refreshSteps.map((x) => [
+              'REGISTER refresh',
               x.rate,
               x.planned,
               x.successful,
@@ -923,6 +1072,8 @@ async function main(): Promise<void> {
               latencyRate: LATENCY_RATE,
               calleeNode: CALLEE_NODE,
               registerRates: REGISTER_RATES,
+              refreshPool: REFRESH_POOL,
+              refreshCallId: 'new Call-ID per refresh, CSeq 1, same Contact',
               callRates: CALL_RATES,
               maxFailure: MAX_FAIL,
               recvTimeoutMs: RECV_TIMEOUT_MS,
