@@ -486,6 +486,20 @@ interface StepResult {
   p95Ms: number;
 }
 
+/** One row of a step table: the load's name, then the step's figures. */
+function stepRow(load: string, x: StepResult): (string | number)[] {
+  return [
+    load,
+    x.rate,
+    x.planned,
+    x.successful,
+    x.failedPct.toFixed(2),
+    x.retransmissions,
+    x.p50Ms,
+    x.p95Ms,
+  ];
+}
+
 interface Latency {
   calls: number;
   ok: number;
@@ -1016,36 +1030,9 @@ async function main(): Promise<void> {
         table(
           ['load', 'rate/s', 'planned', 'ok', 'failed %', 'retrans', 'rtd p50 ms', 'rtd p95 ms'],
           [
-            ...s.registerSteps.map((x) => [
-              'REGISTER new',
-              x.rate,
-              x.planned,
-              x.successful,
-              x.failedPct.toFixed(2),
-              x.retransmissions,
-              x.p50Ms,
-              x.p95Ms,
-            ]),
-            ...s.refreshSteps.map((x) => [
-              'REGISTER refresh',
-              x.rate,
-              x.planned,
-              x.successful,
-              x.failedPct.toFixed(2),
-              x.retransmissions,
-              x.p50Ms,
-              x.p95Ms,
-            ]),
-            ...s.callSteps.map((x) => [
-              'call',
-              x.rate,
-              x.planned,
-              x.successful,
-              x.failedPct.toFixed(2),
-              x.retransmissions,
-              x.p50Ms,
-              x.p95Ms,
-            ]),
+            ...s.registerSteps.map((x) => stepRow('REGISTER new', x)),
+            ...s.refreshSteps.map((x) => stepRow('REGISTER refresh', x)),
+            ...s.callSteps.map((x) => stepRow('call', x)),
           ],
         ),
       );

@@ -7,19 +7,10 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  freeUdpPort,
-  type PeerNode,
-  type RunningSipp,
-  SCENARIOS,
-  sippMissing,
-  startPeer,
-  startSipp,
-  tempRoot,
-} from './fixtures/sipp.js';
+import { freeUdpPort, type PeerNode, SCENARIOS } from './fixtures/sipp.js';
+import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
 
-const missing = sippMissing();
-if (missing) console.log(`# skipping SIPp digest REGISTER test: ${missing}`);
+const missing = sippSkipReason('SIPp digest REGISTER test');
 
 const SCENARIO = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
@@ -63,28 +54,23 @@ const SCENARIO = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 `;
 
 describe('digest REGISTER with SIPp', { skip: missing }, () => {
-  const tmp = tempRoot('peerbx-sipp-auth-');
+  const bed = new TestBed('peerbx-sipp-auth-');
   let peer: PeerNode;
-  const sipps: RunningSipp[] = [];
 
   before(async () => {
-    writeFileSync(join(tmp.root, 'register-auth.xml'), SCENARIO);
-    peer = await startPeer(join(tmp.root, 'a'), [], {
+    writeFileSync(join(bed.root, 'register-auth.xml'), SCENARIO);
+    peer = await bed.startPeer('a', {
       auth: 'always',
       users: { alice: { password: 'wonderland' } },
       authAlgorithms: ['MD5'],
     });
   });
 
-  after(async () => {
-    for (const s of sipps) s.kill();
-    await peer?.close();
-    tmp.remove();
-  });
+  after(() => bed.close());
 
   async function run(password: string) {
     const port = await freeUdpPort();
-    const sipp = startSipp(relative(SCENARIOS, join(tmp.root, 'register-auth.xml')), [
+    const sipp = bed.sipp(relative(SCENARIOS, join(bed.root, 'register-auth.xml')), [
       `${peer.host}:${peer.port}`,
       '-p',
       String(port),
@@ -95,7 +81,6 @@ describe('digest REGISTER with SIPp', { skip: missing }, () => {
       '-ap',
       password,
     ]);
-    sipps.push(sipp);
     return { ...(await sipp.done), port };
   }
 

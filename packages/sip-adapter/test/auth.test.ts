@@ -6,14 +6,14 @@
 // requests from another node over the overlay are never challenged.
 
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Clock } from '@peerbx/dht-kademlia';
 import { parseCredentials } from '../src/auth/credentials-header.js';
 import { computeDigestResponse, computeHa1 } from '../src/auth/digest.js';
 import type { SipMessage, SipResponse } from '../src/message/sip-message.js';
-import { type PeerNode, rawRegister, startPeer, tempRoot } from './fixtures/sipp.js';
-import { request, UdpPhone } from './fixtures/udp-phone.js';
+import { type PeerNode, rawRegister } from './fixtures/sipp.js';
+import { TestBed } from './fixtures/test-bed.js';
+import { request, type UdpPhone } from './fixtures/udp-phone.js';
 
 const REALM = 'peerbx.local';
 const USERS = {
@@ -105,28 +105,18 @@ async function register(
 }
 
 describe('digest authentication', () => {
-  const tmp = tempRoot('peerbx-auth-');
+  const bed = new TestBed('peerbx-auth-');
   let a: PeerNode;
   let b: PeerNode;
-  const phones: UdpPhone[] = [];
-  const phone = async () => {
-    const p = await UdpPhone.open();
-    phones.push(p);
-    return p;
-  };
+  const phone = () => bed.phone();
   const uri = `sip:${REALM}`;
 
   before(async () => {
-    a = await startPeer(join(tmp.root, 'a'), [], { auth: 'always', users: USERS, clock });
-    b = await startPeer(join(tmp.root, 'b'), [a.overlay.udpAddress]);
+    a = await bed.startPeer('a', { auth: 'always', users: USERS, clock });
+    b = await bed.startPeer('b');
   });
 
-  after(async () => {
-    for (const p of phones) p.close();
-    await b?.close();
-    await a?.close();
-    tmp.remove();
-  });
+  after(() => bed.close());
 
   it('challenges a REGISTER with 401 offering SHA-256, then MD5', async () => {
     const p = await phone();

@@ -15,8 +15,9 @@ import { SIP_APPLICATION } from '../src/node/overlay-flows.js';
 import { SipNode, type SipNodeOverlay } from '../src/node/sip-node.js';
 import { BindingStore } from '../src/registrar/binding-store.js';
 import { RegisterHandler } from '../src/registrar/register-handler.js';
-import { overlayConfig, type PeerNode, rawRegister, startPeer, tempRoot } from './fixtures/sipp.js';
-import { request, UdpPhone } from './fixtures/udp-phone.js';
+import { overlayConfig, type PeerNode, rawRegister } from './fixtures/sipp.js';
+import { TestBed } from './fixtures/test-bed.js';
+import { request } from './fixtures/udp-phone.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -74,26 +75,21 @@ function fromNode(
 }
 
 describe('proxy abuse', () => {
-  const tmp = tempRoot('peerbx-abuse-');
+  const bed = new TestBed('peerbx-abuse-');
   let a: PeerNode;
   let b: PeerNode;
   let c: OverlayNode;
   let aHex: string;
   let peer: PeerChannel;
-  const phones: UdpPhone[] = [];
-  const phone = async () => {
-    const p = await UdpPhone.open();
-    phones.push(p);
-    return p;
-  };
+  const phone = () => bed.phone();
 
   before(async () => {
-    a = await startPeer(join(tmp.root, 'a'));
-    b = await startPeer(join(tmp.root, 'b'), [a.overlay.udpAddress]);
+    a = await bed.startPeer('a');
+    b = await bed.startPeer('b');
     aHex = a.sip.nodeHex;
     // A bare overlay node (no SIP side) plays the hostile node.
     c = await OverlayNode.start({
-      dataDir: join(tmp.root, 'c'),
+      dataDir: join(bed.root, 'c'),
       config: overlayConfig(),
       bootstrap: [a.overlay.udpAddress],
     });
@@ -101,12 +97,9 @@ describe('proxy abuse', () => {
   });
 
   after(async () => {
-    for (const p of phones) p.close();
     peer?.channel.close();
     await c?.close();
-    await b.close();
-    await a.close();
-    tmp.remove();
+    await bed.close();
   });
 
   it('does not forward a request from another node to an address that is not a device of its own', async () => {

@@ -3,35 +3,25 @@
 // loop detection, parallel forking with the other branch cancelled, Timer C, overlay down.
 
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { OverlayError } from '@peerbx/overlay-core';
 import { SipNode, type SipNodeOverlay } from '../src/node/sip-node.js';
-import { type PeerNode, rawRegister, startPeer, tempRoot } from './fixtures/sipp.js';
-import { request, UdpPhone } from './fixtures/udp-phone.js';
+import { type PeerNode, rawRegister } from './fixtures/sipp.js';
+import { TestBed } from './fixtures/test-bed.js';
+import { request } from './fixtures/udp-phone.js';
 
 describe('stateful proxy', () => {
-  const tmp = tempRoot('peerbx-proxy-');
+  const bed = new TestBed('peerbx-proxy-');
   let a: PeerNode;
   let b: PeerNode;
-  const phones: UdpPhone[] = [];
-  const phone = async () => {
-    const p = await UdpPhone.open();
-    phones.push(p);
-    return p;
-  };
+  const phone = () => bed.phone();
 
   before(async () => {
-    a = await startPeer(join(tmp.root, 'a'));
-    b = await startPeer(join(tmp.root, 'b'), [a.overlay.udpAddress], { timerCMs: 1500 });
+    a = await bed.startPeer('a');
+    b = await bed.startPeer('b', { timerCMs: 1500 });
   });
 
-  after(async () => {
-    for (const p of phones) p.close();
-    await b.close();
-    await a.close();
-    tmp.remove();
-  });
+  after(() => bed.close());
 
   it('answers OPTIONS to the node itself, and 400 to an unparsable request, then goes on', async () => {
     const p = await phone();

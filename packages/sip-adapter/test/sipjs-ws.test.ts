@@ -5,7 +5,6 @@
 // fixed-SDP SessionDescriptionHandler stands in. Skipped, with the reason, without sipp.
 
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   Inviter,
@@ -16,19 +15,10 @@ import {
   UserAgent,
 } from 'sip.js';
 import { WebSocket } from 'ws';
-import {
-  freeUdpPort,
-  type PeerNode,
-  type RunningSipp,
-  rawRegister,
-  sippMissing,
-  startPeer,
-  startSipp,
-  tempRoot,
-} from './fixtures/sipp.js';
+import { freeUdpPort, rawRegister } from './fixtures/sipp.js';
+import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
 
-const missing = sippMissing();
-if (missing) console.log(`# skipping sip.js over WebSocket tests: ${missing}`);
+const missing = sippSkipReason('sip.js over WebSocket tests');
 
 // uas-call.xml checks for this origin line in the offer.
 const OFFER = [
@@ -93,24 +83,20 @@ function reach<S>(
 }
 
 describe('a sip.js user agent over WebSocket', { skip: missing }, () => {
-  const tmp = tempRoot('peerbx-sipjs-');
-  const peers: PeerNode[] = [];
-  const sipps: RunningSipp[] = [];
+  const bed = new TestBed('peerbx-sipjs-');
+  const peers = bed.peers;
   let ua: UserAgent | undefined;
 
   before(async () => {
     const g = globalThis as { WebSocket?: unknown };
     g.WebSocket ??= WebSocket;
-    peers.push(await startPeer(join(tmp.root, 'n1'), [], { ws: { host: '127.0.0.1', port: 0 } }));
-    peers.push(await startPeer(join(tmp.root, 'n2'), [peers[0]!.overlay.udpAddress]));
+    await bed.startPeer('n1', { ws: { host: '127.0.0.1', port: 0 } });
+    await bed.startPeer('n2');
   });
 
   after(async () => {
     await ua?.stop().catch(() => undefined);
-    for (const s of sipps) s.kill();
-    await Promise.all(sipps.map((s) => s.done));
-    for (const p of peers.reverse()) await p.close();
-    tmp.remove();
+    await bed.close();
   });
 
   it('registers alice at node 1 over WS, calls bob (SIPp at node 2), answered, then BYE', {
@@ -121,8 +107,7 @@ describe('a sip.js user agent over WebSocket', { skip: missing }, () => {
     assert.ok(ws, 'node 1 listens on WebSocket');
 
     const port = await freeUdpPort();
-    const uas = startSipp('uas-call.xml', ['-p', String(port)]);
-    sipps.push(uas);
+    const uas = bed.sipp('uas-call.xml', ['-p', String(port)]);
     assert.equal(await rawRegister(n2, 'bob', `sip:bob@127.0.0.1:${port}`), 'SIP/2.0 200 OK');
 
     ua = new UserAgent({

@@ -12,13 +12,12 @@ import {
   freeUdpPort,
   type RunningSipp,
   rawRegister,
-  sippMissing,
   startSipp,
   tempRoot,
 } from './fixtures/sipp.js';
+import { sippSkipReason } from './fixtures/test-bed.js';
 
-const missing = sippMissing();
-if (missing) console.log(`# skipping SIPp call tests: ${missing}`);
+const missing = sippSkipReason('SIPp call tests');
 
 describe('calls through the overlay with SIPp', { skip: missing }, () => {
   const tmp = tempRoot('peerbx-sipp-call-');

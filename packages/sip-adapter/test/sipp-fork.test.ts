@@ -7,19 +7,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  freeUdpPort,
-  type PeerNode,
-  type RunningSipp,
-  rawRegister,
-  sippMissing,
-  startPeer,
-  startSipp,
-  tempRoot,
-} from './fixtures/sipp.js';
+import { freeUdpPort, type PeerNode, type RunningSipp, rawRegister } from './fixtures/sipp.js';
+import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
 
-const missing = sippMissing();
-if (missing) console.log(`# skipping SIPp forking tests: ${missing}`);
+const missing = sippSkipReason('SIPp forking tests');
 
 /** Responses to the INVITE with `status` that SIPp logged as received (-trace_msg). */
 function receivedInviteResponses(log: string, status: number): string[] {
@@ -31,26 +22,19 @@ function receivedInviteResponses(log: string, status: number): string[] {
 }
 
 describe('parallel forking with SIPp', { skip: missing }, () => {
-  const tmp = tempRoot('peerbx-sipp-fork-');
-  const peers: PeerNode[] = [];
-  const sipps: RunningSipp[] = [];
+  const bed = new TestBed('peerbx-sipp-fork-');
+  const peers = bed.peers;
 
   before(async () => {
-    peers.push(await startPeer(join(tmp.root, 'n1')));
-    peers.push(await startPeer(join(tmp.root, 'n2'), [peers[0]!.overlay.udpAddress]));
+    await bed.startPeer('n1');
+    await bed.startPeer('n2');
   });
 
-  after(async () => {
-    for (const s of sipps) s.kill();
-    await Promise.all(sipps.map((s) => s.done));
-    for (const p of peers.reverse()) await p.close();
-    tmp.remove();
-  });
+  after(() => bed.close());
 
   async function device(scenario: string, user: string, at: PeerNode): Promise<RunningSipp> {
     const port = await freeUdpPort();
-    const uas = startSipp(scenario, ['-p', String(port)]);
-    sipps.push(uas);
+    const uas = bed.sipp(scenario, ['-p', String(port)]);
     assert.equal(await rawRegister(at, user, `sip:${user}@127.0.0.1:${port}`), 'SIP/2.0 200 OK');
     return uas;
   }
@@ -63,9 +47,9 @@ describe('parallel forking with SIPp', { skip: missing }, () => {
     const loser = await device('uas-cancel.xml', 'fred', n2);
     assert.equal(n2.sip.bindings.lookup('sip:fred@peerbx.local', Date.now()).length, 2);
 
-    const log = join(tmp.root, 'uac-fork-messages.log');
+    const log = join(bed.root, 'uac-fork-messages.log');
     const port = await freeUdpPort();
-    const uac = startSipp('uac-fork.xml', [
+    const uac = bed.sipp('uac-fork.xml', [
       `${n1.host}:${n1.port}`,
       '-p',
       String(port),
@@ -75,7 +59,6 @@ describe('parallel forking with SIPp', { skip: missing }, () => {
       '-message_file',
       log,
     ]);
-    sipps.push(uac);
     const [c, w, l] = await Promise.all([uac.done, winner.done, loser.done]);
     assert.equal(c.code, 0, `caller: ${c.output}`);
     assert.equal(w.code, 0, `answering device: ${w.output}`);

@@ -3,41 +3,27 @@
 // user key already owns the name. Skipped, with the reason, where sipp is not installed.
 
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { KIND_SIP_REGISTRATION } from '@peerbx/overlay-core';
-import {
-  freeUdpPort,
-  type PeerNode,
-  type RunningSipp,
-  sippMissing,
-  startPeer,
-  startSipp,
-  tempRoot,
-} from './fixtures/sipp.js';
+import { freeUdpPort, type PeerNode } from './fixtures/sipp.js';
+import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
 
-const missing = sippMissing();
-if (missing) console.log(`# skipping SIPp REGISTER tests: ${missing}`);
+const missing = sippSkipReason('SIPp REGISTER tests');
 
 describe('REGISTER with SIPp', { skip: missing }, () => {
-  const tmp = tempRoot('peerbx-sipp-reg-');
-  const peers: PeerNode[] = [];
-  const sipps: RunningSipp[] = [];
+  const bed = new TestBed('peerbx-sipp-reg-');
+  const peers = bed.peers;
 
   before(async () => {
-    peers.push(await startPeer(join(tmp.root, 'a')));
-    peers.push(await startPeer(join(tmp.root, 'b'), [peers[0]!.overlay.udpAddress]));
+    await bed.startPeer('a');
+    await bed.startPeer('b');
   });
 
-  after(async () => {
-    for (const s of sipps) s.kill();
-    for (const p of peers.reverse()) await p.close();
-    tmp.remove();
-  });
+  after(() => bed.close());
 
   async function sipp(scenario: string, peer: PeerNode, user: string, extra: string[] = []) {
     const port = await freeUdpPort();
-    const run = startSipp(scenario, [
+    const run = bed.sipp(scenario, [
       `${peer.host}:${peer.port}`,
       '-p',
       String(port),
@@ -45,7 +31,6 @@ describe('REGISTER with SIPp', { skip: missing }, () => {
       user,
       ...extra,
     ]);
-    sipps.push(run);
     const result = await run.done;
     return { ...result, port };
   }

@@ -20,6 +20,7 @@ export {
 } from './non-invite-server-transaction.js';
 export * from './timers.js';
 export {
+  ClientTransactionBase,
   type ClientTransactionLike,
   type ClientTransactionUser,
   type ServerTransactionLike,

@@ -2,13 +2,12 @@
 // Calling → Proceeding → Completed (non-2xx, ACKed here) | Accepted (2xx, ACKed by the TU)
 // → Terminated.
 
-import { createResponse } from '../message/response.js';
 import { SipRequest, type SipResponse } from '../message/sip-message.js';
 import { formatVia } from '../message/uri.js';
 import { forTransport } from './timers.js';
 import {
+  ClientTransactionBase,
   type ClientTransactionUser,
-  Transaction,
   type TransactionChannel,
   type TransactionOptions,
 } from './transaction.js';
@@ -20,10 +19,8 @@ export type InviteClientTransactionState =
   | 'Accepted'
   | 'Terminated';
 
-export class InviteClientTransaction extends Transaction<InviteClientTransactionState> {
+export class InviteClientTransaction extends ClientTransactionBase<InviteClientTransactionState> {
   readonly kind = 'invite-client' as const;
-  private readonly user: ClientTransactionUser;
-  private started = false;
   private ack: SipRequest | undefined;
   private timerAInterval: number;
 
@@ -33,21 +30,10 @@ export class InviteClientTransaction extends Transaction<InviteClientTransaction
     user: ClientTransactionUser,
     options: TransactionOptions,
   ) {
-    super(request, channel, options, 'Calling');
-    this.user = user;
+    super(request, channel, user, options, 'Calling');
     this.timerAInterval = this.timerValues.A;
   }
 
-  /** Sends the request and starts Timers A (unreliable transports only) and B. */
-  start(): void {
-    if (this.state !== 'Calling' || this.started) return;
-    this.started = true;
-    this.send(this.request);
-    if (!this.reliable) this.startTimerA();
-    this.timers.start('B', this.timerValues.B, () => this.timerB());
-  }
-
-  /** A response whose branch and CSeq method matched this transaction (§17.1.3). */
   receiveResponse(response: SipResponse): void {
     const status = response.status;
     switch (this.state) {
@@ -86,12 +72,6 @@ export class InviteClientTransaction extends Transaction<InviteClientTransaction
     }
   }
 
-  transportError(error: unknown): void {
-    if (this.terminated) return;
-    this.transition('Terminated');
-    this.user.transportError?.(error, this);
-  }
-
   /**
    * §17.1.1.3: the ACK for a non-2xx response: the INVITE's Request-URI, Call-ID, From, CSeq
    * number and Route set, its top Via alone (same branch), and the response's To (with tag).
@@ -111,6 +91,12 @@ export class InviteClientTransaction extends Transaction<InviteClientTransaction
     return ack;
   }
 
+  /** Timers A (unreliable transports only) and B. */
+  protected startTimers(): void {
+    if (!this.reliable) this.startTimerA();
+    this.timers.start('B', this.timerValues.B, () => this.timerB());
+  }
+
   private startTimerA(): void {
     this.timers.start('A', this.timerAInterval, () => {
       if (this.state !== 'Calling') return;
@@ -122,10 +108,7 @@ export class InviteClientTransaction extends Transaction<InviteClientTransaction
   }
 
   private timerB(): void {
-    if (this.state !== 'Calling') return;
-    this.timedOut('B');
-    this.transition('Terminated');
-    this.user.receiveResponse(createResponse(this.request, 408), this);
+    if (this.state === 'Calling') this.timeOut('B');
   }
 
   private stopCallingTimers(): void {

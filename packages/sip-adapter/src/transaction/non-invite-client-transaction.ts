@@ -1,22 +1,19 @@
 // The non-INVITE client transaction, RFC 3261 §17.1.2: Trying → Proceeding → Completed →
 // Terminated, with Timer E retransmitting (doubling up to T2), F timing out, K lingering.
 
-import { createResponse } from '../message/response.js';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
 import { forTransport } from './timers.js';
 import {
+  ClientTransactionBase,
   type ClientTransactionUser,
-  Transaction,
   type TransactionChannel,
   type TransactionOptions,
 } from './transaction.js';
 
 export type NonInviteClientTransactionState = 'Trying' | 'Proceeding' | 'Completed' | 'Terminated';
 
-export class NonInviteClientTransaction extends Transaction<NonInviteClientTransactionState> {
+export class NonInviteClientTransaction extends ClientTransactionBase<NonInviteClientTransactionState> {
   readonly kind = 'non-invite-client' as const;
-  private readonly user: ClientTransactionUser;
-  private started = false;
   private timerEInterval: number;
 
   constructor(
@@ -25,21 +22,10 @@ export class NonInviteClientTransaction extends Transaction<NonInviteClientTrans
     user: ClientTransactionUser,
     options: TransactionOptions,
   ) {
-    super(request, channel, options, 'Trying');
-    this.user = user;
+    super(request, channel, user, options, 'Trying');
     this.timerEInterval = this.timerValues.E;
   }
 
-  /** Sends the request and starts Timers E (unreliable transports only) and F. */
-  start(): void {
-    if (this.state !== 'Trying' || this.started) return;
-    this.started = true;
-    this.send(this.request);
-    if (!this.reliable) this.startTimerE();
-    this.timers.start('F', this.timerValues.F, () => this.timerF());
-  }
-
-  /** A response whose branch and CSeq method matched this transaction (§17.1.3). */
   receiveResponse(response: SipResponse): void {
     switch (this.state) {
       case 'Trying':
@@ -62,10 +48,10 @@ export class NonInviteClientTransaction extends Transaction<NonInviteClientTrans
     }
   }
 
-  transportError(error: unknown): void {
-    if (this.terminated) return;
-    this.transition('Terminated');
-    this.user.transportError?.(error, this);
+  /** Timers E (unreliable transports only) and F. */
+  protected startTimers(): void {
+    if (!this.reliable) this.startTimerE();
+    this.timers.start('F', this.timerValues.F, () => this.timerF());
   }
 
   private startTimerE(): void {
@@ -82,9 +68,6 @@ export class NonInviteClientTransaction extends Transaction<NonInviteClientTrans
   }
 
   private timerF(): void {
-    if (this.state !== 'Trying' && this.state !== 'Proceeding') return;
-    this.timedOut('F');
-    this.transition('Terminated');
-    this.user.receiveResponse(createResponse(this.request, 408), this);
+    if (this.state === 'Trying' || this.state === 'Proceeding') this.timeOut('F');
   }
 }

@@ -2,6 +2,7 @@
 // observable transitions, a channel to the transport, named timers, and termination.
 
 import type { Clock } from '@peerbx/dht-kademlia';
+import { createResponse } from '../message/response.js';
 import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
 import { TimerSet, type TransactionTimers } from './timers.js';
 
@@ -172,5 +173,55 @@ export abstract class Transaction<State extends string = string> {
   protected startOrTerminate(timer: TimerName, ms: number): void {
     if (ms === 0) this.transition('Terminated' as State);
     else this.timers.start(timer, ms, () => this.transition('Terminated' as State));
+  }
+}
+
+/**
+ * What both client transactions share (RFC 3261 §17.1): the TU, one start that sends the
+ * request and starts the timers, the 408 on timeout, and termination on a transport error.
+ */
+export abstract class ClientTransactionBase<State extends string> extends Transaction<State> {
+  abstract override readonly kind: 'invite-client' | 'non-invite-client';
+  protected readonly user: ClientTransactionUser;
+  private readonly initialState: State;
+  private started = false;
+
+  protected constructor(
+    request: SipRequest,
+    channel: TransactionChannel,
+    user: ClientTransactionUser,
+    options: TransactionOptions,
+    initial: State,
+  ) {
+    super(request, channel, options, initial);
+    this.user = user;
+    this.initialState = initial;
+  }
+
+  /** Sends the request and starts the transaction's timers (once, in the initial state). */
+  start(): void {
+    if (this.state !== this.initialState || this.started) return;
+    this.started = true;
+    this.send(this.request);
+    this.startTimers();
+  }
+
+  /** A response whose branch and CSeq method matched this transaction (§17.1.3). */
+  abstract receiveResponse(response: SipResponse): void;
+
+  transportError(error: unknown): void {
+    if (this.terminated) return;
+    this.transition('Terminated' as State);
+    this.user.transportError?.(error, this);
+  }
+
+  /** Starts the retransmission timer (unreliable transports only) and the timeout timer. */
+  protected abstract startTimers(): void;
+
+  /** Timer B or F fired: terminate and give the TU a synthesized 408. */
+  protected timeOut(timer: 'B' | 'F'): void {
+    this.timedOut(timer);
+    this.transition('Terminated' as State);
+    this.user.receiveResponse(createResponse(this.request, 408), this);
   }
 }

@@ -1,7 +1,9 @@
 // What TCP and WebSocket connections have in common: an identity (the flow's connectionId),
-// the remote end, activity for the idle timeout, and the keep mark of a registered flow.
+// the remote end, activity for the idle timeout, the keep mark of a registered flow, and
+// writing, closing (with a linger) and finishing over whatever socket carries the stream.
 
-import type { UnframeableError } from './errors.js';
+import { CLOSE_LINGER_MS, MAX_WRITE_BUFFER_BYTES } from './constants.js';
+import { SipTransportError, type UnframeableError } from './errors.js';
 import { endpointKey, unmapIPv4 } from './sip-bytes.js';
 import type { SipStreamProtocol, SipTransportAddress } from './transport.js';
 
@@ -41,6 +43,8 @@ export abstract class StreamConnection {
   /** Set on the first close or destroy; the reason the flow-closed event reports. */
   closeReason: string | undefined;
   protected readonly host: ConnectionHost;
+  private linger: NodeJS.Timeout | undefined;
+  private finished = false;
 
   constructor(
     host: ConnectionHost,
@@ -76,9 +80,59 @@ export abstract class StreamConnection {
   }
 
   /** Queues one message; throws SipTransportError ERR_NO_FLOW when the connection is gone. */
-  abstract write(data: Uint8Array): void;
+  write(data: Uint8Array): void {
+    if (this.closing || !this.writable) {
+      throw new SipTransportError(
+        'ERR_NO_FLOW',
+        `${this.label} is closed (${this.closeReason ?? 'by peer'})`,
+      );
+    }
+    if (this.bufferedBytes > MAX_WRITE_BUFFER_BYTES) {
+      this.destroy('slow reader');
+      throw new SipTransportError(
+        'ERR_NO_FLOW',
+        `${this.label} was dropped: over ${MAX_WRITE_BUFFER_BYTES} bytes unread`,
+      );
+    }
+    this.lastActivity = this.host.now();
+    this.transmit(data);
+    this.host.sent(this, data.length);
+  }
+
   /** Graceful close: queued bytes are flushed first, within CLOSE_LINGER_MS. */
-  abstract close(reason: string): void;
+  close(reason: string): void {
+    if (this.closing) return;
+    this.closeReason = reason;
+    this.end();
+    this.linger = setTimeout(() => this.kill(), CLOSE_LINGER_MS);
+    this.linger.unref();
+  }
+
   /** Drops the connection at once. */
-  abstract destroy(reason: string): void;
+  destroy(reason: string): void {
+    this.closeReason ??= reason;
+    this.kill();
+  }
+
+  /** "TCP connection 7 to 192.0.2.1:5060", for errors. */
+  protected abstract get label(): string;
+  /** Whether the socket still takes writes. */
+  protected abstract get writable(): boolean;
+  /** Bytes written and not yet sent. */
+  protected abstract get bufferedBytes(): number;
+  /** Hands one message to the socket. */
+  protected abstract transmit(data: Uint8Array): void;
+  /** Starts a graceful close of the socket. */
+  protected abstract end(): void;
+  /** Closes the socket at once. */
+  protected abstract kill(): void;
+
+  /** The socket has closed: reports it to the host once. */
+  protected finish(reason: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.closeReason ??= reason;
+    if (this.linger) clearTimeout(this.linger);
+    this.host.closed(this);
+  }
 }

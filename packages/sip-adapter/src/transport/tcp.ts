@@ -3,7 +3,6 @@
 
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { type ConnectionDirection, type ConnectionHost, StreamConnection } from './connection.js';
-import { CLOSE_LINGER_MS, MAX_WRITE_BUFFER_BYTES } from './constants.js';
 import { SipTransportError } from './errors.js';
 import { CRLF } from './sip-bytes.js';
 import { StreamFramer, type StreamFramerOptions } from './stream-framer.js';
@@ -12,8 +11,6 @@ export class TcpConnection extends StreamConnection {
   readonly transport = 'tcp' as const;
   private readonly socket: Socket;
   private readonly framer: StreamFramer;
-  private linger: NodeJS.Timeout | undefined;
-  private finished = false;
 
   constructor(
     host: ConnectionHost,
@@ -50,44 +47,28 @@ export class TcpConnection extends StreamConnection {
     socket.on('close', () => this.finish('closed by peer'));
   }
 
-  write(data: Uint8Array): void {
-    if (this.closing || !this.socket.writable) {
-      throw new SipTransportError(
-        'ERR_NO_FLOW',
-        `TCP connection ${this.id} to ${this.key} is closed (${this.closeReason ?? 'by peer'})`,
-      );
-    }
-    if (this.socket.writableLength > MAX_WRITE_BUFFER_BYTES) {
-      this.destroy('slow reader');
-      throw new SipTransportError(
-        'ERR_NO_FLOW',
-        `TCP connection ${this.id} to ${this.key} was dropped: over ${MAX_WRITE_BUFFER_BYTES} bytes unread`,
-      );
-    }
-    this.lastActivity = this.host.now();
+  protected get label(): string {
+    return `TCP connection ${this.id} to ${this.key}`;
+  }
+
+  protected get writable(): boolean {
+    return this.socket.writable;
+  }
+
+  protected get bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  protected transmit(data: Uint8Array): void {
     this.socket.write(data);
-    this.host.sent(this, data.length);
   }
 
-  close(reason: string): void {
-    if (this.closing) return;
-    this.closeReason = reason;
+  protected end(): void {
     this.socket.end();
-    this.linger = setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS);
-    this.linger.unref();
   }
 
-  destroy(reason: string): void {
-    this.closeReason ??= reason;
+  protected kill(): void {
     this.socket.destroy();
-  }
-
-  private finish(reason: string): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.closeReason ??= reason;
-    if (this.linger) clearTimeout(this.linger);
-    this.host.closed(this);
   }
 }
 

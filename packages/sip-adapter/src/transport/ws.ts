@@ -6,8 +6,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { type ConnectionHost, StreamConnection } from './connection.js';
-import { CLOSE_LINGER_MS, MAX_WRITE_BUFFER_BYTES, WS_SUBPROTOCOL } from './constants.js';
-import { SipTransportError } from './errors.js';
+import { WS_SUBPROTOCOL } from './constants.js';
 import { classifyDatagram } from './sip-bytes.js';
 import type { BoundServer } from './tcp.js';
 
@@ -15,8 +14,6 @@ export class WsConnection extends StreamConnection {
   readonly transport = 'ws' as const;
   private readonly ws: WebSocket;
   private alive = true;
-  private linger: NodeJS.Timeout | undefined;
-  private finished = false;
 
   constructor(host: ConnectionHost, id: string, ws: WebSocket, request: IncomingMessage) {
     super(
@@ -46,36 +43,28 @@ export class WsConnection extends StreamConnection {
     this.ws.ping();
   }
 
-  write(data: Uint8Array): void {
-    if (this.closing || this.ws.readyState !== this.ws.OPEN) {
-      throw new SipTransportError(
-        'ERR_NO_FLOW',
-        `WebSocket connection ${this.id} from ${this.key} is closed (${this.closeReason ?? 'by peer'})`,
-      );
-    }
-    if (this.ws.bufferedAmount > MAX_WRITE_BUFFER_BYTES) {
-      this.destroy('slow reader');
-      throw new SipTransportError(
-        'ERR_NO_FLOW',
-        `WebSocket connection ${this.id} from ${this.key} was dropped: over ${MAX_WRITE_BUFFER_BYTES} bytes unread`,
-      );
-    }
-    this.lastActivity = this.host.now();
+  protected get label(): string {
+    return `WebSocket connection ${this.id} from ${this.key}`;
+  }
+
+  protected get writable(): boolean {
+    return this.ws.readyState === this.ws.OPEN;
+  }
+
+  protected get bufferedBytes(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  protected transmit(data: Uint8Array): void {
     // RFC 7118 §5: text frames for UTF-8 messages (what browsers expect), binary otherwise.
     this.ws.send(data, { binary: !isUtf8(data) });
-    this.host.sent(this, data.length);
   }
 
-  close(reason: string): void {
-    if (this.closing) return;
-    this.closeReason = reason;
+  protected end(): void {
     this.ws.close(1000);
-    this.linger = setTimeout(() => this.ws.terminate(), CLOSE_LINGER_MS);
-    this.linger.unref();
   }
 
-  destroy(reason: string): void {
-    this.closeReason ??= reason;
+  protected kill(): void {
     this.ws.terminate();
   }
 
@@ -88,14 +77,6 @@ export class WsConnection extends StreamConnection {
     if (verdict.kind === 'message') this.host.deliver(this, verdict.data);
     else if (verdict.kind === 'keepalive') this.host.keepalive(this, false);
     else this.host.malformed(this, verdict.reason);
-  }
-
-  private finish(reason: string): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.closeReason ??= reason;
-    if (this.linger) clearTimeout(this.linger);
-    this.host.closed(this);
   }
 }
 
