@@ -39,6 +39,8 @@ export interface NodeSettings {
   users: Record<string, { password: string } | { ha1: { md5?: string; sha256?: string } }>;
   /** Digest algorithms offered, in order of preference (config file only). */
   authAlgorithms: ('SHA-256' | 'MD5')[];
+  /** Let phones reach SIP hosts outside the overlay through this node (config file only). */
+  relayExternal: boolean;
 }
 
 /** Settings as given by one source, not yet checked. */
@@ -54,6 +56,7 @@ export interface RawSettings {
   auth?: unknown;
   users?: unknown;
   authAlgorithms?: unknown;
+  relayExternal?: unknown;
 }
 
 const FIELDS: Record<string, keyof RawSettings> = {
@@ -71,6 +74,7 @@ const FIELDS: Record<string, keyof RawSettings> = {
   auth: 'auth',
   users: 'users',
   authAlgorithms: 'authAlgorithms',
+  relayExternal: 'relayExternal',
 };
 
 export const DEFAULT_SETTINGS: RawSettings = {
@@ -84,6 +88,7 @@ export const DEFAULT_SETTINGS: RawSettings = {
   auth: 'auto',
   users: {},
   authAlgorithms: ['SHA-256', 'MD5'],
+  relayExternal: false,
 };
 
 /** Reads a JSON or YAML config file; its paths are relative to the file's directory. */
@@ -133,7 +138,7 @@ export function readConfigFile(path: string): RawSettings {
 /** Settings from PEERBX_* variables; PEERBX_BOOTSTRAP is a comma- or space-separated list. */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): RawSettings {
   const out: RawSettings = {};
-  const keys: Exclude<keyof RawSettings, 'users' | 'authAlgorithms'>[] = [
+  const keys: Exclude<keyof RawSettings, 'users' | 'authAlgorithms' | 'relayExternal'>[] = [
     'dataDir',
     'overlay',
     'bootstrap',
@@ -206,6 +211,9 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
   ) {
     bad('authAlgorithms', 'must be a non-empty list of SHA-256 and/or MD5, in order of preference');
   }
+  if (merged.relayExternal !== undefined && typeof merged.relayExternal !== 'boolean') {
+    bad('relayExternal', 'must be true or false');
+  }
   const users = merged.users ?? {};
   if (typeof users !== 'object' || users === null || Array.isArray(users))
     bad('users', 'must be a map of user name → { password }');
@@ -235,6 +243,7 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     auth: auth as NodeSettings['auth'],
     users: users as NodeSettings['users'],
     authAlgorithms: algorithms as NodeSettings['authAlgorithms'],
+    relayExternal: merged.relayExternal === true,
   };
   if (merged.overlayConfig !== undefined)
     settings.overlayConfig = resolve(expandHome(str('overlayConfig')));

@@ -67,6 +67,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
       auth: settings.auth,
       users: settings.users,
       authAlgorithms: settings.authAlgorithms,
+      relayExternal: settings.relayExternal,
       // Bindings survive a restart: phones need not re-register to be reachable again.
       bindingsStore: new FileBindingsStore({ dataDir: paths.root }),
     }).catch((err: unknown) => {
