@@ -10,7 +10,7 @@
 // by earlier runs; --jobs of them run at once.
 //
 // Flags: --sizes 100,1000,10000  --lookups 1000  --scenarios stable,churn,silent,liars
-//        --seed 1  --keys 200  --jobs 2  --json FILE
+//        --seed 1  --keys 200  --jobs 2  --churn-minutes 120  --json FILE
 
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -37,6 +37,8 @@ interface Args {
   json: string | undefined;
   keys: number;
   jobs: number;
+  /** Simulated length of the churn scenario (the issue's is 2 hours). */
+  churnMinutes: number;
   /** Internal: run one (size, scenario) in this process and print its rows as JSON. */
   child: [number, string] | undefined;
 }
@@ -55,6 +57,7 @@ function parseArgs(argv: string[]): Args {
     json: get('json'),
     keys: Number(get('keys') ?? 200),
     jobs: Number(get('jobs') ?? 2),
+    churnMinutes: Number(get('churn-minutes') ?? 120),
     child: get('child') ? [Number(get('child')), String(get('scenario'))] : undefined,
   };
 }
@@ -236,7 +239,7 @@ async function scenario(name: string, n: number, args: Args): Promise<Row[]> {
     // Exponential sessions, mean 30 minutes; every departure is a crash and is replaced by a
     // fresh node joining, so the size stays N. Lookups are spread over the two hours.
     const meanSession = 30 * MIN;
-    const duration = 2 * HOUR;
+    const duration = args.churnMinutes * MIN;
     const end = sim.now() + duration;
     const departures: { at: number; node: KademliaNode }[] = [];
     const sessionEnd = (node: KademliaNode) => {
@@ -273,7 +276,7 @@ async function scenario(name: string, n: number, args: Args): Promise<Row[]> {
     const row = summarise({ ...base, wallSeconds: 0 }, samples);
     finish(row);
     process.stderr.write(
-      `  churn at N=${n}: ${left} departures, ${joined} joins in 2 simulated hours\n`,
+      `  churn at N=${n}: ${left} departures, ${joined} joins in ${args.churnMinutes} simulated minutes\n`,
     );
   }
   return rows;
