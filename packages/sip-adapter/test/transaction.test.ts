@@ -593,6 +593,12 @@ describe('non-INVITE server transaction (§17.2.2)', () => {
     assert.equal(tx.state, 'Terminated');
     h.layer.receive(request('REGISTER', { branch: 'z9hG4bKr1' }), UDP_PEER);
     assert.equal(h.requests.length, 2, 'after Timer J the request is new to the layer');
+    assert.equal(
+      tx.holdsRequest,
+      false,
+      'a Completed UDP transaction keeps bytes, not the request',
+    );
+    assert.throws(() => tx.request, { code: 'ERR_SIP_TRANSACTION_RELEASED' });
     assert.equal(h.layer.stats.retransmissions.absorbed, 4);
   });
 

@@ -12,7 +12,21 @@ import {
 /** n random bytes; node:crypto by default. */
 export type RandomBytes = (n: number) => Uint8Array;
 
-const cryptoBytes: RandomBytes = (n) => randomBytes(n);
+/** Bytes from node:crypto, drawn a block at a time: one system call per few hundred ids. */
+const POOL_BYTES = 4096;
+let pool = randomBytes(POOL_BYTES);
+let poolOffset = 0;
+
+const cryptoBytes: RandomBytes = (n) => {
+  if (n > POOL_BYTES) return randomBytes(n);
+  if (poolOffset + n > POOL_BYTES) {
+    pool = randomBytes(POOL_BYTES);
+    poolOffset = 0;
+  }
+  const out = pool.subarray(poolOffset, poolOffset + n);
+  poolOffset += n;
+  return out;
+};
 
 // base64url is all token characters, so the results are valid in branch/tag/Call-ID.
 const encode = (b: Uint8Array) =>

@@ -577,6 +577,8 @@ export class StatefulProxy {
     reason?: string,
     headers?: { name: string; value: string }[],
   ): void {
+    // A final response already went out (and a non-INVITE transaction let go of the request).
+    if (!tx.holdsRequest) return;
     this.stats.generated[status] = (this.stats.generated[status] ?? 0) + 1;
     tx.respond(
       createResponse(tx.request, status, {

@@ -52,13 +52,16 @@ export class ResponseContext {
   canceled = false;
   private timerC: TimerHandle | undefined;
 
+  /**
+   * The request being proxied, kept here: the server transaction lets go of a non-INVITE
+   * request once the final response is out, and late branch responses still need its Vias.
+   */
+  readonly request: SipRequest;
+
   constructor(private readonly options: ResponseContextOptions) {
     this.server = options.server;
-    if (this.server.request.method === 'INVITE') this.restartTimerC();
-  }
-
-  get request(): SipRequest {
-    return this.server.request;
+    this.request = options.server.request;
+    if (this.request.method === 'INVITE') this.restartTimerC();
   }
 
   /** Announces a branch whose destination is still being found. */

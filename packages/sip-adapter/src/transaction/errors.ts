@@ -3,7 +3,8 @@
 export type SipTransactionErrorCode =
   | 'ERR_SIP_TRANSACTION_ACK'
   | 'ERR_SIP_TRANSACTION_BRANCH'
-  | 'ERR_SIP_TRANSACTION_EXISTS';
+  | 'ERR_SIP_TRANSACTION_EXISTS'
+  | 'ERR_SIP_TRANSACTION_RELEASED';
 
 export class SipTransactionError extends Error {
   readonly code: SipTransactionErrorCode;

@@ -86,31 +86,34 @@ export function forTransport(ms: number, reliable: boolean): number {
 
 /** The one-shot timers of one transaction, by RFC name; starting a running timer restarts it. */
 export class TimerSet<Name extends string> {
-  private readonly running = new Map<Name, TimerHandle>();
+  /** Made on the first start: most transactions run one timer or none at a time. */
+  private running: Map<Name, TimerHandle> | undefined;
 
   constructor(private readonly clock: Clock) {}
 
   start(name: Name, ms: number, fire: () => void): void {
     this.stop(name);
     const handle = this.clock.setTimeout(() => {
-      this.running.delete(name);
+      this.running?.delete(name);
       fire();
     }, ms);
+    this.running ??= new Map();
     this.running.set(name, handle);
   }
 
   stop(name: Name): void {
-    const handle = this.running.get(name);
+    const handle = this.running?.get(name);
     if (handle === undefined) return;
     this.clock.clearTimeout(handle);
-    this.running.delete(name);
+    this.running?.delete(name);
   }
 
   isRunning(name: Name): boolean {
-    return this.running.has(name);
+    return this.running?.has(name) ?? false;
   }
 
   stopAll(): void {
+    if (!this.running) return;
     for (const handle of this.running.values()) this.clock.clearTimeout(handle);
     this.running.clear();
   }

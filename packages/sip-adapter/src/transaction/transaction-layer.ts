@@ -22,6 +22,7 @@ import type {
   TransactionObserver,
   TransactionOptions,
 } from './transaction.js';
+import { detached } from './transaction.js';
 
 export type ClientTransaction = InviteClientTransaction | NonInviteClientTransaction;
 export type ServerTransaction = InviteServerTransaction | NonInviteServerTransaction;
@@ -224,7 +225,8 @@ export class TransactionLayer {
         : new NonInviteClientTransaction(request, channel, user, this.transactionOptions);
     this.created(tx);
     // Registered before the request goes out, so even an instant answer finds it.
-    this.clients.set(key, tx);
+    tx.key = detached(key);
+    this.clients.set(tx.key, tx);
     tx.start();
     return tx;
   }
@@ -293,7 +295,8 @@ export class TransactionLayer {
       return;
     }
     const tx = this.createServerTransaction(request, source);
-    this.servers.set(key, tx);
+    tx.key = detached(key);
+    this.servers.set(tx.key, tx);
     this.created(tx);
     this.user.receiveRequest(request, tx, source);
   }
@@ -340,21 +343,27 @@ export class TransactionLayer {
     reliable: boolean,
     owner: () => Transaction | undefined,
   ): TransactionChannel {
+    const sendBytes = (data: Uint8Array) => {
+      let result: unknown;
+      try {
+        result = this.sendBytes(data, destination, reliable);
+      } catch (error) {
+        // Deferred: the transaction may still be inside its constructor.
+        queueMicrotask(() => this.transportFailed(owner(), error));
+        return;
+      }
+      if (result instanceof Promise) {
+        result.catch((error: unknown) => this.transportFailed(owner(), error));
+      }
+    };
     return {
       reliable,
       send: (message) => {
-        let result: unknown;
-        try {
-          result = this.sendBytes(serialize(message), destination, reliable);
-        } catch (error) {
-          // Deferred: the transaction may still be inside its constructor.
-          queueMicrotask(() => this.transportFailed(owner(), error));
-          return;
-        }
-        if (result instanceof Promise) {
-          result.catch((error: unknown) => this.transportFailed(owner(), error));
-        }
+        const data = serialize(message);
+        sendBytes(data);
+        return data;
       },
+      sendBytes,
     };
   }
 
@@ -385,12 +394,10 @@ export class TransactionLayer {
   }
 
   private forget(tx: Transaction): void {
-    if (tx.kind === 'invite-client' || tx.kind === 'non-invite-client') {
-      const key = clientTransactionKey(tx.request);
-      if (key !== undefined && this.clients.get(key) === tx) this.clients.delete(key);
-    } else {
-      const key = serverTransactionKey(tx.request);
-      if (key !== undefined && this.servers.get(key) === tx) this.servers.delete(key);
-    }
+    const key = tx.key;
+    if (key === undefined) return;
+    const map =
+      tx.kind === 'invite-client' || tx.kind === 'non-invite-client' ? this.clients : this.servers;
+    if (map.get(key) === tx) map.delete(key);
   }
 }

@@ -4,6 +4,7 @@
 import type { Clock } from '@peerbx/dht-kademlia';
 import { createResponse } from '../message/response.js';
 import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
+import { SipTransactionError } from './errors.js';
 import { TimerSet, type TransactionTimers } from './timers.js';
 
 export type TransactionKind =
@@ -35,8 +36,13 @@ export type TimerName =
 export interface TransactionChannel {
   /** TCP, WebSocket, overlay channel: no retransmissions, Timers D/I/J/K are zero. */
   readonly reliable: boolean;
-  /** Hands one message to the transport. A failure is reported via `transportError`. */
-  send(message: SipMessage): void;
+  /**
+   * Hands one message to the transport and returns the bytes that went out. A failure is
+   * reported via `transportError`.
+   */
+  send(message: SipMessage): Uint8Array;
+  /** Hands bytes sent before to the transport again (a stored response's retransmission). */
+  sendBytes(data: Uint8Array): void;
 }
 
 /** What a client transaction tells its TU (RFC 3261 §17.1). */
@@ -82,7 +88,7 @@ export interface ServerTransactionLike {
 export interface TransactionObserver {
   stateChanged?(transaction: Transaction, from: string, to: string): void;
   /** A message we sent again: a request (Timers A/E), a response (Timer G, resends), an ACK. */
-  retransmitted?(transaction: Transaction, message: SipMessage): void;
+  retransmitted?(transaction: Transaction, message: SipMessage | Uint8Array): void;
   /** An incoming retransmission the transaction absorbed. */
   absorbed?(transaction: Transaction, message: SipMessage): void;
   timedOut?(transaction: Transaction, timer: TimerName): void;
@@ -97,10 +103,11 @@ export interface TransactionOptions {
 
 export abstract class Transaction<State extends string = string> {
   abstract readonly kind: TransactionKind;
-  /** The request that created the transaction. */
-  readonly request: SipRequest;
   /** The top Via branch of `request`. */
   readonly branch: string;
+  /** The key the transaction layer files it under (§17.1.3/§17.2.3 matching). */
+  key: string | undefined;
+  private createdBy: SipRequest | undefined;
   protected readonly channel: TransactionChannel;
   protected readonly timerValues: TransactionTimers;
   protected readonly timers: TimerSet<TimerName>;
@@ -113,8 +120,8 @@ export abstract class Transaction<State extends string = string> {
     options: TransactionOptions,
     initial: State,
   ) {
-    this.request = request;
-    this.branch = request.topVia?.branch ?? '';
+    this.createdBy = request;
+    this.branch = detached(request.topVia?.branch ?? '');
     this.channel = channel;
     this.timerValues = options.timers;
     this.timers = new TimerSet(options.clock);
@@ -124,6 +131,31 @@ export abstract class Transaction<State extends string = string> {
 
   get state(): State {
     return this.currentState;
+  }
+
+  /**
+   * The request that created the transaction. A non-INVITE server transaction lets go of it
+   * once its final response is out (it only resends stored bytes then): reading it after
+   * that is a programming error and throws.
+   */
+  get request(): SipRequest {
+    if (this.createdBy === undefined) {
+      throw new SipTransactionError(
+        'ERR_SIP_TRANSACTION_RELEASED',
+        `the ${this.kind} transaction ${this.branch} no longer holds its request (state ${this.currentState})`,
+      );
+    }
+    return this.createdBy;
+  }
+
+  /** False once the transaction let go of its request. */
+  get holdsRequest(): boolean {
+    return this.createdBy !== undefined;
+  }
+
+  /** Drops the parsed request; the memory of a transaction waiting out Timer J. */
+  protected releaseRequest(): void {
+    this.createdBy = undefined;
   }
 
   get reliable(): boolean {
@@ -153,9 +185,15 @@ export abstract class Transaction<State extends string = string> {
     }
   }
 
-  protected send(message: SipMessage, retransmission = false): void {
+  protected send(message: SipMessage, retransmission = false): Uint8Array {
     if (retransmission) this.observer?.retransmitted?.(this, message);
-    this.channel.send(message);
+    return this.channel.send(message);
+  }
+
+  /** Resends bytes sent before (always a retransmission). */
+  protected resend(data: Uint8Array): void {
+    this.observer?.retransmitted?.(this, data);
+    this.channel.sendBytes(data);
   }
 
   protected absorb(message: SipMessage): void {
@@ -224,4 +262,12 @@ export abstract class ClientTransactionBase<State extends string> extends Transa
     this.transition('Terminated' as State);
     this.user.receiveResponse(createResponse(this.request, 408), this);
   }
+}
+
+/**
+ * A copy of `text` that shares no memory with the message it was cut from: a substring of a
+ * parsed message keeps the whole message text alive for as long as the substring lives.
+ */
+export function detached(text: string): string {
+  return Buffer.from(text, 'utf8').toString('utf8');
 }

@@ -3,6 +3,7 @@
 
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
+import { UDP_RECV_BUFFER_BYTES, UDP_SEND_BUFFER_BYTES } from './constants.js';
 import type { BoundServer } from './tcp.js';
 
 export interface UdpSocket extends BoundServer {
@@ -31,6 +32,7 @@ export function bindUdp(
       socket.off('error', failed);
       socket.on('error', onError);
       socket.on('message', onDatagram);
+      setBufferSizes(socket);
       const bound = socket.address();
       let closed = false;
       resolve({
@@ -56,4 +58,18 @@ export function bindUdp(
       });
     });
   });
+}
+
+/** Larger socket buffers ride out event-loop pauses; a refusal leaves the system default. */
+function setBufferSizes(socket: Socket): void {
+  try {
+    if (socket.getRecvBufferSize() < UDP_RECV_BUFFER_BYTES) {
+      socket.setRecvBufferSize(UDP_RECV_BUFFER_BYTES);
+    }
+    if (socket.getSendBufferSize() < UDP_SEND_BUFFER_BYTES) {
+      socket.setSendBufferSize(UDP_SEND_BUFFER_BYTES);
+    }
+  } catch {
+    // Not allowed here (EPERM, ENOBUFS): the defaults work, with more retransmissions under load.
+  }
 }
