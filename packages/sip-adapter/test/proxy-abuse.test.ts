@@ -247,6 +247,36 @@ describe('proxy abuse', () => {
     }
   });
 
+  it('does not reflect a forged response along the Vias it carries (stray responses are dropped)', async () => {
+    const p = await phone();
+    const victim = await phone();
+    const dropped = a.sip.proxy.stats.strayResponsesDropped;
+    // Our own Via on top (node parameter and all), then the victim's: what a stateless
+    // forwarder would send on to the victim.
+    const forged = [
+      'SIP/2.0 200 OK',
+      `Via: SIP/2.0/UDP 127.0.0.1:${a.port};branch=z9hG4bK-forged-1;pbx-node=${aHex}`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${victim.port};branch=z9hG4bK-victim-1;rport=${victim.port}`,
+      'From: <sip:mallory@peerbx.local>;tag=f1',
+      'To: <sip:kim@peerbx.local>;tag=t1',
+      'Call-ID: forged-1@test',
+      'CSeq: 1 INVITE',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+    p.send(forged, a.port);
+    peer.send(forged.replace('forged-1', 'forged-2'));
+    // An OPTIONS from the same phone answered after the forged response was read.
+    p.send(request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text, a.port);
+    await p.response(200, 'OPTIONS');
+    for (let i = 0; i < 50 && a.sip.proxy.stats.strayResponsesDropped < dropped + 2; i++) {
+      await sleep(20);
+    }
+    assert.equal(a.sip.proxy.stats.strayResponsesDropped, dropped + 2);
+    assert.deepEqual(victim.received, [], 'nothing reached the victim');
+  });
+
   it('answers hostile headers with 4xx and keeps serving', async () => {
     const p = await phone();
     const dev = await phone();

@@ -85,7 +85,14 @@ export interface ProxyStats {
   forwarded: number;
   generated: Record<number, number>;
   acksForwarded: number;
-  strayResponsesForwarded: number;
+  /**
+   * Responses that matched no client transaction, dropped rather than forwarded statelessly
+   * as RFC 3261 §16.7 has it. That forwarding was there for late 2xx responses to INVITE,
+   * which RFC 6026's Accepted state now catches in the client transaction; what is left is a
+   * leftover or a forgery, and forwarding along Vias an attacker wrote would make the node a
+   * reflector.
+   */
+  strayResponsesDropped: number;
 }
 
 export class StatefulProxy {
@@ -96,7 +103,7 @@ export class StatefulProxy {
     forwarded: 0,
     generated: {},
     acksForwarded: 0,
-    strayResponsesForwarded: 0,
+    strayResponsesDropped: 0,
   };
 
   constructor(private readonly c: ProxyComponents) {
@@ -135,10 +142,12 @@ export class StatefulProxy {
     );
   }
 
-  /** A response no client transaction matched: sent on along its Vias if it carries ours. */
+  /** A response no client transaction matched: dropped and counted (see ProxyStats). */
   receiveStrayResponse(response: SipResponse): void {
-    void this.forwardStray(response).catch((err: unknown) =>
-      this.log.debug({ err: (err as Error).message }, 'stray response dropped'),
+    this.stats.strayResponsesDropped++;
+    this.log.debug(
+      { callId: response.callId, status: response.status, cseq: response.cseq.method },
+      'stray response dropped',
     );
   }
 
@@ -534,29 +543,6 @@ export class StatefulProxy {
       hop.kind === 'node' ? { connectionId: await this.c.nodeFlow(hop.nodeHex) } : hop.destination;
     this.stats.acksForwarded++;
     this.c.transactions.sendStateless(ack, destination);
-  }
-
-  private async forwardStray(response: SipResponse): Promise<void> {
-    if (response.topVia?.params[VIA_NODE_PARAM] !== this.c.nodeHex) return;
-    response.headers.shift('via');
-    const next = response.topVia;
-    if (!next) return;
-    const node = next.params[VIA_NODE_PARAM];
-    let destination: SipDestination;
-    if (typeof node === 'string' && node !== this.c.nodeHex) {
-      destination = { connectionId: await this.c.nodeFlow(node) };
-    } else {
-      const t = next.transport.toLowerCase();
-      const transport: SipTransportProtocol =
-        t === 'tcp' ? 'tcp' : t === 'ws' || t === 'wss' ? 'ws' : 'udp';
-      destination = {
-        transport,
-        address: next.received ?? next.host.replace(/^\[|\]$/g, ''),
-        port: typeof next.rport === 'number' ? next.rport : (next.port ?? 5060),
-      };
-    }
-    this.stats.strayResponsesForwarded++;
-    this.c.transactions.sendStateless(response, destination);
   }
 
   private finish(
