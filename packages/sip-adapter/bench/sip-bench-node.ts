@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { idToHex } from '@peerbx/dht-kademlia';
 import { defaultOverlayConfig, OverlayNode } from '@peerbx/overlay-core';
 import { SipNode } from '../src/node/sip-node.js';
+import { FileBindingsStore } from '../src/registrar/file-bindings-store.js';
 
 const { values } = parseArgs({
   options: { 'data-dir': { type: 'string' }, bootstrap: { type: 'string', multiple: true } },
@@ -58,7 +59,13 @@ function summary(xs: number[]): { n: number; p50Ms: number; p95Ms: number; meanM
   return { n: sorted.length, p50Ms: r(at(50)), p95Ms: r(at(95)), meanMs: r(mean) };
 }
 
-const sip = await SipNode.start({ overlay, sip: { host: '127.0.0.1', port: 0 }, ws: false });
+// Bindings persisted to the data directory, as `peerbx start` does (packages/cli runner).
+const sip = await SipNode.start({
+  overlay,
+  sip: { host: '127.0.0.1', port: 0 },
+  ws: false,
+  bindingsStore: new FileBindingsStore({ dataDir }),
+});
 
 let stopping = false;
 async function stop(): Promise<void> {

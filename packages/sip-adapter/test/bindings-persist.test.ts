@@ -67,6 +67,26 @@ describe('FileBindingsStore', () => {
     );
   });
 
+  it("writes expiry-only refreshes ('soon') once for many, and flush() makes them durable", async () => {
+    const dataDir = join(tmp.root, 'soon');
+    const store = new FileBindingsStore({ dataDir });
+    await store.save(AOR, [binding('sip:alice@127.0.0.1:5070')]);
+    assert.equal(store.writes, 1);
+    const later = Date.now() + 7_200_000;
+    for (let i = 0; i < 100; i++) {
+      await store.save(
+        AOR,
+        [binding('sip:alice@127.0.0.1:5070', { expiresAt: later + i })],
+        'soon',
+      );
+    }
+    assert.equal(store.writes, 1, "'soon' resolves before writing");
+    await store.flush();
+    assert.equal(store.writes, 2, 'one write for 100 refreshes');
+    const [saved] = await new FileBindingsStore({ dataDir }).load();
+    assert.equal(saved?.expiresAt, later + 99);
+  });
+
   it('starts empty from a damaged or foreign file', async () => {
     const dataDir = join(tmp.root, 'bad');
     const store = new FileBindingsStore({ dataDir });

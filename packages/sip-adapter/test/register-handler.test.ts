@@ -147,6 +147,45 @@ describe('REGISTER handler', () => {
     assert.equal(store.lookup('sip:dave@peerbx.local', now).length, 0);
   });
 
+  it("saves a new or moved binding durably ('now') and an expiry-only refresh 'soon'", async () => {
+    const saves: { aor: string; when: string | undefined; n: number }[] = [];
+    const handler = new RegisterHandler({
+      store: new BindingStore(),
+      domain: 'peerbx.local',
+      clock,
+      publisher: { sync: async () => undefined },
+      persistence: {
+        save: async (aor, bindings, when) => {
+          saves.push({ aor, when, n: bindings.length });
+        },
+      },
+    });
+    const contact = ['Contact: <sip:ann@127.0.0.1:5070>', 'Expires: 600'];
+    assert.equal(
+      (await handler.handle(register('sip:ann@peerbx.local', contact), udp)).status,
+      200,
+    );
+    assert.equal(
+      (await handler.handle(register('sip:ann@peerbx.local', contact), udp)).status,
+      200,
+    );
+    // The same Contact from another source port: the flow moved, saved at once.
+    const moved = { ...udp, port: 5090 };
+    assert.equal(
+      (await handler.handle(register('sip:ann@peerbx.local', contact), moved)).status,
+      200,
+    );
+    const second = ['Contact: <sip:ann@127.0.0.1:5071>', 'Expires: 600'];
+    assert.equal(
+      (await handler.handle(register('sip:ann@peerbx.local', second), moved)).status,
+      200,
+    );
+    assert.deepEqual(
+      saves.map((x) => `${x.when}:${x.n}`),
+      ['now:1', 'soon:1', 'now:1', 'now:2'],
+    );
+  });
+
   it('maps an overlay refusal to 403 with its reason and undoes the binding', async () => {
     const { handler, store } = setup(
       new OverlayError('ERR_FORBIDDEN', 'name alice@peerbx.local is owned by another key'),

@@ -6,8 +6,13 @@ import type { Binding } from './binding-store.js';
 export interface BindingsPersistence {
   /** Every binding saved before (expired ones included: the store skips those). */
   load(): Promise<Binding[]>;
-  /** Replaces the saved bindings of one AOR (an empty list removes it). */
-  save(aor: string, bindings: readonly Binding[]): Promise<void>;
+  /**
+   * Replaces the saved bindings of one AOR (an empty list removes it). `when` = 'now' (the
+   * default) resolves once the change is durable; 'soon' resolves at once and writes within
+   * a second, for a refresh that only moved expiry times (a crash before that write leaves
+   * the same bindings with their previous expiry, never a lost one).
+   */
+  save(aor: string, bindings: readonly Binding[], when?: 'now' | 'soon'): Promise<void>;
   /** Waits for writes still in progress (the node is closing). */
   flush?(): Promise<void>;
 }

@@ -14,6 +14,8 @@ import type { BindingsPersistence } from './bindings-persistence.js';
 import { BINDINGS_FILE } from './constants.js';
 
 const FORMAT_VERSION = 1;
+/** Changes saved 'soon' (expiry-only refreshes) reach the file within this long. */
+export const LAZY_WRITE_MS = 1000;
 
 export interface FileBindingsStoreOptions {
   /** The node's data directory; the file is `bindings.json` in it. */
@@ -33,6 +35,8 @@ export class FileBindingsStore implements BindingsPersistence {
   /** A write queued behind the running one; saves join it until it starts. */
   private queued: Promise<void> | undefined;
   private chain: Promise<void> = Promise.resolve();
+  /** A write due for changes saved 'soon'. */
+  private lazyTimer: NodeJS.Timeout | undefined;
   /** Writes made, for tests. */
   writes = 0;
 
@@ -76,10 +80,32 @@ export class FileBindingsStore implements BindingsPersistence {
     return list.map((b) => ({ ...b }));
   }
 
-  save(aor: string, bindings: readonly Binding[]): Promise<void> {
+  save(aor: string, bindings: readonly Binding[], when: 'now' | 'soon' = 'now'): Promise<void> {
     const kept = bindings.filter((b) => b.flow?.connectionId === undefined).map((b) => ({ ...b }));
     if (kept.length === 0) this.byAor.delete(aor);
     else this.byAor.set(aor, kept);
+    if (when === 'soon') {
+      // Under a refresh load the file is rewritten once per LAZY_WRITE_MS, not per REGISTER.
+      if (!this.queued && !this.lazyTimer) {
+        this.lazyTimer = setTimeout(() => {
+          this.lazyTimer = undefined;
+          this.writeSoon().catch((err: unknown) =>
+            this.log.warn({ path: this.path, err: (err as Error).message }, 'bindings not saved'),
+          );
+        }, LAZY_WRITE_MS);
+        this.lazyTimer.unref();
+      }
+      return Promise.resolve();
+    }
+    return this.writeSoon();
+  }
+
+  /** Joins the queued write, or queues one behind the running write. */
+  private writeSoon(): Promise<void> {
+    if (this.lazyTimer) {
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = undefined;
+    }
     if (this.queued) return this.queued;
     const write = this.chain.then(() => {
       this.queued = undefined;
@@ -90,7 +116,9 @@ export class FileBindingsStore implements BindingsPersistence {
     return write;
   }
 
+  /** Writes what was saved 'soon' now, and waits for every write. */
   flush(): Promise<void> {
+    if (this.lazyTimer) return this.writeSoon();
     return this.chain;
   }
 

@@ -187,7 +187,9 @@ export class RegisterHandler {
         return this.publishFailed(request, target.resource, err);
       }
       this.updateFlows(target.aor, before, outcome.bindings);
-      await this.persist(target.aor, outcome.bindings);
+      // A refresh that moved only expiry times is written within a second, not waited for.
+      const onlyExpiry = !outcome.changed && sameFlows(before, outcome.bindings);
+      await this.persist(target.aor, outcome.bindings, onlyExpiry ? 'soon' : 'now');
       this.log.debug(
         { aor: target.aor, callId: request.callId, bindings: outcome.bindings.length },
         'registered',
@@ -197,11 +199,15 @@ export class RegisterHandler {
   }
 
   /** Saves the AOR's bindings; a failed save is logged, the registration stands in memory. */
-  private async persist(aor: string, bindings: readonly Binding[]): Promise<void> {
+  private async persist(
+    aor: string,
+    bindings: readonly Binding[],
+    when: 'now' | 'soon',
+  ): Promise<void> {
     const persistence = this.options.persistence;
     if (!persistence) return;
     try {
-      await persistence.save(aor, bindings);
+      await persistence.save(aor, bindings, when);
     } catch (err) {
       this.log.warn({ aor, err: (err as Error).message }, 'bindings not saved');
     }
@@ -303,6 +309,22 @@ export class RegisterHandler {
     });
     return next;
   }
+}
+
+/** True when every binding in `after` arrived over the flow its namesake in `before` used. */
+function sameFlows(before: readonly Binding[], after: readonly Binding[]): boolean {
+  return after.every((b) => {
+    const old = before.find((x) => x.uri === b.uri);
+    const f = b.flow;
+    const g = old?.flow;
+    if (!f || !g) return f === g;
+    return (
+      f.transport === g.transport &&
+      f.address === g.address &&
+      f.port === g.port &&
+      f.connectionId === g.connectionId
+    );
+  });
 }
 
 function statusText(status: number): string {
