@@ -4,7 +4,7 @@
 // restored binding takes an INVITE to the phone.
 
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Binding } from '../src/registrar/binding-store.js';
@@ -42,7 +42,7 @@ describe('FileBindingsStore', () => {
     const old = binding('sip:bob@127.0.0.1:5072', { aor: 'sip:bob@peerbx.local', expiresAt: 1 });
     await store.save(AOR, [udp, tcp]);
     await store.save('sip:bob@peerbx.local', [old]);
-    assert.deepEqual(readdirSync(dataDir), ['bindings.json'], 'no temporary file left');
+    assert.deepEqual(readdirSync(dataDir), ['bindings.json.journal'], 'one journal, nothing else');
     const again = new FileBindingsStore({ dataDir });
     assert.deepEqual(await again.load(), [udp]);
     await again.save(AOR, []);
@@ -87,10 +87,41 @@ describe('FileBindingsStore', () => {
     assert.equal(saved?.expiresAt, later + 99);
   });
 
+  it('replays the journal over the snapshot, stops at a torn line, and rewrites before appending', async () => {
+    const dataDir = join(tmp.root, 'journal');
+    const store = new FileBindingsStore({ dataDir });
+    await store.load();
+    // Enough saves to fold the journal into a snapshot at least once.
+    const big = (i: number) =>
+      binding(`sip:u${i}@127.0.0.1:${6000 + (i % 1000)};${'x'.repeat(200)}`, {
+        aor: `sip:u${i}@peerbx.local`,
+      });
+    for (let i = 0; i < 2000; i++) await store.save(`sip:u${i}@peerbx.local`, [big(i)]);
+    await store.save('sip:u7@peerbx.local', []);
+    await store.close();
+    assert.ok(store.snapshots >= 1, `${store.snapshots} snapshots`);
+    const loaded = await new FileBindingsStore({ dataDir }).load();
+    assert.equal(loaded.length, 1999);
+    assert.ok(!loaded.some((b) => b.aor === 'sip:u7@peerbx.local'), 'the removal replayed');
+
+    // A crash in the middle of an append: half a line at the end.
+    appendFileSync(store.journalPath, '{"aor":"sip:torn@peerbx.local","bindings":[{"ao');
+    const after = new FileBindingsStore({ dataDir });
+    assert.equal((await after.load()).length, 1999);
+    await after.save(AOR, [binding('sip:alice@127.0.0.1:5070')]);
+    await after.close();
+    assert.equal(after.snapshots, 1, 'a torn journal is folded into a snapshot, not appended to');
+    const again = await new FileBindingsStore({ dataDir }).load();
+    assert.equal(again.length, 2000);
+    assert.ok(again.some((b) => b.aor === AOR));
+  });
+
   it('starts empty from a damaged or foreign file', async () => {
     const dataDir = join(tmp.root, 'bad');
     const store = new FileBindingsStore({ dataDir });
     await store.save(AOR, [binding('sip:alice@127.0.0.1:5070')]);
+    await store.close();
+    writeFileSync(store.journalPath, 'not json\n');
     writeFileSync(store.path, '{"version":1,"bindings":[{"aor":');
     assert.deepEqual(await new FileBindingsStore({ dataDir }).load(), []);
     writeFileSync(store.path, '{"version":7,"bindings":[]}');
@@ -128,10 +159,8 @@ describe('bindings across a SipNode restart', () => {
     } finally {
       await first.close();
     }
-    const saved = JSON.parse(readFileSync(join(dataDir, 'bindings.json'), 'utf8')) as {
-      bindings: Binding[];
-    };
-    assert.equal(saved.bindings[0]?.uri, `sip:alice@${callee.contact}`);
+    const saved = await new FileBindingsStore({ dataDir }).load();
+    assert.equal(saved[0]?.uri, `sip:alice@${callee.contact}`);
 
     const second = await startPeer(dataDir, [], {
       bindingsStore: new FileBindingsStore({ dataDir }),

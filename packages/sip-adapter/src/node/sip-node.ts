@@ -248,7 +248,9 @@ export class SipNode implements TransactionUser {
     this.transactions.close();
     this.flows.close();
     await this.transports.close();
-    await this.bindingsStore?.flush?.();
+    const store = this.bindingsStore;
+    if (store?.close) await store.close();
+    else await store?.flush?.();
   }
 
   // --- TransactionUser -------------------------------------------------------------------------

@@ -15,4 +15,6 @@ export interface BindingsPersistence {
   save(aor: string, bindings: readonly Binding[], when?: 'now' | 'soon'): Promise<void>;
   /** Waits for writes still in progress (the node is closing). */
   flush?(): Promise<void>;
+  /** Writes what is pending and lets go of open files (the node is closing). */
+  close?(): Promise<void>;
 }

@@ -1,12 +1,15 @@
-// Bindings persisted as one JSON file (`bindings.json` in the node's data directory), replaced
-// atomically (write to a temporary file, fsync, rename) so a crash leaves the old or the new
-// file, never half of one. Writes are coalesced: however many REGISTERs arrive while one
-// write runs, one more write follows it with the latest state.
+// Bindings persisted in the node's data directory: a snapshot (`bindings.json`, replaced
+// atomically: temporary file, fsync, rename, so a crash leaves the old or the new one) and a
+// journal beside it (`bindings.json.journal`, one JSON line per changed AOR, appended and
+// fsynced). A save costs one line, not a rewrite of every binding; the snapshot is rewritten
+// when the journal has grown past it. At start the journal is replayed over the snapshot, and
+// a line torn by a crash ends the replay. Writes are coalesced: however many REGISTERs arrive
+// while one write runs, one more write follows it with every change since.
 //
 // Bindings on a TCP/WebSocket flow are not kept: the connection dies with the process, and
 // the phone registers again over a new one (RFC 5626). UDP bindings are kept.
 
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Logger, silentLogger } from '@peerbx/overlay-core';
 import type { Binding, Flow } from './binding-store.js';
@@ -14,22 +17,27 @@ import type { BindingsPersistence } from './bindings-persistence.js';
 import { BINDINGS_FILE } from './constants.js';
 
 const FORMAT_VERSION = 1;
-/** Changes saved 'soon' (expiry-only refreshes) reach the file within this long. */
+/** Changes saved 'soon' (expiry-only refreshes) reach the disk within this long. */
 export const LAZY_WRITE_MS = 1000;
+/** The journal is folded into a new snapshot once it is this large and larger than the snapshot. */
+export const JOURNAL_COMPACT_BYTES = 256 * 1024;
 
 export interface FileBindingsStoreOptions {
   /** The node's data directory; the file is `bindings.json` in it. */
   dataDir?: string;
-  /** Or the file's full path. */
+  /** Or the snapshot file's full path (the journal is that path + ".journal"). */
   path?: string;
-  /** Current time, ms: bindings expired by then are left out of the file. */
+  /** Current time, ms: bindings expired by then are left out of snapshots. */
   now?: () => number;
   logger?: Logger;
 }
 
 export class FileBindingsStore implements BindingsPersistence {
   readonly path: string;
+  readonly journalPath: string;
   private readonly byAor = new Map<string, Binding[]>();
+  /** AORs changed since the last write, with their bindings then. */
+  private readonly pending = new Map<string, Binding[]>();
   private readonly now: () => number;
   private readonly log: Logger;
   /** A write queued behind the running one; saves join it until it starts. */
@@ -37,55 +45,66 @@ export class FileBindingsStore implements BindingsPersistence {
   private chain: Promise<void> = Promise.resolve();
   /** A write due for changes saved 'soon'. */
   private lazyTimer: NodeJS.Timeout | undefined;
-  /** Writes made, for tests. */
+  private journal: FileHandle | undefined;
+  private journalBytes = 0;
+  private snapshotBytes = 0;
+  /** The journal ends in a torn line: the next write folds everything into a snapshot. */
+  private compactNext = false;
+  /** Snapshots written, for tests. */
+  snapshots = 0;
+  /** Writes made (journal appends and snapshots), for tests. */
   writes = 0;
 
   constructor(options: FileBindingsStoreOptions) {
     const path = options.path ?? (options.dataDir ? join(options.dataDir, BINDINGS_FILE) : '');
     if (path === '') throw new TypeError('FileBindingsStore needs a dataDir or a path');
     this.path = path;
+    this.journalPath = `${path}.journal`;
     this.now = options.now ?? Date.now;
     this.log = (options.logger ?? silentLogger).child({ component: 'bindings-file' });
   }
 
   async load(): Promise<Binding[]> {
-    let text: string;
-    try {
-      text = await readFile(this.path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
-    let list: Binding[];
-    try {
-      const doc = JSON.parse(text) as { version?: unknown; bindings?: unknown };
-      if (doc.version !== FORMAT_VERSION || !Array.isArray(doc.bindings)) {
-        throw new Error(`unknown format (version ${String(doc.version)})`);
-      }
-      list = doc.bindings.filter(isBinding);
-    } catch (err) {
-      // A damaged file costs the phones one re-registration, not the node its start.
-      this.log.warn(
-        { path: this.path, err: (err as Error).message },
-        'saved bindings unreadable; starting without them',
-      );
-      return [];
-    }
     this.byAor.clear();
-    for (const b of list) {
-      const l = this.byAor.get(b.aor) ?? [];
-      l.push(b);
-      this.byAor.set(b.aor, l);
+    const snapshot = await readIfThere(this.path);
+    this.snapshotBytes = snapshot?.length ?? 0;
+    if (snapshot !== undefined) {
+      try {
+        const doc = JSON.parse(snapshot) as { version?: unknown; bindings?: unknown };
+        if (doc.version !== FORMAT_VERSION || !Array.isArray(doc.bindings)) {
+          throw new Error(`unknown format (version ${String(doc.version)})`);
+        }
+        for (const b of doc.bindings.filter(isBinding)) {
+          const l = this.byAor.get(b.aor) ?? [];
+          l.push(b);
+          this.byAor.set(b.aor, l);
+        }
+      } catch (err) {
+        // A damaged file costs the phones one re-registration, not the node its start.
+        this.log.warn(
+          { path: this.path, err: (err as Error).message },
+          'saved bindings unreadable; starting without them',
+        );
+        this.byAor.clear();
+      }
     }
-    return list.map((b) => ({ ...b }));
+    const journal = await readIfThere(this.journalPath);
+    this.journalBytes = journal?.length ?? 0;
+    if (journal) this.replay(journal);
+    const now = this.now();
+    return [...this.byAor.values()]
+      .flat()
+      .filter((b) => b.expiresAt > now)
+      .map((b) => ({ ...b }));
   }
 
   save(aor: string, bindings: readonly Binding[], when: 'now' | 'soon' = 'now'): Promise<void> {
     const kept = bindings.filter((b) => b.flow?.connectionId === undefined).map((b) => ({ ...b }));
     if (kept.length === 0) this.byAor.delete(aor);
     else this.byAor.set(aor, kept);
+    this.pending.set(aor, kept);
     if (when === 'soon') {
-      // Under a refresh load the file is rewritten once per LAZY_WRITE_MS, not per REGISTER.
+      // Under a refresh load the journal gets one write per LAZY_WRITE_MS, not one per REGISTER.
       if (!this.queued && !this.lazyTimer) {
         this.lazyTimer = setTimeout(() => {
           this.lazyTimer = undefined;
@@ -98,6 +117,20 @@ export class FileBindingsStore implements BindingsPersistence {
       return Promise.resolve();
     }
     return this.writeSoon();
+  }
+
+  /** Writes what was saved 'soon' now, and waits for every write. */
+  flush(): Promise<void> {
+    if (this.lazyTimer) return this.writeSoon();
+    return this.chain;
+  }
+
+  /** Writes pending changes and closes the journal; the store may be loaded again after. */
+  async close(): Promise<void> {
+    await this.flush();
+    const fh = this.journal;
+    this.journal = undefined;
+    await fh?.close();
   }
 
   /** Joins the queued write, or queues one behind the running write. */
@@ -116,13 +149,29 @@ export class FileBindingsStore implements BindingsPersistence {
     return write;
   }
 
-  /** Writes what was saved 'soon' now, and waits for every write. */
-  flush(): Promise<void> {
-    if (this.lazyTimer) return this.writeSoon();
-    return this.chain;
+  private async write(): Promise<void> {
+    if (this.pending.size === 0) return;
+    if (
+      this.compactNext ||
+      this.journalBytes >= Math.max(JOURNAL_COMPACT_BYTES, this.snapshotBytes)
+    ) {
+      await this.writeSnapshot();
+      return;
+    }
+    let text = '';
+    for (const [aor, bindings] of this.pending) text += `${JSON.stringify({ aor, bindings })}\n`;
+    this.pending.clear();
+    const fh = await this.openJournal();
+    const data = Buffer.from(text, 'utf8');
+    await fh.write(data, 0, data.length, null);
+    await fh.sync();
+    this.journalBytes += data.length;
+    this.writes++;
   }
 
-  private async write(): Promise<void> {
+  /** Every live binding in a new snapshot, then an empty journal. */
+  private async writeSnapshot(): Promise<void> {
+    this.pending.clear();
     const now = this.now();
     const bindings = [...this.byAor.values()].flat().filter((b) => b.expiresAt > now);
     const text = `${JSON.stringify({ version: FORMAT_VERSION, bindings }, null, 1)}\n`;
@@ -136,7 +185,63 @@ export class FileBindingsStore implements BindingsPersistence {
       await fh.close();
     }
     await rename(tmp, this.path);
+    // A crash here replays the old journal over the new snapshot: the same bindings again.
+    const journal = await this.openJournal();
+    await journal.truncate(0);
+    await journal.sync();
+    this.snapshotBytes = Buffer.byteLength(text);
+    this.journalBytes = 0;
+    this.compactNext = false;
+    this.snapshots++;
     this.writes++;
+  }
+
+  private async openJournal(): Promise<FileHandle> {
+    if (!this.journal) {
+      await mkdir(dirname(this.journalPath), { recursive: true });
+      this.journal = await open(this.journalPath, 'a', 0o600);
+    }
+    return this.journal;
+  }
+
+  /** Applies journal lines in order; a torn or foreign line ends the replay. */
+  private replay(text: string): void {
+    let start = 0;
+    let applied = 0;
+    for (;;) {
+      const end = text.indexOf('\n', start);
+      if (end < 0) break;
+      const line = text.slice(start, end);
+      start = end + 1;
+      let entry: { aor?: unknown; bindings?: unknown };
+      try {
+        entry = JSON.parse(line) as { aor?: unknown; bindings?: unknown };
+      } catch {
+        break;
+      }
+      if (typeof entry.aor !== 'string' || !Array.isArray(entry.bindings)) break;
+      const list = entry.bindings.filter(isBinding).filter((b) => b.aor === entry.aor);
+      if (list.length === 0) this.byAor.delete(entry.aor);
+      else this.byAor.set(entry.aor, list);
+      applied++;
+    }
+    if (start < text.length) {
+      // Lines appended after the torn one would never be replayed: rewrite before appending.
+      this.compactNext = true;
+      this.log.warn(
+        { path: this.journalPath, applied, ignoredBytes: text.length - start },
+        'bindings journal ends in a torn or unreadable line; ignored from there',
+      );
+    }
+  }
+}
+
+async function readIfThere(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }
 
