@@ -34,6 +34,11 @@ export const MAX_VALUE_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 export const MAX_CONTACT_FAILURES = 3;
 /** Replacement-cache entries kept per bucket. */
 export const REPLACEMENT_CACHE_SIZE = 20;
+/**
+ * A full bucket's least-recently-seen contact is pinged before eviction only when it was last
+ * seen this long ago; one seen more recently stays without a PING.
+ */
+export const EVICTION_PING_MIN_AGE_MS = 60_000;
 
 /** Values per key a storing node keeps (distinct slots), so nobody can fill up a peer. */
 export const DEFAULT_MAX_VALUES_PER_KEY = 64;

@@ -16,6 +16,7 @@ import {
   DEFAULT_REPUBLISH_INTERVAL_MS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_VALUE_TTL_MS,
+  EVICTION_PING_MIN_AGE_MS,
   MAX_VALUE_PAGES,
   UPKEEP_PARALLELISM,
 } from './constants.js';
@@ -448,7 +449,12 @@ export class KademliaNode {
     const now = this.clock.now();
     const r = this.table.add(contact, now);
     if (r.status === 'added') this.handOver(contact, now);
-    else if (r.status === 'full') this.pingBeforeEvict(r.leastRecentlySeen);
+    else if (r.status === 'full' && now - r.leastRecentlySeenAt >= EVICTION_PING_MIN_AGE_MS) {
+      // A contact heard from within the last minute is alive: no PING needed to keep it (the
+      // newcomer waits in the replacement cache). With full buckets, every message from a node
+      // outside the table would otherwise cost a PING.
+      this.pingBeforeEvict(r.leastRecentlySeen);
+    }
   }
 
   private pingBeforeEvict(lrs: Contact): void {

@@ -47,6 +47,24 @@ describe('kademlia over the simulator', () => {
     }
   });
 
+  it("pings a full bucket's least-recently-seen contact only when it went a minute unheard", async () => {
+    const s = await swarm(80, 11, { k: 4 });
+    const pings = () => s.alive.reduce((sum, n) => sum + n.stats.requestsIn.PING, 0);
+    const lookups = async () => {
+      for (const n of s.alive.slice(0, 40)) await s.sim.settle(n.findNode(s.sim.random.bytes(32)));
+    };
+    await lookups();
+    const before = pings();
+    await lookups();
+    const whileFresh = pings() - before;
+    await s.sim.runFor(2 * MIN);
+    const idle = pings();
+    await lookups();
+    const afterQuiet = pings() - idle;
+    assert.equal(whileFresh, 0, 'contacts heard from within the minute are kept without a PING');
+    assert.ok(afterQuiet > 0, 'after two quiet minutes, full buckets ping before evicting');
+  });
+
   it('stores on the k closest and fetches from anywhere', async () => {
     const s = await swarm(120, 2);
     for (let i = 0; i < 15; i++) {

@@ -13,7 +13,12 @@ import { type BucketEntry, KBucket } from './k-bucket.js';
 export type AddResult =
   | { readonly status: 'added' | 'updated' | 'self' }
   /** Bucket full: ping `leastRecentlySeen`, then call `evictAndAdd` or `keep` with the answer. */
-  | { readonly status: 'full'; readonly leastRecentlySeen: Contact };
+  | {
+      readonly status: 'full';
+      readonly leastRecentlySeen: Contact;
+      /** When the least-recently-seen contact was last seen alive, ms. */
+      readonly leastRecentlySeenAt: number;
+    };
 
 export interface RoutingTableOptions {
   k: number;
@@ -88,8 +93,8 @@ export class RoutingTable {
         continue;
       }
       bucket.addReplacement(contact);
-      const lrs = bucket.leastRecentlySeen();
-      return { status: 'full', leastRecentlySeen: (lrs as { contact: Contact }).contact };
+      const lrs = bucket.leastRecentlySeen() as { contact: Contact; lastSeen: number };
+      return { status: 'full', leastRecentlySeen: lrs.contact, leastRecentlySeenAt: lrs.lastSeen };
     }
   }
 
