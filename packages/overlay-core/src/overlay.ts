@@ -66,6 +66,11 @@ export type { PublishParams } from './storage/record-signer.js';
 
 export const SOFTWARE_VERSION = '0.1.0';
 
+/** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
+const FETCH_QUORUM = 2;
+/** Holders a NODE-INFO lookup for dialling waits for (connect() retries with FETCH_QUORUM). */
+const NODE_INFO_QUICK_QUORUM = 1;
+
 export interface ListenAddress {
   host: string;
   /** 0 picks a free port. */
@@ -402,8 +407,17 @@ export class OverlayNode {
    * Fetches a resource's records from the overlay and verifies each one again (signatures,
    * policy, name claim): a storing peer is never trusted. `kind` filters the result.
    */
-  async fetch(resource: string, kind?: number): Promise<StoredRecord[]> {
-    const result = await this.dht.get(resourceId(resource), { quorum: 2 });
+  fetch(resource: string, kind?: number): Promise<StoredRecord[]> {
+    return this.fetchRecords(resource, kind, FETCH_QUORUM);
+  }
+
+  /** fetch() with the number of holders whose answers are awaited (see FETCH_QUORUM). */
+  private async fetchRecords(
+    resource: string,
+    kind: number | undefined,
+    quorum: number,
+  ): Promise<StoredRecord[]> {
+    const result = await this.dht.get(resourceId(resource), { quorum });
     // Nothing found because nobody answered is not "no such record": say the overlay is down.
     if (result.values.length === 0 && result.requests > 0 && result.failures === result.requests) {
       throw new OverlayError(
@@ -411,7 +425,7 @@ export class OverlayNode {
         `no peer answered the lookup of ${resource} (${result.requests} asked)`,
       );
     }
-    return verifyFetched(result.values, resource, kind, this.config, {
+    return verifyFetched(distinctValues(result.values), resource, kind, this.config, {
       now: this.clock.now(),
       onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
     });
@@ -461,27 +475,51 @@ export class OverlayNode {
    * A reliable, ordered channel to the node that owns nodeId, for `application` (say "sip").
    * The link is found through the overlay, reused while open, re-dialled when it broke.
    */
-  connect(nodeId: NodeId, application: string): Promise<Channel> {
-    return this.links.connect(nodeId, application, (id) => this.resolveStreamAddress(id));
+  async connect(nodeId: NodeId, application: string): Promise<Channel> {
+    // The first valid NODE-INFO found is dialled: the handshake proves the node-ID, so a wrong
+    // address costs a failed dial, never a link to the wrong node. Only an old NODE-INFO (the
+    // node has moved since) is worth a second try, with what the full quorum says.
+    let quick: string | undefined;
+    try {
+      return await this.links.connect(nodeId, application, async (id) => {
+        quick = await this.resolveStreamAddress(id, { quorum: NODE_INFO_QUICK_QUORUM });
+        return quick;
+      });
+    } catch (err) {
+      const dialFailed = err instanceof OverlayError && err.code === 'ERR_UNREACHABLE';
+      if (quick === undefined || !dialFailed || this.closed) throw err;
+      const full = await this.resolveStreamAddress(nodeId);
+      if (full === quick) throw err;
+      return this.links.connect(nodeId, application, async () => full);
+    }
   }
 
-  /** Where a node's stream links listen: its NODE-INFO, at the host its DHT traffic uses. */
-  async resolveStreamAddress(nodeId: NodeId): Promise<string> {
-    const [info] = await this.fetch(idToHex(nodeId), KIND_NODE_INFO);
+  /**
+   * Where a node's stream links listen: its NODE-INFO, at the host its DHT traffic uses.
+   * `quorum` 1 takes the first holder's NODE-INFO that verifies (a quicker answer that may be
+   * an older one); the default asks as many holders as fetch().
+   */
+  async resolveStreamAddress(nodeId: NodeId, options: { quorum?: number } = {}): Promise<string> {
+    // Looked up alongside the NODE-INFO rather than after it: a node that advertises no
+    // address is dialled at the host of its DHT contact.
+    const contact = this.findContact(nodeId);
+    contact.catch(() => undefined);
+    const hex = idToHex(nodeId);
+    const quorum = options.quorum ?? FETCH_QUORUM;
+    let [info] = await this.fetchRecords(hex, KIND_NODE_INFO, quorum);
+    // The quick answer did not verify (or was a tombstone): ask the full quorum before giving up.
+    if (!info && quorum < FETCH_QUORUM)
+      [info] = await this.fetchRecords(hex, KIND_NODE_INFO, FETCH_QUORUM);
     if (!info)
       throw new OverlayError(
         'ERR_NOT_FOUND',
-        `node ${idToHex(nodeId).slice(0, 16)}… has no NODE-INFO in the overlay`,
+        `node ${hex.slice(0, 16)}… has no NODE-INFO in the overlay`,
       );
     const ni = decodeNodeInfo(info.value);
     if (ni.streamAddresses[0]) return ni.streamAddresses[0];
-    const contact = await this.findContact(nodeId);
-    const ep = parseEndpoint(contact.address);
+    const ep = parseEndpoint((await contact).address);
     if (!ep)
-      throw new OverlayError(
-        'ERR_UNREACHABLE',
-        `no usable address for node ${idToHex(nodeId).slice(0, 16)}…`,
-      );
+      throw new OverlayError('ERR_UNREACHABLE', `no usable address for node ${hex.slice(0, 16)}…`);
     return formatEndpoint(ep.ip, ni.streamPort);
   }
 
@@ -526,7 +564,7 @@ export class OverlayNode {
       case 'fetch': {
         if (typeof req.arg !== 'string')
           throw new OverlayError('ERR_MALFORMED', 'fetch takes a resource name');
-        const result = await this.dht.get(resourceId(req.arg), { quorum: 2 });
+        const result = await this.dht.get(resourceId(req.arg), { quorum: FETCH_QUORUM });
         return result.values.map((v) => v.value);
       }
       case 'resolve': {
@@ -634,6 +672,19 @@ export class OverlayNode {
     await this.persistent.close();
     this.releaseLock();
   }
+}
+
+/** Each distinct value once: holders mostly return the same bytes, and a check costs signatures. */
+function distinctValues(values: readonly { readonly value: Uint8Array }[]): Uint8Array[] {
+  const seen = new Set<string>();
+  const out: Uint8Array[] = [];
+  for (const { value } of values) {
+    const key = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(value);
+  }
+  return out;
 }
 
 function idFromPublishedId(id: string): NodeId | undefined {

@@ -207,6 +207,58 @@ describe('overlay node over real sockets', () => {
   });
 });
 
+describe('a node whose NODE-INFO is out of date where it is found first', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-moved-'));
+  const nodes: OverlayNode[] = [];
+
+  before(async () => {
+    nodes.push(await OverlayNode.start({ dataDir: join(root, 'a'), config: config() }));
+    for (const name of ['b', 'c', 'd']) {
+      nodes.push(
+        await OverlayNode.start({
+          dataDir: join(root, name),
+          config: config(),
+          bootstrap: [nodes[0]!.udpAddress],
+        }),
+      );
+    }
+  });
+
+  after(async () => {
+    for (const n of nodes) await n.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('is dialled at the address the quorum of holders gives', async () => {
+    const [a, , , d] = nodes as [OverlayNode, OverlayNode, OverlayNode, OverlayNode];
+    const key = resourceId(idToHex(d.nodeId));
+    const holder = nodes.find((n) => n.store.get(key, Date.now()).length > 0)!;
+    const old = holder.store.get(key, Date.now())[0]!;
+    // d restarts on other ports: its new NODE-INFO replaces the old one on the holders.
+    await d.close();
+    const moved = await OverlayNode.start({
+      dataDir: join(root, 'd'),
+      config: config(),
+      bootstrap: [a.udpAddress],
+    });
+    nodes[3] = moved;
+    assert.notEqual(moved.streamAddress, d.streamAddress);
+    // a itself still holds the old one, so the first NODE-INFO it finds names the old address.
+    a.store.delete(key);
+    a.store.put(key, old.value, old.expiresAt, Date.now());
+    moved.links.handle('echo', (channel) => {
+      channel.on('message', (bytes: Uint8Array) => channel.send(bytes));
+    });
+    const ch = await a.connect(moved.nodeId, 'echo');
+    assert.equal(idToHex(ch.remoteNodeId), idToHex(moved.nodeId));
+    const echoed = new Promise<string>((resolve) =>
+      ch.on('message', (bytes: Uint8Array) => resolve(Buffer.from(bytes).toString())),
+    );
+    ch.send(new TextEncoder().encode('hello'));
+    assert.equal(await echoed, 'hello');
+  });
+});
+
 describe('client role', () => {
   const root = mkdtempSync(join(tmpdir(), 'peerbx-client-'));
   const peers: OverlayNode[] = [];

@@ -1,7 +1,7 @@
 // The URIs a node puts in Record-Route: `sip:<node-id-hex>@<host>:<port>;transport=..;lr`.
 // The phone reaches the host:port; another node reads the node-ID and uses the overlay.
 
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { isSipUri, type SipUri, type Uri } from '../message/uri.js';
 
 const NODE_HEX = /^[0-9a-f]{64}$/;
@@ -35,7 +35,7 @@ export function uriHostPort(uri: SipUri): string {
  * `target`: only this node can make one, so another node (or a phone) cannot forge a Route
  * that makes this node deliver to an address of its choosing.
  */
-export function routeToken(secret: Uint8Array, callId: string, target: SipUri): string {
+export function routeToken(secret: Uint8Array | KeyObject, callId: string, target: SipUri): string {
   return createHmac('sha256', secret)
     .update(`${callId}\n${uriHostPort(target)}`)
     .digest('base64url')
@@ -44,7 +44,7 @@ export function routeToken(secret: Uint8Array, callId: string, target: SipUri): 
 
 /** True when `token` was made by routeToken with this secret for this Call-ID and target. */
 export function checkRouteToken(
-  secret: Uint8Array,
+  secret: Uint8Array | KeyObject,
   token: string,
   callId: string,
   target: SipUri,

@@ -4,7 +4,7 @@
 // and the nodes the overlay names. Each target is a branch; the ResponseContext picks the
 // answer. Other nodes are reached over overlay channels; phones over the flows they registered.
 
-import { randomBytes } from 'node:crypto';
+import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { type Clock, idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import { type Logger, silentLogger } from '@peerbx/overlay-core';
 import { SipParseError } from '../errors.js';
@@ -98,7 +98,8 @@ export interface ProxyStats {
 export class StatefulProxy {
   private readonly log: Logger;
   private readonly contexts = new Map<ServerTransaction, ResponseContext>();
-  private readonly routeSecret: Uint8Array;
+  /** A key object, so each Record-Route MAC skips preparing the key again. */
+  private readonly routeSecret: KeyObject;
   readonly stats: ProxyStats = {
     forwarded: 0,
     generated: {},
@@ -108,7 +109,7 @@ export class StatefulProxy {
 
   constructor(private readonly c: ProxyComponents) {
     this.log = (c.logger ?? silentLogger).child({ component: 'sip-proxy' });
-    this.routeSecret = c.routeSecret ?? randomBytes(32);
+    this.routeSecret = createSecretKey(c.routeSecret ?? randomBytes(32));
   }
 
   /** A request that made a server transaction (anything but REGISTER, ACK, OPTIONS to us). */
