@@ -64,7 +64,7 @@ const REGISTER_RATES = [
   25, 50, 100, 200, 500, 1000, 2000, 4000, 7000, 10_000, 12_500, 15_000, 17_500, 20_000, 25_000,
   30_000, 40_000,
 ];
-const CALL_RATES = [50, 100, 200, 400, 800, 1200, 1600];
+const CALL_RATES = [50, 100, 200, 400, 800, 1200, 1600, 2000, 2500, 3000];
 const MAX_FAIL = 0.01;
 /**
  * A rate is sustained only when the run keeps up with it: all its calls completed within
