@@ -36,9 +36,10 @@ export const MAX_CONTACT_FAILURES = 3;
 export const REPLACEMENT_CACHE_SIZE = 20;
 /**
  * A full bucket's least-recently-seen contact is pinged before eviction only when it was last
- * seen this long ago; one seen more recently stays without a PING.
+ * seen this long ago; one seen more recently stays without a PING. (60 s doubled the lookup
+ * p95 under bench:dht's 2-hour churn at N=1,000, dead contacts staying longer; 10 s did not.)
  */
-export const EVICTION_PING_MIN_AGE_MS = 60_000;
+export const EVICTION_PING_MIN_AGE_MS = 10_000;
 
 /** Values per key a storing node keeps (distinct slots), so nobody can fill up a peer. */
 export const DEFAULT_MAX_VALUES_PER_KEY = 64;

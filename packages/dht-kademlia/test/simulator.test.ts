@@ -47,22 +47,44 @@ describe('kademlia over the simulator', () => {
     }
   });
 
-  it("pings a full bucket's least-recently-seen contact only when it went a minute unheard", async () => {
-    const s = await swarm(80, 11, { k: 4 });
-    const pings = () => s.alive.reduce((sum, n) => sum + n.stats.requestsIn.PING, 0);
-    const lookups = async () => {
-      for (const n of s.alive.slice(0, 40)) await s.sim.settle(n.findNode(s.sim.random.bytes(32)));
-    };
-    await lookups();
-    const before = pings();
-    await lookups();
-    const whileFresh = pings() - before;
-    await s.sim.runFor(2 * MIN);
-    const idle = pings();
-    await lookups();
-    const afterQuiet = pings() - idle;
-    assert.equal(whileFresh, 0, 'contacts heard from within the minute are kept without a PING');
-    assert.ok(afterQuiet > 0, 'after two quiet minutes, full buckets ping before evicting');
+  it("pings a full bucket's least-recently-seen contact only when it went unheard for a while", async () => {
+    const s = await swarm(60, 11, { k: 2 });
+    await s.sim.runFor(30_000);
+    // A node a, and a sender b that falls in a full bucket of a's and is not in it.
+    let pair: { a: KademliaNode; b: KademliaNode } | undefined;
+    for (const a of s.alive) {
+      const b = s.alive.find(
+        (x) =>
+          x !== a &&
+          !a.table.has(x.id) &&
+          a.table.bucket(a.table.bucketIndexOf(x.id)).isFull &&
+          a.table.bucketIndexOf(x.id) < a.table.bucketCount - 1,
+      );
+      if (b) {
+        pair = { a, b };
+        break;
+      }
+    }
+    assert.ok(pair, 'a full bucket and a node outside it');
+    const { a, b } = pair;
+    const bucket = a.table.bucket(a.table.bucketIndexOf(b.id));
+    const nodeOf = (c: { id: Uint8Array } | undefined) =>
+      s.alive.find((x) => c !== undefined && idEquals(x.id, c.id));
+    // a hears from every contact of that bucket, so all of them are fresh...
+    for (const e of [...bucket.entries]) await s.sim.settle(nodeOf(e.contact)!.ping(a.contact));
+    const lrsNode = nodeOf(bucket.leastRecentlySeen()?.contact);
+    assert.ok(lrsNode);
+    const pingsAtLrs = () => lrsNode.stats.requestsIn.PING;
+    // ... then from b: no PING to keep the least recently seen of them.
+    const before = pingsAtLrs();
+    await s.sim.settle(b.ping(a.contact));
+    await s.sim.runFor(1000);
+    assert.equal(pingsAtLrs(), before, 'a contact heard from seconds ago is kept without a PING');
+    // A minute of silence later, b again: now a pings it before deciding.
+    await s.sim.runFor(60_000);
+    await s.sim.settle(b.ping(a.contact));
+    await s.sim.runFor(1000);
+    assert.equal(pingsAtLrs(), before + 1, 'a contact unheard for a minute is pinged first');
   });
 
   it('stores on the k closest and fetches from anywhere', async () => {
