@@ -4,7 +4,9 @@
 //   1. REGISTER throughput one node sustains, two ways, at rising rates (-r), one SIPp run per
 //      step; the highest rate sustained: < 1% of the REGISTERs failed and SIPp's run kept up
 //      (completed >= 90% of the offered rate; an overloaded server shows as retransmissions
-//      and a run that takes longer before it shows as failures):
+//      and a run that takes longer before it shows as failures); a step that fails is run once
+//      more before it ends the ladder, since a stall of this shared machine fails one now and
+//      then (seen for Kamailio and PeerBX alike):
 //      new:     a SIPp UAC registering distinct users never registered before (-inf CSV): at
 //               PeerBX each one is an overlay write (name claim + SIP-REGISTRATION record);
 //      refresh: a pool of REFRESH_POOL users is registered first (a few in flight, not
@@ -73,6 +75,8 @@ const MAX_FAIL = 0.01;
  * shows first as a run that takes longer, often with no failed call at all.
  */
 const MIN_ACHIEVED = 0.9;
+/** Runs of a rate before it counts as not sustained: one retry, for both systems alike. */
+const STEP_ATTEMPTS = 2;
 /** Users registered before the refresh steps, and the Contact port they register. */
 const REFRESH_POOL = 1000;
 const REFRESH_CONTACT_PORT = 5999;
@@ -573,32 +577,53 @@ async function rateSteps(
   let max = 0;
   for (const rate of rates) {
     const calls = Math.round(rate * STEP_S);
-    const r = await run(rate, calls);
-    const sorted = [...r.rttMs].sort((a, b) => a - b);
-    const achievedPerS = r.successful / r.runS;
-    const sustained = r.lost / calls < MAX_FAIL && achievedPerS >= MIN_ACHIEVED * rate;
-    const step: StepResult = {
-      rate,
-      planned: calls,
-      successful: r.successful,
-      failedPct: (100 * r.lost) / calls,
-      achievedPerS,
-      retransmissions: r.retransmissions,
-      p50Ms: percentile(sorted, 50),
-      p95Ms: percentile(sorted, 95),
-      sustained,
-    };
-    steps.push(step);
-    console.log(
-      `  ${label} ${rate}/s: ${r.successful}/${calls} ok (${step.failedPct.toFixed(2)}% failed) ` +
-        `in ${r.runS.toFixed(2)} s = ${Math.round(achievedPerS)}/s, ${r.retransmissions} retransmissions, ` +
-        `rtd p50 ${step.p50Ms} ms p95 ${step.p95Ms} ms${sustained ? '' : ' — not sustained'}`,
-    );
-    if (!sustained) break;
+    let sustainedHere = false;
+    for (let attempt = 1; attempt <= STEP_ATTEMPTS && !sustainedHere; attempt++) {
+      if (attempt > 1) {
+        console.log(
+          `  ${label} ${rate}/s: once more (a stall of this shared machine fails a step now and then)`,
+        );
+        await sleep(3000);
+      }
+      const step = await rateStep(label, rate, calls, run);
+      steps.push(step);
+      sustainedHere = step.sustained;
+    }
+    if (!sustainedHere) break;
     max = rate;
     await sleep(1000);
   }
   return { steps, max, capped: max === rates[rates.length - 1] };
+}
+
+/** One SIPp run at one rate: its figures, printed. */
+async function rateStep(
+  label: string,
+  rate: number,
+  calls: number,
+  run: (rate: number, calls: number) => Promise<SippRun>,
+): Promise<StepResult> {
+  const r = await run(rate, calls);
+  const sorted = [...r.rttMs].sort((a, b) => a - b);
+  const achievedPerS = r.successful / r.runS;
+  const sustained = r.lost / calls < MAX_FAIL && achievedPerS >= MIN_ACHIEVED * rate;
+  const step: StepResult = {
+    rate,
+    planned: calls,
+    successful: r.successful,
+    failedPct: (100 * r.lost) / calls,
+    achievedPerS,
+    retransmissions: r.retransmissions,
+    p50Ms: percentile(sorted, 50),
+    p95Ms: percentile(sorted, 95),
+    sustained,
+  };
+  console.log(
+    `  ${label} ${rate}/s: ${r.successful}/${calls} ok (${step.failedPct.toFixed(2)}% failed) ` +
+      `in ${r.runS.toFixed(2)} s = ${Math.round(achievedPerS)}/s, ${r.retransmissions} retransmissions, ` +
+      `rtd p50 ${step.p50Ms} ms p95 ${step.p95Ms} ms${sustained ? '' : ' — not sustained'}`,
+  );
+  return step;
 }
 
 function latencyOf(r: SippRun, note?: string): Latency {
@@ -1158,6 +1183,7 @@ async function main(): Promise<void> {
               callRates: CALL_RATES,
               maxFailure: MAX_FAIL,
               minAchieved: MIN_ACHIEVED,
+              stepAttempts: STEP_ATTEMPTS,
               warmupCalls: WARMUP_CALLS,
               warmupRate: WARMUP_RATE,
               warmupColdCalls: WARMUP_COLD_CALLS,

@@ -586,6 +586,7 @@ describe('non-INVITE server transaction (§17.2.2)', () => {
     assert.deepEqual(h.sent.map(describeSent), ['100', '100', '200', '200', '200']);
     assert.equal(h.sent[4]?.message.toTag, 'r1', 'the very same response');
     assert.equal(h.requests.length, 1);
+    assert.equal(h.layer.stats.active.server, 1, 'Completed is a live transaction');
 
     h.clock.advance(6_399);
     assert.equal(tx.state, 'Completed');
@@ -600,6 +601,13 @@ describe('non-INVITE server transaction (§17.2.2)', () => {
     );
     assert.throws(() => tx.request, { code: 'ERR_SIP_TRANSACTION_RELEASED' });
     assert.equal(h.layer.stats.retransmissions.absorbed, 4);
+    assert.equal(h.layer.stats.active.server, 1, 'only the new one, in Trying');
+    assert.deepEqual(h.layer.stats.states['non-invite-server'], {
+      Trying: 2,
+      Proceeding: 1,
+      Completed: 1,
+      Terminated: 1,
+    });
   });
 
   it('over TCP: Timer J = 0', () => {

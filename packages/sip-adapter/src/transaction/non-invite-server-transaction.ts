@@ -12,6 +12,14 @@ import {
 
 export type NonInviteServerTransactionState = 'Trying' | 'Proceeding' | 'Completed' | 'Terminated';
 
+/**
+ * Takes over a transaction entering Completed over an unreliable transport: from then on the
+ * transaction layer answers retransmitted requests with `response` and ends the state after
+ * Timer J (calling `expire`), holding only those bytes: the Completed transactions of a
+ * registrar at 15,000 REGISTERs/s are 32 s' worth, about half a million.
+ */
+export type CompletedHandOver = (tx: NonInviteServerTransaction, response: Uint8Array) => void;
+
 export class NonInviteServerTransaction extends Transaction<NonInviteServerTransactionState> {
   readonly kind = 'non-invite-server' as const;
   private readonly user: ServerTransactionUser;
@@ -27,6 +35,7 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerTrans
     channel: TransactionChannel,
     user: ServerTransactionUser,
     options: TransactionOptions,
+    private readonly handOver?: CompletedHandOver,
   ) {
     super(request, channel, options, 'Trying');
     this.user = user;
@@ -50,14 +59,26 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerTrans
       this.transition('Proceeding');
     } else {
       this.transition('Completed');
-      if (!this.reliable) {
+      if (this.reliable) {
+        this.transition('Terminated'); // Timer J is zero on reliable transports
+      } else {
         // Its own exact-size copy: the bytes sent share a pooled 8 KiB slab with other messages.
-        this.lastResponse = new Uint8Array(sent);
+        const response = new Uint8Array(sent);
         this.releaseRequest();
+        this.lastResponse = undefined;
+        if (this.handOver) this.handOver(this, response);
+        else {
+          this.lastResponse = response;
+          this.startOrTerminate('J', forTransport(this.timerValues.J, this.reliable));
+        }
       }
-      this.startOrTerminate('J', forTransport(this.timerValues.J, this.reliable));
     }
     return true;
+  }
+
+  /** Timer J fired while the transaction layer held the Completed state (see CompletedHandOver). */
+  expire(): void {
+    if (this.state === 'Completed') this.transition('Terminated');
   }
 
   transportError(error: unknown): void {

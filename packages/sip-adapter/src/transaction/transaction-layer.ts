@@ -2,7 +2,7 @@
 // §17.2.3), creates them, hands new requests and stray messages to the TU, and sends through
 // an abstract function so it runs over sockets, overlay channels or a test recorder alike.
 
-import { type Clock, systemClock } from '@peerbx/dht-kademlia';
+import { type Clock, systemClock, type TimerHandle } from '@peerbx/dht-kademlia';
 import { isRfc3261Branch } from '../message/ids.js';
 import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
 import { serialize } from '../message/sip-message.js';
@@ -25,6 +25,16 @@ import type {
 import { detached } from './transaction.js';
 
 export type ClientTransaction = InviteClientTransaction | NonInviteClientTransaction;
+
+/** A non-INVITE server transaction's Completed state, held by the layer (CompletedHandOver). */
+interface CompletedEntry {
+  readonly key: string;
+  readonly response: Uint8Array;
+  readonly destination: SipDestination;
+  readonly expiresAt: number;
+  /** The transaction object while its TU still holds it, to be told of Timer J. */
+  readonly tx: WeakRef<NonInviteServerTransaction>;
+}
 export type ServerTransaction = InviteServerTransaction | NonInviteServerTransaction;
 
 /**
@@ -135,8 +145,17 @@ export class TransactionLayer {
     source: SipTransportAddress,
   ) => SipDestination;
   private readonly transactionOptions: TransactionOptions;
+  private readonly clock: Clock;
   private readonly clients = new Map<string, ClientTransaction>();
   private readonly servers = new Map<string, ServerTransaction>();
+  /**
+   * Non-INVITE server transactions in Completed over UDP, reduced to what the state needs:
+   * the response to resend and when Timer J ends it. In expiry order (Timer J is one value).
+   */
+  private readonly completed = new Map<string, CompletedEntry>();
+  private completedQueue: CompletedEntry[] = [];
+  private completedHead = 0;
+  private completedTimer: TimerHandle | undefined;
   private readonly counters = {
     created: Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<TransactionKind, number>,
     states: Object.fromEntries(KINDS.map((k) => [k, {}])) as Record<
@@ -155,8 +174,9 @@ export class TransactionLayer {
     this.user = options.user;
     this.timers = resolveTimers(options.timers);
     this.responseDestination = options.responseDestination ?? defaultResponseDestination;
+    this.clock = options.clock ?? systemClock;
     this.transactionOptions = {
-      clock: options.clock ?? systemClock,
+      clock: this.clock,
       timers: this.timers,
       observer: this.observer(),
     };
@@ -171,7 +191,7 @@ export class TransactionLayer {
         TransactionKind,
         Record<string, number>
       >,
-      active: { client: this.clients.size, server: this.servers.size },
+      active: { client: this.clients.size, server: this.servers.size + this.completed.size },
       retransmissions: { ...c.retransmissions },
       timeouts: { ...c.timeouts },
       strayResponses: c.strayResponses,
@@ -265,6 +285,11 @@ export class TransactionLayer {
     for (const tx of [...this.clients.values(), ...this.servers.values()]) tx.dispose();
     this.clients.clear();
     this.servers.clear();
+    if (this.completedTimer !== undefined) this.clock.clearTimeout(this.completedTimer);
+    this.completedTimer = undefined;
+    this.completed.clear();
+    this.completedQueue = [];
+    this.completedHead = 0;
   }
 
   private receiveResponse(response: SipResponse, source: SipTransportAddress): void {
@@ -294,6 +319,14 @@ export class TransactionLayer {
       existing.receiveRequest(request);
       return;
     }
+    const done = this.completed.get(key);
+    if (done) {
+      // §17.2.2: a retransmission in Completed gets the final response again.
+      this.counters.retransmissions.absorbed++;
+      this.counters.retransmissions.sent++;
+      this.sendCompleted(done);
+      return;
+    }
     const tx = this.createServerTransaction(request, source);
     tx.key = detached(key);
     this.servers.set(tx.key, tx);
@@ -307,7 +340,8 @@ export class TransactionLayer {
   ): ServerTransaction {
     const reliable = source.transport !== 'udp';
     let tx: ServerTransaction | undefined;
-    const channel = this.channel(this.responseDestination(request, source), reliable, () => tx);
+    const destination = this.responseDestination(request, source);
+    const channel = this.channel(destination, reliable, () => tx);
     if (request.method === 'INVITE') {
       const invite: InviteServerTransaction = new InviteServerTransaction(
         request,
@@ -326,10 +360,73 @@ export class TransactionLayer {
         channel,
         { transportError: (error) => this.user.transportError?.(error, other) },
         this.transactionOptions,
+        (completed, response) => this.holdCompleted(completed, response, destination),
       );
       tx = other;
     }
     return tx;
+  }
+
+  /** Takes a non-INVITE server transaction's Completed state over (CompletedHandOver). */
+  private holdCompleted(
+    tx: NonInviteServerTransaction,
+    response: Uint8Array,
+    destination: SipDestination,
+  ): void {
+    const key = tx.key;
+    if (key === undefined) return;
+    if (this.servers.get(key) === tx) this.servers.delete(key);
+    const entry: CompletedEntry = {
+      key,
+      response,
+      destination,
+      expiresAt: this.clock.now() + this.timers.J,
+      tx: new WeakRef(tx),
+    };
+    this.completed.set(key, entry);
+    this.completedQueue.push(entry);
+    if (this.completedTimer === undefined) this.armCompletedTimer(this.timers.J);
+  }
+
+  private sendCompleted(entry: CompletedEntry): void {
+    try {
+      const result = this.sendBytes(entry.response, entry.destination, false);
+      if (result instanceof Promise) result.catch(() => this.counters.transportErrors++);
+    } catch {
+      this.counters.transportErrors++;
+    }
+  }
+
+  private armCompletedTimer(ms: number): void {
+    this.completedTimer = this.clock.setTimeout(() => {
+      this.completedTimer = undefined;
+      this.expireCompleted();
+    }, ms);
+  }
+
+  /** Timer J for every held Completed state that is due; re-armed for the next one. */
+  private expireCompleted(): void {
+    const now = this.clock.now();
+    const queue = this.completedQueue;
+    while (this.completedHead < queue.length) {
+      const entry = queue[this.completedHead] as CompletedEntry;
+      if (entry.expiresAt > now) break;
+      this.completedHead++;
+      if (this.completed.get(entry.key) === entry) this.completed.delete(entry.key);
+      const tx = entry.tx.deref();
+      if (tx) tx.expire();
+      else {
+        // Gone with its TU's last reference: count the state it would have entered.
+        const states = this.counters.states['non-invite-server'];
+        states.Terminated = (states.Terminated ?? 0) + 1;
+      }
+    }
+    if (this.completedHead > 1024 && this.completedHead * 2 > queue.length) {
+      this.completedQueue = queue.slice(this.completedHead);
+      this.completedHead = 0;
+    }
+    const next = this.completedQueue[this.completedHead];
+    if (next) this.armCompletedTimer(Math.max(1, next.expiresAt - now));
   }
 
   private created(tx: Transaction): void {
