@@ -93,6 +93,8 @@ const LATENCY_RATE = Number(arg('latency-rate', '10'));
 /** Calls through the path before the steady-state call-setup phases (JIT warm-up, as in JMH). */
 const WARMUP_CALLS = Number(arg('warmup-calls', '3000'));
 const WARMUP_RATE = 200;
+/** Pause after the warm-up: RFC 6026 Timers L and M (64 x T1 = 32 s), plus a margin. */
+const WARMUP_SETTLE_MS = 35_000;
 /** ... and calls to this many distinct callees, each called once (cold path warm-up). */
 const WARMUP_COLD_CALLS = Math.round(WARMUP_CALLS / 3);
 const JSON_FILE = arg('json', '');
@@ -733,7 +735,11 @@ async function measure(o: {
     console.log(
       `  warm-up: ${w.successful}/${WARMUP_CALLS} calls to bob at ${WARMUP_RATE}/s in ${w.runS.toFixed(1)} s`,
     );
-    await sleep(1000);
+  }
+  if (warmupCold.length + WARMUP_CALLS > 0) {
+    // The warm-up's transactions live on for Timers L and M (32 s): measured at 10 calls/s, the
+    // steady state is the one after they are gone, not the burst's aftermath.
+    await sleep(WARMUP_SETTLE_MS);
   }
   const warm = (await phase(['bob'], true)).latency;
   show('warm, steady state', warm);
