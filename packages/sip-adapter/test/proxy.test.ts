@@ -76,6 +76,23 @@ describe('stateful proxy', () => {
     await d1.request('ACK', 'ACK for 487');
   });
 
+  it('passes a 2xx retransmission through both nodes after the call was set up', async () => {
+    const caller = await phone();
+    const callee = await phone();
+    assert.equal(await rawRegister(b, 'gina', `sip:gina@${callee.contact}`), 'SIP/2.0 200 OK');
+    const call = request('INVITE', `sip:gina@127.0.0.1:${a.port}`, caller);
+    caller.send(call.text, a.port);
+    const inv = await callee.request('INVITE');
+    callee.answer(inv, 200, b.port, 'g1');
+    const first = await caller.response(200, 'INVITE');
+    // The callee did not see an ACK yet: it sends the 200 again (RFC 3261 §13.3.1.4).
+    callee.answer(inv, 200, b.port, 'g1');
+    const again = await caller.response(200, 'INVITE');
+    assert.equal(again.callId, call.callId);
+    assert.deepEqual(again.via, first.via, "the caller's own Via, restored at each node");
+    assert.equal(again.via.length, 1);
+  });
+
   it('answers 408 when Timer C fires before any final answer, cancelling the branch', async () => {
     const caller = await phone();
     const d = await phone();

@@ -7,6 +7,7 @@ import { SipRequest, type SipResponse } from '../message/sip-message.js';
 import { formatVia } from '../message/uri.js';
 import type {
   ClientTransaction,
+  ClientTransactionUser,
   ServerTransaction,
   TransactionLayer,
 } from '../transaction/index.js';
@@ -24,6 +25,14 @@ export interface Branch {
   canceled: boolean;
   /** Told when this branch ends with a final response (locator invalidation on failure). */
   onFinal?: (status: number) => void;
+  /** What its client transaction reports to (set by `start`). */
+  user?: BranchUser;
+}
+
+/** A branch's transaction user, re-pointed when the context is done (see release). */
+export interface BranchUser extends ClientTransactionUser {
+  route: (response: SipResponse) => void;
+  failed: () => void;
 }
 
 export interface ResponseContextOptions {
@@ -53,15 +62,26 @@ export class ResponseContext {
   private timerC: TimerHandle | undefined;
 
   /**
-   * The request being proxied, kept here: the server transaction lets go of a non-INVITE
-   * request once the final response is out, and late branch responses still need its Vias.
+   * The request being proxied, kept here until the context is done: the server transaction
+   * lets go of it once its final response is out.
    */
-  readonly request: SipRequest;
+  private proxied: SipRequest | undefined;
+  /** Its Vias, which every response forwarded upstream gets back (late 2xx ones too). */
+  private readonly vias: readonly string[];
+  private readonly isInvite: boolean;
 
   constructor(private readonly options: ResponseContextOptions) {
     this.server = options.server;
-    this.request = options.server.request;
-    if (this.request.method === 'INVITE') this.restartTimerC();
+    this.proxied = options.server.request;
+    this.vias = this.proxied.headers.getAll('via');
+    this.isInvite = this.proxied.method === 'INVITE';
+    if (this.isInvite) this.restartTimerC();
+  }
+
+  /** The request being proxied (until the context is done). */
+  get request(): SipRequest {
+    if (!this.proxied) throw new Error('response context is done: the request is gone');
+    return this.proxied;
   }
 
   /** Announces a branch whose destination is still being found. */
@@ -74,16 +94,20 @@ export class ResponseContext {
     branch.destination = destination;
     this.branches.push(branch);
     if (this.opening > 0) this.opening--;
-    const ctx = this;
+    const user: BranchUser = {
+      route: (response) => this.receive(branch, response),
+      failed: () =>
+        this.receive(branch, createResponse(branch.request, 503, { reason: 'Transport Error' })),
+      receiveResponse(response) {
+        user.route(response);
+      },
+      transportError() {
+        user.failed();
+      },
+    };
+    branch.user = user;
     try {
-      branch.tx = this.options.transactions.sendRequest(branch.request, destination, {
-        receiveResponse(response) {
-          ctx.receive(branch, response);
-        },
-        transportError() {
-          ctx.receive(branch, createResponse(branch.request, 503, { reason: 'Transport Error' }));
-        },
-      });
+      branch.tx = this.options.transactions.sendRequest(branch.request, destination, user);
     } catch {
       this.receive(branch, createResponse(branch.request, 503, { reason: 'Transport Error' }));
     }
@@ -118,11 +142,11 @@ export class ResponseContext {
     // The rest must be the Vias the request came with; they are restored from it, so a UAS
     // that echoes only the Via of a CANCEL (or mangles the list) still answers the right way.
     response.headers.delete('via');
-    for (const v of this.request.headers.getAll('via')) response.headers.append('Via', v);
+    for (const v of this.vias) response.headers.append('Via', v);
     const status = response.status;
     if (status < 200) {
       branch.provisional = true;
-      if (this.request.method === 'INVITE') this.restartTimerC();
+      if (this.isInvite) this.restartTimerC();
       if (branch.cancelPending) this.sendCancel(branch);
       if (status > 100 && !this.finalSent) this.server.respond(response);
       return;
@@ -131,7 +155,7 @@ export class ResponseContext {
       const first = branch.final === undefined;
       branch.final ??= response;
       // §16.7 step 5: every 2xx to an INVITE is forwarded, also after another branch's.
-      if (!this.finalSent || this.request.method === 'INVITE') this.server.respond(response);
+      if (!this.finalSent || this.isInvite) this.server.respond(response);
       if (!this.finalSent) {
         this.finalSent = true;
         for (const b of this.branches) if (b !== branch) this.cancelBranch(b);
@@ -159,6 +183,33 @@ export class ResponseContext {
       this.server.respond(this.chooseFinal());
     }
     this.options.done(this);
+    this.release();
+  }
+
+  /**
+   * Done: an INVITE's client transactions stay Accepted for 32 s to pass 2xx retransmissions
+   * up, and that is all they still need of the context: the server transaction and the Vias.
+   * Everything else (requests, responses, branches) is let go, so a call's aftermath holds
+   * bytes, not messages.
+   */
+  private release(): void {
+    const server = this.server;
+    const vias = this.vias;
+    const forwardLate = (response: SipResponse) => {
+      if (response.status < 200 || response.status >= 300) return;
+      response.headers.delete('via');
+      for (const v of vias) response.headers.append('Via', v);
+      server.respond(response);
+    };
+    for (const b of this.branches) {
+      if (b.user) {
+        b.user.route = forwardLate;
+        b.user.failed = () => undefined;
+      }
+    }
+    this.branches.length = 0;
+    this.best = undefined;
+    this.proxied = undefined;
   }
 
   private chooseFinal(): SipResponse {

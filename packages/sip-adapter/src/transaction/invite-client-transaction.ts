@@ -49,6 +49,8 @@ export class InviteClientTransaction extends ClientTransactionBase<InviteClientT
           this.transition('Accepted');
           this.timers.start('M', this.timerValues.M, () => this.transition('Terminated'));
           this.user.receiveResponse(response, this);
+          // Accepted only passes 2xx retransmissions up: the INVITE is not needed for 32 s.
+          this.releaseRequest();
         } else {
           this.stopCallingTimers();
           this.transition('Completed');

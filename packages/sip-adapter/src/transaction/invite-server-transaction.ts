@@ -90,6 +90,9 @@ export class InviteServerTransaction extends Transaction<InviteServerTransaction
     } else if (status < 300) {
       this.transition('Accepted');
       this.timers.start('L', this.timerValues.L, () => this.transition('Terminated'));
+      // Accepted absorbs INVITE retransmissions and passes ACKs and 2xx on: no message kept.
+      this.lastProvisional = undefined;
+      this.releaseRequest();
     } else {
       this.finalResponse = response;
       this.transition('Completed');
