@@ -43,6 +43,25 @@ function sendRaw(bytes: Uint8Array, to: string): Promise<void> {
   });
 }
 
+/** Nodes a, b, c, d under root, b to d bootstrapped from a. */
+async function startFour(root: string, nodes: OverlayNode[]): Promise<void> {
+  nodes.push(await OverlayNode.start({ dataDir: join(root, 'a'), config: config() }));
+  for (const name of ['b', 'c', 'd']) {
+    nodes.push(
+      await OverlayNode.start({
+        dataDir: join(root, name),
+        config: config(),
+        bootstrap: [nodes[0]!.udpAddress],
+      }),
+    );
+  }
+}
+
+async function closeAll(root: string, nodes: OverlayNode[]): Promise<void> {
+  for (const n of nodes) await n.close();
+  rmSync(root, { recursive: true, force: true });
+}
+
 async function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
   const end = Date.now() + ms;
   while (!check()) {
@@ -55,23 +74,8 @@ describe('overlay node over real sockets', () => {
   const root = mkdtempSync(join(tmpdir(), 'peerbx-node-'));
   const nodes: OverlayNode[] = [];
 
-  before(async () => {
-    nodes.push(await OverlayNode.start({ dataDir: join(root, 'a'), config: config() }));
-    for (const name of ['b', 'c', 'd']) {
-      nodes.push(
-        await OverlayNode.start({
-          dataDir: join(root, name),
-          config: config(),
-          bootstrap: [nodes[0]!.udpAddress],
-        }),
-      );
-    }
-  });
-
-  after(async () => {
-    for (const n of nodes) await n.close();
-    rmSync(root, { recursive: true, force: true });
-  });
+  before(() => startFour(root, nodes));
+  after(() => closeAll(root, nodes));
 
   it('joins and stores NODE-INFO for every node', async () => {
     for (const n of nodes)
@@ -211,23 +215,8 @@ describe('a node whose NODE-INFO is out of date where it is found first', () => 
   const root = mkdtempSync(join(tmpdir(), 'peerbx-moved-'));
   const nodes: OverlayNode[] = [];
 
-  before(async () => {
-    nodes.push(await OverlayNode.start({ dataDir: join(root, 'a'), config: config() }));
-    for (const name of ['b', 'c', 'd']) {
-      nodes.push(
-        await OverlayNode.start({
-          dataDir: join(root, name),
-          config: config(),
-          bootstrap: [nodes[0]!.udpAddress],
-        }),
-      );
-    }
-  });
-
-  after(async () => {
-    for (const n of nodes) await n.close();
-    rmSync(root, { recursive: true, force: true });
-  });
+  before(() => startFour(root, nodes));
+  after(() => closeAll(root, nodes));
 
   it('is dialled at the address the quorum of holders gives', async () => {
     const [a, , , d] = nodes as [OverlayNode, OverlayNode, OverlayNode, OverlayNode];
