@@ -112,6 +112,8 @@ export interface OverlayStats {
     requestsOut: number;
     requestFailures: number;
     lookups: number;
+    /** Responses to no request of ours (late, unsolicited or from the wrong address): dropped. */
+    unmatched: number;
   };
   rejections: {
     malformed: number;
@@ -641,6 +643,7 @@ export class OverlayNode {
         requestsOut: d.requestsOut,
         requestFailures: d.requestFailures,
         lookups: d.lookups,
+        unmatched: this.udp.stats.unmatched,
       },
       rejections: {
         malformed: this.udp.stats.malformed,

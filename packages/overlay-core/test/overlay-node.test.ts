@@ -157,6 +157,21 @@ describe('overlay node over real sockets', () => {
     }
     assert.equal(target.stats().rejections.byReason.replay, (before.replay ?? 0) + 1);
 
+    // A response to nothing the target asked, badly signed as well: dropped before the
+    // signature is even checked, so a flood of them costs no verification.
+    const signatureRejections = target.stats().rejections.byReason.signature ?? 0;
+    const unmatched = target.stats().messages.unmatched;
+    const bogus = new Uint8Array(
+      codec.encodeResponse(0x5eed, { sender: nodeIdOf(keys.publicKey), body: { type: 'PONG' } }),
+    );
+    bogus[bogus.length - 1] = (bogus[bogus.length - 1] as number) ^ 0xff;
+    await sendRaw(bogus, target.udpAddress);
+    await until(
+      () => target.stats().messages.unmatched === unmatched + 1,
+      'the unsolicited response to be counted',
+    );
+    assert.equal(target.stats().rejections.byReason.signature ?? 0, signatureRejections);
+
     await sendRaw(new Uint8Array([1, 2, 3, 4, 5]), target.udpAddress);
     await until(() => target.stats().rejections.malformed >= 1, 'garbage to be counted');
     assert.equal(await nodes[0]!.dht.ping(target.contact), true, 'the node still answers');

@@ -15,6 +15,12 @@ export interface DatagramCodec {
    * replay, another overlay...). Both are counted and dropped; a rejection may carry a reply.
    */
   decode(data: Uint8Array, from: string): WireMessage;
+  /**
+   * Reads only whether a datagram is a response and its transaction id, checking nothing
+   * else; undefined when it cannot tell. Lets the transport drop a response nobody waits
+   * for before paying for `decode` (a signature check, say).
+   */
+  peek?(data: Uint8Array): { response: boolean; txid: number } | undefined;
 }
 
 /** A well-formed datagram that the codec refuses. `reply`, if any, is sent back as is. */

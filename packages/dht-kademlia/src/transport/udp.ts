@@ -257,6 +257,15 @@ export class UdpTransport implements Transport {
     if (this.closed) return;
     this.stats.datagramsIn++;
     const from = endpointKey(rinfo.address, rinfo.port);
+    const head = this.codec.peek?.(data);
+    if (head?.response) {
+      // Unsolicited or late: dropped before decoding, so a flood of them costs no verification.
+      const p = this.pending.get(head.txid);
+      if (!p || p.from !== from) {
+        this.stats.unmatched++;
+        return;
+      }
+    }
     let message: WireMessage;
     try {
       message = this.codec.decode(data, from);
