@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,6 +65,26 @@ describe('two running nodes', () => {
     assert.equal(s.overlay, b.ready.overlay);
     assert.equal(s.sip.udp, b.ready.sip);
     assert.ok(s.routingTable.contacts >= 1);
+    assert.equal(s.refused.overlay.unmatched, 0);
+    assert.match(text.stdout, /refused\s+none/);
+    // Garbage at the SIP port is dropped, counted, and shown.
+    const sock = createSocket('udp4');
+    const at = b.ready.sip.lastIndexOf(':');
+    await new Promise<void>((resolve) =>
+      sock.send('not SIP at all\r\n\r\n', Number(b.ready.sip.slice(at + 1)), '127.0.0.1', () => {
+        sock.close();
+        resolve();
+      }),
+    );
+    let after = s;
+    for (let i = 0; i < 50; i++) {
+      after = JSON.parse((await peerbx(['status', '--data-dir', b.dataDir, '--json'])).stdout);
+      if (after.refused.sip.notSip > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(after.refused.sip.notSip, 1);
+    const again = await peerbx(['status', '--data-dir', b.dataDir]);
+    assert.match(again.stdout, /refused\s+1 datagrams or streams that were not SIP/);
   });
 
   test('peers lists the other node', async () => {

@@ -37,6 +37,20 @@ export interface StatusView {
   links: number;
   registeredAors: string[];
   proxy: { forwarded: number; acksForwarded: number };
+  /** What this node refused or dropped since it started, by where and why. */
+  refused: {
+    /** Overlay datagrams: unreadable, or refused by reason (signature, replay, ...). */
+    overlay: { malformed: number; byReason: Record<string, number>; unmatched: number };
+    /** SIP: unparsable messages (answered 400 or dropped), other versions, stray responses. */
+    sip: {
+      /** Datagrams, frames and streams that were not SIP at all (the transports drop them). */
+      notSip: number;
+      badRequestsAnswered: number;
+      malformedDropped: number;
+      versionRejected: number;
+      strayResponsesDropped: number;
+    };
+  };
 }
 
 export interface PeerView {

@@ -16,11 +16,29 @@ export function formatStatus(s: StatusView): string {
     ['records', `${s.records.total}${kinds ? ` (${kinds})` : ''}`],
     ['registered', s.registeredAors.length > 0 ? s.registeredAors.join(', ') : '-'],
     ['proxied', `${s.proxy.forwarded} requests, ${s.proxy.acksForwarded} ACKs`],
+    ['refused', refused(s.refused)],
     ['uptime', duration(s.uptimeS)],
     ['pid', String(s.pid)],
     ['data dir', s.dataDir],
     ['version', s.version],
   ]);
+}
+
+/** "none", or each non-zero count of what was refused or dropped, with why. */
+function refused(r: StatusView['refused']): string {
+  const parts: string[] = [];
+  const add = (n: number, what: string) => {
+    if (n > 0) parts.push(`${n} ${what}`);
+  };
+  add(r.overlay.malformed, 'malformed overlay datagrams');
+  for (const [reason, n] of Object.entries(r.overlay.byReason)) add(n, `overlay (${reason})`);
+  add(r.overlay.unmatched, 'unsolicited overlay responses');
+  add(r.sip.notSip, 'datagrams or streams that were not SIP');
+  add(r.sip.badRequestsAnswered, 'bad SIP requests (400)');
+  add(r.sip.malformedDropped, 'unparsable SIP messages dropped');
+  add(r.sip.versionRejected, 'SIP version not 2.0 (505)');
+  add(r.sip.strayResponsesDropped, 'stray SIP responses dropped');
+  return parts.length > 0 ? parts.join(', ') : 'none';
 }
 
 export function formatPeers(peers: PeerView[]): string {

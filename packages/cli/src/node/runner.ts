@@ -11,7 +11,12 @@ import {
   resourceId,
   SOFTWARE_VERSION,
 } from '@peerbx/overlay-core';
-import { decodeRegistrationValue, FileBindingsStore, SipNode } from '@peerbx/sip-adapter';
+import {
+  decodeRegistrationValue,
+  FileBindingsStore,
+  SipNode,
+  type SipTransportStats,
+} from '@peerbx/sip-adapter';
 import { formatHostPort } from '../config/address.js';
 import type { NodeSettings } from '../config/node-config.js';
 import {
@@ -208,6 +213,20 @@ async function controlOp(
           forwarded: sip.proxy.stats.forwarded,
           acksForwarded: sip.proxy.stats.acksForwarded,
         },
+        refused: {
+          overlay: {
+            malformed: s.rejections.malformed,
+            byReason: Object.fromEntries(
+              Object.entries(s.rejections.byReason).filter(([, n]) => n > 0),
+            ),
+            unmatched: s.messages.unmatched,
+          },
+          sip: {
+            notSip: notSip(sip.transports.stats),
+            ...sip.stats,
+            strayResponsesDropped: sip.proxy.stats.strayResponsesDropped,
+          },
+        },
       };
       return view;
     }
@@ -302,4 +321,10 @@ function parseNodeId(text: string) {
       `"${text}" is not a node-ID: give the 64 hex digits that \`peerbx peers\` or \`peerbx status\` shows`,
     );
   return idFromHex(text.toLowerCase());
+}
+
+/** What the SIP transports dropped as not SIP: malformed datagrams/frames, unframeable streams. */
+function notSip(t: SipTransportStats): number {
+  const sum = (o: object) => Object.values(o).reduce((a: number, n) => a + Number(n), 0);
+  return sum(t.malformed) + sum(t.unframeable);
 }
