@@ -709,31 +709,23 @@ async function measure(o: {
   show('warm, first calls after start', warmFresh);
   const coldFresh = (await phase(coldFreshUsers, true)).latency;
   show('cold, first calls after start', coldFresh);
-  if (warmupCold.length > 0) {
-    // The cold path's code (overlay fetch, channel to another node) runs as often as the warm one's.
-    const w = await runSipp({
+  // The cold path's code (overlay fetch, channel to another node) runs as often as the warm one's.
+  const warmups = [
+    { users: warmupCold, calls: warmupCold.length, what: 'as many cold callees' },
+    { users: ['bob'], calls: WARMUP_CALLS, what: 'bob' },
+  ];
+  for (const w of warmups) {
+    if (w.calls === 0) continue;
+    const r = await runSipp({
       work: o.work,
       target: o.callerTarget,
       scenario: 'uac-call.xml',
-      users: warmupCold,
+      users: w.users,
       rate: WARMUP_RATE,
-      calls: warmupCold.length,
+      calls: w.calls,
     });
     console.log(
-      `  warm-up: ${w.successful}/${warmupCold.length} calls to as many cold callees at ${WARMUP_RATE}/s in ${w.runS.toFixed(1)} s`,
-    );
-  }
-  if (WARMUP_CALLS > 0) {
-    const w = await runSipp({
-      work: o.work,
-      target: o.callerTarget,
-      scenario: 'uac-call.xml',
-      users: ['bob'],
-      rate: WARMUP_RATE,
-      calls: WARMUP_CALLS,
-    });
-    console.log(
-      `  warm-up: ${w.successful}/${WARMUP_CALLS} calls to bob at ${WARMUP_RATE}/s in ${w.runS.toFixed(1)} s`,
+      `  warm-up: ${r.successful}/${w.calls} calls to ${w.what} at ${WARMUP_RATE}/s in ${r.runS.toFixed(1)} s`,
     );
   }
   if (warmupCold.length + WARMUP_CALLS > 0) {

@@ -17,7 +17,7 @@ import {
   systemClock,
   type WireMessage,
 } from '@peerbx/dht-kademlia';
-import { DEFAULT_TTL, REPLAY_WINDOW_MS, WIRE_VERSION } from '../constants.js';
+import { DEFAULT_TTL, REPLAY_WINDOW_MS } from '../constants.js';
 import { OverlayError } from '../errors.js';
 import { type KeyPair, meetsPuzzle } from '../identity/keys.js';
 import { bodyToRequest, bodyToResponse, requestToBody, responseToBody } from '../wire/dht-body.js';
@@ -25,10 +25,9 @@ import {
   decodeOverlayMessage,
   encodeBody,
   encodeOverlayMessage,
-  FIXED_HEADER_BYTES,
   Flags,
-  MAGIC,
   MessageKind,
+  peekOverlayMessage,
   UnsupportedVersionError,
 } from '../wire/message.js';
 
@@ -89,14 +88,14 @@ export class SignedDatagramCodec implements DatagramCodec {
     this.maxBytes = options.maxDatagramBytes ?? MAX_DATAGRAM_BYTES;
   }
 
-  /** Kind and transaction id from the fixed header (magic and version checked, nothing else). */
+  /** Whether a datagram is a DHT response, and its txid, from the fixed header alone. */
   peek(data: Uint8Array): { response: boolean; txid: number } | undefined {
-    if (data.length < FIXED_HEADER_BYTES) return undefined;
-    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    if (buf.readUInt16BE(0) !== MAGIC || buf[2] !== WIRE_VERSION) return undefined;
-    const kind = buf.readUInt16BE(8);
-    if (kind !== MessageKind.DHT_REQUEST && kind !== MessageKind.DHT_RESPONSE) return undefined;
-    return { response: kind === MessageKind.DHT_RESPONSE, txid: buf.readUInt32BE(10) };
+    const head = peekOverlayMessage(data);
+    if (!head) return undefined;
+    if (head.kind !== MessageKind.DHT_REQUEST && head.kind !== MessageKind.DHT_RESPONSE) {
+      return undefined;
+    }
+    return { response: head.kind === MessageKind.DHT_RESPONSE, txid: head.txid };
   }
 
   encodeRequest(txid: number, request: Request): Uint8Array {

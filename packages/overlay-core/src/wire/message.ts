@@ -124,6 +124,18 @@ export function overheadBytes(via: number, destination: number): number {
 }
 
 /**
+ * Kind and transaction id from the fixed header of a message of this version (bytes 0-13),
+ * nothing else checked; undefined for anything else. For dropping a datagram before it costs
+ * a signature check.
+ */
+export function peekOverlayMessage(data: Uint8Array): { kind: number; txid: number } | undefined {
+  if (data.length < FIXED_HEADER_BYTES) return undefined;
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.readUInt16BE(0) !== MAGIC || buf[2] !== WIRE_VERSION) return undefined;
+  return { kind: buf.readUInt16BE(8), txid: buf.readUInt32BE(10) };
+}
+
+/**
  * Parses and verifies one message. Throws ERR_MALFORMED for bad framing, ERR_VERSION
  * (UnsupportedVersionError) for another version, ERR_SIGNATURE for a bad signature.
  */

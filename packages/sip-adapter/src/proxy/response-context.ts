@@ -44,6 +44,16 @@ export interface ResponseContextOptions {
   done: (ctx: ResponseContext) => void;
 }
 
+/**
+ * §16.7 step 3: our own Via goes and the response continues to the next one. The rest must be
+ * the Vias the request came with; they are restored from it, so a UAS that echoes only the Via
+ * of a CANCEL (or mangles the list) still answers the right way.
+ */
+function restoreVias(response: SipResponse, vias: readonly string[]): void {
+  response.headers.delete('via');
+  for (const v of vias) response.headers.append('Via', v);
+}
+
 /** §16.7 step 6 ranking: any 6xx first, then the lowest class; earlier beats later at a tie. */
 function rank(status: number): number {
   return status >= 600 ? 0 : Math.floor(status / 100);
@@ -138,11 +148,7 @@ export class ResponseContext {
   }
 
   private receive(branch: Branch, response: SipResponse): void {
-    // Our own Via goes: the response continues to the next one (§16.7 step 3).
-    // The rest must be the Vias the request came with; they are restored from it, so a UAS
-    // that echoes only the Via of a CANCEL (or mangles the list) still answers the right way.
-    response.headers.delete('via');
-    for (const v of this.vias) response.headers.append('Via', v);
+    restoreVias(response, this.vias);
     const status = response.status;
     if (status < 200) {
       branch.provisional = true;
@@ -197,8 +203,7 @@ export class ResponseContext {
     const vias = this.vias;
     const forwardLate = (response: SipResponse) => {
       if (response.status < 200 || response.status >= 300) return;
-      response.headers.delete('via');
-      for (const v of vias) response.headers.append('Via', v);
+      restoreVias(response, vias);
       server.respond(response);
     };
     for (const b of this.branches) {

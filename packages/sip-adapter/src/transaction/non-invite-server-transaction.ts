@@ -2,7 +2,6 @@
 // Terminated; retransmitted requests get the last response again, Timer J ends Completed.
 
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
-import { forTransport } from './timers.js';
 import {
   type ServerTransactionUser,
   Transaction,
@@ -23,19 +22,15 @@ export type CompletedHandOver = (tx: NonInviteServerTransaction, response: Uint8
 export class NonInviteServerTransaction extends Transaction<NonInviteServerTransactionState> {
   readonly kind = 'non-invite-server' as const;
   private readonly user: ServerTransactionUser;
-  /**
-   * The last response sent, as bytes: all a Completed transaction needs to answer a
-   * retransmitted request. Holding bytes rather than parsed messages keeps the transactions
-   * of a registrar at 15,000 REGISTERs/s (Timer J: 32 s of them over UDP) small.
-   */
-  private lastResponse: Uint8Array | undefined;
+  /** The last provisional response sent, as bytes, resent to a retransmitted request. */
+  private lastProvisional: Uint8Array | undefined;
 
   constructor(
     request: SipRequest,
     channel: TransactionChannel,
     user: ServerTransactionUser,
     options: TransactionOptions,
-    private readonly handOver?: CompletedHandOver,
+    private readonly handOver: CompletedHandOver,
   ) {
     super(request, channel, options, 'Trying');
     this.user = user;
@@ -44,10 +39,8 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerTrans
   /** A retransmission of the request (matched per §17.2.3); never reaches the TU. */
   receiveRequest(request: SipRequest): void {
     this.absorb(request);
-    // §17.2.2: discarded while Trying; otherwise the last response goes out again.
-    if ((this.state === 'Proceeding' || this.state === 'Completed') && this.lastResponse) {
-      this.resend(this.lastResponse);
-    }
+    // §17.2.2: discarded while Trying; resent while Proceeding (Completed is the layer's).
+    if (this.state === 'Proceeding' && this.lastProvisional) this.resend(this.lastProvisional);
   }
 
   /** A response from the TU. False (and dropped) once a final response was sent. */
@@ -55,24 +48,19 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerTrans
     if (this.state !== 'Trying' && this.state !== 'Proceeding') return false;
     const sent = this.send(response);
     if (response.status < 200) {
-      this.lastResponse = sent;
+      this.lastProvisional = sent;
       this.transition('Proceeding');
-    } else {
-      this.transition('Completed');
-      if (this.reliable) {
-        this.transition('Terminated'); // Timer J is zero on reliable transports
-      } else {
-        // Its own exact-size copy: the bytes sent share a pooled 8 KiB slab with other messages.
-        const response = new Uint8Array(sent);
-        this.releaseRequest();
-        this.lastResponse = undefined;
-        if (this.handOver) this.handOver(this, response);
-        else {
-          this.lastResponse = response;
-          this.startOrTerminate('J', forTransport(this.timerValues.J, this.reliable));
-        }
-      }
+      return true;
     }
+    this.transition('Completed');
+    this.lastProvisional = undefined;
+    if (this.reliable) {
+      this.transition('Terminated'); // Timer J is zero on reliable transports
+      return true;
+    }
+    this.releaseRequest();
+    // Its own exact-size copy: the bytes sent share a pooled 8 KiB slab with other messages.
+    this.handOver(this, new Uint8Array(sent));
     return true;
   }
 
