@@ -54,8 +54,10 @@ export type {
   Response,
   ResponseBody,
   StoreRejection,
+  StoreResult,
   WireValue,
 } from './rpc/messages.js';
+export { MAX_STORE_MORE } from './rpc/messages.js';
 export {
   type Behaviour,
   type LiarResponder,

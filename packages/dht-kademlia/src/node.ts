@@ -40,7 +40,15 @@ import { handleFindNode } from './rpc/handlers/find-node.js';
 import { handleFindValue } from './rpc/handlers/find-value.js';
 import { handlePing } from './rpc/handlers/ping.js';
 import { handleStore, type ValueValidator } from './rpc/handlers/store.js';
-import type { Request, RequestBody, Response, StoreRejection, WireValue } from './rpc/messages.js';
+import {
+  MAX_STORE_MORE,
+  type Request,
+  type RequestBody,
+  type Response,
+  type StoreRejection,
+  type StoreResult,
+  type WireValue,
+} from './rpc/messages.js';
 import { RttEstimator } from './rpc/rtt.js';
 import { ValueStore, type ValueStoreOptions } from './storage/value-store.js';
 
@@ -265,15 +273,15 @@ export class KademliaNode {
     const now = this.clock.now();
     const sends: Promise<void>[] = [];
     for (const key of [...this.store.keys()]) {
-      const targets = this.table.closest(key, this.k);
-      for (const v of this.store.get(key, now)) {
-        for (const t of targets) {
-          sends.push(
-            this.sendStore(t, key, v.value, v.expiresAt - now).then((r) => {
-              if (r === true) handed++;
-            }),
-          );
-        }
+      const values = this.store
+        .get(key, now)
+        .map((v) => ({ value: v.value, ttlMs: v.expiresAt - now }));
+      for (const t of this.table.closest(key, this.k)) {
+        sends.push(
+          this.sendStores(t, key, values).then((rs) => {
+            handed += rs.filter((r) => r?.ok).length;
+          }),
+        );
       }
     }
     await Promise.all(sends);
@@ -414,24 +422,32 @@ export class KademliaNode {
           handleFindValue(this.table, this.store, body.key, req.sender, now, body.offset),
         );
       case 'STORE': {
-        const out = handleStore(
-          this.store,
-          this.validateValue,
-          body.key,
-          body.value,
-          body.ttlMs,
-          req.sender,
-          now,
-        );
-        if (out.response.type === 'STORED' && !out.response.ok) {
-          const r = out.response.reason;
-          this.stats.storeRejections[r] = (this.stats.storeRejections[r] ?? 0) + 1;
-        } else {
-          this.lastStoreAt.set(idToHex(body.key), now);
-        }
-        return this.reply(out.response);
+        // The values go in order, each checked on its own: a record may rely on the claim
+        // stored just before it in the same request.
+        const first = this.storeOne(body.key, body.value, body.ttlMs, req.sender, now);
+        if (!body.more) return this.reply({ type: 'STORED', ...first });
+        const more = body.more
+          .slice(0, MAX_STORE_MORE)
+          .map((v) => this.storeOne(body.key, v.value, v.ttlMs, req.sender, now));
+        return this.reply({ type: 'STORED', ...first, more });
       }
     }
+  }
+
+  /** One value of an incoming STORE: stored or refused (and the refusal counted). */
+  private storeOne(
+    key: NodeId,
+    value: Uint8Array,
+    ttlMs: number,
+    sender: NodeId,
+    now: number,
+  ): StoreResult {
+    const result = handleStore(this.store, this.validateValue, key, value, ttlMs, sender, now);
+    if (result.ok) this.lastStoreAt.set(idToHex(key), now);
+    else
+      this.stats.storeRejections[result.reason] =
+        (this.stats.storeRejections[result.reason] ?? 0) + 1;
+    return result;
   }
 
   private reply(body: Response['body']): Response {
@@ -479,9 +495,10 @@ export class KademliaNode {
       if (!closest.some((c) => idEquals(c.id, newcomer.id))) continue;
       const rival = closest.find((c) => !idEquals(c.id, newcomer.id));
       if (rival && compareDistance(key, rival.id, this.id) < 0) continue;
-      for (const v of this.store.get(key, now)) {
-        void this.sendStore(newcomer, key, v.value, v.expiresAt - now);
-      }
+      const values = this.store
+        .get(key, now)
+        .map((v) => ({ value: v.value, ttlMs: v.expiresAt - now }));
+      void this.sendStores(newcomer, key, values);
     }
   }
 
@@ -576,7 +593,7 @@ export class KademliaNode {
 
   /**
    * Stores the values on the lookup's k closest (this node included when it is among them).
-   * Per target the values go one after another, each once the previous one was answered.
+   * Each target gets them in order, together in one STORE when they fit (sendStores).
    */
   private async storeOnTargets(
     key: NodeId,
@@ -590,16 +607,8 @@ export class KademliaNode {
     if (selfIsClose) {
       values.forEach((v, i) => {
         const now = this.clock.now();
-        const out = handleStore(
-          this.store,
-          this.validateValue,
-          key,
-          v.value,
-          v.ttlMs,
-          this.id,
-          now,
-        );
-        if (out.response.type === 'STORED' && out.response.ok) {
+        const r = handleStore(this.store, this.validateValue, key, v.value, v.ttlMs, this.id, now);
+        if (r.ok) {
           results[i]?.stored.push(this.contact);
           this.lastStoreAt.set(idToHex(key), now);
         }
@@ -608,35 +617,74 @@ export class KademliaNode {
     }
     await Promise.all(
       targets.map(async (t) => {
-        for (const [i, v] of values.entries()) {
+        const answers = await this.sendStores(t, key, values);
+        answers.forEach((r, i) => {
           const result = results[i] as PutResult;
-          const r = await this.sendStore(t, key, v.value, v.ttlMs);
-          if (r === true) result.stored.push(t);
-          else if (r) result.rejected.push({ contact: t, ...r });
-        }
+          if (r?.ok) result.stored.push(t);
+          else if (r) {
+            result.rejected.push(
+              r.detail === undefined
+                ? { contact: t, reason: r.reason }
+                : { contact: t, reason: r.reason, detail: r.detail },
+            );
+          }
+        });
       }),
     );
     return results;
   }
 
-  /** true when stored, a rejection, or undefined when the node did not answer. */
-  private async sendStore(
+  /**
+   * Stores the values on one node, in order: together in one STORE (first value plus `more`)
+   * when they fit one datagram, else one STORE each, each sent once the previous one was
+   * answered; also one by one after the node answered only the first (it ignores `more`).
+   * Per value its result, or undefined when it had expired or the node did not answer.
+   */
+  private async sendStores(
     to: Contact,
     key: NodeId,
-    value: Uint8Array,
-    ttlMs: number,
-  ): Promise<true | { reason: StoreRejection; detail?: string } | undefined> {
-    if (ttlMs <= 0) return undefined;
-    try {
-      const res = await this.request(to, { type: 'STORE', key, value, ttlMs });
-      if (res.body.type !== 'STORED') return undefined;
-      if (res.body.ok) return true;
-      return res.body.detail === undefined
-        ? { reason: res.body.reason }
-        : { reason: res.body.reason, detail: res.body.detail };
-    } catch {
-      return undefined;
+    values: readonly { value: Uint8Array; ttlMs: number }[],
+  ): Promise<(StoreResult | undefined)[]> {
+    const out: (StoreResult | undefined)[] = values.map(() => undefined);
+    const live = values.flatMap((v, i) => (v.ttlMs > 0 ? [i] : []));
+    let perRequest = 1 + MAX_STORE_MORE;
+    let next = 0;
+    while (next < live.length) {
+      const batch = live.slice(next, next + perRequest);
+      const [head, ...rest] = batch.map((i) => values[i] as { value: Uint8Array; ttlMs: number });
+      if (!head) break;
+      let res: Response;
+      try {
+        res = await this.request(to, {
+          type: 'STORE',
+          key,
+          value: head.value,
+          ttlMs: head.ttlMs,
+          ...(rest.length > 0 ? { more: rest } : {}),
+        });
+      } catch (err) {
+        if (rest.length > 0 && err instanceof DhtError && err.code === 'ERR_TOO_LARGE') {
+          perRequest = 1;
+          continue;
+        }
+        // Too large on its own: this value cannot go; the next may. Silence ends the run.
+        if (err instanceof DhtError && err.code === 'ERR_TOO_LARGE') {
+          next++;
+          continue;
+        }
+        break;
+      }
+      if (res.body.type !== 'STORED') break;
+      const { type: _type, more, ...first } = res.body;
+      out[batch[0] as number] = first;
+      const answered = (more ?? []).slice(0, rest.length);
+      answered.forEach((r, j) => {
+        out[batch[j + 1] as number] = r;
+      });
+      if (answered.length < rest.length) perRequest = 1;
+      next += 1 + answered.length;
     }
+    return out;
   }
 
   // --- Lookups and requests ------------------------------------------------------------------

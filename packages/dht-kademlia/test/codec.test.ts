@@ -11,6 +11,7 @@ import {
   encodeMessage,
   formatEndpoint,
   MAX_DATAGRAM_BYTES,
+  MAX_STORE_MORE,
   MalformedMessageError,
   parseEndpoint,
   type Request,
@@ -45,6 +46,16 @@ const vectors: Record<string, WireMessage> = {
   'store-request': req(7, {
     sender: S,
     body: { type: 'STORE', key: T, value: text('hello'), ttlMs: 3_600_000 },
+  }),
+  'store-request-more': req(8, {
+    sender: S,
+    body: {
+      type: 'STORE',
+      key: T,
+      value: text('claim'),
+      ttlMs: 7_200_000,
+      more: [{ value: text('rec'), ttlMs: 3_600_000 }],
+    },
   }),
   'nodes-response': res(0x01020304, {
     sender: A,
@@ -102,7 +113,58 @@ const samples: Record<string, WireMessage> = {
     body: { type: 'STORED', ok: false, reason: 'not-responsible' },
   }),
   'error-utf8': res(8, { sender: A, body: { type: 'ERROR', code: 0, message: 'nœud occupé ☎' } }),
+  'store-request-two-more': req(9, {
+    sender: S,
+    body: {
+      type: 'STORE',
+      key: T,
+      value: text('claim'),
+      ttlMs: 7_200_000,
+      more: [
+        { value: text('record'), ttlMs: 3_600_000 },
+        { value: new Uint8Array(0), ttlMs: 1 },
+      ],
+    },
+  }),
+  'stored-more-mixed': res(10, {
+    sender: A,
+    body: {
+      type: 'STORED',
+      ok: true,
+      more: [
+        { ok: true },
+        { ok: false, reason: 'invalid', detail: 'record before its claim' },
+        { ok: false, reason: 'too-many-values' },
+      ],
+    },
+  }),
+  'stored-rejected-more': res(11, {
+    sender: A,
+    body: {
+      type: 'STORED',
+      ok: false,
+      reason: 'expired',
+      detail: 'ttl 0',
+      more: [{ ok: false, reason: 'not-responsible' }, { ok: true }],
+    },
+  }),
 };
+
+/**
+ * A STORE or STORED with `more`, without it: the message its bytes up to the end of the
+ * first value or result spell (the optional tail is simply absent).
+ */
+function withoutMore(m: WireMessage): WireMessage | undefined {
+  if (m.kind === 'request' && m.request.body.type === 'STORE' && m.request.body.more) {
+    const { more: _more, ...body } = m.request.body;
+    return { ...m, request: { ...m.request, body } };
+  }
+  if (m.kind === 'response' && m.response.body.type === 'STORED' && m.response.body.more) {
+    const { more: _more, ...body } = m.response.body;
+    return { ...m, response: { ...m.response, body } };
+  }
+  return undefined;
+}
 
 let largest = 0;
 function encode(m: WireMessage): Uint8Array {
@@ -271,6 +333,100 @@ describe('codec: one datagram', () => {
     );
   });
 
+  it('a STORE with more values fits up to the byte; one that does not is refused as too large', () => {
+    const store = (first: number, second: number) =>
+      req(1, {
+        sender: S,
+        body: {
+          type: 'STORE',
+          key: T,
+          value: new Uint8Array(first).fill(1),
+          ttlMs: 2,
+          more: [{ value: new Uint8Array(second).fill(2), ttlMs: 1 }],
+        },
+      });
+    const alone = (n: number) =>
+      req(1, { sender: S, body: { type: 'STORE', key: T, value: new Uint8Array(n), ttlMs: 1 } });
+    // Header, key, ttl and length, the first value, the count, ttl and length, the second.
+    const full = store(557, 557);
+    const bytes = encode(full);
+    assert.equal(bytes.length, 41 + 32 + 6 + 557 + 1 + 6 + 557);
+    assert.equal(bytes.length, MAX_DATAGRAM_BYTES);
+    assert.deepStrictEqual(decodeMessage(bytes), full);
+    // One byte more: each value alone still fits, the two together do not.
+    encode(alone(557));
+    encode(alone(558));
+    for (const [a, b] of [
+      [557, 558],
+      [558, 557],
+      [600, 600],
+    ] as const) {
+      assert.throws(
+        () => encodeMessage(store(a, b)),
+        (err: unknown) => err instanceof DhtError && err.code === 'ERR_TOO_LARGE',
+        `${a} + ${b}`,
+      );
+    }
+    // Many small values that add up past the datagram are refused the same way.
+    const many = req(1, {
+      sender: S,
+      body: {
+        type: 'STORE',
+        key: T,
+        value: new Uint8Array(100),
+        ttlMs: 1,
+        more: Array.from({ length: MAX_STORE_MORE }, () => ({
+          value: new Uint8Array(100),
+          ttlMs: 1,
+        })),
+      },
+    });
+    assert.throws(
+      () => encodeMessage(many),
+      (err: unknown) => err instanceof DhtError && err.code === 'ERR_TOO_LARGE',
+    );
+  });
+
+  it(`a STORE carries at most ${MAX_STORE_MORE} more values`, () => {
+    const more = (n: number) =>
+      req(1, {
+        sender: S,
+        body: {
+          type: 'STORE',
+          key: T,
+          value: text('v'),
+          ttlMs: 1,
+          more: Array.from({ length: n }, (_, i) => ({ value: text(`${i}`), ttlMs: i })),
+        },
+      });
+    const max = more(MAX_STORE_MORE);
+    assert.deepStrictEqual(decodeMessage(encode(max)), max);
+    assert.throws(() => encodeMessage(more(MAX_STORE_MORE + 1)), DhtError);
+  });
+
+  it('a STORED with long details gives every result a share of the datagram', () => {
+    const long = '☎'.repeat(1000); // 3000 bytes of UTF-8 each
+    const rejected = (i: number) =>
+      ({ ok: false, reason: 'invalid', detail: `${i} ${long}` }) as const;
+    const more = [
+      ...Array.from({ length: MAX_STORE_MORE - 1 }, (_, i) => rejected(i + 1)),
+      { ok: true } as const,
+    ];
+    const bytes = encode(res(1, { sender: A, body: { type: 'STORED', ...rejected(0), more } }));
+    const back = decodeMessage(bytes);
+    assert.ok(back.kind === 'response' && back.response.body.type === 'STORED');
+    const body = back.response.body;
+    const results = [body, ...(body.more ?? [])];
+    assert.equal(results.length, 1 + MAX_STORE_MORE);
+    assert.deepStrictEqual(body.more?.at(-1), { ok: true }, 'the last result survives');
+    results.slice(0, -1).forEach((r, i) => {
+      assert.ok(!r.ok && r.reason === 'invalid', `result ${i}`);
+      // Cut on a character boundary, to about a 16th of the room each.
+      assert.ok(r.detail && `${i} ${long}`.startsWith(r.detail), `result ${i}: ${r.detail}`);
+      assert.ok(r.detail.length >= 20, `result ${i} keeps ${r.detail.length} characters`);
+    });
+  });
+
   it('long texts are cut on a character boundary', () => {
     const message = '☎'.repeat(1000); // 3 bytes each
     const back = decodeMessage(
@@ -301,13 +457,24 @@ describe('codec: malformed input', () => {
 
   it('every truncation of every valid message', () => {
     let n = 0;
+    let heads = 0;
     for (const [name, bytes] of valid) {
+      // Cut right after its first value or result, a message with `more` is the same message
+      // without it; every other cut is malformed.
+      const head = withoutMore(samples[name]!);
+      const headLength = head ? encodeMessage(head).length : -1;
       for (let i = 0; i < bytes.length; i++) {
-        throwsMalformed(bytes.subarray(0, i), `${name} cut at ${i}`);
+        if (i === headLength) {
+          assert.deepStrictEqual(decodeMessage(bytes.subarray(0, i)), head, `${name} cut at ${i}`);
+          heads++;
+        } else {
+          throwsMalformed(bytes.subarray(0, i), `${name} cut at ${i}`);
+        }
         n++;
       }
     }
     assert.ok(n > 1000);
+    assert.equal(heads, 4);
   });
 
   it('trailing bytes after every valid message', () => {
@@ -343,6 +510,33 @@ describe('codec: malformed input', () => {
     ['port 0', patch(nodes(), firstContactAt + 32 + 1 + 4, 0, 0)],
     ['unknown store status', patch(encodeMessage(samples['stored-ok']!), 41, 7)],
     ['STORED ok with a detail', concat(encodeMessage(samples['stored-ok']!), [0, 0])],
+    ['STORE more count 0', concat(store(), [0])],
+    // Sixteen well-formed entries: only the count is wrong.
+    ['STORE more count 16', concat(store(), [16, ...moreEntries(16)])],
+    ['STORE more count above its entries', concat(store(), [2, ...moreEntries(1)])],
+    ['STORE more entry cut in its ttl', concat(store(), [1, 0, 0, 0])],
+    ['STORE more entry cut in its value', concat(store(), [1, 0, 0, 0, 1, 0, 5, 0x61, 0x62])],
+    ['STORE more entry value length too short', concat(store(), [1, 0, 0, 0, 1, 0, 1, 0x61, 0x62])],
+    ['STORED more count 0', concat(encodeMessage(samples['stored-ok']!), [0])],
+    ['STORED more count 16', concat(encodeMessage(samples['stored-ok']!), [16, ...zeros(16)])],
+    ['STORED more count above its results', concat(encodeMessage(samples['stored-ok']!), [2, 0])],
+    ['STORED more result of unknown status', concat(encodeMessage(samples['stored-ok']!), [1, 7])],
+    [
+      'STORED more rejection cut before its detail',
+      concat(encodeMessage(samples['stored-ok']!), [1, 4, 0]),
+    ],
+    [
+      'STORED more rejection cut in its detail',
+      concat(encodeMessage(samples['stored-ok']!), [1, 4, 0, 3, 0x61]),
+    ],
+    [
+      'STORED more ok result with a detail',
+      concat(encodeMessage(samples['stored-ok']!), [1, 0, 0, 0]),
+    ],
+    [
+      'STORED more after a rejection, count 0',
+      concat(encodeMessage(samples['stored-rejected']!), [0]),
+    ],
     ['invalid UTF-8', patch(encodeMessage(samples['error-response']!), 45, 0xff)],
     ['oversized', concat(store(), new Array(MAX_DATAGRAM_BYTES).fill(0))],
   ];
@@ -404,6 +598,15 @@ describe('codec: malformed input', () => {
     );
   });
 });
+
+/** n STORE `more` entries of ttl 1 and an empty value. */
+function moreEntries(n: number): number[] {
+  return Array.from({ length: n }, () => [0, 0, 0, 1, 0, 0]).flat();
+}
+
+function zeros(n: number): number[] {
+  return new Array(n).fill(0);
+}
 
 function concat(a: Uint8Array, b: readonly number[]): Uint8Array {
   const out = new Uint8Array(a.length + b.length);

@@ -3,7 +3,15 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { hashToId, idEquals, type KademliaNode, Simulator, Swarm } from '../src/index.js';
+import {
+  hashToId,
+  idEquals,
+  type KademliaNode,
+  type Request,
+  type Response,
+  Simulator,
+  Swarm,
+} from '../src/index.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -23,6 +31,36 @@ async function swarm(
 function holders(s: Swarm, key: Uint8Array): KademliaNode[] {
   const now = s.sim.now();
   return s.alive.filter((n) => n.store.get(key, now).length > 0);
+}
+
+/** STORE requests received, summed over the live nodes. */
+function storesIn(s: Swarm): number {
+  return s.alive.reduce((sum, n) => sum + n.stats.requestsIn.STORE, 0);
+}
+
+/** What a node holds under a key, as sorted texts. */
+function held(s: Swarm, n: KademliaNode, key: Uint8Array): string[] {
+  return n.store
+    .get(key, s.sim.now())
+    .map((v) => Buffer.from(v.value).toString())
+    .sort();
+}
+
+const addresses = (contacts: readonly { address: string }[]) =>
+  contacts.map((c) => c.address).sort();
+
+/** A swarm whose nodes keep each value in its own slot, and a key with a publisher outside its k + 1 closest. */
+async function putManySetup(seed: number, name: string) {
+  const s = await swarm(60, seed, { store: { slotOf: (_k, v) => Buffer.from(v).toString() } });
+  const key = hashToId(name);
+  const closest = s.closestAlive(key, 9);
+  const publisher = s.alive.find((n) => !closest.includes(n))!;
+  const targets = s.closestAlive(key, 8);
+  const values = [
+    { value: text('claim'), ttlMs: 2 * HOUR },
+    { value: text('record'), ttlMs: HOUR },
+  ];
+  return { s, key, publisher, targets, values };
 }
 
 describe('kademlia over the simulator', () => {
@@ -151,6 +189,84 @@ describe('kademlia over the simulator', () => {
       }
     }
     assert.deepEqual(await s.sim.settle(s.alive[0]!.putMany(hashToId('none'), [])), []);
+  });
+
+  it('putMany sends both values to each remote target in one STORE', async () => {
+    const { s, key, publisher, targets, values } = await putManySetup(14, 'one-store');
+    const before = storesIn(s);
+    const [claim, record] = await s.sim.settle(publisher.putMany(key, values));
+    assert.deepEqual(addresses(claim!.stored), addresses(targets.map((n) => n.contact)));
+    assert.deepEqual(addresses(record!.stored), addresses(targets.map((n) => n.contact)));
+    assert.equal(storesIn(s) - before, targets.length, 'one STORE per remote target');
+    for (const t of targets) {
+      assert.deepEqual(held(s, t, key), ['claim', 'record'], t.contact.address);
+      const stored = t.store
+        .get(key, s.sim.now())
+        .find((v) => Buffer.from(v.value).toString() === 'record');
+      assert.ok(stored && stored.expiresAt - s.sim.now() <= HOUR, 'record keeps its own lifetime');
+    }
+  });
+
+  it('putMany stores the values one by one on a node that ignores more', async () => {
+    const { s, key, publisher, targets, values } = await putManySetup(15, 'older-node');
+    // An older node: it never sees `more` (as a reader that ignores an unknown field) and so
+    // answers for the first value only.
+    const older = targets[3]!;
+    const endpoint = s.sim.endpoint(older.contact.address)!;
+    const handle = endpoint.handler!;
+    const moreSeen: number[] = [];
+    endpoint.handler = async (req: Request, from: string): Promise<Response> => {
+      let request = req;
+      if (req.body.type === 'STORE') {
+        moreSeen.push(req.body.more?.length ?? 0);
+        const { more: _more, ...body } = req.body;
+        request = { ...req, body };
+      }
+      const res = await handle(request, from);
+      if (res.body.type !== 'STORED') return res;
+      const { more: _more, ...body } = res.body;
+      return { ...res, body };
+    };
+    const before = storesIn(s);
+    const olderBefore = older.stats.requestsIn.STORE;
+    const [claim, record] = await s.sim.settle(publisher.putMany(key, values));
+    assert.deepEqual(moreSeen, [1, 0], 'both values in one STORE, then the second alone');
+    assert.equal(older.stats.requestsIn.STORE - olderBefore, 2);
+    assert.equal(storesIn(s) - before, targets.length + 1);
+    assert.deepEqual(held(s, older, key), ['claim', 'record']);
+    for (const r of [claim!, record!]) {
+      assert.deepEqual(addresses(r.stored), addresses(targets.map((n) => n.contact)));
+      assert.ok(r.stored.some((c) => idEquals(c.id, older.id)));
+      assert.deepEqual(r.rejected, []);
+    }
+  });
+
+  it('putMany reports a refusal of one value of a STORE against that value alone', async () => {
+    const { s, key, publisher, targets, values } = await putManySetup(16, 'one-refused');
+    const picky = targets[2]!;
+    Object.assign(picky, {
+      validateValue: (_key: Uint8Array, value: Uint8Array) =>
+        Buffer.from(value).toString() === 'record'
+          ? { reason: 'invalid' as const, detail: 'no records here' }
+          : undefined,
+    });
+    const before = picky.stats.requestsIn.STORE;
+    const [claim, record] = await s.sim.settle(publisher.putMany(key, values));
+    assert.equal(picky.stats.requestsIn.STORE - before, 1, 'one STORE for both values');
+    assert.equal(picky.stats.storeRejections.invalid, 1);
+    assert.deepEqual(held(s, picky, key), ['claim']);
+    assert.deepEqual(addresses(claim!.stored), addresses(targets.map((n) => n.contact)));
+    assert.deepEqual(claim!.rejected, []);
+    assert.deepEqual(
+      addresses(record!.stored),
+      addresses(targets.filter((n) => n !== picky).map((n) => n.contact)),
+    );
+    assert.equal(record!.rejected.length, 1);
+    const [refusal] = record!.rejected;
+    assert.ok(idEquals(refusal!.contact.id, picky.id));
+    assert.equal(refusal!.contact.address, picky.contact.address);
+    assert.equal(refusal!.reason, 'invalid');
+    assert.equal(refusal!.detail, 'no records here');
   });
 
   it('republishes every value of a putMany', async () => {

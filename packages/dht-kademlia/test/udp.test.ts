@@ -429,3 +429,56 @@ describe('UdpTransport: values that span several datagrams', () => {
     }
   });
 });
+
+describe('UdpTransport: several values for one key', () => {
+  it('putMany stores two values on a peer with one STORE, or one each when they do not fit', async () => {
+    const slotOf = (_k: Uint8Array, v: Uint8Array) => Buffer.from(v.subarray(0, 1)).toString('hex');
+    const mk = async (name: string) => {
+      const id = hashToId(name);
+      const udp = await UdpTransport.bind({ host: HOST, port: 0, id });
+      return new KademliaNode({
+        id,
+        transport: udp,
+        k: 2,
+        requestTimeoutMs: 1000,
+        store: { slotOf },
+      });
+    };
+    const holder = await mk('many-holder');
+    const putter = await mk('many-putter');
+    try {
+      holder.start();
+      await putter.bootstrap([holder.contact.address]);
+      const value = (slot: number, length: number) => new Uint8Array(length).fill(slot);
+      const storedOn = (key: Uint8Array) =>
+        holder.store
+          .get(key, Date.now())
+          .map((v) => v.value[0])
+          .sort();
+
+      const key = hashToId('two-values');
+      const before = holder.stats.requestsIn.STORE;
+      const results = await putter.putMany(key, [
+        { value: value(1, 20), ttlMs: 60_000 },
+        { value: value(2, 30), ttlMs: 30_000 },
+      ]);
+      assert.equal(holder.stats.requestsIn.STORE - before, 1, 'one STORE for both values');
+      assert.deepEqual(storedOn(key), [1, 2]);
+      for (const r of results) assert.ok(r.stored.some((c) => idEquals(c.id, holder.id)));
+
+      // 2 × 600 bytes cannot share a datagram: one STORE each.
+      const big = hashToId('two-big-values');
+      const beforeBig = holder.stats.requestsIn.STORE;
+      const bigResults = await putter.putMany(big, [
+        { value: value(3, 600), ttlMs: 60_000 },
+        { value: value(4, 600), ttlMs: 60_000 },
+      ]);
+      assert.equal(holder.stats.requestsIn.STORE - beforeBig, 2, 'one STORE per value');
+      assert.deepEqual(storedOn(big), [3, 4]);
+      for (const r of bigResults) assert.ok(r.stored.some((c) => idEquals(c.id, holder.id)));
+    } finally {
+      await holder.stop();
+      await putter.stop();
+    }
+  });
+});

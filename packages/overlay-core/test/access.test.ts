@@ -123,6 +123,24 @@ describe('record access control', () => {
     rejected(check(rec), 'invalid', /no user key and user signature/);
   });
 
+  it('a user signature that does not verify is refused though the node signature does', () => {
+    const rec = registration(node, alice, NOW);
+    const badUserSignature = Uint8Array.from(rec.userSignature as Uint8Array);
+    badUserSignature[0] = (badUserSignature[0] as number) ^ 1;
+    rejected(
+      check({ ...rec, userSignature: badUserSignature }),
+      'invalid',
+      /the user signature does not verify/,
+    );
+    // Another user's valid signature over the same bytes is no better.
+    const other = registration(node, mallory, NOW, { userName: ALICE });
+    rejected(
+      check({ ...rec, userSignature: other.userSignature as Uint8Array }),
+      'invalid',
+      /the user signature does not verify/,
+    );
+  });
+
   it('open mode: another key cannot take over a claimed name', () => {
     const claim = alice.publicKey;
     rejected(

@@ -6,16 +6,25 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import {
   type Clock,
+  DhtError,
+  MAX_STORE_MORE,
   MalformedMessageError,
   RejectedMessageError,
   type Request,
+  type RequestBody,
+  type ResponseBody,
 } from '@peerbx/dht-kademlia';
 import { configHash, defaultOverlayConfig } from '../src/config/overlay-config.js';
 import { OverlayError } from '../src/errors.js';
 import { keyPairFromSeed, nodeIdOf } from '../src/identity/keys.js';
 import { SignedDatagramCodec } from '../src/transport/signed-codec.js';
-import { encode } from '../src/wire/codec.js';
-import { requestToBody } from '../src/wire/dht-body.js';
+import { decode, encode } from '../src/wire/codec.js';
+import {
+  bodyToRequest,
+  bodyToResponse,
+  requestToBody,
+  responseToBody,
+} from '../src/wire/dht-body.js';
 import {
   decodeOverlayMessage,
   encodeOverlayMessage,
@@ -132,6 +141,191 @@ describe('overlay message format', () => {
     const m = codec.decode(bytes, '127.0.0.1:1');
     assert.equal(m.kind, 'request');
     assert.equal(m.kind === 'request' && m.request.body.type, 'PING');
+  });
+});
+
+describe('DHT bodies: several values in one STORE', () => {
+  const text = (s: string) => new TextEncoder().encode(s);
+  /** Through MessagePack bytes and back, as a body travels. */
+  const requestBack = (body: RequestBody) => bodyToRequest(decode(encode(requestToBody(body))));
+  const responseBack = (body: ResponseBody) => bodyToResponse(decode(encode(responseToBody(body))));
+  const malformed = (fn: () => unknown, why: string) =>
+    assert.throws(fn, (e: unknown) => e instanceof OverlayError && e.code === 'ERR_MALFORMED', why);
+
+  const store: RequestBody = {
+    type: 'STORE',
+    key: T,
+    value: text('claim'),
+    ttlMs: 7_200_000,
+    more: [
+      { value: text('record'), ttlMs: 3_600_000 },
+      { value: new Uint8Array(0), ttlMs: 1 },
+    ],
+  };
+  const stored: ResponseBody = {
+    type: 'STORED',
+    ok: true,
+    more: [
+      { ok: true },
+      { ok: false, reason: 'invalid', detail: 'record before its claim' },
+      { ok: false, reason: 'too-many-values' },
+    ],
+  };
+
+  it('round-trips a STORE with more values, and one without', () => {
+    assert.deepStrictEqual(requestBack(store), store);
+    assert.equal(requestToBody(store)[5] !== undefined, true);
+    const single: RequestBody = { type: 'STORE', key: T, value: text('v'), ttlMs: 5 };
+    assert.deepStrictEqual(requestBack(single), single);
+    assert.equal(5 in requestToBody(single), false, 'no field 5 for one value');
+    assert.equal(5 in requestToBody({ ...single, more: [] }), false, 'nor for an empty more');
+    const max: RequestBody = {
+      ...single,
+      more: Array.from({ length: MAX_STORE_MORE }, (_, i) => ({ value: text(`${i}`), ttlMs: i })),
+    };
+    assert.deepStrictEqual(requestBack(max), max);
+  });
+
+  it('round-trips a STORED with mixed more results', () => {
+    assert.deepStrictEqual(responseBack(stored), stored);
+    const firstRejected: ResponseBody = {
+      type: 'STORED',
+      ok: false,
+      reason: 'expired',
+      detail: 'ttl 0',
+      more: [{ ok: false, reason: 'not-responsible' }, { ok: true }],
+    };
+    assert.deepStrictEqual(responseBack(firstRejected), firstRejected);
+    // Without more results (an older node's answer) the STORED reads without `more`.
+    assert.deepStrictEqual(responseBack({ type: 'STORED', ok: true }), {
+      type: 'STORED',
+      ok: true,
+    });
+  });
+
+  it('cuts a more detail to 100 characters, reads an empty one as none and an unknown reason as invalid', () => {
+    const back = responseBack({
+      type: 'STORED',
+      ok: true,
+      more: [
+        { ok: false, reason: 'invalid', detail: 'x'.repeat(500) },
+        { ok: false, reason: 'too-large', detail: '' },
+      ],
+    });
+    assert.ok(back.type === 'STORED');
+    assert.deepStrictEqual(back.more, [
+      { ok: false, reason: 'invalid', detail: 'x'.repeat(100) },
+      { ok: false, reason: 'too-large' },
+    ]);
+    const body = { ...responseToBody(stored), 9: [[false, 'from-a-later-version', 'why']] };
+    const later = bodyToResponse(decode(encode(body)));
+    assert.ok(later.type === 'STORED');
+    assert.deepStrictEqual(later.more, [{ ok: false, reason: 'invalid', detail: 'why' }]);
+  });
+
+  it('refuses a malformed field 5 of a STORE', () => {
+    const base = requestToBody({ type: 'STORE', key: T, value: text('v'), ttlMs: 5 });
+    const entry = [text('w'), 1];
+    const cases: [string, unknown][] = [
+      ['not an array', text('w')],
+      ['a map', { 0: entry }],
+      ['empty', []],
+      [`${MAX_STORE_MORE + 1} entries`, Array.from({ length: MAX_STORE_MORE + 1 }, () => entry)],
+      ['an entry that is not an array', [text('w')]],
+      ['an entry without its lifetime', [[text('w')]]],
+      ['an entry with a string value', [['w', 1]]],
+      ['an entry with a negative lifetime', [[text('w'), -1]]],
+      ['an entry with a fractional lifetime', [[text('w'), 1.5]]],
+      ['a bad entry after a good one', [entry, [1, text('w')]]],
+    ];
+    for (const [why, more] of cases) {
+      malformed(() => bodyToRequest(decode(encode({ ...base, 5: more }))), why);
+    }
+    // The same entries, well formed, are read.
+    const ok = bodyToRequest(decode(encode({ ...base, 5: [entry, entry] })));
+    assert.ok(ok.type === 'STORE');
+    assert.equal(ok.more?.length, 2);
+  });
+
+  it('refuses a malformed field 9 of a STORED', () => {
+    const base = responseToBody({ type: 'STORED', ok: true });
+    const cases: [string, unknown][] = [
+      ['not an array', true],
+      ['a string', 'ok'],
+      ['empty', []],
+      [`${MAX_STORE_MORE + 1} results`, Array.from({ length: MAX_STORE_MORE + 1 }, () => [true])],
+      ['a result that is not an array', [true]],
+      ['an empty result', [[]]],
+      ['a result whose status is not a boolean', [[1]]],
+      ['a rejection without a reason', [[false]]],
+      ['a rejection whose reason is not a string', [[false, 4]]],
+      ['a rejection whose detail is not a string', [[false, 'invalid', 7]]],
+      ['a bad result after a good one', [[true], ['yes']]],
+    ];
+    for (const [why, more] of cases) {
+      malformed(() => bodyToResponse(decode(encode({ ...base, 9: more }))), why);
+    }
+    const ok = bodyToResponse(
+      decode(encode({ ...base, 9: Array.from({ length: 15 }, () => [true]) })),
+    );
+    assert.ok(ok.type === 'STORED');
+    assert.equal(ok.more?.length, MAX_STORE_MORE);
+  });
+
+  it('carries a STORE with more values and its STORED through the signed codec', () => {
+    const codec = (keys: typeof KEYS) =>
+      new SignedDatagramCodec({ keys, configHash: HASH, overlayName: 't', puzzleBits: 0 });
+    const alice = codec(KEYS);
+    const bob = codec(OTHER);
+    const m = bob.decode(
+      alice.encodeRequest(1, { sender: nodeIdOf(KEYS.publicKey), body: store }),
+      'x',
+    );
+    assert.ok(m.kind === 'request');
+    assert.deepStrictEqual(m.request.body, store);
+    const r = alice.decode(
+      bob.encodeResponse(1, { sender: nodeIdOf(OTHER.publicKey), body: stored }),
+      'x',
+    );
+    assert.ok(r.kind === 'response');
+    assert.deepStrictEqual(r.response.body, stored);
+  });
+
+  it('keeps every result of a STORED whose refusal details do not fit, dropping the details', () => {
+    const codec = (keys: typeof KEYS) =>
+      new SignedDatagramCodec({ keys, configHash: HASH, overlayName: 't', puzzleBits: 0 });
+    const refusal = { ok: false as const, reason: 'invalid' as const, detail: 'd'.repeat(150) };
+    const body: ResponseBody = {
+      type: 'STORED',
+      ok: true,
+      more: Array.from({ length: 12 }, () => refusal),
+    };
+    const bytes = codec(OTHER).encodeResponse(1, { sender: nodeIdOf(OTHER.publicKey), body });
+    assert.ok(bytes.length <= 1200);
+    const r = codec(KEYS).decode(bytes, 'x');
+    assert.ok(r.kind === 'response' && r.response.body.type === 'STORED');
+    assert.equal(r.response.body.ok, true);
+    assert.deepStrictEqual(
+      r.response.body.more,
+      Array.from({ length: 12 }, () => ({ ok: false, reason: 'invalid' })),
+    );
+  });
+
+  it('refuses as too large a STORE whose values do not fit one datagram together', () => {
+    const alice = new SignedDatagramCodec({
+      keys: KEYS,
+      configHash: HASH,
+      overlayName: 't',
+      puzzleBits: 0,
+    });
+    const sender = nodeIdOf(KEYS.publicKey);
+    const value = new Uint8Array(600);
+    const one: RequestBody = { type: 'STORE', key: T, value, ttlMs: 1 };
+    assert.ok(alice.encodeRequest(1, { sender, body: one }).length <= 1200);
+    assert.throws(
+      () => alice.encodeRequest(2, { sender, body: { ...one, more: [{ value, ttlMs: 1 }] } }),
+      (e: unknown) => e instanceof DhtError && e.code === 'ERR_TOO_LARGE',
+    );
   });
 });
 

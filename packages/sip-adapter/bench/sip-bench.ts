@@ -181,6 +181,7 @@ interface NodeStats {
   proxy: { forwarded: number; acksForwarded: number };
   locator: { hits: number; misses: number };
   rssMiB: number;
+  cpuMs: number;
   overlayCalls: OverlayCalls;
 }
 
@@ -556,7 +557,15 @@ interface SystemResult {
   refreshMaxPerS: number;
   refreshCapped: boolean;
   /** Registering the refresh pool, REFRESH_POOL new users with 20 in flight (closed loop). */
-  pool: { users: number; seconds: number; perS: number; retries503: number; publish?: CallTimes };
+  pool: {
+    users: number;
+    seconds: number;
+    perS: number;
+    retries503: number;
+    publish?: CallTimes;
+    /** CPU ms per new user, summed over the node processes, and node 1's share. */
+    cpuPerUser?: { allNodesMs: number; node1Ms: number };
+  };
   /** Node 1's overlay calls during the cold call-setup phase (PeerBX only). */
   coldPath?: OverlayCalls;
   /** Call setup in steady state: after WARMUP_CALLS calls ran through the path. */
@@ -656,6 +665,8 @@ async function measure(o: {
   cacheCounters?: () => Promise<{ hits: number; misses: number }>;
   /** Node 1's overlay call timings since the previous call. */
   overlayCalls?: () => Promise<OverlayCalls>;
+  /** CPU time (user + system) used so far by every node process, node 1 first. */
+  cpuMs?: () => Promise<number[]>;
 }): Promise<SystemResult> {
   const latencyCalls = Math.max(10, Math.round(LATENCY_RATE * DURATION_S));
   const tag = o.name.toLowerCase();
@@ -756,21 +767,36 @@ async function measure(o: {
   console.log(`${o.name}: registering the refresh pool (${REFRESH_POOL} new users, 20 in flight)`);
   const poolUsers = Array.from({ length: REFRESH_POOL }, (_, i) => `pool-${tag}-${i}`);
   await o.overlayCalls?.();
+  const cpuBefore = await o.cpuMs?.();
   const tPool = performance.now();
   const retries503 = await o.registerAt(poolUsers, REFRESH_CONTACT_PORT);
   const poolS = (performance.now() - tPool) / 1000;
   const poolPublish = (await o.overlayCalls?.())?.publish;
+  const cpuAfter = await o.cpuMs?.();
+  // What one first registration costs the whole overlay: the claim and record are signed at
+  // node 1, found a home by a lookup, and verified and stored on k peers.
+  const cpu =
+    cpuBefore && cpuAfter
+      ? {
+          allNodesMs: cpuAfter.reduce((a, x, i) => a + x - (cpuBefore[i] ?? 0), 0) / REFRESH_POOL,
+          node1Ms: ((cpuAfter[0] ?? 0) - (cpuBefore[0] ?? 0)) / REFRESH_POOL,
+        }
+      : undefined;
   const pool = {
     users: REFRESH_POOL,
     seconds: poolS,
     perS: REFRESH_POOL / poolS,
     retries503,
     ...(poolPublish ? { publish: poolPublish } : {}),
+    ...(cpu ? { cpuPerUser: cpu } : {}),
   };
   console.log(
     `  ${REFRESH_POOL} registered in ${poolS.toFixed(1)} s (${pool.perS.toFixed(0)}/s, ${retries503} 503s retried)` +
       (poolPublish
         ? `; overlay publish per new user p50 ${poolPublish.p50Ms} ms p95 ${poolPublish.p95Ms} ms (${poolPublish.n})`
+        : '') +
+      (cpu
+        ? `; CPU per new user ${ms(cpu.allNodesMs)} ms over all ${NODES} nodes (node 1: ${ms(cpu.node1Ms)} ms)`
         : ''),
   );
   await sleep(1000);
@@ -861,6 +887,7 @@ async function runPeerbx(work: string, uasPort: number): Promise<SystemResult> {
       registerAt: (users, contactPort) => registerUsers(caller, users, contactPort, 20),
       cacheCounters: async () => (await caller.stats()).locator,
       overlayCalls: async () => (await caller.stats(true)).overlayCalls,
+      cpuMs: async () => (await Promise.all(nodes.map((n) => n.stats()))).map((x) => x.cpuMs),
     });
     const s = await caller.stats();
     console.log(`  node 1 after the run: rss ${s.rssMiB} MiB`);
@@ -1128,6 +1155,9 @@ async function main(): Promise<void> {
           `(${s.pool.perS.toFixed(0)}/s, 20 in flight, ${s.pool.retries503} 503s retried after 1 s)` +
           (s.pool.publish
             ? `; overlay publish per new user p50 ${ms(s.pool.publish.p50Ms)} ms, p95 ${ms(s.pool.publish.p95Ms)} ms`
+            : '') +
+          (s.pool.cpuPerUser
+            ? `; CPU per new user ${ms(s.pool.cpuPerUser.allNodesMs)} ms over all nodes (node 1: ${ms(s.pool.cpuPerUser.node1Ms)} ms)`
             : ''),
       );
     }

@@ -18,6 +18,12 @@ export type RequestBody =
       readonly value: Uint8Array;
       /** Remaining lifetime; relative so that clocks need not agree. */
       readonly ttlMs: number;
+      /**
+       * Further values under the same key, stored after `value` in order (RELOAD's StoreReq
+       * carries several values for one resource the same way). A node that ignores them
+       * answers without `more` in its STORED, and the sender stores them one by one.
+       */
+      readonly more?: readonly WireValue[];
     };
 
 /** Why a storing node refused a value. */
@@ -28,6 +34,14 @@ export type StoreRejection =
   | 'invalid'
   | 'expired'
   | 'not-responsible';
+
+/** A storing node's answer for one value. */
+export type StoreResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: StoreRejection; readonly detail?: string };
+
+/** At most this many values in one STORE's `more`. */
+export const MAX_STORE_MORE = 15;
 
 export interface WireValue {
   readonly value: Uint8Array;
@@ -44,13 +58,10 @@ export type ResponseBody =
       /** The holder had more values than one reply carries. */
       readonly truncated?: boolean;
     }
-  | { readonly type: 'STORED'; readonly ok: true }
-  | {
-      readonly type: 'STORED';
-      readonly ok: false;
-      readonly reason: StoreRejection;
-      readonly detail?: string;
-    }
+  | ({ readonly type: 'STORED' } & StoreResult & {
+        /** One result per value of the request's `more`, in order. */
+        readonly more?: readonly StoreResult[];
+      })
   | { readonly type: 'ERROR'; readonly code: number; readonly message: string };
 
 export interface Request {

@@ -8,13 +8,15 @@ import { ID_BYTES, MAX_DATAGRAM_BYTES } from '../constants.js';
 import type { Contact } from '../contact.js';
 import { DhtError, MalformedMessageError } from '../errors.js';
 import { isNodeId, type NodeId } from '../node-id.js';
-import type {
-  Request,
-  RequestBody,
-  Response,
-  ResponseBody,
-  StoreRejection,
-  WireValue,
+import {
+  MAX_STORE_MORE,
+  type Request,
+  type RequestBody,
+  type Response,
+  type ResponseBody,
+  type StoreRejection,
+  type StoreResult,
+  type WireValue,
 } from '../rpc/messages.js';
 import { formatEndpoint, parseEndpoint } from './address.js';
 
@@ -145,6 +147,27 @@ function writeRequestBody(w: Writer, body: RequestBody): void {
       w.u32(clampTtl(body.ttlMs));
       w.u16(body.value.length);
       w.bytes(body.value);
+      if (body.more && body.more.length > 0) {
+        if (body.more.length > MAX_STORE_MORE) {
+          throw new DhtError(
+            'ERR_MALFORMED',
+            `a STORE carries at most ${MAX_STORE_MORE} more values`,
+          );
+        }
+        const more = 1 + body.more.reduce((n, v) => n + 6 + v.value.length, 0);
+        if (more > w.remaining) {
+          throw new DhtError(
+            'ERR_TOO_LARGE',
+            `${body.more.length + 1} values need ${more} more bytes than one datagram holds`,
+          );
+        }
+        w.u8(body.more.length);
+        for (const v of body.more) {
+          w.u32(clampTtl(v.ttlMs));
+          w.u16(v.value.length);
+          w.bytes(v.value);
+        }
+      }
       return;
     }
   }
@@ -181,15 +204,18 @@ function writeResponseBody(w: Writer, body: ResponseBody): boolean {
       writeContacts(w, body.contacts);
       return truncated;
     }
-    case 'STORED':
-      if (body.ok) {
-        w.u8(0);
-        return false;
+    case 'STORED': {
+      const more = (body.more ?? []).slice(0, MAX_STORE_MORE);
+      // Each result gets an equal share of the room, so a long detail cannot crowd out the
+      // results after it.
+      const share = Math.floor((w.remaining - (more.length > 0 ? 1 : 0)) / (more.length + 1));
+      writeStoreResult(w, body, share);
+      if (more.length > 0) {
+        w.u8(more.length);
+        for (const r of more) writeStoreResult(w, r, share);
       }
-      // The detail is always written, empty when absent, so no truncation decodes as valid.
-      w.u8(REJECTION_CODES[body.reason]);
-      writeText(w, body.detail ?? '');
       return false;
+    }
     case 'ERROR':
       if (!Number.isInteger(body.code) || body.code < 0 || body.code > 0xffff) {
         throw new DhtError('ERR_MALFORMED', `error code must fit 16 bits, got ${body.code}`);
@@ -221,10 +247,10 @@ function writeContacts(w: Writer, contacts: readonly Contact[]): void {
   w.setU8(countAt, count);
 }
 
-/** u16 length and UTF-8 text, cut on a character boundary to what room is left. */
-function writeText(w: Writer, text: string): void {
+/** Length-prefixed UTF-8, cut on a character boundary to fit `maxBytes` (prefix included). */
+function writeText(w: Writer, text: string, maxBytes = w.remaining): void {
   let bytes = new TextEncoder().encode(text);
-  const room = Math.min(0xffff, w.remaining - 2);
+  const room = Math.min(0xffff, w.remaining - 2, maxBytes - 2);
   if (bytes.length > room) {
     let end = Math.max(0, room);
     while (end > 0 && ((bytes[end] as number) & 0xc0) === 0x80) end--;
@@ -351,7 +377,14 @@ function readRequestBody(r: Reader, type: number): RequestBody {
       const key = r.id('key');
       const ttlMs = r.u32('ttl');
       const value = r.bytes(r.u16('value length'), 'value');
-      return { type: 'STORE', key, value, ttlMs };
+      const count = readMoreCount(r);
+      if (count === 0) return { type: 'STORE', key, value, ttlMs };
+      const more: WireValue[] = [];
+      for (let i = 0; i < count; i++) {
+        const ttl = r.u32('ttl');
+        more.push({ value: r.bytes(r.u16('value length'), 'value'), ttlMs: ttl });
+      }
+      return { type: 'STORE', key, value, ttlMs, more };
     }
     default:
       throw new MalformedMessageError(`unknown request type ${type}`);
@@ -378,14 +411,12 @@ function readResponseBody(r: Reader, type: number, truncated: boolean): Response
         : { type: 'VALUE', values, contacts };
     }
     case RESPONSE_TYPES.STORED: {
-      const status = r.u8('status');
-      if (status === 0) return { type: 'STORED', ok: true };
-      const reason = REJECTIONS.get(status);
-      if (!reason) throw new MalformedMessageError(`unknown store rejection ${status}`);
-      const detail = r.text('detail');
-      return detail === ''
-        ? { type: 'STORED', ok: false, reason }
-        : { type: 'STORED', ok: false, reason, detail };
+      const first = readStoreResult(r);
+      const count = readMoreCount(r);
+      if (count === 0) return { type: 'STORED', ...first };
+      const more: StoreResult[] = [];
+      for (let i = 0; i < count; i++) more.push(readStoreResult(r));
+      return { type: 'STORED', ...first, more };
     }
     case RESPONSE_TYPES.ERROR: {
       const code = r.u16('error code');
@@ -394,6 +425,38 @@ function readResponseBody(r: Reader, type: number, truncated: boolean): Response
     default:
       throw new MalformedMessageError(`unknown response type ${type}`);
   }
+}
+
+/**
+ * Status byte, then for a rejection the detail (always written, empty when absent, so no
+ * truncation decodes as valid), all in at most `room` bytes.
+ */
+function writeStoreResult(w: Writer, r: StoreResult, room: number): void {
+  if (r.ok) {
+    w.u8(0);
+    return;
+  }
+  w.u8(REJECTION_CODES[r.reason]);
+  writeText(w, r.detail ?? '', room - 1);
+}
+
+function readStoreResult(r: Reader): StoreResult {
+  const status = r.u8('status');
+  if (status === 0) return { ok: true };
+  const reason = REJECTIONS.get(status);
+  if (!reason) throw new MalformedMessageError(`unknown store rejection ${status}`);
+  const detail = r.text('detail');
+  return detail === '' ? { ok: false, reason } : { ok: false, reason, detail };
+}
+
+/** The optional count (1..MAX_STORE_MORE) and entries that end a STORE or STORED. */
+function readMoreCount(r: Reader): number {
+  if (r.remaining === 0) return 0;
+  const count = r.u8('more count');
+  if (count === 0 || count > MAX_STORE_MORE) {
+    throw new MalformedMessageError(`more count ${count} is outside 1..${MAX_STORE_MORE}`);
+  }
+  return count;
 }
 
 function readContacts(r: Reader): Contact[] {

@@ -110,7 +110,10 @@ export function checkRecord(
   }
 }
 
-/** The user part of the checks: name, user signature, certificate or first-come claim. */
+/**
+ * The user part of the checks: name, certificate or first-come claim. The user signature,
+ * present here, was verified by checkRecord() before.
+ */
 function checkUser(
   record: StoredRecord,
   key: NodeId,
@@ -123,7 +126,7 @@ function checkUser(
   if (!user || !record.userSignature) {
     return invalid(`${label}: no user key and user signature; only the user may write it`);
   }
-  if (!userSignatureValid(record)) return invalid(`${label}: the user signature does not verify`);
+  // checkRecord() verified the user signature already (one Ed25519 verification per record).
   if (!nameMatches(user.name, record.resource)) {
     return invalid(`${label}: written by user "${user.name}", who does not own ${record.resource}`);
   }

@@ -14,6 +14,7 @@ import {
   type Request,
   type Response,
   type ResponseBody,
+  type StoreResult,
   systemClock,
   type WireMessage,
 } from '@peerbx/dht-kademlia';
@@ -129,6 +130,9 @@ export class SignedDatagramCodec implements DatagramCodec {
         body = { ...body, contacts: body.contacts.slice(0, -1) };
       } else if (body.type === 'VALUE' && body.values.length > 0) {
         body = { ...body, values: body.values.slice(0, -1), truncated: true };
+      } else if (body.type === 'STORED' && hasDetails(body)) {
+        // Many refusals with long details: the results matter, their texts do not.
+        body = withoutDetails(body);
       } else {
         body = { type: 'ERROR', code: 500, message: 'reply too large' };
       }
@@ -274,4 +278,19 @@ export class SignedDatagramCodec implements DatagramCodec {
       responseToBody({ type: 'ERROR', code, message }),
     );
   }
+}
+
+type Stored = Extract<ResponseBody, { type: 'STORED' }>;
+
+function hasDetails(body: Stored): boolean {
+  return [body, ...(body.more ?? [])].some((r) => !r.ok && r.detail !== undefined);
+}
+
+function withoutDetails(body: Stored): Stored {
+  const bare = (r: StoreResult): StoreResult =>
+    r.ok ? { ok: true } : { ok: false, reason: r.reason };
+  const first = bare(body);
+  return body.more
+    ? { type: 'STORED', ...first, more: body.more.map(bare) }
+    : { type: 'STORED', ...first };
 }

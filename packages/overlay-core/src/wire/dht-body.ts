@@ -1,14 +1,16 @@
 // DHT requests and replies as overlay message bodies: MessagePack maps with numeric keys.
 // Unknown keys are ignored, so later versions can add fields.
 
-import type {
-  Contact,
-  Request,
-  RequestBody,
-  Response,
-  ResponseBody,
-  StoreRejection,
-  WireValue,
+import {
+  type Contact,
+  MAX_STORE_MORE,
+  type Request,
+  type RequestBody,
+  type Response,
+  type ResponseBody,
+  type StoreRejection,
+  type StoreResult,
+  type WireValue,
 } from '@peerbx/dht-kademlia';
 import { OverlayError } from '../errors.js';
 import { bytesOf, field, isBool, isBytes, isString, isUint, optionalField } from './codec.js';
@@ -46,7 +48,15 @@ export function requestToBody(body: RequestBody): Record<number, unknown> {
     case 'STORE':
       out[1] = body.key;
       out[2] = body.value;
-      out[3] = Math.max(0, Math.min(0xffffffff, Math.floor(body.ttlMs)));
+      out[3] = ttlOut(body.ttlMs);
+      if (body.more && body.more.length > MAX_STORE_MORE) {
+        throw new OverlayError(
+          'ERR_MALFORMED',
+          `a STORE carries at most ${MAX_STORE_MORE} more values`,
+        );
+      }
+      if (body.more && body.more.length > 0)
+        out[5] = body.more.map((v) => [v.value, ttlOut(v.ttlMs)]);
       break;
   }
   return out;
@@ -64,13 +74,20 @@ export function bodyToRequest(map: unknown): RequestBody {
       const offset = optionalField(map, 4, isUint, 'FIND_VALUE');
       return offset ? { type, key, offset } : { type, key };
     }
-    case 'STORE':
-      return {
+    case 'STORE': {
+      const store = {
         type,
         key: field(map, 1, isId, 'STORE'),
         value: field(map, 2, isBytes, 'STORE'),
         ttlMs: field(map, 3, isUint, 'STORE'),
       };
+      const more = optionalField(map, 5, isArray, 'STORE');
+      if (more === undefined) return store;
+      if (more.length === 0 || more.length > MAX_STORE_MORE) {
+        throw new OverlayError('ERR_MALFORMED', `STORE carries 1..${MAX_STORE_MORE} more values`);
+      }
+      return { ...store, more: more.map(valueIn) };
+    }
     default:
       throw new OverlayError('ERR_MALFORMED', 'unknown DHT request type');
   }
@@ -90,6 +107,25 @@ function contactsIn(v: unknown): Contact[] {
   });
 }
 
+function ttlOut(ttlMs: number): number {
+  return Math.max(0, Math.min(0xffffffff, Math.floor(ttlMs)));
+}
+
+function valueIn(v: unknown): WireValue {
+  if (!isArray(v) || !isBytes(v[0]) || !isUint(v[1])) {
+    throw new OverlayError('ERR_MALFORMED', 'value entry');
+  }
+  return { value: v[0], ttlMs: v[1] };
+}
+
+/** A refusal read back; a reason this version does not know reads as invalid. */
+function resultIn(reason: string, detail: string | undefined): StoreResult {
+  const r = (REJECTIONS as readonly string[]).includes(reason)
+    ? (reason as StoreRejection)
+    : 'invalid';
+  return detail === undefined ? { ok: false, reason: r } : { ok: false, reason: r, detail };
+}
+
 export function responseToBody(body: ResponseBody): Record<number, unknown> {
   const out: Record<number, unknown> = { 0: RESPONSE_TYPES[body.type] };
   switch (body.type) {
@@ -98,7 +134,7 @@ export function responseToBody(body: ResponseBody): Record<number, unknown> {
       break;
     case 'VALUE':
       out[1] = contactsOut(body.contacts);
-      out[2] = body.values.map((v) => [v.value, Math.max(0, Math.floor(v.ttlMs))]);
+      out[2] = body.values.map((v) => [v.value, ttlOut(v.ttlMs)]);
       if (body.truncated) out[3] = true;
       break;
     case 'STORED':
@@ -106,6 +142,11 @@ export function responseToBody(body: ResponseBody): Record<number, unknown> {
       if (!body.ok) {
         out[5] = body.reason;
         if (body.detail !== undefined) out[6] = body.detail.slice(0, 200);
+      }
+      if (body.more && body.more.length > 0) {
+        out[9] = body.more
+          .slice(0, MAX_STORE_MORE)
+          .map((r) => (r.ok ? [true] : [false, r.reason, (r.detail ?? '').slice(0, 100)]));
       }
       break;
     case 'ERROR':
@@ -124,25 +165,31 @@ export function bodyToResponse(map: unknown): ResponseBody {
     case 'NODES':
       return { type, contacts: contactsIn(field(map, 1, isArray, 'NODES')) };
     case 'VALUE': {
-      const raw = field(map, 2, isArray, 'VALUE');
-      const values: WireValue[] = raw.map((v) => {
-        if (!isArray(v) || !isBytes(v[0]) || !isUint(v[1]))
-          throw new OverlayError('ERR_MALFORMED', 'value entry');
-        return { value: v[0], ttlMs: v[1] };
-      });
+      const values = field(map, 2, isArray, 'VALUE').map(valueIn);
       const truncated = optionalField(map, 3, isBool, 'VALUE') ?? false;
       return { type, contacts: contactsIn(field(map, 1, isArray, 'VALUE')), values, truncated };
     }
     case 'STORED': {
-      if (field(map, 4, isBool, 'STORED')) return { type, ok: true };
-      const reason = field(map, 5, isString, 'STORED');
-      const detail = optionalField(map, 6, isString, 'STORED');
-      const r = (REJECTIONS as readonly string[]).includes(reason)
-        ? (reason as StoreRejection)
-        : 'invalid';
-      return detail === undefined
-        ? { type, ok: false, reason: r }
-        : { type, ok: false, reason: r, detail };
+      const first: StoreResult = field(map, 4, isBool, 'STORED')
+        ? { ok: true }
+        : resultIn(field(map, 5, isString, 'STORED'), optionalField(map, 6, isString, 'STORED'));
+      const more = optionalField(map, 9, isArray, 'STORED');
+      if (more === undefined) return { type, ...first };
+      if (more.length === 0 || more.length > MAX_STORE_MORE) {
+        throw new OverlayError('ERR_MALFORMED', `STORED carries 1..${MAX_STORE_MORE} more results`);
+      }
+      return {
+        type,
+        ...first,
+        more: more.map((r) => {
+          if (!isArray(r) || !isBool(r[0])) throw new OverlayError('ERR_MALFORMED', 'store result');
+          if (r[0]) return { ok: true };
+          if (!isString(r[1]) || (r[2] !== undefined && !isString(r[2]))) {
+            throw new OverlayError('ERR_MALFORMED', 'store result');
+          }
+          return resultIn(r[1], r[2] === '' ? undefined : r[2]);
+        }),
+      };
     }
     case 'ERROR':
       return {
