@@ -2,9 +2,10 @@
 //
 // For each size and scenario it measures value lookups (FIND_VALUE for keys stored earlier,
 // asked by random honest nodes): success rate, hops (median, p95), requests per lookup,
-// lookup latency under a 20-80 ms per-link latency model, and heap per node. Scenarios:
-// stable; churn (exponential sessions, mean 30 min, over 2 simulated hours); 20% silent;
-// 20% lying with d = 1 and d = 4 disjoint paths. Aims are those of the issue at N = 10,000.
+// lookup latency (median, p95, p99, mean) under a 20-80 ms per-link latency model, and heap
+// per node. Scenarios: stable; churn (exponential sessions, mean 30 min, over 2 simulated
+// hours); 20% silent; 20% lying with d = 1 and d = 4 disjoint paths. Aims are those of the
+// issue at N = 10,000.
 //
 // Each (size, scenario) runs in a child process of its own, so heap figures are not muddied
 // by earlier runs; --jobs of them run at once.
@@ -73,6 +74,8 @@ interface Row {
   requestsMean: number;
   latencyMedianMs: number;
   latencyP95Ms: number;
+  latencyP99Ms: number;
+  latencyMeanMs: number;
   heapPerNodeKiB: number;
   wallSeconds: number;
   aim?: string;
@@ -155,6 +158,8 @@ function summarise(
     | 'requestsMean'
     | 'latencyMedianMs'
     | 'latencyP95Ms'
+    | 'latencyP99Ms'
+    | 'latencyMeanMs'
     | 'lookups'
   >,
   samples: Sample[],
@@ -171,6 +176,8 @@ function summarise(
     requestsMean: samples.reduce((a, s) => a + s.requests, 0) / Math.max(1, samples.length),
     latencyMedianMs: percentile(lat, 50),
     latencyP95Ms: percentile(lat, 95),
+    latencyP99Ms: percentile(lat, 99),
+    latencyMeanMs: lat.length ? lat.reduce((a, b) => a + b, 0) / lat.length : Number.NaN,
   };
 }
 
@@ -347,6 +354,8 @@ async function main(): Promise<void> {
         'req/lookup',
         'lat p50 ms',
         'lat p95 ms',
+        'lat p99 ms',
+        'lat mean ms',
         'heap/node KiB',
         'wall s',
         'aim',
@@ -363,6 +372,8 @@ async function main(): Promise<void> {
         fmt(r.requestsMean),
         fmt(r.latencyMedianMs, 0),
         fmt(r.latencyP95Ms, 0),
+        fmt(r.latencyP99Ms, 0),
+        fmt(r.latencyMeanMs, 0),
         fmt(r.heapPerNodeKiB),
         fmt(r.wallSeconds),
         r.aim ?? '',

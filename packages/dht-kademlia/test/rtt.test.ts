@@ -3,13 +3,28 @@ import { describe, it } from 'node:test';
 import { RttEstimator } from '../src/rpc/rtt.js';
 
 describe('adaptive request timeout', () => {
-  it('uses the ceiling for contacts never measured and a few round trips for known ones', () => {
+  it('uses the ceiling before anything was measured and a few round trips for known contacts', () => {
     const rtt = new RttEstimator(2000, 100);
     assert.equal(rtt.timeout('a'), 2000);
     for (let i = 0; i < 20; i++) rtt.sample('a', 40);
     const t = rtt.timeout('a');
     assert.ok(t >= 100 && t < 200, `timeout ${t}`);
     assert.equal(new RttEstimator(2000, 500).timeout('x'), 2000);
+  });
+
+  it('gives a contact never measured twice what the measured ones typically need', () => {
+    const rtt = new RttEstimator(2000, 100);
+    for (let i = 0; i < 20; i++) {
+      rtt.sample('a', 40);
+      rtt.sample('b', 60);
+    }
+    const known = Math.max(rtt.timeout('a'), rtt.timeout('b'));
+    const unknown = rtt.timeout('never-measured');
+    assert.ok(unknown > known && unknown < 2000, `unknown ${unknown}, known up to ${known}`);
+    // On a loopback (1 ms round trips) it is the floor, not the 2 s ceiling.
+    const fast = new RttEstimator(2000, 500);
+    fast.sample('a', 1);
+    assert.equal(fast.timeout('never-measured'), 500);
   });
 
   it('never goes below the floor or above the ceiling', () => {
@@ -26,7 +41,9 @@ describe('adaptive request timeout', () => {
     rtt.sample('b', 50);
     rtt.sample('a', 50);
     rtt.sample('c', 50);
-    assert.equal(rtt.timeout('b'), 2000, 'b was forgotten');
+    rtt.sample('a', 5);
+    assert.equal(rtt.timeout('b'), rtt.timeout('never-measured'), 'b was forgotten');
+    assert.notEqual(rtt.timeout('b'), rtt.timeout('c'));
     assert.ok(rtt.timeout('a') < 2000);
     assert.ok(rtt.timeout('c') < 2000);
   });

@@ -30,7 +30,7 @@ import {
   type OverlayConfig,
   validateOverlayConfig,
 } from './config/overlay-config.js';
-import { KIND_NODE_INFO, NODE_INFO_LIFETIME_MS } from './constants.js';
+import { KIND_NAME_CLAIM, KIND_NODE_INFO, NODE_INFO_LIFETIME_MS } from './constants.js';
 import { OverlayError } from './errors.js';
 import {
   type DataDirPaths,
@@ -68,6 +68,8 @@ export const SOFTWARE_VERSION = '0.1.0';
 
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
 const FETCH_QUORUM = 2;
+/** Resources stored again at once after a restart. */
+const REPUBLISH_PARALLELISM = 4;
 /** Holders a NODE-INFO lookup for dialling waits for (connect() retries with FETCH_QUORUM). */
 const NODE_INFO_QUICK_QUORUM = 1;
 
@@ -288,7 +290,9 @@ export class OverlayNode {
           );
         }
       }
-      await node.republishSaved();
+      // The replicas still hold what this node published before it stopped, until it expires:
+      // storing it again need not keep the node from serving.
+      void node.republishSaved();
       await node.publishNodeInfo();
       log.info(
         {
@@ -460,15 +464,43 @@ export class OverlayNode {
     );
   }
 
-  /** After a restart: the records this node published before are stored again. */
+  /**
+   * After a restart: the records this node published before are stored again, one lookup per
+   * resource (its name claim first), a few resources at a time. Never rejects.
+   */
   private async republishSaved(): Promise<void> {
     const now = this.clock.now();
-    for (const entry of await this.persistent.loadPublished(now)) {
-      const key = idFromPublishedId(entry.id);
-      if (!key) continue;
-      this.published.set(entry.id, { key, bytes: entry.record, expiresAt: entry.expiresAt });
-      await this.dht.put(key, entry.record, entry.expiresAt - now).catch(() => undefined);
+    const byKey = new Map<
+      string,
+      { key: NodeId; items: { id: string; record: Uint8Array; expiresAt: number }[] }
+    >();
+    try {
+      for (const entry of await this.persistent.loadPublished(now)) {
+        const key = idFromPublishedId(entry.id);
+        if (!key) continue;
+        this.published.set(entry.id, { key, bytes: entry.record, expiresAt: entry.expiresAt });
+        const hex = idToHex(key);
+        const group = byKey.get(hex) ?? { key, items: [] };
+        group.items.push({ id: entry.id, record: entry.record, expiresAt: entry.expiresAt });
+        byKey.set(hex, group);
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot read the records published before');
+      return;
     }
+    const groups = [...byKey.values()];
+    const worker = async () => {
+      for (let g = groups.shift(); g && !this.closed; g = groups.shift()) {
+        const claimFirst = g.items.sort((a, b) => claimRank(a.id) - claimRank(b.id));
+        await this.dht
+          .putMany(
+            g.key,
+            claimFirst.map((it) => ({ value: it.record, ttlMs: it.expiresAt - this.clock.now() })),
+          )
+          .catch(() => undefined);
+      }
+    };
+    await Promise.all(Array.from({ length: REPUBLISH_PARALLELISM }, worker));
   }
 
   // --- Links ---------------------------------------------------------------------------------
@@ -688,6 +720,11 @@ function distinctValues(values: readonly { readonly value: Uint8Array }[]): Uint
     out.push(value);
   }
   return out;
+}
+
+/** 0 for a name claim (stored before the records that rely on it), 1 for anything else. */
+function claimRank(publishedId: string): number {
+  return publishedId.split('/')[1]?.startsWith(`${KIND_NAME_CLAIM}:`) ? 0 : 1;
 }
 
 function idFromPublishedId(id: string): NodeId | undefined {

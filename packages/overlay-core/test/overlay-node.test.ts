@@ -226,6 +226,55 @@ describe('overlay node over real sockets', () => {
   });
 });
 
+describe('a node started again from its data directory', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-republish-'));
+  const nodes: OverlayNode[] = [];
+
+  before(() => startFour(root, nodes));
+  after(() => closeAll(root, nodes));
+
+  it('stores what it published before again, name claim included', async () => {
+    const d = nodes[3]!;
+    const value = new TextEncoder().encode('sip:zoe@127.0.0.1:5070');
+    await d.publish({
+      kind: KIND_SIP_REGISTRATION,
+      resource: 'zoe@peerbx.local',
+      dictionaryKey: d.nodeId,
+      value,
+      lifetimeMs: 600_000,
+    });
+    // Everyone goes; a new overlay of three empty nodes has never seen zoe.
+    for (const n of nodes.splice(0)) await n.close();
+    nodes.push(await OverlayNode.start({ dataDir: join(root, 'e'), config: config() }));
+    for (const name of ['f', 'g']) {
+      nodes.push(
+        await OverlayNode.start({
+          dataDir: join(root, name),
+          config: config(),
+          bootstrap: [nodes[0]!.udpAddress],
+        }),
+      );
+    }
+    assert.deepEqual(await nodes[0]!.fetch('zoe@peerbx.local'), []);
+    nodes.push(
+      await OverlayNode.start({
+        dataDir: join(root, 'd'),
+        config: config(),
+        bootstrap: [nodes[0]!.udpAddress],
+      }),
+    );
+    const key = resourceId('zoe@peerbx.local');
+    const held = () => nodes.slice(0, 3).filter((n) => n.store.get(key, Date.now()).length === 2);
+    await until(() => held().length >= 2, "zoe's claim and record on the new nodes");
+    const got = await nodes[1]!.fetch('zoe@peerbx.local');
+    assert.deepEqual(
+      got.map((r) => r.kind).sort(),
+      [KIND_NAME_CLAIM, KIND_SIP_REGISTRATION].sort(),
+    );
+    assert.deepEqual(got.find((r) => r.kind === KIND_SIP_REGISTRATION)?.value, value);
+  });
+});
+
 describe('a node whose NODE-INFO is out of date where it is found first', () => {
   const root = mkdtempSync(join(tmpdir(), 'peerbx-moved-'));
   const nodes: OverlayNode[] = [];

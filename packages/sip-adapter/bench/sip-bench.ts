@@ -64,8 +64,8 @@ import { describeMachine, machineInfo, percentile, table } from '@peerbx/dht-kad
 const KAMAILIO_BASELINE = { registerPerS: 10_000, callsPerS: 200 }; // DESIGN.md, measured
 const AIMS = { setupWarm: 2, setupCold: 5, registerRatio: 0.5 }; // issue #4
 const REGISTER_RATES = [
-  25, 50, 100, 200, 500, 1000, 2000, 4000, 7000, 10_000, 12_500, 15_000, 17_500, 20_000, 25_000,
-  30_000, 40_000,
+  25, 50, 100, 150, 200, 300, 500, 1000, 2000, 4000, 7000, 10_000, 12_500, 15_000, 17_500, 20_000,
+  25_000, 30_000, 40_000,
 ];
 const CALL_RATES = [50, 100, 200, 400, 800, 1200, 1600, 2000, 2500, 3000];
 const MAX_FAIL = 0.01;
