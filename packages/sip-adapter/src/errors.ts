@@ -74,3 +74,11 @@ export class SipParseError extends SipError {
     });
   }
 }
+
+/** Too many overlay writes are waiting: the registrar answers 503 with Retry-After. */
+export class RegistrarBusyError extends Error {
+  constructor(readonly waiting: number) {
+    super(`${waiting} overlay writes are waiting`);
+    this.name = 'RegistrarBusyError';
+  }
+}

@@ -30,7 +30,13 @@ export {
 export { type NonceCheck, NonceIssuer, type NonceOptions } from './auth/nonce.js';
 export { type AuthMode, authRequired, isLoopbackHost } from './auth/policy.js';
 export * from './constants.js';
-export { SipError, type SipErrorCode, SipParseError, type SipParseErrorOptions } from './errors.js';
+export {
+  RegistrarBusyError,
+  SipError,
+  type SipErrorCode,
+  SipParseError,
+  type SipParseErrorOptions,
+} from './errors.js';
 export { type SipHeaderField, SipHeaders, splitList } from './message/header-list.js';
 export { COMPACT_FORMS, headerKey } from './message/header-names.js';
 export {

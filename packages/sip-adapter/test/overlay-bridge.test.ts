@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Clock, idToHex } from '@peerbx/dht-kademlia';
 import { defaultOverlayConfig, OverlayError, OverlayNode } from '@peerbx/overlay-core';
+import { RegistrarBusyError } from '../src/errors.js';
 import { Locator } from '../src/overlay-bridge/locator.js';
+import type { OverlayAccess } from '../src/overlay-bridge/overlay-access.js';
 import { RegistrationPublisher } from '../src/overlay-bridge/registration-publisher.js';
 import type { Binding } from '../src/registrar/binding-store.js';
 
@@ -114,5 +116,60 @@ describe('overlay bridge', () => {
         e.code === 'ERR_FORBIDDEN' &&
         /owned by another key/.test(e.message),
     );
+  });
+
+  it('keeps a few writes under way, queues more, and refuses beyond the queue', async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let started = 0;
+    // The real overlay, its writes held back until the test lets them go.
+    const access: OverlayAccess = {
+      nodeId: b.nodeId,
+      fetch: (resource, kind) => b.fetch(resource, kind),
+      connect: (nodeId, application) => b.connect(nodeId, application),
+      publish: async (params) => {
+        started++;
+        await held;
+        return b.publish(params);
+      },
+    };
+    const pub = new RegistrationPublisher(access, clock, { maxInFlight: 2, maxWaiting: 1 });
+    const user = (i: number, options?: { queueAlways?: boolean }) =>
+      pub.sync(
+        `sip:q${i}@peerbx.local`,
+        `q${i}@peerbx.local`,
+        [binding(`sip:q${i}@10.0.0.9`, 3600)],
+        options,
+      );
+    const admitted = [user(1), user(2), user(3)];
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(started, 2, 'two writes under way');
+    assert.deepEqual(pub.pending, { inFlight: 2, waiting: 1 });
+    await assert.rejects(
+      user(4),
+      (e: unknown) => e instanceof RegistrarBusyError && e.waiting === 1,
+    );
+    assert.equal(pub.busyRefusals, 1);
+    // Bindings restored at start wait however long the queue is.
+    const restored = user(5, { queueAlways: true });
+    assert.deepEqual(pub.pending, { inFlight: 2, waiting: 2 });
+    release();
+    const done = await Promise.all([...admitted, restored]);
+    assert.deepEqual(
+      done.map((d) => d.reason),
+      ['new', 'new', 'new', 'new'],
+    );
+    assert.equal(started, 4);
+    assert.equal(pub.writes, 4);
+    assert.deepEqual(pub.pending, { inFlight: 0, waiting: 0 });
+    for (const i of [3, 5]) {
+      const found = await new Locator(a, clock).locate(`q${i}@peerbx.local`);
+      assert.deepEqual(
+        found.map((l) => idToHex(l.nodeId)),
+        [idToHex(b.nodeId)],
+      );
+    }
   });
 });

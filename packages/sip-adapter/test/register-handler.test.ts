@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Clock } from '@peerbx/dht-kademlia';
 import { OverlayError } from '@peerbx/overlay-core';
+import { RegistrarBusyError } from '../src/errors.js';
 import { parseSipMessage, type SipRequest } from '../src/message/sip-message.js';
 import { type Binding, BindingStore } from '../src/registrar/binding-store.js';
 import { RegisterHandler } from '../src/registrar/register-handler.js';
@@ -207,5 +208,17 @@ describe('REGISTER handler', () => {
     );
     assert.equal(res.status, 503);
     assert.equal(res.header('Retry-After'), '30');
+  });
+
+  it('answers 503 saying the registrar is busy when overlay writes are queued, and binds nothing', async () => {
+    const { handler, store } = setup(new RegistrarBusyError(2000));
+    const res = await handler.handle(
+      register('sip:alice@peerbx.local', ['Contact: <sip:alice@127.0.0.1:5070>']),
+      udp,
+    );
+    assert.equal(res.status, 503);
+    assert.match(res.reason, /registrar busy: 2000 overlay writes waiting/);
+    assert.equal(res.header('Retry-After'), '10');
+    assert.deepEqual(store.lookup('sip:alice@peerbx.local', now), []);
   });
 });

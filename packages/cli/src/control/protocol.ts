@@ -49,6 +49,8 @@ export interface StatusView {
       malformedDropped: number;
       versionRejected: number;
       strayResponsesDropped: number;
+      /** REGISTERs answered 503 because too many overlay writes were waiting. */
+      registrarBusy: number;
     };
   };
 }

@@ -225,6 +225,7 @@ async function controlOp(
             notSip: notSip(sip.transports.stats),
             ...sip.stats,
             strayResponsesDropped: sip.proxy.stats.strayResponsesDropped,
+            registrarBusy: sip.publisher.busyRefusals,
           },
         },
       };

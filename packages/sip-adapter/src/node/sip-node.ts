@@ -318,9 +318,11 @@ export class SipNode implements TransactionUser {
     for (const aor of this.bindings.aors()) {
       const bindings = this.bindings.lookup(aor, now);
       if (bindings.length === 0) continue;
-      this.publisher.sync(aor, aor.replace(/^sips?:/, ''), bindings).catch((err: unknown) => {
-        this.log.warn({ aor, err: (err as Error).message }, 'restored bindings not re-published');
-      });
+      this.publisher
+        .sync(aor, aor.replace(/^sips?:/, ''), bindings, { queueAlways: true })
+        .catch((err: unknown) => {
+          this.log.warn({ aor, err: (err as Error).message }, 'restored bindings not re-published');
+        });
     }
     this.log.info({ bindings: restored.length }, 'bindings restored');
   }

@@ -4,7 +4,7 @@
 
 import type { Clock } from '@peerbx/dht-kademlia';
 import { type Logger, OverlayError, silentLogger } from '@peerbx/overlay-core';
-import { SipParseError } from '../errors.js';
+import { RegistrarBusyError, SipParseError } from '../errors.js';
 import { contactExpires, contactQ } from '../message/headers.js';
 import { unquote } from '../message/lexer.js';
 import { createResponse } from '../message/response.js';
@@ -13,7 +13,11 @@ import { formatUri, isSipUri } from '../message/uri.js';
 import type { SipTransportAddress } from '../transport/transport.js';
 import type { Binding, BindingStore, ContactInput, Flow } from './binding-store.js';
 import type { BindingsPersistence } from './bindings-persistence.js';
-import { LOCAL_HOST_ALIASES, REGISTER_RETRY_AFTER_S } from './handler-constants.js';
+import {
+  LOCAL_HOST_ALIASES,
+  REGISTER_BUSY_RETRY_AFTER_S,
+  REGISTER_RETRY_AFTER_S,
+} from './handler-constants.js';
 
 /** What the handler needs of the overlay bridge: RegistrationPublisher.sync. */
 export interface RegistrationSync {
@@ -226,6 +230,13 @@ export class RegisterHandler {
 
   private publishFailed(request: SipRequest, resource: string, err: unknown): SipResponse {
     const message = err instanceof Error ? err.message : String(err);
+    if (err instanceof RegistrarBusyError) {
+      // RFC 3261 §21.5.4: overloaded for now. Refreshes that change nothing never get here.
+      return createResponse(request, 503, {
+        reason: `Service Unavailable (registrar busy: ${err.waiting} overlay writes waiting)`,
+        headers: [{ name: 'Retry-After', value: String(REGISTER_BUSY_RETRY_AFTER_S) }],
+      });
+    }
     if (err instanceof OverlayError && err.code === 'ERR_FORBIDDEN') {
       this.log.info({ resource, reason: message }, 'registration refused by the overlay');
       return createResponse(request, 403, { reason: oneLine(message) });
