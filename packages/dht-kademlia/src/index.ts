@@ -57,7 +57,7 @@ export type {
   StoreResult,
   WireValue,
 } from './rpc/messages.js';
-export { MAX_STORE_MORE } from './rpc/messages.js';
+export { MAX_STORE_MORE, refusal } from './rpc/messages.js';
 export {
   type Behaviour,
   type LiarResponder,

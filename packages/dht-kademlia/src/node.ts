@@ -90,6 +90,9 @@ export interface NodeStats {
   lookups: number;
 }
 
+/** The detail of a STORE's value refused unchecked after an invalid one. */
+const NOT_CHECKED = 'not checked: an earlier value of this STORE was invalid';
+
 export interface PutResult {
   /** Contacts (self included) that accepted the value. */
   stored: Contact[];
@@ -273,9 +276,7 @@ export class KademliaNode {
     const now = this.clock.now();
     const sends: Promise<void>[] = [];
     for (const key of [...this.store.keys()]) {
-      const values = this.store
-        .get(key, now)
-        .map((v) => ({ value: v.value, ttlMs: v.expiresAt - now }));
+      const values = this.heldValues(key, now);
       for (const t of this.table.closest(key, this.k)) {
         sends.push(
           this.sendStores(t, key, values).then((rs) => {
@@ -422,16 +423,29 @@ export class KademliaNode {
           handleFindValue(this.table, this.store, body.key, req.sender, now, body.offset),
         );
       case 'STORE': {
-        // The values go in order, each checked on its own: a record may rely on the claim
-        // stored just before it in the same request.
+        // The values go in order (a layer above may let a value rely on one stored before it
+        // in the same request). After an invalid one, the rest are refused unchecked: an
+        // honest sender sends none, and a forger would make each cost a validation.
         const first = this.storeOne(body.key, body.value, body.ttlMs, req.sender, now);
         if (!body.more) return this.reply({ type: 'STORED', ...first });
-        const more = body.more
-          .slice(0, MAX_STORE_MORE)
-          .map((v) => this.storeOne(body.key, v.value, v.ttlMs, req.sender, now));
+        let invalid = !first.ok && first.reason === 'invalid';
+        const more = body.more.slice(0, MAX_STORE_MORE).map((v): StoreResult => {
+          if (invalid) {
+            this.stats.storeRejections.invalid = (this.stats.storeRejections.invalid ?? 0) + 1;
+            return { ok: false, reason: 'invalid', detail: NOT_CHECKED };
+          }
+          const r = this.storeOne(body.key, v.value, v.ttlMs, req.sender, now);
+          invalid = !r.ok && r.reason === 'invalid';
+          return r;
+        });
         return this.reply({ type: 'STORED', ...first, more });
       }
     }
+  }
+
+  /** The values held under key, with their remaining lifetimes, to store elsewhere. */
+  private heldValues(key: NodeId, now: number): { value: Uint8Array; ttlMs: number }[] {
+    return this.store.get(key, now).map((v) => ({ value: v.value, ttlMs: v.expiresAt - now }));
   }
 
   /** One value of an incoming STORE: stored or refused (and the refusal counted). */
@@ -477,7 +491,8 @@ export class KademliaNode {
     const key = idToHex(lrs.id);
     if (this.evictionPings.has(key)) return;
     this.evictionPings.add(key);
-    this.request(lrs, { type: 'PING' }).then(
+    // The full timeout: a slow contact that is alive keeps its place (Kademlia prefers old ones).
+    this.request(lrs, { type: 'PING' }, true, this.opts.requestTimeoutMs).then(
       () => this.evictionPings.delete(key),
       // request() already recorded the failure, which swaps in the newest replacement.
       () => this.evictionPings.delete(key),
@@ -495,9 +510,7 @@ export class KademliaNode {
       if (!closest.some((c) => idEquals(c.id, newcomer.id))) continue;
       const rival = closest.find((c) => !idEquals(c.id, newcomer.id));
       if (rival && compareDistance(key, rival.id, this.id) < 0) continue;
-      const values = this.store
-        .get(key, now)
-        .map((v) => ({ value: v.value, ttlMs: v.expiresAt - now }));
+      const values = this.heldValues(key, now);
       void this.sendStores(newcomer, key, values);
     }
   }
@@ -622,11 +635,8 @@ export class KademliaNode {
           const result = results[i] as PutResult;
           if (r?.ok) result.stored.push(t);
           else if (r) {
-            result.rejected.push(
-              r.detail === undefined
-                ? { contact: t, reason: r.reason }
-                : { contact: t, reason: r.reason, detail: r.detail },
-            );
+            const { ok: _refused, ...why } = r;
+            result.rejected.push({ contact: t, ...why });
           }
         });
       }),
@@ -739,7 +749,16 @@ export class KademliaNode {
    * Sends one request; on success the responder is a live contact, on failure it counts
    * against the contact. `expectId` is false only when pinging an address of unknown ID.
    */
-  private async request(to: Contact, body: RequestBody, expectId = true): Promise<Response> {
+  /**
+   * `timeoutMs` overrides the contact's round-trip based timeout (the default) where a false
+   * timeout costs more than waiting: a PING that decides whether a contact is evicted.
+   */
+  private async request(
+    to: Contact,
+    body: RequestBody,
+    expectId = true,
+    timeoutMs?: number,
+  ): Promise<Response> {
     if (!this.running) throw new DhtError('ERR_STOPPED', 'node is stopped');
     this.stats.requestsOut++;
     const req: Request = this.opts.client
@@ -752,14 +771,16 @@ export class KademliaNode {
       res = await this.transport.request(
         to,
         req,
-        expectId ? this.rtt.timeout(rttKey) : this.opts.requestTimeoutMs,
+        timeoutMs ?? (expectId ? this.rtt.timeout(rttKey) : this.opts.requestTimeoutMs),
       );
     } catch (err) {
       this.stats.requestFailures++;
       // Only silence counts against a contact; an error of our own (a value too large to
       // send, say) says nothing about the peer.
-      if (expectId && err instanceof TimeoutError)
+      if (expectId && err instanceof TimeoutError) {
         this.table.recordFailure(to.id, this.clock.now());
+        this.rtt.timedOut(rttKey);
+      }
       throw err;
     }
     if (expectId && !idEquals(res.sender, to.id)) {

@@ -13,18 +13,45 @@ describe('adaptive request timeout', () => {
   });
 
   it('gives a contact never measured twice what the measured ones typically need', () => {
-    const rtt = new RttEstimator(2000, 100);
+    const rtt = new RttEstimator(4000, 100);
     for (let i = 0; i < 20; i++) {
-      rtt.sample('a', 40);
-      rtt.sample('b', 60);
+      rtt.sample('a', 400);
+      rtt.sample('b', 600);
     }
     const known = Math.max(rtt.timeout('a'), rtt.timeout('b'));
     const unknown = rtt.timeout('never-measured');
-    assert.ok(unknown > known && unknown < 2000, `unknown ${unknown}, known up to ${known}`);
-    // On a loopback (1 ms round trips) it is the floor, not the 2 s ceiling.
+    assert.ok(unknown > known && unknown < 4000, `unknown ${unknown}, known up to ${known}`);
+    assert.ok(unknown >= 2 * 500, `unknown ${unknown}: twice the typical round trip at least`);
+  });
+
+  it('gives a contact never measured at least half the ceiling, however fast the others are', () => {
+    // On a loopback (1 ms round trips): 1 s, not the 2 s ceiling, and not the 500 ms floor
+    // (a first contact over a slow link still has time to answer).
     const fast = new RttEstimator(2000, 500);
     fast.sample('a', 1);
-    assert.equal(fast.timeout('never-measured'), 500);
+    assert.equal(fast.timeout('a'), 500);
+    assert.equal(fast.timeout('never-measured'), 1000);
+  });
+
+  it('doubles the timeout of a contact after each timeout, up to the ceiling, until it answers', () => {
+    const rtt = new RttEstimator(2000, 100);
+    for (let i = 0; i < 20; i++) rtt.sample('a', 40);
+    const base = rtt.timeout('a');
+    rtt.timedOut('a');
+    assert.equal(rtt.timeout('a'), 2 * base);
+    rtt.timedOut('a');
+    assert.equal(rtt.timeout('a'), 4 * base);
+    for (let i = 0; i < 6; i++) rtt.timedOut('a');
+    assert.equal(rtt.timeout('a'), 2000);
+    rtt.sample('a', 40);
+    assert.ok(rtt.timeout('a') <= base + 1, 'an answer ends the back-off');
+    // A contact never measured that timed out gets longer too: a slow first contact (a
+    // satellite link) is given the time to answer on the next try.
+    const fresh = new RttEstimator(2000, 500);
+    fresh.sample('lan', 1);
+    assert.equal(fresh.timeout('far'), 1000);
+    fresh.timedOut('far');
+    assert.equal(fresh.timeout('far'), 2000);
   });
 
   it('never goes below the floor or above the ceiling', () => {

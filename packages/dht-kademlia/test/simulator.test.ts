@@ -269,6 +269,28 @@ describe('kademlia over the simulator', () => {
     assert.equal(refusal!.detail, 'no records here');
   });
 
+  it('refuses the values after an invalid one unchecked: a forged batch costs one check', async () => {
+    const { s, key, publisher, targets, values } = await putManySetup(16, 'first-refused');
+    const picky = targets[1]!;
+    const checked: string[] = [];
+    Object.assign(picky, {
+      validateValue: (_key: Uint8Array, value: Uint8Array) => {
+        checked.push(Buffer.from(value).toString());
+        return Buffer.from(value).toString() === 'claim'
+          ? { reason: 'invalid' as const, detail: 'bad claim' }
+          : undefined;
+      },
+    });
+    const [claim, record] = await s.sim.settle(publisher.putMany(key, values));
+    assert.deepEqual(checked, ['claim'], 'the record after the invalid claim was not checked');
+    assert.deepEqual(held(s, picky, key), []);
+    assert.equal(picky.stats.storeRejections.invalid, 2);
+    assert.equal(claim!.rejected[0]?.detail, 'bad claim');
+    assert.equal(record!.rejected.length, 1);
+    assert.equal(record!.rejected[0]?.reason, 'invalid');
+    assert.match(record!.rejected[0]?.detail ?? '', /not checked: an earlier value/);
+  });
+
   it('republishes every value of a putMany', async () => {
     const s = await swarm(80, 13, {
       store: { slotOf: (_k, v) => Buffer.from(v).toString() },

@@ -30,7 +30,7 @@ import {
   type OverlayConfig,
   validateOverlayConfig,
 } from './config/overlay-config.js';
-import { KIND_NAME_CLAIM, KIND_NODE_INFO, NODE_INFO_LIFETIME_MS } from './constants.js';
+import { KIND_NODE_INFO, NODE_INFO_LIFETIME_MS } from './constants.js';
 import { OverlayError } from './errors.js';
 import {
   type DataDirPaths,
@@ -58,6 +58,7 @@ import { type PublishParams, RecordSigner } from './storage/record-signer.js';
 import {
   createOverlayStoreOptions,
   createRecordValidator,
+  NAME_CLAIM_SLOT,
   verifyFetched,
 } from './storage/record-store.js';
 import { SignedDatagramCodec } from './transport/signed-codec.js';
@@ -477,7 +478,8 @@ export class OverlayNode {
     try {
       for (const entry of await this.persistent.loadPublished(now)) {
         const key = idFromPublishedId(entry.id);
-        if (!key) continue;
+        // Written since start (a new NODE-INFO, a registration): newer than what was saved.
+        if (!key || this.published.has(entry.id)) continue;
         this.published.set(entry.id, { key, bytes: entry.record, expiresAt: entry.expiresAt });
         const hex = idToHex(key);
         const group = byKey.get(hex) ?? { key, items: [] };
@@ -491,7 +493,11 @@ export class OverlayNode {
     const groups = [...byKey.values()];
     const worker = async () => {
       for (let g = groups.shift(); g && !this.closed; g = groups.shift()) {
-        const claimFirst = g.items.sort((a, b) => claimRank(a.id) - claimRank(b.id));
+        const claimFirst = g.items
+          // Replaced while waiting here: the newer record is published by whoever replaced it.
+          .filter((it) => this.published.get(it.id)?.bytes === it.record)
+          .sort((a, b) => claimRank(a.id) - claimRank(b.id));
+        if (claimFirst.length === 0) continue;
         await this.dht
           .putMany(
             g.key,
@@ -724,7 +730,7 @@ function distinctValues(values: readonly { readonly value: Uint8Array }[]): Uint
 
 /** 0 for a name claim (stored before the records that rely on it), 1 for anything else. */
 function claimRank(publishedId: string): number {
-  return publishedId.split('/')[1]?.startsWith(`${KIND_NAME_CLAIM}:`) ? 0 : 1;
+  return publishedId.split('/')[1] === NAME_CLAIM_SLOT ? 0 : 1;
 }
 
 function idFromPublishedId(id: string): NodeId | undefined {

@@ -275,7 +275,8 @@ describe('record access control', () => {
       bad[i] = (bad[i] as number) ^ 0x01;
       const verdict = validate(KEY, bad, new Uint8Array(32));
       assert.ok(verdict, `byte ${i} flipped and still accepted`);
-      assert.equal(verdict.reason, 'invalid');
+      // A flip in the date or lifetime may make it expired, found before the signatures are.
+      assert.ok(['invalid', 'expired'].includes(verdict.reason), `byte ${i}: ${verdict.reason}`);
     }
   });
 });

@@ -40,6 +40,11 @@ export type StoreResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: StoreRejection; readonly detail?: string };
 
+/** A refusal, with its detail only when there is one (exactOptionalPropertyTypes). */
+export function refusal(reason: StoreRejection, detail?: string): StoreResult {
+  return detail === undefined ? { ok: false, reason } : { ok: false, reason, detail };
+}
+
 /** At most this many values in one STORE's `more`. */
 export const MAX_STORE_MORE = 15;
 

@@ -1,8 +1,10 @@
 // Round-trip estimates per contact (RFC 6298's SRTT and RTTVAR), so that a request to a node
 // that died times out after a few of its usual round trips instead of the fixed worst case.
-// A contact never measured is given twice what the contacts measured so far typically need:
-// lookups learn of nodes from others' replies, and a dead one among them would otherwise hold
-// a lookup up for the full ceiling.
+// A contact never measured is given twice what the contacts measured so far typically need,
+// but at least half the ceiling: lookups learn of nodes from others' replies, and a dead one
+// among them would otherwise hold a lookup up for the full ceiling; the half-ceiling floor
+// leaves a first contact over a slow link (satellite, 600 ms round trips, one datagram lost
+// and resent) time to answer even when every contact measured so far was on the same LAN.
 
 interface Estimate {
   srtt: number;
@@ -11,11 +13,13 @@ interface Estimate {
 
 export class RttEstimator {
   private readonly estimates = new Map<string, Estimate>();
+  /** Timeouts in a row per contact: each doubles its next timeout (RFC 6298 §5.5). */
+  private readonly missed = new Map<string, number>();
   /** Every sample together: the typical round trip of this node's contacts. */
   private overall: Estimate | undefined;
 
   constructor(
-    /** Timeout for contacts never measured, and the ceiling for all. */
+    /** Timeout before anything was measured, and the ceiling for all. */
     private readonly maxMs: number,
     /** Floor: leaves room for one retransmission of a lost datagram. */
     private readonly minMs: number,
@@ -25,12 +29,28 @@ export class RttEstimator {
 
   timeout(key: string): number {
     const e = this.estimates.get(key);
-    if (e) return this.clamp(e.srtt + 4 * e.rttvar);
-    if (!this.overall) return this.maxMs;
-    return this.clamp(2 * (this.overall.srtt + 4 * this.overall.rttvar));
+    let base: number;
+    if (e) base = this.clamp(e.srtt + 4 * e.rttvar);
+    else if (this.overall) {
+      const typical = this.overall.srtt + 4 * this.overall.rttvar;
+      base = this.clamp(Math.max(2 * typical, this.maxMs / 2));
+    } else return this.maxMs;
+    return Math.min(this.maxMs, base * 2 ** (this.missed.get(key) ?? 0));
+  }
+
+  /** A request to the contact timed out: the next one waits twice as long (up to the ceiling). */
+  timedOut(key: string): void {
+    const n = this.missed.get(key) ?? 0;
+    this.missed.delete(key);
+    if (this.missed.size >= this.capacity) {
+      const oldest = this.missed.keys().next().value;
+      if (oldest !== undefined) this.missed.delete(oldest);
+    }
+    this.missed.set(key, Math.min(n + 1, 8));
   }
 
   sample(key: string, rttMs: number): void {
+    this.missed.delete(key);
     if (this.overall) update(this.overall, rttMs);
     else this.overall = { srtt: rttMs, rttvar: rttMs / 2 };
     const e = this.estimates.get(key);

@@ -52,12 +52,6 @@ export function checkRecord(
   if (!kind) return invalid(`kind ${record.kind} is not defined in this overlay's configuration`);
   const label = `${kind.name} record for ${record.resource}`;
 
-  if (!nodeSignatureValid(record)) {
-    return invalid(`${label}: the writing node's signature does not verify`);
-  }
-  if (record.userSignature !== undefined && !userSignatureValid(record)) {
-    return invalid(`${label}: the user signature does not verify`);
-  }
   const model = checkModel(record, kind);
   if (model) return invalid(`${label}: ${model}`);
   if (!idEquals(key, resourceId(record.resource))) {
@@ -84,6 +78,14 @@ export function checkRecord(
       reason: 'expired',
       detail: `${label} expired ${iso(record.storedAt + record.lifetimeMs)}`,
     };
+  }
+
+  // Signatures last: each costs an Ed25519 verification, the checks above almost nothing.
+  if (!nodeSignatureValid(record)) {
+    return invalid(`${label}: the writing node's signature does not verify`);
+  }
+  if (record.userSignature !== undefined && !userSignatureValid(record)) {
+    return invalid(`${label}: the user signature does not verify`);
   }
 
   switch (kind.policy) {

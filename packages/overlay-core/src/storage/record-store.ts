@@ -23,7 +23,8 @@ import {
   type StoredRecord,
 } from './record.js';
 
-const NAME_CLAIM_SLOT = `${KIND_NAME_CLAIM}:`;
+/** The slot of a resource's name claim (a single value, no dictionary key). */
+export const NAME_CLAIM_SLOT = `${KIND_NAME_CLAIM}:`;
 
 // Values in the store are decoded again on every STORE under the same key (claims, counts);
 // the bytes never change once stored, so their decoding is remembered per byte array.

@@ -8,6 +8,7 @@ import {
   type RequestBody,
   type Response,
   type ResponseBody,
+  refusal,
   type StoreRejection,
   type StoreResult,
   type WireValue,
@@ -123,7 +124,7 @@ function resultIn(reason: string, detail: string | undefined): StoreResult {
   const r = (REJECTIONS as readonly string[]).includes(reason)
     ? (reason as StoreRejection)
     : 'invalid';
-  return detail === undefined ? { ok: false, reason: r } : { ok: false, reason: r, detail };
+  return refusal(r, detail);
 }
 
 export function responseToBody(body: ResponseBody): Record<number, unknown> {

@@ -201,8 +201,8 @@ export class SipNode implements TransactionUser {
     options.overlay.links.handle(SIP_APPLICATION, (channel) => {
       this.flows.adopt(channel);
     });
-    if (restored.length > 0) this.restoreBindings(restored, clock.now());
     this.clock = clock;
+    if (restored.length > 0) this.restoreBindings(restored, clock.now());
     this.sweepMs = Math.max(10, options.bindingSweepMs ?? BINDING_SWEEP_MS);
     this.scheduleSweep();
   }
@@ -312,17 +312,18 @@ export class SipNode implements TransactionUser {
     this.log.debug({ err: (error as Error).message, branch: tx.branch }, 'response not sent');
   }
 
-  /** Puts saved bindings back and re-publishes them: the overlay may have let them lapse. */
+  /**
+   * Puts saved bindings back and re-publishes them in the background (the overlay may have let
+   * them lapse), after whatever REGISTERs are waiting for overlay writes.
+   */
   private restoreBindings(restored: readonly Binding[], now: number): void {
     this.bindings.restore(restored, now);
     for (const aor of this.bindings.aors()) {
-      const bindings = this.bindings.lookup(aor, now);
-      if (bindings.length === 0) continue;
-      this.publisher
-        .sync(aor, aor.replace(/^sips?:/, ''), bindings, { queueAlways: true })
-        .catch((err: unknown) => {
-          this.log.warn({ aor, err: (err as Error).message }, 'restored bindings not re-published');
-        });
+      if (this.bindings.lookup(aor, now).length === 0) continue;
+      const current = () => this.bindings.lookup(aor, this.clock.now());
+      this.publisher.restore(aor, aor.replace(/^sips?:/, ''), current).catch((err: unknown) => {
+        this.log.warn({ aor, err: (err as Error).message }, 'restored bindings not re-published');
+      });
     }
     this.log.info({ bindings: restored.length }, 'bindings restored');
   }

@@ -20,14 +20,27 @@ export const TOMBSTONE_LIFETIME_MS = 120_000;
  */
 export const MAX_WRITES_IN_FLIGHT = 16;
 /**
- * Writes that may wait (a burst of phones after a power cut, 10 s of new users at the rate a
- * 2-core node writes). Beyond, a REGISTER that needs a write is refused at once (503).
+ * REGISTERs whose writes may wait (a burst of phones after a power cut, 10 s of new users at
+ * the rate a 2-core node writes). Beyond, a REGISTER that needs a write is refused at once
+ * (503 with Retry-After).
  */
 export const MAX_WRITES_WAITING = 2000;
+/**
+ * A write that waited this long is given up when its turn comes, its REGISTER answered 503:
+ * the phone's transaction (Timer F, 32 s) is about to end, the phone will retry.
+ */
+export const MAX_WRITE_WAIT_MS = 20_000;
 
 export interface PublisherLimits {
   maxInFlight?: number;
   maxWaiting?: number;
+  maxWaitMs?: number;
+}
+
+/** A write waiting for its turn: started with true, or given up with false. */
+interface Waiter {
+  readonly since: number;
+  readonly go: (start: boolean) => void;
 }
 
 interface Published {
@@ -43,14 +56,20 @@ export interface PublishDecision {
 
 export class RegistrationPublisher {
   private readonly published = new Map<string, Published>();
+  /** Per AOR, the newest write started: an older one finishing later does not overwrite it. */
+  private readonly generations = new Map<string, number>();
   /** Overlay writes made, for statistics and tests. */
   writes = 0;
-  /** REGISTERs refused because too many writes were waiting. */
+  /** REGISTERs refused because too many writes were waiting, or theirs waited too long. */
   busyRefusals = 0;
   private inFlight = 0;
-  private readonly queue: (() => void)[] = [];
+  /** Writes for REGISTERs, in arrival order. */
+  private readonly queue: Waiter[] = [];
+  /** Writes nobody waits for (bindings restored at start): only when `queue` is empty. */
+  private readonly background: Waiter[] = [];
   private readonly maxInFlight: number;
   private readonly maxWaiting: number;
+  private readonly maxWaitMs: number;
 
   constructor(
     private readonly overlay: OverlayAccess,
@@ -59,11 +78,16 @@ export class RegistrationPublisher {
   ) {
     this.maxInFlight = limits.maxInFlight ?? MAX_WRITES_IN_FLIGHT;
     this.maxWaiting = limits.maxWaiting ?? MAX_WRITES_WAITING;
+    this.maxWaitMs = limits.maxWaitMs ?? MAX_WRITE_WAIT_MS;
   }
 
-  /** Overlay writes under way and waiting. */
-  get pending(): { inFlight: number; waiting: number } {
-    return { inFlight: this.inFlight, waiting: this.queue.length };
+  /** Overlay writes under way and waiting (REGISTERs' and background ones). */
+  get pending(): { inFlight: number; waiting: number; background: number } {
+    return {
+      inFlight: this.inFlight,
+      waiting: this.queue.length,
+      background: this.background.length,
+    };
   }
 
   /** What publishing these bindings would do, without doing it. */
@@ -83,59 +107,104 @@ export class RegistrationPublisher {
   /**
    * Brings the overlay up to date with an AOR's bindings. Throws the overlay's error (say
    * ERR_FORBIDDEN: the name belongs to another key), which the registrar turns into a 403, or
-   * RegistrarBusyError when the write would have to wait behind too many others.
+   * RegistrarBusyError when the write would have to wait behind too many others (or waited
+   * too long).
    */
   async sync(
     aor: string,
     resource: string,
     bindings: readonly Binding[],
-    /** Waits however many writes are queued (bindings restored at start, nobody waiting). */
-    options: { queueAlways?: boolean } = {},
   ): Promise<PublishDecision> {
     const decision = this.decide(aor, bindings);
     if (!decision.write) return decision;
-    const now = this.clock.now();
-    const devices = bindings.length;
-    const expiresAt =
-      devices > 0 ? Math.max(...bindings.map((b) => b.expiresAt)) : now + TOMBSTONE_LIFETIME_MS;
-    // The lifetime counts from when the write starts, not from when it was asked for.
-    const lifetimeMs = await this.admitted(options.queueAlways ?? false, async () => {
-      const lifetimeMs = Math.max(1000, expiresAt - this.clock.now());
-      await this.overlay.publish({
-        kind: KIND_SIP_REGISTRATION,
-        resource,
-        dictionaryKey: this.overlay.nodeId,
-        value: devices > 0 ? encodeRegistrationValue({ devices, expiresAt }) : new Uint8Array(0),
-        lifetimeMs,
-      });
-      return lifetimeMs;
-    });
-    this.writes++;
-    this.published.set(aor, { devices, expiresAt, lifetimeMs });
+    await this.admitted('register', () => this.write(aor, resource, bindings));
     return decision;
   }
 
   /**
-   * Runs `write` once fewer than maxInFlight are under way, in arrival order; refuses with
-   * RegistrarBusyError when maxWaiting wait already, unless `queueAlways`.
+   * After a restart: the AOR's bindings were published before, with an expiry this node no
+   * longer knows. They count as published (a removal then writes a tombstone, the first
+   * refresh extends the record), and a background write, once no REGISTER waits, publishes
+   * whatever the bindings are by then, unless a REGISTER did so first.
    */
-  private async admitted<T>(queueAlways: boolean, write: () => Promise<T>): Promise<T> {
+  restore(aor: string, resource: string, current: () => readonly Binding[]): Promise<void> {
+    const bindings = current();
+    this.published.set(aor, {
+      devices: bindings.length,
+      expiresAt: this.clock.now(),
+      lifetimeMs: 0,
+    });
+    return this.admitted('background', async () => {
+      const now = current();
+      if (this.decide(aor, now).write) await this.write(aor, resource, now);
+    });
+  }
+
+  private async write(aor: string, resource: string, bindings: readonly Binding[]): Promise<void> {
+    const generation = (this.generations.get(aor) ?? 0) + 1;
+    this.generations.set(aor, generation);
+    const now = this.clock.now();
+    const devices = bindings.length;
+    const expiresAt =
+      devices > 0 ? Math.max(...bindings.map((b) => b.expiresAt)) : now + TOMBSTONE_LIFETIME_MS;
+    const lifetimeMs = Math.max(1000, expiresAt - now);
+    await this.overlay.publish({
+      kind: KIND_SIP_REGISTRATION,
+      resource,
+      dictionaryKey: this.overlay.nodeId,
+      value: devices > 0 ? encodeRegistrationValue({ devices, expiresAt }) : new Uint8Array(0),
+      lifetimeMs,
+    });
+    this.writes++;
+    if (this.generations.get(aor) === generation) {
+      this.published.set(aor, { devices, expiresAt, lifetimeMs });
+    }
+  }
+
+  /**
+   * Runs `write` once fewer than maxInFlight are under way: REGISTERs' writes in arrival
+   * order, background writes when none of those waits. A REGISTER's write is refused with
+   * RegistrarBusyError when maxWaiting wait already, or when it waited over maxWaitMs.
+   */
+  private async admitted<T>(kind: 'register' | 'background', write: () => Promise<T>): Promise<T> {
     if (this.inFlight < this.maxInFlight) {
       this.inFlight++;
     } else {
-      if (!queueAlways && this.queue.length >= this.maxWaiting) {
+      const waiting = kind === 'register' ? this.queue : this.background;
+      if (kind === 'register' && waiting.length >= this.maxWaiting) {
+        this.busyRefusals++;
+        throw new RegistrarBusyError(waiting.length);
+      }
+      // The finishing write hands its place over: inFlight stays as it is.
+      const started = await new Promise<boolean>((go) => {
+        waiting.push({ since: this.clock.now(), go });
+      });
+      if (!started) {
         this.busyRefusals++;
         throw new RegistrarBusyError(this.queue.length);
       }
-      // The finishing write hands its place over: inFlight stays as it is.
-      await new Promise<void>((resolve) => this.queue.push(resolve));
     }
     try {
       return await write();
     } finally {
-      const next = this.queue.shift();
-      if (next) next();
-      else this.inFlight--;
+      this.handOver();
     }
+  }
+
+  /** A place became free: the next write that is still worth doing gets it. */
+  private handOver(): void {
+    const now = this.clock.now();
+    for (;;) {
+      const next = this.queue.shift();
+      if (!next) break;
+      if (now - next.since <= this.maxWaitMs) {
+        next.go(true);
+        return;
+      }
+      next.go(false);
+    }
+    const next = this.background.shift();
+    if (next) next.go(true);
+    else this.inFlight--;
   }
 }

@@ -231,7 +231,8 @@ export class RegisterHandler {
   private publishFailed(request: SipRequest, resource: string, err: unknown): SipResponse {
     const message = err instanceof Error ? err.message : String(err);
     if (err instanceof RegistrarBusyError) {
-      // RFC 3261 §21.5.4: overloaded for now. Refreshes that change nothing never get here.
+      // RFC 3261 §21.5.4: overloaded for now. A refresh that changes nothing needs no write,
+      // except each AOR's first after a restart (the expiry published before is unknown).
       return createResponse(request, 503, {
         reason: `Service Unavailable (registrar busy: ${err.waiting} overlay writes waiting)`,
         headers: [{ name: 'Retry-After', value: String(REGISTER_BUSY_RETRY_AFTER_S) }],

@@ -3,7 +3,7 @@
 import { MAX_VALUE_TTL_MS } from '../../constants.js';
 import type { NodeId } from '../../node-id.js';
 import type { ValueStore } from '../../storage/value-store.js';
-import type { StoreRejection, StoreResult } from '../messages.js';
+import { refusal, type StoreRejection, type StoreResult } from '../messages.js';
 
 /** The layer above's verdict on a value: undefined accepts, a rejection refuses. */
 export type ValueValidator = (
@@ -24,9 +24,7 @@ export function handleStore(
   if (value.length > store.maxValueBytes) return { ok: false, reason: 'too-large' };
   const verdict = validate?.(key, value, sender);
   if (verdict) {
-    return verdict.detail === undefined
-      ? { ok: false, reason: verdict.reason }
-      : { ok: false, reason: verdict.reason, detail: verdict.detail };
+    return refusal(verdict.reason, verdict.detail);
   }
   const ttl = Math.min(ttlMs, MAX_VALUE_TTL_MS);
   const put = store.put(key, value, now + ttl, now);
