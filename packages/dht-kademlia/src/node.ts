@@ -17,6 +17,7 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_VALUE_TTL_MS,
   EVICTION_PING_MIN_AGE_MS,
+  FAILED_CONTACT_SKIP_MS,
   MAX_VALUE_PAGES,
   UPKEEP_PARALLELISM,
 } from './constants.js';
@@ -89,6 +90,9 @@ export interface NodeStats {
   storeRejections: Partial<Record<StoreRejection, number>>;
   lookups: number;
 }
+
+/** Contacts whose last timeout is remembered; the oldest is forgotten first. */
+const FAILED_CONTACTS_REMEMBERED = 1_024;
 
 /** The detail of a STORE's value refused unchecked after an invalid one. */
 const NOT_CHECKED = 'not checked: an earlier value of this STORE was invalid';
@@ -170,6 +174,8 @@ export class KademliaNode {
   private readonly evictionPings = new Set<string>();
   private readonly timers = new Map<Timer, TimerHandle>();
   private readonly rtt: RttEstimator;
+  /** When each contact last timed out (node-ID hex), until it answers again. */
+  private readonly failedAt = new Map<string, number>();
   private running = false;
 
   constructor(options: KademliaOptions) {
@@ -443,6 +449,21 @@ export class KademliaNode {
     }
   }
 
+  /** Whether the contact timed out within FAILED_CONTACT_SKIP_MS (and has not answered since). */
+  private failedRecently(contact: Contact): boolean {
+    const at = this.failedAt.get(idToHex(contact.id));
+    return at !== undefined && this.clock.now() - at < FAILED_CONTACT_SKIP_MS;
+  }
+
+  private noteFailure(key: string): void {
+    this.failedAt.delete(key);
+    if (this.failedAt.size >= FAILED_CONTACTS_REMEMBERED) {
+      const oldest = this.failedAt.keys().next().value;
+      if (oldest !== undefined) this.failedAt.delete(oldest);
+    }
+    this.failedAt.set(key, this.clock.now());
+  }
+
   /** The values held under key, with their remaining lifetimes, to store elsewhere. */
   private heldValues(key: NodeId, now: number): { value: Uint8Array; ttlMs: number }[] {
     return this.store.get(key, now).map((v) => ({ value: v.value, ttlMs: v.expiresAt - now }));
@@ -714,7 +735,7 @@ export class KademliaNode {
       initial,
       quorum,
       trace: options.trace ?? false,
-      accept: this.acceptContact,
+      accept: (c) => this.acceptContact(c) && !this.failedRecently(c),
       query: (c) => this.query(c, target, quorum > 0),
     });
   }
@@ -780,6 +801,7 @@ export class KademliaNode {
       if (expectId && err instanceof TimeoutError) {
         this.table.recordFailure(to.id, this.clock.now());
         this.rtt.timedOut(rttKey);
+        this.noteFailure(rttKey);
       }
       throw err;
     }
@@ -794,6 +816,7 @@ export class KademliaNode {
     }
     if (expectId) {
       this.rtt.sample(rttKey, this.clock.now() - sentAt);
+      this.failedAt.delete(rttKey);
       this.seen(to);
     }
     return res;

@@ -291,6 +291,28 @@ describe('kademlia over the simulator', () => {
     assert.match(record!.rejected[0]?.detail ?? '', /not checked: an earlier value/);
   });
 
+  it('leaves a contact that just timed out out of the next lookups, and asks it again later', async () => {
+    const s = await swarm(60, 21);
+    const key = hashToId('dead-neighbour');
+    const [dead] = s.closestAlive(key, 1);
+    const asker = s.alive.find((n) => n !== dead && !s.closestAlive(key, 8).includes(n))!;
+    s.crash(dead!);
+    const unanswered = () => s.sim.stats.unanswered;
+    const before = unanswered();
+    const first = await s.sim.settle(asker.findNode(key));
+    assert.ok(unanswered() > before, 'the first lookup asked the dead node');
+    assert.ok(!first.closest.some((c) => idEquals(c.id, dead!.id)));
+    const after = unanswered();
+    const second = await s.sim.settle(asker.findNode(key));
+    assert.equal(unanswered(), after, 'the second lookup did not ask it');
+    assert.deepEqual(addresses(second.closest), addresses(first.closest));
+    // Half a minute on, it is asked again (it may be back).
+    await s.sim.settle(new Promise<void>((resolve) => s.sim.setTimeout(() => resolve(), 31_000)));
+    const later = unanswered();
+    await s.sim.settle(asker.findNode(key));
+    assert.ok(unanswered() > later, 'asked again after FAILED_CONTACT_SKIP_MS');
+  });
+
   it('republishes every value of a putMany', async () => {
     const s = await swarm(80, 13, {
       store: { slotOf: (_k, v) => Buffer.from(v).toString() },
