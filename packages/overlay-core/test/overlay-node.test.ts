@@ -43,19 +43,24 @@ function sendRaw(bytes: Uint8Array, to: string): Promise<void> {
   });
 }
 
-/** Nodes a, b, c, d under root, b to d bootstrapped from a. */
-async function startFour(root: string, nodes: OverlayNode[]): Promise<void> {
-  nodes.push(await OverlayNode.start({ dataDir: join(root, 'a'), config: config() }));
-  for (const name of ['b', 'c', 'd']) {
+/** Nodes named `names` under root, in `nodes`: the first founds the overlay, the rest join it. */
+async function startNodes(root: string, names: string[], nodes: OverlayNode[]): Promise<void> {
+  const first = nodes.length;
+  for (const name of names) {
+    const founder = nodes[first];
     nodes.push(
       await OverlayNode.start({
         dataDir: join(root, name),
         config: config(),
-        bootstrap: [nodes[0]!.udpAddress],
+        ...(founder ? { bootstrap: [founder.udpAddress] } : {}),
       }),
     );
   }
 }
+
+/** Nodes a, b, c, d under root, b to d bootstrapped from a. */
+const startFour = (root: string, nodes: OverlayNode[]) =>
+  startNodes(root, ['a', 'b', 'c', 'd'], nodes);
 
 async function closeAll(root: string, nodes: OverlayNode[]): Promise<void> {
   for (const n of nodes) await n.close();
@@ -245,16 +250,7 @@ describe('a node started again from its data directory', () => {
     });
     // Everyone goes; a new overlay of three empty nodes has never seen zoe.
     for (const n of nodes.splice(0)) await n.close();
-    nodes.push(await OverlayNode.start({ dataDir: join(root, 'e'), config: config() }));
-    for (const name of ['f', 'g']) {
-      nodes.push(
-        await OverlayNode.start({
-          dataDir: join(root, name),
-          config: config(),
-          bootstrap: [nodes[0]!.udpAddress],
-        }),
-      );
-    }
+    await startNodes(root, ['e', 'f', 'g'], nodes);
     assert.deepEqual(await nodes[0]!.fetch('zoe@peerbx.local'), []);
     nodes.push(
       await OverlayNode.start({

@@ -12,6 +12,7 @@ import {
   freeUdpPort,
   type RunningSipp,
   rawRegister,
+  sippCall,
   startSipp,
   tempRoot,
 } from './fixtures/sipp.js';
@@ -48,12 +49,8 @@ describe('calls through the overlay with SIPp', { skip: missing }, () => {
     return uas;
   }
 
-  async function caller(scenario: string, user: string, at: SipNodeChild) {
-    const port = await freeUdpPort();
-    const uac = startSipp(scenario, [`${at.host}:${at.port}`, '-p', String(port), '-s', user]);
-    sipps.push(uac);
-    return uac.done;
-  }
+  const caller = (scenario: string, user: string, at: SipNodeChild) =>
+    sippCall(scenario, user, at, sipps);
 
   it('uac-call/uas-call: ringing, answer, ACK and BYE from node 1 to bob at node 3', async () => {
     const uas = await callee('uas-call.xml', 'bob', peers[2]!);

@@ -14,6 +14,7 @@ import {
   freeUdpPort,
   type RunningSipp,
   rawRegister,
+  sippCall,
   startSipp,
   tempRoot,
 } from './fixtures/sipp.js';
@@ -52,12 +53,8 @@ describe('calls while nodes die, with SIPp', { skip: missing }, () => {
     return s;
   }
 
-  async function call(scenario: string, user: string, at: SipNodeChild) {
-    const port = await freeUdpPort();
-    const uac = startSipp(scenario, [`${at.host}:${at.port}`, '-p', String(port), '-s', user]);
-    sipps.push(uac);
-    return uac.done;
-  }
+  const call = (scenario: string, user: string, at: SipNodeChild) =>
+    sippCall(scenario, user, at, sipps);
 
   it("connects a call after a node holding the callee's registration died", async () => {
     const [caller, calleeNode] = [peers[0]!, peers[2]!];
