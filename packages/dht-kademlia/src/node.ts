@@ -28,6 +28,7 @@ import type { Transport } from './network.js';
 import {
   assertNodeId,
   compareDistance,
+  hashToId,
   idEquals,
   idFromHex,
   idToHex,
@@ -89,6 +90,11 @@ export interface NodeStats {
   contactsRefused: number;
   storeRejections: Partial<Record<StoreRejection, number>>;
   lookups: number;
+}
+
+/** A published value's entry: the key and the value's hash (not the value: it may be 1 KB). */
+function publishedKey(key: NodeId, value: Uint8Array): string {
+  return `${idToHex(key)}:${idToHex(hashToId(value))}`;
 }
 
 /** Contacts whose last timeout is remembered; the oldest is forgotten first. */
@@ -359,7 +365,7 @@ export class KademliaNode {
   async put(key: NodeId, value: Uint8Array, ttlMs = DEFAULT_VALUE_TTL_MS): Promise<PutResult> {
     assertNodeId(key, 'key');
     const expiresAt = this.clock.now() + ttlMs;
-    this.published.set(`${idToHex(key)}:${Buffer.from(value).toString('base64')}`, {
+    this.published.set(publishedKey(key, value), {
       key,
       value,
       expiresAt,
@@ -382,7 +388,7 @@ export class KademliaNode {
       ttlMs: it.ttlMs ?? DEFAULT_VALUE_TTL_MS,
     }));
     for (const v of values) {
-      this.published.set(`${idToHex(key)}:${Buffer.from(v.value).toString('base64')}`, {
+      this.published.set(publishedKey(key, v.value), {
         key,
         value: v.value,
         expiresAt: now + v.ttlMs,
@@ -395,7 +401,7 @@ export class KademliaNode {
 
   /** Stops republishing a value this node put (it still expires where it is stored). */
   unpublish(key: NodeId, value: Uint8Array): void {
-    this.published.delete(`${idToHex(key)}:${Buffer.from(value).toString('base64')}`);
+    this.published.delete(publishedKey(key, value));
   }
 
   publishedValues(): PublishedValue[] {

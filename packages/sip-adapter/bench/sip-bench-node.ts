@@ -91,6 +91,7 @@ createInterface({ input: process.stdin })
         locator: { hits: sip.locator.hits, misses: sip.locator.misses },
         flows: { in: sip.flows.messagesIn, out: sip.flows.messagesOut },
         rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20),
+        heapMiB: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
         cpuMs: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1000),
         overlayMessages: overlay.stats().messages,
         overlayCalls: {
