@@ -41,12 +41,6 @@ export const REPLACEMENT_CACHE_SIZE = 20;
  */
 export const EVICTION_PING_MIN_AGE_MS = 10_000;
 
-/**
- * A contact that did not answer is left out of lookups this long: other nodes keep naming a
- * dead node in their replies until they notice, and each lookup would wait for it again.
- */
-export const FAILED_CONTACT_SKIP_MS = 30_000;
-
 /** Values per key a storing node keeps (distinct slots), so nobody can fill up a peer. */
 export const DEFAULT_MAX_VALUES_PER_KEY = 64;
 /** Largest value the DHT stores; keeps a STORE inside one UDP datagram. */

@@ -17,7 +17,6 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_VALUE_TTL_MS,
   EVICTION_PING_MIN_AGE_MS,
-  FAILED_CONTACT_SKIP_MS,
   MAX_VALUE_PAGES,
   UPKEEP_PARALLELISM,
 } from './constants.js';
@@ -41,7 +40,7 @@ import { RoutingTable } from './routing-table/routing-table.js';
 import { handleFindNode } from './rpc/handlers/find-node.js';
 import { handleFindValue } from './rpc/handlers/find-value.js';
 import { handlePing } from './rpc/handlers/ping.js';
-import { handleStore, type ValueValidator } from './rpc/handlers/store.js';
+import { handleStore, type StoreOutcome, type ValueValidator } from './rpc/handlers/store.js';
 import {
   MAX_STORE_MORE,
   type Request,
@@ -97,11 +96,8 @@ function publishedKey(key: NodeId, value: Uint8Array): string {
   return `${idToHex(key)}:${idToHex(hashToId(value))}`;
 }
 
-/** Contacts whose last timeout is remembered; the oldest is forgotten first. */
-const FAILED_CONTACTS_REMEMBERED = 1_024;
-
-/** The detail of a STORE's value refused unchecked after an invalid one. */
-const NOT_CHECKED = 'not checked: an earlier value of this STORE was invalid';
+/** The detail of a STORE's value refused unchecked after a forged one. */
+const NOT_CHECKED = 'not checked: an earlier value of this STORE was forged';
 
 export interface PutResult {
   /** Contacts (self included) that accepted the value. */
@@ -180,8 +176,6 @@ export class KademliaNode {
   private readonly evictionPings = new Set<string>();
   private readonly timers = new Map<Timer, TimerHandle>();
   private readonly rtt: RttEstimator;
-  /** When each contact last timed out (node-ID hex), until it answers again. */
-  private readonly failedAt = new Map<string, number>();
   private running = false;
 
   constructor(options: KademliaOptions) {
@@ -436,38 +430,29 @@ export class KademliaNode {
         );
       case 'STORE': {
         // The values go in order (a layer above may let a value rely on one stored before it
-        // in the same request). After an invalid one, the rest are refused unchecked: an
-        // honest sender sends none, and a forger would make each cost a validation.
-        const first = this.storeOne(body.key, body.value, body.ttlMs, req.sender, now);
+        // in the same request). After a forged one, the rest are refused unchecked: an honest
+        // sender sends none, and a forger would make each cost a signature check.
+        const { forged: firstForged, ...first } = this.storeOne(
+          body.key,
+          body.value,
+          body.ttlMs,
+          req.sender,
+          now,
+        );
         if (!body.more) return this.reply({ type: 'STORED', ...first });
-        let invalid = !first.ok && first.reason === 'invalid';
+        let forged = firstForged === true;
         const more = body.more.slice(0, MAX_STORE_MORE).map((v): StoreResult => {
-          if (invalid) {
+          if (forged) {
             this.stats.storeRejections.invalid = (this.stats.storeRejections.invalid ?? 0) + 1;
             return { ok: false, reason: 'invalid', detail: NOT_CHECKED };
           }
-          const r = this.storeOne(body.key, v.value, v.ttlMs, req.sender, now);
-          invalid = !r.ok && r.reason === 'invalid';
+          const { forged: f, ...r } = this.storeOne(body.key, v.value, v.ttlMs, req.sender, now);
+          forged = f === true;
           return r;
         });
         return this.reply({ type: 'STORED', ...first, more });
       }
     }
-  }
-
-  /** Whether the contact timed out within FAILED_CONTACT_SKIP_MS (and has not answered since). */
-  private failedRecently(contact: Contact): boolean {
-    const at = this.failedAt.get(idToHex(contact.id));
-    return at !== undefined && this.clock.now() - at < FAILED_CONTACT_SKIP_MS;
-  }
-
-  private noteFailure(key: string): void {
-    this.failedAt.delete(key);
-    if (this.failedAt.size >= FAILED_CONTACTS_REMEMBERED) {
-      const oldest = this.failedAt.keys().next().value;
-      if (oldest !== undefined) this.failedAt.delete(oldest);
-    }
-    this.failedAt.set(key, this.clock.now());
   }
 
   /** The values held under key, with their remaining lifetimes, to store elsewhere. */
@@ -482,7 +467,7 @@ export class KademliaNode {
     ttlMs: number,
     sender: NodeId,
     now: number,
-  ): StoreResult {
+  ): StoreOutcome {
     const result = handleStore(this.store, this.validateValue, key, value, ttlMs, sender, now);
     if (result.ok) this.lastStoreAt.set(idToHex(key), now);
     else
@@ -741,7 +726,7 @@ export class KademliaNode {
       initial,
       quorum,
       trace: options.trace ?? false,
-      accept: (c) => this.acceptContact(c) && !this.failedRecently(c),
+      accept: this.acceptContact,
       query: (c) => this.query(c, target, quorum > 0),
     });
   }
@@ -807,7 +792,6 @@ export class KademliaNode {
       if (expectId && err instanceof TimeoutError) {
         this.table.recordFailure(to.id, this.clock.now());
         this.rtt.timedOut(rttKey);
-        this.noteFailure(rttKey);
       }
       throw err;
     }
@@ -822,7 +806,6 @@ export class KademliaNode {
     }
     if (expectId) {
       this.rtt.sample(rttKey, this.clock.now() - sentAt);
-      this.failedAt.delete(rttKey);
       this.seen(to);
     }
     return res;

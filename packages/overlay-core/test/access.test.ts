@@ -127,11 +127,10 @@ describe('record access control', () => {
     const rec = registration(node, alice, NOW);
     const badUserSignature = Uint8Array.from(rec.userSignature as Uint8Array);
     badUserSignature[0] = (badUserSignature[0] as number) ^ 1;
-    rejected(
-      check({ ...rec, userSignature: badUserSignature }),
-      'invalid',
-      /the user signature does not verify/,
-    );
+    const verdict = check({ ...rec, userSignature: badUserSignature });
+    rejected(verdict, 'invalid', /the user signature does not verify/);
+    assert.equal(verdict?.forged, true, 'a bad signature marks the record forged');
+    assert.equal(check(rec, openConfig(), mallory.publicKey)?.forged, undefined, 'not forged');
     // Another user's valid signature over the same bytes is no better.
     const other = registration(node, mallory, NOW, { userName: ALICE });
     rejected(

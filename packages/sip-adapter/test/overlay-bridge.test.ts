@@ -232,4 +232,22 @@ describe('overlay bridge', () => {
     assert.deepEqual(await new Locator(a, clock).locate('r2@peerbx.local'), []);
     assert.equal((await new Locator(a, clock).locate('r3@peerbx.local')).length, 1);
   });
+
+  it("runs one AOR's writes one after the other: a removal during a restore write wins", async () => {
+    const o = heldOverlay();
+    const pub = new RegistrationPublisher(o.access, clock);
+    let bindings: Binding[] = [binding('sip:t1@10.0.0.9', 3600), binding('sip:t1@10.0.0.8', 3600)];
+    const restored = pub.restore('sip:t1@peerbx.local', 't1@peerbx.local', () => bindings);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(o.started, ['t1@peerbx.local'], 'the restore write is under way');
+    bindings = [];
+    const removal = pub.sync('sip:t1@peerbx.local', 't1@peerbx.local', bindings);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(o.started, ['t1@peerbx.local'], 'the removal waits for it');
+    o.release();
+    await restored;
+    assert.equal((await removal).reason, 'removed');
+    assert.deepEqual(o.started, ['t1@peerbx.local', 't1@peerbx.local']);
+    assert.deepEqual(await new Locator(a, clock).locate('t1@peerbx.local'), []);
+  });
 });

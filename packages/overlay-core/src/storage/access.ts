@@ -25,6 +25,8 @@ export const MAX_FUTURE_SKEW_MS = 5 * 60_000;
 export interface AccessRejection {
   readonly reason: StoreRejection;
   readonly detail: string;
+  /** A signature does not verify: nobody honest wrote this. */
+  readonly forged?: boolean;
 }
 
 export interface AccessContext {
@@ -82,10 +84,10 @@ export function checkRecord(
 
   // Signatures last: each costs an Ed25519 verification, the checks above almost nothing.
   if (!nodeSignatureValid(record)) {
-    return invalid(`${label}: the writing node's signature does not verify`);
+    return { ...invalid(`${label}: the writing node's signature does not verify`), forged: true };
   }
   if (record.userSignature !== undefined && !userSignatureValid(record)) {
-    return invalid(`${label}: the user signature does not verify`);
+    return { ...invalid(`${label}: the user signature does not verify`), forged: true };
   }
 
   switch (kind.policy) {

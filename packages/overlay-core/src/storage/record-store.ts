@@ -91,6 +91,7 @@ export function createRecordValidator(
       return {
         reason: 'invalid',
         detail: `value is not a PeerBX record: ${(err as Error).message}`,
+        forged: true,
       };
     }
     decoded.set(value, record); // the store's slotOf needs it next

@@ -56,8 +56,11 @@ export interface PublishDecision {
 
 export class RegistrationPublisher {
   private readonly published = new Map<string, Published>();
-  /** Per AOR, the newest write started: an older one finishing later does not overwrite it. */
-  private readonly generations = new Map<string, number>();
+  /**
+   * Per AOR, the end of its last write: writes of one AOR never overlap (a background write
+   * and a REGISTER's), so the overlay keeps whichever was asked for last.
+   */
+  private readonly lastWrite = new Map<string, Promise<void>>();
   /** Overlay writes made, for statistics and tests. */
   writes = 0;
   /** REGISTERs refused because too many writes were waiting, or theirs waited too long. */
@@ -117,7 +120,9 @@ export class RegistrationPublisher {
   ): Promise<PublishDecision> {
     const decision = this.decide(aor, bindings);
     if (!decision.write) return decision;
-    await this.admitted('register', () => this.write(aor, resource, bindings));
+    await this.admitted('register', () =>
+      this.inTurn(aor, () => this.write(aor, resource, bindings)),
+    );
     return decision;
   }
 
@@ -127,22 +132,37 @@ export class RegistrationPublisher {
    * refresh extends the record), and a background write, once no REGISTER waits, publishes
    * whatever the bindings are by then, unless a REGISTER did so first.
    */
-  restore(aor: string, resource: string, current: () => readonly Binding[]): Promise<void> {
-    const bindings = current();
+  async restore(aor: string, resource: string, current: () => readonly Binding[]): Promise<void> {
     this.published.set(aor, {
-      devices: bindings.length,
+      devices: current().length,
       expiresAt: this.clock.now(),
       lifetimeMs: 0,
     });
-    return this.admitted('background', async () => {
-      const now = current();
-      if (this.decide(aor, now).write) await this.write(aor, resource, now);
+    await this.admitted('background', () =>
+      this.inTurn(aor, async () => {
+        // Decided only now: a REGISTER may have written (or removed) the bindings meanwhile.
+        const bindings = current();
+        if (this.decide(aor, bindings).write) await this.write(aor, resource, bindings);
+      }),
+    );
+  }
+
+  /** Runs `task` after the AOR's previous write ended (whether it succeeded or not). */
+  private inTurn(aor: string, task: () => Promise<void>): Promise<void> {
+    const previous = this.lastWrite.get(aor) ?? Promise.resolve();
+    const mine = previous.then(task, task);
+    const settled = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.lastWrite.set(aor, settled);
+    void settled.then(() => {
+      if (this.lastWrite.get(aor) === settled) this.lastWrite.delete(aor);
     });
+    return mine;
   }
 
   private async write(aor: string, resource: string, bindings: readonly Binding[]): Promise<void> {
-    const generation = (this.generations.get(aor) ?? 0) + 1;
-    this.generations.set(aor, generation);
     const now = this.clock.now();
     const devices = bindings.length;
     const expiresAt =
@@ -156,9 +176,7 @@ export class RegistrationPublisher {
       lifetimeMs,
     });
     this.writes++;
-    if (this.generations.get(aor) === generation) {
-      this.published.set(aor, { devices, expiresAt, lifetimeMs });
-    }
+    this.published.set(aor, { devices, expiresAt, lifetimeMs });
   }
 
   /**
@@ -171,6 +189,7 @@ export class RegistrationPublisher {
       this.inFlight++;
     } else {
       const waiting = kind === 'register' ? this.queue : this.background;
+      if (kind === 'register') this.dropExpired();
       if (kind === 'register' && waiting.length >= this.maxWaiting) {
         this.busyRefusals++;
         throw new RegistrarBusyError(waiting.length);
@@ -193,18 +212,17 @@ export class RegistrationPublisher {
 
   /** A place became free: the next write that is still worth doing gets it. */
   private handOver(): void {
-    const now = this.clock.now();
-    for (;;) {
-      const next = this.queue.shift();
-      if (!next) break;
-      if (now - next.since <= this.maxWaitMs) {
-        next.go(true);
-        return;
-      }
-      next.go(false);
-    }
-    const next = this.background.shift();
+    this.dropExpired();
+    const next = this.queue.shift() ?? this.background.shift();
     if (next) next.go(true);
     else this.inFlight--;
+  }
+
+  /** REGISTERs whose writes waited over maxWaitMs are refused (the oldest wait at the head). */
+  private dropExpired(): void {
+    const now = this.clock.now();
+    while (this.queue.length > 0 && now - (this.queue[0] as Waiter).since > this.maxWaitMs) {
+      this.queue.shift()?.go(false);
+    }
   }
 }

@@ -5,12 +5,19 @@ import type { NodeId } from '../../node-id.js';
 import type { ValueStore } from '../../storage/value-store.js';
 import { refusal, type StoreRejection, type StoreResult } from '../messages.js';
 
-/** The layer above's verdict on a value: undefined accepts, a rejection refuses. */
+/**
+ * The layer above's verdict on a value: undefined accepts, a rejection refuses. `forged`: the
+ * value is not what it claims to be (unreadable, or its signature fails), as no honest sender
+ * stores; the rest of its STORE is then refused unchecked.
+ */
 export type ValueValidator = (
   key: NodeId,
   value: Uint8Array,
   sender: NodeId,
-) => { reason: StoreRejection; detail?: string } | undefined;
+) => { reason: StoreRejection; detail?: string; forged?: boolean } | undefined;
+
+/** A STORE's verdict on one value, and whether the value was forged (never sent back). */
+export type StoreOutcome = StoreResult & { readonly forged?: boolean };
 
 export function handleStore(
   store: ValueStore,
@@ -20,11 +27,12 @@ export function handleStore(
   ttlMs: number,
   sender: NodeId,
   now: number,
-): StoreResult {
+): StoreOutcome {
   if (value.length > store.maxValueBytes) return { ok: false, reason: 'too-large' };
   const verdict = validate?.(key, value, sender);
   if (verdict) {
-    return refusal(verdict.reason, verdict.detail);
+    const r = refusal(verdict.reason, verdict.detail);
+    return verdict.forged ? { ...r, forged: true } : r;
   }
   const ttl = Math.min(ttlMs, MAX_VALUE_TTL_MS);
   const put = store.put(key, value, now + ttl, now);
