@@ -281,7 +281,9 @@ async function registerUsers(
       '',
     ].join('\r\n');
     const answer = new Promise<string>((resolve) => waiting.set(callId, resolve));
-    for (let attempt = 0; attempt < 4; attempt++) {
+    // Sent again after 1, 2, 4, 8 and 16 s: 31 s in all, as a phone's transaction (Timer F)
+    // waits, since a registrar may queue a REGISTER that long (its writes wait up to 20 s).
+    for (let attempt = 0; attempt < 5; attempt++) {
       sock.send(text, target.port, '127.0.0.1');
       const line = await Promise.race([answer, sleep(1000 * 2 ** attempt).then(() => '')]);
       if (line) {
