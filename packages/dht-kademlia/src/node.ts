@@ -546,10 +546,23 @@ export class KademliaNode {
       if (p.expiresAt <= now) this.published.delete(id);
       else due.push(p);
     }
-    // Values under one key (a user's name claim and record, say) share one lookup and go to
-    // each target in the order they were put.
+    await this.storeGrouped(due);
+  }
+
+  /**
+   * Publishes values under any keys at once (what a node published before a restart, say):
+   * remembered for republishing like put(), stored with one lookup per key, each key's values
+   * in the order given, a few keys at a time. Never rejects.
+   */
+  async putAll(values: readonly PublishedValue[]): Promise<void> {
+    for (const v of values) this.published.set(publishedKey(v.key, v.value), v);
+    await this.storeGrouped(values);
+  }
+
+  /** Values under one key (a name claim and its record, say) share one lookup, in order. */
+  private async storeGrouped(values: readonly PublishedValue[]): Promise<void> {
     const byKey = new Map<string, PublishedValue[]>();
-    for (const p of due) {
+    for (const p of values) {
       const hex = idToHex(p.key);
       const group = byKey.get(hex);
       if (group) group.push(p);
@@ -685,16 +698,12 @@ export class KademliaNode {
           ...(rest.length > 0 ? { more: rest } : {}),
         });
       } catch (err) {
-        if (rest.length > 0 && err instanceof DhtError && err.code === 'ERR_TOO_LARGE') {
-          perRequest = 1;
-          continue;
-        }
-        // Too large on its own: this value cannot go; the next may. Silence ends the run.
-        if (err instanceof DhtError && err.code === 'ERR_TOO_LARGE') {
-          next++;
-          continue;
-        }
-        break;
+        // Silence (or the node stopping) ends the run.
+        if (!(err instanceof DhtError && err.code === 'ERR_TOO_LARGE')) break;
+        // Too large together: one per STORE from here. Too large alone: skip it, the next may go.
+        if (rest.length > 0) perRequest = 1;
+        else next++;
+        continue;
       }
       if (res.body.type !== 'STORED') break;
       const { type: _type, more, ...first } = res.body;

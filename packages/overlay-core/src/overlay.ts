@@ -69,8 +69,6 @@ export const SOFTWARE_VERSION = '0.1.0';
 
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
 const FETCH_QUORUM = 2;
-/** Resources stored again at once after a restart. */
-const REPUBLISH_PARALLELISM = 4;
 /** Holders a NODE-INFO lookup for dialling waits for (connect() retries with FETCH_QUORUM). */
 const NODE_INFO_QUICK_QUORUM = 1;
 
@@ -471,42 +469,21 @@ export class OverlayNode {
    */
   private async republishSaved(): Promise<void> {
     const now = this.clock.now();
-    const byKey = new Map<
-      string,
-      { key: NodeId; items: { id: string; record: Uint8Array; expiresAt: number }[] }
-    >();
+    const saved: { id: string; key: NodeId; value: Uint8Array; expiresAt: number }[] = [];
     try {
       for (const entry of await this.persistent.loadPublished(now)) {
         const key = idFromPublishedId(entry.id);
         // Written since start (a new NODE-INFO, a registration): newer than what was saved.
         if (!key || this.published.has(entry.id)) continue;
         this.published.set(entry.id, { key, bytes: entry.record, expiresAt: entry.expiresAt });
-        const hex = idToHex(key);
-        const group = byKey.get(hex) ?? { key, items: [] };
-        group.items.push({ id: entry.id, record: entry.record, expiresAt: entry.expiresAt });
-        byKey.set(hex, group);
+        saved.push({ id: entry.id, key, value: entry.record, expiresAt: entry.expiresAt });
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'cannot read the records published before');
       return;
     }
-    const groups = [...byKey.values()];
-    const worker = async () => {
-      for (let g = groups.shift(); g && !this.closed; g = groups.shift()) {
-        const claimFirst = g.items
-          // Replaced while waiting here: the newer record is published by whoever replaced it.
-          .filter((it) => this.published.get(it.id)?.bytes === it.record)
-          .sort((a, b) => claimRank(a.id) - claimRank(b.id));
-        if (claimFirst.length === 0) continue;
-        await this.dht
-          .putMany(
-            g.key,
-            claimFirst.map((it) => ({ value: it.record, ttlMs: it.expiresAt - this.clock.now() })),
-          )
-          .catch(() => undefined);
-      }
-    };
-    await Promise.all(Array.from({ length: REPUBLISH_PARALLELISM }, worker));
+    saved.sort((x, y) => claimRank(x.id) - claimRank(y.id));
+    await this.dht.putAll(saved.map(({ key, value, expiresAt }) => ({ key, value, expiresAt })));
   }
 
   // --- Links ---------------------------------------------------------------------------------
