@@ -246,6 +246,7 @@ describe('INVITE client transaction (§17.1.1)', () => {
     h.layer.receive(reply(invite, 486), UDP_PEER);
     assert.deepEqual(h.sent.slice(3).map(describeSent), ['ACK', 'ACK', 'ACK']);
     assert.deepEqual(tu.statuses(), [100, 180, 486], 'retransmitted 486 not passed up');
+    assert.equal(tx.holdsRequest, false, 'Completed keeps its ACK, not the INVITE, for 32 s');
 
     h.clock.advance(31_999);
     assert.equal(tx.state, 'Completed');
@@ -397,6 +398,7 @@ describe('non-INVITE client transaction (§17.1.2)', () => {
     assert.equal(tx.state, 'Completed');
     h.layer.receive(reply(req, 200), UDP_PEER);
     assert.deepEqual(tu.statuses(), [100, 200]);
+    assert.equal(tx.holdsRequest, false, 'Completed only absorbs: the request is let go');
     h.clock.advance(10_000);
     assert.equal(h.sent.length, 4, 'no retransmission in Completed');
     assert.equal(tx.state, 'Terminated'); // Timer K = T4
@@ -617,6 +619,7 @@ describe('non-INVITE server transaction (§17.2.2)', () => {
     const tx = h.requests[0]!.transaction;
     tx.respond(createResponse(opt, 200));
     assert.equal(tx.state, 'Terminated');
+    assert.equal(tx.holdsRequest, false, 'the final response is out: the request is let go');
     assert.equal(h.clock.pending, 0);
   });
 });

@@ -54,6 +54,26 @@ function restoreVias(response: SipResponse, vias: readonly string[]): void {
   for (const v of vias) response.headers.append('Via', v);
 }
 
+/**
+ * A branch's transaction user. A class, not an object literal of closures: closures made in
+ * one scope share its context, so a literal's methods would keep the branch (its request and
+ * final response) alive for as long as the client transaction lives, 32 s after a 2xx.
+ */
+class BranchSink implements BranchUser {
+  constructor(
+    public route: (response: SipResponse) => void,
+    public failed: () => void,
+  ) {}
+
+  receiveResponse(response: SipResponse): void {
+    this.route(response);
+  }
+
+  transportError(): void {
+    this.failed();
+  }
+}
+
 /** §16.7 step 6 ranking: any 6xx first, then the lowest class; earlier beats later at a tie. */
 function rank(status: number): number {
   return status >= 600 ? 0 : Math.floor(status / 100);
@@ -104,17 +124,11 @@ export class ResponseContext {
     branch.destination = destination;
     this.branches.push(branch);
     if (this.opening > 0) this.opening--;
-    const user: BranchUser = {
-      route: (response) => this.receive(branch, response),
-      failed: () =>
+    const user = new BranchSink(
+      (response) => this.receive(branch, response),
+      () =>
         this.receive(branch, createResponse(branch.request, 503, { reason: 'Transport Error' })),
-      receiveResponse(response) {
-        user.route(response);
-      },
-      transportError() {
-        user.failed();
-      },
-    };
+    );
     branch.user = user;
     try {
       branch.tx = this.options.transactions.sendRequest(branch.request, destination, user);

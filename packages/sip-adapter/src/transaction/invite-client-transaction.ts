@@ -57,6 +57,8 @@ export class InviteClientTransaction extends ClientTransactionBase<InviteClientT
           this.ack = this.createAck(response);
           this.send(this.ack);
           this.user.receiveResponse(response, this);
+          // Completed resends the ACK it keeps: the INVITE is not needed for Timer D's 32 s.
+          this.releaseRequest();
           this.startOrTerminate('D', forTransport(this.timerValues.D, this.reliable));
         }
         return;

@@ -39,6 +39,8 @@ export class NonInviteClientTransaction extends ClientTransactionBase<NonInviteC
           this.startOrTerminate('K', forTransport(this.timerValues.K, this.reliable));
         }
         this.user.receiveResponse(response, this);
+        // Completed only absorbs retransmitted responses: the request is not needed again.
+        if (response.status >= 200) this.releaseRequest();
         return;
       case 'Completed':
         this.absorb(response);

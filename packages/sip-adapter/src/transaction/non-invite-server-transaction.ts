@@ -54,11 +54,13 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerTrans
     }
     this.transition('Completed');
     this.lastProvisional = undefined;
+    // The final response is out: the request is not needed again (a proxy's forwarded
+    // responses keep this transaction reachable for Timer K's 5 s).
+    this.releaseRequest();
     if (this.reliable) {
       this.transition('Terminated'); // Timer J is zero on reliable transports
       return true;
     }
-    this.releaseRequest();
     // Its own exact-size copy: the bytes sent share a pooled 8 KiB slab with other messages.
     this.handOver(this, new Uint8Array(sent));
     return true;
