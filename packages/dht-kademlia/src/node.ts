@@ -68,8 +68,17 @@ export interface KademliaOptions {
   minRequestTimeoutMs?: number;
   maxLookupRequests?: number;
   refreshIntervalMs?: number;
+  /** A published value is stored again once its last store is this old (Kademlia: 1 h). */
   republishIntervalMs?: number;
+  /** A held key nobody stored for this long is re-stored on the current k closest. */
   replicateIntervalMs?: number;
+  /**
+   * How often the node checks its neighbours (when one died, every held key is replicated at
+   * once) and stores again what is due: published values whose last store is old or did not
+   * reach every target, held keys past replicateIntervalMs. Default: the smaller of the two
+   * intervals (then each check re-stores everything, as plain Kademlia does).
+   */
+  upkeepCheckIntervalMs?: number;
   expireCheckIntervalMs?: number;
   /** Refresh every bucket farther than the closest neighbour after joining (Kademlia §2.3). */
   refreshOnJoin?: boolean;
@@ -131,6 +140,12 @@ export interface PublishedValue {
   expiresAt: number;
 }
 
+/** A value this node published, with when it last went out and whether every target took it. */
+interface Published extends PublishedValue {
+  storedAt: number;
+  complete: boolean;
+}
+
 type Timer = 'refresh' | 'republish' | 'replicate' | 'expire';
 
 export class KademliaNode {
@@ -161,6 +176,7 @@ export class KademliaNode {
       | 'refreshIntervalMs'
       | 'republishIntervalMs'
       | 'replicateIntervalMs'
+      | 'upkeepCheckIntervalMs'
       | 'expireCheckIntervalMs'
       | 'refreshOnJoin'
       | 'client'
@@ -169,7 +185,7 @@ export class KademliaNode {
   private readonly acceptContact: (contact: Contact) => boolean;
   private readonly validateValue: ValueValidator | undefined;
   /** Values this node published itself, which it republishes until they expire. */
-  private readonly published = new Map<string, PublishedValue>();
+  private readonly published = new Map<string, Published>();
   /** When each stored key last arrived by STORE: replication skips keys refreshed by others. */
   private readonly lastStoreAt = new Map<string, number>();
   /** Least-recently-seen contacts being pinged before a possible eviction. */
@@ -193,6 +209,12 @@ export class KademliaNode {
       refreshIntervalMs: options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS,
       republishIntervalMs: options.republishIntervalMs ?? DEFAULT_REPUBLISH_INTERVAL_MS,
       replicateIntervalMs: options.replicateIntervalMs ?? DEFAULT_REPLICATE_INTERVAL_MS,
+      upkeepCheckIntervalMs:
+        options.upkeepCheckIntervalMs ??
+        Math.min(
+          options.republishIntervalMs ?? DEFAULT_REPUBLISH_INTERVAL_MS,
+          options.replicateIntervalMs ?? DEFAULT_REPLICATE_INTERVAL_MS,
+        ),
       expireCheckIntervalMs: options.expireCheckIntervalMs ?? DEFAULT_EXPIRE_CHECK_INTERVAL_MS,
       refreshOnJoin: options.refreshOnJoin ?? true,
       client: options.client ?? false,
@@ -222,8 +244,8 @@ export class KademliaNode {
     this.running = true;
     this.transport.listen((req, from) => this.handle(req, from));
     this.schedule('refresh', this.opts.refreshIntervalMs, () => this.refreshStaleBuckets());
-    this.schedule('republish', this.opts.republishIntervalMs, () => this.republish());
-    this.schedule('replicate', this.opts.replicateIntervalMs, () => this.replicate());
+    this.schedule('republish', this.opts.upkeepCheckIntervalMs, () => this.republish());
+    this.schedule('replicate', this.opts.upkeepCheckIntervalMs, () => this.replicate());
     this.schedule('expire', this.opts.expireCheckIntervalMs, () => this.expire());
   }
 
@@ -358,13 +380,12 @@ export class KademliaNode {
    */
   async put(key: NodeId, value: Uint8Array, ttlMs = DEFAULT_VALUE_TTL_MS): Promise<PutResult> {
     assertNodeId(key, 'key');
-    const expiresAt = this.clock.now() + ttlMs;
-    this.published.set(publishedKey(key, value), {
-      key,
-      value,
-      expiresAt,
-    });
-    return this.storeOnClosest(key, value, ttlMs);
+    const now = this.clock.now();
+    const entry: Published = { key, value, expiresAt: now + ttlMs, storedAt: now, complete: false };
+    this.published.set(publishedKey(key, value), entry);
+    const result = await this.storeOnClosest(key, value, ttlMs);
+    this.storedAgain(entry, result);
+    return result;
   }
 
   /**
@@ -381,16 +402,34 @@ export class KademliaNode {
       value: it.value,
       ttlMs: it.ttlMs ?? DEFAULT_VALUE_TTL_MS,
     }));
-    for (const v of values) {
-      this.published.set(publishedKey(key, v.value), {
+    const entries = values.map((v) => {
+      const entry: Published = {
         key,
         value: v.value,
         expiresAt: now + v.ttlMs,
-      });
-    }
+        storedAt: now,
+        complete: false,
+      };
+      this.published.set(publishedKey(key, v.value), entry);
+      return entry;
+    });
     if (values.length === 0) return [];
     const found = await this.findNode(key);
-    return this.storeOnTargets(key, found, values);
+    const results = await this.storeOnTargets(key, found, values);
+    entries.forEach((e, i) => this.storedAgain(e, results[i]));
+    return results;
+  }
+
+  /**
+   * Notes a store of a published value: when, and whether every target answered (a refusal
+   * counts as an answer; storing again would be refused again). An incomplete one is retried
+   * at the next upkeep check instead of after the republish interval.
+   */
+  private storedAgain(entry: Published, result: PutResult | undefined): void {
+    if (!result) return;
+    entry.storedAt = this.clock.now();
+    const expected = Math.min(this.k, Math.max(1, result.lookup.closest.length));
+    entry.complete = result.stored.length + result.rejected.length >= expected;
   }
 
   /** Stops republishing a value this node put (it still expires where it is stored). */
@@ -399,7 +438,11 @@ export class KademliaNode {
   }
 
   publishedValues(): PublishedValue[] {
-    return [...this.published.values()];
+    return [...this.published.values()].map(({ key, value, expiresAt }) => ({
+      key,
+      value,
+      expiresAt,
+    }));
   }
 
   // --- Incoming requests -----------------------------------------------------------------
@@ -539,12 +582,19 @@ export class KademliaNode {
 
   // --- Storage upkeep ------------------------------------------------------------------------
 
+  /**
+   * Stores again the published values that are due: last stored a republish interval ago (or
+   * will be before the next check), or last stored on fewer nodes than it should have been.
+   * A value stored everywhere lately costs nothing: a node that published thousands of
+   * records does not re-send all of them at every check.
+   */
   private async republish(): Promise<void> {
     const now = this.clock.now();
-    const due: PublishedValue[] = [];
+    const age = this.opts.republishIntervalMs - this.opts.upkeepCheckIntervalMs;
+    const due: Published[] = [];
     for (const [id, p] of this.published) {
       if (p.expiresAt <= now) this.published.delete(id);
-      else due.push(p);
+      else if (!p.complete || now - p.storedAt >= age) due.push(p);
     }
     await this.storeGrouped(due);
   }
@@ -555,13 +605,24 @@ export class KademliaNode {
    * in the order given, a few keys at a time. Never rejects.
    */
   async putAll(values: readonly PublishedValue[]): Promise<void> {
-    for (const v of values) this.published.set(publishedKey(v.key, v.value), v);
-    await this.storeGrouped(values);
+    const now = this.clock.now();
+    const entries = values.map((v) => {
+      const entry: Published = {
+        key: v.key,
+        value: v.value,
+        expiresAt: v.expiresAt,
+        storedAt: now,
+        complete: false,
+      };
+      this.published.set(publishedKey(v.key, v.value), entry);
+      return entry;
+    });
+    await this.storeGrouped(entries);
   }
 
   /** Values under one key (a name claim and its record, say) share one lookup, in order. */
-  private async storeGrouped(values: readonly PublishedValue[]): Promise<void> {
-    const byKey = new Map<string, PublishedValue[]>();
+  private async storeGrouped(values: readonly Published[]): Promise<void> {
+    const byKey = new Map<string, Published[]>();
     for (const p of values) {
       const hex = idToHex(p.key);
       const group = byKey.get(hex);
@@ -569,14 +630,15 @@ export class KademliaNode {
       else byKey.set(hex, [p]);
     }
     await inParallel([...byKey.values()], UPKEEP_PARALLELISM, async (group) => {
-      const key = (group[0] as PublishedValue).key;
+      const key = (group[0] as Published).key;
       const found = await this.findNode(key);
       const now = this.clock.now();
-      return this.storeOnTargets(
+      const results = await this.storeOnTargets(
         key,
         found,
         group.map((p) => ({ value: p.value, ttlMs: p.expiresAt - now })),
       );
+      group.forEach((p, i) => this.storedAgain(p, results[i]));
     });
   }
 
@@ -592,6 +654,8 @@ export class KademliaNode {
     const now = this.clock.now();
     const due: { key: NodeId; value: Uint8Array; expiresAt: number }[] = [];
     for (const key of [...this.store.keys()]) {
+      // A key's publisher stores it again before a whole interval has passed (republish):
+      // a holder replicates what nobody refreshed for that long, its publisher gone.
       const last = this.lastStoreAt.get(idToHex(key));
       if (!neighbourDied && last !== undefined && now - last < this.opts.replicateIntervalMs) {
         continue;

@@ -380,6 +380,69 @@ describe('kademlia over the simulator', () => {
     );
   });
 
+  // The overlay's setting: upkeep checked every minute, what is stored everywhere re-sent
+  // hourly (a node that published thousands of records does not re-send them every minute).
+  const MINUTE_CHECKS = {
+    upkeepCheckIntervalMs: MIN,
+    republishIntervalMs: HOUR,
+    replicateIntervalMs: HOUR,
+  };
+
+  it('checking upkeep every minute, stores a value stored everywhere again only hourly', async () => {
+    const s = await swarm(80, 21, MINUTE_CHECKS);
+    const key = hashToId('hourly');
+    const publisher = s.alive.find((n) => !s.closestAlive(key, 8).includes(n))!;
+    const put = await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    assert.equal(put.stored.length, 8);
+    const stores = storesIn(s);
+    const lookups = publisher.stats.lookups;
+    await s.sim.runFor(50 * MIN);
+    assert.equal(storesIn(s) - stores, 0, 'nothing stored again in 50 checks');
+    assert.equal(publisher.stats.lookups - lookups, 0);
+    await s.sim.runFor(12 * MIN);
+    assert.equal(publisher.stats.lookups - lookups, 1, 'republished once, near the hour');
+    assert.ok(storesIn(s) - stores >= 8);
+    assert.equal(holders(s, key).length, 8);
+  });
+
+  it('stores a value again at the next check when its store missed a target', async () => {
+    const s = await swarm(80, 22, MINUTE_CHECKS);
+    const key = hashToId('missed');
+    const publisher = s.alive.find((n) => !s.closestAlive(key, 8).includes(n))!;
+    const flaky = s.closestAlive(key, 8)[0]!;
+    // The flaky node answers lookups but its STOREs go unanswered for a while.
+    const endpoint = s.sim.endpoint(flaky.contact.address)!;
+    const handler = endpoint.handler!;
+    let dropping = true;
+    endpoint.handler = (req, from) =>
+      dropping && req.body.type === 'STORE' ? new Promise(() => undefined) : handler(req, from);
+    const put = await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    assert.equal(put.stored.length, 7);
+    assert.equal(flaky.store.get(key, s.sim.now()).length, 0);
+    dropping = false;
+    const lookups = publisher.stats.lookups;
+    await s.sim.runFor(2 * MIN);
+    assert.equal(flaky.store.get(key, s.sim.now()).length, 1, 'retried within a check or two');
+    assert.equal(publisher.stats.lookups - lookups, 1);
+    await s.sim.runFor(30 * MIN);
+    assert.equal(publisher.stats.lookups - lookups, 1, 'complete now: not retried again');
+  });
+
+  it('checking upkeep every minute, restores k replicas within minutes after holders die', async () => {
+    const s = await swarm(80, 23, MINUTE_CHECKS);
+    const key = hashToId('replicated-minutes');
+    const publisher = s.alive[0]!;
+    await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    s.crash(publisher);
+    for (const n of holders(s, key).slice(0, 5)) s.crash(n);
+    assert.ok(holders(s, key).length <= 3);
+    await s.sim.runFor(3 * MIN);
+    assert.deepEqual(
+      addresses(holders(s, key).map((n) => n.contact)),
+      addresses(s.closestAlive(key, 8).map((n) => n.contact)),
+    );
+  });
+
   it('hands stored keys over to a new node that is closer', async () => {
     const s = await swarm(60, 6);
     const key = hashToId('handover');

@@ -18,8 +18,18 @@ export const KIND_NODE_INFO = 3;
 export const DEFAULT_DOMAIN = 'peerbx.local';
 export const DEFAULT_OVERLAY_NAME = 'peerbx';
 
-/** How often stored data is re-replicated and own records republished. */
+/**
+ * How often a node checks its upkeep: its neighbours (when one died, every key it holds is
+ * replicated at once) and stores that missed a target (tried again).
+ */
 export const DEFAULT_MAINTENANCE_INTERVAL_MS = 60_000;
+/**
+ * Records stored everywhere are stored again (by their publisher) or replicated (by a holder,
+ * when nobody refreshed them) every this many maintenance periods: an hour by default, as in
+ * Kademlia. Every period instead, a node that published 8,000 registrations re-stored 133 a
+ * second, as much overlay work as it could do at all.
+ */
+export const REPUBLISH_PERIODS = 60;
 /** Lifetime of a NODE-INFO record; refreshed at each maintenance period. */
 export const NODE_INFO_LIFETIME_MS = 10 * 60_000;
 /** Lifetime of an open-mode name claim unless refreshed. */

@@ -30,7 +30,7 @@ import {
   type OverlayConfig,
   validateOverlayConfig,
 } from './config/overlay-config.js';
-import { KIND_NODE_INFO, NODE_INFO_LIFETIME_MS } from './constants.js';
+import { KIND_NODE_INFO, NODE_INFO_LIFETIME_MS, REPUBLISH_PERIODS } from './constants.js';
 import { OverlayError } from './errors.js';
 import {
   type DataDirPaths,
@@ -256,8 +256,11 @@ export class OverlayNode {
         validateValue: validate,
         acceptContact: (c) =>
           meetsPuzzle(c.id, config.puzzleBits) && parseEndpoint(c.address) !== undefined,
-        replicateIntervalMs: maintenance,
-        republishIntervalMs: maintenance,
+        // Checked every period (a dead neighbour's replicas are restored at once, a store
+        // that missed a target is retried); what is stored everywhere goes again hourly.
+        upkeepCheckIntervalMs: maintenance,
+        replicateIntervalMs: REPUBLISH_PERIODS * maintenance,
+        republishIntervalMs: REPUBLISH_PERIODS * maintenance,
         expireCheckIntervalMs: maintenance,
         refreshIntervalMs: 15 * maintenance,
       });

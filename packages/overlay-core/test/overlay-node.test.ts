@@ -513,3 +513,43 @@ describe('an isolated node', () => {
     }
   });
 });
+
+describe('overlay upkeep', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-upkeep-'));
+  const nodes: OverlayNode[] = [];
+  const PERIOD_MS = 250;
+
+  before(async () => {
+    for (const name of ['x', 'y', 'z']) {
+      const founder = nodes[0];
+      nodes.push(
+        await OverlayNode.start({
+          dataDir: join(root, name),
+          config: config({
+            dht: { k: 3, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: PERIOD_MS },
+          }),
+          ...(founder ? { bootstrap: [founder.udpAddress] } : {}),
+        }),
+      );
+    }
+  });
+  after(() => closeAll(root, nodes));
+
+  it('does not store a record stored everywhere again at every maintenance period', async () => {
+    const x = nodes[0]!;
+    const r = await x.publish({
+      kind: KIND_SIP_REGISTRATION,
+      resource: 'upkeep@peerbx.local',
+      dictionaryKey: x.nodeId,
+      value: new TextEncoder().encode('sip:upkeep@127.0.0.1:5070'),
+      lifetimeMs: 3_600_000,
+    });
+    assert.equal(r.replicas, 3);
+    const stores = () =>
+      nodes.reduce((sum, n) => sum + (n.stats().messages.requestsIn.STORE ?? 0), 0);
+    const before = stores();
+    await new Promise((resolve) => setTimeout(resolve, 8 * PERIOD_MS));
+    // Before, every period re-sent every published record: 8 periods, 8 rounds of STOREs.
+    assert.equal(stores() - before, 0, 'no STORE in 8 maintenance periods');
+  });
+});
