@@ -21,7 +21,10 @@ export const DEFAULT_MAX_LOOKUP_REQUESTS = 200;
 export const DEFAULT_REFRESH_INTERVAL_MS = 60 * 60 * 1000;
 /** Original publishers re-store their values this often. */
 export const DEFAULT_REPUBLISH_INTERVAL_MS = 60 * 60 * 1000;
-/** Storing nodes re-replicate what they hold to the current k closest this often. */
+/**
+ * Storing nodes re-replicate to the current k closest what nobody stored for this long (and
+ * everything they hold at once when a neighbour died).
+ */
 export const DEFAULT_REPLICATE_INTERVAL_MS = 60 * 60 * 1000;
 /** Expired values are purged this often. */
 export const DEFAULT_EXPIRE_CHECK_INTERVAL_MS = 60 * 1000;

@@ -68,7 +68,11 @@ export interface KademliaOptions {
   minRequestTimeoutMs?: number;
   maxLookupRequests?: number;
   refreshIntervalMs?: number;
-  /** A published value is stored again once its last store is this old (Kademlia: 1 h). */
+  /**
+   * A published value is stored again about this long after its last store (Kademlia: 1 h):
+   * at the last upkeep check before, or a check or two earlier, so it comes before holders
+   * replicate it.
+   */
   republishIntervalMs?: number;
   /** A held key nobody stored for this long is re-stored on the current k closest. */
   replicateIntervalMs?: number;
@@ -144,6 +148,8 @@ export interface PublishedValue {
 interface Published extends PublishedValue {
   storedAt: number;
   complete: boolean;
+  /** A store of it is under way: an upkeep check leaves it alone. */
+  storing: boolean;
 }
 
 type Timer = 'refresh' | 'republish' | 'replicate' | 'expire';
@@ -188,6 +194,8 @@ export class KademliaNode {
   private readonly published = new Map<string, Published>();
   /** When each stored key last arrived by STORE: replication skips keys refreshed by others. */
   private readonly lastStoreAt = new Map<string, number>();
+  /** When this node last replicated each held key itself (it need not be among the closest). */
+  private readonly lastReplicatedAt = new Map<string, number>();
   /** Least-recently-seen contacts being pinged before a possible eviction. */
   private readonly evictionPings = new Set<string>();
   private readonly timers = new Map<Timer, TimerHandle>();
@@ -380,9 +388,7 @@ export class KademliaNode {
    */
   async put(key: NodeId, value: Uint8Array, ttlMs = DEFAULT_VALUE_TTL_MS): Promise<PutResult> {
     assertNodeId(key, 'key');
-    const now = this.clock.now();
-    const entry: Published = { key, value, expiresAt: now + ttlMs, storedAt: now, complete: false };
-    this.published.set(publishedKey(key, value), entry);
+    const entry = this.remember({ key, value, expiresAt: this.clock.now() + ttlMs });
     const result = await this.storeOnClosest(key, value, ttlMs);
     this.storedAgain(entry, result);
     return result;
@@ -402,17 +408,9 @@ export class KademliaNode {
       value: it.value,
       ttlMs: it.ttlMs ?? DEFAULT_VALUE_TTL_MS,
     }));
-    const entries = values.map((v) => {
-      const entry: Published = {
-        key,
-        value: v.value,
-        expiresAt: now + v.ttlMs,
-        storedAt: now,
-        complete: false,
-      };
-      this.published.set(publishedKey(key, v.value), entry);
-      return entry;
-    });
+    const entries = values.map((v) =>
+      this.remember({ key, value: v.value, expiresAt: now + v.ttlMs }),
+    );
     if (values.length === 0) return [];
     const found = await this.findNode(key);
     const results = await this.storeOnTargets(key, found, values);
@@ -420,15 +418,25 @@ export class KademliaNode {
     return results;
   }
 
+  /** Remembers a value for republishing, its first store under way. */
+  private remember(v: PublishedValue, storedAt = this.clock.now()): Published {
+    const entry: Published = { ...v, storedAt, complete: false, storing: true };
+    this.published.set(publishedKey(v.key, v.value), entry);
+    return entry;
+  }
+
   /**
-   * Notes a store of a published value: when, and whether every target answered (a refusal
-   * counts as an answer; storing again would be refused again). An incomplete one is retried
-   * at the next upkeep check instead of after the republish interval.
+   * Notes a store of a published value: when, and whether as many nodes answered as should
+   * hold it (k, or every node this one knows and itself when there are fewer). A refusal
+   * counts as an answer: storing again would be refused again. A lookup that found fewer
+   * nodes than the routing table knows (silence, loss) leaves the store incomplete. An
+   * incomplete store is retried at the next upkeep check, not a republish interval later.
    */
   private storedAgain(entry: Published, result: PutResult | undefined): void {
-    if (!result) return;
+    entry.storing = false;
     entry.storedAt = this.clock.now();
-    const expected = Math.min(this.k, Math.max(1, result.lookup.closest.length));
+    if (!result) return;
+    const expected = Math.min(this.k, this.table.size + (this.opts.client ? 0 : 1));
     entry.complete = result.stored.length + result.rejected.length >= expected;
   }
 
@@ -590,11 +598,15 @@ export class KademliaNode {
    */
   private async republish(): Promise<void> {
     const now = this.clock.now();
-    const age = this.opts.republishIntervalMs - this.opts.upkeepCheckIntervalMs;
+    // Two checks early: checks are jittered, and the holders' replication must come later.
+    const age = this.opts.republishIntervalMs - 2 * this.opts.upkeepCheckIntervalMs;
     const due: Published[] = [];
     for (const [id, p] of this.published) {
       if (p.expiresAt <= now) this.published.delete(id);
-      else if (!p.complete || now - p.storedAt >= age) due.push(p);
+      else if (!p.storing && (!p.complete || now - p.storedAt >= age)) {
+        p.storing = true;
+        due.push(p);
+      }
     }
     await this.storeGrouped(due);
   }
@@ -605,18 +617,11 @@ export class KademliaNode {
    * in the order given, a few keys at a time. Never rejects.
    */
   async putAll(values: readonly PublishedValue[]): Promise<void> {
+    // Stored now, all of them; their republishing is spread over a quarter of the interval
+    // so that it does not come due in one check every hour.
     const now = this.clock.now();
-    const entries = values.map((v) => {
-      const entry: Published = {
-        key: v.key,
-        value: v.value,
-        expiresAt: v.expiresAt,
-        storedAt: now,
-        complete: false,
-      };
-      this.published.set(publishedKey(v.key, v.value), entry);
-      return entry;
-    });
+    const spread = this.opts.republishIntervalMs / 4;
+    const entries = values.map((v) => this.remember(v, now - this.random.next() * spread));
     await this.storeGrouped(entries);
   }
 
@@ -652,16 +657,24 @@ export class KademliaNode {
     // now, not only those nobody refreshed, so k copies are back within this period.
     const neighbourDied = await this.checkNeighbours();
     const now = this.clock.now();
+    const interval = this.opts.replicateIntervalMs;
+    // Checked more often than the interval: what this node replicated itself waits (nearly) a
+    // whole interval again, also where it is no longer among the closest to store on itself.
+    const ownAge = interval - this.opts.upkeepCheckIntervalMs;
     const due: { key: NodeId; value: Uint8Array; expiresAt: number }[] = [];
     for (const key of [...this.store.keys()]) {
       // A key's publisher stores it again before a whole interval has passed (republish):
       // a holder replicates what nobody refreshed for that long, its publisher gone.
-      const last = this.lastStoreAt.get(idToHex(key));
-      if (!neighbourDied && last !== undefined && now - last < this.opts.replicateIntervalMs) {
-        continue;
+      const hex = idToHex(key);
+      const last = this.lastStoreAt.get(hex);
+      const own = this.lastReplicatedAt.get(hex);
+      if (!neighbourDied) {
+        if (last !== undefined && now - last < interval) continue;
+        if (ownAge > 0 && own !== undefined && now - own < ownAge) continue;
       }
       for (const v of this.store.get(key, now))
         due.push({ key, value: v.value, expiresAt: v.expiresAt });
+      this.lastReplicatedAt.set(hex, now);
     }
     await inParallel(due, UPKEEP_PARALLELISM, (v) =>
       this.storeOnClosest(v.key, v.value, v.expiresAt - this.clock.now()),
@@ -674,7 +687,10 @@ export class KademliaNode {
    */
   private async checkNeighbours(): Promise<boolean> {
     if (this.store.keyCount === 0) return false;
-    const answers = await Promise.all(this.table.closest(this.id, this.k).map((c) => this.ping(c)));
+    // Dead after two unanswered PINGs: one lost datagram does not re-replicate everything.
+    const answers = await Promise.all(
+      this.table.closest(this.id, this.k).map(async (c) => (await this.ping(c)) || this.ping(c)),
+    );
     return answers.includes(false);
   }
 
@@ -683,6 +699,9 @@ export class KademliaNode {
     this.store.deleteExpired(now);
     for (const [hex] of this.lastStoreAt) {
       if (!this.store.has(idFromHex(hex))) this.lastStoreAt.delete(hex);
+    }
+    for (const [hex] of this.lastReplicatedAt) {
+      if (!this.store.has(idFromHex(hex))) this.lastReplicatedAt.delete(hex);
     }
     for (const [id, p] of this.published) if (p.expiresAt <= now) this.published.delete(id);
   }

@@ -401,7 +401,7 @@ describe('kademlia over the simulator', () => {
     assert.equal(publisher.stats.lookups - lookups, 0);
     await s.sim.runFor(12 * MIN);
     assert.equal(publisher.stats.lookups - lookups, 1, 'republished once, near the hour');
-    assert.ok(storesIn(s) - stores >= 8);
+    assert.equal(storesIn(s) - stores, 8, "the publisher's 8 STOREs, no holder replicating");
     assert.equal(holders(s, key).length, 8);
   });
 
@@ -426,6 +426,23 @@ describe('kademlia over the simulator', () => {
     assert.equal(publisher.stats.lookups - lookups, 1);
     await s.sim.runFor(30 * MIN);
     assert.equal(publisher.stats.lookups - lookups, 1, 'complete now: not retried again');
+  });
+
+  it('counts itself among the targets: a missed STORE in a small overlay is retried too', async () => {
+    const s = await swarm(5, 24, MINUTE_CHECKS);
+    const key = hashToId('small-missed');
+    const [publisher, flaky] = s.alive as [KademliaNode, KademliaNode];
+    const endpoint = s.sim.endpoint(flaky.contact.address)!;
+    const handler = endpoint.handler!;
+    let dropping = true;
+    endpoint.handler = (req, from) =>
+      dropping && req.body.type === 'STORE' ? new Promise(() => undefined) : handler(req, from);
+    const put = await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    // Every node of five should hold it (k = 8): the publisher and three others do.
+    assert.equal(put.stored.length, 4);
+    dropping = false;
+    await s.sim.runFor(2 * MIN);
+    assert.equal(holders(s, key).length, 5);
   });
 
   it('checking upkeep every minute, restores k replicas within minutes after holders die', async () => {

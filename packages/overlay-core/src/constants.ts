@@ -30,7 +30,7 @@ export const DEFAULT_MAINTENANCE_INTERVAL_MS = 60_000;
  * second, as much overlay work as it could do at all.
  */
 export const REPUBLISH_PERIODS = 60;
-/** Lifetime of a NODE-INFO record; refreshed at each maintenance period. */
+/** Lifetime of a NODE-INFO record; a node stores a fresh one every half lifetime. */
 export const NODE_INFO_LIFETIME_MS = 10 * 60_000;
 /** Lifetime of an open-mode name claim unless refreshed. */
 export const NAME_CLAIM_LIFETIME_MS = 24 * 60 * 60_000;

@@ -21,7 +21,11 @@ export type InviteClientTransactionState =
 
 export class InviteClientTransaction extends ClientTransactionBase<InviteClientTransactionState> {
   readonly kind = 'invite-client' as const;
-  private ack: SipRequest | undefined;
+  /**
+   * The ACK for a non-2xx response, as sent: bytes of its own, not a message whose header
+   * values are cut from the INVITE's and the response's text (they would live on with it).
+   */
+  private ack: Uint8Array | undefined;
   private timerAInterval: number;
 
   constructor(
@@ -54,8 +58,8 @@ export class InviteClientTransaction extends ClientTransactionBase<InviteClientT
         } else {
           this.stopCallingTimers();
           this.transition('Completed');
-          this.ack = this.createAck(response);
-          this.send(this.ack);
+          // Its own exact-size copy: the bytes sent may share a pooled slab with others.
+          this.ack = new Uint8Array(this.send(this.createAck(response)));
           this.user.receiveResponse(response, this);
           // Completed resends the ACK it keeps: the INVITE is not needed for Timer D's 32 s.
           this.releaseRequest();
@@ -65,7 +69,7 @@ export class InviteClientTransaction extends ClientTransactionBase<InviteClientT
       case 'Completed':
         // §17.1.1.2: a retransmitted final response is answered with the ACK again.
         this.absorb(response);
-        if (status >= 300 && this.ack) this.send(this.ack, true);
+        if (status >= 300 && this.ack) this.resend(this.ack);
         return;
       case 'Accepted':
         if (status >= 200 && status < 300) this.user.receiveResponse(response, this);
