@@ -375,7 +375,16 @@ export class KademliaNode {
       .get(key, now)
       .map((v) => ({ value: v.value, ttlMs: v.expiresAt - now, holder: this.contact }));
     if (local.length > 0 && quorum === 1) {
-      return { closest: [], values: local, hops: 0, requests: 0, failures: 0, trace: [] };
+      return {
+        closest: [],
+        values: local,
+        hops: 0,
+        requests: 0,
+        failures: 0,
+        closestSilent: 0,
+        closestAsked: 0,
+        trace: [],
+      };
     }
     const result = await this.runLookup(key, local.length > 0 ? quorum - 1 : quorum, options);
     result.values.unshift(...local);

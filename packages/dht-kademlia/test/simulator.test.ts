@@ -428,6 +428,20 @@ describe('kademlia over the simulator', () => {
     assert.equal(publisher.stats.lookups - lookups, 1, 'complete now: not retried again');
   });
 
+  it('says how many of the closest nodes a lookup asked stayed silent', async () => {
+    const s = await swarm(60, 25);
+    const key = hashToId('silent-holders');
+    const asker = s.alive.find((n) => !s.closestAlive(key, 8).includes(n))!;
+    const quiet = await s.sim.settle(asker.get(key));
+    assert.equal(quiet.values.length, 0);
+    assert.deepEqual([quiet.closestSilent, quiet.closestAsked], [0, 8]);
+    for (const n of s.closestAlive(key, 8).slice(0, 5)) s.silence(n);
+    const silent = await s.sim.settle(asker.get(key));
+    assert.equal(silent.values.length, 0);
+    assert.equal(silent.closestAsked, 8);
+    assert.equal(silent.closestSilent, 5, 'the five silent nodes are the closest it asked');
+  });
+
   it('counts itself among the targets: a missed STORE in a small overlay is retried too', async () => {
     const s = await swarm(5, 24, MINUTE_CHECKS);
     const key = hashToId('small-missed');

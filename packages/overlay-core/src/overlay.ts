@@ -433,6 +433,15 @@ export class OverlayNode {
         `no peer answered the lookup of ${resource} (${result.requests} asked)`,
       );
     }
+    // Nor is nothing found while most of the nodes that would hold it were silent (overloaded,
+    // or dying together): the record may well be there.
+    const silent = result.closestSilent;
+    if (result.values.length === 0 && silent > 0 && 2 * silent >= result.closestAsked) {
+      throw new OverlayError(
+        'ERR_UNREACHABLE',
+        `${silent} of the ${result.closestAsked} nodes closest to ${resource} did not answer`,
+      );
+    }
     return verifyFetched(distinctValues(result.values), resource, kind, this.config, {
       now: this.clock.now(),
       onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),

@@ -514,6 +514,32 @@ describe('an isolated node', () => {
   });
 });
 
+describe('a lookup whose holders are silent', () => {
+  it('is not taken for "no such record" when most of the closest nodes did not answer', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'peerbx-silent-'));
+    const nodes: OverlayNode[] = [];
+    await startNodes(root, ['a', 'b', 'c', 'd'], nodes);
+    const [a, , c, d] = nodes as [OverlayNode, OverlayNode, OverlayNode, OverlayNode];
+    try {
+      // a asks b, c and d (k = 3). One silent of three: the other two speak for the overlay.
+      await d.close();
+      assert.deepEqual(await a.fetch('nobody@peerbx.local'), []);
+      // Two silent: the record may be on them (an overloaded holder is silent too).
+      await c.close();
+      await assert.rejects(
+        a.fetch('nobody-else@peerbx.local'),
+        (e: unknown) =>
+          e instanceof OverlayError &&
+          e.code === 'ERR_UNREACHABLE' &&
+          /did not answer/.test(e.message),
+      );
+    } finally {
+      for (const n of [a, nodes[1]!]) await n.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('overlay upkeep', () => {
   const root = mkdtempSync(join(tmpdir(), 'peerbx-upkeep-'));
   const nodes: OverlayNode[] = [];

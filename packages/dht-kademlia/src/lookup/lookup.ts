@@ -60,6 +60,14 @@ export interface LookupResult {
   hops: number;
   requests: number;
   failures: number;
+  /**
+   * Of the k closest contacts the lookup asked (answered or not), how many did not answer.
+   * A value lookup that found nothing while most of them were silent has not shown that the
+   * value is absent: its holders may only have been too slow.
+   */
+  closestSilent: number;
+  /** How many contacts that is out of (k, or fewer when the lookup asked fewer). */
+  closestAsked: number;
   trace: TraceStep[];
 }
 
@@ -93,6 +101,8 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
     hops: 0,
     requests: 0,
     failures: 0,
+    closestSilent: 0,
+    closestAsked: 0,
     trace: [],
   };
   let holders = 0;
@@ -125,10 +135,19 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
       if (finished) return;
       finished = true;
       const answered: Candidate[] = [];
+      const asked: Candidate[] = [];
       for (const p of paths)
-        for (const c of p.shortlist) if (c.state === 'answered') answered.push(c);
-      answered.sort((a, b) => compareDistance(target, a.contact.id, b.contact.id));
+        for (const c of p.shortlist) {
+          if (c.state === 'answered') answered.push(c);
+          if (c.state === 'answered' || c.state === 'failed') asked.push(c);
+        }
+      const byDistance = (a: Candidate, b: Candidate) =>
+        compareDistance(target, a.contact.id, b.contact.id);
+      answered.sort(byDistance);
       result.closest = answered.slice(0, k).map((c) => c.contact);
+      const closestAsked = asked.sort(byDistance).slice(0, k);
+      result.closestAsked = closestAsked.length;
+      result.closestSilent = closestAsked.filter((c) => c.state === 'failed').length;
       if (quorum === 0) result.hops = answered[0]?.hop ?? 0;
       resolve(result);
     };
