@@ -75,6 +75,14 @@ export class SipParseError extends SipError {
   }
 }
 
+/** Too many location lookups are waiting: the proxy answers 503 with Retry-After. */
+export class LocatorBusyError extends Error {
+  constructor(readonly waiting: number) {
+    super(`${waiting} location lookups are waiting`);
+    this.name = 'LocatorBusyError';
+  }
+}
+
 /** Too many overlay writes are waiting: the registrar answers 503 with Retry-After. */
 export class RegistrarBusyError extends Error {
   constructor(readonly waiting: number) {

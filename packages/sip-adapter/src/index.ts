@@ -31,6 +31,7 @@ export { type NonceCheck, NonceIssuer, type NonceOptions } from './auth/nonce.js
 export { type AuthMode, authRequired, isLoopbackHost } from './auth/policy.js';
 export * from './constants.js';
 export {
+  LocatorBusyError,
   RegistrarBusyError,
   SipError,
   type SipErrorCode,

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Clock, idToHex } from '@peerbx/dht-kademlia';
 import { defaultOverlayConfig, OverlayError, OverlayNode } from '@peerbx/overlay-core';
-import { RegistrarBusyError } from '../src/errors.js';
+import { LocatorBusyError, RegistrarBusyError } from '../src/errors.js';
 import { Locator } from '../src/overlay-bridge/locator.js';
 import type { OverlayAccess } from '../src/overlay-bridge/overlay-access.js';
 import { RegistrationPublisher } from '../src/overlay-bridge/registration-publisher.js';
@@ -196,6 +196,50 @@ describe('overlay bridge', () => {
     await assert.rejects(late, (e: unknown) => e instanceof RegistrarBusyError);
     assert.deepEqual(o.started, ['w1@peerbx.local']);
     assert.deepEqual(pub.pending, { inFlight: 0, waiting: 0, background: 0 });
+  });
+
+  it('keeps a few location lookups under way, one per resource, and refuses beyond', async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const started: string[] = [];
+    const access: OverlayAccess = {
+      nodeId: b.nodeId,
+      fetch: async (resource, kind) => {
+        started.push(resource);
+        await held;
+        return b.fetch(resource, kind);
+      },
+      connect: (nodeId, application) => b.connect(nodeId, application),
+      publish: (params) => b.publish(params),
+    };
+    const loc = new Locator(access, clock, undefined, {
+      maxInFlight: 2,
+      maxWaiting: 1,
+      maxWaitMs: 5000,
+    });
+    const first = loc.locate('bob@peerbx.local');
+    const again = loc.locate('bob@peerbx.local');
+    const other = loc.locate('q1@peerbx.local');
+    const late = loc.locate('q3@peerbx.local');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(started, ['bob@peerbx.local', 'q1@peerbx.local'], 'bob asked once');
+    assert.deepEqual(loc.pending, { inFlight: 2, waiting: 1 });
+    await assert.rejects(
+      loc.locate('q4@peerbx.local'),
+      (e: unknown) => e instanceof LocatorBusyError && e.waiting === 1,
+    );
+    // The waiting lookup's turn comes after it waited too long: refused, not started.
+    const refused = assert.rejects(late, (e: unknown) => e instanceof LocatorBusyError);
+    now += 6000;
+    release();
+    const [x, y] = await Promise.all([first, again, other]);
+    assert.equal(x, y, 'the second call to bob got the first lookup');
+    await refused;
+    assert.equal(loc.busyRefusals, 2);
+    assert.deepEqual(started, ['bob@peerbx.local', 'q1@peerbx.local']);
+    assert.deepEqual(loc.pending, { inFlight: 0, waiting: 0 });
   });
 
   it('restores after a restart in the background, after REGISTERs, without stale writes', async () => {

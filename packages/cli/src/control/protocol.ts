@@ -51,6 +51,8 @@ export interface StatusView {
       strayResponsesDropped: number;
       /** REGISTERs answered 503 because too many overlay writes were waiting. */
       registrarBusy: number;
+      /** Requests answered 503 because too many location lookups were waiting. */
+      locatorBusy: number;
     };
   };
 }

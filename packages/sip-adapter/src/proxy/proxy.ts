@@ -7,7 +7,7 @@
 import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { type Clock, idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import { type Logger, silentLogger } from '@peerbx/overlay-core';
-import { SipParseError } from '../errors.js';
+import { LocatorBusyError, SipParseError } from '../errors.js';
 import { createResponse } from '../message/response.js';
 import { SipRequest, type SipResponse } from '../message/sip-message.js';
 import { createVia, formatVia, isSipUri, parseUri, type SipUri, type Via } from '../message/uri.js';
@@ -255,8 +255,10 @@ export class StatefulProxy {
     }
     if (local.length === 0 && nodes.length === 0) {
       if (overlayDown) {
-        this.log.warn({ resource, err: overlayDown.message }, 'overlay unreachable');
-        this.finish(ctx, 503, 'Service Unavailable (overlay unreachable)', [
+        const busy = overlayDown instanceof LocatorBusyError;
+        if (!busy) this.log.warn({ resource, err: overlayDown.message }, 'overlay unreachable');
+        const why = busy ? 'too many location lookups waiting' : 'overlay unreachable';
+        this.finish(ctx, 503, `Service Unavailable (${why})`, [
           { name: 'Retry-After', value: String(OVERLAY_RETRY_AFTER_S) },
         ]);
       } else if (fromPeer || registeredLocally) {
