@@ -423,7 +423,9 @@ export class KademliaNode {
     if (values.length === 0) return [];
     const found = await this.findNode(key);
     const results = await this.storeOnTargets(key, found, values);
-    entries.forEach((e, i) => this.storedAgain(e, results[i]));
+    entries.forEach((e, i) => {
+      this.storedAgain(e, results[i]);
+    });
     return results;
   }
 
@@ -652,7 +654,9 @@ export class KademliaNode {
         found,
         group.map((p) => ({ value: p.value, ttlMs: p.expiresAt - now })),
       );
-      group.forEach((p, i) => this.storedAgain(p, results[i]));
+      group.forEach((p, i) => {
+        this.storedAgain(p, results[i]);
+      });
     });
   }
 
