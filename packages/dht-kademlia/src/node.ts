@@ -833,6 +833,8 @@ export class KademliaNode {
       trace: options.trace ?? false,
       accept: this.acceptContact,
       query: (c) => this.query(c, target, quorum > 0),
+      // A value lookup from a node that holds values counts its own empty store as an answer.
+      ...(quorum > 0 && !this.opts.client ? { self: this.contact } : {}),
     });
   }
 

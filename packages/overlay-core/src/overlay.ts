@@ -9,6 +9,7 @@ import {
   idEquals,
   idToHex,
   KademliaNode,
+  type LookupResult,
   type NodeId,
   parseEndpoint,
   systemClock,
@@ -425,27 +426,35 @@ export class OverlayNode {
     kind: number | undefined,
     quorum: number,
   ): Promise<StoredRecord[]> {
+    const result = await this.lookupValues(resource, quorum);
+    return verifyFetched(distinctValues(result.values), resource, kind, this.config, {
+      now: this.clock.now(),
+      onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
+    });
+  }
+
+  /**
+   * The values found under a resource. Throws ERR_UNREACHABLE where "nothing found" would not
+   * mean "no such record": nobody answered, or most of the nodes closest to it (this one
+   * included) were silent, overloaded or dying together, and the record may well be there.
+   */
+  private async lookupValues(resource: string, quorum: number): Promise<LookupResult> {
     const result = await this.dht.get(resourceId(resource), { quorum });
-    // Nothing found because nobody answered is not "no such record": say the overlay is down.
-    if (result.values.length === 0 && result.requests > 0 && result.failures === result.requests) {
+    if (result.values.length > 0) return result;
+    if (result.requests > 0 && result.failures === result.requests) {
       throw new OverlayError(
         'ERR_UNREACHABLE',
         `no peer answered the lookup of ${resource} (${result.requests} asked)`,
       );
     }
-    // Nor is nothing found while most of the nodes that would hold it were silent (overloaded,
-    // or dying together): the record may well be there.
     const silent = result.closestSilent;
-    if (result.values.length === 0 && silent > 0 && 2 * silent >= result.closestAsked) {
+    if (2 * silent > result.closestAsked) {
       throw new OverlayError(
         'ERR_UNREACHABLE',
         `${silent} of the ${result.closestAsked} nodes closest to ${resource} did not answer`,
       );
     }
-    return verifyFetched(distinctValues(result.values), resource, kind, this.config, {
-      now: this.clock.now(),
-      onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
-    });
+    return result;
   }
 
   private async publishNodeInfo(): Promise<void> {
@@ -593,7 +602,7 @@ export class OverlayNode {
       case 'fetch': {
         if (typeof req.arg !== 'string')
           throw new OverlayError('ERR_MALFORMED', 'fetch takes a resource name');
-        const result = await this.dht.get(resourceId(req.arg), { quorum: FETCH_QUORUM });
+        const result = await this.lookupValues(req.arg, FETCH_QUORUM);
         return result.values.map((v) => v.value);
       }
       case 'resolve': {

@@ -242,6 +242,42 @@ describe('overlay bridge', () => {
     assert.deepEqual(loc.pending, { inFlight: 0, waiting: 0 });
   });
 
+  it('does not cache what a lookup found when a call through it failed meanwhile', async () => {
+    let release: () => void = () => undefined;
+    let held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let fetches = 0;
+    const access: OverlayAccess = {
+      nodeId: b.nodeId,
+      fetch: async (resource, kind) => {
+        fetches++;
+        await held;
+        return b.fetch(resource, kind);
+      },
+      connect: (nodeId, application) => b.connect(nodeId, application),
+      publish: (params) => b.publish(params),
+    };
+    const loc = new Locator(access, clock);
+    const before = loc.locate('q1@peerbx.local');
+    await new Promise((resolve) => setImmediate(resolve));
+    loc.invalidate('q1@peerbx.local', b.nodeId);
+    const after = loc.locate('q1@peerbx.local');
+    release();
+    held = Promise.resolve();
+    assert.equal((await before).length, 1, 'its callers still get the answer');
+    await after;
+    assert.equal(fetches, 2, 'a call after the failure started a lookup of its own');
+    await loc.locate('q1@peerbx.local');
+    assert.equal(fetches, 2, "the newer lookup's answer was cached");
+    loc.invalidate('q1@peerbx.local');
+    const x = loc.locate('q1@peerbx.local');
+    loc.invalidate('q1@peerbx.local');
+    await x;
+    await loc.locate('q1@peerbx.local');
+    assert.equal(fetches, 4, 'an answer from before the failure was not cached');
+  });
+
   it('restores after a restart in the background, after REGISTERs, without stale writes', async () => {
     const o = heldOverlay();
     const pub = new RegistrationPublisher(o.access, clock, { maxInFlight: 1, maxWaiting: 1 });

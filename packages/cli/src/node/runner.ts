@@ -226,7 +226,7 @@ async function controlOp(
             ...sip.stats,
             strayResponsesDropped: sip.proxy.stats.strayResponsesDropped,
             registrarBusy: sip.publisher.busyRefusals,
-            locatorBusy: sip.locator.busyRefusals,
+            locatorBusy: sip.proxy.stats.lookupsBusy,
           },
         },
       };

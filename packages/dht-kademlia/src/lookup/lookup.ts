@@ -7,6 +7,7 @@
 // value lookup ends as soon as `quorum` holders have answered with values.
 
 import type { Contact } from '../contact.js';
+import { TimeoutError } from '../errors.js';
 import { compareDistance, idEquals, idToHex, type NodeId } from '../node-id.js';
 import type { WireValue } from '../rpc/messages.js';
 
@@ -45,6 +46,11 @@ export interface LookupParams {
   /** For value lookups: holders with values needed before the lookup ends. 0 = node lookup. */
   quorum?: number;
   trace?: boolean;
+  /**
+   * This node, when it holds values itself and found none under the target: it counts as a
+   * contact that answered for closestSilent/closestAsked (it is never asked).
+   */
+  self?: Contact;
 }
 
 export interface FoundValue extends WireValue {
@@ -61,9 +67,10 @@ export interface LookupResult {
   requests: number;
   failures: number;
   /**
-   * Of the k closest contacts the lookup asked (answered or not), how many did not answer.
-   * A value lookup that found nothing while most of them were silent has not shown that the
-   * value is absent: its holders may only have been too slow.
+   * Of the k closest contacts the lookup asked (answered or timed out; this node too, when it
+   * was passed as `self`), how many timed out. A value lookup that found nothing while most
+   * of them were silent has not shown that the value is absent: its holders may only have
+   * been too slow. A refusal or an error reply is an answer, not silence.
    */
   closestSilent: number;
   /** How many contacts that is out of (k, or fewer when the lookup asked fewer). */
@@ -71,7 +78,7 @@ export interface LookupResult {
   trace: TraceStep[];
 }
 
-type State = 'new' | 'pending' | 'answered' | 'failed';
+type State = 'new' | 'pending' | 'answered' | 'failed' | 'silent';
 
 interface Candidate {
   contact: Contact;
@@ -139,15 +146,16 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
       for (const p of paths)
         for (const c of p.shortlist) {
           if (c.state === 'answered') answered.push(c);
-          if (c.state === 'answered' || c.state === 'failed') asked.push(c);
+          if (c.state === 'answered' || c.state === 'failed' || c.state === 'silent') asked.push(c);
         }
+      if (params.self) asked.push({ contact: params.self, hop: 0, state: 'answered' });
       const byDistance = (a: Candidate, b: Candidate) =>
         compareDistance(target, a.contact.id, b.contact.id);
       answered.sort(byDistance);
       result.closest = answered.slice(0, k).map((c) => c.contact);
       const closestAsked = asked.sort(byDistance).slice(0, k);
       result.closestAsked = closestAsked.length;
-      result.closestSilent = closestAsked.filter((c) => c.state === 'failed').length;
+      result.closestSilent = closestAsked.filter((c) => c.state === 'silent').length;
       if (quorum === 0) result.hops = answered[0]?.hop ?? 0;
       resolve(result);
     };
@@ -156,7 +164,7 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
     const next = (path: Path): Candidate | undefined => {
       let live = 0;
       for (const c of path.shortlist) {
-        if (c.state === 'failed') continue;
+        if (c.state === 'failed' || c.state === 'silent') continue;
         if (c.state === 'new') return c;
         if (++live >= k) return undefined;
       }
@@ -172,7 +180,7 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
         result.requests++;
         params.query(c.contact).then(
           (answer) => onAnswer(path, c, answer),
-          () => onFailure(path, c),
+          (err: unknown) => onFailure(path, c, err instanceof TimeoutError),
         );
       }
       if (!finished && paths.every(settled)) finish();
@@ -187,7 +195,7 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
       if (path.inFlight === 0) return true;
       let answered = 0;
       for (const c of path.shortlist) {
-        if (c.state === 'failed') continue;
+        if (c.state === 'failed' || c.state === 'silent') continue;
         if (c.state !== 'answered') return false;
         if (++answered >= k) return true;
       }
@@ -221,11 +229,11 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
       for (const p of paths) pump(p);
     };
 
-    const onFailure = (path: Path, c: Candidate): void => {
+    const onFailure = (path: Path, c: Candidate, silent: boolean): void => {
       path.inFlight--;
       if (finished) return;
       result.failures++;
-      c.state = 'failed';
+      c.state = silent ? 'silent' : 'failed';
       if (params.trace) {
         result.trace.push({
           contact: c.contact,

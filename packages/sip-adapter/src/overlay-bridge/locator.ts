@@ -46,6 +46,8 @@ export class Locator {
   private readonly cache = new Map<string, CacheEntry>();
   /** Lookups under way or waiting, by resource: a second call to it shares the first's. */
   private readonly running = new Map<string, Promise<Location[]>>();
+  /** The newest fetch of each resource not invalidated since it began: only it caches. */
+  private readonly latest = new Map<string, object>();
   private readonly queue: Waiter[] = [];
   private inFlight = 0;
   private readonly maxInFlight: number;
@@ -90,15 +92,26 @@ export class Locator {
     this.misses++;
     const running = this.running.get(resource);
     if (running) return running;
-    const lookup = this.admitted(() => this.fetchLocations(resource)).finally(() =>
-      this.running.delete(resource),
-    );
+    const lookup = this.admitted(() => this.fetchLocations(resource)).finally(() => {
+      if (this.running.get(resource) === lookup) this.running.delete(resource);
+    });
     this.running.set(resource, lookup);
     return lookup;
   }
 
   private async fetchLocations(resource: string): Promise<Location[]> {
-    const records = await this.overlay.fetch(resource, KIND_SIP_REGISTRATION);
+    const token = {};
+    this.latest.set(resource, token);
+    let records: Awaited<ReturnType<OverlayAccess['fetch']>>;
+    let current = false;
+    try {
+      records = await this.overlay.fetch(resource, KIND_SIP_REGISTRATION);
+    } finally {
+      // Not the latest any more: invalidated while it ran (a call through what it will find
+      // failed), or a newer fetch began. It answers its callers but caches nothing.
+      current = this.latest.get(resource) === token;
+      if (current) this.latest.delete(resource);
+    }
     const now = this.clock.now();
     const locations: Location[] = [];
     for (const r of records) {
@@ -111,6 +124,7 @@ export class Locator {
         // A record that verifies but whose value we cannot read: skip it.
       }
     }
+    if (!current) return locations;
     if (locations.length > 0) {
       const until = Math.min(now + this.cacheMs, ...locations.map((l) => l.expiresAt));
       this.cache.set(resource, { locations, until });
@@ -159,6 +173,10 @@ export class Locator {
 
   /** Forgets what is known of a resource (all of it, or one node that failed). */
   invalidate(resource: string, nodeId?: NodeId): void {
+    // A lookup under way may have seen the node that failed: later calls start a new one,
+    // and it caches nothing.
+    this.running.delete(resource);
+    this.latest.delete(resource);
     if (!nodeId) {
       this.cache.delete(resource);
       return;

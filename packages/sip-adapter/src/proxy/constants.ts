@@ -2,8 +2,13 @@
 
 /** §16.6 step 11: Timer C, how long an INVITE branch may stay without a final response (> 3 min). */
 export const TIMER_C_MS = 181_000;
-/** Retry-After (seconds) on a 503 when the overlay could not be asked where a user is. */
+/**
+ * Retry-After (seconds) on a 503 when the overlay could not say where a user is: nobody
+ * answered, or most of the nodes that would hold the record were silent.
+ */
 export const OVERLAY_RETRY_AFTER_S = 30;
+/** Retry-After (seconds) on a 503 when too many location lookups were waiting (as REGISTER's). */
+export const LOOKUPS_BUSY_RETRY_AFTER_S = 10;
 /** How long opening an overlay channel to the callee's node may take before the branch is 480. */
 export const NODE_CONNECT_TIMEOUT_MS = 5_000;
 /** Via parameter naming the PeerBX node that added the Via (routes stray responses back). */

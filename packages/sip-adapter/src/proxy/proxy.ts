@@ -22,6 +22,7 @@ import type {
 } from '../transport/transport.js';
 import {
   DIALOG_METHODS,
+  LOOKUPS_BUSY_RETRY_AFTER_S,
   NODE_CONNECT_TIMEOUT_MS,
   OVERLAY_RETRY_AFTER_S,
   TIMER_C_MS,
@@ -93,6 +94,8 @@ export interface ProxyStats {
    * reflector.
    */
   strayResponsesDropped: number;
+  /** Requests answered 503 because too many location lookups were waiting. */
+  lookupsBusy: number;
 }
 
 export class StatefulProxy {
@@ -105,6 +108,7 @@ export class StatefulProxy {
     generated: {},
     acksForwarded: 0,
     strayResponsesDropped: 0,
+    lookupsBusy: 0,
   };
 
   constructor(private readonly c: ProxyComponents) {
@@ -255,12 +259,17 @@ export class StatefulProxy {
     }
     if (local.length === 0 && nodes.length === 0) {
       if (overlayDown) {
-        const busy = overlayDown instanceof LocatorBusyError;
-        if (!busy) this.log.warn({ resource, err: overlayDown.message }, 'overlay unreachable');
-        const why = busy ? 'too many location lookups waiting' : 'overlay unreachable';
-        this.finish(ctx, 503, `Service Unavailable (${why})`, [
-          { name: 'Retry-After', value: String(OVERLAY_RETRY_AFTER_S) },
-        ]);
+        if (overlayDown instanceof LocatorBusyError) {
+          this.stats.lookupsBusy++;
+          this.finish(ctx, 503, 'Service Unavailable (too many location lookups waiting)', [
+            { name: 'Retry-After', value: String(LOOKUPS_BUSY_RETRY_AFTER_S) },
+          ]);
+        } else {
+          this.log.warn({ resource, err: overlayDown.message }, 'overlay unreachable');
+          this.finish(ctx, 503, 'Service Unavailable (overlay unreachable)', [
+            { name: 'Retry-After', value: String(OVERLAY_RETRY_AFTER_S) },
+          ]);
+        }
       } else if (fromPeer || registeredLocally) {
         this.finish(ctx, 480, 'Temporarily Unavailable (no device reachable)');
       } else {
