@@ -1008,6 +1008,58 @@ async function runKamailio(work: string, uasPort: number): Promise<SystemResult>
   }
 }
 
+// --- the machine's idle wake-up ------------------------------------------------------------
+
+interface WakeProbe {
+  p50Ms: number;
+  p95Ms: number;
+}
+
+/**
+ * Round trips of one datagram between this process and an idle child process, 10 a second:
+ * each one wakes both from idle, as every hop of a call set up at 10 calls/s does. On a VM
+ * whose idle vCPUs are slow to wake this is milliseconds, and it weighs on a path of more
+ * processes (caller's node, callee's node: 6 wake-ups from INVITE to 200) more than on a
+ * single proxy (4). Printed with the machine, since the call setup ratios move with it.
+ */
+async function wakeProbe(count = 50): Promise<WakeProbe> {
+  const echo = spawn(
+    process.execPath,
+    [
+      '-e',
+      "const s=require('node:dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(0,'127.0.0.1',()=>console.log(s.address().port));process.stdin.on('end',()=>process.exit(0));process.stdin.resume()",
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const port = await new Promise<number>((resolve) =>
+    createInterface({ input: echo.stdout as NodeJS.ReadableStream }).once('line', (l) =>
+      resolve(Number(l)),
+    ),
+  );
+  const sock = createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  const rtts: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      await sleep(100);
+      const t0 = performance.now();
+      const back = new Promise<void>((resolve) => sock.once('message', () => resolve()));
+      sock.send(Buffer.from('wake'), port, '127.0.0.1');
+      await Promise.race([back, sleep(1000)]);
+      rtts.push(performance.now() - t0);
+    }
+  } finally {
+    sock.close();
+    echo.stdin?.end();
+  }
+  const sorted = rtts.sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x * 100) / 100;
+  return { p50Ms: r(percentile(sorted, 50)), p95Ms: r(percentile(sorted, 95)) };
+}
+
+const describeWake = (w: WakeProbe) =>
+  `idle wake-up: UDP round trip to an idle process at 10/s p50 ${w.p50Ms} ms, p95 ${w.p95Ms} ms`;
+
 // --- report -----------------------------------------------------------------------------------
 
 const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
@@ -1015,6 +1067,8 @@ const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 async function main(): Promise<void> {
   const machine = machineInfo();
   console.log(describeMachine(machine));
+  const wakeBefore = await wakeProbe();
+  console.log(describeWake(wakeBefore));
   try {
     execFileSync('sipp', ['-v'], { stdio: 'ignore' });
   } catch (err) {
@@ -1032,6 +1086,8 @@ async function main(): Promise<void> {
     const kam = kamailio ? await runKamailio(work, uas.port) : undefined;
     if (!kamailio) console.log('\nkamailio not installed: skipped');
     uas.child.kill('SIGKILL');
+    const wakeAfter = await wakeProbe();
+    console.log(`\n${describeWake(wakeAfter)} (at the start: p50 ${wakeBefore.p50Ms} ms)`);
 
     const systems = [peerbx, ...(kam ? [kam] : [])];
     const flag = (capped: boolean) => (capped ? ' (top step)' : '');
@@ -1201,6 +1257,7 @@ async function main(): Promise<void> {
         `${JSON.stringify(
           {
             machine,
+            wakeProbe: { before: wakeBefore, after: wakeAfter },
             params: {
               nodes: NODES,
               durationS: DURATION_S,

@@ -8,6 +8,7 @@
 import { type Clock, idToHex, type NodeId } from '@peerbx/dht-kademlia';
 import { isTombstone, KIND_SIP_REGISTRATION } from '@peerbx/overlay-core';
 import { LocatorBusyError } from '../errors.js';
+import { Admission } from './admission.js';
 import type { OverlayAccess } from './overlay-access.js';
 import { decodeRegistrationValue } from './registration-value.js';
 
@@ -24,11 +25,6 @@ export interface LocatorLimits {
   maxInFlight?: number;
   maxWaiting?: number;
   maxWaitMs?: number;
-}
-
-interface Waiter {
-  since: number;
-  go: (started: boolean) => void;
 }
 
 export interface Location {
@@ -48,15 +44,9 @@ export class Locator {
   private readonly running = new Map<string, Promise<Location[]>>();
   /** The newest fetch of each resource not invalidated since it began: only it caches. */
   private readonly latest = new Map<string, object>();
-  private readonly queue: Waiter[] = [];
-  private inFlight = 0;
-  private readonly maxInFlight: number;
-  private readonly maxWaiting: number;
-  private readonly maxWaitMs: number;
+  private readonly admission: Admission;
   hits = 0;
   misses = 0;
-  /** Lookups refused because too many waited, or theirs waited too long. */
-  busyRefusals = 0;
 
   constructor(
     private readonly overlay: OverlayAccess,
@@ -64,14 +54,26 @@ export class Locator {
     private readonly cacheMs = LOCATION_CACHE_MS,
     limits: LocatorLimits = {},
   ) {
-    this.maxInFlight = limits.maxInFlight ?? MAX_LOOKUPS_IN_FLIGHT;
-    this.maxWaiting = limits.maxWaiting ?? MAX_LOOKUPS_WAITING;
-    this.maxWaitMs = limits.maxWaitMs ?? MAX_LOOKUP_WAIT_MS;
+    this.admission = new Admission(
+      clock,
+      {
+        maxInFlight: limits.maxInFlight ?? MAX_LOOKUPS_IN_FLIGHT,
+        maxWaiting: limits.maxWaiting ?? MAX_LOOKUPS_WAITING,
+        maxWaitMs: limits.maxWaitMs ?? MAX_LOOKUP_WAIT_MS,
+      },
+      (waiting) => new LocatorBusyError(waiting),
+    );
   }
 
   /** Lookups under way and waiting. */
   get pending(): { inFlight: number; waiting: number } {
-    return { inFlight: this.inFlight, waiting: this.queue.length };
+    const { inFlight, waiting } = this.admission.pending;
+    return { inFlight, waiting };
+  }
+
+  /** Lookups refused because too many waited, or theirs waited too long. */
+  get busyRefusals(): number {
+    return this.admission.refusals;
   }
 
   /**
@@ -92,9 +94,11 @@ export class Locator {
     this.misses++;
     const running = this.running.get(resource);
     if (running) return running;
-    const lookup = this.admitted(() => this.fetchLocations(resource)).finally(() => {
-      if (this.running.get(resource) === lookup) this.running.delete(resource);
-    });
+    const lookup = this.admission
+      .run(() => this.fetchLocations(resource))
+      .finally(() => {
+        if (this.running.get(resource) === lookup) this.running.delete(resource);
+      });
     this.running.set(resource, lookup);
     return lookup;
   }
@@ -132,43 +136,6 @@ export class Locator {
       this.cache.delete(resource);
     }
     return locations;
-  }
-
-  /** Runs `lookup` once fewer than maxInFlight are under way, in arrival order. */
-  private async admitted<T>(lookup: () => Promise<T>): Promise<T> {
-    if (this.inFlight < this.maxInFlight) {
-      this.inFlight++;
-    } else {
-      this.dropExpired();
-      if (this.queue.length >= this.maxWaiting) {
-        this.busyRefusals++;
-        throw new LocatorBusyError(this.queue.length);
-      }
-      // The finishing lookup hands its place over: inFlight stays as it is.
-      const started = await new Promise<boolean>((go) => {
-        this.queue.push({ since: this.clock.now(), go });
-      });
-      if (!started) {
-        this.busyRefusals++;
-        throw new LocatorBusyError(this.queue.length);
-      }
-    }
-    try {
-      return await lookup();
-    } finally {
-      this.dropExpired();
-      const next = this.queue.shift();
-      if (next) next.go(true);
-      else this.inFlight--;
-    }
-  }
-
-  /** Lookups that waited over maxWaitMs are refused (the oldest wait at the head). */
-  private dropExpired(): void {
-    const now = this.clock.now();
-    while (this.queue.length > 0 && now - (this.queue[0] as Waiter).since > this.maxWaitMs) {
-      this.queue.shift()?.go(false);
-    }
   }
 
   /** Forgets what is known of a resource (all of it, or one node that failed). */

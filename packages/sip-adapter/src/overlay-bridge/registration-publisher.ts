@@ -7,6 +7,7 @@ import type { Clock } from '@peerbx/dht-kademlia';
 import { KIND_SIP_REGISTRATION } from '@peerbx/overlay-core';
 import { RegistrarBusyError } from '../errors.js';
 import type { Binding } from '../registrar/binding-store.js';
+import { Admission } from './admission.js';
 import type { OverlayAccess } from './overlay-access.js';
 import { encodeRegistrationValue } from './registration-value.js';
 
@@ -38,12 +39,6 @@ export interface PublisherLimits {
   maxWaitMs?: number;
 }
 
-/** A write waiting for its turn: started with true, or given up with false. */
-interface Waiter {
-  readonly since: number;
-  readonly go: (start: boolean) => void;
-}
-
 interface Published {
   devices: number;
   expiresAt: number;
@@ -64,34 +59,37 @@ export class RegistrationPublisher {
   private readonly lastWrite = new Map<string, Promise<void>>();
   /** Overlay writes made, for statistics and tests. */
   writes = 0;
-  /** REGISTERs refused because too many writes were waiting, or theirs waited too long. */
-  busyRefusals = 0;
-  private inFlight = 0;
-  /** Writes for REGISTERs, in arrival order. */
-  private readonly queue: Waiter[] = [];
-  /** Writes nobody waits for (bindings restored at start): only when `queue` is empty. */
-  private readonly background: Waiter[] = [];
-  private readonly maxInFlight: number;
-  private readonly maxWaiting: number;
-  private readonly maxWaitMs: number;
+  /**
+   * REGISTERs' writes in arrival order; background writes (bindings restored at start) when
+   * none of those waits. A REGISTER's write is refused with RegistrarBusyError when
+   * maxWaiting wait already, or when it waited over maxWaitMs.
+   */
+  private readonly admission: Admission;
 
   constructor(
     private readonly overlay: OverlayAccess,
     private readonly clock: Clock,
     limits: PublisherLimits = {},
   ) {
-    this.maxInFlight = limits.maxInFlight ?? MAX_WRITES_IN_FLIGHT;
-    this.maxWaiting = limits.maxWaiting ?? MAX_WRITES_WAITING;
-    this.maxWaitMs = limits.maxWaitMs ?? MAX_WRITE_WAIT_MS;
+    this.admission = new Admission(
+      clock,
+      {
+        maxInFlight: limits.maxInFlight ?? MAX_WRITES_IN_FLIGHT,
+        maxWaiting: limits.maxWaiting ?? MAX_WRITES_WAITING,
+        maxWaitMs: limits.maxWaitMs ?? MAX_WRITE_WAIT_MS,
+      },
+      (waiting) => new RegistrarBusyError(waiting),
+    );
   }
 
   /** Overlay writes under way and waiting (REGISTERs' and background ones). */
   get pending(): { inFlight: number; waiting: number; background: number } {
-    return {
-      inFlight: this.inFlight,
-      waiting: this.queue.length,
-      background: this.background.length,
-    };
+    return this.admission.pending;
+  }
+
+  /** REGISTERs refused because too many writes were waiting, or theirs waited too long. */
+  get busyRefusals(): number {
+    return this.admission.refusals;
   }
 
   /** What publishing these bindings would do, without doing it. */
@@ -121,9 +119,7 @@ export class RegistrationPublisher {
   ): Promise<PublishDecision> {
     const decision = this.decide(aor, bindings);
     if (!decision.write) return decision;
-    await this.admitted('register', () =>
-      this.inTurn(aor, () => this.write(aor, resource, bindings)),
-    );
+    await this.admission.run(() => this.inTurn(aor, () => this.write(aor, resource, bindings)));
     return decision;
   }
 
@@ -139,12 +135,14 @@ export class RegistrationPublisher {
       expiresAt: this.clock.now(),
       lifetimeMs: 0,
     });
-    await this.admitted('background', () =>
-      this.inTurn(aor, async () => {
-        // Decided only now: a REGISTER may have written (or removed) the bindings meanwhile.
-        const bindings = current();
-        if (this.decide(aor, bindings).write) await this.write(aor, resource, bindings);
-      }),
+    await this.admission.run(
+      () =>
+        this.inTurn(aor, async () => {
+          // Decided only now: a REGISTER may have written (or removed) the bindings meanwhile.
+          const bindings = current();
+          if (this.decide(aor, bindings).write) await this.write(aor, resource, bindings);
+        }),
+      true,
     );
   }
 
@@ -178,52 +176,5 @@ export class RegistrationPublisher {
     });
     this.writes++;
     this.published.set(aor, { devices, expiresAt, lifetimeMs });
-  }
-
-  /**
-   * Runs `write` once fewer than maxInFlight are under way: REGISTERs' writes in arrival
-   * order, background writes when none of those waits. A REGISTER's write is refused with
-   * RegistrarBusyError when maxWaiting wait already, or when it waited over maxWaitMs.
-   */
-  private async admitted<T>(kind: 'register' | 'background', write: () => Promise<T>): Promise<T> {
-    if (this.inFlight < this.maxInFlight) {
-      this.inFlight++;
-    } else {
-      const waiting = kind === 'register' ? this.queue : this.background;
-      if (kind === 'register') this.dropExpired();
-      if (kind === 'register' && waiting.length >= this.maxWaiting) {
-        this.busyRefusals++;
-        throw new RegistrarBusyError(waiting.length);
-      }
-      // The finishing write hands its place over: inFlight stays as it is.
-      const started = await new Promise<boolean>((go) => {
-        waiting.push({ since: this.clock.now(), go });
-      });
-      if (!started) {
-        this.busyRefusals++;
-        throw new RegistrarBusyError(this.queue.length);
-      }
-    }
-    try {
-      return await write();
-    } finally {
-      this.handOver();
-    }
-  }
-
-  /** A place became free: the next write that is still worth doing gets it. */
-  private handOver(): void {
-    this.dropExpired();
-    const next = this.queue.shift() ?? this.background.shift();
-    if (next) next.go(true);
-    else this.inFlight--;
-  }
-
-  /** REGISTERs whose writes waited over maxWaitMs are refused (the oldest wait at the head). */
-  private dropExpired(): void {
-    const now = this.clock.now();
-    while (this.queue.length > 0 && now - (this.queue[0] as Waiter).since > this.maxWaitMs) {
-      this.queue.shift()?.go(false);
-    }
   }
 }
