@@ -22,7 +22,7 @@ import {
 } from './constants.js';
 import type { Contact } from './contact.js';
 import { DhtError, TimeoutError } from './errors.js';
-import { type LookupResult, lookup, type QueryAnswer } from './lookup/lookup.js';
+import { type LookupResult, lookup, noLookup, type QueryAnswer } from './lookup/lookup.js';
 import type { Transport } from './network.js';
 import {
   assertNodeId,
@@ -374,18 +374,7 @@ export class KademliaNode {
     const local = this.store
       .get(key, now)
       .map((v) => ({ value: v.value, ttlMs: v.expiresAt - now, holder: this.contact }));
-    if (local.length > 0 && quorum === 1) {
-      return {
-        closest: [],
-        values: local,
-        hops: 0,
-        requests: 0,
-        failures: 0,
-        closestSilent: 0,
-        closestAsked: 0,
-        trace: [],
-      };
-    }
+    if (local.length > 0 && quorum === 1) return noLookup(local);
     const result = await this.runLookup(key, local.length > 0 ? quorum - 1 : quorum, options);
     result.values.unshift(...local);
     return result;

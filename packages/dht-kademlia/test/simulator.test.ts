@@ -46,6 +46,18 @@ function held(s: Swarm, n: KademliaNode, key: Uint8Array): string[] {
     .sort();
 }
 
+/** The node answers lookups but leaves its STOREs unanswered until the returned function runs. */
+function dropStores(s: Swarm, node: KademliaNode): () => void {
+  const endpoint = s.sim.endpoint(node.contact.address)!;
+  const handler = endpoint.handler!;
+  let dropping = true;
+  endpoint.handler = (req, from) =>
+    dropping && req.body.type === 'STORE' ? new Promise(() => undefined) : handler(req, from);
+  return () => {
+    dropping = false;
+  };
+}
+
 const addresses = (contacts: readonly { address: string }[]) =>
   contacts.map((c) => c.address).sort();
 
@@ -411,15 +423,11 @@ describe('kademlia over the simulator', () => {
     const publisher = s.alive.find((n) => !s.closestAlive(key, 8).includes(n))!;
     const flaky = s.closestAlive(key, 8)[0]!;
     // The flaky node answers lookups but its STOREs go unanswered for a while.
-    const endpoint = s.sim.endpoint(flaky.contact.address)!;
-    const handler = endpoint.handler!;
-    let dropping = true;
-    endpoint.handler = (req, from) =>
-      dropping && req.body.type === 'STORE' ? new Promise(() => undefined) : handler(req, from);
+    const answerStores = dropStores(s, flaky);
     const put = await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
     assert.equal(put.stored.length, 7);
     assert.equal(flaky.store.get(key, s.sim.now()).length, 0);
-    dropping = false;
+    answerStores();
     const lookups = publisher.stats.lookups;
     await s.sim.runFor(2 * MIN);
     assert.equal(flaky.store.get(key, s.sim.now()).length, 1, 'retried within a check or two');
@@ -446,15 +454,11 @@ describe('kademlia over the simulator', () => {
     const s = await swarm(5, 24, MINUTE_CHECKS);
     const key = hashToId('small-missed');
     const [publisher, flaky] = s.alive as [KademliaNode, KademliaNode];
-    const endpoint = s.sim.endpoint(flaky.contact.address)!;
-    const handler = endpoint.handler!;
-    let dropping = true;
-    endpoint.handler = (req, from) =>
-      dropping && req.body.type === 'STORE' ? new Promise(() => undefined) : handler(req, from);
+    const answerStores = dropStores(s, flaky);
     const put = await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
     // Every node of five should hold it (k = 8): the publisher and three others do.
     assert.equal(put.stored.length, 4);
-    dropping = false;
+    answerStores();
     await s.sim.runFor(2 * MIN);
     assert.equal(holders(s, key).length, 5);
   });

@@ -92,6 +92,20 @@ interface Path {
   inFlight: number;
 }
 
+/** The result of a lookup that asked nobody (values found locally, say). */
+export function noLookup(values: FoundValue[] = []): LookupResult {
+  return {
+    closest: [],
+    values,
+    hops: 0,
+    requests: 0,
+    failures: 0,
+    closestSilent: 0,
+    closestAsked: 0,
+    trace: [],
+  };
+}
+
 export function lookup(params: LookupParams): Promise<LookupResult> {
   const { target, k, alpha, maxRequests } = params;
   const quorum = params.quorum ?? 0;
@@ -102,16 +116,7 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
   const paths: Path[] = [];
   for (let i = 0; i < pathCount; i++) paths.push({ index: i, shortlist: [], inFlight: 0 });
 
-  const result: LookupResult = {
-    closest: [],
-    values: [],
-    hops: 0,
-    requests: 0,
-    failures: 0,
-    closestSilent: 0,
-    closestAsked: 0,
-    trace: [],
-  };
+  const result = noLookup();
   let holders = 0;
   let finished = false;
 
