@@ -150,6 +150,8 @@ interface Published extends PublishedValue {
   complete: boolean;
   /** A store of it is under way: an upkeep check leaves it alone. */
   storing: boolean;
+  /** Counted as stored this much earlier, once (spreads restored values' republishing). */
+  backdateMs: number;
 }
 
 type Timer = 'refresh' | 'republish' | 'replicate' | 'expire';
@@ -387,9 +389,13 @@ export class KademliaNode {
   async put(key: NodeId, value: Uint8Array, ttlMs = DEFAULT_VALUE_TTL_MS): Promise<PutResult> {
     assertNodeId(key, 'key');
     const entry = this.remember({ key, value, expiresAt: this.clock.now() + ttlMs });
-    const result = await this.storeOnClosest(key, value, ttlMs);
-    this.storedAgain(entry, result);
-    return result;
+    let result: PutResult | undefined;
+    try {
+      result = await this.storeOnClosest(key, value, ttlMs);
+      return result;
+    } finally {
+      this.storedAgain(entry, result);
+    }
   }
 
   /**
@@ -410,17 +416,27 @@ export class KademliaNode {
       this.remember({ key, value: v.value, expiresAt: now + v.ttlMs }),
     );
     if (values.length === 0) return [];
-    const found = await this.findNode(key);
-    const results = await this.storeOnTargets(key, found, values);
-    entries.forEach((e, i) => {
-      this.storedAgain(e, results[i]);
-    });
-    return results;
+    let results: PutResult[] = [];
+    try {
+      const found = await this.findNode(key);
+      results = await this.storeOnTargets(key, found, values);
+      return results;
+    } finally {
+      entries.forEach((e, i) => {
+        this.storedAgain(e, results[i]);
+      });
+    }
   }
 
   /** Remembers a value for republishing, its first store under way. */
-  private remember(v: PublishedValue, storedAt = this.clock.now()): Published {
-    const entry: Published = { ...v, storedAt, complete: false, storing: true };
+  private remember(v: PublishedValue, backdateMs = 0): Published {
+    const entry: Published = {
+      ...v,
+      storedAt: this.clock.now(),
+      complete: false,
+      storing: true,
+      backdateMs,
+    };
     this.published.set(publishedKey(v.key, v.value), entry);
     return entry;
   }
@@ -430,12 +446,17 @@ export class KademliaNode {
    * hold it (k, or every node this one knows and itself when there are fewer). A refusal
    * counts as an answer: storing again would be refused again. A lookup that found fewer
    * nodes than the routing table knows (silence, loss) leaves the store incomplete. An
-   * incomplete store is retried at the next upkeep check, not a republish interval later.
+   * incomplete store is retried at the next upkeep check, not a republish interval later; so
+   * is one that failed (`result` undefined).
    */
   private storedAgain(entry: Published, result: PutResult | undefined): void {
     entry.storing = false;
-    entry.storedAt = this.clock.now();
-    if (!result) return;
+    entry.storedAt = this.clock.now() - entry.backdateMs;
+    entry.backdateMs = 0;
+    if (!result) {
+      entry.complete = false;
+      return;
+    }
     const expected = Math.min(this.k, this.table.size + (this.opts.client ? 0 : 1));
     entry.complete = result.stored.length + result.rejected.length >= expected;
   }
@@ -619,9 +640,8 @@ export class KademliaNode {
   async putAll(values: readonly PublishedValue[]): Promise<void> {
     // Stored now, all of them; their republishing is spread over a quarter of the interval
     // so that it does not come due in one check every hour.
-    const now = this.clock.now();
     const spread = this.opts.republishIntervalMs / 4;
-    const entries = values.map((v) => this.remember(v, now - this.random.next() * spread));
+    const entries = values.map((v) => this.remember(v, this.random.next() * spread));
     await this.storeGrouped(entries);
   }
 
@@ -636,16 +656,20 @@ export class KademliaNode {
     }
     await inParallel([...byKey.values()], UPKEEP_PARALLELISM, async (group) => {
       const key = (group[0] as Published).key;
-      const found = await this.findNode(key);
-      const now = this.clock.now();
-      const results = await this.storeOnTargets(
-        key,
-        found,
-        group.map((p) => ({ value: p.value, ttlMs: p.expiresAt - now })),
-      );
-      group.forEach((p, i) => {
-        this.storedAgain(p, results[i]);
-      });
+      let results: PutResult[] = [];
+      try {
+        const found = await this.findNode(key);
+        const now = this.clock.now();
+        results = await this.storeOnTargets(
+          key,
+          found,
+          group.map((p) => ({ value: p.value, ttlMs: p.expiresAt - now })),
+        );
+      } finally {
+        group.forEach((p, i) => {
+          this.storedAgain(p, results[i]);
+        });
+      }
     });
   }
 

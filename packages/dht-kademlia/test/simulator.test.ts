@@ -417,6 +417,25 @@ describe('kademlia over the simulator', () => {
     assert.equal(holders(s, key).length, 8);
   });
 
+  it('spreads the republishing of values restored at start over a quarter hour', async () => {
+    const s = await swarm(80, 26, MINUTE_CHECKS);
+    const publisher = s.alive[0]!;
+    const now = s.sim.now();
+    const values = Array.from({ length: 40 }, (_, i) => ({
+      key: hashToId(`restored-${i}`),
+      value: text(`${i}`),
+      expiresAt: now + 3 * HOUR,
+    }));
+    await s.sim.settle(publisher.putAll(values));
+    const stores = storesIn(s);
+    // Due 58 min after their store, less up to 15 min: from 43 min on, not all in one check.
+    await s.sim.runFor(50 * MIN);
+    const early = storesIn(s) - stores;
+    assert.ok(early > 0 && early < 40 * 8, `${early / 8} of 40 republished by 50 min`);
+    await s.sim.runFor(10 * MIN);
+    assert.ok(storesIn(s) - stores >= 40 * 8 - 8, 'nearly all republished by the hour');
+  });
+
   it('stores a value again at the next check when its store missed a target', async () => {
     const s = await swarm(80, 22, MINUTE_CHECKS);
     const key = hashToId('missed');

@@ -547,8 +547,7 @@ describe('a lookup whose holders are silent', () => {
           /did not answer/.test(e.message),
       );
     } finally {
-      for (const n of [a, nodes[1]!]) await n.close();
-      rmSync(root, { recursive: true, force: true });
+      await closeAll(root, nodes);
     }
   });
 });

@@ -258,23 +258,24 @@ describe('overlay bridge', () => {
       connect: (nodeId, application) => b.connect(nodeId, application),
       publish: (params) => b.publish(params),
     };
+    await sync(new RegistrationPublisher(b, clock), 'l1');
     const loc = new Locator(access, clock);
-    const before = loc.locate('q1@peerbx.local');
+    const before = loc.locate('l1@peerbx.local');
     await new Promise((resolve) => setImmediate(resolve));
-    loc.invalidate('q1@peerbx.local', b.nodeId);
-    const after = loc.locate('q1@peerbx.local');
+    loc.invalidate('l1@peerbx.local', b.nodeId);
+    const after = loc.locate('l1@peerbx.local');
     release();
     held = Promise.resolve();
     assert.equal((await before).length, 1, 'its callers still get the answer');
     await after;
     assert.equal(fetches, 2, 'a call after the failure started a lookup of its own');
-    await loc.locate('q1@peerbx.local');
+    await loc.locate('l1@peerbx.local');
     assert.equal(fetches, 2, "the newer lookup's answer was cached");
-    loc.invalidate('q1@peerbx.local');
-    const x = loc.locate('q1@peerbx.local');
-    loc.invalidate('q1@peerbx.local');
+    loc.invalidate('l1@peerbx.local');
+    const x = loc.locate('l1@peerbx.local');
+    loc.invalidate('l1@peerbx.local');
     await x;
-    await loc.locate('q1@peerbx.local');
+    await loc.locate('l1@peerbx.local');
     assert.equal(fetches, 4, 'an answer from before the failure was not cached');
   });
 

@@ -65,7 +65,7 @@ export class Locator {
     );
   }
 
-  /** Lookups under way and waiting. */
+  /** Lookups under way and waiting (diagnostics and tests). */
   get pending(): { inFlight: number; waiting: number } {
     const { inFlight, waiting } = this.admission.pending;
     return { inFlight, waiting };
