@@ -68,6 +68,8 @@ export const MAX_VALUE_PAGES = 16;
 
 /** Republish and replication stores in flight at once per node. */
 export const UPKEEP_PARALLELISM = 8;
+/** Holders of published values pinged at one upkeep check at most (in turn over checks). */
+export const MAX_HOLDER_PINGS = 64;
 
 /** Contacts an answer carries at most when k is small (a datagram holds about this many). */
 export const ANSWER_CONTACTS_CAP = 20;

@@ -17,6 +17,7 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_VALUE_TTL_MS,
   EVICTION_PING_MIN_AGE_MS,
+  MAX_HOLDER_PINGS,
   MAX_VALUE_PAGES,
   UPKEEP_PARALLELISM,
 } from './constants.js';
@@ -152,6 +153,8 @@ interface Published extends PublishedValue {
   storing: boolean;
   /** Counted as stored this much earlier, once (spreads restored values' republishing). */
   backdateMs: number;
+  /** The other nodes that took it at its last store: pinged at upkeep checks. */
+  holders: Contact[];
 }
 
 type Timer = 'refresh' | 'republish' | 'replicate' | 'expire';
@@ -196,6 +199,8 @@ export class KademliaNode {
   private readonly published = new Map<string, Published>();
   /** When each stored key last arrived by STORE: replication skips keys refreshed by others. */
   private readonly lastStoreAt = new Map<string, number>();
+  /** Where the next upkeep check's PINGs start, per list (unanswering). */
+  private readonly pingCursor = { published: 0, held: 0 };
   /** When this node last replicated each held key itself (it need not be among the closest). */
   private readonly lastReplicatedAt = new Map<string, number>();
   /** Least-recently-seen contacts being pinged before a possible eviction. */
@@ -436,6 +441,7 @@ export class KademliaNode {
       complete: false,
       storing: true,
       backdateMs,
+      holders: [],
     };
     this.published.set(publishedKey(v.key, v.value), entry);
     return entry;
@@ -457,6 +463,7 @@ export class KademliaNode {
       entry.complete = false;
       return;
     }
+    entry.holders = result.stored.filter((c) => !idEquals(c.id, this.id));
     const expected = Math.min(this.k, this.table.size + (this.opts.client ? 0 : 1));
     entry.complete = result.stored.length + result.rejected.length >= expected;
   }
@@ -618,18 +625,57 @@ export class KademliaNode {
    * records does not re-send all of them at every check.
    */
   private async republish(): Promise<void> {
+    const dead = await this.deadHolders();
     const now = this.clock.now();
     // Two checks early: checks are jittered, and the holders' replication must come later.
     const age = this.opts.republishIntervalMs - 2 * this.opts.upkeepCheckIntervalMs;
     const due: Published[] = [];
     for (const [id, p] of this.published) {
       if (p.expiresAt <= now) this.published.delete(id);
-      else if (!p.storing && (!p.complete || now - p.storedAt >= age)) {
+      else if (
+        !p.storing &&
+        (!p.complete || now - p.storedAt >= age || p.holders.some((h) => dead.has(idToHex(h.id))))
+      ) {
         p.storing = true;
         due.push(p);
       }
     }
     await this.storeGrouped(due);
+  }
+
+  /**
+   * Between republishings, a published value's holders are pinged at each upkeep check (a
+   * few dozen a check, in turn): a value one of them no longer answers for (two PINGs) is
+   * stored again now, not an interval later.
+   */
+  private deadHolders(): Promise<Set<string>> {
+    const holders: Contact[] = [];
+    for (const p of this.published.values()) holders.push(...p.holders);
+    return this.unanswering(holders, 'published');
+  }
+
+  /**
+   * Which of these contacts (distinct, at most MAX_HOLDER_PINGS a check, in turn over checks)
+   * answer neither of two PINGs, by hex ID.
+   */
+  private async unanswering(
+    contacts: readonly Contact[],
+    cursor: 'published' | 'held',
+  ): Promise<Set<string>> {
+    const byHex = new Map<string, Contact>();
+    for (const c of contacts) byHex.set(idToHex(c.id), c);
+    const all = [...byHex.values()];
+    const count = Math.min(all.length, MAX_HOLDER_PINGS);
+    const start = this.pingCursor[cursor];
+    const batch = Array.from({ length: count }, (_, i) => all[(start + i) % all.length] as Contact);
+    this.pingCursor[cursor] = all.length > 0 ? (start + count) % all.length : 0;
+    const dead = new Set<string>();
+    await Promise.all(
+      batch.map(async (c) => {
+        if (!((await this.ping(c)) || (await this.ping(c)))) dead.add(idToHex(c.id));
+      }),
+    );
+    return dead;
   }
 
   /**
@@ -679,22 +725,26 @@ export class KademliaNode {
    * is already doing this (Kademlia §2.5's optimisation).
    */
   private async replicate(): Promise<void> {
-    // A neighbour that died took its replicas along: then every held key is re-replicated
-    // now, not only those nobody refreshed, so k copies are back within this period.
-    const neighbourDied = await this.checkNeighbours();
+    // A node among the k closest to a held key that died took a replica along: that key is
+    // replicated now, not only when nobody refreshed it, so k copies are back within this
+    // period even when its publisher died too.
+    const keys = [...this.store.keys()];
+    const near = keys.map((key) => this.table.closest(key, this.k));
+    const dead = await this.unanswering(near.flat(), 'held');
     const now = this.clock.now();
     const interval = this.opts.replicateIntervalMs;
     // Checked more often than the interval: what this node replicated itself waits (nearly) a
     // whole interval again, also where it is no longer among the closest to store on itself.
     const ownAge = interval - this.opts.upkeepCheckIntervalMs;
     const due: { key: NodeId; value: Uint8Array; expiresAt: number }[] = [];
-    for (const key of [...this.store.keys()]) {
+    for (const [i, key] of keys.entries()) {
       // A key's publisher stores it again before a whole interval has passed (republish):
       // a holder replicates what nobody refreshed for that long, its publisher gone.
       const hex = idToHex(key);
       const last = this.lastStoreAt.get(hex);
       const own = this.lastReplicatedAt.get(hex);
-      if (!neighbourDied) {
+      const lostReplica = (near[i] ?? []).some((c) => dead.has(idToHex(c.id)));
+      if (!lostReplica) {
         if (last !== undefined && now - last < interval) continue;
         if (ownAge > 0 && own !== undefined && now - own < ownAge) continue;
       }
@@ -705,19 +755,6 @@ export class KademliaNode {
     await inParallel(due, UPKEEP_PARALLELISM, (v) =>
       this.storeOnClosest(v.key, v.value, v.expiresAt - this.clock.now()),
     );
-  }
-
-  /**
-   * Pings the k closest contacts to this node (the nodes that hold replicas with it); true
-   * when one of them did not answer.
-   */
-  private async checkNeighbours(): Promise<boolean> {
-    if (this.store.keyCount === 0) return false;
-    // Dead after two unanswered PINGs: one lost datagram does not re-replicate everything.
-    const answers = await Promise.all(
-      this.table.closest(this.id, this.k).map(async (c) => (await this.ping(c)) || this.ping(c)),
-    );
-    return answers.includes(false);
   }
 
   private expire(): void {
