@@ -22,8 +22,8 @@ export const DEFAULT_REFRESH_INTERVAL_MS = 60 * 60 * 1000;
 /** Original publishers re-store their values this often. */
 export const DEFAULT_REPUBLISH_INTERVAL_MS = 60 * 60 * 1000;
 /**
- * Storing nodes re-replicate to the current k closest what nobody stored for this long (and
- * everything they hold at once when a neighbour died).
+ * Storing nodes re-replicate to the current k closest what nobody stored for this long (and a
+ * key at once when one of its k closest nodes died).
  */
 export const DEFAULT_REPLICATE_INTERVAL_MS = 60 * 60 * 1000;
 /** Expired values are purged this often. */

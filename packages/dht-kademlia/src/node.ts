@@ -78,10 +78,11 @@ export interface KademliaOptions {
   /** A held key nobody stored for this long is re-stored on the current k closest. */
   replicateIntervalMs?: number;
   /**
-   * How often the node checks its neighbours (when one died, every held key is replicated at
-   * once) and stores again what is due: published values whose last store is old or did not
-   * reach every target, held keys past replicateIntervalMs. Default: the smaller of the two
-   * intervals (then each check re-stores everything, as plain Kademlia does).
+   * How often the node pings the holders of what it published and the k closest nodes of the
+   * keys it holds, and stores again what is due: published values whose last store is old, did
+   * not reach every target, or reached a node that stopped answering; held keys past
+   * replicateIntervalMs or one of whose k closest nodes stopped answering. Default: the smaller
+   * of the two intervals (then each check re-stores everything, as plain Kademlia does).
    */
   upkeepCheckIntervalMs?: number;
   expireCheckIntervalMs?: number;

@@ -19,8 +19,9 @@ export const DEFAULT_DOMAIN = 'peerbx.local';
 export const DEFAULT_OVERLAY_NAME = 'peerbx';
 
 /**
- * How often a node checks its upkeep: its neighbours (when one died, every key it holds is
- * replicated at once) and stores that missed a target (tried again).
+ * How often a node checks its upkeep: the nodes holding its records and those closest to the
+ * records it holds (a record one of them held is stored again when it stopped answering), and
+ * stores that missed a target (tried again).
  */
 export const DEFAULT_MAINTENANCE_INTERVAL_MS = 60_000;
 /**

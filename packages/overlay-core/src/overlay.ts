@@ -257,8 +257,8 @@ export class OverlayNode {
         validateValue: validate,
         acceptContact: (c) =>
           meetsPuzzle(c.id, config.puzzleBits) && parseEndpoint(c.address) !== undefined,
-        // Checked every period (a dead neighbour's replicas are restored at once, a store
-        // that missed a target is retried); what is stored everywhere goes again hourly.
+        // Checked every period (a replica lost with a node that stopped answering is restored,
+        // a store that missed a target is retried); what is stored everywhere goes hourly.
         upkeepCheckIntervalMs: maintenance,
         replicateIntervalMs: REPUBLISH_PERIODS * maintenance,
         republishIntervalMs: REPUBLISH_PERIODS * maintenance,
