@@ -394,14 +394,8 @@ export class KademliaNode {
    */
   async put(key: NodeId, value: Uint8Array, ttlMs = DEFAULT_VALUE_TTL_MS): Promise<PutResult> {
     assertNodeId(key, 'key');
-    const entry = this.remember({ key, value, expiresAt: this.clock.now() + ttlMs });
-    let result: PutResult | undefined;
-    try {
-      result = await this.storeOnClosest(key, value, ttlMs);
-      return result;
-    } finally {
-      this.storedAgain(entry, result);
-    }
+    const [result] = await this.putMany(key, [{ value, ttlMs }]);
+    return result as PutResult;
   }
 
   /**
@@ -414,22 +408,31 @@ export class KademliaNode {
   async putMany(key: NodeId, items: readonly PutItem[]): Promise<PutResult[]> {
     assertNodeId(key, 'key');
     const now = this.clock.now();
-    const values = items.map((it) => ({
-      value: it.value,
-      ttlMs: it.ttlMs ?? DEFAULT_VALUE_TTL_MS,
-    }));
-    const entries = values.map((v) =>
-      this.remember({ key, value: v.value, expiresAt: now + v.ttlMs }),
+    const entries = items.map((it) =>
+      this.remember({ key, value: it.value, expiresAt: now + (it.ttlMs ?? DEFAULT_VALUE_TTL_MS) }),
     );
-    if (values.length === 0) return [];
+    return this.storeEntries(key, entries);
+  }
+
+  /**
+   * Stores published values of one key on its k closest after one lookup, in order, and notes
+   * each store (storedAgain), also when it throws.
+   */
+  private async storeEntries(key: NodeId, entries: readonly Published[]): Promise<PutResult[]> {
+    if (entries.length === 0) return [];
     let results: PutResult[] = [];
     try {
       const found = await this.findNode(key);
-      results = await this.storeOnTargets(key, found, values);
+      const now = this.clock.now();
+      results = await this.storeOnTargets(
+        key,
+        found,
+        entries.map((p) => ({ value: p.value, ttlMs: p.expiresAt - now })),
+      );
       return results;
     } finally {
-      entries.forEach((e, i) => {
-        this.storedAgain(e, results[i]);
+      entries.forEach((p, i) => {
+        this.storedAgain(p, results[i]);
       });
     }
   }
@@ -701,23 +704,9 @@ export class KademliaNode {
       if (group) group.push(p);
       else byKey.set(hex, [p]);
     }
-    await inParallel([...byKey.values()], UPKEEP_PARALLELISM, async (group) => {
-      const key = (group[0] as Published).key;
-      let results: PutResult[] = [];
-      try {
-        const found = await this.findNode(key);
-        const now = this.clock.now();
-        results = await this.storeOnTargets(
-          key,
-          found,
-          group.map((p) => ({ value: p.value, ttlMs: p.expiresAt - now })),
-        );
-      } finally {
-        group.forEach((p, i) => {
-          this.storedAgain(p, results[i]);
-        });
-      }
-    });
+    await inParallel([...byKey.values()], UPKEEP_PARALLELISM, (group) =>
+      this.storeEntries((group[0] as Published).key, group),
+    );
   }
 
   /**

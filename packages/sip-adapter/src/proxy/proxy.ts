@@ -259,17 +259,14 @@ export class StatefulProxy {
     }
     if (local.length === 0 && nodes.length === 0) {
       if (overlayDown) {
-        if (overlayDown instanceof LocatorBusyError) {
-          this.stats.lookupsBusy++;
-          this.finish(ctx, 503, 'Service Unavailable (too many location lookups waiting)', [
-            { name: 'Retry-After', value: String(LOOKUPS_BUSY_RETRY_AFTER_S) },
-          ]);
-        } else {
-          this.log.warn({ resource, err: overlayDown.message }, 'overlay unreachable');
-          this.finish(ctx, 503, 'Service Unavailable (overlay unreachable)', [
-            { name: 'Retry-After', value: String(OVERLAY_RETRY_AFTER_S) },
-          ]);
-        }
+        const busy = overlayDown instanceof LocatorBusyError;
+        if (busy) this.stats.lookupsBusy++;
+        else this.log.warn({ resource, err: overlayDown.message }, 'overlay unreachable');
+        const why = busy ? 'too many location lookups waiting' : 'overlay unreachable';
+        const retryAfter = busy ? LOOKUPS_BUSY_RETRY_AFTER_S : OVERLAY_RETRY_AFTER_S;
+        this.finish(ctx, 503, `Service Unavailable (${why})`, [
+          { name: 'Retry-After', value: String(retryAfter) },
+        ]);
       } else if (fromPeer || registeredLocally) {
         this.finish(ctx, 480, 'Temporarily Unavailable (no device reachable)');
       } else {
