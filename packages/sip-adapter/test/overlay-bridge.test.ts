@@ -198,6 +198,26 @@ describe('overlay bridge', () => {
     assert.deepEqual(pub.pending, { inFlight: 0, waiting: 0, background: 0 });
   });
 
+  it('refuses a write whose wait ran out while the write ahead of it still runs', {
+    timeout: 5000,
+  }, async () => {
+    const o = heldOverlay();
+    const pub = new RegistrationPublisher(o.access, clock, { maxInFlight: 1, maxWaitMs: 50 });
+    const first = sync(pub, 'x1');
+    const late = sync(pub, 'x2');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(pub.pending, { inFlight: 1, waiting: 1, background: 0 });
+    now += 100;
+    // No place frees up and no other REGISTER comes: the wait's own timer refuses it.
+    await assert.rejects(late, (e: unknown) => e instanceof RegistrarBusyError);
+    assert.deepEqual(pub.pending, { inFlight: 1, waiting: 0, background: 0 });
+    assert.equal(pub.busyRefusals, 1);
+    o.release();
+    await first;
+    assert.deepEqual(o.started, ['x1@peerbx.local']);
+    assert.deepEqual(pub.pending, { inFlight: 0, waiting: 0, background: 0 });
+  });
+
   it('keeps a few location lookups under way, one per resource, and refuses beyond', async () => {
     let release: () => void = () => undefined;
     const held = new Promise<void>((resolve) => {

@@ -4,14 +4,14 @@
 // requests time out and are sent again, and the node would get less done the more it is
 // offered; refused, the caller hears 503 with Retry-After instead of silence.
 
-import type { Clock } from '@peerbx/dht-kademlia';
+import type { Clock, TimerHandle } from '@peerbx/dht-kademlia';
 
 export interface AdmissionLimits {
   /** Under way at once. */
   maxInFlight: number;
   /** Waiting at once; beyond, refused at once. */
   maxWaiting: number;
-  /** Refused when its turn comes (or another arrives) after waiting this long. */
+  /** Refused once it waited this long (its caller's transaction is about to end). */
   maxWaitMs: number;
 }
 
@@ -29,6 +29,8 @@ export class Admission {
   private readonly queue: Waiter[] = [];
   /** Work nobody waits for: started only when `queue` is empty, never refused. */
   private readonly background: Waiter[] = [];
+  /** Due when the oldest waiting work will have waited too long. */
+  private expiry: TimerHandle | undefined;
 
   constructor(
     private readonly clock: Clock,
@@ -61,6 +63,7 @@ export class Admission {
       // The finishing work hands its place over: inFlight stays as it is.
       const started = await new Promise<boolean>((go) => {
         (background ? this.background : this.queue).push({ since: this.clock.now(), go });
+        if (!background) this.watchExpiry();
       });
       if (!started) {
         this.refusals++;
@@ -80,6 +83,11 @@ export class Admission {
     const next = this.queue.shift() ?? this.background.shift();
     if (next) next.go(true);
     else this.inFlight--;
+    if (this.queue.length === 0 && this.expiry !== undefined) {
+      // Nobody waits: no timer holds the process (or a test) open.
+      this.clock.clearTimeout(this.expiry);
+      this.expiry = undefined;
+    }
   }
 
   /** Work that waited over maxWaitMs is refused (the oldest waits at the head). */
@@ -88,5 +96,22 @@ export class Admission {
     while (this.queue.length > 0 && now - (this.queue[0] as Waiter).since > this.limits.maxWaitMs) {
       this.queue.shift()?.go(false);
     }
+  }
+
+  /**
+   * One timer, for the oldest waiting work: it is refused when its wait runs out even if no
+   * place frees up meanwhile (work under way can take a DHT timeout or two), then the timer
+   * moves on to the next oldest.
+   */
+  private watchExpiry(): void {
+    if (this.expiry !== undefined) return;
+    const head = this.queue[0];
+    if (!head) return;
+    const due = head.since + this.limits.maxWaitMs - this.clock.now();
+    this.expiry = this.clock.setTimeout(() => {
+      this.expiry = undefined;
+      this.dropExpired();
+      this.watchExpiry();
+    }, Math.max(0, due) + 1);
   }
 }

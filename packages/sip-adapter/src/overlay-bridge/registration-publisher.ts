@@ -27,9 +27,8 @@ export const MAX_WRITES_IN_FLIGHT = 16;
  */
 export const MAX_WRITES_WAITING = 2000;
 /**
- * A REGISTER's write that waited this long is given up (seen when a place frees up or another
- * REGISTER arrives), its REGISTER answered 503: the phone's transaction (Timer F, 32 s) is
- * about to end, and the phone will try again.
+ * A REGISTER's write that waited this long is given up, its REGISTER answered 503: the phone's
+ * transaction (Timer F, 32 s) is about to end, and the phone will try again.
  */
 export const MAX_WRITE_WAIT_MS = 20_000;
 
