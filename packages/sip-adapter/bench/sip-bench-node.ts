@@ -12,6 +12,7 @@ import { idToHex } from '@peerbx/dht-kademlia';
 import { defaultOverlayConfig, OverlayNode } from '@peerbx/overlay-core';
 import { SipNode } from '../src/node/sip-node.js';
 import { FileBindingsStore } from '../src/registrar/file-bindings-store.js';
+import { BENCH_DHT } from './bench-overlay.js';
 
 const { values } = parseArgs({
   options: { 'data-dir': { type: 'string' }, bootstrap: { type: 'string', multiple: true } },
@@ -21,13 +22,9 @@ if (!dataDir) {
   process.stderr.write('--data-dir is required\n');
   process.exit(2);
 }
-// The same overlay parameters as the SIPp tests (test/fixtures/sipp.ts overlayConfig).
 const overlay = await OverlayNode.start({
   dataDir,
-  config: defaultOverlayConfig({
-    puzzleBits: 4,
-    dht: { k: 3, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: 60_000 },
-  }),
+  config: defaultOverlayConfig({ puzzleBits: 4, dht: BENCH_DHT }),
   bootstrap: values.bootstrap ?? [],
 });
 // Timings of the overlay calls the SIP adapter makes (fetch: a location lookup on a cache miss;

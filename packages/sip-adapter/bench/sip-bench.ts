@@ -32,6 +32,11 @@
 //      INVITE/200/ACK/BYE), rising rates until one is not sustained (as in 1).
 //   4. Kamailio (only when `kamailio` is on the PATH): a minimal registrar/proxy (registrar,
 //      usrloc in memory, tm, rr, sl, maxfwd) on another loopback port, the same SIPp load.
+//   5. The floor of a new user's cost under DESIGN.md's security model, timed here at the start:
+//      one Ed25519 signature by the user's key, checked by each of the k storing peers. The most
+//      new users a second the machine's cores could register at that cost alone is printed next
+//      to Kamailio's rate (registerNewFloor), so a reader sees how far the REGISTER aim for new
+//      users is reachable at all on this machine.
 //
 // Order per system: call setup (first calls: warm, cold; warm-up; steady: warm, cold), calls per second, the refresh pool, refreshes,
 // then new registrations (an overload of those leaves overlay writes queued for a while).
@@ -43,6 +48,7 @@
 //        --latency-rate 10 (calls/s during call-setup phases)  --warmup-calls 3000  --json FILE
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import {
   existsSync,
@@ -58,6 +64,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { describeMachine, machineInfo, percentile, table } from '@peerbx/dht-kademlia/bench';
+import { BENCH_DHT } from './bench-overlay.js';
 
 // --- configuration ---------------------------------------------------------------------------
 
@@ -1060,6 +1067,51 @@ async function wakeProbe(count = 50): Promise<WakeProbe> {
 const describeWake = (w: WakeProbe) =>
   `idle wake-up: UDP round trip to an idle process at 10/s p50 ${w.p50Ms} ms, p95 ${w.p95Ms} ms`;
 
+// --- the security model's floor for new users ----------------------------------------------
+
+interface SecurityFloor {
+  signUs: number;
+  verifyUs: number;
+  /** Storing peers, each verifying what it stores. */
+  k: number;
+  usPerUser: number;
+  cores: number;
+  /** New users a second the cores could register doing nothing but that signing and checking. */
+  maxPerS: number;
+}
+
+/** Calls of `fn` a second, timed over about `ms` milliseconds. */
+function callsPerSecond(fn: () => void, ms = 400): number {
+  for (let i = 0; i < 200; i++) fn();
+  let n = 0;
+  const t0 = performance.now();
+  let t = t0;
+  while (t - t0 < ms) {
+    for (let i = 0; i < 50; i++) fn();
+    n += 50;
+    t = performance.now();
+  }
+  return (n * 1000) / (t - t0);
+}
+
+/**
+ * The least CPU a first REGISTER costs under DESIGN.md's security model, measured here: the
+ * user's record signed once by the user's key (Ed25519, node:crypto, 300 bytes) and checked by
+ * each of the k peers that store it. No lookup, no message signatures, no SIP, no storage: no
+ * design that keeps "storing peers verify signature and access policy" registers new users
+ * faster on this machine, whatever else it does.
+ */
+function securityFloor(cores: number): SecurityFloor {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const message = randomBytes(300);
+  const signature = sign(null, message, privateKey);
+  const signUs = 1e6 / callsPerSecond(() => sign(null, message, privateKey));
+  const verifyUs = 1e6 / callsPerSecond(() => verify(null, message, publicKey, signature));
+  const k = BENCH_DHT.k;
+  const usPerUser = signUs + k * verifyUs;
+  return { signUs, verifyUs, k, usPerUser, cores, maxPerS: (cores * 1e6) / usPerUser };
+}
+
 // --- report -----------------------------------------------------------------------------------
 
 const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
@@ -1068,6 +1120,7 @@ async function main(): Promise<void> {
   const machine = machineInfo();
   console.log(describeMachine(machine));
   const wakeBefore = await wakeProbe();
+  const floor = securityFloor(machine.cores);
   console.log(describeWake(wakeBefore));
   try {
     execFileSync('sipp', ['-v'], { stdio: 'ignore' });
@@ -1172,6 +1225,11 @@ async function main(): Promise<void> {
           met: true,
         },
         callsPerSecond: { value: cpsR, aim: '(info)', met: true },
+        registerNewFloor: {
+          value: floor.maxPerS / Math.max(1, kam.registerMaxPerS),
+          aim: '(info)',
+          met: true,
+        },
       };
       console.log('\nPeerBX / Kamailio, same SIPp load, same run:\n');
       console.log(
@@ -1194,6 +1252,13 @@ async function main(): Promise<void> {
           `(Kamailio passed the top REGISTER refresh step, ${kam.refreshMaxPerS}/s: its real limit is higher, the ratio an upper bound)`,
         );
     }
+    console.log(
+      `\nregisterNewFloor: the most new users a second any design keeping DESIGN.md's security model could register here: ` +
+        `one signature by the user's key (${floor.signUs.toFixed(0)} µs) checked by each of k = ${floor.k} storing peers ` +
+        `(${floor.k} x ${floor.verifyUs.toFixed(0)} µs) = ${floor.usPerUser.toFixed(0)} µs a user, ` +
+        `${floor.maxPerS.toFixed(0)}/s on ${floor.cores} cores doing nothing else` +
+        (kam ? ` (Kamailio: ${kam.registerMaxPerS}/s new users)` : ''),
+    );
     const cp = peerbx.coldPath;
     if (cp) {
       const t = (c: CallTimes) => `p50 ${ms(c.p50Ms)} ms, p95 ${ms(c.p95Ms)} ms (${c.n} calls)`;
@@ -1258,6 +1323,7 @@ async function main(): Promise<void> {
           {
             machine,
             wakeProbe: { before: wakeBefore, after: wakeAfter },
+            securityFloor: floor,
             params: {
               nodes: NODES,
               durationS: DURATION_S,
