@@ -2,4 +2,7 @@
 // (the same as the SIPp tests' overlay, test/fixtures/sipp.ts overlayConfig).
 
 /** k = 3: each record is stored on, and verified by, 3 peers. */
-export const BENCH_DHT = { k: 3, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: 60_000 };
+export const BENCH_OVERLAY = {
+  puzzleBits: 4,
+  dht: { k: 3, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: 60_000 },
+} as const;

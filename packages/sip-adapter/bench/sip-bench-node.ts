@@ -12,7 +12,7 @@ import { idToHex } from '@peerbx/dht-kademlia';
 import { defaultOverlayConfig, OverlayNode } from '@peerbx/overlay-core';
 import { SipNode } from '../src/node/sip-node.js';
 import { FileBindingsStore } from '../src/registrar/file-bindings-store.js';
-import { BENCH_DHT } from './bench-overlay.js';
+import { BENCH_OVERLAY } from './bench-overlay.js';
 
 const { values } = parseArgs({
   options: { 'data-dir': { type: 'string' }, bootstrap: { type: 'string', multiple: true } },
@@ -24,7 +24,7 @@ if (!dataDir) {
 }
 const overlay = await OverlayNode.start({
   dataDir,
-  config: defaultOverlayConfig({ puzzleBits: 4, dht: BENCH_DHT }),
+  config: defaultOverlayConfig(BENCH_OVERLAY),
   bootstrap: values.bootstrap ?? [],
 });
 // Timings of the overlay calls the SIP adapter makes (fetch: a location lookup on a cache miss;

@@ -207,11 +207,17 @@ describe('overlay bridge', () => {
     const late = sync(pub, 'x2');
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(pub.pending, { inFlight: 1, waiting: 1, background: 0 });
-    now += 100;
-    // No place frees up and no other REGISTER comes: the wait's own timer refuses it.
+    now += 30;
+    const later = sync(pub, 'x3');
+    now += 30;
+    // No place frees up and no other REGISTER comes: the wait's own timer refuses x2, then,
+    // moved on to the next oldest, x3 once its own wait ran out.
     await assert.rejects(late, (e: unknown) => e instanceof RegistrarBusyError);
+    assert.deepEqual(pub.pending, { inFlight: 1, waiting: 1, background: 0 });
+    now += 100;
+    await assert.rejects(later, (e: unknown) => e instanceof RegistrarBusyError);
     assert.deepEqual(pub.pending, { inFlight: 1, waiting: 0, background: 0 });
-    assert.equal(pub.busyRefusals, 1);
+    assert.equal(pub.busyRefusals, 2);
     o.release();
     await first;
     assert.deepEqual(o.started, ['x1@peerbx.local']);

@@ -11,7 +11,7 @@ export interface AdmissionLimits {
   maxInFlight: number;
   /** Waiting at once; beyond, refused at once. */
   maxWaiting: number;
-  /** Refused once it waited this long (its caller's transaction is about to end). */
+  /** Refused once it waited over this long, whether or not a place freed up meanwhile. */
   maxWaitMs: number;
 }
 
@@ -20,6 +20,9 @@ interface Waiter {
   readonly since: number;
   readonly go: (start: boolean) => void;
 }
+
+/** The longest timeout Node's timers take (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 2;
 
 export class Admission {
   /** Refused because too many waited, or their wait was too long. */
@@ -104,10 +107,11 @@ export class Admission {
    * moves on to the next oldest.
    */
   private watchExpiry(): void {
-    if (this.expiry !== undefined) return;
+    if (this.expiry !== undefined || !Number.isFinite(this.limits.maxWaitMs)) return;
     const head = this.queue[0];
     if (!head) return;
-    const due = head.since + this.limits.maxWaitMs - this.clock.now();
+    // Never past what a timer can hold (Node fires longer ones at once): it re-arms then.
+    const due = Math.min(head.since + this.limits.maxWaitMs - this.clock.now(), MAX_TIMER_MS);
     this.expiry = this.clock.setTimeout(() => {
       this.expiry = undefined;
       this.dropExpired();
