@@ -44,7 +44,9 @@
 // then new registrations (an overload of those leaves overlay writes queued for a while).
 //
 // A call or REGISTER fails when SIPp marks it failed, or when it has not completed when SIPp's
-// run ends (bounded by -recv_timeout); the failure share is failed / planned.
+// run ends (bounded by -recv_timeout); the failure share is failed / planned. A call a node
+// refuses with 503 while overloaded (overload-guard.ts) is ACKed and ended by the caller, and
+// counts as failed; the steps show how many were (column 503).
 //
 // Flags: --nodes 10  --duration 10 (s per call-setup phase)  --step 3 (s per rate step)
 //        --latency-rate 10 (calls/s during call-setup phases)  --warmup-calls 3000  --json FILE
@@ -329,9 +331,12 @@ async function registerUsers(
 interface SippRun {
   code: number | null;
   planned: number;
+  /** Calls (or REGISTERs) that completed: SIPp's successful ones less those refused. */
   successful: number;
   failed: number;
-  /** planned - successful: SIPp-failed plus never completed. */
+  /** Calls answered 503 (a node refusing calls while overloaded), ACKed and ended at once. */
+  refused: number;
+  /** planned - successful: refused, SIPp-failed and never completed. */
   lost: number;
   retransmissions: number;
   elapsedS: number;
@@ -384,6 +389,7 @@ async function runSipp(opts: {
     '-timeout',
     `${timeoutS}s`,
     '-trace_stat',
+    '-trace_counts',
     '-stf',
     join(dir, 'stat.csv'),
     '-fd',
@@ -417,7 +423,8 @@ async function runSipp(opts: {
   });
   const elapsedS = (performance.now() - t0) / 1000;
   const stat = lastStatLine(join(dir, 'stat.csv'));
-  const successful = Number(stat['SuccessfulCall(C)'] ?? 0);
+  const refused = refusedCalls(dir);
+  const successful = Math.max(0, Number(stat['SuccessfulCall(C)'] ?? 0) - refused);
   const failed = Number(stat['FailedCall(C)'] ?? 0);
   // StartTime/CurrentTime: "date<TAB>time<TAB>epoch seconds"; the last line is written at the end.
   const epoch = (field: string | undefined) => Number((field ?? '').split('\t')[2]);
@@ -436,6 +443,7 @@ async function runSipp(opts: {
     planned: opts.calls,
     successful,
     failed,
+    refused,
     lost: Math.max(0, opts.calls - successful),
     retransmissions: Number(stat['Retransmissions(C)'] ?? 0),
     elapsedS,
@@ -444,6 +452,17 @@ async function runSipp(opts: {
     rttMs,
     output,
   };
+}
+
+/** 503s SIPp received in its run (scenarios that end a call on a 503 mark it 3_503_Recv). */
+function refusedCalls(dir: string): number {
+  const file = readdirSync(dir).find((f) => f.endsWith('_counts.csv'));
+  if (!file) return 0;
+  const lines = readFileSync(join(dir, file), 'utf8').trim().split('\n');
+  const header = (lines[0] ?? '').split(';');
+  const last = (lines[lines.length - 1] ?? '').split(';');
+  const column = header.findIndex((h) => /^\d+_503_Recv$/.test(h));
+  return column < 0 || lines.length < 2 ? 0 : Number(last[column] ?? 0) || 0;
 }
 
 function lastStatLine(file: string): Record<string, string> {
@@ -525,6 +544,8 @@ interface StepResult {
   planned: number;
   successful: number;
   failedPct: number;
+  /** Refused at once with 503 (overload control), part of failedPct. */
+  refused: number;
   /** Calls completed per second of SIPp's run: below the offered rate when the server lags. */
   achievedPerS: number;
   retransmissions: number;
@@ -541,6 +562,7 @@ function stepRow(load: string, x: StepResult): (string | number)[] {
     x.planned,
     x.successful,
     x.failedPct.toFixed(2),
+    x.refused,
     Math.round(x.achievedPerS),
     x.retransmissions,
     x.p50Ms,
@@ -634,6 +656,7 @@ async function rateStep(
     planned: calls,
     successful: r.successful,
     failedPct: (100 * r.lost) / calls,
+    refused: r.refused,
     achievedPerS,
     retransmissions: r.retransmissions,
     p50Ms: percentile(sorted, 50),
@@ -641,7 +664,8 @@ async function rateStep(
     sustained,
   };
   console.log(
-    `  ${label} ${rate}/s: ${r.successful}/${calls} ok (${step.failedPct.toFixed(2)}% failed) ` +
+    `  ${label} ${rate}/s: ${r.successful}/${calls} ok (${step.failedPct.toFixed(2)}% failed` +
+      `${r.refused > 0 ? `, ${r.refused} refused with 503` : ''}) ` +
       `in ${r.runS.toFixed(2)} s = ${Math.round(achievedPerS)}/s, ${r.retransmissions} retransmissions, ` +
       `rtd p50 ${step.p50Ms} ms p95 ${step.p95Ms} ms${sustained ? '' : ' — not sustained'}`,
   );
@@ -1296,6 +1320,7 @@ async function main(): Promise<void> {
             'planned',
             'ok',
             'failed %',
+            '503',
             'done/s',
             'retrans',
             'rtd p50 ms',

@@ -53,6 +53,8 @@ export interface StatusView {
       registrarBusy: number;
       /** Requests answered 503 because too many location lookups were waiting. */
       locatorBusy: number;
+      /** New requests answered 503 because messages waited too long to be read (overload). */
+      overloaded: number;
     };
   };
 }

@@ -227,6 +227,7 @@ async function controlOp(
             strayResponsesDropped: sip.proxy.stats.strayResponsesDropped,
             registrarBusy: sip.publisher.busyRefusals,
             locatorBusy: sip.proxy.stats.lookupsBusy,
+            overloaded: sip.overload.stats.refused,
           },
         },
       };

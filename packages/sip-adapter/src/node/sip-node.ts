@@ -36,6 +36,11 @@ import type {
   SipTransportProtocol,
 } from '../transport/transport.js';
 import { OverlayFlows, SIP_APPLICATION } from './overlay-flows.js';
+import {
+  OVERLOAD_RETRY_AFTER_S,
+  OverloadGuard,
+  type OverloadGuardOptions,
+} from './overload-guard.js';
 
 /** The overlay as the SIP node uses it: store/fetch/connect, and incoming channels. */
 export interface SipNodeOverlay extends OverlayAccess {
@@ -83,6 +88,8 @@ export interface SipNodeOptions {
   relayExternal?: boolean;
   /** How often expired bindings are swept and their TCP/WS flows let go, ms (default 5000). */
   bindingSweepMs?: number;
+  /** Overload control: the queue delay that counts as overload, and so on (tests set these). */
+  overload?: OverloadGuardOptions;
 }
 
 export interface SipNodeStats {
@@ -108,6 +115,8 @@ export class SipNode implements TransactionUser {
   readonly locator: Locator;
   readonly proxy: StatefulProxy;
   readonly flows: OverlayFlows;
+  /** Refuses a share of new requests while messages wait too long to be read (RFC 6357). */
+  readonly overload: OverloadGuard;
   readonly domain: string;
   readonly nodeHex: string;
   /** Set when phones must authenticate (see SipNodeOptions.auth). */
@@ -197,7 +206,9 @@ export class SipNode implements TransactionUser {
       ...(options.timerCMs === undefined ? {} : { timerCMs: options.timerCMs }),
       ...(options.relayExternal ? { relayExternal: true } : {}),
     });
+    this.overload = new OverloadGuard(options.overload);
     transports.on('message', ({ data, source }) => this.inbound(data, source));
+    transports.on('queue-delay', (sojournMs) => this.overload.sample(sojournMs));
     options.overlay.links.handle(SIP_APPLICATION, (channel) => {
       this.flows.adopt(channel);
     });
@@ -277,6 +288,16 @@ export class SipNode implements TransactionUser {
       return;
     }
     const forMe = request.method === 'OPTIONS' && this.isForMe(request);
+    // Overload: new requests only; what continues or ends a call already taken goes on.
+    if (!request.toTag && request.method !== 'CANCEL' && !forMe && !this.overload.admit()) {
+      tx.respond(
+        createResponse(request, 503, {
+          reason: 'Service Unavailable (overloaded)',
+          headers: [{ name: 'Retry-After', value: String(OVERLOAD_RETRY_AFTER_S) }],
+        }),
+      );
+      return;
+    }
     // Out-of-dialog requests from phones (CANCEL cannot be challenged, RFC 3261 §22.1).
     if (this.auth && !fromNode && !forMe && request.method !== 'CANCEL' && !request.toTag) {
       const outcome = this.auth.check(request, 'proxy');
@@ -333,6 +354,7 @@ export class SipNode implements TransactionUser {
   /** One message from a phone or another node: parsed, checked, handed to the transactions. */
   private inbound(data: Buffer, source: SipTransportAddress): void {
     if (this.closed) return;
+    this.transports.probeQueue();
     let message: SipMessage;
     try {
       message = parseSipMessage(data);

@@ -27,6 +27,7 @@ import {
   type UnframeableError,
   type UnframeableReason,
 } from './errors.js';
+import { QueueProbe } from './queue-probe.js';
 import { classifyDatagram, endpointKey, unmapIPv4 } from './sip-bytes.js';
 import { type BoundServer, connectTcp, listenTcp, TcpConnection } from './tcp.js';
 import type {
@@ -68,6 +69,8 @@ export interface SipTransportOptions {
   maxBodyBytes?: number;
   /** Milliseconds clock for connection activity; Date.now by default. */
   now?: () => number;
+  /** Least time between two queue probes (probeQueue), ms; default QUEUE_PROBE_INTERVAL_MS. */
+  queueProbeIntervalMs?: number;
 }
 
 /** Free-port attempts when UDP cannot take the port TCP was given. */
@@ -120,6 +123,7 @@ export class SipSocketTransports
   private readonly idPrefix = randomBytes(3).toString('hex');
   private nextId = 1;
   private udp: UdpSocket | undefined;
+  private probe: QueueProbe | undefined;
   private tcp: BoundServer | undefined;
   private ws: BoundServer | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -282,6 +286,7 @@ export class SipSocketTransports
         if (!inUse || attempt >= attempts) throw bindError('UDP', host, tcp.port, err as Error);
       }
     }
+    this.probe = this.queueProbe(this.udp);
     if (this.options.ws !== false) {
       const wsHost = this.options.wsHost ?? DEFAULT_WS_HOST;
       const wsPort = this.options.wsPort ?? DEFAULT_WS_PORT;
@@ -325,6 +330,26 @@ export class SipSocketTransports
     this.log.info({ addresses: this.addresses }, 'SIP transports listening');
   }
 
+  /** Probes go to our own socket: to loopback when it listens on every address. */
+  private queueProbe(udp: UdpSocket): QueueProbe {
+    const to = udp.address === '0.0.0.0' ? '127.0.0.1' : udp.address === '::' ? '::1' : udp.address;
+    return new QueueProbe(
+      (probe) => {
+        if (!this.isClosed) udp.send(probe, to, udp.port).catch(() => undefined);
+      },
+      (sojournMs) => this.emit('queue-delay', sojournMs),
+      this.options.queueProbeIntervalMs,
+    );
+  }
+
+  /**
+   * Sends a probe through our UDP socket unless one went out within the probe interval; its
+   * wait comes back as a 'queue-delay' event. Call it for each message received.
+   */
+  probeQueue(): void {
+    this.probe?.maybeSend();
+  }
+
   private every(ms: number, fn: () => void): void {
     const timer = setInterval(fn, ms);
     timer.unref();
@@ -336,8 +361,14 @@ export class SipSocketTransports
   private onDatagram(data: Buffer, from: RemoteInfo): void {
     if (this.isClosed) return;
     this.counters.bytesIn.udp += data.length;
-    const verdict = classifyDatagram(data);
     const address = unmapIPv4(from.address);
+    const probe = this.probe?.take(data, from.port === this.udp?.port && this.isOwnHost(address));
+    if (probe === 'sample') return;
+    if (probe === 'forged') {
+      this.counters.malformed.udp++;
+      return;
+    }
+    const verdict = classifyDatagram(data);
     if (verdict.kind === 'keepalive') {
       this.counters.keepalivesIn++;
     } else if (verdict.kind === 'malformed') {
@@ -350,6 +381,15 @@ export class SipSocketTransports
       this.counters.messagesIn.udp++;
       this.emitMessage(verdict.data, { transport: 'udp', address, port: from.port });
     }
+  }
+
+  /** The address our probes come from: the one we listen on, or loopback when that is any. */
+  private isOwnHost(address: string): boolean {
+    const bound = this.udp?.address;
+    if (address === bound) return true;
+    return (
+      (bound === '0.0.0.0' && address === '127.0.0.1') || (bound === '::' && address === '::1')
+    );
   }
 
   private onTcpSocket(socket: Socket): void {

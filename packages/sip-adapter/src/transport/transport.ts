@@ -50,6 +50,11 @@ export interface SipTransportEvents {
   message: [message: SipInboundMessage];
   /** A TCP or WebSocket connection closed: bindings on that flow are no longer reachable. */
   'flow-closed': [flow: SipFlowClosed];
+  /**
+   * How long a probe datagram waited in our UDP socket and event loop before it was read, ms
+   * (see queue-probe.ts): one sample per probe, probes sent by probeQueue().
+   */
+  'queue-delay': [sojournMs: number];
 }
 
 export interface SipBoundAddress {

@@ -1,0 +1,229 @@
+// Overload control: the queue probe measures how long a datagram waits in the node's UDP socket
+// and event loop (real sockets), the guard turns a standing queue into a refused share and lets
+// it go once the queue is gone, and a node whose queue stands refuses new calls with 503 while
+// requests of calls already taken, REGISTER and keepalives go on.
+
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
+import { after, before, describe, it } from 'node:test';
+import type { SipMessage } from '../src/message/sip-message.js';
+import { OVERLOAD_RETRY_AFTER_S, OverloadGuard } from '../src/node/overload-guard.js';
+import { SipSocketTransports } from '../src/transport/index.js';
+import { QUEUE_PROBE_BYTES } from '../src/transport/queue-probe.js';
+import { type PeerNode, rawRegister } from './fixtures/sipp.js';
+import { TestBed } from './fixtures/test-bed.js';
+import { request, type UdpPhone } from './fixtures/udp-phone.js';
+
+/** Keeps the event loop busy for `ms`, as a node doing more work than it can. */
+function busy(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // spin
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('overload guard', () => {
+  /** A guard on a hand-driven clock whose coin always says "refuse" when it may. */
+  function driven(targetMs = 200) {
+    let t = 0;
+    const guard = new OverloadGuard({ targetMs, now: () => t, random: () => 0 });
+    return {
+      guard,
+      /** One probe every 20 ms for `ms`, each having waited `sojournMs`. */
+      probes(ms: number, sojournMs: number) {
+        for (let i = 0; i < ms / 20; i++) {
+          t += 20;
+          guard.sample(sojournMs);
+        }
+      },
+      wait(ms: number) {
+        t += ms;
+      },
+    };
+  }
+
+  it('refuses nothing while requests are read at once, or after one long pause', () => {
+    const d = driven();
+    d.probes(2000, 2);
+    assert.equal(d.guard.admit(), true);
+    // A 700 ms garbage-collection pause: one probe waited, the next ones did not.
+    d.guard.sample(700);
+    d.probes(100, 1);
+    assert.equal(d.guard.stats.refusing, 0);
+    assert.equal(d.guard.admit(), true);
+    assert.equal(d.guard.stats.refused, 0);
+  });
+
+  it('refuses a growing share while a queue stands over the target, and none once it is gone', () => {
+    const d = driven();
+    d.probes(200, 350);
+    const early = d.guard.stats.refusing;
+    assert.ok(early > 0, 'refusing once the queue stood a window');
+    d.probes(400, 350);
+    assert.ok(d.guard.stats.refusing > early, 'more while it stays');
+    assert.equal(d.guard.stats.queueDelayMs, 350);
+    assert.equal(d.guard.admit(), false);
+    assert.equal(d.guard.stats.refused, 1);
+    d.probes(2000, 1);
+    assert.equal(d.guard.stats.refusing, 0, 'the queue drained: nothing refused');
+    assert.equal(d.guard.admit(), true);
+  });
+
+  it('forgets an old overload when no probe came back for a while (the node went idle)', () => {
+    const d = driven();
+    d.probes(1000, 400);
+    assert.ok(d.guard.stats.refusing > 0);
+    d.wait(5000);
+    assert.equal(d.guard.admit(), true);
+    assert.equal(d.guard.stats.refusing, 0);
+  });
+});
+
+describe('queue probe (real UDP socket)', () => {
+  let transports: SipSocketTransports;
+  const samples: number[] = [];
+  const messages: Buffer[] = [];
+
+  before(async () => {
+    transports = await SipSocketTransports.listen({
+      host: '127.0.0.1',
+      port: 0,
+      ws: false,
+      queueProbeIntervalMs: 0,
+    });
+    transports.on('queue-delay', (ms) => samples.push(ms));
+    transports.on('message', ({ data }) => messages.push(data));
+  });
+
+  after(async () => {
+    await transports.close();
+  });
+
+  it('measures the wait of a datagram behind a busy event loop', async () => {
+    transports.probeQueue();
+    await waitFor(() => samples.length === 1);
+    assert.ok((samples[0] as number) < 100, `an idle node reads at once (${samples[0]} ms)`);
+    transports.probeQueue();
+    busy(300);
+    await waitFor(() => samples.length === 2);
+    assert.ok((samples[1] as number) >= 290, `waited behind 300 ms of work (${samples[1]} ms)`);
+    assert.equal(messages.length, 0, 'probes are not SIP messages');
+  });
+
+  it('drops a forged probe from another socket and counts it as malformed', async () => {
+    const before = transports.stats.malformed.udp;
+    const sock: Socket = createSocket('udp4');
+    const forged = Buffer.alloc(QUEUE_PROBE_BYTES);
+    forged.write('\0peerbx-queue-probe\0', 'latin1');
+    await new Promise<void>((resolve, reject) =>
+      sock.send(forged, transports.addresses.udp.port, '127.0.0.1', (e) =>
+        e ? reject(e) : resolve(),
+      ),
+    );
+    await waitFor(() => transports.stats.malformed.udp === before + 1);
+    sock.close();
+    assert.equal(messages.length, 0);
+    assert.equal(samples.length, 2, 'no sample from a forgery');
+  });
+});
+
+async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await sleep(5);
+  }
+}
+
+describe('a node whose queue stands (real sockets)', () => {
+  const bed = new TestBed('peerbx-overload-');
+  let peer: PeerNode;
+  let phone: UdpPhone;
+  let flood: ChildProcess | undefined;
+
+  before(async () => {
+    // A low target, so that a test process can make the queue stand; the coin always refuses
+    // when the refused share is above zero.
+    peer = await bed.startPeer('a', { overload: { targetMs: 20, random: () => 0 } });
+    phone = await bed.phone();
+  });
+
+  after(async () => {
+    flood?.kill();
+    await bed.close();
+  });
+
+  /** The node works in 45 ms stretches: whatever arrives meanwhile waits for the next gap. */
+  async function overloaded(ms: number): Promise<void> {
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      busy(45);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  const finalTo = (method: string) => (m: SipMessage) =>
+    m.kind === 'response' && m.status >= 200 && m.cseq.method === method;
+
+  it('refuses new calls with 503 and Retry-After, goes on with the rest, and recovers', async () => {
+    // Another process sends keepalives (OPTIONS to the node, never refused) all along, so the
+    // node has work waiting whenever it is busy.
+    flood = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const s = require('node:dgram').createSocket('udp4');
+         s.bind(0, '127.0.0.1', () => {
+           const me = s.address().port; let i = 0;
+           setInterval(() => {
+             for (let k = 0; k < 4; k++, i++) s.send(
+               'OPTIONS sip:127.0.0.1:${peer.port} SIP/2.0\\r\\nVia: SIP/2.0/UDP 127.0.0.1:' + me +
+               ';branch=z9hG4bK-ka' + i + '\\r\\nFrom: <sip:ka@peerbx.local>;tag=k\\r\\n' +
+               'To: <sip:127.0.0.1:${peer.port}>\\r\\nCall-ID: ka' + i + '\\r\\nCSeq: 1 OPTIONS\\r\\n' +
+               'Max-Forwards: 70\\r\\nContent-Length: 0\\r\\n\\r\\n', ${peer.port}, '127.0.0.1');
+           }, 2);
+         });`,
+      ],
+      { stdio: 'ignore' },
+    );
+    await overloaded(800);
+    const guard = peer.sip.overload;
+    assert.ok(guard.stats.refusing > 0, `refusing (queue ${guard.stats.queueDelayMs} ms)`);
+
+    const invite = request('INVITE', 'sip:nobody@peerbx.local', phone);
+    phone.send(invite.text, peer.port);
+    await overloaded(100);
+    const refused = await phone.next(finalTo('INVITE'), 'final response to INVITE');
+    assert.equal(refused.kind === 'response' && refused.status, 503);
+    assert.match(refused.kind === 'response' ? refused.reason : '', /overloaded/);
+    assert.equal(refused.headers.get('retry-after'), String(OVERLOAD_RETRY_AFTER_S));
+    assert.ok(guard.stats.refused >= 1);
+
+    // A request of a call already taken (To tag) and a REGISTER are not refused.
+    assert.ok(guard.stats.refusing > 0);
+    const bye = request('BYE', 'sip:nobody@peerbx.local', phone);
+    phone.send(bye.text.replace(/^(To: [^\r]*)/m, '$1;tag=callee'), peer.port);
+    const byeAnswer = await phone.next(finalTo('BYE'), 'final response to BYE');
+    assert.doesNotMatch(byeAnswer.kind === 'response' ? byeAnswer.reason : '', /overloaded/);
+    assert.equal(
+      await rawRegister({ host: '127.0.0.1', port: peer.port }, 'alice', 'sip:alice@127.0.0.1:9'),
+      'SIP/2.0 200 OK',
+    );
+
+    // The load goes away: a second later nothing is refused.
+    flood.kill();
+    flood = undefined;
+    await sleep(1500);
+    const again = request('INVITE', 'sip:nobody@peerbx.local', phone);
+    phone.send(again.text, peer.port);
+    const answer = await phone.next(
+      (m) => finalTo('INVITE')(m) && m.callId === again.callId,
+      'final response to the second INVITE',
+    );
+    assert.doesNotMatch(answer.kind === 'response' ? answer.reason : '', /overloaded/);
+    assert.equal(answer.kind === 'response' && answer.status, 404);
+  });
+});
