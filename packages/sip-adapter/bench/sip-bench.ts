@@ -44,9 +44,10 @@
 // then new registrations (an overload of those leaves overlay writes queued for a while).
 //
 // A call or REGISTER fails when SIPp marks it failed, or when it has not completed when SIPp's
-// run ends (bounded by -recv_timeout); the failure share is failed / planned. A call a node
-// refuses with 503 while overloaded (overload-guard.ts) is ACKed and ended by the caller, and
-// counts as failed; the steps show how many were (column 503).
+// run ends (bounded by -recv_timeout); the failure share is failed / planned. A call refused
+// at once (a 503 from node 1 while overloaded, overload-guard.ts, or the 500 it makes of the
+// callee's node's; also a 503 for too many lookups waiting) is ACKed and ended by the caller,
+// and counts as failed; the steps show how many were (column 'refused').
 //
 // Flags: --nodes 10  --duration 10 (s per call-setup phase)  --step 3 (s per rate step)
 //        --latency-rate 10 (calls/s during call-setup phases)  --warmup-calls 3000  --json FILE
@@ -334,7 +335,7 @@ interface SippRun {
   /** Calls (or REGISTERs) that completed: SIPp's successful ones less those refused. */
   successful: number;
   failed: number;
-  /** Calls answered 503 (a node refusing calls while overloaded), ACKed and ended at once. */
+  /** Calls answered 503 or 500 (a node refusing calls while overloaded), ACKed and ended. */
   refused: number;
   /** planned - successful: refused, SIPp-failed and never completed. */
   lost: number;
@@ -454,15 +455,22 @@ async function runSipp(opts: {
   };
 }
 
-/** 503s SIPp received in its run (scenarios that end a call on a 503 mark it 3_503_Recv). */
+/**
+ * Calls refused in SIPp's run: the 503s and 500s it received where the scenario ends a call on
+ * one (uac-call.xml: N_503_Recv, N_500_Recv in its -trace_counts file).
+ */
 function refusedCalls(dir: string): number {
   const file = readdirSync(dir).find((f) => f.endsWith('_counts.csv'));
   if (!file) return 0;
   const lines = readFileSync(join(dir, file), 'utf8').trim().split('\n');
+  if (lines.length < 2) return 0;
   const header = (lines[0] ?? '').split(';');
   const last = (lines[lines.length - 1] ?? '').split(';');
-  const column = header.findIndex((h) => /^\d+_503_Recv$/.test(h));
-  return column < 0 || lines.length < 2 ? 0 : Number(last[column] ?? 0) || 0;
+  let refused = 0;
+  header.forEach((h, i) => {
+    if (/^\d+_50[03]_Recv$/.test(h)) refused += Number(last[i] ?? 0) || 0;
+  });
+  return refused;
 }
 
 function lastStatLine(file: string): Record<string, string> {
@@ -544,7 +552,7 @@ interface StepResult {
   planned: number;
   successful: number;
   failedPct: number;
-  /** Refused at once with 503 (overload control), part of failedPct. */
+  /** Refused at once with 503 or 500 (overload control), part of failedPct. */
   refused: number;
   /** Calls completed per second of SIPp's run: below the offered rate when the server lags. */
   achievedPerS: number;
@@ -665,7 +673,7 @@ async function rateStep(
   };
   console.log(
     `  ${label} ${rate}/s: ${r.successful}/${calls} ok (${step.failedPct.toFixed(2)}% failed` +
-      `${r.refused > 0 ? `, ${r.refused} refused with 503` : ''}) ` +
+      `${r.refused > 0 ? `, ${r.refused} refused at once (503/500)` : ''}) ` +
       `in ${r.runS.toFixed(2)} s = ${Math.round(achievedPerS)}/s, ${r.retransmissions} retransmissions, ` +
       `rtd p50 ${step.p50Ms} ms p95 ${step.p95Ms} ms${sustained ? '' : ' — not sustained'}`,
   );
@@ -1320,7 +1328,7 @@ async function main(): Promise<void> {
             'planned',
             'ok',
             'failed %',
-            '503',
+            'refused',
             'done/s',
             'retrans',
             'rtd p50 ms',

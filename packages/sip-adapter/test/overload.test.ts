@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { SipMessage } from '../src/message/sip-message.js';
 import { OVERLOAD_RETRY_AFTER_S, OverloadGuard } from '../src/node/overload-guard.js';
 import { SipSocketTransports } from '../src/transport/index.js';
-import { QUEUE_PROBE_BYTES } from '../src/transport/queue-probe.js';
+import { QUEUE_PROBE_BYTES, QueueProbe } from '../src/transport/queue-probe.js';
 import { type PeerNode, rawRegister } from './fixtures/sipp.js';
 import { TestBed } from './fixtures/test-bed.js';
 import { request, type UdpPhone } from './fixtures/udp-phone.js';
@@ -72,6 +72,40 @@ describe('overload guard', () => {
     assert.equal(d.guard.admit(), true);
   });
 
+  it('keeps refusing through a stall longer than a second while a probe is still away', () => {
+    let t = 0;
+    let away = 0;
+    const guard = new OverloadGuard({ now: () => t, random: () => 0, waiting: () => away });
+    for (let i = 0; i < 50; i++) {
+      t += 20;
+      guard.sample(400);
+    }
+    const share = guard.stats.refusing;
+    assert.ok(share > 0);
+    t += 3000;
+    away = 3000;
+    assert.equal(guard.admit(), false, 'a probe still away is no idleness');
+    assert.equal(guard.stats.refusing, share);
+    guard.sample(Number.NaN);
+    guard.sample(-5);
+    assert.equal(guard.stats.refusing, share, 'no sample from a broken clock');
+    away = 0;
+    assert.equal(guard.admit(), true, 'idle: forgotten');
+  });
+
+  it('moves the refused share by a tenth at most at once, and 0.02 once it is a tenth', () => {
+    const d = driven();
+    d.probes(60, 5);
+    d.guard.sample(5000);
+    d.guard.sample(5000);
+    d.guard.sample(5000);
+    assert.ok(d.guard.stats.refusing <= 0.1 + 1e-9, `${d.guard.stats.refusing}`);
+    d.probes(200, 5000);
+    const high = d.guard.stats.refusing;
+    d.guard.sample(9000);
+    assert.ok(d.guard.stats.refusing - high <= 0.02 + 1e-9);
+  });
+
   it('forgets an old overload when no probe came back for a while (the node went idle)', () => {
     const d = driven();
     d.probes(1000, 400);
@@ -79,6 +113,39 @@ describe('overload guard', () => {
     d.wait(5000);
     assert.equal(d.guard.admit(), true);
     assert.equal(d.guard.stats.refusing, 0);
+  });
+});
+
+describe('queue probe', () => {
+  it('takes a probe not back within a second as a sample of its age, and forgets it later', () => {
+    let t = 0;
+    const samples: number[] = [];
+    const sent: Buffer[] = [];
+    const probe = new QueueProbe(
+      (p) => sent.push(p),
+      (ms) => samples.push(ms),
+      20,
+      () => t,
+    );
+    probe.maybeSend();
+    t += 10;
+    probe.maybeSend();
+    assert.equal(sent.length, 1, 'one probe per interval');
+    t += 1200;
+    assert.equal(probe.waitingMs(), 1210);
+    probe.maybeSend(); // the first was dropped: its age is a sample
+    assert.deepEqual(samples, [1210]);
+    assert.equal(probe.lost, 1);
+    t += 30;
+    assert.equal(probe.take(sent[1] as Buffer, true), 'sample');
+    assert.deepEqual(samples, [1210, 30]);
+    assert.equal(probe.waitingMs(), 0);
+    probe.maybeSend(); // dropped too; then the node is idle for a long time
+    t += 6000;
+    assert.equal(probe.waitingMs(), 0, 'forgotten after 5 s');
+    probe.maybeSend();
+    assert.deepEqual(samples, [1210, 30], 'no sample from a probe of long ago');
+    assert.equal(probe.take(Buffer.from('REGISTER sip:x SIP/2.0'), true), 'not-a-probe');
   });
 });
 
@@ -116,15 +183,18 @@ describe('queue probe (real UDP socket)', () => {
   it('drops a forged probe from another socket and counts it as malformed', async () => {
     const before = transports.stats.malformed.udp;
     const sock: Socket = createSocket('udp4');
-    const forged = Buffer.alloc(QUEUE_PROBE_BYTES);
-    forged.write('\0peerbx-queue-probe\0', 'latin1');
-    await new Promise<void>((resolve, reject) =>
-      sock.send(forged, transports.addresses.udp.port, '127.0.0.1', (e) =>
-        e ? reject(e) : resolve(),
-      ),
-    );
-    await waitFor(() => transports.stats.malformed.udp === before + 1);
-    sock.close();
+    try {
+      const forged = Buffer.alloc(QUEUE_PROBE_BYTES);
+      forged.write('\0peerbx-queue-probe\0', 'latin1');
+      await new Promise<void>((resolve, reject) =>
+        sock.send(forged, transports.addresses.udp.port, '127.0.0.1', (e) =>
+          e ? reject(e) : resolve(),
+        ),
+      );
+      await waitFor(() => transports.stats.malformed.udp === before + 1);
+    } finally {
+      sock.close();
+    }
     assert.equal(messages.length, 0);
     assert.equal(samples.length, 2, 'no sample from a forgery');
   });
@@ -137,6 +207,47 @@ async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
     await sleep(5);
   }
 }
+
+/**
+ * Another process sending keepalives (OPTIONS to the node, never refused) to `port` every 2 ms,
+ * so the node has work waiting whenever it is busy. It exits by itself after 20 s.
+ */
+function keepaliveFlood(port: number): ChildProcess {
+  return spawn(
+    process.execPath,
+    [
+      '-e',
+      `setTimeout(() => process.exit(0), 20000);
+       const s = require('node:dgram').createSocket('udp4');
+       s.bind(0, '127.0.0.1', () => {
+         const me = s.address().port; let i = 0;
+         setInterval(() => {
+           for (let k = 0; k < 4; k++, i++) s.send(
+             'OPTIONS sip:127.0.0.1:${port} SIP/2.0\\r\\nVia: SIP/2.0/UDP 127.0.0.1:' + me +
+             ';branch=z9hG4bK-ka' + i + '\\r\\nFrom: <sip:ka@peerbx.local>;tag=k\\r\\n' +
+             'To: <sip:127.0.0.1:${port}>\\r\\nCall-ID: ka' + i + '\\r\\nCSeq: 1 OPTIONS\\r\\n' +
+             'Max-Forwards: 70\\r\\nContent-Length: 0\\r\\n\\r\\n', ${port}, '127.0.0.1');
+         }, 2);
+       });`,
+    ],
+    { stdio: 'ignore' },
+  );
+}
+
+/**
+ * This process works in 45 ms stretches (whatever arrives meanwhile waits for the next gap)
+ * for `ms`, or until `done` says so (within 8 s).
+ */
+async function overloaded(ms: number, done: () => boolean = () => false): Promise<void> {
+  const end = performance.now() + (ms > 0 ? ms : 8000);
+  while (performance.now() < end && !(ms <= 0 && done())) {
+    busy(45);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+const finalTo = (method: string) => (m: SipMessage) =>
+  m.kind === 'response' && m.status >= 200 && m.cseq.method === method;
 
 describe('a node whose queue stands (real sockets)', () => {
   const bed = new TestBed('peerbx-overload-');
@@ -156,41 +267,10 @@ describe('a node whose queue stands (real sockets)', () => {
     await bed.close();
   });
 
-  /** The node works in 45 ms stretches: whatever arrives meanwhile waits for the next gap. */
-  async function overloaded(ms: number): Promise<void> {
-    const end = performance.now() + ms;
-    while (performance.now() < end) {
-      busy(45);
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-  }
-
-  const finalTo = (method: string) => (m: SipMessage) =>
-    m.kind === 'response' && m.status >= 200 && m.cseq.method === method;
-
   it('refuses new calls with 503 and Retry-After, goes on with the rest, and recovers', async () => {
-    // Another process sends keepalives (OPTIONS to the node, never refused) all along, so the
-    // node has work waiting whenever it is busy.
-    flood = spawn(
-      process.execPath,
-      [
-        '-e',
-        `const s = require('node:dgram').createSocket('udp4');
-         s.bind(0, '127.0.0.1', () => {
-           const me = s.address().port; let i = 0;
-           setInterval(() => {
-             for (let k = 0; k < 4; k++, i++) s.send(
-               'OPTIONS sip:127.0.0.1:${peer.port} SIP/2.0\\r\\nVia: SIP/2.0/UDP 127.0.0.1:' + me +
-               ';branch=z9hG4bK-ka' + i + '\\r\\nFrom: <sip:ka@peerbx.local>;tag=k\\r\\n' +
-               'To: <sip:127.0.0.1:${peer.port}>\\r\\nCall-ID: ka' + i + '\\r\\nCSeq: 1 OPTIONS\\r\\n' +
-               'Max-Forwards: 70\\r\\nContent-Length: 0\\r\\n\\r\\n', ${peer.port}, '127.0.0.1');
-           }, 2);
-         });`,
-      ],
-      { stdio: 'ignore' },
-    );
-    await overloaded(800);
+    flood = keepaliveFlood(peer.port);
     const guard = peer.sip.overload;
+    await overloaded(0, () => guard.stats.refusing > 0.05);
     assert.ok(guard.stats.refusing > 0, `refusing (queue ${guard.stats.queueDelayMs} ms)`);
 
     const invite = request('INVITE', 'sip:nobody@peerbx.local', phone);
@@ -200,23 +280,31 @@ describe('a node whose queue stands (real sockets)', () => {
     assert.equal(refused.kind === 'response' && refused.status, 503);
     assert.match(refused.kind === 'response' ? refused.reason : '', /overloaded/);
     assert.equal(refused.headers.get('retry-after'), String(OVERLOAD_RETRY_AFTER_S));
-    assert.ok(guard.stats.refused >= 1);
+    const refusals = guard.stats.refused;
+    assert.ok(refusals >= 1);
 
-    // A request of a call already taken (To tag) and a REGISTER are not refused.
-    assert.ok(guard.stats.refusing > 0);
+    // A request of a call already taken (To tag) and a REGISTER, sent while the node refuses
+    // new calls, are not refused.
+    await overloaded(0, () => guard.stats.refusing > 0.05);
     const bye = request('BYE', 'sip:nobody@peerbx.local', phone);
     phone.send(bye.text.replace(/^(To: [^\r]*)/m, '$1;tag=callee'), peer.port);
+    const registered = rawRegister(
+      { host: '127.0.0.1', port: peer.port },
+      'alice',
+      'sip:alice@127.0.0.1:9',
+    );
+    await overloaded(100);
+    assert.ok(guard.stats.refusing > 0, 'still refusing new requests');
     const byeAnswer = await phone.next(finalTo('BYE'), 'final response to BYE');
     assert.doesNotMatch(byeAnswer.kind === 'response' ? byeAnswer.reason : '', /overloaded/);
-    assert.equal(
-      await rawRegister({ host: '127.0.0.1', port: peer.port }, 'alice', 'sip:alice@127.0.0.1:9'),
-      'SIP/2.0 200 OK',
-    );
+    assert.equal(await registered, 'SIP/2.0 200 OK');
+    assert.equal(guard.stats.refused, refusals, 'neither was refused');
 
-    // The load goes away: a second later nothing is refused.
+    // The load goes away: once the node has read what was queued, and the probes show no queue
+    // (or stop coming back for a second), nothing is refused.
     flood.kill();
     flood = undefined;
-    await sleep(1500);
+    await waitFor(() => guard.stats.refusing === 0, 8000);
     const again = request('INVITE', 'sip:nobody@peerbx.local', phone);
     phone.send(again.text, peer.port);
     const answer = await phone.next(
@@ -225,5 +313,45 @@ describe('a node whose queue stands (real sockets)', () => {
     );
     assert.doesNotMatch(answer.kind === 'response' ? answer.reason : '', /overloaded/);
     assert.equal(answer.kind === 'response' && answer.status, 404);
+  });
+});
+
+describe("a callee's node that refuses a call while overloaded (real sockets)", () => {
+  const bed = new TestBed('peerbx-overload2-');
+  let caller: PeerNode;
+  let callee: PeerNode;
+  let phone: UdpPhone;
+  let flood: ChildProcess | undefined;
+
+  before(async () => {
+    caller = await bed.startPeer('a');
+    callee = await bed.startPeer('b', { overload: { targetMs: 20, random: () => 0 } });
+    phone = await bed.phone();
+  });
+
+  after(async () => {
+    flood?.kill();
+    await bed.close();
+  });
+
+  it("reaches the caller as 500 with the refusal's reason and Retry-After", async () => {
+    assert.equal(
+      await rawRegister({ host: '127.0.0.1', port: callee.port }, 'bob', 'sip:bob@127.0.0.1:9'),
+      'SIP/2.0 200 OK',
+    );
+    flood = keepaliveFlood(callee.port);
+    const guard = callee.sip.overload;
+    await overloaded(0, () => guard.stats.refusing > 0.05);
+    assert.ok(guard.stats.refusing > 0, `refusing (queue ${guard.stats.queueDelayMs} ms)`);
+    assert.equal(caller.sip.overload.stats.refusing, 0, "the caller's node is not overloaded");
+
+    const invite = request('INVITE', 'sip:bob@peerbx.local', phone);
+    phone.send(invite.text, caller.port);
+    const answer = phone.next(finalTo('INVITE'), 'final response to INVITE', 8000);
+    await overloaded(0, () => guard.stats.refused > 0);
+    const final = await answer;
+    assert.equal(final.kind === 'response' && final.status, 500);
+    assert.match(final.kind === 'response' ? final.reason : '', /overloaded/);
+    assert.equal(final.headers.get('retry-after'), String(OVERLOAD_RETRY_AFTER_S));
   });
 });

@@ -3,17 +3,17 @@
 // complete and the phones refused hear so at once. Without it a node offered more than it can
 // do lets its UDP queue grow past Timer A (500 ms): phones send every request again, the node
 // works through stale copies, its socket buffer overflows, and calls end in silence after
-// their timers. Measured with SIPp on 3 nodes sharing 2 cores, 3,200 calls/s for 30 s (about
-// 1.5x what they answer): without it 42,539 calls answered, 27,993 ended cleanly, 68,007 timed
+// their timers. Measured with SIPp on 3 nodes sharing 2 cores, 3,200 calls/s for 30 s (nearly
+// twice what they answer): without it 42,539 calls answered, 27,993 ended cleanly, 68,007 timed
 // out and SIPp sent 261,249 retransmissions; with it 51,643 answered, 51,021 ended cleanly, 767
 // timed out, 41,425 were refused at once and 23,217 retransmissions were sent.
 //
 // The signal is the queue probe's sojourn (transport/queue-probe.ts). The smallest sojourn of
-// the last three probes is the standing queue: a garbage-collection pause delays the probe under
-// way, not those sent after it. (Counted in probes, not time: the deeper the queue, the further
-// apart probes come back.) The refused share follows it as in PIE (RFC 8033 §4.2): at each probe it
-// moves by ALPHA times the standing queue's distance from the target, plus BETA times how much
-// the queue grew or shrank since the last probe, so it settles where the queue stays near the
+// the last three probes is the standing queue: a garbage-collection pause delays the probes
+// under way, not those sent after it. The refused share follows it as in PIE (RFC 8033 §4.2):
+// at each probe it moves by ALPHA times the standing queue's distance from the target, plus
+// BETA times how much the queue grew or shrank since the last probe, by at most a tenth at once
+// (0.02 once a tenth is refused, as PIE caps it), so it settles where the queue stays near the
 // target instead of swinging between all and nothing. Requests that end or continue calls
 // already taken (in-dialog requests, ACK, CANCEL) are never refused, nor REGISTER (its overlay
 // writes have their own admission) or OPTIONS to the node (phones' keepalives).
@@ -29,7 +29,10 @@ export const OVERLOAD_PROBES = 3;
 /** PIE's gains, per probe, per second of queue delay (RFC 8033 §5: 0.125 and 1.25). */
 export const SHED_ALPHA = 0.125;
 export const SHED_BETA = 1.25;
-/** No probe came back for this long: the node is idle, nothing is refused, ms. */
+/** Largest move of the refused share at one probe; MAX_STEP_HIGH once it is 0.1 or more. */
+export const MAX_STEP = 0.1;
+export const MAX_STEP_HIGH = 0.02;
+/** No probe came back for this long and none is away: the node is idle, nothing is refused. */
 export const OVERLOAD_STALE_MS = 1000;
 /** Retry-After (seconds) on the 503 of a refused request. */
 export const OVERLOAD_RETRY_AFTER_S = 5;
@@ -40,6 +43,8 @@ export interface OverloadGuardOptions {
   now?: () => number;
   /** Uniform in [0, 1); Math.random by default. */
   random?: () => number;
+  /** How long the oldest probe still away has been, ms (0: none): an away probe is no idleness. */
+  waiting?: () => number;
 }
 
 export interface OverloadStats {
@@ -55,6 +60,7 @@ export class OverloadGuard {
   private readonly targetMs: number;
   private readonly now: () => number;
   private readonly random: () => number;
+  private readonly waiting: () => number;
   /** The last probes' sojourns, oldest first. */
   private samples: number[] = [];
   private shed = 0;
@@ -67,10 +73,12 @@ export class OverloadGuard {
     this.targetMs = options.targetMs ?? OVERLOAD_TARGET_MS;
     this.now = options.now ?? (() => performance.now());
     this.random = options.random ?? Math.random;
+    this.waiting = options.waiting ?? (() => 0);
   }
 
   /** One probe's sojourn, ms. */
   sample(sojournMs: number): void {
+    if (!Number.isFinite(sojournMs) || sojournMs < 0) return;
     this.lastSampleAt = this.now();
     const samples = this.samples;
     samples.push(sojournMs);
@@ -80,26 +88,34 @@ export class OverloadGuard {
     const growth = min - this.previous;
     this.previous = min;
     if (samples.length < OVERLOAD_PROBES) return;
-    const change = (SHED_ALPHA * (min - this.targetMs) + SHED_BETA * growth) / 1000;
-    this.shed = Math.min(1, Math.max(0, this.shed + change));
+    // Refusing all, a draining queue lowers the share by its distance from the target only:
+    // the growth term would undo at once what the climb to 1 took, queue still long or not.
+    const slope = this.shed >= 1 && growth < 0 ? 0 : SHED_BETA * growth;
+    const cap = this.shed >= 0.1 ? MAX_STEP_HIGH : MAX_STEP;
+    const change = (SHED_ALPHA * (min - this.targetMs) + slope) / 1000;
+    this.shed = Math.min(1, Math.max(0, this.shed + Math.min(cap, Math.max(-MAX_STEP, change))));
   }
 
   /** False when this new request is to be refused (counted). */
   admit(): boolean {
-    if (this.shed === 0) return true;
-    if (this.now() - this.lastSampleAt > OVERLOAD_STALE_MS) {
-      this.shed = 0;
-      this.samples = [];
-      this.standing = 0;
-      this.previous = 0;
-      return true;
-    }
-    if (this.random() >= this.shed) return true;
+    this.forgetIfIdle();
+    if (this.shed === 0 || this.random() >= this.shed) return true;
     this.refusedCount++;
     return false;
   }
 
   get stats(): OverloadStats {
+    this.forgetIfIdle();
     return { queueDelayMs: this.standing, refusing: this.shed, refused: this.refusedCount };
+  }
+
+  /** No probe back for a while and none away: the node went idle, its queue with it. */
+  private forgetIfIdle(): void {
+    if (this.shed === 0 && this.samples.length === 0) return;
+    if (this.now() - this.lastSampleAt <= OVERLOAD_STALE_MS || this.waiting() > 0) return;
+    this.shed = 0;
+    this.samples = [];
+    this.standing = 0;
+    this.previous = 0;
   }
 }

@@ -206,7 +206,10 @@ export class SipNode implements TransactionUser {
       ...(options.timerCMs === undefined ? {} : { timerCMs: options.timerCMs }),
       ...(options.relayExternal ? { relayExternal: true } : {}),
     });
-    this.overload = new OverloadGuard(options.overload);
+    this.overload = new OverloadGuard({
+      waiting: () => transports.queueProbeWaitingMs(),
+      ...options.overload,
+    });
     transports.on('message', ({ data, source }) => this.inbound(data, source));
     transports.on('queue-delay', (sojournMs) => this.overload.sample(sojournMs));
     options.overlay.links.handle(SIP_APPLICATION, (channel) => {

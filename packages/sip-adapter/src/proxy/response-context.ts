@@ -234,8 +234,16 @@ export class ResponseContext {
   private chooseFinal(): SipResponse {
     const best = this.best;
     if (!best) return createResponse(this.request, this.canceled ? 487 : 480);
-    // §16.7 step 6: a 503 from downstream becomes 500 (the service is not unavailable here).
-    if (best.status === 503) return createResponse(this.request, 500, { reason: best.reason });
+    // §16.7 step 6: a 503 from downstream becomes 500 (the service is not unavailable here),
+    // keeping its Retry-After (§21.5.1 allows one on a 500): a callee's node that refused the
+    // call while overloaded still tells the caller when to try again.
+    if (best.status === 503) {
+      const retryAfter = best.headers.get('retry-after');
+      return createResponse(this.request, 500, {
+        reason: best.reason,
+        ...(retryAfter ? { headers: [{ name: 'Retry-After', value: retryAfter }] } : {}),
+      });
+    }
     return best;
   }
 

@@ -124,6 +124,8 @@ export class SipSocketTransports
   private nextId = 1;
   private udp: UdpSocket | undefined;
   private probe: QueueProbe | undefined;
+  /** A probe could not be sent (warned once). */
+  private probeFailed = false;
   private tcp: BoundServer | undefined;
   private ws: BoundServer | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -335,7 +337,15 @@ export class SipSocketTransports
     const to = udp.address === '0.0.0.0' ? '127.0.0.1' : udp.address === '::' ? '::1' : udp.address;
     return new QueueProbe(
       (probe) => {
-        if (!this.isClosed) udp.send(probe, to, udp.port).catch(() => undefined);
+        if (this.isClosed) return;
+        udp.send(probe, to, udp.port).catch((err: Error) => {
+          if (this.probeFailed) return;
+          this.probeFailed = true;
+          this.log.warn(
+            { err: err.message, to: endpointKey(to, udp.port) },
+            'queue probe not sent: overload control sees no queue',
+          );
+        });
       },
       (sojournMs) => this.emit('queue-delay', sojournMs),
       this.options.queueProbeIntervalMs,
@@ -350,6 +360,11 @@ export class SipSocketTransports
     this.probe?.maybeSend();
   }
 
+  /** How long the oldest queue probe still away has been, ms (0: none away). */
+  queueProbeWaitingMs(): number {
+    return this.probe?.waitingMs() ?? 0;
+  }
+
   private every(ms: number, fn: () => void): void {
     const timer = setInterval(fn, ms);
     timer.unref();
@@ -360,10 +375,10 @@ export class SipSocketTransports
 
   private onDatagram(data: Buffer, from: RemoteInfo): void {
     if (this.isClosed) return;
-    this.counters.bytesIn.udp += data.length;
     const address = unmapIPv4(from.address);
     const probe = this.probe?.take(data, from.port === this.udp?.port && this.isOwnHost(address));
     if (probe === 'sample') return;
+    this.counters.bytesIn.udp += data.length;
     if (probe === 'forged') {
       this.counters.malformed.udp++;
       return;

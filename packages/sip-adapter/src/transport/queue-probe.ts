@@ -4,7 +4,9 @@
 // the overload signal of RFC 6357 §5 (queueing delay), measured where it builds up.
 //
 // Probes go out only while messages arrive (at most one per interval), so an idle node sends
-// none. Each carries its send time and a per-process secret; a datagram that looks like a probe
+// none. A probe not back within QUEUE_PROBE_LOST_MS counts as a sample of its age when the next
+// one goes out: it was dropped by a full socket buffer or waits behind that much work, and both
+// mean overload. Each carries its send time and a per-process secret; a datagram that looks like a probe
 // but does not carry the secret (or comes from elsewhere) is dropped, never delivered as SIP.
 
 import { randomBytes } from 'node:crypto';
@@ -15,15 +17,27 @@ const SECRET_BYTES = 16;
 export const QUEUE_PROBE_BYTES = MAGIC.length + SECRET_BYTES + 8;
 /** A probe goes out at most this often (while messages arrive). */
 export const QUEUE_PROBE_INTERVAL_MS = 20;
+/** A probe not back after this long is taken as lost (and as a sample of its age), ms. */
+export const QUEUE_PROBE_LOST_MS = 1000;
+/**
+ * A probe away this long is forgotten without a sample, ms: the node has been idle since (a
+ * lost probe and then no message), and its first request after that is no sign of a queue.
+ */
+export const QUEUE_PROBE_FORGET_MS = 5 * QUEUE_PROBE_LOST_MS;
+/** Probes tracked while they are away; older ones are forgotten. */
+const MAX_AWAY = 256;
 
 export type ProbeVerdict = 'not-a-probe' | 'sample' | 'forged';
 
 export class QueueProbe {
   private readonly secret = randomBytes(SECRET_BYTES);
   private lastSentAt = Number.NEGATIVE_INFINITY;
-  /** Probes sent and come back, for statistics and tests. */
+  /** Send times of the probes not back yet, oldest first (they come back in order). */
+  private readonly away: number[] = [];
+  /** Probes sent, come back, and given up as lost, for statistics and tests. */
   sent = 0;
   received = 0;
+  lost = 0;
 
   constructor(
     private readonly sendToSelf: (data: Buffer) => void,
@@ -37,6 +51,15 @@ export class QueueProbe {
     const now = this.now();
     if (now - this.lastSentAt < this.intervalMs) return;
     this.lastSentAt = now;
+    this.forgetOld(now);
+    const oldest = this.away[0];
+    if (oldest !== undefined && now - oldest >= QUEUE_PROBE_LOST_MS) {
+      this.away.shift();
+      this.lost++;
+      this.onSample(now - oldest);
+    }
+    this.away.push(now);
+    if (this.away.length > MAX_AWAY) this.away.shift();
     const probe = Buffer.allocUnsafe(QUEUE_PROBE_BYTES);
     MAGIC.copy(probe, 0);
     this.secret.copy(probe, MAGIC.length);
@@ -65,7 +88,23 @@ export class QueueProbe {
     const sojourn = this.now() - sentAt;
     if (!(sojourn >= 0)) return 'forged';
     this.received++;
+    // It, and any sent before it that are still away (dropped), are back or gone.
+    while (this.away.length > 0 && (this.away[0] as number) <= sentAt) this.away.shift();
     this.onSample(sojourn);
     return 'sample';
+  }
+
+  /** How long the oldest probe still away has been, ms (0: none away). */
+  waitingMs(): number {
+    const now = this.now();
+    this.forgetOld(now);
+    const oldest = this.away[0];
+    return oldest === undefined ? 0 : now - oldest;
+  }
+
+  private forgetOld(now: number): void {
+    while (this.away.length > 0 && now - (this.away[0] as number) >= QUEUE_PROBE_FORGET_MS) {
+      this.away.shift();
+    }
   }
 }
