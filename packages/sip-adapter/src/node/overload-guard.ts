@@ -4,9 +4,10 @@
 // do lets its UDP queue grow past Timer A (500 ms): phones send every request again, the node
 // works through stale copies, its socket buffer overflows, and calls end in silence after
 // their timers. Measured with SIPp on 3 nodes sharing 2 cores, 3,200 calls/s for 30 s (nearly
-// twice what they answer): without it 42,539 calls answered, 27,993 ended cleanly, 68,007 timed
-// out and SIPp sent 261,249 retransmissions; with it 51,643 answered, 51,021 ended cleanly, 767
-// timed out, 41,425 were refused at once and 23,217 retransmissions were sent.
+// twice what they answer), two runs each: without it 37,902-37,916 calls answered, 17,998-22,368
+// ended cleanly, 73,632-78,002 timed out and SIPp sent 235,051-247,080 retransmissions; with it
+// 49,375-52,166 answered, 47,700-49,661 ended cleanly, 42,276-45,626 refused at once,
+// 2,674-4,063 timed out and 41,839-43,827 retransmissions.
 //
 // The signal is the queue probe's sojourn (transport/queue-probe.ts). The smallest sojourn of
 // the last three probes is the standing queue: a garbage-collection pause delays the probes
