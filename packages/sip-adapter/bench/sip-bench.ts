@@ -335,7 +335,10 @@ interface SippRun {
   /** Calls (or REGISTERs) that completed: SIPp's successful ones less those refused. */
   successful: number;
   failed: number;
-  /** Calls answered 503 or 500 (a node refusing calls while overloaded), ACKed and ended. */
+  /**
+   * Calls answered 503 or 500, ACKed and ended (mostly a node refusing calls while overloaded;
+   * also too many lookups waiting, or a transport error to the callee's node).
+   */
   refused: number;
   /** planned - successful: refused, SIPp-failed and never completed. */
   lost: number;

@@ -3,19 +3,20 @@
 // complete and the phones refused hear so at once. Without it a node offered more than it can
 // do lets its UDP queue grow past Timer A (500 ms): phones send every request again, the node
 // works through stale copies, its socket buffer overflows, and calls end in silence after
-// their timers. Measured with SIPp on 3 nodes sharing 2 cores, 3,200 calls/s for 30 s (nearly
-// twice what they answer), two runs each: without it 37,902-37,916 calls answered, 17,998-22,368
+// their timers. Measured with SIPp on 3 nodes sharing 2 cores, 3,200 calls/s for 30 s (about
+// twice what they answer): without it (3 runs) 33,973-37,916 calls answered, 17,998-22,368
 // ended cleanly, 73,632-78,002 timed out and SIPp sent 235,051-247,080 retransmissions; with it
-// 49,375-52,166 answered, 47,700-49,661 ended cleanly, 42,276-45,626 refused at once,
-// 2,674-4,063 timed out and 41,839-43,827 retransmissions.
+// (2 runs) 45,237-46,100 answered, 44,409-44,814 ended cleanly, 48,521-50,028 refused at once,
+// 1,563-2,665 timed out and 33,523-38,195 retransmissions.
 //
 // The signal is the queue probe's sojourn (transport/queue-probe.ts). The smallest sojourn of
 // the last three probes is the standing queue: a garbage-collection pause delays the probes
-// under way, not those sent after it. The refused share follows it as in PIE (RFC 8033 §4.2):
+// under way, not those sent after it. A probe lost (or away longer than T1) raises the share
+// by a step at once. The refused share follows it as in PIE (RFC 8033 §4.2):
 // at each probe it moves by ALPHA times the standing queue's distance from the target, plus
-// BETA times how much the queue grew or shrank since the last probe, by at most a tenth at once
-// (0.02 once a tenth is refused, as PIE caps it), so it settles where the queue stays near the
-// target instead of swinging between all and nothing. Requests that end or continue calls
+// BETA times how much the queue grew or shrank since the last probe; it rises by at most 0.1 at
+// once (0.02 once it is 0.1 or more, as PIE caps it) and falls by at most 0.1, so it settles
+// where the queue stays near the target instead of swinging between all and nothing. Requests that end or continue calls
 // already taken (in-dialog requests, ACK, CANCEL) are never refused, nor REGISTER (its overlay
 // writes have their own admission) or OPTIONS to the node (phones' keepalives).
 
@@ -30,7 +31,7 @@ export const OVERLOAD_PROBES = 3;
 /** PIE's gains, per probe, per second of queue delay (RFC 8033 §5: 0.125 and 1.25). */
 export const SHED_ALPHA = 0.125;
 export const SHED_BETA = 1.25;
-/** Largest move of the refused share at one probe; MAX_STEP_HIGH once it is 0.1 or more. */
+/** Largest rise or fall of the refused share at one probe; rises MAX_STEP_HIGH once >= 0.1. */
 export const MAX_STEP = 0.1;
 export const MAX_STEP_HIGH = 0.02;
 /** No probe came back for this long and none is away: the node is idle, nothing is refused. */
@@ -77,6 +78,18 @@ export class OverloadGuard {
     this.waiting = options.waiting ?? (() => 0);
   }
 
+  /**
+   * A probe given up after `awayMs` (dropped by a full socket buffer, or behind more than T1 of
+   * work): the share rises by the largest step at once. It is no sample of the standing queue:
+   * the probes that do come back from a socket that drops are quick ones.
+   */
+  lost(awayMs: number): void {
+    if (!Number.isFinite(awayMs) || awayMs < 0) return;
+    this.lastSampleAt = this.now();
+    this.standing = Math.max(this.standing, awayMs);
+    this.shed = Math.min(1, this.shed + (this.shed >= 0.1 ? MAX_STEP_HIGH : MAX_STEP));
+  }
+
   /** One probe's sojourn, ms. */
   sample(sojournMs: number): void {
     if (!Number.isFinite(sojournMs) || sojournMs < 0) return;
@@ -89,8 +102,9 @@ export class OverloadGuard {
     const growth = min - this.previous;
     this.previous = min;
     if (samples.length < OVERLOAD_PROBES) return;
-    // Refusing all, a draining queue lowers the share by its distance from the target only:
-    // the growth term would undo at once what the climb to 1 took, queue still long or not.
+    // Refusing all, a draining queue lowers the share by its distance from the target only (so
+    // it holds at 1 until the queue is under the target): the growth term would undo at once
+    // what the climb to 1 took, queue still long or not.
     const slope = this.shed >= 1 && growth < 0 ? 0 : SHED_BETA * growth;
     const cap = this.shed >= 0.1 ? MAX_STEP_HIGH : MAX_STEP;
     const change = (SHED_ALPHA * (min - this.targetMs) + slope) / 1000;
@@ -105,6 +119,7 @@ export class OverloadGuard {
     return false;
   }
 
+  /** The current figures (an overload the node has since gone idle from is forgotten first). */
   get stats(): OverloadStats {
     this.forgetIfIdle();
     return { queueDelayMs: this.standing, refusing: this.shed, refused: this.refusedCount };

@@ -211,7 +211,9 @@ export class SipNode implements TransactionUser {
       ...options.overload,
     });
     transports.on('message', ({ data, source }) => this.inbound(data, source));
-    transports.on('queue-delay', (sojournMs) => this.overload.sample(sojournMs));
+    transports.on('queue-delay', (sojournMs, lost) =>
+      lost ? this.overload.lost(sojournMs) : this.overload.sample(sojournMs),
+    );
     options.overlay.links.handle(SIP_APPLICATION, (channel) => {
       this.flows.adopt(channel);
     });

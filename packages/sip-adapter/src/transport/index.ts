@@ -9,12 +9,6 @@ export {
   type UnframeableReason,
 } from './errors.js';
 export { SipSocketTransports, type SipTransportOptions, type UnframeableHook } from './layer.js';
-export {
-  type ProbeVerdict,
-  QUEUE_PROBE_BYTES,
-  QUEUE_PROBE_INTERVAL_MS,
-  QueueProbe,
-} from './queue-probe.js';
 export { classifyDatagram, contentLengthOf, looksLikeSipStartLine } from './sip-bytes.js';
 export {
   StreamFramer,

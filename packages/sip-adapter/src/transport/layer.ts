@@ -73,6 +73,11 @@ export interface SipTransportOptions {
   queueProbeIntervalMs?: number;
 }
 
+/** Where a socket bound to `address` sends itself probes: loopback when it is any address. */
+function probeAddress(address: string): string {
+  return address === '0.0.0.0' ? '127.0.0.1' : address === '::' ? '::1' : address;
+}
+
 /** Free-port attempts when UDP cannot take the port TCP was given. */
 const SHARED_PORT_ATTEMPTS = 10;
 
@@ -334,7 +339,7 @@ export class SipSocketTransports
 
   /** Probes go to our own socket: to loopback when it listens on every address. */
   private queueProbe(udp: UdpSocket): QueueProbe {
-    const to = udp.address === '0.0.0.0' ? '127.0.0.1' : udp.address === '::' ? '::1' : udp.address;
+    const to = probeAddress(udp.address);
     return new QueueProbe(
       (probe) => {
         if (this.isClosed) return;
@@ -347,7 +352,7 @@ export class SipSocketTransports
           );
         });
       },
-      (sojournMs) => this.emit('queue-delay', sojournMs),
+      (sojournMs, lost) => this.emit('queue-delay', sojournMs, lost),
       this.options.queueProbeIntervalMs,
     );
   }
@@ -400,11 +405,7 @@ export class SipSocketTransports
 
   /** The address our probes come from: the one we listen on, or loopback when that is any. */
   private isOwnHost(address: string): boolean {
-    const bound = this.udp?.address;
-    if (address === bound) return true;
-    return (
-      (bound === '0.0.0.0' && address === '127.0.0.1') || (bound === '::' && address === '::1')
-    );
+    return this.udp !== undefined && address === probeAddress(this.udp.address);
   }
 
   private onTcpSocket(socket: Socket): void {

@@ -4,10 +4,13 @@
 // the overload signal of RFC 6357 §5 (queueing delay), measured where it builds up.
 //
 // Probes go out only while messages arrive (at most one per interval), so an idle node sends
-// none. A probe not back within QUEUE_PROBE_LOST_MS counts as a sample of its age when the next
-// one goes out: it was dropped by a full socket buffer or waits behind that much work, and both
-// mean overload. Each carries its send time and a per-process secret; a datagram that looks like a probe
-// but does not carry the secret (or comes from elsewhere) is dropped, never delivered as SIP.
+// none. A probe not back within QUEUE_PROBE_LOST_MS is reported lost, with its age, when the
+// next one goes out (and not again if it does come back): it was dropped by a full socket
+// buffer or waits behind more work than Timer A (T1) lets a phone wait, and both mean overload.
+// (On a kernel with the default 208 KiB receive buffer a busy socket drops datagrams long
+// before they wait that long: lost probes are then the signal.) Each carries its send time and a
+// per-process secret; a datagram that looks like a probe but does not carry the secret (or
+// comes from elsewhere) is dropped, never delivered as SIP.
 
 import { randomBytes } from 'node:crypto';
 
@@ -17,13 +20,15 @@ const SECRET_BYTES = 16;
 export const QUEUE_PROBE_BYTES = MAGIC.length + SECRET_BYTES + 8;
 /** A probe goes out at most this often (while messages arrive). */
 export const QUEUE_PROBE_INTERVAL_MS = 20;
-/** A probe not back after this long is taken as lost (and as a sample of its age), ms. */
-export const QUEUE_PROBE_LOST_MS = 1000;
+/** A probe not back after this long is reported lost, ms (T1: phones send again by then). */
+export const QUEUE_PROBE_LOST_MS = 500;
 /**
  * A probe away this long is forgotten without a sample, ms: the node has been idle since (a
- * lost probe and then no message), and its first request after that is no sign of a queue.
+ * probe dropped as a burst ended, then no message), and its first request after that is no
+ * sign of a queue. Between QUEUE_PROBE_LOST_MS and this, such a probe still counts: a node
+ * that dropped probes may refuse new requests for up to this long after its load stopped.
  */
-export const QUEUE_PROBE_FORGET_MS = 5 * QUEUE_PROBE_LOST_MS;
+export const QUEUE_PROBE_FORGET_MS = 2000;
 /** Probes tracked while they are away; older ones are forgotten. */
 const MAX_AWAY = 256;
 
@@ -34,14 +39,13 @@ export class QueueProbe {
   private lastSentAt = Number.NEGATIVE_INFINITY;
   /** Send times of the probes not back yet, oldest first (they come back in order). */
   private readonly away: number[] = [];
-  /** Probes sent, come back, and given up as lost, for statistics and tests. */
-  sent = 0;
-  received = 0;
+  /** Probes given up as lost (a sample of their age each), for statistics and tests. */
   lost = 0;
 
   constructor(
     private readonly sendToSelf: (data: Buffer) => void,
-    private readonly onSample: (sojournMs: number) => void,
+    /** A probe's wait, ms; `lost`: it has been away QUEUE_PROBE_LOST_MS and is given up. */
+    private readonly onSample: (sojournMs: number, lost: boolean) => void,
     private readonly intervalMs = QUEUE_PROBE_INTERVAL_MS,
     private readonly now: () => number = () => performance.now(),
   ) {}
@@ -56,7 +60,7 @@ export class QueueProbe {
     if (oldest !== undefined && now - oldest >= QUEUE_PROBE_LOST_MS) {
       this.away.shift();
       this.lost++;
-      this.onSample(now - oldest);
+      this.onSample(now - oldest, true);
     }
     this.away.push(now);
     if (this.away.length > MAX_AWAY) this.away.shift();
@@ -64,7 +68,6 @@ export class QueueProbe {
     MAGIC.copy(probe, 0);
     this.secret.copy(probe, MAGIC.length);
     probe.writeDoubleBE(now, MAGIC.length + SECRET_BYTES);
-    this.sent++;
     this.sendToSelf(probe);
   }
 
@@ -87,10 +90,13 @@ export class QueueProbe {
     const sentAt = data.readDoubleBE(MAGIC.length + SECRET_BYTES);
     const sojourn = this.now() - sentAt;
     if (!(sojourn >= 0)) return 'forged';
-    this.received++;
-    // It, and any sent before it that are still away (dropped), are back or gone.
-    while (this.away.length > 0 && (this.away[0] as number) <= sentAt) this.away.shift();
-    this.onSample(sojourn);
+    // It, and any sent before it that are still away (dropped), are back or gone. One already
+    // given up as lost gave its sample then.
+    let wasAway = false;
+    while (this.away.length > 0 && (this.away[0] as number) <= sentAt) {
+      if (this.away.shift() === sentAt) wasAway = true;
+    }
+    if (wasAway) this.onSample(sojourn, false);
     return 'sample';
   }
 

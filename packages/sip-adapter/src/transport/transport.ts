@@ -54,7 +54,7 @@ export interface SipTransportEvents {
    * How long a probe datagram waited in our UDP socket and event loop before it was read, ms
    * (see queue-probe.ts): one sample per probe, probes sent by probeQueue().
    */
-  'queue-delay': [sojournMs: number];
+  'queue-delay': [sojournMs: number, lost: boolean];
 }
 
 export interface SipBoundAddress {
