@@ -57,7 +57,7 @@ describe('overload guard', () => {
     assert.equal(d.guard.stats.refused, 0);
   });
 
-  it('refuses a growing share while a queue stands over the target, and none once it is gone', () => {
+  it('refuses a growing share while a queue stands over the target, none once it is gone', () => {
     const d = driven();
     d.probes(200, 350);
     const early = d.guard.stats.refusing;
@@ -93,7 +93,7 @@ describe('overload guard', () => {
     assert.equal(guard.admit(), true, 'idle: forgotten');
   });
 
-  it('raises the refused share by 0.1 at most at once (0.02 from 0.1 on), lowers it by 0.1 at most', () => {
+  it('raises the share by 0.1 at most at once (0.02 from 0.1 on), lowers it by 0.1 at most', () => {
     const d = driven();
     const near = (x: number, y: number) => assert.ok(Math.abs(x - y) < 1e-9, `${x} is not ${y}`);
     d.probes(60, 5);
@@ -130,41 +130,58 @@ describe('overload guard', () => {
 });
 
 describe('queue probe', () => {
-  it('takes a probe not back within a second as a sample of its age, and forgets it later', () => {
-    let t = 0;
-    const samples: number[] = [];
+  function probeAt() {
+    const clock = { t: 0 };
+    const reports: [number, boolean][] = [];
     const sent: Buffer[] = [];
     const probe = new QueueProbe(
       (p) => sent.push(p),
-      (ms) => samples.push(ms),
+      (ms, lost) => reports.push([ms, lost]),
       20,
-      () => t,
+      () => clock.t,
     );
+    return { clock, reports, sent, probe };
+  }
+
+  it('reports a probe overtaken by a later one as lost at once (loopback keeps order)', () => {
+    const { clock, reports, sent, probe } = probeAt();
     probe.maybeSend();
-    t += 10;
+    clock.t += 10;
     probe.maybeSend();
     assert.equal(sent.length, 1, 'one probe per interval');
-    t += 1200;
-    assert.equal(probe.waitingMs(), 1210);
-    probe.maybeSend(); // the first was dropped: its age is a sample
-    assert.deepEqual(samples, [1210]);
-    assert.equal(probe.lost, 1);
-    t += 30;
-    assert.equal(probe.take(sent[1] as Buffer, true), 'sample');
-    assert.deepEqual(samples, [1210, 30]);
-    assert.equal(probe.waitingMs(), 0);
-    assert.equal(
-      probe.take(sent[0] as Buffer, true),
-      'sample',
-      'the lost one comes back after all',
-    );
-    assert.deepEqual(samples, [1210, 30], 'it gave its sample when it was given up');
-    probe.maybeSend(); // dropped too; then the node is idle for a long time
-    t += 6000;
-    assert.equal(probe.waitingMs(), 0, 'forgotten after 5 s');
+    clock.t += 20;
     probe.maybeSend();
-    assert.deepEqual(samples, [1210, 30], 'no sample from a probe of long ago');
+    clock.t += 5;
+    assert.equal(probe.take(sent[1] as Buffer, true), 'sample');
+    assert.deepEqual(reports, [
+      [35, true],
+      [5, false],
+    ]);
+    assert.equal(probe.lost, 1);
+    assert.equal(probe.waitingMs(), 0);
+    assert.equal(probe.take(sent[0] as Buffer, true), 'sample', 'the dropped one after all');
+    assert.equal(reports.length, 2, 'no second report for it');
     assert.equal(probe.take(Buffer.from('REGISTER sip:x SIP/2.0'), true), 'not-a-probe');
+  });
+
+  it('reports a probe away a second as lost at the next send, and forgets one away 2 s', () => {
+    const { clock, reports, sent, probe } = probeAt();
+    probe.maybeSend();
+    clock.t += 999;
+    probe.maybeSend();
+    assert.deepEqual(reports, [], 'not yet');
+    clock.t += 20;
+    assert.equal(probe.waitingMs(), 1019);
+    probe.maybeSend();
+    assert.deepEqual(reports, [[1019, true]]);
+    assert.equal(sent.length, 3);
+    // The two still away are dropped too, and then the node is quiet.
+    clock.t += 1999;
+    assert.equal(probe.waitingMs(), 1999, 'the one sent at 999 ms is forgotten, not the last');
+    clock.t += 1;
+    assert.equal(probe.waitingMs(), 0, 'forgotten after 2 s');
+    probe.maybeSend();
+    assert.deepEqual(reports, [[1019, true]], 'nothing from probes of long ago');
   });
 });
 
@@ -256,21 +273,35 @@ function keepaliveFlood(port: number): ChildProcess {
 
 /**
  * This process works in 45 ms stretches (whatever arrives meanwhile waits for the next gap)
- * for `ms`, or until `done` says so (within 8 s).
+ * for `ms`; with `ms` 0, until `done` says so, within 8 s (false if it never did).
  */
-async function overloaded(ms: number, done: () => boolean = () => false): Promise<void> {
+async function overloaded(ms: number, done: () => boolean = () => false): Promise<boolean> {
   const end = performance.now() + (ms > 0 ? ms : 8000);
-  while (performance.now() < end && !(ms <= 0 && done())) {
+  while (performance.now() < end) {
+    if (ms <= 0 && done()) return true;
     busy(45);
     await new Promise((resolve) => setImmediate(resolve));
   }
+  return ms <= 0 && done();
 }
+
+/** Retransmissions under way (stopped by the test, or by the suite's `after`). */
+const resending = new Set<NodeJS.Timeout>();
 
 /** Sends `text` to the node now and every 300 ms, as a phone over UDP does, until stopped. */
 function retransmitted(phone: UdpPhone, text: string, port: number): () => void {
   phone.send(text, port);
   const timer = setInterval(() => phone.send(text, port), 300);
-  return () => clearInterval(timer);
+  resending.add(timer);
+  return () => {
+    clearInterval(timer);
+    resending.delete(timer);
+  };
+}
+
+function stopResending(): void {
+  for (const timer of resending) clearInterval(timer);
+  resending.clear();
 }
 
 const finalTo = (method: string) => (m: SipMessage) =>
@@ -286,7 +317,7 @@ async function firstRefusal(
   guard: { readonly stats: { refusing: number } },
 ): Promise<SipMessage> {
   for (let i = 0; i < 20; i++) {
-    await overloaded(0, () => guard.stats.refusing > 0.05);
+    assert.ok(await overloaded(0, () => guard.stats.refusing > 0.05), 'the node is overloaded');
     const { invite, stop } = call();
     const answer = phone.next(
       (m) => finalTo('INVITE')(m) && m.callId === invite.callId,
@@ -315,14 +346,17 @@ describe('a node whose queue stands (real sockets)', () => {
 
   after(async () => {
     flood?.kill();
+    stopResending();
     await bed.close();
   });
 
-  it('refuses new calls with 503 and Retry-After, goes on with the rest, and recovers', async () => {
+  it('refuses new calls with 503 and Retry-After, serves the rest, and recovers', async () => {
     flood = keepaliveFlood(peer.port);
     const guard = peer.sip.overload;
-    await overloaded(0, () => guard.stats.refusing > 0.05);
-    assert.ok(guard.stats.refusing > 0, `refusing (queue ${guard.stats.queueDelayMs} ms)`);
+    assert.ok(
+      await overloaded(0, () => guard.stats.refusing > 0.05),
+      `refusing (queue ${guard.stats.queueDelayMs} ms)`,
+    );
 
     // New calls while it lasts: one is refused (the share is above 0 most of the time, and a
     // UDP socket that overflows may drop an INVITE, which is then sent again).
@@ -342,7 +376,7 @@ describe('a node whose queue stands (real sockets)', () => {
 
     // A request of a call already taken (To tag) and a REGISTER, sent while the node refuses
     // new calls, are not refused.
-    await overloaded(0, () => guard.stats.refusing > 0.05);
+    assert.ok(await overloaded(0, () => guard.stats.refusing > 0.05));
     const bye = request('BYE', 'sip:nobody@peerbx.local', phone);
     const stopBye = retransmitted(
       phone,
@@ -405,6 +439,7 @@ describe("a callee's node that refuses a call while overloaded (real sockets)", 
 
   after(async () => {
     flood?.kill();
+    stopResending();
     await bed.close();
   });
 
@@ -415,8 +450,10 @@ describe("a callee's node that refuses a call while overloaded (real sockets)", 
     );
     flood = keepaliveFlood(callee.port);
     const guard = callee.sip.overload;
-    await overloaded(0, () => guard.stats.refusing > 0.05);
-    assert.ok(guard.stats.refusing > 0, `refusing (queue ${guard.stats.queueDelayMs} ms)`);
+    assert.ok(
+      await overloaded(0, () => guard.stats.refusing > 0.05),
+      `refusing (queue ${guard.stats.queueDelayMs} ms)`,
+    );
     assert.equal(caller.sip.overload.stats.refusing, 0, "the caller's node is not overloaded");
 
     const final = await firstRefusal(

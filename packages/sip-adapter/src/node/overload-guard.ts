@@ -4,21 +4,22 @@
 // do lets its UDP queue grow past Timer A (500 ms): phones send every request again, the node
 // works through stale copies, its socket buffer overflows, and calls end in silence after
 // their timers. Measured with SIPp on 3 nodes sharing 2 cores, 3,200 calls/s for 30 s (about
-// twice what they answer): without it (3 runs) 33,973-37,916 calls answered, 17,998-22,368
-// ended cleanly, 73,632-78,002 timed out and SIPp sent 235,051-247,080 retransmissions; with it
-// (2 runs) 45,237-46,100 answered, 44,409-44,814 ended cleanly, 48,521-50,028 refused at once,
-// 1,563-2,665 timed out and 33,523-38,195 retransmissions.
+// twice what they answer): without it (4 runs) 33,973-47,753 calls answered, 17,998-33,003
+// ended cleanly, 62,997-78,002 timed out and SIPp sent 235,051-323,450 retransmissions; with it
+// (3 runs) 37,136-39,518 answered, 35,235-39,470 ended cleanly, 56,482-57,470 refused at once,
+// 48-3,295 timed out and 20,170-41,114 retransmissions.
 //
 // The signal is the queue probe's sojourn (transport/queue-probe.ts). The smallest sojourn of
 // the last three probes is the standing queue: a garbage-collection pause delays the probes
-// under way, not those sent after it. A probe lost (or away longer than T1) raises the share
-// by a step at once. The refused share follows it as in PIE (RFC 8033 §4.2):
+// under way, not those sent after it. The refused share follows it as in PIE (RFC 8033 §4.2):
 // at each probe it moves by ALPHA times the standing queue's distance from the target, plus
 // BETA times how much the queue grew or shrank since the last probe; it rises by at most 0.1 at
 // once (0.02 once it is 0.1 or more, as PIE caps it) and falls by at most 0.1, so it settles
-// where the queue stays near the target instead of swinging between all and nothing. Requests that end or continue calls
-// already taken (in-dialog requests, ACK, CANCEL) are never refused, nor REGISTER (its overlay
-// writes have their own admission) or OPTIONS to the node (phones' keepalives).
+// where the queue stays near the target instead of swinging between all and nothing. A probe
+// lost (dropped by a full socket buffer, or away a second) raises it by a step at once.
+// Requests that end or continue calls already taken (in-dialog requests, ACK, CANCEL) are
+// never refused, nor REGISTER (its overlay writes have their own admission) or OPTIONS to the
+// node (phones' keepalives).
 
 /**
  * The standing queue the refused share aims to keep, ms: below Timer A (T1, 500 ms), so phones
@@ -34,7 +35,10 @@ export const SHED_BETA = 1.25;
 /** Largest rise or fall of the refused share at one probe; rises MAX_STEP_HIGH once >= 0.1. */
 export const MAX_STEP = 0.1;
 export const MAX_STEP_HIGH = 0.02;
-/** No probe came back for this long and none is away: the node is idle, nothing is refused. */
+/**
+ * No probe came back (or was reported lost) for this long, and none is away that was sent
+ * before the quiet began: the node is idle, nothing is refused, ms.
+ */
 export const OVERLOAD_STALE_MS = 1000;
 /** Retry-After (seconds) on the 503 of a refused request. */
 export const OVERLOAD_RETRY_AFTER_S = 5;
@@ -79,8 +83,8 @@ export class OverloadGuard {
   }
 
   /**
-   * A probe given up after `awayMs` (dropped by a full socket buffer, or behind more than T1 of
-   * work): the share rises by the largest step at once. It is no sample of the standing queue:
+   * A probe reported lost after `awayMs` (dropped by a full socket buffer, or away a second):
+   * the share rises by the largest step at once. It is no sample of the standing queue:
    * the probes that do come back from a socket that drops are quick ones.
    */
   lost(awayMs: number): void {
@@ -125,10 +129,15 @@ export class OverloadGuard {
     return { queueDelayMs: this.standing, refusing: this.shed, refused: this.refusedCount };
   }
 
-  /** No probe back for a while and none away: the node went idle, its queue with it. */
+  /**
+   * No probe back for a while, and the oldest one away (if any) went out after the quiet began
+   * (a request that just came sent it): the node went idle, its queue with it. A probe away
+   * since before the quiet is a stall, not idleness.
+   */
   private forgetIfIdle(): void {
     if (this.shed === 0 && this.samples.length === 0) return;
-    if (this.now() - this.lastSampleAt <= OVERLOAD_STALE_MS || this.waiting() > 0) return;
+    const quiet = this.now() - this.lastSampleAt;
+    if (quiet <= OVERLOAD_STALE_MS || this.waiting() >= quiet - OVERLOAD_STALE_MS) return;
     this.shed = 0;
     this.samples = [];
     this.standing = 0;

@@ -4,13 +4,13 @@
 // the overload signal of RFC 6357 §5 (queueing delay), measured where it builds up.
 //
 // Probes go out only while messages arrive (at most one per interval), so an idle node sends
-// none. A probe not back within QUEUE_PROBE_LOST_MS is reported lost, with its age, when the
-// next one goes out (and not again if it does come back): it was dropped by a full socket
-// buffer or waits behind more work than Timer A (T1) lets a phone wait, and both mean overload.
-// (On a kernel with the default 208 KiB receive buffer a busy socket drops datagrams long
-// before they wait that long: lost probes are then the signal.) Each carries its send time and a
-// per-process secret; a datagram that looks like a probe but does not carry the secret (or
-// comes from elsewhere) is dropped, never delivered as SIP.
+// none. Loopback keeps order, so a probe overtaken by a later one was dropped by a full socket
+// buffer: it is reported lost at once (on a kernel with the default 208 KiB receive buffer a
+// busy socket drops datagrams before they wait long, and lost probes are then the signal). A
+// probe away QUEUE_PROBE_LOST_MS is reported lost too, when the next one goes out: dropped with
+// all after it, or behind a second of work. A lost probe gives no sample if it does come back.
+// Each carries its send time and a per-process secret; a datagram that looks like a probe but
+// does not carry the secret (or comes from elsewhere) is dropped, never delivered as SIP.
 
 import { randomBytes } from 'node:crypto';
 
@@ -20,8 +20,8 @@ const SECRET_BYTES = 16;
 export const QUEUE_PROBE_BYTES = MAGIC.length + SECRET_BYTES + 8;
 /** A probe goes out at most this often (while messages arrive). */
 export const QUEUE_PROBE_INTERVAL_MS = 20;
-/** A probe not back after this long is reported lost, ms (T1: phones send again by then). */
-export const QUEUE_PROBE_LOST_MS = 500;
+/** A probe not overtaken but not back after this long is reported lost, ms. */
+export const QUEUE_PROBE_LOST_MS = 1000;
 /**
  * A probe away this long is forgotten without a sample, ms: the node has been idle since (a
  * probe dropped as a burst ended, then no message), and its first request after that is no
@@ -39,7 +39,7 @@ export class QueueProbe {
   private lastSentAt = Number.NEGATIVE_INFINITY;
   /** Send times of the probes not back yet, oldest first (they come back in order). */
   private readonly away: number[] = [];
-  /** Probes given up as lost (a sample of their age each), for statistics and tests. */
+  /** Probes reported lost (overtaken, or away too long), for statistics and tests. */
   lost = 0;
 
   constructor(
@@ -90,12 +90,19 @@ export class QueueProbe {
     const sentAt = data.readDoubleBE(MAGIC.length + SECRET_BYTES);
     const sojourn = this.now() - sentAt;
     if (!(sojourn >= 0)) return 'forged';
-    // It, and any sent before it that are still away (dropped), are back or gone. One already
-    // given up as lost gave its sample then.
+    // It is back; any sent before it that are still away were dropped (one report for them).
+    // One already reported lost gives no sample now.
     let wasAway = false;
+    let overtaken: number | undefined;
     while (this.away.length > 0 && (this.away[0] as number) <= sentAt) {
-      if (this.away.shift() === sentAt) wasAway = true;
+      const t = this.away.shift() as number;
+      if (t === sentAt) wasAway = true;
+      else {
+        overtaken ??= t;
+        this.lost++;
+      }
     }
+    if (overtaken !== undefined) this.onSample(this.now() - overtaken, true);
     if (wasAway) this.onSample(sojourn, false);
     return 'sample';
   }

@@ -52,7 +52,8 @@ export interface SipTransportEvents {
   'flow-closed': [flow: SipFlowClosed];
   /**
    * How long a probe datagram waited in our UDP socket and event loop before it was read, ms
-   * (see queue-probe.ts): one sample per probe, probes sent by probeQueue().
+   * (see queue-probe.ts; probes sent by probeQueue()); `lost`: a probe dropped, or away too
+   * long, with how long it had been away.
    */
   'queue-delay': [sojournMs: number, lost: boolean];
 }
