@@ -152,16 +152,26 @@ describe('queue probe', () => {
     clock.t += 20;
     probe.maybeSend();
     clock.t += 5;
-    assert.equal(probe.take(sent[1] as Buffer, true), 'sample');
+    assert.equal(
+      probe.take(sent[1] as Buffer, () => true),
+      'sample',
+    );
     assert.deepEqual(reports, [
       [35, true],
       [5, false],
     ]);
     assert.equal(probe.lost, 1);
     assert.equal(probe.waitingMs(), 0);
-    assert.equal(probe.take(sent[0] as Buffer, true), 'sample', 'the dropped one after all');
+    assert.equal(
+      probe.take(sent[0] as Buffer, () => true),
+      'sample',
+      'the dropped one after all',
+    );
     assert.equal(reports.length, 2, 'no second report for it');
-    assert.equal(probe.take(Buffer.from('REGISTER sip:x SIP/2.0'), true), 'not-a-probe');
+    assert.equal(
+      probe.take(Buffer.from('REGISTER sip:x SIP/2.0'), () => true),
+      'not-a-probe',
+    );
   });
 
   it('reports a probe away a second as lost at the next send, and forgets one away 2 s', () => {
@@ -331,16 +341,19 @@ async function firstRefusal(
   throw new Error('no new call refused in 20 tries');
 }
 
-describe('a node whose queue stands (real sockets)', () => {
+describe('nodes whose queue stands (real sockets)', () => {
   const bed = new TestBed('peerbx-overload-');
+  /** A caller's node with the default overload control. */
+  let caller: PeerNode;
+  /** A node with a low target, so that a test process can make its queue stand; its coin
+   * always refuses when the refused share is above zero. */
   let peer: PeerNode;
   let phone: UdpPhone;
   let flood: ChildProcess | undefined;
 
   before(async () => {
-    // A low target, so that a test process can make the queue stand; the coin always refuses
-    // when the refused share is above zero.
-    peer = await bed.startPeer('a', { overload: { targetMs: 20, random: () => 0 } });
+    caller = await bed.startPeer('a');
+    peer = await bed.startPeer('b', { overload: { targetMs: 20, random: () => 0 } });
     phone = await bed.phone();
   });
 
@@ -422,28 +435,9 @@ describe('a node whose queue stands (real sockets)', () => {
     assert.doesNotMatch(answer.kind === 'response' ? answer.reason : '', /overloaded/);
     assert.equal(answer.kind === 'response' && answer.status, 404);
   });
-});
 
-describe("a callee's node that refuses a call while overloaded (real sockets)", () => {
-  const bed = new TestBed('peerbx-overload2-');
-  let caller: PeerNode;
-  let callee: PeerNode;
-  let phone: UdpPhone;
-  let flood: ChildProcess | undefined;
-
-  before(async () => {
-    caller = await bed.startPeer('a');
-    callee = await bed.startPeer('b', { overload: { targetMs: 20, random: () => 0 } });
-    phone = await bed.phone();
-  });
-
-  after(async () => {
-    flood?.kill();
-    stopResending();
-    await bed.close();
-  });
-
-  it("reaches the caller as 500 with the refusal's reason and Retry-After", async () => {
+  it("a callee's node's refusal reaches the caller as 500 with reason and Retry-After", async () => {
+    const callee = peer;
     assert.equal(
       await rawRegister({ host: '127.0.0.1', port: callee.port }, 'bob', 'sip:bob@127.0.0.1:9'),
       'SIP/2.0 200 OK',

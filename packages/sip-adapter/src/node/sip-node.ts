@@ -293,8 +293,10 @@ export class SipNode implements TransactionUser {
       return;
     }
     const forMe = request.method === 'OPTIONS' && this.isForMe(request);
+    // A new out-of-dialog request (CANCEL belongs to its INVITE; OPTIONS to us is a keepalive).
+    const fresh = !request.toTag && request.method !== 'CANCEL' && !forMe;
     // Overload: new requests only; what continues or ends a call already taken goes on.
-    if (!request.toTag && request.method !== 'CANCEL' && !forMe && !this.overload.admit()) {
+    if (fresh && !this.overload.admit()) {
       tx.respond(
         createResponse(request, 503, {
           reason: 'Service Unavailable (overloaded)',
@@ -304,7 +306,7 @@ export class SipNode implements TransactionUser {
       return;
     }
     // Out-of-dialog requests from phones (CANCEL cannot be challenged, RFC 3261 §22.1).
-    if (this.auth && !fromNode && !forMe && request.method !== 'CANCEL' && !request.toTag) {
+    if (this.auth && !fromNode && fresh) {
       const outcome = this.auth.check(request, 'proxy');
       if (!outcome.ok) {
         tx.respond(outcome.response);

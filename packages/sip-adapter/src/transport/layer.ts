@@ -381,7 +381,10 @@ export class SipSocketTransports
   private onDatagram(data: Buffer, from: RemoteInfo): void {
     if (this.isClosed) return;
     const address = unmapIPv4(from.address);
-    const probe = this.probe?.take(data, from.port === this.udp?.port && this.isOwnHost(address));
+    const probe = this.probe?.take(
+      data,
+      () => from.port === this.udp?.port && this.isOwnHost(address),
+    );
     if (probe === 'sample') return;
     this.counters.bytesIn.udp += data.length;
     if (probe === 'forged') {

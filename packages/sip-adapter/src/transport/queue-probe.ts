@@ -73,15 +73,16 @@ export class QueueProbe {
 
   /**
    * Looks at a datagram before it is taken for SIP. `fromSelf`: it came from our own socket's
-   * address and port. A probe of ours yields a sample; anything probe-like otherwise is forged.
+   * address and port (asked only of a probe-like datagram). A probe of ours yields a sample;
+   * anything probe-like otherwise is forged.
    */
-  take(data: Buffer, fromSelf: boolean): ProbeVerdict {
+  take(data: Buffer, fromSelf: () => boolean): ProbeVerdict {
     // A SIP message never starts with NUL: one comparison on the hot path.
     if (data.length === 0 || data[0] !== 0 || data.length !== QUEUE_PROBE_BYTES) {
       return 'not-a-probe';
     }
     if (
-      !fromSelf ||
+      !fromSelf() ||
       !data.subarray(0, MAGIC.length).equals(MAGIC) ||
       !data.subarray(MAGIC.length, MAGIC.length + SECRET_BYTES).equals(this.secret)
     ) {
