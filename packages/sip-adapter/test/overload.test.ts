@@ -318,17 +318,20 @@ const finalTo = (method: string) => (m: SipMessage) =>
   m.kind === 'response' && m.status >= 200 && m.cseq.method === method;
 
 /**
- * Places new calls (`call()` sends one, retransmitted until stopped) while this process keeps
- * the node overloaded, until one is refused (5xx); its final response. Within 20 tries.
+ * Places new calls from `phone` to `uri` through the node at `port` (each INVITE sent again
+ * until answered) while this process keeps the overloaded node's queue standing, until one is
+ * refused (5xx); its final response. Within 20 tries.
  */
 async function firstRefusal(
   phone: UdpPhone,
-  call: () => { invite: { callId: string }; stop: () => void },
+  uri: string,
+  port: number,
   guard: { readonly stats: { refusing: number } },
 ): Promise<SipMessage> {
   for (let i = 0; i < 20; i++) {
     assert.ok(await overloaded(0, () => guard.stats.refusing > 0.05), 'the node is overloaded');
-    const { invite, stop } = call();
+    const invite = request('INVITE', uri, phone);
+    const stop = retransmitted(phone, invite.text, port);
     const answer = phone.next(
       (m) => finalTo('INVITE')(m) && m.callId === invite.callId,
       'final response to INVITE',
@@ -373,14 +376,7 @@ describe('nodes whose queue stands (real sockets)', () => {
 
     // New calls while it lasts: one is refused (the share is above 0 most of the time, and a
     // UDP socket that overflows may drop an INVITE, which is then sent again).
-    const refused = await firstRefusal(
-      phone,
-      () => {
-        const invite = request('INVITE', 'sip:nobody@peerbx.local', phone);
-        return { invite, stop: retransmitted(phone, invite.text, peer.port) };
-      },
-      guard,
-    );
+    const refused = await firstRefusal(phone, 'sip:nobody@peerbx.local', peer.port, guard);
     assert.equal(refused.kind === 'response' && refused.status, 503);
     assert.match(refused.kind === 'response' ? refused.reason : '', /overloaded/);
     assert.equal(refused.headers.get('retry-after'), String(OVERLOAD_RETRY_AFTER_S));
@@ -450,14 +446,7 @@ describe('nodes whose queue stands (real sockets)', () => {
     );
     assert.equal(caller.sip.overload.stats.refusing, 0, "the caller's node is not overloaded");
 
-    const final = await firstRefusal(
-      phone,
-      () => {
-        const invite = request('INVITE', 'sip:bob@peerbx.local', phone);
-        return { invite, stop: retransmitted(phone, invite.text, caller.port) };
-      },
-      guard,
-    );
+    const final = await firstRefusal(phone, 'sip:bob@peerbx.local', caller.port, guard);
     assert.equal(final.kind === 'response' && final.status, 500);
     assert.match(final.kind === 'response' ? final.reason : '', /overloaded/);
     assert.equal(final.headers.get('retry-after'), String(OVERLOAD_RETRY_AFTER_S));
