@@ -39,7 +39,14 @@ export {
   randomIdAtPrefix,
   xorDistance,
 } from './node-id.js';
-export { cryptoRandom, type Random, randomInt, SeededRandom, shuffle } from './random.js';
+export {
+  cryptoRandom,
+  pooledRandomBytes,
+  type Random,
+  randomInt,
+  SeededRandom,
+  shuffle,
+} from './random.js';
 export { KBucket } from './routing-table/k-bucket.js';
 export {
   type AddResult,

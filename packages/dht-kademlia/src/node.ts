@@ -138,6 +138,11 @@ export interface LookupOptions {
 export interface GetOptions extends LookupOptions {
   /** Holders that must answer with values before the lookup stops (default 1). */
   quorum?: number;
+  /**
+   * Called with each holder's values while the lookup still waits for more holders (not for
+   * the answer that completes the quorum, nor for values this node holds itself).
+   */
+  onValues?: (values: readonly WireValue[], holder: Contact) => void;
 }
 
 export interface PublishedValue {
@@ -856,7 +861,7 @@ export class KademliaNode {
 
   // --- Lookups and requests ------------------------------------------------------------------
 
-  private runLookup(target: NodeId, quorum: number, options: LookupOptions): Promise<LookupResult> {
+  private runLookup(target: NodeId, quorum: number, options: GetOptions): Promise<LookupResult> {
     this.stats.lookups++;
     this.table.touchBucket(target, this.clock.now());
     const paths = Math.max(1, options.paths ?? this.disjointPaths);
@@ -875,6 +880,7 @@ export class KademliaNode {
       query: (c) => this.query(c, target, quorum > 0),
       // A value lookup from a node that holds values counts its own empty store as an answer.
       ...(quorum > 0 && !this.opts.client ? { self: this.contact } : {}),
+      ...(options.onValues ? { onValues: options.onValues } : {}),
     });
   }
 

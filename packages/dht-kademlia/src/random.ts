@@ -1,6 +1,6 @@
 // Injected randomness: seeded for the simulator and tests, cryptographic for real nodes.
 
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 
 export interface Random {
   /** Uniform in [0, 1). */
@@ -66,7 +66,36 @@ export class SeededRandom implements Random {
   }
 }
 
+// Cryptographic bytes drawn from a block refilled 4 KiB at a time: one call into OpenSSL per
+// few hundred request IDs, branches or tags instead of one each (randomUUID does the same).
+const POOL_BYTES = 4096;
+const pool = Buffer.alloc(POOL_BYTES);
+let poolOffset = POOL_BYTES;
+
+/** n cryptographically random bytes, a copy of its own, from a pooled block. */
+export function pooledRandomBytes(n: number): Uint8Array {
+  if (n > POOL_BYTES) return new Uint8Array(randomBytes(n));
+  if (poolOffset + n > POOL_BYTES) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const out = new Uint8Array(n);
+  out.set(pool.subarray(poolOffset, poolOffset + n));
+  poolOffset += n;
+  return out;
+}
+
 export const cryptoRandom: Random = {
-  next: () => randomBytes(4).readUInt32BE(0) / 4294967296,
-  bytes: (length) => new Uint8Array(randomBytes(length)),
+  next: () => {
+    const b = pooledRandomBytes(4);
+    return (
+      ((((b[0] as number) << 24) |
+        ((b[1] as number) << 16) |
+        ((b[2] as number) << 8) |
+        (b[3] as number)) >>>
+        0) /
+      4294967296
+    );
+  },
+  bytes: pooledRandomBytes,
 };

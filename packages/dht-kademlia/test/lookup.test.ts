@@ -143,6 +143,39 @@ describe('iterative lookup', () => {
     assert.ok(r.hops >= 2);
   });
 
+  it('hands each holder but the last of the quorum to onValues, after sending the next request', async () => {
+    const w = world(50);
+    const target = rnd.bytes(32);
+    const holders = w.closest(target, 3);
+    const early: string[] = [];
+    const sentBefore: number[] = [];
+    let queries = 0;
+    const r = await lookup({
+      target,
+      ownId: rnd.bytes(32),
+      k: 3,
+      alpha: 1,
+      paths: 1,
+      maxRequests: 100,
+      quorum: 3,
+      initial: holders.slice(0, 1),
+      query: async (c) => {
+        queries++;
+        const rank = holders.findIndex((h) => h.address === c.address);
+        return { contacts: holders, values: [{ value: new Uint8Array([rank]), ttlMs: 1000 }] };
+      },
+      onValues: (values, holder) => {
+        sentBefore.push(queries);
+        early.push(`${holder.address}:${values[0]?.value[0]}`);
+      },
+    });
+    assert.equal(r.values.length, 3);
+    // The first two holders are handed over; the third completes the quorum and ends the lookup.
+    assert.deepEqual(early, [`${holders[0]?.address}:0`, `${holders[1]?.address}:1`]);
+    // One request at a time (alpha 1): the next holder was asked before onValues ran.
+    assert.deepEqual(sentBefore, [2, 3]);
+  });
+
   it('drops contacts refused by the contact hook', async () => {
     const w = world(100);
     const target = rnd.bytes(32);

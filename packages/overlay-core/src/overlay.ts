@@ -45,6 +45,7 @@ import { type KeyPair, meetsPuzzle, nodeIdOf } from './identity/keys.js';
 import type { Channel } from './links/link.js';
 import { LinkManager } from './links/link-manager.js';
 import { type Logger, silentLogger } from './logger.js';
+import { checkRecord } from './storage/access.js';
 import { decodeNodeInfo, encodeNodeInfo, type NodeInfo } from './storage/node-info.js';
 import { PersistentStore } from './storage/persistent-store.js';
 import {
@@ -426,7 +427,22 @@ export class OverlayNode {
     kind: number | undefined,
     quorum: number,
   ): Promise<StoredRecord[]> {
-    const result = await this.lookupValues(resource, quorum);
+    // A holder's answer is checked as it arrives while the lookup waits for the next holder:
+    // the signatures it verifies are remembered (verifyRemembered), so the final check below
+    // finds them done and the quorum's wait hides their cost.
+    const key = resourceId(resource);
+    const precheck = (values: readonly { value: Uint8Array }[]): void => {
+      const now = this.clock.now();
+      for (const { value } of values) {
+        try {
+          const record = decodeRecord(value);
+          if (record.resource === resource) checkRecord(record, key, this.config, { now });
+        } catch {
+          // verifyFetched drops it, and says why.
+        }
+      }
+    };
+    const result = await this.lookupValues(resource, quorum, precheck);
     return verifyFetched(distinctValues(result.values), resource, kind, this.config, {
       now: this.clock.now(),
       onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
@@ -438,8 +454,15 @@ export class OverlayNode {
    * mean "no such record": nobody answered, or most of the nodes closest to it (this one
    * included) were silent, overloaded or dying together, and the record may well be there.
    */
-  private async lookupValues(resource: string, quorum: number): Promise<LookupResult> {
-    const result = await this.dht.get(resourceId(resource), { quorum });
+  private async lookupValues(
+    resource: string,
+    quorum: number,
+    onValues?: (values: readonly { value: Uint8Array }[]) => void,
+  ): Promise<LookupResult> {
+    const result = await this.dht.get(resourceId(resource), {
+      quorum,
+      ...(onValues ? { onValues } : {}),
+    });
     if (result.values.length > 0) return result;
     if (result.requests > 0 && result.failures === result.requests) {
       throw new OverlayError(

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { hashToId, idToHex } from '@peerbx/dht-kademlia';
 import { KIND_SIP_REGISTRATION } from '../src/constants.js';
 import { OverlayError } from '../src/errors.js';
-import { nodeIdOf } from '../src/identity/keys.js';
+import { nodeIdOf, verifyRemembered } from '../src/identity/keys.js';
 import {
   createRecord,
   decodeRecord,
@@ -19,6 +19,10 @@ import { ALICE, generateKeyPair, HOUR, nodeInfo, registration, text } from './fi
 const NOW = Date.UTC(2026, 0, 1);
 const node = generateKeyPair();
 const alice = generateKeyPair();
+
+function flip(bytes: Uint8Array, i: number): void {
+  bytes[i] = (bytes[i] ?? 0) ^ 1;
+}
 
 describe('signed records', () => {
   it('round-trip with every field', () => {
@@ -36,6 +40,23 @@ describe('signed records', () => {
     assert.deepEqual(Buffer.from(back.nodeKey), Buffer.from(node.publicKey));
     assert.ok(nodeSignatureValid(back));
     assert.ok(userSignatureValid(back));
+  });
+
+  it('remembers good signatures only for the exact key and bytes they were checked with', () => {
+    const rec = registration(node, alice, NOW);
+    const data = new Uint8Array(rec.tbs);
+    assert.ok(verifyRemembered(node.publicKey, data, rec.nodeSignature));
+    // The same signature, remembered, over other bytes or under another key: still refused.
+    const altered = new Uint8Array(data);
+    flip(altered, altered.length - 1);
+    assert.equal(verifyRemembered(node.publicKey, altered, rec.nodeSignature), false);
+    assert.equal(verifyRemembered(alice.publicKey, data, rec.nodeSignature), false);
+    // The caller's buffer changing later does not change what was remembered.
+    flip(data, 0);
+    assert.equal(verifyRemembered(node.publicKey, data, rec.nodeSignature), false);
+    flip(data, 0);
+    assert.ok(verifyRemembered(node.publicKey, data, rec.nodeSignature));
+    assert.equal(verifyRemembered(node.publicKey, data, rec.nodeSignature.subarray(1)), false);
   });
 
   it('round-trip without a user, and with an index', () => {

@@ -51,6 +51,11 @@ export interface LookupParams {
    * contact that answered for closestSilent/closestAsked (it is never asked).
    */
   self?: Contact;
+  /**
+   * For value lookups: called with a holder's values as they arrive when the lookup goes on
+   * waiting for more holders, so the caller can start checking them meanwhile.
+   */
+  onValues?: (values: readonly WireValue[], holder: Contact) => void;
 }
 
 export interface FoundValue extends WireValue {
@@ -232,6 +237,8 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
       }
       for (const nc of answer.contacts) insert(path, nc, c.hop + 1);
       for (const p of paths) pump(p);
+      // After the pump: the next requests are out before the caller spends time on these.
+      if (hasValues) params.onValues?.(answer.values!, c.contact);
     };
 
     const onFailure = (path: Path, c: Candidate, silent: boolean): void => {

@@ -8,7 +8,13 @@
 
 import { hashToId, idToHex, type NodeId } from '@peerbx/dht-kademlia';
 import { OverlayError } from '../errors.js';
-import { type KeyPair, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, sign, verify } from '../identity/keys.js';
+import {
+  type KeyPair,
+  PUBLIC_KEY_BYTES,
+  SIGNATURE_BYTES,
+  sign,
+  verifyRemembered,
+} from '../identity/keys.js';
 import {
   bytesOf,
   decode,
@@ -296,7 +302,7 @@ export function decodeRecord(bytes: Uint8Array): StoredRecord {
 
 /** The node signature over the signed bytes is valid. */
 export function nodeSignatureValid(record: StoredRecord): boolean {
-  return verify(record.nodeKey, record.tbs, record.nodeSignature);
+  return verifyRemembered(record.nodeKey, record.tbs, record.nodeSignature);
 }
 
 /** The record carries a user and the user signature over the signed bytes is valid. */
@@ -304,6 +310,6 @@ export function userSignatureValid(record: StoredRecord): boolean {
   return (
     record.user !== undefined &&
     record.userSignature !== undefined &&
-    verify(record.user.publicKey, record.tbs, record.userSignature)
+    verifyRemembered(record.user.publicKey, record.tbs, record.userSignature)
   );
 }

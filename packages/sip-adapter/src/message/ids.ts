@@ -1,7 +1,7 @@
 // Fresh identifiers: Via branches (RFC 3261 §8.1.1.7), From/To tags (§19.3) and Call-IDs
 // (§8.1.1.4). Randomness is injected so tests and the simulator can be deterministic.
 
-import { randomBytes } from 'node:crypto';
+import { pooledRandomBytes } from '@peerbx/dht-kademlia';
 import {
   BRANCH_MAGIC_COOKIE,
   BRANCH_RANDOM_BYTES,
@@ -12,21 +12,8 @@ import {
 /** n random bytes; node:crypto by default. */
 export type RandomBytes = (n: number) => Uint8Array;
 
-/** Bytes from node:crypto, drawn a block at a time: one system call per few hundred ids. */
-const POOL_BYTES = 4096;
-let pool = randomBytes(POOL_BYTES);
-let poolOffset = 0;
-
-const cryptoBytes: RandomBytes = (n) => {
-  if (n > POOL_BYTES) return randomBytes(n);
-  if (poolOffset + n > POOL_BYTES) {
-    pool = randomBytes(POOL_BYTES);
-    poolOffset = 0;
-  }
-  const out = pool.subarray(poolOffset, poolOffset + n);
-  poolOffset += n;
-  return out;
-};
+/** Bytes from node:crypto, drawn a block at a time (one call per few hundred ids). */
+const cryptoBytes: RandomBytes = pooledRandomBytes;
 
 // base64url is all token characters, so the results are valid in branch/tag/Call-ID.
 const encode = (b: Uint8Array) =>
