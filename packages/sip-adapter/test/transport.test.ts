@@ -389,6 +389,27 @@ describe('SIP transport connection management', () => {
     assert.equal(second.destroyed, false);
   });
 
+  it('sends the datagrams of one turn together, in order, even when it closes in that turn', async () => {
+    const layer = await start();
+    const client: UdpClient = createSocket('udp4');
+    others.push({ close: () => client.close() });
+    await new Promise<void>((r) => client.bind(0, HOST, () => r()));
+    const got: string[] = [];
+    client.on('message', (d: Buffer) => got.push(d.toString()));
+    const to = { transport: 'udp' as const, address: HOST, port: client.address().port };
+    const ids = [1, 2, 3, 4, 5].map((i) => `batch-${i}`);
+    // The replies go out after this turn; the close comes in the same turn and lets them go.
+    const sent = ids.map((id) => layer.send(reply(id), to));
+    await layer.close();
+    await Promise.all(sent);
+    await eventually(() => got.length === ids.length, 'the five replies');
+    assert.deepEqual(
+      got,
+      ids.map((id) => reply(id).toString()),
+    );
+    await assert.rejects(layer.send(reply('late'), to), { code: 'ERR_CLOSED' });
+  });
+
   it('releases its ports on close, so they can be bound again', async () => {
     const layer = await start();
     const { tcp, ws } = layer.addresses;

@@ -10,6 +10,14 @@ export interface UdpSocket extends BoundServer {
   send(data: Uint8Array, address: string, port: number): Promise<void>;
 }
 
+interface Outgoing {
+  data: Uint8Array;
+  address: string;
+  port: number;
+  done: () => void;
+  fail: (err: Error) => void;
+}
+
 /** Binds a UDP socket; rejects with the system error (EADDRINUSE, ...). */
 export function bindUdp(
   host: string,
@@ -35,6 +43,20 @@ export function bindUdp(
       setBufferSizes(socket);
       const bound = socket.address();
       let closed = false;
+      // Datagrams sent while the event loop works through a batch of incoming ones go out
+      // together once the batch is done (setImmediate: the same loop turn, no timer). A
+      // receiver on this host that was asleep is woken once for the lot instead of once per
+      // datagram: a wake-up is a good part of a send's cost (measured: 15% of a node's CPU at
+      // 12,500 REGISTERs/s from one SIPp). One datagram alone leaves a few µs later.
+      let queue: Outgoing[] = [];
+      const flush = () => {
+        const batch = queue;
+        queue = [];
+        for (const o of batch) {
+          if (closed) o.fail(new Error('socket closed'));
+          else socket.send(o.data, o.port, o.address, (err) => (err ? o.fail(err) : o.done()));
+        }
+      };
       resolve({
         address: bound.address,
         port: bound.port,
@@ -44,7 +66,8 @@ export function bindUdp(
               fail(new Error('socket closed'));
               return;
             }
-            socket.send(data, toPort, address, (err) => (err ? fail(err) : done()));
+            if (queue.length === 0) setImmediate(flush);
+            queue.push({ data, address, port: toPort, done, fail });
           }),
         close: () =>
           new Promise<void>((done) => {
@@ -52,8 +75,11 @@ export function bindUdp(
               done();
               return;
             }
+            // What was sent before the close still goes out: the batch now, and the socket
+            // closes once dgram has handed it to the system (its address lookup is a tick).
+            flush();
             closed = true;
-            socket.close(() => done());
+            setImmediate(() => socket.close(() => done()));
           }),
       });
     });
