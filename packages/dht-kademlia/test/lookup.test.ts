@@ -176,6 +176,32 @@ describe('iterative lookup', () => {
     assert.deepEqual(sentBefore, [2, 3]);
   });
 
+  it('finishes a value lookup whose onValues throws', async () => {
+    const w = world(20);
+    const target = rnd.bytes(32);
+    let calls = 0;
+    const r = await lookup({
+      target,
+      ownId: rnd.bytes(32),
+      k: 3,
+      alpha: 1,
+      paths: 1,
+      maxRequests: 100,
+      quorum: 2,
+      initial: w.closest(target, 1),
+      query: async () => ({
+        contacts: w.closest(target, 3),
+        values: [{ value: new Uint8Array([7]), ttlMs: 1000 }],
+      }),
+      onValues: () => {
+        calls++;
+        throw new Error('a caller bug');
+      },
+    });
+    assert.equal(calls, 1);
+    assert.equal(r.values.length, 2);
+  });
+
   it('drops contacts refused by the contact hook', async () => {
     const w = world(100);
     const target = rnd.bytes(32);

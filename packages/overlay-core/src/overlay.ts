@@ -45,7 +45,6 @@ import { type KeyPair, meetsPuzzle, nodeIdOf } from './identity/keys.js';
 import type { Channel } from './links/link.js';
 import { LinkManager } from './links/link-manager.js';
 import { type Logger, silentLogger } from './logger.js';
-import { checkRecord } from './storage/access.js';
 import { decodeNodeInfo, encodeNodeInfo, type NodeInfo } from './storage/node-info.js';
 import { PersistentStore } from './storage/persistent-store.js';
 import {
@@ -58,6 +57,7 @@ import {
 } from './storage/record.js';
 import { type PublishParams, RecordSigner } from './storage/record-signer.js';
 import {
+  checkFetched,
   createOverlayStoreOptions,
   createRecordValidator,
   NAME_CLAIM_SLOT,
@@ -427,23 +427,23 @@ export class OverlayNode {
     kind: number | undefined,
     quorum: number,
   ): Promise<StoredRecord[]> {
-    // A holder's answer is checked as it arrives while the lookup waits for the next holder:
-    // the signatures it verifies are remembered (verifyRemembered), so the final check below
-    // finds them done and the quorum's wait hides their cost.
+    // The first holders' answers are checked as they arrive, while the lookup waits for the
+    // holder that completes its quorum: the signatures found good are remembered
+    // (verifyRemembered), so verifyFetched below finds them done. A value refused here is
+    // logged and left out then, so a forged one costs one check, not two.
     const key = resourceId(resource);
+    const refused = new Set<string>();
     const precheck = (values: readonly { value: Uint8Array }[]): void => {
-      const now = this.clock.now();
+      const context = { config: this.config, now: this.clock.now() };
       for (const { value } of values) {
-        try {
-          const record = decodeRecord(value);
-          if (record.resource === resource) checkRecord(record, key, this.config, { now });
-        } catch {
-          // verifyFetched drops it, and says why.
-        }
+        const checked = checkFetched(value, resource, key, context);
+        if (!('problem' in checked)) continue;
+        refused.add(contentKey(value));
+        this.log.warn({ resource, detail: checked.problem }, 'dropped a fetched record');
       }
     };
     const result = await this.lookupValues(resource, quorum, precheck);
-    return verifyFetched(distinctValues(result.values), resource, kind, this.config, {
+    return verifyFetched(distinctValues(result.values, refused), resource, kind, this.config, {
       now: this.clock.now(),
       onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
     });
@@ -737,16 +737,24 @@ export class OverlayNode {
 }
 
 /** Each distinct value once: holders mostly return the same bytes, and a check costs signatures. */
-function distinctValues(values: readonly { readonly value: Uint8Array }[]): Uint8Array[] {
-  const seen = new Set<string>();
+/** The values' distinct byte strings, leaving out those whose contentKey is in `skip`. */
+function distinctValues(
+  values: readonly { readonly value: Uint8Array }[],
+  skip?: ReadonlySet<string>,
+): Uint8Array[] {
+  const seen = new Set<string>(skip);
   const out: Uint8Array[] = [];
   for (const { value } of values) {
-    const key = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+    const key = contentKey(value);
     if (seen.has(key)) continue;
     seen.add(key);
     out.push(value);
   }
   return out;
+}
+
+function contentKey(value: Uint8Array): string {
+  return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
 }
 
 /** 0 for a name claim (stored before the records that rely on it), 1 for anything else. */

@@ -389,7 +389,7 @@ describe('SIP transport connection management', () => {
     assert.equal(second.destroyed, false);
   });
 
-  it('sends the datagrams of one turn together, in order, even when it closes in that turn', async () => {
+  it('sends the datagrams of one turn in order, those queued when it closes too', async () => {
     const layer = await start();
     const client: UdpClient = createSocket('udp4');
     others.push({ close: () => client.close() });

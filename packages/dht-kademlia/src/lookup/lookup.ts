@@ -237,8 +237,15 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
       }
       for (const nc of answer.contacts) insert(path, nc, c.hop + 1);
       for (const p of paths) pump(p);
-      // After the pump: the next requests are out before the caller spends time on these.
-      if (hasValues) params.onValues?.(answer.values!, c.contact);
+      // After the pump: the next requests are out before the caller spends time on these. Not
+      // when the pump found the lookup done: then nothing is left to wait for.
+      if (hasValues && !finished && params.onValues) {
+        try {
+          params.onValues(answer.values!, c.contact);
+        } catch {
+          // The caller's bug; the lookup goes on without it.
+        }
+      }
     };
 
     const onFailure = (path: Path, c: Candidate, silent: boolean): void => {

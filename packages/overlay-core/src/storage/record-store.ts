@@ -140,23 +140,20 @@ export function verifyFetched(
   const key = resourceId(resourceName);
   const newest = new Map<string, StoredRecord>();
   for (const item of values) {
-    const bytes = item instanceof Uint8Array ? item : item.value;
-    let record: StoredRecord;
-    try {
-      record = decodeRecord(bytes);
-    } catch (err) {
-      drop(`value is not a PeerBX record: ${(err as Error).message}`);
+    const checked = checkFetched(
+      item instanceof Uint8Array ? item : item.value,
+      resourceName,
+      key,
+      {
+        config,
+        now,
+      },
+    );
+    if ('problem' in checked) {
+      drop(checked.problem);
       continue;
     }
-    if (record.resource !== resourceName) {
-      drop(`record for ${record.resource} returned for ${resourceName}`);
-      continue;
-    }
-    const verdict: AccessRejection | undefined = checkRecord(record, key, config, { now });
-    if (verdict) {
-      drop(verdict.detail);
-      continue;
-    }
+    const { record } = checked;
     const slot = recordSlot(record);
     const held = newest.get(slot);
     if (!held || newer(record, held)) newest.set(slot, record);
@@ -180,6 +177,31 @@ export function verifyFetched(
     if (kind === undefined || record.kind === kind) out.push(record);
   }
   return out;
+}
+
+/**
+ * One fetched value on its own: its record when it decodes, belongs to the resource asked for
+ * and passes every access check; otherwise why not. verifyFetched weighs the records together.
+ */
+export function checkFetched(
+  bytes: Uint8Array,
+  resourceName: string,
+  key: NodeId,
+  context: { config: OverlayConfig; now: number },
+): { record: StoredRecord } | { problem: string } {
+  let record: StoredRecord;
+  try {
+    record = decodeRecord(bytes);
+  } catch (err) {
+    return { problem: `value is not a PeerBX record: ${(err as Error).message}` };
+  }
+  if (record.resource !== resourceName) {
+    return { problem: `record for ${record.resource} returned for ${resourceName}` };
+  }
+  const verdict: AccessRejection | undefined = checkRecord(record, key, context.config, {
+    now: context.now,
+  });
+  return verdict ? { problem: verdict.detail } : { record };
 }
 
 /** Newer storedAt wins; equal dates are settled by the signed bytes so all fetchers agree. */
