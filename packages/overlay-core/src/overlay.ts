@@ -429,16 +429,20 @@ export class OverlayNode {
   ): Promise<StoredRecord[]> {
     // The first holders' answers are checked as they arrive, while the lookup waits for the
     // holder that completes its quorum: the signatures found good are remembered
-    // (verifyRemembered), so verifyFetched below finds them done. A value refused here is
-    // logged and left out then, so a forged one costs one check, not two.
+    // (verifyRemembered), so verifyFetched below finds them done. A value that can never pass
+    // (a forged signature, say) is logged and left out then, so it costs one check, not one
+    // per holder and another at the end; a verdict that may depend on the time is left to
+    // verifyFetched.
     const key = resourceId(resource);
     const refused = new Set<string>();
     const precheck = (values: readonly { value: Uint8Array }[]): void => {
       const context = { config: this.config, now: this.clock.now() };
       for (const { value } of values) {
+        const id = contentKey(value);
+        if (refused.has(id)) continue;
         const checked = checkFetched(value, resource, key, context);
-        if (!('problem' in checked)) continue;
-        refused.add(contentKey(value));
+        if (!('problem' in checked) || !checked.lasting) continue;
+        refused.add(id);
         this.log.warn({ resource, detail: checked.problem }, 'dropped a fetched record');
       }
     };
@@ -736,8 +740,10 @@ export class OverlayNode {
   }
 }
 
-/** Each distinct value once: holders mostly return the same bytes, and a check costs signatures. */
-/** The values' distinct byte strings, leaving out those whose contentKey is in `skip`. */
+/**
+ * Each distinct value once (holders mostly return the same bytes, and a check costs
+ * signatures), leaving out those whose contentKey is in `skip`.
+ */
 function distinctValues(
   values: readonly { readonly value: Uint8Array }[],
   skip?: ReadonlySet<string>,

@@ -19,6 +19,7 @@ import {
   type StoredRecord,
 } from '../src/storage/record.js';
 import {
+  checkFetched,
   createOverlayStoreOptions,
   createRecordValidator,
   verifyFetched,
@@ -395,6 +396,43 @@ describe('verifyFetched', () => {
     // All kinds at once: the claim too; the node-info record belongs to another resource.
     const all = verifyFetched(values, ALICE, undefined, openConfig(), { now: NOW });
     assert.deepEqual(all.map((r) => r.kind).sort(), [1, 1, 2]);
+  });
+
+  it('checks one value: what can never pass is lasting, what the clock decides is not', () => {
+    const context = { config: openConfig(), now: NOW };
+    const current = registration(node, alice, NOW);
+    const good = checkFetched(encodeRecord(current), ALICE, KEY, context);
+    assert.ok(
+      'record' in good && Buffer.from(good.record.value).equals(Buffer.from(current.value)),
+    );
+    const tampered = encodeRecord(current);
+    tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 1;
+    const bobs = registration(node, alice, NOW, { resource: 'bob@peerbx.local', userName: 'bob' });
+    for (const [what, bytes] of [
+      ['a broken signature', tampered],
+      ['junk', new Uint8Array([1, 2, 3])],
+      ["another resource's record", encodeRecord(bobs)],
+    ] as const) {
+      const r = checkFetched(bytes, ALICE, KEY, context);
+      assert.ok('problem' in r && r.lasting, `${what} is refused for good`);
+    }
+    // Expired, or dated beyond the allowed clock skew: a matter of time, not of the bytes.
+    const expired = checkFetched(
+      encodeRecord(registration(node, alice, NOW - 2 * HOUR)),
+      ALICE,
+      KEY,
+      context,
+    );
+    const ahead = checkFetched(
+      encodeRecord(registration(node, alice, NOW + HOUR)),
+      ALICE,
+      KEY,
+      context,
+    );
+    assert.ok('problem' in expired && !expired.lasting, JSON.stringify(expired));
+    assert.ok(
+      'problem' in ahead && !ahead.lasting && /ahead of this node's clock/.test(ahead.problem),
+    );
   });
 
   it('a newer tombstone hides the entry it deletes', () => {

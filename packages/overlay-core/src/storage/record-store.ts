@@ -140,15 +140,8 @@ export function verifyFetched(
   const key = resourceId(resourceName);
   const newest = new Map<string, StoredRecord>();
   for (const item of values) {
-    const checked = checkFetched(
-      item instanceof Uint8Array ? item : item.value,
-      resourceName,
-      key,
-      {
-        config,
-        now,
-      },
-    );
+    const bytes = item instanceof Uint8Array ? item : item.value;
+    const checked = checkFetched(bytes, resourceName, key, { config, now });
     if ('problem' in checked) {
       drop(checked.problem);
       continue;
@@ -181,27 +174,32 @@ export function verifyFetched(
 
 /**
  * One fetched value on its own: its record when it decodes, belongs to the resource asked for
- * and passes every access check; otherwise why not. verifyFetched weighs the records together.
+ * and passes every access check; otherwise why not, and whether that is `lasting` (the bytes
+ * can never pass: undecodable, another resource's, a signature that does not verify) or may
+ * depend on the time. verifyFetched weighs the records together.
  */
 export function checkFetched(
   bytes: Uint8Array,
   resourceName: string,
   key: NodeId,
   context: { config: OverlayConfig; now: number },
-): { record: StoredRecord } | { problem: string } {
+): { record: StoredRecord } | { problem: string; lasting: boolean } {
   let record: StoredRecord;
   try {
     record = decodeRecord(bytes);
   } catch (err) {
-    return { problem: `value is not a PeerBX record: ${(err as Error).message}` };
+    return { problem: `value is not a PeerBX record: ${(err as Error).message}`, lasting: true };
   }
   if (record.resource !== resourceName) {
-    return { problem: `record for ${record.resource} returned for ${resourceName}` };
+    return {
+      problem: `record for ${record.resource} returned for ${resourceName}`,
+      lasting: true,
+    };
   }
   const verdict: AccessRejection | undefined = checkRecord(record, key, context.config, {
     now: context.now,
   });
-  return verdict ? { problem: verdict.detail } : { record };
+  return verdict ? { problem: verdict.detail, lasting: verdict.forged === true } : { record };
 }
 
 /** Newer storedAt wins; equal dates are settled by the signed bytes so all fetchers agree. */
