@@ -20,6 +20,16 @@ function world(n: number) {
   return { contacts, closest };
 }
 
+/** A value lookup asking one contact at a time (alpha 1, one path), k = 3. */
+function oneAtATime(
+  params: Pick<
+    Parameters<typeof lookup>[0],
+    'target' | 'quorum' | 'initial' | 'query' | 'onValues'
+  >,
+) {
+  return lookup({ ownId: rnd.bytes(32), k: 3, alpha: 1, paths: 1, maxRequests: 100, ...params });
+}
+
 describe('iterative lookup', () => {
   it('finds the true k closest and ends by the termination rule', async () => {
     const w = world(300);
@@ -150,13 +160,8 @@ describe('iterative lookup', () => {
     const early: string[] = [];
     const sentBefore: number[] = [];
     let queries = 0;
-    const r = await lookup({
+    const r = await oneAtATime({
       target,
-      ownId: rnd.bytes(32),
-      k: 3,
-      alpha: 1,
-      paths: 1,
-      maxRequests: 100,
       quorum: 3,
       initial: holders.slice(0, 1),
       query: async (c) => {
@@ -180,13 +185,8 @@ describe('iterative lookup', () => {
     const w = world(20);
     const target = rnd.bytes(32);
     let calls = 0;
-    const r = await lookup({
+    const r = await oneAtATime({
       target,
-      ownId: rnd.bytes(32),
-      k: 3,
-      alpha: 1,
-      paths: 1,
-      maxRequests: 100,
       quorum: 2,
       initial: w.closest(target, 1),
       query: async () => ({
