@@ -22,8 +22,9 @@ import { encodeCertificate, issueCertificate } from '../src/identity/certificate
 import { ensureDataDir, loadUserKey, userCertificatePath } from '../src/identity/data-dir.js';
 import { generateKeyPair, generateNodeKeyPair, nodeIdOf } from '../src/identity/keys.js';
 import { OverlayNode } from '../src/overlay.js';
-import { resourceId } from '../src/storage/record.js';
+import { encodeRecord, resourceId } from '../src/storage/record.js';
 import { SignedDatagramCodec } from '../src/transport/signed-codec.js';
+import { ALICE, registration } from './fixtures/records.js';
 
 const config = (over: Partial<OverlayConfig> = {}) =>
   defaultOverlayConfig({
@@ -125,6 +126,28 @@ describe('overlay node over real sockets', () => {
     const holders = nodes.filter((n) => n.store.get(key, Date.now()).length > 0);
     assert.ok(holders.length >= 2);
     for (const n of holders) assert.equal(n.store.get(key, Date.now()).length, 2);
+  });
+
+  it('drops a forged record every holder returns and still finds the real one', async () => {
+    const key = resourceId(ALICE);
+    const holders = nodes.filter((n) => n.store.get(key, Date.now()).length > 0);
+    const fetcher = nodes.find((n) => !holders.includes(n)) ?? (nodes[2] as OverlayNode);
+    // A registration for a device of its own under alice's name, its node signature broken:
+    // every holder returns it beside the real one, and the fetch checks the first holder's
+    // answer while it waits for the second.
+    const bytes = encodeRecord(registration(generateKeyPair(), generateKeyPair(), Date.now()));
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 1;
+    const before = holders.map((h) => h.store.entries(key, Date.now()));
+    for (const h of holders) h.store.put(key, bytes, Date.now() + 60_000, Date.now());
+    const got = await fetcher.fetch(ALICE, KIND_SIP_REGISTRATION);
+    assert.equal(got.length, 1);
+    assert.equal(Buffer.from(got[0]!.value).toString(), 'sip:alice@127.0.0.1:5070');
+    // The holders get back what they held, for the tests after this one.
+    holders.forEach((h, i) => {
+      h.store.delete(key);
+      for (const e of before[i] ?? [])
+        h.store.put(key, e.stored.value, e.stored.expiresAt, Date.now());
+    });
   });
 
   it('refuses forged and replayed datagrams and counts them', async () => {
