@@ -73,29 +73,18 @@ const pool = Buffer.alloc(POOL_BYTES);
 let poolOffset = POOL_BYTES;
 
 /** n cryptographically random bytes, a copy of its own, from a pooled block. */
-export function pooledRandomBytes(n: number): Uint8Array {
-  if (n > POOL_BYTES) return new Uint8Array(randomBytes(n));
+export function pooledRandomBytes(n: number): Buffer {
+  if (n > POOL_BYTES) return randomBytes(n);
   if (poolOffset + n > POOL_BYTES) {
     randomFillSync(pool);
     poolOffset = 0;
   }
-  const out = new Uint8Array(n);
-  out.set(pool.subarray(poolOffset, poolOffset + n));
+  const out = Buffer.from(pool.subarray(poolOffset, poolOffset + n));
   poolOffset += n;
   return out;
 }
 
 export const cryptoRandom: Random = {
-  next: () => {
-    const b = pooledRandomBytes(4);
-    return (
-      ((((b[0] as number) << 24) |
-        ((b[1] as number) << 16) |
-        ((b[2] as number) << 8) |
-        (b[3] as number)) >>>
-        0) /
-      4294967296
-    );
-  },
+  next: () => pooledRandomBytes(4).readUInt32BE(0) / 4294967296,
   bytes: pooledRandomBytes,
 };

@@ -91,7 +91,7 @@ export class OverloadGuard {
     if (!Number.isFinite(awayMs) || awayMs < 0) return;
     this.lastSampleAt = this.now();
     this.standing = Math.max(this.standing, awayMs);
-    this.shed = Math.min(1, this.shed + (this.shed >= 0.1 ? MAX_STEP_HIGH : MAX_STEP));
+    this.shed = Math.min(1, this.shed + this.riseCap());
   }
 
   /** One probe's sojourn, ms. */
@@ -110,9 +110,16 @@ export class OverloadGuard {
     // it holds at 1 until the queue is under the target): the growth term would undo at once
     // what the climb to 1 took, queue still long or not.
     const slope = this.shed >= 1 && growth < 0 ? 0 : SHED_BETA * growth;
-    const cap = this.shed >= 0.1 ? MAX_STEP_HIGH : MAX_STEP;
     const change = (SHED_ALPHA * (min - this.targetMs) + slope) / 1000;
-    this.shed = Math.min(1, Math.max(0, this.shed + Math.min(cap, Math.max(-MAX_STEP, change))));
+    this.shed = Math.min(
+      1,
+      Math.max(0, this.shed + Math.min(this.riseCap(), Math.max(-MAX_STEP, change))),
+    );
+  }
+
+  /** The largest rise at one probe: smaller once a tenth is refused (RFC 8033 §4.2). */
+  private riseCap(): number {
+    return this.shed >= 0.1 ? MAX_STEP_HIGH : MAX_STEP;
   }
 
   /** False when this new request is to be refused (counted). */
