@@ -3,7 +3,8 @@
 // does not move when the tests do), plus the location cache counters in "stats":
 //   stdout "ready <node-id-hex> <overlay-udp> <sip-port>" once serving;
 //   stdin "stats" -> stdout "stats <json>", with the overlay call timings since the last
-//   "stats reset" (which answers the same, then starts them afresh); exits on SIGTERM or when stdin closes.
+//   "stats reset" (which answers the same plus each timing, ms, in "overlaySamples", then starts
+//   them afresh); exits on SIGTERM or when stdin closes.
 // Usage: node sip-bench-node.js --data-dir DIR [--bootstrap HOST:PORT ...]
 
 import { createInterface } from 'node:readline';
@@ -97,8 +98,11 @@ createInterface({ input: process.stdin })
           publish: summary(timings.publish),
         },
       };
-      if (command === 'stats reset') for (const xs of Object.values(timings)) xs.length = 0;
-      process.stdout.write(`stats ${JSON.stringify(stats)}\n`);
+      const reset = command === 'stats reset';
+      process.stdout.write(
+        `stats ${JSON.stringify(reset ? { ...stats, overlaySamples: timings } : stats)}\n`,
+      );
+      if (reset) for (const xs of Object.values(timings)) xs.length = 0;
     }
   })
   .on('close', () => void stop());

@@ -16,8 +16,8 @@
 //               to the overlay (issue #4: refreshes that change nothing cost no overlay write).
 //   2. Call setup time, INVITE sent -> 200 OK received at the caller (timestamps of SIPp's own
 //      message log, µs): SIPp UAC at node 1, SIPp UAS behind it.
-//      warm: every call to bob, registered at node 7, after one call that filled node 1's
-//            location cache (30 s; the phase is shorter, and the cache counters are checked);
+//      warm: every call to bob, registered at node 7, after one unmeasured call that filled
+//            node 1's location cache (30 s; the phase is shorter, the cache counters checked);
 //      cold: every call to a different callee, each registered at one of nodes 2..N and never
 //            called before, so node 1 has nothing cached and fetches the registration from the
 //            overlay (and a channel to that node may have to be opened). Node 1 times those
@@ -28,6 +28,12 @@
 //      first calls after a start take ~40% longer (measured: 4.1 vs 2.9 ms warm p50). Kamailio,
 //      compiled C, has no such phase. Aims are judged on steady state, as benchmarks of
 //      JIT-compiled servers are; both are printed.
+//      Steady state is measured in --rounds rounds, PeerBX and Kamailio both running and taking
+//      turns: warm on each, then cold on each, the order reversed every other round. This
+//      machine has slow spells (a run's idle wake-up p50 moved from 0.47 to 0.80 ms between
+//      runs); measured one system after the other, a spell could fall on one system's whole
+//      phase and decide a ratio. Each system's calls are pooled over its rounds, and each
+//      round's p50/p95 is printed too.
 //   3. Calls per second through node 1 (SIPp UAC -> node 1 -> node 7 -> SIPp UAS, short calls:
 //      INVITE/200/ACK/BYE), rising rates until one is not sustained (as in 1).
 //   4. Kamailio (only when `kamailio` is on the PATH): a minimal registrar/proxy (registrar,
@@ -40,8 +46,10 @@
 //      within reach of this security model on this machine (an optimistic ceiling: nothing else
 //      runs, every core counts).
 //
-// Order per system: call setup (first calls: warm, cold; warm-up; steady: warm, cold), calls per second, the refresh pool, refreshes,
-// then new registrations (an overload of those leaves overlay writes queued for a while).
+// Order: both systems started; per system, callees registered, first calls (warm, cold) and
+// the warm-up; the steady-state rounds (taking turns); then per system, the other stopped or
+// idle: calls per second, the refresh pool, refreshes, then new registrations (an overload of
+// those leaves overlay writes queued for a while).
 //
 // A call or REGISTER fails when SIPp marks it failed, or when it has not completed when SIPp's
 // run ends (bounded by -recv_timeout); the failure share is failed / planned. A call refused
@@ -50,7 +58,8 @@
 // and counts as failed; the steps show how many were (column 'refused').
 //
 // Flags: --nodes 10  --duration 10 (s per call-setup phase)  --step 3 (s per rate step)
-//        --latency-rate 10 (calls/s during call-setup phases)  --warmup-calls 3000  --json FILE
+//        --latency-rate 10 (calls/s during call-setup phases)  --rounds 3  --warmup-calls 3000
+//        --json FILE
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
@@ -102,6 +111,9 @@ const NODES = Math.max(2, Number(arg('nodes', '10')));
 const DURATION_S = Number(arg('duration', '10'));
 const STEP_S = Number(arg('step', '3'));
 const LATENCY_RATE = Number(arg('latency-rate', '10'));
+const LATENCY_CALLS = Math.max(10, Math.round(LATENCY_RATE * DURATION_S));
+/** Steady-state call-setup rounds: each a warm and a cold phase per system, taking turns. */
+const ROUNDS = Math.max(1, Number(arg('rounds', '3')));
 /** Calls through the path before the steady-state call-setup phases (JIT warm-up, as in JMH). */
 const WARMUP_CALLS = Number(arg('warmup-calls', '3000'));
 const WARMUP_RATE = 200;
@@ -182,7 +194,14 @@ interface CallTimes {
   meanMs: number;
 }
 
-/** Overlay calls made by node 1 since the previous stats request. */
+/** Node 1's overlay calls, ms each, since the previous "stats reset". */
+interface OverlaySamples {
+  fetch: number[];
+  connect: number[];
+  publish: number[];
+}
+
+/** Overlay calls made by node 1 in a phase. */
 interface OverlayCalls {
   fetch: CallTimes;
   connect: CallTimes;
@@ -194,7 +213,8 @@ interface NodeStats {
   locator: { hits: number; misses: number };
   rssMiB: number;
   cpuMs: number;
-  overlayCalls: OverlayCalls;
+  /** With "stats reset" only. */
+  overlaySamples?: OverlaySamples;
 }
 
 class BenchNode {
@@ -536,7 +556,7 @@ async function startUas(work: string): Promise<{ port: number; child: ChildProce
         String(port),
         '-nostdin',
         '-timeout',
-        '600s',
+        '3600s', // killed at the end; this bounds it should the benchmark die
         '-recv_timeout',
         '10000',
       ],
@@ -587,6 +607,8 @@ interface Latency {
   p50Ms: number;
   p95Ms: number;
   meanMs: number;
+  /** Each phase's own figures, when the calls were measured in several (steady state). */
+  rounds?: { p50Ms: number; p95Ms: number }[];
   note?: string;
 }
 
@@ -683,23 +705,11 @@ async function rateStep(
   return step;
 }
 
-function latencyOf(r: SippRun, note?: string): Latency {
-  const sorted = [...r.setupMs].sort((a, b) => a - b);
-  return {
-    calls: r.planned,
-    ok: r.successful,
-    p50Ms: percentile(sorted, 50),
-    p95Ms: percentile(sorted, 95),
-    meanMs: sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length),
-    ...(note ? { note } : {}),
-  };
-}
-
 /**
- * The whole sequence against one registrar/proxy. `callerTarget`/`registerTarget`: where SIPp
- * sends; `registerCallee(user, contactPort, i)` puts a callee's registration in place.
+ * A registrar/proxy under test, up and serving. `callerTarget`/`registerTarget`: where SIPp
+ * sends; `registerCallee(users, contactPort)` puts callees' registrations in place.
  */
-async function measure(o: {
+interface Target {
   name: string;
   work: string;
   callerTarget: string;
@@ -709,73 +719,147 @@ async function measure(o: {
   /** Registers users at the register target (20 in flight); resolves with the 503s retried. */
   registerAt: (users: string[], contactPort: number) => Promise<number>;
   cacheCounters?: () => Promise<{ hits: number; misses: number }>;
-  /** Node 1's overlay call timings since the previous call. */
-  overlayCalls?: () => Promise<OverlayCalls>;
+  /** Node 1's overlay call times since the previous call. */
+  overlayCalls?: () => Promise<OverlaySamples>;
   /** CPU time (user + system) used so far by every node process, node 1 first. */
   cpuMs?: () => Promise<number[]>;
-}): Promise<SystemResult> {
-  const latencyCalls = Math.max(10, Math.round(LATENCY_RATE * DURATION_S));
-  const tag = o.name.toLowerCase();
-  const coldFreshUsers = Array.from({ length: latencyCalls }, (_, i) => `cold-${tag}-a${i}`);
-  const coldUsers = Array.from({ length: latencyCalls }, (_, i) => `cold-${tag}-b${i}`);
-  const warmupCold = Array.from({ length: WARMUP_COLD_CALLS }, (_, i) => `cold-${tag}-w${i}`);
-  console.log(
-    `\n${o.name}: registering callees (bob, 2 x ${latencyCalls} cold callees, ${warmupCold.length} for the warm-up)`,
-  );
-  await o.registerCallee(['bob', ...coldFreshUsers, ...coldUsers, ...warmupCold], o.uasPort);
-  await sleep(500);
+  stop: () => Promise<void>;
+}
 
-  // One call fills the cache, then: warm and cold right after start, WARMUP_CALLS calls to
-  // bob at WARMUP_RATE, warm and cold again (steady state).
-  const first = await runSipp({
-    work: o.work,
-    target: o.callerTarget,
-    scenario: 'uac-call.xml',
-    users: ['bob'],
-    rate: 1,
-    calls: 1,
-  });
-  if (first.successful !== 1)
-    console.log(`  first call to bob failed: ${first.output.slice(-500)}`);
-  const phase = async (users: string[], cacheNote: boolean) => {
-    const before = cacheNote ? await o.cacheCounters?.() : undefined;
-    await o.overlayCalls?.(); // drains what came before
-    const run = await runSipp({
-      work: o.work,
-      target: o.callerTarget,
-      scenario: 'uac-call.xml',
-      users,
-      rate: LATENCY_RATE,
-      calls: latencyCalls,
-      traceMsg: true,
-    });
-    const after = cacheNote ? await o.cacheCounters?.() : undefined;
-    const overlay = await o.overlayCalls?.();
-    const note =
-      before && after
-        ? `location cache at caller's node: ${after.hits - before.hits} hits, ${after.misses - before.misses} misses`
-        : undefined;
-    return { latency: latencyOf(run, note), overlay };
+/** One call-setup phase: LATENCY_RATE calls/s for DURATION_S. */
+interface PhaseRun {
+  planned: number;
+  ok: number;
+  setupMs: number[];
+  cache?: { hits: number; misses: number };
+  overlay?: OverlaySamples;
+}
+
+function callTimes(xs: number[]): CallTimes {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x * 100) / 100;
+  return {
+    n: sorted.length,
+    p50Ms: r(percentile(sorted, 50)),
+    p95Ms: r(percentile(sorted, 95)),
+    meanMs: r(sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length)),
   };
-  const show = (name: string, l: Latency) =>
-    console.log(
-      `  call setup ${name}: ${l.ok}/${l.calls} ok, p50 ${l.p50Ms.toFixed(2)} ms, p95 ${l.p95Ms.toFixed(2)} ms` +
-        (l.note ? ` (${l.note})` : ''),
-    );
-  const warmFresh = (await phase(['bob'], true)).latency;
-  show('warm, first calls after start', warmFresh);
-  const coldFresh = (await phase(coldFreshUsers, true)).latency;
-  show('cold, first calls after start', coldFresh);
+}
+
+/** The phases' calls pooled into one figure, with each phase's p50/p95 when there are several. */
+function latencyOf(runs: PhaseRun[]): Latency {
+  const sorted = runs.flatMap((r) => r.setupMs).sort((a, b) => a - b);
+  const cache = runs.every((r) => r.cache)
+    ? runs.reduce(
+        (a, r) => ({
+          hits: a.hits + (r.cache?.hits ?? 0),
+          misses: a.misses + (r.cache?.misses ?? 0),
+        }),
+        {
+          hits: 0,
+          misses: 0,
+        },
+      )
+    : undefined;
+  return {
+    calls: runs.reduce((a, r) => a + r.planned, 0),
+    ok: runs.reduce((a, r) => a + r.ok, 0),
+    p50Ms: percentile(sorted, 50),
+    p95Ms: percentile(sorted, 95),
+    meanMs: sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length),
+    ...(runs.length > 1
+      ? {
+          rounds: runs.map((r) => {
+            const s = [...r.setupMs].sort((a, b) => a - b);
+            return { p50Ms: percentile(s, 50), p95Ms: percentile(s, 95) };
+          }),
+        }
+      : {}),
+    ...(cache
+      ? { note: `location cache at caller's node: ${cache.hits} hits, ${cache.misses} misses` }
+      : {}),
+  };
+}
+
+const showLatency = (what: string, l: Latency) =>
+  console.log(
+    `  call setup ${what}: ${l.ok}/${l.calls} ok, p50 ${l.p50Ms.toFixed(2)} ms, p95 ${l.p95Ms.toFixed(2)} ms` +
+      (l.note ? ` (${l.note})` : ''),
+  );
+
+/**
+ * Calls to `users` at LATENCY_RATE for DURATION_S, timed. `prime`: one unmeasured call first,
+ * so that a location cache that expired since the last phase is filled again (the warm
+ * phases measure calls to a callee the caller's node knows).
+ */
+async function setupPhase(t: Target, users: string[], prime: boolean): Promise<PhaseRun> {
+  if (prime) {
+    const p = await runSipp({
+      work: t.work,
+      target: t.callerTarget,
+      scenario: 'uac-call.xml',
+      users: users.slice(0, 1),
+      rate: 1,
+      calls: 1,
+    });
+    if (p.successful !== 1)
+      console.log(`  ${t.name}: priming call failed: ${p.output.slice(-300)}`);
+  }
+  const before = await t.cacheCounters?.();
+  await t.overlayCalls?.(); // drains what came before
+  const run = await runSipp({
+    work: t.work,
+    target: t.callerTarget,
+    scenario: 'uac-call.xml',
+    users,
+    rate: LATENCY_RATE,
+    calls: LATENCY_CALLS,
+    traceMsg: true,
+  });
+  const after = await t.cacheCounters?.();
+  const overlay = await t.overlayCalls?.();
+  return {
+    planned: run.planned,
+    ok: run.successful,
+    setupMs: run.setupMs,
+    ...(before && after
+      ? { cache: { hits: after.hits - before.hits, misses: after.misses - before.misses } }
+      : {}),
+    ...(overlay ? { overlay } : {}),
+  };
+}
+
+const coldCallees = (t: Target, what: string, n: number) =>
+  Array.from({ length: n }, (_, i) => `cold-${t.name.toLowerCase()}-${what}${i}`);
+
+/**
+ * Callees in place, then call setup right after start (warm, cold), then the warm-up:
+ * WARMUP_CALLS calls to bob and a third as many to distinct callees at WARMUP_RATE.
+ */
+async function prepare(t: Target): Promise<{ warmFresh: Latency; coldFresh: Latency }> {
+  const coldFresh = coldCallees(t, 'a', LATENCY_CALLS);
+  const coldSteady = Array.from({ length: ROUNDS }, (_, r) =>
+    coldCallees(t, `r${r}-`, LATENCY_CALLS),
+  ).flat();
+  const warmupCold = coldCallees(t, 'w', WARMUP_COLD_CALLS);
+  console.log(
+    `\n${t.name}: registering callees (bob, ${coldFresh.length + coldSteady.length} cold callees, ${warmupCold.length} for the warm-up)`,
+  );
+  await t.registerCallee(['bob', ...coldFresh, ...coldSteady, ...warmupCold], t.uasPort);
+  await sleep(500);
+  const warmFresh = latencyOf([await setupPhase(t, ['bob'], true)]);
+  showLatency('warm, first calls after start', warmFresh);
+  const coldFreshL = latencyOf([await setupPhase(t, coldFresh, false)]);
+  showLatency('cold, first calls after start', coldFreshL);
   // The cold path's code (overlay fetch, channel to another node) runs as often as the warm one's.
-  const warmups = [
+  for (const w of [
     { users: warmupCold, calls: warmupCold.length, what: 'as many cold callees' },
     { users: ['bob'], calls: WARMUP_CALLS, what: 'bob' },
-  ];
-  for (const w of warmups) {
+  ]) {
     if (w.calls === 0) continue;
     const r = await runSipp({
-      work: o.work,
-      target: o.callerTarget,
+      work: t.work,
+      target: t.callerTarget,
       scenario: 'uac-call.xml',
       users: w.users,
       rate: WARMUP_RATE,
@@ -785,23 +869,66 @@ async function measure(o: {
       `  warm-up: ${r.successful}/${w.calls} calls to ${w.what} at ${WARMUP_RATE}/s in ${r.runS.toFixed(1)} s`,
     );
   }
-  if (warmupCold.length + WARMUP_CALLS > 0) {
-    // The warm-up's transactions live on for Timers L and M (32 s): measured at 10 calls/s, the
-    // steady state is the one after they are gone, not the burst's aftermath.
-    await sleep(WARMUP_SETTLE_MS);
-  }
-  const warm = (await phase(['bob'], true)).latency;
-  show('warm, steady state', warm);
-  const coldPhase = await phase(coldUsers, true);
-  const coldL = coldPhase.latency;
-  const coldPath = coldPhase.overlay;
-  show('cold, steady state', coldL);
+  return { warmFresh, coldFresh: coldFreshL };
+}
 
-  console.log(`${o.name}: calls per second (to bob)`);
+/**
+ * Steady-state call setup, the systems taking turns: ROUNDS rounds of a warm phase on each,
+ * then a cold phase on each, the order reversed every other round (A B A B, then B A B A).
+ * A slow spell of this shared machine then falls on both systems' calls alike, not on one
+ * system's whole measurement. Each system's calls are pooled over its rounds.
+ */
+async function steadyState(
+  targets: Target[],
+): Promise<Map<Target, { warm: Latency; cold: Latency; coldPath?: OverlayCalls }>> {
+  const runs = new Map(targets.map((t) => [t, { warm: [] as PhaseRun[], cold: [] as PhaseRun[] }]));
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = r % 2 === 0 ? targets : [...targets].reverse();
+    for (const kind of ['warm', 'cold'] as const) {
+      for (const t of order) {
+        const run =
+          kind === 'warm'
+            ? await setupPhase(t, ['bob'], true)
+            : await setupPhase(t, coldCallees(t, `r${r}-`, LATENCY_CALLS), false);
+        runs.get(t)?.[kind].push(run);
+        showLatency(`${t.name}, ${kind}, round ${r + 1} of ${ROUNDS}`, latencyOf([run]));
+      }
+    }
+  }
+  const out = new Map<Target, { warm: Latency; cold: Latency; coldPath?: OverlayCalls }>();
+  for (const t of targets) {
+    const { warm, cold } = runs.get(t) ?? { warm: [], cold: [] };
+    const overlay = cold.map((c) => c.overlay).filter((o): o is OverlaySamples => !!o);
+    out.set(t, {
+      warm: latencyOf(warm),
+      cold: latencyOf(cold),
+      ...(overlay.length > 0
+        ? {
+            coldPath: {
+              fetch: callTimes(overlay.flatMap((o) => o.fetch)),
+              connect: callTimes(overlay.flatMap((o) => o.connect)),
+              publish: callTimes(overlay.flatMap((o) => o.publish)),
+            },
+          }
+        : {}),
+    });
+  }
+  return out;
+}
+
+type Throughput = Omit<
+  SystemResult,
+  'name' | 'warm' | 'cold' | 'warmFresh' | 'coldFresh' | 'coldPath'
+>;
+
+/** Calls per second, then the refresh pool, REGISTER refreshes and new REGISTERs. */
+async function throughput(t: Target): Promise<Throughput> {
+  const tag = t.name.toLowerCase();
+  console.log(`\n${t.name}: calls per second (to bob)`);
   const calls = await rateSteps('calls', CALL_RATES, (rate, n) =>
     runSipp({
-      work: o.work,
-      target: o.callerTarget,
+      work: t.work,
+      target: t.callerTarget,
       scenario: 'uac-call.xml',
       users: ['bob'],
       rate,
@@ -810,15 +937,15 @@ async function measure(o: {
   );
 
   await sleep(2000);
-  console.log(`${o.name}: registering the refresh pool (${REFRESH_POOL} new users, 20 in flight)`);
+  console.log(`${t.name}: registering the refresh pool (${REFRESH_POOL} new users, 20 in flight)`);
   const poolUsers = Array.from({ length: REFRESH_POOL }, (_, i) => `pool-${tag}-${i}`);
-  await o.overlayCalls?.();
-  const cpuBefore = await o.cpuMs?.();
+  await t.overlayCalls?.();
+  const cpuBefore = await t.cpuMs?.();
   const tPool = performance.now();
-  const retries503 = await o.registerAt(poolUsers, REFRESH_CONTACT_PORT);
+  const retries503 = await t.registerAt(poolUsers, REFRESH_CONTACT_PORT);
   const poolS = (performance.now() - tPool) / 1000;
-  const poolPublish = (await o.overlayCalls?.())?.publish;
-  const cpuAfter = await o.cpuMs?.();
+  const poolPublish = (await t.overlayCalls?.())?.publish;
+  const cpuAfter = await t.cpuMs?.();
   // What one first registration costs the whole overlay: the claim and record are signed at
   // node 1, found a home by a lookup, and verified and stored on k peers.
   const cpu =
@@ -828,29 +955,30 @@ async function measure(o: {
           node1Ms: ((cpuAfter[0] ?? 0) - (cpuBefore[0] ?? 0)) / REFRESH_POOL,
         }
       : undefined;
+  const publish = poolPublish ? callTimes(poolPublish) : undefined;
   const pool = {
     users: REFRESH_POOL,
     seconds: poolS,
     perS: REFRESH_POOL / poolS,
     retries503,
-    ...(poolPublish ? { publish: poolPublish } : {}),
+    ...(publish ? { publish } : {}),
     ...(cpu ? { cpuPerUser: cpu } : {}),
   };
   console.log(
     `  ${REFRESH_POOL} registered in ${poolS.toFixed(1)} s (${pool.perS.toFixed(0)}/s, ${retries503} 503s retried)` +
-      (poolPublish
-        ? `; overlay publish per new user p50 ${poolPublish.p50Ms} ms p95 ${poolPublish.p95Ms} ms (${poolPublish.n})`
+      (publish
+        ? `; overlay publish per new user p50 ${publish.p50Ms} ms p95 ${publish.p95Ms} ms (${publish.n})`
         : '') +
       (cpu
         ? `; CPU per new user ${ms(cpu.allNodesMs)} ms over all ${NODES} nodes (node 1: ${ms(cpu.node1Ms)} ms)`
         : ''),
   );
   await sleep(1000);
-  console.log(`${o.name}: REGISTER refresh throughput (${REFRESH_POOL} registered users)`);
+  console.log(`${t.name}: REGISTER refresh throughput (${REFRESH_POOL} registered users)`);
   const refresh = await rateSteps('REGISTER refresh', REGISTER_RATES, (rate, n) =>
     runSipp({
-      work: o.work,
-      target: o.registerTarget,
+      work: t.work,
+      target: t.registerTarget,
       scenario: 'register-refresh.xml',
       users: poolUsers.map((u) => `${u};${REFRESH_CONTACT_PORT}`),
       rate,
@@ -860,11 +988,11 @@ async function measure(o: {
   // New registrations last: a refresh overload leaves no overlay writes queued behind it, an
   // overload of new registrations does (and they would slow the pool's registration).
   await sleep(10_000);
-  console.log(`${o.name}: REGISTER throughput (new users)`);
+  console.log(`${t.name}: REGISTER throughput (new users)`);
   const reg = await rateSteps('REGISTER', REGISTER_RATES, (rate, n) =>
     runSipp({
-      work: o.work,
-      target: o.registerTarget,
+      work: t.work,
+      target: t.registerTarget,
       scenario: 'register.xml',
       users: Array.from({ length: n }, (_, i) => `r${rate}-${tag}-${i}`),
       rate,
@@ -872,7 +1000,6 @@ async function measure(o: {
     }),
   );
   return {
-    name: o.name,
     registerSteps: reg.steps,
     registerMaxPerS: reg.max,
     registerCapped: reg.capped,
@@ -880,11 +1007,6 @@ async function measure(o: {
     refreshMaxPerS: refresh.max,
     refreshCapped: refresh.capped,
     pool,
-    ...(coldPath ? { coldPath } : {}),
-    warm,
-    cold: coldL,
-    warmFresh,
-    coldFresh,
     callSteps: calls.steps,
     callsMaxPerS: calls.max,
     callsCapped: calls.capped,
@@ -893,10 +1015,13 @@ async function measure(o: {
 
 // --- PeerBX -----------------------------------------------------------------------------------
 
-async function runPeerbx(work: string, uasPort: number): Promise<SystemResult> {
+async function startPeerbx(work: string, uasPort: number): Promise<Target> {
   console.log(`\nPeerBX: starting ${NODES} node processes`);
   const t0 = performance.now();
   const nodes: BenchNode[] = [];
+  const stop = async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  };
   try {
     nodes.push(await BenchNode.start(join(work, 'n1')));
     const rest = await Promise.all(
@@ -905,42 +1030,48 @@ async function runPeerbx(work: string, uasPort: number): Promise<SystemResult> {
       ),
     );
     nodes.push(...rest);
-    console.log(`  ${NODES} nodes ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    await sleep(1000);
-    const caller = nodes[0]!;
-    const calleeNode = nodes[CALLEE_NODE - 1]!;
-    const result = await measure({
-      name: 'PeerBX',
-      work,
-      callerTarget: `127.0.0.1:${caller.port}`,
-      registerTarget: `127.0.0.1:${caller.port}`,
-      uasPort,
-      registerCallee: async (users, contactPort) => {
-        // bob at node 7; the cold callees spread over nodes 2..N (never node 1, the caller's).
-        await registerUsers(calleeNode, users.slice(0, 1), contactPort);
-        const others = nodes.slice(1);
-        await Promise.all(
-          others.map((n, k) =>
-            registerUsers(
-              n,
-              users.slice(1).filter((_, i) => i % others.length === k),
-              contactPort,
-              5,
-            ),
-          ),
-        );
-      },
-      registerAt: (users, contactPort) => registerUsers(caller, users, contactPort, 20),
-      cacheCounters: async () => (await caller.stats()).locator,
-      overlayCalls: async () => (await caller.stats(true)).overlayCalls,
-      cpuMs: async () => (await Promise.all(nodes.map((n) => n.stats()))).map((x) => x.cpuMs),
-    });
-    const s = await caller.stats();
-    console.log(`  node 1 after the run: rss ${s.rssMiB} MiB`);
-    return result;
-  } finally {
-    await Promise.all(nodes.map((n) => n.stop()));
+  } catch (err) {
+    await stop();
+    throw err;
   }
+  console.log(`  ${NODES} nodes ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  await sleep(1000);
+  const caller = nodes[0]!;
+  const calleeNode = nodes[CALLEE_NODE - 1]!;
+  return {
+    name: 'PeerBX',
+    work,
+    callerTarget: `127.0.0.1:${caller.port}`,
+    registerTarget: `127.0.0.1:${caller.port}`,
+    uasPort,
+    registerCallee: async (users, contactPort) => {
+      // bob at node 7; the cold callees spread over nodes 2..N (never node 1, the caller's).
+      await registerUsers(calleeNode, users.slice(0, 1), contactPort);
+      const others = nodes.slice(1);
+      await Promise.all(
+        others.map((n, k) =>
+          registerUsers(
+            n,
+            users.slice(1).filter((_, i) => i % others.length === k),
+            contactPort,
+            5,
+          ),
+        ),
+      );
+    },
+    registerAt: (users, contactPort) => registerUsers(caller, users, contactPort, 20),
+    cacheCounters: async () => (await caller.stats()).locator,
+    overlayCalls: async () => {
+      const s = await caller.stats(true);
+      return s.overlaySamples ?? { fetch: [], connect: [], publish: [] };
+    },
+    cpuMs: async () => (await Promise.all(nodes.map((n) => n.stats()))).map((x) => x.cpuMs),
+    stop: async () => {
+      const s = await caller.stats().catch(() => undefined);
+      if (s) console.log(`  PeerBX node 1 at the end: rss ${s.rssMiB} MiB`);
+      await stop();
+    },
+  };
 }
 
 // --- Kamailio ---------------------------------------------------------------------------------
@@ -1000,7 +1131,7 @@ request_route {
 `;
 }
 
-async function runKamailio(work: string, uasPort: number): Promise<SystemResult> {
+async function startKamailio(work: string, uasPort: number): Promise<Target> {
   const dir = join(work, 'kamailio');
   mkdirSync(dir);
   const port = await freeUdpPort();
@@ -1019,37 +1150,36 @@ async function runKamailio(work: string, uasPort: number): Promise<SystemResult>
   child.stderr?.on('data', (d: Buffer) => {
     log = (log + d.toString()).slice(-4000);
   });
-  try {
-    await sleep(1500);
-    if (child.exitCode !== null) throw new Error(`kamailio exited: ${log}`);
-    return await measure({
-      name: 'Kamailio',
-      work,
-      callerTarget: `127.0.0.1:${port}`,
-      registerTarget: `127.0.0.1:${port}`,
-      uasPort,
-      registerCallee: async (users, contactPort) => {
-        await registerUsers({ port }, users, contactPort);
-      },
-      registerAt: (users, contactPort) => registerUsers({ port }, users, contactPort, 20),
-    });
-  } finally {
-    if (child.pid && child.exitCode === null) {
-      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const stop = async () => {
+    if (!child.pid || child.exitCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      // gone
+    }
+    await withTimeout(exited, 5000, 'kamailio exit').catch(() => {
       try {
-        process.kill(-child.pid, 'SIGTERM');
+        process.kill(-(child.pid as number), 'SIGKILL');
       } catch {
         // gone
       }
-      await withTimeout(exited, 5000, 'kamailio exit').catch(() => {
-        try {
-          process.kill(-(child.pid as number), 'SIGKILL');
-        } catch {
-          // gone
-        }
-      });
-    }
-  }
+    });
+  };
+  await sleep(1500);
+  if (child.exitCode !== null) throw new Error(`kamailio exited: ${log}`);
+  return {
+    name: 'Kamailio',
+    work,
+    callerTarget: `127.0.0.1:${port}`,
+    registerTarget: `127.0.0.1:${port}`,
+    uasPort,
+    registerCallee: async (users, contactPort) => {
+      await registerUsers({ port }, users, contactPort);
+    },
+    registerAt: (users, contactPort) => registerUsers({ port }, users, contactPort, 20),
+    stop,
+  };
 }
 
 // --- the machine's idle wake-up ------------------------------------------------------------
@@ -1173,21 +1303,40 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   try {
     const uas = await startUas(work);
-    const peerbx = await runPeerbx(work, uas.port);
-    const kam = kamailio ? await runKamailio(work, uas.port) : undefined;
-    if (!kamailio) console.log('\nkamailio not installed: skipped');
+    const targets = [await startPeerbx(work, uas.port)];
+    if (kamailio) targets.push(await startKamailio(work, uas.port));
+    else console.log('\nkamailio not installed: skipped');
+    const fresh = new Map<Target, { warmFresh: Latency; coldFresh: Latency }>();
+    for (const t of targets) fresh.set(t, await prepare(t));
+    // The warm-up's transactions live on for Timers L and M (32 s): measured at 10 calls/s, the
+    // steady state is the one after they are gone, not the burst's aftermath.
+    await sleep(WARMUP_SETTLE_MS);
+    console.log(
+      `\nSteady state, ${ROUNDS} rounds, ${targets.map((t) => t.name).join(' and ')} taking turns`,
+    );
+    const steady = await steadyState(targets);
+    const results: SystemResult[] = [];
+    for (const t of targets) {
+      const rest = await throughput(t);
+      await t.stop();
+      const s = steady.get(t);
+      const f = fresh.get(t);
+      if (!s || !f) throw new Error(`${t.name}: no call-setup figures`);
+      results.push({ name: t.name, ...f, ...s, ...rest });
+    }
+    const [peerbx, kam] = results as [SystemResult, SystemResult | undefined];
     uas.child.kill('SIGKILL');
     const wakeAfter = await wakeProbe();
     console.log(`\n${describeWake(wakeAfter)} (at the start: p50 ${wakeBefore.p50Ms} ms)`);
 
-    const systems = [peerbx, ...(kam ? [kam] : [])];
+    const systems = results;
     const flag = (capped: boolean) => (capped ? ' (top step)' : '');
     const best = (max: number, capped: boolean, rates: number[]) =>
       max === 0 ? `< ${rates[0]}` : `${max}${flag(capped)}`;
     console.log(
       `\n${NODES}-node loopback overlay; call setup = INVITE sent -> 200 OK at the caller, ` +
-        `${LATENCY_RATE} calls/s for ${DURATION_S} s per phase, steady state = after ${WARMUP_CALLS} warm-up calls to bob and ${WARMUP_COLD_CALLS} to distinct callees ` +
-        `(first calls = right after start);\nrate steps ${STEP_S} s each, sustained = < 1% failed and >= ${MIN_ACHIEVED * 100}% of the rate completed;\n` +
+        `${LATENCY_RATE} calls/s for ${DURATION_S} s per phase, steady state = after ${WARMUP_CALLS} warm-up calls to bob and ${WARMUP_COLD_CALLS} to distinct callees, ` +
+        `${ROUNDS} phases of each kind per system, pooled, the systems taking turns (first calls = right after start);\nrate steps ${STEP_S} s each, sustained = < 1% failed and >= ${MIN_ACHIEVED * 100}% of the rate completed;\n` +
         `REGISTER new = users never registered before; refresh = ${REFRESH_POOL} registered users re-registering ` +
         `(same Contact, new Call-ID each, Expires 3600)\n`,
     );
@@ -1348,7 +1497,10 @@ async function main(): Promise<void> {
         ['warm', s.warm],
         ['cold', s.cold],
       ] as const)
-        if (l.note) console.log(`  ${n}: ${l.note}`);
+        console.log(
+          `  ${n}, steady state, each round p50/p95 ms: ${(l.rounds ?? [l]).map((x) => `${ms(x.p50Ms)}/${ms(x.p95Ms)}`).join(', ')}` +
+            (l.note ? `; ${l.note}` : ''),
+        );
     }
     const totalS = (performance.now() - t0) / 1000;
     console.log(
@@ -1372,6 +1524,7 @@ async function main(): Promise<void> {
               durationS: DURATION_S,
               stepS: STEP_S,
               latencyRate: LATENCY_RATE,
+              rounds: ROUNDS,
               calleeNode: CALLEE_NODE,
               registerRates: REGISTER_RATES,
               refreshPool: REFRESH_POOL,
