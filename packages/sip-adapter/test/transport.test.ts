@@ -11,6 +11,7 @@ import { WebSocket } from 'ws';
 import type { SipTransportError } from '../src/transport/errors.js';
 import { SipSocketTransports, type SipTransportOptions } from '../src/transport/layer.js';
 import type { SipFlowClosed, SipInboundMessage } from '../src/transport/transport.js';
+import { bindUdp } from '../src/transport/udp.js';
 
 const HOST = '127.0.0.1';
 const WAIT_MS = 3000;
@@ -423,5 +424,44 @@ describe('SIP transport connection management', () => {
     await assert.rejects(again.send(reply('x'), { transport: 'udp', address: HOST, port: 9 }), {
       code: 'ERR_CLOSED',
     });
+  });
+});
+
+describe('SIP UDP socket', () => {
+  it('sends a datagram no one waits on (sendLater) after the turn, never as its first', async () => {
+    const sock = await bindUdp(
+      HOST,
+      0,
+      () => {},
+      () => {},
+    );
+    const client: UdpClient = createSocket('udp4');
+    try {
+      await new Promise<void>((r) => client.bind(0, HOST, () => r()));
+      const got: string[] = [];
+      client.on('message', (d: Buffer) => got.push(d.toString()));
+      const port = client.address().port;
+      const out = (text: string) => Buffer.from(text);
+      // The probe comes first in the turn, yet the message after it still goes out at once
+      // and the probe after the turn's batch.
+      await Promise.all([
+        sock.sendLater(out('probe'), HOST, port),
+        sock.send(out('first'), HOST, port),
+        sock.send(out('second'), HOST, port),
+      ]);
+      await eventually(() => got.length === 3, 'three datagrams');
+      assert.deepEqual(got, ['first', 'second', 'probe']);
+      // Alone in its turn it goes out too, and one queued when the socket closes is sent.
+      await sock.sendLater(out('alone'), HOST, port);
+      const atClose = sock.sendLater(out('at close'), HOST, port);
+      await sock.close();
+      await atClose;
+      await eventually(() => got.length === 5, 'five datagrams');
+      assert.deepEqual(got.slice(3), ['alone', 'at close']);
+      await assert.rejects(sock.sendLater(out('closed'), HOST, port), /socket closed/);
+    } finally {
+      client.close();
+      await sock.close();
+    }
   });
 });

@@ -343,7 +343,9 @@ export class SipSocketTransports
     return new QueueProbe(
       (probe) => {
         if (this.isClosed) return;
-        udp.send(probe, to, udp.port).catch((err: Error) => {
+        // Sent after the turn's messages: a probe costs a send, which the message that made
+        // it go out (a phone's INVITE, say) should not wait behind.
+        udp.sendLater(probe, to, udp.port).catch((err: Error) => {
           if (this.probeFailed) return;
           this.probeFailed = true;
           this.log.warn(

@@ -8,6 +8,12 @@ import type { BoundServer } from './tcp.js';
 
 export interface UdpSocket extends BoundServer {
   send(data: Uint8Array, address: string, port: number): Promise<void>;
+  /**
+   * Sends when the current loop turn's I/O is done, after what `send` queued in it, and never
+   * as the turn's first datagram: for datagrams no one waits on (queue probes), so that the
+   * turn's first message, the one a phone or node waits for, still goes out at once.
+   */
+  sendLater(data: Uint8Array, address: string, port: number): Promise<void>;
 }
 
 interface Outgoing {
@@ -51,6 +57,7 @@ export function bindUdp(
       // from one SIPp), while a datagram sent alone is not held back at all.
       let queue: Outgoing[] = [];
       let turnStarted = false;
+      let later: Outgoing[] = [];
       const transmit = (o: Outgoing) => {
         if (closed) {
           o.fail(new Error('socket closed'));
@@ -63,12 +70,18 @@ export function bindUdp(
         }
       };
       const flush = () => {
-        const batch = queue;
+        const batch = later.length > 0 ? [...queue, ...later] : queue;
         queue = [];
+        later = [];
         for (const o of batch) transmit(o);
       };
       const endOfTurn = () => {
         turnStarted = false;
+        flush();
+      };
+      const flushLater = () => {
+        // The turn's own batch, if any, is flushed by its endOfTurn, with these after it.
+        if (turnStarted) return;
         flush();
       };
       resolve({
@@ -88,6 +101,15 @@ export function bindUdp(
             turnStarted = true;
             setImmediate(endOfTurn);
             transmit(o);
+          }),
+        sendLater: (data, address, toPort) =>
+          new Promise<void>((done, fail) => {
+            if (closed) {
+              fail(new Error('socket closed'));
+              return;
+            }
+            later.push({ data, address, port: toPort, done, fail });
+            if (later.length === 1) setImmediate(flushLater);
           }),
         close: () =>
           new Promise<void>((done) => {
