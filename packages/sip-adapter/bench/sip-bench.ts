@@ -33,7 +33,8 @@
 //      machine has slow spells (a run's idle wake-up p50 moved from 0.47 to 0.80 ms between
 //      runs); measured one system after the other, a spell could fall on one system's whole
 //      phase and decide a ratio. Each system's calls are pooled over its rounds, and each
-//      round's p50/p95 is printed too.
+//      round's p50/p95 is printed too. The other system idles meanwhile: Kamailio's phases run
+//      beside 10 idle PeerBX processes (their overlay timers), PeerBX's beside an idle Kamailio.
 //   3. Calls per second through node 1 (SIPp UAC -> node 1 -> node 7 -> SIPp UAS, short calls:
 //      INVITE/200/ACK/BYE), rising rates until one is not sustained (as in 1).
 //   4. Kamailio (only when `kamailio` is on the PATH): a minimal registrar/proxy (registrar,
@@ -46,10 +47,11 @@
 //      within reach of this security model on this machine (an optimistic ceiling: nothing else
 //      runs, every core counts).
 //
-// Order: both systems started; per system, callees registered, first calls (warm, cold) and
-// the warm-up; the steady-state rounds (taking turns); then per system, the other stopped or
-// idle: calls per second, the refresh pool, refreshes, then new registrations (an overload of
-// those leaves overlay writes queued for a while).
+// Order: both systems started; every system's callees registered, then every system's first
+// calls (warm, cold), then every system's warm-up; one pause (WARMUP_SETTLE_MS); the
+// steady-state rounds (taking turns); then per system, the other idle or stopped: calls per
+// second, the refresh pool, refreshes, then new registrations (an overload of those leaves
+// overlay writes queued for a while).
 //
 // A call or REGISTER fails when SIPp marks it failed, or when it has not completed when SIPp's
 // run ends (bounded by -recv_timeout); the failure share is failed / planned. A call refused
@@ -58,7 +60,7 @@
 // and counts as failed; the steps show how many were (column 'refused').
 //
 // Flags: --nodes 10  --duration 10 (s per call-setup phase)  --step 3 (s per rate step)
-//        --latency-rate 10 (calls/s during call-setup phases)  --rounds 3  --warmup-calls 3000
+//        --latency-rate 10 (calls/s during call-setup phases)  --rounds 3 (odd)  --warmup-calls 3000
 //        --json FILE
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -112,8 +114,16 @@ const DURATION_S = Number(arg('duration', '10'));
 const STEP_S = Number(arg('step', '3'));
 const LATENCY_RATE = Number(arg('latency-rate', '10'));
 const LATENCY_CALLS = Math.max(10, Math.round(LATENCY_RATE * DURATION_S));
-/** Steady-state call-setup rounds: each a warm and a cold phase per system, taking turns. */
-const ROUNDS = Math.max(1, Number(arg('rounds', '3')));
+/**
+ * Steady-state call-setup rounds: each a warm and a cold phase per system, taking turns, the
+ * order flipped every round. Odd, so that where the order flips each system runs two phases
+ * in a row equally often (with an even number, one system does once more).
+ */
+const ROUNDS = Number(arg('rounds', '3'));
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS % 2 === 0) {
+  console.error(`--rounds must be an odd whole number (1, 3, 5 ...), not ${arg('rounds', '')}`);
+  process.exit(2);
+}
 /** Calls through the path before the steady-state call-setup phases (JIT warm-up, as in JMH). */
 const WARMUP_CALLS = Number(arg('warmup-calls', '3000'));
 const WARMUP_RATE = 200;
@@ -374,6 +384,8 @@ interface SippRun {
 }
 
 let runCounter = 0;
+/** The SIPp UAS behind every call (startUas); a call run fails loudly once it has gone. */
+let uasChild: ChildProcess | undefined;
 
 /** One bounded SIPp UAC run: `calls` calls at `rate`/s of `scenario` with users from `users`. */
 async function runSipp(opts: {
@@ -385,6 +397,9 @@ async function runSipp(opts: {
   calls: number;
   traceMsg?: boolean;
 }): Promise<SippRun> {
+  if (opts.scenario === 'uac-call.xml' && uasChild && uasChild.exitCode !== null) {
+    throw new Error(`the SIPp UAS exited (code ${uasChild.exitCode}): no callee answers any more`);
+  }
   const dir = join(opts.work, `sipp-${++runCounter}`);
   mkdirSync(dir);
   writeFileSync(join(dir, 'users.csv'), `SEQUENTIAL\n${opts.users.join('\n')}\n`);
@@ -556,7 +571,7 @@ async function startUas(work: string): Promise<{ port: number; child: ChildProce
         String(port),
         '-nostdin',
         '-timeout',
-        '3600s', // killed at the end; this bounds it should the benchmark die
+        '7200s', // killed at the end; this bounds it should the benchmark die (runSipp checks it)
         '-recv_timeout',
         '10000',
       ],
@@ -565,6 +580,7 @@ async function startUas(work: string): Promise<{ port: number; child: ChildProce
   );
   await sleep(300);
   if (child.exitCode !== null) throw new Error('SIPp UAS did not start');
+  uasChild = child;
   return { port, child };
 }
 
@@ -632,7 +648,7 @@ interface SystemResult {
     /** CPU ms per new user, summed over the node processes, and node 1's share. */
     cpuPerUser?: { allNodesMs: number; node1Ms: number };
   };
-  /** Node 1's overlay calls during the cold call-setup phase (PeerBX only). */
+  /** Node 1's overlay calls in the steady-state cold phases, pooled (PeerBX only). */
   coldPath?: OverlayCalls;
   /** Call setup in steady state: after WARMUP_CALLS calls ran through the path. */
   warm: Latency;
@@ -832,26 +848,36 @@ async function setupPhase(t: Target, users: string[], prime: boolean): Promise<P
 const coldCallees = (t: Target, what: string, n: number) =>
   Array.from({ length: n }, (_, i) => `cold-${t.name.toLowerCase()}-${what}${i}`);
 
-/**
- * Callees in place, then call setup right after start (warm, cold), then the warm-up:
- * WARMUP_CALLS calls to bob and a third as many to distinct callees at WARMUP_RATE.
- */
-async function prepare(t: Target): Promise<{ warmFresh: Latency; coldFresh: Latency }> {
-  const coldFresh = coldCallees(t, 'a', LATENCY_CALLS);
-  const coldSteady = Array.from({ length: ROUNDS }, (_, r) =>
-    coldCallees(t, `r${r}-`, LATENCY_CALLS),
-  ).flat();
+/** Bob and every cold callee (first calls, each steady-state round, warm-up) registered. */
+async function registerCallees(t: Target): Promise<void> {
+  const cold = [
+    ...coldCallees(t, 'a', LATENCY_CALLS),
+    ...Array.from({ length: ROUNDS }, (_, r) => coldCallees(t, `r${r}-`, LATENCY_CALLS)).flat(),
+  ];
   const warmupCold = coldCallees(t, 'w', WARMUP_COLD_CALLS);
   console.log(
-    `\n${t.name}: registering callees (bob, ${coldFresh.length + coldSteady.length} cold callees, ${warmupCold.length} for the warm-up)`,
+    `\n${t.name}: registering callees (bob, ${cold.length} cold callees, ${warmupCold.length} for the warm-up)`,
   );
-  await t.registerCallee(['bob', ...coldFresh, ...coldSteady, ...warmupCold], t.uasPort);
-  await sleep(500);
+  await t.registerCallee(['bob', ...cold, ...warmupCold], t.uasPort);
+}
+
+/** Call setup right after start: warm (bob), then cold (callees never called). */
+async function firstCalls(t: Target): Promise<{ warmFresh: Latency; coldFresh: Latency }> {
+  console.log(`${t.name}: first calls after start`);
   const warmFresh = latencyOf([await setupPhase(t, ['bob'], true)]);
   showLatency('warm, first calls after start', warmFresh);
-  const coldFreshL = latencyOf([await setupPhase(t, coldFresh, false)]);
-  showLatency('cold, first calls after start', coldFreshL);
-  // The cold path's code (overlay fetch, channel to another node) runs as often as the warm one's.
+  const coldFresh = latencyOf([await setupPhase(t, coldCallees(t, 'a', LATENCY_CALLS), false)]);
+  showLatency('cold, first calls after start', coldFresh);
+  return { warmFresh, coldFresh };
+}
+
+/**
+ * The warm-up: WARMUP_COLD_CALLS calls to distinct callees (the cold path's code, overlay fetch
+ * and channel to another node, runs as often as the warm one's), then WARMUP_CALLS to bob, at
+ * WARMUP_RATE.
+ */
+async function warmUp(t: Target): Promise<void> {
+  const warmupCold = coldCallees(t, 'w', WARMUP_COLD_CALLS);
   for (const w of [
     { users: warmupCold, calls: warmupCold.length, what: 'as many cold callees' },
     { users: ['bob'], calls: WARMUP_CALLS, what: 'bob' },
@@ -866,10 +892,9 @@ async function prepare(t: Target): Promise<{ warmFresh: Latency; coldFresh: Late
       calls: w.calls,
     });
     console.log(
-      `  warm-up: ${r.successful}/${w.calls} calls to ${w.what} at ${WARMUP_RATE}/s in ${r.runS.toFixed(1)} s`,
+      `  ${t.name} warm-up: ${r.successful}/${w.calls} calls to ${w.what} at ${WARMUP_RATE}/s in ${r.runS.toFixed(1)} s`,
     );
   }
-  return { warmFresh, coldFresh: coldFreshL };
 }
 
 /**
@@ -1306,10 +1331,15 @@ async function main(): Promise<void> {
     const targets = [await startPeerbx(work, uas.port)];
     if (kamailio) targets.push(await startKamailio(work, uas.port));
     else console.log('\nkamailio not installed: skipped');
+    // Every system's callees first, then every system's first calls, then every warm-up: no
+    // system's first calls follow another's registrations or warm-up burst.
+    for (const t of targets) await registerCallees(t);
+    await sleep(500);
     const fresh = new Map<Target, { warmFresh: Latency; coldFresh: Latency }>();
-    for (const t of targets) fresh.set(t, await prepare(t));
-    // The warm-up's transactions live on for Timers L and M (32 s): measured at 10 calls/s, the
-    // steady state is the one after they are gone, not the burst's aftermath.
+    for (const t of targets) fresh.set(t, await firstCalls(t));
+    for (const t of targets) await warmUp(t);
+    // The warm-up's transactions live on for Timers L and M (32 s), the UAS's finished calls
+    // as long: measured at 10 calls/s, the steady state is the one after they are gone.
     await sleep(WARMUP_SETTLE_MS);
     console.log(
       `\nSteady state, ${ROUNDS} rounds, ${targets.map((t) => t.name).join(' and ')} taking turns`,
@@ -1449,7 +1479,7 @@ async function main(): Promise<void> {
     if (cp) {
       const t = (c: CallTimes) => `p50 ${ms(c.p50Ms)} ms, p95 ${ms(c.p95Ms)} ms (${c.n} calls)`;
       console.log(
-        `\nWhere PeerBX's cold call setup goes (node 1, cold phase): setup p50 ${ms(peerbx.cold.p50Ms)} ms ` +
+        `\nWhere PeerBX's cold call setup goes (node 1, steady-state cold phases): setup p50 ${ms(peerbx.cold.p50Ms)} ms ` +
           `vs warm ${ms(peerbx.warm.p50Ms)} ms, +${ms(peerbx.cold.p50Ms - peerbx.warm.p50Ms)} ms;\n` +
           `  overlay fetch of the callee's SIP-REGISTRATION (DHT lookup, quorum 2): ${t(cp.fetch)}\n` +
           `  channel to the callee's node (connect): ${t(cp.connect)}` +

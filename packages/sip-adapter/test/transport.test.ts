@@ -7,6 +7,7 @@ import { createSocket, type Socket as UdpClient } from 'node:dgram';
 import { once } from 'node:events';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { WebSocket } from 'ws';
 import type { SipTransportError } from '../src/transport/errors.js';
 import { SipSocketTransports, type SipTransportOptions } from '../src/transport/layer.js';
@@ -427,8 +428,49 @@ describe('SIP transport connection management', () => {
   });
 });
 
+/**
+ * A UDP receiver on another thread, so it reads while this thread is held up: for each of the
+ * first `count` datagrams it notes whether this thread's turn was over (`endTurn` ran) by then.
+ * `endTurn` holds this thread for 300 ms, then marks the turn over; call it on the next tick,
+ * after dgram has sent what was sent at once in this turn.
+ */
+async function turnReceiver(count: number): Promise<{
+  port: number;
+  endTurn: () => void;
+  arrived: Promise<[string, boolean][]>;
+  close: () => Promise<number>;
+}> {
+  const turnOver = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const flag = new Int32Array(workerData.flag);
+     const s = require('node:dgram').createSocket('udp4');
+     const got = [];
+     s.on('message', (m) => {
+       got.push([m.toString().split('\\r')[0], Atomics.load(flag, 0) === 1]);
+       if (got.length === workerData.count) { parentPort.postMessage(got); s.close(); }
+     });
+     s.bind(0, '127.0.0.1', () => parentPort.postMessage(s.address().port));`,
+    { eval: true, workerData: { flag: turnOver.buffer, count } },
+  );
+  const [port] = (await withTimeout(once(worker, 'message'), 'receiver port')) as [number];
+  const arrived = withTimeout(once(worker, 'message'), `${count} datagrams`).then(
+    ([got]) => got as [string, boolean][],
+  );
+  return {
+    port,
+    endTurn: () => {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+      Atomics.store(turnOver, 0, 1);
+    },
+    arrived,
+    close: () => worker.terminate(),
+  };
+}
+
 describe('SIP UDP socket', () => {
   it('sends a datagram no one waits on (sendLater) after the turn, never as its first', async () => {
+    const receiver = await turnReceiver(3);
     const sock = await bindUdp(
       HOST,
       0,
@@ -437,31 +479,56 @@ describe('SIP UDP socket', () => {
     );
     const client: UdpClient = createSocket('udp4');
     try {
-      await new Promise<void>((r) => client.bind(0, HOST, () => r()));
-      const got: string[] = [];
-      client.on('message', (d: Buffer) => got.push(d.toString()));
-      const port = client.address().port;
       const out = (text: string) => Buffer.from(text);
-      // The probe comes first in the turn, yet the message after it still goes out at once
+      // The probe is asked for first in the turn, yet the message after it goes out at once
       // and the probe after the turn's batch.
-      await Promise.all([
-        sock.sendLater(out('probe'), HOST, port),
-        sock.send(out('first'), HOST, port),
-        sock.send(out('second'), HOST, port),
+      const sent = [
+        sock.sendLater(out('probe'), HOST, receiver.port),
+        sock.send(out('first'), HOST, receiver.port),
+        sock.send(out('second'), HOST, receiver.port),
+      ];
+      process.nextTick(receiver.endTurn);
+      await Promise.all(sent);
+      assert.deepEqual(await receiver.arrived, [
+        ['first', false],
+        ['second', true],
+        ['probe', true],
       ]);
-      await eventually(() => got.length === 3, 'three datagrams');
-      assert.deepEqual(got, ['first', 'second', 'probe']);
       // Alone in its turn it goes out too, and one queued when the socket closes is sent.
-      await sock.sendLater(out('alone'), HOST, port);
-      const atClose = sock.sendLater(out('at close'), HOST, port);
+      await new Promise<void>((r) => client.bind(0, HOST, () => r()));
+      const more: string[] = [];
+      client.on('message', (d: Buffer) => more.push(d.toString()));
+      const to = client.address().port;
+      await sock.sendLater(out('alone'), HOST, to);
+      const atClose = sock.sendLater(out('at close'), HOST, to);
       await sock.close();
       await atClose;
-      await eventually(() => got.length === 5, 'five datagrams');
-      assert.deepEqual(got.slice(3), ['alone', 'at close']);
-      await assert.rejects(sock.sendLater(out('closed'), HOST, port), /socket closed/);
+      await eventually(() => more.length === 2, 'two datagrams');
+      assert.deepEqual(more, ['alone', 'at close']);
+      await assert.rejects(sock.sendLater(out('closed'), HOST, to), /socket closed/);
     } finally {
       client.close();
+      await receiver.close();
       await sock.close();
+    }
+  });
+
+  it('lets the reply a message prompts go out before the queue probe it prompted', async () => {
+    const receiver = await turnReceiver(1);
+    const layer = await start({ queueProbeIntervalMs: 0 });
+    try {
+      // As SipNode.inbound does: a probe for the message that came, then its reply.
+      layer.probeQueue();
+      const sent = layer.send(reply('answer'), {
+        transport: 'udp',
+        address: HOST,
+        port: receiver.port,
+      });
+      process.nextTick(receiver.endTurn);
+      await sent;
+      assert.deepEqual(await receiver.arrived, [['SIP/2.0 200 OK', false]]);
+    } finally {
+      await receiver.close();
     }
   });
 });

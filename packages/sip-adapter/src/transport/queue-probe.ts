@@ -4,7 +4,9 @@
 // the overload signal of RFC 6357 §5 (queueing delay), measured where it builds up.
 //
 // Probes go out only while messages arrive (at most one per interval), so an idle node sends
-// none. Loopback keeps order, so a probe overtaken by a later one was dropped by a full socket
+// none. A probe is stamped when the message that prompts it arrives and leaves at the end of
+// that loop turn (the transport's sendLater), so its wait includes the rest of the turn: what
+// a datagram arriving with that message waits too. Loopback keeps order, so a probe overtaken by a later one was dropped by a full socket
 // buffer: it is reported lost at once (on a kernel with the default 208 KiB receive buffer a
 // busy socket drops datagrams before they wait long, and lost probes are then the signal). A
 // probe away QUEUE_PROBE_LOST_MS is reported lost too, when the next one goes out: dropped with
