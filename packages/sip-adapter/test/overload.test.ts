@@ -135,7 +135,7 @@ describe('queue probe', () => {
     const reports: [number, boolean][] = [];
     const sent: Buffer[] = [];
     const probe = new QueueProbe(
-      (p) => sent.push(p),
+      (stamp) => sent.push(stamp()),
       (ms, lost) => reports.push([ms, lost]),
       20,
       () => clock.t,
@@ -172,6 +172,32 @@ describe('queue probe', () => {
       probe.take(Buffer.from('REGISTER sip:x SIP/2.0'), () => true),
       'not-a-probe',
     );
+  });
+
+  it('stamps a probe as it leaves, not when it was asked for', () => {
+    const clock = { t: 0 };
+    const reports: [number, boolean][] = [];
+    let stamp: (() => Buffer) | undefined;
+    const probe = new QueueProbe(
+      (s, late) => {
+        assert.equal(late, true, 'no queue found yet: after the turn');
+        stamp = s;
+      },
+      (ms, lost) => reports.push([ms, lost]),
+      20,
+      () => clock.t,
+    );
+    probe.maybeSend();
+    assert.equal(probe.waitingMs(), 0, 'not away before it leaves');
+    clock.t += 7; // the rest of the loop turn
+    const datagram = (stamp as () => Buffer)();
+    clock.t += 3;
+    assert.equal(probe.waitingMs(), 3);
+    assert.equal(
+      probe.take(datagram, () => true),
+      'sample',
+    );
+    assert.deepEqual(reports, [[3, false]], 'the wait since it left, not since it was asked for');
   });
 
   it('reports a probe away a second as lost at the next send, and forgets one away 2 s', () => {
@@ -219,10 +245,19 @@ describe('queue probe (real UDP socket)', () => {
     transports.probeQueue();
     await waitFor(() => samples.length === 1);
     assert.ok((samples[0] as number) < 250, `an idle node reads at once (${samples[0]} ms)`);
+    // No queue found: the probe leaves after this turn, so 300 ms of work in this turn is no
+    // wait for it; work in the next turn is.
     transports.probeQueue();
     busy(300);
+    setImmediate(() => busy(300)); // runs just after the probe has left
     await waitFor(() => samples.length === 2);
-    assert.ok((samples[1] as number) >= 290, `waited behind 300 ms of work (${samples[1]} ms)`);
+    const second = samples[1] as number;
+    assert.ok(second >= 290 && second < 550, `waited behind the next turn's work (${second} ms)`);
+    // A queue found: the next probe goes out at once and waits behind this turn's work too.
+    transports.probeQueue();
+    busy(300);
+    await waitFor(() => samples.length === 3);
+    assert.ok((samples[2] as number) >= 290, `waited behind 300 ms of work (${samples[2]} ms)`);
     assert.equal(messages.length, 0, 'probes are not SIP messages');
   });
 

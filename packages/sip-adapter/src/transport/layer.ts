@@ -341,18 +341,19 @@ export class SipSocketTransports
   private queueProbe(udp: UdpSocket): QueueProbe {
     const to = probeAddress(udp.address);
     return new QueueProbe(
-      (probe) => {
+      (stamp, late) => {
         if (this.isClosed) return;
-        // Sent after the turn's messages: a probe costs a send, which the message that made
-        // it go out (a phone's INVITE, say) should not wait behind.
-        udp.sendLater(probe, to, udp.port).catch((err: Error) => {
-          if (this.probeFailed) return;
-          this.probeFailed = true;
-          this.log.warn(
-            { err: err.message, to: endpointKey(to, udp.port) },
-            'queue probe not sent: overload control sees no queue',
-          );
-        });
+        // Late: after the turn's messages, which should not wait behind the probe's send.
+        (late ? udp.sendLater(stamp, to, udp.port) : udp.send(stamp(), to, udp.port)).catch(
+          (err: Error) => {
+            if (this.probeFailed) return;
+            this.probeFailed = true;
+            this.log.warn(
+              { err: err.message, to: endpointKey(to, udp.port) },
+              'queue probe not sent: overload control sees no queue',
+            );
+          },
+        );
       },
       (sojournMs, lost) => this.emit('queue-delay', sojournMs, lost),
       this.options.queueProbeIntervalMs,

@@ -4,15 +4,20 @@
 // the overload signal of RFC 6357 §5 (queueing delay), measured where it builds up.
 //
 // Probes go out only while messages arrive (at most one per interval), so an idle node sends
-// none. A probe is stamped when the message that prompts it arrives and leaves at the end of
-// that loop turn (the transport's sendLater), so its wait includes the rest of the turn: what
-// a datagram arriving with that message waits too. Loopback keeps order, so a probe overtaken by a later one was dropped by a full socket
-// buffer: it is reported lost at once (on a kernel with the default 208 KiB receive buffer a
-// busy socket drops datagrams before they wait long, and lost probes are then the signal). A
-// probe away QUEUE_PROBE_LOST_MS is reported lost too, when the next one goes out: dropped with
-// all after it, or behind a second of work. A lost probe gives no sample if it does come back.
-// Each carries its send time and a per-process secret; a datagram that looks like a probe but
-// does not carry the secret (or comes from elsewhere) is dropped, never delivered as SIP.
+// none. While the last probe found no queue, a probe leaves at the end of the loop turn of
+// the message that prompts it (the transport's sendLater), so that this message's own sends
+// (a phone's INVITE forwarded, say) do not wait behind the probe's; it is stamped as it leaves.
+// Once a probe found a queue (QUEUE_PROBE_EARLY_MS), probes go out at once, ahead of the work
+// of their turn, and measure the wait of a datagram arriving when the turn began, work of the
+// turn included: under load the signal is what matters, and one send more is no delay there.
+// Loopback keeps order, so a
+// probe overtaken by a later one was dropped by a full socket buffer: it is reported lost at
+// once (on a kernel with the default 208 KiB receive buffer a busy socket drops datagrams
+// before they wait long, and lost probes are then the signal). A probe away
+// QUEUE_PROBE_LOST_MS is reported lost too, when the next one goes out: dropped with all after
+// it, or behind a second of work. A lost probe gives no sample if it does come back. Each
+// carries its send time and a per-process secret; a datagram that looks like a probe but does
+// not carry the secret (or comes from elsewhere) is dropped, never delivered as SIP.
 
 import { randomBytes } from 'node:crypto';
 
@@ -22,6 +27,8 @@ const SECRET_BYTES = 16;
 export const QUEUE_PROBE_BYTES = MAGIC.length + SECRET_BYTES + 8;
 /** A probe goes out at most this often (while messages arrive). */
 export const QUEUE_PROBE_INTERVAL_MS = 20;
+/** A probe that waited this long, ms, makes the next ones go out at once (see above). */
+export const QUEUE_PROBE_EARLY_MS = 5;
 /** A probe not overtaken but not back after this long is reported lost, ms. */
 export const QUEUE_PROBE_LOST_MS = 1000;
 /**
@@ -39,13 +46,19 @@ export type ProbeVerdict = 'not-a-probe' | 'sample' | 'forged';
 export class QueueProbe {
   private readonly secret = randomBytes(SECRET_BYTES);
   private lastSentAt = Number.NEGATIVE_INFINITY;
+  /** The wait of the last probe back (or lost), ms. */
+  private lastWait = 0;
   /** Send times of the probes not back yet, oldest first (they come back in order). */
   private readonly away: number[] = [];
   /** Probes reported lost (overtaken, or away too long), for statistics and tests. */
   lost = 0;
 
   constructor(
-    private readonly sendToSelf: (data: Buffer) => void,
+    /**
+     * Sends `stamp()` to our own socket, called as the datagram leaves: at once, or (`late`)
+     * after the loop turn's other datagrams.
+     */
+    private readonly sendToSelf: (stamp: () => Buffer, late: boolean) => void,
     /** A probe's wait, ms; `lost`: it has been away QUEUE_PROBE_LOST_MS and is given up. */
     private readonly onSample: (sojournMs: number, lost: boolean) => void,
     private readonly intervalMs = QUEUE_PROBE_INTERVAL_MS,
@@ -62,15 +75,22 @@ export class QueueProbe {
     if (oldest !== undefined && now - oldest >= QUEUE_PROBE_LOST_MS) {
       this.away.shift();
       this.lost++;
-      this.onSample(now - oldest, true);
+      this.lastWait = now - oldest;
+      this.onSample(this.lastWait, true);
     }
+    this.sendToSelf(() => this.stamp(), this.lastWait < QUEUE_PROBE_EARLY_MS);
+  }
+
+  /** The probe datagram, stamped now and counted away from now. */
+  private stamp(): Buffer {
+    const now = this.now();
     this.away.push(now);
     if (this.away.length > MAX_AWAY) this.away.shift();
     const probe = Buffer.allocUnsafe(QUEUE_PROBE_BYTES);
     MAGIC.copy(probe, 0);
     this.secret.copy(probe, MAGIC.length);
     probe.writeDoubleBE(now, MAGIC.length + SECRET_BYTES);
-    this.sendToSelf(probe);
+    return probe;
   }
 
   /**
@@ -105,8 +125,14 @@ export class QueueProbe {
         this.lost++;
       }
     }
-    if (overtaken !== undefined) this.onSample(this.now() - overtaken, true);
-    if (wasAway) this.onSample(sojourn, false);
+    if (overtaken !== undefined) {
+      this.lastWait = this.now() - overtaken;
+      this.onSample(this.lastWait, true);
+    }
+    if (wasAway) {
+      this.lastWait = sojourn;
+      this.onSample(sojourn, false);
+    }
     return 'sample';
   }
 

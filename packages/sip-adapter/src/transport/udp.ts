@@ -11,13 +11,15 @@ export interface UdpSocket extends BoundServer {
   /**
    * Sends when the current loop turn's I/O is done, after what `send` queued in it, and never
    * as the turn's first datagram: for datagrams no one waits on (queue probes), so that the
-   * turn's first message, the one a phone or node waits for, still goes out at once.
+   * turn's first message, the one a phone or node waits for, still goes out at once. `data`
+   * may be a function, called as the datagram leaves.
    */
-  sendLater(data: Uint8Array, address: string, port: number): Promise<void>;
+  sendLater(data: Uint8Array | (() => Uint8Array), address: string, port: number): Promise<void>;
 }
 
 interface Outgoing {
-  data: Uint8Array;
+  /** A function is called as the datagram leaves (a queue probe stamps its send time). */
+  data: Uint8Array | (() => Uint8Array);
   address: string;
   port: number;
   done: () => void;
@@ -64,7 +66,8 @@ export function bindUdp(
           return;
         }
         try {
-          socket.send(o.data, o.port, o.address, (err) => (err ? o.fail(err) : o.done()));
+          const data = typeof o.data === 'function' ? o.data() : o.data;
+          socket.send(data, o.port, o.address, (err) => (err ? o.fail(err) : o.done()));
         } catch (err) {
           o.fail(err as Error);
         }
