@@ -200,6 +200,34 @@ describe('queue probe', () => {
     assert.deepEqual(reports, [[3, false]], 'the wait since it left, not since it was asked for');
   });
 
+  it('sends probes at once for a second after one found a queue, then late again', () => {
+    const clock = { t: 0 };
+    const lates: boolean[] = [];
+    const sent: Buffer[] = [];
+    const probe = new QueueProbe(
+      (stamp, late) => {
+        lates.push(late);
+        sent.push(stamp());
+      },
+      () => {},
+      20,
+      () => clock.t,
+    );
+    probe.maybeSend();
+    clock.t += 6;
+    probe.take(sent[0] as Buffer, () => true); // waited 6 ms: a queue
+    clock.t += 20;
+    probe.maybeSend();
+    clock.t += 1;
+    probe.take(sent[1] as Buffer, () => true); // 1 ms: none, but the queue was seen 21 ms ago
+    clock.t += 960;
+    probe.maybeSend();
+    probe.take(sent[2] as Buffer, () => true);
+    clock.t += 30; // 1011 ms since the queue
+    probe.maybeSend();
+    assert.deepEqual(lates, [true, false, false, true]);
+  });
+
   it('reports a probe away a second as lost at the next send, and forgets one away 2 s', () => {
     const { clock, reports, sent, probe } = probeAt();
     probe.maybeSend();

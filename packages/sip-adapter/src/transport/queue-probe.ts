@@ -7,9 +7,10 @@
 // none. While the last probe found no queue, a probe leaves at the end of the loop turn of
 // the message that prompts it (the transport's sendLater), so that this message's own sends
 // (a phone's INVITE forwarded, say) do not wait behind the probe's; it is stamped as it leaves.
-// Once a probe found a queue (QUEUE_PROBE_EARLY_MS), probes go out at once, ahead of the work
-// of their turn, and measure the wait of a datagram arriving when the turn began, work of the
-// turn included: under load the signal is what matters, and one send more is no delay there.
+// Once a probe found a queue (QUEUE_PROBE_EARLY_MS), probes go out at once for the next second
+// (QUEUE_PROBE_CALM_MS), ahead of the work of their turn, and measure the wait of a datagram
+// arriving when the turn began, work of the turn included: under load the signal is what
+// matters, and one send more is no delay there.
 // Loopback keeps order, so a
 // probe overtaken by a later one was dropped by a full socket buffer: it is reported lost at
 // once (on a kernel with the default 208 KiB receive buffer a busy socket drops datagrams
@@ -27,8 +28,10 @@ const SECRET_BYTES = 16;
 export const QUEUE_PROBE_BYTES = MAGIC.length + SECRET_BYTES + 8;
 /** A probe goes out at most this often (while messages arrive). */
 export const QUEUE_PROBE_INTERVAL_MS = 20;
-/** A probe that waited this long, ms, makes the next ones go out at once (see above). */
+/** A probe that waited this long, ms, makes the next ones go out at once (see above)... */
 export const QUEUE_PROBE_EARLY_MS = 5;
+/** ... until none has for this long, ms. */
+export const QUEUE_PROBE_CALM_MS = 1000;
 /** A probe not overtaken but not back after this long is reported lost, ms. */
 export const QUEUE_PROBE_LOST_MS = 1000;
 /**
@@ -46,8 +49,8 @@ export type ProbeVerdict = 'not-a-probe' | 'sample' | 'forged';
 export class QueueProbe {
   private readonly secret = randomBytes(SECRET_BYTES);
   private lastSentAt = Number.NEGATIVE_INFINITY;
-  /** The wait of the last probe back (or lost), ms. */
-  private lastWait = 0;
+  /** When a probe last came back (or was given up) after QUEUE_PROBE_EARLY_MS or more. */
+  private queueSeenAt = Number.NEGATIVE_INFINITY;
   /** Send times of the probes not back yet, oldest first (they come back in order). */
   private readonly away: number[] = [];
   /** Probes reported lost (overtaken, or away too long), for statistics and tests. */
@@ -75,10 +78,9 @@ export class QueueProbe {
     if (oldest !== undefined && now - oldest >= QUEUE_PROBE_LOST_MS) {
       this.away.shift();
       this.lost++;
-      this.lastWait = now - oldest;
-      this.onSample(this.lastWait, true);
+      this.report(now - oldest, true);
     }
-    this.sendToSelf(() => this.stamp(), this.lastWait < QUEUE_PROBE_EARLY_MS);
+    this.sendToSelf(() => this.stamp(), now - this.queueSeenAt >= QUEUE_PROBE_CALM_MS);
   }
 
   /** The probe datagram, stamped now and counted away from now. */
@@ -125,15 +127,14 @@ export class QueueProbe {
         this.lost++;
       }
     }
-    if (overtaken !== undefined) {
-      this.lastWait = this.now() - overtaken;
-      this.onSample(this.lastWait, true);
-    }
-    if (wasAway) {
-      this.lastWait = sojourn;
-      this.onSample(sojourn, false);
-    }
+    if (overtaken !== undefined) this.report(this.now() - overtaken, true);
+    if (wasAway) this.report(sojourn, false);
     return 'sample';
+  }
+
+  private report(waitMs: number, lost: boolean): void {
+    if (waitMs >= QUEUE_PROBE_EARLY_MS) this.queueSeenAt = this.now();
+    this.onSample(waitMs, lost);
   }
 
   /** How long the oldest probe still away has been, ms (0: none away). */
