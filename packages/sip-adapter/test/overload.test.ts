@@ -137,8 +137,7 @@ describe('queue probe', () => {
     const probe = new QueueProbe(
       (stamp) => sent.push(stamp()),
       (ms, lost) => reports.push([ms, lost]),
-      20,
-      () => clock.t,
+      { intervalMs: 20, now: () => clock.t },
     );
     return { clock, reports, sent, probe };
   }
@@ -184,12 +183,11 @@ describe('queue probe', () => {
         stamp = s;
       },
       (ms, lost) => reports.push([ms, lost]),
-      20,
-      () => clock.t,
+      { intervalMs: 20, now: () => clock.t },
     );
     probe.maybeSend();
-    assert.equal(probe.waitingMs(), 0, 'not away before it leaves');
     clock.t += 7; // the rest of the loop turn
+    assert.equal(probe.waitingMs(), 7, 'waiting since it was asked for: a stall is no idleness');
     const datagram = (stamp as () => Buffer)();
     clock.t += 3;
     assert.equal(probe.waitingMs(), 3);
@@ -210,8 +208,7 @@ describe('queue probe', () => {
         sent.push(stamp());
       },
       () => {},
-      20,
-      () => clock.t,
+      { intervalMs: 20, now: () => clock.t },
     );
     probe.maybeSend();
     clock.t += 6;
@@ -226,6 +223,32 @@ describe('queue probe', () => {
     clock.t += 30; // 1011 ms since the queue
     probe.maybeSend();
     assert.deepEqual(lates, [true, false, false, true]);
+  });
+
+  it('takes a probe overtaken (dropped by a full buffer) as a queue, however quick the next', () => {
+    const clock = { t: 0 };
+    const lates: boolean[] = [];
+    const stamps: (() => Buffer)[] = [];
+    const probe = new QueueProbe(
+      (stamp, late) => {
+        lates.push(late);
+        stamps.push(stamp);
+      },
+      () => {},
+      { intervalMs: 0, now: () => clock.t },
+    );
+    // Two asked for in one long turn, stamped together as it ends; the first is dropped.
+    probe.maybeSend();
+    probe.maybeSend();
+    clock.t += 30;
+    (stamps[0] as () => Buffer)();
+    clock.t += 0.01;
+    const second = (stamps[1] as () => Buffer)();
+    clock.t += 1;
+    probe.take(second as Buffer, () => true);
+    assert.equal(probe.lost, 1);
+    probe.maybeSend();
+    assert.deepEqual(lates, [true, true, false]);
   });
 
   it('reports a probe away a second as lost at the next send, and forgets one away 2 s', () => {
@@ -260,6 +283,9 @@ describe('queue probe (real UDP socket)', () => {
       port: 0,
       ws: false,
       queueProbeIntervalMs: 0,
+      // A probe that waited 250 ms or more makes the next go out at once (the default, 5 ms,
+      // a busy test machine may reach by itself).
+      queueProbeEarlyMs: 250,
     });
     transports.on('queue-delay', (ms) => samples.push(ms));
     transports.on('message', ({ data }) => messages.push(data));
@@ -273,7 +299,7 @@ describe('queue probe (real UDP socket)', () => {
     transports.probeQueue();
     await waitFor(() => samples.length === 1);
     assert.ok((samples[0] as number) < 250, `an idle node reads at once (${samples[0]} ms)`);
-    // No queue found: the probe leaves after this turn, so 300 ms of work in this turn is no
+    // No queue found (none of 250 ms): the probe leaves after this turn, so 300 ms of work in this turn is no
     // wait for it; work in the next turn is.
     transports.probeQueue();
     busy(300);

@@ -494,15 +494,25 @@ describe('SIP UDP socket', () => {
         ['second', true],
         ['probe', true],
       ]);
-      // Alone in its turn it goes out too, and one queued when the socket closes is sent.
+      // Alone in its turn it goes out too, and one queued when the socket closes is sent; a
+      // function given for the bytes is called as the datagram leaves, not before.
       await new Promise<void>((r) => client.bind(0, HOST, () => r()));
       const more: string[] = [];
       client.on('message', (d: Buffer) => more.push(d.toString()));
       const to = client.address().port;
-      await sock.sendLater(out('alone'), HOST, to);
-      const atClose = sock.sendLater(out('at close'), HOST, to);
+      const made: string[] = [];
+      const lazy = (text: string) => () => {
+        made.push(text);
+        return out(text);
+      };
+      const alone = sock.sendLater(lazy('alone'), HOST, to);
+      assert.deepEqual(made, [], 'not made when asked for');
+      await alone;
+      const atClose = sock.sendLater(lazy('at close'), HOST, to);
+      assert.deepEqual(made, ['alone']);
       await sock.close();
       await atClose;
+      assert.deepEqual(made, ['alone', 'at close']);
       await eventually(() => more.length === 2, 'two datagrams');
       assert.deepEqual(more, ['alone', 'at close']);
       await assert.rejects(sock.sendLater(out('closed'), HOST, to), /socket closed/);

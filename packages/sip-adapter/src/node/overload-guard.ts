@@ -49,7 +49,10 @@ export interface OverloadGuardOptions {
   now?: () => number;
   /** Uniform in [0, 1); Math.random by default. */
   random?: () => number;
-  /** How long the oldest probe still away has been, ms (0: none): an away probe is no idleness. */
+  /**
+   * How long the oldest probe still away (or asked for and not yet sent) has been, ms (0:
+   * none): such a probe is no idleness.
+   */
   waiting?: () => number;
 }
 

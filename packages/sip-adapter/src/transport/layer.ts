@@ -71,6 +71,8 @@ export interface SipTransportOptions {
   now?: () => number;
   /** Least time between two queue probes (probeQueue), ms; default QUEUE_PROBE_INTERVAL_MS. */
   queueProbeIntervalMs?: number;
+  /** A probe's wait that makes probes go out at once for a while, ms; default QUEUE_PROBE_EARLY_MS. */
+  queueProbeEarlyMs?: number;
 }
 
 /** Where a socket bound to `address` sends itself probes: loopback when it is any address. */
@@ -356,7 +358,14 @@ export class SipSocketTransports
         );
       },
       (sojournMs, lost) => this.emit('queue-delay', sojournMs, lost),
-      this.options.queueProbeIntervalMs,
+      {
+        ...(this.options.queueProbeIntervalMs !== undefined
+          ? { intervalMs: this.options.queueProbeIntervalMs }
+          : {}),
+        ...(this.options.queueProbeEarlyMs !== undefined
+          ? { earlyMs: this.options.queueProbeEarlyMs }
+          : {}),
+      },
     );
   }
 

@@ -4,14 +4,13 @@
 // the overload signal of RFC 6357 §5 (queueing delay), measured where it builds up.
 //
 // Probes go out only while messages arrive (at most one per interval), so an idle node sends
-// none. While the last probe found no queue, a probe leaves at the end of the loop turn of
-// the message that prompts it (the transport's sendLater), so that this message's own sends
-// (a phone's INVITE forwarded, say) do not wait behind the probe's; it is stamped as it leaves.
-// Once a probe found a queue (QUEUE_PROBE_EARLY_MS), probes go out at once for the next second
-// (QUEUE_PROBE_CALM_MS), ahead of the work of their turn, and measure the wait of a datagram
-// arriving when the turn began, work of the turn included: under load the signal is what
-// matters, and one send more is no delay there.
-// Loopback keeps order, so a
+// none. While no probe found a queue (QUEUE_PROBE_EARLY_MS, or lost) in the last second
+// (QUEUE_PROBE_CALM_MS), a probe leaves at the end of the loop turn of the message that prompts
+// it (the transport's sendLater), so that this message's own sends (a phone's INVITE forwarded,
+// say) do not wait behind it; it is stamped as it leaves. Otherwise probes go out at once,
+// ahead of the work of their turn, and measure the wait of a datagram arriving when the turn
+// began, work of the turn included: under load the signal is what matters, though the probe
+// then takes the turn's send-at-once slot. Loopback keeps order, so a
 // probe overtaken by a later one was dropped by a full socket buffer: it is reported lost at
 // once (on a kernel with the default 208 KiB receive buffer a busy socket drops datagrams
 // before they wait long, and lost probes are then the signal). A probe away
@@ -46,8 +45,21 @@ const MAX_AWAY = 256;
 
 export type ProbeVerdict = 'not-a-probe' | 'sample' | 'forged';
 
+export interface QueueProbeOptions {
+  /** Least time between two probes, ms. */
+  intervalMs?: number;
+  /** A probe that waited this long, ms, makes probes go out at once for a while. */
+  earlyMs?: number;
+  now?: () => number;
+}
+
 export class QueueProbe {
   private readonly secret = randomBytes(SECRET_BYTES);
+  private readonly intervalMs: number;
+  private readonly earlyMs: number;
+  private readonly now: () => number;
+  /** When the oldest probe asked for but not yet stamped (sent late) was asked for. */
+  private askedAt: number | undefined;
   private lastSentAt = Number.NEGATIVE_INFINITY;
   /** When a probe last came back (or was given up) after QUEUE_PROBE_EARLY_MS or more. */
   private queueSeenAt = Number.NEGATIVE_INFINITY;
@@ -62,11 +74,17 @@ export class QueueProbe {
      * after the loop turn's other datagrams.
      */
     private readonly sendToSelf: (stamp: () => Buffer, late: boolean) => void,
-    /** A probe's wait, ms; `lost`: it has been away QUEUE_PROBE_LOST_MS and is given up. */
+    /**
+     * A probe's wait, ms; `lost`: it was overtaken (dropped) or has been away
+     * QUEUE_PROBE_LOST_MS and is given up.
+     */
     private readonly onSample: (sojournMs: number, lost: boolean) => void,
-    private readonly intervalMs = QUEUE_PROBE_INTERVAL_MS,
-    private readonly now: () => number = () => performance.now(),
-  ) {}
+    options: QueueProbeOptions = {},
+  ) {
+    this.intervalMs = options.intervalMs ?? QUEUE_PROBE_INTERVAL_MS;
+    this.earlyMs = options.earlyMs ?? QUEUE_PROBE_EARLY_MS;
+    this.now = options.now ?? (() => performance.now());
+  }
 
   /** Sends a probe unless one went out less than an interval ago. */
   maybeSend(): void {
@@ -80,12 +98,15 @@ export class QueueProbe {
       this.lost++;
       this.report(now - oldest, true);
     }
-    this.sendToSelf(() => this.stamp(), now - this.queueSeenAt >= QUEUE_PROBE_CALM_MS);
+    const late = now - this.queueSeenAt >= QUEUE_PROBE_CALM_MS;
+    if (late) this.askedAt ??= now;
+    this.sendToSelf(() => this.stamp(), late);
   }
 
   /** The probe datagram, stamped now and counted away from now. */
   private stamp(): Buffer {
     const now = this.now();
+    this.askedAt = undefined;
     this.away.push(now);
     if (this.away.length > MAX_AWAY) this.away.shift();
     const probe = Buffer.allocUnsafe(QUEUE_PROBE_BYTES);
@@ -133,16 +154,20 @@ export class QueueProbe {
   }
 
   private report(waitMs: number, lost: boolean): void {
-    if (waitMs >= QUEUE_PROBE_EARLY_MS) this.queueSeenAt = this.now();
+    if (lost || waitMs >= this.earlyMs) this.queueSeenAt = this.now();
     this.onSample(waitMs, lost);
   }
 
-  /** How long the oldest probe still away has been, ms (0: none away). */
+  /**
+   * How long the oldest probe still away has been, ms (0: none away); a probe asked for but
+   * not yet sent (late) counts from when it was asked for.
+   */
   waitingMs(): number {
     const now = this.now();
     this.forgetOld(now);
     const oldest = this.away[0];
-    return oldest === undefined ? 0 : now - oldest;
+    const away = oldest === undefined ? 0 : now - oldest;
+    return this.askedAt === undefined ? away : Math.max(away, now - this.askedAt);
   }
 
   private forgetOld(now: number): void {

@@ -73,6 +73,8 @@ export function bindUdp(
         }
       };
       const flush = () => {
+        // The turn's batch, then the late ones: a queue probe sent at once and queued leaves
+        // before one sent late and stamped after it (probes are taken to leave in stamp order).
         const batch = later.length > 0 ? [...queue, ...later] : queue;
         queue = [];
         later = [];
