@@ -10,12 +10,13 @@
 // say) do not wait behind it; it is stamped as it leaves. Otherwise probes go out at once,
 // ahead of the work of their turn, and measure the wait of a datagram arriving when the turn
 // began, work of the turn included: under load the signal is what matters, though the probe
-// then takes the turn's send-at-once slot. Loopback keeps order, so a
-// probe overtaken by a later one was dropped by a full socket buffer: it is reported lost at
-// once (on a kernel with the default 208 KiB receive buffer a busy socket drops datagrams
-// before they wait long, and lost probes are then the signal). A probe away
-// QUEUE_PROBE_LOST_MS is reported lost too, when the next one goes out: dropped with all after
-// it, or behind a second of work. A lost probe gives no sample if it does come back. Each
+// then takes the turn's send-at-once slot.
+//
+// Loopback keeps order, so a probe overtaken by a later one was dropped by a full socket
+// buffer: it is reported lost at once (on a kernel with the default 208 KiB receive buffer a
+// busy socket drops datagrams before they wait long, and lost probes are then the signal). A
+// probe away QUEUE_PROBE_LOST_MS is reported lost too, when the next one goes out: dropped
+// with all after it, or behind a second of work. A lost probe gives no sample if it does come back. Each
 // carries its send time and a per-process secret; a datagram that looks like a probe but does
 // not carry the secret (or comes from elsewhere) is dropped, never delivered as SIP.
 
@@ -61,7 +62,7 @@ export class QueueProbe {
   /** When the oldest probe asked for but not yet stamped (sent late) was asked for. */
   private askedAt: number | undefined;
   private lastSentAt = Number.NEGATIVE_INFINITY;
-  /** When a probe last came back (or was given up) after QUEUE_PROBE_EARLY_MS or more. */
+  /** When a probe last came back after earlyMs or more, or was reported lost. */
   private queueSeenAt = Number.NEGATIVE_INFINITY;
   /** Send times of the probes not back yet, oldest first (they come back in order). */
   private readonly away: number[] = [];
@@ -153,6 +154,7 @@ export class QueueProbe {
     return 'sample';
   }
 
+  /** A probe's wait to the guard; a long one (or a loss) keeps probes early for a while. */
   private report(waitMs: number, lost: boolean): void {
     if (lost || waitMs >= this.earlyMs) this.queueSeenAt = this.now();
     this.onSample(waitMs, lost);
