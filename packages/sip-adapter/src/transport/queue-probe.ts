@@ -16,9 +16,10 @@
 // buffer: it is reported lost at once (on a kernel with the default 208 KiB receive buffer a
 // busy socket drops datagrams before they wait long, and lost probes are then the signal). A
 // probe away QUEUE_PROBE_LOST_MS is reported lost too, when the next one goes out: dropped
-// with all after it, or behind a second of work. A lost probe gives no sample if it does come back. Each
-// carries its send time and a per-process secret; a datagram that looks like a probe but does
-// not carry the secret (or comes from elsewhere) is dropped, never delivered as SIP.
+// with all after it, or behind a second of work. A lost probe gives no sample if it does come
+// back. Each carries its send time and a per-process secret; a datagram that looks like a
+// probe but does not carry the secret (or comes from elsewhere) is dropped, never delivered as
+// SIP.
 
 import { randomBytes } from 'node:crypto';
 
