@@ -2,9 +2,9 @@
 // sip-bench.ts. Same protocol as test/fixtures/sip-node-process.ts (kept separate so the bench
 // does not move when the tests do), plus the location cache counters in "stats":
 //   stdout "ready <node-id-hex> <overlay-udp> <sip-port>" once serving;
-//   stdin "stats" -> stdout "stats <json>", with the overlay call timings since the last
-//   "stats reset" (which answers the same plus each timing, ms, in "overlaySamples", then starts
-//   them afresh); exits on SIGTERM or when stdin closes.
+//   stdin "stats" -> stdout "stats <json>"; "stats reset" answers the same plus each overlay
+//   call's time since the last reset, ms, in "overlaySamples", then starts them afresh; exits
+//   on SIGTERM or when stdin closes.
 // Usage: node sip-bench-node.js --data-dir DIR [--bootstrap HOST:PORT ...]
 
 import { createInterface } from 'node:readline';
@@ -29,7 +29,8 @@ const overlay = await OverlayNode.start({
   bootstrap: values.bootstrap ?? [],
 });
 // Timings of the overlay calls the SIP adapter makes (fetch: a location lookup on a cache miss;
-// connect: a channel to the callee's node; publish: a registration write), drained by "stats".
+// connect: a channel to the callee's node; publish: a registration write), drained by
+// "stats reset".
 const timings: Record<'fetch' | 'connect' | 'publish', number[]> = {
   fetch: [],
   connect: [],
@@ -48,15 +49,6 @@ for (const name of ['fetch', 'connect', 'publish'] as const) {
     },
   });
 }
-function summary(xs: number[]): { n: number; p50Ms: number; p95Ms: number; meanMs: number } {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const at = (p: number) =>
-    sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-  const mean = sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length);
-  const r = (x: number) => Math.round(x * 100) / 100;
-  return { n: sorted.length, p50Ms: r(at(50)), p95Ms: r(at(95)), meanMs: r(mean) };
-}
-
 // Bindings persisted to the data directory, as `peerbx start` does (packages/cli runner).
 const sip = await SipNode.start({
   overlay,
@@ -92,11 +84,6 @@ createInterface({ input: process.stdin })
         heapMiB: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
         cpuMs: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1000),
         overlayMessages: overlay.stats().messages,
-        overlayCalls: {
-          fetch: summary(timings.fetch),
-          connect: summary(timings.connect),
-          publish: summary(timings.publish),
-        },
       };
       const reset = command === 'stats reset';
       process.stdout.write(

@@ -358,14 +358,7 @@ export class SipSocketTransports
         );
       },
       (sojournMs, lost) => this.emit('queue-delay', sojournMs, lost),
-      {
-        ...(this.options.queueProbeIntervalMs !== undefined
-          ? { intervalMs: this.options.queueProbeIntervalMs }
-          : {}),
-        ...(this.options.queueProbeEarlyMs !== undefined
-          ? { earlyMs: this.options.queueProbeEarlyMs }
-          : {}),
-      },
+      { intervalMs: this.options.queueProbeIntervalMs, earlyMs: this.options.queueProbeEarlyMs },
     );
   }
 

@@ -75,10 +75,12 @@ export function bindUdp(
       const flush = () => {
         // The turn's batch, then the late ones: a queue probe sent at once and queued leaves
         // before one sent late and stamped after it (probes are taken to leave in stamp order).
-        const batch = later.length > 0 ? [...queue, ...later] : queue;
+        const batch = queue;
+        const late = later;
         queue = [];
         later = [];
         for (const o of batch) transmit(o);
+        for (const o of late) transmit(o);
       };
       const endOfTurn = () => {
         turnStarted = false;
