@@ -224,6 +224,23 @@ describe('errors and settings', () => {
     );
   });
 
+  test('a flag given twice is one line that says so', async (t) => {
+    const r = await peerbx([
+      'start',
+      '--data-dir',
+      tempDir(t),
+      '--ws',
+      'off',
+      '--ws',
+      '127.0.0.1:0',
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(
+      oneErrorLine(r.stderr),
+      /bad setting "ws" \(from flags\): given 2 times \(off, 127\.0\.0\.1:0\); give it once/,
+    );
+  });
+
   test('a bad field in a YAML config file', async (t) => {
     const dir = tempDir(t);
     const file = join(dir, 'peerbx.yaml');
