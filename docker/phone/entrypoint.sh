@@ -10,6 +10,7 @@
 #   PEERBX_DOMAIN   the overlay's SIP domain (default peerbx.local)
 #   PHONE_LISTEN    baresip's SIP listen address (default 0.0.0.0:5060)
 #   PHONE_CTRL      baresip's ctrl_tcp address (default 127.0.0.1:4444)
+#   PHONE_TRANSPORT udp or tcp, to the node (default udp)
 #   BARESIP_CONF    configuration directory (default $HOME/.baresip)
 set -euo pipefail
 
@@ -18,6 +19,8 @@ set -euo pipefail
 DOMAIN=${PEERBX_DOMAIN:-peerbx.local}
 LISTEN=${PHONE_LISTEN:-0.0.0.0:5060}
 CTRL=${PHONE_CTRL:-127.0.0.1:4444}
+TRANSPORT=${PHONE_TRANSPORT:-udp}
+case $TRANSPORT in udp | tcp) ;; *) echo "PHONE_TRANSPORT must be udp or tcp, not '$TRANSPORT'" >&2; exit 1 ;; esac
 CONF=${BARESIP_CONF:-$HOME/.baresip}
 TEMPLATE=${PHONE_TEMPLATE:-/etc/peerbx-phone/config}
 CALL_TO=${CALL_TO:-}
@@ -42,11 +45,11 @@ done
 
 mkdir -p "$CONF"
 sed -e "s|@SIP_LISTEN@|$LISTEN|" -e "s|@CTRL_LISTEN@|$CTRL|" "$TEMPLATE" >"$CONF/config"
-account="<sip:$PHONE_USER@$DOMAIN>;outbound=\"sip:$node_ip:$node_port;transport=udp\";regint=60;answermode=auto"
+account="<sip:$PHONE_USER@$DOMAIN>;outbound=\"sip:$node_ip:$node_port;transport=$TRANSPORT\";regint=60;answermode=auto"
 [ -n "${PHONE_PASSWORD:-}" ] && account="$account;auth_user=$PHONE_USER;auth_pass=$PHONE_PASSWORD"
 printf '%s\n' "$account" >"$CONF/accounts"
 : >"$CONF/contacts"
-log "registering sip:$PHONE_USER@$DOMAIN at $node_ip:$node_port (auto-answer on)"
+log "registering sip:$PHONE_USER@$DOMAIN at $node_ip:$node_port over $TRANSPORT (auto-answer on)"
 
 baresip -f "$CONF" &
 BARESIP=$!

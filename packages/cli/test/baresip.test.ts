@@ -133,6 +133,26 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
     assert.match(String(closed.param), /404/);
   });
 
+  it('calls a phone that registered over TCP', async () => {
+    const carol = await Phone.start({
+      user: 'carol',
+      node: nodes[1]!.ready.sip,
+      dir: join(dir, 'carol'),
+      transport: 'tcp',
+    });
+    phones.push(carol);
+    assert.equal(await carol.registerStatus(), 200, carol.log);
+    assert.match(carol.log, /\{0\/TCP\/v4\} 200/);
+    alice.clearEvents();
+    assert.ok((await alice.command('dial', 'sip:carol@peerbx.local')).ok);
+    await carol.waitFor('CALL_ESTABLISHED', established('alice'));
+    await alice.waitFor('CALL_RTPESTAB', established('carol'));
+    await carol.waitFor('CALL_RTPESTAB', established('alice'));
+    // carol hangs up: her BYE comes in over TCP and leaves node 1 over UDP to alice.
+    assert.ok((await carol.command('hangup')).ok);
+    await alice.waitFor('CALL_CLOSED', established('carol'));
+  });
+
   // Last: bob's second device stays registered after this test.
   // (Open mode: a name belongs to the key of the node that claimed it, so both devices register at
   // bob's node.)

@@ -42,6 +42,8 @@ export interface PhoneOptions {
   dir: string;
   password?: string;
   domain?: string;
+  /** To the node (default udp). */
+  transport?: 'udp' | 'tcp';
 }
 
 export class Phone {
@@ -77,6 +79,7 @@ export class Phone {
         PHONE_CTRL: `127.0.0.1:${ctrlPort}`,
         BARESIP_CONF: o.dir,
         PHONE_TEMPLATE: join(PHONE, 'config'),
+        PHONE_TRANSPORT: o.transport ?? 'udp',
         ...(o.password ? { PHONE_PASSWORD: o.password } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -122,13 +125,13 @@ export class Phone {
 
   /**
    * The final status of the phone's last REGISTER (e.g. 200, 401, 403), read from baresip's
-   * account line once one appears: `alice@peerbx.local: {0/UDP/v4} 200 OK () [1 binding]` or
+   * account line once one appears: `alice@peerbx.local: {0/UDP/v4} 200 OK () [1 binding]` (or TCP) or
    * `reg: sip:alice@peerbx.local: 401 Unauthorized ()`.
    */
   async registerStatus(timeoutMs = 10_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     const line = new RegExp(
-      `(?:${this.user}@\\S+: \\{0/UDP/v4\\}|reg: sip:${this.user}@\\S+:) (\\d{3})`,
+      `(?:${this.user}@\\S+: \\{0/(?:UDP|TCP)/v4\\}|reg: sip:${this.user}@\\S+:) (\\d{3})`,
       'g',
     );
     for (;;) {
