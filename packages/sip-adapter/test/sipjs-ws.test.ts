@@ -15,7 +15,7 @@ import {
   UserAgent,
 } from 'sip.js';
 import { WebSocket } from 'ws';
-import { freeUdpPort, rawRegister } from './fixtures/sipp.js';
+import { rawRegister } from './fixtures/sipp.js';
 import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
 
 const missing = sippSkipReason('sip.js over WebSocket tests');
@@ -106,8 +106,7 @@ describe('a sip.js user agent over WebSocket', { skip: missing }, () => {
     const ws = n1.sip.addresses.ws;
     assert.ok(ws, 'node 1 listens on WebSocket');
 
-    const port = await freeUdpPort();
-    const uas = bed.sipp('uas-call.xml', ['-p', String(port)]);
+    const { sipp: uas, port } = await bed.sippCallee('uas-call.xml');
     assert.equal(await rawRegister(n2, 'bob', `sip:bob@127.0.0.1:${port}`), 'SIP/2.0 200 OK');
 
     ua = new UserAgent({

@@ -9,11 +9,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SipNodeChild } from './fixtures/sip-node-child.js';
 import {
-  freeUdpPort,
   type RunningSipp,
   rawRegister,
   sippCall,
-  startSipp,
+  startSippCallee,
   tempRoot,
 } from './fixtures/sipp.js';
 import { sippSkipReason } from './fixtures/test-bed.js';
@@ -41,8 +40,7 @@ describe('calls through the overlay with SIPp', { skip: missing }, () => {
 
   /** A SIPp callee for `user`, registered at `at` (by a raw REGISTER naming its port). */
   async function callee(scenario: string, user: string, at: SipNodeChild): Promise<RunningSipp> {
-    const port = await freeUdpPort();
-    const uas = startSipp(scenario, ['-p', String(port)]);
+    const { sipp: uas, port } = await startSippCallee(scenario);
     sipps.push(uas);
     const line = await rawRegister(at, user, `sip:${user}@127.0.0.1:${port}`);
     assert.equal(line, 'SIP/2.0 200 OK');
@@ -55,7 +53,7 @@ describe('calls through the overlay with SIPp', { skip: missing }, () => {
   it('uac-call/uas-call: ringing, answer, ACK and BYE from node 1 to bob at node 3', async () => {
     const uas = await callee('uas-call.xml', 'bob', peers[2]!);
     const uac = await caller('uac-call.xml', 'bob', peers[0]!);
-    assert.equal(uac.code, 0, `caller: ${uac.output}`);
+    assert.equal(uac.code, 0, `caller: ${uac.output}\ncallee so far: ${uas.output()}`);
     const u = await uas.done;
     assert.equal(u.code, 0, `callee: ${u.output}`);
     // The 2xx ACK and the BYE went through both nodes (Record-Route), over an overlay channel.
@@ -69,7 +67,7 @@ describe('calls through the overlay with SIPp', { skip: missing }, () => {
   it('uac-hangup/uas-hangup: the callee hangs up, its BYE goes back through node 3 and node 1', async () => {
     const uas = await callee('uas-hangup.xml', 'hank', peers[2]!);
     const uac = await caller('uac-hangup.xml', 'hank', peers[0]!);
-    assert.equal(uac.code, 0, `caller: ${uac.output}`);
+    assert.equal(uac.code, 0, `caller: ${uac.output}\ncallee so far: ${uas.output()}`);
     const u = await uas.done;
     assert.equal(u.code, 0, `callee: ${u.output}`);
   });
@@ -77,7 +75,7 @@ describe('calls through the overlay with SIPp', { skip: missing }, () => {
   it('uac-cancel/uas-cancel: CANCEL before answer ends the call with 487', async () => {
     const uas = await callee('uas-cancel.xml', 'carol', peers[2]!);
     const uac = await caller('uac-cancel.xml', 'carol', peers[0]!);
-    assert.equal(uac.code, 0, `caller: ${uac.output}`);
+    assert.equal(uac.code, 0, `caller: ${uac.output}\ncallee so far: ${uas.output()}`);
     const u = await uas.done;
     assert.equal(u.code, 0, `callee: ${u.output}`);
   });
@@ -85,7 +83,7 @@ describe('calls through the overlay with SIPp', { skip: missing }, () => {
   it('uac-message/uas-message: MESSAGE reaches dave at node 3', async () => {
     const uas = await callee('uas-message.xml', 'dave', peers[2]!);
     const uac = await caller('uac-message.xml', 'dave', peers[0]!);
-    assert.equal(uac.code, 0, `caller: ${uac.output}`);
+    assert.equal(uac.code, 0, `caller: ${uac.output}\ncallee so far: ${uas.output()}`);
     const u = await uas.done;
     assert.equal(u.code, 0, `callee: ${u.output}`);
   });
@@ -93,7 +91,7 @@ describe('calls through the overlay with SIPp', { skip: missing }, () => {
   it('uac-486/uas-busy: a busy callee at node 3, 486 back at the caller, ACKed hop by hop', async () => {
     const uas = await callee('uas-busy.xml', 'ivan', peers[2]!);
     const uac = await caller('uac-486.xml', 'ivan', peers[0]!);
-    assert.equal(uac.code, 0, `caller: ${uac.output}`);
+    assert.equal(uac.code, 0, `caller: ${uac.output}\ncallee so far: ${uas.output()}`);
     const u = await uas.done;
     assert.equal(u.code, 0, `callee: ${u.output}`);
   });

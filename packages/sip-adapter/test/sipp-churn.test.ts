@@ -11,11 +11,12 @@ import { after, before, describe, it } from 'node:test';
 import { DEFAULT_DOMAIN, resourceId } from '@peerbx/overlay-core';
 import { SipNodeChild } from './fixtures/sip-node-child.js';
 import {
-  freeUdpPort,
   type RunningSipp,
   rawRegister,
+  sippBound,
   sippCall,
   startSipp,
+  startSippCallee,
   tempRoot,
 } from './fixtures/sipp.js';
 import { sippSkipReason } from './fixtures/test-bed.js';
@@ -47,10 +48,20 @@ describe('calls while nodes die, with SIPp', { skip: missing }, () => {
     tmp.remove();
   });
 
-  function uas(scenario: string, port: number): RunningSipp {
+  /** A SIPp callee on a free port, or on `port` (a restored binding's); bound when resolved. */
+  async function uas(
+    scenario: string,
+    port?: number,
+  ): Promise<{ sipp: RunningSipp; port: number }> {
+    if (port === undefined) {
+      const callee = await startSippCallee(scenario);
+      sipps.push(callee.sipp);
+      return callee;
+    }
     const s = startSipp(scenario, ['-p', String(port)]);
     sipps.push(s);
-    return s;
+    await sippBound(s, port);
+    return { sipp: s, port };
   }
 
   const call = (scenario: string, user: string, at: SipNodeChild) =>
@@ -58,8 +69,7 @@ describe('calls while nodes die, with SIPp', { skip: missing }, () => {
 
   it("connects a call after a node holding the callee's registration died", async () => {
     const [caller, calleeNode] = [peers[0]!, peers[2]!];
-    const port = await freeUdpPort();
-    const callee = uas('uas-call.xml', port);
+    const { sipp: callee, port } = await uas('uas-call.xml');
     assert.equal(
       await rawRegister(calleeNode, 'bob', `sip:bob@127.0.0.1:${port}`),
       'SIP/2.0 200 OK',
@@ -85,8 +95,7 @@ describe('calls while nodes die, with SIPp', { skip: missing }, () => {
     const caller = peers[0]!;
     const calleeIndex = 2;
     const calleeDir = join(tmp.root, 'n3');
-    const port = await freeUdpPort();
-    const first = uas('uas-call.xml', port);
+    const { sipp: first, port } = await uas('uas-call.xml');
     assert.equal(
       await rawRegister(peers[calleeIndex]!, 'carol', `sip:carol@127.0.0.1:${port}`),
       'SIP/2.0 200 OK',
@@ -105,7 +114,7 @@ describe('calls while nodes die, with SIPp', { skip: missing }, () => {
     // Back from its directory (same identity, carol's binding restored), on new ports.
     const back = await SipNodeChild.start(calleeDir, caller.udp);
     peers[calleeIndex] = back;
-    const again = uas('uas-call.xml', port);
+    const { sipp: again } = await uas('uas-call.xml', port);
     const uac = await call('uac-call.xml', 'carol', caller);
     assert.equal(uac.code, 0, `call after carol's node came back: ${uac.output}`);
     assert.equal((await again.done).code, 0);

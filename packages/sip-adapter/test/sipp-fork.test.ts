@@ -33,8 +33,7 @@ describe('parallel forking with SIPp', { skip: missing }, () => {
   after(() => bed.close());
 
   async function device(scenario: string, user: string, at: PeerNode): Promise<RunningSipp> {
-    const port = await freeUdpPort();
-    const uas = bed.sipp(scenario, ['-p', String(port)]);
+    const { sipp: uas, port } = await bed.sippCallee(scenario);
     assert.equal(await rawRegister(at, user, `sip:${user}@127.0.0.1:${port}`), 'SIP/2.0 200 OK');
     return uas;
   }
