@@ -1,6 +1,7 @@
 // The multi-host test: four PeerBX nodes in their own network namespaces on a private bridge,
-// a SIPp caller at node 1 and a SIPp callee at node 3 (test/netns/run.sh does the work). Runs
-// as root where `ip netns` and sipp exist, as in CI; elsewhere it is skipped, saying why.
+// a SIPp caller at node 1 and a SIPp callee at node 3, then the demo's baresip phones on hosts
+// of their own (test/netns/run.sh does the work). Runs as root where `ip netns`, sipp and
+// baresip exist, as in CI; elsewhere it is skipped, saying why.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
@@ -27,6 +28,13 @@ function run(env) {
   return { code: r.status, tail };
 }
 
+// The demo's baresip phones: CI installs baresip, so only a developer's machine may skip.
+const whyNoPhones =
+  why ??
+  (!has('baresip') && !process.env.CI
+    ? 'needs baresip (apt-get install baresip-core); CI installs it'
+    : undefined);
+
 describe('multi-host: nodes in network namespaces', { skip: why }, () => {
   it('places a call across hosts (INVITE/180/200/ACK/BYE)', () => {
     const r = run({});
@@ -38,5 +46,21 @@ describe('multi-host: nodes in network namespaces', { skip: why }, () => {
     const r = run({ PEERBX_NETNS_PASSWORD: 'netns-secret' });
     assert.equal(r.code, 0, r.tail);
     assert.match(r.tail, /PASS:/);
+  });
+});
+
+describe('multi-host: the demo phones (baresip) on hosts of their own', {
+  skip: whyNoPhones,
+}, () => {
+  it('alice calls bob and carol calls alice: answered, RTP both ways, BYE', () => {
+    const r = run({ PEERBX_NETNS_PHONES: 'baresip' });
+    assert.equal(r.code, 0, r.tail);
+    assert.match(r.tail, /PASS: baresip phones on their own hosts/);
+  });
+
+  it('the same with phones that authenticate by digest', () => {
+    const r = run({ PEERBX_NETNS_PHONES: 'baresip', PEERBX_NETNS_PASSWORD: 'netns-secret' });
+    assert.equal(r.code, 0, r.tail);
+    assert.match(r.tail, /PASS: baresip phones on their own hosts/);
   });
 });

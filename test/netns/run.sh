@@ -6,7 +6,12 @@
 # address in the host namespace), starts one `peerbx start` node per namespace (node 1 founds
 # the overlay, 2-4 bootstrap from it), registers a SIPp UAS as bob at node 3 and places a call
 # from a SIPp UAC as alice at node 1 (INVITE/180/200/ACK/BYE through the overlay), and checks
-# both SIPp exit codes. Everything it created is removed on exit, on error and on Ctrl-C.
+# both SIPp exit codes. With PEERBX_NETNS_PHONES=baresip the phones are instead the demo's
+# baresip phones (docker/phone/entrypoint.sh), each on a host of its own as in
+# docker-compose.yml: alice at node 2, bob at node 3, carol at node 4 (10.203.0.21-23); alice
+# calls bob and carol calls alice, and each call must be answered with media flowing both ways
+# and end with the caller's BYE. Everything it created is removed on exit, on error and on
+# Ctrl-C.
 #
 # Usage: sudo bash test/netns/run.sh        (after `npm ci && npm run build`)
 # Exit: 0 call completed; 1 a step failed (the message says which, with log tails);
@@ -17,7 +22,8 @@
 #   PEERBX_NETNS_SUBNET       first three octets of the /24 to use (default 10.203.0)
 #   PEERBX_NETNS_TIMEOUT      seconds to wait for each node's ready line (default 60)
 #   PEERBX_NETNS_KEEP_LOGS=1  keep the work directory (data dirs, logs) after the run
-#   PEERBX_NETNS_PASSWORD     if set, SIPp answers digest challenges as alice/bob with it
+#   PEERBX_NETNS_PASSWORD     if set, the nodes ask for digest auth and the phones answer with it
+#   PEERBX_NETNS_PHONES       sipp (default) or baresip (needs Debian's baresip-core)
 #   PEERBX_BIN                the CLI entry (default packages/cli/dist/src/bin.js)
 #   PEERBX_LOG_LEVEL          the nodes' log level (default info)
 #   PEERBX_NETNS_NODE_ARGS    extra arguments for every `peerbx start` (word-split)
@@ -33,6 +39,15 @@ READY_TIMEOUT=${PEERBX_NETNS_TIMEOUT:-60}
 LOG_LEVEL=${PEERBX_LOG_LEVEL:-info}
 DOMAIN=peerbx.local
 NODES=4
+PHONES=${PEERBX_NETNS_PHONES:-sipp}
+case $PHONES in
+  sipp) HOSTS=$NODES ;;
+  baresip) HOSTS=$((NODES + 3)) ;;
+  *)
+    echo "error: PEERBX_NETNS_PHONES must be sipp or baresip, not '$PHONES'" >&2
+    exit 2
+    ;;
+esac
 OVERLAY_PORT=7400
 SIP_PORT=5060
 WS_PORT=5066
@@ -45,6 +60,9 @@ ns() { echo "pbx${TAG}-ns$1"; }
 veth() { echo "pbx${TAG}-v$1"; }
 
 log() { printf '[netns] %s\n' "$*" >&2; }
+
+# Host i: nodes 1-4 at $NET.1-4, phone hosts 5-7 (baresip mode) at $NET.21-23.
+host_ip() { if [ "$1" -le $NODES ]; then echo "$NET.$1"; else echo "$NET.$((16 + $1))"; fi; }
 
 cannot_run() {
   if [ "${PEERBX_NETNS_OPTIONAL:-}" = 1 ]; then
@@ -68,8 +86,11 @@ if ! ip link add "pbx${TAG}-pb" type bridge >/dev/null 2>&1; then
   cannot_run "needs root and ip netns (cannot create a bridge)"
 fi
 ip link del "pbx${TAG}-pb" >/dev/null 2>&1
-if ! command -v sipp >/dev/null 2>&1; then
+if [ "$PHONES" = sipp ] && ! command -v sipp >/dev/null 2>&1; then
   cannot_run "needs sipp (apt-get install sip-tester)"
+fi
+if [ "$PHONES" = baresip ] && ! command -v baresip >/dev/null 2>&1; then
+  cannot_run "needs baresip (apt-get install baresip-core)"
 fi
 NODE=$(command -v node) || cannot_run "needs node"
 if [ ! -f "$BIN" ]; then
@@ -142,11 +163,11 @@ fg_wait() {
 }
 
 # --- network: a bridge, and per node a namespace with one end of a veth pair ----------------
-log "creating bridge $BR and $NODES namespaces on $NET.0/24 (work dir $WORK)"
+log "creating bridge $BR and $HOSTS namespaces on $NET.0/24 (work dir $WORK)"
 run ip link add "$BR" type bridge
 CREATED_LINKS+=("$BR")
 run ip link set "$BR" up
-for i in $(seq 1 $NODES); do
+for i in $(seq 1 $HOSTS); do
   n=$(ns "$i")
   v=$(veth "$i")
   run ip netns add "$n"
@@ -155,7 +176,7 @@ for i in $(seq 1 $NODES); do
   CREATED_LINKS+=("$v")
   run ip link set "${v}p" netns "$n"
   run ip -n "$n" link set "${v}p" name eth0
-  run ip -n "$n" addr add "$NET.$i/24" dev eth0
+  run ip -n "$n" addr add "$(host_ip "$i")/24" dev eth0
   run ip -n "$n" link set eth0 up
   run ip -n "$n" link set lo up
   run ip link set "$v" master "$BR"
@@ -165,10 +186,11 @@ done
 # Bridged traffic can be filtered by the host firewall when br_netfilter is loaded (hosts that
 # run Docker set FORWARD to DROP); check reachability before blaming the nodes.
 if command -v ping >/dev/null 2>&1; then
-  for i in $(seq 2 $NODES); do
-    ip netns exec "$(ns 1)" ping -c 1 -W 2 "$NET.$i" >/dev/null 2>&1 || {
-      ip netns exec "$(ns 1)" ping -c 2 -W 2 "$NET.$i" >/dev/null 2>&1 ||
-        fail "$NET.1 cannot reach $NET.$i over bridge $BR (host firewall on bridged traffic? see /proc/sys/net/bridge/bridge-nf-call-iptables)"
+  for i in $(seq 2 $HOSTS); do
+    ip="$(host_ip "$i")"
+    ip netns exec "$(ns 1)" ping -c 1 -W 2 "$ip" >/dev/null 2>&1 || {
+      ip netns exec "$(ns 1)" ping -c 2 -W 2 "$ip" >/dev/null 2>&1 ||
+        fail "$NET.1 cannot reach $ip over bridge $BR (host firewall on bridged traffic? see /proc/sys/net/bridge/bridge-nf-call-iptables)"
     }
   done
   log "namespaces reach each other over $BR"
@@ -186,7 +208,7 @@ if [ -n "${PEERBX_NETNS_PASSWORD:-}" ]; then
   AUTH_ENV=()
   PEERBX_NETNS_PASSWORD=$PEERBX_NETNS_PASSWORD "$NODE" -e '
     const password = process.env.PEERBX_NETNS_PASSWORD;
-    process.stdout.write(JSON.stringify({ auth: "always", authAlgorithms: ["MD5"], users: { alice: { password }, bob: { password } } }));
+    process.stdout.write(JSON.stringify({ auth: "always", authAlgorithms: ["MD5"], users: { alice: { password }, bob: { password }, carol: { password } } }));
   ' >"$WORK/auth.json" || fail "cannot write $WORK/auth.json"
   AUTH_ARGS=(--config "$WORK/auth.json")
 fi
@@ -234,6 +256,68 @@ wait_ready 1
 log "starting nodes 2-$NODES (bootstrap $NET.1:$OVERLAY_PORT)"
 for i in $(seq 2 $NODES); do start_node "$i"; done
 for i in $(seq 2 $NODES); do wait_ready "$i"; done
+
+# --- baresip phones on hosts of their own (PEERBX_NETNS_PHONES=baresip) ----------------------
+if [ "$PHONES" = baresip ]; then
+  # As in docker-compose.yml: alice at node 2, bob at node 3, carol at node 4, each phone in a
+  # namespace of its own (hosts 5-7), started by the demo phone's entrypoint. Each namespace
+  # has its own loopback, so every phone's ctrl_tcp is 127.0.0.1:4444 inside it.
+  phone_host() { case $1 in alice) echo 5 ;; bob) echo 6 ;; carol) echo 7 ;; esac; }
+  for user in alice bob carol; do
+    h=$(phone_host "$user")
+    node=$((h - 3))
+    log "$user: baresip on $(host_ip "$h") (ns $(ns "$h")), registering at node $node ($NET.$node:$SIP_PORT)"
+    ip netns exec "$(ns "$h")" env PHONE_USER="$user" PHONE_NODE="$NET.$node:$SIP_PORT" \
+      PEERBX_DOMAIN="$DOMAIN" PHONE_LISTEN="$(host_ip "$h"):5060" PHONE_CTRL=127.0.0.1:4444 \
+      BARESIP_CONF="$WORK/phone-$user" PHONE_TEMPLATE="$ROOT/docker/phone/config" \
+      ${PEERBX_NETNS_PASSWORD:+PHONE_PASSWORD="$PEERBX_NETNS_PASSWORD"} \
+      bash "$ROOT/docker/phone/entrypoint.sh" >"$WORK/phone-$user.out" 2>&1 </dev/null &
+    PIDS+=($!)
+  done
+  # phone-ctl.mjs inside the phone's namespace: commands and the events they cause.
+  ctl() {
+    local user=$1
+    shift
+    ip netns exec "$(ns "$(phone_host "$user")")" "$NODE" "$HERE/phone-ctl.mjs" 127.0.0.1:4444 "$@"
+  }
+  for user in alice bob carol; do
+    fg_wait ctl "$user" registered >"$WORK/ctl-$user.out" 2>&1 ||
+      fail "$user's phone did not register at its node ($AUTH_HINT)" "$WORK/ctl-$user.out" "$WORK/phone-$user.out"
+  done
+  log "alice, bob and carol registered"
+  # One call: the callee's phone answers by itself; both must see the call up and the other's
+  # RTP, then the caller hangs up and the callee sees the BYE.
+  call() {
+    local caller=$1 callee=$2 out="$WORK/call-$1-$2"
+    ctl "$callee" wait:CALL_ESTABLISHED wait:CALL_RTPESTAB wait:CALL_CLOSED >"$out-callee.out" 2>&1 &
+    local watcher=$!
+    PIDS+=("$watcher")
+    for _ in $(seq 1 100); do grep -q '^ready' "$out-callee.out" 2>/dev/null && break; sleep 0.1; done
+    log "$caller calls $callee"
+    fg_wait ctl "$caller" "do:dial sip:$callee@$DOMAIN" wait:CALL_ESTABLISHED wait:CALL_RTPESTAB \
+      >"$out-caller.out" 2>&1 ||
+      fail "$caller's call to $callee failed at $caller's phone" "$out-caller.out" "$out-callee.out" \
+        "$WORK/phone-$caller.out" "$WORK/phone-$callee.out"
+    # Hang up only once the callee has the caller's RTP too.
+    for _ in $(seq 1 200); do
+      grep -q '^done wait:CALL_RTPESTAB' "$out-callee.out" 2>/dev/null && break
+      kill -0 "$watcher" 2>/dev/null || break
+      sleep 0.1
+    done
+    fg_wait ctl "$caller" do:hangup wait:CALL_CLOSED >>"$out-caller.out" 2>&1 ||
+      fail "$caller could not hang up the call to $callee" "$out-caller.out" "$WORK/phone-$caller.out"
+    wait "$watcher" ||
+      fail "$caller's call to $callee failed at $callee's phone" "$out-callee.out" "$out-caller.out" \
+        "$WORK/phone-$callee.out"
+  }
+  call alice bob
+  call carol alice
+  for i in $(seq 1 $NODES); do
+    kill -0 "${NODE_PID[$i]}" 2>/dev/null || fail "node $i exited during the test" "$WORK/node$i.err"
+  done
+  echo "PASS: baresip phones on their own hosts: alice@node2 called bob@node3, carol@node4 called alice@node2; answered, RTP both ways, BYE"
+  exit 0
+fi
 
 # --- phones: bob (SIPp UAS) at node 3, alice (SIPp UAC) at node 1 ---------------------------
 SIPP_COMMON=(-m 1 -nostdin -timeout 30s -timeout_error -max_recv_loops 10)

@@ -46,18 +46,102 @@ export interface PhoneOptions {
   transport?: 'udp' | 'tcp';
 }
 
-export class Phone {
-  /** Every event reported since the control connection opened, oldest first. */
+/**
+ * A connection to a running baresip's ctrl_tcp: commands, their replies, and the events it
+ * reports from the moment of connecting.
+ */
+export class PhoneControl {
+  /** Every event reported since the connection opened, oldest first. */
   readonly events: PhoneEvent[] = [];
-  private output = '';
   private waiters: Waiter[] = [];
   private replies: ((reply: { ok: boolean; data: string }) => void)[] = [];
   private buffer = Buffer.alloc(0);
 
   private constructor(
+    /** Names the phone in errors. */
+    readonly name: string,
+    private readonly socket: Socket,
+  ) {
+    socket.on('data', (d: Buffer) => this.onData(d));
+  }
+
+  /** Connects to ctrl_tcp at host:port (rejects when nothing listens there). */
+  static async connect(port: number, host = '127.0.0.1', name = `${host}:${port}`) {
+    return new PhoneControl(name, await connect(port, host));
+  }
+
+  /** One ctrl_tcp command, e.g. `dial sip:bob@peerbx.local`; resolves with baresip's reply. */
+  command(command: string, params = '', timeoutMs = 5000): Promise<{ ok: boolean; data: string }> {
+    const json = JSON.stringify({ command, params, token: command });
+    return withTimeout(
+      new Promise((resolve) => {
+        this.replies.push(resolve);
+        this.socket.write(`${Buffer.byteLength(json)}:${json},`);
+      }),
+      timeoutMs,
+      () => `phone ${this.name}: no reply to ${command} ${params}`,
+    );
+  }
+
+  /** The first event (already seen or still to come) of `type` that `match` accepts. */
+  waitFor(
+    type: string,
+    match: (e: PhoneEvent) => boolean = () => true,
+    timeoutMs = 10_000,
+  ): Promise<PhoneEvent> {
+    const m = (e: PhoneEvent) => e.type === type && match(e);
+    const seen = this.events.find(m);
+    if (seen) return Promise.resolve(seen);
+    return withTimeout(
+      new Promise((resolve) => this.waiters.push({ match: m, resolve })),
+      timeoutMs,
+      () =>
+        `phone ${this.name}: no ${type} within ${timeoutMs} ms; events: ` +
+        this.events.map((e) => `${e.type}(${e.param ?? ''})`).join(' '),
+    );
+  }
+
+  /** Forgets the events seen so far, so that the next waitFor waits for a new one. */
+  clearEvents(): void {
+    this.events.length = 0;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private onData(d: Buffer): void {
+    this.buffer = Buffer.concat([this.buffer, d]);
+    for (;;) {
+      const colon = this.buffer.indexOf(0x3a);
+      if (colon < 0) return;
+      const length = Number(this.buffer.subarray(0, colon).toString());
+      if (this.buffer.length < colon + 1 + length + 1) return;
+      const body = JSON.parse(this.buffer.subarray(colon + 1, colon + 1 + length).toString());
+      this.buffer = this.buffer.subarray(colon + 1 + length + 1);
+      if (body.event) {
+        this.events.push(body as PhoneEvent);
+        for (const w of [...this.waiters]) {
+          if (w.match(body)) {
+            this.waiters.splice(this.waiters.indexOf(w), 1);
+            w.resolve(body);
+          }
+        }
+      } else if (body.response) {
+        this.replies.shift()?.({ ok: body.ok === true, data: String(body.data ?? '') });
+      }
+    }
+  }
+}
+
+/** A baresip phone started by the demo phone's entrypoint, and its control connection. */
+export class Phone {
+  private output = '';
+  private ctl: PhoneControl | undefined;
+
+  private constructor(
     readonly user: string,
     private readonly child: ChildProcess,
-    private socket: Socket | undefined = undefined,
   ) {
     const keep = (d: Buffer) => {
       this.output = (this.output + d.toString()).slice(-50_000);
@@ -88,20 +172,22 @@ export class Phone {
     });
     const phone = new Phone(o.user, child);
     const deadline = Date.now() + timeoutMs;
-    while (!phone.socket) {
+    while (!phone.ctl) {
       if (child.exitCode !== null || child.signalCode !== null)
-        throw new Error(`phone ${o.user} exited before its control port opened:\n${phone.output}`);
+        throw new Error(`phone ${o.user} exited before its control port opened:\n${phone.log}`);
       if (Date.now() > deadline) {
         phone.stop();
-        throw new Error(
-          `phone ${o.user}: no control port within ${timeoutMs} ms:\n${phone.output}`,
-        );
+        throw new Error(`phone ${o.user}: no control port within ${timeoutMs} ms:\n${phone.log}`);
       }
-      phone.socket = await connect(ctrlPort).catch(() => undefined);
-      if (!phone.socket) await sleep(100);
+      phone.ctl = await PhoneControl.connect(ctrlPort, '127.0.0.1', o.user).catch(() => undefined);
+      if (!phone.ctl) await sleep(100);
     }
-    phone.socket.on('data', (d: Buffer) => phone.onData(d));
     return phone;
+  }
+
+  get control(): PhoneControl {
+    if (!this.ctl) throw new Error(`phone ${this.user} has no control connection`);
+    return this.ctl;
   }
 
   /** What baresip and the entrypoint printed (the last 50 kB). */
@@ -109,34 +195,32 @@ export class Phone {
     return this.output;
   }
 
-  /** One ctrl_tcp command, e.g. `dial sip:bob@peerbx.local`; resolves with baresip's reply. */
-  command(command: string, params = '', timeoutMs = 5000): Promise<{ ok: boolean; data: string }> {
-    const json = JSON.stringify({ command, params, token: command });
-    const socket = this.socket!;
-    return withTimeout(
-      new Promise((resolve) => {
-        this.replies.push(resolve);
-        socket.write(`${Buffer.byteLength(json)}:${json},`);
-      }),
-      timeoutMs,
-      () => `phone ${this.user}: no reply to ${command} ${params}`,
-    );
+  get events(): PhoneEvent[] {
+    return this.control.events;
+  }
+
+  command(command: string, params = ''): Promise<{ ok: boolean; data: string }> {
+    return this.control.command(command, params);
+  }
+
+  waitFor(type: string, match?: (e: PhoneEvent) => boolean, timeoutMs?: number) {
+    return this.control.waitFor(type, match, timeoutMs);
+  }
+
+  clearEvents(): void {
+    this.control.clearEvents();
   }
 
   /**
    * The final status of the phone's last REGISTER (e.g. 200, 401, 403), read from baresip's
-   * account line once one appears: `alice@peerbx.local: {0/UDP/v4} 200 OK () [1 binding]` (or TCP) or
-   * `reg: sip:alice@peerbx.local: 401 Unauthorized ()`.
+   * account line once one appears: `alice@peerbx.local: {0/UDP/v4} 200 OK () [1 binding]` (or
+   * TCP) or `reg: sip:alice@peerbx.local: 401 Unauthorized ()`.
    */
   async registerStatus(timeoutMs = 10_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
-    const line = new RegExp(
-      `(?:${this.user}@\\S+: \\{0/(?:UDP|TCP)/v4\\}|reg: sip:${this.user}@\\S+:) (\\d{3})`,
-      'g',
-    );
     for (;;) {
-      const all = [...this.output.matchAll(line)];
-      if (all.length > 0) return Number(all[all.length - 1]![1]);
+      const status = registerStatusIn(this.output, this.user);
+      if (status !== undefined) return status;
       if (Date.now() > deadline)
         throw new Error(
           `phone ${this.user}: no REGISTER result within ${timeoutMs} ms:\n${this.log}`,
@@ -145,65 +229,29 @@ export class Phone {
     }
   }
 
-  /** The first event (already seen or still to come) of `type` that `match` accepts. */
-  waitFor(
-    type: string,
-    match: (e: PhoneEvent) => boolean = () => true,
-    timeoutMs = 10_000,
-  ): Promise<PhoneEvent> {
-    const m = (e: PhoneEvent) => e.type === type && match(e);
-    const seen = this.events.find(m);
-    if (seen) return Promise.resolve(seen);
-    return withTimeout(
-      new Promise((resolve) => this.waiters.push({ match: m, resolve })),
-      timeoutMs,
-      () =>
-        `phone ${this.user}: no ${type} within ${timeoutMs} ms; events: ` +
-        this.events.map((e) => `${e.type}(${e.param ?? ''})`).join(' '),
-    );
-  }
-
-  /** Forgets the events seen so far, so that the next waitFor waits for a new one. */
-  clearEvents(): void {
-    this.events.length = 0;
-  }
-
   stop(): void {
-    this.socket?.destroy();
+    this.ctl?.close();
     try {
       if (this.child.pid) process.kill(-this.child.pid, 'SIGKILL');
     } catch {
       // already gone
     }
   }
-
-  private onData(d: Buffer): void {
-    this.buffer = Buffer.concat([this.buffer, d]);
-    for (;;) {
-      const colon = this.buffer.indexOf(0x3a);
-      if (colon < 0) return;
-      const length = Number(this.buffer.subarray(0, colon).toString());
-      if (this.buffer.length < colon + 1 + length + 1) return;
-      const body = JSON.parse(this.buffer.subarray(colon + 1, colon + 1 + length).toString());
-      this.buffer = this.buffer.subarray(colon + 1 + length + 1);
-      if (body.event) {
-        this.events.push(body as PhoneEvent);
-        for (const w of [...this.waiters]) {
-          if (w.match(body)) {
-            this.waiters.splice(this.waiters.indexOf(w), 1);
-            w.resolve(body);
-          }
-        }
-      } else if (body.response) {
-        this.replies.shift()?.({ ok: body.ok === true, data: String(body.data ?? '') });
-      }
-    }
-  }
 }
 
-function connect(port: number): Promise<Socket> {
+/** The status of the last REGISTER result baresip printed for `user`, if any. */
+export function registerStatusIn(output: string, user: string): number | undefined {
+  const line = new RegExp(
+    `(?:${user}@\\S+: \\{0/(?:UDP|TCP)/v4\\}|reg: sip:${user}@\\S+:) (\\d{3})`,
+    'g',
+  );
+  const all = [...output.matchAll(line)];
+  return all.length > 0 ? Number(all[all.length - 1]![1]) : undefined;
+}
+
+function connect(port: number, host: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = createConnection(port, '127.0.0.1');
+    const s = createConnection(port, host);
     s.once('connect', () => {
       s.removeListener('error', reject);
       resolve(s);
