@@ -46,7 +46,15 @@ done
 mkdir -p "$CONF"
 sed -e "s|@SIP_LISTEN@|$LISTEN|" -e "s|@CTRL_LISTEN@|$CTRL|" "$TEMPLATE" >"$CONF/config"
 account="<sip:$PHONE_USER@$DOMAIN>;outbound=\"sip:$node_ip:$node_port;transport=$TRANSPORT\";regint=60;answermode=auto"
-[ -n "${PHONE_PASSWORD:-}" ] && account="$account;auth_user=$PHONE_USER;auth_pass=$PHONE_PASSWORD"
+if [ -n "${PHONE_PASSWORD:-}" ]; then
+  # An account line parameter ends at ';' and cannot hold quotes or spaces.
+  case $PHONE_PASSWORD in *[\;\"\ ]*)
+    log "PHONE_PASSWORD cannot contain ';', '\"' or spaces in a baresip account line"
+    exit 1
+    ;;
+  esac
+  account="$account;auth_user=$PHONE_USER;auth_pass=$PHONE_PASSWORD"
+fi
 printf '%s\n' "$account" >"$CONF/accounts"
 : >"$CONF/contacts"
 log "registering sip:$PHONE_USER@$DOMAIN at $node_ip:$node_port over $TRANSPORT (auto-answer on)"

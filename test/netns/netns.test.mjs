@@ -30,10 +30,13 @@ function run(env) {
 
 // The demo's baresip phones: CI installs baresip, so only a developer's machine may skip.
 const whyNoPhones =
-  why ??
-  (!has('baresip') && !process.env.CI
-    ? 'needs baresip (apt-get install baresip-core); CI installs it'
-    : undefined);
+  process.getuid?.() !== 0
+    ? 'needs root to create network namespaces'
+    : !has('ip')
+      ? 'needs iproute2 (ip netns)'
+      : !has('baresip') && !process.env.CI
+        ? 'needs baresip (apt-get install baresip-core); CI installs it'
+        : undefined;
 
 describe('multi-host: nodes in network namespaces', { skip: why }, () => {
   it('places a call across hosts (INVITE/180/200/ACK/BYE)', () => {

@@ -4,7 +4,9 @@
 //
 //   node phone-ctl.mjs HOST:PORT STEP...
 //     do:COMMAND [PARAMS]   send a command, e.g. "do:dial sip:bob@peerbx.local" (must succeed)
-//     wait:EVENT            wait for the next EVENT not yet waited for, e.g. wait:CALL_ESTABLISHED
+//     wait:EVENT[=TEXT]     wait for the next EVENT not yet waited for (whose param contains
+//                           TEXT, if given), e.g. wait:CALL_ESTABLISHED or
+//                           "wait:CALL_CLOSED=reset by peer"
 //     registered            wait until the account's registration shows OK (reginfo)
 //
 // Prints "ready" once connected, one line per step done, and exits 0; on a failed step prints
@@ -40,7 +42,12 @@ try {
       const reply = await control.command(command, params.join(' '));
       if (!reply.ok) throw new Error(`${command} failed: ${reply.data}`);
     } else if (step.startsWith('wait:')) {
-      const e = await control.waitFor(step.slice(5), (ev) => !used.has(ev), timeoutMs);
+      const [type, text] = step.slice(5).split(/=(.*)/s);
+      const e = await control.waitFor(
+        type,
+        (ev) => !used.has(ev) && (text === undefined || String(ev.param ?? '').includes(text)),
+        timeoutMs,
+      );
       used.add(e);
     } else if (step === 'registered') {
       const deadline = Date.now() + timeoutMs;

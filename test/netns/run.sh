@@ -97,6 +97,11 @@ if [ ! -f "$BIN" ]; then
   echo "error: $BIN not found; run 'npm ci && npm run build' first" >&2
   exit 1
 fi
+# phone-ctl.mjs uses the phone control client the CLI's tests build.
+if [ "$PHONES" = baresip ] && [ ! -f "$ROOT/packages/cli/dist/test/baresip.js" ]; then
+  echo "error: packages/cli/dist/test/baresip.js not found; run 'npm run build' first" >&2
+  exit 1
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/peerbx-netns.XXXXXX")
 PIDS=()
@@ -198,10 +203,11 @@ fi
 
 # --- nodes ----------------------------------------------------------------------------------
 NODE_PID=()
-# Nodes on non-loopback addresses ask phones for digest auth by default. SIPp 3.6 answers only
-# MD5 challenges, and only the first challenge header, so by default the test turns phone
-# authentication off (PEERBX_AUTH=never). With PEERBX_NETNS_PASSWORD, the nodes instead get a
-# config file that requires auth and knows alice and bob, and SIPp answers the challenges.
+# Nodes on non-loopback addresses ask phones for digest auth by default. By default the test
+# turns phone authentication off (PEERBX_AUTH=never), as docker-compose.yml does. With
+# PEERBX_NETNS_PASSWORD, the nodes instead get a config file that requires auth, offers MD5
+# only (SIPp 3.6 and baresip 1.0 give up on SHA-256) and knows alice, bob and carol, and the
+# phones answer the challenges.
 AUTH_ENV=(PEERBX_AUTH=never)
 AUTH_ARGS=()
 if [ -n "${PEERBX_NETNS_PASSWORD:-}" ]; then
@@ -289,10 +295,17 @@ if [ "$PHONES" = baresip ]; then
   # RTP, then the caller hangs up and the callee sees the BYE.
   call() {
     local caller=$1 callee=$2 out="$WORK/call-$1-$2"
-    ctl "$callee" wait:CALL_ESTABLISHED wait:CALL_RTPESTAB wait:CALL_CLOSED >"$out-callee.out" 2>&1 &
+    ctl "$callee" "wait:CALL_ESTABLISHED=sip:$caller@" wait:CALL_RTPESTAB \
+      "wait:CALL_CLOSED=reset by peer" >"$out-callee.out" 2>&1 &
     local watcher=$!
     PIDS+=("$watcher")
-    for _ in $(seq 1 100); do grep -q '^ready' "$out-callee.out" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 1 100); do
+      grep -q '^ready' "$out-callee.out" 2>/dev/null && break
+      kill -0 "$watcher" 2>/dev/null || break
+      sleep 0.1
+    done
+    grep -q '^ready' "$out-callee.out" 2>/dev/null ||
+      fail "cannot reach $callee's phone through its ctrl_tcp" "$out-callee.out" "$WORK/phone-$callee.out"
     log "$caller calls $callee"
     fg_wait ctl "$caller" "do:dial sip:$callee@$DOMAIN" wait:CALL_ESTABLISHED wait:CALL_RTPESTAB \
       >"$out-caller.out" 2>&1 ||

@@ -357,6 +357,18 @@ function buildParser(argv: string[]) {
       },
     )
     .demandCommand(1, 'name a command; see peerbx --help')
+    .check((a) => {
+      // yargs makes a repeated flag an array; only --bootstrap is meant to repeat.
+      for (const [key, value] of Object.entries(a)) {
+        if (!Array.isArray(value) || key === '_' || key === 'bootstrap' || /[A-Z]/.test(key))
+          continue;
+        throw new CliError(
+          'ERR_USAGE',
+          `--${key} given ${value.length} times (${value.join(', ')}); give it once`,
+        );
+      }
+      return true;
+    }, true)
     .strict()
     .version(SOFTWARE_VERSION)
     .help()

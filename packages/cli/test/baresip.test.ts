@@ -1,15 +1,16 @@
 // Real softphones through real nodes: baresip phones (started by the demo phone's entrypoint,
 // as docker-compose.yml does) register at `peerbx start` nodes on 127.0.0.1 and call each other
 // across the overlay; ringing, answer, media flowing directly between the phones, hang-up from
-// either side, an unknown callee, and digest authentication.
+// either side (through both nodes' Record-Routes), CANCEL, a refusal, an unknown callee, a phone
+// over TCP, two phones of one user, and digest authentication.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { baresipMissing, Phone } from './baresip.js';
-import { StartedNode } from './helpers.js';
+import { baresipMissing, Phone, type PhoneEvent } from './baresip.js';
+import { peerbx, StartedNode } from './helpers.js';
 
 // CI installs baresip (.ci/run); only a developer's machine may lack it.
 const missing = baresipMissing();
@@ -26,34 +27,64 @@ async function startNodes(dir: string, n: number, extra: string[] = []): Promise
   return [first, ...rest];
 }
 
-const established = (peer: string) => (e: { peeruri?: string }) =>
-  e.peeruri === `sip:${peer}@peerbx.local`;
+/** Starts phones side by side; when one fails, stops the others before throwing. */
+async function startPhones(specs: Parameters<typeof Phone.start>[0][]): Promise<Phone[]> {
+  const started = await Promise.allSettled(specs.map((s) => Phone.start(s)));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    for (const r of started) if (r.status === 'fulfilled') r.value.stop();
+    throw failed.reason;
+  }
+  return started.map((r) => (r as PromiseFulfilledResult<Phone>).value);
+}
+
+/** Matches events of a call with `user`. */
+const withPeer = (user: string) => (e: PhoneEvent) => e.peeruri === `sip:${user}@peerbx.local`;
+
+/** The proxy counters of a running node (`peerbx status --json`). */
+async function proxyStats(
+  node: StartedNode,
+): Promise<{ forwarded: number; acksForwarded: number }> {
+  const r = await peerbx(['status', '--data-dir', node.dataDir, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout).proxy;
+}
+
+/** Runs `fn` with `phone` answering by hand, then puts auto-answer back. */
+async function answeringByHand(phone: Phone, fn: () => Promise<void>): Promise<void> {
+  assert.ok((await phone.command('answermode', 'manual')).ok);
+  try {
+    await fn();
+  } finally {
+    await phone.command('answermode', 'auto').catch(() => undefined);
+  }
+}
 
 describe('baresip phones through PeerBX nodes', { skip }, () => {
+  let dir = '';
   let nodes: StartedNode[] = [];
   let alice: Phone;
   let bob: Phone;
   const phones: Phone[] = [];
 
-  const dir = mkdtempSync(join(tmpdir(), 'peerbx-phones-'));
-
   before(async () => {
     assert.equal(missing, undefined, missing);
+    dir = mkdtempSync(join(tmpdir(), 'peerbx-phones-'));
     nodes = await startNodes(dir, 3);
-    alice = await Phone.start({
-      user: 'alice',
-      node: nodes[0]!.ready.sip,
-      dir: join(dir, 'alice'),
-    });
-    phones.push(alice);
-    bob = await Phone.start({ user: 'bob', node: nodes[2]!.ready.sip, dir: join(dir, 'bob') });
-    phones.push(bob);
+    const [a, b] = await startPhones([
+      { user: 'alice', node: nodes[0]!.ready.sip, dir: join(dir, 'alice') },
+      { user: 'bob', node: nodes[2]!.ready.sip, dir: join(dir, 'bob') },
+    ]);
+    [alice, bob] = [a!, b!];
+    phones.push(alice, bob);
+    // Every test below needs both registered; the first test checks how that went.
+    await Promise.all(phones.map((p) => p.registerStatus()));
   });
 
   after(async () => {
     for (const p of phones) p.stop();
     await Promise.all(nodes.map((n) => n.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('registers each phone at its own node', async () => {
@@ -64,166 +95,173 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
   it('calls across the overlay: ringing, answer, media both ways, caller hangs up', async () => {
     alice.clearEvents();
     bob.clearEvents();
+    const before3 = await proxyStats(nodes[2]!);
     const dial = await alice.command('dial', 'sip:bob@peerbx.local');
     assert.ok(dial.ok, dial.data);
-    await alice.waitFor('CALL_RINGING', established('bob'));
-    await alice.waitFor('CALL_ESTABLISHED', established('bob'));
-    await bob.waitFor('CALL_ESTABLISHED', established('alice'));
+    await alice.waitFor('CALL_RINGING', withPeer('bob'));
+    await alice.waitFor('CALL_ESTABLISHED', withPeer('bob'));
+    await bob.waitFor('CALL_ESTABLISHED', withPeer('alice'));
     // Each phone reports the first RTP packet it receives from the other: the SDP crossed both
     // nodes intact and the media flows directly between the phones.
-    await alice.waitFor('CALL_RTPESTAB', established('bob'));
-    await bob.waitFor('CALL_RTPESTAB', established('alice'));
+    await alice.waitFor('CALL_RTPESTAB', withPeer('bob'));
+    await bob.waitFor('CALL_RTPESTAB', withPeer('alice'));
     assert.ok((await alice.command('hangup')).ok);
-    // The BYE follows the Record-Route through both nodes to bob.
-    await bob.waitFor('CALL_CLOSED', established('alice'));
-    await alice.waitFor('CALL_CLOSED', established('bob'));
+    const closed = await bob.waitFor('CALL_CLOSED', withPeer('alice'));
+    assert.match(String(closed.param), /reset by peer/i, 'bob got a BYE');
+    await alice.waitFor('CALL_CLOSED', withPeer('bob'));
+    // The ACK and the BYE followed the Record-Route through bob's node (not straight from node 1
+    // to bob's phone): node 3 forwarded the INVITE and the BYE, and the ACK.
+    const after3 = await proxyStats(nodes[2]!);
+    assert.ok(after3.forwarded - before3.forwarded >= 2, 'INVITE and BYE through node 3');
+    assert.ok(after3.acksForwarded - before3.acksForwarded >= 1, 'ACK through node 3');
   });
 
   it('lets the callee hang up (BYE the other way along the route)', async () => {
     alice.clearEvents();
     bob.clearEvents();
+    const before1 = await proxyStats(nodes[0]!);
     assert.ok((await alice.command('dial', 'sip:bob@peerbx.local')).ok);
-    await bob.waitFor('CALL_ESTABLISHED', established('alice'));
-    await alice.waitFor('CALL_ESTABLISHED', established('bob'));
+    await bob.waitFor('CALL_ESTABLISHED', withPeer('alice'));
+    await alice.waitFor('CALL_ESTABLISHED', withPeer('bob'));
     assert.ok((await bob.command('hangup')).ok);
-    const closed = await alice.waitFor('CALL_CLOSED', established('bob'));
+    const closed = await alice.waitFor('CALL_CLOSED', withPeer('bob'));
     assert.match(String(closed.param), /reset by peer/i);
+    // Node 1 forwarded the INVITE and bob's BYE.
+    const after1 = await proxyStats(nodes[0]!);
+    assert.ok(after1.forwarded - before1.forwarded >= 2, 'INVITE and BYE through node 1');
   });
 
   it('rings without answering, then the caller cancels', async () => {
     alice.clearEvents();
     bob.clearEvents();
-    assert.ok((await bob.command('answermode', 'manual')).ok);
-    try {
+    await answeringByHand(bob, async () => {
       assert.ok((await alice.command('dial', 'sip:bob@peerbx.local')).ok);
-      await bob.waitFor('CALL_INCOMING', established('alice'));
-      await alice.waitFor('CALL_RINGING', established('bob'));
+      await bob.waitFor('CALL_INCOMING', withPeer('alice'));
+      await alice.waitFor('CALL_RINGING', withPeer('bob'));
       assert.ok((await alice.command('hangup')).ok);
       // The CANCEL goes hop by hop to bob's phone, which stops ringing.
-      await bob.waitFor('CALL_CLOSED', established('alice'));
+      await bob.waitFor('CALL_CLOSED', withPeer('alice'));
       assert.equal(
         bob.events.some((e) => e.type === 'CALL_ESTABLISHED'),
         false,
         'bob never answered',
       );
-    } finally {
-      await bob.command('answermode', 'auto');
-    }
+    });
   });
 
   it('passes a refusal back: the callee declines with 486 Busy Here', async () => {
     alice.clearEvents();
     bob.clearEvents();
-    assert.ok((await bob.command('answermode', 'manual')).ok);
-    try {
+    await answeringByHand(bob, async () => {
       assert.ok((await alice.command('dial', 'sip:bob@peerbx.local')).ok);
-      await bob.waitFor('CALL_INCOMING', established('alice'));
+      await bob.waitFor('CALL_INCOMING', withPeer('alice'));
       assert.ok((await bob.command('hangup')).ok);
-      const closed = await alice.waitFor('CALL_CLOSED', established('bob'));
+      const closed = await alice.waitFor('CALL_CLOSED', withPeer('bob'));
       assert.match(String(closed.param), /486/);
-    } finally {
-      await bob.command('answermode', 'auto');
-    }
+    });
   });
 
   it('ends a call to a user registered nowhere with 404', async () => {
     alice.clearEvents();
     assert.ok((await alice.command('dial', 'sip:nobody@peerbx.local')).ok);
-    const closed = await alice.waitFor('CALL_CLOSED', established('nobody'));
+    const closed = await alice.waitFor('CALL_CLOSED', withPeer('nobody'));
     assert.match(String(closed.param), /404/);
   });
 
   it('calls a phone that registered over TCP', async () => {
-    const carol = await Phone.start({
-      user: 'carol',
-      node: nodes[1]!.ready.sip,
-      dir: join(dir, 'carol'),
-      transport: 'tcp',
-    });
-    phones.push(carol);
-    assert.equal(await carol.registerStatus(), 200, carol.log);
-    assert.match(carol.log, /\{0\/TCP\/v4\} 200/);
+    const [carol] = await startPhones([
+      { user: 'carol', node: nodes[1]!.ready.sip, dir: join(dir, 'carol'), transport: 'tcp' },
+    ]);
+    phones.push(carol!);
+    assert.equal(await carol!.registerStatus(), 200, carol!.log);
+    assert.match(carol!.log, /\{0\/TCP\/v4\} 200/);
     alice.clearEvents();
     assert.ok((await alice.command('dial', 'sip:carol@peerbx.local')).ok);
-    await carol.waitFor('CALL_ESTABLISHED', established('alice'));
-    await alice.waitFor('CALL_RTPESTAB', established('carol'));
-    await carol.waitFor('CALL_RTPESTAB', established('alice'));
+    await carol!.waitFor('CALL_ESTABLISHED', withPeer('alice'));
+    await alice.waitFor('CALL_RTPESTAB', withPeer('carol'));
+    await carol!.waitFor('CALL_RTPESTAB', withPeer('alice'));
     // carol hangs up: her BYE comes in over TCP and leaves node 1 over UDP to alice.
-    assert.ok((await carol.command('hangup')).ok);
-    await alice.waitFor('CALL_CLOSED', established('carol'));
+    assert.ok((await carol!.command('hangup')).ok);
+    await alice.waitFor('CALL_CLOSED', withPeer('carol'));
   });
 
-  // Last: bob's second device stays registered after this test.
-  // (Open mode: a name belongs to the key of the node that claimed it, so both devices register at
-  // bob's node.)
+  // Last: bob's second phone stays registered after this test. (Open mode: a name belongs to
+  // the key of the node that claimed it, so both of bob's phones register at bob's node.)
   it("rings both of bob's phones at once; the one that answers gets the call", async () => {
-    const desk = await Phone.start({
-      user: 'bob',
-      node: nodes[2]!.ready.sip,
-      dir: join(dir, 'bob-desk'),
-    });
-    phones.push(desk);
-    assert.equal(await desk.registerStatus(), 200, desk.log);
+    const [desk] = await startPhones([
+      { user: 'bob', node: nodes[2]!.ready.sip, dir: join(dir, 'bob-desk') },
+    ]);
+    phones.push(desk!);
+    assert.equal(await desk!.registerStatus(), 200, desk!.log);
     alice.clearEvents();
     bob.clearEvents();
-    for (const p of [bob, desk]) assert.ok((await p.command('answermode', 'manual')).ok);
-    assert.ok((await alice.command('dial', 'sip:bob@peerbx.local')).ok);
-    await bob.waitFor('CALL_INCOMING', established('alice'));
-    await desk.waitFor('CALL_INCOMING', established('alice'));
-    assert.ok((await desk.command('accept')).ok);
-    await alice.waitFor('CALL_ESTABLISHED', established('bob'));
-    await desk.waitFor('CALL_RTPESTAB', established('alice'));
-    // The branch that did not answer is cancelled.
-    await bob.waitFor('CALL_CLOSED', established('alice'));
-    assert.equal(
-      bob.events.some((e) => e.type === 'CALL_ESTABLISHED'),
-      false,
+    await answeringByHand(bob, () =>
+      answeringByHand(desk!, async () => {
+        assert.ok((await alice.command('dial', 'sip:bob@peerbx.local')).ok);
+        await bob.waitFor('CALL_INCOMING', withPeer('alice'));
+        await desk!.waitFor('CALL_INCOMING', withPeer('alice'));
+        assert.ok((await desk!.command('accept')).ok);
+        await alice.waitFor('CALL_ESTABLISHED', withPeer('bob'));
+        await desk!.waitFor('CALL_RTPESTAB', withPeer('alice'));
+        // The branch that did not answer is cancelled.
+        await bob.waitFor('CALL_CLOSED', withPeer('alice'));
+        assert.equal(
+          bob.events.some((e) => e.type === 'CALL_ESTABLISHED'),
+          false,
+        );
+        assert.ok((await alice.command('hangup')).ok);
+        await desk!.waitFor('CALL_CLOSED', withPeer('alice'));
+      }),
     );
-    assert.ok((await alice.command('hangup')).ok);
-    await desk.waitFor('CALL_CLOSED', established('alice'));
   });
 });
 
 describe('baresip phones with digest authentication', { skip }, () => {
+  let dir = '';
   let nodes: StartedNode[] = [];
   const phones: Phone[] = [];
-
-  const dir = mkdtempSync(join(tmpdir(), 'peerbx-phones-'));
+  const phone = (user: string) => phones.find((p) => p.user === user)!;
 
   before(async () => {
     assert.equal(missing, undefined, missing);
+    dir = mkdtempSync(join(tmpdir(), 'peerbx-phones-auth-'));
     const config = join(dir, 'peerbx.json');
-    // baresip 1.0 (Debian 12) gives up on a SHA-256 challenge, hence MD5 (README).
+    // baresip 1.0 (Debian 12) gives up on a SHA-256 challenge, hence MD5 (README). mallory is
+    // an account too; her phone has the wrong password.
     writeFileSync(
       config,
       JSON.stringify({
         auth: 'always',
         authAlgorithms: ['MD5'],
-        users: { alice: { password: 'alice-secret' }, bob: { password: 'bob-secret' } },
+        users: {
+          alice: { password: 'alice-secret' },
+          bob: { password: 'bob-secret' },
+          mallory: { password: 'mallory-secret' },
+        },
       }),
     );
     nodes = await startNodes(dir, 2, ['--config', config]);
-    const start = (user: string, node: number, password: string) =>
-      Phone.start({ user, node: nodes[node]!.ready.sip, dir: join(dir, user), password }).then(
-        (p) => {
-          phones.push(p);
-          return p;
-        },
-      );
-    await Promise.all([
-      start('alice', 0, 'alice-secret'),
-      start('bob', 1, 'bob-secret'),
-      start('mallory', 0, 'guess'),
-    ]);
+    const spec = (user: string, node: number, password: string) => ({
+      user,
+      node: nodes[node]!.ready.sip,
+      dir: join(dir, user),
+      password,
+    });
+    phones.push(
+      ...(await startPhones([
+        spec('alice', 0, 'alice-secret'),
+        spec('bob', 1, 'bob-secret'),
+        spec('mallory', 0, 'guess'),
+      ])),
+    );
+    await Promise.all(phones.map((p) => p.registerStatus()));
   });
 
   after(async () => {
     for (const p of phones) p.stop();
     await Promise.all(nodes.map((n) => n.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
-
-  const phone = (user: string) => phones.find((p) => p.user === user)!;
 
   it('registers phones that answer the challenge and refuses a wrong password', async () => {
     assert.equal(await phone('alice').registerStatus(), 200, phone('alice').log);
@@ -235,10 +273,23 @@ describe('baresip phones with digest authentication', { skip }, () => {
   it('places an authenticated call with media', async () => {
     const [alice, bob] = [phone('alice'), phone('bob')];
     assert.ok((await alice.command('dial', 'sip:bob@peerbx.local')).ok);
-    await alice.waitFor('CALL_ESTABLISHED', established('bob'));
-    await bob.waitFor('CALL_RTPESTAB', established('alice'));
-    await alice.waitFor('CALL_RTPESTAB', established('bob'));
+    await alice.waitFor('CALL_ESTABLISHED', withPeer('bob'));
+    await bob.waitFor('CALL_RTPESTAB', withPeer('alice'));
+    await alice.waitFor('CALL_RTPESTAB', withPeer('bob'));
     assert.ok((await alice.command('hangup')).ok);
-    await bob.waitFor('CALL_CLOSED', established('alice'));
+    await bob.waitFor('CALL_CLOSED', withPeer('alice'));
+  });
+
+  it('refuses a call from a phone with the wrong password', async () => {
+    const mallory = phone('mallory');
+    assert.ok((await mallory.command('dial', 'sip:bob@peerbx.local')).ok);
+    const closed = await mallory.waitFor('CALL_CLOSED', withPeer('bob'));
+    // Challenged (407), answered with the wrong password, challenged again or refused.
+    assert.match(String(closed.param), /40[137]/);
+    assert.equal(
+      phone('bob').events.some((e) => e.type === 'CALL_INCOMING' && withPeer('mallory')(e)),
+      false,
+      "bob's phone never rang",
+    );
   });
 });

@@ -1,7 +1,8 @@
 // A real softphone for tests: baresip (Debian package baresip-core) started by the demo phone's
 // own entrypoint (docker/phone/entrypoint.sh, as docker-compose.yml starts it) and driven
 // through its ctrl_tcp module: JSON commands in netstrings, and the events it reports (call
-// ringing, established, media flowing, closed). Every wait is bounded.
+// ringing, established, media flowing, closed). Every wait is bounded, and every phone started
+// here is killed when the test process exits, however it exits.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createConnection, createServer, type Socket } from 'node:net';
@@ -29,9 +30,18 @@ export interface PhoneEvent {
   [key: string]: unknown;
 }
 
-interface Waiter {
+export interface CommandReply {
+  ok: boolean;
+  data: string;
+}
+
+interface Pending<T> {
+  resolve(value: T): void;
+  reject(err: Error): void;
+}
+
+interface Waiter extends Pending<PhoneEvent> {
   match(e: PhoneEvent): boolean;
-  resolve(e: PhoneEvent): void;
 }
 
 export interface PhoneOptions {
@@ -47,15 +57,18 @@ export interface PhoneOptions {
 }
 
 /**
- * A connection to a running baresip's ctrl_tcp: commands, their replies, and the events it
- * reports from the moment of connecting.
+ * A connection to a running baresip's ctrl_tcp: commands and their replies (matched by token),
+ * and the events it reports from the moment of connecting. When the connection fails or
+ * closes, every command and wait still pending rejects with the reason.
  */
 export class PhoneControl {
   /** Every event reported since the connection opened, oldest first. */
   readonly events: PhoneEvent[] = [];
-  private waiters: Waiter[] = [];
-  private replies: ((reply: { ok: boolean; data: string }) => void)[] = [];
+  private readonly waiters = new Set<Waiter>();
+  private readonly replies = new Map<string, Pending<CommandReply>>();
   private buffer = Buffer.alloc(0);
+  private nextToken = 1;
+  private failure: Error | undefined;
 
   private constructor(
     /** Names the phone in errors. */
@@ -63,6 +76,8 @@ export class PhoneControl {
     private readonly socket: Socket,
   ) {
     socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('error', (err) => this.fail(new Error(`phone ${name}: ${err.message}`)));
+    socket.on('close', () => this.fail(new Error(`phone ${name}: control connection closed`)));
   }
 
   /** Connects to ctrl_tcp at host:port (rejects when nothing listens there). */
@@ -71,15 +86,20 @@ export class PhoneControl {
   }
 
   /** One ctrl_tcp command, e.g. `dial sip:bob@peerbx.local`; resolves with baresip's reply. */
-  command(command: string, params = '', timeoutMs = 5000): Promise<{ ok: boolean; data: string }> {
-    const json = JSON.stringify({ command, params, token: command });
+  command(command: string, params = '', timeoutMs = 5000): Promise<CommandReply> {
+    if (this.failure) return Promise.reject(this.failure);
+    const token = `t${this.nextToken++}`;
+    const json = JSON.stringify({ command, params, token });
     return withTimeout(
-      new Promise((resolve) => {
-        this.replies.push(resolve);
+      new Promise<CommandReply>((resolve, reject) => {
+        this.replies.set(token, { resolve, reject });
         this.socket.write(`${Buffer.byteLength(json)}:${json},`);
       }),
       timeoutMs,
-      () => `phone ${this.name}: no reply to ${command} ${params}`,
+      () => {
+        this.replies.delete(token);
+        return `phone ${this.name}: no reply to ${command} ${params}`;
+      },
     );
   }
 
@@ -92,12 +112,21 @@ export class PhoneControl {
     const m = (e: PhoneEvent) => e.type === type && match(e);
     const seen = this.events.find(m);
     if (seen) return Promise.resolve(seen);
+    if (this.failure) return Promise.reject(this.failure);
+    let waiter: Waiter | undefined;
     return withTimeout(
-      new Promise((resolve) => this.waiters.push({ match: m, resolve })),
+      new Promise<PhoneEvent>((resolve, reject) => {
+        waiter = { match: m, resolve, reject };
+        this.waiters.add(waiter);
+      }),
       timeoutMs,
-      () =>
-        `phone ${this.name}: no ${type} within ${timeoutMs} ms; events: ` +
-        this.events.map((e) => `${e.type}(${e.param ?? ''})`).join(' '),
+      () => {
+        if (waiter) this.waiters.delete(waiter);
+        return (
+          `phone ${this.name}: no ${type} within ${timeoutMs} ms; events: ` +
+          this.events.map((e) => `${e.type}(${e.param ?? ''})`).join(' ')
+        );
+      },
     );
   }
 
@@ -110,29 +139,64 @@ export class PhoneControl {
     this.socket.destroy();
   }
 
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const r of this.replies.values()) r.reject(this.failure);
+    this.replies.clear();
+    for (const w of this.waiters) w.reject(this.failure);
+    this.waiters.clear();
+  }
+
   private onData(d: Buffer): void {
     this.buffer = Buffer.concat([this.buffer, d]);
     for (;;) {
       const colon = this.buffer.indexOf(0x3a);
       if (colon < 0) return;
       const length = Number(this.buffer.subarray(0, colon).toString());
+      if (!Number.isInteger(length)) {
+        this.fail(new Error(`phone ${this.name}: not a netstring from ctrl_tcp`));
+        this.socket.destroy();
+        return;
+      }
       if (this.buffer.length < colon + 1 + length + 1) return;
-      const body = JSON.parse(this.buffer.subarray(colon + 1, colon + 1 + length).toString());
+      let body: {
+        event?: boolean;
+        response?: boolean;
+        ok?: boolean;
+        data?: unknown;
+        token?: string;
+      };
+      try {
+        body = JSON.parse(this.buffer.subarray(colon + 1, colon + 1 + length).toString());
+      } catch {
+        this.fail(new Error(`phone ${this.name}: ctrl_tcp sent something that is not JSON`));
+        this.socket.destroy();
+        return;
+      }
       this.buffer = this.buffer.subarray(colon + 1 + length + 1);
       if (body.event) {
-        this.events.push(body as PhoneEvent);
+        const e = body as unknown as PhoneEvent;
+        this.events.push(e);
         for (const w of [...this.waiters]) {
-          if (w.match(body)) {
-            this.waiters.splice(this.waiters.indexOf(w), 1);
-            w.resolve(body);
+          if (w.match(e)) {
+            this.waiters.delete(w);
+            w.resolve(e);
           }
         }
-      } else if (body.response) {
-        this.replies.shift()?.({ ok: body.ok === true, data: String(body.data ?? '') });
+      } else if (body.response && body.token !== undefined) {
+        const r = this.replies.get(body.token);
+        this.replies.delete(body.token);
+        r?.resolve({ ok: body.ok === true, data: String(body.data ?? '') });
       }
     }
   }
 }
+
+/** Process groups of phones still running, killed when this process exits. */
+const running = new Set<number>();
+process.on('exit', () => {
+  for (const pgid of running) killGroup(pgid);
+});
 
 /** A baresip phone started by the demo phone's entrypoint, and its control connection. */
 export class Phone {
@@ -150,12 +214,20 @@ export class Phone {
     child.stderr?.on('data', keep);
   }
 
-  /** Starts the phone and opens its control connection; it registers on its own. */
+  /**
+   * Starts the phone and opens its control connection (checked to be this phone's: its
+   * reginfo names the user); the phone registers on its own (see registerStatus).
+   */
   static async start(o: PhoneOptions, timeoutMs = 15_000): Promise<Phone> {
     const ctrlPort = await freeTcpPort();
+    const env: NodeJS.ProcessEnv = {};
+    // Nothing of the caller's phone settings (CALL_TO would make the phone dial by itself).
+    for (const [k, v] of Object.entries(process.env)) {
+      if (!/^(PHONE_|CALL_|BARESIP_|PEERBX_)/.test(k)) env[k] = v;
+    }
     const child = spawn('bash', [join(PHONE, 'entrypoint.sh')], {
       env: {
-        ...process.env,
+        ...env,
         PHONE_USER: o.user,
         PHONE_NODE: o.node,
         PEERBX_DOMAIN: o.domain ?? 'peerbx.local',
@@ -170,17 +242,27 @@ export class Phone {
       // Its own process group, so that stop() reaches baresip as well as the script.
       detached: true,
     });
+    if (child.pid) running.add(child.pid);
     const phone = new Phone(o.user, child);
-    const deadline = Date.now() + timeoutMs;
-    while (!phone.ctl) {
-      if (child.exitCode !== null || child.signalCode !== null)
-        throw new Error(`phone ${o.user} exited before its control port opened:\n${phone.log}`);
-      if (Date.now() > deadline) {
-        phone.stop();
-        throw new Error(`phone ${o.user}: no control port within ${timeoutMs} ms:\n${phone.log}`);
+    try {
+      const deadline = Date.now() + timeoutMs;
+      while (!phone.ctl) {
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`phone ${o.user} exited before its control port opened:\n${phone.log}`);
+        if (Date.now() > deadline)
+          throw new Error(`phone ${o.user}: no control port within ${timeoutMs} ms:\n${phone.log}`);
+        phone.ctl = await PhoneControl.connect(ctrlPort, '127.0.0.1', o.user).catch(
+          () => undefined,
+        );
+        if (!phone.ctl) await sleep(100);
       }
-      phone.ctl = await PhoneControl.connect(ctrlPort, '127.0.0.1', o.user).catch(() => undefined);
-      if (!phone.ctl) await sleep(100);
+      // The port was free when chosen; make sure it is this phone that took it.
+      const info = await phone.ctl.command('reginfo');
+      if (!new RegExp(`\\b${escapeRegExp(o.user)}@`).test(info.data))
+        throw new Error(`phone ${o.user}: ctrl port ${ctrlPort} answers for another phone`);
+    } catch (err) {
+      phone.stop();
+      throw err;
     }
     return phone;
   }
@@ -199,7 +281,7 @@ export class Phone {
     return this.control.events;
   }
 
-  command(command: string, params = ''): Promise<{ ok: boolean; data: string }> {
+  command(command: string, params = ''): Promise<CommandReply> {
     return this.control.command(command, params);
   }
 
@@ -231,22 +313,36 @@ export class Phone {
 
   stop(): void {
     this.ctl?.close();
-    try {
-      if (this.child.pid) process.kill(-this.child.pid, 'SIGKILL');
-    } catch {
-      // already gone
+    if (this.child.pid) {
+      killGroup(this.child.pid);
+      running.delete(this.child.pid);
     }
   }
 }
 
 /** The status of the last REGISTER result baresip printed for `user`, if any. */
 export function registerStatusIn(output: string, user: string): number | undefined {
+  // baresip colours its errors: drop the escapes so that a line start is one again.
+  const plain = output.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), '');
+  const u = escapeRegExp(user);
   const line = new RegExp(
-    `(?:${user}@\\S+: \\{0/(?:UDP|TCP)/v4\\}|reg: sip:${user}@\\S+:) (\\d{3})`,
-    'g',
+    `(?:^|\\s)(?:${u}@\\S+: \\{\\d+/(?:UDP|TCP)/v4\\}|reg: sip:${u}@\\S+:) (\\d{3})`,
+    'gm',
   );
-  const all = [...output.matchAll(line)];
+  const all = [...plain.matchAll(line)];
   return all.length > 0 ? Number(all[all.length - 1]![1]) : undefined;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
 }
 
 function connect(port: number, host: string): Promise<Socket> {

@@ -224,7 +224,7 @@ describe('errors and settings', () => {
     );
   });
 
-  test('a flag given twice is one line that says so', async (t) => {
+  test('a flag given twice is one line that says so, whatever the command', async (t) => {
     const r = await peerbx([
       'start',
       '--data-dir',
@@ -234,11 +234,28 @@ describe('errors and settings', () => {
       '--ws',
       '127.0.0.1:0',
     ]);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(
       oneErrorLine(r.stderr),
-      /bad setting "ws" \(from flags\): given 2 times \(off, 127\.0\.0\.1:0\); give it once/,
+      /--ws given 2 times \(off, 127\.0\.0\.1:0\); give it once/,
     );
+    const config = await peerbx(['start', '--config', 'a.yaml', '--config', 'b.yaml']);
+    assert.equal(config.code, 2);
+    assert.match(oneErrorLine(config.stderr), /--config given 2 times/);
+    const ca = await peerbx(['ca', 'init', '--name', 'a', '--name', 'b', '--ca-dir', tempDir(t)]);
+    assert.equal(ca.code, 2);
+    assert.match(oneErrorLine(ca.stderr), /--name given 2 times/);
+    // --bootstrap is meant to repeat.
+    const boot = await peerbx([
+      'init',
+      '--data-dir',
+      tempDir(t),
+      '--bootstrap',
+      '127.0.0.1:1',
+      '--bootstrap',
+      '127.0.0.1:2',
+    ]);
+    assert.equal(boot.code, 0, boot.stderr);
   });
 
   test('a bad field in a YAML config file', async (t) => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { freeUdpPort, type PeerNode, SCENARIOS } from './fixtures/sipp.js';
+import { type PeerNode, SCENARIOS } from './fixtures/sipp.js';
 import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
 
 const missing = sippSkipReason('SIPp digest REGISTER test');
@@ -69,8 +69,7 @@ describe('digest REGISTER with SIPp', { skip: missing }, () => {
   after(() => bed.close());
 
   async function run(password: string) {
-    const port = await freeUdpPort();
-    const sipp = bed.sipp(relative(SCENARIOS, join(bed.root, 'register-auth.xml')), [
+    return bed.sippRun(relative(SCENARIOS, join(bed.root, 'register-auth.xml')), (port) => [
       `${peer.host}:${peer.port}`,
       '-p',
       String(port),
@@ -81,7 +80,6 @@ describe('digest REGISTER with SIPp', { skip: missing }, () => {
       '-ap',
       password,
     ]);
-    return { ...(await sipp.done), port };
   }
 
   it('registers after answering the challenge', async () => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { freeUdpPort, type PeerNode, type RunningSipp, rawRegister } from './fixtures/sipp.js';
+import { type PeerNode, type RunningSipp, rawRegister } from './fixtures/sipp.js';
 import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
 
 const missing = sippSkipReason('SIPp forking tests');
@@ -47,8 +47,7 @@ describe('parallel forking with SIPp', { skip: missing }, () => {
     assert.equal(n2.sip.bindings.lookup('sip:fred@peerbx.local', Date.now()).length, 2);
 
     const log = join(bed.root, 'uac-fork-messages.log');
-    const port = await freeUdpPort();
-    const uac = bed.sipp('uac-fork.xml', [
+    const uac = bed.sippRun('uac-fork.xml', (port) => [
       `${n1.host}:${n1.port}`,
       '-p',
       String(port),
@@ -58,7 +57,7 @@ describe('parallel forking with SIPp', { skip: missing }, () => {
       '-message_file',
       log,
     ]);
-    const [c, w, l] = await Promise.all([uac.done, winner.done, loser.done]);
+    const [c, w, l] = await Promise.all([uac, winner.done, loser.done]);
     assert.equal(c.code, 0, `caller: ${c.output}`);
     assert.equal(w.code, 0, `answering device: ${w.output}`);
     assert.equal(l.code, 0, `cancelled device: ${l.output}`);

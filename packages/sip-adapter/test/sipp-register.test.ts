@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { KIND_SIP_REGISTRATION } from '@peerbx/overlay-core';
-import { freeUdpPort, type PeerNode } from './fixtures/sipp.js';
+import type { PeerNode } from './fixtures/sipp.js';
 import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
 
 const missing = sippSkipReason('SIPp REGISTER tests');
@@ -22,8 +22,7 @@ describe('REGISTER with SIPp', { skip: missing }, () => {
   after(() => bed.close());
 
   async function sipp(scenario: string, peer: PeerNode, user: string, extra: string[] = []) {
-    const port = await freeUdpPort();
-    const run = bed.sipp(scenario, [
+    return bed.sippRun(scenario, (port) => [
       `${peer.host}:${peer.port}`,
       '-p',
       String(port),
@@ -31,8 +30,6 @@ describe('REGISTER with SIPp', { skip: missing }, () => {
       user,
       ...extra,
     ]);
-    const result = await run.done;
-    return { ...result, port };
   }
 
   it('register.xml: 200 lists the binding, which is stored and published', async () => {

@@ -176,8 +176,6 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
   };
   const str = (key: keyof RawSettings): string => {
     const v = merged[key];
-    if (Array.isArray(v) && origin[key] === 'flags')
-      bad(key, `given ${v.length} times (${v.join(', ')}); give it once`);
     if (typeof v !== 'string' || v === '') bad(key, 'must be a non-empty string');
     return v as string;
   };
