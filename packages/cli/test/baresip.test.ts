@@ -5,7 +5,7 @@
 // over TCP, two phones of one user, and digest authentication.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -183,6 +183,44 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
     // carol hangs up: her BYE comes in over TCP and leaves node 1 over UDP to alice.
     assert.ok((await carol!.command('hangup')).ok);
     await alice.waitFor('CALL_CLOSED', withPeer('carol'));
+  });
+
+  it("rings a user's phones at two nodes that share the user's key; the other is cancelled", async () => {
+    // erin's key, made by node 3, copied to node 2 (as a user would copy users/erin.key): with
+    // it, node 2 may publish erin's registration too, and callers fork to both nodes.
+    const [erinAt3] = await startPhones([
+      { user: 'erin', node: nodes[2]!.ready.sip, dir: join(dir, 'erin-3') },
+    ]);
+    phones.push(erinAt3!);
+    assert.equal(await erinAt3!.registerStatus(), 200, erinAt3!.log);
+    copyFileSync(
+      join(nodes[2]!.dataDir, 'users', 'erin.key'),
+      join(nodes[1]!.dataDir, 'users', 'erin.key'),
+    );
+    const [erinAt2] = await startPhones([
+      { user: 'erin', node: nodes[1]!.ready.sip, dir: join(dir, 'erin-2') },
+    ]);
+    phones.push(erinAt2!);
+    assert.equal(await erinAt2!.registerStatus(), 200, erinAt2!.log);
+    alice.clearEvents();
+    await answeringByHand(erinAt3!, () =>
+      answeringByHand(erinAt2!, async () => {
+        assert.ok((await alice.command('dial', 'sip:erin@peerbx.local')).ok);
+        await erinAt3!.waitFor('CALL_INCOMING', withPeer('alice'));
+        await erinAt2!.waitFor('CALL_INCOMING', withPeer('alice'));
+        assert.ok((await erinAt2!.command('accept')).ok);
+        await alice.waitFor('CALL_ESTABLISHED', withPeer('erin'));
+        await erinAt2!.waitFor('CALL_RTPESTAB', withPeer('alice'));
+        // Node 1 cancelled the branch to node 3, which cancelled erin's phone there.
+        await erinAt3!.waitFor('CALL_CLOSED', withPeer('alice'));
+        assert.equal(
+          erinAt3!.events.some((e) => e.type === 'CALL_ESTABLISHED'),
+          false,
+        );
+        assert.ok((await alice.command('hangup')).ok);
+        await erinAt2!.waitFor('CALL_CLOSED', withPeer('alice'));
+      }),
+    );
   });
 
   // Last: bob's second phone stays registered after this test. (Open mode: a name belongs to
