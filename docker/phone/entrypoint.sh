@@ -48,8 +48,8 @@ sed -e "s|@SIP_LISTEN@|$LISTEN|" -e "s|@CTRL_LISTEN@|$CTRL|" "$TEMPLATE" >"$CONF
 account="<sip:$PHONE_USER@$DOMAIN>;outbound=\"sip:$node_ip:$node_port;transport=$TRANSPORT\";regint=60;answermode=auto"
 if [ -n "${PHONE_PASSWORD:-}" ]; then
   # An account line parameter ends at ';' and cannot hold quotes or spaces.
-  case $PHONE_PASSWORD in *[\;\"\ ]*)
-    log "PHONE_PASSWORD cannot contain ';', '\"' or spaces in a baresip account line"
+  case $PHONE_PASSWORD in *[\;\"[:space:]]*)
+    log "PHONE_PASSWORD cannot contain ';', '\"' or white space in a baresip account line"
     exit 1
     ;;
   esac

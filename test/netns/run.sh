@@ -299,7 +299,7 @@ if [ "$PHONES" = baresip ]; then
       "wait:CALL_CLOSED=reset by peer" >"$out-callee.out" 2>&1 &
     local watcher=$!
     PIDS+=("$watcher")
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 $((${PHONE_CTL_TIMEOUT:-20} * 10))); do
       grep -q '^ready' "$out-callee.out" 2>/dev/null && break
       kill -0 "$watcher" 2>/dev/null || break
       sleep 0.1

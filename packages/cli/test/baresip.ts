@@ -2,7 +2,8 @@
 // own entrypoint (docker/phone/entrypoint.sh, as docker-compose.yml starts it) and driven
 // through its ctrl_tcp module: JSON commands in netstrings, and the events it reports (call
 // ringing, established, media flowing, closed). Every wait is bounded, and every phone started
-// here is killed when the test process exits, however it exits.
+// here is killed when the test process exits or is interrupted (SIGINT, SIGTERM, SIGHUP; not
+// SIGKILL).
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createConnection, createServer, type Socket } from 'node:net';
@@ -192,11 +193,19 @@ export class PhoneControl {
   }
 }
 
-/** Process groups of phones still running, killed when this process exits. */
+/** Process groups of phones still running, killed when this process exits or is stopped. */
 const running = new Set<number>();
-process.on('exit', () => {
+const killRunning = () => {
   for (const pgid of running) killGroup(pgid);
-});
+  running.clear();
+};
+process.on('exit', killRunning);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    killRunning();
+    process.kill(process.pid, signal);
+  });
+}
 
 /** A baresip phone started by the demo phone's entrypoint, and its control connection. */
 export class Phone {
@@ -216,9 +225,21 @@ export class Phone {
 
   /**
    * Starts the phone and opens its control connection (checked to be this phone's: its
-   * reginfo names the user); the phone registers on its own (see registerStatus).
+   * reginfo names the user); the phone registers on its own (see registerStatus). The control
+   * port is free when chosen but may be taken before baresip binds it; then the phone is
+   * started again on another, up to three times.
    */
   static async start(o: PhoneOptions, timeoutMs = 15_000): Promise<Phone> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await Phone.startOnce(o, timeoutMs);
+      } catch (err) {
+        if (attempt >= 3 || !(err instanceof ControlPortError)) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(o: PhoneOptions, timeoutMs: number): Promise<Phone> {
     const ctrlPort = await freeTcpPort();
     const env: NodeJS.ProcessEnv = {};
     // Nothing of the caller's phone settings (CALL_TO would make the phone dial by itself).
@@ -244,13 +265,20 @@ export class Phone {
     });
     if (child.pid) running.add(child.pid);
     const phone = new Phone(o.user, child);
+    child.on('error', () => undefined); // a failed spawn shows as an exit below
     try {
       const deadline = Date.now() + timeoutMs;
       while (!phone.ctl) {
-        if (child.exitCode !== null || child.signalCode !== null)
-          throw new Error(`phone ${o.user} exited before its control port opened:\n${phone.log}`);
+        if (child.exitCode !== null || child.signalCode !== null) {
+          const why = `phone ${o.user} exited before its control port opened:\n${phone.log}`;
+          throw /Address already in use/.test(phone.log)
+            ? new ControlPortError(why)
+            : new Error(why);
+        }
         if (Date.now() > deadline)
-          throw new Error(`phone ${o.user}: no control port within ${timeoutMs} ms:\n${phone.log}`);
+          throw new ControlPortError(
+            `phone ${o.user}: no control port within ${timeoutMs} ms:\n${phone.log}`,
+          );
         phone.ctl = await PhoneControl.connect(ctrlPort, '127.0.0.1', o.user).catch(
           () => undefined,
         );
@@ -258,8 +286,10 @@ export class Phone {
       }
       // The port was free when chosen; make sure it is this phone that took it.
       const info = await phone.ctl.command('reginfo');
-      if (!new RegExp(`\\b${escapeRegExp(o.user)}@`).test(info.data))
-        throw new Error(`phone ${o.user}: ctrl port ${ctrlPort} answers for another phone`);
+      if (!info.ok || !new RegExp(`\\b${escapeRegExp(o.user)}@`).test(info.data))
+        throw new ControlPortError(
+          `phone ${o.user}: ctrl port ${ctrlPort} answers for another phone`,
+        );
     } catch (err) {
       phone.stop();
       throw err;
@@ -319,6 +349,9 @@ export class Phone {
     }
   }
 }
+
+/** The phone's control port was taken by something else before baresip could bind it. */
+class ControlPortError extends Error {}
 
 /** The status of the last REGISTER result baresip printed for `user`, if any. */
 export function registerStatusIn(output: string, user: string): number | undefined {
