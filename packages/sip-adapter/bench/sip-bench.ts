@@ -105,14 +105,43 @@ const REFRESH_POOL = 1000;
 const REFRESH_CONTACT_PORT = 5999;
 const RECV_TIMEOUT_MS = 4000;
 
+const USAGE =
+  'usage: sip-bench [--nodes 10] [--duration 10] [--step 3] [--latency-rate 10] [--rounds 3] ' +
+  '[--warmup-calls 3000] [--json FILE]';
+const FLAGS = ['nodes', 'duration', 'step', 'latency-rate', 'rounds', 'warmup-calls', 'json'];
+{
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  for (let i = 0; i < argv.length; i += 2) {
+    const flag = argv[i] ?? '';
+    if (!flag.startsWith('--') || !FLAGS.includes(flag.slice(2)) || argv[i + 1] === undefined) {
+      console.error(
+        `sip-bench: ${flag} is not a flag this benchmark knows, or has no value; ${USAGE}`,
+      );
+      process.exit(2);
+    }
+  }
+}
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
 }
-const NODES = Math.max(2, Number(arg('nodes', '10')));
-const DURATION_S = Number(arg('duration', '10'));
-const STEP_S = Number(arg('step', '3'));
-const LATENCY_RATE = Number(arg('latency-rate', '10'));
+/** A numeric flag, at least `min`; anything else is a one-line error. */
+function numberArg(name: string, fallback: number, min: number): number {
+  const v = Number(arg(name, String(fallback)));
+  if (!Number.isFinite(v) || v < min) {
+    console.error(`sip-bench: --${name} must be a number of at least ${min}, not ${arg(name, '')}`);
+    process.exit(2);
+  }
+  return v;
+}
+const NODES = Math.round(numberArg('nodes', 10, 2));
+const DURATION_S = numberArg('duration', 10, 1);
+const STEP_S = numberArg('step', 3, 1);
+const LATENCY_RATE = numberArg('latency-rate', 10, 1);
 const LATENCY_CALLS = Math.max(10, Math.round(LATENCY_RATE * DURATION_S));
 /**
  * Steady-state call-setup rounds: each a warm and a cold phase per system, taking turns, the
@@ -121,11 +150,11 @@ const LATENCY_CALLS = Math.max(10, Math.round(LATENCY_RATE * DURATION_S));
  */
 const ROUNDS = Number(arg('rounds', '3'));
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS % 2 === 0) {
-  console.error(`--rounds must be an odd whole number (1, 3, 5 ...), not ${arg('rounds', '')}`);
+  console.error(`sip-bench: --rounds must be an odd whole number (1, 3, 5 ...), not ${arg('rounds', '')}`);
   process.exit(2);
 }
 /** Calls through the path before the steady-state call-setup phases (JIT warm-up, as in JMH). */
-const WARMUP_CALLS = Number(arg('warmup-calls', '3000'));
+const WARMUP_CALLS = Math.round(numberArg('warmup-calls', 3000, 0));
 const WARMUP_RATE = 200;
 /** Pause after the warm-up: RFC 6026 Timers L and M (64 x T1 = 32 s), plus a margin. */
 const WARMUP_SETTLE_MS = 35_000;
