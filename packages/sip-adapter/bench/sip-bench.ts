@@ -150,7 +150,9 @@ const LATENCY_CALLS = Math.max(10, Math.round(LATENCY_RATE * DURATION_S));
  */
 const ROUNDS = Number(arg('rounds', '3'));
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS % 2 === 0) {
-  console.error(`sip-bench: --rounds must be an odd whole number (1, 3, 5 ...), not ${arg('rounds', '')}`);
+  console.error(
+    `sip-bench: --rounds must be an odd whole number (1, 3, 5 ...), not ${arg('rounds', '')}`,
+  );
   process.exit(2);
 }
 /** Calls through the path before the steady-state call-setup phases (JIT warm-up, as in JMH). */
