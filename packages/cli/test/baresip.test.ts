@@ -171,52 +171,59 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
   });
 
   it('calls a phone that registered over TCP', async () => {
-    const [carol] = await startPhones([
-      { user: 'carol', node: nodes[1]!.ready.sip, dir: join(dir, 'carol'), transport: 'tcp' },
-    ]);
-    phones.push(carol!);
-    assert.equal(await carol!.registerStatus(), 200, carol!.log);
-    assert.match(carol!.log, /\{\d+\/TCP\/v4\} 200/);
+    const carol = await Phone.start({
+      user: 'carol',
+      node: nodes[1]!.ready.sip,
+      dir: join(dir, 'carol'),
+      transport: 'tcp',
+    });
+    phones.push(carol);
+    assert.equal(await carol.registerStatus(), 200, carol.log);
+    assert.match(carol.log, /\{\d+\/TCP\/v4\} 200/);
     alice.clearEvents();
     assert.ok((await alice.command('dial', 'sip:carol@peerbx.local')).ok);
-    await carol!.waitFor('CALL_ESTABLISHED', withPeer('alice'));
+    await carol.waitFor('CALL_ESTABLISHED', withPeer('alice'));
     await alice.waitFor('CALL_RTPESTAB', withPeer('carol'));
-    await carol!.waitFor('CALL_RTPESTAB', withPeer('alice'));
+    await carol.waitFor('CALL_RTPESTAB', withPeer('alice'));
     // carol hangs up: her BYE comes in over TCP and leaves node 1 over UDP to alice.
-    assert.ok((await carol!.command('hangup')).ok);
+    assert.ok((await carol.command('hangup')).ok);
     await alice.waitFor('CALL_CLOSED', withPeer('carol'));
   });
 
   it("rings a user's phones at two nodes that share the user's key; the other is cancelled", async () => {
     // erin's key, made by node 3, copied to node 2 (as a user would copy users/erin.key): with
     // it, node 2 may publish erin's registration too, and callers fork to both nodes.
-    const [erinAt3] = await startPhones([
-      { user: 'erin', node: nodes[2]!.ready.sip, dir: join(dir, 'erin-3') },
-    ]);
-    phones.push(erinAt3!);
-    assert.equal(await erinAt3!.registerStatus(), 200, erinAt3!.log);
+    const erinAt3 = await Phone.start({
+      user: 'erin',
+      node: nodes[2]!.ready.sip,
+      dir: join(dir, 'erin-3'),
+    });
+    phones.push(erinAt3);
+    assert.equal(await erinAt3.registerStatus(), 200, erinAt3.log);
     copyFileSync(
       join(nodes[2]!.dataDir, 'users', 'erin.key'),
       join(nodes[1]!.dataDir, 'users', 'erin.key'),
     );
-    const [erinAt2] = await startPhones([
-      { user: 'erin', node: nodes[1]!.ready.sip, dir: join(dir, 'erin-2') },
-    ]);
-    phones.push(erinAt2!);
-    assert.equal(await erinAt2!.registerStatus(), 200, erinAt2!.log);
+    const erinAt2 = await Phone.start({
+      user: 'erin',
+      node: nodes[1]!.ready.sip,
+      dir: join(dir, 'erin-2'),
+    });
+    phones.push(erinAt2);
+    assert.equal(await erinAt2.registerStatus(), 200, erinAt2.log);
     alice.clearEvents();
-    await answeringByHand(erinAt3!, () =>
-      answeringByHand(erinAt2!, async () => {
+    await answeringByHand(erinAt3, () =>
+      answeringByHand(erinAt2, async () => {
         assert.ok((await alice.command('dial', 'sip:erin@peerbx.local')).ok);
-        await erinAt3!.waitFor('CALL_INCOMING', withPeer('alice'));
-        await erinAt2!.waitFor('CALL_INCOMING', withPeer('alice'));
-        assert.ok((await erinAt2!.command('accept')).ok);
+        await erinAt3.waitFor('CALL_INCOMING', withPeer('alice'));
+        await erinAt2.waitFor('CALL_INCOMING', withPeer('alice'));
+        assert.ok((await erinAt2.command('accept')).ok);
         await alice.waitFor('CALL_ESTABLISHED', withPeer('erin'));
-        await erinAt2!.waitFor('CALL_RTPESTAB', withPeer('alice'));
+        await erinAt2.waitFor('CALL_RTPESTAB', withPeer('alice'));
         // Node 1 cancelled the branch to node 3, which cancelled erin's phone there.
-        await erinAt3!.waitFor('CALL_CLOSED', withPeer('alice'));
+        await erinAt3.waitFor('CALL_CLOSED', withPeer('alice'));
         assert.ok((await alice.command('hangup')).ok);
-        await erinAt2!.waitFor('CALL_CLOSED', withPeer('alice'));
+        await erinAt2.waitFor('CALL_CLOSED', withPeer('alice'));
       }),
     );
   });
@@ -224,25 +231,27 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
   // Last: bob's second phone stays registered after this test. (Open mode: a name belongs to
   // the key of the node that claimed it, so both of bob's phones register at bob's node.)
   it("rings both of bob's phones at once; the one that answers gets the call", async () => {
-    const [desk] = await startPhones([
-      { user: 'bob', node: nodes[2]!.ready.sip, dir: join(dir, 'bob-desk') },
-    ]);
-    phones.push(desk!);
-    assert.equal(await desk!.registerStatus(), 200, desk!.log);
+    const desk = await Phone.start({
+      user: 'bob',
+      node: nodes[2]!.ready.sip,
+      dir: join(dir, 'bob-desk'),
+    });
+    phones.push(desk);
+    assert.equal(await desk.registerStatus(), 200, desk.log);
     alice.clearEvents();
     bob.clearEvents();
     await answeringByHand(bob, () =>
-      answeringByHand(desk!, async () => {
+      answeringByHand(desk, async () => {
         assert.ok((await alice.command('dial', 'sip:bob@peerbx.local')).ok);
         await bob.waitFor('CALL_INCOMING', withPeer('alice'));
-        await desk!.waitFor('CALL_INCOMING', withPeer('alice'));
-        assert.ok((await desk!.command('accept')).ok);
+        await desk.waitFor('CALL_INCOMING', withPeer('alice'));
+        assert.ok((await desk.command('accept')).ok);
         await alice.waitFor('CALL_ESTABLISHED', withPeer('bob'));
-        await desk!.waitFor('CALL_RTPESTAB', withPeer('alice'));
+        await desk.waitFor('CALL_RTPESTAB', withPeer('alice'));
         // The branch that did not answer is cancelled.
         await bob.waitFor('CALL_CLOSED', withPeer('alice'));
         assert.ok((await alice.command('hangup')).ok);
-        await desk!.waitFor('CALL_CLOSED', withPeer('alice'));
+        await desk.waitFor('CALL_CLOSED', withPeer('alice'));
       }),
     );
   });
