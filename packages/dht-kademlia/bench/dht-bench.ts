@@ -25,7 +25,7 @@ import {
   Swarm,
   type SwarmNodeOptions,
 } from '../src/index.js';
-import { describeMachine, machineInfo, percentile, table } from './machine.js';
+import { benchFlags, describeMachine, machineInfo, percentile, table } from './machine.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -45,21 +45,47 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const get = (name: string) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const list = (v: string | undefined, d: string) => (v ?? d).split(',').filter(Boolean);
+  const flags = benchFlags(
+    'dht-bench',
+    {
+      sizes: '100,1000,10000',
+      scenarios: 'stable,churn,silent,liars',
+      lookups: '1000',
+      keys: '200',
+      seed: '1',
+      jobs: '2',
+      'churn-minutes': '120',
+      json: 'FILE',
+    },
+    argv,
+    ['child', 'scenario'], // what the parent passes its child processes
+  );
+  const list = (name: string, d: string) => flags.string(name, d).split(',').filter(Boolean);
+  const sizes = list('sizes', '100,1000,10000').map(Number);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 2)) {
+    console.error(`dht-bench: --sizes takes whole numbers of at least 2, not ${sizes.join(',')}`);
+    process.exit(2);
+  }
+  const scenarios = list('scenarios', 'stable,churn,silent,liars');
+  const unknown = scenarios.filter((x) => !['stable', 'churn', 'silent', 'liars'].includes(x));
+  if (unknown.length > 0) {
+    console.error(
+      `dht-bench: no scenario ${unknown.join(', ')}; they are stable, churn, silent, liars`,
+    );
+    process.exit(2);
+  }
+  const json = flags.string('json', '');
+  const child = flags.string('child', '');
   return {
-    sizes: list(get('sizes'), '100,1000,10000').map(Number),
-    lookups: Number(get('lookups') ?? 1000),
-    scenarios: list(get('scenarios'), 'stable,churn,silent,liars'),
-    seed: Number(get('seed') ?? 1),
-    json: get('json'),
-    keys: Number(get('keys') ?? 200),
-    jobs: Number(get('jobs') ?? 2),
-    churnMinutes: Number(get('churn-minutes') ?? 120),
-    child: get('child') ? [Number(get('child')), String(get('scenario'))] : undefined,
+    sizes,
+    lookups: flags.number('lookups', 1000, 1),
+    scenarios,
+    seed: flags.number('seed', 1),
+    json: json === '' ? undefined : json,
+    keys: flags.number('keys', 200, 1),
+    jobs: flags.number('jobs', 2, 1),
+    churnMinutes: flags.number('churn-minutes', 120, 1),
+    child: child ? [Number(child), flags.string('scenario', '')] : undefined,
   };
 }
 

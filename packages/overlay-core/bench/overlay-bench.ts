@@ -7,7 +7,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeMachine, machineInfo, percentile, table } from '@peerbx/dht-kademlia/bench';
+import {
+  benchFlags,
+  describeMachine,
+  machineInfo,
+  percentile,
+  table,
+} from '@peerbx/dht-kademlia/bench';
 import { defaultOverlayConfig } from '../src/config/overlay-config.js';
 import { DEFAULT_PUZZLE_BITS, KIND_SIP_REGISTRATION } from '../src/constants.js';
 import { generateNodeKeyPair, sign, verify } from '../src/identity/keys.js';
@@ -17,10 +23,12 @@ import { verifyFetched } from '../src/storage/record-store.js';
 
 const BASELINE_VERIFY_PER_S = 13_700; // DESIGN.md: node:crypto Ed25519 verify, 300-byte message
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
-}
+const flags = benchFlags('overlay-bench', {
+  nodes: '20',
+  ops: '300',
+  concurrency: '20',
+  json: 'FILE',
+});
 
 function rate(fn: () => void, ms = 1000): number {
   let n = 0;
@@ -62,10 +70,10 @@ async function timed(count: number, concurrency: number, op: (i: number) => Prom
 }
 
 async function main(): Promise<void> {
-  const nodesN = Number(arg('nodes', '20'));
-  const ops = Number(arg('ops', '300'));
-  const concurrency = Number(arg('concurrency', '20'));
-  const json = arg('json', '');
+  const nodesN = flags.number('nodes', 20, 2);
+  const ops = flags.number('ops', 300, 1);
+  const concurrency = flags.number('concurrency', 20, 1);
+  const json = flags.string('json', '');
   const machine = machineInfo();
   console.log(describeMachine(machine));
 

@@ -6,7 +6,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { describeMachine, machineInfo, table } from '@peerbx/dht-kademlia/bench';
+import { benchFlags, describeMachine, machineInfo, table } from '@peerbx/dht-kademlia/bench';
 import { parseSipMessage, serialize } from '../src/index.js';
 import { invite, ok200, register } from '../test/fixtures/messages.js';
 
@@ -22,10 +22,7 @@ const DrachtioSipMessage = require('drachtio-srf/lib/sip-parser/message.js') as 
   raw: string,
 ) => DrachtioMessage;
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
-}
+const flags = benchFlags('parse-bench', { ms: '1500', json: 'FILE' });
 
 let sink = 0; // keeps the work observable so it is not optimised away
 
@@ -45,8 +42,8 @@ function rate(fn: () => void, ms: number): number {
 }
 
 function main(): void {
-  const ms = Number(arg('ms', '1500'));
-  const json = arg('json', '');
+  const ms = flags.number('ms', 1500, 1);
+  const json = flags.string('json', '');
   const machine = machineInfo();
   console.log(describeMachine(machine));
 

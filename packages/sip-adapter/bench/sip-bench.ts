@@ -79,7 +79,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { describeMachine, machineInfo, percentile, table } from '@peerbx/dht-kademlia/bench';
+import {
+  benchFlags,
+  describeMachine,
+  machineInfo,
+  percentile,
+  table,
+} from '@peerbx/dht-kademlia/bench';
 import { BENCH_OVERLAY } from './bench-overlay.js';
 
 // --- configuration ---------------------------------------------------------------------------
@@ -105,64 +111,38 @@ const REFRESH_POOL = 1000;
 const REFRESH_CONTACT_PORT = 5999;
 const RECV_TIMEOUT_MS = 4000;
 
-const USAGE =
-  'usage: sip-bench [--nodes 10] [--duration 10] [--step 3] [--latency-rate 10] [--rounds 3] ' +
-  '[--warmup-calls 3000] [--json FILE]';
-const FLAGS = ['nodes', 'duration', 'step', 'latency-rate', 'rounds', 'warmup-calls', 'json'];
-{
-  const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  for (let i = 0; i < argv.length; i += 2) {
-    const flag = argv[i] ?? '';
-    if (!flag.startsWith('--') || !FLAGS.includes(flag.slice(2)) || argv[i + 1] === undefined) {
-      console.error(
-        `sip-bench: ${flag} is not a flag this benchmark knows, or has no value; ${USAGE}`,
-      );
-      process.exit(2);
-    }
-  }
-}
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
-}
-/** A numeric flag, at least `min`; anything else is a one-line error. */
-function numberArg(name: string, fallback: number, min: number): number {
-  const v = Number(arg(name, String(fallback)));
-  if (!Number.isFinite(v) || v < min) {
-    console.error(`sip-bench: --${name} must be a number of at least ${min}, not ${arg(name, '')}`);
-    process.exit(2);
-  }
-  return v;
-}
-const NODES = Math.round(numberArg('nodes', 10, 2));
-const DURATION_S = numberArg('duration', 10, 1);
-const STEP_S = numberArg('step', 3, 1);
-const LATENCY_RATE = numberArg('latency-rate', 10, 1);
+const flags = benchFlags('sip-bench', {
+  nodes: '10',
+  duration: '10',
+  step: '3',
+  'latency-rate': '10',
+  rounds: '3',
+  'warmup-calls': '3000',
+  json: 'FILE',
+});
+const NODES = Math.round(flags.number('nodes', 10, 2));
+const DURATION_S = flags.number('duration', 10, 1);
+const STEP_S = flags.number('step', 3, 1);
+const LATENCY_RATE = flags.number('latency-rate', 10, 1);
 const LATENCY_CALLS = Math.max(10, Math.round(LATENCY_RATE * DURATION_S));
 /**
  * Steady-state call-setup rounds: each a warm and a cold phase per system, taking turns, the
  * order flipped every round. Odd, so that where the order flips each system runs two phases
  * in a row equally often (with an even number, one system does once more).
  */
-const ROUNDS = Number(arg('rounds', '3'));
+const ROUNDS = flags.number('rounds', 3, 1);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS % 2 === 0) {
-  console.error(
-    `sip-bench: --rounds must be an odd whole number (1, 3, 5 ...), not ${arg('rounds', '')}`,
-  );
+  console.error(`sip-bench: --rounds must be an odd whole number (1, 3, 5 ...), not ${ROUNDS}`);
   process.exit(2);
 }
 /** Calls through the path before the steady-state call-setup phases (JIT warm-up, as in JMH). */
-const WARMUP_CALLS = Math.round(numberArg('warmup-calls', 3000, 0));
+const WARMUP_CALLS = Math.round(flags.number('warmup-calls', 3000, 0));
 const WARMUP_RATE = 200;
 /** Pause after the warm-up: RFC 6026 Timers L and M (64 x T1 = 32 s), plus a margin. */
 const WARMUP_SETTLE_MS = 35_000;
 /** ... and calls to this many distinct callees, each called once (cold path warm-up). */
 const WARMUP_COLD_CALLS = Math.round(WARMUP_CALLS / 3);
-const JSON_FILE = arg('json', '');
+const JSON_FILE = flags.string('json', '');
 const CALLEE_NODE = Math.min(7, NODES); // 1-based, as in the issue: "registered at node 7"
 
 /** Scenario XML stays in the source tree (tsc copies no XML): bench/scenarios. */
