@@ -11,7 +11,7 @@
 //
 // Prints "ready" once connected, one line per step done, and exits 0; on a failed step prints
 // the events seen and exits 1. PHONE_CTL_TIMEOUT (seconds, default 20) bounds each wait.
-import { PhoneControl } from '../../packages/cli/dist/test/baresip.js';
+import { PhoneControl, withoutColours } from '../../packages/cli/dist/test/baresip.js';
 
 const [address, ...steps] = process.argv.slice(2);
 const [host, port] = (address ?? '').split(':');
@@ -51,10 +51,9 @@ try {
       used.add(e);
     } else if (step === 'registered') {
       const deadline = Date.now() + timeoutMs;
-      // reginfo colours the state: strip the escapes, then look for the account's OK.
-      const colour = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
+      // reginfo colours the state: look for the account's OK without the escapes.
       const registered = async () =>
-        /\bOK\b/.test((await control.command('reginfo')).data.replace(colour, ''));
+        /\bOK\b/.test(withoutColours((await control.command('reginfo')).data));
       while (!(await registered())) {
         if (Date.now() > deadline) throw new Error(`not registered within ${timeoutMs} ms`);
         await new Promise((r) => setTimeout(r, 200));

@@ -94,6 +94,48 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Starts one more phone at node `at` (0-based), stopped with the rest; registered (200). */
+  async function addPhone(
+    user: string,
+    at: number,
+    name: string,
+    transport?: 'udp' | 'tcp',
+  ): Promise<Phone> {
+    const phone = await Phone.start({
+      user,
+      node: nodes[at]!.ready.sip,
+      dir: join(dir, name),
+      ...(transport ? { transport } : {}),
+    });
+    phones.push(phone);
+    assert.equal(await phone.registerStatus(), 200, phone.log);
+    return phone;
+  }
+
+  /**
+   * alice calls `user`, whose phones `answering` and `other` both ring (answering by hand);
+   * `answering` picks up and gets the media, `other` is cancelled; alice hangs up.
+   */
+  async function ringTwoAnswerOne(user: string, answering: Phone, other: Phone): Promise<void> {
+    alice.clearEvents();
+    other.clearEvents();
+    await answeringByHand(other, () =>
+      answeringByHand(answering, async () => {
+        assert.ok((await alice.command('dial', `sip:${user}@peerbx.local`)).ok);
+        await other.waitFor('CALL_INCOMING', withPeer('alice'));
+        await answering.waitFor('CALL_INCOMING', withPeer('alice'));
+        assert.ok((await answering.command('accept')).ok);
+        await alice.waitFor('CALL_ESTABLISHED', withPeer(user));
+        await answering.waitFor('CALL_RTPESTAB', withPeer('alice'));
+        // The branch that did not answer is cancelled (by the caller's node, when the phones
+        // are at two nodes; by the callee's node, when at one).
+        await other.waitFor('CALL_CLOSED', withPeer('alice'));
+        assert.ok((await alice.command('hangup')).ok);
+        await answering.waitFor('CALL_CLOSED', withPeer('alice'));
+      }),
+    );
+  }
+
   it('registers each phone at its own node', async () => {
     assert.equal(await alice.registerStatus(), 200, alice.log);
     assert.equal(await bob.registerStatus(), 200, bob.log);
@@ -171,14 +213,7 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
   });
 
   it('calls a phone that registered over TCP', async () => {
-    const carol = await Phone.start({
-      user: 'carol',
-      node: nodes[1]!.ready.sip,
-      dir: join(dir, 'carol'),
-      transport: 'tcp',
-    });
-    phones.push(carol);
-    assert.equal(await carol.registerStatus(), 200, carol.log);
+    const carol = await addPhone('carol', 1, 'carol', 'tcp');
     assert.match(carol.log, /\{\d+\/TCP\/v4\} 200/);
     alice.clearEvents();
     assert.ok((await alice.command('dial', 'sip:carol@peerbx.local')).ok);
@@ -193,67 +228,20 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
   it("rings a user's phones at two nodes that share the user's key; the other is cancelled", async () => {
     // erin's key, made by node 3, copied to node 2 (as a user would copy users/erin.key): with
     // it, node 2 may publish erin's registration too, and callers fork to both nodes.
-    const erinAt3 = await Phone.start({
-      user: 'erin',
-      node: nodes[2]!.ready.sip,
-      dir: join(dir, 'erin-3'),
-    });
-    phones.push(erinAt3);
-    assert.equal(await erinAt3.registerStatus(), 200, erinAt3.log);
+    const erinAt3 = await addPhone('erin', 2, 'erin-3');
     copyFileSync(
       join(nodes[2]!.dataDir, 'users', 'erin.key'),
       join(nodes[1]!.dataDir, 'users', 'erin.key'),
     );
-    const erinAt2 = await Phone.start({
-      user: 'erin',
-      node: nodes[1]!.ready.sip,
-      dir: join(dir, 'erin-2'),
-    });
-    phones.push(erinAt2);
-    assert.equal(await erinAt2.registerStatus(), 200, erinAt2.log);
-    alice.clearEvents();
-    await answeringByHand(erinAt3, () =>
-      answeringByHand(erinAt2, async () => {
-        assert.ok((await alice.command('dial', 'sip:erin@peerbx.local')).ok);
-        await erinAt3.waitFor('CALL_INCOMING', withPeer('alice'));
-        await erinAt2.waitFor('CALL_INCOMING', withPeer('alice'));
-        assert.ok((await erinAt2.command('accept')).ok);
-        await alice.waitFor('CALL_ESTABLISHED', withPeer('erin'));
-        await erinAt2.waitFor('CALL_RTPESTAB', withPeer('alice'));
-        // Node 1 cancelled the branch to node 3, which cancelled erin's phone there.
-        await erinAt3.waitFor('CALL_CLOSED', withPeer('alice'));
-        assert.ok((await alice.command('hangup')).ok);
-        await erinAt2.waitFor('CALL_CLOSED', withPeer('alice'));
-      }),
-    );
+    const erinAt2 = await addPhone('erin', 1, 'erin-2');
+    await ringTwoAnswerOne('erin', erinAt2, erinAt3);
   });
 
   // Last: bob's second phone stays registered after this test. (Open mode: a name belongs to
   // the key of the node that claimed it, so both of bob's phones register at bob's node.)
   it("rings both of bob's phones at once; the one that answers gets the call", async () => {
-    const desk = await Phone.start({
-      user: 'bob',
-      node: nodes[2]!.ready.sip,
-      dir: join(dir, 'bob-desk'),
-    });
-    phones.push(desk);
-    assert.equal(await desk.registerStatus(), 200, desk.log);
-    alice.clearEvents();
-    bob.clearEvents();
-    await answeringByHand(bob, () =>
-      answeringByHand(desk, async () => {
-        assert.ok((await alice.command('dial', 'sip:bob@peerbx.local')).ok);
-        await bob.waitFor('CALL_INCOMING', withPeer('alice'));
-        await desk.waitFor('CALL_INCOMING', withPeer('alice'));
-        assert.ok((await desk.command('accept')).ok);
-        await alice.waitFor('CALL_ESTABLISHED', withPeer('bob'));
-        await desk.waitFor('CALL_RTPESTAB', withPeer('alice'));
-        // The branch that did not answer is cancelled.
-        await bob.waitFor('CALL_CLOSED', withPeer('alice'));
-        assert.ok((await alice.command('hangup')).ok);
-        await desk.waitFor('CALL_CLOSED', withPeer('alice'));
-      }),
-    );
+    const desk = await addPhone('bob', 2, 'bob-desk');
+    await ringTwoAnswerOne('bob', desk, bob);
   });
 });
 

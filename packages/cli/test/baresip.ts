@@ -355,8 +355,8 @@ class ControlPortError extends Error {}
 
 /** The status of the last REGISTER result baresip printed for `user`, if any. */
 export function registerStatusIn(output: string, user: string): number | undefined {
-  // baresip colours its errors: drop the escapes so that a line start is one again.
-  const plain = output.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), '');
+  // baresip colours its errors: without the escapes a line start is one again.
+  const plain = withoutColours(output);
   const u = escapeRegExp(user);
   const line = new RegExp(
     `(?:^|\\s)(?:${u}@\\S+: \\{\\d+/(?:UDP|TCP)/v4\\}|reg: sip:${u}@\\S+:) (\\d{3})`,
@@ -364,6 +364,11 @@ export function registerStatusIn(output: string, user: string): number | undefin
   );
   const all = [...plain.matchAll(line)];
   return all.length > 0 ? Number(all[all.length - 1]![1]) : undefined;
+}
+
+/** baresip's text without its terminal colour escapes. */
+export function withoutColours(text: string): string {
+  return text.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), '');
 }
 
 function escapeRegExp(s: string): string {
