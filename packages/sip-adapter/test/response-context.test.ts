@@ -2,6 +2,8 @@
 // upstream, the client transaction stays Accepted for 32 s to pass 2xx retransmissions on, and
 // that must be all it keeps: no parsed request or response of the call. At 1,500 calls/s the
 // difference is 20 KB a call, about a gigabyte over Timer M.
+// And a context held open for branches that may still come (a callee's location asked again
+// while the call rings): when it wakes the proxy, and that it answers only once the hold ends.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -129,6 +131,128 @@ describe('response context aftermath', () => {
     assert.equal(refs.response.deref(), undefined, 'the 2xx was let go');
     assert.equal(refs.branch.deref(), undefined, 'the branch was let go');
     assert.equal(refs.context.deref(), undefined, 'the context was let go');
+    layer.close();
+  });
+});
+
+/** A proxied INVITE's context over a real transaction layer, its upstream answers recorded. */
+function heldCall(timerCMs = 180_000) {
+  const upstream: SipResponse[] = [];
+  let server: ServerTransaction | undefined;
+  const layer = new TransactionLayer({
+    send: (data, to) => {
+      const m = parseSipMessage(data);
+      if (m instanceof SipResponse && 'port' in to && to.port === CALLER.port) upstream.push(m);
+    },
+    user: {
+      receiveRequest: (_request, tx) => {
+        server = tx;
+      },
+      receiveAck: () => undefined,
+      receiveStrayResponse: () => undefined,
+    },
+  });
+  const callerVia = `SIP/2.0/UDP 192.0.2.10:5070;branch=${generateBranch()}`;
+  layer.receive(invite([callerVia]), CALLER);
+  assert.ok(server);
+  const call = { done: 0, wakes: 0 };
+  const ctx = new ResponseContext({
+    server,
+    transactions: layer,
+    clock: systemClock,
+    timerCMs,
+    done: () => call.done++,
+  });
+  /** Starts a branch to the callee; returns a function that answers it with `status`. */
+  const branch = (port: number) => {
+    const forwarded = invite([`SIP/2.0/UDP 127.0.0.1:5060;branch=${generateBranch()}`, callerVia]);
+    const b: Branch = {
+      request: forwarded,
+      provisional: false,
+      cancelPending: false,
+      canceled: false,
+    };
+    ctx.opened();
+    ctx.start(b, { ...CALLEE, port });
+    return (status: number) => {
+      const wire = serialize(createResponse(forwarded, status, { toTag: `t${port}` }));
+      layer.receive(parseSipMessage(wire), { ...CALLEE_SOURCE, port });
+    };
+  };
+  const statuses = () => upstream.map((r) => r.status);
+  return { layer, ctx, call, branch, statuses };
+}
+
+describe('response context held open for late branches', () => {
+  it('does not answer while held: wakes once when every branch has failed, then takes a late branch', () => {
+    const { layer, ctx, call, branch, statuses } = heldCall();
+    const first = branch(5061);
+    ctx.holdOpen(() => call.wakes++);
+    ctx.seal();
+    first(486);
+    assert.equal(call.wakes, 1, 'woken when the only branch ended');
+    assert.deepEqual(statuses(), [], 'no final answer while held');
+    const late = branch(5062);
+    ctx.unhold();
+    assert.deepEqual(statuses(), [], 'the late branch is still ringing');
+    late(200);
+    assert.deepEqual(statuses(), [200], 'the late branch answered the call');
+    assert.equal(call.done, 1);
+    assert.equal(call.wakes, 1);
+    layer.close();
+  });
+
+  it('answers with the best response once the hold ends and nothing was added', () => {
+    const { layer, ctx, call, branch, statuses } = heldCall();
+    const first = branch(5061);
+    ctx.holdOpen(() => call.wakes++);
+    ctx.seal();
+    first(486);
+    assert.deepEqual(statuses(), []);
+    ctx.unhold();
+    assert.deepEqual(statuses(), [486]);
+    assert.equal(call.done, 1);
+    ctx.unhold();
+    assert.equal(call.done, 1, 'a second unhold changes nothing');
+    layer.close();
+  });
+
+  it('wakes at once on a 2xx, a 6xx or a CANCEL, and a 6xx marks the context declined', () => {
+    for (const end of ['2xx', '6xx', 'cancel'] as const) {
+      const { layer, ctx, call, branch, statuses } = heldCall();
+      const first = branch(5061);
+      const second = branch(5062);
+      ctx.holdOpen(() => {
+        call.wakes++;
+        ctx.unhold();
+      });
+      ctx.seal();
+      assert.equal(call.wakes, 0, `${end}: nothing to wake for yet`);
+      if (end === '2xx') first(200);
+      else if (end === '6xx') first(603);
+      else ctx.cancelAll();
+      assert.equal(call.wakes, 1, `${end}: woken`);
+      assert.equal(ctx.declined, end === '6xx', `${end}: declined`);
+      if (end === 'cancel') first(487);
+      second(487);
+      assert.equal(call.done, 1, `${end}: done once both branches ended`);
+      const expected = { '2xx': 200, '6xx': 603, cancel: 487 }[end];
+      assert.deepEqual(statuses(), [expected], `${end}: one final answer upstream`);
+      layer.close();
+    }
+  });
+
+  it('ends a hold nobody lets go of when Timer C fires', async () => {
+    const { layer, ctx, call, branch, statuses } = heldCall(30);
+    branch(5061);
+    ctx.holdOpen(() => call.wakes++);
+    ctx.seal();
+    await new Promise((r) => setTimeout(r, 120));
+    assert.deepEqual(statuses(), [408], 'the unanswered branch ends the call with 408');
+    assert.equal(call.done, 1);
+    assert.equal(ctx.closed, true);
+    ctx.unhold();
+    assert.equal(call.done, 1, 'a late unhold changes nothing');
     layer.close();
   });
 });

@@ -36,7 +36,13 @@ export interface StatusView {
   records: { total: number; byKind: Record<string, number> };
   links: number;
   registeredAors: string[];
-  proxy: { forwarded: number; acksForwarded: number };
+  proxy: {
+    forwarded: number;
+    acksForwarded: number;
+    /** Ringing calls to a cached location that asked the overlay again, and nodes that added. */
+    locationRechecks: number;
+    lateBranches: number;
+  };
   /** What this node refused or dropped since it started, by where and why. */
   refused: {
     /** Overlay datagrams: unreadable, or refused by reason (signature, replay, ...). */

@@ -15,7 +15,10 @@ export function formatStatus(s: StatusView): string {
     ['peers', `${s.routingTable.contacts} in ${s.routingTable.buckets} buckets, ${s.links} links`],
     ['records', `${s.records.total}${kinds ? ` (${kinds})` : ''}`],
     ['registered', s.registeredAors.length > 0 ? s.registeredAors.join(', ') : '-'],
-    ['proxied', `${s.proxy.forwarded} requests, ${s.proxy.acksForwarded} ACKs`],
+    [
+      'proxied',
+      `${s.proxy.forwarded} requests, ${s.proxy.acksForwarded} ACKs; ${s.proxy.locationRechecks} location rechecks added ${s.proxy.lateBranches} branches`,
+    ],
     ['refused', refused(s.refused)],
     ['uptime', duration(s.uptimeS)],
     ['pid', String(s.pid)],

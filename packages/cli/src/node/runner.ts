@@ -212,6 +212,8 @@ async function controlOp(
         proxy: {
           forwarded: sip.proxy.stats.forwarded,
           acksForwarded: sip.proxy.stats.acksForwarded,
+          locationRechecks: sip.proxy.stats.locationRechecks,
+          lateBranches: sip.proxy.stats.lateBranches,
         },
         refused: {
           overlay: {

@@ -1,6 +1,8 @@
 // Finds the nodes where a user is registered: the live entries of the AOR's SIP-REGISTRATION
 // records in the overlay, cached briefly. A cached answer is dropped when a call through it
-// fails, and never outlives the entries it came from. Lookups are admitted like the
+// fails, and never outlives the entries it came from; the proxy asks afresh (`fresh`) when a
+// call to a cached location is still ringing, so a device that registered at another node since
+// is reached within that call (proxy.ts). Lookups are admitted like the
 // registrar's writes: a few under way, others queued briefly, the rest refused (503), so that
 // a burst of calls to new callees gets answers at the rate the overlay gives them instead of
 // slowing every lookup until most time out. Calls to one resource share one lookup.
@@ -47,6 +49,8 @@ export class Locator {
   private readonly admission: Admission;
   hits = 0;
   misses = 0;
+  /** Lookups asked for while a cached answer was still live (see `locate`'s `fresh`). */
+  rechecks = 0;
 
   constructor(
     private readonly overlay: OverlayAccess,
@@ -76,22 +80,26 @@ export class Locator {
     return this.admission.refusals;
   }
 
+  /** True when `locate` would answer from the cache now. */
+  isCached(resource: string): boolean {
+    return this.cachedLocations(resource, this.clock.now()) !== undefined;
+  }
+
   /**
-   * Nodes with live registrations for the resource ("bob@peerbx.local"); [] when none.
+   * Nodes with live registrations for the resource ("bob@peerbx.local"); [] when none. With
+   * `fresh`, the overlay is asked even when a cached answer is live (and the answer replaces
+   * it); a lookup already under way is shared, since it began after the cached one.
    * Rejects with LocatorBusyError when the lookup would wait behind too many others, or
    * waited too long; with the overlay's error when the overlay cannot say.
    */
-  async locate(resource: string): Promise<Location[]> {
-    const now = this.clock.now();
-    const hit = this.cache.get(resource);
-    if (hit && hit.until > now) {
-      const live = hit.locations.filter((l) => l.expiresAt > now);
-      if (live.length > 0) {
-        this.hits++;
-        return live;
-      }
+  async locate(resource: string, fresh = false): Promise<Location[]> {
+    const live = this.cachedLocations(resource, this.clock.now());
+    if (live && !fresh) {
+      this.hits++;
+      return live;
     }
-    this.misses++;
+    if (live) this.rechecks++;
+    else this.misses++;
     const running = this.running.get(resource);
     if (running) return running;
     const lookup = this.admission
@@ -101,6 +109,13 @@ export class Locator {
       });
     this.running.set(resource, lookup);
     return lookup;
+  }
+
+  private cachedLocations(resource: string, now: number): Location[] | undefined {
+    const hit = this.cache.get(resource);
+    if (!hit || hit.until <= now) return undefined;
+    const live = hit.locations.filter((l) => l.expiresAt > now);
+    return live.length > 0 ? live : undefined;
   }
 
   private async fetchLocations(resource: string): Promise<Location[]> {

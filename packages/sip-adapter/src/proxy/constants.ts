@@ -11,6 +11,14 @@ export const OVERLAY_RETRY_AFTER_S = 30;
 export const LOOKUPS_BUSY_RETRY_AFTER_S = 10;
 /** How long opening an overlay channel to the callee's node may take before the branch is 480. */
 export const NODE_CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * How long an INVITE forked to a callee's cached location may ring before the proxy asks the
+ * overlay again for devices registered at other nodes since (proxy.ts, recheckLocation). A
+ * call answered sooner costs no lookup; a device found late starts ringing this much later.
+ */
+export const LOCATION_RECHECK_MS = 200;
+/** How long that lookup may hold back the answer to a call whose branches have all ended. */
+export const LOCATION_RECHECK_TIMEOUT_MS = 2_000;
 /** Via parameter naming the PeerBX node that added the Via (routes stray responses back). */
 export const VIA_NODE_PARAM = 'pbx-node';
 /** Methods whose out-of-dialog requests create dialogs, so the proxy Record-Routes them. */

@@ -5,7 +5,7 @@
 // answer. Other nodes are reached over overlay channels; phones over the flows they registered.
 
 import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
-import { type Clock, idFromHex, idToHex } from '@peerbx/dht-kademlia';
+import { type Clock, idFromHex, idToHex, type TimerHandle } from '@peerbx/dht-kademlia';
 import { type Logger, silentLogger } from '@peerbx/overlay-core';
 import { LocatorBusyError, SipParseError } from '../errors.js';
 import { createResponse } from '../message/response.js';
@@ -22,6 +22,8 @@ import type {
 } from '../transport/transport.js';
 import {
   DIALOG_METHODS,
+  LOCATION_RECHECK_MS,
+  LOCATION_RECHECK_TIMEOUT_MS,
   LOOKUPS_BUSY_RETRY_AFTER_S,
   NODE_CONNECT_TIMEOUT_MS,
   OVERLAY_RETRY_AFTER_S,
@@ -57,7 +59,7 @@ export interface ProxyComponents {
   domain: string;
   transactions: TransactionLayer;
   bindings: BindingStore;
-  locator: Pick<Locator, 'locate' | 'invalidate'>;
+  locator: Pick<Locator, 'locate' | 'invalidate' | 'isCached'>;
   clock: Clock;
   /** Our SIP address per transport, as phones reach it (Via sent-by, Record-Route). */
   localAddress(transport: SipTransportProtocol): { host: string; port: number };
@@ -72,6 +74,10 @@ export interface ProxyComponents {
   logger?: Logger;
   timerCMs?: number;
   nodeConnectTimeoutMs?: number;
+  /** How long a call to a cached location rings before the location is asked again. */
+  locationRecheckMs?: number;
+  /** How long that asking may keep the call's answer waiting once its branches have ended. */
+  locationRecheckTimeoutMs?: number;
   /**
    * Forward requests from phones to SIP addresses outside the overlay (other SIP servers or
    * devices not registered here). Default false: such requests get 403. Requests from other
@@ -96,6 +102,10 @@ export interface ProxyStats {
   strayResponsesDropped: number;
   /** Requests answered 503 because too many location lookups were waiting. */
   lookupsBusy: number;
+  /** Requests to cached locations that asked the overlay again (recheckLocation). */
+  locationRechecks: number;
+  /** Branches those added: nodes the callee registered at after the cached answer. */
+  lateBranches: number;
 }
 
 export class StatefulProxy {
@@ -109,6 +119,8 @@ export class StatefulProxy {
     acksForwarded: 0,
     strayResponsesDropped: 0,
     lookupsBusy: 0,
+    locationRechecks: 0,
+    lateBranches: 0,
   };
 
   constructor(private readonly c: ProxyComponents) {
@@ -242,9 +254,22 @@ export class StatefulProxy {
     let nodes: string[] = [];
     let overlayDown: Error | undefined;
     let registeredLocally = local.length > 0;
+    // A cached location may miss a device that registered at another node since: a request
+    // all of whose branches failed, or an INVITE still ringing, asks again (recheckLocation).
+    let cached = false;
     if (!fromPeer) {
+      cached = this.c.locator.isCached(resource);
       try {
-        const located = await this.c.locator.locate(resource);
+        let located = await this.c.locator.locate(resource);
+        if (
+          cached &&
+          local.length === 0 &&
+          !located.some((l) => idToHex(l.nodeId) !== this.c.nodeHex)
+        ) {
+          // Cached here only, with no device here any more: ask before answering 480.
+          cached = false;
+          located = await this.c.locator.locate(resource, true);
+        }
         nodes = located.map((l) => idToHex(l.nodeId)).filter((h) => h !== this.c.nodeHex);
         if (located.some((l) => idToHex(l.nodeId) === this.c.nodeHex)) registeredLocally = true;
       } catch (err) {
@@ -279,15 +304,77 @@ export class StatefulProxy {
       branch.uri = b.uri;
       this.forward(ctx, branch, this.hopForBinding(b), source, fromPeer);
     }
-    for (const nodeHex of nodes) {
-      const branch = copyRequest(request);
-      // The callee's node looks the user up by the canonical AOR, whatever alias was dialled.
-      branch.uri = aor;
-      this.forward(ctx, branch, { kind: 'node', nodeHex }, source, fromPeer, () =>
-        this.c.locator.invalidate(resource, idFromHex(nodeHex)),
-      );
-    }
+    for (const nodeHex of nodes) this.forwardToNode(ctx, request, resource, nodeHex, source);
+    if (cached) this.recheckLocation(ctx, request, resource, new Set(nodes), source);
     ctx.seal();
+  }
+
+  /** A branch to the node where the callee is registered, which forks to its devices there. */
+  private forwardToNode(
+    ctx: ResponseContext,
+    request: SipRequest,
+    resource: string,
+    nodeHex: string,
+    source: SipTransportAddress,
+  ): void {
+    const branch = copyRequest(request);
+    // The callee's node looks the user up by the canonical AOR, whatever alias was dialled.
+    branch.uri = `sip:${resource}`;
+    this.forward(ctx, branch, { kind: 'node', nodeHex }, source, undefined, () =>
+      this.c.locator.invalidate(resource, idFromHex(nodeHex)),
+    );
+  }
+
+  /**
+   * A request forked to cached locations whose branches have all failed, or an INVITE that
+   * still rings after LOCATION_RECHECK_MS, asks the overlay afresh and forks to the nodes it did
+   * not know of (a device of the callee's that registered at another node since). A request
+   * answered sooner costs nothing more. The context stays open until that answer is in (at
+   * most LOCATION_RECHECK_TIMEOUT_MS), so a 480 from a node the callee left is not the last word.
+   */
+  private recheckLocation(
+    ctx: ResponseContext,
+    request: SipRequest,
+    resource: string,
+    tried: ReadonlySet<string>,
+    source: SipTransportAddress,
+  ): void {
+    const clock = this.c.clock;
+    let started = false;
+    let timer: TimerHandle | undefined;
+    const recheck = () => {
+      if (started) return;
+      started = true;
+      if (timer) clock.clearTimeout(timer);
+      if (ctx.finalSent || ctx.canceled || ctx.declined || ctx.closed) {
+        ctx.unhold();
+        return;
+      }
+      this.stats.locationRechecks++;
+      void withTimeout(
+        this.c.locator.locate(resource, true),
+        this.c.locationRecheckTimeoutMs ?? LOCATION_RECHECK_TIMEOUT_MS,
+      )
+        .then(
+          (located) => {
+            if (ctx.finalSent || ctx.canceled || ctx.declined || ctx.closed) return;
+            for (const l of located) {
+              const nodeHex = idToHex(l.nodeId);
+              if (nodeHex === this.c.nodeHex || tried.has(nodeHex)) continue;
+              this.stats.lateBranches++;
+              this.forwardToNode(ctx, request, resource, nodeHex, source);
+            }
+          },
+          (err: unknown) => {
+            this.log.debug({ resource, err: (err as Error).message }, 'location recheck failed');
+          },
+        )
+        .finally(() => ctx.unhold());
+    };
+    if (request.method === 'INVITE') {
+      timer = clock.setTimeout(recheck, this.c.locationRecheckMs ?? LOCATION_RECHECK_MS);
+    }
+    ctx.holdOpen(recheck);
   }
 
   /**

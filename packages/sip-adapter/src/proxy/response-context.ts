@@ -89,6 +89,10 @@ export class ResponseContext {
   private best: SipResponse | undefined;
   finalSent = false;
   canceled = false;
+  /** True once the final response is out and every branch has ended: no branch may start. */
+  closed = false;
+  /** Set while branches may still be added after `seal` (see `holdOpen`). */
+  private hold: { wake: () => void; woken: boolean } | undefined;
   private timerC: TimerHandle | undefined;
 
   /**
@@ -112,6 +116,11 @@ export class ResponseContext {
   get request(): SipRequest {
     if (!this.proxied) throw new Error('response context is done: the request is gone');
     return this.proxied;
+  }
+
+  /** True once a branch declined with a 6xx: no other branch may be tried (§16.7 step 10). */
+  get declined(): boolean {
+    return this.best !== undefined && this.best.status >= 600;
   }
 
   /** Announces a branch whose destination is still being found. */
@@ -150,10 +159,31 @@ export class ResponseContext {
     this.maybeFinish();
   }
 
+  /**
+   * Keeps the context open, sealed or not, for branches the proxy may still add (a callee's
+   * location asked afresh). `wake` is told once, when waiting is pointless or must end now: a
+   * 2xx went through, the request was cancelled, or every branch so far has ended (the answer
+   * would otherwise be due). The proxy then adds what branches it will and calls `unhold`.
+   */
+  holdOpen(wake: () => void): void {
+    if (this.hold || this.closed) return;
+    this.hold = { wake, woken: false };
+    this.opening++;
+  }
+
+  /** Ends a hold: the context answers once its branches have. */
+  unhold(): void {
+    if (!this.hold) return;
+    this.hold = undefined;
+    if (this.opening > 0) this.opening--;
+    this.maybeFinish();
+  }
+
   /** CANCEL from upstream (§16.10) or a 2xx/6xx ending the others (§16.7 step 10). */
   cancelAll(): void {
     this.canceled = true;
     for (const b of this.branches) this.cancelBranch(b);
+    this.maybeFinish();
   }
 
   dispose(): void {
@@ -195,8 +225,19 @@ export class ResponseContext {
   }
 
   private maybeFinish(): void {
-    if (!this.sealed || this.opening > 0) return;
+    const hold = this.hold;
+    if (hold && !hold.woken) {
+      // Only the hold is open (no branch still connecting), and nothing is left to wait for.
+      const idle = this.opening === 1 && this.branches.every((b) => b.final !== undefined);
+      if (this.finalSent || this.canceled || this.declined || idle) {
+        hold.woken = true;
+        hold.wake(); // it calls unhold, now or later, which comes back here
+        return;
+      }
+    }
+    if (this.closed || !this.sealed || this.opening > 0) return;
     if (this.branches.some((b) => b.final === undefined)) return;
+    this.closed = true;
     this.dispose();
     if (!this.finalSent) {
       this.finalSent = true;
@@ -297,8 +338,9 @@ export class ResponseContext {
       // The branch ends now as far as the caller is concerned (§16.8: a 408).
       this.receive(b, createResponse(b.request, 408));
     }
-    if (!this.sealed) {
+    if (!this.sealed || this.hold) {
       this.sealed = true;
+      this.hold = undefined;
       this.opening = 0;
       this.maybeFinish();
     }
