@@ -305,6 +305,36 @@ describe('overlay bridge', () => {
     assert.equal(fetches, 4, 'an answer from before the failure was not cached');
   });
 
+  it('takes a cached answer, or a lookup under way, only when it began within maxAgeMs', async () => {
+    let fetches = 0;
+    const access: OverlayAccess = {
+      nodeId: b.nodeId,
+      fetch: (resource, kind) => {
+        fetches++;
+        return b.fetch(resource, kind);
+      },
+      connect: (nodeId, application) => b.connect(nodeId, application),
+      publish: (params) => b.publish(params),
+    };
+    await sync(new RegistrationPublisher(b, clock), 'm1');
+    const loc = new Locator(access, clock);
+    await loc.locate('m1@peerbx.local');
+    now += 500;
+    await loc.locate('m1@peerbx.local', { maxAgeMs: 1000 });
+    assert.equal(fetches, 1, 'a 500 ms old answer will do');
+    now += 600;
+    const one = loc.locate('m1@peerbx.local', { maxAgeMs: 1000 });
+    const two = loc.locate('m1@peerbx.local', { maxAgeMs: 1000 });
+    assert.equal((await one).length, 1);
+    assert.equal(await two, await one, 'the second shares the lookup the first began');
+    assert.equal(fetches, 2, 'a 1100 ms old answer was looked up again, once');
+    assert.equal(loc.rechecks, 2);
+    await loc.locate('m1@peerbx.local', { maxAgeMs: 1000 });
+    await loc.locate('m1@peerbx.local');
+    assert.equal(fetches, 2, 'the new answer was cached');
+    assert.equal(loc.hits, 3);
+  });
+
   it('restores after a restart in the background, after REGISTERs, without stale writes', async () => {
     const o = heldOverlay();
     const pub = new RegistrationPublisher(o.access, clock, { maxInFlight: 1, maxWaiting: 1 });

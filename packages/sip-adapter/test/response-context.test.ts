@@ -217,29 +217,56 @@ describe('response context held open for late branches', () => {
     layer.close();
   });
 
-  it('wakes at once on a 2xx, a 6xx or a CANCEL, and a 6xx marks the context declined', () => {
+  it('ends the hold by itself, without waking, on a 2xx, a 6xx or a CANCEL', () => {
     for (const end of ['2xx', '6xx', 'cancel'] as const) {
       const { layer, ctx, call, branch, statuses } = heldCall();
       const first = branch(5061);
       const second = branch(5062);
-      ctx.holdOpen(() => {
-        call.wakes++;
-        ctx.unhold();
-      });
+      ctx.holdOpen(() => call.wakes++);
       ctx.seal();
-      assert.equal(call.wakes, 0, `${end}: nothing to wake for yet`);
       if (end === '2xx') first(200);
       else if (end === '6xx') first(603);
       else ctx.cancelAll();
-      assert.equal(call.wakes, 1, `${end}: woken`);
+      assert.equal(ctx.decided, true, `${end}: decided`);
       assert.equal(ctx.declined, end === '6xx', `${end}: declined`);
       if (end === 'cancel') first(487);
       second(487);
-      assert.equal(call.done, 1, `${end}: done once both branches ended`);
+      assert.equal(call.wakes, 0, `${end}: nothing to look for any more`);
+      assert.equal(call.done, 1, `${end}: done once both branches ended, no unhold needed`);
       const expected = { '2xx': 200, '6xx': 603, cancel: 487 }[end];
       assert.deepEqual(statuses(), [expected], `${end}: one final answer upstream`);
       layer.close();
     }
+  });
+
+  it('wakes after wakeAfterMs while a branch still rings, once; a closed context starts no branch', async () => {
+    const { layer, ctx, call, branch, statuses } = heldCall();
+    const first = branch(5061);
+    ctx.holdOpen(() => call.wakes++, 20);
+    ctx.seal();
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(call.wakes, 1, 'woken by its timer');
+    first(486);
+    assert.equal(call.wakes, 1, 'not woken again when the branch ends');
+    assert.deepEqual(statuses(), [], 'the answer waits for unhold');
+    ctx.unhold();
+    assert.deepEqual(statuses(), [486]);
+    assert.equal(ctx.closed, true);
+    branch(5063);
+    assert.equal(ctx.branches.length, 0, 'no branch starts on a closed context');
+    layer.close();
+  });
+
+  it('stops its wake timer when disposed (the proxy closing)', async () => {
+    const { layer, ctx, call, branch } = heldCall();
+    branch(5061);
+    ctx.holdOpen(() => call.wakes++, 20);
+    ctx.seal();
+    ctx.dispose();
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(call.wakes, 0);
+    assert.equal(ctx.decided, true);
+    layer.close();
   });
 
   it('ends a hold nobody lets go of when Timer C fires', async () => {

@@ -11,7 +11,9 @@ import assert from 'node:assert/strict';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { idToHex } from '@peerbx/dht-kademlia';
+import { LOCATION_RECHECK_MAX_AGE_MS } from '../src/proxy/constants.js';
 import { type PeerNode, type RunningSipp, rawRegister } from './fixtures/sipp.js';
 import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
 
@@ -101,7 +103,10 @@ describe("a callee that registered at another node after the caller's node cache
     chmodSync(join(to, `${user}.key`), 0o600);
   }
 
-  /** Node 1 looks the user up now, so the calls below find it cached (at `at` only). */
+  /**
+   * Node 1 looks the user up now, so the calls below find it cached (at `at` only), and older
+   * than a recheck takes (as it is when the user's new device registers a while later).
+   */
   async function cacheAtNode1(user: string, at = peers[1]!): Promise<void> {
     const n1 = peers[0]!;
     const found = await n1.sip.locator.locate(`${user}@peerbx.local`);
@@ -111,6 +116,7 @@ describe("a callee that registered at another node after the caller's node cache
       'node 1 knows where the user was',
     );
     assert.ok(n1.sip.locator.isCached(`${user}@peerbx.local`));
+    await sleep(LOCATION_RECHECK_MAX_AGE_MS);
   }
 
   it('a ringing call to the cached node also rings the device at the new node, which answers', {
@@ -136,7 +142,9 @@ describe("a callee that registered at another node after the caller's node cache
     assert.equal(r.code, 0, `device at node 2 (cancelled): ${r.output}`);
     assert.equal(n1.sip.proxy.stats.locationRechecks - before.locationRechecks, 1);
     assert.equal(n1.sip.proxy.stats.lateBranches - before.lateBranches, 1, 'node 3 added late');
+    const hits = n1.sip.locator.hits;
     const now = await n1.sip.locator.locate('gina@peerbx.local');
+    assert.equal(n1.sip.locator.hits - hits, 1, 'answered from the cache');
     assert.deepEqual(
       now.map((l) => idToHex(l.nodeId)).sort(),
       [n2.sip.nodeHex, n3.sip.nodeHex].sort(),

@@ -39,7 +39,7 @@ export interface StatusView {
   proxy: {
     forwarded: number;
     acksForwarded: number;
-    /** Ringing calls to a cached location that asked the overlay again, and nodes that added. */
+    /** Requests to a cached location that asked for it again, and the nodes those added. */
     locationRechecks: number;
     lateBranches: number;
   };

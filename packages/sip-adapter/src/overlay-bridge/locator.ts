@@ -1,8 +1,9 @@
 // Finds the nodes where a user is registered: the live entries of the AOR's SIP-REGISTRATION
 // records in the overlay, cached briefly. A cached answer is dropped when a call through it
-// fails, and never outlives the entries it came from; the proxy asks afresh (`fresh`) when a
-// call to a cached location is still ringing, so a device that registered at another node since
-// is reached within that call (proxy.ts). Lookups are admitted like the
+// fails, and never outlives the entries it came from. The proxy asks for a recent answer
+// (`maxAgeMs`) when a request to a cached location is still unanswered after a while or was
+// refused by every node, so that a device registered at another node since is reached within
+// that request (proxy.ts, recheckLocation). Lookups are admitted like the
 // registrar's writes: a few under way, others queued briefly, the rest refused (503), so that
 // a burst of calls to new callees gets answers at the rate the overlay gives them instead of
 // slowing every lookup until most time out. Calls to one resource share one lookup.
@@ -38,18 +39,32 @@ export interface Location {
 interface CacheEntry {
   locations: Location[];
   until: number;
+  /** When the lookup that found them began. */
+  fetchedAt: number;
+}
+
+interface RunningLookup {
+  promise: Promise<Location[]>;
+  startedAt: number;
+}
+
+export interface LocateOptions {
+  /** Only an answer whose lookup began at most this long ago will do (default: any cached). */
+  maxAgeMs?: number;
+  /** Wait behind lookups someone waits for, and never be refused (Admission's background). */
+  background?: boolean;
 }
 
 export class Locator {
   private readonly cache = new Map<string, CacheEntry>();
   /** Lookups under way or waiting, by resource: a second call to it shares the first's. */
-  private readonly running = new Map<string, Promise<Location[]>>();
+  private readonly running = new Map<string, RunningLookup>();
   /** The newest fetch of each resource not invalidated since it began: only it caches. */
   private readonly latest = new Map<string, object>();
   private readonly admission: Admission;
   hits = 0;
   misses = 0;
-  /** Lookups asked for while a cached answer was still live (see `locate`'s `fresh`). */
+  /** Calls to `locate` that found a live cached answer older than their `maxAgeMs`. */
   rechecks = 0;
 
   constructor(
@@ -86,39 +101,45 @@ export class Locator {
   }
 
   /**
-   * Nodes with live registrations for the resource ("bob@peerbx.local"); [] when none. With
-   * `fresh`, the overlay is asked even when a cached answer is live (and the answer replaces
-   * it); a lookup already under way is shared, since it began after the cached one.
+   * Nodes with live registrations for the resource ("bob@peerbx.local"); [] when none. A
+   * cached answer, or a lookup already under way, serves when it began at most `maxAgeMs` ago;
+   * otherwise the overlay is asked (and its answer replaces the cached one).
    * Rejects with LocatorBusyError when the lookup would wait behind too many others, or
    * waited too long; with the overlay's error when the overlay cannot say.
    */
-  async locate(resource: string, fresh = false): Promise<Location[]> {
-    const live = this.cachedLocations(resource, this.clock.now());
-    if (live && !fresh) {
+  async locate(resource: string, options: LocateOptions = {}): Promise<Location[]> {
+    const now = this.clock.now();
+    const maxAge = options.maxAgeMs ?? Number.POSITIVE_INFINITY;
+    const live = this.cachedLocations(resource, now);
+    if (live && now - live.fetchedAt <= maxAge) {
       this.hits++;
-      return live;
+      return live.locations;
     }
     if (live) this.rechecks++;
     else this.misses++;
     const running = this.running.get(resource);
-    if (running) return running;
-    const lookup = this.admission
-      .run(() => this.fetchLocations(resource))
+    if (running && now - running.startedAt <= maxAge) return running.promise;
+    const promise = this.admission
+      .run(() => this.fetchLocations(resource), options.background)
       .finally(() => {
-        if (this.running.get(resource) === lookup) this.running.delete(resource);
+        if (this.running.get(resource)?.promise === promise) this.running.delete(resource);
       });
-    this.running.set(resource, lookup);
-    return lookup;
+    this.running.set(resource, { promise, startedAt: now });
+    return promise;
   }
 
-  private cachedLocations(resource: string, now: number): Location[] | undefined {
+  private cachedLocations(
+    resource: string,
+    now: number,
+  ): { locations: Location[]; fetchedAt: number } | undefined {
     const hit = this.cache.get(resource);
     if (!hit || hit.until <= now) return undefined;
-    const live = hit.locations.filter((l) => l.expiresAt > now);
-    return live.length > 0 ? live : undefined;
+    const locations = hit.locations.filter((l) => l.expiresAt > now);
+    return locations.length > 0 ? { locations, fetchedAt: hit.fetchedAt } : undefined;
   }
 
   private async fetchLocations(resource: string): Promise<Location[]> {
+    const fetchedAt = this.clock.now();
     const token = {};
     this.latest.set(resource, token);
     let records: Awaited<ReturnType<OverlayAccess['fetch']>>;
@@ -146,7 +167,7 @@ export class Locator {
     if (!current) return locations;
     if (locations.length > 0) {
       const until = Math.min(now + this.cacheMs, ...locations.map((l) => l.expiresAt));
-      this.cache.set(resource, { locations, until });
+      this.cache.set(resource, { locations, until, fetchedAt });
     } else {
       this.cache.delete(resource);
     }

@@ -12,11 +12,16 @@ export const LOOKUPS_BUSY_RETRY_AFTER_S = 10;
 /** How long opening an overlay channel to the callee's node may take before the branch is 480. */
 export const NODE_CONNECT_TIMEOUT_MS = 5_000;
 /**
- * How long an INVITE forked to a callee's cached location may ring before the proxy asks the
- * overlay again for devices registered at other nodes since (proxy.ts, recheckLocation). A
- * call answered sooner costs no lookup; a device found late starts ringing this much later.
+ * How long an INVITE forked to a callee's cached location may go unanswered before the proxy
+ * asks again for devices registered at other nodes since (proxy.ts, recheckLocation). A call
+ * answered sooner costs no lookup; a device found late starts ringing this much later.
  */
 export const LOCATION_RECHECK_MS = 200;
+/**
+ * A recheck takes a location looked up at most this long ago (by another call's recheck, say)
+ * rather than asking the overlay again: calls to one callee cost at most one lookup a second.
+ */
+export const LOCATION_RECHECK_MAX_AGE_MS = 1_000;
 /** How long that lookup may hold back the answer to a call whose branches have all ended. */
 export const LOCATION_RECHECK_TIMEOUT_MS = 2_000;
 /** Via parameter naming the PeerBX node that added the Via (routes stray responses back). */

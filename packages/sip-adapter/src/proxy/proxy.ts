@@ -5,7 +5,7 @@
 // answer. Other nodes are reached over overlay channels; phones over the flows they registered.
 
 import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
-import { type Clock, idFromHex, idToHex, type TimerHandle } from '@peerbx/dht-kademlia';
+import { type Clock, idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import { type Logger, silentLogger } from '@peerbx/overlay-core';
 import { LocatorBusyError, SipParseError } from '../errors.js';
 import { createResponse } from '../message/response.js';
@@ -22,6 +22,7 @@ import type {
 } from '../transport/transport.js';
 import {
   DIALOG_METHODS,
+  LOCATION_RECHECK_MAX_AGE_MS,
   LOCATION_RECHECK_MS,
   LOCATION_RECHECK_TIMEOUT_MS,
   LOOKUPS_BUSY_RETRY_AFTER_S,
@@ -74,7 +75,7 @@ export interface ProxyComponents {
   logger?: Logger;
   timerCMs?: number;
   nodeConnectTimeoutMs?: number;
-  /** How long a call to a cached location rings before the location is asked again. */
+  /** How long an INVITE to a cached location goes unanswered before the location is asked again. */
   locationRecheckMs?: number;
   /** How long that asking may keep the call's answer waiting once its branches have ended. */
   locationRecheckTimeoutMs?: number;
@@ -102,7 +103,7 @@ export interface ProxyStats {
   strayResponsesDropped: number;
   /** Requests answered 503 because too many location lookups were waiting. */
   lookupsBusy: number;
-  /** Requests to cached locations that asked the overlay again (recheckLocation). */
+  /** Requests to cached locations that asked for the callee's location again (recheckLocation). */
   locationRechecks: number;
   /** Branches those added: nodes the callee registered at after the cached answer. */
   lateBranches: number;
@@ -266,9 +267,10 @@ export class StatefulProxy {
           local.length === 0 &&
           !located.some((l) => idToHex(l.nodeId) !== this.c.nodeHex)
         ) {
-          // Cached here only, with no device here any more: ask before answering 480.
+          // Cached here only, with no device here any more: ask before answering 480 (and
+          // answer that when the overlay cannot say).
           cached = false;
-          located = await this.c.locator.locate(resource, true);
+          located = await this.c.locator.locate(resource, { maxAgeMs: 0 }).catch(() => located);
         }
         nodes = located.map((l) => idToHex(l.nodeId)).filter((h) => h !== this.c.nodeHex);
         if (located.some((l) => idToHex(l.nodeId) === this.c.nodeHex)) registeredLocally = true;
@@ -326,11 +328,13 @@ export class StatefulProxy {
   }
 
   /**
-   * A request forked to cached locations whose branches have all failed, or an INVITE that
-   * still rings after LOCATION_RECHECK_MS, asks the overlay afresh and forks to the nodes it did
-   * not know of (a device of the callee's that registered at another node since). A request
-   * answered sooner costs nothing more. The context stays open until that answer is in (at
-   * most LOCATION_RECHECK_TIMEOUT_MS), so a 480 from a node the callee left is not the last word.
+   * A request forked to cached locations whose branches have all ended without a 2xx, or an
+   * INVITE still unanswered after LOCATION_RECHECK_MS, asks for the callee's location again
+   * (an answer at most LOCATION_RECHECK_MAX_AGE_MS old, looked up behind the lookups callers
+   * wait for) and forks to the nodes it did not know of: a device of the callee's registered at
+   * another node since. A request answered sooner costs nothing more. The answer waits for that
+   * lookup (at most LOCATION_RECHECK_TIMEOUT_MS), so a 480 from a node the callee left is not
+   * the last word.
    */
   private recheckLocation(
     ctx: ResponseContext,
@@ -339,42 +343,34 @@ export class StatefulProxy {
     tried: ReadonlySet<string>,
     source: SipTransportAddress,
   ): void {
-    const clock = this.c.clock;
-    let started = false;
-    let timer: TimerHandle | undefined;
     const recheck = () => {
-      if (started) return;
-      started = true;
-      if (timer) clock.clearTimeout(timer);
-      if (ctx.finalSent || ctx.canceled || ctx.declined || ctx.closed) {
-        ctx.unhold();
-        return;
-      }
       this.stats.locationRechecks++;
+      const lookup = this.c.locator.locate(resource, {
+        maxAgeMs: LOCATION_RECHECK_MAX_AGE_MS,
+        background: true,
+      });
       void withTimeout(
-        this.c.locator.locate(resource, true),
+        lookup,
         this.c.locationRecheckTimeoutMs ?? LOCATION_RECHECK_TIMEOUT_MS,
+        'location recheck',
       )
-        .then(
-          (located) => {
-            if (ctx.finalSent || ctx.canceled || ctx.declined || ctx.closed) return;
-            for (const l of located) {
-              const nodeHex = idToHex(l.nodeId);
-              if (nodeHex === this.c.nodeHex || tried.has(nodeHex)) continue;
-              this.stats.lateBranches++;
-              this.forwardToNode(ctx, request, resource, nodeHex, source);
-            }
-          },
-          (err: unknown) => {
-            this.log.debug({ resource, err: (err as Error).message }, 'location recheck failed');
-          },
-        )
+        .then((located) => {
+          if (ctx.decided) return;
+          for (const l of located) {
+            const nodeHex = idToHex(l.nodeId);
+            if (nodeHex === this.c.nodeHex || tried.has(nodeHex)) continue;
+            this.stats.lateBranches++;
+            this.forwardToNode(ctx, request, resource, nodeHex, source);
+          }
+        })
+        .catch((err: unknown) => {
+          this.log.debug({ resource, err: (err as Error).message }, 'location recheck failed');
+        })
         .finally(() => ctx.unhold());
     };
-    if (request.method === 'INVITE') {
-      timer = clock.setTimeout(recheck, this.c.locationRecheckMs ?? LOCATION_RECHECK_MS);
-    }
-    ctx.holdOpen(recheck);
+    const after =
+      request.method === 'INVITE' ? (this.c.locationRecheckMs ?? LOCATION_RECHECK_MS) : undefined;
+    ctx.holdOpen(recheck, after);
   }
 
   /**
@@ -579,9 +575,11 @@ export class StatefulProxy {
     void withTimeout(
       this.c.nodeFlow(hop.nodeHex),
       this.c.nodeConnectTimeoutMs ?? NODE_CONNECT_TIMEOUT_MS,
+      'channel',
     ).then(
       (connectionId) => {
-        if (ctx.canceled && request.method === 'INVITE') ctx.fail(branch, 487);
+        // Decided while the channel opened (a 2xx, a 6xx, a CANCEL): the branch never starts.
+        if (ctx.decided) ctx.fail(branch, 487);
         else ctx.start(branch, { connectionId });
       },
       (err: unknown) => {
@@ -715,12 +713,12 @@ function copyRequest(r: SipRequest): SipRequest {
   });
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
     new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no channel after ${ms} ms`)), ms);
+      timer = setTimeout(() => reject(new Error(`no ${what} after ${ms} ms`)), ms);
     }),
   ]);
 }

@@ -92,7 +92,7 @@ export class ResponseContext {
   /** True once the final response is out and every branch has ended: no branch may start. */
   closed = false;
   /** Set while branches may still be added after `seal` (see `holdOpen`). */
-  private hold: { wake: () => void; woken: boolean } | undefined;
+  private hold: { wake: () => void; woken: boolean; timer: TimerHandle | undefined } | undefined;
   private timerC: TimerHandle | undefined;
 
   /**
@@ -128,8 +128,9 @@ export class ResponseContext {
     this.opening++;
   }
 
-  /** Starts a client transaction on a branch. */
+  /** Starts a client transaction on a branch (none once the context is closed). */
   start(branch: Branch, destination: SipDestination): void {
+    if (this.closed) return;
     branch.destination = destination;
     this.branches.push(branch);
     if (this.opening > 0) this.opening--;
@@ -148,6 +149,7 @@ export class ResponseContext {
 
   /** A branch that failed before it could be sent: its response is synthesized here. */
   fail(branch: Branch, status: number, reason?: string): void {
+    if (this.closed) return;
     this.branches.push(branch);
     if (this.opening > 0) this.opening--;
     this.receive(branch, createResponse(branch.request, status, reason ? { reason } : {}));
@@ -160,22 +162,36 @@ export class ResponseContext {
   }
 
   /**
-   * Keeps the context open, sealed or not, for branches the proxy may still add (a callee's
-   * location asked afresh). `wake` is told once, when waiting is pointless or must end now: a
-   * 2xx went through, the request was cancelled, or every branch so far has ended (the answer
-   * would otherwise be due). The proxy then adds what branches it will and calls `unhold`.
+   * True once no branch may be added: the final response is out (or a 2xx went through), the
+   * request was cancelled, or a branch declined with a 6xx.
    */
-  holdOpen(wake: () => void): void {
-    if (this.hold || this.closed) return;
-    this.hold = { wake, woken: false };
-    this.opening++;
+  get decided(): boolean {
+    return this.finalSent || this.canceled || this.declined || this.closed;
+  }
+
+  /**
+   * Keeps the context from answering, sealed or not, while the proxy may still add branches
+   * (the callee's location asked again). `wake` is told once: after `wakeAfterMs` if given, or
+   * sooner when every branch so far has ended (the answer would be due now). The proxy adds
+   * what branches it will and calls `unhold`. Once the outcome is decided the hold ends by
+   * itself; the proxy must check `decided` before it adds a branch.
+   */
+  holdOpen(wake: () => void, wakeAfterMs?: number): void {
+    if (this.hold || this.decided) return;
+    const hold = { wake, woken: false, timer: undefined as TimerHandle | undefined };
+    this.hold = hold;
+    if (wakeAfterMs !== undefined) {
+      hold.timer = this.options.clock.setTimeout(() => {
+        hold.timer = undefined;
+        if (this.hold === hold) this.wake(hold);
+      }, wakeAfterMs);
+    }
   }
 
   /** Ends a hold: the context answers once its branches have. */
   unhold(): void {
     if (!this.hold) return;
-    this.hold = undefined;
-    if (this.opening > 0) this.opening--;
+    this.dropHold();
     this.maybeFinish();
   }
 
@@ -186,9 +202,26 @@ export class ResponseContext {
     this.maybeFinish();
   }
 
+  /** Stops the context's timers and its hold, and closes it (the proxy closing, or done). */
   dispose(): void {
+    this.closed = true;
     if (this.timerC) this.options.clock.clearTimeout(this.timerC);
     this.timerC = undefined;
+    this.dropHold();
+  }
+
+  private dropHold(): void {
+    const timer = this.hold?.timer;
+    if (timer) this.options.clock.clearTimeout(timer);
+    this.hold = undefined;
+  }
+
+  private wake(hold: NonNullable<ResponseContext['hold']>): void {
+    if (hold.woken) return;
+    hold.woken = true;
+    if (hold.timer) this.options.clock.clearTimeout(hold.timer);
+    hold.timer = undefined;
+    hold.wake(); // it calls unhold, now or later
   }
 
   private receive(branch: Branch, response: SipResponse): void {
@@ -226,19 +259,18 @@ export class ResponseContext {
 
   private maybeFinish(): void {
     const hold = this.hold;
-    if (hold && !hold.woken) {
-      // Only the hold is open (no branch still connecting), and nothing is left to wait for.
-      const idle = this.opening === 1 && this.branches.every((b) => b.final !== undefined);
-      if (this.finalSent || this.canceled || this.declined || idle) {
-        hold.woken = true;
-        hold.wake(); // it calls unhold, now or later, which comes back here
+    if (hold) {
+      // Decided: no branch can be added any more, so there is nothing to hold open for.
+      if (this.decided) this.dropHold();
+      else if (this.opening === 0 && this.branches.every((b) => b.final !== undefined)) {
+        // Every branch so far has ended: the answer is due, unless the proxy finds more.
+        this.wake(hold);
         return;
-      }
+      } else return;
     }
     if (this.closed || !this.sealed || this.opening > 0) return;
     if (this.branches.some((b) => b.final === undefined)) return;
-    this.closed = true;
-    this.dispose();
+    this.dispose(); // closed from here on
     if (!this.finalSent) {
       this.finalSent = true;
       this.server.respond(this.chooseFinal());
@@ -332,15 +364,16 @@ export class ResponseContext {
 
   private timerCFired(): void {
     this.timerC = undefined;
+    // No branch comes late now: the call ends with what its branches have.
+    this.dropHold();
     for (const b of this.branches) {
       if (b.final !== undefined) continue;
       if (b.provisional) this.sendCancel(b);
       // The branch ends now as far as the caller is concerned (§16.8: a 408).
       this.receive(b, createResponse(b.request, 408));
     }
-    if (!this.sealed || this.hold) {
+    if (!this.sealed || this.opening > 0) {
       this.sealed = true;
-      this.hold = undefined;
       this.opening = 0;
       this.maybeFinish();
     }
