@@ -7,6 +7,11 @@ import type { Channel, PublishParams, StoredRecord } from '@peerbx/overlay-core'
 export interface OverlayAccess {
   readonly nodeId: NodeId;
   publish(params: PublishParams): Promise<{ record: StoredRecord; replicas: number }>;
-  fetch(resource: string, kind?: number): Promise<StoredRecord[]>;
+  /** `options.early`: see OverlayNode.fetch (an OverlayClient need not call it). */
+  fetch(
+    resource: string,
+    kind?: number,
+    options?: { early?: (records: StoredRecord[]) => void },
+  ): Promise<StoredRecord[]>;
   connect(nodeId: NodeId, application: string): Promise<Channel>;
 }
