@@ -416,17 +416,9 @@ export class OverlayNode {
   /**
    * Fetches a resource's records from the overlay and verifies each one again (signatures,
    * policy, name claim): a storing peer is never trusted. `kind` filters the result.
-   * `options.early` is told the first holder's records, verified the same way, while the
-   * lookup waits for the rest of its quorum: a holder can leave records out or offer older
-   * ones, never forge one, so what it gives can be acted on at once and the full answer
-   * added to later (the SIP proxy rings those nodes first).
    */
-  fetch(
-    resource: string,
-    kind?: number,
-    options: { early?: (records: StoredRecord[]) => void } = {},
-  ): Promise<StoredRecord[]> {
-    return this.fetchRecords(resource, kind, FETCH_QUORUM, options.early);
+  fetch(resource: string, kind?: number): Promise<StoredRecord[]> {
+    return this.fetchRecords(resource, kind, FETCH_QUORUM);
   }
 
   /** fetch() with the number of holders whose answers are awaited (see FETCH_QUORUM). */
@@ -434,7 +426,6 @@ export class OverlayNode {
     resource: string,
     kind: number | undefined,
     quorum: number,
-    early?: (records: StoredRecord[]) => void,
   ): Promise<StoredRecord[]> {
     // The first holders' answers are checked as they arrive, while the lookup waits for the
     // holder that completes its quorum: the signatures found good are remembered
@@ -444,7 +435,6 @@ export class OverlayNode {
     // verifyFetched.
     const key = resourceId(resource);
     const refused = new Set<string>();
-    let told = false;
     const precheck = (values: readonly { value: Uint8Array }[]): void => {
       const context = { config: this.config, now: this.clock.now() };
       for (const { value } of values) {
@@ -455,13 +445,6 @@ export class OverlayNode {
         refused.add(id);
         this.log.warn({ resource, detail: checked.problem }, 'dropped a fetched record');
       }
-      if (!early || told) return;
-      const records = verifyFetched(distinctValues(values, refused), resource, kind, this.config, {
-        now: this.clock.now(),
-      });
-      if (records.length === 0) return;
-      told = true;
-      early(records);
     };
     const result = await this.lookupValues(resource, quorum, precheck);
     return verifyFetched(distinctValues(result.values, refused), resource, kind, this.config, {

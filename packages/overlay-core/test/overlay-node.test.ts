@@ -128,34 +128,6 @@ describe('overlay node over real sockets', () => {
     for (const n of holders) assert.equal(n.store.get(key, Date.now()).length, 2);
   });
 
-  it("tells the first holder's verified records early, before the quorum's answer", async () => {
-    const [a] = nodes as [OverlayNode];
-    const value = new TextEncoder().encode('sip:erin@127.0.0.1:5070');
-    await a.publish({
-      kind: KIND_SIP_REGISTRATION,
-      resource: 'erin@peerbx.local',
-      dictionaryKey: a.nodeId,
-      value,
-      lifetimeMs: 60_000,
-    });
-    // A node that holds nothing of erin's needs two holders' answers (the quorum).
-    const key = resourceId('erin@peerbx.local');
-    const asker = nodes.find((n) => n.store.get(key, Date.now()).length === 0);
-    assert.ok(asker, 'k = 3 of 4 nodes hold the record: one does not');
-    const events: string[] = [];
-    const got = await asker.fetch('erin@peerbx.local', KIND_SIP_REGISTRATION, {
-      early: (records) => {
-        events.push('early');
-        assert.equal(records.length, 1);
-        assert.deepEqual(records[0]!.value, value);
-        assert.equal(records[0]!.user?.name, 'erin');
-      },
-    });
-    events.push('answer');
-    assert.deepEqual(events, ['early', 'answer']);
-    assert.deepEqual(got[0]!.value, value);
-  });
-
   it('drops a forged record every holder returns and still finds the real one', async () => {
     const key = resourceId(ALICE);
     const holders = nodes.filter((n) => n.store.get(key, Date.now()).length > 0);

@@ -305,41 +305,6 @@ describe('overlay bridge', () => {
     assert.equal(fetches, 4, 'an answer from before the failure was not cached');
   });
 
-  it("passes the first holder's locations on early, to every caller sharing the lookup", async () => {
-    let release: () => void = () => undefined;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const access: OverlayAccess = {
-      nodeId: b.nodeId,
-      fetch: async (resource, kind, options) => {
-        const all = await b.fetch(resource, kind);
-        options?.early?.(all);
-        await held;
-        return all;
-      },
-      connect: (nodeId, application) => b.connect(nodeId, application),
-      publish: (params) => b.publish(params),
-    };
-    await sync(new RegistrationPublisher(b, clock), 'e1');
-    const loc = new Locator(access, clock);
-    const told: string[] = [];
-    const first = loc.locate('e1@peerbx.local', {
-      early: (found) => told.push(`first:${found.map((l) => idToHex(l.nodeId)).join()}`),
-    });
-    while (told.length === 0) await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(told, [`first:${idToHex(b.nodeId)}`]);
-    assert.equal(loc.isCached('e1@peerbx.local'), false, 'an early answer is not cached');
-    const second = loc.locate('e1@peerbx.local', {
-      early: (found) => told.push(`second:${found.length}`),
-    });
-    assert.deepEqual(told.slice(1), ['second:1'], 'a caller joining later is told at once');
-    release();
-    assert.equal(await first, await second);
-    assert.equal(loc.isCached('e1@peerbx.local'), true, 'the whole answer is');
-    assert.equal(told.length, 2, 'each told once');
-  });
-
   it('takes a cached answer, or a lookup under way, only when it began within maxAgeMs', async () => {
     let fetches = 0;
     const access: OverlayAccess = {

@@ -13,7 +13,6 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { idToHex } from '@peerbx/dht-kademlia';
-import { resourceId } from '@peerbx/overlay-core';
 import { LOCATION_RECHECK_MAX_AGE_MS } from '../src/proxy/constants.js';
 import { type PeerNode, type RunningSipp, rawRegister } from './fixtures/sipp.js';
 import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
@@ -208,46 +207,5 @@ describe("a callee that registered at another node after the caller's node cache
     assert.equal(caller.code, 0, `caller: ${caller.output}\ncallee so far: ${answering.output()}`);
     assert.equal((await answering.done).code, 0);
     assert.equal(n1.sip.locator.rechecks - rechecks, 1, 'asked again before answering 480');
-  });
-});
-
-describe("a first call from a node that holds none of the callee's records", {
-  skip: missing,
-}, () => {
-  const bed = new TestBed('peerbx-sipp-early-');
-  const peers = bed.peers;
-
-  before(async () => {
-    for (const name of ['n1', 'n2', 'n3', 'n4', 'n5']) await bed.startPeer(name);
-  });
-
-  after(() => bed.close());
-
-  it("is sent to the callee's node on the first storing peer's answer, once", {
-    timeout: 45_000,
-  }, async () => {
-    const callee = peers[1]!;
-    const { sipp: uas, port } = await bed.sippCallee('uas-call.xml');
-    assert.equal(await rawRegister(callee, 'kim', `sip:kim@127.0.0.1:${port}`), 'SIP/2.0 200 OK');
-    // k = 3 of 5 nodes hold kim's records: a caller's node among the others needs two answers.
-    const key = resourceId('kim@peerbx.local');
-    const caller = peers.find(
-      (p) => p !== callee && p.overlay.store.get(key, Date.now()).length === 0,
-    );
-    assert.ok(caller, 'a node that holds nothing of kim');
-    const before = { ...caller.sip.proxy.stats };
-
-    const uac = await bed.sippRun('uac-call.xml', (p) => [
-      `${caller.host}:${caller.port}`,
-      '-p',
-      String(p),
-      '-s',
-      'kim',
-    ]);
-    assert.equal(uac.code, 0, `caller: ${uac.output}\ncallee so far: ${uas.output()}`);
-    // The callee's scenario takes exactly one INVITE: a second branch to its node would fail it.
-    assert.equal((await uas.done).code, 0);
-    assert.equal(caller.sip.proxy.stats.earlyBranches - before.earlyBranches, 1);
-    assert.equal(caller.sip.locator.misses, 1, 'one lookup');
   });
 });

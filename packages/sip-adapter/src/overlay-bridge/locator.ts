@@ -9,7 +9,7 @@
 // slowing every lookup until most time out. Calls to one resource share one lookup.
 
 import { type Clock, idToHex, type NodeId } from '@peerbx/dht-kademlia';
-import { isTombstone, KIND_SIP_REGISTRATION, type StoredRecord } from '@peerbx/overlay-core';
+import { isTombstone, KIND_SIP_REGISTRATION } from '@peerbx/overlay-core';
 import { LocatorBusyError } from '../errors.js';
 import { Admission } from './admission.js';
 import type { OverlayAccess } from './overlay-access.js';
@@ -46,9 +46,6 @@ interface CacheEntry {
 interface RunningLookup {
   promise: Promise<Location[]>;
   startedAt: number;
-  /** The first holder's answer, once in (see LocateOptions.early), and who waits for it. */
-  early?: Location[];
-  earlyListeners: ((locations: Location[]) => void)[];
 }
 
 export interface LocateOptions {
@@ -56,13 +53,6 @@ export interface LocateOptions {
   maxAgeMs?: number;
   /** Wait behind lookups someone waits for, and never be refused (Admission's background). */
   background?: boolean;
-  /**
-   * Told, when the overlay has to be asked, the locations in the first storing peer's answer
-   * (verified) while the lookup waits for the others': a peer can leave locations out or offer
-   * old ones, never forge one, so they can be called at once; the lookup's answer may add more.
-   * Not told when that answer is the whole lookup's, or found nothing.
-   */
-  early?: (locations: Location[]) => void;
 }
 
 export class Locator {
@@ -128,26 +118,13 @@ export class Locator {
     if (live) this.rechecks++;
     else this.misses++;
     const running = this.running.get(resource);
-    if (running && now - running.startedAt <= maxAge) {
-      if (options.early) {
-        if (running.early) options.early(running.early);
-        else running.earlyListeners.push(options.early);
-      }
-      return running.promise;
-    }
-    const lookup: RunningLookup = {
-      promise: Promise.resolve([]),
-      startedAt: now,
-      earlyListeners: options.early ? [options.early] : [],
-    };
+    if (running && now - running.startedAt <= maxAge) return running.promise;
     const promise = this.admission
-      .run(() => this.fetchLocations(resource, lookup), options.background)
+      .run(() => this.fetchLocations(resource), options.background)
       .finally(() => {
-        lookup.earlyListeners.length = 0;
-        if (this.running.get(resource) === lookup) this.running.delete(resource);
+        if (this.running.get(resource)?.promise === promise) this.running.delete(resource);
       });
-    lookup.promise = promise;
-    this.running.set(resource, lookup);
+    this.running.set(resource, { promise, startedAt: now });
     return promise;
   }
 
@@ -161,20 +138,14 @@ export class Locator {
     return locations.length > 0 ? { locations, fetchedAt: hit.fetchedAt } : undefined;
   }
 
-  private async fetchLocations(resource: string, lookup: RunningLookup): Promise<Location[]> {
+  private async fetchLocations(resource: string): Promise<Location[]> {
     const fetchedAt = this.clock.now();
     const token = {};
     this.latest.set(resource, token);
     let records: Awaited<ReturnType<OverlayAccess['fetch']>>;
     let current = false;
-    const early = (found: StoredRecord[]) => {
-      const locations = liveLocations(found, this.clock.now());
-      if (locations.length === 0 || lookup.early) return;
-      lookup.early = locations;
-      for (const listener of lookup.earlyListeners.splice(0)) listener(locations);
-    };
     try {
-      records = await this.overlay.fetch(resource, KIND_SIP_REGISTRATION, { early });
+      records = await this.overlay.fetch(resource, KIND_SIP_REGISTRATION);
     } finally {
       // Not the latest any more: invalidated while it ran (a call through what it will find
       // failed), or a newer fetch began. It answers its callers but caches nothing.
@@ -182,7 +153,17 @@ export class Locator {
       if (current) this.latest.delete(resource);
     }
     const now = this.clock.now();
-    const locations = liveLocations(records, now);
+    const locations: Location[] = [];
+    for (const r of records) {
+      if (isTombstone(r) || !r.dictionaryKey) continue;
+      try {
+        const v = decodeRegistrationValue(r.value);
+        if (v.expiresAt > now && v.devices > 0)
+          locations.push({ nodeId: r.dictionaryKey, devices: v.devices, expiresAt: v.expiresAt });
+      } catch {
+        // A record that verifies but whose value we cannot read: skip it.
+      }
+    }
     if (!current) return locations;
     if (locations.length > 0) {
       const until = Math.min(now + this.cacheMs, ...locations.map((l) => l.expiresAt));
@@ -210,20 +191,4 @@ export class Locator {
     if (rest.length === 0) this.cache.delete(resource);
     else hit.locations = rest;
   }
-}
-
-/** The nodes with live devices in a resource's SIP-REGISTRATION records. */
-function liveLocations(records: readonly StoredRecord[], now: number): Location[] {
-  const locations: Location[] = [];
-  for (const r of records) {
-    if (isTombstone(r) || !r.dictionaryKey) continue;
-    try {
-      const v = decodeRegistrationValue(r.value);
-      if (v.expiresAt > now && v.devices > 0)
-        locations.push({ nodeId: r.dictionaryKey, devices: v.devices, expiresAt: v.expiresAt });
-    } catch {
-      // A record that verifies but whose value we cannot read: skip it.
-    }
-  }
-  return locations;
 }

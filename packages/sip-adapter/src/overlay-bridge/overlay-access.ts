@@ -7,11 +7,6 @@ import type { Channel, PublishParams, StoredRecord } from '@peerbx/overlay-core'
 export interface OverlayAccess {
   readonly nodeId: NodeId;
   publish(params: PublishParams): Promise<{ record: StoredRecord; replicas: number }>;
-  /** `options.early`: see OverlayNode.fetch (an OverlayClient need not call it). */
-  fetch(
-    resource: string,
-    kind?: number,
-    options?: { early?: (records: StoredRecord[]) => void },
-  ): Promise<StoredRecord[]>;
+  fetch(resource: string, kind?: number): Promise<StoredRecord[]>;
   connect(nodeId: NodeId, application: string): Promise<Channel>;
 }

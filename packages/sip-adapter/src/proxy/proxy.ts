@@ -11,7 +11,7 @@ import { LocatorBusyError, SipParseError } from '../errors.js';
 import { createResponse } from '../message/response.js';
 import { SipRequest, type SipResponse } from '../message/sip-message.js';
 import { createVia, formatVia, isSipUri, parseUri, type SipUri, type Via } from '../message/uri.js';
-import type { Location, Locator } from '../overlay-bridge/locator.js';
+import type { Locator } from '../overlay-bridge/locator.js';
 import type { Binding, BindingStore } from '../registrar/binding-store.js';
 import { LOCAL_HOST_ALIASES } from '../registrar/handler-constants.js';
 import type { ServerTransaction, TransactionLayer } from '../transaction/index.js';
@@ -107,8 +107,6 @@ export interface ProxyStats {
   locationRechecks: number;
   /** Branches those added: nodes the callee registered at after the cached answer. */
   lateBranches: number;
-  /** Branches to nodes the first storing peer's answer named, started before the lookup ended. */
-  earlyBranches: number;
 }
 
 export class StatefulProxy {
@@ -124,7 +122,6 @@ export class StatefulProxy {
     lookupsBusy: 0,
     locationRechecks: 0,
     lateBranches: 0,
-    earlyBranches: 0,
   };
 
   constructor(private readonly c: ProxyComponents) {
@@ -261,22 +258,10 @@ export class StatefulProxy {
     // A cached location may miss a device that registered at another node since: a request
     // all of whose branches failed, or an INVITE still ringing, asks again (recheckLocation).
     let cached = false;
-    // Nodes the first storing peer to answer named, called before the whole answer is in.
-    const early = new Set<string>();
     if (!fromPeer) {
       cached = this.c.locator.isCached(resource);
-      const callEarly = (found: readonly Location[]) => {
-        if (ctx.decided) return;
-        for (const l of found) {
-          const nodeHex = idToHex(l.nodeId);
-          if (nodeHex === this.c.nodeHex || early.has(nodeHex)) continue;
-          early.add(nodeHex);
-          this.stats.earlyBranches++;
-          this.forwardToNode(ctx, request, resource, nodeHex, source);
-        }
-      };
       try {
-        let located = await this.c.locator.locate(resource, { early: callEarly });
+        let located = await this.c.locator.locate(resource);
         if (
           cached &&
           local.length === 0 &&
@@ -290,22 +275,16 @@ export class StatefulProxy {
         nodes = located.map((l) => idToHex(l.nodeId)).filter((h) => h !== this.c.nodeHex);
         if (located.some((l) => idToHex(l.nodeId) === this.c.nodeHex)) registeredLocally = true;
       } catch (err) {
-        // The nodes called early go on; with none, the overlay could not say.
-        if (early.size === 0) overlayDown = err as Error;
+        overlayDown = err as Error;
       }
     } else if (this.c.bindings.lookup(aor, this.c.clock.now()).length > 0) {
       registeredLocally = true;
-    }
-    if (early.size > 0 && ctx.decided) {
-      // Answered, declined or cancelled through an early branch: nothing more to start.
-      ctx.seal();
-      return;
     }
     if (ctx.canceled) {
       this.finish(ctx, 487);
       return;
     }
-    if (local.length === 0 && nodes.length === 0 && early.size === 0) {
+    if (local.length === 0 && nodes.length === 0) {
       if (overlayDown) {
         const busy = overlayDown instanceof LocatorBusyError;
         if (busy) this.stats.lookupsBusy++;
@@ -327,9 +306,7 @@ export class StatefulProxy {
       branch.uri = b.uri;
       this.forward(ctx, branch, this.hopForBinding(b), source, fromPeer);
     }
-    for (const nodeHex of nodes) {
-      if (!early.has(nodeHex)) this.forwardToNode(ctx, request, resource, nodeHex, source);
-    }
+    for (const nodeHex of nodes) this.forwardToNode(ctx, request, resource, nodeHex, source);
     if (cached) this.recheckLocation(ctx, request, resource, new Set(nodes), source);
     ctx.seal();
   }
