@@ -88,6 +88,7 @@ export {
 export {
   createOverlayStoreOptions,
   createRecordValidator,
+  type FetchedValue,
   verifyFetched,
 } from './storage/record-store.js';
 export { type RejectReason, SignedDatagramCodec } from './transport/signed-codec.js';

@@ -5,6 +5,7 @@
 import {
   type Clock,
   type Contact,
+  type FoundValue,
   formatEndpoint,
   idEquals,
   idToHex,
@@ -60,6 +61,7 @@ import {
   checkFetched,
   createOverlayStoreOptions,
   createRecordValidator,
+  type FetchedValue,
   NAME_CLAIM_SLOT,
   verifyFetched,
 } from './storage/record-store.js';
@@ -446,11 +448,22 @@ export class OverlayNode {
         this.log.warn({ resource, detail: checked.problem }, 'dropped a fetched record');
       }
     };
-    const result = await this.lookupValues(resource, quorum, precheck);
-    return verifyFetched(distinctValues(result.values, refused), resource, kind, this.config, {
-      now: this.clock.now(),
-      onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
-    });
+    let contested = false;
+    const verify = (result: LookupResult) =>
+      verifyFetched(distinctValues(result.values, refused), resource, kind, this.config, {
+        now: this.clock.now(),
+        onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
+        onContested: () => {
+          contested = true;
+        },
+      });
+    const records = verify(await this.lookupValues(resource, quorum, precheck));
+    const all = this.config.dht.k;
+    if (!contested || quorum >= all) return records;
+    // Name claims of two keys, as many holders behind each: a holder lies. Every node that
+    // should hold the name is asked, and the key most of them return is the owner.
+    contested = false;
+    return verify(await this.lookupValues(resource, all, precheck));
   }
 
   /**
@@ -742,21 +755,22 @@ export class OverlayNode {
 
 /**
  * Each distinct value once (holders mostly return the same bytes, and a check costs
- * signatures), leaving out those whose contentKey is in `skip`.
+ * signatures) with the holders that returned it, leaving out those whose contentKey is in
+ * `skip`.
  */
-function distinctValues(
-  values: readonly { readonly value: Uint8Array }[],
-  skip?: ReadonlySet<string>,
-): Uint8Array[] {
-  const seen = new Set<string>(skip);
-  const out: Uint8Array[] = [];
-  for (const { value } of values) {
+function distinctValues(values: readonly FoundValue[], skip: ReadonlySet<string>): FetchedValue[] {
+  const byContent = new Map<string, { value: Uint8Array; holders: Set<string> }>();
+  for (const { value, holder } of values) {
     const key = contentKey(value);
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.push(value);
+    if (skip.has(key)) continue;
+    let found = byContent.get(key);
+    if (!found) {
+      found = { value, holders: new Set() };
+      byContent.set(key, found);
+    }
+    found.holders.add(idToHex(holder.id));
   }
-  return out;
+  return [...byContent.values()];
 }
 
 function contentKey(value: Uint8Array): string {

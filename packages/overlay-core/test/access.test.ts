@@ -398,6 +398,58 @@ describe('verifyFetched', () => {
     assert.deepEqual(all.map((r) => r.kind).sort(), [1, 1, 2]);
   });
 
+  it("a holder's later claim of its own key does not take the name: most holders' key does, a tie trusts none", () => {
+    // An honest holder returns alice's claim and device; a lying one a claim of its own key
+    // for the name, dated later, with a device of that key (and leaves alice's out).
+    const honest = [nameClaim(node, alice, NOW - 1000), registration(node, alice, NOW - 1000)];
+    const liar = generateKeyPair();
+    const lies = [
+      nameClaim(liar, mallory, NOW + 60_000),
+      registration(liar, mallory, NOW + 60_000, { value: text('mallory') }),
+    ];
+    const from = (records: StoredRecord[], ...holders: string[]) =>
+      records.map((r) => ({ value: encodeRecord(r), holders: new Set(holders) }));
+    const verify = (values: ReturnType<typeof from>, kind?: number) => {
+      let contested = 0;
+      const drops: string[] = [];
+      const got = verifyFetched(values, ALICE, kind, openConfig(), {
+        now: NOW,
+        onDrop: (d) => drops.push(d),
+        onContested: () => contested++,
+      });
+      return { got, contested, drops };
+    };
+
+    const tie = verify([...from(honest, 'h1'), ...from(lies, 'h2')], KIND_SIP_REGISTRATION);
+    assert.deepEqual(tie.got, [], 'one holder against one: no key is trusted');
+    assert.equal(tie.contested, 1);
+    assert.ok(
+      tie.drops.some((d) => /claimed by 2 keys/.test(d)),
+      tie.drops.join('; '),
+    );
+
+    const most = verify([...from(honest, 'h1', 'h3'), ...from(lies, 'h2')]);
+    assert.equal(most.contested, 0);
+    assert.deepEqual(
+      most.got.map((r) => [r.kind, Buffer.from(r.user!.publicKey).equals(alice.publicKey)]),
+      [
+        [KIND_SIP_REGISTRATION, true],
+        [KIND_NAME_CLAIM, true],
+      ],
+      "alice's claim and device, nothing of the liar's",
+    );
+
+    // Holders unknown (a client's peer merged them): two keys' claims trust none either.
+    const plain = verifyFetched(
+      [...honest, ...lies].map((r) => encodeRecord(r)),
+      ALICE,
+      KIND_SIP_REGISTRATION,
+      openConfig(),
+      { now: NOW },
+    );
+    assert.deepEqual(plain, []);
+  });
+
   it('checks one value: what can never pass is lasting, what the clock decides is not', () => {
     const context = { config: openConfig(), now: NOW };
     const current = registration(node, alice, NOW);

@@ -24,7 +24,7 @@ import { generateKeyPair, generateNodeKeyPair, nodeIdOf } from '../src/identity/
 import { OverlayNode } from '../src/overlay.js';
 import { encodeRecord, resourceId } from '../src/storage/record.js';
 import { SignedDatagramCodec } from '../src/transport/signed-codec.js';
-import { ALICE, registration } from './fixtures/records.js';
+import { ALICE, HOUR, nameClaim, registration } from './fixtures/records.js';
 
 const config = (over: Partial<OverlayConfig> = {}) =>
   defaultOverlayConfig({
@@ -126,6 +126,47 @@ describe('overlay node over real sockets', () => {
     const holders = nodes.filter((n) => n.store.get(key, Date.now()).length > 0);
     assert.ok(holders.length >= 2);
     for (const n of holders) assert.equal(n.store.get(key, Date.now()).length, 2);
+  });
+
+  it('keeps a name with its owner when a holder serves a later claim and device of its own key', async () => {
+    const [a] = nodes as [OverlayNode];
+    const IVAN = 'ivan@peerbx.local';
+    const value = new TextEncoder().encode('sip:ivan@127.0.0.1:5070');
+    await a.publish({
+      kind: KIND_SIP_REGISTRATION,
+      resource: IVAN,
+      dictionaryKey: a.nodeId,
+      value,
+      lifetimeMs: 60_000,
+    });
+    const key = resourceId(IVAN);
+    const now = Date.now();
+    const holders = nodes.filter((n) => n.store.get(key, now).length > 0);
+    assert.equal(holders.length, 3, 'k = 3 of 4 nodes hold the name');
+    const asker = nodes.find((n) => !holders.includes(n))!;
+    // One holder lies: ivan's claim and device replaced by a claim of another key for the name
+    // and a device of that key, both dated a minute later, validly signed by their own keys.
+    const liar = holders.find((n) => n !== a)!;
+    const thief = generateKeyPair();
+    const thiefNode = generateKeyPair();
+    const forged = [
+      nameClaim(thiefNode, thief, now + 60_000, IVAN),
+      registration(thiefNode, thief, now + 60_000, {
+        resource: IVAN,
+        userName: 'ivan',
+        value: new TextEncoder().encode('sip:thief@192.0.2.66:5060'),
+      }),
+    ];
+    liar.store.delete(key);
+    for (const r of forged) liar.store.put(key, encodeRecord(r), now + HOUR, now);
+
+    // Whichever two holders answer first, the fetch ends with ivan's own device.
+    for (let i = 0; i < 3; i++) {
+      const got = await asker.fetch(IVAN, KIND_SIP_REGISTRATION);
+      assert.equal(got.length, 1, `fetch ${i}`);
+      assert.deepEqual(got[0]!.value, value);
+      assert.ok(!Buffer.from(got[0]!.user!.publicKey).equals(thief.publicKey));
+    }
   });
 
   it('drops a forged record every holder returns and still finds the real one', async () => {

@@ -120,6 +120,18 @@ export interface VerifyFetchedOptions {
   now?: number;
   /** Told why each dropped value was dropped (diagnostics, logging). */
   onDrop?: (detail: string) => void;
+  /**
+   * Told when live name claims of different keys came back and no key was returned by more
+   * holders than every other: the name's user records were all left out. Asking more of the
+   * nodes that hold the name can settle it (OverlayNode.fetch does).
+   */
+  onContested?: () => void;
+}
+
+/** A value as a lookup found it, with the holders (node-ID hex) that returned it if known. */
+export interface FetchedValue {
+  readonly value: Uint8Array;
+  readonly holders?: ReadonlySet<string>;
 }
 
 /**
@@ -127,9 +139,15 @@ export interface VerifyFetchedOptions {
  * (a storing peer may lie), then the newest record per slot, without tombstones or expired
  * ones; in open mode, user records only from the key that holds the name claim. `kind`
  * filters the result (undefined: all kinds); fetch all kinds at once so the claim is seen.
+ *
+ * Honest storing peers keep one claim per name (the first key's; storeRecord refuses others),
+ * so claims of two keys mean a peer lies: it can sign a claim and records with a key of its
+ * own, date them later than the owner's, and leave the owner's out. The claim is then the key
+ * more holders returned; with no such key (one honest holder against one liar, or holders
+ * unknown), no key is trusted and the name's user records are all left out (onContested).
  */
 export function verifyFetched(
-  values: readonly (Uint8Array | { readonly value: Uint8Array })[],
+  values: readonly (Uint8Array | FetchedValue)[],
   resourceName: string,
   kind: number | undefined,
   config: OverlayConfig,
@@ -139,6 +157,8 @@ export function verifyFetched(
   const drop = (detail: string) => options.onDrop?.(detail);
   const key = resourceId(resourceName);
   const newest = new Map<string, StoredRecord>();
+  /** Name claims by user key (hex): each key's newest, and the holders that returned any. */
+  const claims = new Map<string, { record: StoredRecord; holders: Set<string> }>();
   for (const item of values) {
     const bytes = item instanceof Uint8Array ? item : item.value;
     const checked = checkFetched(bytes, resourceName, key, { config, now });
@@ -148,10 +168,32 @@ export function verifyFetched(
     }
     const { record } = checked;
     const slot = recordSlot(record);
+    if (slot === NAME_CLAIM_SLOT && record.user) {
+      const id = Buffer.from(record.user.publicKey).toString('hex');
+      const holders = item instanceof Uint8Array ? undefined : item.holders;
+      const claim = claims.get(id) ?? { record, holders: new Set<string>() };
+      if (newer(record, claim.record)) claim.record = record;
+      for (const h of holders ?? []) claim.holders.add(h);
+      claims.set(id, claim);
+      continue;
+    }
     const held = newest.get(slot);
     if (!held || newer(record, held)) newest.set(slot, record);
   }
 
+  // The claim that counts: the only key's, or the key more holders returned than any other.
+  const live = [...claims.values()].filter((c) => !isTombstone(c.record));
+  live.sort((a, b) => b.holders.size - a.holders.size);
+  const [first, second] = live;
+  const contested = second !== undefined && first!.holders.size <= second.holders.size;
+  if (contested) {
+    drop(`name ${resourceName} is claimed by ${live.length} keys and no key by most holders`);
+    options.onContested?.();
+  } else {
+    const claim =
+      first ?? [...claims.values()].sort((a, b) => (newer(a.record, b.record) ? -1 : 1))[0];
+    if (claim) newest.set(NAME_CLAIM_SLOT, claim.record);
+  }
   let owner: Uint8Array | undefined;
   if (config.enrollment === 'open') {
     const claim = newest.get(NAME_CLAIM_SLOT);
@@ -160,6 +202,10 @@ export function verifyFetched(
   const out: StoredRecord[] = [];
   for (const record of newest.values()) {
     if (isTombstone(record)) continue;
+    if (contested && record.user) {
+      const policy = kindById(config, record.kind)?.policy ?? '';
+      if (policy.startsWith('USER')) continue;
+    }
     if (owner && record.user && !bytesEqual(record.user.publicKey, owner)) {
       const policy = kindById(config, record.kind)?.policy ?? '';
       if (policy.startsWith('USER')) {
