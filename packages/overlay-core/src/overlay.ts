@@ -429,6 +429,15 @@ export class OverlayNode {
     kind: number | undefined,
     quorum: number,
   ): Promise<StoredRecord[]> {
+    return (await this.fetchChecked(resource, kind, quorum)).records;
+  }
+
+  /** fetchRecords(), with the distinct values (bytes) the records were chosen from. */
+  private async fetchChecked(
+    resource: string,
+    kind: number | undefined,
+    quorum: number,
+  ): Promise<{ records: StoredRecord[]; values: Uint8Array[] }> {
     // The first holders' answers are checked as they arrive, while the lookup waits for the
     // holder that completes its quorum: the signatures found good are remembered
     // (verifyRemembered), so verifyFetched below finds them done. A value that can never pass
@@ -449,19 +458,22 @@ export class OverlayNode {
       }
     };
     let contested = false;
-    const verify = (result: LookupResult) =>
-      verifyFetched(distinctValues(result.values, refused), resource, kind, this.config, {
+    const verify = (result: LookupResult) => {
+      const values = distinctValues(result.values, refused);
+      const records = verifyFetched(values, resource, kind, this.config, {
         now: this.clock.now(),
         onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
         onContested: () => {
           contested = true;
         },
       });
-    const records = verify(await this.lookupValues(resource, quorum, precheck));
+      return { records, values: values.map((v) => v.value) };
+    };
+    const first = verify(await this.lookupValues(resource, quorum, precheck));
     const all = this.config.dht.k;
-    if (!contested || quorum >= all) return records;
-    // Name claims of two keys, as many holders behind each: a holder lies. Every node that
-    // should hold the name is asked, and the key most of them return is the owner.
+    if (!contested || quorum >= all) return first;
+    // Name claims of two keys, as many holders behind each: a holder lies. The lookup waits
+    // for the answers of k holders instead, and the key most of them return is the owner.
     contested = false;
     return verify(await this.lookupValues(resource, all, precheck));
   }
@@ -642,8 +654,17 @@ export class OverlayNode {
       case 'fetch': {
         if (typeof req.arg !== 'string')
           throw new OverlayError('ERR_MALFORMED', 'fetch takes a resource name');
-        const result = await this.lookupValues(req.arg, FETCH_QUORUM);
-        return result.values.map((v) => v.value);
+        // The values of the records this peer's own check kept (claims of two keys weighed by
+        // their holders, which the client cannot see), for the client to check again.
+        const { records, values } = await this.fetchChecked(req.arg, undefined, FETCH_QUORUM);
+        const kept = new Set(records.map((r) => contentKey(r.tbs)));
+        return values.filter((v) => {
+          try {
+            return kept.has(contentKey(decodeRecord(v).tbs));
+          } catch {
+            return false;
+          }
+        });
       }
       case 'resolve': {
         if (!(req.arg instanceof Uint8Array) || req.arg.length !== 32)

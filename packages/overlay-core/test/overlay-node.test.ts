@@ -418,6 +418,36 @@ describe('client role', () => {
     assert.deepEqual(back[0]!.value, value);
   });
 
+  it("gets the owner's records through its peer when a holder serves a later claim of its own key", async () => {
+    const OLGA = 'olga@peerbx.local';
+    const value = new TextEncoder().encode('sip:olga@10.0.0.9:5060');
+    await client.publish({
+      kind: KIND_SIP_REGISTRATION,
+      resource: OLGA,
+      dictionaryKey: client.nodeId,
+      value,
+      lifetimeMs: 60_000,
+    });
+    const key = resourceId(OLGA);
+    const now = Date.now();
+    // A holder other than the client's peer lies (its claim and device of another key).
+    const liar = peers.find((p) => p !== peers[1] && p.store.get(key, now).length > 0)!;
+    const thief = generateKeyPair();
+    const thiefNode = generateKeyPair();
+    liar.store.delete(key);
+    for (const r of [
+      nameClaim(thiefNode, thief, now + 60_000, OLGA),
+      registration(thiefNode, thief, now + 60_000, { resource: OLGA, userName: 'olga' }),
+    ]) {
+      liar.store.put(key, encodeRecord(r), now + HOUR, now);
+    }
+    for (let i = 0; i < 3; i++) {
+      const back = await client.fetch(OLGA, KIND_SIP_REGISTRATION);
+      assert.equal(back.length, 1, `fetch ${i}`);
+      assert.deepEqual(back[0]!.value, value);
+    }
+  });
+
   it('is never put in a routing table', () => {
     for (const p of peers) assert.equal(p.dht.table.has(client.nodeId), false);
   });

@@ -156,6 +156,7 @@ export function verifyFetched(
   const now = options.now ?? Date.now();
   const drop = (detail: string) => options.onDrop?.(detail);
   const key = resourceId(resourceName);
+  const open = config.enrollment === 'open';
   const newest = new Map<string, StoredRecord>();
   /** Name claims by user key (hex): each key's newest, and the holders that returned any. */
   const claims = new Map<string, { record: StoredRecord; holders: Set<string> }>();
@@ -168,7 +169,7 @@ export function verifyFetched(
     }
     const { record } = checked;
     const slot = recordSlot(record);
-    if (slot === NAME_CLAIM_SLOT && record.user) {
+    if (open && slot === NAME_CLAIM_SLOT && record.user) {
       const id = Buffer.from(record.user.publicKey).toString('hex');
       const holders = item instanceof Uint8Array ? undefined : item.holders;
       const claim = claims.get(id) ?? { record, holders: new Set<string>() };
@@ -195,7 +196,7 @@ export function verifyFetched(
     if (claim) newest.set(NAME_CLAIM_SLOT, claim.record);
   }
   let owner: Uint8Array | undefined;
-  if (config.enrollment === 'open') {
+  if (open) {
     const claim = newest.get(NAME_CLAIM_SLOT);
     if (claim && !isTombstone(claim)) owner = claim.user?.publicKey;
   }
