@@ -1,7 +1,8 @@
 // The client protocol: a client (a phone-only device, a node behind a hostile NAT) attaches to
 // one peer over an authenticated link and asks it, on the "peerbx.client" channel, to store,
 // fetch and resolve on its behalf. The client signs its own records and verifies what it
-// fetches; the peer is trusted with neither.
+// fetches: the peer cannot forge a record. It is trusted to find them, and in open mode to
+// weigh name claims of two keys by the holders that returned them, which the client cannot see.
 
 import { OverlayError, type OverlayErrorCode } from './errors.js';
 import { decode, encode, field, isBool, isString, isUint, optionalField } from './wire/codec.js';

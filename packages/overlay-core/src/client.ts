@@ -122,7 +122,7 @@ export class OverlayClient {
     return { record, replicas };
   }
 
-  /** Fetches through the peer and verifies every record here: the peer is not trusted. */
+  /** Fetches through the peer and verifies every record here: the peer cannot forge one. */
   async fetch(resource: string, kind?: number): Promise<StoredRecord[]> {
     const values = await this.call('fetch', resource);
     if (!Array.isArray(values) || !values.every((v) => v instanceof Uint8Array)) {

@@ -429,15 +429,6 @@ export class OverlayNode {
     kind: number | undefined,
     quorum: number,
   ): Promise<StoredRecord[]> {
-    return (await this.fetchChecked(resource, kind, quorum)).records;
-  }
-
-  /** fetchRecords(), with the distinct values (bytes) the records were chosen from. */
-  private async fetchChecked(
-    resource: string,
-    kind: number | undefined,
-    quorum: number,
-  ): Promise<{ records: StoredRecord[]; values: Uint8Array[] }> {
     // The first holders' answers are checked as they arrive, while the lookup waits for the
     // holder that completes its quorum: the signatures found good are remembered
     // (verifyRemembered), so verifyFetched below finds them done. A value that can never pass
@@ -458,24 +449,19 @@ export class OverlayNode {
       }
     };
     let contested = false;
-    const verify = (result: LookupResult) => {
-      const values = distinctValues(result.values, refused);
-      const records = verifyFetched(values, resource, kind, this.config, {
+    const verify = (result: LookupResult) =>
+      verifyFetched(distinctValues(result.values, refused), resource, kind, this.config, {
         now: this.clock.now(),
         onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
         onContested: () => {
           contested = true;
         },
       });
-      return { records, values: values.map((v) => v.value) };
-    };
-    const first = verify(await this.lookupValues(resource, quorum, precheck));
-    const all = this.config.dht.k;
-    if (!contested || quorum >= all) return first;
+    const records = verify(await this.lookupValues(resource, quorum, precheck));
+    if (!contested || quorum >= this.config.dht.k) return records;
     // Name claims of two keys, as many holders behind each: a holder lies. The lookup waits
     // for the answers of k holders instead, and the key most of them return is the owner.
-    contested = false;
-    return verify(await this.lookupValues(resource, all, precheck));
+    return verify(await this.lookupValues(resource, this.config.dht.k, precheck));
   }
 
   /**
@@ -654,17 +640,9 @@ export class OverlayNode {
       case 'fetch': {
         if (typeof req.arg !== 'string')
           throw new OverlayError('ERR_MALFORMED', 'fetch takes a resource name');
-        // The values of the records this peer's own check kept (claims of two keys weighed by
-        // their holders, which the client cannot see), for the client to check again.
-        const { records, values } = await this.fetchChecked(req.arg, undefined, FETCH_QUORUM);
-        const kept = new Set(records.map((r) => contentKey(r.tbs)));
-        return values.filter((v) => {
-          try {
-            return kept.has(contentKey(decodeRecord(v).tbs));
-          } catch {
-            return false;
-          }
-        });
+        // The records this peer's own check kept (newest per slot, claims of two keys weighed
+        // by their holders, which the client cannot see), for the client to check again.
+        return (await this.fetchRecords(req.arg, undefined, FETCH_QUORUM)).map(encodeRecord);
       }
       case 'resolve': {
         if (!(req.arg instanceof Uint8Array) || req.arg.length !== 32)

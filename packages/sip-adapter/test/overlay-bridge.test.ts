@@ -328,7 +328,7 @@ describe('overlay bridge', () => {
     assert.equal((await one).length, 1);
     assert.equal(await two, await one, 'the second shares the lookup the first began');
     assert.equal(fetches, 2, 'a 1100 ms old answer was looked up again, once');
-    assert.equal(loc.rechecks, 2);
+    assert.equal(loc.staleHits, 2);
     await loc.locate('m1@peerbx.local', { maxAgeMs: 1000 });
     await loc.locate('m1@peerbx.local');
     assert.equal(fetches, 2, 'the new answer was cached');

@@ -182,35 +182,27 @@ export function verifyFetched(
     if (!held || newer(record, held)) newest.set(slot, record);
   }
 
-  // The claim that counts: the only key's, or the key more holders returned than any other.
+  // Open mode: the claim that counts is the only live key's, or the key more holders returned
+  // than any other (claims is empty in enrolled mode). Tombstoned claims name no owner.
   const live = [...claims.values()].filter((c) => !isTombstone(c.record));
   live.sort((a, b) => b.holders.size - a.holders.size);
   const [first, second] = live;
-  const contested = second !== undefined && first!.holders.size <= second.holders.size;
+  const contested =
+    first !== undefined && second !== undefined && first.holders.size <= second.holders.size;
   if (contested) {
     drop(`name ${resourceName} is claimed by ${live.length} keys and no key by most holders`);
     options.onContested?.();
-  } else {
-    const claim =
-      first ?? [...claims.values()].sort((a, b) => (newer(a.record, b.record) ? -1 : 1))[0];
-    if (claim) newest.set(NAME_CLAIM_SLOT, claim.record);
+  } else if (first) {
+    newest.set(NAME_CLAIM_SLOT, first.record);
   }
-  let owner: Uint8Array | undefined;
-  if (open) {
-    const claim = newest.get(NAME_CLAIM_SLOT);
-    if (claim && !isTombstone(claim)) owner = claim.user?.publicKey;
-  }
+  const owner = contested ? undefined : first?.record.user?.publicKey;
   const out: StoredRecord[] = [];
   for (const record of newest.values()) {
     if (isTombstone(record)) continue;
-    if (contested && record.user) {
-      const policy = kindById(config, record.kind)?.policy ?? '';
-      if (policy.startsWith('USER')) continue;
-    }
-    if (owner && record.user && !bytesEqual(record.user.publicKey, owner)) {
+    if (record.user && (contested || (owner && !bytesEqual(record.user.publicKey, owner)))) {
       const policy = kindById(config, record.kind)?.policy ?? '';
       if (policy.startsWith('USER')) {
-        drop(`name ${resourceName} is owned by another key`);
+        if (!contested) drop(`name ${resourceName} is owned by another key`);
         continue;
       }
     }

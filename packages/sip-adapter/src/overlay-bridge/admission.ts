@@ -13,6 +13,8 @@ export interface AdmissionLimits {
   maxWaiting: number;
   /** Refused once it waited over this long, whether or not a place freed up meanwhile. */
   maxWaitMs: number;
+  /** Background work waiting at once; beyond, refused at once (default: no limit). */
+  maxBackground?: number;
 }
 
 /** Work waiting for its turn: started with true, or given up with false. */
@@ -30,7 +32,7 @@ export class Admission {
   private inFlight = 0;
   /** Work someone waits for, in arrival order. */
   private readonly queue: Waiter[] = [];
-  /** Work nobody waits for: started only when `queue` is empty, never refused. */
+  /** Work nobody waits for: started only when `queue` is empty, refused only past maxBackground. */
   private readonly background: Waiter[] = [];
   /** Due when the oldest waiting work will have waited too long. */
   private expiry: TimerHandle | undefined;
@@ -62,6 +64,11 @@ export class Admission {
           this.refusals++;
           throw this.refusal(this.queue.length);
         }
+      } else if (
+        this.background.length >= (this.limits.maxBackground ?? Number.POSITIVE_INFINITY)
+      ) {
+        this.refusals++;
+        throw this.refusal(this.background.length);
       }
       // The finishing work hands its place over: inFlight stays as it is.
       const started = await new Promise<boolean>((go) => {

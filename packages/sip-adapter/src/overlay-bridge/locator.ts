@@ -45,7 +45,10 @@ interface CacheEntry {
 
 interface RunningLookup {
   promise: Promise<Location[]>;
+  /** When it was asked for (it may have waited for a place since). */
   startedAt: number;
+  /** Waiting behind the lookups callers wait for: a caller does not share it. */
+  background: boolean;
 }
 
 export interface LocateOptions {
@@ -65,7 +68,7 @@ export class Locator {
   hits = 0;
   misses = 0;
   /** Calls to `locate` that found a live cached answer older than their `maxAgeMs`. */
-  rechecks = 0;
+  staleHits = 0;
 
   constructor(
     private readonly overlay: OverlayAccess,
@@ -79,6 +82,8 @@ export class Locator {
         maxInFlight: limits.maxInFlight ?? MAX_LOOKUPS_IN_FLIGHT,
         maxWaiting: limits.maxWaiting ?? MAX_LOOKUPS_WAITING,
         maxWaitMs: limits.maxWaitMs ?? MAX_LOOKUP_WAIT_MS,
+        // Rechecks nobody waits for long (the proxy gives up after 2 s): as many as callers.
+        maxBackground: limits.maxWaiting ?? MAX_LOOKUPS_WAITING,
       },
       (waiting) => new LocatorBusyError(waiting),
     );
@@ -102,8 +107,9 @@ export class Locator {
 
   /**
    * Nodes with live registrations for the resource ("bob@peerbx.local"); [] when none. A
-   * cached answer, or a lookup already under way, serves when it began at most `maxAgeMs` ago;
-   * otherwise the overlay is asked (and its answer replaces the cached one).
+   * cached answer, or a lookup already asked for, serves when it was asked for at most
+   * `maxAgeMs` ago (and a background one only another background caller); otherwise the
+   * overlay is asked (and its answer replaces the cached one).
    * Rejects with LocatorBusyError when the lookup would wait behind too many others, or
    * waited too long; with the overlay's error when the overlay cannot say.
    */
@@ -115,16 +121,19 @@ export class Locator {
       this.hits++;
       return live.locations;
     }
-    if (live) this.rechecks++;
+    if (live) this.staleHits++;
     else this.misses++;
+    const background = options.background ?? false;
     const running = this.running.get(resource);
-    if (running && now - running.startedAt <= maxAge) return running.promise;
+    if (running && now - running.startedAt <= maxAge && (!running.background || background)) {
+      return running.promise;
+    }
     const promise = this.admission
-      .run(() => this.fetchLocations(resource), options.background)
+      .run(() => this.fetchLocations(resource), background)
       .finally(() => {
         if (this.running.get(resource)?.promise === promise) this.running.delete(resource);
       });
-    this.running.set(resource, { promise, startedAt: now });
+    this.running.set(resource, { promise, startedAt: now, background });
     return promise;
   }
 

@@ -11,7 +11,7 @@ import { LocatorBusyError, SipParseError } from '../errors.js';
 import { createResponse } from '../message/response.js';
 import { SipRequest, type SipResponse } from '../message/sip-message.js';
 import { createVia, formatVia, isSipUri, parseUri, type SipUri, type Via } from '../message/uri.js';
-import type { Locator } from '../overlay-bridge/locator.js';
+import type { Location, Locator } from '../overlay-bridge/locator.js';
 import type { Binding, BindingStore } from '../registrar/binding-store.js';
 import { LOCAL_HOST_ALIASES } from '../registrar/handler-constants.js';
 import type { ServerTransaction, TransactionLayer } from '../transaction/index.js';
@@ -75,10 +75,6 @@ export interface ProxyComponents {
   logger?: Logger;
   timerCMs?: number;
   nodeConnectTimeoutMs?: number;
-  /** How long an INVITE to a cached location goes unanswered before the location is asked again. */
-  locationRecheckMs?: number;
-  /** How long that asking may keep the call's answer waiting once its branches have ended. */
-  locationRecheckTimeoutMs?: number;
   /**
    * Forward requests from phones to SIP addresses outside the overlay (other SIP servers or
    * devices not registered here). Default false: such requests get 403. Requests from other
@@ -169,7 +165,7 @@ export class StatefulProxy {
     );
   }
 
-  /** Stops every Timer C (the node is closing). */
+  /** Stops every Timer C and location recheck, and closes every context (the node is closing). */
   close(): void {
     for (const ctx of this.contexts.values()) ctx.dispose();
     this.contexts.clear();
@@ -261,19 +257,17 @@ export class StatefulProxy {
     if (!fromPeer) {
       cached = this.c.locator.isCached(resource);
       try {
-        let located = await this.c.locator.locate(resource);
-        if (
-          cached &&
-          local.length === 0 &&
-          !located.some((l) => idToHex(l.nodeId) !== this.c.nodeHex)
-        ) {
-          // Cached here only, with no device here any more: ask before answering 480 (and
+        const at = (found: readonly Location[]) => found.map((l) => idToHex(l.nodeId));
+        let hexes = at(await this.c.locator.locate(resource));
+        if (cached && local.length === 0 && hexes.every((h) => h === this.c.nodeHex)) {
+          // Cached here only, with no device here any more: ask again before answering 480 (and
           // answer that when the overlay cannot say).
           cached = false;
-          located = await this.c.locator.locate(resource, { maxAgeMs: 0 }).catch(() => located);
+          const again = { maxAgeMs: LOCATION_RECHECK_MAX_AGE_MS };
+          hexes = await this.c.locator.locate(resource, again).then(at, () => hexes);
         }
-        nodes = located.map((l) => idToHex(l.nodeId)).filter((h) => h !== this.c.nodeHex);
-        if (located.some((l) => idToHex(l.nodeId) === this.c.nodeHex)) registeredLocally = true;
+        nodes = hexes.filter((h) => h !== this.c.nodeHex);
+        if (hexes.includes(this.c.nodeHex)) registeredLocally = true;
       } catch (err) {
         overlayDown = err as Error;
       }
@@ -345,13 +339,12 @@ export class StatefulProxy {
   ): void {
     const recheck = () => {
       this.stats.locationRechecks++;
-      const lookup = this.c.locator.locate(resource, {
-        maxAgeMs: LOCATION_RECHECK_MAX_AGE_MS,
-        background: true,
-      });
       void withTimeout(
-        lookup,
-        this.c.locationRecheckTimeoutMs ?? LOCATION_RECHECK_TIMEOUT_MS,
+        this.c.locator.locate(resource, {
+          maxAgeMs: LOCATION_RECHECK_MAX_AGE_MS,
+          background: true,
+        }),
+        LOCATION_RECHECK_TIMEOUT_MS,
         'location recheck',
       )
         .then((located) => {
@@ -368,9 +361,7 @@ export class StatefulProxy {
         })
         .finally(() => ctx.unhold());
     };
-    const after =
-      request.method === 'INVITE' ? (this.c.locationRecheckMs ?? LOCATION_RECHECK_MS) : undefined;
-    ctx.holdOpen(recheck, after);
+    ctx.holdOpen(recheck, request.method === 'INVITE' ? LOCATION_RECHECK_MS : undefined);
   }
 
   /**

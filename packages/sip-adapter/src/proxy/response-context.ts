@@ -89,7 +89,10 @@ export class ResponseContext {
   private best: SipResponse | undefined;
   finalSent = false;
   canceled = false;
-  /** True once the final response is out and every branch has ended: no branch may start. */
+  /**
+   * True once the context is done (its answer out and every branch ended) or disposed (the
+   * proxy closing, or answering itself): no branch may start.
+   */
   closed = false;
   /** Set while branches may still be added after `seal` (see `holdOpen`). */
   private hold: { wake: () => void; woken: boolean; timer: TimerHandle | undefined } | undefined;
@@ -163,7 +166,7 @@ export class ResponseContext {
 
   /**
    * True once no branch may be added: the final response is out (or a 2xx went through), the
-   * request was cancelled, or a branch declined with a 6xx.
+   * request was cancelled, a branch declined with a 6xx, or the context is closed.
    */
   get decided(): boolean {
     return this.finalSent || this.canceled || this.declined || this.closed;
@@ -181,10 +184,8 @@ export class ResponseContext {
     const hold = { wake, woken: false, timer: undefined as TimerHandle | undefined };
     this.hold = hold;
     if (wakeAfterMs !== undefined) {
-      hold.timer = this.options.clock.setTimeout(() => {
-        hold.timer = undefined;
-        if (this.hold === hold) this.wake(hold);
-      }, wakeAfterMs);
+      // dropHold and wake clear it: it fires only for the hold still in place.
+      hold.timer = this.options.clock.setTimeout(() => this.wake(hold), wakeAfterMs);
     }
   }
 
@@ -260,13 +261,15 @@ export class ResponseContext {
   private maybeFinish(): void {
     const hold = this.hold;
     if (hold) {
-      // Decided: no branch can be added any more, so there is nothing to hold open for.
-      if (this.decided) this.dropHold();
-      else if (this.opening === 0 && this.branches.every((b) => b.final !== undefined)) {
+      if (!this.decided) {
         // Every branch so far has ended: the answer is due, unless the proxy finds more.
-        this.wake(hold);
+        if (this.opening === 0 && this.branches.every((b) => b.final !== undefined)) {
+          this.wake(hold);
+        }
         return;
-      } else return;
+      }
+      // Decided: no branch can be added any more, so there is nothing to hold open for.
+      this.dropHold();
     }
     if (this.closed || !this.sealed || this.opening > 0) return;
     if (this.branches.some((b) => b.final === undefined)) return;
