@@ -335,6 +335,46 @@ describe('overlay bridge', () => {
     assert.equal(loc.hits, 3);
   });
 
+  it('keeps rechecks (background lookups) to themselves, and refuses them past maxWaiting', async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const started: string[] = [];
+    const access: OverlayAccess = {
+      nodeId: b.nodeId,
+      fetch: async (resource, kind) => {
+        started.push(resource);
+        await held;
+        return b.fetch(resource, kind);
+      },
+      connect: (nodeId, application) => b.connect(nodeId, application),
+      publish: (params) => b.publish(params),
+    };
+    await sync(new RegistrationPublisher(b, clock), 'g1');
+    const loc = new Locator(access, clock, undefined, {
+      maxInFlight: 1,
+      maxWaiting: 1,
+      maxWaitMs: 5000,
+    });
+    const recheck = loc.locate('g1@peerbx.local', { background: true });
+    const call = loc.locate('g1@peerbx.local');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(started, ['g1@peerbx.local'], 'the recheck runs, the call waits for a place');
+    assert.deepEqual(loc.pending, { inFlight: 1, waiting: 1 }, 'the call did not join the recheck');
+    const second = loc.locate('q1@peerbx.local', { background: true });
+    await assert.rejects(
+      loc.locate('q3@peerbx.local', { background: true }),
+      (e: unknown) => e instanceof LocatorBusyError,
+      'one background lookup may wait, not two',
+    );
+    release();
+    assert.equal((await recheck).length, 1);
+    assert.equal((await call).length, 1);
+    await second;
+    assert.deepEqual(started, ['g1@peerbx.local', 'g1@peerbx.local', 'q1@peerbx.local']);
+  });
+
   it('restores after a restart in the background, after REGISTERs, without stale writes', async () => {
     const o = heldOverlay();
     const pub = new RegistrationPublisher(o.access, clock, { maxInFlight: 1, maxWaiting: 1 });
