@@ -67,6 +67,14 @@ describe('two running nodes', () => {
     assert.ok(s.routingTable.contacts >= 1);
     assert.equal(s.refused.overlay.unmatched, 0);
     assert.match(text.stdout, /refused\s+none/);
+    assert.deepEqual(
+      { rechecks: s.proxy.locationRechecks, late: s.proxy.lateBranches },
+      { rechecks: 0, late: 0 },
+    );
+    assert.match(
+      text.stdout,
+      /proxied\s+\d+ requests, \d+ ACKs; 0 location rechecks added 0 branches/,
+    );
     // Garbage at the SIP port is dropped, counted, and shown.
     const sock = createSocket('udp4');
     const at = b.ready.sip.lastIndexOf(':');
