@@ -44,6 +44,23 @@ function sendRaw(bytes: Uint8Array, to: string): Promise<void> {
   });
 }
 
+/**
+ * What a thief sends for someone else's name: a claim of its own key for the name and a device
+ * of that key, dated a minute after `now`, validly signed (encoded records).
+ */
+function forgedClaim(resource: string, now: number): Uint8Array[] {
+  const thief = generateKeyPair();
+  const thiefNode = generateKeyPair();
+  return [
+    nameClaim(thiefNode, thief, now + 60_000, resource),
+    registration(thiefNode, thief, now + 60_000, {
+      resource,
+      userName: resource.split('@')[0]!,
+      value: new TextEncoder().encode('sip:thief@192.0.2.66:5060'),
+    }),
+  ].map((r) => encodeRecord(r));
+}
+
 /** Nodes named `names` under root, in `nodes`: the first founds the overlay, the rest join it. */
 async function startNodes(root: string, names: string[], nodes: OverlayNode[]): Promise<void> {
   const first = nodes.length;
@@ -147,17 +164,7 @@ describe('overlay node over real sockets', () => {
     // name and a device of that key, dated a minute later: its own store counts as one holder,
     // so its first lookup (quorum 2) sees one claim against one and must ask k holders.
     const asker = nodes.find((n) => !holders.includes(n))!;
-    const thief = generateKeyPair();
-    const thiefNode = generateKeyPair();
-    const forged = [
-      nameClaim(thiefNode, thief, now + 60_000, IVAN),
-      registration(thiefNode, thief, now + 60_000, {
-        resource: IVAN,
-        userName: 'ivan',
-        value: new TextEncoder().encode('sip:thief@192.0.2.66:5060'),
-      }),
-    ];
-    for (const r of forged) asker.store.put(key, encodeRecord(r), now + HOUR, now);
+    for (const bytes of forgedClaim(IVAN, now)) asker.store.put(key, bytes, now + HOUR, now);
 
     for (let i = 0; i < 2; i++) {
       const lookups = asker.dht.stats.lookups;
@@ -432,15 +439,8 @@ describe('client role', () => {
     // The client's peer holds a claim and device of another key instead of olga's: one holder
     // (itself) against the first other one, so the peer asks all k holders and keeps olga's.
     const peer = peers[1]!;
-    const thief = generateKeyPair();
-    const thiefNode = generateKeyPair();
     peer.store.delete(key);
-    for (const r of [
-      nameClaim(thiefNode, thief, now + 60_000, OLGA),
-      registration(thiefNode, thief, now + 60_000, { resource: OLGA, userName: 'olga' }),
-    ]) {
-      peer.store.put(key, encodeRecord(r), now + HOUR, now);
-    }
+    for (const bytes of forgedClaim(OLGA, now)) peer.store.put(key, bytes, now + HOUR, now);
     const lookups = peer.dht.stats.lookups;
     const back = await client.fetch(OLGA, KIND_SIP_REGISTRATION);
     assert.equal(peer.dht.stats.lookups - lookups, 2, 'contested at the peer, asked again');

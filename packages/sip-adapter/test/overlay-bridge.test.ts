@@ -119,6 +119,26 @@ describe('overlay bridge', () => {
   });
 
   /** The real overlay b, its writes held back until the test lets them go (or fail). */
+  /** Overlay access whose fetches wait for `release()`; `started` lists what they asked. */
+  function heldFetches() {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const started: string[] = [];
+    const access: OverlayAccess = {
+      nodeId: b.nodeId,
+      fetch: async (resource, kind) => {
+        started.push(resource);
+        await held;
+        return b.fetch(resource, kind);
+      },
+      connect: (nodeId, application) => b.connect(nodeId, application),
+      publish: (params) => b.publish(params),
+    };
+    return { access, started, release: () => release() };
+  }
+
   function heldOverlay() {
     let release: () => void = () => undefined;
     let held = new Promise<void>((resolve) => {
@@ -225,21 +245,7 @@ describe('overlay bridge', () => {
   });
 
   it('keeps a few location lookups under way, one per resource, and refuses beyond', async () => {
-    let release: () => void = () => undefined;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const started: string[] = [];
-    const access: OverlayAccess = {
-      nodeId: b.nodeId,
-      fetch: async (resource, kind) => {
-        started.push(resource);
-        await held;
-        return b.fetch(resource, kind);
-      },
-      connect: (nodeId, application) => b.connect(nodeId, application),
-      publish: (params) => b.publish(params),
-    };
+    const { access, started, release } = heldFetches();
     const loc = new Locator(access, clock, undefined, {
       maxInFlight: 2,
       maxWaiting: 1,
@@ -336,21 +342,7 @@ describe('overlay bridge', () => {
   });
 
   it('keeps rechecks (background lookups) to themselves, and refuses them past maxWaiting', async () => {
-    let release: () => void = () => undefined;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const started: string[] = [];
-    const access: OverlayAccess = {
-      nodeId: b.nodeId,
-      fetch: async (resource, kind) => {
-        started.push(resource);
-        await held;
-        return b.fetch(resource, kind);
-      },
-      connect: (nodeId, application) => b.connect(nodeId, application),
-      publish: (params) => b.publish(params),
-    };
+    const { access, started, release } = heldFetches();
     await sync(new RegistrationPublisher(b, clock), 'g1');
     const loc = new Locator(access, clock, undefined, {
       maxInFlight: 1,
