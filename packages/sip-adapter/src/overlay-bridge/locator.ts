@@ -54,7 +54,7 @@ interface RunningLookup {
 export interface LocateOptions {
   /** Only an answer whose lookup began at most this long ago will do (default: any cached). */
   maxAgeMs?: number;
-  /** Wait behind lookups someone waits for, and never be refused (Admission's background). */
+  /** Wait behind the lookups callers wait for (Admission's background; refused past its cap). */
   background?: boolean;
 }
 
