@@ -2,7 +2,8 @@
 // as docker-compose.yml does) register at `peerbx start` nodes on 127.0.0.1 and call each other
 // across the overlay; ringing, answer, media flowing directly between the phones, hang-up from
 // either side (through both nodes' Record-Routes), CANCEL, a refusal, an unknown callee, a phone
-// over TCP, two phones of one user, and digest authentication.
+// over TCP, two phones of one user (also one registered after the caller's node found the
+// user), and digest authentication.
 
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -51,7 +52,7 @@ const withPeer = (user: string) => (e: PhoneEvent) => e.peeruri === `sip:${user}
 /** The proxy counters of a running node (`peerbx status --json`). */
 async function proxyStats(
   node: StartedNode,
-): Promise<{ forwarded: number; acksForwarded: number }> {
+): Promise<{ forwarded: number; acksForwarded: number; lateBranches: number }> {
   const r = await peerbx(['status', '--data-dir', node.dataDir, '--json']);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout).proxy;
@@ -235,6 +236,30 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
     );
     const erinAt2 = await addPhone('erin', 1, 'erin-2');
     await ringTwoAnswerOne('erin', erinAt2, erinAt3);
+  });
+
+  it("rings a phone of a user that registered at another node after alice's node found the user", async () => {
+    // alice's node learns where frank is (node 3) from a first call, which alice cancels.
+    const frankAt3 = await addPhone('frank', 2, 'frank-3');
+    alice.clearEvents();
+    await answeringByHand(frankAt3, async () => {
+      assert.ok((await alice.command('dial', 'sip:frank@peerbx.local')).ok);
+      await frankAt3.waitFor('CALL_INCOMING', withPeer('alice'));
+      assert.ok((await alice.command('hangup')).ok);
+      await frankAt3.waitFor('CALL_CLOSED', withPeer('alice'));
+    });
+    // A second later frank's other phone registers at node 2 with his key.
+    await new Promise((r) => setTimeout(r, 1_000));
+    copyFileSync(
+      join(nodes[2]!.dataDir, 'users', 'frank.key'),
+      join(nodes[1]!.dataDir, 'users', 'frank.key'),
+    );
+    const frankAt2 = await addPhone('frank', 1, 'frank-2');
+    const before = await proxyStats(nodes[0]!);
+    // The call goes to node 3 from the cache at once, and to node 2 once it has rung a while.
+    await ringTwoAnswerOne('frank', frankAt2, frankAt3);
+    const after = await proxyStats(nodes[0]!);
+    assert.equal(after.lateBranches - before.lateBranches, 1, 'node 2 added late by node 1');
   });
 
   // Last: bob's second phone stays registered after this test. (Open mode: a name belongs to
