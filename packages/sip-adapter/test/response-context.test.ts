@@ -60,30 +60,39 @@ function ok(request: SipRequest): SipResponse {
   return msg;
 }
 
+/** A transaction layer sending through `send`; `serverTx()` is its latest server transaction. */
+function proxyLayer(send: ConstructorParameters<typeof TransactionLayer>[0]['send']) {
+  let server: ServerTransaction | undefined;
+  const layer = new TransactionLayer({
+    send,
+    user: {
+      receiveRequest: (_request, tx) => {
+        server = tx;
+      },
+      receiveAck: () => undefined,
+      receiveStrayResponse: () => undefined,
+    },
+  });
+  const serverTx = (): ServerTransaction => {
+    assert.ok(server, 'the request made a server transaction');
+    return server;
+  };
+  return { layer, serverTx };
+}
+
 describe('response context aftermath', () => {
   it('keeps no message of a call after its 2xx, and still passes 2xx retransmissions up', async () => {
     const sent: { message: ReturnType<typeof parseSipMessage>; to: SipDestination }[] = [];
-    let server: ServerTransaction | undefined;
-    const layer = new TransactionLayer({
-      send: (data, to) => {
-        sent.push({ message: parseSipMessage(data), to });
-      },
-      user: {
-        receiveRequest: (_request, tx) => {
-          server = tx;
-        },
-        receiveAck: () => undefined,
-        receiveStrayResponse: () => undefined,
-      },
+    const { layer, serverTx } = proxyLayer((data, to) => {
+      sent.push({ message: parseSipMessage(data), to });
     });
     const callerVia = `SIP/2.0/UDP 192.0.2.10:5070;branch=${generateBranch()}`;
     let done = 0;
     // Everything of the call is made in here, so the test itself holds only weak references.
     const refs = (() => {
       layer.receive(invite([callerVia]), CALLER);
-      assert.ok(server);
       const ctx = new ResponseContext({
-        server,
+        server: serverTx(),
         transactions: layer,
         clock: systemClock,
         timerCMs: 180_000,
@@ -138,26 +147,15 @@ describe('response context aftermath', () => {
 /** A proxied INVITE's context over a real transaction layer, its upstream answers recorded. */
 function heldCall(timerCMs = 180_000) {
   const upstream: SipResponse[] = [];
-  let server: ServerTransaction | undefined;
-  const layer = new TransactionLayer({
-    send: (data, to) => {
-      const m = parseSipMessage(data);
-      if (m instanceof SipResponse && 'port' in to && to.port === CALLER.port) upstream.push(m);
-    },
-    user: {
-      receiveRequest: (_request, tx) => {
-        server = tx;
-      },
-      receiveAck: () => undefined,
-      receiveStrayResponse: () => undefined,
-    },
+  const { layer, serverTx } = proxyLayer((data, to) => {
+    const m = parseSipMessage(data);
+    if (m instanceof SipResponse && 'port' in to && to.port === CALLER.port) upstream.push(m);
   });
   const callerVia = `SIP/2.0/UDP 192.0.2.10:5070;branch=${generateBranch()}`;
   layer.receive(invite([callerVia]), CALLER);
-  assert.ok(server);
   const call = { done: 0, wakes: 0 };
   const ctx = new ResponseContext({
-    server,
+    server: serverTx(),
     transactions: layer,
     clock: systemClock,
     timerCMs,
