@@ -370,6 +370,20 @@ export class KademliaNode {
     }
   }
 
+  /**
+   * Whether key's values belong here as far as this node's routing table knows: fewer than k
+   * known nodes are closer to key, or `sender` is one of the 2k nodes known closest to it (a
+   * holder storing on the others; twice k, so that holders still listed after they died do not
+   * push a live one out). A node that knows k closer ones is not where a lookup for key ends.
+   */
+  isResponsibleFor(key: NodeId, sender?: NodeId): boolean {
+    assertNodeId(key, 'key');
+    const near = this.table.closest(key, 2 * this.k);
+    const kth = near[this.k - 1];
+    if (!kth || compareDistance(key, this.id, kth.id) < 0) return true;
+    return sender !== undefined && near.some((c) => idEquals(c.id, sender));
+  }
+
   /** The k closest nodes to target that answered. */
   findNode(target: NodeId, options: LookupOptions = {}): Promise<LookupResult> {
     assertNodeId(target, 'target');

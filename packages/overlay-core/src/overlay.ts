@@ -249,7 +249,7 @@ export class OverlayNode {
       });
 
       const maintenance = config.dht.maintenanceIntervalMs;
-      const dht = new KademliaNode({
+      const dht: KademliaNode = new KademliaNode({
         id: nodeId,
         transport: udp,
         clock,
@@ -257,7 +257,10 @@ export class OverlayNode {
         alpha: config.dht.alpha,
         disjointPaths: config.dht.disjointPaths,
         store,
-        validateValue: validate,
+        // STOREs from other nodes: an open overlay's user records only where they belong.
+        validateValue: createRecordValidator(config, store, clock, (key, sender): boolean =>
+          dht.isResponsibleFor(key, sender),
+        ),
         acceptContact: (c) =>
           meetsPuzzle(c.id, config.puzzleBits) && parseEndpoint(c.address) !== undefined,
         // Checked every period (a replica lost with a node that stopped answering is restored,
@@ -395,7 +398,9 @@ export class OverlayNode {
       const put = puts[i];
       if (!put || put.stored.length === 0) {
         for (const later of items.slice(i)) this.dht.unpublish(key, later.bytes);
-        const reason = put?.rejected[0];
+        // Refused by nodes that are not among the closest (their tables know closer ones):
+        // the record found no place, which is not a verdict on the record itself.
+        const reason = put?.rejected.find((r) => r.reason !== 'not-responsible');
         if (reason) {
           throw new OverlayError(
             'ERR_FORBIDDEN',

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { compareDistance, idToHex, type Request } from '@peerbx/dht-kademlia';
+import { compareDistance, idToHex, type Request, type Response } from '@peerbx/dht-kademlia';
 import { OverlayClient } from '../src/client.js';
 import {
   configHash,
@@ -61,15 +61,67 @@ function forgedClaim(resource: string, now: number): Uint8Array[] {
   ].map((r) => encodeRecord(r));
 }
 
+/**
+ * A STORE of `values` under key, sent to `to` by a node of its own (valid puzzle and
+ * signature) whose ID is farther from key than every node in `nodes`: the verdicts, first
+ * value's first.
+ */
+async function storeFromFarNode(
+  to: string,
+  key: Uint8Array,
+  values: Uint8Array[],
+  nodes: readonly OverlayNode[],
+  overlay: OverlayConfig,
+) {
+  let keys = generateNodeKeyPair(4);
+  const nearer = (n: OverlayNode) => compareDistance(key, n.nodeId, nodeIdOf(keys.publicKey)) < 0;
+  while (!nodes.every(nearer)) keys = generateNodeKeyPair(4);
+  const codec = new SignedDatagramCodec({
+    keys,
+    configHash: configHash(overlay),
+    overlayName: overlay.name,
+    puzzleBits: overlay.puzzleBits,
+  });
+  const [first, ...rest] = values.map((value) => ({ value, ttlMs: HOUR }));
+  const body = { type: 'STORE' as const, key, ...first!, more: rest };
+  const sock = createSocket('udp4');
+  const i = to.lastIndexOf(':');
+  try {
+    // The answer to our STORE (the node may PING us, a contact new to it, meanwhile).
+    const reply = new Promise<Response>((resolve) =>
+      sock.on('message', (bytes) => {
+        const m = codec.decode(bytes, to);
+        if (m.kind === 'response' && m.txid === 7) resolve(m.response);
+      }),
+    );
+    sock.send(
+      codec.encodeRequest(7, { sender: nodeIdOf(keys.publicKey), body }),
+      Number(to.slice(i + 1)),
+      to.slice(0, i),
+    );
+    const response = await reply;
+    assert.equal(response.body.type, 'STORED');
+    const { more, ...verdict } = response.body as Extract<Response['body'], { type: 'STORED' }>;
+    return [verdict, ...(more ?? [])];
+  } finally {
+    sock.close();
+  }
+}
+
 /** Nodes named `names` under root, in `nodes`: the first founds the overlay, the rest join it. */
-async function startNodes(root: string, names: string[], nodes: OverlayNode[]): Promise<void> {
+async function startNodes(
+  root: string,
+  names: string[],
+  nodes: OverlayNode[],
+  overlay = config(),
+): Promise<void> {
   const first = nodes.length;
   for (const name of names) {
     const founder = nodes[first];
     nodes.push(
       await OverlayNode.start({
         dataDir: join(root, name),
-        config: config(),
+        config: overlay,
         ...(founder ? { bootstrap: [founder.udpAddress] } : {}),
       }),
     );
@@ -160,9 +212,11 @@ describe('overlay node over real sockets', () => {
     const now = Date.now();
     const holders = nodes.filter((n) => n.store.get(key, now).length > 0);
     assert.equal(holders.length, 3, 'k = 3 of 4 nodes hold the name');
-    // The fourth node accepted, as any node does, a STORE of a claim of another key for the
-    // name and a device of that key, dated a minute later: its own store counts as one holder,
-    // so its first lookup (quorum 2) sees one claim against one and must ask k holders.
+    // The fourth node's store holds a claim of another key for the name and a device of that
+    // key, dated a minute later (put there directly: a STORE of them would be refused, as the
+    // node is not among the closest; a thief's own node holds what it likes): its own store
+    // counts as one holder, so its first lookup (quorum 2) sees one claim against one and must
+    // ask k holders.
     const asker = nodes.find((n) => !holders.includes(n))!;
     for (const bytes of forgedClaim(IVAN, now)) asker.store.put(key, bytes, now + HOUR, now);
 
@@ -298,6 +352,65 @@ describe('overlay node over real sockets', () => {
     assert.deepEqual(nodes.map(holds), [true, true, true]);
     const got = await nodes[1]!.fetch('alice@peerbx.local', KIND_SIP_REGISTRATION);
     assert.equal(got.length, 1);
+  });
+});
+
+describe('a node that is not among the closest to a name', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-far-'));
+  const nodes: OverlayNode[] = [];
+  const k = 2;
+  const overlay = config({ dht: { k, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: 60_000 } });
+
+  before(async () => {
+    await startNodes(root, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'], nodes, overlay);
+  });
+  after(() => closeAll(root, nodes));
+
+  it("refuses a thief's claim and device for the name, as the nodes holding its claim do", async () => {
+    // A name and a node that knows k nodes closer to it than itself, and 2k nodes in all that
+    // are closer to it than the thief's node will be (which is so not taken for a holder).
+    let name = '';
+    let far: OverlayNode | undefined;
+    for (let i = 0; !far && i < 50; i++) {
+      name = `kate${i}@peerbx.local`;
+      const key = resourceId(name);
+      for (const n of nodes) await n.dht.findNode(key);
+      far = nodes.find(
+        (n) => !n.dht.isResponsibleFor(key) && n.dht.table.closest(key, 2 * k).length === 2 * k,
+      );
+    }
+    assert.ok(far, 'a name with a node far from it among 8 nodes');
+    const key = resourceId(name);
+    await nodes[0]!.publish({
+      kind: KIND_SIP_REGISTRATION,
+      resource: name,
+      dictionaryKey: nodes[0]!.nodeId,
+      value: new TextEncoder().encode('sip:kate@127.0.0.1:5070'),
+      lifetimeMs: 60_000,
+    });
+    const holds = (n: OverlayNode) => n.store.get(key, Date.now()).length > 0;
+    assert.equal(holds(far), false);
+    const forged = forgedClaim(name, Date.now());
+
+    // Holding no claim for the name, it would have taken the thief's (nothing it holds says
+    // who owns the name), and a lookup that met it first would have counted it as a holder.
+    const atFar = await storeFromFarNode(far.udpAddress, key, forged, nodes, overlay);
+    assert.deepEqual(
+      atFar.map((v) => v.ok || v.reason),
+      ['not-responsible', 'not-responsible'],
+    );
+    assert.equal(holds(far), false);
+    const holders = nodes.filter(holds);
+    assert.ok(holders.length >= k);
+    for (const holder of holders) {
+      const [claim] = await storeFromFarNode(holder.udpAddress, key, forged, nodes, overlay);
+      assert.ok(claim && !claim.ok && /owned by another key/.test(claim.detail ?? ''));
+    }
+    const got = await far.fetch(name, KIND_SIP_REGISTRATION);
+    assert.deepEqual(
+      got.map((r) => Buffer.from(r.value).toString()),
+      ['sip:kate@127.0.0.1:5070'],
+    );
   });
 });
 

@@ -71,15 +71,29 @@ export function createOverlayStoreOptions(config: OverlayConfig, clock: Clock): 
 }
 
 /**
+ * Open mode: whether a STORE under key belongs at this node (KademliaNode.isResponsibleFor),
+ * given the node that sent it.
+ */
+export type Responsibility = (key: NodeId, sender: NodeId) => boolean;
+
+/**
  * The storing peer's check of a STORE: decodes the value as a record, runs every access check
  * (the name claim read from this store) and enforces the kind's entry count per resource.
+ *
+ * With `responsible` (the check of STOREs from other nodes), an open overlay's user records
+ * (name claims, registrations) are refused with `not-responsible` where the key's values do
+ * not belong. A first-come name is safe only where its claim is held: the k closest nodes keep
+ * the owner's claim and refuse every other key's, and a lookup ends there. Any other node,
+ * holding no claim, would take a thief's claim and records for the name, and a lookup that
+ * met it first could count it as a holder.
  */
 export function createRecordValidator(
   config: OverlayConfig,
   store: ValueStore,
   clock: Clock,
+  responsible?: Responsibility,
 ): ValueValidator {
-  return (key, value) => {
+  return (key, value, sender) => {
     const now = clock.now();
     // A republished or replicated copy of bytes this store already holds was checked when it
     // first arrived: two signature checks per refresh would be pure waste.
@@ -95,6 +109,15 @@ export function createRecordValidator(
       };
     }
     decoded.set(value, record); // the store's slotOf needs it next
+    if (responsible && config.enrollment === 'open' && !responsible(key, sender)) {
+      const policy = kindById(config, record.kind)?.policy ?? '';
+      if (policy.startsWith('USER')) {
+        return {
+          reason: 'not-responsible',
+          detail: `${record.resource} is held by the nodes closest to it, and this node knows ${config.dht.k} closer ones`,
+        };
+      }
+    }
     const live = liveRecords(store, key, now);
     const verdict = checkRecord(record, key, config, {
       now,
