@@ -211,6 +211,8 @@ export class KademliaNode {
   private readonly lastReplicatedAt = new Map<string, number>();
   /** Least-recently-seen contacts being pinged before a possible eviction. */
   private readonly evictionPings = new Set<string>();
+  /** Contacts closer to a refused key being pinged (checkCloser). */
+  private readonly closerPings = new Set<string>();
   private readonly timers = new Map<Timer, TimerHandle>();
   private readonly rtt: RttEstimator;
   private running = false;
@@ -372,16 +374,18 @@ export class KademliaNode {
 
   /**
    * Whether key's values belong here as far as this node's routing table knows: fewer than k
-   * known nodes are closer to key, or `sender` is one of the 2k nodes known closest to it (a
-   * holder storing on the others; twice k, so that holders still listed after they died do not
-   * push a live one out). A node that knows k closer ones is not where a lookup for key ends.
+   * of the nodes it knows are closer to key, not counting those whose last request failed, nor
+   * `sender` (a holder handing values over as it leaves, or storing on the others when one of
+   * them died, which this node may still list). A node that knows k closer ones is not where
+   * a lookup for key ends.
    */
   isResponsibleFor(key: NodeId, sender?: NodeId): boolean {
     assertNodeId(key, 'key');
-    const near = this.table.closest(key, 2 * this.k);
-    const kth = near[this.k - 1];
-    if (!kth || compareDistance(key, this.id, kth.id) < 0) return true;
-    return sender !== undefined && near.some((c) => idEquals(c.id, sender));
+    const near = this.table.closestAnswering(key, this.k + 1);
+    const closer = near.filter(
+      (c) => compareDistance(key, c.id, this.id) < 0 && !(sender && idEquals(c.id, sender)),
+    );
+    return closer.length < this.k;
   }
 
   /** The k closest nodes to target that answered. */
@@ -473,7 +477,8 @@ export class KademliaNode {
   /**
    * Notes a store of a published value: when, and whether as many nodes answered as should
    * hold it (k, or every node this one knows and itself when there are fewer). A refusal
-   * counts as an answer: storing again would be refused again. A lookup that found fewer
+   * counts as an answer: storing again would be refused again (not so `not-responsible`,
+   * which the refuser may reconsider). A lookup that found fewer
    * nodes than the routing table knows (silence, loss) leaves the store incomplete. An
    * incomplete store is retried at the next upkeep check, not a republish interval later; so
    * is one that failed (`result` undefined).
@@ -488,7 +493,8 @@ export class KademliaNode {
     }
     entry.holders = result.stored.filter((c) => !idEquals(c.id, this.id));
     const expected = Math.min(this.k, this.table.size + (this.opts.client ? 0 : 1));
-    entry.complete = result.stored.length + result.rejected.length >= expected;
+    const refused = result.rejected.filter((r) => r.reason !== 'not-responsible').length;
+    entry.complete = result.stored.length + refused >= expected;
   }
 
   /** Stops republishing a value this node put (it still expires where it is stored). */
@@ -572,10 +578,29 @@ export class KademliaNode {
   ): StoreOutcome {
     const result = handleStore(this.store, this.validateValue, key, value, ttlMs, sender, now);
     if (result.ok) this.lastStoreAt.set(idToHex(key), now);
-    else
+    else {
       this.stats.storeRejections[result.reason] =
         (this.stats.storeRejections[result.reason] ?? 0) + 1;
+      if (result.reason === 'not-responsible') this.checkCloser(key, now);
+    }
     return result;
+  }
+
+  /**
+   * A STORE refused as not-responsible (isResponsibleFor): the closer contacts that made it so
+   * and were not heard from for an upkeep period are pinged. A dead one's failed PING takes it
+   * out of the count, so the publisher's next try (the next upkeep check) is taken. One PING
+   * per contact at a time: refusals cannot be turned into a flood of them.
+   */
+  private checkCloser(key: NodeId, now: number): void {
+    for (const c of this.table.closestAnswering(key, this.k)) {
+      if (compareDistance(key, c.id, this.id) >= 0) break;
+      const hex = idToHex(c.id);
+      const seen = this.table.lastSeen(c.id) ?? now;
+      if (now - seen < this.opts.upkeepCheckIntervalMs || this.closerPings.has(hex)) continue;
+      this.closerPings.add(hex);
+      void this.ping(c).finally(() => this.closerPings.delete(hex));
+    }
   }
 
   private reply(body: Response['body']): Response {

@@ -257,9 +257,14 @@ export class OverlayNode {
         alpha: config.dht.alpha,
         disjointPaths: config.dht.disjointPaths,
         store,
-        // STOREs from other nodes: an open overlay's user records only where they belong.
-        validateValue: createRecordValidator(config, store, clock, (key, sender): boolean =>
-          dht.isResponsibleFor(key, sender),
+        // STOREs from other nodes: an open overlay's user records only where they belong. Its
+        // own (a put that found this node among the closest) are not asked. The closure runs
+        // only for STOREs, after the constructor: dht is assigned by then.
+        validateValue: createRecordValidator(
+          config,
+          store,
+          clock,
+          (key, sender): boolean => idEquals(sender, nodeId) || dht.isResponsibleFor(key, sender),
         ),
         acceptContact: (c) =>
           meetsPuzzle(c.id, config.puzzleBits) && parseEndpoint(c.address) !== undefined,
@@ -339,7 +344,8 @@ export class OverlayNode {
    * expires or is replaced. User kinds are signed by the local user's key; in open mode the
    * user's name claim is stored (or refreshed) with it: both share the resource key, so one
    * lookup finds the peers for both, and each peer gets the claim before the record. Throws
-   * ERR_FORBIDDEN with the storing peers' reason when every one of them refused.
+   * ERR_FORBIDDEN with the storing peers' reason when every one of them refused the record,
+   * ERR_UNREACHABLE when none stored it otherwise (silent, or not among the closest).
    */
   async publish(params: PublishParams): Promise<PublishResult> {
     const { claim, record } = this.signer.sign(params);
@@ -409,7 +415,9 @@ export class OverlayNode {
         }
         throw new OverlayError(
           'ERR_UNREACHABLE',
-          'no peer stored the record (is the overlay reachable?)',
+          put?.rejected.length
+            ? 'no peer stored the record: the peers asked know peers closer to it (try again)'
+            : 'no peer stored the record (is the overlay reachable?)',
         );
       }
       this.published.set(it.id, { key, bytes: it.bytes, expiresAt: it.expiresAt });

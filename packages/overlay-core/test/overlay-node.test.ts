@@ -99,7 +99,12 @@ async function storeFromFarNode(
       Number(to.slice(i + 1)),
       to.slice(0, i),
     );
-    const response = await reply;
+    const response = await Promise.race([
+      reply,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`no answer to the STORE from ${to}`)), 3000).unref(),
+      ),
+    ]);
     assert.equal(response.body.type, 'STORED');
     const { more, ...verdict } = response.body as Extract<Response['body'], { type: 'STORED' }>;
     return [verdict, ...(more ?? [])];

@@ -135,6 +135,17 @@ export class RoutingTable {
     return this.collect(target, n, exclude ? (e) => !exclude(e.contact) : () => true);
   }
 
+  /** closest(), leaving out contacts whose last request failed (gone, perhaps). */
+  closestAnswering(target: NodeId, n = this.k): Contact[] {
+    return this.collect(target, n, (e) => e.failures === 0);
+  }
+
+  /** When id was last heard from; undefined when it is not in the table. */
+  lastSeen(id: NodeId): number | undefined {
+    const bucket = this.bucket(this.bucketIndexOf(id));
+    return bucket.entries[bucket.indexOf(id)]?.lastSeen;
+  }
+
   private collect(target: NodeId, n: number, keep: (e: BucketEntry) => boolean): Contact[] {
     // Distance classes, nearest first: the target's bucket; then every deeper bucket (they
     // differ from target at bit `start`); then shallower buckets, each farther than the last.
