@@ -161,6 +161,8 @@ interface Published extends PublishedValue {
   backdateMs: number;
   /** The other nodes that took it at its last store: pinged at upkeep checks. */
   holders: Contact[];
+  /** Its last store was retried because of `not-responsible` refusals (storedAgain). */
+  retriedRefusals: boolean;
 }
 
 type Timer = 'refresh' | 'republish' | 'replicate' | 'expire';
@@ -381,7 +383,9 @@ export class KademliaNode {
    */
   isResponsibleFor(key: NodeId, sender?: NodeId): boolean {
     assertNodeId(key, 'key');
-    const near = this.table.closestAnswering(key, this.k + 1);
+    // 2k, so that leaving out the sender cannot bring a node that knows many closer ones
+    // under k: it helps only a node at the edge of the k closest.
+    const near = this.table.closestAnswering(key, 2 * this.k);
     const closer = near.filter(
       (c) => compareDistance(key, c.id, this.id) < 0 && !(sender && idEquals(c.id, sender)),
     );
@@ -469,6 +473,7 @@ export class KademliaNode {
       storing: true,
       backdateMs,
       holders: [],
+      retriedRefusals: false,
     };
     this.published.set(publishedKey(v.key, v.value), entry);
     return entry;
@@ -477,11 +482,12 @@ export class KademliaNode {
   /**
    * Notes a store of a published value: when, and whether as many nodes answered as should
    * hold it (k, or every node this one knows and itself when there are fewer). A refusal
-   * counts as an answer: storing again would be refused again (not so `not-responsible`,
-   * which the refuser may reconsider). A lookup that found fewer
-   * nodes than the routing table knows (silence, loss) leaves the store incomplete. An
-   * incomplete store is retried at the next upkeep check, not a republish interval later; so
-   * is one that failed (`result` undefined).
+   * counts as an answer: storing again would be refused again. Not so at first a
+   * `not-responsible`, which the refuser may reconsider once it has checked the closer nodes
+   * it lists (checkCloser): that store is tried once more, then taken as answered. A lookup
+   * that found fewer nodes than the routing table knows (silence, loss) leaves the store
+   * incomplete. An incomplete store is retried at the next upkeep check, not a republish
+   * interval later; so is one that failed (`result` undefined).
    */
   private storedAgain(entry: Published, result: PutResult | undefined): void {
     entry.storing = false;
@@ -493,8 +499,12 @@ export class KademliaNode {
     }
     entry.holders = result.stored.filter((c) => !idEquals(c.id, this.id));
     const expected = Math.min(this.k, this.table.size + (this.opts.client ? 0 : 1));
-    const refused = result.rejected.filter((r) => r.reason !== 'not-responsible').length;
-    entry.complete = result.stored.length + refused >= expected;
+    const answered = (refusals: boolean) =>
+      result.stored.length +
+        result.rejected.filter((r) => refusals || r.reason !== 'not-responsible').length >=
+      expected;
+    entry.complete = answered(entry.retriedRefusals);
+    entry.retriedRefusals = !entry.complete && answered(true);
   }
 
   /** Stops republishing a value this node put (it still expires where it is stored). */
@@ -904,7 +914,10 @@ export class KademliaNode {
     this.stats.lookups++;
     this.table.touchBucket(target, this.clock.now());
     const paths = Math.max(1, options.paths ?? this.disjointPaths);
-    const initial = this.table.closest(target, this.k * paths);
+    // Twice what the paths need: a path whose first k contacts died goes on to the next ones
+    // it knows instead of ending with no answer. The extra ones cost nothing while the first
+    // k answer (a path asks only until its k closest live contacts have).
+    const initial = this.table.closest(target, 2 * this.k * paths);
     return lookup({
       target,
       ownId: this.id,

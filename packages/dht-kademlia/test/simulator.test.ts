@@ -58,6 +58,19 @@ function dropStores(s: Swarm, node: KademliaNode): () => void {
   };
 }
 
+/** The node answers every STORE `not-responsible` (its table lists k nodes closer, say). */
+function refuseStores(s: Swarm, node: KademliaNode): void {
+  const endpoint = s.sim.endpoint(node.contact.address)!;
+  const handler = endpoint.handler!;
+  endpoint.handler = (req, from) =>
+    req.body.type === 'STORE'
+      ? Promise.resolve({
+          sender: node.id,
+          body: { type: 'STORED', ok: false, reason: 'not-responsible' },
+        } satisfies Response)
+      : handler(req, from);
+}
+
 const addresses = (contacts: readonly { address: string }[]) =>
   contacts.map((c) => c.address).sort();
 
@@ -453,6 +466,39 @@ describe('kademlia over the simulator', () => {
     assert.equal(publisher.stats.lookups - lookups, 1);
     await s.sim.runFor(30 * MIN);
     assert.equal(publisher.stats.lookups - lookups, 1, 'complete now: not retried again');
+  });
+
+  it('stores again once where a target answered not-responsible, then leaves it', async () => {
+    const s = await swarm(80, 23, MINUTE_CHECKS);
+    const key = hashToId('refused');
+    const publisher = s.alive.find((n) => !s.closestAlive(key, 8).includes(n))!;
+    refuseStores(s, s.closestAlive(key, 8)[0]!);
+    const put = await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    assert.equal(put.stored.length, 7);
+    assert.deepEqual(
+      put.rejected.map((r) => r.reason),
+      ['not-responsible'],
+    );
+    const lookups = publisher.stats.lookups;
+    await s.sim.runFor(2 * MIN);
+    assert.equal(publisher.stats.lookups - lookups, 1, 'the refuser may have checked its table');
+    await s.sim.runFor(30 * MIN);
+    assert.equal(publisher.stats.lookups - lookups, 1, 'refused again: taken as its answer');
+  });
+
+  it('goes on past the k contacts it knows closest to a target when they all died', async () => {
+    const s = await swarm(60, 31);
+    const key = hashToId('past the dead');
+    const asker = s.alive.find((n) => !s.closestAlive(key, 16).includes(n))!;
+    const known = asker.table.closest(key, 8);
+    assert.equal(known.length, 8);
+    for (const c of known) s.crash(s.alive.find((n) => idEquals(n.id, c.id))!);
+    const found = await s.sim.settle(asker.findNode(key));
+    assert.ok(found.failures > 0, 'dead contacts were asked');
+    assert.deepEqual(
+      addresses(found.closest),
+      addresses(s.closestAlive(key, 8).map((n) => n.contact)),
+    );
   });
 
   it('says how many of the closest nodes a lookup asked stayed silent', async () => {

@@ -143,7 +143,8 @@ export class RoutingTable {
   /** When id was last heard from; undefined when it is not in the table. */
   lastSeen(id: NodeId): number | undefined {
     const bucket = this.bucket(this.bucketIndexOf(id));
-    return bucket.entries[bucket.indexOf(id)]?.lastSeen;
+    const i = bucket.indexOf(id);
+    return i >= 0 ? bucket.entries[i]?.lastSeen : undefined;
   }
 
   private collect(target: NodeId, n: number, keep: (e: BucketEntry) => boolean): Contact[] {
