@@ -43,6 +43,11 @@ export const REPLACEMENT_CACHE_SIZE = 20;
  * p95 under bench:dht's 2-hour churn at N=1,000, dead contacts staying longer; 10 s did not.)
  */
 export const EVICTION_PING_MIN_AGE_MS = 10_000;
+/**
+ * A STORE refused as not-responsible PINGs the closer contacts that made it so, except those
+ * that answered a request within this long (at most half an upkeep period): see checkCloser.
+ */
+export const CLOSER_CHECK_MIN_AGE_MS = 10_000;
 
 /** Values per key a storing node keeps (distinct slots), so nobody can fill up a peer. */
 export const DEFAULT_MAX_VALUES_PER_KEY = 64;

@@ -5,6 +5,7 @@
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import {
   BOOTSTRAP_PING_ATTEMPTS,
+  CLOSER_CHECK_MIN_AGE_MS,
   DEFAULT_ALPHA,
   DEFAULT_DISJOINT_PATHS,
   DEFAULT_EXPIRE_CHECK_INTERVAL_MS,
@@ -161,7 +162,10 @@ interface Published extends PublishedValue {
   backdateMs: number;
   /** The other nodes that took it at its last store: pinged at upkeep checks. */
   holders: Contact[];
-  /** Its last store was retried because of `not-responsible` refusals (storedAgain). */
+  /**
+   * Its next store is the one retry that `not-responsible` refusals get (storedAgain): then
+   * they count as answers.
+   */
   retriedRefusals: boolean;
 }
 
@@ -376,20 +380,27 @@ export class KademliaNode {
 
   /**
    * Whether key's values belong here as far as this node's routing table knows: fewer than k
-   * of the nodes it knows are closer to key, not counting those whose last request failed, nor
-   * `sender` (a holder handing values over as it leaves, or storing on the others when one of
-   * them died, which this node may still list). A node that knows k closer ones is not where
-   * a lookup for key ends.
+   * of the nodes it knows are closer to key. It counts only nodes that answered a request of
+   * its own and failed none since (closestAnswering), and not `sender` (a holder handing values
+   * over as it leaves, or storing on the others when one of them died, which this node may
+   * still list). A node that knows k closer ones is not where a lookup for key ends.
    */
   isResponsibleFor(key: NodeId, sender?: NodeId): boolean {
     assertNodeId(key, 'key');
-    // 2k, so that leaving out the sender cannot bring a node that knows many closer ones
-    // under k: it helps only a node at the edge of the k closest.
-    const near = this.table.closestAnswering(key, 2 * this.k);
-    const closer = near.filter(
-      (c) => compareDistance(key, c.id, this.id) < 0 && !(sender && idEquals(c.id, sender)),
-    );
-    return closer.length < this.k;
+    return this.closerAnswering(key, sender).length < this.k;
+  }
+
+  /**
+   * The contacts closer to key than this node that isResponsibleFor counts, up to 2k of them:
+   * so many that leaving out the sender cannot bring a node that knows many closer ones under
+   * k; it helps only a node at the edge of the k closest.
+   */
+  private closerAnswering(key: NodeId, sender: NodeId | undefined): Contact[] {
+    return this.table
+      .closestAnswering(key, 2 * this.k)
+      .filter(
+        (c) => compareDistance(key, c.id, this.id) < 0 && !(sender && idEquals(c.id, sender)),
+      );
   }
 
   /** The k closest nodes to target that answered. */
@@ -591,23 +602,25 @@ export class KademliaNode {
     else {
       this.stats.storeRejections[result.reason] =
         (this.stats.storeRejections[result.reason] ?? 0) + 1;
-      if (result.reason === 'not-responsible') this.checkCloser(key, now);
+      if (result.reason === 'not-responsible') this.checkCloser(key, sender, now);
     }
     return result;
   }
 
   /**
    * A STORE refused as not-responsible (isResponsibleFor): the closer contacts that made it so
-   * and were not heard from for an upkeep period are pinged. A dead one's failed PING takes it
-   * out of the count, so the publisher's next try (the next upkeep check) is taken. One PING
-   * per contact at a time: refusals cannot be turned into a flood of them.
+   * and have not answered a request of ours lately (CLOSER_CHECK_MIN_AGE_MS, or half an upkeep
+   * period when that is shorter) are pinged. One that no longer answers (dead, or sending
+   * without answering) is then left out of the count, so the publisher's next try, at its next
+   * upkeep check, is taken. One PING per contact at a time, and none to a contact that
+   * answered lately: refusals cannot be turned into a flood of them.
    */
-  private checkCloser(key: NodeId, now: number): void {
-    for (const c of this.table.closestAnswering(key, this.k)) {
-      if (compareDistance(key, c.id, this.id) >= 0) break;
+  private checkCloser(key: NodeId, sender: NodeId, now: number): void {
+    const fresh = Math.min(CLOSER_CHECK_MIN_AGE_MS, this.opts.upkeepCheckIntervalMs / 2);
+    for (const c of this.closerAnswering(key, sender)) {
       const hex = idToHex(c.id);
-      const seen = this.table.lastSeen(c.id) ?? now;
-      if (now - seen < this.opts.upkeepCheckIntervalMs || this.closerPings.has(hex)) continue;
+      const answered = this.table.answeredAt(c.id) ?? 0;
+      if (now - answered < fresh || this.closerPings.has(hex)) continue;
       this.closerPings.add(hex);
       void this.ping(c).finally(() => this.closerPings.delete(hex));
     }
@@ -1010,8 +1023,10 @@ export class KademliaNode {
       throw new DhtError('ERR_REJECTED', `peer error ${res.body.code}: ${res.body.message}`);
     }
     if (expectId) {
-      this.rtt.sample(rttKey, this.clock.now() - sentAt);
+      const now = this.clock.now();
+      this.rtt.sample(rttKey, now - sentAt);
       this.seen(to);
+      this.table.answered(to.id, now);
     }
     return res;
   }

@@ -620,13 +620,11 @@ describe('kademlia over the simulator', () => {
 });
 
 describe('responsibility for a key (isResponsibleFor, what a storer asks before it takes a value)', () => {
-  it('holds for the k closest, not for a node that knows k closer, not counting the sender or failed contacts', async () => {
+  it('holds for the k closest, not for a node that knows k closer, not counting the sender or silent contacts', async () => {
     const k = 8;
     const s = await swarm(60, 11);
     const key = hashToId('who holds this');
     const ranked = s.closestAlive(key, 3 * k);
-    // Fewer than k nodes are closer to the key than any of the k closest.
-    for (const n of ranked.slice(0, k)) assert.equal(n.isResponsibleFor(key), true);
 
     // The (k+1)-th, after a lookup of the key showed it the k closer ones.
     const next = ranked[k]!;
@@ -636,14 +634,21 @@ describe('responsibility for a key (isResponsibleFor, what a storer asks before 
     // node farther from the key than itself changes nothing.
     assert.equal(next.isResponsibleFor(key, ranked[0]!.id), true);
     assert.equal(next.isResponsibleFor(key, ranked[2 * k]!.id), false);
-    // A closer node that died and failed a request no longer counts.
-    s.crash(ranked[0]!);
-    assert.equal(await s.sim.settle(next.ping(ranked[0]!.contact)), false);
+    // A closer node that stopped answering no longer counts, not even when it sends messages
+    // of its own (a node that cannot be reached, or one that only pretends to be near).
+    const mute = ranked[0]!;
+    s.silence(mute);
+    assert.equal(await s.sim.settle(next.ping(mute.contact)), false);
+    assert.equal(next.isResponsibleFor(key), true);
+    assert.equal(await s.sim.settle(mute.ping(next.contact)), true);
     assert.equal(next.isResponsibleFor(key), true);
 
     // A node far down the list, after a lookup of the key.
     const far = ranked[3 * k - 1]!;
     await s.sim.settle(far.findNode(key));
     assert.equal(far.isResponsibleFor(key), false);
+    // Leaving out a sender among the closer ones still leaves it knowing k closer ones.
+    const nearest = far.table.closestAnswering(key, 1)[0]!;
+    assert.equal(far.isResponsibleFor(key, nearest.id), false);
   });
 });

@@ -89,6 +89,7 @@ export {
   createOverlayStoreOptions,
   createRecordValidator,
   type FetchedValue,
+  type Responsibility,
   verifyFetched,
 } from './storage/record-store.js';
 export { type RejectReason, SignedDatagramCodec } from './transport/signed-codec.js';

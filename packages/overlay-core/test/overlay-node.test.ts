@@ -90,8 +90,12 @@ async function storeFromFarNode(
     // The answer to our STORE (the node may PING us, a contact new to it, meanwhile).
     const reply = new Promise<Response>((resolve) =>
       sock.on('message', (bytes) => {
-        const m = codec.decode(bytes, to);
-        if (m.kind === 'response' && m.txid === 7) resolve(m.response);
+        try {
+          const m = codec.decode(bytes, to);
+          if (m.kind === 'response' && m.txid === 7) resolve(m.response);
+        } catch {
+          // Not the answer (a request of the node's own that this codec refuses, say).
+        }
       }),
     );
     sock.send(

@@ -7,6 +7,8 @@ export interface BucketEntry {
   contact: Contact;
   lastSeen: number;
   failures: number;
+  /** When it last answered a request of ours, if it has since its last failure. */
+  answeredAt?: number;
 }
 
 export class KBucket {

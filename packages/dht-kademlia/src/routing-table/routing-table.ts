@@ -119,6 +119,7 @@ export class RoutingTable {
     }
     const entry = bucket.entries[at]!;
     entry.failures++;
+    entry.answeredAt = undefined;
     if (bucket.replacements.length === 0 && entry.failures < this.maxFailures) return false;
     bucket.entries.splice(at, 1);
     const replacement = bucket.takeReplacement();
@@ -135,16 +136,26 @@ export class RoutingTable {
     return this.collect(target, n, exclude ? (e) => !exclude(e.contact) : () => true);
   }
 
-  /** closest(), leaving out contacts whose last request failed (gone, perhaps). */
-  closestAnswering(target: NodeId, n = this.k): Contact[] {
-    return this.collect(target, n, (e) => e.failures === 0);
-  }
-
-  /** When id was last heard from; undefined when it is not in the table. */
-  lastSeen(id: NodeId): number | undefined {
+  /** A request of ours to id was answered. */
+  answered(id: NodeId, now: number): void {
     const bucket = this.bucket(this.bucketIndexOf(id));
     const i = bucket.indexOf(id);
-    return i >= 0 ? bucket.entries[i]?.lastSeen : undefined;
+    if (i >= 0) bucket.entries[i]!.answeredAt = now;
+  }
+
+  /**
+   * closest(), of the contacts that answered a request of ours and have not failed one since:
+   * a contact that only ever sent us messages, or stopped answering, is left out.
+   */
+  closestAnswering(target: NodeId, n = this.k): Contact[] {
+    return this.collect(target, n, (e) => e.failures === 0 && e.answeredAt !== undefined);
+  }
+
+  /** When id last answered a request of ours (undefined: never since its last failure). */
+  answeredAt(id: NodeId): number | undefined {
+    const bucket = this.bucket(this.bucketIndexOf(id));
+    const i = bucket.indexOf(id);
+    return i >= 0 ? bucket.entries[i]?.answeredAt : undefined;
   }
 
   private collect(target: NodeId, n: number, keep: (e: BucketEntry) => boolean): Contact[] {

@@ -2,13 +2,14 @@
 // two records wins, what a storing peer accepts (signatures, policy, per-kind counts), and what
 // a fetcher believes of the values peers hand back.
 
-import type {
-  Clock,
-  NodeId,
-  StoredValue,
-  ValueStore,
-  ValueStoreOptions,
-  ValueValidator,
+import {
+  type Clock,
+  idEquals,
+  type NodeId,
+  type StoredValue,
+  type ValueStore,
+  type ValueStoreOptions,
+  type ValueValidator,
 } from '@peerbx/dht-kademlia';
 import { kindById, type OverlayConfig } from '../config/overlay-config.js';
 import { KIND_NAME_CLAIM } from '../constants.js';
@@ -109,7 +110,8 @@ export function createRecordValidator(
       };
     }
     decoded.set(value, record); // the store's slotOf needs it next
-    if (responsible && config.enrollment === 'open' && !responsible(key, sender)) {
+    const underKey = idEquals(resourceId(record.resource), key); // else checkRecord says so
+    if (responsible && config.enrollment === 'open' && underKey && !responsible(key, sender)) {
       const policy = kindById(config, record.kind)?.policy ?? '';
       if (policy.startsWith('USER')) {
         return {
