@@ -110,15 +110,17 @@ export function createRecordValidator(
       };
     }
     decoded.set(value, record); // the store's slotOf needs it next
-    const underKey = idEquals(resourceId(record.resource), key); // else checkRecord says so
-    if (responsible && config.enrollment === 'open' && underKey && !responsible(key, sender)) {
-      const policy = kindById(config, record.kind)?.policy ?? '';
-      if (policy.startsWith('USER')) {
-        return {
-          reason: 'not-responsible',
-          detail: `${record.resource} is held by the nodes closest to it, and this node knows ${config.dht.k} closer ones`,
-        };
-      }
+    if (
+      responsible &&
+      config.enrollment === 'open' &&
+      kindById(config, record.kind)?.policy.startsWith('USER') &&
+      idEquals(resourceId(record.resource), key) && // else checkRecord says what is wrong
+      !responsible(key, sender)
+    ) {
+      return {
+        reason: 'not-responsible',
+        detail: `${record.resource} is held by the nodes closest to it, and this node knows ${config.dht.k} closer ones`,
+      };
     }
     const live = liveRecords(store, key, now);
     const verdict = checkRecord(record, key, config, {
