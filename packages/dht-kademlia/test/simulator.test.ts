@@ -468,6 +468,37 @@ describe('kademlia over the simulator', () => {
     assert.equal(publisher.stats.lookups - lookups, 1, 'complete now: not retried again');
   });
 
+  it('gets a value to the node next in line, whose refusal finds a closer node dead', async () => {
+    const s = await swarm(60, 24, MINUTE_CHECKS);
+    // A node that refuses what does not belong to it, as an open overlay's nodes do.
+    let self: KademliaNode | undefined;
+    const next = await s.join({
+      validateValue: (key, _value, sender) =>
+        !self || self.isResponsibleFor(key, sender) ? undefined : { reason: 'not-responsible' },
+    });
+    self = next;
+    let key = hashToId('next-0');
+    for (let i = 1; s.closestAlive(key, 9)[8] !== next; i++) key = hashToId(`next-${i}`);
+    const [dead] = s.closestAlive(key, 8);
+    await s.sim.settle(next.findNode(key)); // it knows the 8 closer nodes, which answered it
+    assert.equal(next.isResponsibleFor(key), false);
+    await s.sim.runFor(15_000);
+    s.crash(dead!); // one of them dies, unknown to it: it still counts 8 closer nodes
+
+    const publisher = s.alive.find((n) => !s.closestAlive(key, 16).includes(n))!;
+    const put = await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    assert.deepEqual(
+      put.rejected.map((r) => [r.contact.address, r.reason]),
+      [[next.contact.address, 'not-responsible']],
+    );
+    // Its refusal pinged the dead node (well before any upkeep check would have), which then
+    // stops counting; the publisher's store at its next check is taken.
+    await s.sim.runFor(5_000);
+    assert.equal(next.isResponsibleFor(key), true);
+    await s.sim.runFor(2 * MIN);
+    assert.equal(next.store.get(key, s.sim.now()).length, 1);
+  });
+
   it('stores again once where a target answered not-responsible, then leaves it', async () => {
     const s = await swarm(80, 23, MINUTE_CHECKS);
     const key = hashToId('refused');
