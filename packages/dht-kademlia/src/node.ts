@@ -632,14 +632,17 @@ export class KademliaNode {
 
   // --- Routing table upkeep ----------------------------------------------------------------
 
-  /** A contact proved alive: add or refresh it, ping-before-evict when its bucket is full. */
-  private seen(contact: Contact): void {
+  /**
+   * A contact proved alive (`answered`: by answering a request of ours): add or refresh it,
+   * ping-before-evict when its bucket is full.
+   */
+  private seen(contact: Contact, answered = false): void {
     if (!this.acceptContact(contact)) {
       this.stats.contactsRefused++;
       return;
     }
     const now = this.clock.now();
-    const r = this.table.add(contact, now);
+    const r = this.table.add(contact, now, answered);
     if (r.status === 'added') this.handOver(contact, now);
     else if (r.status === 'full' && now - r.leastRecentlySeenAt >= EVICTION_PING_MIN_AGE_MS) {
       // A contact heard from within the last minute is alive: no PING needed to keep it (the
@@ -1023,10 +1026,8 @@ export class KademliaNode {
       throw new DhtError('ERR_REJECTED', `peer error ${res.body.code}: ${res.body.message}`);
     }
     if (expectId) {
-      const now = this.clock.now();
-      this.rtt.sample(rttKey, now - sentAt);
-      this.seen(to);
-      this.table.answered(to.id, now);
+      this.rtt.sample(rttKey, this.clock.now() - sentAt);
+      this.seen(to, true);
     }
     return res;
   }

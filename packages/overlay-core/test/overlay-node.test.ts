@@ -44,6 +44,22 @@ function sendRaw(bytes: Uint8Array, to: string): Promise<void> {
   });
 }
 
+/** A SIP-REGISTRATION of the publisher's own node for `resource`: `value` is its device. */
+function publishDevice(
+  publisher: OverlayNode | OverlayClient,
+  resource: string,
+  value: Uint8Array,
+  lifetimeMs = 60_000,
+) {
+  return publisher.publish({
+    kind: KIND_SIP_REGISTRATION,
+    resource,
+    dictionaryKey: publisher.nodeId,
+    value,
+    lifetimeMs,
+  });
+}
+
 /**
  * What a thief sends for someone else's name: a claim of its own key for the name and a device
  * of that key, dated a minute after `now`, validly signed (encoded records).
@@ -180,13 +196,7 @@ describe('overlay node over real sockets', () => {
     const [a, , c] = nodes as [OverlayNode, OverlayNode, OverlayNode];
     const value = new TextEncoder().encode('sip:alice@127.0.0.1:5070');
     const lookups = a.dht.stats.lookups;
-    const r = await a.publish({
-      kind: KIND_SIP_REGISTRATION,
-      resource: 'alice@peerbx.local',
-      dictionaryKey: a.nodeId,
-      value,
-      lifetimeMs: 60_000,
-    });
+    const r = await publishDevice(a, 'alice@peerbx.local', value);
     assert.ok(r.replicas >= 2);
     const got = await c.fetch('alice@peerbx.local', KIND_SIP_REGISTRATION);
     assert.equal(got.length, 1);
@@ -210,13 +220,7 @@ describe('overlay node over real sockets', () => {
     const [a] = nodes as [OverlayNode];
     const IVAN = 'ivan@peerbx.local';
     const value = new TextEncoder().encode('sip:ivan@127.0.0.1:5070');
-    await a.publish({
-      kind: KIND_SIP_REGISTRATION,
-      resource: IVAN,
-      dictionaryKey: a.nodeId,
-      value,
-      lifetimeMs: 60_000,
-    });
+    await publishDevice(a, IVAN, value);
     const key = resourceId(IVAN);
     const now = Date.now();
     const holders = nodes.filter((n) => n.store.get(key, now).length > 0);
@@ -387,13 +391,7 @@ describe('a node that is not among the closest to a name', () => {
     }
     assert.ok(far, 'a name with a node far from it among 8 nodes');
     const key = resourceId(name);
-    await nodes[0]!.publish({
-      kind: KIND_SIP_REGISTRATION,
-      resource: name,
-      dictionaryKey: nodes[0]!.nodeId,
-      value: new TextEncoder().encode('sip:kate@127.0.0.1:5070'),
-      lifetimeMs: 60_000,
-    });
+    await publishDevice(nodes[0]!, name, new TextEncoder().encode('sip:kate@127.0.0.1:5070'));
     const holds = (n: OverlayNode) => n.store.get(key, Date.now()).length > 0;
     assert.equal(holds(far), false);
     const forged = forgedClaim(name, Date.now());
@@ -430,13 +428,7 @@ describe('a node started again from its data directory', () => {
   it('stores what it published before again, name claim included', async () => {
     const d = nodes[3]!;
     const value = new TextEncoder().encode('sip:zoe@127.0.0.1:5070');
-    await d.publish({
-      kind: KIND_SIP_REGISTRATION,
-      resource: 'zoe@peerbx.local',
-      dictionaryKey: d.nodeId,
-      value,
-      lifetimeMs: 600_000,
-    });
+    await publishDevice(d, 'zoe@peerbx.local', value, 600_000);
     // Everyone goes; a new overlay of three empty nodes has never seen zoe.
     for (const n of nodes.splice(0)) await n.close();
     await startNodes(root, ['e', 'f', 'g'], nodes);
@@ -528,13 +520,7 @@ describe('client role', () => {
 
   it('stores and fetches through its peer, signing and verifying itself', async () => {
     const value = new TextEncoder().encode('sip:dave@10.0.0.9:5060');
-    const r = await client.publish({
-      kind: KIND_SIP_REGISTRATION,
-      resource: 'dave@peerbx.local',
-      dictionaryKey: client.nodeId,
-      value,
-      lifetimeMs: 60_000,
-    });
+    const r = await publishDevice(client, 'dave@peerbx.local', value);
     assert.ok(r.replicas >= 2);
     const seen = await peers[2]!.fetch('dave@peerbx.local', KIND_SIP_REGISTRATION);
     assert.equal(seen.length, 1);
@@ -546,13 +532,7 @@ describe('client role', () => {
   it("gets the owner's records through its peer when the peer's store holds another key's claim", async () => {
     const OLGA = 'olga@peerbx.local';
     const value = new TextEncoder().encode('sip:olga@10.0.0.9:5060');
-    await client.publish({
-      kind: KIND_SIP_REGISTRATION,
-      resource: OLGA,
-      dictionaryKey: client.nodeId,
-      value,
-      lifetimeMs: 60_000,
-    });
+    await publishDevice(client, OLGA, value);
     const key = resourceId(OLGA);
     const now = Date.now();
     // The client's peer holds a claim and device of another key instead of olga's: one holder
@@ -572,21 +552,9 @@ describe('client role', () => {
   });
 
   it("gets the storing peers' refusal for a name owned by another key", async () => {
-    await peers[0]!.publish({
-      kind: KIND_SIP_REGISTRATION,
-      resource: 'erin@peerbx.local',
-      dictionaryKey: peers[0]!.nodeId,
-      value: Uint8Array.of(1),
-      lifetimeMs: 60_000,
-    });
+    await publishDevice(peers[0]!, 'erin@peerbx.local', Uint8Array.of(1));
     await assert.rejects(
-      client.publish({
-        kind: KIND_SIP_REGISTRATION,
-        resource: 'erin@peerbx.local',
-        dictionaryKey: client.nodeId,
-        value: Uint8Array.of(2),
-        lifetimeMs: 60_000,
-      }),
+      publishDevice(client, 'erin@peerbx.local', Uint8Array.of(2)),
       (e: unknown) =>
         e instanceof OverlayError &&
         e.code === 'ERR_FORBIDDEN' &&
@@ -663,26 +631,14 @@ describe('enrolled mode', () => {
   });
 
   it('stores a registration of a certified user', async () => {
-    await nodes[0]!.publish({
-      kind: KIND_SIP_REGISTRATION,
-      resource: 'bob@peerbx.local',
-      dictionaryKey: nodes[0]!.nodeId,
-      value: Uint8Array.of(7),
-      lifetimeMs: 60_000,
-    });
+    await publishDevice(nodes[0]!, 'bob@peerbx.local', Uint8Array.of(7));
     const got = await nodes[2]!.fetch('bob@peerbx.local', KIND_SIP_REGISTRATION);
     assert.equal(got.length, 1);
   });
 
   it('tells a user without a certificate what to do', async () => {
     await assert.rejects(
-      nodes[2]!.publish({
-        kind: KIND_SIP_REGISTRATION,
-        resource: 'carol@peerbx.local',
-        dictionaryKey: nodes[2]!.nodeId,
-        value: Uint8Array.of(1),
-        lifetimeMs: 60_000,
-      }),
+      publishDevice(nodes[2]!, 'carol@peerbx.local', Uint8Array.of(1)),
       (e: unknown) =>
         e instanceof OverlayError &&
         e.code === 'ERR_CERTIFICATE' &&
@@ -692,13 +648,7 @@ describe('enrolled mode', () => {
 
   it("refuses a certificate signed by someone other than the overlay's authority", async () => {
     await assert.rejects(
-      nodes[1]!.publish({
-        kind: KIND_SIP_REGISTRATION,
-        resource: 'mallory@peerbx.local',
-        dictionaryKey: nodes[1]!.nodeId,
-        value: Uint8Array.of(1),
-        lifetimeMs: 60_000,
-      }),
+      publishDevice(nodes[1]!, 'mallory@peerbx.local', Uint8Array.of(1)),
       (e: unknown) =>
         e instanceof OverlayError && e.code === 'ERR_FORBIDDEN' && /authority/.test(e.message),
     );
@@ -782,13 +732,12 @@ describe('overlay upkeep', () => {
 
   it('does not store a record stored everywhere again at every maintenance period', async () => {
     const x = nodes[0]!;
-    const r = await x.publish({
-      kind: KIND_SIP_REGISTRATION,
-      resource: 'upkeep@peerbx.local',
-      dictionaryKey: x.nodeId,
-      value: new TextEncoder().encode('sip:upkeep@127.0.0.1:5070'),
-      lifetimeMs: 3_600_000,
-    });
+    const r = await publishDevice(
+      x,
+      'upkeep@peerbx.local',
+      new TextEncoder().encode('sip:upkeep@127.0.0.1:5070'),
+      3_600_000,
+    );
     assert.equal(r.replicas, 3);
     const stores = () =>
       nodes.reduce((sum, n) => sum + (n.stats().messages.requestsIn.STORE ?? 0), 0);

@@ -43,16 +43,22 @@ export class KBucket {
   }
 
   /** Moves a known contact to the most-recently-seen end; the address may have changed. */
-  touch(index: number, contact: Contact, now: number): void {
+  touch(index: number, contact: Contact, now: number, answered = false): void {
     const [entry] = this.entries.splice(index, 1) as [BucketEntry];
     entry.contact = contact;
     entry.lastSeen = now;
     entry.failures = 0;
+    if (answered) entry.answeredAt = now;
     this.entries.push(entry);
   }
 
-  append(contact: Contact, now: number): void {
-    this.entries.push({ contact, lastSeen: now, failures: 0 });
+  append(contact: Contact, now: number, answered = false): void {
+    this.entries.push({
+      contact,
+      lastSeen: now,
+      failures: 0,
+      ...(answered && { answeredAt: now }),
+    });
   }
 
   leastRecentlySeen(): BucketEntry | undefined {

@@ -72,19 +72,22 @@ export class RoutingTable {
     return i >= 0 ? b.entries[i]?.contact : undefined;
   }
 
-  /** Records that a contact was seen alive (it sent us a message or answered one). */
-  add(contact: Contact, now: number): AddResult {
+  /**
+   * Records that a contact was seen alive: it sent us a message, or (`answered`) answered a
+   * request of ours.
+   */
+  add(contact: Contact, now: number, answered = false): AddResult {
     if (idEquals(contact.id, this.ownId)) return { status: 'self' };
     for (;;) {
       const index = this.bucketIndexOf(contact.id);
       const bucket = this.bucket(index);
       const at = bucket.indexOf(contact.id);
       if (at >= 0) {
-        bucket.touch(at, contact, now);
+        bucket.touch(at, contact, now, answered);
         return { status: 'updated' };
       }
       if (!bucket.isFull) {
-        bucket.append(contact, now);
+        bucket.append(contact, now, answered);
         bucket.removeReplacement(contact.id);
         return { status: 'added' };
       }
@@ -134,13 +137,6 @@ export class RoutingTable {
   /** The n contacts closest to target, closest first. */
   closest(target: NodeId, n = this.k, exclude?: (c: Contact) => boolean): Contact[] {
     return this.collect(target, n, exclude ? (e) => !exclude(e.contact) : () => true);
-  }
-
-  /** A request of ours to id was answered. */
-  answered(id: NodeId, now: number): void {
-    const bucket = this.bucket(this.bucketIndexOf(id));
-    const i = bucket.indexOf(id);
-    if (i >= 0) bucket.entries[i]!.answeredAt = now;
   }
 
   /**
