@@ -33,8 +33,12 @@ export const DEFAULT_VALUE_TTL_MS = 24 * 60 * 60 * 1000;
 /** Longest lifetime a storing node accepts; longer TTLs are clamped. */
 export const MAX_VALUE_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 
-/** Failed requests after which a contact leaves the routing table even with no replacement. */
-export const MAX_CONTACT_FAILURES = 3;
+/**
+ * Failed requests in a row after which a contact leaves the routing table even with no
+ * replacement. Each is a timeout of a request resent meanwhile (UDP_RETRANSMIT_INITIAL_MS):
+ * two in a row is how lookups presume a contact dead too (PRESUMED_DEAD_MS).
+ */
+export const MAX_CONTACT_FAILURES = 2;
 /** Replacement-cache entries kept per bucket. */
 export const REPLACEMENT_CACHE_SIZE = 20;
 /**
@@ -48,6 +52,13 @@ export const EVICTION_PING_MIN_AGE_MS = 10_000;
  * that answered a request within this long (at most half an upkeep period): see checkCloser.
  */
 export const CLOSER_CHECK_MIN_AGE_MS = 10_000;
+
+/**
+ * A contact whose last two requests went unanswered, the last within this long, is presumed
+ * dead: lookups count it silent without asking it when other nodes name it (see
+ * KademliaNode.runLookup).
+ */
+export const PRESUMED_DEAD_MS = 60_000;
 
 /** Values per key a storing node keeps (distinct slots), so nobody can fill up a peer. */
 export const DEFAULT_MAX_VALUES_PER_KEY = 64;

@@ -20,6 +20,7 @@ import {
   EVICTION_PING_MIN_AGE_MS,
   MAX_HOLDER_PINGS,
   MAX_VALUE_PAGES,
+  PRESUMED_DEAD_MS,
   UPKEEP_PARALLELISM,
 } from './constants.js';
 import type { Contact } from './contact.js';
@@ -215,6 +216,11 @@ export class KademliaNode {
   private readonly pingCursor = { published: 0, held: 0 };
   /** When this node last replicated each held key itself (it need not be among the closest). */
   private readonly lastReplicatedAt = new Map<string, number>();
+  /**
+   * Held keys whose last replication a target refused as `not-responsible`: replicated once
+   * more at the next upkeep check (the refuser may have found closer nodes dead meanwhile).
+   */
+  private readonly replicateAgain = new Set<string>();
   /** Least-recently-seen contacts being pinged before a possible eviction. */
   private readonly evictionPings = new Set<string>();
   /** Contacts closer to a refused key being pinged (checkCloser). */
@@ -546,7 +552,10 @@ export class KademliaNode {
       return this.reply({ type: 'ERROR', code: 403, message: 'this node is a client' });
     }
     const sender: Contact = { id: req.sender, address: remoteAddress };
-    if (!req.client) this.seen(sender);
+    if (!req.client) {
+      this.seen(sender);
+      this.rtt.heard(idToHex(req.sender));
+    }
     const body = req.body;
     switch (body.type) {
       case 'PING':
@@ -796,7 +805,7 @@ export class KademliaNode {
     // Checked more often than the interval: what this node replicated itself waits (nearly) a
     // whole interval again, also where it is no longer among the closest to store on itself.
     const ownAge = interval - this.opts.upkeepCheckIntervalMs;
-    const due: { key: NodeId; value: Uint8Array; expiresAt: number }[] = [];
+    const due: { key: NodeId; retry: boolean }[] = [];
     for (const [i, key] of keys.entries()) {
       // A key's publisher stores it again before a whole interval has passed (republish):
       // a holder replicates what nobody refreshed for that long, its publisher gone.
@@ -804,17 +813,25 @@ export class KademliaNode {
       const last = this.lastStoreAt.get(hex);
       const own = this.lastReplicatedAt.get(hex);
       const lostReplica = (near[i] ?? []).some((c) => dead.has(idToHex(c.id)));
-      if (!lostReplica) {
+      const retry = this.replicateAgain.delete(hex);
+      if (!lostReplica && !retry) {
         if (last !== undefined && now - last < interval) continue;
         if (ownAge > 0 && own !== undefined && now - own < ownAge) continue;
       }
-      for (const v of this.store.get(key, now))
-        due.push({ key, value: v.value, expiresAt: v.expiresAt });
+      if (this.store.get(key, now).length === 0) continue;
+      due.push({ key, retry });
       this.lastReplicatedAt.set(hex, now);
     }
-    await inParallel(due, UPKEEP_PARALLELISM, (v) =>
-      this.storeOnClosest(v.key, v.value, v.expiresAt - this.clock.now()),
-    );
+    // One lookup per key, and its values in order (a record after its name claim), as a
+    // publisher stores them. A `not-responsible` refusal gets one more try at the next check,
+    // not a replication interval later: the refuser may still have counted a closer node that
+    // died with the others, and pinged it on refusing (checkCloser).
+    await inParallel(due, UPKEEP_PARALLELISM, async ({ key, retry }) => {
+      const found = await this.findNode(key);
+      const results = await this.storeOnTargets(key, found, this.heldValues(key, this.clock.now()));
+      const refused = results.some((r) => r.rejected.some((x) => x.reason === 'not-responsible'));
+      if (refused && !retry) this.replicateAgain.add(idToHex(key));
+    });
   }
 
   private expire(): void {
@@ -826,13 +843,10 @@ export class KademliaNode {
     for (const [hex] of this.lastReplicatedAt) {
       if (!this.store.has(idFromHex(hex))) this.lastReplicatedAt.delete(hex);
     }
+    for (const hex of this.replicateAgain) {
+      if (!this.store.has(idFromHex(hex))) this.replicateAgain.delete(hex);
+    }
     for (const [id, p] of this.published) if (p.expiresAt <= now) this.published.delete(id);
-  }
-
-  private async storeOnClosest(key: NodeId, value: Uint8Array, ttlMs: number): Promise<PutResult> {
-    const found = await this.findNode(key);
-    const [result] = await this.storeOnTargets(key, found, [{ value, ttlMs }]);
-    return result as PutResult;
   }
 
   /**
@@ -934,6 +948,12 @@ export class KademliaNode {
     // it knows instead of ending with no answer. The extra ones cost nothing while the first
     // k answer (a path asks only until its k closest live contacts have).
     const initial = this.table.closest(target, 2 * this.k * paths);
+    // A contact that left two requests in a row unanswered lately (the upkeep's two PINGs,
+    // say) is presumed dead: the routing table dropped it, but the nodes that have not noticed
+    // yet still name it in their answers, and each such node among the closest would hold
+    // every lookup up for a timeout. It is counted silent without being asked until it sends
+    // a request of its own, or PRESUMED_DEAD_MS have passed.
+    const since = this.clock.now() - PRESUMED_DEAD_MS;
     return lookup({
       target,
       ownId: this.id,
@@ -945,6 +965,7 @@ export class KademliaNode {
       quorum,
       trace: options.trace ?? false,
       accept: this.acceptContact,
+      presumedSilent: (c) => this.rtt.silentTwiceSince(idToHex(c.id), since),
       query: (c) => this.query(c, target, quorum > 0),
       // A value lookup from a node that holds values counts its own empty store as an answer.
       ...(quorum > 0 && !this.opts.client ? { self: this.contact } : {}),
@@ -1012,7 +1033,7 @@ export class KademliaNode {
       // send, say) says nothing about the peer.
       if (expectId && err instanceof TimeoutError) {
         this.table.recordFailure(to.id, this.clock.now());
-        this.rtt.timedOut(rttKey);
+        this.rtt.timedOut(rttKey, this.clock.now());
       }
       throw err;
     }

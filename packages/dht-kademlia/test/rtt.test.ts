@@ -37,11 +37,11 @@ describe('adaptive request timeout', () => {
     const rtt = new RttEstimator(2000, 100);
     for (let i = 0; i < 20; i++) rtt.sample('a', 40);
     const base = rtt.timeout('a');
-    rtt.timedOut('a');
+    rtt.timedOut('a', 0);
     assert.equal(rtt.timeout('a'), 2 * base);
-    rtt.timedOut('a');
+    rtt.timedOut('a', 0);
     assert.equal(rtt.timeout('a'), 4 * base);
-    for (let i = 0; i < 6; i++) rtt.timedOut('a');
+    for (let i = 0; i < 6; i++) rtt.timedOut('a', 0);
     assert.equal(rtt.timeout('a'), 2000);
     rtt.sample('a', 40);
     assert.ok(rtt.timeout('a') <= base + 1, 'an answer ends the back-off');
@@ -50,7 +50,7 @@ describe('adaptive request timeout', () => {
     const fresh = new RttEstimator(2000, 500);
     fresh.sample('lan', 1);
     assert.equal(fresh.timeout('far'), 1000);
-    fresh.timedOut('far');
+    fresh.timedOut('far', 0);
     assert.equal(fresh.timeout('far'), 2000);
   });
 
@@ -60,6 +60,25 @@ describe('adaptive request timeout', () => {
     assert.equal(rtt.timeout('fast'), 300);
     rtt.sample('slow', 5000);
     assert.equal(rtt.timeout('slow'), 1000);
+  });
+
+  it('presumes a contact dead after two timeouts in a row, until it answers, sends or ages out', () => {
+    const rtt = new RttEstimator(2000, 500);
+    rtt.timedOut('a', 1000);
+    assert.equal(rtt.silentTwiceSince('a', 0), false, 'one timeout is not enough');
+    rtt.timedOut('a', 2000);
+    assert.equal(rtt.silentTwiceSince('a', 0), true);
+    assert.equal(rtt.silentTwiceSince('a', 2000), true);
+    assert.equal(rtt.silentTwiceSince('a', 2001), false, 'the last timeout is too old');
+    rtt.sample('a', 1);
+    assert.equal(rtt.silentTwiceSince('a', 0), false, 'it answered');
+    rtt.sample('b', 1);
+    rtt.timedOut('b', 0);
+    rtt.timedOut('b', 0);
+    assert.equal(rtt.timeout('b'), 2000);
+    rtt.heard('b');
+    assert.equal(rtt.silentTwiceSince('b', 0), false, 'it sent a request');
+    assert.equal(rtt.timeout('b'), 500, 'and its back-off ended');
   });
 
   it('forgets the least recently measured contact when full', () => {

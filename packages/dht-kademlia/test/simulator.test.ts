@@ -7,6 +7,7 @@ import {
   hashToId,
   idEquals,
   type KademliaNode,
+  PRESUMED_DEAD_MS,
   type Request,
   type Response,
   Simulator,
@@ -517,6 +518,54 @@ describe('kademlia over the simulator', () => {
     assert.equal(publisher.stats.lookups - lookups, 1, 'refused again: taken as its answer');
   });
 
+  /**
+   * A value whose publisher died, stored on the 8 closest; the node 9th closest refuses STOREs
+   * as not-responsible: each sender's first only (`firstOnly`), or all. Then a holder dies and
+   * the others replicate. Returns the 9th node and the STOREs it received per sender.
+   */
+  async function refusedReplication(seed: number, firstOnly: boolean) {
+    const s = await swarm(80, seed, {
+      ...MINUTE_CHECKS,
+      republishIntervalMs: 10 * HOUR,
+      replicateIntervalMs: 10 * HOUR,
+    });
+    const key = hashToId(`replicated after a refusal ${seed}`);
+    const publisher = s.alive.find((n) => !s.closestAlive(key, 9).includes(n))!;
+    await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    s.crash(publisher);
+    const next = s.closestAlive(key, 9)[8]!;
+    assert.equal(next.store.get(key, s.sim.now()).length, 0);
+    const stores = new Map<string, number>();
+    const endpoint = s.sim.endpoint(next.contact.address)!;
+    const handler = endpoint.handler!;
+    endpoint.handler = (req, from) => {
+      if (req.body.type !== 'STORE') return handler(req, from);
+      const n = (stores.get(from) ?? 0) + 1;
+      stores.set(from, n);
+      if (firstOnly && n > 1) return handler(req, from);
+      return Promise.resolve({
+        sender: next.id,
+        body: { type: 'STORED', ok: false, reason: 'not-responsible' },
+      } satisfies Response);
+    };
+    s.crash(s.closestAlive(key, 1)[0]!);
+    return { s, key, next, stores };
+  }
+
+  it('replicates once more where a target answered not-responsible', async () => {
+    const { s, key, next, stores } = await refusedReplication(41, true);
+    await s.sim.runFor(5 * MIN);
+    assert.ok(stores.size > 0, 'the holders replicated to it');
+    assert.equal(next.store.get(key, s.sim.now()).length, 1, 'a second try was taken');
+  });
+
+  it('replicates only once more where a target keeps answering not-responsible', async () => {
+    const { s, stores } = await refusedReplication(42, false);
+    await s.sim.runFor(30 * MIN);
+    assert.ok(stores.size > 0, 'the holders replicated to it');
+    for (const [from, n] of stores) assert.ok(n <= 2, `${from} sent ${n} STOREs`);
+  });
+
   it('goes on past the k contacts it knows closest to a target when they all died', async () => {
     const s = await swarm(60, 31);
     const key = hashToId('past the dead');
@@ -530,6 +579,49 @@ describe('kademlia over the simulator', () => {
       addresses(found.closest),
       addresses(s.closestAlive(key, 8).map((n) => n.contact)),
     );
+  });
+
+  it('asks no contact that left two requests in a row unanswered lately, and counts it silent', async () => {
+    const s = await swarm(60, 32);
+    const key = hashToId('presumed dead');
+    const asker = s.alive.find((n) => !s.closestAlive(key, 16).includes(n))!;
+    const dead = s.closestAlive(key, 3).map((n) => n.contact);
+    for (const c of dead) s.crash(s.alive.find((n) => idEquals(n.id, c.id))!);
+    for (const c of dead) {
+      assert.equal(await s.sim.settle(asker.ping(c)), false);
+      assert.equal(await s.sim.settle(asker.ping(c)), false);
+      assert.equal(asker.table.has(c.id), false, 'two silences drop a contact');
+    }
+    const quick = await s.sim.settle(asker.get(key));
+    assert.equal(quick.failures, 0, 'none of the dead was asked');
+    assert.deepEqual(
+      addresses(quick.closest),
+      addresses(s.closestAlive(key, 8).map((n) => n.contact)),
+    );
+    // The others still name them: they stand for the three closest, silent.
+    assert.deepEqual([quick.closestSilent, quick.closestAsked], [3, 8]);
+    // Not for ever: a lookup a while later asks them again.
+    await s.sim.runFor(PRESUMED_DEAD_MS + 1_000);
+    const later = await s.sim.settle(asker.get(key));
+    assert.ok(later.failures > 0, 'asked again');
+  });
+
+  it('asks a contact presumed dead again once it sent a request of its own', async () => {
+    const s = await swarm(12, 33);
+    const [asker, back] = s.alive as [KademliaNode, KademliaNode];
+    s.silence(back);
+    await s.sim.settle(asker.ping(back.contact));
+    await s.sim.settle(asker.ping(back.contact));
+    s.sim.setBehaviour(back.contact.address, 'honest');
+    const skipped = await s.sim.settle(asker.findNode(back.id));
+    assert.equal(skipped.closestSilent, 1, 'another node named it');
+    assert.equal(
+      skipped.closest.some((c) => idEquals(c.id, back.id)),
+      false,
+    );
+    await s.sim.settle(back.ping(asker.contact));
+    const asked = await s.sim.settle(asker.findNode(back.id));
+    assert.ok(asked.closest.some((c) => idEquals(c.id, back.id)));
   });
 
   it('says how many of the closest nodes a lookup asked stayed silent', async () => {

@@ -43,6 +43,11 @@ export interface LookupParams {
   query: (contact: Contact) => Promise<QueryAnswer>;
   /** The contact hook: returning false keeps a contact out of the lookup. */
   accept?: (contact: Contact) => boolean;
+  /**
+   * Contacts presumed dead: counted as silent without being asked, so that none holds the
+   * lookup up for a timeout, and closestSilent still says the closest nodes did not answer.
+   */
+  presumedSilent?: (contact: Contact) => boolean;
   /** For value lookups: holders with values needed before the lookup ends. 0 = node lookup. */
   quorum?: number;
   trace?: boolean;
@@ -139,7 +144,11 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
       if (compareDistance(target, list[mid]!.contact.id, contact.id) < 0) lo = mid + 1;
       else hi = mid;
     }
-    list.splice(lo, 0, { contact, hop, state: 'new' });
+    list.splice(lo, 0, {
+      contact,
+      hop,
+      state: params.presumedSilent?.(contact) ? 'silent' : 'new',
+    });
   };
 
   // Deal the starting contacts round-robin so every path starts near the target.

@@ -13,8 +13,11 @@ interface Estimate {
 
 export class RttEstimator {
   private readonly estimates = new Map<string, Estimate>();
-  /** Timeouts in a row per contact: each doubles its next timeout (RFC 6298 §5.5). */
-  private readonly missed = new Map<string, number>();
+  /**
+   * Timeouts in a row per contact, and when the last one was: each doubles its next timeout
+   * (RFC 6298 §5.5).
+   */
+  private readonly missed = new Map<string, { count: number; at: number }>();
   /** Every sample together: the typical round trip of this node's contacts. */
   private overall: Estimate | undefined;
 
@@ -35,18 +38,33 @@ export class RttEstimator {
       const typical = this.overall.srtt + 4 * this.overall.rttvar;
       base = this.clamp(Math.max(2 * typical, this.maxMs / 2));
     } else return this.maxMs;
-    return Math.min(this.maxMs, base * 2 ** (this.missed.get(key) ?? 0));
+    return Math.min(this.maxMs, base * 2 ** (this.missed.get(key)?.count ?? 0));
+  }
+
+  /**
+   * Two requests in a row to the contact timed out, the last one at `since` or later, and it
+   * has not answered since nor been heard from: lookups presume it dead (see
+   * KademliaNode.runLookup).
+   */
+  silentTwiceSince(key: string, since: number): boolean {
+    const m = this.missed.get(key);
+    return m !== undefined && m.count >= 2 && m.at >= since;
+  }
+
+  /** The contact sent a request of its own: it is back, and its back-off ends. */
+  heard(key: string): void {
+    this.missed.delete(key);
   }
 
   /** A request to the contact timed out: the next one waits twice as long (up to the ceiling). */
-  timedOut(key: string): void {
-    const n = this.missed.get(key) ?? 0;
+  timedOut(key: string, now: number): void {
+    const n = this.missed.get(key)?.count ?? 0;
     this.missed.delete(key);
     if (this.missed.size >= this.capacity) {
       const oldest = this.missed.keys().next().value;
       if (oldest !== undefined) this.missed.delete(oldest);
     }
-    this.missed.set(key, Math.min(n + 1, 8));
+    this.missed.set(key, { count: Math.min(n + 1, 8), at: now });
   }
 
   sample(key: string, rttMs: number): void {
