@@ -35,8 +35,8 @@ export const MAX_VALUE_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 
 /**
  * Failed requests in a row after which a contact leaves the routing table even with no
- * replacement. Each is a timeout of a request resent meanwhile (UDP_RETRANSMIT_INITIAL_MS):
- * two in a row is how lookups presume a contact dead too (PRESUMED_DEAD_MS).
+ * replacement (with one waiting, the first failure swaps it in). Each is a timeout of a
+ * request resent meanwhile (UDP_RETRANSMIT_INITIAL_MS), or a reply from another node-ID.
  */
 export const MAX_CONTACT_FAILURES = 2;
 /** Replacement-cache entries kept per bucket. */
@@ -54,9 +54,9 @@ export const EVICTION_PING_MIN_AGE_MS = 10_000;
 export const CLOSER_CHECK_MIN_AGE_MS = 10_000;
 
 /**
- * A contact whose last two requests went unanswered, the last within this long, is presumed
- * dead: lookups count it silent without asking it when other nodes name it (see
- * KademliaNode.runLookup).
+ * A contact (a node-ID at an address) whose last two requests went unanswered, one sent after
+ * the other had timed out, both within this long, is presumed dead: lookups count it silent
+ * without asking it when other nodes name it (see KademliaNode.runLookup).
  */
 export const PRESUMED_DEAD_MS = 60_000;
 

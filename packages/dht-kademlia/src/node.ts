@@ -375,6 +375,7 @@ export class KademliaNode {
       try {
         const res = await this.request(placeholder, { type: 'PING' }, false);
         const contact = { id: res.sender, address };
+        this.rtt.heard(pathKey(contact));
         this.seen(contact);
         return contact;
       } catch (err) {
@@ -554,7 +555,7 @@ export class KademliaNode {
     const sender: Contact = { id: req.sender, address: remoteAddress };
     if (!req.client) {
       this.seen(sender);
-      this.rtt.heard(idToHex(req.sender));
+      this.rtt.heard(pathKey(sender));
     }
     const body = req.body;
     switch (body.type) {
@@ -949,10 +950,10 @@ export class KademliaNode {
     // k answer (a path asks only until its k closest live contacts have).
     const initial = this.table.closest(target, 2 * this.k * paths);
     // A contact that left two requests in a row unanswered lately (the upkeep's two PINGs,
-    // say) is presumed dead: the routing table dropped it, but the nodes that have not noticed
-    // yet still name it in their answers, and each such node among the closest would hold
-    // every lookup up for a timeout. It is counted silent without being asked until it sends
-    // a request of its own, or PRESUMED_DEAD_MS have passed.
+    // say) is presumed dead at that address: the routing table dropped it, but the nodes that
+    // have not noticed yet still name it in their answers, and each such node among the
+    // closest would hold every lookup up for a timeout. It is counted silent without being
+    // asked until it answers a PING or sends a request, or PRESUMED_DEAD_MS have passed.
     const since = this.clock.now() - PRESUMED_DEAD_MS;
     return lookup({
       target,
@@ -965,7 +966,7 @@ export class KademliaNode {
       quorum,
       trace: options.trace ?? false,
       accept: this.acceptContact,
-      presumedSilent: (c) => this.rtt.silentTwiceSince(idToHex(c.id), since),
+      presumedSilent: (c) => this.rtt.silentTwiceSince(pathKey(c), since),
       query: (c) => this.query(c, target, quorum > 0),
       // A value lookup from a node that holds values counts its own empty store as an answer.
       ...(quorum > 0 && !this.opts.client ? { self: this.contact } : {}),
@@ -1019,7 +1020,7 @@ export class KademliaNode {
       ? { sender: this.id, client: true, body }
       : { sender: this.id, body };
     let res: Response;
-    const rttKey = expectId ? idToHex(to.id) : '';
+    const rttKey = expectId ? pathKey(to) : '';
     const sentAt = this.clock.now();
     try {
       res = await this.transport.request(
@@ -1032,8 +1033,12 @@ export class KademliaNode {
       // Only silence counts against a contact; an error of our own (a value too large to
       // send, say) says nothing about the peer.
       if (expectId && err instanceof TimeoutError) {
-        this.table.recordFailure(to.id, this.clock.now());
-        this.rtt.timedOut(rttKey, this.clock.now());
+        // Counted against a routing table entry only at its address: a liar can name any
+        // node at an address where nothing answers.
+        this.rtt.timedOut(rttKey, this.clock.now(), sentAt);
+        const listed = this.table.get(to.id);
+        if (!listed || listed.address === to.address)
+          this.table.recordFailure(to.id, this.clock.now());
       }
       throw err;
     }
@@ -1067,6 +1072,14 @@ export class KademliaNode {
     }, delay);
     this.timers.set(name, handle);
   }
+}
+
+/**
+ * A contact's ID at its address: round-trip estimates and silences are kept per path, so that
+ * a timeout at an address someone else gave for a node says nothing about the node itself.
+ */
+function pathKey(c: Contact): string {
+  return `${idToHex(c.id)}@${c.address}`;
 }
 
 /** Runs task over items with at most `limit` at once; failures are the task's own business. */

@@ -37,11 +37,11 @@ describe('adaptive request timeout', () => {
     const rtt = new RttEstimator(2000, 100);
     for (let i = 0; i < 20; i++) rtt.sample('a', 40);
     const base = rtt.timeout('a');
-    rtt.timedOut('a', 0);
+    rtt.timedOut('a', 0, 0);
     assert.equal(rtt.timeout('a'), 2 * base);
-    rtt.timedOut('a', 0);
+    rtt.timedOut('a', 0, 0);
     assert.equal(rtt.timeout('a'), 4 * base);
-    for (let i = 0; i < 6; i++) rtt.timedOut('a', 0);
+    for (let i = 0; i < 6; i++) rtt.timedOut('a', 0, 0);
     assert.equal(rtt.timeout('a'), 2000);
     rtt.sample('a', 40);
     assert.ok(rtt.timeout('a') <= base + 1, 'an answer ends the back-off');
@@ -50,7 +50,7 @@ describe('adaptive request timeout', () => {
     const fresh = new RttEstimator(2000, 500);
     fresh.sample('lan', 1);
     assert.equal(fresh.timeout('far'), 1000);
-    fresh.timedOut('far', 0);
+    fresh.timedOut('far', 0, 0);
     assert.equal(fresh.timeout('far'), 2000);
   });
 
@@ -64,21 +64,32 @@ describe('adaptive request timeout', () => {
 
   it('presumes a contact dead after two timeouts in a row, until it answers, sends or ages out', () => {
     const rtt = new RttEstimator(2000, 500);
-    rtt.timedOut('a', 1000);
+    assert.equal(rtt.timedOut('a', 1000, 500), true);
     assert.equal(rtt.silentTwiceSince('a', 0), false, 'one timeout is not enough');
-    rtt.timedOut('a', 2000);
+    assert.equal(rtt.timedOut('a', 2000, 1000), true);
     assert.equal(rtt.silentTwiceSince('a', 0), true);
-    assert.equal(rtt.silentTwiceSince('a', 2000), true);
-    assert.equal(rtt.silentTwiceSince('a', 2001), false, 'the last timeout is too old');
+    assert.equal(rtt.silentTwiceSince('a', 1000), true);
+    assert.equal(rtt.silentTwiceSince('a', 1001), false, 'the first of the two is too old');
     rtt.sample('a', 1);
     assert.equal(rtt.silentTwiceSince('a', 0), false, 'it answered');
     rtt.sample('b', 1);
-    rtt.timedOut('b', 0);
-    rtt.timedOut('b', 0);
+    rtt.timedOut('b', 0, 0);
+    rtt.timedOut('b', 0, 0);
     assert.equal(rtt.timeout('b'), 2000);
     rtt.heard('b');
     assert.equal(rtt.silentTwiceSince('b', 0), false, 'it sent a request');
     assert.equal(rtt.timeout('b'), 500, 'and its back-off ended');
+  });
+
+  it('counts requests that were out together and timed out together as one silence', () => {
+    const rtt = new RttEstimator(2000, 500);
+    rtt.sample('a', 1);
+    assert.equal(rtt.timedOut('a', 1500, 1000), true);
+    assert.equal(rtt.timedOut('a', 1600, 1100), false, 'sent before the first timed out');
+    assert.equal(rtt.silentTwiceSince('a', 0), false);
+    assert.equal(rtt.timeout('a'), 1000, 'backed off once');
+    assert.equal(rtt.timedOut('a', 2600, 1600), true, 'sent after it');
+    assert.equal(rtt.silentTwiceSince('a', 0), true);
   });
 
   it('forgets the least recently measured contact when full', () => {

@@ -564,6 +564,7 @@ describe('kademlia over the simulator', () => {
     await s.sim.runFor(30 * MIN);
     assert.ok(stores.size > 0, 'the holders replicated to it');
     for (const [from, n] of stores) assert.ok(n <= 2, `${from} sent ${n} STOREs`);
+    assert.ok([...stores.values()].includes(2), 'a holder tried once more');
   });
 
   it('goes on past the k contacts it knows closest to a target when they all died', async () => {
@@ -622,6 +623,32 @@ describe('kademlia over the simulator', () => {
     await s.sim.settle(back.ping(asker.contact));
     const asked = await s.sim.settle(asker.findNode(back.id));
     assert.ok(asked.closest.some((c) => idEquals(c.id, back.id)));
+    // The same for one that answers a PING to its address (a bootstrap seed, say).
+    const seed = s.alive[2]!;
+    s.silence(seed);
+    await s.sim.settle(asker.ping(seed.contact));
+    await s.sim.settle(asker.ping(seed.contact));
+    s.sim.setBehaviour(seed.contact.address, 'honest');
+    await s.sim.settle(asker.pingAddress(seed.contact.address));
+    const again = await s.sim.settle(asker.findNode(seed.id));
+    assert.ok(again.closest.some((c) => idEquals(c.id, seed.id)));
+  });
+
+  it('holds a silence at an address someone named for a node against that address only', async () => {
+    const s = await swarm(40, 34);
+    const [asker, named] = s.alive as [KademliaNode, KademliaNode];
+    await s.sim.settle(asker.ping(named.contact));
+    assert.ok(asker.table.has(named.id));
+    // A liar names the node at an address where nothing answers; the asker tries it twice.
+    const bogus = { id: named.id, address: 'nowhere' };
+    assert.equal(await s.sim.settle(asker.ping(bogus)), false);
+    assert.equal(await s.sim.settle(asker.ping(bogus)), false);
+    assert.ok(asker.table.has(named.id), 'still listed at its own address');
+    const found = await s.sim.settle(asker.findNode(named.id));
+    assert.ok(
+      found.closest.some((c) => idEquals(c.id, named.id)),
+      'and asked there',
+    );
   });
 
   it('says how many of the closest nodes a lookup asked stayed silent', async () => {

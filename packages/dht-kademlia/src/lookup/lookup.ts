@@ -78,9 +78,10 @@ export interface LookupResult {
   failures: number;
   /**
    * Of the k closest contacts the lookup asked (answered or timed out; this node too, when it
-   * was passed as `self`), how many timed out. A value lookup that found nothing while most
-   * of them were silent has not shown that the value is absent: its holders may only have
-   * been too slow. A refusal or an error reply is an answer, not silence.
+   * was passed as `self`; and those presumed silent, not asked), how many timed out or were
+   * presumed silent. A value lookup that found nothing while most of them were silent has not
+   * shown that the value is absent: its holders may only have been too slow. A refusal or an
+   * error reply is an answer, not silence. Presumed-silent contacts leave no trace step.
    */
   closestSilent: number;
   /** How many contacts that is out of (k, or fewer when the lookup asked fewer). */

@@ -14,10 +14,10 @@ interface Estimate {
 export class RttEstimator {
   private readonly estimates = new Map<string, Estimate>();
   /**
-   * Timeouts in a row per contact, and when the last one was: each doubles its next timeout
+   * Timeouts in a row per contact, and when the last two were: each doubles its next timeout
    * (RFC 6298 §5.5).
    */
-  private readonly missed = new Map<string, { count: number; at: number }>();
+  private readonly missed = new Map<string, { count: number; at: number; previousAt: number }>();
   /** Every sample together: the typical round trip of this node's contacts. */
   private overall: Estimate | undefined;
 
@@ -42,13 +42,12 @@ export class RttEstimator {
   }
 
   /**
-   * Two requests in a row to the contact timed out, the last one at `since` or later, and it
-   * has not answered since nor been heard from: lookups presume it dead (see
-   * KademliaNode.runLookup).
+   * Two requests in a row to the contact timed out, both at `since` or later, and it has not
+   * answered since nor been heard from: lookups presume it dead (see KademliaNode.runLookup).
    */
   silentTwiceSince(key: string, since: number): boolean {
     const m = this.missed.get(key);
-    return m !== undefined && m.count >= 2 && m.at >= since;
+    return m !== undefined && m.count >= 2 && m.previousAt >= since;
   }
 
   /** The contact sent a request of its own: it is back, and its back-off ends. */
@@ -56,15 +55,23 @@ export class RttEstimator {
     this.missed.delete(key);
   }
 
-  /** A request to the contact timed out: the next one waits twice as long (up to the ceiling). */
-  timedOut(key: string, now: number): void {
-    const n = this.missed.get(key)?.count ?? 0;
+  /**
+   * A request to the contact, sent at `sentAt`, timed out: the next one waits twice as long
+   * (up to the ceiling). Returns false, and counts nothing, when it was sent before the last
+   * timeout: requests that were out together and time out together (one stall of the
+   * contact's, or of the network) are one silence, not several in a row.
+   */
+  timedOut(key: string, now: number, sentAt: number): boolean {
+    const m = this.missed.get(key);
+    if (m && sentAt < m.at) return false;
+    const n = m?.count ?? 0;
     this.missed.delete(key);
     if (this.missed.size >= this.capacity) {
       const oldest = this.missed.keys().next().value;
       if (oldest !== undefined) this.missed.delete(oldest);
     }
-    this.missed.set(key, { count: Math.min(n + 1, 8), at: now });
+    this.missed.set(key, { count: Math.min(n + 1, 8), at: now, previousAt: m?.at ?? now });
+    return true;
   }
 
   sample(key: string, rttMs: number): void {
