@@ -2,13 +2,13 @@
 // own entrypoint (docker/phone/entrypoint.sh, as docker-compose.yml starts it) and driven
 // through its ctrl_tcp module: JSON commands in netstrings, and the events it reports (call
 // ringing, established, media flowing, closed). Every wait is bounded, and every phone started
-// here is killed when the test process exits or is interrupted (SIGINT, SIGTERM, SIGHUP; not
-// SIGKILL).
+// here is killed when the test process exits or is interrupted (phone-processes.ts).
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { escapeRegExp, sleep, stopGroup, trackGroup, withTimeout } from './phone-processes.js';
 
 const PHONE = fileURLToPath(new URL('../../../../docker/phone/', import.meta.url));
 
@@ -193,20 +193,6 @@ export class PhoneControl {
   }
 }
 
-/** Process groups of phones still running, killed when this process exits or is stopped. */
-const running = new Set<number>();
-const killRunning = () => {
-  for (const pgid of running) killGroup(pgid);
-  running.clear();
-};
-process.on('exit', killRunning);
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
-    killRunning();
-    process.kill(process.pid, signal);
-  });
-}
-
 /** A baresip phone started by the demo phone's entrypoint, and its control connection. */
 export class Phone {
   private output = '';
@@ -263,7 +249,7 @@ export class Phone {
       // Its own process group, so that stop() reaches baresip as well as the script.
       detached: true,
     });
-    if (child.pid) running.add(child.pid);
+    trackGroup(child.pid);
     const phone = new Phone(o.user, child);
     child.on('error', () => undefined); // a failed spawn shows as an exit below
     try {
@@ -343,10 +329,7 @@ export class Phone {
 
   stop(): void {
     this.ctl?.close();
-    if (this.child.pid) {
-      killGroup(this.child.pid);
-      running.delete(this.child.pid);
-    }
+    stopGroup(this.child.pid);
   }
 }
 
@@ -371,18 +354,6 @@ export function withoutColours(text: string): string {
   return text.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), '');
 }
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-function killGroup(pgid: number): void {
-  try {
-    process.kill(-pgid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-}
-
 function connect(port: number, host: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = createConnection(port, host);
@@ -404,13 +375,3 @@ function freeTcpPort(): Promise<number> {
     });
   });
 }
-
-function withTimeout<T>(p: Promise<T>, ms: number, why: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(why())), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
