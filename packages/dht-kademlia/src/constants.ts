@@ -74,6 +74,11 @@ export const UDP_RETRANSMIT_INITIAL_MS = 250;
 /** UDP: replies to duplicate requests are served from this cache for this long. */
 export const UDP_REPLY_CACHE_MS = 10_000;
 
+/**
+ * Addresses a node keeps for rejoining when it lost every contact: those it joined through,
+ * and as many of the contacts its routing table dropped last.
+ */
+export const MAX_REJOIN_ADDRESSES = 16;
 /** PINGs sent to a bootstrap address before giving up on it. */
 export const BOOTSTRAP_PING_ATTEMPTS = 3;
 /** UDP: most replies the duplicate-request cache holds, so a flood cannot grow it unbounded. */

@@ -19,6 +19,7 @@ import {
   DEFAULT_VALUE_TTL_MS,
   EVICTION_PING_MIN_AGE_MS,
   MAX_HOLDER_PINGS,
+  MAX_REJOIN_ADDRESSES,
   MAX_VALUE_PAGES,
   PRESUMED_DEAD_MS,
   UPKEEP_PARALLELISM,
@@ -225,6 +226,12 @@ export class KademliaNode {
   private readonly evictionPings = new Set<string>();
   /** Contacts closer to a refused key being pinged (checkCloser). */
   private readonly closerPings = new Set<string>();
+  /** The addresses this node joined through (bootstrap), for rejoining. */
+  private readonly seeds: string[] = [];
+  /** The contacts the routing table dropped last (failures), most recent first, for rejoining. */
+  private readonly dropped: Contact[] = [];
+  /** The routing table lost its last contact: rejoin at the next upkeep check. */
+  private lostTouch = false;
   private readonly timers = new Map<Timer, TimerHandle>();
   private readonly rtt: RttEstimator;
   private running = false;
@@ -291,6 +298,42 @@ export class KademliaNode {
    */
   async bootstrap(seeds: readonly (Contact | string)[]): Promise<number> {
     this.start();
+    for (const s of seeds) {
+      const address = typeof s === 'string' ? s : s.address;
+      if (!this.seeds.includes(address) && this.seeds.length < MAX_REJOIN_ADDRESSES)
+        this.seeds.push(address);
+    }
+    return this.join(seeds);
+  }
+
+  /**
+   * Whether this node has lost every contact it had: its routing table is empty though it
+   * joined through seeds or knew other nodes. Its lookups then ask nobody, and "found
+   * nothing" means nothing; it tries to rejoin at each upkeep check (rejoin).
+   */
+  get isolated(): boolean {
+    return this.table.size === 0 && this.seeds.length + this.dropped.length > 0;
+  }
+
+  /**
+   * A node whose routing table lost its last contact (its own network was down long enough
+   * for every contact to fail, say, and the others dropped it too) PINGs the addresses it
+   * joined through and the contacts it dropped last, at each upkeep check until one answers;
+   * then it joins again through those that did. Without this it would stay alone until
+   * restarted, or know only the few that happen to contact it first.
+   */
+  private async rejoin(): Promise<void> {
+    const addresses = [...new Set([...this.dropped.map((c) => c.address), ...this.seeds])];
+    const reached = await Promise.all(
+      addresses.map((a) => this.pingAddress(a, 1).catch(() => undefined)),
+    );
+    const live = reached.filter((c): c is Contact => c !== undefined);
+    if (live.length === 0) return;
+    this.lostTouch = false;
+    await this.join(live).catch(() => undefined);
+  }
+
+  private async join(seeds: readonly (Contact | string)[]): Promise<number> {
     const errors: string[] = [];
     const reached = await Promise.all(
       seeds.map((s) =>
@@ -709,6 +752,7 @@ export class KademliaNode {
    * records does not re-send all of them at every check.
    */
   private async republish(): Promise<void> {
+    if (this.lostTouch) await this.rejoin();
     const dead = await this.deadHolders();
     const now = this.clock.now();
     // Two checks early: checks are jittered, and the holders' replication must come later.
@@ -1037,15 +1081,14 @@ export class KademliaNode {
         // node at an address where nothing answers.
         this.rtt.timedOut(rttKey, this.clock.now(), sentAt);
         const listed = this.table.get(to.id);
-        if (!listed || listed.address === to.address)
-          this.table.recordFailure(to.id, this.clock.now());
+        if (!listed || listed.address === to.address) this.recordFailure(to);
       }
       throw err;
     }
     if (expectId && !idEquals(res.sender, to.id)) {
       // Someone else answers at that address now: the old contact is gone.
       this.stats.requestFailures++;
-      this.table.recordFailure(to.id, this.clock.now());
+      this.recordFailure(to);
       throw new DhtError('ERR_REJECTED', 'reply came from a different node id');
     }
     if (res.body.type === 'ERROR') {
@@ -1056,6 +1099,16 @@ export class KademliaNode {
       this.seen(to, true);
     }
     return res;
+  }
+
+  /** A request to `to` failed: counted in the routing table; a contact it drops is kept for rejoin. */
+  private recordFailure(to: Contact): void {
+    if (!this.table.recordFailure(to.id, this.clock.now())) return;
+    const i = this.dropped.findIndex((c) => idEquals(c.id, to.id));
+    if (i >= 0) this.dropped.splice(i, 1);
+    this.dropped.unshift(to);
+    if (this.dropped.length > MAX_REJOIN_ADDRESSES) this.dropped.pop();
+    if (this.table.size === 0) this.lostTouch = true;
   }
 
   private schedule(name: Timer, intervalMs: number, task: () => unknown): void {

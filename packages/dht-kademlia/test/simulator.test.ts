@@ -634,6 +634,25 @@ describe('kademlia over the simulator', () => {
     assert.ok(again.closest.some((c) => idEquals(c.id, seed.id)));
   });
 
+  it('finds the others again after an outage that emptied every routing table', async () => {
+    const s = await swarm(10, 35, { upkeepCheckIntervalMs: MIN });
+    const key = hashToId('across an outage');
+    await s.sim.settle(s.alive[0]!.put(key, text('x'), 3 * HOUR));
+    // The office network goes down: no node answers any other, and each drops every contact.
+    for (const n of s.alive) s.silence(n);
+    for (let round = 0; round < 3; round++)
+      for (const n of s.alive) await s.sim.settle(n.findNode(hashToId(`outage ${round}`)));
+    for (const n of s.alive) {
+      assert.equal(n.table.size, 0);
+      assert.equal(n.isolated, true);
+    }
+    for (const n of s.alive) s.sim.setBehaviour(n.contact.address, 'honest');
+    await s.sim.runFor(3 * MIN);
+    for (const n of s.alive) assert.ok(n.table.size >= 5, `${n.contact.address}: ${n.table.size}`);
+    const got = await s.sim.settle(s.alive[9]!.get(key));
+    assert.equal(got.values.length > 0, true);
+  });
+
   it('holds a silence at an address someone named for a node against that address only', async () => {
     const s = await swarm(40, 34);
     const [asker, named] = s.alive as [KademliaNode, KademliaNode];

@@ -480,7 +480,8 @@ export class OverlayNode {
   /**
    * The values found under a resource. Throws ERR_UNREACHABLE where "nothing found" would not
    * mean "no such record": nobody answered, or most of the nodes closest to it (this one
-   * included) were silent, overloaded or dying together, and the record may well be there.
+   * included) were silent, overloaded or dying together, and the record may well be there; or
+   * this node lost every contact it had (KademliaNode.isolated) and asked nobody.
    */
   private async lookupValues(
     resource: string,
@@ -492,6 +493,12 @@ export class OverlayNode {
       ...(onValues ? { onValues } : {}),
     });
     if (result.values.length > 0) return result;
+    if (this.dht.isolated) {
+      throw new OverlayError(
+        'ERR_UNREACHABLE',
+        `this node has lost touch with every other node (rejoining); ${resource} not looked up`,
+      );
+    }
     if (result.requests > 0 && result.failures === result.requests) {
       throw new OverlayError(
         'ERR_UNREACHABLE',

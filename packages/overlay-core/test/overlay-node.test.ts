@@ -747,3 +747,74 @@ describe('overlay upkeep', () => {
     assert.equal(stores() - before, 0, 'no STORE in 8 maintenance periods');
   });
 });
+
+describe('a node that lost every peer', () => {
+  const PERIOD_MS = 250;
+  const overlay = config({
+    dht: { k: 3, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: PERIOD_MS },
+  });
+  const port = (address: string) => Number(address.slice(address.lastIndexOf(':') + 1));
+  const lostTouch = (e: unknown) =>
+    e instanceof OverlayError && e.code === 'ERR_UNREACHABLE' && /lost touch/.test(e.message);
+
+  it('says the overlay is unreachable, not that a name is unknown, and rejoins its peer', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'peerbx-rejoin-'));
+    const nodes: OverlayNode[] = [];
+    try {
+      const a = await OverlayNode.start({ dataDir: join(root, 'a'), config: overlay });
+      nodes.push(a);
+      const b = await OverlayNode.start({
+        dataDir: join(root, 'b'),
+        config: overlay,
+        bootstrap: [a.udpAddress],
+      });
+      nodes.push(b);
+      const device = new TextEncoder().encode('sip:back@127.0.0.1:5070');
+      // b's record, a replica of which a holds: a PINGs b as one of the nodes closest to it.
+      assert.equal((await publishDevice(b, 'back@peerbx.local', device, HOUR)).replicas, 2);
+      const bAt = { udp: port(b.udpAddress), stream: port(b.streamAddress) };
+      await b.close();
+      nodes.pop();
+      // a's upkeep finds b dead: its routing table is empty. A name it does not hold is not
+      // "not registered": it asked nobody.
+      const isolated = Date.now() + 40 * PERIOD_MS;
+      for (;;) {
+        const outcome = await a.fetch('nobody@peerbx.local').then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        if (lostTouch(outcome)) break;
+        assert.ok(Date.now() < isolated, `still ${String(outcome)} after 40 periods`);
+        await new Promise((r) => setTimeout(r, PERIOD_MS));
+      }
+      // b comes back at its address, joining through nobody: a finds it again at an upkeep
+      // check (PINGs to the contacts it dropped, and to the holders of its NODE-INFO).
+      const again = await OverlayNode.start({
+        dataDir: join(root, 'b'),
+        config: overlay,
+        udp: { host: '127.0.0.1', port: bAt.udp },
+        stream: { host: '127.0.0.1', port: bAt.stream },
+      });
+      nodes.push(again);
+      const rejoined = Date.now() + 40 * PERIOD_MS;
+      for (;;) {
+        const outcome = await a.fetch('nobody@peerbx.local').then(
+          (records) => records,
+          (e: unknown) => e,
+        );
+        if (Array.isArray(outcome)) {
+          assert.deepEqual(outcome, []);
+          break;
+        }
+        assert.ok(lostTouch(outcome), String(outcome));
+        assert.ok(Date.now() < rejoined, 'no rejoin within 40 periods');
+        await new Promise((r) => setTimeout(r, PERIOD_MS));
+      }
+      assert.equal(a.stats().routingTable.contacts, 1);
+      const later = new TextEncoder().encode('sip:later@127.0.0.1:5070');
+      assert.equal((await publishDevice(a, 'later@peerbx.local', later, HOUR)).replicas, 2);
+    } finally {
+      await closeAll(root, nodes);
+    }
+  });
+});
