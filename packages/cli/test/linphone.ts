@@ -45,6 +45,8 @@ export class Linphone {
   private output = '';
   /** Where waitFor starts looking (see mark()). */
   private from = 0;
+  /** RTP statistics blocks in the log when mark() was last called. */
+  private blocksAtMark = 0;
 
   private constructor(
     readonly user: string,
@@ -56,6 +58,8 @@ export class Linphone {
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
+    // A command written after linphonec died fails in waitFor, with its output, not here.
+    child.stdin?.on('error', () => undefined);
   }
 
   /** Starts linphonec, which registers by itself; its media come from and go to files. */
@@ -91,7 +95,17 @@ export class Linphone {
     const child = spawn(
       'linphonec',
       ['-c', rc, '-d', '5', '-l', logFile, ...(o.autoAnswer ? ['-a'] : [])],
-      { env: { ...process.env, HOME: home }, stdio: ['pipe', 'pipe', 'pipe'], detached: true },
+      {
+        // Its database and settings under this phone's directory, whatever the caller's are.
+        env: {
+          ...process.env,
+          HOME: home,
+          XDG_DATA_HOME: join(home, '.local', 'share'),
+          XDG_CONFIG_HOME: join(home, '.config'),
+        },
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: true,
+      },
     );
     trackGroup(child.pid);
     child.on('error', () => undefined); // a failed spawn shows in waitFor's message
@@ -111,9 +125,13 @@ export class Linphone {
     this.child.stdin?.write(`${command}\n`);
   }
 
-  /** From now on, waitFor looks only at what the phone prints after this point. */
+  /**
+   * From now on, waitFor looks only at what the phone prints after this point, and
+   * callRtp only at calls that end after it.
+   */
   mark(): void {
     this.from = this.output.length;
+    this.blocksAtMark = this.rtpBlocks().length;
   }
 
   /** The first line since mark() that matches (already printed or still to come). */
@@ -154,15 +172,37 @@ export class Linphone {
     }
   }
 
-  /** The audio RTP counts linphonec logged when its last call ended. */
-  lastCallRtp(): RtpCount {
-    const log = readFileSync(this.logFile, 'utf8');
-    const at = log.lastIndexOf("AUDIO SESSION'S RTP STATISTICS");
-    if (at < 0) throw new Error(`linphone ${this.user}: no RTP statistics in ${this.logFile}`);
-    const block = log.slice(at, at + 3000);
-    const count = (what: string) =>
-      Number(new RegExp(`-${what}\\s+(\\d+) packets`).exec(block)?.[1] ?? Number.NaN);
-    return { sent: count('sent'), received: count('received') };
+  /**
+   * The audio RTP counts linphonec logged when the first call that ended after mark() ended
+   * (waiting for them a while: it logs them as it tears the call down).
+   */
+  async callRtp(timeoutMs = 5000): Promise<RtpCount> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const block = this.rtpBlocks()[this.blocksAtMark];
+      if (block !== undefined) {
+        const count = (what: string) =>
+          Number(new RegExp(`-${what}\\s+(\\d+) packets`).exec(block)?.[1] ?? Number.NaN);
+        return { sent: count('sent'), received: count('received') };
+      }
+      if (Date.now() > deadline)
+        throw new Error(`linphone ${this.user}: no RTP statistics of the call in ${this.logFile}`);
+      await sleep(100);
+    }
+  }
+
+  /** The audio RTP statistics blocks of the log, oldest first. */
+  private rtpBlocks(): string[] {
+    let log = '';
+    try {
+      log = readFileSync(this.logFile, 'utf8');
+    } catch {
+      return [];
+    }
+    return log
+      .split("AUDIO SESSION'S RTP STATISTICS")
+      .slice(1)
+      .map((b) => b.slice(0, 3000));
   }
 
   get log(): string {

@@ -16,7 +16,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   });
 }
 
-/** Kills the phone's process group now or, at the latest, when this process ends. */
+/** Registers the phone's process group, to be killed when this process ends at the latest. */
 export function trackGroup(pgid: number | undefined): void {
   if (pgid) running.add(pgid);
 }

@@ -79,6 +79,13 @@ export const UDP_REPLY_CACHE_MS = 10_000;
  * and as many of the contacts its routing table dropped last.
  */
 export const MAX_REJOIN_ADDRESSES = 16;
+/**
+ * A node that lost every contact and reached none of them again at this many upkeep checks
+ * in a row takes the others to be gone: it is alone (20 minutes at the default 1-minute
+ * check), and tries again only at every REJOIN_SLOW_EVERY-th check.
+ */
+export const ALONE_AFTER_REJOIN_ROUNDS = 20;
+export const REJOIN_SLOW_EVERY = 16;
 /** PINGs sent to a bootstrap address before giving up on it. */
 export const BOOTSTRAP_PING_ATTEMPTS = 3;
 /** UDP: most replies the duplicate-request cache holds, so a flood cannot grow it unbounded. */

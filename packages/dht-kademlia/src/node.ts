@@ -4,6 +4,7 @@
 
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import {
+  ALONE_AFTER_REJOIN_ROUNDS,
   BOOTSTRAP_PING_ATTEMPTS,
   CLOSER_CHECK_MIN_AGE_MS,
   DEFAULT_ALPHA,
@@ -22,6 +23,7 @@ import {
   MAX_REJOIN_ADDRESSES,
   MAX_VALUE_PAGES,
   PRESUMED_DEAD_MS,
+  REJOIN_SLOW_EVERY,
   UPKEEP_PARALLELISM,
 } from './constants.js';
 import type { Contact } from './contact.js';
@@ -230,8 +232,11 @@ export class KademliaNode {
   private readonly seeds: string[] = [];
   /** The contacts the routing table dropped last (failures), most recent first, for rejoining. */
   private readonly dropped: Contact[] = [];
-  /** The routing table lost its last contact: rejoin at the next upkeep check. */
-  private lostTouch = false;
+  /**
+   * Since the routing table lost its last contact: upkeep checks whose rejoin reached nobody,
+   * and checks left before the next try (rejoin). Undefined while the table has contacts.
+   */
+  private lostTouch: { rounds: number; wait: number } | undefined;
   private readonly timers = new Map<Timer, TimerHandle>();
   private readonly rtt: RttEstimator;
   private running = false;
@@ -307,30 +312,49 @@ export class KademliaNode {
   }
 
   /**
-   * Whether this node has lost every contact it had: its routing table is empty though it
-   * joined through seeds or knew other nodes. Its lookups then ask nobody, and "found
-   * nothing" means nothing; it tries to rejoin at each upkeep check (rejoin).
+   * Whether this node lost every contact it had lately: its routing table emptied, and its
+   * tries to rejoin have reached nobody for fewer than ALONE_AFTER_REJOIN_ROUNDS upkeep checks.
+   * Its lookups then ask nobody, and "found nothing" means nothing. After that many, the
+   * others are taken to be gone (they left, or were shut down): the node is alone, as a
+   * founder that never had peers is, and "found nothing" means not found again; it still
+   * tries to rejoin now and then.
    */
   get isolated(): boolean {
-    return this.table.size === 0 && this.seeds.length + this.dropped.length > 0;
+    return (
+      this.table.size === 0 &&
+      this.lostTouch !== undefined &&
+      this.lostTouch.rounds < ALONE_AFTER_REJOIN_ROUNDS
+    );
   }
 
   /**
    * A node whose routing table lost its last contact (its own network was down long enough
    * for every contact to fail, say, and the others dropped it too) PINGs the addresses it
-   * joined through and the contacts it dropped last, at each upkeep check until one answers;
-   * then it joins again through those that did. Without this it would stay alone until
-   * restarted, or know only the few that happen to contact it first.
+   * joined through and the contacts it dropped last, at each upkeep check until one answers
+   * (after ALONE_AFTER_REJOIN_ROUNDS checks, at every REJOIN_SLOW_EVERY-th); then it joins
+   * again through those that did. Without this it would stay alone until restarted, or know
+   * only the few that happen to contact it first.
    */
-  private async rejoin(): Promise<void> {
+  private async rejoin(lost: { rounds: number; wait: number }): Promise<void> {
+    // Also when contacts came back on their own meanwhile (a node sent a request): the few
+    // that did are not the overlay. One round, then the table is not empty any more.
+    // Every check at first; then, the others being taken as gone, every REJOIN_SLOW_EVERY.
+    if (lost.wait > 0) {
+      lost.wait--;
+      return;
+    }
     const addresses = [...new Set([...this.dropped.map((c) => c.address), ...this.seeds])];
     const reached = await Promise.all(
       addresses.map((a) => this.pingAddress(a, 1).catch(() => undefined)),
     );
     const live = reached.filter((c): c is Contact => c !== undefined);
-    if (live.length === 0) return;
-    this.lostTouch = false;
-    await this.join(live).catch(() => undefined);
+    if (live.length > 0) await this.join(live).catch(() => undefined);
+    if (this.table.size > 0) {
+      this.lostTouch = undefined;
+      return;
+    }
+    lost.rounds++;
+    if (lost.rounds >= ALONE_AFTER_REJOIN_ROUNDS) lost.wait = REJOIN_SLOW_EVERY - 1;
   }
 
   private async join(seeds: readonly (Contact | string)[]): Promise<number> {
@@ -752,7 +776,7 @@ export class KademliaNode {
    * records does not re-send all of them at every check.
    */
   private async republish(): Promise<void> {
-    if (this.lostTouch) await this.rejoin();
+    if (this.lostTouch) await this.rejoin(this.lostTouch);
     const dead = await this.deadHolders();
     const now = this.clock.now();
     // Two checks early: checks are jittered, and the holders' replication must come later.
@@ -1108,7 +1132,7 @@ export class KademliaNode {
     if (i >= 0) this.dropped.splice(i, 1);
     this.dropped.unshift(to);
     if (this.dropped.length > MAX_REJOIN_ADDRESSES) this.dropped.pop();
-    if (this.table.size === 0) this.lostTouch = true;
+    if (this.table.size === 0) this.lostTouch ??= { rounds: 0, wait: 0 };
   }
 
   private schedule(name: Timer, intervalMs: number, task: () => unknown): void {

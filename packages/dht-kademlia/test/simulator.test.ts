@@ -638,6 +638,7 @@ describe('kademlia over the simulator', () => {
     const s = await swarm(10, 35, { upkeepCheckIntervalMs: MIN });
     const key = hashToId('across an outage');
     await s.sim.settle(s.alive[0]!.put(key, text('x'), 3 * HOUR));
+    for (const n of s.alive) assert.equal(n.isolated, false);
     // The office network goes down: no node answers any other, and each drops every contact.
     for (const n of s.alive) s.silence(n);
     for (let round = 0; round < 3; round++)
@@ -651,6 +652,25 @@ describe('kademlia over the simulator', () => {
     for (const n of s.alive) assert.ok(n.table.size >= 5, `${n.contact.address}: ${n.table.size}`);
     const got = await s.sim.settle(s.alive[9]!.get(key));
     assert.equal(got.values.length > 0, true);
+  });
+
+  it('takes the others as gone after 20 checks that reached none of them, and tries less often', async () => {
+    const s = await swarm(3, 36, { upkeepCheckIntervalMs: MIN });
+    const [lone, ...others] = s.alive as [KademliaNode, ...KademliaNode[]];
+    for (const n of others) s.crash(n);
+    await s.sim.settle(lone.findNode(hashToId('gone 1')));
+    await s.sim.settle(lone.findNode(hashToId('gone 2')));
+    assert.equal(lone.table.size, 0);
+    assert.equal(lone.isolated, true);
+    await s.sim.runFor(19 * MIN);
+    assert.equal(lone.isolated, true, 'still trying after 19 checks');
+    await s.sim.runFor(3 * MIN);
+    assert.equal(lone.isolated, false, 'alone after 20');
+    const sent = lone.stats.requestsOut;
+    await s.sim.runFor(32 * MIN);
+    // Two tries in 32 checks, each one PING to each of the two addresses it knew.
+    assert.ok(lone.stats.requestsOut - sent <= 4, `${lone.stats.requestsOut - sent} requests`);
+    assert.ok(lone.stats.requestsOut - sent >= 2, 'it still tries');
   });
 
   it('holds a silence at an address someone named for a node against that address only', async () => {
