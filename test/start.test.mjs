@@ -1,0 +1,69 @@
+// `npm start` (scripts/start.mjs), README's one command from a checkout to a running node: on
+// an installed checkout it runs `peerbx start` with the arguments given, and Ctrl-C reaches
+// the node once, so it leaves the overlay gracefully. (The install step on a fresh checkout,
+// `npm ci`, is what .ci/run does before any test.)
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const script = fileURLToPath(new URL('../scripts/start.mjs', import.meta.url));
+
+describe('npm start', () => {
+  it('runs a node and, on Ctrl-C, lets it leave the overlay gracefully', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peerbx-start-'));
+    const env = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !k.startsWith('PEERBX_')),
+    );
+    // Its own process group, as a terminal's foreground job: Ctrl-C goes to the whole group.
+    const child = spawn(
+      process.execPath,
+      [
+        script,
+        '--data-dir',
+        dir,
+        '--overlay',
+        '127.0.0.1:0',
+        '--sip',
+        '127.0.0.1:0',
+        '--ws',
+        'off',
+      ],
+      { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const ready = await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ready line:\n${stderr}`)), 20_000);
+        createInterface({ input: child.stdout }).on('line', (line) => {
+          if (!line.startsWith('peerbx ready ')) return;
+          clearTimeout(timer);
+          resolve(line);
+        });
+      });
+      assert.match(
+        ready,
+        /^peerbx ready node=[0-9a-f]{64} overlay=127\.0\.0\.1:\d+ sip=127\.0\.0\.1:\d+ ws=off$/,
+      );
+      process.kill(-child.pid, 'SIGINT');
+      assert.equal(await exited, 0, stderr);
+      assert.match(stderr, /leaving the overlay/);
+      assert.doesNotMatch(stderr, /second signal/, 'the node got Ctrl-C once');
+    } finally {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
