@@ -65,6 +65,8 @@ describe('two running nodes', () => {
     assert.equal(s.overlay, b.ready.overlay);
     assert.equal(s.sip.udp, b.ready.sip);
     assert.ok(s.routingTable.contacts >= 1);
+    assert.equal(s.routingTable.isolated, false);
+    assert.doesNotMatch(text.stdout, /lost touch/);
     assert.equal(s.refused.overlay.unmatched, 0);
     assert.match(text.stdout, /refused\s+none/);
     assert.deepEqual(

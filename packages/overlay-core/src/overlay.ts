@@ -107,7 +107,8 @@ export interface OverlayStats {
   nodeId: string;
   udp: string;
   stream: string;
-  routingTable: { contacts: number; buckets: number };
+  /** isolated: it lost every contact lately and is rejoining (KademliaNode.isolated). */
+  routingTable: { contacts: number; buckets: number; isolated: boolean };
   records: { total: number; byKind: Record<string, number> };
   published: number;
   messages: {
@@ -728,7 +729,11 @@ export class OverlayNode {
       nodeId: idToHex(this.nodeId),
       udp: this.udp.address,
       stream: this.links.address ?? '',
-      routingTable: { contacts: this.dht.table.size, buckets: this.dht.table.bucketCount },
+      routingTable: {
+        contacts: this.dht.table.size,
+        buckets: this.dht.table.bucketCount,
+        isolated: this.dht.isolated,
+      },
       records: { total, byKind },
       published: this.published.size,
       messages: {

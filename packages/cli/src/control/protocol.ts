@@ -32,7 +32,7 @@ export interface StatusView {
   overlay: string;
   stream: string;
   sip: { udp: string; tcp: string; ws?: string };
-  routingTable: { contacts: number; buckets: number };
+  routingTable: { contacts: number; buckets: number; isolated: boolean };
   records: { total: number; byKind: Record<string, number> };
   links: number;
   registeredAors: string[];

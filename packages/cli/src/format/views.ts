@@ -12,7 +12,10 @@ export function formatStatus(s: StatusView): string {
     ['overlay', `${s.overlayName} (${s.enrollment}), domain ${s.domain}`],
     ['listening', `overlay ${s.overlay} (links ${s.stream})`],
     ['sip', `udp+tcp ${s.sip.udp}${s.sip.ws ? `, ws ${s.sip.ws}` : ''}`],
-    ['peers', `${s.routingTable.contacts} in ${s.routingTable.buckets} buckets, ${s.links} links`],
+    [
+      'peers',
+      `${s.routingTable.contacts} in ${s.routingTable.buckets} buckets, ${s.links} links${s.routingTable.isolated ? ' (lost touch with every peer: rejoining)' : ''}`,
+    ],
     ['records', `${s.records.total}${kinds ? ` (${kinds})` : ''}`],
     ['registered', s.registeredAors.length > 0 ? s.registeredAors.join(', ') : '-'],
     [
