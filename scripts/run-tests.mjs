@@ -6,8 +6,9 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const root = new URL('..', import.meta.url).pathname;
+const root = fileURLToPath(new URL('..', import.meta.url));
 const dirs = readdirSync(join(root, 'packages'))
   .map((p) => join(root, 'packages', p, 'dist', 'test'))
   .concat(join(root, 'test', 'dist'))

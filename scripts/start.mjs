@@ -1,24 +1,23 @@
 #!/usr/bin/env node
 // `npm start`: one command from a fresh checkout to a running node. Installs and builds first
 // when that has not been done (`npm ci`, whose prepare step builds; `npm run build` when only
-// the build is missing), then runs `peerbx start` in the foreground with the arguments given
-// (`npm start -- --bootstrap HOST:PORT`). Ctrl-C reaches the node, which leaves the overlay
-// gracefully; this script exits with the node's exit code.
+// the build is missing; after a `git pull`, run `npm ci` yourself), then runs `peerbx start`
+// in the foreground with the arguments given (`npm start -- --bootstrap HOST:PORT`). Ctrl-C
+// reaches the node once, and it leaves the overlay gracefully.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const root = new URL('..', import.meta.url).pathname;
+const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = join(root, 'packages', 'cli', 'dist', 'src', 'bin.js');
-const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
 function step(args) {
-  process.stderr.write(`peerbx: first run, ${['npm', ...args].join(' ')}\n`);
-  const r = spawnSync(npm, args, { cwd: root, stdio: ['ignore', 2, 2] });
+  const what = ['npm', ...args].join(' ');
+  process.stderr.write(`peerbx: first run, ${what}\n`);
+  const r = spawnSync('npm', args, { cwd: root, stdio: ['ignore', 2, 2] });
   if (r.status !== 0) {
-    process.stderr.write(
-      `peerbx: ${['npm', ...args].join(' ')} failed; fix that, then npm start\n`,
-    );
+    process.stderr.write(`peerbx: ${what} failed; fix that, then npm start\n`);
     process.exit(r.status ?? 1);
   }
 }
@@ -27,14 +26,22 @@ if (!existsSync(join(root, 'node_modules', '.package-lock.json')))
   step(['ci', '--no-audit', '--no-fund']);
 else if (!existsSync(bin)) step(['run', 'build']);
 
-// The node runs in a process group of its own, and each signal this script gets is passed on
-// once: Ctrl-C on a terminal reaches this script's group, and npm passes its own signals on
-// too, so a node in the same group would see two and skip its graceful leave.
+// The node runs in a process group of its own and gets each signal once: Ctrl-C on a terminal
+// reaches this script's group, and npm may pass the same signal on again (where its shell
+// execs the script), so a node in this group could see two and skip its graceful leave. A
+// repeat within a second is that echo; a second Ctrl-C later still reaches the node (which
+// then exits at once). A closed terminal (SIGHUP) asks the node to leave, as SIGTERM does.
 const child = spawn(process.execPath, [bin, 'start', ...process.argv.slice(2)], {
   stdio: 'inherit',
   detached: true,
 });
+let last = 0;
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(signal, () => child.kill(signal));
+  process.on(signal, () => {
+    const now = Date.now();
+    if (now - last < 1000) return;
+    last = now;
+    child.kill(signal === 'SIGHUP' ? 'SIGTERM' : signal);
+  });
 }
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

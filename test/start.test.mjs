@@ -4,7 +4,7 @@
 // `npm ci`, is what .ci/run does before any test.)
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -53,15 +53,32 @@ describe('npm start', () => {
         ready,
         /^peerbx ready node=[0-9a-f]{64} overlay=127\.0\.0\.1:\d+ sip=127\.0\.0\.1:\d+ ws=off$/,
       );
+      // Ctrl-C on the terminal, and the same signal passed on by npm (where its shell execs
+      // the script): one reaches the node.
       process.kill(-child.pid, 'SIGINT');
+      await new Promise((r) => setTimeout(r, 5));
+      try {
+        process.kill(child.pid, 'SIGINT');
+      } catch {
+        // Already gone: the node left within 5 ms.
+      }
       assert.equal(await exited, 0, stderr);
       assert.match(stderr, /leaving the overlay/);
       assert.doesNotMatch(stderr, /second signal/, 'the node got Ctrl-C once');
     } finally {
+      // The node has a process group of its own; its pid is in the data directory's lock.
+      let node = 0;
       try {
-        process.kill(-child.pid, 'SIGKILL');
+        node = Number.parseInt(readFileSync(join(dir, 'node.lock'), 'utf8'), 10);
       } catch {
-        // gone
+        // gone, or never started
+      }
+      for (const pid of [-child.pid, node]) {
+        try {
+          if (pid) process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
       }
       rmSync(dir, { recursive: true, force: true });
     }

@@ -165,8 +165,8 @@ export class Linphone {
     for (;;) {
       this.mark();
       this.send('status register');
-      const line = await this.waitFor(/registered/, 5000);
-      if (identity.test(line)) return true;
+      // "registered, identity=..." once it is, "registered=-1" (or 0) until then.
+      if (identity.test(await this.waitFor(/registered/, 5000))) return true;
       if (Date.now() > deadline) return false;
       await sleep(200);
     }

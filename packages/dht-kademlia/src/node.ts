@@ -57,7 +57,7 @@ import {
   type WireValue,
 } from './rpc/messages.js';
 import { RttEstimator } from './rpc/rtt.js';
-import { ValueStore, type ValueStoreOptions } from './storage/value-store.js';
+import { type StoredValue, ValueStore, type ValueStoreOptions } from './storage/value-store.js';
 
 export interface KademliaOptions {
   id: NodeId;
@@ -233,10 +233,11 @@ export class KademliaNode {
   /** The contacts the routing table dropped last (failures), most recent first, for rejoining. */
   private readonly dropped: Contact[] = [];
   /**
-   * Since the routing table lost its last contact: upkeep checks whose rejoin reached nobody,
-   * and checks left before the next try (rejoin). Undefined while the table has contacts.
+   * Since the routing table lost its last contact: rejoin rounds that reached nobody
+   * (undefined while it has contacts), and the rejoin under way.
    */
-  private lostTouch: { rounds: number; wait: number } | undefined;
+  private lostRounds: number | undefined;
+  private rejoining: Promise<void> | undefined;
   private readonly timers = new Map<Timer, TimerHandle>();
   private readonly rtt: RttEstimator;
   private running = false;
@@ -322,8 +323,8 @@ export class KademliaNode {
   get isolated(): boolean {
     return (
       this.table.size === 0 &&
-      this.lostTouch !== undefined &&
-      this.lostTouch.rounds < ALONE_AFTER_REJOIN_ROUNDS
+      this.lostRounds !== undefined &&
+      this.lostRounds < ALONE_AFTER_REJOIN_ROUNDS
     );
   }
 
@@ -335,26 +336,35 @@ export class KademliaNode {
    * again through those that did. Without this it would stay alone until restarted, or know
    * only the few that happen to contact it first.
    */
-  private async rejoin(lost: { rounds: number; wait: number }): Promise<void> {
-    // Also when contacts came back on their own meanwhile (a node sent a request): the few
-    // that did are not the overlay. One round, then the table is not empty any more.
-    // Every check at first; then, the others being taken as gone, every REJOIN_SLOW_EVERY.
-    if (lost.wait > 0) {
-      lost.wait--;
+  private rejoin(): Promise<void> {
+    this.rejoining ??= this.rejoinRound().finally(() => {
+      this.rejoining = undefined;
+    });
+    return this.rejoining;
+  }
+
+  private async rejoinRound(): Promise<void> {
+    const rounds = this.lostRounds;
+    if (rounds === undefined) return;
+    // Every check at first; then, the others being taken as gone, every REJOIN_SLOW_EVERY-th.
+    const over = rounds - ALONE_AFTER_REJOIN_ROUNDS;
+    if (over >= 0 && over % REJOIN_SLOW_EVERY !== 0) {
+      this.lostRounds = rounds + 1;
       return;
     }
+    // Also when contacts came back on their own meanwhile (a node sent a request): the few
+    // that did are not the overlay. One round, then the table is not empty any more.
     const addresses = [...new Set([...this.dropped.map((c) => c.address), ...this.seeds])];
     const reached = await Promise.all(
       addresses.map((a) => this.pingAddress(a, 1).catch(() => undefined)),
     );
     const live = reached.filter((c): c is Contact => c !== undefined);
-    if (live.length > 0) await this.join(live).catch(() => undefined);
-    if (this.table.size > 0) {
-      this.lostTouch = undefined;
-      return;
+    if (live.length > 0) {
+      // The silences of the outage were this node's, not its peers': a lookup should ask them.
+      this.rtt.forgetSilences();
+      await this.join(live).catch(() => undefined);
     }
-    lost.rounds++;
-    if (lost.rounds >= ALONE_AFTER_REJOIN_ROUNDS) lost.wait = REJOIN_SLOW_EVERY - 1;
+    this.lostRounds = this.table.size > 0 ? undefined : rounds + 1;
   }
 
   private async join(seeds: readonly (Contact | string)[]): Promise<number> {
@@ -578,7 +588,9 @@ export class KademliaNode {
     entry.storing = false;
     entry.storedAt = this.clock.now() - entry.backdateMs;
     entry.backdateMs = 0;
-    if (!result) {
+    // Stored nowhere but here while cut off: stored again once rejoined, and the holders it
+    // had stay the ones pinged.
+    if (!result || this.isolated) {
       entry.complete = false;
       return;
     }
@@ -776,7 +788,7 @@ export class KademliaNode {
    * records does not re-send all of them at every check.
    */
   private async republish(): Promise<void> {
-    if (this.lostTouch) await this.rejoin(this.lostTouch);
+    if (this.lostRounds !== undefined) await this.rejoin();
     const dead = await this.deadHolders();
     const now = this.clock.now();
     // Two checks early: checks are jittered, and the holders' replication must come later.
@@ -874,7 +886,7 @@ export class KademliaNode {
     // Checked more often than the interval: what this node replicated itself waits (nearly) a
     // whole interval again, also where it is no longer among the closest to store on itself.
     const ownAge = interval - this.opts.upkeepCheckIntervalMs;
-    const due: { key: NodeId; retry: boolean }[] = [];
+    const due: { key: NodeId; values: readonly StoredValue[]; retry: boolean }[] = [];
     for (const [i, key] of keys.entries()) {
       // A key's publisher stores it again before a whole interval has passed (republish):
       // a holder replicates what nobody refreshed for that long, its publisher gone.
@@ -887,17 +899,20 @@ export class KademliaNode {
         if (last !== undefined && now - last < interval) continue;
         if (ownAge > 0 && own !== undefined && now - own < ownAge) continue;
       }
-      if (this.store.get(key, now).length === 0) continue;
-      due.push({ key, retry });
+      const values = this.store.get(key, now);
+      if (values.length === 0) continue;
+      due.push({ key, values, retry });
       this.lastReplicatedAt.set(hex, now);
     }
     // One lookup per key, and its values in order (a record after its name claim), as a
     // publisher stores them. A `not-responsible` refusal gets one more try at the next check,
     // not a replication interval later: the refuser may still have counted a closer node that
     // died with the others, and pinged it on refusing (checkCloser).
-    await inParallel(due, UPKEEP_PARALLELISM, async ({ key, retry }) => {
+    await inParallel(due, UPKEEP_PARALLELISM, async ({ key, values, retry }) => {
       const found = await this.findNode(key);
-      const results = await this.storeOnTargets(key, found, this.heldValues(key, this.clock.now()));
+      const at = this.clock.now();
+      const live = values.map((v) => ({ value: v.value, ttlMs: v.expiresAt - at }));
+      const results = await this.storeOnTargets(key, found, live);
       const refused = results.some((r) => r.rejected.some((x) => x.reason === 'not-responsible'));
       if (refused && !retry) this.replicateAgain.add(idToHex(key));
     });
@@ -906,14 +921,9 @@ export class KademliaNode {
   private expire(): void {
     const now = this.clock.now();
     this.store.deleteExpired(now);
-    for (const [hex] of this.lastStoreAt) {
-      if (!this.store.has(idFromHex(hex))) this.lastStoreAt.delete(hex);
-    }
-    for (const [hex] of this.lastReplicatedAt) {
-      if (!this.store.has(idFromHex(hex))) this.lastReplicatedAt.delete(hex);
-    }
-    for (const hex of this.replicateAgain) {
-      if (!this.store.has(idFromHex(hex))) this.replicateAgain.delete(hex);
+    // What is noted per held key goes with the key.
+    for (const noted of [this.lastStoreAt, this.lastReplicatedAt, this.replicateAgain]) {
+      for (const hex of noted.keys()) if (!this.store.has(idFromHex(hex))) noted.delete(hex);
     }
     for (const [id, p] of this.published) if (p.expiresAt <= now) this.published.delete(id);
   }
@@ -1101,11 +1111,8 @@ export class KademliaNode {
       // Only silence counts against a contact; an error of our own (a value too large to
       // send, say) says nothing about the peer.
       if (expectId && err instanceof TimeoutError) {
-        // Counted against a routing table entry only at its address: a liar can name any
-        // node at an address where nothing answers.
         this.rtt.timedOut(rttKey, this.clock.now(), sentAt);
-        const listed = this.table.get(to.id);
-        if (!listed || listed.address === to.address) this.recordFailure(to);
+        this.recordFailure(to);
       }
       throw err;
     }
@@ -1126,13 +1133,24 @@ export class KademliaNode {
   }
 
   /** A request to `to` failed: counted in the routing table; a contact it drops is kept for rejoin. */
+  /**
+   * A request to `to` failed: counted against its routing-table entry when it is listed at
+   * that address (a liar can name any node at an address where nothing or another node
+   * answers). A contact the table drops is kept for rejoin, at its listed address; when that
+   * was the last one, the first rejoin round starts at once (a stall of a few seconds need
+   * not cost a whole upkeep period cut off).
+   */
   private recordFailure(to: Contact): void {
-    if (!this.table.recordFailure(to.id, this.clock.now())) return;
+    const listed = this.table.get(to.id);
+    if (listed && listed.address !== to.address) return;
+    if (!this.table.recordFailure(to.id, this.clock.now()) || !listed) return;
     const i = this.dropped.findIndex((c) => idEquals(c.id, to.id));
     if (i >= 0) this.dropped.splice(i, 1);
-    this.dropped.unshift(to);
+    this.dropped.unshift(listed);
     if (this.dropped.length > MAX_REJOIN_ADDRESSES) this.dropped.pop();
-    if (this.table.size === 0) this.lostTouch ??= { rounds: 0, wait: 0 };
+    if (this.table.size > 0 || this.lostRounds !== undefined) return;
+    this.lostRounds = 0;
+    void this.rejoin();
   }
 
   private schedule(name: Timer, intervalMs: number, task: () => unknown): void {

@@ -647,11 +647,16 @@ describe('kademlia over the simulator', () => {
       assert.equal(n.table.size, 0);
       assert.equal(n.isolated, true);
     }
+    // A value put while cut off is held there alone: it is stored again once rejoined.
+    const during = hashToId('put during the outage');
+    await s.sim.settle(s.alive[5]!.put(during, text('y'), 3 * HOUR));
+    assert.equal(holders(s, during).length, 1);
     for (const n of s.alive) s.sim.setBehaviour(n.contact.address, 'honest');
     await s.sim.runFor(3 * MIN);
     for (const n of s.alive) assert.ok(n.table.size >= 5, `${n.contact.address}: ${n.table.size}`);
     const got = await s.sim.settle(s.alive[9]!.get(key));
     assert.equal(got.values.length > 0, true);
+    assert.ok(holders(s, during).length >= 8, `${holders(s, during).length} hold it`);
   });
 
   it('takes the others as gone after 20 checks that reached none of them, and tries less often', async () => {
@@ -683,6 +688,11 @@ describe('kademlia over the simulator', () => {
     assert.equal(await s.sim.settle(asker.ping(bogus)), false);
     assert.equal(await s.sim.settle(asker.ping(bogus)), false);
     assert.ok(asker.table.has(named.id), 'still listed at its own address');
+    // Or at another node's address, where a node of another ID answers.
+    const elsewhere = { id: named.id, address: s.alive[5]!.contact.address };
+    assert.equal(await s.sim.settle(asker.ping(elsewhere)), false);
+    assert.equal(await s.sim.settle(asker.ping(elsewhere)), false);
+    assert.ok(asker.table.has(named.id), 'still listed');
     const found = await s.sim.settle(asker.findNode(named.id));
     assert.ok(
       found.closest.some((c) => idEquals(c.id, named.id)),

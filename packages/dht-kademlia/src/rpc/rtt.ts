@@ -50,6 +50,11 @@ export class RttEstimator {
     return m !== undefined && m.count >= 2 && m.previousAt >= since;
   }
 
+  /** Forgets every silence (this node's own network was down: they say nothing of others). */
+  forgetSilences(): void {
+    this.missed.clear();
+  }
+
   /** The contact sent a request of its own: it is back, and its back-off ends. */
   heard(key: string): void {
     this.missed.delete(key);
@@ -57,13 +62,13 @@ export class RttEstimator {
 
   /**
    * A request to the contact, sent at `sentAt`, timed out: the next one waits twice as long
-   * (up to the ceiling). Returns false, and counts nothing, when it was sent before the last
-   * timeout: requests that were out together and time out together (one stall of the
-   * contact's, or of the network) are one silence, not several in a row.
+   * (up to the ceiling). Nothing is counted when it was sent before the last timeout:
+   * requests that were out together and time out together (one stall of the contact's, or
+   * of the network) are one silence, not several in a row.
    */
-  timedOut(key: string, now: number, sentAt: number): boolean {
+  timedOut(key: string, now: number, sentAt: number): void {
     const m = this.missed.get(key);
-    if (m && sentAt < m.at) return false;
+    if (m && sentAt < m.at) return;
     const n = m?.count ?? 0;
     this.missed.delete(key);
     if (this.missed.size >= this.capacity) {
@@ -71,7 +76,6 @@ export class RttEstimator {
       if (oldest !== undefined) this.missed.delete(oldest);
     }
     this.missed.set(key, { count: Math.min(n + 1, 8), at: now, previousAt: m?.at ?? now });
-    return true;
   }
 
   sample(key: string, rttMs: number): void {
