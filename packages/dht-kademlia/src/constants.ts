@@ -96,6 +96,11 @@ export const MAX_VALUE_PAGES = 16;
 
 /** Republish and replication stores in flight at once per node. */
 export const UPKEEP_PARALLELISM = 8;
+/**
+ * Contacts dropped from the routing table that one replication check weighs at most (a held
+ * key one of them was among the k closest to is replicated); more wait for the interval.
+ */
+export const MAX_DROPPED_PER_CHECK = 256;
 /** Holders of published values pinged at one upkeep check at most (in turn over checks). */
 export const MAX_HOLDER_PINGS = 64;
 

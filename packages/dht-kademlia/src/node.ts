@@ -19,6 +19,7 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_VALUE_TTL_MS,
   EVICTION_PING_MIN_AGE_MS,
+  MAX_DROPPED_PER_CHECK,
   MAX_HOLDER_PINGS,
   MAX_REJOIN_ADDRESSES,
   MAX_VALUE_PAGES,
@@ -138,6 +139,11 @@ export interface LookupOptions {
   trace?: boolean;
   /** Disjoint paths for this lookup; defaults to the node's setting. */
   paths?: number;
+  /**
+   * Ask contacts presumed dead too (see runLookup): for a store tried again after a target
+   * refused it as not-responsible, which says the lookup missed closer nodes.
+   */
+  askPresumedDead?: boolean;
 }
 
 export interface GetOptions extends LookupOptions {
@@ -232,6 +238,13 @@ export class KademliaNode {
   private readonly seeds: string[] = [];
   /** The contacts the routing table dropped last (failures), most recent first, for rejoining. */
   private readonly dropped: Contact[] = [];
+  /**
+   * Contacts the routing table dropped since the last replication check, and when (at most
+   * MAX_DROPPED_PER_CHECK): a held key whose k closest one of them was among, and that nobody
+   * stored since, lost a replica, also when it was dropped before the check's PINGs could
+   * find it dead.
+   */
+  private droppedSinceCheck: { id: NodeId; at: number }[] = [];
   /**
    * Since the routing table lost its last contact: rejoin rounds that reached nobody
    * (undefined while it has contacts), and the rejoin under way.
@@ -544,7 +557,9 @@ export class KademliaNode {
     if (entries.length === 0) return [];
     let results: PutResult[] = [];
     try {
-      const found = await this.findNode(key);
+      // A store tried again after a not-responsible refusal asks every contact it knows.
+      const askPresumedDead = entries.some((p) => p.retriedRefusals);
+      const found = await this.findNode(key, { askPresumedDead });
       const now = this.clock.now();
       results = await this.storeOnTargets(
         key,
@@ -880,6 +895,8 @@ export class KademliaNode {
     // period even when its publisher died too.
     const keys = [...this.store.keys()];
     const near = keys.map((key) => this.table.closest(key, this.k));
+    const gone = this.droppedSinceCheck;
+    this.droppedSinceCheck = [];
     const dead = await this.unanswering(near.flat(), 'held');
     const now = this.clock.now();
     const interval = this.opts.replicateIntervalMs;
@@ -893,7 +910,14 @@ export class KademliaNode {
       const hex = idToHex(key);
       const last = this.lastStoreAt.get(hex);
       const own = this.lastReplicatedAt.get(hex);
-      const lostReplica = (near[i] ?? []).some((c) => dead.has(idToHex(c.id)));
+      const closest = near[i] ?? [];
+      const kth = closest[this.k - 1];
+      const lostReplica =
+        closest.some((c) => dead.has(idToHex(c.id))) ||
+        gone.some(
+          (d) =>
+            (last === undefined || last < d.at) && (!kth || compareDistance(key, d.id, kth.id) < 0),
+        );
       const retry = this.replicateAgain.delete(hex);
       if (!lostReplica && !retry) {
         if (last !== undefined && now - last < interval) continue;
@@ -909,7 +933,7 @@ export class KademliaNode {
     // not a replication interval later: the refuser may still have counted a closer node that
     // died with the others, and pinged it on refusing (checkCloser).
     await inParallel(due, UPKEEP_PARALLELISM, async ({ key, values, retry }) => {
-      const found = await this.findNode(key);
+      const found = await this.findNode(key, { askPresumedDead: retry });
       const at = this.clock.now();
       const live = values.map((v) => ({ value: v.value, ttlMs: v.expiresAt - at }));
       const results = await this.storeOnTargets(key, found, live);
@@ -1044,7 +1068,9 @@ export class KademliaNode {
       quorum,
       trace: options.trace ?? false,
       accept: this.acceptContact,
-      presumedSilent: (c) => this.rtt.silentTwiceSince(pathKey(c), since),
+      ...(options.askPresumedDead
+        ? {}
+        : { presumedSilent: (c: Contact) => this.rtt.silentTwiceSince(pathKey(c), since) }),
       query: (c) => this.query(c, target, quorum > 0),
       // A value lookup from a node that holds values counts its own empty store as an answer.
       ...(quorum > 0 && !this.opts.client ? { self: this.contact } : {}),
@@ -1148,6 +1174,8 @@ export class KademliaNode {
     if (i >= 0) this.dropped.splice(i, 1);
     this.dropped.unshift(listed);
     if (this.dropped.length > MAX_REJOIN_ADDRESSES) this.dropped.pop();
+    if (this.droppedSinceCheck.length < MAX_DROPPED_PER_CHECK)
+      this.droppedSinceCheck.push({ id: to.id, at: this.clock.now() });
     if (this.table.size > 0 || this.lostRounds !== undefined) return;
     this.lostRounds = 0;
     void this.rejoin();

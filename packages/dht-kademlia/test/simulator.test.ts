@@ -552,6 +552,30 @@ describe('kademlia over the simulator', () => {
     return { s, key, next, stores };
   }
 
+  it('replicates a key whose holder died and was dropped from every table before the check', async () => {
+    const s = await swarm(80, 43, {
+      ...MINUTE_CHECKS,
+      republishIntervalMs: 10 * HOUR,
+      replicateIntervalMs: 10 * HOUR,
+    });
+    const key = hashToId('dropped before the check');
+    const publisher = s.alive.find((n) => !s.closestAlive(key, 9).includes(n))!;
+    await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    s.crash(publisher);
+    const [gone, ...rest] = holders(s, key);
+    s.crash(gone!);
+    // Every other holder finds it dead by requests of its own (lookups, say) and drops it,
+    // before its replication check could PING it.
+    for (const h of rest) {
+      await s.sim.settle(h.ping(gone!.contact));
+      await s.sim.settle(h.ping(gone!.contact));
+      assert.equal(h.table.has(gone!.id), false);
+    }
+    assert.equal(holders(s, key).length, 7);
+    await s.sim.runFor(2 * MIN);
+    assert.equal(holders(s, key).length, 8);
+  });
+
   it('replicates once more where a target answered not-responsible', async () => {
     const { s, key, next, stores } = await refusedReplication(41, true);
     await s.sim.runFor(5 * MIN);
