@@ -80,9 +80,10 @@ export const UDP_REPLY_CACHE_MS = 10_000;
  */
 export const MAX_REJOIN_ADDRESSES = 16;
 /**
- * A node that lost every contact and reached none of them again at this many upkeep checks
- * in a row takes the others to be gone: it is alone (20 minutes at the overlay's 1-minute
- * maintenance period), and tries again only at every REJOIN_SLOW_EVERY-th check.
+ * A node that lost every contact and reached none of them again in this many rejoin rounds
+ * (one when the table emptied, then one per upkeep check) takes the others to be gone: it is
+ * alone (after about 20 minutes at the overlay's 1-minute maintenance period), and tries
+ * again only at every REJOIN_SLOW_EVERY-th check.
  */
 export const ALONE_AFTER_REJOIN_ROUNDS = 20;
 export const REJOIN_SLOW_EVERY = 16;

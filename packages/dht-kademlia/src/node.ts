@@ -58,7 +58,7 @@ import {
   type WireValue,
 } from './rpc/messages.js';
 import { RttEstimator } from './rpc/rtt.js';
-import { type StoredValue, ValueStore, type ValueStoreOptions } from './storage/value-store.js';
+import { ValueStore, type ValueStoreOptions } from './storage/value-store.js';
 
 export interface KademliaOptions {
   id: NodeId;
@@ -327,8 +327,8 @@ export class KademliaNode {
 
   /**
    * Whether this node lost every contact it had lately: its routing table emptied, and its
-   * tries to rejoin have reached nobody for fewer than ALONE_AFTER_REJOIN_ROUNDS upkeep checks.
-   * Its lookups then ask nobody, and "found nothing" means nothing. After that many, the
+   * tries to rejoin have reached nobody for fewer than ALONE_AFTER_REJOIN_ROUNDS rounds (one
+   * when the table emptied, then one per upkeep check). Its lookups then ask nobody, and "found nothing" means nothing. After that many, the
    * others are taken to be gone (they left, or were shut down): the node is alone, as a
    * founder that never had peers is, and "found nothing" means not found again; it still
    * tries to rejoin now and then.
@@ -344,8 +344,9 @@ export class KademliaNode {
   /**
    * A node whose routing table lost its last contact (its own network was down long enough
    * for every contact to fail, say, and the others dropped it too) PINGs the addresses it
-   * joined through and the contacts it dropped last, at each upkeep check until one answers
-   * (after ALONE_AFTER_REJOIN_ROUNDS checks, at every REJOIN_SLOW_EVERY-th); then it joins
+   * joined through and the contacts it dropped last, at once and then at each upkeep check
+   * until one answers (after ALONE_AFTER_REJOIN_ROUNDS rounds, at every REJOIN_SLOW_EVERY-th
+   * check only); then it joins
    * again through those that did. Without this it would stay alone until restarted, or know
    * only the few that happen to contact it first.
    */
@@ -893,9 +894,13 @@ export class KademliaNode {
     // A node among the k closest to a held key that died took a replica along: that key is
     // replicated now, not only when nobody refreshed it, so k copies are back within this
     // period even when its publisher died too.
+    // Cut off, it could store on nobody but itself; what was dropped meanwhile is weighed
+    // once it has contacts again.
+    if (this.table.size === 0) return;
     const keys = [...this.store.keys()];
     const near = keys.map((key) => this.table.closest(key, this.k));
-    const gone = this.droppedSinceCheck;
+    // Those dropped that came back (a request of theirs) took nothing along.
+    const gone = this.droppedSinceCheck.filter((d) => !this.table.has(d.id));
     this.droppedSinceCheck = [];
     const dead = await this.unanswering(near.flat(), 'held');
     const now = this.clock.now();
@@ -903,7 +908,7 @@ export class KademliaNode {
     // Checked more often than the interval: what this node replicated itself waits (nearly) a
     // whole interval again, also where it is no longer among the closest to store on itself.
     const ownAge = interval - this.opts.upkeepCheckIntervalMs;
-    const due: { key: NodeId; values: readonly StoredValue[]; retry: boolean }[] = [];
+    const due: { key: NodeId; retry: boolean }[] = [];
     for (const [i, key] of keys.entries()) {
       // A key's publisher stores it again before a whole interval has passed (republish):
       // a holder replicates what nobody refreshed for that long, its publisher gone.
@@ -916,27 +921,27 @@ export class KademliaNode {
         closest.some((c) => dead.has(idToHex(c.id))) ||
         gone.some(
           (d) =>
-            (last === undefined || last < d.at) && (!kth || compareDistance(key, d.id, kth.id) < 0),
+            Math.max(last ?? 0, own ?? 0) < d.at &&
+            (!kth || compareDistance(key, d.id, kth.id) < 0),
         );
       const retry = this.replicateAgain.delete(hex);
       if (!lostReplica && !retry) {
         if (last !== undefined && now - last < interval) continue;
         if (ownAge > 0 && own !== undefined && now - own < ownAge) continue;
       }
-      const values = this.store.get(key, now);
-      if (values.length === 0) continue;
-      due.push({ key, values, retry });
+      if (this.store.get(key, now).length === 0) continue;
+      due.push({ key, retry });
       this.lastReplicatedAt.set(hex, now);
     }
     // One lookup per key, and its values in order (a record after its name claim), as a
     // publisher stores them. A `not-responsible` refusal gets one more try at the next check,
     // not a replication interval later: the refuser may still have counted a closer node that
     // died with the others, and pinged it on refusing (checkCloser).
-    await inParallel(due, UPKEEP_PARALLELISM, async ({ key, values, retry }) => {
+    await inParallel(due, UPKEEP_PARALLELISM, async ({ key, retry }) => {
       const found = await this.findNode(key, { askPresumedDead: retry });
-      const at = this.clock.now();
-      const live = values.map((v) => ({ value: v.value, ttlMs: v.expiresAt - at }));
-      const results = await this.storeOnTargets(key, found, live);
+      // The values as held now: one may have been replaced during the lookup.
+      const values = this.heldValues(key, this.clock.now());
+      const results = await this.storeOnTargets(key, found, values);
       const refused = results.some((r) => r.rejected.some((x) => x.reason === 'not-responsible'));
       if (refused && !retry) this.replicateAgain.add(idToHex(key));
     });
@@ -1055,7 +1060,9 @@ export class KademliaNode {
     // say) is presumed dead at that address: the routing table dropped it, but the nodes that
     // have not noticed yet still name it in their answers, and each such node among the
     // closest would hold every lookup up for a timeout. It is counted silent without being
-    // asked until it answers a PING or sends a request, or PRESUMED_DEAD_MS have passed.
+    // asked until it answers a PING or sends a request, or PRESUMED_DEAD_MS have passed, or
+    // this node rejoined after an outage of its own (forgetSilences); and not at all by a
+    // store tried again after a not-responsible refusal (askPresumedDead).
     const since = this.clock.now() - PRESUMED_DEAD_MS;
     return lookup({
       target,
@@ -1158,13 +1165,13 @@ export class KademliaNode {
     return res;
   }
 
-  /** A request to `to` failed: counted in the routing table; a contact it drops is kept for rejoin. */
   /**
    * A request to `to` failed: counted against its routing-table entry when it is listed at
    * that address (a liar can name any node at an address where nothing or another node
-   * answers). A contact the table drops is kept for rejoin, at its listed address; when that
-   * was the last one, the first rejoin round starts at once (a stall of a few seconds need
-   * not cost a whole upkeep period cut off).
+   * answers). A contact the table drops is kept for rejoin, at its listed address, and for
+   * the next replication check (droppedSinceCheck); when that was the last one, the first
+   * rejoin round starts at once (a stall of a few seconds need not cost a whole upkeep period
+   * cut off).
    */
   private recordFailure(to: Contact): void {
     const listed = this.table.get(to.id);

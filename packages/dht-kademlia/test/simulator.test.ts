@@ -576,6 +576,29 @@ describe('kademlia over the simulator', () => {
     assert.equal(holders(s, key).length, 8);
   });
 
+  it('does not replicate for a contact dropped after a stall that is back before the check', async () => {
+    const s = await swarm(80, 44, {
+      ...MINUTE_CHECKS,
+      republishIntervalMs: 10 * HOUR,
+      replicateIntervalMs: 10 * HOUR,
+    });
+    const key = hashToId('a stall, not a death');
+    const publisher = s.alive.find((n) => !s.closestAlive(key, 9).includes(n))!;
+    await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    const [stalled, ...rest] = holders(s, key);
+    s.silence(stalled!);
+    for (const h of rest) {
+      await s.sim.settle(h.ping(stalled!.contact));
+      await s.sim.settle(h.ping(stalled!.contact));
+    }
+    s.sim.setBehaviour(stalled!.contact.address, 'honest');
+    for (const h of rest) await s.sim.settle(stalled!.ping(h.contact));
+    for (const h of rest) assert.ok(h.table.has(stalled!.id), 'back in the table');
+    const stores = storesIn(s);
+    await s.sim.runFor(2 * MIN);
+    assert.equal(storesIn(s) - stores, 0, 'nothing replicated');
+  });
+
   it('replicates once more where a target answered not-responsible', async () => {
     const { s, key, next, stores } = await refusedReplication(41, true);
     await s.sim.runFor(5 * MIN);
