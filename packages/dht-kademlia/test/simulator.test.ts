@@ -654,6 +654,21 @@ describe('kademlia over the simulator', () => {
     assert.ok(later.failures > 0, 'asked again');
   });
 
+  it('asks contacts presumed dead when told to (a store tried again after a refusal)', async () => {
+    const s = await swarm(40, 37);
+    const key = hashToId('ask them all');
+    const asker = s.alive.find((n) => !s.closestAlive(key, 16).includes(n))!;
+    const [closest] = s.closestAlive(key, 1) as [KademliaNode];
+    s.silence(closest);
+    await s.sim.settle(asker.ping(closest.contact));
+    await s.sim.settle(asker.ping(closest.contact));
+    s.sim.setBehaviour(closest.contact.address, 'honest');
+    const has = (r: { closest: { address: string }[] }) =>
+      r.closest.some((c) => c.address === closest.contact.address);
+    assert.equal(has(await s.sim.settle(asker.findNode(key))), false, 'presumed dead');
+    assert.equal(has(await s.sim.settle(asker.findNode(key, { askPresumedDead: true }))), true);
+  });
+
   it('asks a contact presumed dead again once it sent a request of its own', async () => {
     const s = await swarm(12, 33);
     const [asker, back] = s.alive as [KademliaNode, KademliaNode];
