@@ -721,6 +721,27 @@ describe('kademlia over the simulator', () => {
     assert.ok(holders(s, during).length >= 8, `${holders(s, during).length} hold it`);
   });
 
+  it('tries to rejoin as soon as the routing table loses its last contact', async () => {
+    const s = await swarm(3, 38);
+    const [node, ...others] = s.alive as [KademliaNode, ...KademliaNode[]];
+    // A stall: each of the others leaves this node's first two PINGs unanswered, then is back.
+    for (const n of others) {
+      const endpoint = s.sim.endpoint(n.contact.address)!;
+      const handler = endpoint.handler!;
+      let unanswered = 0;
+      endpoint.handler = (req, from) =>
+        from === node.contact.address && req.body.type === 'PING' && unanswered++ < 2
+          ? new Promise(() => undefined)
+          : handler(req, from);
+    }
+    await s.sim.settle(Promise.all(others.map((n) => node.ping(n.contact))));
+    await s.sim.settle(Promise.all(others.map((n) => node.ping(n.contact))));
+    // The second silence dropped the last contact; the rejoin that started then was answered.
+    await s.sim.runFor(5_000);
+    assert.equal(node.table.size, 2);
+    assert.equal(node.isolated, false);
+  });
+
   it('takes the others as gone after 20 checks that reached none of them, and tries less often', async () => {
     const s = await swarm(3, 36, { upkeepCheckIntervalMs: MIN });
     const [lone, ...others] = s.alive as [KademliaNode, ...KademliaNode[]];
