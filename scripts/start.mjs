@@ -1,30 +1,12 @@
 #!/usr/bin/env node
 // `npm start`: one command from a fresh checkout to a running node. Installs and builds first
-// when that has not been done (`npm ci`, whose prepare step builds; `npm run build` when only
-// the build is missing; after a `git pull`, run `npm ci` yourself), then runs `peerbx start`
-// in the foreground with the arguments given (`npm start -- --bootstrap HOST:PORT`). Ctrl-C
-// reaches the node once, and it leaves the overlay gracefully.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// when that has not been done (setup.mjs; after a `git pull`, run `npm ci` yourself), then
+// runs `peerbx start` in the foreground with the arguments given (`npm start -- --bootstrap
+// HOST:PORT`). Ctrl-C reaches the node once, and it leaves the overlay gracefully.
+import { spawn } from 'node:child_process';
+import { bin, setUp } from './setup.mjs';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const bin = join(root, 'packages', 'cli', 'dist', 'src', 'bin.js');
-
-function step(args) {
-  const what = ['npm', ...args].join(' ');
-  process.stderr.write(`peerbx: first run, ${what}\n`);
-  const r = spawnSync('npm', args, { cwd: root, stdio: ['ignore', 2, 2] });
-  if (r.status !== 0) {
-    process.stderr.write(`peerbx: ${what} failed; fix that, then npm start\n`);
-    process.exit(r.status ?? 1);
-  }
-}
-
-if (!existsSync(join(root, 'node_modules', '.package-lock.json')))
-  step(['ci', '--no-audit', '--no-fund']);
-else if (!existsSync(bin)) step(['run', 'build']);
+setUp();
 
 // The node runs in a process group of its own and gets each signal once: Ctrl-C on a terminal
 // reaches this script's group, and npm may pass the same signal on again (where its shell
