@@ -328,10 +328,10 @@ export class KademliaNode {
   /**
    * Whether this node lost every contact it had lately: its routing table emptied, and its
    * tries to rejoin have reached nobody for fewer than ALONE_AFTER_REJOIN_ROUNDS rounds (one
-   * when the table emptied, then one per upkeep check). Its lookups then ask nobody, and "found nothing" means nothing. After that many, the
-   * others are taken to be gone (they left, or were shut down): the node is alone, as a
-   * founder that never had peers is, and "found nothing" means not found again; it still
-   * tries to rejoin now and then.
+   * when the table emptied, then one per upkeep check). Its lookups then ask nobody, and
+   * "found nothing" means nothing. After that many, the others are taken to be gone (they
+   * left, or were shut down): the node is alone, as a founder that never had peers is, and
+   * "found nothing" means not found again; it still tries to rejoin now and then.
    */
   get isolated(): boolean {
     return (
@@ -346,9 +346,8 @@ export class KademliaNode {
    * for every contact to fail, say, and the others dropped it too) PINGs the addresses it
    * joined through and the contacts it dropped last, at once and then at each upkeep check
    * until one answers (after ALONE_AFTER_REJOIN_ROUNDS rounds, at every REJOIN_SLOW_EVERY-th
-   * check only); then it joins
-   * again through those that did. Without this it would stay alone until restarted, or know
-   * only the few that happen to contact it first.
+   * check only); then it joins again through those that did. Without this it would stay alone
+   * until restarted, or know only the few that happen to contact it first.
    */
   private rejoin(): Promise<void> {
     this.rejoining ??= this.rejoinRound().finally(() => {
@@ -650,7 +649,7 @@ export class KademliaNode {
     const sender: Contact = { id: req.sender, address: remoteAddress };
     if (!req.client) {
       this.seen(sender);
-      this.rtt.heard(pathKey(sender));
+      if (this.rtt.anySilence) this.rtt.heard(pathKey(sender));
     }
     const body = req.body;
     switch (body.type) {
@@ -908,7 +907,7 @@ export class KademliaNode {
     // Checked more often than the interval: what this node replicated itself waits (nearly) a
     // whole interval again, also where it is no longer among the closest to store on itself.
     const ownAge = interval - this.opts.upkeepCheckIntervalMs;
-    const due: { key: NodeId; retry: boolean }[] = [];
+    const due: { key: NodeId; hex: string; retry: boolean }[] = [];
     for (const [i, key] of keys.entries()) {
       // A key's publisher stores it again before a whole interval has passed (republish):
       // a holder replicates what nobody refreshed for that long, its publisher gone.
@@ -917,33 +916,30 @@ export class KademliaNode {
       const own = this.lastReplicatedAt.get(hex);
       const closest = near[i] ?? [];
       const kth = closest[this.k - 1];
+      const storedAt = Math.max(last ?? 0, own ?? 0);
       const lostReplica =
         closest.some((c) => dead.has(idToHex(c.id))) ||
-        gone.some(
-          (d) =>
-            Math.max(last ?? 0, own ?? 0) < d.at &&
-            (!kth || compareDistance(key, d.id, kth.id) < 0),
-        );
+        gone.some((d) => storedAt < d.at && (!kth || compareDistance(key, d.id, kth.id) < 0));
       const retry = this.replicateAgain.delete(hex);
       if (!lostReplica && !retry) {
         if (last !== undefined && now - last < interval) continue;
         if (ownAge > 0 && own !== undefined && now - own < ownAge) continue;
       }
       if (this.store.get(key, now).length === 0) continue;
-      due.push({ key, retry });
+      due.push({ key, hex, retry });
       this.lastReplicatedAt.set(hex, now);
     }
     // One lookup per key, and its values in order (a record after its name claim), as a
     // publisher stores them. A `not-responsible` refusal gets one more try at the next check,
     // not a replication interval later: the refuser may still have counted a closer node that
     // died with the others, and pinged it on refusing (checkCloser).
-    await inParallel(due, UPKEEP_PARALLELISM, async ({ key, retry }) => {
+    await inParallel(due, UPKEEP_PARALLELISM, async ({ key, hex, retry }) => {
       const found = await this.findNode(key, { askPresumedDead: retry });
       // The values as held now: one may have been replaced during the lookup.
       const values = this.heldValues(key, this.clock.now());
       const results = await this.storeOnTargets(key, found, values);
       const refused = results.some((r) => r.rejected.some((x) => x.reason === 'not-responsible'));
-      if (refused && !retry) this.replicateAgain.add(idToHex(key));
+      if (refused && !retry) this.replicateAgain.add(hex);
     });
   }
 
@@ -1077,7 +1073,10 @@ export class KademliaNode {
       accept: this.acceptContact,
       ...(options.askPresumedDead
         ? {}
-        : { presumedSilent: (c: Contact) => this.rtt.silentTwiceSince(pathKey(c), since) }),
+        : {
+            presumedSilent: (c: Contact) =>
+              this.rtt.anySilence && this.rtt.silentTwiceSince(pathKey(c), since),
+          }),
       query: (c) => this.query(c, target, quorum > 0),
       // A value lookup from a node that holds values counts its own empty store as an answer.
       ...(quorum > 0 && !this.opts.client ? { self: this.contact } : {}),

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  type Contact,
   hashToId,
   idEquals,
   type KademliaNode,
@@ -37,6 +38,11 @@ function holders(s: Swarm, key: Uint8Array): KademliaNode[] {
 /** STORE requests received, summed over the live nodes. */
 function storesIn(s: Swarm): number {
   return s.alive.reduce((sum, n) => sum + n.stats.requestsIn.STORE, 0);
+}
+
+/** Two PINGs from one node to a contact, the second after the first's answer or timeout. */
+async function pingTwice(s: Swarm, from: KademliaNode, to: Contact): Promise<[boolean, boolean]> {
+  return [await s.sim.settle(from.ping(to)), await s.sim.settle(from.ping(to))];
 }
 
 /** What a node holds under a key, as sorted texts. */
@@ -519,19 +525,28 @@ describe('kademlia over the simulator', () => {
   });
 
   /**
-   * A value whose publisher died, stored on the 8 closest; the node 9th closest refuses STOREs
-   * as not-responsible: each sender's first only (`firstOnly`), or all. Then a holder dies and
-   * the others replicate. Returns the 9th node and the STOREs it received per sender.
+   * Checks every minute, nothing republished or replicated by the clock: a value stored on the
+   * 8 nodes closest to `name` by a publisher outside its 9 closest.
    */
-  async function refusedReplication(seed: number, firstOnly: boolean) {
+  async function storedOnEight(seed: number, name: string) {
     const s = await swarm(80, seed, {
       ...MINUTE_CHECKS,
       republishIntervalMs: 10 * HOUR,
       replicateIntervalMs: 10 * HOUR,
     });
-    const key = hashToId(`replicated after a refusal ${seed}`);
+    const key = hashToId(name);
     const publisher = s.alive.find((n) => !s.closestAlive(key, 9).includes(n))!;
     await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    return { s, key, publisher };
+  }
+
+  /**
+   * A value whose publisher died, stored on the 8 closest; the node 9th closest refuses STOREs
+   * as not-responsible: each sender's first only (`firstOnly`), or all. Then a holder dies and
+   * the others replicate. Returns the 9th node and the STOREs it received per sender.
+   */
+  async function refusedReplication(seed: number, firstOnly: boolean) {
+    const { s, key, publisher } = await storedOnEight(seed, `replicated after a refusal ${seed}`);
     s.crash(publisher);
     const next = s.closestAlive(key, 9)[8]!;
     assert.equal(next.store.get(key, s.sim.now()).length, 0);
@@ -553,22 +568,14 @@ describe('kademlia over the simulator', () => {
   }
 
   it('replicates a key whose holder died and was dropped from every table before the check', async () => {
-    const s = await swarm(80, 43, {
-      ...MINUTE_CHECKS,
-      republishIntervalMs: 10 * HOUR,
-      replicateIntervalMs: 10 * HOUR,
-    });
-    const key = hashToId('dropped before the check');
-    const publisher = s.alive.find((n) => !s.closestAlive(key, 9).includes(n))!;
-    await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    const { s, key, publisher } = await storedOnEight(43, 'dropped before the check');
     s.crash(publisher);
     const [gone, ...rest] = holders(s, key);
     s.crash(gone!);
     // Every other holder finds it dead by requests of its own (lookups, say) and drops it,
     // before its replication check could PING it.
     for (const h of rest) {
-      await s.sim.settle(h.ping(gone!.contact));
-      await s.sim.settle(h.ping(gone!.contact));
+      await pingTwice(s, h, gone!.contact);
       assert.equal(h.table.has(gone!.id), false);
     }
     assert.equal(holders(s, key).length, 7);
@@ -577,19 +584,11 @@ describe('kademlia over the simulator', () => {
   });
 
   it('does not replicate for a contact dropped after a stall that is back before the check', async () => {
-    const s = await swarm(80, 44, {
-      ...MINUTE_CHECKS,
-      republishIntervalMs: 10 * HOUR,
-      replicateIntervalMs: 10 * HOUR,
-    });
-    const key = hashToId('a stall, not a death');
-    const publisher = s.alive.find((n) => !s.closestAlive(key, 9).includes(n))!;
-    await s.sim.settle(publisher.put(key, text('x'), 3 * HOUR));
+    const { s, key } = await storedOnEight(44, 'a stall, not a death');
     const [stalled, ...rest] = holders(s, key);
     s.silence(stalled!);
     for (const h of rest) {
-      await s.sim.settle(h.ping(stalled!.contact));
-      await s.sim.settle(h.ping(stalled!.contact));
+      await pingTwice(s, h, stalled!.contact);
     }
     s.sim.setBehaviour(stalled!.contact.address, 'honest');
     for (const h of rest) await s.sim.settle(stalled!.ping(h.contact));
@@ -636,8 +635,7 @@ describe('kademlia over the simulator', () => {
     const dead = s.closestAlive(key, 3).map((n) => n.contact);
     for (const c of dead) s.crash(s.alive.find((n) => idEquals(n.id, c.id))!);
     for (const c of dead) {
-      assert.equal(await s.sim.settle(asker.ping(c)), false);
-      assert.equal(await s.sim.settle(asker.ping(c)), false);
+      assert.deepEqual(await pingTwice(s, asker, c), [false, false]);
       assert.equal(asker.table.has(c.id), false, 'two silences drop a contact');
     }
     const quick = await s.sim.settle(asker.get(key));
@@ -660,8 +658,7 @@ describe('kademlia over the simulator', () => {
     const asker = s.alive.find((n) => !s.closestAlive(key, 16).includes(n))!;
     const [closest] = s.closestAlive(key, 1) as [KademliaNode];
     s.silence(closest);
-    await s.sim.settle(asker.ping(closest.contact));
-    await s.sim.settle(asker.ping(closest.contact));
+    await pingTwice(s, asker, closest.contact);
     s.sim.setBehaviour(closest.contact.address, 'honest');
     const has = (r: { closest: { address: string }[] }) =>
       r.closest.some((c) => c.address === closest.contact.address);
@@ -673,8 +670,7 @@ describe('kademlia over the simulator', () => {
     const s = await swarm(12, 33);
     const [asker, back] = s.alive as [KademliaNode, KademliaNode];
     s.silence(back);
-    await s.sim.settle(asker.ping(back.contact));
-    await s.sim.settle(asker.ping(back.contact));
+    await pingTwice(s, asker, back.contact);
     s.sim.setBehaviour(back.contact.address, 'honest');
     const skipped = await s.sim.settle(asker.findNode(back.id));
     assert.equal(skipped.closestSilent, 1, 'another node named it');
@@ -688,8 +684,7 @@ describe('kademlia over the simulator', () => {
     // The same for one that answers a PING to its address (a bootstrap seed, say).
     const seed = s.alive[2]!;
     s.silence(seed);
-    await s.sim.settle(asker.ping(seed.contact));
-    await s.sim.settle(asker.ping(seed.contact));
+    await pingTwice(s, asker, seed.contact);
     s.sim.setBehaviour(seed.contact.address, 'honest');
     await s.sim.settle(asker.pingAddress(seed.contact.address));
     const again = await s.sim.settle(asker.findNode(seed.id));
@@ -768,13 +763,11 @@ describe('kademlia over the simulator', () => {
     assert.ok(asker.table.has(named.id));
     // A liar names the node at an address where nothing answers; the asker tries it twice.
     const bogus = { id: named.id, address: 'nowhere' };
-    assert.equal(await s.sim.settle(asker.ping(bogus)), false);
-    assert.equal(await s.sim.settle(asker.ping(bogus)), false);
+    assert.deepEqual(await pingTwice(s, asker, bogus), [false, false]);
     assert.ok(asker.table.has(named.id), 'still listed at its own address');
     // Or at another node's address, where a node of another ID answers.
     const elsewhere = { id: named.id, address: s.alive[5]!.contact.address };
-    assert.equal(await s.sim.settle(asker.ping(elsewhere)), false);
-    assert.equal(await s.sim.settle(asker.ping(elsewhere)), false);
+    assert.deepEqual(await pingTwice(s, asker, elsewhere), [false, false]);
     assert.ok(asker.table.has(named.id), 'still listed');
     const found = await s.sim.settle(asker.findNode(named.id));
     assert.ok(

@@ -50,6 +50,14 @@ export class RttEstimator {
     return m !== undefined && m.count >= 2 && m.previousAt >= since;
   }
 
+  /**
+   * Whether any contact has a timeout on record: callers skip building keys for heard() and
+   * silentTwiceSince() when none has (the common case), as both would find nothing.
+   */
+  get anySilence(): boolean {
+    return this.missed.size > 0;
+  }
+
   /** Forgets every silence (this node's own network was down: they say nothing of others). */
   forgetSilences(): void {
     this.missed.clear();
