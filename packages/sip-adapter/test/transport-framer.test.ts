@@ -64,6 +64,12 @@ describe('StreamFramer', () => {
       kind: 'invalid',
       value: '1 and 2',
     });
+    assert.deepEqual(contentLengthOf('X\r\nL: 4'), { kind: 'value', length: 4 });
+    assert.deepEqual(contentLengthOf('X\r\nCONTENT-length:\r\n\t7\r\nY: 1'), {
+      kind: 'value',
+      length: 7,
+    });
+    assert.deepEqual(contentLengthOf('X\r\nContent-Type: a/b\r\nLength: 3'), { kind: 'missing' });
   });
 
   it('tells a double-CRLF ping from a single CRLF between messages', () => {

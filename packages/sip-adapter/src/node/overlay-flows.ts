@@ -61,11 +61,14 @@ export class OverlayFlows {
     return connectionId;
   }
 
-  /** The flow to a node: an open channel in either direction, or a new one. */
-  toNode(nodeHex: string): Promise<string> {
+  /**
+   * The flow to a node: an open channel in either direction, returned as is (a call to a node
+   * already linked goes out in the same turn as the request that prompted it), or a new one.
+   */
+  toNode(nodeHex: string): string | Promise<string> {
     if (this.closed) return Promise.reject(new OverlayError('ERR_UNREACHABLE', 'SIP node closed'));
     const open = this.byNode.get(nodeHex);
-    if (open && this.flows.has(open)) return Promise.resolve(open);
+    if (open && this.flows.has(open)) return open;
     const pending = this.dialing.get(nodeHex);
     if (pending) return pending;
     const p = this.options

@@ -66,8 +66,11 @@ export interface ProxyComponents {
   localAddress(transport: SipTransportProtocol): { host: string; port: number };
   /** True when host[:port] is one of this node's own SIP addresses. */
   isOwnAddress(host: string, port: number | undefined): boolean;
-  /** The connectionId of an open overlay channel to a node, opening one if needed. */
-  nodeFlow(nodeHex: string): Promise<string>;
+  /**
+   * The connectionId of an open overlay channel to a node (at once, not a promise), else a
+   * channel being opened.
+   */
+  nodeFlow(nodeHex: string): string | Promise<string>;
   /** The node on the other end of an overlay flow, or undefined for a phone's flow. */
   overlayPeer(connectionId: string): string | undefined;
   /** False when a TCP/WS flow has closed (a binding on it is unreachable). */
@@ -563,11 +566,12 @@ export class StatefulProxy {
       return;
     }
     ctx.opened();
-    void withTimeout(
-      this.c.nodeFlow(hop.nodeHex),
-      this.c.nodeConnectTimeoutMs ?? NODE_CONNECT_TIMEOUT_MS,
-      'channel',
-    ).then(
+    const flow = this.c.nodeFlow(hop.nodeHex);
+    if (typeof flow === 'string') {
+      ctx.start(branch, { connectionId: flow });
+      return;
+    }
+    void withTimeout(flow, this.c.nodeConnectTimeoutMs ?? NODE_CONNECT_TIMEOUT_MS, 'channel').then(
       (connectionId) => {
         // Decided while the channel opened (a 2xx, a 6xx, a CANCEL): the branch never starts.
         if (ctx.decided) ctx.fail(branch, 487);
@@ -624,8 +628,14 @@ export class StatefulProxy {
         }),
       ),
     );
-    const destination =
-      hop.kind === 'node' ? { connectionId: await this.c.nodeFlow(hop.nodeHex) } : hop.destination;
+    // Over an open channel at once, as forward() sends: an ACK and the BYE a phone sends right
+    // after it keep their order.
+    let destination: SipDestination;
+    if (hop.kind === 'address') destination = hop.destination;
+    else {
+      const flow = this.c.nodeFlow(hop.nodeHex);
+      destination = { connectionId: typeof flow === 'string' ? flow : await flow };
+    }
     this.stats.acksForwarded++;
     this.c.transactions.sendStateless(ack, destination);
   }

@@ -26,9 +26,13 @@ export type ContentLength =
  * with different values are invalid: that ambiguity is how requests get smuggled.
  */
 export function contentLengthOf(headerBlock: string): ContentLength {
-  const unfolded = headerBlock.replace(/\r\n[ \t]+/g, ' ');
+  const folded = headerBlock.includes('\r\n ') || headerBlock.includes('\r\n\t');
+  const unfolded = folded ? headerBlock.replace(/\r\n[ \t]+/g, ' ') : headerBlock;
   let found: number | undefined;
   for (const line of unfolded.split('\r\n')) {
+    // Only "Content-Length" and its compact form "l" can match: other lines skip the pattern.
+    const first = line.charCodeAt(0) | 0x20;
+    if (first !== 0x63 && first !== 0x6c) continue;
     const m = CONTENT_LENGTH.exec(line);
     if (!m) continue;
     const value = m[1] as string;
