@@ -8,9 +8,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Clock } from '@peerbx/dht-kademlia';
+import { DigestAuthenticator } from '../src/auth/authenticator.js';
 import { parseCredentials } from '../src/auth/credentials-header.js';
 import { computeDigestResponse, computeHa1 } from '../src/auth/digest.js';
-import type { SipMessage, SipResponse } from '../src/message/sip-message.js';
+import {
+  parseSipMessage,
+  type SipMessage,
+  type SipRequest,
+  type SipResponse,
+} from '../src/message/sip-message.js';
 import { type PeerNode, rawRegister } from './fixtures/sipp.js';
 import { TestBed } from './fixtures/test-bed.js';
 import { request, type UdpPhone } from './fixtures/udp-phone.js';
@@ -69,6 +75,8 @@ function credentials(
   });
   return `Digest username="${o.user}", realm="${REALM}", nonce="${c.nonce}", uri="${o.uri}", response="${response}", algorithm=${c.algorithm}, cnonce="${cnonce}", qop=auth, nc=${nc}, opaque="${c.opaque}"`;
 }
+
+const parseRequest = (text: string) => parseSipMessage(text) as SipRequest;
 
 let cseq = 0;
 /** A REGISTER from `phone` for `user`, with optional Authorization; resolves to the final response. */
@@ -221,6 +229,57 @@ describe('digest authentication', () => {
     } finally {
       offset -= 6 * 60_000;
     }
+  });
+
+  it('answers right credentials for a nonce it never made (from before a restart) with 401 stale=TRUE', async () => {
+    // Another authenticator's nonce and opaque: what a phone still holds after the node restarted.
+    const before = new DigestAuthenticator({ realm: REALM, users: USERS, clock });
+    const old = challenges(
+      before.challenge(parseRequest(request('REGISTER', uri, await phone()).text), 'registrar'),
+      'www-authenticate',
+    );
+    const [c] = old;
+    assert.ok(c);
+    const p = await phone();
+    const right = await register(
+      a,
+      p,
+      'carol',
+      credentials(c, { user: 'carol', password: 'c4rol', method: 'REGISTER', uri }),
+    );
+    assert.equal(right.status, 401);
+    assert.equal(challenges(right, 'www-authenticate')[0]?.stale, true);
+    const wrong = await register(
+      a,
+      p,
+      'carol',
+      credentials(c, { user: 'carol', password: 'guess', method: 'REGISTER', uri }),
+    );
+    assert.equal(wrong.status, 401);
+    assert.equal(challenges(wrong, 'www-authenticate')[0]?.stale, false);
+  });
+
+  it('offers MD5 first over WebSocket, where browser phones read only the first challenge', async () => {
+    const auth = new DigestAuthenticator({ realm: REALM, users: USERS, clock });
+    const req = parseRequest(request('REGISTER', uri, await phone()).text);
+    const order = (t?: 'ws' | 'udp') =>
+      challenges(auth.challenge(req, 'registrar', false, t), 'www-authenticate').map(
+        (x) => x.algorithm,
+      );
+    assert.deepEqual(order('ws'), ['MD5', 'SHA-256']);
+    assert.deepEqual(order('udp'), ['SHA-256', 'MD5']);
+    const sha = new DigestAuthenticator({
+      realm: REALM,
+      users: USERS,
+      clock,
+      algorithms: ['SHA-256'],
+    });
+    assert.deepEqual(
+      challenges(sha.challenge(req, 'registrar', false, 'ws'), 'www-authenticate').map(
+        (x) => x.algorithm,
+      ),
+      ['SHA-256'],
+    );
   });
 
   it('challenges an INVITE from a phone with 407, then routes it with credentials', async () => {

@@ -167,13 +167,61 @@ describe('registrar bindings', () => {
     assert.deepEqual(changes[1], [AOR, []]);
   });
 
-  it('caps the devices of one AOR', () => {
+  it('caps the devices of one AOR: a new one replaces the binding due to expire first', () => {
     const s = new BindingStore({ maxBindingsPerAor: 2 });
-    s.register(
-      { aor: AOR, callId: 'c', cseq: 1, contacts: [{ uri: 'sip:a@1' }, { uri: 'sip:a@2' }] },
+    s.register({ aor: AOR, callId: 'c1', cseq: 1, contacts: [{ uri: 'sip:a@1' }] }, T0);
+    s.register({ aor: AOR, callId: 'c2', cseq: 1, contacts: [{ uri: 'sip:a@2' }] }, T0 + 1000);
+    // A phone that takes a new Contact at each start: its old binding makes room.
+    const r = s.register(
+      { aor: AOR, callId: 'c3', cseq: 1, contacts: [{ uri: 'sip:a@3' }] },
+      T0 + 2000,
+    );
+    assert.equal(r.status, 200);
+    assert.deepEqual(
+      s
+        .lookup(AOR, T0 + 2000)
+        .map((b) => b.uri)
+        .sort(),
+      ['sip:a@2', 'sip:a@3'],
+    );
+    // More devices in one REGISTER than the limit: refused, nothing changed.
+    const many = s.register(
+      {
+        aor: AOR,
+        callId: 'c4',
+        cseq: 1,
+        contacts: [{ uri: 'sip:a@4' }, { uri: 'sip:a@5' }, { uri: 'sip:a@6' }],
+      },
+      T0 + 3000,
+    );
+    assert.equal(many.status, 403);
+    assert.equal(s.lookup(AOR, T0 + 3000).length, 2);
+  });
+
+  it('takes two Contacts of one REGISTER that name the same device (the later wins)', () => {
+    const s = new BindingStore();
+    const inst = '<urn:uuid:00000000-0000-0000-0000-000000000001>';
+    const r = s.register(
+      {
+        aor: AOR,
+        callId: 'c',
+        cseq: 1,
+        contacts: [
+          { uri: 'sip:a@h;transport=udp', instance: inst },
+          { uri: 'sip:a@h;transport=tcp', instance: inst },
+        ],
+      },
       T0,
     );
-    const r = s.register({ aor: AOR, callId: 'c', cseq: 2, contacts: [{ uri: 'sip:a@3' }] }, T0);
-    assert.equal(r.status, 403);
+    assert.equal(r.status, 200);
+    assert.deepEqual(
+      s.lookup(AOR, T0).map((b) => b.uri),
+      ['sip:a@h;transport=tcp'],
+    );
+    const twice = s.register(
+      { aor: AOR, callId: 'c', cseq: 2, contacts: [{ uri: 'sip:b@h' }, { uri: 'sip:b@h' }] },
+      T0,
+    );
+    assert.equal(twice.status, 200);
   });
 });

@@ -3,6 +3,7 @@
 // loop detection, parallel forking with the other branch cancelled, Timer C, overlay down.
 
 import assert from 'node:assert/strict';
+import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { OverlayError } from '@peerbx/overlay-core';
 import { SipNode, type SipNodeOverlay } from '../src/node/sip-node.js';
@@ -44,6 +45,14 @@ describe('stateful proxy', () => {
     const p = await phone();
     p.send(request('MESSAGE', 'sip:x@peerbx.local', p, ['Max-Forwards: 0']).text, a.port);
     await p.response(483);
+  });
+
+  it('answers 420 with Unsupported to a Proxy-Require it does not know', async () => {
+    const p = await phone();
+    const extra = ['Proxy-Require: foo, bar'];
+    p.send(request('MESSAGE', 'sip:x@peerbx.local', p, extra).text, a.port);
+    const res = await p.response(420);
+    assert.equal(res.header('Unsupported'), 'foo, bar');
   });
 
   it('detects a loop (a contact pointing back at the node) with 482', async () => {
@@ -101,8 +110,26 @@ describe('stateful proxy', () => {
     const inv = await d.request('INVITE');
     d.answer(inv, 180, b.port, 'g');
     await caller.response(180, 'INVITE');
-    await d.request('CANCEL');
+    const cancel = await d.request('CANCEL');
+    d.answer(cancel, 200, b.port, 'g');
+    d.answer(inv, 487, b.port, 'g');
     await caller.response(408, 'INVITE', 5000);
+  });
+
+  it('passes a 200 that crossed the CANCEL of Timer C to the caller (RFC 6026)', async () => {
+    const caller = await phone();
+    const d = await phone();
+    assert.equal(await rawRegister(b, 'hugo', `sip:hugo@${d.contact}`), 'SIP/2.0 200 OK');
+    caller.send(request('INVITE', 'sip:hugo@peerbx.local', caller).text, b.port);
+    const inv = await d.request('INVITE');
+    d.answer(inv, 180, b.port, 'h');
+    await caller.response(180, 'INVITE');
+    const cancel = await d.request('CANCEL');
+    // Answered just before the CANCEL came: too late to cancel, the call is on.
+    d.answer(inv, 200, b.port, 'h');
+    d.answer(cancel, 481, b.port, 'h');
+    const ok = await caller.response(200, 'INVITE', 5000);
+    assert.match(ok.header('To') ?? '', /tag=h/);
   });
 
   it('answers 503 with Retry-After when the overlay cannot be asked', async () => {
@@ -133,5 +160,55 @@ describe('stateful proxy', () => {
     } finally {
       await node.close();
     }
+  });
+});
+
+describe('a node listening on every interface (0.0.0.0)', () => {
+  const bed = new TestBed('peerbx-anyif-');
+  let n: PeerNode;
+  let port: number;
+  // A non-loopback IPv4 address of this machine, to name the node by as a LAN phone would.
+  const lan = Object.values(networkInterfaces())
+    .flatMap((xs) => xs ?? [])
+    .find((i) => i.family === 'IPv4' && !i.internal)?.address;
+
+  before(async () => {
+    n = await bed.startPeer('w', { sip: { host: '0.0.0.0', port: 0 }, auth: 'never' });
+    port = n.sip.addresses.udp.port;
+  });
+
+  after(() => bed.close());
+
+  it('Record-Routes and Vias with the address facing the phones, never 0.0.0.0', async () => {
+    const caller = await bed.phone();
+    const callee = await bed.phone();
+    const at = { host: '127.0.0.1', port };
+    assert.equal(await rawRegister(at, 'wanda', `sip:wanda@${callee.contact}`), 'SIP/2.0 200 OK');
+    const route = [`Route: <sip:127.0.0.1:${port};lr>`];
+    caller.send(request('INVITE', 'sip:wanda@peerbx.local', caller, route).text, port);
+    const inv = await callee.request('INVITE');
+    assert.equal(inv.routes.length, 0, 'the Route naming the node was taken off');
+    assert.equal(inv.recordRoutes.length, 1);
+    const rr = inv.recordRoutes[0]?.uri;
+    assert.ok(rr && 'host' in rr);
+    assert.equal(`${rr.host}:${rr.port}`, `127.0.0.1:${port}`);
+    assert.equal(`${inv.via[0]?.host}:${inv.via[0]?.port}`, `127.0.0.1:${port}`);
+    callee.answer(inv, 486, port);
+    await caller.response(486, 'INVITE');
+  });
+
+  it('takes a Route and a To naming it by a LAN address of the machine', {
+    skip: lan ? false : 'this machine has no non-loopback IPv4 interface',
+  }, async () => {
+    const caller = await bed.phone();
+    const callee = await bed.phone();
+    const at = { host: lan as string, port };
+    assert.equal(await rawRegister(at, 'xena', `sip:xena@${callee.contact}`), 'SIP/2.0 200 OK');
+    const route = [`Route: <sip:${lan}:${port};lr>`];
+    caller.send(request('MESSAGE', 'sip:xena@peerbx.local', caller, route).text, port);
+    const msg = await callee.request('MESSAGE');
+    assert.equal(msg.routes.length, 0);
+    callee.answer(msg, 200, port);
+    await caller.response(200, 'MESSAGE');
   });
 });

@@ -9,6 +9,7 @@ import type { Clock } from '@peerbx/dht-kademlia';
 import { type Logger, silentLogger } from '@peerbx/overlay-core';
 import { createResponse } from '../message/response.js';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
+import type { SipTransportProtocol } from '../transport/transport.js';
 import { formatChallenge, parseCredentials } from './credentials-header.js';
 import {
   baseAlgorithm,
@@ -100,8 +101,11 @@ export class DigestAuthenticator {
     }
   }
 
-  /** Checks the request's credentials for our realm; on failure, the 400/401/407 to send. */
-  check(request: SipRequest, role: AuthRole): AuthOutcome {
+  /**
+   * Checks the request's credentials for our realm; on failure, the 400/401/407 to send. The
+   * transport it came over orders the challenges (see challenge).
+   */
+  check(request: SipRequest, role: AuthRole, transport?: SipTransportProtocol): AuthOutcome {
     const header = role === 'registrar' ? 'authorization' : 'proxy-authorization';
     let creds: Record<string, string> | undefined;
     for (const value of request.headers.getAll(header)) {
@@ -129,19 +133,20 @@ export class DigestAuthenticator {
     ) {
       return this.fail(request, role, 'malformed');
     }
-    // A nonce or opaque we did not make (say, from before a restart): challenge afresh.
+    // A nonce or opaque we did not make: from before a restart (the phone's cached credentials),
+    // or forged. Challenged afresh; stale=TRUE when the digest is right for it (below).
     const nonceState = this.nonces.check(nonce);
-    if (
+    const foreign =
       nonceState === 'invalid' ||
-      (creds.opaque !== undefined && creds.opaque !== this.nonces.opaque)
-    ) {
-      return this.fail(request, role, 'unknown-nonce', { username });
-    }
+      (creds.opaque !== undefined && creds.opaque !== this.nonces.opaque);
+    const ids = { username, transport };
     if (!this.algorithms.includes(baseAlgorithm(algorithm))) {
-      return this.fail(request, role, 'algorithm', { username });
+      return this.fail(request, role, foreign ? 'unknown-nonce' : 'algorithm', ids);
     }
     const ha1 = this.ha1.get(username)?.[baseAlgorithm(algorithm)];
-    if (ha1 === undefined) return this.fail(request, role, 'unknown-user', { username });
+    if (ha1 === undefined) {
+      return this.fail(request, role, foreign ? 'unknown-nonce' : 'unknown-user', ids);
+    }
     const expected = computeDigestResponse({
       algorithm,
       ha1,
@@ -152,21 +157,39 @@ export class DigestAuthenticator {
       nc,
       qop: 'auth',
     });
-    if (!sameHex(expected, response)) return this.fail(request, role, 'wrong', { username });
-    // RFC 7616 §3.3: stale only when the response was right for the (expired) nonce.
-    if (nonceState === 'stale') return this.fail(request, role, 'stale', { username });
+    if (!sameHex(expected, response)) {
+      return this.fail(request, role, foreign ? 'unknown-nonce' : 'wrong', ids);
+    }
+    // RFC 7616 §3.3: stale only when the response was right for a nonce no longer good: expired,
+    // or one we no longer know (a phone whose node restarted retries at once with the new one;
+    // without stale, some phones take the challenge for a wrong password and give up).
+    if (foreign) return this.fail(request, role, 'unknown-nonce', ids, true);
+    if (nonceState === 'stale') return this.fail(request, role, 'stale', ids, true);
     if (!this.nonces.acceptCount(nonce, Number.parseInt(nc, 16))) {
-      return this.fail(request, role, 'replay', { username });
+      return this.fail(request, role, 'replay', ids);
     }
     return { ok: true, user: username };
   }
 
-  /** The 401 or 407 offering SHA-256 then MD5, each with a fresh nonce. */
-  challenge(request: SipRequest, role: AuthRole, stale = false): SipResponse {
+  /**
+   * The 401 or 407 offering SHA-256 then MD5 (the configured algorithms, in order), each with a
+   * fresh nonce. Over WebSocket MD5 comes first: the browser SIP stacks (sip.js, JsSIP) read only
+   * the first challenge and give up on any algorithm but MD5.
+   */
+  challenge(
+    request: SipRequest,
+    role: AuthRole,
+    stale = false,
+    transport?: SipTransportProtocol,
+  ): SipResponse {
     const name = role === 'registrar' ? 'WWW-Authenticate' : 'Proxy-Authenticate';
     const nonce = this.nonces.issue();
+    const offered =
+      transport === 'ws' && this.algorithms.includes('MD5')
+        ? ['MD5' as const, ...this.algorithms.filter((a) => a !== 'MD5')]
+        : this.algorithms;
     return createResponse(request, role === 'registrar' ? 401 : 407, {
-      headers: this.algorithms.map((algorithm: DigestAlgorithm) => ({
+      headers: offered.map((algorithm: DigestAlgorithm) => ({
         name,
         value: formatChallenge({
           realm: this.realm,
@@ -196,7 +219,8 @@ export class DigestAuthenticator {
     request: SipRequest,
     role: AuthRole,
     why: AuthFailure,
-    ids: { username?: string } = {},
+    ids: { username?: string; transport?: SipTransportProtocol | undefined } = {},
+    stale = false,
   ): AuthOutcome {
     this.failures[why]++;
     if (why !== 'missing') {
@@ -211,7 +235,7 @@ export class DigestAuthenticator {
         response: createResponse(request, 400, { reason: 'Bad Request (malformed credentials)' }),
       };
     }
-    return { ok: false, response: this.challenge(request, role, why === 'stale') };
+    return { ok: false, response: this.challenge(request, role, stale, ids.transport) };
   }
 }
 

@@ -30,6 +30,7 @@ import {
   type TransactionUser,
 } from '../transaction/index.js';
 import { SipSocketTransports } from '../transport/layer.js';
+import { InterfaceAddresses, isWildcardAddress } from '../transport/local-address.js';
 import type {
   SipDestination,
   SipTransportAddress,
@@ -127,6 +128,8 @@ export class SipNode implements TransactionUser {
     versionRejected: 0,
   };
   private readonly log: Logger;
+  /** This machine's addresses, for a node listening on every interface. */
+  private readonly interfaces = new InterfaceAddresses();
   private readonly overlay: SipNodeOverlay;
   private readonly bindingsStore: BindingsPersistence | undefined;
   private closed = false;
@@ -197,7 +200,7 @@ export class SipNode implements TransactionUser {
       bindings: this.bindings,
       locator: this.locator,
       clock,
-      localAddress: (t) => this.localAddress(t),
+      localAddress: (t, toward) => this.localAddress(t, toward),
       isOwnAddress: (host, port) => this.isOwnAddress(host, port),
       nodeFlow: (hex) => this.flows.toNode(hex),
       overlayPeer: (id) => this.flows.peerOf(id),
@@ -282,7 +285,7 @@ export class SipNode implements TransactionUser {
       }
       let user: string | undefined;
       if (this.auth) {
-        const outcome = this.auth.check(request, 'registrar');
+        const outcome = this.auth.check(request, 'registrar', source.transport);
         if (!outcome.ok) {
           tx.respond(outcome.response);
           return;
@@ -307,7 +310,7 @@ export class SipNode implements TransactionUser {
     }
     // Out-of-dialog requests from phones (CANCEL cannot be challenged, RFC 3261 §22.1).
     if (this.auth && !fromNode && fresh) {
-      const outcome = this.auth.check(request, 'proxy');
+      const outcome = this.auth.check(request, 'proxy', source.transport);
       if (!outcome.ok) {
         tx.respond(outcome.response);
         return;
@@ -433,16 +436,38 @@ export class SipNode implements TransactionUser {
     return isLocalDomain(uri.host, uri.port, this.domain, this.ownAddresses());
   }
 
-  private localAddress(t: SipTransportProtocol): { host: string; port: number } {
+  /**
+   * Our address for `t` as a peer at `toward` must see it (Record-Route, Via): the bound one, or
+   * when bound to every interface, that of the interface facing the peer.
+   */
+  private localAddress(
+    t: SipTransportProtocol,
+    toward?: SipDestination | SipTransportAddress,
+  ): { host: string; port: number } {
     const a = this.transports.addresses;
     const bound = t === 'ws' && a.ws ? a.ws : a.udp;
-    return { host: bound.address, port: bound.port };
+    if (!isWildcardAddress(bound.address)) return { host: bound.address, port: bound.port };
+    const remote =
+      toward === undefined
+        ? undefined
+        : 'address' in toward
+          ? toward.address
+          : this.transports.remoteAddressOf(toward.connectionId);
+    return { host: this.interfaces.facing(remote), port: bound.port };
   }
 
+  /** Hosts and host:port pairs that name this node (every interface's when bound to all). */
   private ownAddresses(): string[] {
     const a = this.transports.addresses;
     const out = [a.udp.address, `${a.udp.address}:${a.udp.port}`, `${a.tcp.address}:${a.tcp.port}`];
     if (a.ws) out.push(`${a.ws.address}:${a.ws.port}`);
+    for (const x of [a.udp, a.tcp, ...(a.ws ? [a.ws] : [])]) {
+      if (!isWildcardAddress(x.address)) continue;
+      for (const i of this.interfaces.list()) {
+        const host = i.family === 'IPv6' ? `[${i.address}]` : i.address;
+        out.push(i.address, `${host}:${x.port}`);
+      }
+    }
     return out;
   }
 
@@ -453,7 +478,9 @@ export class SipNode implements TransactionUser {
     const loopback = h === 'localhost' || h === '127.0.0.1' || h === '::1';
     return all.some(
       (x) =>
-        (x.address === h || (loopback && (x.address === '127.0.0.1' || x.address === '0.0.0.0'))) &&
+        (x.address === h ||
+          (loopback && (x.address === '127.0.0.1' || isWildcardAddress(x.address))) ||
+          (isWildcardAddress(x.address) && this.interfaces.has(h))) &&
         (port === undefined || x.port === port),
     );
   }

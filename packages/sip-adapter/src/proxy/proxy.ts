@@ -63,7 +63,14 @@ export interface ProxyComponents {
   locator: Pick<Locator, 'locate' | 'invalidate' | 'isCached'>;
   clock: Clock;
   /** Our SIP address per transport, as phones reach it (Via sent-by, Record-Route). */
-  localAddress(transport: SipTransportProtocol): { host: string; port: number };
+  /**
+   * Our address for a transport, as the peer at `toward` (when known) reaches us: differs by
+   * peer only when the node listens on every interface.
+   */
+  localAddress(
+    transport: SipTransportProtocol,
+    toward?: SipDestination | SipTransportAddress,
+  ): { host: string; port: number };
   /** True when host[:port] is one of this node's own SIP addresses. */
   isOwnAddress(host: string, port: number | undefined): boolean;
   /**
@@ -190,6 +197,16 @@ export class StatefulProxy {
     // §16.3 step 4: loop detection.
     if (isLoop(incoming, this.c.nodeHex)) {
       this.reply(tx, 482);
+      return;
+    }
+    // §16.3 step 5: this proxy supports no extension, so any Proxy-Require tag is unknown.
+    const unsupported = incoming.headers
+      .getAll('proxy-require')
+      .flatMap((v) => v.split(','))
+      .map((t) => t.trim())
+      .filter((t) => t !== '');
+    if (unsupported.length > 0) {
+      this.reply(tx, 420, undefined, [{ name: 'Unsupported', value: unsupported.join(', ') }]);
       return;
     }
     void incoming.routes; // a malformed Route is a 400 before anything starts
@@ -536,14 +553,19 @@ export class StatefulProxy {
       // came from a phone, the callee's when it came over the overlay.
       const phoneSide: SipTransportProtocol =
         fromPeer === undefined ? source.transport : hop.kind === 'address' ? hop.transport : 'udp';
-      const at = this.c.localAddress(phoneSide);
+      const phone =
+        fromPeer === undefined ? source : hop.kind === 'address' ? hop.destination : undefined;
+      const at = this.c.localAddress(phoneSide, phone);
       const rr: RouteAddress = { host: at.host, port: at.port, transport: phoneSide };
       // From a phone here: in-dialog requests coming back along this route may go to its Contact.
       const contact = fromPeer === undefined ? firstContactUri(request) : undefined;
       const token = contact && routeToken(this.routeSecret, request.callId, contact);
       request.headers.prepend('Record-Route', formatNodeRoute(this.c.nodeHex, rr, token));
     }
-    const sentBy = this.c.localAddress(outTransport === 'ws' ? 'ws' : outTransport);
+    const sentBy = this.c.localAddress(
+      outTransport === 'ws' ? 'ws' : outTransport,
+      hop.kind === 'address' ? hop.destination : undefined,
+    );
     const via: Via = createVia({
       transport: outTransport,
       host: sentBy.host,
@@ -615,7 +637,7 @@ export class StatefulProxy {
       return;
     }
     const transport: SipTransportProtocol = hop.kind === 'node' ? 'tcp' : hop.transport;
-    const at = this.c.localAddress(transport);
+    const at = this.c.localAddress(transport, hop.kind === 'address' ? hop.destination : undefined);
     ack.headers.prepend(
       'Via',
       formatVia(

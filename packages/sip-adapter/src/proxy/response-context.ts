@@ -23,6 +23,8 @@ export interface Branch {
   /** A CANCEL is due once a provisional response arrives (§9.1). */
   cancelPending: boolean;
   canceled: boolean;
+  /** CANCELed by Timer C: its 487 counts as the 408 of a request that got no answer in time. */
+  timedOut?: boolean;
   /** Told when this branch ends with a final response (locator invalidation on failure). */
   onFinal?: (status: number) => void;
   /** What its client transaction reports to (set by `start`). */
@@ -97,6 +99,8 @@ export class ResponseContext {
   /** Set while branches may still be added after `seal` (see `holdOpen`). */
   private hold: { wake: () => void; woken: boolean; timer: TimerHandle | undefined } | undefined;
   private timerC: TimerHandle | undefined;
+  /** Timer C fired: the branches still open were CANCELed (see timerCFired). */
+  private timerCExpired = false;
 
   /**
    * The request being proxied, kept here until the context is done: the server transaction
@@ -225,7 +229,9 @@ export class ResponseContext {
     hold.wake(); // it calls unhold, now or later
   }
 
-  private receive(branch: Branch, response: SipResponse): void {
+  private receive(branch: Branch, answer: SipResponse): void {
+    const response =
+      branch.timedOut && answer.status === 487 ? createResponse(branch.request, 408) : answer;
     restoreVias(response, this.vias);
     const status = response.status;
     if (status < 200) {
@@ -360,20 +366,38 @@ export class ResponseContext {
 
   /** §16.6 step 11 / §16.7 step 2: Timer C, restarted by every provisional response. */
   private restartTimerC(): void {
+    if (this.timerCExpired) return; // the branches left are CANCELed and are not kept longer
     const clock = this.options.clock;
     if (this.timerC) clock.clearTimeout(this.timerC);
     this.timerC = clock.setTimeout(() => this.timerCFired(), this.options.timerCMs);
   }
 
+  /**
+   * §16.8: a branch with no provisional response ends as if it got a 408; one that rang is
+   * CANCELed, and its own final response decides (a 487, or a 2xx that crossed the CANCEL and
+   * must reach the caller, RFC 6026), or a 408 when none came within 64*T1 (§9.1).
+   */
   private timerCFired(): void {
     this.timerC = undefined;
+    this.timerCExpired = true;
     // No branch comes late now: the call ends with what its branches have.
     this.dropHold();
+    let canceled = false;
     for (const b of this.branches) {
       if (b.final !== undefined) continue;
-      if (b.provisional) this.sendCancel(b);
-      // The branch ends now as far as the caller is concerned (§16.8: a 408).
-      this.receive(b, createResponse(b.request, 408));
+      if (b.provisional) {
+        b.timedOut = true;
+        this.sendCancel(b);
+        canceled = true;
+      } else this.receive(b, createResponse(b.request, 408));
+    }
+    if (canceled) {
+      this.timerC = this.options.clock.setTimeout(() => {
+        this.timerC = undefined;
+        for (const b of this.branches) {
+          if (b.final === undefined) this.receive(b, createResponse(b.request, 408));
+        }
+      }, this.options.transactions.timers.B);
     }
     if (!this.sealed || this.opening > 0) {
       this.sealed = true;

@@ -95,6 +95,9 @@ export class BindingStore {
       return { status: 200, bindings: [], changed: current.length > 0 };
     }
     const next = current.map((b) => ({ ...b }));
+    // Bindings this request wrote: a second Contact naming the same device (or the same one
+    // twice) replaces its own binding, which is no older request of this Call-ID.
+    const written = new Set<Binding>();
     for (const c of input.contacts) {
       const requested = c.expires ?? input.expires ?? this.defaultExpires;
       if (!Number.isFinite(requested) || requested < 0) {
@@ -110,11 +113,19 @@ export class BindingStore {
       );
       const existing = at >= 0 ? next[at] : undefined;
       // §10.3 step 7: an older request of the same Call-ID must not undo a newer one.
-      if (existing && existing.callId === input.callId && input.cseq <= existing.cseq) {
+      if (
+        existing &&
+        !written.has(existing) &&
+        existing.callId === input.callId &&
+        input.cseq <= existing.cseq
+      ) {
         return { status: 500, reason: 'CSeq out of order for this Call-ID' };
       }
       if (expires === 0) {
-        if (at >= 0) next.splice(at, 1);
+        if (existing) {
+          next.splice(at, 1);
+          written.delete(existing);
+        }
         continue;
       }
       const binding: Binding = {
@@ -129,12 +140,24 @@ export class BindingStore {
       };
       if (at >= 0) next[at] = binding;
       else next.push(binding);
+      written.add(binding);
     }
-    if (next.length > this.maxBindings) {
+    if (written.size > this.maxBindings) {
       return {
         status: 403,
         reason: `at most ${this.maxBindings} devices may register for ${input.aor}`,
       };
+    }
+    // Over the limit: the bindings due to expire first make room, as a phone that registers
+    // with a new Contact at each start (Zoiper's rinstance, a browser phone per page load)
+    // leaves its old ones behind until they expire. The user's own devices: refusing would
+    // lock the user out (a 403 is not retried, RFC 3261 §21.4.4) until they expire.
+    if (next.length > this.maxBindings) {
+      const evicted = next
+        .filter((b) => !written.has(b))
+        .sort((x, y) => x.expiresAt - y.expiresAt)
+        .slice(0, next.length - this.maxBindings);
+      for (const b of evicted) next.splice(next.indexOf(b), 1);
     }
     const changed = !sameSet(current, next);
     this.set(input.aor, next, changed);

@@ -197,6 +197,11 @@ export class SipSocketTransports
     return connection !== undefined && !connection.closing;
   }
 
+  /** The remote IP of an open flow. */
+  remoteAddressOf(connectionId: string): string | undefined {
+    return this.connections.get(connectionId)?.address;
+  }
+
   keepFlow(connectionId: string, keep: boolean): boolean {
     const connection = this.connections.get(connectionId);
     if (!connection || connection.closing) return false;
