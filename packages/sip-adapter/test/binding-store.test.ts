@@ -223,5 +223,12 @@ describe('registrar bindings', () => {
       T0,
     );
     assert.equal(twice.status, 200);
+    // Counted once against the limit, too.
+    const one = new BindingStore({ maxBindingsPerAor: 1 });
+    const dup = one.register(
+      { aor: AOR, callId: 'c', cseq: 1, contacts: [{ uri: 'sip:b@h' }, { uri: 'sip:b@h' }] },
+      T0,
+    );
+    assert.equal(dup.status, 200);
   });
 });

@@ -8,20 +8,20 @@ import { InterfaceAddresses, isWildcardAddress } from '../src/transport/local-ad
 
 const iface = (
   address: string,
-  netmask: string,
+  bits: number,
   family: 'IPv4' | 'IPv6',
   internal = false,
 ): NetworkInterfaceInfo =>
-  ({ address, netmask, family, internal, mac: '00:00:00:00:00:00', cidr: null }) as never;
+  ({ address, family, internal, mac: '00:00:00:00:00:00', cidr: `${address}/${bits}` }) as never;
 
 const machine = () => ({
-  lo: [iface('127.0.0.1', '255.0.0.0', 'IPv4', true), iface('::1', 'ffff::', 'IPv6', true)],
+  lo: [iface('127.0.0.1', 8, 'IPv4', true), iface('::1', 128, 'IPv6', true)],
   eth0: [
-    iface('10.1.2.3', '255.255.0.0', 'IPv4'),
-    iface('fe80::1', 'ffff:ffff:ffff:ffff::', 'IPv6'),
-    iface('2001:db8::7', 'ffff:ffff:ffff:ffff::', 'IPv6'),
+    iface('10.1.2.3', 16, 'IPv4'),
+    iface('fe80::1', 64, 'IPv6'),
+    iface('2001:db8::7', 64, 'IPv6'),
   ],
-  wlan0: [iface('192.168.1.20', '255.255.255.0', 'IPv4')],
+  wlan0: [iface('192.168.1.20', 24, 'IPv4'), iface('2001:db8:1::20', 64, 'IPv6')],
 });
 
 describe('interface addresses of a node bound to every interface', () => {
@@ -33,6 +33,7 @@ describe('interface addresses of a node bound to every interface', () => {
     assert.equal(ifs.facing('127.8.0.1'), '127.0.0.1');
     assert.equal(ifs.facing('::1'), '::1');
     assert.equal(ifs.facing('203.0.113.5'), '10.1.2.3', 'off every subnet: the first external');
+    assert.equal(ifs.facing('2001:db8:1::99'), '2001:db8:1::20');
     assert.equal(ifs.facing('2001:db8:5::1'), '2001:db8::7', 'a global IPv6 before link-local');
     assert.equal(ifs.facing(undefined), '10.1.2.3');
   });

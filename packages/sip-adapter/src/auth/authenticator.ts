@@ -157,9 +157,8 @@ export class DigestAuthenticator {
       nc,
       qop: 'auth',
     });
-    if (!sameHex(expected, response)) {
-      return this.fail(request, role, foreign ? 'unknown-nonce' : 'wrong', ids);
-    }
+    // Wrong for any nonce, ours or not: counted and logged as a wrong password either way.
+    if (!sameHex(expected, response)) return this.fail(request, role, 'wrong', ids);
     // RFC 7616 §3.3: stale only when the response was right for a nonce no longer good: expired,
     // or one we no longer know (a phone whose node restarted retries at once with the new one;
     // without stale, some phones take the challenge for a wrong password and give up).

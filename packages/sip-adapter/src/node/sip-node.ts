@@ -453,7 +453,8 @@ export class SipNode implements TransactionUser {
         : 'address' in toward
           ? toward.address
           : this.transports.remoteAddressOf(toward.connectionId);
-    return { host: this.interfaces.facing(remote), port: bound.port };
+    const host = this.interfaces.facing(remote);
+    return { host: host.includes(':') ? `[${host}]` : host, port: bound.port };
   }
 
   /** Hosts and host:port pairs that name this node (every interface's when bound to all). */
@@ -465,7 +466,7 @@ export class SipNode implements TransactionUser {
       if (!isWildcardAddress(x.address)) continue;
       for (const i of this.interfaces.list()) {
         const host = i.family === 'IPv6' ? `[${i.address}]` : i.address;
-        out.push(i.address, `${host}:${x.port}`);
+        out.push(i.address, host, `${host}:${x.port}`);
       }
     }
     return out;

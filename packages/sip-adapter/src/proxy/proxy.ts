@@ -417,7 +417,7 @@ export class StatefulProxy {
     if (!isSipUri(uri)) return false;
     const node = nodeOfUri(uri);
     if (node !== undefined) return node === this.c.nodeHex;
-    return uri.user === undefined && this.c.isOwnAddress(uri.host, uri.port);
+    return uri.user === undefined && this.c.isOwnAddress(uri.host, uri.port ?? 5060);
   }
 
   /** True for the overlay domain, and for localhost / our addresses with no or our own port. */

@@ -173,7 +173,7 @@ export class ResponseContext {
    * request was cancelled, a branch declined with a 6xx, or the context is closed.
    */
   get decided(): boolean {
-    return this.finalSent || this.canceled || this.declined || this.closed;
+    return this.finalSent || this.canceled || this.declined || this.closed || this.timerCExpired;
   }
 
   /**
@@ -395,7 +395,9 @@ export class ResponseContext {
       this.timerC = this.options.clock.setTimeout(() => {
         this.timerC = undefined;
         for (const b of this.branches) {
-          if (b.final === undefined) this.receive(b, createResponse(b.request, 408));
+          if (b.final !== undefined) continue;
+          if (b.provisional) this.sendCancel(b);
+          this.receive(b, createResponse(b.request, 408));
         }
       }, this.options.transactions.timers.B);
     }

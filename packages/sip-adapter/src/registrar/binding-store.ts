@@ -138,8 +138,10 @@ export class BindingStore {
         ...(c.instance !== undefined ? { instance: c.instance } : {}),
         ...(input.flow ? { flow: input.flow } : {}),
       };
-      if (at >= 0) next[at] = binding;
-      else next.push(binding);
+      if (existing) {
+        next[at] = binding;
+        written.delete(existing);
+      } else next.push(binding);
       written.add(binding);
     }
     if (written.size > this.maxBindings) {
@@ -152,16 +154,19 @@ export class BindingStore {
     // with a new Contact at each start (Zoiper's rinstance, a browser phone per page load)
     // leaves its old ones behind until they expire. The user's own devices: refusing would
     // lock the user out (a 403 is not retried, RFC 3261 §21.4.4) until they expire.
+    let kept = next;
     if (next.length > this.maxBindings) {
-      const evicted = next
-        .filter((b) => !written.has(b))
-        .sort((x, y) => x.expiresAt - y.expiresAt)
-        .slice(0, next.length - this.maxBindings);
-      for (const b of evicted) next.splice(next.indexOf(b), 1);
+      const evicted = new Set(
+        next
+          .filter((b) => !written.has(b))
+          .sort((x, y) => x.expiresAt - y.expiresAt)
+          .slice(0, next.length - this.maxBindings),
+      );
+      kept = next.filter((b) => !evicted.has(b));
     }
-    const changed = !sameSet(current, next);
-    this.set(input.aor, next, changed);
-    return { status: 200, bindings: sortByQ(next), changed };
+    const changed = !sameSet(current, kept);
+    this.set(input.aor, kept, changed);
+    return { status: 200, bindings: sortByQ(kept), changed };
   }
 
   /** Live bindings of an AOR, highest q first. */

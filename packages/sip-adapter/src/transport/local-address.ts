@@ -4,6 +4,7 @@
 // "MUST resolve to the element inserting it"), and a Route, Request-URI or To naming any of the
 // machine's addresses names this node.
 
+import { BlockList } from 'node:net';
 import { type NetworkInterfaceInfo, networkInterfaces } from 'node:os';
 
 /** True for an address that means "every interface". */
@@ -55,7 +56,7 @@ export class InterfaceAddresses {
    * The local address a message to `remote` leaves from: loopback for a loopback peer, else
    * the address of the interface whose subnet holds `remote`, else the first address of the
    * same family on an interface that is not loopback (the one a default route most likely
-   * uses), else loopback.
+   * uses), else loopback. Bare (no brackets around IPv6).
    */
   facing(remote: string | undefined): string {
     const r = remote === undefined ? undefined : bare(remote);
@@ -63,15 +64,16 @@ export class InterfaceAddresses {
     const loopback = v6 ? '::1' : '127.0.0.1';
     if (r === undefined) return this.firstExternal(false) ?? loopback;
     if (v6 ? r === '::1' : r.startsWith('127.')) return loopback;
-    if (!v6) {
-      const n = ipv4ToInt(r);
-      if (n !== undefined) {
-        for (const i of this.list()) {
-          if (i.family !== 'IPv4' || i.internal) continue;
-          const a = ipv4ToInt(i.address);
-          const m = ipv4ToInt(i.netmask);
-          if (a !== undefined && m !== undefined && (a & m) === (n & m)) return i.address;
-        }
+    const family = v6 ? 'ipv6' : 'ipv4';
+    for (const i of this.list()) {
+      if (i.internal || i.cidr === null || (i.family === 'IPv6') !== v6) continue;
+      const [net, bits] = i.cidr.split('/');
+      const subnet = new BlockList();
+      try {
+        subnet.addSubnet(net as string, Number(bits), family);
+        if (subnet.check(r, family)) return i.address;
+      } catch {
+        // Not an address of this family after all: no subnet holds it.
       }
     }
     return this.firstExternal(v6) ?? loopback;
@@ -88,17 +90,4 @@ export class InterfaceAddresses {
 
 function bare(host: string): string {
   return host.toLowerCase().replace(/^\[|\]$/g, '');
-}
-
-function ipv4ToInt(ip: string): number | undefined {
-  const parts = ip.split('.');
-  if (parts.length !== 4) return undefined;
-  let n = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p)) return undefined;
-    const v = Number(p);
-    if (v > 255) return undefined;
-    n = n * 256 + v;
-  }
-  return n | 0;
 }
