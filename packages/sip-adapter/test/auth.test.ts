@@ -324,6 +324,59 @@ describe('digest authentication', () => {
     assert.equal(ok.callId, second.callId);
   });
 
+  it('challenges an in-dialog request unless it comes along the Record-Route of its dialog', async () => {
+    const callee = await phone();
+    const [c] = challenges(await register(a, callee, 'alice'), 'www-authenticate');
+    assert.ok(c);
+    const creds = credentials(c, {
+      user: 'alice',
+      password: 'wonderland',
+      method: 'REGISTER',
+      uri,
+    });
+    assert.equal((await register(a, callee, 'alice', creds)).status, 200);
+    const caller = await phone();
+    const target = `sip:alice@${REALM}`;
+    const first = request('INVITE', target, caller);
+    caller.send(first.text, a.port);
+    const [pc] = challenges(await caller.response(407, 'INVITE'), 'proxy-authenticate');
+    assert.ok(pc);
+    const proxyAuth = `Proxy-Authorization: ${credentials(pc, { user: 'carol', password: 'c4rol', method: 'INVITE', uri: target })}`;
+    const call = request('INVITE', target, caller, [proxyAuth]);
+    caller.send(call.text, a.port);
+    const inv = await callee.request('INVITE');
+    const recordRoute = inv.header('Record-Route');
+    assert.match(recordRoute ?? '', /;pbx-d=/);
+    callee.answer(inv, 200, a.port, 'al');
+    await caller.response(200, 'INVITE');
+    const from = /^From: (.*)$/m.exec(call.text)?.[1] ?? '';
+    const inDialog = (callId: string, route?: string) =>
+      [
+        `BYE sip:alice@${callee.contact} SIP/2.0`,
+        `Via: SIP/2.0/UDP ${caller.contact};branch=z9hG4bK-bye-${Math.random().toString(36).slice(2)};rport`,
+        `From: ${from}`,
+        `To: <${target}>;tag=al`,
+        `Call-ID: ${callId}`,
+        'CSeq: 2 BYE',
+        'Max-Forwards: 70',
+        ...(route ? [`Route: ${route}`] : []),
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n');
+    // A To tag with no Route, and the Route of this call under another Call-ID: made up.
+    caller.send(inDialog(call.callId), a.port);
+    await caller.response(407, 'BYE');
+    caller.send(inDialog('made-up@test', recordRoute), a.port);
+    await caller.response(407, 'BYE');
+    // Along the call's own Record-Route: passes without a challenge.
+    caller.send(inDialog(call.callId, recordRoute), a.port);
+    const bye = await callee.request('BYE');
+    assert.equal(bye.callId, call.callId);
+    callee.answer(bye, 200, a.port, 'al');
+    await caller.response(200, 'BYE');
+  });
+
   it('does not challenge requests arriving from another node over the overlay', async () => {
     const dev = await phone();
     const [c] = challenges(await register(a, dev, 'bob'), 'www-authenticate');

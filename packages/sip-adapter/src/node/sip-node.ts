@@ -308,8 +308,11 @@ export class SipNode implements TransactionUser {
       );
       return;
     }
-    // Out-of-dialog requests from phones (CANCEL cannot be challenged, RFC 3261 §22.1).
-    if (this.auth && !fromNode && fresh) {
+    // Requests from phones: out-of-dialog ones, and in-dialog ones that do not come along a
+    // Record-Route this node made for their dialog (a To tag alone proves no call: it would
+    // reach any phone of the overlay unasked). CANCEL cannot be challenged (RFC 3261 §22.1).
+    const proven = () => request.method === 'CANCEL' || forMe || this.proxy.routedDialog(request);
+    if (this.auth && !fromNode && (fresh || !proven())) {
       const outcome = this.auth.check(request, 'proxy', source.transport);
       if (!outcome.ok) {
         tx.respond(outcome.response);

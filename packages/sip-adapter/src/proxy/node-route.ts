@@ -14,15 +14,23 @@ export interface RouteAddress {
 
 /** URI parameter of our Record-Route: a MAC binding the dialog's Call-ID to one phone target. */
 export const ROUTE_TOKEN_PARAM = 'pbx-t';
+/** URI parameter of our Record-Route: a MAC of the dialog's Call-ID alone (see dialogToken). */
+export const DIALOG_TOKEN_PARAM = 'pbx-d';
 
 /**
  * The Record-Route value naming this node, reachable by the phone at `at`. `token` (see
  * routeToken) lets in-dialog requests that come back along this route reach the phone whose
  * Contact it was made for, and nothing else.
  */
-export function formatNodeRoute(nodeHex: string, at: RouteAddress, token?: string): string {
+export function formatNodeRoute(
+  nodeHex: string,
+  at: RouteAddress,
+  token?: string,
+  dialog?: string,
+): string {
   const t = token === undefined ? '' : `;${ROUTE_TOKEN_PARAM}=${token}`;
-  return `<sip:${nodeHex}@${at.host}:${at.port};transport=${at.transport};lr${t}>`;
+  const d = dialog === undefined ? '' : `;${DIALOG_TOKEN_PARAM}=${dialog}`;
+  return `<sip:${nodeHex}@${at.host}:${at.port};transport=${at.transport};lr${t}${d}>`;
 }
 
 /** `host:port` of a SIP URI as a destination (brackets and case dropped, port 5060 by default). */
@@ -50,6 +58,27 @@ export function checkRouteToken(
   target: SipUri,
 ): boolean {
   const want = Buffer.from(routeToken(secret, callId, target));
+  const got = Buffer.from(token);
+  return want.length === got.length && timingSafeEqual(want, got);
+}
+
+/**
+ * The MAC a node puts in every Record-Route it adds for a phone: an in-dialog request that a
+ * phone sends back along it shows that this node routed the dialog, which is what lets it pass
+ * without a digest challenge (only out-of-dialog requests are challenged). A request with a
+ * To tag but without it (a made-up "dialog") is challenged like a new one.
+ */
+export function dialogToken(secret: Uint8Array | KeyObject, callId: string): string {
+  return createHmac('sha256', secret).update(`dialog\n${callId}`).digest('base64url').slice(0, 22);
+}
+
+/** True when `token` was made by dialogToken with this secret for this Call-ID. */
+export function checkDialogToken(
+  secret: Uint8Array | KeyObject,
+  token: string,
+  callId: string,
+): boolean {
+  const want = Buffer.from(dialogToken(secret, callId));
   const got = Buffer.from(token);
   return want.length === got.length && timingSafeEqual(want, got);
 }

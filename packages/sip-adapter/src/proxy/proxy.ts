@@ -10,7 +10,15 @@ import { type Logger, silentLogger } from '@peerbx/overlay-core';
 import { LocatorBusyError, SipParseError } from '../errors.js';
 import { createResponse } from '../message/response.js';
 import { SipRequest, type SipResponse } from '../message/sip-message.js';
-import { createVia, formatVia, isSipUri, parseUri, type SipUri, type Via } from '../message/uri.js';
+import {
+  createVia,
+  formatVia,
+  isSipUri,
+  parseUri,
+  type SipUri,
+  type Uri,
+  type Via,
+} from '../message/uri.js';
 import type { Location, Locator } from '../overlay-bridge/locator.js';
 import type { Binding, BindingStore } from '../registrar/binding-store.js';
 import { LOCAL_HOST_ALIASES } from '../registrar/handler-constants.js';
@@ -33,7 +41,10 @@ import {
 } from './constants.js';
 import { isLoop, proxyBranch } from './loop-detection.js';
 import {
+  checkDialogToken,
   checkRouteToken,
+  DIALOG_TOKEN_PARAM,
+  dialogToken,
   formatNodeRoute,
   nodeOfUri,
   ROUTE_TOKEN_PARAM,
@@ -413,6 +424,23 @@ export class StatefulProxy {
     return tokens;
   }
 
+  /**
+   * True when an in-dialog request carries, in its Request-URI or a Route, a Record-Route this
+   * node made for its dialog (Call-ID). A malformed Route is no proof.
+   */
+  routedDialog(request: SipRequest): boolean {
+    const ours = (uri: Uri): boolean => {
+      if (!isSipUri(uri) || nodeOfUri(uri) !== this.c.nodeHex) return false;
+      const t = uri.params[DIALOG_TOKEN_PARAM];
+      return typeof t === 'string' && checkDialogToken(this.routeSecret, t, request.callId);
+    };
+    try {
+      return ours(request.requestUri) || request.routes.some((r) => ours(r.uri));
+    } catch {
+      return false;
+    }
+  }
+
   private isOurUri(uri: SipRequest['requestUri']): boolean {
     if (!isSipUri(uri)) return false;
     const node = nodeOfUri(uri);
@@ -560,7 +588,8 @@ export class StatefulProxy {
       // From a phone here: in-dialog requests coming back along this route may go to its Contact.
       const contact = fromPeer === undefined ? firstContactUri(request) : undefined;
       const token = contact && routeToken(this.routeSecret, request.callId, contact);
-      request.headers.prepend('Record-Route', formatNodeRoute(this.c.nodeHex, rr, token));
+      const dialog = dialogToken(this.routeSecret, request.callId);
+      request.headers.prepend('Record-Route', formatNodeRoute(this.c.nodeHex, rr, token, dialog));
     }
     const sentBy = this.c.localAddress(
       outTransport === 'ws' ? 'ws' : outTransport,
