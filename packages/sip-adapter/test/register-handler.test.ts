@@ -1,6 +1,7 @@
 // REGISTER handling (RFC 3261 §10.3) against a recording publisher: domain and alias checks,
 // Contact lists and `*`, expiries and 423, q and +sip.instance, flows kept, and overlay
-// refusals (403 with the overlay's reason) and outages (503 with Retry-After) undone locally.
+// refusals (403 with the overlay's reason) and outages (503 with Retry-After) undone locally,
+// except a device removal, which stands and reaches the overlay at a later sweep.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -198,6 +199,50 @@ describe('REGISTER handler', () => {
     assert.equal(res.status, 403);
     assert.equal(res.reason, 'name alice@peerbx.local is owned by another key');
     assert.equal(store.lookup('sip:alice@peerbx.local', now).length, 0);
+  });
+
+  it('keeps a device removal when the overlay is down, and tells the overlay at a later sweep', async () => {
+    let t = now;
+    let down = false;
+    const synced: number[] = [];
+    const store = new BindingStore();
+    const handler = new RegisterHandler({
+      store,
+      domain: 'peerbx.local',
+      clock: { ...clock, now: () => t },
+      keepFlow: () => undefined,
+      publisher: {
+        sync: async (_aor, _resource, bindings) => {
+          if (down) throw new OverlayError('ERR_UNREACHABLE', 'no peer stored the record');
+          synced.push(bindings.length);
+        },
+      },
+    });
+    const aor = 'sip:alice@peerbx.local';
+    const contact = 'Contact: <sip:alice@127.0.0.1:5070>';
+    assert.equal((await handler.handle(register(aor, [contact]), udp)).status, 200);
+    down = true;
+    // A new device needs the overlay: 503, nothing bound.
+    const added = await handler.handle(register(aor, ['Contact: <sip:alice@127.0.0.1:5071>']), udp);
+    assert.equal(added.status, 503);
+    assert.equal(store.lookup(aor, t).length, 1);
+    // The phone signs off: it is gone here at once.
+    const off = await handler.handle(register(aor, [contact, 'Expires: 0']), udp);
+    assert.equal(off.status, 200);
+    assert.equal(store.lookup(aor, t).length, 0);
+    assert.deepEqual(synced, [1]);
+    down = false;
+    handler.sweep();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(synced, [1], 'not before REMOVAL_RETRY_MS');
+    t += 30_000;
+    handler.sweep();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(synced, [1, 0], 'the removal published once the overlay answers');
+    t += 30_000;
+    handler.sweep();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(synced, [1, 0], 'and only once');
   });
 
   it('maps an unreachable overlay to 503 with Retry-After', async () => {

@@ -1,6 +1,7 @@
 // The registrar's REGISTER processing (RFC 3261 §10.3): a REGISTER request in, its response out.
 // Checks the AOR's domain, reads Contacts and expiries, applies them to the BindingStore, then
-// publishes the change to the overlay; a refused or failed publish undoes the local change.
+// publishes the change to the overlay; a refused or failed publish undoes the local change,
+// except that a failed publish of a device removal leaves it standing and is retried.
 
 import type { Clock } from '@peerbx/dht-kademlia';
 import { type Logger, OverlayError, silentLogger } from '@peerbx/overlay-core';
@@ -59,6 +60,14 @@ export function isLocalDomain(
   return localAddresses.some((a) => a === h || (port !== undefined && a === `${h}:${port}`));
 }
 
+/** How often a device removal the overlay missed is sent again, ms (at the sweeps). */
+export const REMOVAL_RETRY_MS = 30_000;
+
+/** An overlay verdict on the record itself (not an outage, not a queue that is full). */
+function isRefusal(err: unknown): boolean {
+  return err instanceof OverlayError && err.code === 'ERR_FORBIDDEN';
+}
+
 export class RegisterHandler {
   private readonly log: Logger;
   /** Per-AOR queue: a REGISTER waits for the previous one's overlay publish to finish. */
@@ -67,6 +76,8 @@ export class RegisterHandler {
   readonly answered = new Map<number, number>();
   /** The TCP/WS flows kept open for registrations, and the AORs with a binding on each. */
   private readonly keptFlows = new Map<string, Set<string>>();
+  /** AORs whose device removal the overlay could not be told yet (see handle), by AOR. */
+  private readonly unpublished = new Map<string, { resource: string; nextTryAt: number }>();
 
   constructor(private readonly options: RegisterHandlerOptions) {
     this.log = (options.logger ?? silentLogger).child({ component: 'registrar' });
@@ -186,9 +197,26 @@ export class RegisterHandler {
       }
       try {
         await this.options.publisher.sync(target.aor, target.resource, outcome.bindings);
+        this.unpublished.delete(target.aor);
       } catch (err) {
-        this.rollback(target.aor, before);
-        return this.publishFailed(request, target.resource, err);
+        // A REGISTER that only takes devices away (a phone signing off) stands here even when
+        // the overlay cannot be told: calls must stop ringing a phone that is gone. The overlay
+        // is told at the next sweeps (every REMOVAL_RETRY_MS) until it takes it.
+        const removalOnly =
+          outcome.bindings.length < before.length &&
+          outcome.bindings.every((b) => before.some((x) => x.uri === b.uri));
+        if (!removalOnly || isRefusal(err)) {
+          this.rollback(target.aor, before);
+          return this.publishFailed(request, target.resource, err);
+        }
+        this.log.warn(
+          { resource: target.resource, err: (err as Error).message },
+          'device removal kept here; the overlay is told when it can be reached',
+        );
+        this.unpublished.set(target.aor, {
+          resource: target.resource,
+          nextTryAt: now() + REMOVAL_RETRY_MS,
+        });
       }
       this.updateFlows(target.aor, before, outcome.bindings);
       // A refresh that moved only expiry times is written within a second, not waited for.
@@ -299,6 +327,15 @@ export class RegisterHandler {
     const store = this.options.store;
     const now = this.options.clock.now();
     store.expire(now);
+    for (const [aor, pending] of this.unpublished) {
+      if (pending.nextTryAt > now) continue;
+      pending.nextTryAt = now + REMOVAL_RETRY_MS;
+      void this.serialized(aor, async () => {
+        if (this.unpublished.get(aor) !== pending) return; // a REGISTER published since
+        await this.options.publisher.sync(aor, pending.resource, store.lookup(aor, now));
+        this.unpublished.delete(aor);
+      }).catch(() => undefined);
+    }
     let released = 0;
     for (const [id, aors] of [...this.keptFlows]) {
       for (const aor of [...aors]) {
