@@ -201,6 +201,18 @@ describe('REGISTER handler', () => {
     assert.equal(store.lookup('sip:alice@peerbx.local', now).length, 0);
   });
 
+  it('answers 420 with Unsupported to a REGISTER that requires an extension', async () => {
+    const { handler, store, synced } = setup();
+    const res = await handler.handle(
+      register('sip:alice@peerbx.local', ['Contact: <sip:alice@127.0.0.1:5070>', 'Require: gruu']),
+      udp,
+    );
+    assert.equal(res.status, 420);
+    assert.equal(res.header('Unsupported'), 'gruu');
+    assert.equal(store.lookup('sip:alice@peerbx.local', now).length, 0);
+    assert.equal(synced.length, 0);
+  });
+
   it('keeps a device removal when the overlay is down, and tells the overlay at a later sweep', async () => {
     let t = now;
     let down = false;

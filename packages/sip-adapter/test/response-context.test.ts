@@ -172,14 +172,42 @@ function heldCall(timerCMs = 180_000) {
     };
     ctx.opened();
     ctx.start(b, { ...CALLEE, port });
-    return (status: number) => {
-      const wire = serialize(createResponse(forwarded, status, { toTag: `t${port}` }));
+    return (status: number, headers: { name: string; value: string }[] = []) => {
+      const wire = serialize(createResponse(forwarded, status, { toTag: `t${port}`, headers }));
       layer.receive(parseSipMessage(wire), { ...CALLEE_SOURCE, port });
     };
   };
   const statuses = () => upstream.map((r) => r.status);
-  return { layer, ctx, call, branch, statuses };
+  return { layer, ctx, call, branch, statuses, upstream };
 }
+
+describe('response context choosing among failed branches (RFC 3261 §16.7 steps 6-7)', () => {
+  it('prefers a challenge among 4xx answers, and passes up the challenges of every branch', () => {
+    const { layer, ctx, branch, upstream } = heldCall();
+    const busy = branch(5061);
+    const realmA = branch(5062);
+    const realmB = branch(5063);
+    ctx.seal();
+    busy(486);
+    const challenge = (realm: string) => ({
+      name: 'Proxy-Authenticate',
+      value: `Digest realm="${realm}", nonce="n-${realm}", qop="auth"`,
+    });
+    realmA(407, [challenge('a.example')]);
+    realmB(407, [challenge('b.example')]);
+    assert.equal(upstream.length, 1);
+    const final = upstream[0];
+    assert.equal(final?.status, 407, 'a 407 rather than the 486 that came first');
+    assert.deepEqual(
+      final?.headers
+        .getAll('proxy-authenticate')
+        .map((v) => /realm="([^"]+)"/.exec(v)?.[1])
+        .sort(),
+      ['a.example', 'b.example'],
+    );
+    layer.close();
+  });
+});
 
 describe('response context held open for late branches', () => {
   it('does not answer while held: wakes once when every branch has failed, then takes a late branch', () => {

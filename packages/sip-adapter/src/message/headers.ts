@@ -90,3 +90,11 @@ export function contactQ(contact: NameAddr): number | undefined {
   }
   return q;
 }
+
+/** The option-tags of Require / Proxy-Require / Supported lines (RFC 3261 §20.32), in order. */
+export function optionTags(values: readonly string[]): string[] {
+  return values
+    .flatMap((v) => v.split(','))
+    .map((t) => trimWs(t))
+    .filter((t) => t !== '');
+}

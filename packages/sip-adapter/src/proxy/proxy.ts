@@ -8,6 +8,7 @@ import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { type Clock, idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import { type Logger, silentLogger } from '@peerbx/overlay-core';
 import { LocatorBusyError, SipParseError } from '../errors.js';
+import { optionTags } from '../message/headers.js';
 import { createResponse } from '../message/response.js';
 import { SipRequest, type SipResponse } from '../message/sip-message.js';
 import {
@@ -211,11 +212,7 @@ export class StatefulProxy {
       return;
     }
     // §16.3 step 5: this proxy supports no extension, so any Proxy-Require tag is unknown.
-    const unsupported = incoming.headers
-      .getAll('proxy-require')
-      .flatMap((v) => v.split(','))
-      .map((t) => t.trim())
-      .filter((t) => t !== '');
+    const unsupported = optionTags(incoming.headers.getAll('proxy-require'));
     if (unsupported.length > 0) {
       this.reply(tx, 420, undefined, [{ name: 'Unsupported', value: unsupported.join(', ') }]);
       return;

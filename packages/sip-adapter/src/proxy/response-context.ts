@@ -77,9 +77,16 @@ class BranchSink implements BranchUser {
 }
 
 /** §16.7 step 6 ranking: any 6xx first, then the lowest class; earlier beats later at a tie. */
+/** §16.7 step 6: the 4xx a proxy prefers, as the caller can act on them (credentials, ...). */
+const PREFERRED_4XX = new Set([401, 407, 415, 420, 484]);
+
+/** Lower is better: 6xx, then the lowest class, within 4xx the ones the caller can act on. */
 function rank(status: number): number {
-  return status >= 600 ? 0 : Math.floor(status / 100);
+  if (status >= 600) return 0;
+  return Math.floor(status / 100) - (PREFERRED_4XX.has(status) ? 0.5 : 0);
 }
+
+const CHALLENGE_HEADERS = ['WWW-Authenticate', 'Proxy-Authenticate'] as const;
 
 export class ResponseContext {
   readonly server: ServerTransaction;
@@ -89,6 +96,8 @@ export class ResponseContext {
   /** True once every branch there will be has been added. */
   private sealed = false;
   private best: SipResponse | undefined;
+  /** The 401 and 407 answers so far: a challenge passed up carries all of theirs (§16.7). */
+  private readonly challenged: SipResponse[] = [];
   finalSent = false;
   canceled = false;
   /**
@@ -236,7 +245,8 @@ export class ResponseContext {
     const status = response.status;
     if (status < 200) {
       branch.provisional = true;
-      if (this.isInvite) this.restartTimerC();
+      // §16.7 step 2: 101 to 199 restart Timer C; a 100 only says the next hop has the request.
+      if (this.isInvite && status > 100) this.restartTimerC();
       if (branch.cancelPending) this.sendCancel(branch);
       if (status > 100 && !this.finalSent) this.server.respond(response);
       return;
@@ -258,6 +268,7 @@ export class ResponseContext {
     branch.final = response;
     branch.onFinal?.(status);
     if (!this.best || rank(status) < rank(this.best.status)) this.best = response;
+    if (status === 401 || status === 407) this.challenged.push(response);
     if (status >= 600 && !this.finalSent) {
       for (const b of this.branches) if (b !== branch) this.cancelBranch(b);
     }
@@ -310,6 +321,7 @@ export class ResponseContext {
     }
     this.branches.length = 0;
     this.best = undefined;
+    this.challenged.length = 0;
     this.proxied = undefined;
   }
 
@@ -325,6 +337,16 @@ export class ResponseContext {
         reason: best.reason,
         ...(retryAfter ? { headers: [{ name: 'Retry-After', value: retryAfter }] } : {}),
       });
+    }
+    // §16.7 step 7: a 401 or 407 passed up carries the challenges of every other 401 and 407
+    // (a device of each realm), so that the caller can answer them all at once.
+    if (best.status === 401 || best.status === 407) {
+      for (const other of this.challenged) {
+        if (other === best) continue;
+        for (const name of CHALLENGE_HEADERS) {
+          for (const value of other.headers.getAll(name)) best.headers.append(name, value);
+        }
+      }
     }
     return best;
   }

@@ -6,7 +6,7 @@
 import type { Clock } from '@peerbx/dht-kademlia';
 import { type Logger, OverlayError, silentLogger } from '@peerbx/overlay-core';
 import { RegistrarBusyError, SipParseError } from '../errors.js';
-import { contactExpires, contactQ } from '../message/headers.js';
+import { contactExpires, contactQ, optionTags } from '../message/headers.js';
 import { unquote } from '../message/lexer.js';
 import { createResponse } from '../message/response.js';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
@@ -135,6 +135,13 @@ export class RegisterHandler {
     source: SipTransportAddress,
     authenticatedUser: string | undefined,
   ): Promise<SipResponse> {
+    // §10.3 step 2 (§8.2.2.3): this registrar supports no extension a REGISTER may require.
+    const required = optionTags(request.headers.getAll('require'));
+    if (required.length > 0) {
+      return createResponse(request, 420, {
+        headers: [{ name: 'Unsupported', value: required.join(', ') }],
+      });
+    }
     const target = this.aorOf(request.to.uri);
     if (!target.ok) return createResponse(request, target.status, { reason: target.reason });
     if (authenticatedUser !== undefined && authenticatedUser !== target.user) {
