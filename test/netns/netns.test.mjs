@@ -66,4 +66,16 @@ describe('multi-host: the demo phones (baresip) on hosts of their own', {
     assert.equal(r.code, 0, r.tail);
     assert.match(r.tail, /PASS: baresip phones on their own hosts/);
   });
+
+  it('the same with nodes listening on every interface (sip: 0.0.0.0:5060)', () => {
+    // Record-Route and Via must name the node's address on the phones' network, not 0.0.0.0:
+    // the phones' ACK and BYE go there.
+    const r = run({
+      PEERBX_NETNS_PHONES: 'baresip',
+      PEERBX_NETNS_PASSWORD: 'netns-secret',
+      PEERBX_NETNS_SIP_ANY: '1',
+    });
+    assert.equal(r.code, 0, r.tail);
+    assert.match(r.tail, /PASS: baresip phones on their own hosts/);
+  });
 });

@@ -24,6 +24,8 @@
 #   PEERBX_NETNS_KEEP_LOGS=1  keep the work directory (data dirs, logs) after the run
 #   PEERBX_NETNS_PASSWORD     if set, the nodes ask for digest auth and the phones answer with it
 #   PEERBX_NETNS_PHONES       sipp (default) or baresip (needs Debian's baresip-core)
+#   PEERBX_NETNS_SIP_ANY=1    the nodes listen for SIP on every interface (0.0.0.0), as an
+#                             office box does; phones still reach each node at its address
 #   PEERBX_BIN                the CLI entry (default packages/cli/dist/src/bin.js)
 #   PEERBX_LOG_LEVEL          the nodes' log level (default info)
 #   PEERBX_NETNS_NODE_ARGS    extra arguments for every `peerbx start` (word-split)
@@ -224,7 +226,7 @@ start_node() {
   local args=(start
     --data-dir "$WORK/node$i"
     --overlay "$NET.$i:$OVERLAY_PORT"
-    --sip "$NET.$i:$SIP_PORT"
+    --sip "$([ "${PEERBX_NETNS_SIP_ANY:-}" = 1 ] && echo 0.0.0.0 || echo "$NET.$i"):$SIP_PORT"
     --ws "$NET.$i:$WS_PORT"
     --domain "$DOMAIN"
     --log-level "$LOG_LEVEL")
