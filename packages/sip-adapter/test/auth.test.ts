@@ -259,29 +259,6 @@ describe('digest authentication', () => {
     assert.equal(challenges(wrong, 'www-authenticate')[0]?.stale, false);
   });
 
-  it('offers MD5 first over WebSocket, where browser phones read only the first challenge', async () => {
-    const auth = new DigestAuthenticator({ realm: REALM, users: USERS, clock });
-    const req = parseRequest(request('REGISTER', uri, await phone()).text);
-    const order = (t?: 'ws' | 'udp') =>
-      challenges(auth.challenge(req, 'registrar', false, t), 'www-authenticate').map(
-        (x) => x.algorithm,
-      );
-    assert.deepEqual(order('ws'), ['MD5', 'SHA-256']);
-    assert.deepEqual(order('udp'), ['SHA-256', 'MD5']);
-    const sha = new DigestAuthenticator({
-      realm: REALM,
-      users: USERS,
-      clock,
-      algorithms: ['SHA-256'],
-    });
-    assert.deepEqual(
-      challenges(sha.challenge(req, 'registrar', false, 'ws'), 'www-authenticate').map(
-        (x) => x.algorithm,
-      ),
-      ['SHA-256'],
-    );
-  });
-
   it('challenges an INVITE from a phone with 407, then routes it with credentials', async () => {
     const callee = await phone();
     const [c] = challenges(await register(a, callee, 'alice'), 'www-authenticate');

@@ -92,6 +92,12 @@ describe('a sip.js user agent over WebSocket', { skip: missing }, () => {
     g.WebSocket ??= WebSocket;
     await bed.startPeer('n1', { ws: { host: '127.0.0.1', port: 0 } });
     await bed.startPeer('n2');
+    // A node that asks its phones for a password (as one listening beyond loopback does).
+    await bed.startPeer('n3', {
+      ws: { host: '127.0.0.1', port: 0 },
+      auth: 'always',
+      users: { carol: { password: 'carol-secret' } },
+    });
   });
 
   after(async () => {
@@ -202,5 +208,62 @@ describe('a sip.js user agent over WebSocket', { skip: missing }, () => {
     }
 
     await registerer.unregister();
+  });
+  it('registers and calls with digest auth (sip.js answers the MD5 challenge, the last), the BYE unchallenged', {
+    timeout: 40_000,
+  }, async () => {
+    const [n2, n3] = [peers[1]!, peers[2]!];
+    const ws = n3.sip.addresses.ws;
+    assert.ok(ws);
+    const { sipp: uas, port } = await bed.sippCallee('uas-call.xml');
+    assert.equal(await rawRegister(n2, 'dave', `sip:dave@127.0.0.1:${port}`), 'SIP/2.0 200 OK');
+    const carol = new UserAgent({
+      uri: UserAgent.makeURI('sip:carol@peerbx.local'),
+      authorizationUsername: 'carol',
+      authorizationPassword: 'carol-secret',
+      transportOptions: { server: `ws://127.0.0.1:${ws.port}`, connectionTimeout: 5 },
+      sessionDescriptionHandlerFactory: () => new FixedSdpHandler(),
+      logLevel: 'error',
+      logBuiltinEnabled: false,
+    });
+    try {
+      await within(carol.start(), 10_000, 'sip.js transport to connect');
+      const registerer = new Registerer(carol, { expires: 300 });
+      const registered = reach(
+        registerer.stateChange,
+        () => registerer.state,
+        RegistererState.Registered,
+        'carol to be registered',
+      );
+      await registerer.register();
+      await registered;
+      assert.equal(n3.sip.bindings.lookup('sip:carol@peerbx.local', Date.now()).length, 1);
+      // The INVITE is challenged (407) and sent again with credentials; the call is set up.
+      const inviter = new Inviter(carol, UserAgent.makeURI('sip:dave@peerbx.local')!);
+      const established = reach(
+        inviter.stateChange,
+        () => inviter.state,
+        SessionState.Established,
+        'the call to be established',
+      );
+      await inviter.invite();
+      await established;
+      const challenged = n3.sip.auth?.failures.missing ?? 0;
+      assert.ok(challenged >= 2, 'REGISTER and INVITE were challenged');
+      // The BYE comes along the call's Record-Route: no new challenge, SIPp answers it.
+      const terminated = reach(
+        inviter.stateChange,
+        () => inviter.state,
+        SessionState.Terminated,
+        'the call to end',
+      );
+      await inviter.bye();
+      await terminated;
+      const u = await uas.done;
+      assert.equal(u.code, 0, `SIPp callee: ${u.output}`);
+      assert.equal(n3.sip.auth?.failures.missing, challenged, 'the BYE was not challenged');
+    } finally {
+      await carol.stop().catch(() => undefined);
+    }
   });
 });

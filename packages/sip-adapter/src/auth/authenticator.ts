@@ -9,7 +9,6 @@ import type { Clock } from '@peerbx/dht-kademlia';
 import { type Logger, silentLogger } from '@peerbx/overlay-core';
 import { createResponse } from '../message/response.js';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
-import type { SipTransportProtocol } from '../transport/transport.js';
 import { formatChallenge, parseCredentials } from './credentials-header.js';
 import {
   baseAlgorithm,
@@ -101,11 +100,8 @@ export class DigestAuthenticator {
     }
   }
 
-  /**
-   * Checks the request's credentials for our realm; on failure, the 400/401/407 to send. The
-   * transport it came over orders the challenges (see challenge).
-   */
-  check(request: SipRequest, role: AuthRole, transport?: SipTransportProtocol): AuthOutcome {
+  /** Checks the request's credentials for our realm; on failure, the 400/401/407 to send. */
+  check(request: SipRequest, role: AuthRole): AuthOutcome {
     const header = role === 'registrar' ? 'authorization' : 'proxy-authorization';
     let creds: Record<string, string> | undefined;
     for (const value of request.headers.getAll(header)) {
@@ -139,7 +135,7 @@ export class DigestAuthenticator {
     const foreign =
       nonceState === 'invalid' ||
       (creds.opaque !== undefined && creds.opaque !== this.nonces.opaque);
-    const ids = { username, transport };
+    const ids = { username };
     if (!this.algorithms.includes(baseAlgorithm(algorithm))) {
       return this.fail(request, role, foreign ? 'unknown-nonce' : 'algorithm', ids);
     }
@@ -172,23 +168,13 @@ export class DigestAuthenticator {
 
   /**
    * The 401 or 407 offering SHA-256 then MD5 (the configured algorithms, in order), each with a
-   * fresh nonce. Over WebSocket MD5 comes first: the browser SIP stacks (sip.js, JsSIP) read only
-   * the first challenge and give up on any algorithm but MD5.
+   * fresh nonce. sip.js (0.21) keeps only the last challenge of a response, so MD5 last suits it.
    */
-  challenge(
-    request: SipRequest,
-    role: AuthRole,
-    stale = false,
-    transport?: SipTransportProtocol,
-  ): SipResponse {
+  challenge(request: SipRequest, role: AuthRole, stale = false): SipResponse {
     const name = role === 'registrar' ? 'WWW-Authenticate' : 'Proxy-Authenticate';
     const nonce = this.nonces.issue();
-    const offered =
-      transport === 'ws' && this.algorithms.includes('MD5')
-        ? ['MD5' as const, ...this.algorithms.filter((a) => a !== 'MD5')]
-        : this.algorithms;
     return createResponse(request, role === 'registrar' ? 401 : 407, {
-      headers: offered.map((algorithm: DigestAlgorithm) => ({
+      headers: this.algorithms.map((algorithm: DigestAlgorithm) => ({
         name,
         value: formatChallenge({
           realm: this.realm,
@@ -218,7 +204,7 @@ export class DigestAuthenticator {
     request: SipRequest,
     role: AuthRole,
     why: AuthFailure,
-    ids: { username?: string; transport?: SipTransportProtocol | undefined } = {},
+    ids: { username?: string } = {},
     stale = false,
   ): AuthOutcome {
     this.failures[why]++;
@@ -234,7 +220,7 @@ export class DigestAuthenticator {
         response: createResponse(request, 400, { reason: 'Bad Request (malformed credentials)' }),
       };
     }
-    return { ok: false, response: this.challenge(request, role, stale, ids.transport) };
+    return { ok: false, response: this.challenge(request, role, stale) };
   }
 }
 

@@ -285,7 +285,7 @@ export class SipNode implements TransactionUser {
       }
       let user: string | undefined;
       if (this.auth) {
-        const outcome = this.auth.check(request, 'registrar', source.transport);
+        const outcome = this.auth.check(request, 'registrar');
         if (!outcome.ok) {
           tx.respond(outcome.response);
           return;
@@ -313,7 +313,7 @@ export class SipNode implements TransactionUser {
     // reach any phone of the overlay unasked). CANCEL cannot be challenged (RFC 3261 §22.1).
     const proven = () => request.method === 'CANCEL' || forMe || this.proxy.routedDialog(request);
     if (this.auth && !fromNode && (fresh || !proven())) {
-      const outcome = this.auth.check(request, 'proxy', source.transport);
+      const outcome = this.auth.check(request, 'proxy');
       if (!outcome.ok) {
         tx.respond(outcome.response);
         return;
