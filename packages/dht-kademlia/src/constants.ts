@@ -110,3 +110,11 @@ export const ANSWER_CONTACTS_CAP = 20;
 
 /** Floor of the adaptive request timeout: room for one retransmission of a lost datagram. */
 export const DEFAULT_MIN_REQUEST_TIMEOUT_MS = 500;
+
+/** LEAVE notices a leaving node has out at once (one per routing-table contact in all). */
+export const LEAVE_NOTICES_IN_FLIGHT = 32;
+/**
+ * How long a leaving node waits for each LEAVE to be acknowledged, ms: a contact that does not
+ * answer finds out by its own timeouts, as before; the leave is not held up for it.
+ */
+export const LEAVE_NOTICE_TIMEOUT_MS = 500;

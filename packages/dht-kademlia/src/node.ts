@@ -19,6 +19,8 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_VALUE_TTL_MS,
   EVICTION_PING_MIN_AGE_MS,
+  LEAVE_NOTICE_TIMEOUT_MS,
+  LEAVE_NOTICES_IN_FLIGHT,
   MAX_DROPPED_PER_CHECK,
   MAX_HOLDER_PINGS,
   MAX_REJOIN_ADDRESSES,
@@ -190,7 +192,7 @@ export class KademliaNode {
   readonly disjointPaths: number;
   readonly contact: Contact;
   readonly stats: NodeStats = {
-    requestsIn: { PING: 0, FIND_NODE: 0, FIND_VALUE: 0, STORE: 0 },
+    requestsIn: { PING: 0, FIND_NODE: 0, FIND_VALUE: 0, STORE: 0, LEAVE: 0 },
     requestsOut: 0,
     requestFailures: 0,
     contactsRefused: 0,
@@ -423,7 +425,11 @@ export class KademliaNode {
     await this.transport.close();
   }
 
-  /** Graceful leave: hands every stored value to the closest other nodes, then stops. */
+  /**
+   * Graceful leave: hands every stored value to the closest other nodes, tells every contact
+   * it leaves (LEAVE: they drop it now instead of after timeouts), then stops. Returns how
+   * many values were handed over.
+   */
   async leave(): Promise<number> {
     let handed = 0;
     const now = this.clock.now();
@@ -439,6 +445,12 @@ export class KademliaNode {
       }
     }
     await Promise.all(sends);
+    if (!this.opts.client) {
+      const contacts = this.table.closest(this.id, this.table.size);
+      await inParallel(contacts, LEAVE_NOTICES_IN_FLIGHT, (c) =>
+        this.request(c, { type: 'LEAVE' }, true, LEAVE_NOTICE_TIMEOUT_MS),
+      );
+    }
     await this.stop();
     return handed;
   }
@@ -647,6 +659,10 @@ export class KademliaNode {
       return this.reply({ type: 'ERROR', code: 403, message: 'this node is a client' });
     }
     const sender: Contact = { id: req.sender, address: remoteAddress };
+    if (req.body.type === 'LEAVE') {
+      if (!req.client) this.left(sender);
+      return this.reply(handlePing());
+    }
     if (!req.client) {
       this.seen(sender);
       if (this.rtt.anySilence) this.rtt.heard(pathKey(sender));
@@ -1176,12 +1192,30 @@ export class KademliaNode {
     const listed = this.table.get(to.id);
     if (listed && listed.address !== to.address) return;
     if (!this.table.recordFailure(to.id, this.clock.now()) || !listed) return;
-    const i = this.dropped.findIndex((c) => idEquals(c.id, to.id));
+    this.lost(listed);
+  }
+
+  /**
+   * A node said it leaves (LEAVE, sent from the address it is listed at): out of the routing
+   * table now, and presumed dead by lookups (which others may still point to it) until it is
+   * heard from again; otherwise as a contact dropped for silence (see lost).
+   */
+  private left(sender: Contact): void {
+    const listed = this.table.get(sender.id);
+    if (!listed || listed.address !== sender.address) return;
+    this.table.remove(sender.id);
+    this.rtt.left(pathKey(listed), this.clock.now());
+    this.lost(listed);
+  }
+
+  /** A contact the table dropped: kept for rejoin and for the next replication check. */
+  private lost(listed: Contact): void {
+    const i = this.dropped.findIndex((c) => idEquals(c.id, listed.id));
     if (i >= 0) this.dropped.splice(i, 1);
     this.dropped.unshift(listed);
     if (this.dropped.length > MAX_REJOIN_ADDRESSES) this.dropped.pop();
     if (this.droppedSinceCheck.length < MAX_DROPPED_PER_CHECK)
-      this.droppedSinceCheck.push({ id: to.id, at: this.clock.now() });
+      this.droppedSinceCheck.push({ id: listed.id, at: this.clock.now() });
     if (this.table.size > 0 || this.lostRounds !== undefined) return;
     this.lostRounds = 0;
     void this.rejoin();

@@ -652,6 +652,33 @@ describe('kademlia over the simulator', () => {
     assert.ok(later.failures > 0, 'asked again');
   });
 
+  it('drops a node that left gracefully at once: lookups then ask it nothing', async () => {
+    const s = await swarm(60, 33);
+    const key = hashToId('left gracefully');
+    const [leaver] = s.closestAlive(key, 1);
+    assert.ok(leaver);
+    const knew = s.alive.filter((n) => n !== leaver && n.table.has(leaver.id));
+    assert.ok(knew.length > 0);
+    const told = leaver.table.size;
+    await s.sim.settle(leaver.leave());
+    s.crash(leaver);
+    const notified = s.alive.filter((n) => n.stats.requestsIn.LEAVE === 1);
+    assert.equal(notified.length, told, 'every contact of its table was told');
+    for (const n of notified) assert.equal(n.table.has(leaver.id), false);
+    // Nodes it did not tell still name it (stale tables): those told ask it nothing anyway.
+    const stale = s.alive.filter((n) => !notified.includes(n));
+    for (const n of stale) n.table.add(leaver.contact, s.sim.now(), true);
+    assert.ok(stale.some((n) => n.table.has(leaver.id)));
+    for (const n of notified.slice(0, 10)) {
+      const r = await s.sim.settle(n.get(key));
+      assert.equal(r.failures, 0, 'the node that left was not asked');
+    }
+    // One never told asks it, and waits out its silence.
+    const unaware = stale.find((n) => n.table.has(leaver.id));
+    assert.ok(unaware);
+    assert.ok((await s.sim.settle(unaware.get(key))).failures > 0);
+  });
+
   it('asks contacts presumed dead when told to (a store tried again after a refusal)', async () => {
     const s = await swarm(40, 37);
     const key = hashToId('ask them all');

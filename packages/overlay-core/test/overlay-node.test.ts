@@ -1,6 +1,7 @@
 // OverlayNodes in one process over real sockets on 127.0.0.1: forged, replayed and foreign
 // datagrams are refused and counted, a node of another overlay gets a clear error, channels
-// connect through the overlay, the data directory is locked, and a graceful leave hands over.
+// connect through the overlay, the data directory is locked, and a graceful leave hands over
+// and tells the others.
 
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
@@ -361,8 +362,15 @@ describe('overlay node over real sockets', () => {
     // k = 3 of 4 nodes: make the leaver a holder, so the fourth node must receive the record.
     const leaving = nodes.find(holds)!;
     nodes.splice(nodes.indexOf(leaving), 1);
+    assert.ok(nodes.every((n) => n.dht.table.has(leaving.nodeId)));
     await leaving.leave();
     assert.deepEqual(nodes.map(holds), [true, true, true]);
+    // Each was told (LEAVE): none keeps the leaver in its routing table, waiting for timeouts.
+    assert.deepEqual(
+      nodes.map((n) => n.dht.table.has(leaving.nodeId)),
+      [false, false, false],
+    );
+    assert.ok(nodes.every((n) => n.dht.stats.requestsIn.LEAVE === 1));
     const got = await nodes[1]!.fetch('alice@peerbx.local', KIND_SIP_REGISTRATION);
     assert.equal(got.length, 1);
   });

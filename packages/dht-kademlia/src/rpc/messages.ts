@@ -1,10 +1,13 @@
-// The four Kademlia RPCs and their replies, as plain data. Transports encode them.
+// The four Kademlia RPCs, a leave notice, and their replies, as plain data. Transports encode
+// them.
 
 import type { Contact } from '../contact.js';
 import type { NodeId } from '../node-id.js';
 
 export type RequestBody =
   | { readonly type: 'PING' }
+  /** The sender leaves the overlay (graceful stop): drop it now, not after its timeouts. */
+  | { readonly type: 'LEAVE' }
   | { readonly type: 'FIND_NODE'; readonly target: NodeId }
   | {
       readonly type: 'FIND_VALUE';

@@ -63,6 +63,19 @@ export class RttEstimator {
     this.missed.clear();
   }
 
+  /**
+   * The contact said it leaves: presumed dead from now on as if twice silent (lookups skip it),
+   * until it is heard from again.
+   */
+  left(key: string, now: number): void {
+    this.missed.delete(key);
+    if (this.missed.size >= this.capacity) {
+      const oldest = this.missed.keys().next().value;
+      if (oldest !== undefined) this.missed.delete(oldest);
+    }
+    this.missed.set(key, { count: 2, at: now, previousAt: now });
+  }
+
   /** The contact sent a request of its own: it is back, and its back-off ends. */
   heard(key: string): void {
     this.missed.delete(key);

@@ -38,7 +38,7 @@ const FAMILY_IPV6 = 6;
 const MAX_U32 = 0xffff_ffff;
 const MAX_COUNT = 0xff;
 
-const REQUEST_TYPES = { PING: 1, FIND_NODE: 2, FIND_VALUE: 3, STORE: 4 } as const;
+const REQUEST_TYPES = { PING: 1, FIND_NODE: 2, FIND_VALUE: 3, STORE: 4, LEAVE: 5 } as const;
 const RESPONSE_TYPES = { PONG: 1, NODES: 2, VALUE: 3, STORED: 4, ERROR: 5 } as const;
 /** STORED status byte: 0 is ok, the rest name the rejection. Codes never change meaning. */
 const REJECTION_CODES: Record<StoreRejection, number> = {
@@ -126,6 +126,7 @@ export function encodeResponse(txid: number, response: Response, maxBytes?: numb
 function writeRequestBody(w: Writer, body: RequestBody): void {
   switch (body.type) {
     case 'PING':
+    case 'LEAVE':
       return;
     case 'FIND_NODE':
       w.id(body.target, 'target');
@@ -366,6 +367,8 @@ function readRequestBody(r: Reader, type: number): RequestBody {
   switch (type) {
     case REQUEST_TYPES.PING:
       return { type: 'PING' };
+    case REQUEST_TYPES.LEAVE:
+      return { type: 'LEAVE' };
     case REQUEST_TYPES.FIND_NODE:
       return { type: 'FIND_NODE', target: r.id('target') };
     case REQUEST_TYPES.FIND_VALUE: {

@@ -16,7 +16,7 @@ import {
 import { OverlayError } from '../errors.js';
 import { bytesOf, field, isBool, isBytes, isString, isUint, optionalField } from './codec.js';
 
-const REQUEST_TYPES = { PING: 1, FIND_NODE: 2, FIND_VALUE: 3, STORE: 4 } as const;
+const REQUEST_TYPES = { PING: 1, FIND_NODE: 2, FIND_VALUE: 3, STORE: 4, LEAVE: 5 } as const;
 const RESPONSE_TYPES = { PONG: 1, NODES: 2, VALUE: 3, STORED: 4, ERROR: 5 } as const;
 const REQUEST_NAMES = invert(REQUEST_TYPES);
 const RESPONSE_NAMES = invert(RESPONSE_TYPES);
@@ -67,6 +67,7 @@ export function bodyToRequest(map: unknown): RequestBody {
   const type = REQUEST_NAMES.get(field(map, 0, isUint, 'request'));
   switch (type) {
     case 'PING':
+    case 'LEAVE':
       return { type };
     case 'FIND_NODE':
       return { type, target: field(map, 1, isId, 'FIND_NODE') };
