@@ -448,7 +448,7 @@ export class KademliaNode {
     if (!this.opts.client) {
       const contacts = this.table.closest(this.id, this.table.size);
       await inParallel(contacts, LEAVE_NOTICES_IN_FLIGHT, (c) =>
-        this.request(c, { type: 'LEAVE' }, true, LEAVE_NOTICE_TIMEOUT_MS),
+        this.request(c, { type: 'LEAVE', to: c.id }, true, LEAVE_NOTICE_TIMEOUT_MS),
       );
     }
     await this.stop();
@@ -660,7 +660,7 @@ export class KademliaNode {
     }
     const sender: Contact = { id: req.sender, address: remoteAddress };
     if (req.body.type === 'LEAVE') {
-      if (!req.client) this.left(sender);
+      if (!req.client && idEquals(req.body.to, this.id)) this.left(sender);
       return this.reply(handlePing());
     }
     if (!req.client) {

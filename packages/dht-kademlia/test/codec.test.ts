@@ -90,6 +90,7 @@ const vectors: Record<string, WireMessage> = {
 const samples: Record<string, WireMessage> = {
   ...vectors,
   'find-value-request': req(1, { sender: S, body: { type: 'FIND_VALUE', key: T } }),
+  'leave-request': req(3, { sender: S, body: { type: 'LEAVE', to: T } }),
   'store-request-empty-value': req(2, {
     sender: S,
     body: { type: 'STORE', key: T, value: new Uint8Array(0), ttlMs: 0 },

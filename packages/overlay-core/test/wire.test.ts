@@ -186,6 +186,11 @@ describe('DHT bodies: several values in one STORE', () => {
     assert.deepStrictEqual(requestBack(max), max);
   });
 
+  it('round-trips a LEAVE with its recipient', () => {
+    const leave: RequestBody = { type: 'LEAVE', to: T };
+    assert.deepStrictEqual(requestBack(leave), leave);
+  });
+
   it('round-trips a STORED with mixed more results', () => {
     assert.deepStrictEqual(responseBack(stored), stored);
     const firstRejected: ResponseBody = {

@@ -96,6 +96,7 @@ export {
   type Uri,
   type Via,
 } from './message/uri.js';
+export { loadRouteSecret } from './node/node-secret.js';
 export { OverlayFlows, type OverlayFlowsOptions, SIP_APPLICATION } from './node/overlay-flows.js';
 export {
   SipNode,

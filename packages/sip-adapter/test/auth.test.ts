@@ -327,24 +327,35 @@ describe('digest authentication', () => {
     callee.answer(inv, 200, a.port, 'al');
     await caller.response(200, 'INVITE');
     const from = /^From: (.*)$/m.exec(call.text)?.[1] ?? '';
-    const inDialog = (callId: string, route?: string) =>
+    const inDialog = (callId: string, route?: string, method = 'BYE', subject = '') =>
       [
-        `BYE sip:alice@${callee.contact} SIP/2.0`,
-        `Via: SIP/2.0/UDP ${caller.contact};branch=z9hG4bK-bye-${Math.random().toString(36).slice(2)};rport`,
+        `${method} sip:alice@${callee.contact} SIP/2.0`,
+        `Via: SIP/2.0/UDP ${caller.contact};branch=z9hG4bK-${method}-${Math.random().toString(36).slice(2)};rport`,
         `From: ${from}`,
         `To: <${target}>;tag=al`,
         `Call-ID: ${callId}`,
-        'CSeq: 2 BYE',
+        `CSeq: ${method === 'ACK' ? 1 : 2} ${method}`,
         'Max-Forwards: 70',
         ...(route ? [`Route: ${route}`] : []),
+        ...(subject ? [`Subject: ${subject}`] : []),
         'Content-Length: 0',
         '',
         '',
       ].join('\r\n');
+    // The 2xx ACK (never challenged): a made-up one is dropped, the call's own goes through.
+    caller.send(inDialog(call.callId, undefined, 'ACK', 'made up'), a.port);
+    caller.send(inDialog(call.callId, recordRoute, 'ACK', 'real'), a.port);
+    const ack = await callee.request('ACK');
+    assert.equal(ack.header('Subject'), 'real');
     // A To tag with no Route, and the Route of this call under another Call-ID: made up.
     caller.send(inDialog(call.callId), a.port);
     await caller.response(407, 'BYE');
     caller.send(inDialog('made-up@test', recordRoute), a.port);
+    await caller.response(407, 'BYE');
+    // The call's own Route, but on to another node (whose phones it would reach unasked): the
+    // token is bound to the dialog's far side, a phone here.
+    const toNodeB = `${recordRoute}, <sip:${b.sip.nodeHex}@127.0.0.1:${b.port};transport=udp;lr>`;
+    caller.send(inDialog(call.callId, toNodeB), a.port);
     await caller.response(407, 'BYE');
     // Along the call's own Record-Route: passes without a challenge.
     caller.send(inDialog(call.callId, recordRoute), a.port);

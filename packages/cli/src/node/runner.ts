@@ -14,6 +14,7 @@ import {
 import {
   decodeRegistrationValue,
   FileBindingsStore,
+  loadRouteSecret,
   SipNode,
   type SipTransportStats,
 } from '@peerbx/sip-adapter';
@@ -73,6 +74,8 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
       users: settings.users,
       authAlgorithms: settings.authAlgorithms,
       relayExternal: settings.relayExternal,
+      // Record-Route tokens survive a restart too: calls in progress go on unchallenged.
+      routeSecret: loadRouteSecret(paths.root),
       // Bindings survive a restart: phones need not re-register to be reachable again.
       bindingsStore: new FileBindingsStore({ dataDir: paths.root }),
     }).catch((err: unknown) => {

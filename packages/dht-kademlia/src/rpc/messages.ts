@@ -6,8 +6,11 @@ import type { NodeId } from '../node-id.js';
 
 export type RequestBody =
   | { readonly type: 'PING' }
-  /** The sender leaves the overlay (graceful stop): drop it now, not after its timeouts. */
-  | { readonly type: 'LEAVE' }
+  /**
+   * The sender leaves the overlay (graceful stop): drop it now, not after its timeouts. `to`
+   * names the recipient, so that a copy replayed to another node means nothing there.
+   */
+  | { readonly type: 'LEAVE'; readonly to: NodeId }
   | { readonly type: 'FIND_NODE'; readonly target: NodeId }
   | {
       readonly type: 'FIND_VALUE';

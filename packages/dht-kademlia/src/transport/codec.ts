@@ -126,7 +126,9 @@ export function encodeResponse(txid: number, response: Response, maxBytes?: numb
 function writeRequestBody(w: Writer, body: RequestBody): void {
   switch (body.type) {
     case 'PING':
+      return;
     case 'LEAVE':
+      w.id(body.to, 'to');
       return;
     case 'FIND_NODE':
       w.id(body.target, 'target');
@@ -368,7 +370,7 @@ function readRequestBody(r: Reader, type: number): RequestBody {
     case REQUEST_TYPES.PING:
       return { type: 'PING' };
     case REQUEST_TYPES.LEAVE:
-      return { type: 'LEAVE' };
+      return { type: 'LEAVE', to: r.id('to') };
     case REQUEST_TYPES.FIND_NODE:
       return { type: 'FIND_NODE', target: r.id('target') };
     case REQUEST_TYPES.FIND_VALUE: {

@@ -42,6 +42,9 @@ export function requestToBody(body: RequestBody): Record<number, unknown> {
     case 'FIND_NODE':
       out[1] = body.target;
       break;
+    case 'LEAVE':
+      out[1] = body.to;
+      break;
     case 'FIND_VALUE':
       out[1] = body.key;
       if (body.offset) out[4] = body.offset;
@@ -67,8 +70,9 @@ export function bodyToRequest(map: unknown): RequestBody {
   const type = REQUEST_NAMES.get(field(map, 0, isUint, 'request'));
   switch (type) {
     case 'PING':
-    case 'LEAVE':
       return { type };
+    case 'LEAVE':
+      return { type, to: field(map, 1, isId, 'LEAVE') };
     case 'FIND_NODE':
       return { type, target: field(map, 1, isId, 'FIND_NODE') };
     case 'FIND_VALUE': {

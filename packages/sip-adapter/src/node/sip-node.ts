@@ -80,6 +80,8 @@ export interface SipNodeOptions {
   users?: SipUsers;
   /** Nonce HMAC key; default random per start. */
   authSecret?: Uint8Array;
+  /** Key of the tokens in this node's Record-Routes; default random per start (loadRouteSecret keeps one in the data directory). */
+  routeSecret?: Uint8Array;
   /** Digest algorithms offered, in order; default SHA-256 then MD5. */
   authAlgorithms?: readonly ('SHA-256' | 'MD5')[];
   /**
@@ -194,6 +196,7 @@ export class SipNode implements TransactionUser {
       logger: this.log,
     });
     this.proxy = new StatefulProxy({
+      ...(options.routeSecret ? { routeSecret: options.routeSecret } : {}),
       nodeHex: this.nodeHex,
       domain: this.domain,
       transactions: this.transactions,
@@ -335,6 +338,13 @@ export class SipNode implements TransactionUser {
   }
 
   receiveAck(ack: SipRequest, source: SipTransportAddress): void {
+    // An ACK cannot be challenged (RFC 3261 §22.1): where phones must authenticate, one from a
+    // phone goes on only along a Record-Route this node made for its dialog, as other
+    // in-dialog requests do unchallenged; a made-up one (with SDP, say) would reach a phone.
+    if (this.auth && !this.flows.has(source.connectionId ?? '') && !this.proxy.routedDialog(ack)) {
+      this.log.debug({ callId: ack.callId }, 'ACK outside a dialog routed here dropped');
+      return;
+    }
     this.proxy.receiveAck(ack, source);
   }
 

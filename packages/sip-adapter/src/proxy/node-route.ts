@@ -45,7 +45,7 @@ export function uriHostPort(uri: SipUri): string {
  */
 export function routeToken(secret: Uint8Array | KeyObject, callId: string, target: SipUri): string {
   return createHmac('sha256', secret)
-    .update(`${callId}\n${uriHostPort(target)}`)
+    .update(`route\n${uriHostPort(target)}\n${callId}`)
     .digest('base64url')
     .slice(0, 22);
 }
@@ -65,22 +65,35 @@ export function checkRouteToken(
 /**
  * The MAC a node puts in every Record-Route it adds for a phone: an in-dialog request that a
  * phone sends back along it shows that this node routed the dialog, which is what lets it pass
- * without a digest challenge (only out-of-dialog requests are challenged). A request with a
- * To tag but without it (a made-up "dialog") is challenged like a new one.
+ * without a digest challenge (only out-of-dialog requests are challenged). It is bound to the
+ * dialog's far side (`side`): `node:<hex>`, the node the dialog continues to, or `phone` (a
+ * device of this node, or an outside address), so that one seen by a party to a call cannot
+ * take requests to another node's phones. A request with a To tag but without a token that
+ * fits is challenged like a new one.
  */
-export function dialogToken(secret: Uint8Array | KeyObject, callId: string): string {
-  return createHmac('sha256', secret).update(`dialog\n${callId}`).digest('base64url').slice(0, 22);
+export function dialogToken(secret: Uint8Array | KeyObject, callId: string, side: string): string {
+  return createHmac('sha256', secret)
+    .update(`dialog\n${side}\n${callId}`)
+    .digest('base64url')
+    .slice(0, 22);
 }
 
-/** True when `token` was made by dialogToken with this secret for this Call-ID. */
+/** True when `token` was made by dialogToken with this secret for this Call-ID and side. */
 export function checkDialogToken(
   secret: Uint8Array | KeyObject,
   token: string,
   callId: string,
+  side: string,
 ): boolean {
-  const want = Buffer.from(dialogToken(secret, callId));
+  const want = Buffer.from(dialogToken(secret, callId, side));
   const got = Buffer.from(token);
   return want.length === got.length && timingSafeEqual(want, got);
+}
+
+/** The far side a dialog token is bound to, for the next hop `next` (see dialogToken). */
+export function dialogSide(next: Uri): string {
+  const node = nodeOfUri(next);
+  return node === undefined ? 'phone' : `node:${node}`;
 }
 
 /** The node-ID (hex) a Route/Request-URI names, when it is one of our Record-Route URIs. */

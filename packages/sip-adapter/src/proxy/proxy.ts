@@ -45,6 +45,7 @@ import {
   checkDialogToken,
   checkRouteToken,
   DIALOG_TOKEN_PARAM,
+  dialogSide,
   dialogToken,
   formatNodeRoute,
   nodeOfUri,
@@ -422,17 +423,28 @@ export class StatefulProxy {
   }
 
   /**
-   * True when an in-dialog request carries, in its Request-URI or a Route, a Record-Route this
-   * node made for its dialog (Call-ID). A malformed Route is no proof.
+   * True when an in-dialog request comes along a Record-Route this node made for its dialog:
+   * one of the Routes this node takes off (or its URI in the Request-URI) carries a dialog
+   * token for its Call-ID and for where it goes next (dialogSide). A malformed Route is none.
    */
   routedDialog(request: SipRequest): boolean {
-    const ours = (uri: Uri): boolean => {
-      if (!isSipUri(uri) || nodeOfUri(uri) !== this.c.nodeHex) return false;
-      const t = uri.params[DIALOG_TOKEN_PARAM];
-      return typeof t === 'string' && checkDialogToken(this.routeSecret, t, request.callId);
-    };
     try {
-      return ours(request.requestUri) || request.routes.some((r) => ours(r.uri));
+      const ours: Uri[] = [];
+      const all = request.routes;
+      // Strict routing (our URI in the Request-URI): the last Route holds the target.
+      const strict = this.isOurUri(request.requestUri);
+      if (strict) ours.push(request.requestUri);
+      const routes = strict ? all.slice(0, -1) : all;
+      const target = strict ? all.at(-1)?.uri : request.requestUri;
+      let at = 0;
+      while (at < routes.length && this.isOurUri(routes[at]!.uri)) ours.push(routes[at++]!.uri);
+      const next = routes[at]?.uri ?? target;
+      if (ours.length === 0 || next === undefined) return false;
+      const side = dialogSide(next);
+      return ours.some((uri) => {
+        const t = isSipUri(uri) ? uri.params[DIALOG_TOKEN_PARAM] : undefined;
+        return typeof t === 'string' && checkDialogToken(this.routeSecret, t, request.callId, side);
+      });
     } catch {
       return false;
     }
@@ -585,7 +597,13 @@ export class StatefulProxy {
       // From a phone here: in-dialog requests coming back along this route may go to its Contact.
       const contact = fromPeer === undefined ? firstContactUri(request) : undefined;
       const token = contact && routeToken(this.routeSecret, request.callId, contact);
-      const dialog = dialogToken(this.routeSecret, request.callId);
+      // The dialog's far side: the node it goes to or came from, else a phone here or outside.
+      const far = hop.kind === 'node' ? hop.nodeHex : fromPeer;
+      const dialog = dialogToken(
+        this.routeSecret,
+        request.callId,
+        far === undefined ? 'phone' : `node:${far}`,
+      );
       request.headers.prepend('Record-Route', formatNodeRoute(this.c.nodeHex, rr, token, dialog));
     }
     const sentBy = this.c.localAddress(

@@ -335,13 +335,18 @@ export class RegisterHandler {
     const now = this.options.clock.now();
     store.expire(now);
     for (const [aor, pending] of this.unpublished) {
-      if (pending.nextTryAt > now) continue;
+      // Not while a REGISTER of the AOR waits: it publishes the bindings itself.
+      if (pending.nextTryAt > now || this.queues.has(aor)) continue;
       pending.nextTryAt = now + REMOVAL_RETRY_MS;
       void this.serialized(aor, async () => {
         if (this.unpublished.get(aor) !== pending) return; // a REGISTER published since
-        await this.options.publisher.sync(aor, pending.resource, store.lookup(aor, now));
+        const current = store.lookup(aor, this.options.clock.now());
+        await this.options.publisher.sync(aor, pending.resource, current);
         this.unpublished.delete(aor);
-      }).catch(() => undefined);
+      }).catch((err: unknown) => {
+        // Refused (the name is another key's now, say): trying again would not change that.
+        if (isRefusal(err) && this.unpublished.get(aor) === pending) this.unpublished.delete(aor);
+      });
     }
     let released = 0;
     for (const [id, aors] of [...this.keptFlows]) {
