@@ -80,7 +80,10 @@ export interface SipNodeOptions {
   users?: SipUsers;
   /** Nonce HMAC key; default random per start. */
   authSecret?: Uint8Array;
-  /** Key of the tokens in this node's Record-Routes; default random per start (loadRouteSecret keeps one in the data directory). */
+  /**
+   * Key of the tokens in this node's Record-Routes; default random per start (loadRouteSecret
+   * keeps one in the data directory).
+   */
   routeSecret?: Uint8Array;
   /** Digest algorithms offered, in order; default SHA-256 then MD5. */
   authAlgorithms?: readonly ('SHA-256' | 'MD5')[];

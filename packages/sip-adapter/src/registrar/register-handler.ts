@@ -273,7 +273,7 @@ export class RegisterHandler {
         headers: [{ name: 'Retry-After', value: String(REGISTER_BUSY_RETRY_AFTER_S) }],
       });
     }
-    if (err instanceof OverlayError && err.code === 'ERR_FORBIDDEN') {
+    if (isRefusal(err)) {
       this.log.info({ resource, reason: message }, 'registration refused by the overlay');
       return createResponse(request, 403, { reason: oneLine(message) });
     }
