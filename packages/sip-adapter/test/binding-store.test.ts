@@ -167,7 +167,7 @@ describe('registrar bindings', () => {
     assert.deepEqual(changes[1], [AOR, []]);
   });
 
-  it('caps the devices of one AOR: a new one replaces the binding due to expire first', () => {
+  it('caps the devices of one AOR: a new one replaces the binding refreshed longest ago', () => {
     const s = new BindingStore({ maxBindingsPerAor: 2 });
     s.register({ aor: AOR, callId: 'c1', cseq: 1, contacts: [{ uri: 'sip:a@1' }] }, T0);
     s.register({ aor: AOR, callId: 'c2', cseq: 1, contacts: [{ uri: 'sip:a@2' }] }, T0 + 1000);
@@ -184,18 +184,32 @@ describe('registrar bindings', () => {
         .sort(),
       ['sip:a@2', 'sip:a@3'],
     );
+    // A phone with a short expiry that keeps refreshing stays; the one refreshed longest ago
+    // (though due to expire later) makes room.
+    s.register(
+      { aor: AOR, callId: 'c2', cseq: 2, contacts: [{ uri: 'sip:a@2', expires: 120 }] },
+      T0 + 60_000,
+    );
+    s.register({ aor: AOR, callId: 'c5', cseq: 1, contacts: [{ uri: 'sip:a@5' }] }, T0 + 61_000);
+    assert.deepEqual(
+      s
+        .lookup(AOR, T0 + 61_000)
+        .map((b) => b.uri)
+        .sort(),
+      ['sip:a@2', 'sip:a@5'],
+    );
     // More devices in one REGISTER than the limit: refused, nothing changed.
     const many = s.register(
       {
         aor: AOR,
         callId: 'c4',
         cseq: 1,
-        contacts: [{ uri: 'sip:a@4' }, { uri: 'sip:a@5' }, { uri: 'sip:a@6' }],
+        contacts: [{ uri: 'sip:a@4' }, { uri: 'sip:a@6' }, { uri: 'sip:a@7' }],
       },
-      T0 + 3000,
+      T0 + 62_000,
     );
     assert.equal(many.status, 403);
-    assert.equal(s.lookup(AOR, T0 + 3000).length, 2);
+    assert.equal(s.lookup(AOR, T0 + 62_000).length, 2);
   });
 
   it('takes two Contacts of one REGISTER that name the same device (the later wins)', () => {

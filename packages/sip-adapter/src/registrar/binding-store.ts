@@ -45,6 +45,8 @@ export interface Binding {
   q: number;
   /** Absolute expiry, ms. */
   expiresAt: number;
+  /** When the device last registered or refreshed, ms (absent in bindings saved before). */
+  registeredAt?: number;
   callId: string;
   cseq: number;
   instance?: string;
@@ -133,6 +135,7 @@ export class BindingStore {
         uri: c.uri,
         q: c.q ?? 1,
         expiresAt: now + expires * 1000,
+        registeredAt: now,
         callId: input.callId,
         cseq: input.cseq,
         ...(c.instance !== undefined ? { instance: c.instance } : {}),
@@ -150,16 +153,17 @@ export class BindingStore {
         reason: `at most ${this.maxBindings} devices may register for ${input.aor}`,
       };
     }
-    // Over the limit: the bindings due to expire first make room, as a phone that registers
+    // Over the limit: the bindings refreshed longest ago make room, as a phone that registers
     // with a new Contact at each start (Zoiper's rinstance, a browser phone per page load)
-    // leaves its old ones behind until they expire. The user's own devices: refusing would
-    // lock the user out (a 403 is not retried, RFC 3261 §21.4.4) until they expire.
+    // leaves its old ones behind until they expire; a live phone with a short expiry keeps
+    // refreshing and stays. The user's own devices: refusing would lock the user out (a 403
+    // is not retried, RFC 3261 §21.4.4) until they expire.
     let kept = next;
     if (next.length > this.maxBindings) {
       const evicted = new Set(
         next
           .filter((b) => !written.has(b))
-          .sort((x, y) => x.expiresAt - y.expiresAt)
+          .sort((x, y) => (x.registeredAt ?? 0) - (y.registeredAt ?? 0))
           .slice(0, next.length - this.maxBindings),
       );
       kept = next.filter((b) => !evicted.has(b));

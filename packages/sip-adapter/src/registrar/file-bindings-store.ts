@@ -263,6 +263,7 @@ function isBinding(b: unknown): b is Binding {
     typeof x.uri === 'string' &&
     typeof x.q === 'number' &&
     typeof x.expiresAt === 'number' &&
+    (x.registeredAt === undefined || typeof x.registeredAt === 'number') &&
     typeof x.callId === 'string' &&
     typeof x.cseq === 'number' &&
     (x.instance === undefined || typeof x.instance === 'string') &&
