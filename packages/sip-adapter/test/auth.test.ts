@@ -126,6 +126,19 @@ describe('digest authentication', () => {
 
   after(() => bed.close());
 
+  /** Alice's phone registers at node a: challenged, then answering with her password. */
+  async function registerAlice(p: UdpPhone): Promise<number> {
+    const [c] = challenges(await register(a, p, 'alice'), 'www-authenticate');
+    assert.ok(c);
+    const creds = credentials(c, {
+      user: 'alice',
+      password: 'wonderland',
+      method: 'REGISTER',
+      uri,
+    });
+    return (await register(a, p, 'alice', creds)).status;
+  }
+
   it('challenges a REGISTER with 401 offering SHA-256, then MD5', async () => {
     const p = await phone();
     const res = await register(a, p, 'alice');
@@ -261,15 +274,7 @@ describe('digest authentication', () => {
 
   it('challenges an INVITE from a phone with 407, then routes it with credentials', async () => {
     const callee = await phone();
-    const [c] = challenges(await register(a, callee, 'alice'), 'www-authenticate');
-    assert.ok(c);
-    const reg = await register(
-      a,
-      callee,
-      'alice',
-      credentials(c, { user: 'alice', password: 'wonderland', method: 'REGISTER', uri }),
-    );
-    assert.equal(reg.status, 200);
+    assert.equal(await registerAlice(callee), 200);
 
     const caller = await phone();
     const target = `sip:alice@${REALM}`;
@@ -303,15 +308,7 @@ describe('digest authentication', () => {
 
   it('challenges an in-dialog request unless it comes along the Record-Route of its dialog', async () => {
     const callee = await phone();
-    const [c] = challenges(await register(a, callee, 'alice'), 'www-authenticate');
-    assert.ok(c);
-    const creds = credentials(c, {
-      user: 'alice',
-      password: 'wonderland',
-      method: 'REGISTER',
-      uri,
-    });
-    assert.equal((await register(a, callee, 'alice', creds)).status, 200);
+    assert.equal(await registerAlice(callee), 200);
     const caller = await phone();
     const target = `sip:alice@${REALM}`;
     const first = request('INVITE', target, caller);

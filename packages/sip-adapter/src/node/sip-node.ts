@@ -200,6 +200,7 @@ export class SipNode implements TransactionUser {
     });
     this.proxy = new StatefulProxy({
       ...(options.routeSecret ? { routeSecret: options.routeSecret } : {}),
+      dialogTokens: this.auth !== undefined,
       nodeHex: this.nodeHex,
       domain: this.domain,
       transactions: this.transactions,

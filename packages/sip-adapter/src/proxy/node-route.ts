@@ -44,10 +44,7 @@ export function uriHostPort(uri: SipUri): string {
  * that makes this node deliver to an address of its choosing.
  */
 export function routeToken(secret: Uint8Array | KeyObject, callId: string, target: SipUri): string {
-  return createHmac('sha256', secret)
-    .update(`route\n${uriHostPort(target)}\n${callId}`)
-    .digest('base64url')
-    .slice(0, 22);
+  return mac(secret, `route\n${uriHostPort(target)}\n${callId}`);
 }
 
 /** True when `token` was made by routeToken with this secret for this Call-ID and target. */
@@ -57,9 +54,7 @@ export function checkRouteToken(
   callId: string,
   target: SipUri,
 ): boolean {
-  const want = Buffer.from(routeToken(secret, callId, target));
-  const got = Buffer.from(token);
-  return want.length === got.length && timingSafeEqual(want, got);
+  return sameToken(routeToken(secret, callId, target), token);
 }
 
 /**
@@ -72,10 +67,7 @@ export function checkRouteToken(
  * fits is challenged like a new one.
  */
 export function dialogToken(secret: Uint8Array | KeyObject, callId: string, side: string): string {
-  return createHmac('sha256', secret)
-    .update(`dialog\n${side}\n${callId}`)
-    .digest('base64url')
-    .slice(0, 22);
+  return mac(secret, `dialog\n${side}\n${callId}`);
 }
 
 /** True when `token` was made by dialogToken with this secret for this Call-ID and side. */
@@ -85,9 +77,7 @@ export function checkDialogToken(
   callId: string,
   side: string,
 ): boolean {
-  const want = Buffer.from(dialogToken(secret, callId, side));
-  const got = Buffer.from(token);
-  return want.length === got.length && timingSafeEqual(want, got);
+  return sameToken(dialogToken(secret, callId, side), token);
 }
 
 /** The far side a dialog token is bound to, for the next hop `next` (see dialogToken). */
@@ -101,4 +91,16 @@ export function nodeOfUri(uri: Uri): string | undefined {
   if (!isSipUri(uri) || uri.user === undefined) return undefined;
   const user = uri.user.toLowerCase();
   return NODE_HEX.test(user) && 'lr' in uri.params ? user : undefined;
+}
+
+/** A token: the HMAC-SHA-256 of `text`, 22 base64url characters (132 bits). */
+function mac(secret: Uint8Array | KeyObject, text: string): string {
+  return createHmac('sha256', secret).update(text).digest('base64url').slice(0, 22);
+}
+
+/** `got` equals `want`, compared in constant time. */
+function sameToken(want: string, got: string): boolean {
+  const a = Buffer.from(want);
+  const b = Buffer.from(got);
+  return a.length === b.length && timingSafeEqual(a, b);
 }

@@ -106,6 +106,8 @@ export interface ProxyComponents {
   relayExternal?: boolean;
   /** Key of the MACs in our Record-Route entries; default random per start. */
   routeSecret?: Uint8Array;
+  /** Put dialog tokens in our Record-Routes (the node challenges its phones: see routedDialog). */
+  dialogTokens?: boolean;
 }
 
 export interface ProxyStats {
@@ -597,13 +599,12 @@ export class StatefulProxy {
       // From a phone here: in-dialog requests coming back along this route may go to its Contact.
       const contact = fromPeer === undefined ? firstContactUri(request) : undefined;
       const token = contact && routeToken(this.routeSecret, request.callId, contact);
-      // The dialog's far side: the node it goes to or came from, else a phone here or outside.
+      // Only a node that challenges its phones checks the dialog token (routedDialog): the
+      // dialog's far side, the node it goes to or came from, else a phone here or outside.
       const far = hop.kind === 'node' ? hop.nodeHex : fromPeer;
-      const dialog = dialogToken(
-        this.routeSecret,
-        request.callId,
-        far === undefined ? 'phone' : `node:${far}`,
-      );
+      const dialog = this.c.dialogTokens
+        ? dialogToken(this.routeSecret, request.callId, far === undefined ? 'phone' : `node:${far}`)
+        : undefined;
       request.headers.prepend('Record-Route', formatNodeRoute(this.c.nodeHex, rr, token, dialog));
     }
     const sentBy = this.c.localAddress(

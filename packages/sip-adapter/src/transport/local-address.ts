@@ -24,7 +24,14 @@ export interface InterfaceAddressesOptions {
 export class InterfaceAddresses {
   private readonly read: () => NodeJS.Dict<NetworkInterfaceInfo[]>;
   private readonly now: () => number;
-  private cached: { at: number; list: NetworkInterfaceInfo[] } | undefined;
+  private cached:
+    | {
+        at: number;
+        list: NetworkInterfaceInfo[];
+        /** The external interfaces' subnets, built once per read of the list. */
+        subnets: { address: string; v6: boolean; block: BlockList }[];
+      }
+    | undefined;
 
   constructor(options: InterfaceAddressesOptions = {}) {
     this.read = options.read ?? networkInterfaces;
@@ -33,6 +40,10 @@ export class InterfaceAddresses {
 
   /** Every address of every interface, loopback included. */
   list(): readonly NetworkInterfaceInfo[] {
+    return this.current().list;
+  }
+
+  private current(): NonNullable<InterfaceAddresses['cached']> {
     const now = this.now();
     if (!this.cached || now - this.cached.at > INTERFACES_TTL_MS) {
       let list: NetworkInterfaceInfo[] = [];
@@ -41,9 +52,22 @@ export class InterfaceAddresses {
       } catch {
         // No interface list (a sandbox without /proc, say): loopback is all we can name.
       }
-      this.cached = { at: now, list };
+      const subnets = [];
+      for (const i of list) {
+        if (i.internal || i.cidr === null) continue;
+        const v6 = i.family === 'IPv6';
+        const [net, bits] = i.cidr.split('/');
+        const block = new BlockList();
+        try {
+          block.addSubnet(net as string, Number(bits), v6 ? 'ipv6' : 'ipv4');
+          subnets.push({ address: i.address, v6, block });
+        } catch {
+          // A CIDR that does not parse names no subnet.
+        }
+      }
+      this.cached = { at: now, list, subnets };
     }
-    return this.cached.list;
+    return this.cached;
   }
 
   /** True when `host` (an IP literal, any case, IPv6 with or without brackets) is ours. */
@@ -65,13 +89,10 @@ export class InterfaceAddresses {
     if (r === undefined) return this.firstExternal(false) ?? loopback;
     if (v6 ? r === '::1' : r.startsWith('127.')) return loopback;
     const family = v6 ? 'ipv6' : 'ipv4';
-    for (const i of this.list()) {
-      if (i.internal || i.cidr === null || (i.family === 'IPv6') !== v6) continue;
-      const [net, bits] = i.cidr.split('/');
-      const subnet = new BlockList();
+    for (const subnet of this.current().subnets) {
+      if (subnet.v6 !== v6) continue;
       try {
-        subnet.addSubnet(net as string, Number(bits), family);
-        if (subnet.check(r, family)) return i.address;
+        if (subnet.block.check(r, family)) return subnet.address;
       } catch {
         // Not an address of this family after all: no subnet holds it.
       }
