@@ -113,7 +113,7 @@ export class OverlayClient {
 
   /** Signs a record locally and has the peer store it. Returns the replicas the peer reports. */
   async publish(params: PublishParams): Promise<{ record: StoredRecord; replicas: number }> {
-    const { claim, record } = this.signer.sign(params);
+    const { claim, record } = await this.signer.sign(params);
     if (claim) {
       await this.call('store', encodeRecord(claim));
       this.signer.claimStored(claim);

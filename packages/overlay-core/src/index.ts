@@ -40,8 +40,10 @@ export {
   lockDataDir,
   readSavedConfig,
   userCertificatePath,
+  userKeyPath,
   writeSavedConfig,
 } from './identity/data-dir.js';
+export { writeFileDurably, writeFileDurablyAsync } from './identity/durable-file.js';
 export { loadOrCreateKeyFile, readKeyFile, writeKeyFile } from './identity/key-file.js';
 export {
   exportPrivateKey,

@@ -349,7 +349,7 @@ export class OverlayNode {
    * ERR_UNREACHABLE when none stored it otherwise (silent, or not among the closest).
    */
   async publish(params: PublishParams): Promise<PublishResult> {
-    const { claim, record } = this.signer.sign(params);
+    const { claim, record } = await this.signer.sign(params);
     if (!claim) return this.storeRecord(record);
     const [, stored] = await this.storeRecords([claim, record], () =>
       this.signer.claimStored(claim),

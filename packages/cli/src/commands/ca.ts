@@ -2,7 +2,7 @@
 // authority key (kept in its own directory, 0600, ideally offline) and the signed overlay
 // configuration every node joins with; `ca issue` binds a user name to a user key.
 
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   assertUserName,
@@ -15,6 +15,7 @@ import {
   readKeyFile,
   signOverlayConfig,
   userCertificatePath,
+  writeFileDurably,
   writeKeyFile,
 } from '@peerbx/overlay-core';
 import { CA_CONFIG_FILE, CA_KEY_FILE } from '../constants.js';
@@ -58,7 +59,7 @@ export function caInit(o: CaInitOptions): CaInitResult {
     ),
     authority,
   );
-  writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o644 });
+  writeFileDurably(configFile, `${JSON.stringify(config, null, 2)}\n`, 0o644);
   return {
     caDir,
     keyFile,
@@ -117,7 +118,7 @@ export function caIssue(o: CaIssueOptions): CaIssueResult {
   const cert = guard(() =>
     issueCertificate(authority, o.user, userKey, Math.round(o.days * 86_400_000), Date.now()),
   );
-  writeFileSync(certFile, encodeCertificate(cert), { mode: 0o644 });
+  writeFileDurably(certFile, encodeCertificate(cert), 0o644);
   return { user: o.user, certFile, notAfter: new Date(cert.notAfter).toISOString(), copyNeeded };
 }
 

@@ -19,6 +19,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { OverlayError } from '../errors.js';
+import { writeFileDurably } from './durable-file.js';
 import { loadOrCreateKeyFile } from './key-file.js';
 import {
   generateKeyPair,
@@ -88,10 +89,15 @@ export function assertUserName(user: string): void {
   }
 }
 
+/** Where a local user's key is kept (the name checked first). */
+export function userKeyPath(p: DataDirPaths, user: string): string {
+  assertUserName(user);
+  return join(p.users, `${user}.key`);
+}
+
 /** Loads (or creates) the key of a local user. */
 export function loadUserKey(p: DataDirPaths, user: string): KeyPair {
-  assertUserName(user);
-  return loadOrCreateKeyFile(join(p.users, `${user}.key`), generateKeyPair);
+  return loadOrCreateKeyFile(userKeyPath(p, user), generateKeyPair);
 }
 
 export function userCertificatePath(p: DataDirPaths, user: string): string {
@@ -154,5 +160,5 @@ export function readSavedConfig(p: DataDirPaths): unknown {
 }
 
 export function writeSavedConfig(p: DataDirPaths, config: unknown): void {
-  writeFileSync(p.config, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  writeFileDurably(p.config, `${JSON.stringify(config, null, 2)}\n`, 0o600);
 }

@@ -1,14 +1,13 @@
 // Private keys on disk: PEM files readable by the owner only (0600), written atomically.
 
-import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { OverlayError } from '../errors.js';
+import { writeFileDurably } from './durable-file.js';
 import { exportPrivateKey, importPrivateKey, type KeyPair } from './keys.js';
 
+/** Writes the key durably (durable-file.ts): after a crash the file holds the key or is absent. */
 export function writeKeyFile(path: string, keys: KeyPair): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, exportPrivateKey(keys), { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, path);
+  writeFileDurably(path, exportPrivateKey(keys), 0o600);
 }
 
 export function readKeyFile(path: string): KeyPair {

@@ -80,6 +80,17 @@ export function verify(publicKey: Uint8Array, data: Uint8Array, signature: Uint8
 const verifiedCache = new Map<string, { key: Uint8Array; data: Uint8Array }>();
 const VERIFIED_CACHE_MAX = 8192;
 
+/**
+ * sign(), the signature remembered as good: a record this node signs is checked again by this
+ * node when it is one of the record's storing peers, and when it fetches the record back. An
+ * Ed25519 signature made with the key pair's own private key always verifies.
+ */
+export function signRemembered(keys: KeyPair, data: Uint8Array): Uint8Array {
+  const signature = sign(keys, data);
+  remember(signature, keys.publicKey, data);
+  return signature;
+}
+
 /** verify(), remembering successes: for signatures that are checked again (stored records). */
 export function verifyRemembered(
   publicKey: Uint8Array,
@@ -93,13 +104,22 @@ export function verifyRemembered(
   const hit = verifiedCache.get(id);
   if (hit && sameBytes(hit.key, publicKey) && sameBytes(hit.data, data)) return true;
   if (!verify(publicKey, data, signature)) return false;
+  remember(signature, publicKey, data, id);
+  return true;
+}
+
+function remember(
+  signature: Uint8Array,
+  publicKey: Uint8Array,
+  data: Uint8Array,
+  id = Buffer.from(signature.buffer, signature.byteOffset, signature.byteLength).toString('base64'),
+): void {
   if (verifiedCache.size >= VERIFIED_CACHE_MAX) {
     const oldest = verifiedCache.keys().next().value;
     if (oldest !== undefined) verifiedCache.delete(oldest);
   }
   // Copies: the bytes given may be views into a datagram or a caller's buffer.
   verifiedCache.set(id, { key: new Uint8Array(publicKey), data: new Uint8Array(data) });
-  return true;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

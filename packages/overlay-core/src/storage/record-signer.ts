@@ -2,13 +2,15 @@
 // kinds, carrying the user's certificate in enrolled mode. In open mode a user record needs
 // the user's name claim stored first; the signer says when one is due.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, type Stats, statSync } from 'node:fs';
 import type { Clock } from '@peerbx/dht-kademlia';
 import { kindById, type OverlayConfig } from '../config/overlay-config.js';
 import { KIND_NAME_CLAIM, NAME_CLAIM_LIFETIME_MS } from '../constants.js';
 import { OverlayError } from '../errors.js';
-import { type DataDirPaths, loadUserKey, userCertificatePath } from '../identity/data-dir.js';
-import type { KeyPair } from '../identity/keys.js';
+import { type DataDirPaths, userCertificatePath, userKeyPath } from '../identity/data-dir.js';
+import { writeFileDurablyAsync } from '../identity/durable-file.js';
+import { readKeyFile } from '../identity/key-file.js';
+import { exportPrivateKey, generateKeyPair, type KeyPair } from '../identity/keys.js';
 import { createRecord, recordExpiresAt, type StoredRecord } from './record.js';
 
 export interface PublishParams {
@@ -29,9 +31,22 @@ export interface SignedRecords {
   record: StoredRecord;
 }
 
+/** Local users' keys kept in memory (a node serves its users, not the world's). */
+const USER_KEYS_CACHED = 10_000;
+
+interface CachedKey {
+  readonly keys: KeyPair;
+  /** The key file as it was read: a file replaced since (a user's key copied in) is read again. */
+  readonly file: Pick<Stats, 'ino' | 'mtimeMs' | 'size'>;
+}
+
 export class RecordSigner {
   /** When each name claim this signer made lapses. */
   private readonly claims = new Map<string, number>();
+  /** Users' keys by key file path. */
+  private readonly userKeyCache = new Map<string, CachedKey>();
+  /** Keys being created, by key file path: two REGISTERs of a new user get one key. */
+  private readonly creating = new Map<string, Promise<KeyPair>>();
 
   constructor(
     private readonly paths: DataDirPaths,
@@ -40,7 +55,7 @@ export class RecordSigner {
     private readonly clock: Clock,
   ) {}
 
-  sign(params: PublishParams): SignedRecords {
+  async sign(params: PublishParams): Promise<SignedRecords> {
     const kind = kindById(this.config, params.kind);
     if (!kind) {
       throw new OverlayError(
@@ -53,7 +68,7 @@ export class RecordSigner {
       return { record: createRecord({ ...this.base(params, now) }, this.nodeKeys) };
     }
     const user = params.user ?? params.resource.split('@')[0] ?? '';
-    const userKeys = loadUserKey(this.paths, user);
+    const userKeys = await this.userKeys(user);
     let certificate: Uint8Array | undefined;
     let claim: StoredRecord | undefined;
     if (this.config.enrollment === 'enrolled') {
@@ -90,6 +105,51 @@ export class RecordSigner {
     return claim ? { claim, record } : { record };
   }
 
+  /**
+   * A local user's key: from memory while its file is unchanged, else read from the file, else
+   * (first use) created and written durably, off the event loop, before anything is signed
+   * with it: a name claimed with a key lost in a crash would stay claimed by nobody's key.
+   */
+  private userKeys(user: string): Promise<KeyPair> {
+    const path = userKeyPath(this.paths, user);
+    const creating = this.creating.get(path);
+    if (creating) return creating;
+    const file = statIfThere(path);
+    if (file) {
+      const cached = this.userKeyCache.get(path);
+      if (
+        cached &&
+        cached.file.ino === file.ino &&
+        cached.file.mtimeMs === file.mtimeMs &&
+        cached.file.size === file.size
+      ) {
+        return Promise.resolve(cached.keys);
+      }
+      return Promise.resolve(this.cacheKey(path, readKeyFile(path), file));
+    }
+    const made = (async () => {
+      const keys = generateKeyPair();
+      await writeFileDurablyAsync(path, exportPrivateKey(keys), 0o600);
+      const written = statIfThere(path);
+      return written ? this.cacheKey(path, keys, written) : keys;
+    })().finally(() => this.creating.delete(path));
+    this.creating.set(path, made);
+    return made;
+  }
+
+  private cacheKey(path: string, keys: KeyPair, file: Stats): KeyPair {
+    this.userKeyCache.delete(path);
+    if (this.userKeyCache.size >= USER_KEYS_CACHED) {
+      const oldest = this.userKeyCache.keys().next().value;
+      if (oldest !== undefined) this.userKeyCache.delete(oldest);
+    }
+    this.userKeyCache.set(path, {
+      keys,
+      file: { ino: file.ino, mtimeMs: file.mtimeMs, size: file.size },
+    });
+    return keys;
+  }
+
   /** The claim was stored: no new one is due until half its lifetime has passed. */
   claimStored(claim: StoredRecord): void {
     this.claims.set(claim.resource, recordExpiresAt(claim));
@@ -105,5 +165,14 @@ export class RecordSigner {
       storedAt: now,
       lifetimeMs: params.lifetimeMs,
     };
+  }
+}
+
+function statIfThere(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }

@@ -12,7 +12,7 @@ import {
   type KeyPair,
   PUBLIC_KEY_BYTES,
   SIGNATURE_BYTES,
-  sign,
+  signRemembered,
   verifyRemembered,
 } from '../identity/keys.js';
 import {
@@ -208,8 +208,8 @@ export function createRecord(
   ]);
   return {
     ...fields,
-    ...(userKeys ? { userSignature: sign(userKeys, tbs) } : {}),
-    nodeSignature: sign(nodeKeys, tbs),
+    ...(userKeys ? { userSignature: signRemembered(userKeys, tbs) } : {}),
+    nodeSignature: signRemembered(nodeKeys, tbs),
     tbs,
   };
 }

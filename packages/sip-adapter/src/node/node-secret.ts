@@ -5,16 +5,17 @@
 // and no nonce-count seen before the restart can be replayed.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileDurably } from '@peerbx/overlay-core';
 
 const SECRET_FILE = 'sip-route-key';
 const SECRET_BYTES = 32;
 
 /**
  * The route key of a node whose data directory is `dataDir` (SipNodeOptions.routeSecret): read
- * from `sip-route-key`, or made and written there (temporary file, fsync, rename: a crash
- * leaves the old file or the new one). A file of the wrong size is replaced.
+ * from `sip-route-key`, or made and written there durably (a crash leaves the old file or the
+ * new one). A file of the wrong size is replaced.
  */
 export function loadRouteSecret(dataDir: string): Uint8Array {
   const path = join(dataDir, SECRET_FILE);
@@ -25,14 +26,6 @@ export function loadRouteSecret(dataDir: string): Uint8Array {
     // Not there yet: made below.
   }
   const secret = randomBytes(SECRET_BYTES);
-  const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, secret);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
+  writeFileDurably(path, secret, 0o600);
   return new Uint8Array(secret);
 }

@@ -9,9 +9,9 @@
 // Bindings on a TCP/WebSocket flow are not kept: the connection dies with the process, and
 // the phone registers again over a new one (RFC 5626). UDP bindings are kept.
 
-import { type FileHandle, mkdir, open, readFile, rename } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { type Logger, silentLogger } from '@peerbx/overlay-core';
+import { type Logger, silentLogger, writeFileDurablyAsync } from '@peerbx/overlay-core';
 import type { Binding, Flow } from './binding-store.js';
 import type { BindingsPersistence } from './bindings-persistence.js';
 import { BINDINGS_FILE } from './constants.js';
@@ -176,15 +176,7 @@ export class FileBindingsStore implements BindingsPersistence {
     const bindings = [...this.byAor.values()].flat().filter((b) => b.expiresAt > now);
     const text = `${JSON.stringify({ version: FORMAT_VERSION, bindings }, null, 1)}\n`;
     await mkdir(dirname(this.path), { recursive: true });
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(text, 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.path);
+    await writeFileDurablyAsync(this.path, text, 0o600);
     // A crash here replays the old journal over the new snapshot: the same bindings again.
     const journal = await this.openJournal();
     await journal.truncate(0);

@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import {
+  chmodSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { systemClock } from '@peerbx/dht-kademlia';
+import { defaultOverlayConfig } from '../src/config/overlay-config.js';
+import { KIND_NAME_CLAIM, KIND_SIP_REGISTRATION } from '../src/constants.js';
+import { ensureDataDir, userKeyPath } from '../src/identity/data-dir.js';
+import { writeFileDurably, writeFileDurablyAsync } from '../src/identity/durable-file.js';
+import { readKeyFile, writeKeyFile } from '../src/identity/key-file.js';
+import { generateKeyPair } from '../src/identity/keys.js';
+import { RecordSigner } from '../src/storage/record-signer.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'peerbx-signer-'));
+  dirs.push(d);
+  return d;
+}
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+describe('durable files', () => {
+  for (const [name, write] of [
+    ['sync', async (p: string, d: string) => writeFileDurably(p, d, 0o600)],
+    ['async', (p: string, d: string) => writeFileDurablyAsync(p, d, 0o600)],
+  ] as const) {
+    it(`${name}: replaces the file whole, owner-only, and leaves no temporary file`, async () => {
+      const dir = tempDir();
+      const path = join(dir, 'secret');
+      await write(path, 'first');
+      assert.equal(readFileSync(path, 'utf8'), 'first');
+      // A temporary file a crash left behind, readable by others: its mode is not inherited.
+      const stale = `${path}.tmp-${process.pid}`;
+      writeFileSync(stale, 'torn');
+      chmodSync(stale, 0o644);
+      await write(path, 'second');
+      assert.equal(readFileSync(path, 'utf8'), 'second');
+      assert.equal(statSync(path).mode & 0o777, 0o600);
+      assert.deepEqual(readdirSync(dir), ['secret']);
+    });
+  }
+
+  it('a writer killed at any moment leaves the old contents or the new, never a mix', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'config.json');
+    const a = 'a'.repeat(200_000);
+    const b = 'b'.repeat(200_000);
+    writeFileDurably(path, a);
+    const module = fileURLToPath(new URL('../src/identity/durable-file.js', import.meta.url));
+    const script = `import { writeFileDurably } from ${JSON.stringify(module)};
+      process.stdout.write('go\\n');
+      for (let i = 0; ; i++) writeFileDurably(${JSON.stringify(path)}, (i % 2 ? 'a' : 'b').repeat(200_000));`;
+    for (let round = 0; round < 8; round++) {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+      await new Promise((r) => setTimeout(r, 20 + 15 * round));
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      const text = readFileSync(path, 'utf8');
+      assert.ok(text === a || text === b, `round ${round}: ${text.length} bytes, mixed or torn`);
+    }
+  });
+});
+
+describe('record signer', () => {
+  const config = defaultOverlayConfig();
+  const node = generateKeyPair();
+  const publish = (user: string, kind = KIND_SIP_REGISTRATION) => ({
+    kind,
+    resource: `${user}@${config.domain}`,
+    dictionaryKey: new Uint8Array(32),
+    value: new Uint8Array([1]),
+    lifetimeMs: 60_000,
+  });
+
+  it("creates a new user's key once, on disk before anything is signed with it", async () => {
+    const paths = ensureDataDir(tempDir());
+    const signer = new RecordSigner(paths, config, node, systemClock);
+    // Two REGISTERs of a new user at once: one key, the one in the file.
+    const [x, y] = await Promise.all([
+      signer.sign(publish('alice')),
+      signer.sign(publish('alice')),
+    ]);
+    const file = userKeyPath(paths, 'alice');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const onDisk = hex(readKeyFile(file).publicKey);
+    assert.equal(hex(x.record.user?.publicKey ?? new Uint8Array()), onDisk);
+    assert.equal(hex(y.record.user?.publicKey ?? new Uint8Array()), onDisk);
+    assert.equal(x.claim?.kind, KIND_NAME_CLAIM);
+    assert.equal(hex(x.claim?.value ?? new Uint8Array()), onDisk);
+    assert.deepEqual(
+      readdirSync(paths.users).filter((f) => f.includes('tmp')),
+      [],
+    );
+    // A restarted node signs with the same key.
+    const again = await new RecordSigner(paths, config, node, systemClock).sign(publish('alice'));
+    assert.equal(hex(again.record.user?.publicKey ?? new Uint8Array()), onDisk);
+  });
+
+  it('signs with a key file replaced while it runs (a user moved in from another node)', async () => {
+    const paths = ensureDataDir(tempDir());
+    const signer = new RecordSigner(paths, config, node, systemClock);
+    const first = await signer.sign(publish('bob'));
+    const moved = generateKeyPair();
+    writeKeyFile(userKeyPath(paths, 'bob'), moved);
+    const second = await signer.sign(publish('bob'));
+    assert.notEqual(hex(first.record.user?.publicKey ?? new Uint8Array()), hex(moved.publicKey));
+    assert.equal(hex(second.record.user?.publicKey ?? new Uint8Array()), hex(moved.publicKey));
+  });
+
+  it('refuses a user name that is no file name, and a key file others can read', async () => {
+    const paths = ensureDataDir(tempDir());
+    const signer = new RecordSigner(paths, config, node, systemClock);
+    await assert.rejects(signer.sign(publish('../etc')), /user name/);
+    await signer.sign(publish('carol'));
+    chmodSync(userKeyPath(paths, 'carol'), 0o644);
+    // Checked whenever the file is read: at the first use after a start, say.
+    await assert.rejects(
+      new RecordSigner(paths, config, node, systemClock).sign(publish('carol')),
+      /readable by others/,
+    );
+  });
+});
