@@ -671,6 +671,42 @@ describe('hostile connections', () => {
     assert.ok(!live.closed);
   });
 
+  it('closes a link within seconds when data sent to it meets silence (power cut)', async () => {
+    const watchful = await startManager({ silenceProbeMs: 100, silenceProbeTimeoutMs: 100 });
+    watchful.handle('echo', echoHandler);
+    const keys = generateNodeKeyPair(PUZZLE);
+    const peer = await RawPeer.connect(watchful.address as string);
+    await rawHandshake(peer, keys);
+    await eventually(() => watchful.linkTo(nodeIdOf(keys.publicKey)) !== undefined, 'the link');
+    const link = watchful.linkTo(nodeIdOf(keys.publicKey)) as Link;
+    // Idle, the link stays: silence after nothing sent is no sign of death.
+    await new Promise((r) => setTimeout(r, 400));
+    assert.ok(!link.closed);
+    // The peer's machine is gone (it reads nothing, answers nothing); an OPEN goes out to it.
+    const opening = link.openChannel('echo').catch((err: unknown) => err as OverlayError);
+    const [err] = await waitFor<[OverlayError?]>(link, 'close');
+    assert.match(err?.message ?? '', /is dead: silent for \d+ ms after data was sent to it/);
+    assert.ok(
+      peer.frames.some((f) => f.type === 'PING'),
+      'probed with a PING first',
+    );
+    assert.equal(((await opening) as OverlayError).code, 'ERR_UNREACHABLE');
+
+    // A peer that answers keeps its link, however much it is sent, even one-way.
+    const other = await startManager({ silenceProbeMs: 100, silenceProbeTimeoutMs: 100 });
+    other.handle('sink', () => undefined);
+    const ch = await withTimeout(
+      watchful.connect(other.nodeId, 'sink', async () => other.address as string),
+      'connect',
+    );
+    for (let i = 0; i < 8; i++) {
+      ch.send(new Uint8Array([i]));
+      await new Promise((r) => setTimeout(r, 60));
+    }
+    await new Promise((r) => setTimeout(r, 400));
+    assert.ok(!ch.closed, 'the answering peer keeps its link');
+  });
+
   it('drops connections beyond the pending-handshake limit', async () => {
     const busy = await startManager({ maxPendingHandshakes: 1 });
     busy.handle('echo', echoHandler);

@@ -17,7 +17,7 @@ import {
 import { configHash, defaultOverlayConfig } from '../src/config/overlay-config.js';
 import { OverlayError } from '../src/errors.js';
 import { keyPairFromSeed, nodeIdOf } from '../src/identity/keys.js';
-import { SignedDatagramCodec } from '../src/transport/signed-codec.js';
+import { ERROR_REPLIES_PER_S, SignedDatagramCodec } from '../src/transport/signed-codec.js';
 import { decode, encode } from '../src/wire/codec.js';
 import {
   bodyToRequest,
@@ -419,6 +419,50 @@ describe('signed datagram codec', () => {
       reply.response.body.type === 'ERROR' ? reply.response.body.message : '',
       /configuration mismatch/,
     );
+  });
+
+  it('answers a request of another version, never a response, a stub or a flood', () => {
+    const vcodec = new SignedDatagramCodec({
+      keys: OTHER,
+      configHash: cfgHash,
+      overlayName: 'peerbx',
+      puzzleBits: 0,
+      clock: { ...clock, now: () => 5_000_000 },
+    });
+    const reply = (bytes: Uint8Array) => {
+      try {
+        vcodec.decode(bytes, 'x');
+      } catch (e) {
+        assert.ok(e instanceof RejectedMessageError && e.reason === 'version');
+        return e.reply;
+      }
+      assert.fail('decoded a message of another version');
+    };
+    const later = (bytes: Uint8Array) => {
+      const b = new Uint8Array(bytes);
+      b[2] = 9;
+      return b;
+    };
+    // A whole request of version 9: told which version this node speaks.
+    const answered = reply(later(alice.encodeRequest(7, req)));
+    assert.ok(answered);
+    const decoded = alice.decode(answered, 'x');
+    assert.ok(decoded.kind === 'response' && decoded.response.body.type === 'ERROR');
+    assert.equal(decoded.response.body.type === 'ERROR' && decoded.response.body.code, 505);
+    // A response of version 9 is not answered: two nodes would answer each other for ever.
+    const response = alice.encodeResponse(7, {
+      sender: nodeIdOf(KEYS.publicKey),
+      body: { type: 'PONG' },
+    });
+    assert.equal(reply(later(response)), undefined);
+    // A 14-byte stub from a forged address would get a reply many times its size: none.
+    assert.equal(reply(later(alice.encodeRequest(8, req)).subarray(0, 14)), undefined);
+    // Each answer costs a signature: at most ERROR_REPLIES_PER_S a second.
+    const replies = Array.from({ length: 3 * ERROR_REPLIES_PER_S }, (_, i) =>
+      reply(later(alice.encodeRequest(100 + i, req))),
+    ).filter((r) => r !== undefined);
+    assert.equal(replies.length, ERROR_REPLIES_PER_S - 1);
+    assert.equal(vcodec.rejected.version, 3 + 3 * ERROR_REPLIES_PER_S);
   });
 
   it('refuses senders whose node-ID fails the puzzle', () => {

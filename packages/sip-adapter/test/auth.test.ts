@@ -306,6 +306,23 @@ describe('digest authentication', () => {
     assert.equal(ok.callId, second.callId);
   });
 
+  it('sends the 407 to an INVITE once, and again only for the INVITE sent again', async () => {
+    // The INVITE's source may be forged: each one brings one 407, not one per Timer G.
+    const caller = await phone();
+    const first = request('INVITE', `sip:alice@${REALM}`, caller);
+    caller.send(first.text, a.port);
+    await caller.response(407, 'INVITE');
+    await new Promise((r) => setTimeout(r, 2200)); // Timer G would have resent it at 0.5, 1.5 s
+    assert.equal(
+      caller.received.filter((m) => m.kind === 'response' && m.status === 407).length,
+      0,
+      'no retransmission of the 407',
+    );
+    // A phone whose 407 was lost sends its INVITE again, and gets it again.
+    caller.send(first.text, a.port);
+    await caller.response(407, 'INVITE');
+  });
+
   it('challenges an in-dialog request unless it comes along the Record-Route of its dialog', async () => {
     const callee = await phone();
     assert.equal(await registerAlice(callee), 200);

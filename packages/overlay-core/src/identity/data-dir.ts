@@ -80,12 +80,16 @@ export function loadNodeKey(p: DataDirPaths, puzzleBits: number): KeyPair {
 
 const USER_RE = /^[a-zA-Z0-9._~+-]{1,64}$/;
 
+/** What a local user's name may be: it names the user's key file. */
+export const USER_NAME_RULE = '1-64 letters, digits or . _ ~ + -';
+
+export function isUserName(user: string): boolean {
+  return USER_RE.test(user);
+}
+
 export function assertUserName(user: string): void {
-  if (!USER_RE.test(user)) {
-    throw new OverlayError(
-      'ERR_CONFIG',
-      `user name "${user}" must be 1-64 letters, digits or . _ ~ + -`,
-    );
+  if (!isUserName(user)) {
+    throw new OverlayError('ERR_CONFIG', `user name "${user}" must be ${USER_NAME_RULE}`);
   }
 }
 

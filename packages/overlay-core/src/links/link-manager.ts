@@ -55,6 +55,8 @@ export interface LinkManagerOptions {
   handshakeTimeoutMs?: number;
   keepaliveIntervalMs?: number;
   maxMissedPongs?: number;
+  silenceProbeMs?: number;
+  silenceProbeTimeoutMs?: number;
   openTimeoutMs?: number;
   maxChannelsPerLink?: number;
   maxPendingHandshakes?: number;
@@ -558,6 +560,10 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
         ? { keepaliveIntervalMs: o.keepaliveIntervalMs }
         : {}),
       ...(o.maxMissedPongs !== undefined ? { maxMissedPongs: o.maxMissedPongs } : {}),
+      ...(o.silenceProbeMs !== undefined ? { silenceProbeMs: o.silenceProbeMs } : {}),
+      ...(o.silenceProbeTimeoutMs !== undefined
+        ? { silenceProbeTimeoutMs: o.silenceProbeTimeoutMs }
+        : {}),
       ...(o.openTimeoutMs !== undefined ? { openTimeoutMs: o.openTimeoutMs } : {}),
       ...(o.maxChannelsPerLink !== undefined ? { maxChannels: o.maxChannelsPerLink } : {}),
     });

@@ -27,6 +27,14 @@ import {
 export const KEEPALIVE_INTERVAL_MS = 15_000;
 /** The link is closed when this many PINGs in a row went unanswered. */
 export const MAX_MISSED_PONGS = 3;
+/**
+ * A peer that sent nothing for this long after we sent it data or an OPEN is asked at once
+ * (a PING) whether it is still there: a node whose power failed, or whose cable was pulled,
+ * closes no connection, and a call sent to it would otherwise wait for the keepalives (45 s).
+ */
+export const SILENCE_PROBE_MS = 2_000;
+/** That PING unanswered this long (and nothing else heard), the link is closed as dead. */
+export const SILENCE_PROBE_TIMEOUT_MS = 3_000;
 /** An OPEN not answered (ACCEPT or CLOSE) by then fails. */
 export const OPEN_TIMEOUT_MS = 10_000;
 /** Open channels per link and direction; a further OPEN is refused with ERR_LIMIT. */
@@ -102,6 +110,15 @@ export class Channel extends EventEmitter<ChannelEvents> {
     return this.link.writeFrame({ type: 'DATA', channelId: this.id, data });
   }
 
+  /**
+   * Asks the node at the other end whether it is still there (Link.probe): while something
+   * is awaited from it (a call ringing there), a power cut there closes the channel within
+   * seconds.
+   */
+  probe(): void {
+    if (this.state === 'open') this.link.probe();
+  }
+
   /** Closes this channel only; the peer sees 'close' without an error. */
   close(): void {
     if (this.state === 'closed') return;
@@ -165,6 +182,8 @@ export interface LinkOptions {
   clock?: Clock;
   keepaliveIntervalMs?: number;
   maxMissedPongs?: number;
+  silenceProbeMs?: number;
+  silenceProbeTimeoutMs?: number;
   openTimeoutMs?: number;
   maxChannels?: number;
 }
@@ -220,6 +239,10 @@ export class Link extends EventEmitter<LinkEvents> {
   private missedPongs = 0;
   private pingSeq = 0;
   private keepaliveTimer: ReturnType<Clock['setTimeout']> | undefined;
+  /** When we first sent data (or an OPEN) that nothing from the peer has followed yet. */
+  private unansweredSince: number | undefined;
+  /** Due when that silence is worth a probe, or when the probe has gone unanswered. */
+  private silenceTimer: ReturnType<Clock['setTimeout']> | undefined;
 
   constructor(options: LinkOptions) {
     super();
@@ -351,7 +374,58 @@ export class Link extends EventEmitter<LinkEvents> {
     const bytes = this.cipher.seal(encodeFrameBody(frame));
     this.bytesOut += bytes.length;
     this.framesOut++;
+    if ((frame.type === 'DATA' || frame.type === 'OPEN') && this.unansweredSince === undefined) {
+      this.unansweredSince = this.clock.now();
+      if (this.silenceTimer === undefined) this.watchSilence(this.silenceProbeMs);
+    }
     return this.stream.write(bytes);
+  }
+
+  /**
+   * A PING now, unless a probe is already due: a peer that sends nothing back within
+   * silenceProbeTimeoutMs is taken for dead and the link closed.
+   */
+  probe(): void {
+    if (this.isClosed || this.silenceTimer !== undefined) return;
+    this.unansweredSince ??= this.clock.now();
+    this.pingSeq = (this.pingSeq + 1) >>> 0;
+    this.writeFrame({ type: 'PING', seq: this.pingSeq });
+    this.watchSilence(
+      this.options.silenceProbeTimeoutMs ?? SILENCE_PROBE_TIMEOUT_MS,
+      this.unansweredSince,
+    );
+  }
+
+  private get silenceProbeMs(): number {
+    return this.options.silenceProbeMs ?? SILENCE_PROBE_MS;
+  }
+
+  /**
+   * Checks, `afterMs` from now, whether the peer has sent anything since the data we sent
+   * first after its last frame: if not, a PING goes out, and a peer silent for
+   * silenceProbeTimeoutMs more is taken for dead. Every frame from the peer ends the watch.
+   */
+  private watchSilence(afterMs: number, probed?: number): void {
+    this.silenceTimer = this.clock.setTimeout(() => {
+      this.silenceTimer = undefined;
+      const since = this.unansweredSince;
+      if (this.isClosed || since === undefined) return;
+      if (since === probed) {
+        this.terminate(
+          this.unreachable(
+            `is dead: silent for ${this.clock.now() - since} ms after data was sent to it, and to a PING`,
+          ),
+          'destroy',
+        );
+        return;
+      }
+      const quietFor = this.clock.now() - since;
+      if (quietFor < this.silenceProbeMs) {
+        this.watchSilence(this.silenceProbeMs - quietFor);
+        return;
+      }
+      this.probe();
+    }, afterMs);
   }
 
   /** @internal Called by Channel.close. */
@@ -402,6 +476,7 @@ export class Link extends EventEmitter<LinkEvents> {
       }
       if (!frame) return;
       this.framesIn++;
+      this.unansweredSince = undefined;
       this.onFrame(frame);
     }
   }
@@ -594,6 +669,7 @@ export class Link extends EventEmitter<LinkEvents> {
     if (this.isClosed) return;
     this.isClosed = true;
     if (this.keepaliveTimer !== undefined) this.clock.clearTimeout(this.keepaliveTimer);
+    if (this.silenceTimer !== undefined) this.clock.clearTimeout(this.silenceTimer);
     if (stream === 'end') endStream(this.stream, this.clock);
     else if (stream === 'destroy') this.stream.destroy();
     const channelError = error ?? this.unreachable('was closed');

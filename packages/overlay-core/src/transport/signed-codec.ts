@@ -60,6 +60,10 @@ export interface SignedCodecOptions {
 /** Overlay error codes sent back in ERROR bodies. */
 export const ERROR_CONFIG_MISMATCH = 498;
 export const ERROR_VERSION = 505;
+/** ERROR replies to requests of another version or overlay signed at most per second. */
+export const ERROR_REPLIES_PER_S = 20;
+/** An ERROR reply is at most this many times the size of the request it answers. */
+export const ERROR_REPLY_GROWTH = 4;
 
 export class SignedDatagramCodec implements DatagramCodec {
   readonly rejected: Record<RejectReason, number> = {
@@ -80,6 +84,9 @@ export class SignedDatagramCodec implements DatagramCodec {
   /** First sighting of each (sender, txid, signature) request within the replay window. */
   private readonly seen = new Map<string, number>();
   private lastPrune = 0;
+  /** ERROR replies to rejected requests signed in the current second (errorReply). */
+  private errorSecond = 0;
+  private errorsThisSecond = 0;
 
   constructor(private readonly options: SignedCodecOptions) {
     this.overlayHash = options.configHash.subarray(0, 4);
@@ -146,11 +153,13 @@ export class SignedDatagramCodec implements DatagramCodec {
     } catch (err) {
       if (err instanceof UnsupportedVersionError) {
         this.rejected.version++;
-        throw new RejectedMessageError(
-          'version',
-          err.message,
-          this.errorReply(err.txid, ERROR_VERSION, err.message),
-        );
+        // Only a request is answered (docs/protocol.md): an answer to a response would start
+        // two nodes of different versions answering each other's answers for ever.
+        const reply =
+          err.kind === MessageKind.DHT_REQUEST
+            ? this.errorReply(err.txid, ERROR_VERSION, err.message, data.length)
+            : undefined;
+        throw new RejectedMessageError('version', err.message, reply);
       }
       if (err instanceof OverlayError && err.code === 'ERR_SIGNATURE') {
         this.rejected.signature++;
@@ -178,7 +187,9 @@ export class SignedDatagramCodec implements DatagramCodec {
       throw new RejectedMessageError(
         'config-mismatch',
         text,
-        isResponse ? undefined : this.errorReply(header.txid, ERROR_CONFIG_MISMATCH, text),
+        isResponse
+          ? undefined
+          : this.errorReply(header.txid, ERROR_CONFIG_MISMATCH, text, data.length),
       );
     }
     if (!meetsPuzzle(msg.senderId, this.options.puzzleBits)) {
@@ -270,13 +281,33 @@ export class SignedDatagramCodec implements DatagramCodec {
     );
   }
 
-  private errorReply(txid: number, code: number, message: string): Uint8Array {
-    return this.encode(
-      MessageKind.DHT_RESPONSE,
-      txid,
-      Flags.RESPONSE,
-      responseToBody({ type: 'ERROR', code, message }),
-    );
+  /**
+   * The signed ERROR telling the sender of a rejected request why (another version, another
+   * overlay), or undefined: when it would be over ERROR_REPLY_GROWTH times the request (the
+   * sender's address may be forged, and its victim would get more than was sent), or when
+   * ERROR_REPLIES_PER_S have gone out this second already (each costs a signature).
+   */
+  private errorReply(
+    txid: number,
+    code: number,
+    message: string,
+    requestBytes: number,
+  ): Uint8Array | undefined {
+    const second = Math.floor(this.clock.now() / 1000);
+    if (second !== this.errorSecond) {
+      this.errorSecond = second;
+      this.errorsThisSecond = 0;
+    }
+    if (this.errorsThisSecond >= ERROR_REPLIES_PER_S) return undefined;
+    const body = (text: string) => responseToBody({ type: 'ERROR', code, message: text });
+    const most = requestBytes * ERROR_REPLY_GROWTH;
+    let reply = this.encode(MessageKind.DHT_RESPONSE, txid, Flags.RESPONSE, body(message));
+    // The words dropped first: the code alone still says what is wrong.
+    if (reply.length > most)
+      reply = this.encode(MessageKind.DHT_RESPONSE, txid, Flags.RESPONSE, body(''));
+    if (reply.length > most) return undefined;
+    this.errorsThisSecond++;
+    return reply;
   }
 }
 

@@ -13,6 +13,8 @@ export interface OverlayFlowsOptions {
   connect(nodeId: NodeId, application: string): Promise<Channel>;
   /** One whole SIP message from another node. */
   onMessage(data: Buffer, source: SipTransportAddress): void;
+  /** A flow closed (either side, or its link died): what went out on it gets no answer. */
+  onClosed?(connectionId: string): void;
   logger?: Logger;
 }
 
@@ -57,6 +59,7 @@ export class OverlayFlows {
       this.flows.delete(connectionId);
       if (this.byNode.get(nodeHex) === connectionId) this.byNode.delete(nodeHex);
       this.log.debug({ node: nodeHex, err: err?.message }, 'SIP channel closed');
+      this.options.onClosed?.(connectionId);
     });
     return connectionId;
   }
@@ -94,6 +97,11 @@ export class OverlayFlows {
     if (!flow) throw new OverlayError('ERR_UNREACHABLE', `SIP channel ${connectionId} is closed`);
     this.messagesOut++;
     flow.channel.send(data);
+  }
+
+  /** Asks the node at the other end of a flow whether it is still there (Channel.probe). */
+  probe(connectionId: string): void {
+    this.flows.get(connectionId)?.channel.probe();
   }
 
   close(): void {

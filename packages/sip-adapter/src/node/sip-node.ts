@@ -180,6 +180,7 @@ export class SipNode implements TransactionUser {
     this.flows = new OverlayFlows({
       connect: (id, app) => options.overlay.connect(id, app),
       onMessage: (data, source) => this.inbound(data, source),
+      onClosed: (id) => this.transactions.flowClosed(id),
       logger: this.log,
     });
     this.transactions = new TransactionLayer({
@@ -221,6 +222,7 @@ export class SipNode implements TransactionUser {
       ...options.overload,
     });
     transports.on('message', ({ data, source }) => this.inbound(data, source));
+    transports.on('flow-closed', ({ connectionId }) => this.transactions.flowClosed(connectionId));
     transports.on('queue-delay', (sojournMs, lost) =>
       lost ? this.overload.lost(sojournMs) : this.overload.sample(sojournMs),
     );
@@ -233,13 +235,19 @@ export class SipNode implements TransactionUser {
     this.scheduleSweep();
   }
 
-  /** Expired bindings go, and the TCP/WS flows only they kept open are released (idle timeout). */
+  /**
+   * Expired bindings go, and the TCP/WS flows only they kept open are released (idle timeout).
+   * The nodes where a request awaits its final answer (a call ringing there) are asked whether
+   * they are still there: one whose power failed answers nothing, its channel closes within
+   * seconds (Link.probe), and the caller hears 480 instead of ringing until Timer C.
+   */
   private scheduleSweep(): void {
     this.sweepTimer = this.clock.setTimeout(() => {
       this.sweepTimer = undefined;
       if (this.closed) return;
       try {
         this.registrar.sweep();
+        for (const id of this.transactions.awaitedFlows()) this.flows.probe(id);
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'binding sweep failed');
       }
@@ -294,7 +302,7 @@ export class SipNode implements TransactionUser {
       if (this.auth) {
         const outcome = this.auth.check(request, 'registrar');
         if (!outcome.ok) {
-          tx.respond(outcome.response);
+          refuse(tx, outcome.response);
           return;
         }
         user = outcome.user;
@@ -307,7 +315,8 @@ export class SipNode implements TransactionUser {
     const fresh = !request.toTag && request.method !== 'CANCEL' && !forMe;
     // Overload: new requests only; what continues or ends a call already taken goes on.
     if (fresh && !this.overload.admit()) {
-      tx.respond(
+      refuse(
+        tx,
         createResponse(request, 503, {
           reason: 'Service Unavailable (overloaded)',
           headers: [{ name: 'Retry-After', value: String(OVERLOAD_RETRY_AFTER_S) }],
@@ -322,7 +331,7 @@ export class SipNode implements TransactionUser {
     if (this.auth && !fromNode && (fresh || !proven())) {
       const outcome = this.auth.check(request, 'proxy');
       if (!outcome.ok) {
-        tx.respond(outcome.response);
+        refuse(tx, outcome.response);
         return;
       }
       this.auth.stripCredentials(request);
@@ -502,4 +511,13 @@ export class SipNode implements TransactionUser {
         (port === undefined || x.port === port),
     );
   }
+}
+
+/**
+ * Answers a request that is refused before anything is done for it (a challenge, overload):
+ * an INVITE's refusal is sent once, not retransmitted (InviteServerTransaction.refuse).
+ */
+function refuse(tx: ServerTransaction, response: SipResponse): void {
+  if (tx.kind === 'invite-server') tx.refuse(response);
+  else tx.respond(response);
 }

@@ -279,6 +279,10 @@ export class StatefulProxy {
     const local = this.c.bindings
       .lookup(aor, this.c.clock.now())
       .filter((b) => this.bindingReachable(b));
+    if (!fromPeer && local.length > 0 && !this.c.locator.isCached(resource)) {
+      this.forkLocalFirst(ctx, request, resource, local, source);
+      return;
+    }
     let nodes: string[] = [];
     let overlayDown: Error | undefined;
     let registeredLocally = local.length > 0;
@@ -334,6 +338,44 @@ export class StatefulProxy {
     for (const nodeHex of nodes) this.forwardToNode(ctx, request, resource, nodeHex, source);
     if (cached) this.recheckLocation(ctx, request, resource, new Set(nodes), source);
     ctx.seal();
+  }
+
+  /**
+   * A callee with devices here whose location is not cached: they ring at once, and the nodes
+   * where the callee has other devices get their branches when the overlay has answered. A
+   * call between two phones of one node never waits for the overlay (nor fails with it: an
+   * office's box whose peers are all gone still connects its own phones).
+   */
+  private forkLocalFirst(
+    ctx: ResponseContext,
+    request: SipRequest,
+    resource: string,
+    local: readonly Binding[],
+    source: SipTransportAddress,
+  ): void {
+    for (const b of local) {
+      const branch = copyRequest(request);
+      branch.uri = b.uri;
+      this.forward(ctx, branch, this.hopForBinding(b), source, undefined);
+    }
+    // The answer waits for the lookup, even when every device here has declined meanwhile.
+    ctx.holdOpen(() => undefined);
+    ctx.seal();
+    this.c.locator
+      .locate(resource)
+      .then((found) => {
+        if (ctx.decided) return;
+        for (const l of found) {
+          const nodeHex = idToHex(l.nodeId);
+          if (nodeHex !== this.c.nodeHex)
+            this.forwardToNode(ctx, request, resource, nodeHex, source);
+        }
+      })
+      .catch((err: unknown) => {
+        if (err instanceof LocatorBusyError) this.stats.lookupsBusy++;
+        this.log.debug({ resource, err: (err as Error).message }, 'other devices not looked up');
+      })
+      .finally(() => ctx.unhold());
   }
 
   /** A branch to the node where the callee is registered, which forks to its devices there. */

@@ -5,6 +5,7 @@ import type { Clock, TimerHandle } from '@peerbx/dht-kademlia';
 import { createResponse } from '../message/response.js';
 import { SipRequest, type SipResponse } from '../message/sip-message.js';
 import { formatVia } from '../message/uri.js';
+import { FlowClosedError } from '../transaction/errors.js';
 import type {
   ClientTransaction,
   ClientTransactionUser,
@@ -34,7 +35,7 @@ export interface Branch {
 /** A branch's transaction user, re-pointed when the context is done (see release). */
 export interface BranchUser extends ClientTransactionUser {
   route: (response: SipResponse) => void;
-  failed: () => void;
+  failed: (error: unknown) => void;
 }
 
 export interface ResponseContextOptions {
@@ -64,15 +65,15 @@ function restoreVias(response: SipResponse, vias: readonly string[]): void {
 class BranchSink implements BranchUser {
   constructor(
     public route: (response: SipResponse) => void,
-    public failed: () => void,
+    public failed: (error: unknown) => void,
   ) {}
 
   receiveResponse(response: SipResponse): void {
     this.route(response);
   }
 
-  transportError(): void {
-    this.failed();
+  transportError(error: unknown): void {
+    this.failed(error);
   }
 }
 
@@ -152,8 +153,17 @@ export class ResponseContext {
     if (this.opening > 0) this.opening--;
     const user = new BranchSink(
       (response) => this.receive(branch, response),
-      () =>
-        this.receive(branch, createResponse(branch.request, 503, { reason: 'Transport Error' })),
+      (error) =>
+        this.receive(
+          branch,
+          // The callee's phone or node went away while the request waited there: nobody is
+          // left to answer (§16.9 would have a 503, which the caller hears as a 500).
+          error instanceof FlowClosedError
+            ? createResponse(branch.request, 480, {
+                reason: 'Temporarily Unavailable (the connection to the callee closed)',
+              })
+            : createResponse(branch.request, 503, { reason: 'Transport Error' }),
+        ),
     );
     branch.user = user;
     try {

@@ -4,7 +4,13 @@
 // except that a failed publish of a device removal leaves it standing and is retried.
 
 import type { Clock } from '@peerbx/dht-kademlia';
-import { type Logger, OverlayError, silentLogger } from '@peerbx/overlay-core';
+import {
+  isUserName,
+  type Logger,
+  OverlayError,
+  silentLogger,
+  USER_NAME_RULE,
+} from '@peerbx/overlay-core';
 import { RegistrarBusyError, SipParseError } from '../errors.js';
 import { contactExpires, contactQ, optionTags } from '../message/headers.js';
 import { unquote } from '../message/lexer.js';
@@ -63,9 +69,29 @@ export function isLocalDomain(
 /** How often a device removal the overlay missed is sent again, ms (at the sweeps). */
 export const REMOVAL_RETRY_MS = 30_000;
 
-/** An overlay verdict on the record itself (not an outage, not a queue that is full). */
-function isRefusal(err: unknown): boolean {
-  return err instanceof OverlayError && err.code === 'ERR_FORBIDDEN';
+/**
+ * A verdict on the registration itself (not an outage, not a queue that is full): the overlay
+ * refused the record, or, in enrolled mode, this node holds no certificate for the user.
+ */
+function isRefusal(err: unknown): err is OverlayError {
+  return (
+    err instanceof OverlayError && (err.code === 'ERR_FORBIDDEN' || err.code === 'ERR_CERTIFICATE')
+  );
+}
+
+/**
+ * A fault of this node, not of the overlay: a user's key file it cannot use (unreadable,
+ * readable by others, or the disk full when making it), its configuration, or a bug. Waiting
+ * does not cure it; its operator must act.
+ */
+function isLocalFault(err: unknown): boolean {
+  if (err instanceof OverlayError) return err.code === 'ERR_KEY_FILE' || err.code === 'ERR_CONFIG';
+  return (
+    err instanceof TypeError ||
+    err instanceof RangeError ||
+    err instanceof ReferenceError ||
+    (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string')
+  );
 }
 
 export class RegisterHandler {
@@ -89,6 +115,10 @@ export class RegisterHandler {
       return { ok: false, status: 416, reason: `Unsupported URI Scheme (${uri.scheme})` };
     }
     if (!uri.user) return { ok: false, status: 404, reason: 'Not Found (To has no user part)' };
+    if (!isUserName(uri.user)) {
+      // The user's key lives in a file named after the user: no name can escape the directory.
+      return { ok: false, status: 404, reason: `Not Found (user names are ${USER_NAME_RULE})` };
+    }
     const local = isLocalDomain(
       uri.host,
       uri.port,
@@ -275,7 +305,19 @@ export class RegisterHandler {
     }
     if (isRefusal(err)) {
       this.log.info({ resource, reason: message }, 'registration refused by the overlay');
-      return createResponse(request, 403, { reason: oneLine(message) });
+      const user = resource.slice(0, resource.lastIndexOf('@'));
+      return createResponse(request, 403, {
+        reason:
+          err.code === 'ERR_CERTIFICATE'
+            ? `Forbidden (${oneLine(user)} is not certified for this node: the overlay's admin issues a certificate with peerbx ca issue)`
+            : oneLine(message),
+      });
+    }
+    if (isLocalFault(err)) {
+      this.log.error({ resource, err: message }, 'registration not published: fault of this node');
+      return createResponse(request, 500, {
+        reason: 'Server Internal Error (this node could not sign the registration; see its log)',
+      });
     }
     this.log.warn({ resource, err: message }, 'registration not published: overlay unreachable');
     return createResponse(request, 503, {

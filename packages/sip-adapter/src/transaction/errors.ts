@@ -14,3 +14,14 @@ export class SipTransactionError extends Error {
     this.code = code;
   }
 }
+
+/**
+ * The connection a client transaction's request went out on closed before a final response
+ * came back over it (a phone's TCP/WebSocket flow, or the channel to another node): none will.
+ */
+export class FlowClosedError extends Error {
+  constructor(readonly connectionId: string) {
+    super(`connection ${connectionId} closed before the request was answered`);
+    this.name = 'FlowClosedError';
+  }
+}

@@ -1,6 +1,6 @@
 // Public API of the RFC 3261 §17 transaction layer.
 
-export { SipTransactionError, type SipTransactionErrorCode } from './errors.js';
+export { FlowClosedError, SipTransactionError, type SipTransactionErrorCode } from './errors.js';
 export {
   InviteClientTransaction,
   type InviteClientTransactionState,

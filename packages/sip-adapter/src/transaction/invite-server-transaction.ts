@@ -97,14 +97,36 @@ export class InviteServerTransaction extends Transaction<InviteServerTransaction
       this.finalResponse = response;
       this.transition('Completed');
       if (!this.reliable) this.startTimerG();
-      this.timers.start('H', this.timerValues.H, () => {
-        if (this.state !== 'Completed') return;
-        this.timedOut('H');
-        this.transition('Terminated');
-        this.user.ackTimeout?.(this);
-      });
+      this.startTimerH(this.timerValues.H);
     }
     return true;
+  }
+
+  /**
+   * A final refusal (300-699) sent once: a challenge, or a 503 for overload, to an INVITE
+   * nobody vouched for yet. Unlike respond(), Timer G does not send it again, and over UDP the
+   * ACK is awaited T4, not 64×T1: the source address may be forged, and one INVITE must not
+   * bring its victim eleven responses, nor keep state here for 32 s. A phone that lost the
+   * response sends its INVITE again and gets it again, as from a stateless server (which
+   * Kamailio answers challenges as).
+   */
+  refuse(response: SipResponse): boolean {
+    if (this.state !== 'Proceeding' || response.status < 300) return this.respond(response);
+    this.timers.stop('trying');
+    this.send(response);
+    this.finalResponse = response;
+    this.transition('Completed');
+    this.startTimerH(this.reliable ? this.timerValues.H : this.timerValues.T4);
+    return true;
+  }
+
+  private startTimerH(ms: number): void {
+    this.timers.start('H', ms, () => {
+      if (this.state !== 'Completed') return;
+      this.timedOut('H');
+      this.transition('Terminated');
+      this.user.ackTimeout?.(this);
+    });
   }
 
   transportError(error: unknown): void {

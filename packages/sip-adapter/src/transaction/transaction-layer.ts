@@ -7,7 +7,7 @@ import { isRfc3261Branch } from '../message/ids.js';
 import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
 import { serialize } from '../message/sip-message.js';
 import type { SipDestination, SipTransportAddress } from '../transport/transport.js';
-import { SipTransactionError } from './errors.js';
+import { FlowClosedError, SipTransactionError } from './errors.js';
 import { InviteClientTransaction } from './invite-client-transaction.js';
 import { InviteServerTransaction } from './invite-server-transaction.js';
 import { cancelTargetKey, clientTransactionKey, serverTransactionKey } from './matching.js';
@@ -246,9 +246,33 @@ export class TransactionLayer {
     this.created(tx);
     // Registered before the request goes out, so even an instant answer finds it.
     tx.key = detached(key);
+    if ('connectionId' in destination) tx.flowId = destination.connectionId;
     this.clients.set(tx.key, tx);
     tx.start();
     return tx;
+  }
+
+  /**
+   * A connection closed (a phone's TCP/WebSocket flow, a channel to another node): the client
+   * transactions whose request went out on it and that still wait for a final response will
+   * get none. Each is told of a transport error now (§17.1.4), not at Timer B or F, nor after
+   * the proxy's Timer C (3 minutes for an INVITE that is ringing).
+   */
+  flowClosed(connectionId: string): void {
+    for (const tx of [...this.clients.values()]) {
+      if (tx.flowId === connectionId && awaitsFinal(tx)) {
+        this.transportFailed(tx, new FlowClosedError(connectionId));
+      }
+    }
+  }
+
+  /** The connections on which some client transaction still awaits a final response. */
+  awaitedFlows(): Set<string> {
+    const flows = new Set<string>();
+    for (const tx of this.clients.values()) {
+      if (tx.flowId !== undefined && awaitsFinal(tx)) flows.add(tx.flowId);
+    }
+    return flows;
   }
 
   /** Sends a message outside any transaction: an ACK for a 2xx, a statelessly forwarded message. */
@@ -497,4 +521,9 @@ export class TransactionLayer {
       tx.kind === 'invite-client' || tx.kind === 'non-invite-client' ? this.clients : this.servers;
     if (map.get(key) === tx) map.delete(key);
   }
+}
+
+function awaitsFinal(tx: ClientTransaction): boolean {
+  const state: string = tx.state;
+  return !tx.terminated && (state === 'Calling' || state === 'Trying' || state === 'Proceeding');
 }

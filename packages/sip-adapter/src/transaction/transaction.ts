@@ -107,6 +107,8 @@ export abstract class Transaction<State extends string = string> {
   readonly branch: string;
   /** The key the transaction layer files it under (§17.1.3/§17.2.3 matching). */
   key: string | undefined;
+  /** A client transaction's connection (TCP/WS flow or node channel), if its request took one. */
+  flowId: string | undefined;
   private createdBy: SipRequest | undefined;
   protected readonly channel: TransactionChannel;
   protected readonly timerValues: TransactionTimers;

@@ -1,0 +1,116 @@
+// A call to a phone whose node dies: four node processes on 127.0.0.1, scripted UDP phones.
+// The callee's phone rings (180) and never answers; its node is then killed (its sockets close),
+// or frozen with SIGSTOP (a power cut: its connections stay open and nothing answers). The
+// caller must hear a final response in seconds, not ring until Timer C (3 minutes). A call
+// sent to a frozen node over the channel already open to it fails as fast. And with the other
+// nodes dead or frozen, a call between two phones of one node rings at once.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { SipRequest } from '../src/message/sip-message.js';
+import { SipNodeChild } from './fixtures/sip-node-child.js';
+import { rawRegister, tempRoot } from './fixtures/sipp.js';
+import { request, UdpPhone } from './fixtures/udp-phone.js';
+
+describe('a call whose callee node dies', () => {
+  const tmp = tempRoot('peerbx-node-death-');
+  const nodes: SipNodeChild[] = [];
+  const phones: UdpPhone[] = [];
+
+  /** gus's phone, registered at node 1 while the overlay is whole. */
+  let gus: UdpPhone;
+
+  before(async () => {
+    nodes.push(await SipNodeChild.start(join(tmp.root, 'n1')));
+    nodes.push(
+      ...(await Promise.all(
+        ['n2', 'n3', 'n4'].map((n) => SipNodeChild.start(join(tmp.root, n), nodes[0]!.udp)),
+      )),
+    );
+    gus = await UdpPhone.open();
+    phones.push(gus);
+    assert.equal(await rawRegister(nodes[0]!, 'gus', `sip:gus@${gus.contact}`), 'SIP/2.0 200 OK');
+  });
+
+  after(async () => {
+    for (const p of phones) p.close();
+    for (const n of nodes) await n.kill().catch(() => undefined);
+    tmp.remove();
+  });
+
+  /** A phone registered as `user` at `node`, and a caller's phone. */
+  async function phonesFor(user: string, node: SipNodeChild) {
+    const callee = await UdpPhone.open();
+    const caller = await UdpPhone.open();
+    phones.push(callee, caller);
+    assert.equal(await rawRegister(node, user, `sip:${user}@${callee.contact}`), 'SIP/2.0 200 OK');
+    return { callee, caller };
+  }
+
+  /** alice at node 1 calls `user`; the callee's phone rings. Returns the INVITE it got. */
+  async function ringing(user: string, callee: UdpPhone, caller: UdpPhone, at: SipNodeChild) {
+    const caller1 = nodes[0]!;
+    caller.send(
+      request('INVITE', `sip:${user}@127.0.0.1:${caller1.port}`, caller).text,
+      caller1.port,
+    );
+    const invite = (await callee.request('INVITE')) as SipRequest;
+    callee.answer(invite, 180, at.port);
+    await caller.response(180, 'INVITE');
+    return invite;
+  }
+
+  it('answers 480 at once when the node dies while the phone rings', async () => {
+    const at = nodes[1]!;
+    const { callee, caller } = await phonesFor('dora', at);
+    await ringing('dora', callee, caller, at);
+    const t0 = performance.now();
+    await at.kill('SIGKILL');
+    const final = await caller.response(480, 'INVITE', 8000);
+    assert.match(final.kind === 'response' ? final.reason : '', /connection to the callee closed/);
+    assert.ok(performance.now() - t0 < 8000);
+  });
+
+  it('answers 480 within seconds when the node loses power while the phone rings', async () => {
+    const at = nodes[2]!;
+    const { callee, caller } = await phonesFor('erin', at);
+    await ringing('erin', callee, caller, at);
+    at.child.kill('SIGSTOP');
+    // The next sweep (5 s) probes the frozen node, silent for 3 s more: closed, 480.
+    await caller.response(480, 'INVITE', 15_000);
+  });
+
+  it('answers 480 within seconds to a call sent over an open channel to a node without power', async () => {
+    const at = nodes[3]!;
+    const { callee, caller } = await phonesFor('fay', at);
+    // A first call opens the channel from node 1 to fay's node, and caches her location.
+    const first = await ringing('fay', callee, caller, at);
+    callee.answer(first, 486, at.port);
+    await caller.response(486, 'INVITE');
+    at.child.kill('SIGSTOP');
+    caller.send(
+      request('INVITE', `sip:fay@127.0.0.1:${nodes[0]!.port}`, caller).text,
+      nodes[0]!.port,
+    );
+    // Sent into the open channel; silence for 2 s brings a PING, 3 s more of it the close.
+    await caller.response(480, 'INVITE', 12_000);
+    // Node 1 still serves.
+    assert.ok((await nodes[0]!.stats()).proxy);
+  });
+
+  it('rings a phone of the same node at once while the other nodes are dead or silent', async () => {
+    // By now node 2 is dead and nodes 3 and 4 are frozen: a lookup of gus's other devices
+    // waits for their timeouts, his phone here must not.
+    const caller = await UdpPhone.open();
+    phones.push(caller);
+    const node1 = nodes[0]!;
+    const t0 = performance.now();
+    caller.send(request('INVITE', `sip:gus@127.0.0.1:${node1.port}`, caller).text, node1.port);
+    const invite = (await gus.request('INVITE')) as SipRequest;
+    const rang = performance.now() - t0;
+    gus.answer(invite, 200, node1.port);
+    await caller.response(200, 'INVITE', 15_000);
+    assert.ok(rang < 500, `gus's phone got the INVITE after ${Math.round(rang)} ms`);
+  });
+});

@@ -1,0 +1,93 @@
+// What a phone hears when its registration cannot be published, on a real enrolled overlay
+// (an authority signed the configuration and certifies users): a user without a certificate
+// gets 403 saying so; a user name that cannot be a user of the overlay 404; a user key this
+// node cannot use (readable by others) 500, since waiting will not cure it. None of them the
+// 503 "overlay unreachable" a phone would retry for ever.
+
+import assert from 'node:assert/strict';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  encodeCertificate,
+  ensureDataDir,
+  generateKeyPair,
+  issueCertificate,
+  loadUserKey,
+  OverlayNode,
+  signOverlayConfig,
+  userCertificatePath,
+  userKeyPath,
+} from '@peerbx/overlay-core';
+import { SipNode } from '../src/node/sip-node.js';
+import { overlayConfig, rawRegister, tempRoot } from './fixtures/sipp.js';
+
+describe('registrations the overlay cannot take', () => {
+  const tmp = tempRoot('peerbx-refusals-');
+  const authority = generateKeyPair();
+  const config = signOverlayConfig(
+    overlayConfig({
+      enrollment: 'enrolled',
+      authorityKey: Buffer.from(authority.publicKey).toString('hex'),
+    }),
+    authority,
+  );
+  const overlays: OverlayNode[] = [];
+  let sip: SipNode;
+  let node: { host: string; port: number };
+  const dir = join(tmp.root, 'e0');
+
+  before(async () => {
+    const paths = ensureDataDir(dir);
+    for (const user of ['bob', 'dave']) {
+      const key = loadUserKey(paths, user);
+      const cert = issueCertificate(authority, user, key.publicKey, 3_600_000, Date.now());
+      writeFileSync(userCertificatePath(paths, user), encodeCertificate(cert));
+    }
+    overlays.push(await OverlayNode.start({ dataDir: dir, config }));
+    overlays.push(
+      await OverlayNode.start({
+        dataDir: join(tmp.root, 'e1'),
+        config,
+        bootstrap: [overlays[0]!.udpAddress],
+      }),
+    );
+    sip = await SipNode.start({
+      overlay: overlays[0]!,
+      sip: { host: '127.0.0.1', port: 0 },
+      ws: false,
+    });
+    node = { host: '127.0.0.1', port: sip.addresses.udp.port };
+  });
+
+  after(async () => {
+    await sip.close();
+    for (const o of overlays.reverse()) await o.close();
+    tmp.remove();
+  });
+
+  const contact = (user: string) => `sip:${user}@127.0.0.1:5999`;
+
+  it('registers a certified user', async () => {
+    assert.equal(await rawRegister(node, 'bob', contact('bob')), 'SIP/2.0 200 OK');
+  });
+
+  it('answers 403 saying so to a user this node holds no certificate for', async () => {
+    const line = await rawRegister(node, 'carol', contact('carol'));
+    assert.match(line, /^SIP\/2\.0 403 Forbidden \(carol is not certified for this node/);
+  });
+
+  it('answers 404 to a user name that cannot name a user of the overlay', async () => {
+    const line = await rawRegister(node, 'bob(desk)', contact('bob'));
+    assert.match(line, /^SIP\/2\.0 404 Not Found \(user names are 1-64 letters/);
+  });
+
+  it("answers 500 when the user's key file is unusable, and 200 once it is fixed", async () => {
+    const keyFile = userKeyPath(ensureDataDir(dir), 'dave');
+    chmodSync(keyFile, 0o644);
+    const line = await rawRegister(node, 'dave', contact('dave'));
+    assert.match(line, /^SIP\/2\.0 500 Server Internal Error \(this node could not sign/);
+    chmodSync(keyFile, 0o600);
+    assert.equal(await rawRegister(node, 'dave', contact('dave')), 'SIP/2.0 200 OK');
+  });
+});
