@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { idToHex, type NodeId } from '@peerbx/dht-kademlia';
 import { configHash, defaultOverlayConfig } from '../src/config/overlay-config.js';
@@ -72,7 +73,10 @@ async function eventually(check: () => boolean, what: string, ms = WAIT_MS): Pro
 const managers: LinkManager[] = [];
 const sockets: Socket[] = [];
 
-async function startManager(overrides: Partial<LinkManagerOptions> = {}): Promise<LinkManager> {
+async function startManager(
+  overrides: Partial<LinkManagerOptions> = {},
+  host = '127.0.0.1',
+): Promise<LinkManager> {
   const manager = new LinkManager({
     keys: generateNodeKeyPair(PUZZLE),
     configHash: CONFIG_HASH,
@@ -82,8 +86,15 @@ async function startManager(overrides: Partial<LinkManagerOptions> = {}): Promis
     ...overrides,
   });
   managers.push(manager);
-  await manager.listen({ host: '127.0.0.1', port: 0 });
+  await manager.listen({ host, port: 0 });
   return manager;
+}
+
+/** An IPv4 address of this machine other than loopback, if it has one. */
+function lanAddress(): string | undefined {
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
 }
 
 function echoHandler(channel: Channel): void {
@@ -163,9 +174,13 @@ class RawPeer {
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
   }
 
-  static async connect(address: string): Promise<RawPeer> {
+  static async connect(address: string, localAddress?: string): Promise<RawPeer> {
     const [host, port] = address.split(':') as [string, string];
-    const socket = netConnect({ host, port: Number(port) });
+    const socket = netConnect({
+      host,
+      port: Number(port),
+      ...(localAddress ? { localAddress } : {}),
+    });
     await waitFor(socket, 'connect');
     return new RawPeer(socket);
   }
@@ -707,6 +722,24 @@ describe('hostile connections', () => {
     assert.ok(!ch.closed, 'the answering peer keeps its link');
   });
 
+  it('closes a link whose peer sends PINGs and never reads the PONGs', async () => {
+    const flooded = await startManager({ maxUnsentBytes: 64 * 1024 });
+    const keys = generateNodeKeyPair(PUZZLE);
+    const peer = await RawPeer.connect(flooded.address as string);
+    await rawHandshake(peer, keys);
+    await eventually(() => flooded.linkTo(nodeIdOf(keys.publicKey)) !== undefined, 'the link');
+    const link = flooded.linkTo(nodeIdOf(keys.publicKey)) as Link;
+    const closed = waitFor<[OverlayError?]>(link, 'close', 20_000);
+    peer.socket.pause();
+    let sent = 0;
+    while (!link.closed && sent < 400_000) {
+      for (let i = 0; i < 2000; i++) peer.sendSealed({ type: 'PING', seq: sent++ });
+      await new Promise((r) => setImmediate(r));
+    }
+    const [err] = await closed;
+    assert.match(err?.message ?? '', /reads nothing/);
+  });
+
   it('drops connections beyond the pending-handshake limit', async () => {
     const busy = await startManager({ maxPendingHandshakes: 1 });
     busy.handle('echo', echoHandler);
@@ -723,6 +756,24 @@ describe('hostile connections', () => {
       'a good connect',
     );
     ch.close();
+  });
+
+  it('lets one host hold only a few pending handshakes (this machine excepted)', {
+    skip: lanAddress() ? false : 'this machine has no IPv4 address but loopback',
+  }, async () => {
+    const lan = lanAddress() as string;
+    const busy = await startManager({ maxPendingHandshakesPerHost: 2 }, lan);
+    const silent = [await RawPeer.connect(busy.address as string, lan)];
+    silent.push(await RawPeer.connect(busy.address as string, lan));
+    await Promise.all(silent.map((p) => p.next('HELLO')));
+    const third = await RawPeer.connect(busy.address as string, lan);
+    await third.isClosed();
+    assert.equal(third.frames.length, 0, 'dropped unread');
+    assert.equal(busy.stats.handshakesFailed.overload, 1);
+    // Another host (here: loopback, which has no such limit) still gets its handshake.
+    const other = await RawPeer.connect(busy.address as string, '127.0.0.1');
+    await other.next('HELLO');
+    for (const p of [...silent, other]) p.socket.destroy();
   });
 
   it('closes links and notifies channels when a manager closes', async () => {

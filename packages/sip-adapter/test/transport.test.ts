@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createSocket, type Socket as UdpClient } from 'node:dgram';
 import { once } from 'node:events';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { WebSocket } from 'ws';
@@ -87,6 +88,13 @@ async function start(options: SipTransportOptions = {}): Promise<SipSocketTransp
   });
   layers.push(layer);
   return layer;
+}
+
+/** An IPv4 address of this machine other than loopback, if it has one. */
+function lanAddress(): string | undefined {
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
 }
 
 async function tcpClient(layer: SipSocketTransports): Promise<Socket> {
@@ -374,6 +382,57 @@ describe('SIP transport connection management', () => {
     assert.equal(layer.hasFlow(id), true, 'a kept flow outlives the idle timeout');
     layer.keepFlow(id, false);
     await withTimeout(once(kept, 'close'), 'the released flow to close');
+  });
+
+  it('counts whole messages as activity, not bytes: a trickled header is idle', async () => {
+    const layer = await start({ ws: false, idleTimeoutMs: 200 });
+    const trickle = await tcpClient(layer);
+    const text = Buffer.from(request('OPTIONS', 'slow'));
+    let i = 0;
+    const timer = setInterval(() => {
+      if (i < text.length - 4) trickle.write(text.subarray(i, ++i));
+    }, 20);
+    try {
+      await withTimeout(once(trickle, 'close'), 'the trickling connection to close');
+    } finally {
+      clearInterval(timer);
+    }
+    assert.ok(i < text.length - 4, 'closed before its message was whole');
+    assert.equal(layer.stats.connectionsIdleClosed, 1);
+  });
+
+  it('closes an inbound connection that brings no whole message in time', async () => {
+    const layer = await start({ ws: false, firstMessageTimeoutMs: 100, idleTimeoutMs: 60_000 });
+    const silent = await tcpClient(layer);
+    const talker = await tcpClient(layer);
+    const inbound = nextMessage(layer);
+    talker.write(request('OPTIONS', 'prompt'));
+    await inbound;
+    await withTimeout(once(silent, 'close'), 'the silent connection to close');
+    assert.equal(talker.destroyed, false, 'the connection that spoke stays');
+  });
+
+  it('lets one host other than this machine hold only so many connections', {
+    skip: lanAddress() ? false : 'this machine has no IPv4 address but loopback',
+  }, async () => {
+    const lan = lanAddress() as string;
+    const layer = await start({ ws: false, host: lan, maxConnectionsPerHost: 2 });
+    const connect = async (localAddress: string) => {
+      const socket = netConnect({ host: lan, port: layer.addresses.tcp.port, localAddress });
+      socket.on('error', () => undefined);
+      sockets.push(socket);
+      await withTimeout(once(socket, 'connect'), 'TCP connect');
+      return socket;
+    };
+    await connect(lan);
+    await connect(lan);
+    await eventually(() => layer.stats.connectionsOpen.tcp === 2, 'two connections');
+    const third = await connect(lan);
+    await withTimeout(once(third, 'close'), 'the third connection from that host to close');
+    assert.equal(layer.stats.connectionsRefused, 1);
+    // Loopback (this machine) is not limited: its connection is taken.
+    await connect('127.0.0.1');
+    await eventually(() => layer.stats.connectionsOpen.tcp === 3, 'a connection from loopback');
   });
 
   it('closes the oldest idle connection to make room', async () => {

@@ -36,6 +36,11 @@ import { type Channel, type ChannelHandler, Link, type LinkInfo } from './link.j
 
 /** Inbound handshakes in progress at once; further connections are dropped unread. */
 export const MAX_PENDING_HANDSHAKES = 64;
+/**
+ * Of those, from one host (loopback excepted): a host that opens connections and stays
+ * silent holds at most this many places, not all of them (no other node could link to us).
+ */
+export const MAX_PENDING_HANDSHAKES_PER_HOST = 8;
 /** Largest WebSocket message: one sealed frame with its length prefix, and some slack. */
 const WS_MAX_PAYLOAD = MAX_FRAME_BYTES + SEAL_OVERHEAD_BYTES + 64;
 
@@ -57,9 +62,11 @@ export interface LinkManagerOptions {
   maxMissedPongs?: number;
   silenceProbeMs?: number;
   silenceProbeTimeoutMs?: number;
+  maxUnsentBytes?: number;
   openTimeoutMs?: number;
   maxChannelsPerLink?: number;
   maxPendingHandshakes?: number;
+  maxPendingHandshakesPerHost?: number;
 }
 
 export interface ListenOptions {
@@ -122,6 +129,8 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
   private readonly nodeAtAddress = new Map<string, string>();
   private readonly handshaking = new Set<Duplex>();
   private inboundHandshakes = 0;
+  /** Inbound handshakes in progress, by remote host. */
+  private readonly handshakesFrom = new Map<string, number>();
   private readonly allLinks = new Set<Link>();
   private readonly servers: Listener[] = [];
   private isClosed = false;
@@ -210,7 +219,11 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     const server = createServer((socket) => {
       socket.on('error', () => {});
       socket.setNoDelay(true);
-      this.onInbound(socket, endpointKey(socket.remoteAddress ?? '?', socket.remotePort ?? 0));
+      this.onInbound(
+        socket,
+        endpointKey(socket.remoteAddress ?? '?', socket.remotePort ?? 0),
+        socket.remoteAddress ?? '?',
+      );
     });
     return new Promise<Listener>((resolve, reject) => {
       server.once('error', (err) => reject(cannot(err)));
@@ -246,7 +259,11 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
       socket.setNoDelay(true);
       const stream = createWebSocketStream(ws);
       stream.on('error', () => {});
-      this.onInbound(stream, endpointKey(socket.remoteAddress ?? '?', socket.remotePort ?? 0));
+      this.onInbound(
+        stream,
+        endpointKey(socket.remoteAddress ?? '?', socket.remotePort ?? 0),
+        socket.remoteAddress ?? '?',
+      );
     });
     return new Promise<Listener>((resolve, reject) => {
       wss.once('error', (err) => reject(cannot(err)));
@@ -383,16 +400,26 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     if (reason === 'malformed') this.counters.framesMalformed++;
   }
 
-  private onInbound(stream: Duplex, remoteAddress: string): void {
+  private onInbound(stream: Duplex, remoteAddress: string, host: string): void {
     const max = this.options.maxPendingHandshakes ?? MAX_PENDING_HANDSHAKES;
-    if (this.isClosed || this.inboundHandshakes >= max) {
+    const fromHost = this.handshakesFrom.get(host) ?? 0;
+    const perHost = isLoopbackHost(host)
+      ? max
+      : (this.options.maxPendingHandshakesPerHost ?? MAX_PENDING_HANDSHAKES_PER_HOST);
+    if (this.isClosed || this.inboundHandshakes >= max || fromHost >= perHost) {
       if (!this.isClosed) this.counters.handshakesFailed.overload++;
       stream.destroy();
       return;
     }
     this.inboundHandshakes++;
+    this.handshakesFrom.set(host, fromHost + 1);
     this.handshake(stream, false, remoteAddress)
-      .finally(() => this.inboundHandshakes--)
+      .finally(() => {
+        this.inboundHandshakes--;
+        const left = (this.handshakesFrom.get(host) ?? 1) - 1;
+        if (left > 0) this.handshakesFrom.set(host, left);
+        else this.handshakesFrom.delete(host);
+      })
       .then(
         ({ result, decoder }) => this.adopt(stream, decoder, result, 'inbound', remoteAddress),
         () => {},
@@ -564,6 +591,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
       ...(o.silenceProbeTimeoutMs !== undefined
         ? { silenceProbeTimeoutMs: o.silenceProbeTimeoutMs }
         : {}),
+      ...(o.maxUnsentBytes !== undefined ? { maxUnsentBytes: o.maxUnsentBytes } : {}),
       ...(o.openTimeoutMs !== undefined ? { openTimeoutMs: o.openTimeoutMs } : {}),
       ...(o.maxChannelsPerLink !== undefined ? { maxChannels: o.maxChannelsPerLink } : {}),
     });
@@ -589,4 +617,10 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     this.emit('link', link);
     return link;
   }
+}
+
+/** 127.0.0.0/8, ::1 and their IPv4-mapped forms: this machine, which may run many nodes. */
+function isLoopbackHost(host: string): boolean {
+  const h = host.startsWith('::ffff:') ? host.slice(7) : host;
+  return h === '::1' || h.startsWith('127.');
 }

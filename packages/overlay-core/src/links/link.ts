@@ -35,6 +35,11 @@ export const MAX_MISSED_PONGS = 3;
 export const SILENCE_PROBE_MS = 2_000;
 /** That PING unanswered this long (and nothing else heard), the link is closed as dead. */
 export const SILENCE_PROBE_TIMEOUT_MS = 3_000;
+/**
+ * Bytes waiting to be sent on a link beyond which its peer is taken to read nothing (a peer
+ * that floods PINGs and never reads our PONGs, say): the link is closed rather than let grow.
+ */
+export const MAX_UNSENT_BYTES = 16 * 2 ** 20;
 /** An OPEN not answered (ACCEPT or CLOSE) by then fails. */
 export const OPEN_TIMEOUT_MS = 10_000;
 /** Open channels per link and direction; a further OPEN is refused with ERR_LIMIT. */
@@ -184,6 +189,7 @@ export interface LinkOptions {
   maxMissedPongs?: number;
   silenceProbeMs?: number;
   silenceProbeTimeoutMs?: number;
+  maxUnsentBytes?: number;
   openTimeoutMs?: number;
   maxChannels?: number;
 }
@@ -371,6 +377,14 @@ export class Link extends EventEmitter<LinkEvents> {
   /** @internal Writes one frame; false when the stream's buffer is full. */
   writeFrame(frame: Frame): boolean {
     if (this.isClosed || !this.stream.writable) return false;
+    const most = this.options.maxUnsentBytes ?? MAX_UNSENT_BYTES;
+    if (this.stream.writableLength > most) {
+      this.terminate(
+        this.unreachable(`reads nothing: over ${most} bytes wait to be sent to it`),
+        'destroy',
+      );
+      return false;
+    }
     const bytes = this.cipher.seal(encodeFrameBody(frame));
     this.bytesOut += bytes.length;
     this.framesOut++;

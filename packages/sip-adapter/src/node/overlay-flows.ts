@@ -8,6 +8,18 @@ import type { SipTransportAddress } from '../transport/transport.js';
 
 /** The overlay application name SIP channels are opened for. */
 export const SIP_APPLICATION = 'sip';
+/**
+ * A node a dial could not reach, after trying for SLOW_DIAL_MS or more, is not dialled again
+ * for this long: a call to it fails at once, not after another dial's timeout, while its
+ * registrations stay in the overlay (a node whose power failed publishes no removal). A dial
+ * refused at once (its host is up, the node restarting, say) costs nothing to try again and is
+ * not remembered. A channel the node opens to us ends the wait.
+ */
+export const UNREACHABLE_MEMORY_MS = 20_000;
+/** A failed dial that took this long: the node's host is silent, not refusing. */
+export const SLOW_DIAL_MS = 1_000;
+/** Bounds that memory (a flood of lookups of made-up nodes must not grow it without end). */
+const MAX_REMEMBERED_UNREACHABLE = 10_000;
 
 export interface OverlayFlowsOptions {
   connect(nodeId: NodeId, application: string): Promise<Channel>;
@@ -16,6 +28,8 @@ export interface OverlayFlowsOptions {
   /** A flow closed (either side, or its link died): what went out on it gets no answer. */
   onClosed?(connectionId: string): void;
   logger?: Logger;
+  /** Milliseconds clock; Date.now by default. */
+  now?: () => number;
 }
 
 interface Flow {
@@ -28,6 +42,8 @@ export class OverlayFlows {
   private readonly flows = new Map<string, Flow>();
   private readonly byNode = new Map<string, string>();
   private readonly dialing = new Map<string, Promise<string>>();
+  /** Nodes a dial failed to reach, until when they are not dialled again. */
+  private readonly unreachable = new Map<string, number>();
   private readonly log: Logger;
   private nextId = 1;
   private closed = false;
@@ -51,6 +67,7 @@ export class OverlayFlows {
     };
     this.flows.set(connectionId, { channel, nodeHex, source });
     this.byNode.set(nodeHex, connectionId);
+    this.unreachable.delete(nodeHex);
     channel.on('message', (data) => {
       this.messagesIn++;
       this.options.onMessage(Buffer.from(data.buffer, data.byteOffset, data.byteLength), source);
@@ -74,9 +91,32 @@ export class OverlayFlows {
     if (open && this.flows.has(open)) return open;
     const pending = this.dialing.get(nodeHex);
     if (pending) return pending;
+    const now = this.options.now ?? Date.now;
+    const until = this.unreachable.get(nodeHex);
+    if (until !== undefined) {
+      if (now() < until) {
+        return Promise.reject(
+          new OverlayError(
+            'ERR_UNREACHABLE',
+            `node ${nodeHex.slice(0, 16)} could not be reached ${Math.round((now() - until + UNREACHABLE_MEMORY_MS) / 1000)} s ago`,
+          ),
+        );
+      }
+      this.unreachable.delete(nodeHex);
+    }
+    const started = now();
     const p = this.options
       .connect(idFromHex(nodeHex), SIP_APPLICATION)
-      .then((channel) => this.adopt(channel))
+      .then(
+        (channel) => this.adopt(channel),
+        (err: unknown) => {
+          if (now() - started >= SLOW_DIAL_MS) {
+            if (this.unreachable.size >= MAX_REMEMBERED_UNREACHABLE) this.unreachable.clear();
+            this.unreachable.set(nodeHex, now() + UNREACHABLE_MEMORY_MS);
+          }
+          throw err;
+        },
+      )
       .finally(() => this.dialing.delete(nodeHex));
     this.dialing.set(nodeHex, p);
     return p;

@@ -38,6 +38,8 @@ export abstract class StreamConnection {
   readonly direction: ConnectionDirection;
   readonly openedAt: number;
   lastActivity: number;
+  /** Whole SIP messages received (keepalives not counted). */
+  messagesIn = 0;
   /** A registration uses this flow: never closed for idleness, never evicted. */
   kept = false;
   /** Set on the first close or destroy; the reason the flow-closed event reports. */

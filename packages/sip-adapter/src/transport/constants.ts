@@ -28,10 +28,20 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 /** Largest WebSocket frame: one SIP message at the limits above. */
 export const MAX_WS_MESSAGE_BYTES = MAX_HEADER_BYTES + MAX_BODY_BYTES;
 
-/** A TCP or WebSocket connection with no traffic this long is closed (unless a flow is kept). */
+/**
+ * A TCP or WebSocket connection with no whole message (nor keepalive) this long is closed,
+ * unless a registration keeps its flow.
+ */
 export const IDLE_TIMEOUT_MS = 10 * 60_000;
 /** TCP and WebSocket connections open at once; the oldest idle one makes room for a new one. */
 export const MAX_CONNECTIONS = 1024;
+/**
+ * Of those, from one remote host (loopback excepted): one host that opens connections cannot
+ * push every phone's out. An office's phones each have their address.
+ */
+export const MAX_CONNECTIONS_PER_HOST = 64;
+/** An inbound connection that brought no whole SIP message by then is closed. */
+export const FIRST_MESSAGE_TIMEOUT_MS = 30_000;
 /** An outbound TCP connection not established by then fails. */
 export const CONNECT_TIMEOUT_MS = 5_000;
 /** A WebSocket ping goes out this often; a connection that missed the previous pong is dropped. */

@@ -14,9 +14,11 @@ import {
   DEFAULT_SIP_PORT,
   DEFAULT_WS_HOST,
   DEFAULT_WS_PORT,
+  FIRST_MESSAGE_TIMEOUT_MS,
   IDLE_TIMEOUT_MS,
   MAX_BODY_BYTES,
   MAX_CONNECTIONS,
+  MAX_CONNECTIONS_PER_HOST,
   MAX_HEADER_BYTES,
   MAX_UDP_MESSAGE_BYTES,
   WS_PING_INTERVAL_MS,
@@ -63,6 +65,8 @@ export interface SipTransportOptions {
   onUnframeable?: UnframeableHook;
   idleTimeoutMs?: number;
   maxConnections?: number;
+  maxConnectionsPerHost?: number;
+  firstMessageTimeoutMs?: number;
   connectTimeoutMs?: number;
   wsPingIntervalMs?: number;
   maxHeaderBytes?: number;
@@ -310,7 +314,8 @@ export class SipSocketTransports
         maxPayload:
           (this.options.maxHeaderBytes ?? MAX_HEADER_BYTES) +
           (this.options.maxBodyBytes ?? MAX_BODY_BYTES),
-        accept: () => this.makeRoom(),
+        accept: (request) =>
+          this.hostHasRoom(request.socket.remoteAddress ?? '') && this.makeRoom(),
         onConnection: (ws, request) => {
           if (this.isClosed) {
             ws.terminate();
@@ -335,7 +340,9 @@ export class SipSocketTransports
         throw bindError('WebSocket', wsHost, wsPort, err);
       });
     }
-    this.every(Math.max(10, Math.min(this.idleTimeoutMs / 4, 30_000)), () => this.sweepIdle());
+    const firstMs = this.options.firstMessageTimeoutMs ?? FIRST_MESSAGE_TIMEOUT_MS;
+    const sweepMs = Math.min(this.idleTimeoutMs, firstMs) / 4;
+    this.every(Math.max(10, Math.min(sweepMs, 30_000)), () => this.sweepIdle());
     this.every(this.options.wsPingIntervalMs ?? WS_PING_INTERVAL_MS, () => {
       for (const connection of this.connections.values()) {
         if (connection instanceof WsConnection) connection.ping();
@@ -422,7 +429,7 @@ export class SipSocketTransports
   }
 
   private onTcpSocket(socket: Socket): void {
-    if (this.isClosed || !this.makeRoom()) {
+    if (this.isClosed || !this.hostHasRoom(socket.remoteAddress ?? '') || !this.makeRoom()) {
       this.counters.connectionsRefused++;
       socket.on('error', () => undefined);
       socket.destroy();
@@ -557,12 +564,31 @@ export class SipSocketTransports
   }
 
   private sweepIdle(): void {
-    const cutoff = this.now() - this.idleTimeoutMs;
+    const now = this.now();
+    const cutoff = now - this.idleTimeoutMs;
+    const firstBy = now - (this.options.firstMessageTimeoutMs ?? FIRST_MESSAGE_TIMEOUT_MS);
     for (const connection of this.connections.values()) {
-      if (connection.kept || connection.closing || connection.lastActivity > cutoff) continue;
+      if (connection.kept || connection.closing) continue;
+      const silent =
+        connection.direction === 'inbound' &&
+        connection.messagesIn === 0 &&
+        connection.openedAt <= firstBy;
+      if (!silent && connection.lastActivity > cutoff) continue;
       this.counters.connectionsIdleClosed++;
-      connection.close('idle');
+      connection.close(silent ? 'no message' : 'idle');
     }
+  }
+
+  /** Whether one more inbound connection from `address` fits under the per-host limit. */
+  private hostHasRoom(address: string): boolean {
+    const host = unmapIPv4(address);
+    if (host === '::1' || host.startsWith('127.')) return true;
+    const most = this.options.maxConnectionsPerHost ?? MAX_CONNECTIONS_PER_HOST;
+    let open = 0;
+    for (const connection of this.connections.values()) {
+      if (!connection.closing && connection.address === host && ++open >= most) return false;
+    }
+    return true;
   }
 
   private connectionHost(): ConnectionHost {

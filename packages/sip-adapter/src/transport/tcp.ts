@@ -23,9 +23,19 @@ export class TcpConnection extends StreamConnection {
     this.socket = socket;
     this.framer = new StreamFramer(framing);
     socket.setNoDelay(true);
-    this.framer.on('message', (data) => this.host.deliver(this, data));
-    this.framer.on('keepalive', () => this.host.keepalive(this, false));
+    // Active when a whole message (or a keepalive) arrives, not at every byte: a connection
+    // that trickles a header a byte a minute is idle, and goes at the idle sweeps.
+    this.framer.on('message', (data) => {
+      this.lastActivity = this.host.now();
+      this.messagesIn++;
+      this.host.deliver(this, data);
+    });
+    this.framer.on('keepalive', () => {
+      this.lastActivity = this.host.now();
+      this.host.keepalive(this, false);
+    });
     this.framer.on('ping', () => {
+      this.lastActivity = this.host.now();
       // RFC 5626 §4.4.1: a double-CRLF ping is answered with a single CRLF pong.
       if (this.closing || !this.socket.writable) return;
       this.socket.write(CRLF);
@@ -38,7 +48,6 @@ export class TcpConnection extends StreamConnection {
     });
     socket.on('data', (chunk: Buffer) => {
       if (this.closing) return;
-      this.lastActivity = this.host.now();
       this.host.received(this, chunk.length);
       this.framer.push(chunk);
     });

@@ -74,8 +74,10 @@ export class WsConnection extends StreamConnection {
     this.lastActivity = this.host.now();
     this.host.received(this, payload.length);
     const verdict = classifyDatagram(payload);
-    if (verdict.kind === 'message') this.host.deliver(this, verdict.data);
-    else if (verdict.kind === 'keepalive') this.host.keepalive(this, false);
+    if (verdict.kind === 'message') {
+      this.messagesIn++;
+      this.host.deliver(this, verdict.data);
+    } else if (verdict.kind === 'keepalive') this.host.keepalive(this, false);
     else this.host.malformed(this, verdict.reason);
   }
 }
@@ -102,8 +104,11 @@ export interface WsListenOptions {
   /** A handshake was refused (no "sip" subprotocol, or `accept` said no). */
   onRefused(request: IncomingMessage, why: string): void;
   /** Asked before upgrading; false refuses with 503 (no room for another connection). */
-  accept(): boolean;
+  accept(request: IncomingMessage): boolean;
 }
+
+/** An HTTP upgrade request not complete by then is dropped. */
+const WS_UPGRADE_TIMEOUT_MS = 10_000;
 
 /** Listens for SIP over WebSocket; rejects with the system error (EADDRINUSE, ...). */
 export function listenWs(options: WsListenOptions): Promise<BoundServer> {
@@ -117,6 +122,9 @@ export function listenWs(options: WsListenOptions): Promise<BoundServer> {
     res.writeHead(426, { Connection: 'close', Upgrade: 'websocket' });
     res.end('SIP over WebSocket only (RFC 7118)\n');
   });
+  // A browser sends its upgrade request at once; a connection that trickles one is dropped.
+  server.headersTimeout = WS_UPGRADE_TIMEOUT_MS;
+  server.requestTimeout = WS_UPGRADE_TIMEOUT_MS;
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => undefined);
     if (!offersSipSubprotocol(request)) {
@@ -124,7 +132,7 @@ export function listenWs(options: WsListenOptions): Promise<BoundServer> {
       options.onRefused(request, 'no "sip" subprotocol');
       return;
     }
-    if (!options.accept()) {
+    if (!options.accept(request)) {
       refuse(socket, 503, 'Service Unavailable', 'too many connections');
       options.onRefused(request, 'no room for another connection');
       return;

@@ -1,0 +1,98 @@
+// SIP flows over overlay channels: a node whose dial timed out is not dialled again for a
+// while (calls to it fail at once), one that refused at once is, a channel it opens ends that
+// wait, and a closed channel is reported so that what awaits an answer on it ends.
+
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { describe, it } from 'node:test';
+import { idFromHex, type NodeId } from '@peerbx/dht-kademlia';
+import { type Channel, OverlayError } from '@peerbx/overlay-core';
+import { OverlayFlows, UNREACHABLE_MEMORY_MS } from '../src/node/overlay-flows.js';
+
+const NODE = 'ab'.repeat(32);
+
+/** Just what OverlayFlows uses of a channel. */
+function fakeChannel(nodeHex: string): Channel & EventEmitter {
+  const ch = new EventEmitter() as Channel & EventEmitter;
+  Object.assign(ch, {
+    remoteNodeId: idFromHex(nodeHex),
+    send: () => true,
+    probe: () => undefined,
+    close: () => ch.emit('close'),
+  });
+  return ch;
+}
+
+function setup(dialMs = 5000) {
+  let now = 1_000_000;
+  const dials: NodeId[] = [];
+  let reachable = false;
+  const closed: string[] = [];
+  const flows = new OverlayFlows({
+    connect: async (id) => {
+      dials.push(id);
+      if (!reachable) {
+        // A dead host: the dial fails after its timeout; a refusing one at once.
+        now += dialMs;
+        throw new OverlayError('ERR_UNREACHABLE', 'handshake timed out');
+      }
+      return fakeChannel(NODE);
+    },
+    onMessage: () => undefined,
+    onClosed: (id) => closed.push(id),
+    now: () => now,
+  });
+  return {
+    flows,
+    dials,
+    closed,
+    advance: (ms: number) => {
+      now += ms;
+    },
+    setReachable: (r: boolean) => {
+      reachable = r;
+    },
+  };
+}
+
+describe('overlay flows', () => {
+  it('does not dial a node it could not reach again for a while', async () => {
+    const t = setup();
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)), /handshake timed out/);
+    assert.equal(t.dials.length, 1);
+    // A second call at once fails without a dial (a dead host would cost another timeout).
+    await assert.rejects(
+      Promise.resolve(t.flows.toNode(NODE)),
+      (e: unknown) => e instanceof OverlayError && /could not be reached 0 s ago/.test(e.message),
+    );
+    assert.equal(t.dials.length, 1);
+    // Once the memory lapses it is dialled again.
+    t.advance(UNREACHABLE_MEMORY_MS);
+    t.setReachable(true);
+    const id = await t.flows.toNode(NODE);
+    assert.equal(t.dials.length, 2);
+    assert.ok(t.flows.has(id));
+  });
+
+  it('dials again at once a node whose dial was refused at once (restarting)', async () => {
+    const t = setup(0);
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)), /handshake timed out/);
+    t.setReachable(true);
+    await t.flows.toNode(NODE);
+    assert.equal(t.dials.length, 2);
+  });
+
+  it('takes a channel the unreachable node opens to us, and dials it again after', async () => {
+    const t = setup();
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)));
+    const ch = fakeChannel(NODE);
+    const id = t.flows.adopt(ch);
+    assert.equal(t.flows.toNode(NODE), id);
+    ch.close();
+    assert.deepEqual(t.closed, [id]);
+    assert.equal(t.flows.has(id), false);
+    t.setReachable(true);
+    await t.flows.toNode(NODE);
+    assert.equal(t.dials.length, 2);
+  });
+});
