@@ -1,5 +1,8 @@
 // The node's log: pino on stderr, human-readable when stderr is a terminal, JSON lines otherwise
-// (pino-pretty is loaded only for a terminal).
+// (pino-pretty is loaded only for a terminal). At most MAX_LOG_LINES_PER_S lines a second are
+// written, the rest counted and reported in one line: a peer or phone that sends garbage on
+// purpose must not make the node spend its time (stderr is written synchronously) and its disk
+// on logging it.
 
 import {
   type DestinationStream,
@@ -8,6 +11,8 @@ import {
   destination as pinoDestination,
 } from 'pino';
 import type { LogLevel } from './config/node-config.js';
+
+export const MAX_LOG_LINES_PER_S = 100;
 
 export async function createLogger(level: LogLevel): Promise<PinoLogger> {
   let destination: DestinationStream = pinoDestination({ dest: 2, sync: true });
@@ -19,5 +24,35 @@ export async function createLogger(level: LogLevel): Promise<PinoLogger> {
       // No pino-pretty installed: JSON it is.
     }
   }
-  return pino({ level, base: { pid: process.pid } }, destination);
+  return pino({ level, base: { pid: process.pid } }, rateLimited(destination));
+}
+
+/** A destination that passes at most `perSecond` lines a second and reports what it dropped. */
+export function rateLimited(
+  destination: DestinationStream,
+  perSecond = MAX_LOG_LINES_PER_S,
+  now: () => number = Date.now,
+): DestinationStream {
+  let second = 0;
+  let written = 0;
+  let dropped = 0;
+  return {
+    write(line: string) {
+      const s = Math.floor(now() / 1000);
+      if (s !== second) {
+        if (dropped > 0) {
+          destination.write(
+            `${JSON.stringify({ level: 40, time: now(), pid: process.pid, msg: `${dropped} log lines dropped (over ${perSecond} a second)` })}\n`,
+          );
+        }
+        second = s;
+        written = 0;
+        dropped = 0;
+      }
+      if (written < perSecond) {
+        written++;
+        destination.write(line);
+      } else dropped++;
+    },
+  };
 }

@@ -71,6 +71,8 @@ export type { PublishParams } from './storage/record-signer.js';
 
 export const SOFTWARE_VERSION = '0.1.0';
 
+/** Requests of one client (OverlayClient) served at once; more are refused with ERR_LIMIT. */
+export const MAX_CLIENT_REQUESTS_IN_FLIGHT = 16;
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
 const FETCH_QUORUM = 2;
 /** Holders a NODE-INFO lookup for dialling waits for (connect() retries with FETCH_QUORUM). */
@@ -622,6 +624,9 @@ export class OverlayNode {
 
   /** Answers an attached client's requests on its channel (see client-protocol.ts). */
   serveClient(channel: Channel): void {
+    // Each request costs DHT lookups: a client gets a few under way at once, not as many as
+    // it can send (a client is any node that completed a link handshake).
+    let underWay = 0;
     channel.on('message', (bytes: Uint8Array) => {
       let req: ClientRequest;
       try {
@@ -630,16 +635,28 @@ export class OverlayNode {
         this.log.warn({ err: (err as Error).message }, 'malformed client request');
         return;
       }
-      this.clientOp(req).then(
-        (result) => this.replyToClient(channel, { id: req.id, ok: true, result }),
-        (err: unknown) =>
-          this.replyToClient(channel, {
-            id: req.id,
-            ok: false,
-            code: err instanceof OverlayError ? err.code : 'ERR',
-            message: (err as Error).message,
-          }),
-      );
+      if (underWay >= MAX_CLIENT_REQUESTS_IN_FLIGHT) {
+        this.replyToClient(channel, {
+          id: req.id,
+          ok: false,
+          code: 'ERR_LIMIT',
+          message: `${MAX_CLIENT_REQUESTS_IN_FLIGHT} requests of this client are under way; wait for their answers`,
+        });
+        return;
+      }
+      underWay++;
+      this.clientOp(req)
+        .finally(() => underWay--)
+        .then(
+          (result) => this.replyToClient(channel, { id: req.id, ok: true, result }),
+          (err: unknown) =>
+            this.replyToClient(channel, {
+              id: req.id,
+              ok: false,
+              code: err instanceof OverlayError ? err.code : 'ERR',
+              message: (err as Error).message,
+            }),
+        );
     });
   }
 

@@ -22,7 +22,7 @@ import { OverlayError } from '../src/errors.js';
 import { encodeCertificate, issueCertificate } from '../src/identity/certificate.js';
 import { ensureDataDir, loadUserKey, userCertificatePath } from '../src/identity/data-dir.js';
 import { generateKeyPair, generateNodeKeyPair, nodeIdOf } from '../src/identity/keys.js';
-import { OverlayNode } from '../src/overlay.js';
+import { MAX_CLIENT_REQUESTS_IN_FLIGHT, OverlayNode } from '../src/overlay.js';
 import { encodeRecord, resourceId } from '../src/storage/record.js';
 import { SignedDatagramCodec } from '../src/transport/signed-codec.js';
 import { ALICE, HOUR, nameClaim, registration } from './fixtures/records.js';
@@ -553,6 +553,27 @@ describe('client role', () => {
     assert.equal(peer.dht.stats.lookups - lookups, 2, 'contested at the peer, asked again');
     assert.equal(back.length, 1);
     assert.deepEqual(back[0]!.value, value);
+  });
+
+  it('has a few requests served at once, the rest refused with ERR_LIMIT, not queued', async () => {
+    const results = await Promise.allSettled(
+      Array.from({ length: 3 * MAX_CLIENT_REQUESTS_IN_FLIGHT }, (_, i) =>
+        client.fetch(`nobody-${i}@peerbx.local`),
+      ),
+    );
+    const refused = results.filter(
+      (r) =>
+        r.status === 'rejected' &&
+        r.reason instanceof OverlayError &&
+        r.reason.code === 'ERR_LIMIT',
+    );
+    assert.ok(refused.length > 0, 'some requests were refused');
+    assert.ok(
+      results.filter((r) => r.status === 'fulfilled').length >= MAX_CLIENT_REQUESTS_IN_FLIGHT,
+      'as many as the limit were served',
+    );
+    // Once the answers are in, the client is served again.
+    assert.deepEqual(await client.fetch('nobody@peerbx.local'), []);
   });
 
   it('is never put in a routing table', () => {

@@ -379,6 +379,36 @@ describe('signed datagram codec', () => {
     assert.equal(bob.rejected.replay, 1);
   });
 
+  it('refuses a copy of a request from another address, even within the retransmission window', () => {
+    const bytes = alice.encodeRequest(11, req);
+    bob.decode(bytes, '192.0.2.1:4000');
+    const before = bob.rejected.replay;
+    // A copy with a forged source: it would bring the victim our answer and the sender's
+    // routing-table entry the victim's address.
+    assert.throws(
+      () => bob.decode(bytes, '198.51.100.7:53'),
+      (e: unknown) =>
+        e instanceof RejectedMessageError &&
+        e.reason === 'replay' &&
+        /198\.51\.100\.7/.test(e.message),
+    );
+    assert.equal(bob.rejected.replay, before + 1);
+    bob.decode(bytes, '192.0.2.1:4000'); // the sender's own retransmission still passes
+  });
+
+  it('remembers a bounded number of requests against replay', () => {
+    const small = new SignedDatagramCodec({
+      keys: OTHER,
+      configHash: cfgHash,
+      overlayName: 'peerbx',
+      puzzleBits: 0,
+      clock,
+      maxRememberedRequests: 3,
+    });
+    for (let txid = 200; txid < 210; txid++) small.decode(alice.encodeRequest(txid, req), 'x');
+    assert.equal(small.rememberedRequests, 3);
+  });
+
   it('refuses a request from outside the time window', () => {
     const bytes = alice.encodeRequest(3, req);
     now += 120_000;

@@ -55,11 +55,15 @@ export interface SignedCodecOptions {
   retransmitWindowMs?: number;
   client?: boolean;
   maxDatagramBytes?: number;
+  /** Requests remembered against replay at most (MAX_REMEMBERED_REQUESTS). */
+  maxRememberedRequests?: number;
 }
 
 /** Overlay error codes sent back in ERROR bodies. */
 export const ERROR_CONFIG_MISMATCH = 498;
 export const ERROR_VERSION = 505;
+/** Requests remembered against replay (about 300 bytes each). */
+export const MAX_REMEMBERED_REQUESTS = 200_000;
 /** ERROR replies to requests of another version or overlay signed at most per second. */
 export const ERROR_REPLIES_PER_S = 20;
 /** An ERROR reply is at most this many times the size of the request it answers. */
@@ -82,7 +86,7 @@ export class SignedDatagramCodec implements DatagramCodec {
   private readonly retransmitWindowMs: number;
   private readonly maxBytes: number;
   /** First sighting of each (sender, txid, signature) request within the replay window. */
-  private readonly seen = new Map<string, number>();
+  private readonly seen = new Map<string, { at: number; from: string }>();
   private lastPrune = 0;
   /** ERROR replies to rejected requests signed in the current second (errorReply). */
   private errorSecond = 0;
@@ -94,6 +98,11 @@ export class SignedDatagramCodec implements DatagramCodec {
     this.replayWindowMs = options.replayWindowMs ?? REPLAY_WINDOW_MS;
     this.retransmitWindowMs = options.retransmitWindowMs ?? 10_000;
     this.maxBytes = options.maxDatagramBytes ?? MAX_DATAGRAM_BYTES;
+  }
+
+  /** Requests remembered against replay now. */
+  get rememberedRequests(): number {
+    return this.seen.size;
   }
 
   /** Whether a datagram is a DHT response, and its txid, from the fixed header alone. */
@@ -146,7 +155,7 @@ export class SignedDatagramCodec implements DatagramCodec {
     }
   }
 
-  decode(data: Uint8Array, _from: string): WireMessage {
+  decode(data: Uint8Array, from: string): WireMessage {
     let msg: ReturnType<typeof decodeOverlayMessage>;
     try {
       msg = decodeOverlayMessage(data);
@@ -209,7 +218,7 @@ export class SignedDatagramCodec implements DatagramCodec {
       if (header.kind !== MessageKind.DHT_REQUEST)
         throw new OverlayError('ERR_MALFORMED', `unknown message kind ${header.kind}`);
       const body = bodyToRequest(msg.body);
-      this.checkFresh(msg.senderId, header.txid, msg.timestamp, msg.signature);
+      this.checkFresh(msg.senderId, header.txid, msg.timestamp, msg.signature, from);
       const request: Request =
         header.flags & Flags.CLIENT
           ? { sender: msg.senderId, client: true, body }
@@ -233,12 +242,18 @@ export class SignedDatagramCodec implements DatagramCodec {
     }
   }
 
-  /** Refuses requests outside the time window, and the same request seen again after its retransmission window. */
+  /**
+   * Refuses requests outside the time window, and the same request seen again after its
+   * retransmission window or from another address: a sender retransmits from where it sent,
+   * while a copy from elsewhere is someone's replay (with a forged source, it would put the
+   * sender in routing tables at its victim's address, and bring the victim our answers).
+   */
   private checkFresh(
     sender: Uint8Array,
     txid: number,
     timestamp: number,
     signature: Uint8Array,
+    from: string,
   ): void {
     const now = this.clock.now();
     if (Math.abs(now - timestamp) > this.replayWindowMs) {
@@ -249,18 +264,29 @@ export class SignedDatagramCodec implements DatagramCodec {
       );
     }
     if (now - this.lastPrune > this.replayWindowMs / 4) {
-      for (const [k, at] of this.seen) if (now - at > 2 * this.replayWindowMs) this.seen.delete(k);
+      for (const [k, first] of this.seen) {
+        if (now - first.at > 2 * this.replayWindowMs) this.seen.delete(k);
+      }
       this.lastPrune = now;
     }
     const key = `${Buffer.from(sender).toString('base64')}/${txid}/${Buffer.from(signature).toString('base64')}`;
     const first = this.seen.get(key);
     if (first === undefined) {
-      this.seen.set(key, now);
+      this.seen.set(key, { at: now, from });
+      // Bounded: a flood of validly signed requests must not take all memory. The oldest go
+      // first (their replays become possible again, the lesser harm).
+      if (this.seen.size > (this.options.maxRememberedRequests ?? MAX_REMEMBERED_REQUESTS)) {
+        const oldest = this.seen.keys().next().value;
+        if (oldest !== undefined) this.seen.delete(oldest);
+      }
       return;
     }
-    if (now - first > this.retransmitWindowMs) {
+    if (now - first.at > this.retransmitWindowMs || first.from !== from) {
       this.rejected.replay++;
-      throw new RejectedMessageError('replay', 'request replayed');
+      throw new RejectedMessageError(
+        'replay',
+        first.from === from ? 'request replayed' : `request replayed from ${from}`,
+      );
     }
   }
 
