@@ -1,8 +1,8 @@
 // The node's log: pino on stderr, human-readable when stderr is a terminal, JSON lines otherwise
 // (pino-pretty is loaded only for a terminal). At most MAX_LOG_LINES_PER_S lines a second are
-// written, the rest counted and reported in one line: a peer or phone that sends garbage on
-// purpose must not make the node spend its time (stderr is written synchronously) and its disk
-// on logging it.
+// written, errors always, the rest counted and reported in one line: a peer or phone that
+// sends garbage on purpose must not make the node spend its time (stderr is written
+// synchronously) and its disk on logging it.
 
 import {
   type DestinationStream,
@@ -51,6 +51,9 @@ export function rateLimited(
       }
       if (written < perSecond) {
         written++;
+        destination.write(line);
+      } else if (/"level":(50|60)[,}]/.test(line)) {
+        // Errors and fatal errors are always written: they are what a reader needs.
         destination.write(line);
       } else dropped++;
     },

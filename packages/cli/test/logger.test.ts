@@ -16,6 +16,9 @@ describe('log rate limit', () => {
     );
     for (let i = 0; i < 250; i++) log.warn({ i }, 'unframeable stream');
     assert.equal(lines.length, 10);
+    log.error({}, 'an error in the flood');
+    assert.equal(lines.length, 11, 'errors are always written');
+    lines.pop();
     now += 1000;
     log.error({}, 'a later error');
     assert.equal(lines.length, 12);

@@ -59,7 +59,13 @@ export {
   sign,
   verify,
 } from './identity/keys.js';
-export { Channel, type ChannelHandler, Link, type LinkInfo } from './links/link.js';
+export {
+  Channel,
+  type ChannelHandler,
+  isLoopbackHost,
+  Link,
+  type LinkInfo,
+} from './links/link.js';
 export {
   LinkManager,
   type LinkManagerOptions,

@@ -72,7 +72,7 @@ export type { PublishParams } from './storage/record-signer.js';
 export const SOFTWARE_VERSION = '0.1.0';
 
 /** Requests of one client (OverlayClient) served at once; more are refused with ERR_LIMIT. */
-export const MAX_CLIENT_REQUESTS_IN_FLIGHT = 16;
+export const MAX_CLIENT_REQUESTS_IN_FLIGHT = 64;
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
 const FETCH_QUORUM = 2;
 /** Holders a NODE-INFO lookup for dialling waits for (connect() retries with FETCH_QUORUM). */
@@ -147,6 +147,8 @@ export class OverlayNode {
   readonly keys: KeyPair;
   private readonly log: Logger;
   private readonly clock: Clock;
+  /** Requests of each client node (by node-ID) under way (serveClient). */
+  private readonly clientRequests = new Map<string, number>();
   /** Own records by DHT key and slot, so a newer one replaces the older in republishing. */
   private readonly published = new Map<
     string,
@@ -624,9 +626,10 @@ export class OverlayNode {
 
   /** Answers an attached client's requests on its channel (see client-protocol.ts). */
   serveClient(channel: Channel): void {
-    // Each request costs DHT lookups: a client gets a few under way at once, not as many as
-    // it can send (a client is any node that completed a link handshake).
-    let underWay = 0;
+    // Each request costs DHT lookups: a client gets so many under way at once, over all its
+    // channels, not as many as it can send (a client is any node that completed a link
+    // handshake).
+    const client = idToHex(channel.remoteNodeId);
     channel.on('message', (bytes: Uint8Array) => {
       let req: ClientRequest;
       try {
@@ -635,6 +638,7 @@ export class OverlayNode {
         this.log.warn({ err: (err as Error).message }, 'malformed client request');
         return;
       }
+      const underWay = this.clientRequests.get(client) ?? 0;
       if (underWay >= MAX_CLIENT_REQUESTS_IN_FLIGHT) {
         this.replyToClient(channel, {
           id: req.id,
@@ -644,9 +648,13 @@ export class OverlayNode {
         });
         return;
       }
-      underWay++;
+      this.clientRequests.set(client, underWay + 1);
       this.clientOp(req)
-        .finally(() => underWay--)
+        .finally(() => {
+          const left = (this.clientRequests.get(client) ?? 1) - 1;
+          if (left > 0) this.clientRequests.set(client, left);
+          else this.clientRequests.delete(client);
+        })
         .then(
           (result) => this.replyToClient(channel, { id: req.id, ok: true, result }),
           (err: unknown) =>

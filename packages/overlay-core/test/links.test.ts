@@ -687,7 +687,7 @@ describe('hostile connections', () => {
   });
 
   it('closes a link within seconds when data sent to it meets silence (power cut)', async () => {
-    const watchful = await startManager({ silenceProbeMs: 100, silenceProbeTimeoutMs: 100 });
+    const watchful = await startManager({ silenceProbeMs: 300, silenceProbeTimeoutMs: 300 });
     watchful.handle('echo', echoHandler);
     const keys = generateNodeKeyPair(PUZZLE);
     const peer = await RawPeer.connect(watchful.address as string);
@@ -695,7 +695,7 @@ describe('hostile connections', () => {
     await eventually(() => watchful.linkTo(nodeIdOf(keys.publicKey)) !== undefined, 'the link');
     const link = watchful.linkTo(nodeIdOf(keys.publicKey)) as Link;
     // Idle, the link stays: silence after nothing sent is no sign of death.
-    await new Promise((r) => setTimeout(r, 400));
+    await new Promise((r) => setTimeout(r, 1000));
     assert.ok(!link.closed);
     // The peer's machine is gone (it reads nothing, answers nothing); an OPEN goes out to it.
     const opening = link.openChannel('echo').catch((err: unknown) => err as OverlayError);
@@ -708,7 +708,7 @@ describe('hostile connections', () => {
     assert.equal(((await opening) as OverlayError).code, 'ERR_UNREACHABLE');
 
     // A peer that answers keeps its link, however much it is sent, even one-way.
-    const other = await startManager({ silenceProbeMs: 100, silenceProbeTimeoutMs: 100 });
+    const other = await startManager({ silenceProbeMs: 300, silenceProbeTimeoutMs: 300 });
     other.handle('sink', () => undefined);
     const ch = await withTimeout(
       watchful.connect(other.nodeId, 'sink', async () => other.address as string),
@@ -716,9 +716,9 @@ describe('hostile connections', () => {
     );
     for (let i = 0; i < 8; i++) {
       ch.send(new Uint8Array([i]));
-      await new Promise((r) => setTimeout(r, 60));
+      await new Promise((r) => setTimeout(r, 150));
     }
-    await new Promise((r) => setTimeout(r, 400));
+    await new Promise((r) => setTimeout(r, 1000));
     assert.ok(!ch.closed, 'the answering peer keeps its link');
   });
 

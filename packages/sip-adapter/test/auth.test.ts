@@ -318,9 +318,23 @@ describe('digest authentication', () => {
       0,
       'no retransmission of the 407',
     );
-    // A phone whose 407 was lost sends its INVITE again, and gets it again.
+    // A phone whose 407 was lost sends its INVITE again, and gets it again; then ACKs it.
     caller.send(first.text, a.port);
-    await caller.response(407, 'INVITE');
+    const again = await caller.response(407, 'INVITE');
+    caller.send(
+      first.text
+        .replace(/^INVITE /, 'ACK ')
+        .replace(/CSeq: 1 INVITE/, 'CSeq: 1 ACK')
+        .replace(/^To: .*$/m, `To: ${again.header('To')}`)
+        .replace(/^Contact: .*\r\n/m, ''),
+      a.port,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(
+      caller.received.filter((m) => m.kind === 'response').length,
+      0,
+      'the ACK brings nothing back',
+    );
   });
 
   it('challenges an in-dialog request unless it comes along the Record-Route of its dialog', async () => {

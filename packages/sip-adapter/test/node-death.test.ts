@@ -65,11 +65,9 @@ describe('a call whose callee node dies', () => {
     const at = nodes[1]!;
     const { callee, caller } = await phonesFor('dora', at);
     await ringing('dora', callee, caller, at);
-    const t0 = performance.now();
     await at.kill('SIGKILL');
     const final = await caller.response(480, 'INVITE', 8000);
     assert.match(final.kind === 'response' ? final.reason : '', /connection to the callee closed/);
-    assert.ok(performance.now() - t0 < 8000);
   });
 
   it('answers 480 within seconds when the node loses power while the phone rings', async () => {
@@ -77,7 +75,7 @@ describe('a call whose callee node dies', () => {
     const { callee, caller } = await phonesFor('erin', at);
     await ringing('erin', callee, caller, at);
     at.child.kill('SIGSTOP');
-    // The next sweep (5 s) probes the frozen node, silent for 3 s more: closed, 480.
+    // The next sweep (5 s) probes the frozen node, silent for 4 s more: closed, 480.
     await caller.response(480, 'INVITE', 15_000);
   });
 
@@ -93,7 +91,7 @@ describe('a call whose callee node dies', () => {
       request('INVITE', `sip:fay@127.0.0.1:${nodes[0]!.port}`, caller).text,
       nodes[0]!.port,
     );
-    // Sent into the open channel; silence for 2 s brings a PING, 3 s more of it the close.
+    // Sent into the open channel; silence for 2 s brings a PING, 4 s more of it the close.
     await caller.response(480, 'INVITE', 12_000);
     // Node 1 still serves.
     assert.ok((await nodes[0]!.stats()).proxy);
@@ -111,6 +109,7 @@ describe('a call whose callee node dies', () => {
     const rang = performance.now() - t0;
     gus.answer(invite, 200, node1.port);
     await caller.response(200, 'INVITE', 15_000);
-    assert.ok(rang < 500, `gus's phone got the INVITE after ${Math.round(rang)} ms`);
+    // Waiting for the lookup took about a second here: the INVITE must not.
+    assert.ok(rang < 700, `gus's phone got the INVITE after ${Math.round(rang)} ms`);
   });
 });

@@ -17,8 +17,11 @@ import {
 import { open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
+let written = 0;
+
+/** Beside the target, unlike any other writer's (another process's, or this one's at once). */
 function temporaryPath(path: string): string {
-  return `${path}.tmp-${process.pid}`;
+  return `${path}.tmp-${process.pid}-${++written}`;
 }
 
 /** Writes `data` to `path` durably (see above), the file created with `mode`. */
@@ -37,7 +40,12 @@ export function writeFileDurably(path: string, data: string | Uint8Array, mode =
     throw err;
   }
   closeSync(fd);
-  renameSync(tmp, path);
+  try {
+    renameSync(tmp, path);
+  } catch (err) {
+    removeQuietly(tmp);
+    throw err;
+  }
   syncDirectory(dirname(path));
 }
 
@@ -59,7 +67,10 @@ export async function writeFileDurablyAsync(
     throw err;
   }
   await fh.close();
-  await rename(tmp, path);
+  await rename(tmp, path).catch(async (err: unknown) => {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  });
   const dir = await open(dirname(path), 'r').catch(() => undefined);
   if (!dir) return;
   // Some file systems refuse to flush a directory (EINVAL): the rename is as safe as they allow.

@@ -32,7 +32,7 @@ import {
   runHandshake,
   SEAL_OVERHEAD_BYTES,
 } from './handshake.js';
-import { type Channel, type ChannelHandler, Link, type LinkInfo } from './link.js';
+import { type Channel, type ChannelHandler, isLoopbackHost, Link, type LinkInfo } from './link.js';
 
 /** Inbound handshakes in progress at once; further connections are dropped unread. */
 export const MAX_PENDING_HANDSHAKES = 64;
@@ -617,10 +617,4 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     this.emit('link', link);
     return link;
   }
-}
-
-/** 127.0.0.0/8, ::1 and their IPv4-mapped forms: this machine, which may run many nodes. */
-function isLoopbackHost(host: string): boolean {
-  const h = host.startsWith('::ffff:') ? host.slice(7) : host;
-  return h === '::1' || h.startsWith('127.');
 }

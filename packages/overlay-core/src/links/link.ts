@@ -34,7 +34,7 @@ export const MAX_MISSED_PONGS = 3;
  */
 export const SILENCE_PROBE_MS = 2_000;
 /** That PING unanswered this long (and nothing else heard), the link is closed as dead. */
-export const SILENCE_PROBE_TIMEOUT_MS = 3_000;
+export const SILENCE_PROBE_TIMEOUT_MS = 4_000;
 /**
  * Bytes waiting to be sent on a link beyond which its peer is taken to read nothing (a peer
  * that floods PINGs and never reads our PONGs, say): the link is closed rather than let grow.
@@ -247,6 +247,8 @@ export class Link extends EventEmitter<LinkEvents> {
   private keepaliveTimer: ReturnType<Clock['setTimeout']> | undefined;
   /** When we first sent data (or an OPEN) that nothing from the peer has followed yet. */
   private unansweredSince: number | undefined;
+  /** Chunks of bytes received from the peer so far (a probe's verdict compares them). */
+  private chunksIn = 0;
   /** Due when that silence is worth a probe, or when the probe has gone unanswered. */
   private silenceTimer: ReturnType<Clock['setTimeout']> | undefined;
 
@@ -396,17 +398,19 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 
   /**
-   * A PING now, unless a probe is already due: a peer that sends nothing back within
+   * A PING now, unless a probe is already under way: a peer that sends nothing back within
    * silenceProbeTimeoutMs is taken for dead and the link closed.
    */
   probe(): void {
-    if (this.isClosed || this.silenceTimer !== undefined) return;
+    if (this.isClosed) return;
     this.unansweredSince ??= this.clock.now();
+    // A check already due finds unansweredSince set and probes then.
+    if (this.silenceTimer !== undefined) return;
     this.pingSeq = (this.pingSeq + 1) >>> 0;
     this.writeFrame({ type: 'PING', seq: this.pingSeq });
     this.watchSilence(
       this.options.silenceProbeTimeoutMs ?? SILENCE_PROBE_TIMEOUT_MS,
-      this.unansweredSince,
+      this.chunksIn,
     );
   }
 
@@ -416,30 +420,42 @@ export class Link extends EventEmitter<LinkEvents> {
 
   /**
    * Checks, `afterMs` from now, whether the peer has sent anything since the data we sent
-   * first after its last frame: if not, a PING goes out, and a peer silent for
-   * silenceProbeTimeoutMs more is taken for dead. Every frame from the peer ends the watch.
+   * first after it was last heard: if not, a PING goes out, and a peer that sends nothing at
+   * all (`heardAt`: the chunks received when the PING went) for silenceProbeTimeoutMs more is
+   * taken for dead. Any bytes from the peer end the watch. The verdict waits for the event
+   * loop to read what arrived meanwhile (a stall of this process must not read as the
+   * peer's), and is put off while bytes of ours still wait to leave this machine.
    */
-  private watchSilence(afterMs: number, probed?: number): void {
+  private watchSilence(afterMs: number, heardAt?: number): void {
     this.silenceTimer = this.clock.setTimeout(() => {
-      this.silenceTimer = undefined;
-      const since = this.unansweredSince;
-      if (this.isClosed || since === undefined) return;
-      if (since === probed) {
-        this.terminate(
-          this.unreachable(
-            `is dead: silent for ${this.clock.now() - since} ms after data was sent to it, and to a PING`,
-          ),
-          'destroy',
-        );
-        return;
-      }
-      const quietFor = this.clock.now() - since;
-      if (quietFor < this.silenceProbeMs) {
-        this.watchSilence(this.silenceProbeMs - quietFor);
-        return;
-      }
-      this.probe();
+      setImmediate(() => this.judgeSilence(heardAt));
     }, afterMs);
+  }
+
+  private judgeSilence(heardAt: number | undefined): void {
+    this.silenceTimer = undefined;
+    const since = this.unansweredSince;
+    if (this.isClosed || since === undefined) return;
+    if (this.stream.writableLength > 0) {
+      // What we sent has not all left: the peer cannot have answered it yet.
+      this.watchSilence(this.silenceProbeMs, heardAt);
+      return;
+    }
+    if (heardAt !== undefined && this.chunksIn === heardAt) {
+      this.terminate(
+        this.unreachable(
+          `is dead: silent for ${this.clock.now() - since} ms after data was sent to it, and to a PING`,
+        ),
+        'destroy',
+      );
+      return;
+    }
+    const quietFor = this.clock.now() - since;
+    if (quietFor < this.silenceProbeMs) {
+      this.watchSilence(this.silenceProbeMs - quietFor);
+      return;
+    }
+    this.probe();
   }
 
   /** @internal Called by Channel.close. */
@@ -468,6 +484,8 @@ export class Link extends EventEmitter<LinkEvents> {
 
   private onData(chunk: Buffer): void {
     if (this.isClosed) return;
+    this.chunksIn++;
+    this.unansweredSince = undefined;
     this.bytesIn += chunk.length;
     this.decoder.push(chunk);
     this.drainDecoder();
@@ -490,7 +508,6 @@ export class Link extends EventEmitter<LinkEvents> {
       }
       if (!frame) return;
       this.framesIn++;
-      this.unansweredSince = undefined;
       this.onFrame(frame);
     }
   }
@@ -697,4 +714,13 @@ export class Link extends EventEmitter<LinkEvents> {
     for (const channel of channels) channel.finish(channelError);
     this.emit('close', error);
   }
+}
+
+/**
+ * 127.0.0.0/8, ::1 and their IPv4-mapped forms: this machine, which may run many nodes and
+ * phones, and is exempt from the limits per remote host.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.startsWith('::ffff:') ? host.slice(7) : host;
+  return h === '::1' || h.startsWith('127.');
 }

@@ -16,8 +16,8 @@ export const SIP_APPLICATION = 'sip';
  * not remembered. A channel the node opens to us ends the wait.
  */
 export const UNREACHABLE_MEMORY_MS = 20_000;
-/** A failed dial that took this long: the node's host is silent, not refusing. */
-export const SLOW_DIAL_MS = 1_000;
+/** A failed dial that took this long ran into the dial timeout: the node's host is silent. */
+export const SLOW_DIAL_MS = 4_000;
 /** Bounds that memory (a flood of lookups of made-up nodes must not grow it without end). */
 const MAX_REMEMBERED_UNREACHABLE = 10_000;
 

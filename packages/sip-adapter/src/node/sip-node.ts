@@ -182,6 +182,7 @@ export class SipNode implements TransactionUser {
       onMessage: (data, source) => this.inbound(data, source),
       onClosed: (id) => this.transactions.flowClosed(id),
       logger: this.log,
+      now: () => clock.now(),
     });
     this.transactions = new TransactionLayer({
       send: (data, destination) => this.send(data, destination),
@@ -222,7 +223,11 @@ export class SipNode implements TransactionUser {
       ...options.overload,
     });
     transports.on('message', ({ data, source }) => this.inbound(data, source));
-    transports.on('flow-closed', ({ connectionId }) => this.transactions.flowClosed(connectionId));
+    // A WebSocket phone that went away cannot answer on another connection; a TCP phone may
+    // (RFC 3261 §18.2.2: a response goes over a new connection when the request's closed).
+    transports.on('flow-closed', ({ connectionId, transport }) => {
+      if (transport === 'ws') this.transactions.flowClosed(connectionId);
+    });
     transports.on('queue-delay', (sojournMs, lost) =>
       lost ? this.overload.lost(sojournMs) : this.overload.sample(sojournMs),
     );

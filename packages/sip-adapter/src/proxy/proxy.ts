@@ -358,11 +358,11 @@ export class StatefulProxy {
       branch.uri = b.uri;
       this.forward(ctx, branch, this.hopForBinding(b), source, undefined);
     }
-    // The answer waits for the lookup, even when every device here has declined meanwhile.
+    // The answer waits for the lookup, even when every device here has declined meanwhile,
+    // for LOCATION_RECHECK_TIMEOUT_MS at most.
     ctx.holdOpen(() => undefined);
     ctx.seal();
-    this.c.locator
-      .locate(resource)
+    withTimeout(this.c.locator.locate(resource), LOCATION_RECHECK_TIMEOUT_MS, 'location lookup')
       .then((found) => {
         if (ctx.decided) return;
         for (const l of found) {

@@ -433,10 +433,9 @@ export class ResponseContext {
         }
       }, this.options.transactions.timers.B);
     }
-    if (!this.sealed || this.opening > 0) {
-      this.sealed = true;
-      this.opening = 0;
-      this.maybeFinish();
-    }
+    // Whatever was held open or still opening, the answer is due once the branches have one.
+    this.sealed = true;
+    this.opening = 0;
+    this.maybeFinish();
   }
 }

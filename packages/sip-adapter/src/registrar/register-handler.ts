@@ -86,11 +86,15 @@ function isRefusal(err: unknown): err is OverlayError {
  */
 function isLocalFault(err: unknown): boolean {
   if (err instanceof OverlayError) return err.code === 'ERR_KEY_FILE' || err.code === 'ERR_CONFIG';
+  const errno = err as NodeJS.ErrnoException;
   return (
     err instanceof TypeError ||
     err instanceof RangeError ||
     err instanceof ReferenceError ||
-    (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string')
+    // A file system call that failed, unless for want of a passing resource (files, memory).
+    (err instanceof Error &&
+      typeof errno.syscall === 'string' &&
+      !['EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'ENOMEM'].includes(errno.code ?? ''))
   );
 }
 
@@ -115,10 +119,6 @@ export class RegisterHandler {
       return { ok: false, status: 416, reason: `Unsupported URI Scheme (${uri.scheme})` };
     }
     if (!uri.user) return { ok: false, status: 404, reason: 'Not Found (To has no user part)' };
-    if (!isUserName(uri.user)) {
-      // The user's key lives in a file named after the user: no name can escape the directory.
-      return { ok: false, status: 404, reason: `Not Found (user names are ${USER_NAME_RULE})` };
-    }
     const local = isLocalDomain(
       uri.host,
       uri.port,
@@ -131,6 +131,10 @@ export class RegisterHandler {
         status: 404,
         reason: `Not Found (domain ${uri.host} is not served here; use ${this.options.domain})`,
       };
+    }
+    if (!isUserName(uri.user)) {
+      // The user's key lives in a file named after the user: no name can escape the directory.
+      return { ok: false, status: 404, reason: `Not Found (user names are ${USER_NAME_RULE})` };
     }
     const resource = `${uri.user}@${this.options.domain}`;
     return { ok: true, aor: `sip:${resource}`, resource, user: uri.user };

@@ -261,7 +261,8 @@ export class TransactionLayer {
   flowClosed(connectionId: string): void {
     for (const tx of [...this.clients.values()]) {
       if (tx.flowId === connectionId && awaitsFinal(tx)) {
-        this.transportFailed(tx, new FlowClosedError(connectionId));
+        // Deferred: the close may come from inside a send of this very transaction's start.
+        queueMicrotask(() => this.transportFailed(tx, new FlowClosedError(connectionId)));
       }
     }
   }

@@ -37,10 +37,10 @@ export const IDLE_TIMEOUT_MS = 10 * 60_000;
 export const MAX_CONNECTIONS = 1024;
 /**
  * Of those, from one remote host (loopback excepted): one host that opens connections cannot
- * push every phone's out. An office's phones each have their address.
+ * push every phone's out, while a few hundred phones behind one NAT address still fit.
  */
-export const MAX_CONNECTIONS_PER_HOST = 64;
-/** An inbound connection that brought no whole SIP message by then is closed. */
+export const MAX_CONNECTIONS_PER_HOST = 256;
+/** An inbound TCP connection that brought no whole SIP message by then is closed. */
 export const FIRST_MESSAGE_TIMEOUT_MS = 30_000;
 /** An outbound TCP connection not established by then fails. */
 export const CONNECT_TIMEOUT_MS = 5_000;

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { RemoteInfo } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { isIP, type Socket } from 'node:net';
-import { type Logger, silentLogger } from '@peerbx/overlay-core';
+import { isLoopbackHost, type Logger, silentLogger } from '@peerbx/overlay-core';
 import type { ConnectionHost, StreamConnection } from './connection.js';
 import {
   CONNECT_TIMEOUT_MS,
@@ -569,7 +569,10 @@ export class SipSocketTransports
     const firstBy = now - (this.options.firstMessageTimeoutMs ?? FIRST_MESSAGE_TIMEOUT_MS);
     for (const connection of this.connections.values()) {
       if (connection.kept || connection.closing) continue;
+      // TCP only: a browser phone may connect, say nothing until it calls, and be kept
+      // alive by WebSocket pings meanwhile.
       const silent =
+        connection.transport === 'tcp' &&
         connection.direction === 'inbound' &&
         connection.messagesIn === 0 &&
         connection.openedAt <= firstBy;
@@ -582,7 +585,7 @@ export class SipSocketTransports
   /** Whether one more inbound connection from `address` fits under the per-host limit. */
   private hostHasRoom(address: string): boolean {
     const host = unmapIPv4(address);
-    if (host === '::1' || host.startsWith('127.')) return true;
+    if (isLoopbackHost(host)) return true;
     const most = this.options.maxConnectionsPerHost ?? MAX_CONNECTIONS_PER_HOST;
     let open = 0;
     for (const connection of this.connections.values()) {
