@@ -78,6 +78,15 @@ function credentials(
 
 const parseRequest = (text: string) => parseSipMessage(text) as SipRequest;
 
+/** The ACK for a non-2xx final response to `invite` (its branch, the response's To tag). */
+function ackFor(invite: string, response: SipMessage): string {
+  return invite
+    .replace(/^INVITE /, 'ACK ')
+    .replace(/CSeq: 1 INVITE/, 'CSeq: 1 ACK')
+    .replace(/^To: .*$/m, `To: ${response.header('To')}`)
+    .replace(/^Contact: .*\r\n/m, '');
+}
+
 let cseq = 0;
 /** A REGISTER from `phone` for `user`, with optional Authorization; resolves to the final response. */
 async function register(
@@ -282,14 +291,7 @@ describe('digest authentication', () => {
     caller.send(first.text, a.port);
     const challenge = await caller.response(407, 'INVITE');
     // ACK the 407 (same branch, the 407's To tag) so the server transaction completes.
-    caller.send(
-      first.text
-        .replace(/^INVITE /, 'ACK ')
-        .replace(/CSeq: 1 INVITE/, 'CSeq: 1 ACK')
-        .replace(/^To: .*$/m, `To: ${challenge.header('To')}`)
-        .replace(/^Contact: .*\r\n/m, ''),
-      a.port,
-    );
+    caller.send(ackFor(first.text, challenge), a.port);
     const [pc] = challenges(challenge, 'proxy-authenticate');
     assert.ok(pc);
     assert.equal(pc.algorithm, 'SHA-256');
@@ -321,14 +323,7 @@ describe('digest authentication', () => {
     // A phone whose 407 was lost sends its INVITE again, and gets it again; then ACKs it.
     caller.send(first.text, a.port);
     const again = await caller.response(407, 'INVITE');
-    caller.send(
-      first.text
-        .replace(/^INVITE /, 'ACK ')
-        .replace(/CSeq: 1 INVITE/, 'CSeq: 1 ACK')
-        .replace(/^To: .*$/m, `To: ${again.header('To')}`)
-        .replace(/^Contact: .*\r\n/m, ''),
-      a.port,
-    );
+    caller.send(ackFor(first.text, again), a.port);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(
       caller.received.filter((m) => m.kind === 'response').length,
