@@ -763,8 +763,18 @@ export class KademliaNode {
     }
     const now = this.clock.now();
     const r = this.table.add(contact, now, answered);
-    if (r.status === 'added') this.handOver(contact, now);
-    else if (r.status === 'full' && now - r.leastRecentlySeenAt >= EVICTION_PING_MIN_AGE_MS) {
+    if (r.status === 'added') {
+      if (answered) this.handOver(contact, now);
+      else if (this.store.keyCount > 0) {
+        // Heard only as a sender: its address may be forged (a signed request of its own,
+        // sent from a victim's address). Values go to it once it answered a PING there, so a
+        // forged source brings its victim one PING, not every value this node holds.
+        this.request(contact, { type: 'PING' }, true).then(
+          () => this.handOver(contact, this.clock.now()),
+          () => undefined,
+        );
+      }
+    } else if (r.status === 'full' && now - r.leastRecentlySeenAt >= EVICTION_PING_MIN_AGE_MS) {
       // A contact heard from within the last minute is alive: no PING needed to keep it (the
       // newcomer waits in the replacement cache). With full buckets, every message from a node
       // outside the table would otherwise cost a PING.

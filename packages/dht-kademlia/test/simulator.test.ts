@@ -862,6 +862,34 @@ describe('kademlia over the simulator', () => {
     assert.equal(newcomer.store.get(key, s.sim.now()).length, 1);
   });
 
+  it('hands nothing to a newcomer heard only from a forged address before it answered there', async () => {
+    const s = await swarm(60, 6);
+    const key = hashToId('handover, forged');
+    await s.sim.settle(s.alive[0]!.put(key, text('x'), HOUR));
+    const holder = s.closestAlive(key, 1)[0] as KademliaNode;
+    // A node ID closer to the key than any, claimed in a request "from" the victim's address
+    // (a signed request of the attacker's own, its source forged).
+    const forgedId = new Uint8Array(key);
+    forgedId[31] = (forgedId[31] as number) ^ 1;
+    const victim = s.alive.find((n) => n !== holder) as KademliaNode;
+    const victimEndpoint = s.sim.endpoint(victim.contact.address)!;
+    const victimHandler = victimEndpoint.handler!;
+    const reached: string[] = [];
+    victimEndpoint.handler = (req, from) => {
+      if (from === holder.contact.address) reached.push(req.body.type);
+      return victimHandler(req, from);
+    };
+    const holderHandler = s.sim.endpoint(holder.contact.address)!.handler!;
+    await s.sim.settle(
+      Promise.resolve(
+        holderHandler({ sender: forgedId, body: { type: 'PING' } }, victim.contact.address),
+      ),
+    );
+    await s.sim.runFor(5_000);
+    // One PING to see who answers there (the victim, under its own ID): no STORE.
+    assert.deepEqual(reached, ['PING']);
+  });
+
   it('keeps every value reachable through churn', async () => {
     const s = await swarm(100, 7, {
       republishIntervalMs: 20 * MIN,
