@@ -1,6 +1,6 @@
 // The node's log: pino on stderr, human-readable when stderr is a terminal, JSON lines otherwise
 // (pino-pretty is loaded only for a terminal). At most MAX_LOG_LINES_PER_S lines a second are
-// written, errors always, the rest counted and reported in one line: a peer or phone that
+// written (errors ten times as many), the rest counted and reported in one line: a peer or phone that
 // sends garbage on purpose must not make the node spend its time (stderr is written
 // synchronously) and its disk on logging it.
 
@@ -13,6 +13,8 @@ import {
 import type { LogLevel } from './config/node-config.js';
 
 export const MAX_LOG_LINES_PER_S = 100;
+/** Errors past that limit: up to this many times as many again. */
+const ERROR_LINES_FACTOR = 10;
 
 export async function createLogger(level: LogLevel): Promise<PinoLogger> {
   let destination: DestinationStream = pinoDestination({ dest: 2, sync: true });
@@ -35,6 +37,7 @@ export function rateLimited(
 ): DestinationStream {
   let second = 0;
   let written = 0;
+  let errors = 0;
   let dropped = 0;
   return {
     write(line: string) {
@@ -47,13 +50,15 @@ export function rateLimited(
         }
         second = s;
         written = 0;
+        errors = 0;
         dropped = 0;
       }
       if (written < perSecond) {
         written++;
         destination.write(line);
-      } else if (/"level":(50|60)[,}]/.test(line)) {
-        // Errors and fatal errors are always written: they are what a reader needs.
+      } else if (/"level":(50|60)[,}]/.test(line) && errors < perSecond * ERROR_LINES_FACTOR) {
+        // Errors and fatal errors get a larger share: they are what a reader needs.
+        errors++;
         destination.write(line);
       } else dropped++;
     },

@@ -478,7 +478,7 @@ export class KademliaNode {
         const res = await this.request(placeholder, { type: 'PING' }, false);
         const contact = { id: res.sender, address };
         this.rtt.heard(pathKey(contact));
-        this.seen(contact);
+        this.seen(contact, true);
         return contact;
       } catch (err) {
         // Only silence is worth another try; a refusal will not change.
@@ -768,7 +768,8 @@ export class KademliaNode {
       else if (this.store.keyCount > 0) {
         // Heard only as a sender: its address may be forged (a signed request of its own,
         // sent from a victim's address). Values go to it once it answered a PING there, so a
-        // forged source brings its victim one PING, not every value this node holds.
+        // forged source brings its victim a PING (and its retransmissions), not every value
+        // this node holds; one per new contact in the table, each costing a puzzle key.
         this.request(contact, { type: 'PING' }, true).then(
           () => this.handOver(contact, this.clock.now()),
           () => undefined,

@@ -6,11 +6,14 @@
 // nodes dead or frozen, a call between two phones of one node rings at once.
 
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { SipRequest } from '../src/message/sip-message.js';
 import { SipNodeChild } from './fixtures/sip-node-child.js';
 import { rawRegister, tempRoot } from './fixtures/sipp.js';
+import { TestBed } from './fixtures/test-bed.js';
 import { request, UdpPhone } from './fixtures/udp-phone.js';
 
 describe('a call whose callee node dies', () => {
@@ -113,3 +116,51 @@ describe('a call whose callee node dies', () => {
     assert.ok(rang < 700, `gus's phone got the INVITE after ${Math.round(rang)} ms`);
   });
 });
+
+describe('a call to a TCP phone whose connection closes while it rings', () => {
+  const bed = new TestBed('peerbx-tcp-gone-');
+  after(() => bed.close());
+
+  it('answers 480 once the phone had its time to answer over a new connection', async () => {
+    const node = await bed.startPeer('a', { tcpAnswerGraceMs: 300 });
+    // The callee: a phone registered over TCP, its flow kept for incoming calls.
+    const socket = connect({ host: '127.0.0.1', port: node.sip.addresses.tcp.port });
+    await once(socket, 'connect');
+    let received = '';
+    socket.on('data', (d: Buffer) => {
+      received += d.toString();
+    });
+    const local = `127.0.0.1:${socket.localPort}`;
+    socket.write(
+      [
+        `REGISTER sip:127.0.0.1:${node.port};transport=tcp SIP/2.0`,
+        `Via: SIP/2.0/TCP ${local};branch=z9hG4bK-tcp-reg`,
+        'From: <sip:hal@peerbx.local>;tag=h1',
+        'To: <sip:hal@peerbx.local>',
+        'Call-ID: tcp-reg@test',
+        'CSeq: 1 REGISTER',
+        `Contact: <sip:hal@${local};transport=tcp>`,
+        'Expires: 3600',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    await eventually(() => received.includes('SIP/2.0 200'), 'the 200 to the REGISTER');
+    const caller = await bed.phone();
+    caller.send(request('INVITE', 'sip:hal@peerbx.local', caller).text, node.port);
+    await eventually(() => /INVITE sip:hal@/.test(received), 'the INVITE over TCP');
+    // The phone crashes before it answers (nor will it answer over another connection).
+    socket.destroy();
+    const final = await caller.response(480, 'INVITE', 5000);
+    assert.match(final.kind === 'response' ? final.reason : '', /connection to the callee closed/);
+  });
+});
+
+async function eventually(check: () => boolean, what: string, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

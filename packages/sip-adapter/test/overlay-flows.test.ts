@@ -23,7 +23,7 @@ function fakeChannel(nodeHex: string): Channel & EventEmitter {
   return ch;
 }
 
-function setup(dialMs = 5000) {
+function setup(dialMs = 5000, failure = 'handshake timed out') {
   let now = 1_000_000;
   const dials: NodeId[] = [];
   let reachable = false;
@@ -34,7 +34,7 @@ function setup(dialMs = 5000) {
       if (!reachable) {
         // A dead host: the dial fails after its timeout; a refusing one at once.
         now += dialMs;
-        throw new OverlayError('ERR_UNREACHABLE', 'handshake timed out');
+        throw new OverlayError('ERR_UNREACHABLE', failure);
       }
       return fakeChannel(NODE);
     },
@@ -74,13 +74,18 @@ describe('overlay flows', () => {
     assert.ok(t.flows.has(id));
   });
 
-  it('dials again at once a node whose dial was refused at once (restarting)', async () => {
-    const t = setup(0);
-    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)), /handshake timed out/);
-    t.setReachable(true);
-    await t.flows.toNode(NODE);
-    assert.equal(t.dials.length, 2);
-  });
+  for (const [what, dialMs, failure] of [
+    ['failed at once', 0, 'handshake timed out'],
+    ['refused after a slow lookup', 3000, 'cannot reach node ab at 10.0.0.7:7000: ECONNREFUSED'],
+  ] as const) {
+    it(`dials again at once a node whose dial ${what} (restarting)`, async () => {
+      const t = setup(dialMs, failure);
+      await assert.rejects(Promise.resolve(t.flows.toNode(NODE)));
+      t.setReachable(true);
+      await t.flows.toNode(NODE);
+      assert.equal(t.dials.length, 2);
+    });
+  }
 
   it('takes a channel the unreachable node opens to us, and dials it again after', async () => {
     const t = setup();

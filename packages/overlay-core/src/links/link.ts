@@ -437,8 +437,9 @@ export class Link extends EventEmitter<LinkEvents> {
     const since = this.unansweredSince;
     if (this.isClosed || since === undefined) return;
     if (this.stream.writableLength > 0) {
-      // What we sent has not all left: the peer cannot have answered it yet.
-      this.watchSilence(this.silenceProbeMs, heardAt);
+      // What we sent has not all left: the peer cannot have answered it yet. Asked again once
+      // it has (a PING of now, not one still queued behind our data).
+      this.watchSilence(this.silenceProbeMs);
       return;
     }
     if (heardAt !== undefined && this.chunksIn === heardAt) {

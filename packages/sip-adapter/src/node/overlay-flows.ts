@@ -10,14 +10,15 @@ import type { SipTransportAddress } from '../transport/transport.js';
 export const SIP_APPLICATION = 'sip';
 /**
  * A node a dial could not reach, after trying for SLOW_DIAL_MS or more, is not dialled again
- * for this long: a call to it fails at once, not after another dial's timeout, while its
- * registrations stay in the overlay (a node whose power failed publishes no removal). A dial
- * refused at once (its host is up, the node restarting, say) costs nothing to try again and is
- * not remembered. A channel the node opens to us ends the wait.
+ * for this long: a call to it fails at once, not after another dial's timeout (or the seconds
+ * a LAN takes to say a host is unreachable), while its registrations stay in the overlay (a
+ * node whose power failed publishes no removal). A refused connection (its host is up, the
+ * node restarting, say) costs nothing to try again and is not remembered. A channel the node
+ * opens to us ends the wait.
  */
 export const UNREACHABLE_MEMORY_MS = 20_000;
-/** A failed dial that took this long ran into the dial timeout: the node's host is silent. */
-export const SLOW_DIAL_MS = 4_000;
+/** A failed dial that took this long met silence, not a refusal. */
+export const SLOW_DIAL_MS = 1_000;
 /** Bounds that memory (a flood of lookups of made-up nodes must not grow it without end). */
 const MAX_REMEMBERED_UNREACHABLE = 10_000;
 
@@ -110,7 +111,8 @@ export class OverlayFlows {
       .then(
         (channel) => this.adopt(channel),
         (err: unknown) => {
-          if (now() - started >= SLOW_DIAL_MS) {
+          const refused = /ECONNREFUSED/.test((err as Error).message);
+          if (!refused && now() - started >= SLOW_DIAL_MS) {
             if (this.unreachable.size >= MAX_REMEMBERED_UNREACHABLE) this.unreachable.clear();
             this.unreachable.set(nodeHex, now() + UNREACHABLE_MEMORY_MS);
           }

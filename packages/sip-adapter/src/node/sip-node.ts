@@ -66,6 +66,8 @@ export interface SipNodeOptions {
   timers?: TimerOptions;
   /** Timer C of the proxy, ms. */
   timerCMs?: number;
+  /** How long a TCP phone whose connection closed may still answer (TCP_ANSWER_GRACE_MS). */
+  tcpAnswerGraceMs?: number;
   /** How long a fetched registration is reused, ms. */
   locationCacheMs?: number;
   bindings?: BindingStore;
@@ -108,6 +110,11 @@ export interface SipNodeStats {
 
 /** Default period of the expired-binding sweep (SipNodeOptions.bindingSweepMs). */
 const BINDING_SWEEP_MS = 5_000;
+/**
+ * A TCP phone whose connection closed while a request to it awaited its answer has this long
+ * to answer over a new one; then the request ends as 480 (not at Timer C, 3 minutes).
+ */
+export const TCP_ANSWER_GRACE_MS = 10_000;
 
 const ALLOW =
   'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, REGISTER';
@@ -141,6 +148,8 @@ export class SipNode implements TransactionUser {
   private readonly clock: Clock;
   private readonly sweepMs: number;
   private sweepTimer: TimerHandle | undefined;
+  /** Pending ends of requests sent to TCP phones whose connection closed (flow-closed). */
+  private readonly graceTimers = new Set<TimerHandle>();
 
   private constructor(
     options: SipNodeOptions,
@@ -224,9 +233,18 @@ export class SipNode implements TransactionUser {
     });
     transports.on('message', ({ data, source }) => this.inbound(data, source));
     // A WebSocket phone that went away cannot answer on another connection; a TCP phone may
-    // (RFC 3261 §18.2.2: a response goes over a new connection when the request's closed).
+    // (RFC 3261 §18.2.2: a response goes over a new connection when the request's closed), and
+    // gets TCP_ANSWER_GRACE_MS to do so.
     transports.on('flow-closed', ({ connectionId, transport }) => {
-      if (transport === 'ws') this.transactions.flowClosed(connectionId);
+      if (transport === 'ws') {
+        this.transactions.flowClosed(connectionId);
+        return;
+      }
+      const grace = clock.setTimeout(() => {
+        this.graceTimers.delete(grace);
+        this.transactions.flowClosed(connectionId);
+      }, options.tcpAnswerGraceMs ?? TCP_ANSWER_GRACE_MS);
+      this.graceTimers.add(grace);
     });
     transports.on('queue-delay', (sojournMs, lost) =>
       lost ? this.overload.lost(sojournMs) : this.overload.sample(sojournMs),
@@ -282,6 +300,8 @@ export class SipNode implements TransactionUser {
     if (this.closed) return;
     this.closed = true;
     if (this.sweepTimer) this.clock.clearTimeout(this.sweepTimer);
+    for (const t of this.graceTimers) this.clock.clearTimeout(t);
+    this.graceTimers.clear();
     this.overlay.links.unhandle(SIP_APPLICATION);
     this.proxy.close();
     this.transactions.close();

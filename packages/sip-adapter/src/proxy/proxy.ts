@@ -359,10 +359,14 @@ export class StatefulProxy {
       this.forward(ctx, branch, this.hopForBinding(b), source, undefined);
     }
     // The answer waits for the lookup, even when every device here has declined meanwhile,
-    // for LOCATION_RECHECK_TIMEOUT_MS at most.
+    // for LOCATION_RECHECK_TIMEOUT_MS at most; a later answer still rings the callee's other
+    // devices while one here rings.
     ctx.holdOpen(() => undefined);
     ctx.seal();
-    withTimeout(this.c.locator.locate(resource), LOCATION_RECHECK_TIMEOUT_MS, 'location lookup')
+    const clock = this.c.clock;
+    const waitOver = clock.setTimeout(() => ctx.unhold(), LOCATION_RECHECK_TIMEOUT_MS);
+    this.c.locator
+      .locate(resource)
       .then((found) => {
         if (ctx.decided) return;
         for (const l of found) {
@@ -375,7 +379,10 @@ export class StatefulProxy {
         if (err instanceof LocatorBusyError) this.stats.lookupsBusy++;
         this.log.debug({ resource, err: (err as Error).message }, 'other devices not looked up');
       })
-      .finally(() => ctx.unhold());
+      .finally(() => {
+        clock.clearTimeout(waitOver);
+        ctx.unhold();
+      });
   }
 
   /** A branch to the node where the callee is registered, which forks to its devices there. */

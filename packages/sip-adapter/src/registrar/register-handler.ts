@@ -79,6 +79,24 @@ function isRefusal(err: unknown): err is OverlayError {
   );
 }
 
+/** System calls on files (a user's key, the data directory), as Node names them in errors. */
+const FILE_CALLS = new Set([
+  'open',
+  'read',
+  'write',
+  'close',
+  'fsync',
+  'rename',
+  'unlink',
+  'stat',
+  'lstat',
+  'fstat',
+  'mkdir',
+  'chmod',
+  'fchmod',
+  'scandir',
+]);
+
 /**
  * A fault of this node, not of the overlay: a user's key file it cannot use (unreadable,
  * readable by others, or the disk full when making it), its configuration, or a bug. Waiting
@@ -93,7 +111,7 @@ function isLocalFault(err: unknown): boolean {
     err instanceof ReferenceError ||
     // A file system call that failed, unless for want of a passing resource (files, memory).
     (err instanceof Error &&
-      typeof errno.syscall === 'string' &&
+      FILE_CALLS.has(errno.syscall ?? '') &&
       !['EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'ENOMEM'].includes(errno.code ?? ''))
   );
 }
@@ -323,7 +341,10 @@ export class RegisterHandler {
         reason: 'Server Internal Error (this node could not sign the registration; see its log)',
       });
     }
-    this.log.warn({ resource, err: message }, 'registration not published: overlay unreachable');
+    this.log.warn(
+      { resource, err: message },
+      'registration not published: overlay unreachable, or this node short of files or memory',
+    );
     return createResponse(request, 503, {
       reason: 'Service Unavailable (overlay unreachable)',
       headers: [{ name: 'Retry-After', value: String(REGISTER_RETRY_AFTER_S) }],
