@@ -765,11 +765,12 @@ export class KademliaNode {
     const r = this.table.add(contact, now, answered);
     if (r.status === 'added') {
       if (answered) this.handOver(contact, now);
-      else if (this.store.keyCount > 0) {
+      else if (this.handOverKeys(contact).length > 0) {
         // Heard only as a sender: its address may be forged (a signed request of its own,
         // sent from a victim's address). Values go to it once it answered a PING there, so a
         // forged source brings its victim a PING (and its retransmissions), not every value
-        // this node holds; one per new contact in the table, each costing a puzzle key.
+        // this node holds; one per new contact in the table that would get values, each
+        // costing a puzzle key.
         this.request(contact, { type: 'PING' }, true).then(
           () => this.handOver(contact, this.clock.now()),
           () => undefined,
@@ -800,15 +801,23 @@ export class KademliaNode {
    * value, sent by the node that was closest before it arrived, so only one node sends.
    */
   private handOver(newcomer: Contact, now: number): void {
-    if (this.store.keyCount === 0) return;
+    for (const key of this.handOverKeys(newcomer)) {
+      void this.sendStores(newcomer, key, this.heldValues(key, now));
+    }
+  }
+
+  /** The keys this node would hand over to the newcomer (handOver). */
+  private handOverKeys(newcomer: Contact): NodeId[] {
+    const keys: NodeId[] = [];
+    if (this.store.keyCount === 0) return keys;
     for (const key of this.store.keys()) {
       const closest = this.table.closest(key, this.k);
       if (!closest.some((c) => idEquals(c.id, newcomer.id))) continue;
       const rival = closest.find((c) => !idEquals(c.id, newcomer.id));
       if (rival && compareDistance(key, rival.id, this.id) < 0) continue;
-      const values = this.heldValues(key, now);
-      void this.sendStores(newcomer, key, values);
+      keys.push(key);
     }
+    return keys;
   }
 
   private refreshBucket(index: number): Promise<LookupResult> {
