@@ -2,6 +2,7 @@
 // crypto puzzle, the overlay configuration, signed messages, stored records with access
 // control, LevelDB persistence, authenticated stream links, and the OverlayNode that runs them.
 
+export { setBounded } from './bounded-map.js';
 export { OverlayClient, type OverlayClientOptions } from './client.js';
 export { CLIENT_APPLICATION } from './client-protocol.js';
 export {

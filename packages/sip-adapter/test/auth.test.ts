@@ -281,15 +281,20 @@ describe('digest authentication', () => {
     assert.equal(challenges(wrong, 'www-authenticate')[0]?.stale, false);
   });
 
-  it('challenges an INVITE from a phone with 407, then routes it with credentials', async () => {
+  /** Alice's phone registered at node a, and a caller whose first INVITE to her got a 407. */
+  async function challengedCall() {
     const callee = await phone();
     assert.equal(await registerAlice(callee), 200);
-
     const caller = await phone();
     const target = `sip:alice@${REALM}`;
     const first = request('INVITE', target, caller);
     caller.send(first.text, a.port);
     const challenge = await caller.response(407, 'INVITE');
+    return { callee, caller, target, first, challenge };
+  }
+
+  it('challenges an INVITE from a phone with 407, then routes it with credentials', async () => {
+    const { callee, caller, target, first, challenge } = await challengedCall();
     // ACK the 407 (same branch, the 407's To tag) so the server transaction completes.
     caller.send(ackFor(first.text, challenge), a.port);
     const [pc] = challenges(challenge, 'proxy-authenticate');
@@ -333,13 +338,8 @@ describe('digest authentication', () => {
   });
 
   it('challenges an in-dialog request unless it comes along the Record-Route of its dialog', async () => {
-    const callee = await phone();
-    assert.equal(await registerAlice(callee), 200);
-    const caller = await phone();
-    const target = `sip:alice@${REALM}`;
-    const first = request('INVITE', target, caller);
-    caller.send(first.text, a.port);
-    const [pc] = challenges(await caller.response(407, 'INVITE'), 'proxy-authenticate');
+    const { callee, caller, target, challenge } = await challengedCall();
+    const [pc] = challenges(challenge, 'proxy-authenticate');
     assert.ok(pc);
     const proxyAuth = `Proxy-Authorization: ${credentials(pc, { user: 'carol', password: 'c4rol', method: 'INVITE', uri: target })}`;
     const call = request('INVITE', target, caller, [proxyAuth]);

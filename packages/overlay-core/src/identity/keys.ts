@@ -11,6 +11,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { hashToId, leadingZeroBits, type NodeId } from '@peerbx/dht-kademlia';
+import { setBounded } from '../bounded-map.js';
 import { OverlayError } from '../errors.js';
 
 /** Raw Ed25519 public keys are 32 bytes, signatures 64. */
@@ -114,12 +115,13 @@ function remember(
   data: Uint8Array,
   id = Buffer.from(signature.buffer, signature.byteOffset, signature.byteLength).toString('base64'),
 ): void {
-  if (verifiedCache.size >= VERIFIED_CACHE_MAX) {
-    const oldest = verifiedCache.keys().next().value;
-    if (oldest !== undefined) verifiedCache.delete(oldest);
-  }
   // Copies: the bytes given may be views into a datagram or a caller's buffer.
-  verifiedCache.set(id, { key: new Uint8Array(publicKey), data: new Uint8Array(data) });
+  setBounded(
+    verifiedCache,
+    id,
+    { key: new Uint8Array(publicKey), data: new Uint8Array(data) },
+    VERIFIED_CACHE_MAX,
+  );
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

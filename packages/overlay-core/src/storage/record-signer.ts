@@ -4,6 +4,7 @@
 
 import { existsSync, readFileSync, type Stats, statSync } from 'node:fs';
 import type { Clock } from '@peerbx/dht-kademlia';
+import { setBounded } from '../bounded-map.js';
 import { kindById, type OverlayConfig } from '../config/overlay-config.js';
 import { KIND_NAME_CLAIM, NAME_CLAIM_LIFETIME_MS } from '../constants.js';
 import { OverlayError } from '../errors.js';
@@ -138,15 +139,8 @@ export class RecordSigner {
   }
 
   private cacheKey(path: string, keys: KeyPair, file: Stats): KeyPair {
-    this.userKeyCache.delete(path);
-    if (this.userKeyCache.size >= USER_KEYS_CACHED) {
-      const oldest = this.userKeyCache.keys().next().value;
-      if (oldest !== undefined) this.userKeyCache.delete(oldest);
-    }
-    this.userKeyCache.set(path, {
-      keys,
-      file: { ino: file.ino, mtimeMs: file.mtimeMs, size: file.size },
-    });
+    const seen = { ino: file.ino, mtimeMs: file.mtimeMs, size: file.size };
+    setBounded(this.userKeyCache, path, { keys, file: seen }, USER_KEYS_CACHED);
     return keys;
   }
 

@@ -18,6 +18,7 @@ import {
   systemClock,
   type WireMessage,
 } from '@peerbx/dht-kademlia';
+import { setBounded } from '../bounded-map.js';
 import { DEFAULT_TTL, REPLAY_WINDOW_MS } from '../constants.js';
 import { OverlayError } from '../errors.js';
 import { type KeyPair, meetsPuzzle } from '../identity/keys.js';
@@ -272,13 +273,10 @@ export class SignedDatagramCodec implements DatagramCodec {
     const key = `${Buffer.from(sender).toString('base64')}/${txid}/${Buffer.from(signature).toString('base64')}`;
     const first = this.seen.get(key);
     if (first === undefined) {
-      this.seen.set(key, { at: now, from });
       // Bounded: a flood of validly signed requests must not take all memory. The oldest go
       // first (their replays become possible again, the lesser harm).
-      if (this.seen.size > (this.options.maxRememberedRequests ?? MAX_REMEMBERED_REQUESTS)) {
-        const oldest = this.seen.keys().next().value;
-        if (oldest !== undefined) this.seen.delete(oldest);
-      }
+      const most = this.options.maxRememberedRequests ?? MAX_REMEMBERED_REQUESTS;
+      setBounded(this.seen, key, { at: now, from }, most);
       return;
     }
     if (now - first.at > this.retransmitWindowMs || first.from !== from) {

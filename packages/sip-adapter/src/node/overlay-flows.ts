@@ -3,7 +3,13 @@
 // like a TCP connection's, so transactions answer on it and the proxy routes to it.
 
 import { idFromHex, idToHex, type NodeId } from '@peerbx/dht-kademlia';
-import { type Channel, type Logger, OverlayError, silentLogger } from '@peerbx/overlay-core';
+import {
+  type Channel,
+  type Logger,
+  OverlayError,
+  setBounded,
+  silentLogger,
+} from '@peerbx/overlay-core';
 import type { SipTransportAddress } from '../transport/transport.js';
 
 /** The overlay application name SIP channels are opened for. */
@@ -113,8 +119,8 @@ export class OverlayFlows {
         (err: unknown) => {
           const refused = /ECONNREFUSED/.test((err as Error).message);
           if (!refused && now() - started >= SLOW_DIAL_MS) {
-            if (this.unreachable.size >= MAX_REMEMBERED_UNREACHABLE) this.unreachable.clear();
-            this.unreachable.set(nodeHex, now() + UNREACHABLE_MEMORY_MS);
+            const until = now() + UNREACHABLE_MEMORY_MS;
+            setBounded(this.unreachable, nodeHex, until, MAX_REMEMBERED_UNREACHABLE);
           }
           throw err;
         },

@@ -327,7 +327,7 @@ export class SipNode implements TransactionUser {
       if (this.auth) {
         const outcome = this.auth.check(request, 'registrar');
         if (!outcome.ok) {
-          refuse(tx, outcome.response);
+          tx.refuse(outcome.response);
           return;
         }
         user = outcome.user;
@@ -340,8 +340,7 @@ export class SipNode implements TransactionUser {
     const fresh = !request.toTag && request.method !== 'CANCEL' && !forMe;
     // Overload: new requests only; what continues or ends a call already taken goes on.
     if (fresh && !this.overload.admit()) {
-      refuse(
-        tx,
+      tx.refuse(
         createResponse(request, 503, {
           reason: 'Service Unavailable (overloaded)',
           headers: [{ name: 'Retry-After', value: String(OVERLOAD_RETRY_AFTER_S) }],
@@ -356,7 +355,7 @@ export class SipNode implements TransactionUser {
     if (this.auth && !fromNode && (fresh || !proven())) {
       const outcome = this.auth.check(request, 'proxy');
       if (!outcome.ok) {
-        refuse(tx, outcome.response);
+        tx.refuse(outcome.response);
         return;
       }
       this.auth.stripCredentials(request);
@@ -536,13 +535,4 @@ export class SipNode implements TransactionUser {
         (port === undefined || x.port === port),
     );
   }
-}
-
-/**
- * Answers a request that is refused before anything is done for it (a challenge, overload):
- * an INVITE's refusal is sent once, not retransmitted (InviteServerTransaction.refuse).
- */
-function refuse(tx: ServerTransaction, response: SipResponse): void {
-  if (tx.kind === 'invite-server') tx.refuse(response);
-  else tx.respond(response);
 }

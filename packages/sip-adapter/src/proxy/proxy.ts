@@ -330,11 +330,7 @@ export class StatefulProxy {
       }
       return;
     }
-    for (const b of local) {
-      const branch = copyRequest(request);
-      branch.uri = b.uri;
-      this.forward(ctx, branch, this.hopForBinding(b), source, fromPeer);
-    }
+    this.forkToBindings(ctx, request, local, source, fromPeer);
     for (const nodeHex of nodes) this.forwardToNode(ctx, request, resource, nodeHex, source);
     if (cached) this.recheckLocation(ctx, request, resource, new Set(nodes), source);
     ctx.seal();
@@ -353,11 +349,7 @@ export class StatefulProxy {
     local: readonly Binding[],
     source: SipTransportAddress,
   ): void {
-    for (const b of local) {
-      const branch = copyRequest(request);
-      branch.uri = b.uri;
-      this.forward(ctx, branch, this.hopForBinding(b), source, undefined);
-    }
+    this.forkToBindings(ctx, request, local, source, undefined);
     // The answer waits for the lookup, even when every device here has declined meanwhile,
     // for LOCATION_RECHECK_TIMEOUT_MS at most; a later answer still rings the callee's other
     // devices while one here rings.
@@ -383,6 +375,21 @@ export class StatefulProxy {
         clock.clearTimeout(waitOver);
         ctx.unhold();
       });
+  }
+
+  /** A branch to each of the callee's devices registered at this node. */
+  private forkToBindings(
+    ctx: ResponseContext,
+    request: SipRequest,
+    local: readonly Binding[],
+    source: SipTransportAddress,
+    fromPeer: string | undefined,
+  ): void {
+    for (const b of local) {
+      const branch = copyRequest(request);
+      branch.uri = b.uri;
+      this.forward(ctx, branch, this.hopForBinding(b), source, fromPeer);
+    }
   }
 
   /** A branch to the node where the callee is registered, which forks to its devices there. */

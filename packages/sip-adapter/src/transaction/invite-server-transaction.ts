@@ -75,7 +75,7 @@ export class InviteServerTransaction extends Transaction<InviteServerTransaction
    * A response from the TU. Provisional and final in Proceeding; further 2xx in Accepted
    * (the TU retransmits 2xx, RFC 6026 §7.1). False (and dropped) in any other case.
    */
-  respond(response: SipResponse): boolean {
+  respond(response: SipResponse, once = false): boolean {
     const status = response.status;
     if (this.state === 'Accepted') {
       if (status < 200 || status >= 300) return false;
@@ -96,8 +96,14 @@ export class InviteServerTransaction extends Transaction<InviteServerTransaction
     } else {
       this.finalResponse = response;
       this.transition('Completed');
-      if (!this.reliable) this.startTimerG();
-      this.startTimerH(this.timerValues.H);
+      if (!this.reliable && !once) this.startTimerG();
+      const waitAck = once && !this.reliable ? this.timerValues.T4 : this.timerValues.H;
+      this.timers.start('H', waitAck, () => {
+        if (this.state !== 'Completed') return;
+        this.timedOut('H');
+        this.transition('Terminated');
+        this.user.ackTimeout?.(this);
+      });
     }
     return true;
   }
@@ -111,22 +117,7 @@ export class InviteServerTransaction extends Transaction<InviteServerTransaction
    * Kamailio answers challenges as).
    */
   refuse(response: SipResponse): boolean {
-    if (this.state !== 'Proceeding' || response.status < 300) return this.respond(response);
-    this.timers.stop('trying');
-    this.send(response);
-    this.finalResponse = response;
-    this.transition('Completed');
-    this.startTimerH(this.reliable ? this.timerValues.H : this.timerValues.T4);
-    return true;
-  }
-
-  private startTimerH(ms: number): void {
-    this.timers.start('H', ms, () => {
-      if (this.state !== 'Completed') return;
-      this.timedOut('H');
-      this.transition('Terminated');
-      this.user.ackTimeout?.(this);
-    });
+    return this.respond(response, true);
   }
 
   transportError(error: unknown): void {
