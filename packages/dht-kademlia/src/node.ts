@@ -1117,6 +1117,17 @@ export class KademliaNode {
       // A value lookup from a node that holds values counts its own empty store as an answer.
       ...(quorum > 0 && !this.opts.client ? { self: this.contact } : {}),
       ...(options.onValues ? { onValues: options.onValues } : {}),
+      ...(quorum > 0
+        ? {
+            hedge: {
+              afterMs: this.rtt.lateAfter(),
+              schedule: (fn: () => void, ms: number) => {
+                const timer = this.clock.setTimeout(fn, ms);
+                return () => this.clock.clearTimeout(timer);
+              },
+            },
+          }
+        : {}),
     });
   }
 

@@ -181,6 +181,94 @@ describe('iterative lookup', () => {
     assert.deepEqual(sentBefore, [2, 3]);
   });
 
+  it('after a holder answered, keeps out only the requests the quorum needs until they are late', async () => {
+    const w = world(30);
+    const target = rnd.bytes(32);
+    // Asked first: a holder, a slow holder and a node holding nothing, whose answers name three
+    // closer nodes, the closest of which holds the value too.
+    const near = w.closest(target, 6);
+    const [closer, fast, slow, empty] = [near[0], near[3], near[4], near[5]];
+    const value = new Uint8Array([9]);
+    const asked: string[] = [];
+    const later = new Map<string, () => void>();
+    const hedges: { fn: () => void; ms: number; canceled: boolean }[] = [];
+    const run = (withHedge: boolean) => {
+      asked.length = 0;
+      later.clear();
+      hedges.length = 0;
+      return lookup({
+        target,
+        ownId: rnd.bytes(32),
+        k: 3,
+        alpha: 3,
+        paths: 1,
+        maxRequests: 100,
+        quorum: 2,
+        initial: [fast, slow, empty] as Contact[],
+        query: (c) => {
+          asked.push(c.address);
+          const answer: QueryAnswer = {
+            contacts: near,
+            values: c === fast || c === slow || c === closer ? [{ value, ttlMs: 1000 }] : [],
+          };
+          if (c === slow) return new Promise((resolve) => later.set('slow', () => resolve(answer)));
+          return Promise.resolve(answer);
+        },
+        ...(withHedge
+          ? {
+              hedge: {
+                afterMs: 7,
+                schedule: (fn: () => void, ms: number) => {
+                  const h = { fn, ms, canceled: false };
+                  hedges.push(h);
+                  return () => {
+                    h.canceled = true;
+                  };
+                },
+              },
+            }
+          : {}),
+      });
+    };
+    const flush = () => new Promise((r) => setImmediate(r));
+
+    // Without a hedge, every answer tops the path up to alpha requests, the closer holder's
+    // answer completing the quorum while the slow one is still out.
+    const classic = await run(false);
+    assert.equal(asked.length, 5, asked.join(' '));
+    assert.equal(classic.values.length, 2);
+
+    // With one: the fast holder's and the empty node's answers send nothing more, since the
+    // slow holder's answer would complete the quorum.
+    const hedged = run(true);
+    await flush();
+    assert.deepEqual(
+      asked,
+      [fast, slow, empty].map((c) => c?.address),
+    );
+    assert.equal(hedges.length, 1);
+    assert.equal(hedges[0]?.ms, 7);
+    // The slow holder is late: the hedge asks the next contacts (alpha again).
+    hedges[0]?.fn();
+    await flush();
+    assert.ok(asked.length > 3, asked.join(' '));
+    const r = await hedged;
+    assert.equal(r.values.length, 2);
+    assert.ok(
+      !r.values.some((v) => v.holder === slow),
+      'ended by a hedged request, not the slow holder',
+    );
+
+    // A quorum completed in time cancels the hedge and asks no one else.
+    const onTime = run(true);
+    await flush();
+    later.get('slow')?.();
+    const done = await onTime;
+    assert.equal(done.values.length, 2);
+    assert.equal(asked.length, 3);
+    assert.equal(hedges[0]?.canceled, true);
+  });
+
   it('finishes a value lookup whose onValues throws', async () => {
     const w = world(20);
     const target = rnd.bytes(32);

@@ -33,6 +33,17 @@ describe('adaptive request timeout', () => {
     assert.equal(fast.timeout('never-measured'), 1000);
   });
 
+  it('calls an answer late after the typical round trip and four deviations, without the floor', () => {
+    const rtt = new RttEstimator(2000, 500);
+    assert.equal(rtt.lateAfter(), 2000);
+    for (let i = 0; i < 50; i++) rtt.sample(`c${i % 5}`, 2);
+    // Steady 2 ms round trips: the deviation decays, so late is a few ms, far below the floor.
+    const late = rtt.lateAfter();
+    assert.ok(late >= 2 && late <= 4, `late after ${late}`);
+    for (let i = 0; i < 50; i++) rtt.sample('slow', 5000);
+    assert.equal(rtt.lateAfter(), 2000);
+  });
+
   it('doubles the timeout of a contact after each timeout, up to the ceiling, until it answers', () => {
     const rtt = new RttEstimator(2000, 100);
     for (let i = 0; i < 20; i++) rtt.sample('a', 40);

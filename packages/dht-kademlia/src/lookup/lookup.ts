@@ -4,7 +4,11 @@
 // flight to the closest contacts it has not asked yet. A path ends when the k closest live
 // contacts it knows have all answered: the Kademlia termination rule. A node is queried by
 // one path at most, so a path led astray by lying nodes cannot drag the others with it. A
-// value lookup ends as soon as `quorum` holders have answered with values.
+// value lookup ends as soon as `quorum` holders have answered with values. Once a holder has
+// answered, a value lookup with a `hedge` sends no request beyond those that could complete
+// the quorum, unless these come back without values, fail, or are late (the hedge): the
+// holders are found, and each request more costs a signature here and a check at its
+// receiver for nothing.
 
 import type { Contact } from '../contact.js';
 import { TimeoutError } from '../errors.js';
@@ -61,6 +65,16 @@ export interface LookupParams {
    * waiting for more holders, so the caller can start checking them meanwhile.
    */
   onValues?: (values: readonly WireValue[], holder: Contact) => void;
+  /**
+   * For value lookups: once a holder has answered, only as many requests stay out as holders
+   * are still needed, until `afterMs` pass without the quorum (the requests out are late:
+   * the lookup asks α per path again). Without it, every path keeps α requests out.
+   */
+  hedge?: {
+    afterMs: number;
+    /** Runs fn after ms; returns what cancels it. */
+    schedule: (fn: () => void, ms: number) => () => void;
+  };
 }
 
 export interface FoundValue extends WireValue {
@@ -130,6 +144,15 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
   const result = noLookup();
   let holders = 0;
   let finished = false;
+  // Set while only the requests that could complete the quorum are out (see `hedge`).
+  let cancelHedge: (() => void) | undefined;
+  let hedged = false;
+  const inFlight = () => paths.reduce((n, p) => n + p.inFlight, 0);
+  const room = (path: Path): boolean => {
+    if (path.inFlight >= alpha) return false;
+    if (holders === 0 || hedged || !params.hedge) return true;
+    return inFlight() < quorum - holders;
+  };
 
   const insert = (path: Path, contact: Contact, hop: number): void => {
     if (idEquals(contact.id, params.ownId) || !accept(contact)) return;
@@ -161,6 +184,7 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
     const finish = () => {
       if (finished) return;
       finished = true;
+      cancelHedge?.();
       const answered: Candidate[] = [];
       const asked: Candidate[] = [];
       for (const p of paths)
@@ -192,7 +216,7 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
     };
 
     const pump = (path: Path): void => {
-      while (!finished && path.inFlight < alpha && result.requests < maxRequests) {
+      while (!finished && room(path) && result.requests < maxRequests) {
         const c = next(path);
         if (!c) break;
         c.state = 'pending';
@@ -246,6 +270,13 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
         }
       }
       for (const nc of answer.contacts) insert(path, nc, c.hop + 1);
+      if (hasValues && params.hedge && !hedged && !cancelHedge) {
+        const { afterMs, schedule } = params.hedge;
+        cancelHedge = schedule(() => {
+          hedged = true;
+          for (const p of paths) pump(p);
+        }, afterMs);
+      }
       for (const p of paths) pump(p);
       // After the pump: the next requests are out before the caller spends time on these. Not
       // when the pump found the lookup done: then nothing is left to wait for.

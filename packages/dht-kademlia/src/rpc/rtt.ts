@@ -42,6 +42,18 @@ export class RttEstimator {
   }
 
   /**
+   * When an answer from a typical contact is late, ms: the round trip of all contacts
+   * together plus four deviations (RFC 6298's timeout, without its floor, which leaves room
+   * for a retransmission: this is a time to ask someone else too, not to give up). The
+   * ceiling before anything was measured.
+   */
+  lateAfter(): number {
+    if (!this.overall) return this.maxMs;
+    const typical = this.overall.srtt + 4 * this.overall.rttvar;
+    return Math.min(this.maxMs, Math.max(1, Math.ceil(typical)));
+  }
+
+  /**
    * Two requests in a row to the contact timed out, both at `since` or later, and it has not
    * answered since nor been heard from: lookups presume it dead (see KademliaNode.runLookup).
    */
