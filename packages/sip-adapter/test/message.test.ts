@@ -268,6 +268,63 @@ describe('header access', () => {
   });
 });
 
+describe('parsed views and copies', () => {
+  const original = () =>
+    req(
+      msg([
+        'INVITE sip:bob@example.com SIP/2.0',
+        'Via: SIP/2.0/UDP h1;branch=z9hG4bK1',
+        'From: <sip:alice@example.com>;tag=a',
+        'To: <sip:bob@example.com>',
+        'Call-ID: views-1@h1',
+        'CSeq: 1 INVITE',
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+      ]),
+    );
+
+  it('a change to one header re-parses that header only', () => {
+    const m = original();
+    const from = m.from;
+    const via = m.via;
+    m.headers.prepend('Via', 'SIP/2.0/TCP h0;branch=z9hG4bK0');
+    assert.equal(m.from, from, 'From untouched: the same view');
+    assert.notEqual(m.via, via);
+    assert.deepEqual(
+      m.via.map((v) => v.host),
+      ['h0', 'h1'],
+    );
+    m.headers.set('From', '<sip:carol@example.com>;tag=c');
+    assert.equal(sipUri(m.from.uri).user, 'carol');
+    m.headers.delete('Max-Forwards');
+    assert.equal(m.maxForwards, undefined);
+    m.headers.shift('Via');
+    assert.deepEqual(
+      m.via.map((v) => v.host),
+      ['h1'],
+    );
+  });
+
+  it('a copy shares the views until its own headers change, and never changes the original', () => {
+    const m = original();
+    const to = m.to;
+    const copy = m.copy();
+    assert.equal(copy.to, to);
+    assert.equal(copy.requestUri, m.requestUri);
+    copy.headers.prepend('Via', 'SIP/2.0/TCP h0;branch=z9hG4bK0');
+    copy.headers.set('To', '<sip:bob@example.com>;tag=b');
+    copy.uri = 'sip:bob@h9';
+    assert.equal(copy.via.length, 2);
+    assert.equal(copy.toTag, 'b');
+    assert.equal(sipUri(copy.requestUri).host, 'h9');
+    assert.equal(m.via.length, 1);
+    assert.equal(m.toTag, undefined);
+    assert.equal(m.to, to);
+    assert.equal(sipUri(m.requestUri).host, 'example.com');
+    assert.equal(serialize(copy).toString().split('\r\n')[0], 'INVITE sip:bob@h9 SIP/2.0');
+  });
+});
+
 describe('URIs, name-addrs and Via', () => {
   it('parses every part of a SIP URI and formats it back', () => {
     const text =

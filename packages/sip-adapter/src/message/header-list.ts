@@ -14,8 +14,20 @@ export interface SipHeaderField {
 
 export class SipHeaders implements Iterable<SipHeaderField> {
   private fields: SipHeaderField[] = [];
-  /** Bumped on every change; parsed views of a message are cached against it. */
-  revision = 0;
+  /**
+   * Per header key, bumped on every change of that header: a message's parsed view of a
+   * header (its Vias, its From) stays good while its revision does.
+   */
+  private revisions = new Map<string, number>();
+
+  /** The revision of one header (by key); changes whenever a line of it changes. */
+  revisionOf(key: string): number {
+    return this.revisions.get(key) ?? 0;
+  }
+
+  private changed(key: string): void {
+    this.revisions.set(key, (this.revisions.get(key) ?? 0) + 1);
+  }
 
   constructor(fields?: Iterable<{ name: string; value: string }>) {
     if (fields) for (const f of fields) this.append(f.name, f.value);
@@ -64,8 +76,9 @@ export class SipHeaders implements Iterable<SipHeaderField> {
 
   /** Appends one header line at the end. */
   append(name: string, value: string): this {
-    this.fields.push({ key: headerKey(name), name, value });
-    this.revision++;
+    const key = headerKey(name);
+    this.fields.push({ key, name, value });
+    this.changed(key);
     return this;
   }
 
@@ -74,7 +87,7 @@ export class SipHeaders implements Iterable<SipHeaderField> {
     const key = headerKey(name);
     const i = this.fields.findIndex((f) => f.key === key);
     this.fields.splice(Math.max(0, i), 0, { key, name, value });
-    this.revision++;
+    this.changed(key);
     return this;
   }
 
@@ -85,7 +98,7 @@ export class SipHeaders implements Iterable<SipHeaderField> {
     if (i < 0) return this.append(name, value);
     this.fields[i] = { key, name, value };
     this.fields = this.fields.filter((f, j) => j <= i || f.key !== key);
-    this.revision++;
+    this.changed(key);
     return this;
   }
 
@@ -94,7 +107,7 @@ export class SipHeaders implements Iterable<SipHeaderField> {
     const key = headerKey(name);
     const before = this.fields.length;
     this.fields = this.fields.filter((f) => f.key !== key);
-    if (this.fields.length !== before) this.revision++;
+    if (this.fields.length !== before) this.changed(key);
     return before - this.fields.length;
   }
 
@@ -110,13 +123,14 @@ export class SipHeaders implements Iterable<SipHeaderField> {
     const [first, ...rest] = splitList(field.value);
     if (rest.length === 0) this.fields.splice(i, 1);
     else this.fields[i] = { ...field, value: rest.join(', ') };
-    this.revision++;
+    this.changed(key);
     return first;
   }
 
   clone(): SipHeaders {
     const copy = new SipHeaders();
     copy.fields = this.fields.slice();
+    copy.revisions = new Map(this.revisions);
     return copy;
   }
 

@@ -61,8 +61,8 @@ abstract class SipMessageBase {
    */
   body: Buffer;
 
-  private viewRevision = -1;
-  private readonly views = new Map<string, unknown>();
+  /** Parsed views of headers, by header key, with the header's revision they were parsed at. */
+  private views = new Map<string, { revision: number; value: unknown }>();
 
   constructor(init: MessageInit) {
     this.version = init.version ?? SIP_VERSION;
@@ -70,16 +70,22 @@ abstract class SipMessageBase {
     this.body = toBuffer(init.body);
   }
 
-  /** A parsed header view, cached until the headers change. */
+  /**
+   * A parsed view of the header `key`, cached until that header changes. Views are never
+   * modified, so a copy of the message (copyViewsFrom) shares them.
+   */
   protected view<T>(key: string, parse: () => T): T {
-    if (this.viewRevision !== this.headers.revision) {
-      this.views.clear();
-      this.viewRevision = this.headers.revision;
-    }
-    if (this.views.has(key)) return this.views.get(key) as T;
-    const v = parse();
-    this.views.set(key, v);
-    return v;
+    const revision = this.headers.revisionOf(key);
+    const hit = this.views.get(key);
+    if (hit && hit.revision === revision) return hit.value as T;
+    const value = parse();
+    this.views.set(key, { revision, value });
+    return value;
+  }
+
+  /** Takes the parsed views of `other`, whose headers this message's were cloned from. */
+  protected copyViewsFrom(other: SipMessageBase): void {
+    this.views = new Map(other.views);
   }
 
   private required(name: string): string {
@@ -181,6 +187,23 @@ export class SipRequest extends SipMessageBase {
     super(init);
     this.method = init.method;
     this.uri = init.uri;
+  }
+
+  /**
+   * A copy to change and forward: its own header list (a clone) and Request-URI, the same
+   * body, and the parsed views of this one until its headers change.
+   */
+  copy(): SipRequest {
+    const c = new SipRequest({
+      method: this.method,
+      uri: this.uri,
+      version: this.version,
+      headers: this.headers.clone(),
+      body: this.body,
+    });
+    c.copyViewsFrom(this);
+    c.parsedUri = this.parsedUri;
+    return c;
   }
 
   /** The parsed Request-URI (cached per `uri` string). Throws SipParseError if malformed. */

@@ -10,7 +10,7 @@ import { type Logger, silentLogger } from '@peerbx/overlay-core';
 import { LocatorBusyError, SipParseError } from '../errors.js';
 import { optionTags } from '../message/headers.js';
 import { createResponse } from '../message/response.js';
-import { SipRequest, type SipResponse } from '../message/sip-message.js';
+import type { SipRequest, SipResponse } from '../message/sip-message.js';
 import {
   createVia,
   formatVia,
@@ -221,7 +221,7 @@ export class StatefulProxy {
       return;
     }
     void incoming.routes; // a malformed Route is a 400 before anything starts
-    const request = copyRequest(incoming);
+    const request = incoming.copy();
     request.headers.set('Max-Forwards', String(mf - 1));
     const tokens = this.preprocessRoutes(request);
     const fromPeer = source.connectionId ? this.c.overlayPeer(source.connectionId) : undefined;
@@ -386,7 +386,7 @@ export class StatefulProxy {
     fromPeer: string | undefined,
   ): void {
     for (const b of local) {
-      const branch = copyRequest(request);
+      const branch = request.copy();
       branch.uri = b.uri;
       this.forward(ctx, branch, this.hopForBinding(b), source, fromPeer);
     }
@@ -400,7 +400,7 @@ export class StatefulProxy {
     nodeHex: string,
     source: SipTransportAddress,
   ): void {
-    const branch = copyRequest(request);
+    const branch = request.copy();
     // The callee's node looks the user up by the canonical AOR, whatever alias was dialled.
     branch.uri = `sip:${resource}`;
     this.forward(ctx, branch, { kind: 'node', nodeHex }, source, undefined, () =>
@@ -725,7 +725,7 @@ export class StatefulProxy {
   private async forwardAck(incoming: SipRequest, source: SipTransportAddress): Promise<void> {
     const mf = incoming.maxForwards ?? 70;
     if (mf <= 0) return;
-    const ack = copyRequest(incoming);
+    const ack = incoming.copy();
     ack.headers.set('Max-Forwards', String(mf - 1));
     const tokens = this.preprocessRoutes(ack);
     const routes = ack.routes;
@@ -825,16 +825,6 @@ function peerRefusal(uri: SipUri): Refusal {
 /** A reason phrase may not hold CR or LF (nor grow without bound). */
 function oneLine(text: string): string {
   return text.replace(/[\r\n]+/g, ' ').slice(0, 100);
-}
-
-function copyRequest(r: SipRequest): SipRequest {
-  return new SipRequest({
-    method: r.method,
-    uri: r.uri,
-    version: r.version,
-    headers: r.headers.clone(),
-    body: r.body,
-  });
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
