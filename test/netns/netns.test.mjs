@@ -45,6 +45,13 @@ describe('multi-host: nodes in network namespaces', { skip: why }, () => {
     assert.match(r.tail, /PASS: alice@node1 .* called bob@node3/);
   });
 
+  it("answers 480 when the callee's host is unplugged while the phone rings, and for new calls", () => {
+    // Not a frozen process (its kernel would still answer TCP): the host's link goes down.
+    const r = run({ PEERBX_NETNS_HOST_GONE: '1' });
+    assert.equal(r.code, 0, r.tail);
+    assert.match(r.tail, /PASS: .*bob's host unplugged: 480 [\d.]+s after while ringing/);
+  });
+
   it('places the call with phones that authenticate by digest', () => {
     const r = run({ PEERBX_NETNS_PASSWORD: 'netns-secret' });
     assert.equal(r.code, 0, r.tail);

@@ -29,6 +29,9 @@
 #   PEERBX_BIN                the CLI entry (default packages/cli/dist/src/bin.js)
 #   PEERBX_LOG_LEVEL          the nodes' log level (default info)
 #   PEERBX_NETNS_NODE_ARGS    extra arguments for every `peerbx start` (word-split)
+#   PEERBX_NETNS_HOST_GONE=1  after the call (sipp phones, no password): bob's host is
+#                             unplugged while his phone rings, then called twice more; alice
+#                             must get 480 each time
 
 set -uo pipefail
 
@@ -382,9 +385,68 @@ wait "$UAS_PID"
 rc=$?
 [ $rc = 0 ] || fail "bob's side of the call failed (sipp UAS exit $rc)" "$WORK/uas.err.log" "$WORK/uas.out"
 
+# --- bob's host unplugged (PEERBX_NETNS_HOST_GONE=1) ----------------------------------------
+# A host that is really gone (its cable pulled: nothing answers, not even its kernel, unlike a
+# frozen process) while bob's phone rings, then for a new call: alice must hear 480, not ring
+# until Timer C (3 min) nor wait 32 s for a 408. SIPp's -timeout (25 s) bounds each wait.
+GONE_NOTE=""
+if [ "${PEERBX_NETNS_HOST_GONE:-}" = 1 ]; then
+  [ -n "${PEERBX_NETNS_PASSWORD:-}" ] && fail "PEERBX_NETNS_HOST_GONE runs without PEERBX_NETNS_PASSWORD"
+  GONE_SIPP=(-m 1 -nostdin -timeout 25s -timeout_error -max_recv_loops 10)
+  now() { date +%s.%N; }
+  since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+  log "bob: a SIPp UAS that rings and is never answered"
+  ip netns exec "$BOB_NS" sipp -sf "$SCEN/uas-ring.xml" -i "$BOB_IP" -p "$UAS_PORT" \
+    "${SIPP_COMMON[@]}" -trace_msg -message_file "$WORK/uas-ring.msg" \
+    >"$WORK/uas-ring.out" 2>&1 </dev/null &
+  PIDS+=($!)
+  sleep 0.5
+  log "alice: INVITE sip:bob@$DOMAIN; bob's host is unplugged once his phone rings"
+  ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/uac-unavailable.xml" -i "$ALICE_IP" \
+    -p 5062 -s bob -set domain "$DOMAIN" -set caller alice "${GONE_SIPP[@]}" \
+    -trace_err -error_file "$WORK/uac-gone1.err.log" >"$WORK/uac-gone1.out" 2>&1 </dev/null &
+  UAC_PID=$!
+  PIDS+=("$UAC_PID")
+  for _ in $(seq 1 100); do
+    grep -q 'SIP/2.0 180' "$WORK/uas-ring.msg" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep -q 'SIP/2.0 180' "$WORK/uas-ring.msg" 2>/dev/null ||
+    fail "bob's phone did not ring" "$WORK/uas-ring.out" "$WORK/uac-gone1.err.log" "$WORK/node3.err"
+  sleep 0.3 # the 180 on its way to alice
+  run ip link set "$(veth 3)" down
+  T0=$(now)
+  wait "$UAC_PID"
+  rc=$?
+  [ $rc = 0 ] || fail "alice did not get 480 after bob's host went while ringing (sipp UAC exit $rc)" \
+    "$WORK/uac-gone1.err.log" "$WORK/uac-gone1.out" "$WORK/node1.err"
+  RINGING=$(since "$T0")
+  log "alice got 480 ${RINGING}s after bob's host went (his phone was ringing)"
+  T0=$(now)
+  fg_wait ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/uac-unavailable.xml" \
+    -i "$ALICE_IP" -p 5063 -s bob -set domain "$DOMAIN" -set caller alice "${GONE_SIPP[@]}" \
+    -trace_err -error_file "$WORK/uac-gone2.err.log" >"$WORK/uac-gone2.out" 2>&1 </dev/null
+  rc=$?
+  [ $rc = 0 ] || fail "a new call to bob, whose host is gone, did not get 480 (sipp UAC exit $rc)" \
+    "$WORK/uac-gone2.err.log" "$WORK/uac-gone2.out" "$WORK/node1.err"
+  NEWCALL=$(since "$T0")
+  log "a new call got 480 in ${NEWCALL}s (node 1 dialled node 3 and gave up)"
+  # Node 1 remembers the dial that failed: the next call is not made to wait for another.
+  T0=$(now)
+  fg_wait ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/uac-unavailable.xml" \
+    -i "$ALICE_IP" -p 5064 -s bob -set domain "$DOMAIN" -set caller alice "${GONE_SIPP[@]}" \
+    -trace_err -error_file "$WORK/uac-gone3.err.log" >"$WORK/uac-gone3.out" 2>&1 </dev/null
+  rc=$?
+  [ $rc = 0 ] || fail "a third call to bob did not get 480 (sipp UAC exit $rc)" \
+    "$WORK/uac-gone3.err.log" "$WORK/uac-gone3.out" "$WORK/node1.err"
+  NEXTCALL=$(since "$T0")
+  log "the call after that got 480 in ${NEXTCALL}s"
+  GONE_NOTE="; bob's host unplugged: 480 ${RINGING}s after while ringing, ${NEWCALL}s for a new call, ${NEXTCALL}s for the next"
+fi
+
 # Every node must still be running: a crash during the call is a failure too.
 for i in $(seq 1 $NODES); do
   kill -0 "${NODE_PID[$i]}" 2>/dev/null || fail "node $i exited during the test" "$WORK/node$i.err"
 done
 
-echo "PASS: alice@node1 ($ALICE_IP) called bob@node3 ($BOB_IP) across $NODES namespaces: INVITE/180/200/ACK/BYE"
+echo "PASS: alice@node1 ($ALICE_IP) called bob@node3 ($BOB_IP) across $NODES namespaces: INVITE/180/200/ACK/BYE$GONE_NOTE"
