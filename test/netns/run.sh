@@ -387,7 +387,7 @@ rc=$?
 
 # --- bob's host unplugged (PEERBX_NETNS_HOST_GONE=1) ----------------------------------------
 # A host that is really gone (its cable pulled: nothing answers, not even its kernel, unlike a
-# frozen process) while bob's phone rings, then for a new call: alice must hear 480, not ring
+# frozen process) while bob's phone rings, then for new calls: alice must hear 480, not ring
 # until Timer C (3 min) nor wait 32 s for a 408. SIPp's -timeout (25 s) bounds each wait.
 GONE_NOTE=""
 if [ "${PEERBX_NETNS_HOST_GONE:-}" = 1 ]; then
@@ -401,10 +401,16 @@ if [ "${PEERBX_NETNS_HOST_GONE:-}" = 1 ]; then
     >"$WORK/uas-ring.out" 2>&1 </dev/null &
   PIDS+=($!)
   sleep 0.5
+  # Alice's n-th call to bob that must be answered 480 (SIPp's logs: $WORK/uac-gone<n>.*).
+  unavailable_call() {
+    ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/uac-unavailable.xml" \
+      -i "$ALICE_IP" -p $((5061 + $1)) -s bob -set domain "$DOMAIN" -set caller alice \
+      "${GONE_SIPP[@]}" -trace_err -error_file "$WORK/uac-gone$1.err.log" \
+      >"$WORK/uac-gone$1.out" 2>&1 </dev/null
+  }
+  gone_fail() { fail "$1 (sipp UAC exit $2)" "$WORK/uac-gone$3.err.log" "$WORK/uac-gone$3.out" "$WORK/node1.err"; }
   log "alice: INVITE sip:bob@$DOMAIN; bob's host is unplugged once his phone rings"
-  ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/uac-unavailable.xml" -i "$ALICE_IP" \
-    -p 5062 -s bob -set domain "$DOMAIN" -set caller alice "${GONE_SIPP[@]}" \
-    -trace_err -error_file "$WORK/uac-gone1.err.log" >"$WORK/uac-gone1.out" 2>&1 </dev/null &
+  unavailable_call 1 &
   UAC_PID=$!
   PIDS+=("$UAC_PID")
   for _ in $(seq 1 100); do
@@ -416,29 +422,16 @@ if [ "${PEERBX_NETNS_HOST_GONE:-}" = 1 ]; then
   sleep 0.3 # the 180 on its way to alice
   run ip link set "$(veth 3)" down
   T0=$(now)
-  wait "$UAC_PID"
-  rc=$?
-  [ $rc = 0 ] || fail "alice did not get 480 after bob's host went while ringing (sipp UAC exit $rc)" \
-    "$WORK/uac-gone1.err.log" "$WORK/uac-gone1.out" "$WORK/node1.err"
+  wait "$UAC_PID" || gone_fail "alice did not get 480 after bob's host went while ringing" $? 1
   RINGING=$(since "$T0")
   log "alice got 480 ${RINGING}s after bob's host went (his phone was ringing)"
   T0=$(now)
-  fg_wait ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/uac-unavailable.xml" \
-    -i "$ALICE_IP" -p 5063 -s bob -set domain "$DOMAIN" -set caller alice "${GONE_SIPP[@]}" \
-    -trace_err -error_file "$WORK/uac-gone2.err.log" >"$WORK/uac-gone2.out" 2>&1 </dev/null
-  rc=$?
-  [ $rc = 0 ] || fail "a new call to bob, whose host is gone, did not get 480 (sipp UAC exit $rc)" \
-    "$WORK/uac-gone2.err.log" "$WORK/uac-gone2.out" "$WORK/node1.err"
+  fg_wait unavailable_call 2 || gone_fail "a new call to bob, whose host is gone, did not get 480" $? 2
   NEWCALL=$(since "$T0")
   log "a new call got 480 in ${NEWCALL}s (node 1 dialled node 3 and gave up)"
   # Node 1 remembers the dial that failed: the next call is not made to wait for another.
   T0=$(now)
-  fg_wait ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/uac-unavailable.xml" \
-    -i "$ALICE_IP" -p 5064 -s bob -set domain "$DOMAIN" -set caller alice "${GONE_SIPP[@]}" \
-    -trace_err -error_file "$WORK/uac-gone3.err.log" >"$WORK/uac-gone3.out" 2>&1 </dev/null
-  rc=$?
-  [ $rc = 0 ] || fail "a third call to bob did not get 480 (sipp UAC exit $rc)" \
-    "$WORK/uac-gone3.err.log" "$WORK/uac-gone3.out" "$WORK/node1.err"
+  fg_wait unavailable_call 3 || gone_fail "a third call to bob did not get 480" $? 3
   NEXTCALL=$(since "$T0")
   log "the call after that got 480 in ${NEXTCALL}s"
   GONE_NOTE="; bob's host unplugged: 480 ${RINGING}s after while ringing, ${NEWCALL}s for a new call, ${NEXTCALL}s for the next"
