@@ -47,7 +47,11 @@ describe('multi-host: nodes in network namespaces', { skip: why }, () => {
 
   it("answers 480 when the callee's host is unplugged while the phone rings, and for new calls", () => {
     // Not a frozen process (its kernel would still answer TCP): the host's link goes down.
-    const r = run({ PEERBX_NETNS_HOST_GONE: '1' });
+    const r = run({
+      PEERBX_NETNS_HOST_GONE: '1',
+      PEERBX_NETNS_PASSWORD: '',
+      PEERBX_NETNS_PHONES: 'sipp',
+    });
     assert.equal(r.code, 0, r.tail);
     assert.match(r.tail, /PASS: .*bob's host unplugged: 480 [\d.]+s after while ringing/);
   });

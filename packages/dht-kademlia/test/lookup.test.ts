@@ -192,7 +192,7 @@ describe('iterative lookup', () => {
     const asked: string[] = [];
     const later = new Map<string, () => void>();
     const hedges: { fn: () => void; ms: number; canceled: boolean }[] = [];
-    const run = (withHedge: boolean) => {
+    const run = (withHedge: boolean, paths = 1) => {
       asked.length = 0;
       later.clear();
       hedges.length = 0;
@@ -201,7 +201,7 @@ describe('iterative lookup', () => {
         ownId: rnd.bytes(32),
         k: 3,
         alpha: 3,
-        paths: 1,
+        paths,
         maxRequests: 100,
         quorum: 2,
         initial: [fast, slow, empty] as Contact[],
@@ -267,6 +267,19 @@ describe('iterative lookup', () => {
     assert.equal(done.values.length, 2);
     assert.equal(asked.length, 3);
     assert.equal(hedges[0]?.canceled, true);
+
+    // Over disjoint paths nothing is held back: each path goes on as it would alone.
+    const settle = async (p: ReturnType<typeof run>) => {
+      await flush();
+      later.get('slow')?.();
+      return p;
+    };
+    const plain = await settle(run(false, 2));
+    const plainAsked = [...asked];
+    const withHedge = await settle(run(true, 2));
+    assert.deepEqual(asked, plainAsked);
+    assert.equal(hedges.length, 0);
+    assert.equal(withHedge.values.length, plain.values.length);
   });
 
   it('finishes a value lookup whose onValues throws', async () => {

@@ -5,7 +5,7 @@
 // contacts it knows have all answered: the Kademlia termination rule. A node is queried by
 // one path at most, so a path led astray by lying nodes cannot drag the others with it. A
 // value lookup ends as soon as `quorum` holders have answered with values. Once a holder has
-// answered, a value lookup with a `hedge` sends no request beyond those that could complete
+// answered, a single-path value lookup with a `hedge` sends no request beyond those that could complete
 // the quorum, unless these come back without values, fail, or are late (the hedge): the
 // holders are found, and each request more costs a signature here and a check at its
 // receiver for nothing.
@@ -66,9 +66,10 @@ export interface LookupParams {
    */
   onValues?: (values: readonly WireValue[], holder: Contact) => void;
   /**
-   * For value lookups: once a holder has answered, only as many requests stay out as holders
-   * are still needed, until `afterMs` pass without the quorum (the requests out are late:
-   * the lookup asks α per path again). Without it, every path keeps α requests out.
+   * For value lookups over one path: once a holder has answered, only as many requests stay
+   * out as holders are still needed, until `afterMs` pass without the quorum (the requests out
+   * are late: the lookup asks α again). Without it, or over disjoint paths, every path keeps
+   * α requests out.
    */
   hedge?: {
     afterMs: number;
@@ -148,9 +149,12 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
   let cancelHedge: (() => void) | undefined;
   let hedged = false;
   const inFlight = () => paths.reduce((n, p) => n + p.inFlight, 0);
+  // Only a single-path lookup is held back: disjoint paths must each go on as they would
+  // alone (one held back by another's requests would be settled with contacts unasked).
+  const hedge = pathCount === 1 ? params.hedge : undefined;
   const room = (path: Path): boolean => {
     if (path.inFlight >= alpha) return false;
-    if (holders === 0 || hedged || !params.hedge) return true;
+    if (holders === 0 || hedged || !hedge) return true;
     return inFlight() < quorum - holders;
   };
 
@@ -270,8 +274,8 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
         }
       }
       for (const nc of answer.contacts) insert(path, nc, c.hop + 1);
-      if (hasValues && params.hedge && !hedged && !cancelHedge) {
-        const { afterMs, schedule } = params.hedge;
+      if (hasValues && hedge && !hedged && !cancelHedge) {
+        const { afterMs, schedule } = hedge;
         cancelHedge = schedule(() => {
           hedged = true;
           for (const p of paths) pump(p);
