@@ -18,6 +18,7 @@ import {
   UdpTransport,
   ValueStore,
 } from '@peerbx/dht-kademlia';
+import { addCount } from './bounded-map.js';
 import {
   CLIENT_APPLICATION,
   type ClientRequest,
@@ -648,13 +649,9 @@ export class OverlayNode {
         });
         return;
       }
-      this.clientRequests.set(client, underWay + 1);
+      addCount(this.clientRequests, client, 1);
       this.clientOp(req)
-        .finally(() => {
-          const left = (this.clientRequests.get(client) ?? 1) - 1;
-          if (left > 0) this.clientRequests.set(client, left);
-          else this.clientRequests.delete(client);
-        })
+        .finally(() => addCount(this.clientRequests, client, -1))
         .then(
           (result) => this.replyToClient(channel, { id: req.id, ok: true, result }),
           (err: unknown) =>

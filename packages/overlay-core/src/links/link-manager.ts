@@ -15,6 +15,7 @@ import {
   systemClock,
 } from '@peerbx/dht-kademlia';
 import { createWebSocketStream, WebSocket, WebSocketServer } from 'ws';
+import { addCount } from '../bounded-map.js';
 import { OverlayError } from '../errors.js';
 import { type KeyPair, nodeIdOf } from '../identity/keys.js';
 import {
@@ -412,13 +413,11 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
       return;
     }
     this.inboundHandshakes++;
-    this.handshakesFrom.set(host, fromHost + 1);
+    addCount(this.handshakesFrom, host, 1);
     this.handshake(stream, false, remoteAddress)
       .finally(() => {
         this.inboundHandshakes--;
-        const left = (this.handshakesFrom.get(host) ?? 1) - 1;
-        if (left > 0) this.handshakesFrom.set(host, left);
-        else this.handshakesFrom.delete(host);
+        addCount(this.handshakesFrom, host, -1);
       })
       .then(
         ({ result, decoder }) => this.adopt(stream, decoder, result, 'inbound', remoteAddress),

@@ -406,8 +406,7 @@ export class Link extends EventEmitter<LinkEvents> {
     this.unansweredSince ??= this.clock.now();
     // A check already due finds unansweredSince set and probes then.
     if (this.silenceTimer !== undefined) return;
-    this.pingSeq = (this.pingSeq + 1) >>> 0;
-    this.writeFrame({ type: 'PING', seq: this.pingSeq });
+    this.sendPing();
     this.watchSilence(
       this.options.silenceProbeTimeoutMs ?? SILENCE_PROBE_TIMEOUT_MS,
       this.chunksIn,
@@ -687,10 +686,14 @@ export class Link extends EventEmitter<LinkEvents> {
         return;
       }
       this.missedPongs++;
-      this.pingSeq = (this.pingSeq + 1) >>> 0;
-      this.writeFrame({ type: 'PING', seq: this.pingSeq });
+      this.sendPing();
       this.scheduleKeepalive();
     }, interval);
+  }
+
+  private sendPing(): void {
+    this.pingSeq = (this.pingSeq + 1) >>> 0;
+    this.writeFrame({ type: 'PING', seq: this.pingSeq });
   }
 
   /**

@@ -259,7 +259,7 @@ export class TransactionLayer {
    * the proxy's Timer C (3 minutes for an INVITE that is ringing).
    */
   flowClosed(connectionId: string): void {
-    for (const tx of [...this.clients.values()]) {
+    for (const tx of this.clients.values()) {
       if (tx.flowId === connectionId && awaitsFinal(tx)) {
         // Deferred: the close may come from inside a send of this very transaction's start.
         queueMicrotask(() => this.transportFailed(tx, new FlowClosedError(connectionId)));
