@@ -1,10 +1,12 @@
 // The command line: parses arguments with yargs, runs one command, turns any failure into one
 // line on stderr and an exit code (2: usage, 1: anything else).
 
+import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { SOFTWARE_VERSION } from '@peerbx/overlay-core';
-import yargs, { type Argv } from 'yargs';
+import type yargsFactory from 'yargs';
+import type { Argv } from 'yargs';
 import { caInit, caIssue } from './commands/ca.js';
 import { expandHome, loadSettings, type RawSettings } from './config/node-config.js';
 import {
@@ -39,6 +41,12 @@ import {
 import { createLogger } from './logger.js';
 import { prepareDataDir } from './node/data-dir.js';
 import { startNode } from './node/runner.js';
+
+/**
+ * yargs' CommonJS build: its ESM build lays help out with a wrap that cuts words in two
+ * ("127.0" / ".0.1:5066"); the CommonJS one wraps between words.
+ */
+const yargs = createRequire(import.meta.url)('yargs') as typeof yargsFactory;
 
 const out = (text: string) => process.stdout.write(`${text}\n`);
 
@@ -280,7 +288,10 @@ function buildParser(argv: string[]) {
             out(`overlay config       ${r.configFile} (enrolled, domain ${r.domain}, signed)`);
             out(`authority public key ${r.authorityKey}`);
             out(`next: on each node   peerbx init --overlay-config ${r.configFile} --data-dir DIR`);
-            out('      for each user  peerbx ca issue USER --data-dir DIR');
+            // The authority directory only when it is not the default: the hint runs as printed.
+            const caDir = resolve(expandHome(a['ca-dir']));
+            const caFlag = caDir === resolve(defaultCaDir) ? '' : ` --ca-dir ${caDir}`;
+            out(`      for each user  peerbx ca issue USER${caFlag} --data-dir DIR`);
           },
         )
         .command(
@@ -352,7 +363,10 @@ function buildParser(argv: string[]) {
           .option('domain', { type: 'string', default: DEFAULT_DOMAIN, describe: 'SIP domain' }),
       async (a) => {
         if (!Number.isInteger(a.nodes) || a.nodes < 2 || a.nodes > 8)
-          throw new CliError('ERR_USAGE', `--nodes must be an integer from 2 to 8, not ${a.nodes}`);
+          throw new CliError(
+            'ERR_USAGE',
+            `--nodes must be an integer from 2 to 8${Number.isNaN(a.nodes) ? '' : `, not ${a.nodes}`}`,
+          );
         await runDemo({ nodes: a.nodes, keep: a.keep, domain: a.domain, print: out });
       },
     )

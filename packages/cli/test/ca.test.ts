@@ -51,6 +51,17 @@ test('ca init, ca issue, and an enrolled node', async (t) => {
   assert.equal(elsewhere.code, 0, elsewhere.stderr);
   assert.match(elsewhere.stdout, /copy it to <node data dir>\/users\/bob\.cert/);
 
+  // The hint `ca init` prints runs as printed, with an authority directory of its own.
+  const ca2 = join(dir, 'ca2');
+  const text = await peerbx(['ca', 'init', '--ca-dir', ca2]);
+  const hint = /for each user\s+peerbx (ca issue .*)$/m.exec(text.stdout)?.[1];
+  assert.ok(hint?.includes(`--ca-dir ${ca2}`), text.stdout);
+  const node2 = join(dir, 'node2');
+  const args = (hint ?? '').replace('USER', 'carol').replace('DIR', node2).split(' ');
+  const hinted = await peerbx(args);
+  assert.equal(hinted.code, 0, hinted.stderr);
+  assert.ok(existsSync(join(node2, 'users', 'carol.cert')));
+
   const running = await StartedNode.start(node);
   const status = JSON.parse((await peerbx(['status', '--data-dir', node, '--json'])).stdout);
   assert.equal(status.enrollment, 'enrolled');

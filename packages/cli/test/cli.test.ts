@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { controlSocketPath } from '../src/control/protocol.js';
 import { peerbx, StartedNode, tempDir } from './helpers.js';
 
 const oneErrorLine = (stderr: string) => {
@@ -225,12 +226,15 @@ describe('errors and settings', () => {
     assert.match(oneErrorLine(r.stderr), /Unknown argument/i);
   });
 
-  test('a bad address flag names the setting', async (t) => {
+  test('a bad address flag is a usage error that names the flag', async (t) => {
     const r = await peerbx(['start', '--data-dir', tempDir(t), '--sip', 'localhost']);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
+    assert.match(oneErrorLine(r.stderr), /bad --sip: "localhost" is not HOST:PORT/);
+    const none = await peerbx(['start', '--data-dir', tempDir(t), '--sip']);
+    assert.equal(none.code, 2);
     assert.match(
-      oneErrorLine(r.stderr),
-      /bad setting "sip" \(from flags\): "localhost" is not HOST:PORT/,
+      oneErrorLine(none.stderr),
+      /bad --sip: must be HOST:PORT, such as 127\.0\.0\.1:5060$/,
     );
   });
 
@@ -297,6 +301,14 @@ describe('errors and settings', () => {
     const badUser = await peerbx(['start', '--config', file, '--data-dir', join(dir, 'n')]);
     assert.equal(badUser.code, 1);
     assert.match(oneErrorLine(badUser.stderr), /bad setting "users" .*entry "alice" must be/);
+    // A port alone is a number in YAML: the message shows what an address looks like.
+    writeFileSync(file, 'sip: 5060\n');
+    const portOnly = await peerbx(['start', '--config', file, '--data-dir', join(dir, 'n')]);
+    assert.equal(portOnly.code, 1);
+    assert.match(
+      oneErrorLine(portOnly.stderr),
+      /bad setting "sip" \(from config file .*\): must be HOST:PORT, such as 127\.0\.0\.1:5060, not 5060$/,
+    );
   });
 
   test('precedence: defaults < file < environment < flags', async (t) => {
@@ -333,7 +345,10 @@ describe('errors and settings', () => {
     );
     assert.equal(fromFlag.domain, 'flag.example');
     const badEnv = await peerbx(['init', '--data-dir', join(dir, 'g')], { PEERBX_SIP: 'x' });
-    assert.match(oneErrorLine(badEnv.stderr), /bad setting "sip" \(from environment\)/);
+    assert.match(
+      oneErrorLine(badEnv.stderr),
+      /bad setting "sip" \(from environment variable PEERBX_SIP\)/,
+    );
   });
 
   test('an unreachable bootstrap node', async (t) => {
@@ -358,6 +373,23 @@ describe('errors and settings', () => {
     const r = await peerbx(['status', '--data-dir', tempDir(t)]);
     assert.equal(r.code, 1);
     assert.match(oneErrorLine(r.stderr), /no node is running with data directory/);
+  });
+
+  test('status after a node was killed: its control socket is left, nobody listens', async (t) => {
+    const dir = tempDir(t);
+    // A process that listens on the control socket's path and is killed, as a node killed -9.
+    const listener = `require('node:net').createServer().listen(${JSON.stringify(
+      controlSocketPath(dir),
+    )}, () => process.kill(process.pid, 'SIGKILL'))`;
+    await new Promise<void>((resolve) =>
+      execFile(process.execPath, ['-e', listener], () => resolve()),
+    );
+    assert.ok(statSync(controlSocketPath(dir)).isSocket(), 'the killed listener left its socket');
+    for (const command of ['status', 'peers']) {
+      const r = await peerbx([command, '--data-dir', dir]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(oneErrorLine(r.stderr), /no node is running with data directory/);
+    }
   });
 });
 

@@ -91,7 +91,10 @@ export interface CaIssueResult {
 export function caIssue(o: CaIssueOptions): CaIssueResult {
   guard(() => assertUserName(o.user));
   if (!Number.isFinite(o.days) || o.days <= 0)
-    throw new CliError('ERR_USAGE', `--days must be a positive number, not ${o.days}`);
+    throw new CliError(
+      'ERR_USAGE',
+      `--days must be a positive number${Number.isNaN(o.days) ? '' : `, not ${o.days}`}`,
+    );
   const keyFile = join(resolve(o.caDir), CA_KEY_FILE);
   if (!existsSync(keyFile))
     throw new CliError(

@@ -108,7 +108,7 @@ export function readConfigFile(path: string): RawSettings {
   } catch (err) {
     throw new CliError(
       'ERR_CONFIG',
-      `config file ${path} is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`,
+      `config file ${path} is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]?.replace(/:\s*$/, '')}`,
     );
   }
   if (doc === null || doc === undefined) return {};
@@ -169,18 +169,26 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     }
   }
   const bad = (key: keyof RawSettings, what: string): never => {
-    throw new CliError(
-      'ERR_CONFIG',
-      `bad setting "${key}" (from ${origin[key] ?? 'defaults'}): ${what}`,
-    );
+    const from = origin[key] ?? 'defaults';
+    // A flag is a usage error (exit 2), named as typed; a variable is named too.
+    if (from === 'flags') {
+      const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+      throw new CliError('ERR_USAGE', `bad --${flag}: ${what}`);
+    }
+    const where =
+      from === 'environment' && key in ENV
+        ? `environment variable ${ENV[key as keyof typeof ENV]}`
+        : from;
+    throw new CliError('ERR_CONFIG', `bad setting "${key}" (from ${where}): ${what}`);
   };
-  const str = (key: keyof RawSettings): string => {
+  const str = (key: keyof RawSettings, what = 'must be a non-empty string'): string => {
     const v = merged[key];
-    if (typeof v !== 'string' || v === '') bad(key, 'must be a non-empty string');
+    if (typeof v !== 'string' || v === '')
+      bad(key, v === '' || v === undefined ? what : `${what}, not ${JSON.stringify(v)}`);
     return v as string;
   };
   const address = (key: keyof RawSettings): ListenAddress => {
-    const a = parseHostPort(str(key));
+    const a = parseHostPort(str(key, 'must be HOST:PORT, such as 127.0.0.1:5060'));
     if (!a)
       bad(key, `"${String(merged[key])}" is not HOST:PORT (port 0-65535; 0 picks a free port)`);
     return a as ListenAddress;

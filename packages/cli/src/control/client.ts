@@ -1,6 +1,6 @@
 // Asks the running node of a data directory one control question.
 
-import { existsSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { CONTROL_TIMEOUT_MS } from '../constants.js';
@@ -18,7 +18,18 @@ export async function controlRequest(
       'ERR_NOT_RUNNING',
       `no node is running with data directory ${dataDir}; start one with \`peerbx start --data-dir ${dataDir}\``,
     );
-  if (!existsSync(path)) throw notRunning();
+  const permissionDenied = () =>
+    new CliError(
+      'ERR_CONTROL',
+      `permission denied on ${path}: run as the user who started the node`,
+    );
+  try {
+    lstatSync(path);
+  } catch (err) {
+    // A directory this user may not enter hides the socket: say so, not "no node".
+    if ((err as NodeJS.ErrnoException).code === 'EACCES') throw permissionDenied();
+    throw notRunning();
+  }
   const response = await new Promise<ControlResponse>((resolve, reject) => {
     const socket = connect(path);
     const timer = setTimeout(() => {
@@ -30,17 +41,15 @@ export async function controlRequest(
     socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') reject(notRunning());
-      else if (err.code === 'EACCES')
-        reject(
-          new CliError(
-            'ERR_CONTROL',
-            `permission denied on ${path}: run as the user who started the node`,
-          ),
-        );
+      else if (err.code === 'EACCES') reject(permissionDenied());
       else reject(new CliError('ERR_CONTROL', `control socket ${path}: ${err.message}`));
     });
     socket.once('connect', () => socket.write(`${JSON.stringify(req)}\n`));
-    createInterface({ input: socket }).once('line', (line) => {
+    // A socket left by a killed node refuses the connection: the socket's own handler above
+    // answers that; the reader passes the same error on, and must not throw it again.
+    const lines = createInterface({ input: socket });
+    lines.on('error', () => undefined);
+    lines.once('line', (line) => {
       clearTimeout(timer);
       socket.destroy();
       try {
