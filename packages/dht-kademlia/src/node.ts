@@ -382,6 +382,45 @@ export class KademliaNode {
     this.lostRounds = this.table.size > 0 ? undefined : rounds + 1;
   }
 
+  /**
+   * Contacts to rejoin through after a restart (the layer above keeps them on disk): up to
+   * MAX_REJOIN_ADDRESSES, spread over the routing table.
+   */
+  rejoinContacts(): Contact[] {
+    return this.table.spread(MAX_REJOIN_ADDRESSES);
+  }
+
+  /**
+   * Joins through contacts known from an earlier run (rejoinContacts), each PINGed once, at
+   * once: the first to answer is enough to join through (the others join the table as they
+   * answer). Unlike bootstrap(), nobody answering is no error: the node then counts as having
+   * lost every contact, isolated, and tries them again at each upkeep check, as a node cut
+   * off while running does. Returns the number of contacts in the routing table afterwards.
+   */
+  async rejoinThrough(contacts: readonly Contact[]): Promise<number> {
+    this.start();
+    const others = contacts.filter((c) => !idEquals(c.id, this.id)).slice(0, MAX_REJOIN_ADDRESSES);
+    for (const c of [...others].reverse()) {
+      if (!this.table.has(c.id) && !this.dropped.some((d) => idEquals(d.id, c.id)))
+        this.dropped.unshift(c);
+    }
+    this.dropped.length = Math.min(this.dropped.length, MAX_REJOIN_ADDRESSES);
+    const first = await new Promise<Contact | undefined>((resolve) => {
+      let failed = 0;
+      if (others.length === 0) resolve(undefined);
+      for (const c of others) {
+        this.pingAddress(c.address, 1).then(resolve, () => {
+          if (++failed === others.length) resolve(undefined);
+        });
+      }
+    });
+    if (!first) {
+      if (this.table.size === 0) this.lostRounds ??= 0;
+      return this.table.size;
+    }
+    return this.joinFrom();
+  }
+
   private async join(seeds: readonly (Contact | string)[]): Promise<number> {
     const errors: string[] = [];
     const reached = await Promise.all(
@@ -403,6 +442,11 @@ export class KademliaNode {
         `no bootstrap node answered (${seeds.length} tried): ${reason}`,
       );
     }
+    return this.joinFrom();
+  }
+
+  /** The rest of a join, once some contact answered: looks up the own ID, then refreshes. */
+  private async joinFrom(): Promise<number> {
     await this.findNode(this.id);
     if (this.opts.refreshOnJoin) {
       const nearest = this.table.closest(this.id, 1)[0];

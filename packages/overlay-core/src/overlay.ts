@@ -157,6 +157,9 @@ export class OverlayNode {
   >();
   private readonly signer: RecordSigner;
   private nodeInfoTimer: ReturnType<Clock['setTimeout']> | undefined;
+  private contactsTimer: ReturnType<Clock['setTimeout']> | undefined;
+  /** The contacts saved last, as saved (hex ID and address each), to skip unchanged saves. */
+  private savedContacts = '';
   private closed = false;
 
   private constructor(
@@ -299,16 +302,30 @@ export class OverlayNode {
       );
       links.handle(CLIENT_APPLICATION, (channel) => node.serveClient(channel));
       dht.start();
+      // The nodes known when this one last ran: a node that founded the overlay, or whose
+      // bootstrap node is down, comes back through them (its peers dropped it when it left).
+      const known = (await persistent.loadContacts()).filter((c) => !idEquals(c.id, nodeId));
       const bootstrap = options.bootstrap ?? config.bootstrap;
       if (bootstrap.length > 0) {
         try {
           await dht.bootstrap(bootstrap);
         } catch (err) {
-          throw new OverlayError(
-            'ERR_UNREACHABLE',
-            `cannot join the overlay through ${bootstrap.join(', ')}: ${(err as Error).message}`,
+          if ((await dht.rejoinThrough(known)) === 0) {
+            throw new OverlayError(
+              'ERR_UNREACHABLE',
+              `cannot join the overlay through ${bootstrap.join(', ')}: ${(err as Error).message}`,
+            );
+          }
+          log.warn(
+            { bootstrap, err: (err as Error).message, contacts: dht.table.size },
+            'bootstrap node did not answer; joined through nodes known from the last run',
           );
         }
+      } else if (known.length > 0 && (await dht.rejoinThrough(known)) === 0) {
+        log.warn(
+          { known: known.length },
+          'none of the nodes known from the last run answered; trying them again at each upkeep check',
+        );
       }
       // The replicas still hold what this node published before it stopped, until it expires:
       // storing it again need not keep the node from serving.
@@ -321,8 +338,13 @@ export class OverlayNode {
           contacts: dht.table.size,
           loaded: loaded.loaded,
         },
-        bootstrap.length > 0 ? 'joined overlay' : 'founded overlay',
+        dht.table.size > 0
+          ? 'joined overlay'
+          : known.length > 0
+            ? 'rejoining overlay'
+            : 'founded overlay',
       );
+      node.scheduleContactsSave();
       return node;
     } catch (err) {
       for (const o of opened.reverse()) await o.close().catch(() => undefined);
@@ -546,6 +568,32 @@ export class OverlayNode {
       () => void this.publishNodeInfo(),
       NODE_INFO_LIFETIME_MS / 2,
     );
+  }
+
+  /**
+   * Keeps contacts to rejoin through on disk, every maintenance period and at close, so that
+   * a restart (a kill -9 too) finds its way back into the overlay without --bootstrap. A
+   * table emptied by an outage keeps the contacts saved before it.
+   */
+  private async saveContacts(): Promise<void> {
+    if (this.closed) return;
+    const contacts = this.dht.rejoinContacts();
+    const saved = contacts.map((c) => `${idToHex(c.id)}@${c.address}`).join(' ');
+    if (contacts.length === 0 || saved === this.savedContacts) return;
+    try {
+      await this.persistent.saveContacts(contacts);
+      this.savedContacts = saved;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'contacts not saved');
+    }
+  }
+
+  private scheduleContactsSave(): void {
+    this.contactsTimer = this.clock.setTimeout(() => {
+      void this.saveContacts().finally(() => {
+        if (!this.closed) this.scheduleContactsSave();
+      });
+    }, this.config.dht.maintenanceIntervalMs);
   }
 
   /**
@@ -788,8 +836,10 @@ export class OverlayNode {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    await this.saveContacts();
     this.closed = true;
     if (this.nodeInfoTimer) this.clock.clearTimeout(this.nodeInfoTimer);
+    if (this.contactsTimer) this.clock.clearTimeout(this.contactsTimer);
     await this.dht.stop();
     await this.links.close();
     await this.udp.close();

@@ -460,6 +460,51 @@ describe('a node started again from its data directory', () => {
   });
 });
 
+describe('a node started again without a reachable bootstrap node', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-comeback-'));
+  const nodes: OverlayNode[] = [];
+
+  before(() => startFour(root, nodes));
+  after(() => closeAll(root, nodes));
+
+  it('comes back through the nodes it knew: the founder, after a graceful leave', async () => {
+    const founder = nodes[0]!;
+    await founder.leave();
+    // The others dropped it on its LEAVE; started again as it was first, with no bootstrap.
+    for (const n of nodes.slice(1)) assert.equal(n.dht.table.has(founder.nodeId), false);
+    const again = await OverlayNode.start({ dataDir: join(root, 'a'), config: config() });
+    nodes[0] = again;
+    assert.ok(again.dht.table.size >= 2, `it knows ${again.dht.table.size} nodes`);
+    assert.equal(again.stats().routingTable.isolated, false);
+    const value = new TextEncoder().encode('sip:yan@127.0.0.1:5070');
+    await publishDevice(nodes[3]!, 'yan@peerbx.local', value, 600_000);
+    const found = await again.fetch('yan@peerbx.local');
+    assert.deepEqual(found.find((r) => r.kind === KIND_SIP_REGISTRATION)?.value, value);
+    await until(
+      () => nodes.slice(1).every((n) => n.dht.table.has(again.nodeId)),
+      'the others knowing the founder again',
+    );
+  });
+
+  it('joins through the nodes it knew when its bootstrap node is down', async () => {
+    const bootstrap = nodes[0]!.udpAddress;
+    for (const n of nodes.splice(0, 2)) await n.close();
+    nodes.unshift(
+      await OverlayNode.start({
+        dataDir: join(root, 'b'),
+        config: config(),
+        bootstrap: [bootstrap],
+      }),
+    );
+    const b = nodes[0]!;
+    assert.ok(
+      b.dht.table.has(nodes[1]!.nodeId) && b.dht.table.has(nodes[2]!.nodeId),
+      'b rejoined through c and d',
+    );
+    assert.equal(b.stats().routingTable.isolated, false);
+  });
+});
+
 describe('a node whose NODE-INFO is out of date where it is found first', () => {
   const root = mkdtempSync(join(tmpdir(), 'peerbx-moved-'));
   const nodes: OverlayNode[] = [];

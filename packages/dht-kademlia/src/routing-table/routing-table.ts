@@ -171,6 +171,27 @@ export class RoutingTable {
     return out;
   }
 
+  /**
+   * Up to n contacts spread over the whole table: the most recently seen of each bucket, then
+   * the next of each, and so on; contacts to come back through, so not all from one corner of
+   * the ID space.
+   */
+  spread(n: number): Contact[] {
+    const out: Contact[] = [];
+    for (let depth = 1; out.length < n; depth++) {
+      let any = false;
+      for (const b of this.buckets) {
+        const e = b.entries[b.entries.length - depth];
+        if (!e) continue;
+        any = true;
+        out.push(e.contact);
+        if (out.length === n) break;
+      }
+      if (!any) break;
+    }
+    return out;
+  }
+
   /** Every contact, bucket by bucket. */
   *contacts(): IterableIterator<Contact> {
     for (const b of this.buckets) for (const e of b.entries) yield e.contact;

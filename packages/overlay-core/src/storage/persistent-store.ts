@@ -5,6 +5,7 @@
 // written outside it.
 
 import {
+  type Contact,
   idFromHex,
   idToHex,
   type NodeId,
@@ -19,6 +20,8 @@ import { decode, encode, isBytes, isUint } from '../wire/codec.js';
 const DATA_PREFIX = 'd/';
 const PUBLISHED_PREFIX = 'p/';
 const META_PREFIX = 'm/';
+/** Meta entry: contacts to rejoin the overlay through after a restart. */
+const CONTACTS_META = 'contacts';
 /** Upper bound of a prefix scan: "/" + 1 is "0". */
 const rangeOf = (prefix: string) => ({ gte: prefix, lt: `${prefix.slice(0, -1)}0` });
 
@@ -181,6 +184,32 @@ export class PersistentStore {
       out.push({ id: dbKey.slice(PUBLISHED_PREFIX.length), ...entry });
     }
     await this.flush();
+    return out;
+  }
+
+  /** Keeps the contacts to rejoin the overlay through after a restart. */
+  async saveContacts(contacts: readonly Contact[]): Promise<void> {
+    await this.putMeta(CONTACTS_META, encode(contacts.map((c) => [c.id, c.address])));
+  }
+
+  /** The contacts saveContacts kept last; an unreadable entry counts as none. */
+  async loadContacts(): Promise<Contact[]> {
+    const bytes = await this.getMeta(CONTACTS_META);
+    if (!bytes) return [];
+    let entries: unknown;
+    try {
+      entries = decode(bytes, 'saved contacts');
+    } catch {
+      return [];
+    }
+    if (!Array.isArray(entries)) return [];
+    const out: Contact[] = [];
+    for (const e of entries) {
+      if (!Array.isArray(e)) continue;
+      const [id, address] = e as unknown[];
+      if (isBytes(id) && id.length === 32 && typeof address === 'string')
+        out.push({ id: new Uint8Array(id), address });
+    }
     return out;
   }
 
