@@ -41,6 +41,23 @@ describe('stateful proxy', () => {
     assert.equal(a.sip.stats.badRequestsAnswered, 1);
   });
 
+  it('tells a phone the address it is seen at: received and rport in its Via (RFC 3581)', async () => {
+    const p = await phone();
+    // A phone behind NAT writes its private address; the node sees the packet's source.
+    const behindNat = request('OPTIONS', `sip:127.0.0.1:${a.port}`, p);
+    p.send(behindNat.text.replace(`UDP ${p.contact};`, 'UDP 10.9.9.9:5062;'), a.port);
+    const seen = await p.response(200, 'OPTIONS');
+    assert.equal(
+      seen.headers.get('Via'),
+      `SIP/2.0/UDP 10.9.9.9:5062;branch=${behindNat.branch};rport=${p.port};received=127.0.0.1`,
+    );
+    // Sent-by already the source address and no rport asked: the Via comes back as it went.
+    const plain = request('OPTIONS', `sip:127.0.0.1:${a.port}`, p);
+    p.send(plain.text.replace(';rport\r\n', '\r\n'), a.port);
+    const same = await p.response(200, 'OPTIONS');
+    assert.equal(same.headers.get('Via'), `SIP/2.0/UDP ${p.contact};branch=${plain.branch}`);
+  });
+
   it('answers 483 when Max-Forwards is 0', async () => {
     const p = await phone();
     p.send(request('MESSAGE', 'sip:x@peerbx.local', p, ['Max-Forwards: 0']).text, a.port);

@@ -26,6 +26,7 @@ import { isLocalDomain, RegisterHandler } from '../registrar/register-handler.js
 import type { TimerOptions } from '../transaction/index.js';
 import {
   type ServerTransaction,
+  stampTopVia,
   TransactionLayer,
   type TransactionUser,
 } from '../transaction/index.js';
@@ -442,6 +443,10 @@ export class SipNode implements TransactionUser {
       return;
     }
     try {
+      // Not over another node's flow: its "source" is a channel, not a packet's address.
+      if (message.kind === 'request' && !this.flows.has(source.connectionId ?? '')) {
+        stampTopVia(message, source);
+      }
       this.transactions.receive(message, source);
     } catch (err) {
       // A header the transaction layer needed did not parse: answer like the parser would.

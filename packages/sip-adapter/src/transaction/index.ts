@@ -37,6 +37,7 @@ export {
   defaultResponseDestination,
   type SendRequestOptions,
   type ServerTransaction,
+  stampTopVia,
   TransactionLayer,
   type TransactionLayerOptions,
   type TransactionSend,

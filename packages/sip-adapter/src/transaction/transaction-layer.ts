@@ -4,8 +4,10 @@
 
 import { type Clock, systemClock, type TimerHandle } from '@peerbx/dht-kademlia';
 import { isRfc3261Branch } from '../message/ids.js';
+import type { Params } from '../message/lexer.js';
 import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
 import { serialize } from '../message/sip-message.js';
+import { formatVia } from '../message/uri.js';
 import type { SipDestination, SipTransportAddress } from '../transport/transport.js';
 import { FlowClosedError, SipTransactionError } from './errors.js';
 import { InviteClientTransaction } from './invite-client-transaction.js';
@@ -130,6 +132,25 @@ export function defaultResponseDestination(
   const via = request.topVia;
   const port = via === undefined || via.rport !== undefined ? source.port : (via.port ?? 5060);
   return { transport: source.transport, address: source.address, port };
+}
+
+/**
+ * RFC 3261 §18.2.1 and RFC 3581 §4: a request's top Via gets `received` (the packet's source
+ * address) when its sent-by host differs from it (a phone behind NAT, a browser's `.invalid`
+ * host) or when it asked for rport, and `rport` the source port when it asked for it. Its
+ * responses carry the Via back, and tell the phone the address it is seen at. A Via already
+ * right costs nothing (most phones on the node's own network).
+ */
+export function stampTopVia(request: SipRequest, source: SipTransportAddress): void {
+  const via = request.topVia;
+  if (!via) return;
+  const host = via.host.startsWith('[') ? via.host.slice(1, -1) : via.host;
+  const askedRport = via.rport === null;
+  if (!askedRport && host.toLowerCase() === source.address) return;
+  const params: Params = { ...via.params, received: source.address };
+  if (askedRport) params.rport = String(source.port);
+  request.headers.shift('Via');
+  request.headers.prepend('Via', formatVia({ ...via, params }));
 }
 
 function isReliableDestination(destination: SipDestination): boolean {
