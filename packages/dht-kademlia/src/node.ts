@@ -708,7 +708,7 @@ export class KademliaNode {
       return this.reply(handlePing());
     }
     if (!req.client) {
-      this.seen(sender);
+      this.seen(sender, false, req.addressed !== false);
       if (this.rtt.anySilence) this.rtt.heard(pathKey(sender));
     }
     const body = req.body;
@@ -800,10 +800,18 @@ export class KademliaNode {
    * A contact proved alive (`answered`: by answering a request of ours): add or refresh it,
    * ping-before-evict when its bucket is full.
    */
-  private seen(contact: Contact, answered = false): void {
+  /** `mayMove` false: a contact known at another address stays there (Request.addressed). */
+  private seen(contact: Contact, answered = false, mayMove = true): void {
     if (!this.acceptContact(contact)) {
       this.stats.contactsRefused++;
       return;
+    }
+    if (!mayMove) {
+      const listed = this.table.get(contact.id);
+      if (listed && listed.address !== contact.address) {
+        this.stats.contactsRefused++;
+        return;
+      }
     }
     const now = this.clock.now();
     const r = this.table.add(contact, now, answered);

@@ -320,6 +320,35 @@ describe('overlay node over real sockets', () => {
     assert.equal(await nodes[0]!.dht.ping(target.contact), true, 'the node still answers');
   });
 
+  it("refuses a member's request replayed to another node, and keeps the sender at its address", async () => {
+    const [, target, sender, recipient] = nodes as [
+      OverlayNode,
+      OverlayNode,
+      OverlayNode,
+      OverlayNode,
+    ];
+    const listedAt = target.dht.table.get(sender.nodeId)?.address;
+    assert.equal(listedAt, sender.udpAddress);
+    const ping: Request = { sender: sender.nodeId, body: { type: 'PING' } };
+    const before = target.stats().rejections.byReason.misdirected ?? 0;
+    // What the recipient was sent, sent on to the target from the recipient's side's socket.
+    await sendRaw(sender.codec.encodeRequest(7, ping, recipient.nodeId), target.udpAddress);
+    await until(
+      () => target.stats().rejections.byReason.misdirected === before + 1,
+      'the misdirected request to be counted',
+    );
+    // Unaddressed (a bootstrap PING names no node): answered, but it moves nobody.
+    const refused = target.dht.stats.contactsRefused;
+    await sendRaw(sender.codec.encodeRequest(8, ping), target.udpAddress);
+    await until(
+      () => target.dht.stats.contactsRefused === refused + 1,
+      'the unaddressed request to be refused as a move',
+    );
+    assert.equal(target.dht.table.get(sender.nodeId)?.address, listedAt);
+    // Addressed to the target, from the sender's own address: as ever.
+    assert.equal(await sender.dht.ping(target.contact), true);
+  });
+
   it('tells a node of another overlay why it cannot join', async () => {
     await assert.rejects(
       OverlayNode.start({

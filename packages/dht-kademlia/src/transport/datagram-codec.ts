@@ -3,11 +3,16 @@
 // replays and overlay membership before the DHT sees a message.
 
 import { DhtError } from '../errors.js';
+import type { NodeId } from '../node-id.js';
 import type { Request, Response } from '../rpc/messages.js';
 import type { WireMessage } from './codec.js';
 
 export interface DatagramCodec {
-  encodeRequest(txid: number, request: Request): Uint8Array;
+  /**
+   * `to`: the node-ID the request goes to, when known (not a bootstrap address's placeholder);
+   * a codec may bind the request to it, so that a copy sent to another node is refused.
+   */
+  encodeRequest(txid: number, request: Request, to?: NodeId): Uint8Array;
   encodeResponse(txid: number, response: Response): Uint8Array;
   /**
    * Decodes one datagram from `from`. Throws MalformedMessageError for bytes that are not a

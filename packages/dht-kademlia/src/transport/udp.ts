@@ -213,7 +213,7 @@ export class UdpTransport implements Transport {
     const txid = this.newTxid();
     let bytes: Uint8Array;
     try {
-      bytes = this.codec.encodeRequest(txid, request);
+      bytes = this.codec.encodeRequest(txid, request, to.id);
     } catch (err) {
       return Promise.reject(err);
     }

@@ -8,8 +8,10 @@ import {
   type Clock,
   type DatagramCodec,
   DhtError,
+  idEquals,
   MAX_DATAGRAM_BYTES,
   MalformedMessageError,
+  type NodeId,
   RejectedMessageError,
   type Request,
   type Response,
@@ -21,7 +23,7 @@ import {
 import { setBounded } from '../bounded-map.js';
 import { DEFAULT_TTL, REPLAY_WINDOW_MS } from '../constants.js';
 import { OverlayError } from '../errors.js';
-import { type KeyPair, meetsPuzzle } from '../identity/keys.js';
+import { type KeyPair, meetsPuzzle, nodeIdOf } from '../identity/keys.js';
 import { bodyToRequest, bodyToResponse, requestToBody, responseToBody } from '../wire/dht-body.js';
 import {
   decodeOverlayMessage,
@@ -41,6 +43,7 @@ export type RejectReason =
   | 'puzzle'
   | 'stale'
   | 'replay'
+  | 'misdirected'
   | 'sender-mismatch';
 
 export interface SignedCodecOptions {
@@ -79,9 +82,12 @@ export class SignedDatagramCodec implements DatagramCodec {
     puzzle: 0,
     stale: 0,
     replay: 0,
+    misdirected: 0,
     'sender-mismatch': 0,
   };
   private readonly overlayHash: Uint8Array;
+  /** This node's ID: a request naming other recipients is not for it. */
+  private readonly ownId: Uint8Array;
   private readonly clock: Clock;
   private readonly replayWindowMs: number;
   private readonly retransmitWindowMs: number;
@@ -95,6 +101,7 @@ export class SignedDatagramCodec implements DatagramCodec {
 
   constructor(private readonly options: SignedCodecOptions) {
     this.overlayHash = options.configHash.subarray(0, 4);
+    this.ownId = nodeIdOf(options.keys.publicKey);
     this.clock = options.clock ?? systemClock;
     this.replayWindowMs = options.replayWindowMs ?? REPLAY_WINDOW_MS;
     this.retransmitWindowMs = options.retransmitWindowMs ?? 10_000;
@@ -116,13 +123,18 @@ export class SignedDatagramCodec implements DatagramCodec {
     return { response: head.kind === MessageKind.DHT_RESPONSE, txid: head.txid };
   }
 
-  encodeRequest(txid: number, request: Request): Uint8Array {
-    const bytes = this.encode(
-      MessageKind.DHT_REQUEST,
-      txid,
-      request.client ? Flags.CLIENT : 0,
-      requestToBody(request.body),
-    );
+  /**
+   * A request to a known node names it as the destination: the recipient refuses a copy sent
+   * to another node (a member replaying what it was sent, to move the sender in others'
+   * routing tables). One that would not fit a datagram with it goes unaddressed.
+   */
+  encodeRequest(txid: number, request: Request, to?: NodeId): Uint8Array {
+    const flags = request.client ? Flags.CLIENT : 0;
+    const body = requestToBody(request.body);
+    let bytes = this.encode(MessageKind.DHT_REQUEST, txid, flags, body, namedNode(to));
+    if (bytes.length > this.maxBytes && to) {
+      bytes = this.encode(MessageKind.DHT_REQUEST, txid, flags, body);
+    }
     if (bytes.length > this.maxBytes) {
       throw new DhtError(
         'ERR_TOO_LARGE',
@@ -219,11 +231,16 @@ export class SignedDatagramCodec implements DatagramCodec {
       if (header.kind !== MessageKind.DHT_REQUEST)
         throw new OverlayError('ERR_MALFORMED', `unknown message kind ${header.kind}`);
       const body = bodyToRequest(msg.body);
+      const addressed = header.destination.length > 0;
+      if (addressed && !header.destination.some((id) => idEquals(id, this.ownId))) {
+        this.rejected.misdirected++;
+        throw new RejectedMessageError('misdirected', 'request addressed to another node');
+      }
       this.checkFresh(msg.senderId, header.txid, msg.timestamp, msg.signature, from);
       const request: Request =
         header.flags & Flags.CLIENT
-          ? { sender: msg.senderId, client: true, body }
-          : { sender: msg.senderId, body };
+          ? { sender: msg.senderId, client: true, addressed, body }
+          : { sender: msg.senderId, addressed, body };
       return { kind: 'request', txid: header.txid, request };
     } catch (err) {
       if (err instanceof RejectedMessageError) throw err;
@@ -288,7 +305,13 @@ export class SignedDatagramCodec implements DatagramCodec {
     }
   }
 
-  private encode(kind: number, txid: number, flags: number, body: unknown): Uint8Array {
+  private encode(
+    kind: number,
+    txid: number,
+    flags: number,
+    body: unknown,
+    destination: NodeId[] = [],
+  ): Uint8Array {
     return encodeOverlayMessage(
       {
         ttl: DEFAULT_TTL,
@@ -297,7 +320,7 @@ export class SignedDatagramCodec implements DatagramCodec {
         txid,
         flags,
         via: [],
-        destination: [],
+        destination,
       },
       encodeBody(body),
       this.options.keys,
@@ -348,4 +371,9 @@ function withoutDetails(body: Stored): Stored {
   return body.more
     ? { type: 'STORED', ...first, more: body.more.map(bare) }
     : { type: 'STORED', ...first };
+}
+
+/** The destination list naming `to`; none for a bootstrap address's all-zero placeholder. */
+function namedNode(to: NodeId | undefined): NodeId[] {
+  return to?.some((b) => b !== 0) ? [to] : [];
 }
