@@ -3,6 +3,7 @@
 // loop detection, parallel forking with the other branch cancelled, Timer C, overlay down.
 
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { OverlayError } from '@peerbx/overlay-core';
@@ -56,6 +57,44 @@ describe('stateful proxy', () => {
     p.send(plain.text.replace(';rport\r\n', '\r\n'), a.port);
     const same = await p.response(200, 'OPTIONS');
     assert.equal(same.headers.get('Via'), `SIP/2.0/UDP ${p.contact};branch=${plain.branch}`);
+  });
+
+  it('answers a bad Content-Length 400 over UDP, and closes a TCP stream it cannot frame after a 400 or 513', async () => {
+    const p = await phone();
+    const short = request('OPTIONS', `sip:127.0.0.1:${a.port}`, p);
+    p.send(short.text.replace('Content-Length: 0', 'Content-Length: 10'), a.port);
+    const bad = await p.response(400, 'OPTIONS');
+    assert.equal(bad.callId, short.callId);
+    // Over TCP: the request is answered on the connection, which then closes.
+    const overTcp = async (contentLength: string): Promise<string> => {
+      const sock = connect(a.port, '127.0.0.1');
+      let got = '';
+      sock.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+      });
+      const closed = new Promise<void>((resolve) => sock.on('close', () => resolve()));
+      const text = request('MESSAGE', 'sip:nobody@peerbx.local', p)
+        .text.replace(`UDP ${p.contact}`, 'TCP 127.0.0.1:9')
+        .replace('Content-Length: 0', `Content-Length: ${contentLength}`);
+      sock.write(text);
+      await closed;
+      return got.split('\r\n')[0] ?? '';
+    };
+    assert.equal(await overTcp('70000'), 'SIP/2.0 513 Message Too Large');
+    assert.equal(await overTcp('ten'), 'SIP/2.0 400 Bad Content-Length');
+    p.send(request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text, a.port);
+    await p.response(200, 'OPTIONS');
+  });
+
+  it('answers a request of another SIP version 505', async () => {
+    const p = await phone();
+    const text = request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text.replace(
+      ' SIP/2.0\r\n',
+      ' SIP/3.0\r\n',
+    );
+    p.send(text, a.port);
+    await p.response(505, 'OPTIONS');
+    assert.ok(a.sip.stats.versionRejected >= 1);
   });
 
   it('answers 483 when Max-Forwards is 0', async () => {

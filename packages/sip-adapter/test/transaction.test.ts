@@ -140,7 +140,7 @@ function reply(req: SipRequest, status: number, toTag = 'b1'): SipResponse {
 
 const TIMERS: TimerOptions = { T1: 100, T2: 400, T4: 500 };
 
-function harness(timers: TimerOptions = TIMERS) {
+function harness(timers: TimerOptions = TIMERS, maxServerTransactions?: number) {
   const clock = new FakeClock();
   const sent: Sent[] = [];
   const requests: { request: SipRequest; transaction: ServerTransaction }[] = [];
@@ -161,6 +161,7 @@ function harness(timers: TimerOptions = TIMERS) {
     user,
     clock,
     timers,
+    ...(maxServerTransactions === undefined ? {} : { maxServerTransactions }),
   });
   return { clock, sent, requests, acks, stray, ackTimeouts, layer };
 }
@@ -563,6 +564,41 @@ describe('INVITE server transaction (§17.2.1)', () => {
 });
 
 // ---- non-INVITE server ----------------------------------------------------------------------
+
+describe('server transactions kept at most', () => {
+  it('refuses a new request statelessly (503) when full, and lets in-dialog ones through', () => {
+    const h = harness(TIMERS, 2);
+    const invite = (n: number, toTag?: string) =>
+      request('INVITE', {
+        branch: `z9hG4bKfull${n}`,
+        callId: `full-${n}`,
+        ...(toTag ? { toTag } : {}),
+      });
+    h.layer.receive(invite(1), UDP_PEER);
+    h.layer.receive(invite(2), UDP_PEER);
+    h.layer.receive(invite(3), UDP_PEER);
+    // Two kept (their TU answers nothing yet); the third answered at once, and not kept.
+    assert.equal(h.requests.length, 2);
+    assert.equal(h.layer.stats.active.server, 2);
+    assert.equal(h.layer.stats.refusedFull, 1);
+    const refused = h.sent.filter((s) => s.message.kind === 'response');
+    assert.deepEqual(
+      refused.map((s) => [s.message.kind === 'response' && s.message.status, s.message.callId]),
+      [[503, 'full-3']],
+    );
+    assert.equal(refused[0]?.message.headers.get('Retry-After'), '5');
+    // A re-INVITE of a call under way is no new call: it gets its transaction.
+    h.layer.receive(invite(4, 'b1'), UDP_PEER);
+    assert.equal(h.requests.length, 3);
+    // Room again once they end (after a 2xx, Accepted lasts Timer L): a new one is served.
+    for (const r of [h.requests[0]!, h.requests[2]!])
+      r.transaction.respond(createResponse(r.request, 200, { toTag: 'b1' }));
+    h.clock.advance(64 * 100 + 1);
+    h.layer.receive(invite(5), UDP_PEER);
+    assert.equal(h.requests.length, 4);
+    assert.equal(h.layer.stats.refusedFull, 1);
+  });
+});
 
 describe('non-INVITE server transaction (§17.2.2)', () => {
   it('retransmitted request: dropped while Trying, same response after; Timer J', () => {

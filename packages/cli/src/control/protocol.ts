@@ -61,6 +61,8 @@ export interface StatusView {
       locatorBusy: number;
       /** New requests answered 503 because messages waited too long to be read (overload). */
       overloaded: number;
+      /** New requests answered 503, statelessly, because too many transactions were kept. */
+      transactionsFull: number;
     };
   };
 }

@@ -47,6 +47,7 @@ function refused(r: StatusView['refused']): string {
   add(r.sip.registrarBusy, 'REGISTERs refused while overlay writes queued (503)');
   add(r.sip.locatorBusy, 'calls refused while location lookups queued (503)');
   add(r.sip.overloaded, 'new requests refused while the node was overloaded (503)');
+  add(r.sip.transactionsFull, 'new requests refused while too many transactions were kept (503)');
   return parts.length > 0 ? parts.join(', ') : 'none';
 }
 

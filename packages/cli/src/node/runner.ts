@@ -233,6 +233,7 @@ async function controlOp(
             registrarBusy: sip.publisher.busyRefusals,
             locatorBusy: sip.proxy.stats.lookupsBusy,
             overloaded: sip.overload.stats.refused,
+            transactionsFull: sip.transactions.stats.refusedFull,
           },
         },
       };

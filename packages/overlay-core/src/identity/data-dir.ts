@@ -54,6 +54,8 @@ export function ensureDataDir(root: string): DataDirPaths {
   const p = dataDirPaths(root);
   try {
     mkdirSync(p.users, { recursive: true, mode: 0o700 });
+    // LevelDB would make it with the umask's mode (0755): made here, it is the node's alone.
+    mkdirSync(p.store, { recursive: true, mode: 0o700 });
   } catch (err) {
     throw new OverlayError(
       'ERR_CONFIG',

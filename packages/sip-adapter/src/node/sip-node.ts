@@ -30,6 +30,7 @@ import {
   TransactionLayer,
   type TransactionUser,
 } from '../transaction/index.js';
+import type { UnframeableReason } from '../transport/errors.js';
 import { SipSocketTransports } from '../transport/layer.js';
 import { InterfaceAddresses, isWildcardAddress } from '../transport/local-address.js';
 import type {
@@ -284,13 +285,16 @@ export class SipNode implements TransactionUser {
     const sip = options.sip ?? { host: '127.0.0.1', port: 5060 };
     const ws = options.ws;
     const restored = options.bindingsStore ? await options.bindingsStore.load() : [];
+    let node: SipNode | undefined;
     const transports = await SipSocketTransports.listen({
       host: sip.host,
       port: sip.port,
       ...(ws === false ? { ws: false } : ws ? { wsHost: ws.host, wsPort: ws.port } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
+      onUnframeable: (source, headers, reason) => node?.unframeable(source, headers, reason),
     });
-    return new SipNode(options, transports, restored);
+    node = new SipNode(options, transports, restored);
+    return node;
   }
 
   get addresses() {
@@ -457,6 +461,34 @@ export class SipNode implements TransactionUser {
         this.stats.malformedDropped++;
       }
     }
+  }
+
+  /**
+   * A stream that cannot be framed any further is closed; its last request is answered first
+   * where its headers allow (RFC 3261 §18.3): 513 when it is over the size limit, 400 for a
+   * missing or bad Content-Length. Bytes that are not SIP, or headers too long to read, get
+   * nothing.
+   */
+  private unframeable(source: SipTransportAddress, headers: Buffer, reason: UnframeableReason) {
+    if (this.closed || reason === 'not-sip' || reason === 'header-too-large') return;
+    // The headers alone, without the Content-Length that could not be used, parse as a request.
+    const text = headers.toString('latin1').replace(/\r\n(?:content-length|l)[ \t]*:[^\r]*/gi, '');
+    let request: SipMessage;
+    try {
+      request = parseSipMessage(Buffer.from(text, 'latin1'));
+    } catch {
+      return;
+    }
+    if (request.kind !== 'request' || request.method === 'ACK') return;
+    const [status, phrase] =
+      reason === 'body-too-large'
+        ? [513, 'Message Too Large']
+        : [
+            400,
+            reason === 'missing-content-length' ? 'Missing Content-Length' : 'Bad Content-Length',
+          ];
+    this.stats.badRequestsAnswered++;
+    this.reply(createResponse(request, status, { reason: phrase }), source);
   }
 
   private reply(response: SipResponse, source: SipTransportAddress): void {

@@ -5,6 +5,7 @@
 import { type Clock, systemClock, type TimerHandle } from '@peerbx/dht-kademlia';
 import { isRfc3261Branch } from '../message/ids.js';
 import type { Params } from '../message/lexer.js';
+import { createResponse } from '../message/response.js';
 import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
 import { serialize } from '../message/sip-message.js';
 import { formatVia } from '../message/uri.js';
@@ -83,7 +84,19 @@ export interface TransactionLayerOptions {
   timers?: TimerOptions;
   /** Where a server transaction's responses go; default `defaultResponseDestination`. */
   responseDestination?: (request: SipRequest, source: SipTransportAddress) => SipDestination;
+  /** Server transactions kept at most; default MAX_SERVER_TRANSACTIONS. */
+  maxServerTransactions?: number;
 }
+
+/**
+ * Server transactions (not counting non-INVITE ones reduced to their Completed response) kept
+ * at most. Beyond, a new out-of-dialog request is refused statelessly (503, Retry-After): a
+ * flood of INVITEs nobody ACKs would otherwise keep each for 32 s (Timer H), and the node's
+ * memory would grow with the flood's rate. Calls at 1,000/s need a few hundred.
+ */
+export const MAX_SERVER_TRANSACTIONS = 20_000;
+/** Retry-After of the stateless 503 when MAX_SERVER_TRANSACTIONS are kept, s. */
+export const FULL_RETRY_AFTER_S = 5;
 
 export interface SendRequestOptions {
   /** Default: true for a flow or a TCP/WS address, false for UDP. */
@@ -110,6 +123,8 @@ export interface TransactionStats {
   /** ACKs that matched no INVITE server transaction (ACKs for 2xx), passed to the TU. */
   strayAcks: number;
   transportErrors: number;
+  /** New requests refused statelessly (503) while MAX_SERVER_TRANSACTIONS were kept. */
+  refusedFull: number;
 }
 
 const KINDS: readonly TransactionKind[] = [
@@ -188,13 +203,16 @@ export class TransactionLayer {
     strayResponses: 0,
     strayAcks: 0,
     transportErrors: 0,
+    refusedFull: 0,
   };
+  private readonly maxServers: number;
 
   constructor(options: TransactionLayerOptions) {
     this.sendBytes = options.send;
     this.user = options.user;
     this.timers = resolveTimers(options.timers);
     this.responseDestination = options.responseDestination ?? defaultResponseDestination;
+    this.maxServers = options.maxServerTransactions ?? MAX_SERVER_TRANSACTIONS;
     this.clock = options.clock ?? systemClock;
     this.transactionOptions = {
       clock: this.clock,
@@ -218,6 +236,7 @@ export class TransactionLayer {
       strayResponses: c.strayResponses,
       strayAcks: c.strayAcks,
       transportErrors: c.transportErrors,
+      refusedFull: c.refusedFull,
     };
   }
 
@@ -371,6 +390,25 @@ export class TransactionLayer {
       this.counters.retransmissions.absorbed++;
       this.counters.retransmissions.sent++;
       this.sendCompleted(done);
+      return;
+    }
+    if (this.servers.size >= this.maxServers && request.toTag === undefined) {
+      // Full: a new call waits its turn; the requests of calls under way (To tag) go on.
+      this.counters.refusedFull++;
+      const full = createResponse(request, 503, {
+        reason: 'Service Unavailable (too many transactions)',
+        headers: [{ name: 'Retry-After', value: String(FULL_RETRY_AFTER_S) }],
+      });
+      try {
+        const sent = this.sendBytes(
+          serialize(full),
+          this.responseDestination(request, source),
+          false,
+        );
+        if (sent instanceof Promise) sent.catch(() => this.counters.transportErrors++);
+      } catch {
+        this.counters.transportErrors++;
+      }
       return;
     }
     const tx = this.createServerTransaction(request, source);

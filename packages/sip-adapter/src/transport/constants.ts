@@ -1,6 +1,8 @@
 // Every tunable number of the SIP transports (RFC 3261 §18, RFC 5626, RFC 7118). Options of
 // SipSocketTransports override the ones a deployment or a test may want to change.
 
+import { MAX_MESSAGE_BYTES } from '../constants.js';
+
 /** Where phones find us by default: UDP and TCP share this address. */
 export const DEFAULT_SIP_HOST = '127.0.0.1';
 export const DEFAULT_SIP_PORT = 5060;
@@ -21,12 +23,12 @@ export const MAX_UDP_MESSAGE_BYTES = 65_507;
  */
 export const UDP_RECV_BUFFER_BYTES = 4 * 1024 * 1024;
 export const UDP_SEND_BUFFER_BYTES = 1024 * 1024;
-/** Largest header block (start line to the blank line) accepted on a stream. */
-export const MAX_HEADER_BYTES = 64 * 1024;
-/** Largest body (Content-Length) accepted on a stream or a WebSocket frame. */
-export const MAX_BODY_BYTES = 1024 * 1024;
-/** Largest WebSocket frame: one SIP message at the limits above. */
-export const MAX_WS_MESSAGE_BYTES = MAX_HEADER_BYTES + MAX_BODY_BYTES;
+/**
+ * Largest SIP message (header block and body) accepted on a stream or in a WebSocket frame:
+ * the parser's limit, so that a connection never holds more than one message the node would
+ * refuse anyway (1,024 connections, 64 MiB at most).
+ */
+export const MAX_STREAM_MESSAGE_BYTES = MAX_MESSAGE_BYTES;
 
 /**
  * A TCP or WebSocket connection with no whole message (nor keepalive) this long is closed,

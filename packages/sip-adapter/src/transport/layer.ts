@@ -16,10 +16,9 @@ import {
   DEFAULT_WS_PORT,
   FIRST_MESSAGE_TIMEOUT_MS,
   IDLE_TIMEOUT_MS,
-  MAX_BODY_BYTES,
   MAX_CONNECTIONS,
   MAX_CONNECTIONS_PER_HOST,
-  MAX_HEADER_BYTES,
+  MAX_STREAM_MESSAGE_BYTES,
   MAX_UDP_MESSAGE_BYTES,
   WS_PING_INTERVAL_MS,
 } from './constants.js';
@@ -69,8 +68,8 @@ export interface SipTransportOptions {
   firstMessageTimeoutMs?: number;
   connectTimeoutMs?: number;
   wsPingIntervalMs?: number;
-  maxHeaderBytes?: number;
-  maxBodyBytes?: number;
+  /** Largest message on a stream or in a WebSocket frame; default MAX_STREAM_MESSAGE_BYTES. */
+  maxMessageBytes?: number;
   /** Milliseconds clock for connection activity; Date.now by default. */
   now?: () => number;
   /** Least time between two queue probes (probeQueue), ms; default QUEUE_PROBE_INTERVAL_MS. */
@@ -311,9 +310,7 @@ export class SipSocketTransports
       this.ws = await listenWs({
         host: wsHost,
         port: wsPort,
-        maxPayload:
-          (this.options.maxHeaderBytes ?? MAX_HEADER_BYTES) +
-          (this.options.maxBodyBytes ?? MAX_BODY_BYTES),
+        maxPayload: this.options.maxMessageBytes ?? MAX_STREAM_MESSAGE_BYTES,
         accept: (request) =>
           this.hostHasRoom(request.socket.remoteAddress ?? '') && this.makeRoom(),
         onConnection: (ws, request) => {
@@ -527,8 +524,8 @@ export class SipSocketTransports
     return `${transport}-${this.idPrefix}-${this.nextId++}`;
   }
 
-  private framingOptions(): { maxHeaderBytes?: number; maxBodyBytes?: number } {
-    return { maxHeaderBytes: this.options.maxHeaderBytes, maxBodyBytes: this.options.maxBodyBytes };
+  private framingOptions(): { maxMessageBytes?: number } {
+    return { maxMessageBytes: this.options.maxMessageBytes };
   }
 
   private add(connection: StreamConnection): void {

@@ -6,8 +6,9 @@ import { isIP } from 'node:net';
 export const CRLF = Buffer.from('\r\n');
 export const CRLFCRLF = Buffer.from('\r\n\r\n');
 
-// RFC 3261 §25.1: Method is a token; SIP-Version "SIP/2.0" (case-insensitive); Status-Code 3 digits.
-const REQUEST_LINE = /^[A-Za-z0-9.!%*_+`'~-]+ [^ \t]+ SIP\/2\.0$/i;
+// RFC 3261 §25.1: Method is a token; SIP-Version "SIP/" 1*DIGIT "." 1*DIGIT (case-insensitive;
+// a request of another version is answered 505 above); Status-Code 3 digits.
+const REQUEST_LINE = /^[A-Za-z0-9.!%*_+`'~-]+ [^ \t]+ SIP\/\d{1,3}\.\d{1,3}$/i;
 const STATUS_LINE = /^SIP\/2\.0 [1-6][0-9][0-9](?: .*)?$/i;
 const CONTENT_LENGTH = /^(?:content-length|l)[ \t]*:[ \t]*([^ \t]*)[ \t]*$/i;
 
@@ -54,7 +55,9 @@ export type DatagramVerdict =
 /**
  * One message from a message-oriented transport (a UDP datagram, a WebSocket frame). Leading
  * CRLFs are dropped (RFC 3261 §7.5); a payload of only CRLFs is a keepalive. Content-Length is
- * optional here; bytes past it are discarded and a shorter body is malformed (RFC 3261 §18.3).
+ * optional here; bytes past it are discarded (RFC 3261 §18.3). A bad Content-Length, or a body
+ * shorter than it, leaves the whole payload to the parser, which refuses it with a 400 the
+ * sender can be sent (§18.3: "the server SHOULD respond with a 400").
  */
 export function classifyDatagram(payload: Buffer): DatagramVerdict {
   let start = 0;
@@ -70,11 +73,7 @@ export function classifyDatagram(payload: Buffer): DatagramVerdict {
   if (headerEnd < 0) return { kind: 'malformed', reason: 'no end of headers' };
   const bodyStart = headerEnd + 4;
   const cl = contentLengthOf(data.toString('latin1', 0, headerEnd));
-  if (cl.kind === 'invalid') return { kind: 'malformed', reason: 'invalid Content-Length' };
-  if (cl.kind === 'missing') return { kind: 'message', data };
-  const bodyBytes = data.length - bodyStart;
-  if (bodyBytes < cl.length)
-    return { kind: 'malformed', reason: 'body shorter than Content-Length' };
+  if (cl.kind !== 'value' || data.length - bodyStart < cl.length) return { kind: 'message', data };
   return { kind: 'message', data: data.subarray(0, bodyStart + cl.length) };
 }
 

@@ -3,13 +3,13 @@
 // §4.4.1); a double CRLF is a ping the connection answers with one CRLF.
 
 import { EventEmitter } from 'node:events';
-import { MAX_BODY_BYTES, MAX_HEADER_BYTES } from './constants.js';
+import { MAX_STREAM_MESSAGE_BYTES } from './constants.js';
 import { UnframeableError, type UnframeableReason } from './errors.js';
 import { CRLF, CRLFCRLF, contentLengthOf, looksLikeSipStartLine } from './sip-bytes.js';
 
 export interface StreamFramerOptions {
-  maxHeaderBytes?: number;
-  maxBodyBytes?: number;
+  /** Largest message, header block and body (default MAX_STREAM_MESSAGE_BYTES). */
+  maxMessageBytes?: number;
 }
 
 export interface StreamFramerEvents {
@@ -28,8 +28,7 @@ const CR = 0x0d;
 const LF = 0x0a;
 
 export class StreamFramer extends EventEmitter<StreamFramerEvents> {
-  private readonly maxHeaderBytes: number;
-  private readonly maxBodyBytes: number;
+  private readonly maxMessageBytes: number;
   private buf = Buffer.allocUnsafe(INITIAL_BUFFER_BYTES);
   /** Unconsumed bytes are buf[start, end). */
   private start = 0;
@@ -49,8 +48,7 @@ export class StreamFramer extends EventEmitter<StreamFramerEvents> {
 
   constructor(options: StreamFramerOptions = {}) {
     super();
-    this.maxHeaderBytes = options.maxHeaderBytes ?? MAX_HEADER_BYTES;
-    this.maxBodyBytes = options.maxBodyBytes ?? MAX_BODY_BYTES;
+    this.maxMessageBytes = options.maxMessageBytes ?? MAX_STREAM_MESSAGE_BYTES;
   }
 
   /** Bytes held for an incomplete message. */
@@ -148,12 +146,12 @@ export class StreamFramer extends EventEmitter<StreamFramerEvents> {
       }
     }
     const found = held.indexOf(CRLFCRLF, this.headerScanFrom);
-    if (found < 0 || found + 4 > this.maxHeaderBytes) {
-      if (held.length > this.maxHeaderBytes || found >= 0) {
+    if (found < 0 || found + 4 > this.maxMessageBytes) {
+      if (held.length > this.maxMessageBytes || found >= 0) {
         return this.fail(
           'header-too-large',
-          `header block longer than ${this.maxHeaderBytes} bytes`,
-          held.subarray(0, this.maxHeaderBytes),
+          `header block longer than ${this.maxMessageBytes} bytes`,
+          held.subarray(0, this.maxMessageBytes),
         );
       }
       this.headerScanFrom = Math.max(0, held.length - 3);
@@ -167,10 +165,10 @@ export class StreamFramer extends EventEmitter<StreamFramerEvents> {
     if (cl.kind === 'invalid') {
       return this.fail('invalid-content-length', `Content-Length "${cl.value}"`, headers);
     }
-    if (cl.length > this.maxBodyBytes) {
+    if (found + 4 + cl.length > this.maxMessageBytes) {
       return this.fail(
         'body-too-large',
-        `Content-Length ${cl.length} is over the ${this.maxBodyBytes}-byte limit`,
+        `a message of ${found + 4 + cl.length} bytes (Content-Length ${cl.length}) is over the ${this.maxMessageBytes}-byte limit`,
         headers,
       );
     }
