@@ -98,6 +98,29 @@ describe('two running nodes', () => {
     assert.match(again.stdout, /refused\s+1 datagrams or streams that were not SIP/);
   });
 
+  test("a node of another configuration is told to join with the overlay's own", async () => {
+    const r = await peerbx([
+      'start',
+      '--data-dir',
+      join(dir, 'other'),
+      '--overlay',
+      '127.0.0.1:0',
+      '--sip',
+      '127.0.0.1:0',
+      '--ws',
+      'off',
+      '--domain',
+      'other.example',
+      '--bootstrap',
+      a.ready.overlay,
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(
+      oneErrorLine(r.stderr),
+      /is in an overlay with another configuration .*--overlay-config FILE, without --domain$/,
+    );
+  });
+
   test('peers lists the other node', async () => {
     const json = JSON.parse((await peerbx(['peers', '--data-dir', b.dataDir, '--json'])).stdout);
     assert.ok(json.some((p: { nodeId: string }) => p.nodeId === a.ready.node));

@@ -136,6 +136,8 @@ describe('stateful proxy', () => {
     const ok = await caller.response(200, 'INVITE');
     assert.match(ok.header('To') ?? '', /tag=d2/);
     const cancel = await d1.request('CANCEL');
+    // RFC 3326: the phone that lost shows no missed call.
+    assert.equal(cancel.headers.get('Reason'), 'SIP;cause=200;text="Call completed elsewhere"');
     d1.answer(cancel, 200, b.port, 'd1');
     d1.answer(i1, 487, b.port, 'd1');
     await d1.request('ACK', 'ACK for 487');
@@ -167,6 +169,7 @@ describe('stateful proxy', () => {
     d.answer(inv, 180, b.port, 'g');
     await caller.response(180, 'INVITE');
     const cancel = await d.request('CANCEL');
+    assert.equal(cancel.headers.get('Reason'), undefined, 'no answer in time is no reason to give');
     d.answer(cancel, 200, b.port, 'g');
     d.answer(inv, 487, b.port, 'g');
     await caller.response(408, 'INVITE', 5000);

@@ -133,6 +133,12 @@ function overlayStartError(err: unknown, at: ListenAddress, bootstrap: string[])
         { cause: err },
       );
     }
+    if (err.code === 'ERR_UNREACHABLE' && /configuration mismatch/.test(err.message))
+      return new CliError(
+        'ERR_CONFIG',
+        `the node at ${bootstrap.join(', ')} is in an overlay with another configuration (domain, enrolment or kinds differ); join with that overlay's own: copy overlay.json from that node's data directory and start with --overlay-config FILE, without --domain`,
+        { cause: err },
+      );
     if (err.code === 'ERR_UNREACHABLE')
       return new CliError(
         'ERR_UNREACHABLE',

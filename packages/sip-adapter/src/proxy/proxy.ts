@@ -719,7 +719,7 @@ export class StatefulProxy {
       return;
     }
     this.reply(tx, 200);
-    ctx.cancelAll();
+    ctx.cancelAll(cancel.headers.getAll('reason'));
   }
 
   private async forwardAck(incoming: SipRequest, source: SipTransportAddress): Promise<void> {

@@ -23,6 +23,8 @@ export interface Branch {
   final?: SipResponse;
   /** A CANCEL is due once a provisional response arrives (§9.1). */
   cancelPending: boolean;
+  /** Reason header values its CANCEL carries (RFC 3326), say why it is cancelled. */
+  cancelReasons?: readonly string[];
   canceled: boolean;
   /** CANCELed by Timer C: its 487 counts as the 408 of a request that got no answer in time. */
   timedOut?: boolean;
@@ -219,10 +221,10 @@ export class ResponseContext {
     this.maybeFinish();
   }
 
-  /** CANCEL from upstream (§16.10) or a 2xx/6xx ending the others (§16.7 step 10). */
-  cancelAll(): void {
+  /** CANCEL from upstream (§16.10), its Reason headers passed on (RFC 3326). */
+  cancelAll(reasons: readonly string[] = []): void {
     this.canceled = true;
-    for (const b of this.branches) this.cancelBranch(b);
+    for (const b of this.branches) this.cancelBranch(b, reasons);
     this.maybeFinish();
   }
 
@@ -268,7 +270,9 @@ export class ResponseContext {
       if (!this.finalSent || this.isInvite) this.server.respond(response);
       if (!this.finalSent) {
         this.finalSent = true;
-        for (const b of this.branches) if (b !== branch) this.cancelBranch(b);
+        // RFC 3326: the other phones show no missed call.
+        const elsewhere = [`SIP;cause=${status};text="Call completed elsewhere"`];
+        for (const b of this.branches) if (b !== branch) this.cancelBranch(b, elsewhere);
       }
       if (first) branch.onFinal?.(status);
       this.maybeFinish();
@@ -280,7 +284,9 @@ export class ResponseContext {
     if (!this.best || rank(status) < rank(this.best.status)) this.best = response;
     if (status === 401 || status === 407) this.challenged.push(response);
     if (status >= 600 && !this.finalSent) {
-      for (const b of this.branches) if (b !== branch) this.cancelBranch(b);
+      const phrase = response.reason.replace(/["\\]/g, '');
+      const declined = [`SIP;cause=${status};text="${phrase}"`];
+      for (const b of this.branches) if (b !== branch) this.cancelBranch(b, declined);
     }
     this.maybeFinish();
   }
@@ -361,9 +367,10 @@ export class ResponseContext {
     return best;
   }
 
-  private cancelBranch(branch: Branch): void {
+  private cancelBranch(branch: Branch, reasons: readonly string[] = []): void {
     if (branch.final !== undefined || branch.canceled || !branch.tx) return;
     if (branch.request.method !== 'INVITE') return;
+    if (reasons.length > 0) branch.cancelReasons ??= reasons;
     if (!branch.provisional) {
       branch.cancelPending = true;
       return;
@@ -387,6 +394,7 @@ export class ResponseContext {
     h.append('To', req.headers.get('to') ?? '');
     h.append('Call-ID', req.callId);
     h.append('CSeq', `${req.cseq.seq} CANCEL`);
+    for (const reason of branch.cancelReasons ?? []) h.append('Reason', reason);
     try {
       this.options.transactions.sendRequest(cancel, branch.destination, {
         receiveResponse: () => undefined,

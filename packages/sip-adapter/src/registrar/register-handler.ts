@@ -326,8 +326,19 @@ export class RegisterHandler {
       });
     }
     if (isRefusal(err)) {
-      this.log.info({ resource, reason: message }, 'registration refused by the overlay');
       const user = resource.slice(0, resource.lastIndexOf('@'));
+      this.log.info(
+        {
+          resource,
+          reason: message,
+          ...(/owned by another key/.test(message)
+            ? {
+                hint: `the name was claimed from another node: copy users/${user}.key from that node's data directory into this one's`,
+              }
+            : {}),
+        },
+        'registration refused by the overlay',
+      );
       return createResponse(request, 403, {
         reason:
           err.code === 'ERR_CERTIFICATE'
