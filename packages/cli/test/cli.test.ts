@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { controlSocketPath } from '../src/control/protocol.js';
-import { peerbx, StartedNode, tempDir } from './helpers.js';
+import { peerbx, StartedNode, startArgs, tempDir } from './helpers.js';
 
 const oneErrorLine = (stderr: string) => {
   const lines = stderr.trim().split('\n');
@@ -99,21 +99,9 @@ describe('two running nodes', () => {
   });
 
   test("a node of another configuration is told to join with the overlay's own", async () => {
-    const r = await peerbx([
-      'start',
-      '--data-dir',
-      join(dir, 'other'),
-      '--overlay',
-      '127.0.0.1:0',
-      '--sip',
-      '127.0.0.1:0',
-      '--ws',
-      'off',
-      '--domain',
-      'other.example',
-      '--bootstrap',
-      a.ready.overlay,
-    ]);
+    const r = await peerbx(
+      startArgs(join(dir, 'other'), '--domain', 'other.example', '--bootstrap', a.ready.overlay),
+    );
     assert.equal(r.code, 1);
     assert.match(
       oneErrorLine(r.stderr),
@@ -175,17 +163,7 @@ describe('two running nodes', () => {
   });
 
   test('a data directory in use by a running node', async () => {
-    const r = await peerbx([
-      'start',
-      '--data-dir',
-      a.dataDir,
-      '--overlay',
-      '127.0.0.1:0',
-      '--sip',
-      '127.0.0.1:0',
-      '--ws',
-      'off',
-    ]);
+    const r = await peerbx(startArgs(a.dataDir));
     assert.equal(r.code, 1);
     assert.match(
       oneErrorLine(r.stderr),
@@ -375,19 +353,7 @@ describe('errors and settings', () => {
   });
 
   test('an unreachable bootstrap node', async (t) => {
-    const r = await peerbx([
-      'start',
-      '--data-dir',
-      tempDir(t),
-      '--overlay',
-      '127.0.0.1:0',
-      '--sip',
-      '127.0.0.1:0',
-      '--ws',
-      'off',
-      '--bootstrap',
-      '127.0.0.1:9',
-    ]);
+    const r = await peerbx(startArgs(tempDir(t), '--bootstrap', '127.0.0.1:9'));
     assert.equal(r.code, 1);
     assert.match(oneErrorLine(r.stderr), /no bootstrap node answered at 127\.0\.0\.1:9/);
   });

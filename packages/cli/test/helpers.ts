@@ -48,6 +48,12 @@ export interface Ready {
   ws: string;
 }
 
+/** `peerbx start` on free loopback ports without WebSocket, for a run expected to fail. */
+export function startArgs(dataDir: string, ...extra: string[]): string[] {
+  const free = ['--overlay', '127.0.0.1:0', '--sip', '127.0.0.1:0', '--ws', 'off'];
+  return ['start', '--data-dir', dataDir, ...free, ...extra];
+}
+
 export class StartedNode {
   stderr = '';
   private constructor(

@@ -798,17 +798,20 @@ export class KademliaNode {
 
   /**
    * A contact proved alive (`answered`: by answering a request of ours): add or refresh it,
-   * ping-before-evict when its bucket is full.
+   * ping-before-evict when its bucket is full. `addressed` false: heard from in a request that
+   * named no recipient (Request.addressed), which may be a copy of one sent to another node,
+   * replayed from anywhere: it only refreshes a contact listed at that address, never adds one
+   * nor moves one (a move is counted as a refused contact).
    */
-  /** `mayMove` false: a contact known at another address stays there (Request.addressed). */
-  private seen(contact: Contact, answered = false, mayMove = true): void {
+  private seen(contact: Contact, answered = false, addressed = true): void {
     if (!this.acceptContact(contact)) {
       this.stats.contactsRefused++;
       return;
     }
-    if (!mayMove) {
+    if (!addressed) {
       const listed = this.table.get(contact.id);
-      if (listed && listed.address !== contact.address) {
+      if (!listed) return;
+      if (listed.address !== contact.address) {
         this.stats.contactsRefused++;
         return;
       }

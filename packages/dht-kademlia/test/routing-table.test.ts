@@ -22,6 +22,29 @@ describe('routing table', () => {
     assert.equal(t.size, 0);
   });
 
+  it('spreads the contacts to come back through over its buckets, proven and old ones first', () => {
+    const own = rnd.bytes(32);
+    const t = new RoutingTable(own, { k: 4 });
+    // Bucket 0 (far half): p1, p2 answered requests of ours; n1 only ever sent requests,
+    // and it sends them often (seen last). Bucket 1: q1 answered; f1 answered, then failed.
+    const at = (d: number, n: number) => contact(randomIdAtPrefix(own, d, rnd), n);
+    const [p1, p2, n1, q1, f1] = [at(0, 1), at(0, 2), at(0, 3), at(1, 4), at(1, 5)];
+    t.add(p1, 1, true);
+    t.add(p2, 2, true);
+    t.add(q1, 3, true);
+    t.add(f1, 4, true);
+    t.recordFailure(f1.id, 5);
+    for (let i = 6; i < 10; i++) t.add(n1, i);
+    assert.deepEqual(
+      t.spread(16).map((c) => c.address),
+      ['a1', 'a4', 'a2', 'a3', 'a5'],
+    );
+    assert.deepEqual(
+      t.spread(2).map((c) => c.address),
+      ['a1', 'a4'],
+    );
+  });
+
   it('splits only the bucket holding its own id and keeps cpl invariants', () => {
     const own = rnd.bytes(32);
     const t = new RoutingTable(own, { k: 4 });

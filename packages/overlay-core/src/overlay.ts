@@ -158,6 +158,8 @@ export class OverlayNode {
   private readonly signer: RecordSigner;
   private nodeInfoTimer: ReturnType<Clock['setTimeout']> | undefined;
   private contactsTimer: ReturnType<Clock['setTimeout']> | undefined;
+  /** The close under way or done: a second close() waits for the first. */
+  private closing: Promise<void> | undefined;
   /** The contacts saved last, as saved (hex ID and address each), to skip unchanged saves. */
   private savedContacts = '';
   private closed = false;
@@ -310,7 +312,10 @@ export class OverlayNode {
         try {
           await dht.bootstrap(bootstrap);
         } catch (err) {
-          if ((await dht.rejoinThrough(known)) === 0) {
+          // Only a silent bootstrap node: one that refused (another overlay, another version)
+          // says something the user must act on, not something to work around.
+          const silent = /timed out|no reply/i.test((err as Error).message);
+          if (!silent || (await dht.rejoinThrough(known)) === 0) {
             throw new OverlayError(
               'ERR_UNREACHABLE',
               `cannot join the overlay through ${bootstrap.join(', ')}: ${(err as Error).message}`,
@@ -829,13 +834,17 @@ export class OverlayNode {
 
   /** Graceful leave: hands held records to the next responsible peers, then closes. */
   async leave(): Promise<void> {
-    if (this.closed) return;
+    if (this.closing) return this.closing;
     await this.dht.leave().catch(() => 0);
     await this.close();
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
     await this.saveContacts();
     this.closed = true;
     if (this.nodeInfoTimer) this.clock.clearTimeout(this.nodeInfoTimer);

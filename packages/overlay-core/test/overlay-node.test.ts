@@ -931,4 +931,39 @@ describe('a node that lost every peer', () => {
       await closeAll(root, nodes);
     }
   });
+
+  it('started again when none of the nodes it knew answers: cut off, then back once one is', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'peerbx-restart-alone-'));
+    const nodes: OverlayNode[] = [];
+    try {
+      const a = await OverlayNode.start({ dataDir: join(root, 'a'), config: overlay });
+      const b = await OverlayNode.start({
+        dataDir: join(root, 'b'),
+        config: overlay,
+        bootstrap: [a.udpAddress],
+      });
+      const bAt = { udp: port(b.udpAddress), stream: port(b.streamAddress) };
+      await b.close();
+      await a.close();
+      // The founder again, with no bootstrap: b, the node it knew, is down. It starts, and
+      // says the overlay is unreachable rather than that a name is unknown.
+      const again = await OverlayNode.start({ dataDir: join(root, 'a'), config: overlay });
+      nodes.push(again);
+      assert.equal(again.stats().routingTable.isolated, true);
+      await assert.rejects(again.fetch('nobody@peerbx.local'), lostTouch);
+      // b back at its address: the founder's upkeep finds it.
+      nodes.push(
+        await OverlayNode.start({
+          dataDir: join(root, 'b'),
+          config: overlay,
+          udp: { host: '127.0.0.1', port: bAt.udp },
+          stream: { host: '127.0.0.1', port: bAt.stream },
+        }),
+      );
+      await until(() => !again.stats().routingTable.isolated, 'the founder back', 40 * PERIOD_MS);
+      assert.deepEqual(await again.fetch('nobody@peerbx.local'), []);
+    } finally {
+      await closeAll(root, nodes);
+    }
+  });
 });

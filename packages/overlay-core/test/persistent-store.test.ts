@@ -10,6 +10,7 @@ import { checkRecord } from '../src/storage/access.js';
 import { PersistentStore } from '../src/storage/persistent-store.js';
 import { decodeRecord, encodeRecord, resourceId } from '../src/storage/record.js';
 import { createOverlayStoreOptions, createRecordValidator } from '../src/storage/record-store.js';
+import { encode } from '../src/wire/codec.js';
 import {
   ALICE,
   generateKeyPair,
@@ -112,6 +113,35 @@ describe('persistent store', () => {
       ['node-info'],
     );
     await third.close();
+  });
+
+  it('keeps the contacts to rejoin through, and reads an unreadable entry as none', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peerbx-contacts-'));
+    try {
+      const store = new PersistentStore(dir);
+      await store.open();
+      assert.deepEqual(await store.loadContacts(), []);
+      const one = { id: new Uint8Array(32).fill(1), address: '127.0.0.1:7400' };
+      await store.saveContacts([one, { id: new Uint8Array(32).fill(2), address: '[::1]:7401' }]);
+      await store.close();
+      const reopened = new PersistentStore(dir);
+      await reopened.open();
+      assert.deepEqual(
+        (await reopened.loadContacts()).map((c) => c.address),
+        ['127.0.0.1:7400', '[::1]:7401'],
+      );
+      // Garbage, and entries of the wrong shape among good ones.
+      await reopened.putMeta('contacts', new Uint8Array([0xc1, 0xff, 0x00]));
+      assert.deepEqual(await reopened.loadContacts(), []);
+      await reopened.putMeta(
+        'contacts',
+        encode([[one.id, one.address], [new Uint8Array(5), 'x:1'], 'junk', [one.id, 7]]),
+      );
+      assert.deepEqual(await reopened.loadContacts(), [one]);
+      await reopened.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a data directory another process holds', async () => {

@@ -75,13 +75,17 @@ describe('stateful proxy', () => {
       const closed = new Promise<void>((resolve) => sock.on('close', () => resolve()));
       const text = request('MESSAGE', 'sip:nobody@peerbx.local', p)
         .text.replace(`UDP ${p.contact}`, 'TCP 127.0.0.1:9')
-        .replace('Content-Length: 0', `Content-Length: ${contentLength}`);
+        .replace(
+          'Content-Length: 0\r\n',
+          contentLength === 'none' ? '' : `Content-Length: ${contentLength}\r\n`,
+        );
       sock.write(text);
       await closed;
       return got.split('\r\n')[0] ?? '';
     };
     assert.equal(await overTcp('70000'), 'SIP/2.0 513 Message Too Large');
     assert.equal(await overTcp('ten'), 'SIP/2.0 400 Bad Content-Length');
+    assert.equal(await overTcp('none'), 'SIP/2.0 400 Missing Content-Length');
     p.send(request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text, a.port);
     await p.response(200, 'OPTIONS');
   });
@@ -141,6 +145,48 @@ describe('stateful proxy', () => {
     d1.answer(cancel, 200, b.port, 'd1');
     d1.answer(i1, 487, b.port, 'd1');
     await d1.request('ACK', 'ACK for 487');
+  });
+
+  it("passes a caller's CANCEL Reason on, and gives a 6xx as the Reason to the other branch", async () => {
+    const caller = await phone();
+    const d1 = await phone();
+    const d2 = await phone();
+    for (const d of [d1, d2]) {
+      assert.equal(await rawRegister(b, 'hugo', `sip:hugo@${d.contact}`), 'SIP/2.0 200 OK');
+    }
+    // The caller gives up, saying why (RFC 3326): both phones are told.
+    const call = request('INVITE', `sip:hugo@127.0.0.1:${a.port}`, caller);
+    caller.send(call.text, a.port);
+    const invites = await Promise.all([d1.request('INVITE'), d2.request('INVITE')]);
+    d1.answer(invites[0], 180, b.port, 'h1');
+    d2.answer(invites[1], 180, b.port, 'h2');
+    await caller.response(180, 'INVITE');
+    const why = 'Q.850;cause=16;text="Normal call clearing"';
+    caller.send(
+      call.text
+        .replace(/^INVITE /, 'CANCEL ')
+        .replace('CSeq: 1 INVITE', 'CSeq: 1 CANCEL')
+        .replace('Content-Length: 0', `Reason: ${why}\r\nContent-Length: 0`),
+      a.port,
+    );
+    await caller.response(200, 'CANCEL');
+    for (const [i, d] of [d1, d2].entries()) {
+      const cancel = await d.request('CANCEL');
+      assert.equal(cancel.headers.get('Reason'), why);
+      d.answer(cancel, 200, b.port);
+      d.answer(invites[i]!, 487, b.port, `h${i + 1}`);
+    }
+    await caller.response(487, 'INVITE');
+    // One phone declines everywhere (603): the other stops ringing, told so.
+    caller.send(request('INVITE', `sip:hugo@127.0.0.1:${a.port}`, caller).text, a.port);
+    const [j1, j2] = await Promise.all([d1.request('INVITE'), d2.request('INVITE')]);
+    d2.answer(j2, 180, b.port, 'h2');
+    d1.answer(j1, 603, b.port, 'h1');
+    const cancel = await d2.request('CANCEL');
+    assert.equal(cancel.headers.get('Reason'), 'SIP;cause=603;text="Decline"');
+    d2.answer(cancel, 200, b.port);
+    d2.answer(j2, 487, b.port, 'h2');
+    await caller.response(603, 'INVITE');
   });
 
   it('passes a 2xx retransmission through both nodes after the call was set up', async () => {

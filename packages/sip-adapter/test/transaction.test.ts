@@ -566,37 +566,44 @@ describe('INVITE server transaction (§17.2.1)', () => {
 // ---- non-INVITE server ----------------------------------------------------------------------
 
 describe('server transactions kept at most', () => {
-  it('refuses a new request statelessly (503) when full, and lets in-dialog ones through', () => {
-    const h = harness(TIMERS, 2);
+  it('refuses a new call statelessly (503) when full; calls under way, CANCEL and answered calls are not held up', () => {
+    const h = harness(TIMERS, 4);
     const invite = (n: number, toTag?: string) =>
       request('INVITE', {
         branch: `z9hG4bKfull${n}`,
         callId: `full-${n}`,
         ...(toTag ? { toTag } : {}),
       });
-    h.layer.receive(invite(1), UDP_PEER);
-    h.layer.receive(invite(2), UDP_PEER);
-    h.layer.receive(invite(3), UDP_PEER);
-    // Two kept (their TU answers nothing yet); the third answered at once, and not kept.
-    assert.equal(h.requests.length, 2);
-    assert.equal(h.layer.stats.active.server, 2);
-    assert.equal(h.layer.stats.refusedFull, 1);
-    const refused = h.sent.filter((s) => s.message.kind === 'response');
-    assert.deepEqual(
-      refused.map((s) => [s.message.kind === 'response' && s.message.status, s.message.callId]),
-      [[503, 'full-3']],
-    );
-    assert.equal(refused[0]?.message.headers.get('Retry-After'), '5');
-    // A re-INVITE of a call under way is no new call: it gets its transaction.
-    h.layer.receive(invite(4, 'b1'), UDP_PEER);
-    assert.equal(h.requests.length, 3);
-    // Room again once they end (after a 2xx, Accepted lasts Timer L): a new one is served.
-    for (const r of [h.requests[0]!, h.requests[2]!])
-      r.transaction.respond(createResponse(r.request, 200, { toTag: 'b1' }));
-    h.clock.advance(64 * 100 + 1);
-    h.layer.receive(invite(5), UDP_PEER);
+    const refusals = () =>
+      h.sent.flatMap((s) => (s.message.kind === 'response' ? [s.message] : []));
+    for (let n = 1; n <= 5; n++) h.layer.receive(invite(n), UDP_PEER);
+    // Four kept (their TU answers nothing yet); the fifth answered at once, and not kept.
     assert.equal(h.requests.length, 4);
+    assert.equal(h.layer.stats.active.server, 4);
     assert.equal(h.layer.stats.refusedFull, 1);
+    const [refused] = refusals();
+    assert.equal(refused?.status, 503);
+    assert.equal(refused?.callId, 'full-5');
+    assert.equal(refused?.headers.get('Retry-After'), '5');
+    // Its ACK ends here: not a stray ACK for the TU to route.
+    h.layer.receive(ackFor(invite(5), refused?.toTag ?? ''), UDP_PEER);
+    assert.equal(h.acks.length, 0);
+    // A CANCEL always gets through; a re-INVITE of a call under way too, up to 1.5 times as
+    // many (6): a forged To tag gets no further.
+    h.layer.receive(request('CANCEL', { branch: 'z9hG4bKfull1', callId: 'full-1' }), UDP_PEER);
+    h.layer.receive(invite(6, 'b1'), UDP_PEER);
+    h.layer.receive(invite(7, 'b1'), UDP_PEER);
+    assert.deepEqual(
+      h.requests.slice(4).map((r) => r.request.method),
+      ['CANCEL', 'INVITE'],
+    );
+    assert.equal(h.layer.stats.refusedFull, 2);
+    // Answered calls (Accepted, Timer L) do not count: a new call is served at once.
+    for (const r of h.requests.filter((x) => x.request.method === 'INVITE'))
+      r.transaction.respond(createResponse(r.request, 200, { toTag: 'b1' }));
+    h.layer.receive(invite(8), UDP_PEER);
+    assert.equal(h.requests.at(-1)?.request.callId, 'full-8');
+    assert.equal(h.layer.stats.refusedFull, 2);
   });
 });
 

@@ -172,22 +172,27 @@ export class RoutingTable {
   }
 
   /**
-   * Up to n contacts spread over the whole table: the most recently seen of each bucket, then
-   * the next of each, and so on; contacts to come back through, so not all from one corner of
-   * the ID space.
+   * Up to n contacts spread over the whole table, to come back through after a restart: from
+   * each bucket in turn, those that answered a request of ours and failed none since first,
+   * the longest known first (as Kademlia prefers old contacts: a newcomer that keeps sending
+   * requests does not push them out); then the others, in the same order.
    */
   spread(n: number): Contact[] {
     const out: Contact[] = [];
-    for (let depth = 1; out.length < n; depth++) {
-      let any = false;
-      for (const b of this.buckets) {
-        const e = b.entries[b.entries.length - depth];
-        if (!e) continue;
-        any = true;
-        out.push(e.contact);
-        if (out.length === n) break;
+    const proven = (e: BucketEntry) => e.answeredAt !== undefined && e.failures === 0;
+    for (const pass of [proven, (e: BucketEntry) => !proven(e)]) {
+      const lists = this.buckets.map((b) => b.entries.filter(pass));
+      for (let depth = 0; out.length < n; depth++) {
+        let any = false;
+        for (const list of lists) {
+          const e = list[depth];
+          if (!e) continue;
+          any = true;
+          out.push(e.contact);
+          if (out.length === n) return out;
+        }
+        if (!any) break;
       }
-      if (!any) break;
     }
     return out;
   }

@@ -9,6 +9,7 @@
 //   <dir>/node.lock           pid of the running node
 
 import {
+  chmodSync,
   closeSync,
   existsSync,
   mkdirSync,
@@ -54,8 +55,10 @@ export function ensureDataDir(root: string): DataDirPaths {
   const p = dataDirPaths(root);
   try {
     mkdirSync(p.users, { recursive: true, mode: 0o700 });
-    // LevelDB would make it with the umask's mode (0755): made here, it is the node's alone.
+    // LevelDB would make it with the umask's mode (0755): it is the node's alone, also when an
+    // earlier version made it.
     mkdirSync(p.store, { recursive: true, mode: 0o700 });
+    chmodSync(p.store, 0o700);
   } catch (err) {
     throw new OverlayError(
       'ERR_CONFIG',

@@ -66,6 +66,8 @@ export interface SignedCodecOptions {
 /** Overlay error codes sent back in ERROR bodies. */
 export const ERROR_CONFIG_MISMATCH = 498;
 export const ERROR_VERSION = 505;
+/** A request whose destination list names other nodes. */
+export const ERROR_MISDIRECTED = 421;
 /** Requests remembered against replay (about 300 bytes each). */
 export const MAX_REMEMBERED_REQUESTS = 200_000;
 /** ERROR replies to requests of another version or overlay signed at most per second. */
@@ -231,12 +233,16 @@ export class SignedDatagramCodec implements DatagramCodec {
       if (header.kind !== MessageKind.DHT_REQUEST)
         throw new OverlayError('ERR_MALFORMED', `unknown message kind ${header.kind}`);
       const body = bodyToRequest(msg.body);
+      this.checkFresh(msg.senderId, header.txid, msg.timestamp, msg.signature, from);
       const addressed = header.destination.length > 0;
       if (addressed && !header.destination.some((id) => idEquals(id, this.ownId))) {
         this.rejected.misdirected++;
-        throw new RejectedMessageError('misdirected', 'request addressed to another node');
+        // Told so (a sender whose table lists another node at this address fails at once,
+        // not after a timeout); errorReply bounds what a replayer can have sent elsewhere.
+        const text = 'request addressed to another node';
+        const reply = this.errorReply(header.txid, ERROR_MISDIRECTED, text, data.length);
+        throw new RejectedMessageError('misdirected', text, reply);
       }
-      this.checkFresh(msg.senderId, header.txid, msg.timestamp, msg.signature, from);
       const request: Request =
         header.flags & Flags.CLIENT
           ? { sender: msg.senderId, client: true, addressed, body }

@@ -3,7 +3,7 @@
 // an abstract function so it runs over sockets, overlay channels or a test recorder alike.
 
 import { type Clock, systemClock, type TimerHandle } from '@peerbx/dht-kademlia';
-import { isRfc3261Branch } from '../message/ids.js';
+import { generateTag, isRfc3261Branch } from '../message/ids.js';
 import type { Params } from '../message/lexer.js';
 import { createResponse } from '../message/response.js';
 import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
@@ -89,10 +89,13 @@ export interface TransactionLayerOptions {
 }
 
 /**
- * Server transactions (not counting non-INVITE ones reduced to their Completed response) kept
- * at most. Beyond, a new out-of-dialog request is refused statelessly (503, Retry-After): a
+ * Server transactions kept at most, not counting answered INVITEs (Accepted) nor non-INVITE
+ * ones reduced to their Completed response: those under way, and INVITEs refused and waiting
+ * for their ACK. Beyond, a new call or message is refused statelessly (503, Retry-After): a
  * flood of INVITEs nobody ACKs would otherwise keep each for 32 s (Timer H), and the node's
- * memory would grow with the flood's rate. Calls at 1,000/s need a few hundred.
+ * memory would grow with the flood's rate. Requests of calls under way (To tag), REGISTERs
+ * and OPTIONS go on up to 1.5 times as many (a forged To tag gets no further); CANCEL always.
+ * Calls answered within a second at 1,000/s keep about a thousand.
  */
 export const MAX_SERVER_TRANSACTIONS = 20_000;
 /** Retry-After of the stateless 503 when MAX_SERVER_TRANSACTIONS are kept, s. */
@@ -206,6 +209,10 @@ export class TransactionLayer {
     refusedFull: 0,
   };
   private readonly maxServers: number;
+  /** INVITE server transactions in Accepted (in `servers`, not counted against maxServers). */
+  private acceptedServers = 0;
+  /** The To tag of the stateless 503s: their ACKs end here. */
+  private readonly statelessTag = generateTag();
 
   constructor(options: TransactionLayerOptions) {
     this.sendBytes = options.send;
@@ -350,6 +357,7 @@ export class TransactionLayer {
     for (const tx of [...this.clients.values(), ...this.servers.values()]) tx.dispose();
     this.clients.clear();
     this.servers.clear();
+    this.acceptedServers = 0;
     if (this.completedTimer !== undefined) this.clock.clearTimeout(this.completedTimer);
     this.completedTimer = undefined;
     this.completed.clear();
@@ -374,6 +382,8 @@ export class TransactionLayer {
     if (request.method === 'ACK') {
       if (existing?.kind === 'invite-server') {
         existing.receiveAck(request);
+      } else if (request.toTag === this.statelessTag) {
+        // The ACK of a stateless 503 (hasRoomFor): nothing to pass on.
       } else {
         this.counters.strayAcks++;
         this.user.receiveAck(request, source);
@@ -392,11 +402,11 @@ export class TransactionLayer {
       this.sendCompleted(done);
       return;
     }
-    if (this.servers.size >= this.maxServers && request.toTag === undefined) {
-      // Full: a new call waits its turn; the requests of calls under way (To tag) go on.
+    if (!this.hasRoomFor(request)) {
       this.counters.refusedFull++;
       const full = createResponse(request, 503, {
         reason: 'Service Unavailable (too many transactions)',
+        toTag: this.statelessTag,
         headers: [{ name: 'Retry-After', value: String(FULL_RETRY_AFTER_S) }],
       });
       try {
@@ -416,6 +426,17 @@ export class TransactionLayer {
     this.servers.set(tx.key, tx);
     this.created(tx);
     this.user.receiveRequest(request, tx, source);
+  }
+
+  /** Whether a new server transaction for `request` fits (MAX_SERVER_TRANSACTIONS). */
+  private hasRoomFor(request: SipRequest): boolean {
+    if (request.method === 'CANCEL') return true;
+    const kept = this.servers.size - this.acceptedServers;
+    if (kept < this.maxServers) return true;
+    if (kept >= this.maxServers * 1.5) return false;
+    return (
+      request.toTag !== undefined || request.method === 'REGISTER' || request.method === 'OPTIONS'
+    );
   }
 
   private createServerTransaction(
@@ -557,9 +578,13 @@ export class TransactionLayer {
   private observer(): TransactionObserver {
     const c = this.counters;
     return {
-      stateChanged: (tx, _from, to) => {
+      stateChanged: (tx, from, to) => {
         const states = c.states[tx.kind];
         states[to] = (states[to] ?? 0) + 1;
+        if (tx.kind === 'invite-server') {
+          if (to === 'Accepted') this.acceptedServers++;
+          else if (from === 'Accepted') this.acceptedServers--;
+        }
       },
       retransmitted: () => {
         c.retransmissions.sent++;
