@@ -83,8 +83,9 @@ export interface Request {
   /**
    * false: the request named no recipient (a codec that binds requests to their recipient
    * says so; a bootstrap PING knows only an address). A copy of a request sent to another
-   * node looks the same, replayed from anywhere: such a request never moves a contact this
-   * node knows to the address it came from. Unset (the unsigned codec): no such rule.
+   * node looks the same, replayed from anywhere: such a request never puts its sender in the
+   * routing table nor moves a contact to the address it came from. Unset (the unsigned
+   * codec): no such rule.
    */
   readonly addressed?: boolean;
   readonly body: RequestBody;
