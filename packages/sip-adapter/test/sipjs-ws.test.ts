@@ -105,6 +105,40 @@ describe('a sip.js user agent over WebSocket', { skip: missing }, () => {
     await bed.close();
   });
 
+  it("tells a browser the address it is seen at: its Via's .invalid host gets received and rport", async () => {
+    const ws = peers[0]!.sip.addresses.ws;
+    assert.ok(ws, 'node 1 listens on WebSocket');
+    const socket = new WebSocket(`ws://127.0.0.1:${ws.port}`, 'sip');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+    });
+    const answer = new Promise<string>((resolve) =>
+      socket.once('message', (data: Buffer) => resolve(data.toString())),
+    );
+    socket.send(
+      [
+        `OPTIONS sip:127.0.0.1:${ws.port};transport=ws SIP/2.0`,
+        'Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK-ws-via;rport',
+        'From: <sip:alice@peerbx.local>;tag=ws1',
+        `To: <sip:127.0.0.1:${ws.port}>`,
+        'Call-ID: ws-via@test',
+        'CSeq: 1 OPTIONS',
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    const text = await within(answer, 5000, 'the 200 to OPTIONS over WS');
+    socket.close();
+    assert.match(text, /^SIP\/2\.0 200 /);
+    assert.match(
+      text,
+      /\r\nVia: SIP\/2\.0\/WS df7jal23ls0d\.invalid;branch=z9hG4bK-ws-via;rport=\d+;received=127\.0\.0\.1\r\n/,
+    );
+  });
+
   it('registers alice at node 1 over WS, calls bob (SIPp at node 2), answered, then BYE', {
     timeout: 40_000,
   }, async () => {
