@@ -23,7 +23,11 @@ function fakeChannel(nodeHex: string): Channel & EventEmitter {
   return ch;
 }
 
-function setup(dialMs = 5000, failure = 'handshake timed out') {
+function setup(
+  dialMs = 5000,
+  failure = 'handshake timed out',
+  code: 'ERR_UNREACHABLE' | 'ERR_NOT_FOUND' = 'ERR_UNREACHABLE',
+) {
   let now = 1_000_000;
   const dials: NodeId[] = [];
   let reachable = false;
@@ -34,7 +38,7 @@ function setup(dialMs = 5000, failure = 'handshake timed out') {
       if (!reachable) {
         // A dead host: the dial fails after its timeout; a refusing one at once.
         now += dialMs;
-        throw new OverlayError('ERR_UNREACHABLE', failure);
+        throw new OverlayError(code, failure);
       }
       return fakeChannel(NODE);
     },
@@ -74,12 +78,24 @@ describe('overlay flows', () => {
     assert.ok(t.flows.has(id));
   });
 
-  for (const [what, dialMs, failure] of [
-    ['failed at once', 0, 'handshake timed out'],
-    ['refused after a slow lookup', 3000, 'cannot reach node ab at 10.0.0.7:7000: ECONNREFUSED'],
+  for (const [what, dialMs, failure, code] of [
+    ['failed at once', 0, 'handshake timed out', 'ERR_UNREACHABLE'],
+    [
+      'refused after a slow lookup',
+      3000,
+      'cannot reach node ab at 10.0.0.7:7000: ECONNREFUSED',
+      'ERR_UNREACHABLE',
+    ],
+    // A node that crashed was dropped from routing tables: a slow lookup does not find it.
+    [
+      'found no such node after a slow lookup',
+      1600,
+      'node ab is not in the overlay',
+      'ERR_NOT_FOUND',
+    ],
   ] as const) {
     it(`dials again at once a node whose dial ${what} (restarting)`, async () => {
-      const t = setup(dialMs, failure);
+      const t = setup(dialMs, failure, code);
       await assert.rejects(Promise.resolve(t.flows.toNode(NODE)));
       t.setReachable(true);
       await t.flows.toNode(NODE);

@@ -122,19 +122,21 @@ export function lockDataDir(p: DataDirPaths): () => void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(p.lock, 'wx', 0o600);
-      writeFileSync(fd, `${process.pid}\n`);
+      const mine = `${process.pid} ${startTimeOf(process.pid) ?? ''}`.trim();
+      writeFileSync(fd, `${mine}\n`);
       closeSync(fd);
       return () => {
         try {
-          if (readFileSync(p.lock, 'utf8').trim() === String(process.pid)) unlinkSync(p.lock);
+          if (readFileSync(p.lock, 'utf8').trim() === mine) unlinkSync(p.lock);
         } catch {
           // Already gone.
         }
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number.parseInt(readFileSync(p.lock, 'utf8'), 10);
-      if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) {
+      const [pidText = '', started] = readFileSync(p.lock, 'utf8').trim().split(' ');
+      const pid = Number.parseInt(pidText, 10);
+      if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid, started)) {
         throw new OverlayError(
           'ERR_DATA_DIR_LOCKED',
           `data directory ${p.root} is in use by a running node (pid ${pid}); stop it or use another --data-dir`,
@@ -147,13 +149,38 @@ export function lockDataDir(p: DataDirPaths): () => void {
   throw new OverlayError('ERR_DATA_DIR_LOCKED', `cannot lock data directory ${p.root}`);
 }
 
-function isAlive(pid: number): boolean {
+/**
+ * Whether the node that wrote a lock still runs: its PID is alive and, where /proc tells, not
+ * a zombie and started when the lock says (after a reboot, a PID is soon some other process's).
+ */
+function isAlive(pid: number, started: string | undefined): boolean {
+  const stat = procStat(pid);
+  if (stat) return stat.state !== 'Z' && (started === undefined || stat.started === started);
   try {
     process.kill(pid, 0);
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** A process's start time in clock ticks since boot (Linux /proc), or undefined. */
+function startTimeOf(pid: number): string | undefined {
+  return procStat(pid)?.started;
+}
+
+function procStat(pid: number): { state: string; started: string } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // "pid (comm) state ppid ..."; comm may hold spaces and parentheses. Field 22 is starttime.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const state = fields[0];
+  const started = fields[19];
+  return state && started ? { state, started } : undefined;
 }
 
 export function readSavedConfig(p: DataDirPaths): unknown {

@@ -19,8 +19,9 @@ export const SIP_APPLICATION = 'sip';
  * for this long: a call to it fails at once, not after another dial's timeout (or the seconds
  * a LAN takes to say a host is unreachable), while its registrations stay in the overlay (a
  * node whose power failed publishes no removal). A refused connection (its host is up, the
- * node restarting, say) costs nothing to try again and is not remembered. A channel the node
- * opens to us ends the wait.
+ * node restarting, say) costs nothing to try again and is not remembered, nor is a node the
+ * overlay does not know (a node that crashed is dropped from routing tables, and is found
+ * again as soon as it is back). A channel the node opens to us ends the wait.
  */
 export const UNREACHABLE_MEMORY_MS = 20_000;
 /** A failed dial that took this long met silence, not a refusal. */
@@ -117,8 +118,11 @@ export class OverlayFlows {
       .then(
         (channel) => this.adopt(channel),
         (err: unknown) => {
+          // Silence only: a refusal, or a lookup that found no such node (one that crashed
+          // and is coming back: its contact was dropped), is no reason to wait.
           const refused = /ECONNREFUSED/.test((err as Error).message);
-          if (!refused && now() - started >= SLOW_DIAL_MS) {
+          const notFound = err instanceof OverlayError && err.code === 'ERR_NOT_FOUND';
+          if (!refused && !notFound && now() - started >= SLOW_DIAL_MS) {
             const until = now() + UNREACHABLE_MEMORY_MS;
             setBounded(this.unreachable, nodeHex, until, MAX_REMEMBERED_UNREACHABLE);
           }
