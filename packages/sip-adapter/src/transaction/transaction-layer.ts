@@ -409,16 +409,7 @@ export class TransactionLayer {
         toTag: this.statelessTag,
         headers: [{ name: 'Retry-After', value: String(FULL_RETRY_AFTER_S) }],
       });
-      try {
-        const sent = this.sendBytes(
-          serialize(full),
-          this.responseDestination(request, source),
-          false,
-        );
-        if (sent instanceof Promise) sent.catch(() => this.counters.transportErrors++);
-      } catch {
-        this.counters.transportErrors++;
-      }
+      this.sendWithoutState(serialize(full), this.responseDestination(request, source));
       return;
     }
     const tx = this.createServerTransaction(request, source);
@@ -494,8 +485,13 @@ export class TransactionLayer {
   }
 
   private sendCompleted(entry: CompletedEntry): void {
+    this.sendWithoutState(entry.response, entry.destination);
+  }
+
+  /** A response no transaction stands behind: a failure to send it is only counted. */
+  private sendWithoutState(bytes: Uint8Array, destination: SipDestination): void {
     try {
-      const result = this.sendBytes(entry.response, entry.destination, false);
+      const result = this.sendBytes(bytes, destination, false);
       if (result instanceof Promise) result.catch(() => this.counters.transportErrors++);
     } catch {
       this.counters.transportErrors++;
