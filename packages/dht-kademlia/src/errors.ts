@@ -18,6 +18,16 @@ export class DhtError extends Error {
   }
 }
 
+/** No bootstrap node answered; `silent`: none refused either, each only timed out. */
+export class NoPeersError extends DhtError {
+  constructor(
+    message: string,
+    readonly silent: boolean,
+  ) {
+    super('ERR_NO_PEERS', message);
+  }
+}
+
 /** A request got no reply in time (or its peer is gone). */
 export class TimeoutError extends DhtError {
   constructor(message = 'request timed out') {

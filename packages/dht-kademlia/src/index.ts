@@ -4,7 +4,13 @@
 export { type Clock, systemClock, type TimerHandle } from './clock.js';
 export * from './constants.js';
 export { type Contact, sortByDistance } from './contact.js';
-export { DhtError, type DhtErrorCode, MalformedMessageError, TimeoutError } from './errors.js';
+export {
+  DhtError,
+  type DhtErrorCode,
+  MalformedMessageError,
+  NoPeersError,
+  TimeoutError,
+} from './errors.js';
 export {
   type FoundValue,
   type LookupParams,

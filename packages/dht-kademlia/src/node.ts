@@ -30,7 +30,7 @@ import {
   UPKEEP_PARALLELISM,
 } from './constants.js';
 import type { Contact } from './contact.js';
-import { DhtError, TimeoutError } from './errors.js';
+import { DhtError, NoPeersError, TimeoutError } from './errors.js';
 import { type LookupResult, lookup, noLookup, type QueryAnswer } from './lookup/lookup.js';
 import type { Transport } from './network.js';
 import {
@@ -422,13 +422,13 @@ export class KademliaNode {
   }
 
   private async join(seeds: readonly (Contact | string)[]): Promise<number> {
-    const errors: string[] = [];
+    const errors: Error[] = [];
     const reached = await Promise.all(
       seeds.map((s) =>
         this.pingAddress(typeof s === 'string' ? s : s.address).then(
           (c) => c,
           (err: unknown) => {
-            errors.push((err as Error).message);
+            errors.push(err as Error);
             return undefined;
           },
         ),
@@ -436,10 +436,10 @@ export class KademliaNode {
     );
     if (seeds.length > 0 && reached.every((c) => c === undefined)) {
       // A refusal (another overlay, another version) says more than a timeout: show it first.
-      const reason = errors.find((e) => !/timed out|no reply/i.test(e)) ?? errors[0];
-      throw new DhtError(
-        'ERR_NO_PEERS',
-        `no bootstrap node answered (${seeds.length} tried): ${reason}`,
+      const refusal = errors.find((e) => !(e instanceof TimeoutError));
+      throw new NoPeersError(
+        `no bootstrap node answered (${seeds.length} tried): ${(refusal ?? errors[0])?.message}`,
+        refusal === undefined,
       );
     }
     return this.joinFrom();

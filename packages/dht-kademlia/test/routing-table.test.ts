@@ -22,7 +22,7 @@ describe('routing table', () => {
     assert.equal(t.size, 0);
   });
 
-  it('spreads the contacts to come back through over its buckets, proven and old ones first', () => {
+  it('spreads the contacts to come back through over its buckets, proven and least recently seen first', () => {
     const own = rnd.bytes(32);
     const t = new RoutingTable(own, { k: 4 });
     // Bucket 0 (far half): p1, p2 answered requests of ours; n1 only ever sent requests,

@@ -12,6 +12,7 @@ import {
   KademliaNode,
   type LookupResult,
   type NodeId,
+  NoPeersError,
   parseEndpoint,
   systemClock,
   type TraceStep,
@@ -314,7 +315,7 @@ export class OverlayNode {
         } catch (err) {
           // Only a silent bootstrap node: one that refused (another overlay, another version)
           // says something the user must act on, not something to work around.
-          const silent = /timed out|no reply/i.test((err as Error).message);
+          const silent = err instanceof NoPeersError && err.silent;
           if (!silent || (await dht.rejoinThrough(known)) === 0) {
             throw new OverlayError(
               'ERR_UNREACHABLE',
@@ -833,10 +834,12 @@ export class OverlayNode {
   // --- Lifecycle -----------------------------------------------------------------------------
 
   /** Graceful leave: hands held records to the next responsible peers, then closes. */
-  async leave(): Promise<void> {
-    if (this.closing) return this.closing;
-    await this.dht.leave().catch(() => 0);
-    await this.close();
+  leave(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.dht.leave().catch(() => 0);
+      await this.shutDown();
+    })();
+    return this.closing;
   }
 
   close(): Promise<void> {
@@ -849,12 +852,15 @@ export class OverlayNode {
     this.closed = true;
     if (this.nodeInfoTimer) this.clock.clearTimeout(this.nodeInfoTimer);
     if (this.contactsTimer) this.clock.clearTimeout(this.contactsTimer);
-    await this.dht.stop();
-    await this.links.close();
-    await this.udp.close();
-    await this.persistent.flush().catch(() => undefined);
-    await this.persistent.close();
-    this.releaseLock();
+    try {
+      await this.dht.stop();
+      await this.links.close();
+      await this.udp.close();
+      await this.persistent.flush().catch(() => undefined);
+      await this.persistent.close();
+    } finally {
+      this.releaseLock();
+    }
   }
 }
 

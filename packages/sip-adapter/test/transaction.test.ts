@@ -140,7 +140,11 @@ function reply(req: SipRequest, status: number, toTag = 'b1'): SipResponse {
 
 const TIMERS: TimerOptions = { T1: 100, T2: 400, T4: 500 };
 
-function harness(timers: TimerOptions = TIMERS, maxServerTransactions?: number) {
+function harness(
+  timers: TimerOptions = TIMERS,
+  maxServerTransactions?: number,
+  maxCompleted?: number,
+) {
   const clock = new FakeClock();
   const sent: Sent[] = [];
   const requests: { request: SipRequest; transaction: ServerTransaction }[] = [];
@@ -162,6 +166,7 @@ function harness(timers: TimerOptions = TIMERS, maxServerTransactions?: number) 
     clock,
     timers,
     ...(maxServerTransactions === undefined ? {} : { maxServerTransactions }),
+    ...(maxCompleted === undefined ? {} : { maxCompleted }),
   });
   return { clock, sent, requests, acks, stray, ackTimeouts, layer };
 }
@@ -598,12 +603,35 @@ describe('server transactions kept at most', () => {
       ['CANCEL', 'INVITE'],
     );
     assert.equal(h.layer.stats.refusedFull, 2);
+    // The refused re-INVITE's ACK (its 503 kept the dialog's To tag) ends here too.
+    h.layer.receive(ackFor(invite(7, 'b1'), 'b1'), UDP_PEER);
+    assert.equal(h.acks.length, 0);
     // Answered calls (Accepted, Timer L) do not count: a new call is served at once.
     for (const r of h.requests.filter((x) => x.request.method === 'INVITE'))
       r.transaction.respond(createResponse(r.request, 200, { toTag: 'b1' }));
     h.layer.receive(invite(8), UDP_PEER);
     assert.equal(h.requests.at(-1)?.request.callId, 'full-8');
     assert.equal(h.layer.stats.refusedFull, 2);
+  });
+});
+
+describe('completed non-INVITE responses kept at most', () => {
+  it('lets the oldest go first: its retransmission is a new request', () => {
+    const h = harness(TIMERS, undefined, 2);
+    const options = (n: number) =>
+      request('OPTIONS', { branch: `z9hG4bKdone${n}`, callId: `done-${n}` });
+    for (let n = 1; n <= 3; n++) {
+      h.layer.receive(options(n), UDP_PEER);
+      const r = h.requests.at(-1)!;
+      r.transaction.respond(createResponse(r.request, 200));
+    }
+    // 3 answered, 2 kept: a retransmission of the third is answered from what was kept...
+    h.layer.receive(options(3), UDP_PEER);
+    assert.equal(h.requests.length, 3);
+    assert.equal(h.layer.stats.retransmissions.absorbed, 1);
+    // ...and one of the first, let go, reaches the TU again.
+    h.layer.receive(options(1), UDP_PEER);
+    assert.equal(h.requests.length, 4);
   });
 });
 

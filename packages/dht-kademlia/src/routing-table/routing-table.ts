@@ -174,8 +174,8 @@ export class RoutingTable {
   /**
    * Up to n contacts spread over the whole table, to come back through after a restart: from
    * each bucket in turn, those that answered a request of ours and failed none since first,
-   * the longest known first (as Kademlia prefers old contacts: a newcomer that keeps sending
-   * requests does not push them out); then the others, in the same order.
+   * the least recently seen first (a node that keeps sending requests moves to the back, so
+   * a few busy newcomers do not fill the list); then the others, in the same order.
    */
   spread(n: number): Contact[] {
     const out: Contact[] = [];

@@ -97,9 +97,13 @@ export class SignedDatagramCodec implements DatagramCodec {
   /** First sighting of each (sender, txid, signature) request within the replay window. */
   private readonly seen = new Map<string, { at: number; from: string }>();
   private lastPrune = 0;
-  /** ERROR replies to rejected requests signed in the current second (errorReply). */
+  /**
+   * ERROR replies to rejected requests signed in the current second, per code (errorReply):
+   * misdirected requests a member can make at will must not use up the replies that tell a
+   * node of another overlay or version why it cannot join.
+   */
   private errorSecond = 0;
-  private errorsThisSecond = 0;
+  private readonly errorsThisSecond = new Map<number, number>();
 
   constructor(private readonly options: SignedCodecOptions) {
     this.overlayHash = options.configHash.subarray(0, 4);
@@ -338,7 +342,7 @@ export class SignedDatagramCodec implements DatagramCodec {
    * The signed ERROR telling the sender of a rejected request why (another version, another
    * overlay), or undefined: when it would be over ERROR_REPLY_GROWTH times the request (the
    * sender's address may be forged, and its victim would get more than was sent), or when
-   * ERROR_REPLIES_PER_S have gone out this second already (each costs a signature).
+   * ERROR_REPLIES_PER_S of its code have gone out this second already (each costs a signature).
    */
   private errorReply(
     txid: number,
@@ -349,9 +353,10 @@ export class SignedDatagramCodec implements DatagramCodec {
     const second = Math.floor(this.clock.now() / 1000);
     if (second !== this.errorSecond) {
       this.errorSecond = second;
-      this.errorsThisSecond = 0;
+      this.errorsThisSecond.clear();
     }
-    if (this.errorsThisSecond >= ERROR_REPLIES_PER_S) return undefined;
+    const sent = this.errorsThisSecond.get(code) ?? 0;
+    if (sent >= ERROR_REPLIES_PER_S) return undefined;
     const body = (text: string) => responseToBody({ type: 'ERROR', code, message: text });
     const most = requestBytes * ERROR_REPLY_GROWTH;
     let reply = this.encode(MessageKind.DHT_RESPONSE, txid, Flags.RESPONSE, body(message));
@@ -359,7 +364,7 @@ export class SignedDatagramCodec implements DatagramCodec {
     if (reply.length > most)
       reply = this.encode(MessageKind.DHT_RESPONSE, txid, Flags.RESPONSE, body(''));
     if (reply.length > most) return undefined;
-    this.errorsThisSecond++;
+    this.errorsThisSecond.set(code, sent + 1);
     return reply;
   }
 }

@@ -19,11 +19,17 @@ export const SIP_APPLICATION = 'sip';
  * for this long: a call to it fails at once, not after another dial's timeout (or the seconds
  * a LAN takes to say a host is unreachable), while its registrations stay in the overlay (a
  * node whose power failed publishes no removal). A refused connection (its host is up, the
- * node restarting, say) costs nothing to try again and is not remembered, nor is a node the
- * overlay does not know (a node that crashed is dropped from routing tables, and is found
- * again as soon as it is back). A channel the node opens to us ends the wait.
+ * node restarting, say) costs nothing to try again and is not remembered; a node the overlay
+ * does not know is, briefly (NOT_FOUND_MEMORY_MS). A channel the node opens to us ends the
+ * wait.
  */
 export const UNREACHABLE_MEMORY_MS = 20_000;
+/**
+ * A slow dial that found no such node is not tried again for this long only: calls to it
+ * fail at once, not after another slow lookup each, while a node that crashed and came back
+ * (dropped from routing tables, found again once back) waits at most this long.
+ */
+export const NOT_FOUND_MEMORY_MS = 3_000;
 /** A failed dial that took this long met silence, not a refusal. */
 export const SLOW_DIAL_MS = 1_000;
 /** Bounds that memory (a flood of lookups of made-up nodes must not grow it without end). */
@@ -50,8 +56,8 @@ export class OverlayFlows {
   private readonly flows = new Map<string, Flow>();
   private readonly byNode = new Map<string, string>();
   private readonly dialing = new Map<string, Promise<string>>();
-  /** Nodes a dial failed to reach, until when they are not dialled again. */
-  private readonly unreachable = new Map<string, number>();
+  /** Nodes a dial failed to reach: when, and until when they are not dialled again. */
+  private readonly unreachable = new Map<string, { at: number; until: number }>();
   private readonly log: Logger;
   private nextId = 1;
   private closed = false;
@@ -100,13 +106,13 @@ export class OverlayFlows {
     const pending = this.dialing.get(nodeHex);
     if (pending) return pending;
     const now = this.options.now ?? Date.now;
-    const until = this.unreachable.get(nodeHex);
-    if (until !== undefined) {
-      if (now() < until) {
+    const failed = this.unreachable.get(nodeHex);
+    if (failed !== undefined) {
+      if (now() < failed.until) {
         return Promise.reject(
           new OverlayError(
             'ERR_UNREACHABLE',
-            `node ${nodeHex.slice(0, 16)} could not be reached ${Math.round((now() - until + UNREACHABLE_MEMORY_MS) / 1000)} s ago`,
+            `node ${nodeHex.slice(0, 16)} could not be reached ${Math.round((now() - failed.at) / 1000)} s ago`,
           ),
         );
       }
@@ -122,9 +128,10 @@ export class OverlayFlows {
           // and is coming back: its contact was dropped), is no reason to wait.
           const refused = /ECONNREFUSED/.test((err as Error).message);
           const notFound = err instanceof OverlayError && err.code === 'ERR_NOT_FOUND';
-          if (!refused && !notFound && now() - started >= SLOW_DIAL_MS) {
-            const until = now() + UNREACHABLE_MEMORY_MS;
-            setBounded(this.unreachable, nodeHex, until, MAX_REMEMBERED_UNREACHABLE);
+          if (!refused && now() - started >= SLOW_DIAL_MS) {
+            const at = now();
+            const until = at + (notFound ? NOT_FOUND_MEMORY_MS : UNREACHABLE_MEMORY_MS);
+            setBounded(this.unreachable, nodeHex, { at, until }, MAX_REMEMBERED_UNREACHABLE);
           }
           throw err;
         },

@@ -86,6 +86,8 @@ export interface TransactionLayerOptions {
   responseDestination?: (request: SipRequest, source: SipTransportAddress) => SipDestination;
   /** Server transactions kept at most; default MAX_SERVER_TRANSACTIONS. */
   maxServerTransactions?: number;
+  /** Completed non-INVITE responses kept at most; default MAX_COMPLETED. */
+  maxCompleted?: number;
 }
 
 /**
@@ -100,6 +102,14 @@ export interface TransactionLayerOptions {
 export const MAX_SERVER_TRANSACTIONS = 20_000;
 /** Retry-After of the stateless 503 when MAX_SERVER_TRANSACTIONS are kept, s. */
 export const FULL_RETRY_AFTER_S = 5;
+/**
+ * Non-INVITE requests over UDP answered in the last 32 s (Timer J) kept at most, their
+ * responses held to answer retransmissions: 16 s at 12,500 requests/s. Beyond, the oldest
+ * go first, and a late retransmission of one is handled as a new request.
+ */
+export const MAX_COMPLETED = 200_000;
+/** Stateless 503s whose ACK is absorbed (those to requests that had a To tag), at most. */
+const MAX_REFUSED_REMEMBERED = 10_000;
 
 export interface SendRequestOptions {
   /** Default: true for a flow or a TCP/WS address, false for UDP. */
@@ -209,10 +219,16 @@ export class TransactionLayer {
     refusedFull: 0,
   };
   private readonly maxServers: number;
+  private readonly maxCompleted: number;
   /** INVITE server transactions in Accepted (in `servers`, not counted against maxServers). */
   private acceptedServers = 0;
   /** The To tag of the stateless 503s: their ACKs end here. */
   private readonly statelessTag = generateTag();
+  /**
+   * Server keys of stateless 503s to requests that had a To tag (the 503 keeps it), and when:
+   * their ACKs end here too, for 64×T1.
+   */
+  private readonly refusedKeys = new Map<string, number>();
 
   constructor(options: TransactionLayerOptions) {
     this.sendBytes = options.send;
@@ -220,6 +236,7 @@ export class TransactionLayer {
     this.timers = resolveTimers(options.timers);
     this.responseDestination = options.responseDestination ?? defaultResponseDestination;
     this.maxServers = options.maxServerTransactions ?? MAX_SERVER_TRANSACTIONS;
+    this.maxCompleted = options.maxCompleted ?? MAX_COMPLETED;
     this.clock = options.clock ?? systemClock;
     this.transactionOptions = {
       clock: this.clock,
@@ -358,6 +375,7 @@ export class TransactionLayer {
     this.clients.clear();
     this.servers.clear();
     this.acceptedServers = 0;
+    this.refusedKeys.clear();
     if (this.completedTimer !== undefined) this.clock.clearTimeout(this.completedTimer);
     this.completedTimer = undefined;
     this.completed.clear();
@@ -382,7 +400,7 @@ export class TransactionLayer {
     if (request.method === 'ACK') {
       if (existing?.kind === 'invite-server') {
         existing.receiveAck(request);
-      } else if (request.toTag === this.statelessTag) {
+      } else if (request.toTag === this.statelessTag || this.refusedLately(key)) {
         // The ACK of a stateless 503 (hasRoomFor): nothing to pass on.
       } else {
         this.counters.strayAcks++;
@@ -410,6 +428,13 @@ export class TransactionLayer {
         headers: [{ name: 'Retry-After', value: String(FULL_RETRY_AFTER_S) }],
       });
       this.sendWithoutState(serialize(full), this.responseDestination(request, source));
+      if (request.toTag !== undefined && request.method === 'INVITE') {
+        if (this.refusedKeys.size >= MAX_REFUSED_REMEMBERED) {
+          const oldest = this.refusedKeys.keys().next().value;
+          if (oldest !== undefined) this.refusedKeys.delete(oldest);
+        }
+        this.refusedKeys.set(detached(key), this.clock.now());
+      }
       return;
     }
     const tx = this.createServerTransaction(request, source);
@@ -417,6 +442,15 @@ export class TransactionLayer {
     this.servers.set(tx.key, tx);
     this.created(tx);
     this.user.receiveRequest(request, tx, source);
+  }
+
+  /** Whether an ACK's key is that of an INVITE refused statelessly within 64×T1. */
+  private refusedLately(key: string): boolean {
+    const at = this.refusedKeys.get(key);
+    if (at === undefined) return false;
+    if (this.clock.now() - at <= this.timers.H) return true;
+    this.refusedKeys.delete(key);
+    return false;
   }
 
   /** Whether a new server transaction for `request` fits (MAX_SERVER_TRANSACTIONS). */
@@ -481,6 +515,13 @@ export class TransactionLayer {
     };
     this.completed.set(key, entry);
     this.completedQueue.push(entry);
+    // Bounded: the oldest go first (a retransmission of one comes in as a new request).
+    while (
+      this.completed.size > this.maxCompleted &&
+      this.completedHead < this.completedQueue.length
+    ) {
+      this.endCompleted(this.completedQueue[this.completedHead++] as CompletedEntry);
+    }
     if (this.completedTimer === undefined) this.armCompletedTimer(this.timers.J);
   }
 
@@ -506,6 +547,18 @@ export class TransactionLayer {
   }
 
   /** Timer J for every held Completed state that is due; re-armed for the next one. */
+  /** Timer J of a Completed entry fired (or the entry made room for a newer one). */
+  private endCompleted(entry: CompletedEntry): void {
+    if (this.completed.get(entry.key) === entry) this.completed.delete(entry.key);
+    const tx = entry.tx.deref();
+    if (tx) tx.expire();
+    else {
+      // Gone with its TU's last reference: count the state it would have entered.
+      const states = this.counters.states['non-invite-server'];
+      states.Terminated = (states.Terminated ?? 0) + 1;
+    }
+  }
+
   private expireCompleted(): void {
     const now = this.clock.now();
     const queue = this.completedQueue;
@@ -513,14 +566,7 @@ export class TransactionLayer {
       const entry = queue[this.completedHead] as CompletedEntry;
       if (entry.expiresAt > now) break;
       this.completedHead++;
-      if (this.completed.get(entry.key) === entry) this.completed.delete(entry.key);
-      const tx = entry.tx.deref();
-      if (tx) tx.expire();
-      else {
-        // Gone with its TU's last reference: count the state it would have entered.
-        const states = this.counters.states['non-invite-server'];
-        states.Terminated = (states.Terminated ?? 0) + 1;
-      }
+      this.endCompleted(entry);
     }
     if (this.completedHead > 1024 && this.completedHead * 2 > queue.length) {
       this.completedQueue = queue.slice(this.completedHead);
