@@ -635,16 +635,14 @@ describe('client role', () => {
         client.fetch(`nobody-${i}@peerbx.local`),
       ),
     );
-    const refused = results.filter(
-      (r) =>
-        r.status === 'rejected' &&
-        r.reason instanceof OverlayError &&
-        r.reason.code === 'ERR_LIMIT',
-    );
-    assert.ok(refused.length > 0, 'some requests were refused');
+    const limited = (r: PromiseSettledResult<unknown>) =>
+      r.status === 'rejected' && r.reason instanceof OverlayError && r.reason.code === 'ERR_LIMIT';
+    assert.ok(results.some(limited), 'some requests were refused');
+    // Served: answered, or failed in the lookup itself (a loaded machine's timeouts), but not
+    // turned away.
     assert.ok(
-      results.filter((r) => r.status === 'fulfilled').length >= MAX_CLIENT_REQUESTS_IN_FLIGHT,
-      'as many as the limit were served',
+      results.filter((r) => !limited(r)).length >= MAX_CLIENT_REQUESTS_IN_FLIGHT,
+      `as many as the limit were served: ${results.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as Error).message)).join('; ')}`,
     );
     // Once the answers are in, the client is served again.
     assert.deepEqual(await client.fetch('nobody@peerbx.local'), []);
