@@ -88,6 +88,11 @@ function ackFor(invite: string, response: SipMessage): string {
 }
 
 let cseq = 0;
+/** A request of the test phone as carol's (its From names her). */
+function asCarol<T extends { text: string }>(r: T): T {
+  return { ...r, text: r.text.replace('From: <sip:caller@', 'From: <sip:carol@') };
+}
+
 /** A REGISTER from `phone` for `user`, with optional Authorization; resolves to the final response. */
 async function register(
   node: PeerNode,
@@ -300,9 +305,17 @@ describe('digest authentication', () => {
     const [pc] = challenges(challenge, 'proxy-authenticate');
     assert.ok(pc);
     assert.equal(pc.algorithm, 'SHA-256');
-    const second = request('INVITE', target, caller, [
-      `Proxy-Authorization: ${credentials(pc, { user: 'carol', password: 'c4rol', method: 'INVITE', uri: target })}`,
-    ]);
+    const proxyAuth = (nc: number) =>
+      `Proxy-Authorization: ${credentials(pc, { user: 'carol', password: 'c4rol', method: 'INVITE', uri: target, nc })}`;
+    // Carol's credentials for a call from someone else (RFC 3261 §22): refused.
+    const spoofed = request('INVITE', target, caller, [proxyAuth(1)]);
+    caller.send(spoofed.text, a.port);
+    const forbidden = await caller.response(403, 'INVITE');
+    assert.ok(forbidden.kind === 'response');
+    assert.equal(forbidden.reason, 'Forbidden (carol may not send as caller)');
+    caller.send(ackFor(spoofed.text, forbidden), a.port);
+    // From carol herself: routed.
+    const second = asCarol(request('INVITE', target, caller, [proxyAuth(2)]));
     caller.send(second.text, a.port);
     const inv = await callee.request('INVITE');
     assert.equal(inv.callId, second.callId);
@@ -342,7 +355,7 @@ describe('digest authentication', () => {
     const [pc] = challenges(challenge, 'proxy-authenticate');
     assert.ok(pc);
     const proxyAuth = `Proxy-Authorization: ${credentials(pc, { user: 'carol', password: 'c4rol', method: 'INVITE', uri: target })}`;
-    const call = request('INVITE', target, caller, [proxyAuth]);
+    const call = asCarol(request('INVITE', target, caller, [proxyAuth]));
     caller.send(call.text, a.port);
     const inv = await callee.request('INVITE');
     const recordRoute = inv.header('Record-Route');

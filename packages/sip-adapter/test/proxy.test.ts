@@ -90,6 +90,15 @@ describe('stateful proxy', () => {
     await p.response(200, 'OPTIONS');
   });
 
+  it('answers 405 (Allow: OPTIONS, REGISTER) or 501 to other requests for the node itself', async () => {
+    const p = await phone();
+    p.send(request('MESSAGE', `sip:127.0.0.1:${a.port}`, p).text, a.port);
+    const notAllowed = await p.response(405, 'MESSAGE');
+    assert.equal(notAllowed.header('Allow'), 'OPTIONS, REGISTER');
+    p.send(request('FOO', `sip:127.0.0.1:${a.port}`, p).text, a.port);
+    await p.response(501, 'FOO');
+  });
+
   it('answers a request of another SIP version 505', async () => {
     const p = await phone();
     const text = request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text.replace(

@@ -121,6 +121,31 @@ export const TCP_ANSWER_GRACE_MS = 10_000;
 const ALLOW =
   'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, REGISTER';
 
+/** The user part of a request's From, or its whole URI when it has none. */
+function fromUser(request: SipRequest): string {
+  const uri = request.from.uri;
+  return isSipUri(uri) ? (uri.user ?? uri.host) : String(uri);
+}
+
+/**
+ * Whether an authenticated user may send `request`: its From is that user, or anonymous
+ * (RFC 3323: sip:anonymous@anonymous.invalid), whatever the domain (phones pointed at the
+ * node write its address there).
+ */
+function speaksFor(user: string, request: SipRequest): boolean {
+  const uri = request.from.uri;
+  if (!isSipUri(uri)) return false;
+  return (
+    uri.user === user ||
+    (uri.user?.toLowerCase() === 'anonymous' && uri.host.toLowerCase() === 'anonymous.invalid')
+  );
+}
+
+/** Text safe in a reason phrase: no line breaks, at most 64 characters. */
+function oneWord(text: string): string {
+  return text.replace(/[\r\n]+/g, ' ').slice(0, 64);
+}
+
 export class SipNode implements TransactionUser {
   readonly transports: SipSocketTransports;
   readonly transactions: TransactionLayer;
@@ -364,6 +389,15 @@ export class SipNode implements TransactionUser {
         return;
       }
       this.auth.stripCredentials(request);
+      // RFC 3261 §22, §26.1.2: a phone that proved to be one user speaks for that user only.
+      if (!speaksFor(outcome.user, request)) {
+        tx.respond(
+          createResponse(request, 403, {
+            reason: `Forbidden (${outcome.user} may not send as ${oneWord(fromUser(request))})`,
+          }),
+        );
+        return;
+      }
     }
     if (forMe) {
       tx.respond(
@@ -373,6 +407,18 @@ export class SipNode implements TransactionUser {
             { name: 'Accept', value: 'application/sdp' },
           ],
         }),
+      );
+      return;
+    }
+    if (fresh && this.isForMe(request)) {
+      // RFC 3261 §8.2.1, §21.5.2: the node itself takes OPTIONS and REGISTER, nothing else.
+      const known = ALLOW.split(', ').includes(request.method);
+      tx.respond(
+        createResponse(
+          request,
+          known ? 405 : 501,
+          known ? { headers: [{ name: 'Allow', value: 'OPTIONS, REGISTER' }] } : {},
+        ),
       );
       return;
     }
