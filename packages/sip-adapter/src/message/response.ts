@@ -114,3 +114,8 @@ export function createBadRequest(
     ...options,
   });
 }
+
+/** Text made fit for a reason phrase: no CR or LF, and not growing without bound. */
+export function reasonText(text: string, max = 100): string {
+  return text.replace(/[\r\n]+/g, ' ').slice(0, max);
+}

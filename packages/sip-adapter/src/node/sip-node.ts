@@ -7,7 +7,7 @@ import { type Channel, type Logger, silentLogger } from '@peerbx/overlay-core';
 import { DigestAuthenticator, type SipUsers } from '../auth/authenticator.js';
 import { type AuthMode, authRequired } from '../auth/policy.js';
 import { SipParseError } from '../errors.js';
-import { createBadRequest, createResponse } from '../message/response.js';
+import { createBadRequest, createResponse, reasonText } from '../message/response.js';
 import {
   parseSipMessage,
   type SipMessage,
@@ -139,11 +139,6 @@ function speaksFor(user: string, request: SipRequest): boolean {
     uri.user === user ||
     (uri.user?.toLowerCase() === 'anonymous' && uri.host.toLowerCase() === 'anonymous.invalid')
   );
-}
-
-/** Text safe in a reason phrase: no line breaks, at most 64 characters. */
-function oneWord(text: string): string {
-  return text.replace(/[\r\n]+/g, ' ').slice(0, 64);
 }
 
 export class SipNode implements TransactionUser {
@@ -393,7 +388,7 @@ export class SipNode implements TransactionUser {
       if (!speaksFor(outcome.user, request)) {
         tx.respond(
           createResponse(request, 403, {
-            reason: `Forbidden (${outcome.user} may not send as ${oneWord(fromUser(request))})`,
+            reason: `Forbidden (${outcome.user} may not send as ${reasonText(fromUser(request), 64)})`,
           }),
         );
         return;

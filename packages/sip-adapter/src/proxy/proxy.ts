@@ -9,7 +9,7 @@ import { type Clock, idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import { type Logger, silentLogger } from '@peerbx/overlay-core';
 import { LocatorBusyError, SipParseError } from '../errors.js';
 import { optionTags } from '../message/headers.js';
-import { createResponse } from '../message/response.js';
+import { createResponse, reasonText } from '../message/response.js';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
 import {
   createVia,
@@ -594,7 +594,7 @@ export class StatefulProxy {
     if (!this.c.relayExternal) {
       return {
         status: 403,
-        reason: `Forbidden (${oneLine(uriHostPort(uri))} is outside the overlay domain ${this.c.domain}; this node does not relay to other SIP hosts)`,
+        reason: `Forbidden (${reasonText(uriHostPort(uri))} is outside the overlay domain ${this.c.domain}; this node does not relay to other SIP hosts)`,
       };
     }
     return this.addressHop(uri) ?? NO_ROUTE;
@@ -818,13 +818,8 @@ const NO_ROUTE: Refusal = { status: 404, reason: 'Not Found (no route to the Req
 function peerRefusal(uri: SipUri): Refusal {
   return {
     status: 403,
-    reason: `Forbidden (requests from other nodes reach only devices registered here, not ${oneLine(uriHostPort(uri))})`,
+    reason: `Forbidden (requests from other nodes reach only devices registered here, not ${reasonText(uriHostPort(uri))})`,
   };
-}
-
-/** A reason phrase may not hold CR or LF (nor grow without bound). */
-function oneLine(text: string): string {
-  return text.replace(/[\r\n]+/g, ' ').slice(0, 100);
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

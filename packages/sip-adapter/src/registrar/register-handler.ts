@@ -14,7 +14,7 @@ import {
 import { RegistrarBusyError, SipParseError } from '../errors.js';
 import { contactExpires, contactQ, optionTags } from '../message/headers.js';
 import { unquote } from '../message/lexer.js';
-import { createResponse } from '../message/response.js';
+import { createResponse, reasonText } from '../message/response.js';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
 import { formatUri, isSipUri } from '../message/uri.js';
 import type { SipTransportAddress } from '../transport/transport.js';
@@ -199,7 +199,7 @@ export class RegisterHandler {
     if (authenticatedUser !== undefined && authenticatedUser !== target.user) {
       // Authorization will not help: the password was right, the name is someone else's.
       return createResponse(request, 403, {
-        reason: `Forbidden (${oneLine(authenticatedUser)} may not register ${oneLine(target.user)})`,
+        reason: `Forbidden (${reasonText(authenticatedUser, 200)} may not register ${reasonText(target.user, 200)})`,
       });
     }
     const contacts = request.contacts; // may throw SipParseError → 400
@@ -342,8 +342,8 @@ export class RegisterHandler {
       return createResponse(request, 403, {
         reason:
           err.code === 'ERR_CERTIFICATE'
-            ? `Forbidden (${oneLine(user)} is not certified for this node: the overlay's admin issues a certificate with peerbx ca issue)`
-            : oneLine(message),
+            ? `Forbidden (${reasonText(user, 200)} is not certified for this node: the overlay's admin issues a certificate with peerbx ca issue)`
+            : reasonText(message, 200),
       });
     }
     if (isLocalFault(err)) {
@@ -468,9 +468,4 @@ function sameFlows(before: readonly Binding[], after: readonly Binding[]): boole
 
 function statusText(status: number): string {
   return status === 400 ? 'Bad Request' : status === 403 ? 'Forbidden' : 'Server Internal Error';
-}
-
-/** A reason phrase may not hold CR or LF. */
-function oneLine(text: string): string {
-  return text.replace(/[\r\n]+/g, ' ').slice(0, 200);
 }
