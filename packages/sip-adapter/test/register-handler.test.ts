@@ -118,6 +118,21 @@ describe('REGISTER handler', () => {
       udp,
     );
     assert.equal(badQ.status, 400);
+    // A device the node could never ring (it has no TLS; it rings sip: only): said at once.
+    for (const contact of ['<sips:carol@127.0.0.1:5074>', '<tel:+15551234>']) {
+      const unreachable = await handler.handle(
+        register('sip:carol@peerbx.local', [`Contact: ${contact}`]),
+        udp,
+      );
+      assert.equal(unreachable.status, 400);
+      assert.match(unreachable.reason, /Contact cannot be reached/);
+    }
+    // Its removal is no device to ring: taken.
+    const gone = await handler.handle(
+      register('sip:carol@peerbx.local', ['Contact: <sips:carol@127.0.0.1:5074>', 'Expires: 0']),
+      udp,
+    );
+    assert.equal(gone.status, 200);
     await handler.handle(register('sip:carol@peerbx.local', ['Contact: <sip:carol@h:1>']), udp);
     const query = await handler.handle(register('sip:carol@peerbx.local', []), udp);
     assert.equal(query.status, 200);

@@ -212,6 +212,15 @@ export class RegisterHandler {
     let inputs: ContactInput[] | '*';
     if (contacts === '*') inputs = '*';
     else {
+      // A device this node could never reach: it speaks no TLS (sips:), and rings SIP only.
+      const unreachable = contacts.find(
+        (c) => c.uri.scheme !== 'sip' && (contactExpires(c) ?? expires ?? 1) !== 0,
+      );
+      if (unreachable) {
+        return createResponse(request, 400, {
+          reason: `Bad Request (a ${reasonText(unreachable.uri.scheme, 20)}: Contact cannot be reached: this node rings sip: Contacts over UDP, TCP and WebSocket, and has no TLS)`,
+        });
+      }
       inputs = contacts.map((c) => {
         const e = contactExpires(c);
         const q = contactQ(c);
