@@ -400,11 +400,7 @@ export class KademliaNode {
   async rejoinThrough(contacts: readonly Contact[]): Promise<number> {
     this.start();
     const others = contacts.filter((c) => !idEquals(c.id, this.id)).slice(0, MAX_REJOIN_ADDRESSES);
-    for (const c of [...others].reverse()) {
-      if (!this.table.has(c.id) && !this.dropped.some((d) => idEquals(d.id, c.id)))
-        this.dropped.unshift(c);
-    }
-    this.dropped.length = Math.min(this.dropped.length, MAX_REJOIN_ADDRESSES);
+    for (const c of [...others].reverse()) if (!this.table.has(c.id)) this.keepForRejoin(c);
     const first = await new Promise<Contact | undefined>((resolve) => {
       let failed = 0;
       if (others.length === 0) resolve(undefined);
@@ -1294,12 +1290,17 @@ export class KademliaNode {
     this.lost(listed);
   }
 
+  /** Puts a contact first among those to rejoin through (at most MAX_REJOIN_ADDRESSES). */
+  private keepForRejoin(contact: Contact): void {
+    const i = this.dropped.findIndex((c) => idEquals(c.id, contact.id));
+    if (i >= 0) this.dropped.splice(i, 1);
+    this.dropped.unshift(contact);
+    if (this.dropped.length > MAX_REJOIN_ADDRESSES) this.dropped.pop();
+  }
+
   /** A contact the table dropped: kept for rejoin and for the next replication check. */
   private lost(listed: Contact): void {
-    const i = this.dropped.findIndex((c) => idEquals(c.id, listed.id));
-    if (i >= 0) this.dropped.splice(i, 1);
-    this.dropped.unshift(listed);
-    if (this.dropped.length > MAX_REJOIN_ADDRESSES) this.dropped.pop();
+    this.keepForRejoin(listed);
     if (this.droppedSinceCheck.length < MAX_DROPPED_PER_CHECK)
       this.droppedSinceCheck.push({ id: listed.id, at: this.clock.now() });
     if (this.table.size > 0 || this.lostRounds !== undefined) return;

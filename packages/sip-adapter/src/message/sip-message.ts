@@ -19,6 +19,7 @@ import {
 } from './headers.js';
 import { isToken, trimWs } from './lexer.js';
 import {
+  formatVia,
   isSipUri,
   type NameAddr,
   parseNameAddr,
@@ -101,6 +102,17 @@ abstract class SipMessageBase {
 
   get topVia(): Via | undefined {
     return this.via[0];
+  }
+
+  /**
+   * Puts `via` in place of the top Via (the first element of the first Via line), and keeps
+   * the parsed list up to date: nothing is parsed again.
+   */
+  replaceTopVia(via: Via): void {
+    const rest = this.via.slice(1);
+    this.headers.shift('Via');
+    this.headers.prepend('Via', formatVia(via));
+    this.views.set('via', { revision: this.headers.revisionOf('via'), value: [via, ...rest] });
   }
 
   get from(): NameAddr {

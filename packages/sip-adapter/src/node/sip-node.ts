@@ -360,9 +360,12 @@ export class SipNode implements TransactionUser {
       void this.registrar.handle(request, source, user).then((res) => tx.respond(res));
       return;
     }
-    const forMe = request.method === 'OPTIONS' && this.isForMe(request);
+    const outOfDialog = !request.toTag && request.method !== 'CANCEL';
+    // Addressed to the node itself, not to a user (looked at once).
+    const toNode = (outOfDialog || request.method === 'OPTIONS') && this.isForMe(request);
+    const forMe = request.method === 'OPTIONS' && toNode;
     // A new out-of-dialog request (CANCEL belongs to its INVITE; OPTIONS to us is a keepalive).
-    const fresh = !request.toTag && request.method !== 'CANCEL' && !forMe;
+    const fresh = outOfDialog && !forMe;
     // Overload: new requests only; what continues or ends a call already taken goes on.
     if (fresh && !this.overload.admit()) {
       tx.refuse(
@@ -405,7 +408,7 @@ export class SipNode implements TransactionUser {
       );
       return;
     }
-    if (fresh && this.isForMe(request)) {
+    if (fresh && toNode) {
       // RFC 3261 §8.2.1, §21.5.2: the node itself takes OPTIONS and REGISTER, nothing else.
       const known = ALLOW.split(', ').includes(request.method);
       tx.respond(

@@ -8,7 +8,6 @@ import type { Params } from '../message/lexer.js';
 import { createResponse } from '../message/response.js';
 import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
 import { serialize } from '../message/sip-message.js';
-import { formatVia } from '../message/uri.js';
 import type { SipDestination, SipTransportAddress } from '../transport/transport.js';
 import { FlowClosedError, SipTransactionError } from './errors.js';
 import { InviteClientTransaction } from './invite-client-transaction.js';
@@ -177,8 +176,12 @@ export function stampTopVia(request: SipRequest, source: SipTransportAddress): v
   if (!askedRport && host.toLowerCase() === source.address) return;
   const params: Params = { ...via.params, received: source.address };
   if (askedRport) params.rport = String(source.port);
-  request.headers.shift('Via');
-  request.headers.prepend('Via', formatVia({ ...via, params }));
+  request.replaceTopVia({
+    ...via,
+    params,
+    received: source.address,
+    rport: askedRport ? source.port : via.rport,
+  });
 }
 
 function isReliableDestination(destination: SipDestination): boolean {
