@@ -198,6 +198,29 @@ describe('stateful proxy', () => {
     await caller.response(603, 'INVITE');
   });
 
+  it('gives up a phone that went away without unregistering: the other phone declining ends the call', async () => {
+    // T1 100 ms at this node: the silent phone is given up after 16 x T1 (1.6 s); its Timer B
+    // (64 x T1, 6.4 s) would be the wait otherwise, past the caller's 5 s below.
+    const c = await bed.startPeer('c', { timers: { T1: 100 } });
+    const caller = await phone();
+    const asleep = await phone();
+    const awake = await phone();
+    for (const d of [asleep, awake]) {
+      assert.equal(await rawRegister(c, 'ivan', `sip:ivan@${d.contact}`), 'SIP/2.0 200 OK');
+    }
+    caller.send(request('INVITE', `sip:ivan@127.0.0.1:${a.port}`, caller).text, a.port);
+    const [silent, inv] = await Promise.all([asleep.request('INVITE'), awake.request('INVITE')]);
+    awake.answer(inv, 486, c.port, 'i2');
+    await awake.request('ACK', 'ACK for 486');
+    await caller.response(486, 'INVITE', 5000);
+    // It rings after all: it is cancelled (RFC 3261 §9.1), and the caller hears nothing of it.
+    asleep.answer(silent, 180, c.port, 'i1');
+    const cancel = await asleep.request('CANCEL');
+    asleep.answer(cancel, 200, c.port, 'i1');
+    asleep.answer(silent, 487, c.port, 'i1');
+    await asleep.request('ACK', 'ACK for 487');
+  });
+
   it('passes a 2xx retransmission through both nodes after the call was set up', async () => {
     const caller = await phone();
     const callee = await phone();

@@ -145,11 +145,14 @@ describe('response context aftermath', () => {
 });
 
 /** A proxied INVITE's context over a real transaction layer, its upstream answers recorded. */
-function heldCall(timerCMs = 180_000) {
+function heldCall(timerCMs = 180_000, silenceMs?: { waiting: number; cancelled: number }) {
   const upstream: SipResponse[] = [];
+  /** Requests sent to the callee's phones: method and port. */
+  const downstream: string[] = [];
   const { layer, serverTx } = proxyLayer((data, to) => {
     const m = parseSipMessage(data);
     if (m instanceof SipResponse && 'port' in to && to.port === CALLER.port) upstream.push(m);
+    if (m instanceof SipRequest && 'port' in to) downstream.push(`${m.method} ${to.port}`);
   });
   const callerVia = `SIP/2.0/UDP 192.0.2.10:5070;branch=${generateBranch()}`;
   layer.receive(invite([callerVia]), CALLER);
@@ -159,6 +162,7 @@ function heldCall(timerCMs = 180_000) {
     transactions: layer,
     clock: systemClock,
     timerCMs,
+    ...(silenceMs ? { silenceMs } : {}),
     done: () => call.done++,
   });
   /** Starts a branch to the callee; returns a function that answers it with `status`. */
@@ -178,7 +182,7 @@ function heldCall(timerCMs = 180_000) {
     };
   };
   const statuses = () => upstream.map((r) => r.status);
-  return { layer, ctx, call, branch, statuses, upstream };
+  return { layer, ctx, call, branch, statuses, upstream, downstream };
 }
 
 describe('response context choosing among failed branches (RFC 3261 §16.7 steps 6-7)', () => {
@@ -306,6 +310,96 @@ describe('response context held open for late branches', () => {
     assert.equal(ctx.closed, true);
     ctx.unhold();
     assert.equal(call.done, 1, 'a late unhold changes nothing');
+    layer.close();
+  });
+});
+
+describe('response context giving up a branch that sends nothing back', () => {
+  const silenceMs = { waiting: 80, cancelled: 20 };
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('answers a declined call once the silent phone is given up, not after its Timer B', async () => {
+    const { layer, ctx, call, branch, statuses, upstream, downstream } = heldCall(
+      180_000,
+      silenceMs,
+    );
+    const asleep = branch(5061);
+    const busy = branch(5062);
+    ctx.seal();
+    busy(486);
+    assert.deepEqual(statuses(), [], 'the other phone may still answer');
+    await sleep(150);
+    assert.deepEqual(statuses(), [486], 'the busy answer, once the silent branch is given up');
+    assert.equal(call.done, 1);
+    // It rings after all: it gets its CANCEL (§9.1), and nothing goes upstream.
+    asleep(180);
+    assert.deepEqual(
+      downstream.filter((d) => d.startsWith('CANCEL')),
+      ['CANCEL 5061'],
+      'the late ringing phone is cancelled',
+    );
+    assert.equal(upstream.length, 1);
+    layer.close();
+  });
+
+  it('ends a call whose only phone is silent with 480, and leaves a phone that said 100 alone', async () => {
+    const { layer, ctx, branch, statuses, upstream } = heldCall(180_000, silenceMs);
+    branch(5061);
+    ctx.seal();
+    await sleep(150);
+    assert.deepEqual(statuses(), [480]);
+    assert.match(upstream[0]?.reason ?? '', /no response from the callee/);
+    layer.close();
+
+    const second = heldCall(180_000, silenceMs);
+    const trying = second.branch(5061);
+    second.ctx.seal();
+    trying(100);
+    await sleep(150);
+    assert.deepEqual(second.statuses(), [], 'a phone that answered 100 is waited for');
+    trying(486);
+    assert.deepEqual(second.statuses(), [486]);
+    second.layer.close();
+  });
+
+  it('gives up a silent branch sooner once the call is cancelled or declined elsewhere', async () => {
+    for (const end of ['cancel', '6xx'] as const) {
+      const { layer, ctx, branch, statuses, downstream } = heldCall(180_000, silenceMs);
+      branch(5061);
+      const other = branch(5062);
+      ctx.seal();
+      other(180);
+      if (end === 'cancel') {
+        ctx.cancelAll();
+        other(487);
+      } else other(603);
+      assert.deepEqual(statuses(), [180], `${end}: waits for the silent branch a moment`);
+      await sleep(50); // past `cancelled` (20 ms), well short of `waiting` (80 ms)
+      const expected = end === 'cancel' ? 487 : 603;
+      assert.deepEqual(statuses(), [180, expected], `${end}: answered before 'waiting' ran out`);
+      assert.deepEqual(
+        downstream.filter((d) => d.startsWith('CANCEL')),
+        end === 'cancel' ? ['CANCEL 5062'] : [],
+        `${end}: no CANCEL to a branch that never answered`,
+      );
+      layer.close();
+    }
+  });
+
+  it('passes up a 2xx from a branch given up, and cancels the other phones', async () => {
+    const { layer, ctx, branch, statuses, downstream } = heldCall(180_000, silenceMs);
+    const late = branch(5061);
+    const ringing = branch(5062);
+    ctx.seal();
+    ringing(180);
+    await sleep(120);
+    late(200);
+    assert.deepEqual(statuses(), [180, 200], 'the late answer takes the call');
+    assert.deepEqual(
+      downstream.filter((d) => d.startsWith('CANCEL')),
+      ['CANCEL 5062'],
+    );
+    ringing(487);
     layer.close();
   });
 });

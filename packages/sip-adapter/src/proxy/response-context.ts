@@ -30,6 +30,15 @@ export interface Branch {
   timedOut?: boolean;
   /** Told when this branch ends with a final response (locator invalidation on failure). */
   onFinal?: (status: number) => void;
+  /** When its request went out, and the timer that gives it up if nothing at all comes back. */
+  startedAt?: number;
+  silentTimer?: TimerHandle | undefined;
+  /**
+   * Given up: nothing came back in time (see `silenceMs`), so it ended here with a 480, or a
+   * 487 when it was to be cancelled. Its client transaction goes on: a provisional response
+   * that comes after all gets the CANCEL (§9.1), a 2xx goes upstream.
+   */
+  abandoned?: boolean;
   /** What its client transaction reports to (set by `start`). */
   user?: BranchUser;
 }
@@ -45,6 +54,12 @@ export interface ResponseContextOptions {
   transactions: TransactionLayer;
   clock: Clock;
   timerCMs: number;
+  /**
+   * How long an INVITE branch may stay without any response, not even a 100, before it is
+   * given up (default SILENT_BRANCH_T1 x T1), and how long once it is to be cancelled (default
+   * SILENT_CANCELLED_T1 x T1).
+   */
+  silenceMs?: { waiting: number; cancelled: number };
   /** Called once the context has sent its final response (or the last 2xx went through). */
   done: (ctx: ResponseContext) => void;
 }
@@ -91,6 +106,18 @@ function rank(status: number): number {
 
 const CHALLENGE_HEADERS = ['WWW-Authenticate', 'Proxy-Authenticate'] as const;
 
+/**
+ * A live phone or node answers an INVITE within 200 ms (a 100 Trying at least, §17.2.1), and
+ * again to each retransmission (at 0.5, 1.5, 3.5 and 7.5 s with T1 = 500 ms). A branch that
+ * has got nothing back after 16 x T1 (8 s) is a phone that went away without unregistering (a
+ * laptop asleep, a phone out of coverage): it is given up rather than let the caller wait for
+ * its Timer B (64 x T1, 32 s) when the other branches have ended. One to be cancelled (the
+ * caller hung up, another phone answered or declined) is given up after 2 x T1 (1 s).
+ */
+export const SILENT_BRANCH_T1 = 16;
+export const SILENT_CANCELLED_T1 = 2;
+const SILENT_REASON = 'Temporarily Unavailable (no response from the callee)';
+
 export class ResponseContext {
   readonly server: ServerTransaction;
   readonly branches: Branch[] = [];
@@ -122,12 +149,18 @@ export class ResponseContext {
   /** Its Vias, which every response forwarded upstream gets back (late 2xx ones too). */
   private readonly vias: readonly string[];
   private readonly isInvite: boolean;
+  private readonly silence: { waiting: number; cancelled: number };
 
   constructor(private readonly options: ResponseContextOptions) {
     this.server = options.server;
     this.proxied = options.server.request;
     this.vias = this.proxied.headers.getAll('via');
     this.isInvite = this.proxied.method === 'INVITE';
+    const T1 = options.transactions.timers.T1;
+    this.silence = options.silenceMs ?? {
+      waiting: SILENT_BRANCH_T1 * T1,
+      cancelled: SILENT_CANCELLED_T1 * T1,
+    };
     if (this.isInvite) this.restartTimerC();
   }
 
@@ -172,6 +205,11 @@ export class ResponseContext {
       branch.tx = this.options.transactions.sendRequest(branch.request, destination, user);
     } catch {
       this.receive(branch, createResponse(branch.request, 503, { reason: 'Transport Error' }));
+      return;
+    }
+    if (branch.request.method === 'INVITE' && branch.final === undefined) {
+      branch.startedAt = this.options.clock.now();
+      this.armSilence(branch, this.silence.waiting);
     }
   }
 
@@ -234,6 +272,30 @@ export class ResponseContext {
     if (this.timerC) this.options.clock.clearTimeout(this.timerC);
     this.timerC = undefined;
     this.dropHold();
+    for (const b of this.branches) this.disarmSilence(b);
+  }
+
+  /** Gives `branch` up once it has been silent for `ms` since its request went out. */
+  private armSilence(branch: Branch, ms: number): void {
+    const clock = this.options.clock;
+    this.disarmSilence(branch);
+    const left = Math.max(0, (branch.startedAt ?? clock.now()) + ms - clock.now());
+    branch.silentTimer = clock.setTimeout(() => {
+      branch.silentTimer = undefined;
+      if (branch.provisional || branch.final !== undefined || this.closed) return;
+      const status = branch.cancelPending ? 487 : 480;
+      branch.abandoned = true;
+      this.receive(
+        branch,
+        createResponse(branch.request, status, status === 480 ? { reason: SILENT_REASON } : {}),
+      );
+    }, left);
+  }
+
+  private disarmSilence(branch: Branch): void {
+    if (branch.silentTimer === undefined) return;
+    this.options.clock.clearTimeout(branch.silentTimer);
+    branch.silentTimer = undefined;
   }
 
   private dropHold(): void {
@@ -251,6 +313,12 @@ export class ResponseContext {
   }
 
   private receive(branch: Branch, answer: SipResponse): void {
+    if (branch.silentTimer !== undefined) this.disarmSilence(branch);
+    if (branch.abandoned && branch.final !== undefined) {
+      // Given up, and answering after all: ringing is cancelled, a 2xx is a 2xx (below).
+      if (answer.status < 200) this.sendCancel(branch);
+      if (answer.status < 200 || answer.status >= 300) return;
+    }
     const response =
       branch.timedOut && answer.status === 487 ? createResponse(branch.request, 408) : answer;
     restoreVias(response, this.vias);
@@ -331,7 +399,9 @@ export class ResponseContext {
     };
     for (const b of this.branches) {
       if (b.user) {
-        b.user.route = forwardLate;
+        // A branch given up that rings after all is still owed its CANCEL.
+        b.user.route =
+          b.abandoned && !b.canceled ? this.cancelWhenRinging(b, forwardLate) : forwardLate;
         b.user.failed = () => undefined;
       }
     }
@@ -339,6 +409,17 @@ export class ResponseContext {
     this.best = undefined;
     this.challenged.length = 0;
     this.proxied = undefined;
+  }
+
+  /** A route for a branch given up (kept for it alone: its closure holds the branch). */
+  private cancelWhenRinging(
+    branch: Branch,
+    forwardLate: (response: SipResponse) => void,
+  ): (response: SipResponse) => void {
+    return (response) => {
+      if (response.status < 200) this.sendCancel(branch);
+      else forwardLate(response);
+    };
   }
 
   private chooseFinal(): SipResponse {
@@ -373,6 +454,7 @@ export class ResponseContext {
     if (reasons.length > 0) branch.cancelReasons ??= reasons;
     if (!branch.provisional) {
       branch.cancelPending = true;
+      if (branch.silentTimer !== undefined) this.armSilence(branch, this.silence.cancelled);
       return;
     }
     this.sendCancel(branch);
@@ -380,7 +462,8 @@ export class ResponseContext {
 
   /** §9.1: CANCEL with the INVITE's Request-URI, top Via, Route set, From, To, Call-ID, CSeq number. */
   private sendCancel(branch: Branch): void {
-    if (branch.canceled || branch.final !== undefined || !branch.destination) return;
+    if (branch.canceled || !branch.destination) return;
+    if (branch.final !== undefined && !branch.abandoned) return;
     branch.canceled = true;
     branch.cancelPending = false;
     const req = branch.request;
