@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -392,6 +392,42 @@ describe('lifecycle', () => {
       const after = await peerbx(['status', '--data-dir', node.dataDir]);
       assert.match(after.stderr, /no node is running/);
     }
+  });
+
+  test('a founder killed with SIGKILL comes back through the peers it saved while it ran', async (t) => {
+    const dir = tempDir(t);
+    // Upkeep (and the periodic save of contacts) every 300 ms instead of every minute.
+    const init = JSON.parse(
+      (await peerbx(['init', '--data-dir', join(dir, 'x'), '--json'])).stdout,
+    );
+    assert.equal(init.created, true);
+    const config = JSON.parse(readFileSync(join(dir, 'x', 'overlay.json'), 'utf8'));
+    config.dht.maintenanceIntervalMs = 300;
+    const file = join(dir, 'overlay.json');
+    writeFileSync(file, JSON.stringify(config));
+    const withConfig = ['--overlay-config', file];
+    const peersOf = async (node: StartedNode) =>
+      (
+        JSON.parse((await peerbx(['peers', '--data-dir', node.dataDir, '--json'])).stdout) as {
+          nodeId: string;
+        }[]
+      ).map((p) => p.nodeId);
+
+    let a = await StartedNode.start(join(dir, 'a'), withConfig);
+    const b = await StartedNode.start(join(dir, 'b'), [
+      ...withConfig,
+      '--bootstrap',
+      a.ready.overlay,
+    ]);
+    t.after(() => Promise.all([a.stop(), b.stop()]));
+    assert.ok((await peersOf(a)).includes(b.ready.node));
+    // A few upkeep periods: the save at close never runs for a killed node.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await a.stop('SIGKILL'), null);
+    // Back without --bootstrap, on another port: b, saved in its store, is all it knows.
+    a = await StartedNode.start(join(dir, 'a'), withConfig);
+    assert.match(a.stderr, /"msg":"joined overlay"/, a.stderr);
+    assert.ok((await peersOf(a)).includes(b.ready.node), 'the restarted founder knows b again');
   });
 
   test('a restarted node keeps its node-ID', async (t) => {
