@@ -284,6 +284,15 @@ describe('SIP transports', () => {
     ws.close();
   });
 
+  it('selects the sip subprotocol as the client spelled it, among others', async () => {
+    for (const offered of [['SIP'], ['chat', 'Sip']]) {
+      const ws = wsClient(layer, offered);
+      await withTimeout(once(ws, 'open'), 'the WebSocket handshake');
+      assert.equal(ws.protocol, offered.at(-1));
+      ws.close();
+    }
+  });
+
   it('refuses a WebSocket handshake without the sip subprotocol', async () => {
     const refused = layer.stats.connectionsRefused;
     for (const protocols of [undefined, 'foo']) {

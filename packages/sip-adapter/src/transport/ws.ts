@@ -116,7 +116,9 @@ export function listenWs(options: WsListenOptions): Promise<BoundServer> {
     noServer: true,
     perMessageDeflate: false,
     maxPayload: options.maxPayload,
-    handleProtocols: () => WS_SUBPROTOCOL,
+    // The value the client offered, as it spelled it (RFC 6455 §4.2.2: one of those offered).
+    handleProtocols: (offered) =>
+      [...offered].find((p) => p.toLowerCase() === WS_SUBPROTOCOL) ?? WS_SUBPROTOCOL,
   });
   const server: Server = createServer((_req, res) => {
     res.writeHead(426, { Connection: 'close', Upgrade: 'websocket' });
