@@ -3,10 +3,18 @@
 // loop detection, parallel forking with the other branch cancelled, Timer C, overlay down.
 
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { OverlayError } from '@peerbx/overlay-core';
+import { createResponse } from '../src/message/response.js';
+import {
+  parseSipMessage,
+  SipRequest,
+  type SipResponse,
+  serialize,
+} from '../src/message/sip-message.js';
 import { SipNode, type SipNodeOverlay } from '../src/node/sip-node.js';
 import { type PeerNode, rawRegister } from './fixtures/sipp.js';
 import { TestBed } from './fixtures/test-bed.js';
@@ -219,6 +227,135 @@ describe('stateful proxy', () => {
     asleep.answer(cancel, 200, c.port, 'i1');
     asleep.answer(silent, 487, c.port, 'i1');
     await asleep.request('ACK', 'ACK for 487');
+  });
+
+  it('reaches a UDP phone behind NAT where its REGISTER came from, in the call and after it', async () => {
+    // The phone thinks it is 10.0.0.5:5060 (Via and Contact); its NAT sends from here.
+    const natted = await phone();
+    const caller = await phone();
+    const contact = 'sip:nina@10.0.0.5:5060';
+    natted.send(
+      [
+        `REGISTER sip:127.0.0.1:${b.port} SIP/2.0`,
+        'Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-nat-reg;rport',
+        'From: <sip:nina@peerbx.local>;tag=n1',
+        'To: <sip:nina@peerbx.local>',
+        'Call-ID: nat-reg@10.0.0.5',
+        'CSeq: 1 REGISTER',
+        `Contact: <${contact}>`,
+        'Expires: 600',
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+      b.port,
+    );
+    await natted.response(200, 'REGISTER');
+    const call = request('INVITE', `sip:nina@127.0.0.1:${a.port}`, caller);
+    caller.send(call.text, a.port);
+    const inv = await natted.request('INVITE');
+    assert.equal(inv.uri, contact, 'the Request-URI is its Contact; the datagram came here');
+    natted.send(
+      serialize(
+        createResponse(inv, 200, {
+          toTag: 'n2',
+          headers: [
+            ...inv.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
+            { name: 'Contact', value: `<${contact}>` },
+          ],
+        }),
+      ),
+      b.port,
+    );
+    const ok = await caller.response(200, 'INVITE');
+    // The caller's in-dialog requests: to the dialog's Contact, along the Record-Routes.
+    const routes = ok.headers.getAll('record-route').reverse().join(', ');
+    const from = /^From: (.*)$/m.exec(call.text)?.[1] ?? '';
+    const inDialog = (method: string, cseq: number) =>
+      [
+        `${method} ${contact} SIP/2.0`,
+        `Via: SIP/2.0/UDP ${caller.contact};branch=z9hG4bK-${method}-${cseq}-nat;rport`,
+        `From: ${from}`,
+        `To: <sip:nina@127.0.0.1:${a.port}>;tag=n2`,
+        `Call-ID: ${call.callId}`,
+        `CSeq: ${cseq} ${method}`,
+        `Route: ${routes}`,
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n');
+    caller.send(inDialog('ACK', 1), a.port);
+    await natted.request('ACK');
+    caller.send(inDialog('BYE', 2), a.port);
+    const bye = await natted.request('BYE');
+    natted.answer(bye, 200, b.port, 'n2');
+    await caller.response(200, 'BYE');
+  });
+
+  it('opens a new connection to a TCP phone whose registration connection closed (§18.1.1)', async () => {
+    // The phone listens where its Contact says; it registered over a connection of its own.
+    const inbound: Socket[] = [];
+    let got: (data: Buffer) => void = () => undefined;
+    const firstBytes = new Promise<Buffer>((resolve) => {
+      got = resolve;
+    });
+    const listener = createServer((socket) => {
+      inbound.push(socket);
+      socket.once('data', got);
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const port = (listener.address() as AddressInfo).port;
+    const contact = `sip:tara@127.0.0.1:${port};transport=tcp`;
+    const reg = connect(b.port, '127.0.0.1');
+    await once(reg, 'connect');
+    reg.write(
+      [
+        `REGISTER sip:127.0.0.1:${b.port} SIP/2.0`,
+        `Via: SIP/2.0/TCP 127.0.0.1:${port};branch=z9hG4bK-tcp-reg`,
+        'From: <sip:tara@peerbx.local>;tag=t1',
+        'To: <sip:tara@peerbx.local>',
+        'Call-ID: tcp-reg@test',
+        'CSeq: 1 REGISTER',
+        `Contact: <${contact}>`,
+        'Expires: 600',
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    const [answer] = (await once(reg, 'data')) as [Buffer];
+    assert.match(answer.toString(), /^SIP\/2\.0 200 /);
+    reg.destroy();
+    await once(reg, 'close');
+
+    const caller = await phone();
+    caller.send(request('INVITE', `sip:tara@127.0.0.1:${a.port}`, caller).text, a.port);
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error('no connection from the node')), 5000).unref(),
+    );
+    const inv = parseSipMessage(await Promise.race([firstBytes, timeout]));
+    assert.ok(inv instanceof SipRequest && inv.method === 'INVITE', 'the INVITE, over TCP');
+    assert.equal(inv.uri, contact);
+    inbound[0]?.write(serialize(createResponse(inv, 486, { toTag: 't2' })));
+    await caller.response(486, 'INVITE');
+
+    // Gone for good: nothing listens there any more.
+    listener.close();
+    for (const s of inbound) s.destroy();
+    // Once the node has seen that connection close (else it writes on the dying one).
+    await new Promise((r) => setTimeout(r, 300));
+    caller.send(request('INVITE', `sip:tara@127.0.0.1:${a.port}`, caller).text, a.port);
+    const gone = (await caller.response(480, 'INVITE').catch((e) => {
+      console.log(
+        'GOT',
+        caller.received.map((m) => (m.kind === 'response' ? `${m.status} ${m.reason}` : m.method)),
+      );
+      throw e;
+    })) as SipResponse;
+    assert.match(gone.reason, /takes no connection/);
   });
 
   it('passes a 2xx retransmission through both nodes after the call was set up', async () => {

@@ -9,7 +9,9 @@ import type { Clock } from '@peerbx/dht-kademlia';
 import { OverlayError } from '@peerbx/overlay-core';
 import { RegistrarBusyError } from '../src/errors.js';
 import { parseSipMessage, type SipRequest } from '../src/message/sip-message.js';
+import { parseVia } from '../src/message/uri.js';
 import { type Binding, BindingStore } from '../src/registrar/binding-store.js';
+import { behindNat, isPrivateAddress } from '../src/registrar/nat.js';
 import { RegisterHandler } from '../src/registrar/register-handler.js';
 import type { SipTransportAddress } from '../src/transport/transport.js';
 
@@ -292,5 +294,59 @@ describe('REGISTER handler', () => {
     assert.match(res.reason, /registrar busy: 2000 overlay writes waiting/);
     assert.equal(res.header('Retry-After'), '10');
     assert.deepEqual(store.lookup('sip:alice@peerbx.local', now), []);
+  });
+});
+
+describe('a phone behind NAT, as its REGISTER shows it', () => {
+  const via = (v: string) => parseVia(v)[0];
+  const from = (address: string, port: number, transport: 'udp' | 'tcp' = 'udp') => ({
+    transport,
+    address,
+    port,
+  });
+
+  it('knows private, shared and link-local addresses', () => {
+    for (const a of ['10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.100', '100.64.0.1']) {
+      assert.equal(isPrivateAddress(a), true, a);
+    }
+    for (const a of ['169.254.1.1', 'fd12:3456::1', '[fe80::1]', '::ffff:10.0.0.1']) {
+      assert.equal(isPrivateAddress(a), true, a);
+    }
+    for (const a of [
+      '8.8.8.8',
+      '172.32.0.1',
+      '100.128.0.1',
+      '127.0.0.1',
+      '2001:db8::1',
+      'pc.lan',
+    ]) {
+      assert.equal(isPrivateAddress(a), false, a);
+    }
+  });
+
+  it('is behind NAT when its Via or a private Contact is not where it was seen', () => {
+    const seen = from('203.0.113.7', 40312);
+    // A phone that knows its address: Via, Contact and source agree.
+    assert.equal(
+      behindNat(via('SIP/2.0/UDP 203.0.113.7:40312;rport'), seen, ['203.0.113.7']),
+      false,
+    );
+    // The usual NAT: the phone's own private address in Via and Contact.
+    assert.equal(
+      behindNat(via('SIP/2.0/UDP 192.168.1.20:5060;rport'), seen, ['192.168.1.20']),
+      true,
+    );
+    // Same host, another port over UDP (a NAT that keeps the address, or a remapped port).
+    assert.equal(behindNat(via('SIP/2.0/UDP 203.0.113.7:5060'), seen, ['203.0.113.7']), true);
+    // A Via set right (rport learned) but a private Contact.
+    assert.equal(behindNat(via('SIP/2.0/UDP 203.0.113.7:40312'), seen, ['10.0.0.5']), true);
+    // Another public Contact, from a phone that knows its address: third-party registration.
+    assert.equal(behindNat(via('SIP/2.0/UDP 203.0.113.7:40312'), seen, ['198.51.100.9']), false);
+    // TCP: the source port is the connection's own, not the phone's listening port.
+    const overTcp = from('203.0.113.7', 51000, 'tcp');
+    assert.equal(behindNat(via('SIP/2.0/TCP 203.0.113.7:5060'), overTcp, ['203.0.113.7']), false);
+    assert.equal(behindNat(via('SIP/2.0/TCP 10.0.0.5:5060'), overTcp, ['10.0.0.5']), true);
+    // A browser (RFC 7118 §5: an .invalid Via host) is never reached but over its connection.
+    assert.equal(behindNat(via('SIP/2.0/WS df7jal23ls0d.invalid'), overTcp, []), true);
   });
 });

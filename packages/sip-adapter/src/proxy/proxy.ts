@@ -523,28 +523,40 @@ export class StatefulProxy {
     return ours && (LOCAL_HOST_ALIASES.includes(host) || this.c.isOwnAddress(host, undefined));
   }
 
+  /**
+   * A binding can be rung: over the TCP/WS connection it registered on while that is open;
+   * once it closed, at its Contact (RFC 3261 §18.1.1: a new connection), unless the phone is
+   * behind NAT or a browser, which nothing outside reaches but their own connection.
+   */
   private bindingReachable(b: Binding): boolean {
     const id = b.flow?.connectionId;
-    return id === undefined || this.c.flowAlive(id);
+    return id === undefined || this.c.flowAlive(id) || this.contactHop(b) !== undefined;
+  }
+
+  /** Its Contact's address, for a phone that can be reached there. */
+  private contactHop(b: Binding): NextHop | undefined {
+    const flow = b.flow;
+    if (flow?.nat || flow?.transport === 'ws') return undefined;
+    const uri = parseContactUri(b.uri);
+    // A contact naming this node itself is forwarded anyway: loop detection answers it (482).
+    return uri ? this.addressHop(uri, true) : undefined;
   }
 
   /**
-   * A binding's next hop: the TCP/WS connection it registered over (the only way to reach a
-   * browser or a phone behind NAT), else its Contact address (RFC 3261 §16.5), else the
-   * address its REGISTER came from.
+   * A binding's next hop: the TCP/WS connection it registered over while open (the only way
+   * to reach a browser or a TCP phone behind NAT); for a UDP phone behind NAT, the address its
+   * REGISTER came from; else its Contact address (RFC 3261 §16.5), else that address too.
    */
   private hopForBinding(b: Binding): NextHop {
     const flow = b.flow;
-    if (flow?.connectionId !== undefined) {
+    if (flow?.connectionId !== undefined && this.c.flowAlive(flow.connectionId)) {
       return {
         kind: 'address',
         destination: { connectionId: flow.connectionId },
         transport: flow.transport,
       };
     }
-    const uri = parseContactUri(b.uri);
-    // A contact naming this node itself is forwarded anyway: loop detection answers it (482).
-    const hop = uri ? this.addressHop(uri, true) : undefined;
+    const hop = this.contactHop(b);
     if (hop) return hop;
     const at = flow ?? { transport: 'udp' as const, address: '0.0.0.0', port: 0 };
     return {

@@ -12,6 +12,7 @@ import type {
   ServerTransaction,
   TransactionLayer,
 } from '../transaction/index.js';
+import { SipTransportError } from '../transport/errors.js';
 import type { SipDestination } from '../transport/transport.js';
 
 export interface Branch {
@@ -191,13 +192,18 @@ export class ResponseContext {
       (error) =>
         this.receive(
           branch,
-          // The callee's phone or node went away while the request waited there: nobody is
-          // left to answer (§16.9 would have a 503, which the caller hears as a 500).
+          // The callee's phone or node went away while the request waited there, or a phone
+          // whose connection closed takes no new one: nobody is there to answer (§16.9 would
+          // have a 503, which the caller hears as a 500).
           error instanceof FlowClosedError
             ? createResponse(branch.request, 480, {
                 reason: 'Temporarily Unavailable (the connection to the callee closed)',
               })
-            : createResponse(branch.request, 503, { reason: 'Transport Error' }),
+            : error instanceof SipTransportError && error.code === 'ERR_UNREACHABLE'
+              ? createResponse(branch.request, 480, {
+                  reason: 'Temporarily Unavailable (the callee takes no connection)',
+                })
+              : createResponse(branch.request, 503, { reason: 'Transport Error' }),
         ),
     );
     branch.user = user;

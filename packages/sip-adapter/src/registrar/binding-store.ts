@@ -15,6 +15,11 @@ export interface Flow {
   address: string;
   port: number;
   connectionId?: string;
+  /**
+   * The phone is behind NAT (registrar/nat.ts): only this flow reaches it, never its
+   * Contact. Over UDP, requests go to the address and port its REGISTER came from.
+   */
+  nat?: true;
 }
 
 export interface ContactInput {

@@ -243,7 +243,8 @@ function isFlow(f: unknown): f is Flow {
   return (
     (x.transport === 'udp' || x.transport === 'tcp' || x.transport === 'ws') &&
     typeof x.address === 'string' &&
-    typeof x.port === 'number'
+    typeof x.port === 'number' &&
+    (x.nat === undefined || x.nat === true)
   );
 }
 

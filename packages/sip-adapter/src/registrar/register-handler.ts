@@ -25,6 +25,7 @@ import {
   REGISTER_BUSY_RETRY_AFTER_S,
   REGISTER_RETRY_AFTER_S,
 } from './handler-constants.js';
+import { behindNat } from './nat.js';
 
 /** What the handler needs of the overlay bridge: RegistrationPublisher.sync. */
 export interface RegistrationSync {
@@ -233,11 +234,14 @@ export class RegisterHandler {
         };
       });
     }
+    const contactHosts =
+      contacts === '*' ? [] : contacts.flatMap((c) => (isSipUri(c.uri) ? [c.uri.host] : []));
     const flow: Flow = {
       transport: source.transport,
       address: source.address,
       port: source.port,
       ...(source.connectionId === undefined ? {} : { connectionId: source.connectionId }),
+      ...(behindNat(request.topVia, source, contactHosts) ? { nat: true } : {}),
     };
     return this.serialized(target.aor, async () => {
       const store = this.options.store;
@@ -470,7 +474,8 @@ function sameFlows(before: readonly Binding[], after: readonly Binding[]): boole
       f.transport === g.transport &&
       f.address === g.address &&
       f.port === g.port &&
-      f.connectionId === g.connectionId
+      f.connectionId === g.connectionId &&
+      f.nat === g.nat
     );
   });
 }
