@@ -82,6 +82,32 @@ describe('overlay bridge', () => {
     assert.equal(pub.writes, 3);
   });
 
+  it('renews a record about to lapse while bindings refreshed here outlive it', async () => {
+    const pub = new RegistrationPublisher(b, clock);
+    const aor = 'sip:renee@peerbx.local';
+    const resource = 'renee@peerbx.local';
+    const phone = (s: number) => [{ ...binding('sip:renee@10.0.0.9', s), aor }];
+    await pub.sync(aor, resource, phone(120));
+    // Registered anew 40 s later (a phone restarted): 40 s more is no news for the overlay.
+    now += 40_000;
+    assert.equal((await pub.sync(aor, resource, phone(120))).write, false);
+    assert.deepEqual(pub.lapsing(now, 30_000), [], '80 s left');
+    now += 55_000;
+    assert.deepEqual(pub.lapsing(now, 30_000), [aor], '25 s left');
+    assert.equal(await pub.renew(aor, resource, phone(65)), true);
+    assert.equal(pub.writes, 2);
+    assert.deepEqual(pub.lapsing(now, 30_000), [], 'renewed to the binding, 65 s');
+    const [found] = await new Locator(a, clock).locate(resource);
+    assert.equal(found?.expiresAt, now + 65_000, 'the overlay has the renewed record');
+    // Nothing to renew when the bindings end with the record; forgotten once all are gone.
+    now += 40_000;
+    assert.equal(await pub.renew(aor, resource, phone(25)), false);
+    now += 30_000;
+    assert.equal(await pub.renew(aor, resource, []), false);
+    assert.deepEqual(pub.lapsing(now, 30_000), []);
+    assert.equal(pub.writes, 2);
+  });
+
   it('locates the registering node, caches it, and forgets it on demand', async () => {
     const loc = new Locator(a, clock);
     const found = await loc.locate('bob@peerbx.local');

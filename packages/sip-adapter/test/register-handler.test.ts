@@ -350,3 +350,42 @@ describe('a phone behind NAT, as its REGISTER shows it', () => {
     assert.equal(behindNat(via('SIP/2.0/WS df7jal23ls0d.invalid'), overTcp, []), true);
   });
 });
+
+describe('REGISTER handler sweep', () => {
+  it('has the records about to lapse written again, with the bindings of the moment', async () => {
+    const store = new BindingStore();
+    const renewed: { aor: string; resource: string; uris: string[] }[] = [];
+    const asked: number[] = [];
+    const handler = new RegisterHandler({
+      store,
+      domain: 'peerbx.local',
+      localAddresses: () => [],
+      clock,
+      publisher: {
+        sync: async () => undefined,
+        lapsing: (at, within) => {
+          asked.push(within);
+          return at === now ? ['sip:alice@peerbx.local'] : [];
+        },
+        renew: async (aor, resource, bindings) => {
+          renewed.push({ aor, resource, uris: bindings.map((b) => b.uri) });
+        },
+      },
+    });
+    const ok = await handler.handle(
+      register('sip:alice@peerbx.local', ['Contact: <sip:alice@127.0.0.1:5070>', 'Expires: 600']),
+      udp,
+    );
+    assert.equal(ok.status, 200);
+    handler.sweep();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(asked, [30_000]);
+    assert.deepEqual(renewed, [
+      {
+        aor: 'sip:alice@peerbx.local',
+        resource: 'alice@peerbx.local',
+        uris: ['sip:alice@127.0.0.1:5070'],
+      },
+    ]);
+  });
+});

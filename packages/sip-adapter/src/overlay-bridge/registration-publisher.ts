@@ -145,6 +145,40 @@ export class RegistrationPublisher {
     );
   }
 
+  /** AORs with devices whose record lapses within `withinMs` of `now` (or has lapsed). */
+  lapsing(now: number, withinMs: number): string[] {
+    const due: string[] = [];
+    for (const [aor, p] of this.published) {
+      if (p.devices > 0 && p.expiresAt - now <= withinMs) due.push(aor);
+    }
+    return due;
+  }
+
+  /**
+   * Writes the AOR's record again when its bindings outlive it (refreshes answered here do not
+   * extend it); background priority, behind the REGISTERs' writes. An AOR whose bindings are
+   * all gone is left to lapse, and forgotten.
+   */
+  async renew(aor: string, resource: string, bindings: readonly Binding[]): Promise<boolean> {
+    let wrote = false;
+    await this.admission.run(
+      () =>
+        this.inTurn(aor, async () => {
+          const prev = this.published.get(aor);
+          if (!prev || prev.devices === 0) return;
+          if (bindings.length === 0) {
+            if (prev.expiresAt <= this.clock.now()) this.published.delete(aor);
+            return;
+          }
+          if (Math.max(...bindings.map((b) => b.expiresAt)) <= prev.expiresAt) return;
+          await this.write(aor, resource, bindings);
+          wrote = true;
+        }),
+      true,
+    );
+    return wrote;
+  }
+
   /** Runs `task` after the AOR's previous write ended (whether it succeeded or not). */
   private inTurn(aor: string, task: () => Promise<void>): Promise<void> {
     const previous = this.lastWrite.get(aor) ?? Promise.resolve();

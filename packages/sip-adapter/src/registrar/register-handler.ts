@@ -27,10 +27,21 @@ import {
 } from './handler-constants.js';
 import { behindNat } from './nat.js';
 
-/** What the handler needs of the overlay bridge: RegistrationPublisher.sync. */
+/** What the handler needs of the overlay bridge: RegistrationPublisher.sync (and renew). */
 export interface RegistrationSync {
   sync(aor: string, resource: string, bindings: readonly Binding[]): Promise<unknown>;
+  /** AORs whose published record lapses within `withinMs` of `now`, devices and all. */
+  lapsing?(now: number, withinMs: number): string[];
+  /** Publishes the AOR's bindings again if they outlive its record (a background write). */
+  renew?(aor: string, resource: string, bindings: readonly Binding[]): Promise<unknown>;
 }
+
+/**
+ * A user's record in the overlay is written again when it would lapse within this long while
+ * the user's phones, refreshing here, outlive it (see sweep). Refreshes answered locally do
+ * not extend it, and a record that lapsed makes callers at other nodes hear 404.
+ */
+export const RENEW_BEFORE_MS = 30_000;
 
 export interface RegisterHandlerOptions {
   store: BindingStore;
@@ -127,6 +138,8 @@ export class RegisterHandler {
   private readonly keptFlows = new Map<string, Set<string>>();
   /** AORs whose device removal the overlay could not be told yet (see handle), by AOR. */
   private readonly unpublished = new Map<string, { resource: string; nextTryAt: number }>();
+  /** AORs whose lapsing record is being written again (renewLapsing). */
+  private readonly renewing = new Set<string>();
 
   constructor(private readonly options: RegisterHandlerOptions) {
     this.log = (options.logger ?? silentLogger).child({ component: 'registrar' });
@@ -425,6 +438,7 @@ export class RegisterHandler {
     const store = this.options.store;
     const now = this.options.clock.now();
     store.expire(now);
+    this.renewLapsing(now);
     for (const [aor, pending] of this.unpublished) {
       // Not while a REGISTER of the AOR waits: it publishes the bindings itself.
       if (pending.nextTryAt > now || this.queues.has(aor)) continue;
@@ -449,6 +463,29 @@ export class RegisterHandler {
       if (!this.keptFlows.has(id)) released++;
     }
     return released;
+  }
+
+  /**
+   * Writes again the records about to lapse of users whose bindings outlive them: a phone
+   * that registered anew since (a new Call-ID after a restart), or one device that outlives
+   * another. Not while a REGISTER of the user waits, nor twice at once.
+   */
+  private renewLapsing(now: number): void {
+    const publisher = this.options.publisher;
+    if (!publisher.lapsing || !publisher.renew) return;
+    for (const aor of publisher.lapsing(now, RENEW_BEFORE_MS)) {
+      if (this.queues.has(aor) || this.unpublished.has(aor) || this.renewing.has(aor)) continue;
+      this.renewing.add(aor);
+      void this.serialized(aor, async () => {
+        const bindings = this.options.store.lookup(aor, this.options.clock.now());
+        // The AOR is `sip:` and its resource (aorOf).
+        await publisher.renew?.(aor, aor.slice(4), bindings);
+      })
+        .catch((err: unknown) => {
+          this.log.warn({ aor, err: (err as Error).message }, 'registration not renewed');
+        })
+        .finally(() => this.renewing.delete(aor));
+    }
   }
 
   private serialized<T>(aor: string, work: () => Promise<T>): Promise<T> {
