@@ -1,15 +1,19 @@
-// Bindings survive a restart: FileBindingsStore on its own (atomic JSON file, UDP bindings
-// kept and connection-bound ones not, expired ones dropped, coalesced writes, damaged files
-// tolerated), then a SipNode closed and started again on the same data directory, whose
-// restored binding takes an INVITE to the phone.
+// Bindings survive a restart: FileBindingsStore on its own (atomic JSON file, UDP and TCP
+// bindings kept without their connection, WebSocket and NATed TCP ones not, expired ones
+// dropped, coalesced writes, damaged files tolerated), then a SipNode closed and started again
+// on the same data directory, whose restored bindings take an INVITE to the phone (a TCP one
+// over a new connection).
 
 import assert from 'node:assert/strict';
 import { appendFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { createResponse } from '../src/message/response.js';
+import { serialize } from '../src/message/sip-message.js';
 import type { Binding } from '../src/registrar/binding-store.js';
 import { FileBindingsStore } from '../src/registrar/file-bindings-store.js';
 import { rawRegister, startPeer, tempRoot } from './fixtures/sipp.js';
+import { TcpPhone } from './fixtures/tcp-phone.js';
 import { request, UdpPhone } from './fixtures/udp-phone.js';
 
 const AOR = 'sip:alice@peerbx.local';
@@ -31,7 +35,7 @@ describe('FileBindingsStore', () => {
   const tmp = tempRoot('peerbx-bindings-');
   after(() => tmp.remove());
 
-  it('saves UDP bindings, drops connection-bound and expired ones, and loads them back', async () => {
+  it('saves UDP and TCP bindings (not their connection), drops WS, NATed TCP and expired ones', async () => {
     const dataDir = join(tmp.root, 'one');
     const store = new FileBindingsStore({ dataDir });
     assert.deepEqual(await store.load(), []);
@@ -39,13 +43,21 @@ describe('FileBindingsStore', () => {
     const tcp = binding('sip:alice@127.0.0.1:5071;transport=tcp', {
       flow: { transport: 'tcp', address: '127.0.0.1', port: 40000, connectionId: 'c9' },
     });
+    const natted = binding('sip:alice@10.0.0.5:5060;transport=tcp', {
+      flow: { transport: 'tcp', address: '127.0.0.1', port: 40001, connectionId: 'c10', nat: true },
+    });
+    const ws = binding('sip:alice@df7jal23ls0d.invalid;transport=ws', {
+      flow: { transport: 'ws', address: '127.0.0.1', port: 40002, connectionId: 'w1', nat: true },
+    });
     const old = binding('sip:bob@127.0.0.1:5072', { aor: 'sip:bob@peerbx.local', expiresAt: 1 });
-    await store.save(AOR, [udp, tcp]);
+    await store.save(AOR, [udp, tcp, natted, ws]);
     await store.save('sip:bob@peerbx.local', [old]);
     assert.deepEqual(readdirSync(dataDir), ['bindings.json.journal'], 'one journal, nothing else');
     const again = new FileBindingsStore({ dataDir });
-    assert.deepEqual(await again.load(), [udp]);
+    const tcpKept = { ...tcp, flow: { transport: 'tcp', address: '127.0.0.1', port: 40000 } };
+    assert.deepEqual(await again.load(), [udp, tcpKept]);
     await again.save(AOR, []);
+    await Promise.all([store.close(), again.close()]);
     assert.deepEqual(await new FileBindingsStore({ dataDir }).load(), []);
   });
 
@@ -60,6 +72,7 @@ describe('FileBindingsStore', () => {
       );
     }
     await Promise.all(saves);
+    await store.close();
     assert.ok(store.writes <= 2, `${store.writes} writes`);
     assert.equal(
       (await new FileBindingsStore({ dataDir: join(tmp.root, 'many') }).load()).length,
@@ -83,6 +96,7 @@ describe('FileBindingsStore', () => {
     assert.equal(store.writes, 1, "'soon' resolves before writing");
     await store.flush();
     assert.equal(store.writes, 2, 'one write for 100 refreshes');
+    await store.close();
     const [saved] = await new FileBindingsStore({ dataDir }).load();
     assert.equal(saved?.expiresAt, later + 99);
   });
@@ -140,6 +154,36 @@ describe('bindings across a SipNode restart', () => {
   after(() => {
     for (const p of phones) p.close();
     tmp.remove();
+  });
+
+  it('restores a TCP binding without its connection, and calls the phone over a new one', async () => {
+    const dataDir = join(tmp.root, 'tcp-node');
+    const tcp = await TcpPhone.open();
+    const caller = await UdpPhone.open();
+    phones.push(caller);
+    const first = await startPeer(dataDir, [], {
+      bindingsStore: new FileBindingsStore({ dataDir }),
+    });
+    try {
+      assert.equal(await tcp.register(first, 'tom'), 'SIP/2.0 200 OK');
+    } finally {
+      await first.close();
+    }
+    const second = await startPeer(dataDir, [], {
+      bindingsStore: new FileBindingsStore({ dataDir }),
+    });
+    try {
+      const call = request('INVITE', 'sip:tom@peerbx.local', caller);
+      caller.send(call.text, second.port);
+      const { request: inv, socket } = await tcp.request();
+      assert.equal(inv.callId, call.callId);
+      assert.equal(inv.uri, tcp.contact('tom'));
+      socket.write(serialize(createResponse(inv, 200, { toTag: 'restored' })));
+      await caller.response(200, 'INVITE');
+    } finally {
+      tcp.close();
+      await second.close();
+    }
   });
 
   it('restores a UDP binding from the data directory, and an INVITE reaches the phone', async () => {

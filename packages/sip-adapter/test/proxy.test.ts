@@ -3,20 +3,15 @@
 // loop detection, parallel forking with the other branch cancelled, Timer C, overlay down.
 
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { OverlayError } from '@peerbx/overlay-core';
 import { createResponse } from '../src/message/response.js';
-import {
-  parseSipMessage,
-  SipRequest,
-  type SipResponse,
-  serialize,
-} from '../src/message/sip-message.js';
+import { type SipResponse, serialize } from '../src/message/sip-message.js';
 import { SipNode, type SipNodeOverlay } from '../src/node/sip-node.js';
 import { type PeerNode, rawRegister } from './fixtures/sipp.js';
+import { TcpPhone } from './fixtures/tcp-phone.js';
 import { TestBed } from './fixtures/test-bed.js';
 import { request } from './fixtures/udp-phone.js';
 
@@ -295,66 +290,22 @@ describe('stateful proxy', () => {
   });
 
   it('opens a new connection to a TCP phone whose registration connection closed (§18.1.1)', async () => {
-    // The phone listens where its Contact says; it registered over a connection of its own.
-    const inbound: Socket[] = [];
-    let got: (data: Buffer) => void = () => undefined;
-    const firstBytes = new Promise<Buffer>((resolve) => {
-      got = resolve;
-    });
-    const listener = createServer((socket) => {
-      inbound.push(socket);
-      socket.once('data', got);
-    });
-    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-    const port = (listener.address() as AddressInfo).port;
-    const contact = `sip:tara@127.0.0.1:${port};transport=tcp`;
-    const reg = connect(b.port, '127.0.0.1');
-    await once(reg, 'connect');
-    reg.write(
-      [
-        `REGISTER sip:127.0.0.1:${b.port} SIP/2.0`,
-        `Via: SIP/2.0/TCP 127.0.0.1:${port};branch=z9hG4bK-tcp-reg`,
-        'From: <sip:tara@peerbx.local>;tag=t1',
-        'To: <sip:tara@peerbx.local>',
-        'Call-ID: tcp-reg@test',
-        'CSeq: 1 REGISTER',
-        `Contact: <${contact}>`,
-        'Expires: 600',
-        'Max-Forwards: 70',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n'),
-    );
-    const [answer] = (await once(reg, 'data')) as [Buffer];
-    assert.match(answer.toString(), /^SIP\/2\.0 200 /);
-    reg.destroy();
-    await once(reg, 'close');
-
+    const tcp = await TcpPhone.open();
+    assert.equal(await tcp.register(b, 'tara'), 'SIP/2.0 200 OK');
     const caller = await phone();
     caller.send(request('INVITE', `sip:tara@127.0.0.1:${a.port}`, caller).text, a.port);
-    const timeout = new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error('no connection from the node')), 5000).unref(),
-    );
-    const inv = parseSipMessage(await Promise.race([firstBytes, timeout]));
-    assert.ok(inv instanceof SipRequest && inv.method === 'INVITE', 'the INVITE, over TCP');
-    assert.equal(inv.uri, contact);
-    inbound[0]?.write(serialize(createResponse(inv, 486, { toTag: 't2' })));
+    const { request: inv, socket } = await tcp.request();
+    assert.equal(inv.method, 'INVITE');
+    assert.equal(inv.uri, tcp.contact('tara'));
+    socket.write(serialize(createResponse(inv, 486, { toTag: 't2' })));
     await caller.response(486, 'INVITE');
 
     // Gone for good: nothing listens there any more.
-    listener.close();
-    for (const s of inbound) s.destroy();
+    tcp.close();
     // Once the node has seen that connection close (else it writes on the dying one).
     await new Promise((r) => setTimeout(r, 300));
     caller.send(request('INVITE', `sip:tara@127.0.0.1:${a.port}`, caller).text, a.port);
-    const gone = (await caller.response(480, 'INVITE').catch((e) => {
-      console.log(
-        'GOT',
-        caller.received.map((m) => (m.kind === 'response' ? `${m.status} ${m.reason}` : m.method)),
-      );
-      throw e;
-    })) as SipResponse;
+    const gone = (await caller.response(480, 'INVITE')) as SipResponse;
     assert.match(gone.reason, /takes no connection/);
   });
 

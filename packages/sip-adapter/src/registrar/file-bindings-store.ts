@@ -6,8 +6,10 @@
 // a line torn by a crash ends the replay. Writes are coalesced: however many REGISTERs arrive
 // while one write runs, one more write follows it with every change since.
 //
-// Bindings on a TCP/WebSocket flow are not kept: the connection dies with the process, and
-// the phone registers again over a new one (RFC 5626). UDP bindings are kept.
+// UDP bindings are kept. A TCP phone's connection dies with the process: its binding is kept
+// without it, and after a restart the phone is called over a new connection to its Contact
+// (RFC 3261 §18.1.1), unless it is behind NAT. Bindings nothing but their connection reaches
+// (WebSocket, TCP behind NAT) are not kept: the phone registers again over a new connection.
 
 import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -99,7 +101,7 @@ export class FileBindingsStore implements BindingsPersistence {
   }
 
   save(aor: string, bindings: readonly Binding[], when: 'now' | 'soon' = 'now'): Promise<void> {
-    const kept = bindings.filter((b) => b.flow?.connectionId === undefined).map((b) => ({ ...b }));
+    const kept = bindings.flatMap(keepable);
     if (kept.length === 0) this.byAor.delete(aor);
     else this.byAor.set(aor, kept);
     this.pending.set(aor, kept);
@@ -235,6 +237,15 @@ async function readIfThere(path: string): Promise<string | undefined> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
+}
+
+/** What of a binding outlives the process (see the top of the file); [] for nothing. */
+function keepable(b: Binding): Binding[] {
+  const flow = b.flow;
+  if (flow?.connectionId === undefined) return [{ ...b }];
+  if (flow.transport !== 'tcp' || flow.nat) return [];
+  const { connectionId: _gone, ...rest } = flow;
+  return [{ ...b, flow: rest }];
 }
 
 function isFlow(f: unknown): f is Flow {
