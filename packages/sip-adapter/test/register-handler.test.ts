@@ -81,6 +81,9 @@ describe('REGISTER handler', () => {
     assert.equal(contacts.length, 2);
     assert.ok(contacts.includes('<sip:alice@127.0.0.1:5071>;expires=120'));
     assert.ok(contacts.includes('<sip:alice@127.0.0.1:5070>;expires=600;q=0.5'));
+    // §10.3 step 8: the registrar's time, as an RFC 1123 date in GMT.
+    assert.equal(res.headers.get('date'), new Date(now).toUTCString());
+    assert.match(res.headers.get('date') ?? '', /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
     assert.equal(synced[0]?.resource, 'alice@peerbx.local');
     assert.equal(synced[0]?.aor, 'sip:alice@peerbx.local');
     const b = store.lookup('sip:alice@peerbx.local', now);

@@ -338,6 +338,8 @@ export class RegisterHandler {
         b.q === 1 ? '' : `;q=${b.q}`
       }${b.instance === undefined ? '' : `;+sip.instance="${b.instance}"`}`,
     }));
+    // §10.3 step 8: a Date, from which a phone without a clock of its own may set one.
+    headers.push({ name: 'Date', value: new Date(now).toUTCString() });
     return createResponse(request, 200, { headers });
   }
 
