@@ -315,16 +315,20 @@ export class KademliaNode {
   /**
    * Joins the overlay through known nodes (addresses or contacts): learns their IDs with a
    * PING, looks up the own ID, then refreshes the buckets beyond the closest neighbour.
-   * Returns the number of contacts in the routing table afterwards.
+   * Returns the number of contacts in the routing table afterwards. `attempts`: PINGs to a
+   * silent node before it counts as down (fewer when the caller has other nodes to try).
    */
-  async bootstrap(seeds: readonly (Contact | string)[]): Promise<number> {
+  async bootstrap(
+    seeds: readonly (Contact | string)[],
+    attempts = BOOTSTRAP_PING_ATTEMPTS,
+  ): Promise<number> {
     this.start();
     for (const s of seeds) {
       const address = typeof s === 'string' ? s : s.address;
       if (!this.seeds.includes(address) && this.seeds.length < MAX_REJOIN_ADDRESSES)
         this.seeds.push(address);
     }
-    return this.join(seeds);
+    return this.join(seeds, attempts);
   }
 
   /**
@@ -417,11 +421,14 @@ export class KademliaNode {
     return this.joinFrom();
   }
 
-  private async join(seeds: readonly (Contact | string)[]): Promise<number> {
+  private async join(
+    seeds: readonly (Contact | string)[],
+    attempts = BOOTSTRAP_PING_ATTEMPTS,
+  ): Promise<number> {
     const errors: Error[] = [];
     const reached = await Promise.all(
       seeds.map((s) =>
-        this.pingAddress(typeof s === 'string' ? s : s.address).then(
+        this.pingAddress(typeof s === 'string' ? s : s.address, attempts).then(
           (c) => c,
           (err: unknown) => {
             errors.push(err as Error);

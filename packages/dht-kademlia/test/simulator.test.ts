@@ -4,10 +4,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  BOOTSTRAP_PING_ATTEMPTS,
   type Contact,
   hashToId,
   idEquals,
   type KademliaNode,
+  NoPeersError,
   PRESUMED_DEAD_MS,
   REJOIN_SLOW_EVERY,
   type Request,
@@ -742,6 +744,28 @@ describe('kademlia over the simulator', () => {
     const got = await s.sim.settle(s.alive[9]!.get(key));
     assert.equal(got.values.length > 0, true);
     assert.ok(holders(s, during).length >= 8, `${holders(s, during).length} hold it`);
+  });
+
+  it('tries a silent bootstrap node as many times as asked (once, with other nodes to try)', async () => {
+    const s = await swarm(3, 39);
+    const silent = s.alive[0]!;
+    const endpoint = s.sim.endpoint(silent.contact.address)!;
+    const pings = new Map<string, number>();
+    endpoint.handler = (req, from) => {
+      if (req.body.type === 'PING') pings.set(from, (pings.get(from) ?? 0) + 1);
+      return new Promise(() => undefined);
+    };
+    for (const attempts of [undefined, 1]) {
+      const newcomer = s.create();
+      const err = await s.sim.settle(
+        newcomer.bootstrap([silent.contact.address], attempts).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      );
+      assert.ok(err instanceof NoPeersError && err.silent, 'a silent bootstrap node');
+      assert.equal(pings.get(newcomer.contact.address), attempts ?? BOOTSTRAP_PING_ATTEMPTS);
+    }
   });
 
   it('tries to rejoin as soon as the routing table loses its last contact', async () => {

@@ -311,7 +311,8 @@ export class OverlayNode {
       const bootstrap = options.bootstrap ?? config.bootstrap;
       if (bootstrap.length > 0) {
         try {
-          await dht.bootstrap(bootstrap);
+          // Known nodes to fall back on: one try of the bootstrap node (2 s), not three.
+          await dht.bootstrap(bootstrap, known.length > 0 ? 1 : undefined);
         } catch (err) {
           // Only a silent bootstrap node: one that refused (another overlay, another version)
           // says something the user must act on, not something to work around.
