@@ -1145,7 +1145,7 @@ export class KademliaNode {
     // Twice what the paths need: a path whose first k contacts died goes on to the next ones
     // it knows instead of ending with no answer. The extra ones cost nothing while the first
     // k answer (a path asks only until its k closest live contacts have).
-    const initial = this.table.closest(target, 2 * this.k * paths);
+    let initial = this.table.closest(target, 2 * this.k * paths);
     // A contact that left two requests in a row unanswered lately (the upkeep's two PINGs,
     // say) is presumed dead at that address: the routing table dropped it, but the nodes that
     // have not noticed yet still name it in their answers, and each such node among the
@@ -1154,6 +1154,20 @@ export class KademliaNode {
     // this node rejoined after an outage of its own (forgetSilences); and not at all by a
     // store tried again after a not-responsible refusal (askPresumedDead).
     const since = this.clock.now() - PRESUMED_DEAD_MS;
+    const presumedDead = (c: Contact) =>
+      this.rtt.anySilence && this.rtt.silentTwiceSince(pathKey(c), since);
+    if (!options.askPresumedDead && this.dropped.length > 0) {
+      // Those this node dropped so lately take their place among the closest too, once no
+      // node names them any more: the holders of a record that all died together still make
+      // "nothing found" a silence (503), not "no such record" (404), until the nodes that
+      // published it have stored it again (within an upkeep period).
+      const gone = this.dropped.filter(
+        (c) => presumedDead(c) && !initial.some((i) => idEquals(i.id, c.id)),
+      );
+      if (gone.length > 0) {
+        initial = [...initial, ...gone].sort((a, b) => compareDistance(target, a.id, b.id));
+      }
+    }
     return lookup({
       target,
       ownId: this.id,
@@ -1165,12 +1179,7 @@ export class KademliaNode {
       quorum,
       trace: options.trace ?? false,
       accept: this.acceptContact,
-      ...(options.askPresumedDead
-        ? {}
-        : {
-            presumedSilent: (c: Contact) =>
-              this.rtt.anySilence && this.rtt.silentTwiceSince(pathKey(c), since),
-          }),
+      ...(options.askPresumedDead ? {} : { presumedSilent: presumedDead }),
       query: (c) => this.query(c, target, quorum > 0),
       // A value lookup from a node that holds values counts its own empty store as an answer.
       ...(quorum > 0 && !this.opts.client ? { self: this.contact } : {}),

@@ -846,6 +846,32 @@ describe('kademlia over the simulator', () => {
     assert.equal(silent.closestSilent, 5, 'the five silent nodes are the closest it asked');
   });
 
+  it('counts closest nodes it dropped lately as silent when no node names them any more', async () => {
+    // A small overlay, where each node knows the others.
+    const s = await swarm(20, 25);
+    const key = hashToId('holders-all-gone');
+    const dead = s.closestAlive(key, 5);
+    const asker = s.alive.find(
+      (n) => !s.closestAlive(key, 8).includes(n) && dead.every((d) => n.table.has(d.id)),
+    )!;
+    for (const n of dead) s.crash(n);
+    // The asker finds each silent twice (its upkeep's PINGs) and drops it; the others forgot
+    // them too, so no answer names them.
+    for (let i = 0; i < 2; i++) {
+      await s.sim.settle(
+        Promise.all(dead.map((n) => asker.ping(n.contact).catch(() => undefined))),
+      );
+    }
+    for (const n of s.alive) for (const d of dead) n.table.remove(d.id);
+    const got = await s.sim.settle(asker.get(key));
+    assert.equal(got.failures, 0, 'the dropped nodes are not asked');
+    assert.equal(got.closestSilent, 5, 'but they count, silent, among the closest');
+    // A minute later they are taken as gone: the closest are the live ones.
+    await s.sim.runFor(PRESUMED_DEAD_MS + 1000);
+    const later = await s.sim.settle(asker.get(key));
+    assert.equal(later.closestSilent, 0);
+  });
+
   it('counts itself among the targets: a missed STORE in a small overlay is retried too', async () => {
     const s = await swarm(5, 24, MINUTE_CHECKS);
     const key = hashToId('small-missed');
