@@ -109,12 +109,18 @@ describe('overlay bridge', () => {
   });
 
   it('locates the registering node, caches it, and forgets it on demand', async () => {
-    const loc = new Locator(a, clock);
+    const written: [string, number][] = [];
+    const before = Date.now();
+    const loc = new Locator(a, clock, undefined, {}, (id, at) => written.push([idToHex(id), at]));
     const found = await loc.locate('bob@peerbx.local');
     assert.deepEqual(
       found.map((l) => idToHex(l.nodeId)),
       [idToHex(b.nodeId)],
     );
+    // Who wrote the record, and when (by its clock): a node that did lately is up.
+    assert.equal(written.length, 1);
+    assert.equal(written[0]?.[0], idToHex(b.nodeId));
+    assert.ok((written[0]?.[1] ?? 0) <= Date.now() && (written[0]?.[1] ?? 0) > before - 60_000);
     assert.equal(found[0]!.devices, 2);
     await loc.locate('bob@peerbx.local');
     assert.equal(loc.hits, 1);

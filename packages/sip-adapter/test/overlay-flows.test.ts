@@ -57,6 +57,7 @@ function setup(
     advance: (ms: number) => {
       now += ms;
     },
+    time: () => now,
     setReachable: (r: boolean) => {
       reachable = r;
     },
@@ -106,6 +107,23 @@ describe('overlay flows', () => {
     await assert.rejects(Promise.resolve(t.flows.toNode(NODE)), /could not be reached/);
     assert.equal(t.dials.length, 1);
     t.advance(NOT_FOUND_MEMORY_MS);
+    t.setReachable(true);
+    await t.flows.toNode(NODE);
+    assert.equal(t.dials.length, 2);
+  });
+
+  it('dials at once a node remembered unreachable that wrote a record since (back after a power cut)', async () => {
+    const t = setup();
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)));
+    const failedAt = t.time();
+    // A record it wrote before the dial failed (or within the clock-skew margin) says nothing.
+    t.flows.heardOf(NODE, failedAt - 10_000);
+    t.flows.heardOf(NODE, failedAt + 500);
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)), /could not be reached/);
+    assert.equal(t.dials.length, 1);
+    // One it wrote after: it is up.
+    t.advance(4_000);
+    t.flows.heardOf(NODE, t.time() - 1_000);
     t.setReachable(true);
     await t.flows.toNode(NODE);
     assert.equal(t.dials.length, 2);

@@ -30,6 +30,11 @@ export const UNREACHABLE_MEMORY_MS = 20_000;
  * (dropped from routing tables, found again once back) waits at most this long.
  */
 export const NOT_FOUND_MEMORY_MS = 3_000;
+/**
+ * A node remembered unreachable that wrote a record this long after its dial failed (by its
+ * clock: the margin takes a little skew) is up again: dialled at once (see heardOf).
+ */
+export const HEARD_AFTER_MARGIN_MS = 1_000;
 /** A failed dial that took this long met silence, not a refusal. */
 export const SLOW_DIAL_MS = 1_000;
 /** Bounds that memory (a flood of lookups of made-up nodes must not grow it without end). */
@@ -139,6 +144,16 @@ export class OverlayFlows {
       .finally(() => this.dialing.delete(nodeHex));
     this.dialing.set(nodeHex, p);
     return p;
+  }
+
+  /**
+   * A node wrote a record at `storedAt` (its registrations, published again once it is back
+   * from a crash or a power cut): a dial that failed before that is forgotten, and the next
+   * call dials it rather than failing at once for the rest of UNREACHABLE_MEMORY_MS.
+   */
+  heardOf(nodeHex: string, storedAt: number): void {
+    const failed = this.unreachable.get(nodeHex);
+    if (failed && storedAt > failed.at + HEARD_AFTER_MARGIN_MS) this.unreachable.delete(nodeHex);
   }
 
   has(connectionId: string): boolean {

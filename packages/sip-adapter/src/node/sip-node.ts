@@ -207,7 +207,10 @@ export class SipNode implements TransactionUser {
       );
     }
     this.publisher = new RegistrationPublisher(options.overlay, clock);
-    this.locator = new Locator(options.overlay, clock, options.locationCacheMs);
+    // A node that wrote a registration lately is up: not one to skip as unreachable.
+    this.locator = new Locator(options.overlay, clock, options.locationCacheMs, {}, (id, at) =>
+      this.flows.heardOf(idToHex(id), at),
+    );
     this.flows = new OverlayFlows({
       connect: (id, app) => options.overlay.connect(id, app),
       onMessage: (data, source) => this.inbound(data, source),

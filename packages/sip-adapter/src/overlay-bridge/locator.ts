@@ -30,6 +30,12 @@ export interface LocatorLimits {
   maxWaitMs?: number;
 }
 
+/**
+ * Told of each node a lookup found a live registration of, with when that node wrote it (its
+ * clock): a node that wrote one lately is up, whatever an earlier dial to it met.
+ */
+export type OnLocated = (nodeId: NodeId, storedAt: number) => void;
+
 export interface Location {
   nodeId: NodeId;
   devices: number;
@@ -75,6 +81,7 @@ export class Locator {
     private readonly clock: Clock,
     private readonly cacheMs = LOCATION_CACHE_MS,
     limits: LocatorLimits = {},
+    private readonly onLocated?: OnLocated,
   ) {
     this.admission = new Admission(
       clock,
@@ -167,8 +174,10 @@ export class Locator {
       if (isTombstone(r) || !r.dictionaryKey) continue;
       try {
         const v = decodeRegistrationValue(r.value);
-        if (v.expiresAt > now && v.devices > 0)
+        if (v.expiresAt > now && v.devices > 0) {
           locations.push({ nodeId: r.dictionaryKey, devices: v.devices, expiresAt: v.expiresAt });
+          this.onLocated?.(r.dictionaryKey, r.storedAt);
+        }
       } catch {
         // A record that verifies but whose value we cannot read: skip it.
       }
