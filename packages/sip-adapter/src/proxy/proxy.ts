@@ -545,7 +545,8 @@ export class StatefulProxy {
   /**
    * A binding's next hop: the TCP/WS connection it registered over while open (the only way
    * to reach a browser or a TCP phone behind NAT); for a UDP phone behind NAT, the address its
-   * REGISTER came from; else its Contact address (RFC 3261 §16.5), else that address too.
+   * REGISTER came from; else its Contact address (RFC 3261 §16.5), else (no usable Contact)
+   * the address its REGISTER came from.
    */
   private hopForBinding(b: Binding): NextHop {
     const flow = b.flow;
