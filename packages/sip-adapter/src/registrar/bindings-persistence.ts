@@ -7,10 +7,10 @@ export interface BindingsPersistence {
   /** Every binding saved before (expired ones included: the store skips those). */
   load(): Promise<Binding[]>;
   /**
-   * Replaces the saved bindings of one AOR (an empty list removes it), and resolves once the
-   * change is durable. `when` = 'now' (the default) writes at once (or joins the write queued
-   * behind the running one); 'soon', for a refresh that only moved expiry times, waits a few
-   * ms for other refreshes to share the write.
+   * Replaces the saved bindings of one AOR (an empty list removes it). `when` = 'now' (the
+   * default) resolves once the change is durable; 'soon' resolves at once and writes within
+   * a second, for a refresh that only moved expiry times (a crash before that write leaves
+   * the same bindings with their previous expiry, never a lost one).
    */
   save(aor: string, bindings: readonly Binding[], when?: 'now' | 'soon'): Promise<void>;
   /** Waits for writes still in progress (the node is closing). */

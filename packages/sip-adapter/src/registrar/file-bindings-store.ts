@@ -19,13 +19,8 @@ import type { BindingsPersistence } from './bindings-persistence.js';
 import { BINDINGS_FILE } from './constants.js';
 
 const FORMAT_VERSION = 1;
-/**
- * Changes saved 'soon' (expiry-only refreshes) wait this long for others to share their write
- * (group commit): under a refresh load the journal gets one write per LAZY_WRITE_MS, not one
- * per REGISTER (an append and fsync cost ~0.25 ms of CPU here), and each REGISTER is still
- * answered only once its change is on disk.
- */
-export const LAZY_WRITE_MS = 20;
+/** Changes saved 'soon' (expiry-only refreshes) reach the disk within this long. */
+export const LAZY_WRITE_MS = 1000;
 /** The journal is folded into a new snapshot once it is this large and larger than the snapshot. */
 export const JOURNAL_COMPACT_BYTES = 256 * 1024;
 
@@ -50,10 +45,8 @@ export class FileBindingsStore implements BindingsPersistence {
   /** A write queued behind the running one; saves join it until it starts. */
   private queued: Promise<void> | undefined;
   private chain: Promise<void> = Promise.resolve();
-  /** The write changes saved 'soon' wait for: it starts when its timer fires, or sooner. */
-  private lazy:
-    | { promise: Promise<void>; settle: (write: Promise<void>) => void; timer: NodeJS.Timeout }
-    | undefined;
+  /** A write due for changes saved 'soon'. */
+  private lazyTimer: NodeJS.Timeout | undefined;
   private journal: FileHandle | undefined;
   private journalBytes = 0;
   private snapshotBytes = 0;
@@ -113,25 +106,24 @@ export class FileBindingsStore implements BindingsPersistence {
     else this.byAor.set(aor, kept);
     this.pending.set(aor, kept);
     if (when === 'soon') {
-      // A write queued behind the running one takes this change too.
-      if (this.queued) return this.queued;
-      if (!this.lazy) {
-        let settle: (write: Promise<void>) => void = () => undefined;
-        const promise = new Promise<void>((resolve, reject) => {
-          settle = (write) => write.then(resolve, reject);
-        });
-        // Not unref'd: REGISTERs wait for this write.
-        const timer = setTimeout(() => void this.writeSoon(), LAZY_WRITE_MS);
-        this.lazy = { promise, settle, timer };
+      // Under a refresh load the journal gets one write per LAZY_WRITE_MS, not one per REGISTER.
+      if (!this.queued && !this.lazyTimer) {
+        this.lazyTimer = setTimeout(() => {
+          this.lazyTimer = undefined;
+          this.writeSoon().catch((err: unknown) =>
+            this.log.warn({ path: this.path, err: (err as Error).message }, 'bindings not saved'),
+          );
+        }, LAZY_WRITE_MS);
+        this.lazyTimer.unref();
       }
-      return this.lazy.promise;
+      return Promise.resolve();
     }
     return this.writeSoon();
   }
 
   /** Writes what was saved 'soon' now, and waits for every write. */
   flush(): Promise<void> {
-    if (this.lazy) return this.writeSoon();
+    if (this.lazyTimer) return this.writeSoon();
     return this.chain;
   }
 
@@ -145,20 +137,17 @@ export class FileBindingsStore implements BindingsPersistence {
 
   /** Joins the queued write, or queues one behind the running write. */
   private writeSoon(): Promise<void> {
-    const lazy = this.lazy;
-    this.lazy = undefined;
-    if (lazy) clearTimeout(lazy.timer);
-    let write = this.queued;
-    if (!write) {
-      write = this.chain.then(() => {
-        this.queued = undefined;
-        return this.write();
-      });
-      this.queued = write;
-      this.chain = write.catch(() => undefined);
+    if (this.lazyTimer) {
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = undefined;
     }
-    // The changes saved 'soon' are in this write: their saves end with it.
-    lazy?.settle(write);
+    if (this.queued) return this.queued;
+    const write = this.chain.then(() => {
+      this.queued = undefined;
+      return this.write();
+    });
+    this.queued = write;
+    this.chain = write.catch(() => undefined);
     return write;
   }
 

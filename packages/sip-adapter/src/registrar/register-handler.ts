@@ -304,7 +304,7 @@ export class RegisterHandler {
         });
       }
       this.updateFlows(target.aor, before, outcome.bindings);
-      // A refresh that moved only expiry times shares its write with others (group commit).
+      // A refresh that moved only expiry times is written within a second, not waited for.
       const onlyExpiry = !outcome.changed && sameFlows(before, outcome.bindings);
       await this.persist(target.aor, outcome.bindings, onlyExpiry ? 'soon' : 'now');
       this.log.debug(
