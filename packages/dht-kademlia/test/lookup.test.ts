@@ -61,6 +61,34 @@ describe('iterative lookup', () => {
     assert.ok(r.requests < 300, `asked ${r.requests}`);
   });
 
+  it('asks a node presumed dead at one address where another node names it at a new one', async () => {
+    const w = world(50);
+    const target = rnd.bytes(32);
+    const [moved] = w.closest(target, 1);
+    assert.ok(moved);
+    const old = { id: moved.id, address: 'old-port' };
+    const asked: string[] = [];
+    const r = await lookup({
+      target,
+      ownId: rnd.bytes(32),
+      k: 3,
+      alpha: 1,
+      paths: 1,
+      maxRequests: 100,
+      // Seeded at its old address, presumed dead there; the others name it at its new one.
+      initial: [old, ...w.contacts.filter((c) => c !== moved).slice(0, 5)],
+      presumedSilent: (c) => c.address === 'old-port',
+      query: async (c) => {
+        asked.push(c.address);
+        return { contacts: w.closest(target, 5) };
+      },
+    });
+    assert.ok(asked.includes(moved.address), 'asked at its new address');
+    assert.ok(!asked.includes('old-port'), 'never at the old one');
+    assert.equal(r.closest[0]?.address, moved.address);
+    assert.equal(r.closestSilent, 0);
+  });
+
   it('routes around failing contacts', async () => {
     const w = world(200);
     const target = rnd.bytes(32);

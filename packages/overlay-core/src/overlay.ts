@@ -317,16 +317,29 @@ export class OverlayNode {
           // Only a silent bootstrap node: one that refused (another overlay, another version)
           // says something the user must act on, not something to work around.
           const silent = err instanceof NoPeersError && err.silent;
-          if (!silent || (await dht.rejoinThrough(known)) === 0) {
+          const rejoined = silent && (await dht.rejoinThrough(known)) > 0;
+          // None of those answered either: the one try may have been lost, so the bootstrap
+          // node gets the tries it would have had before this start gives up.
+          const retried =
+            !rejoined &&
+            silent &&
+            known.length > 0 &&
+            (await dht.bootstrap(bootstrap).then(
+              () => true,
+              () => false,
+            ));
+          if (!rejoined && !retried) {
             throw new OverlayError(
               'ERR_UNREACHABLE',
               `cannot join the overlay through ${bootstrap.join(', ')}: ${(err as Error).message}`,
             );
           }
-          log.warn(
-            { bootstrap, err: (err as Error).message, contacts: dht.table.size },
-            'bootstrap node did not answer; joined through nodes known from the last run',
-          );
+          if (rejoined) {
+            log.warn(
+              { bootstrap, err: (err as Error).message, contacts: dht.table.size },
+              'bootstrap node did not answer; joined through nodes known from the last run',
+            );
+          }
         }
       } else if (known.length > 0 && (await dht.rejoinThrough(known)) === 0) {
         log.warn(

@@ -94,16 +94,20 @@ describe('overlay bridge', () => {
     assert.deepEqual(pub.lapsing(now, 30_000), [], '80 s left');
     now += 55_000;
     assert.deepEqual(pub.lapsing(now, 30_000), [aor], '25 s left');
-    assert.equal(await pub.renew(aor, resource, phone(65)), true);
+    assert.equal(await pub.renew(aor, resource, () => phone(65)), true);
     assert.equal(pub.writes, 2);
     assert.deepEqual(pub.lapsing(now, 30_000), [], 'renewed to the binding, 65 s');
     const [found] = await new Locator(a, clock).locate(resource);
     assert.equal(found?.expiresAt, now + 65_000, 'the overlay has the renewed record');
+    // The record keeps the lifetime it was written with: a refresh extending the bindings by
+    // half of it (60 s) is no news yet.
+    now += 5_000;
+    assert.equal((await pub.sync(aor, resource, phone(120))).write, false);
     // Nothing to renew when the bindings end with the record; forgotten once all are gone.
     now += 40_000;
-    assert.equal(await pub.renew(aor, resource, phone(25)), false);
+    assert.equal(await pub.renew(aor, resource, () => phone(20)), false);
     now += 30_000;
-    assert.equal(await pub.renew(aor, resource, []), false);
+    assert.equal(await pub.renew(aor, resource, () => []), false);
     assert.deepEqual(pub.lapsing(now, 30_000), []);
     assert.equal(pub.writes, 2);
   });

@@ -13,7 +13,34 @@ import { SipNode, type SipNodeOverlay } from '../src/node/sip-node.js';
 import { type PeerNode, rawRegister } from './fixtures/sipp.js';
 import { TcpPhone } from './fixtures/tcp-phone.js';
 import { TestBed } from './fixtures/test-bed.js';
-import { request } from './fixtures/udp-phone.js';
+import { request, type UdpPhone } from './fixtures/udp-phone.js';
+
+/** A REGISTER from a phone behind NAT: it thinks it is `privateAt` (Via and Contact). */
+async function natRegister(
+  from: UdpPhone,
+  node: PeerNode,
+  user: string,
+  privateAt: string,
+): Promise<void> {
+  from.send(
+    [
+      `REGISTER sip:127.0.0.1:${node.port} SIP/2.0`,
+      `Via: SIP/2.0/UDP ${privateAt};branch=z9hG4bK-nat-${user};rport`,
+      `From: <sip:${user}@peerbx.local>;tag=n1`,
+      `To: <sip:${user}@peerbx.local>`,
+      `Call-ID: nat-reg-${user}@${privateAt}`,
+      'CSeq: 1 REGISTER',
+      `Contact: <sip:${user}@${privateAt}>`,
+      'Expires: 600',
+      'Max-Forwards: 70',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n'),
+    node.port,
+  );
+  await from.response(200, 'REGISTER');
+}
 
 describe('stateful proxy', () => {
   const bed = new TestBed('peerbx-proxy-');
@@ -229,24 +256,7 @@ describe('stateful proxy', () => {
     const natted = await phone();
     const caller = await phone();
     const contact = 'sip:nina@10.0.0.5:5060';
-    natted.send(
-      [
-        `REGISTER sip:127.0.0.1:${b.port} SIP/2.0`,
-        'Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK-nat-reg;rport',
-        'From: <sip:nina@peerbx.local>;tag=n1',
-        'To: <sip:nina@peerbx.local>',
-        'Call-ID: nat-reg@10.0.0.5',
-        'CSeq: 1 REGISTER',
-        `Contact: <${contact}>`,
-        'Expires: 600',
-        'Max-Forwards: 70',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n'),
-      b.port,
-    );
-    await natted.response(200, 'REGISTER');
+    await natRegister(natted, b, 'nina', '10.0.0.5:5060');
     const call = request('INVITE', `sip:nina@127.0.0.1:${a.port}`, caller);
     caller.send(call.text, a.port);
     const inv = await natted.request('INVITE');
@@ -307,6 +317,29 @@ describe('stateful proxy', () => {
     caller.send(request('INVITE', `sip:tara@127.0.0.1:${a.port}`, caller).text, a.port);
     const gone = (await caller.response(480, 'INVITE')) as SipResponse;
     assert.match(gone.reason, /takes no connection/);
+  });
+
+  it('does not guess between phones behind different NATs with the same private Contact', async () => {
+    const home = await phone();
+    const office = await phone();
+    const caller = await phone();
+    await natRegister(home, b, 'pia', '192.168.1.100:5060');
+    await natRegister(office, b, 'pio', '192.168.1.100:5060');
+    // In a dialog, a request to that address with either's name reaches that phone alone;
+    // with no name, either could be meant: it reaches neither.
+    const inDialog = (uri: string) =>
+      request('MESSAGE', uri, caller).text.replace(/^(To: <[^>]*>)/m, '$1;tag=far');
+    caller.send(inDialog('sip:pio@192.168.1.100:5060'), b.port);
+    const got = await office.request('MESSAGE');
+    office.answer(got, 200, b.port, 'far');
+    await caller.response(200, 'MESSAGE');
+    caller.send(inDialog('sip:192.168.1.100:5060'), b.port);
+    await caller.response(403, 'MESSAGE');
+    assert.deepEqual(
+      [...home.received, ...office.received].filter((m) => m.kind === 'request'),
+      [],
+      'neither phone got it',
+    );
   });
 
   it('passes a 2xx retransmission through both nodes after the call was set up', async () => {

@@ -370,8 +370,8 @@ describe('REGISTER handler sweep', () => {
           asked.push(within);
           return at === now ? ['sip:alice@peerbx.local'] : [];
         },
-        renew: async (aor, resource, bindings) => {
-          renewed.push({ aor, resource, uris: bindings.map((b) => b.uri) });
+        renew: async (aor, resource, current) => {
+          renewed.push({ aor, resource, uris: current().map((b) => b.uri) });
         },
       },
     });
@@ -390,5 +390,34 @@ describe('REGISTER handler sweep', () => {
         uris: ['sip:alice@127.0.0.1:5070'],
       },
     ]);
+  });
+
+  it('holds up no REGISTER while a renewal waits for the overlay, and runs one at a time', async () => {
+    let renewals = 0;
+    const handler = new RegisterHandler({
+      store: new BindingStore(),
+      domain: 'peerbx.local',
+      localAddresses: () => [],
+      clock,
+      publisher: {
+        sync: async () => undefined,
+        lapsing: () => ['sip:bea@peerbx.local'],
+        // A background write stuck behind a busy overlay.
+        renew: () => {
+          renewals++;
+          return new Promise(() => undefined);
+        },
+      },
+    });
+    const reg = () =>
+      handler.handle(
+        register('sip:bea@peerbx.local', ['Contact: <sip:bea@127.0.0.1:5070>', 'Expires: 600']),
+        udp,
+      );
+    assert.equal((await reg()).status, 200);
+    handler.sweep();
+    handler.sweep();
+    assert.equal(renewals, 1, 'not a second while the first runs');
+    assert.equal((await reg()).status, 200, 'a refresh is answered meanwhile');
   });
 });

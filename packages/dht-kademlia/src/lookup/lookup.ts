@@ -110,6 +110,8 @@ interface Candidate {
   contact: Contact;
   hop: number;
   state: State;
+  /** Counted silent without being asked (params.presumedSilent). */
+  presumed?: boolean;
 }
 
 interface Path {
@@ -161,7 +163,23 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
   const insert = (path: Path, contact: Contact, hop: number): void => {
     if (idEquals(contact.id, params.ownId) || !accept(contact)) return;
     const key = idToHex(contact.id);
-    if (owner.has(key)) return;
+    const had = owner.get(key);
+    if (had !== undefined) {
+      // A node counted silent at an address it was presumed dead at, named at another: it
+      // came back there (a restart on another port), and is asked there.
+      const seen = paths[had]!.shortlist.find((c) => idEquals(c.contact.id, contact.id));
+      if (
+        seen?.presumed &&
+        seen.state === 'silent' &&
+        seen.contact.address !== contact.address &&
+        !params.presumedSilent?.(contact)
+      ) {
+        seen.contact = contact;
+        seen.state = 'new';
+        seen.presumed = false;
+      }
+      return;
+    }
     owner.set(key, path.index);
     const list = path.shortlist;
     // Binary insertion keeps the shortlist sorted by distance.
@@ -172,11 +190,8 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
       if (compareDistance(target, list[mid]!.contact.id, contact.id) < 0) lo = mid + 1;
       else hi = mid;
     }
-    list.splice(lo, 0, {
-      contact,
-      hop,
-      state: params.presumedSilent?.(contact) ? 'silent' : 'new',
-    });
+    const presumed = params.presumedSilent?.(contact) ?? false;
+    list.splice(lo, 0, { contact, hop, state: presumed ? 'silent' : 'new', presumed });
   };
 
   // Deal the starting contacts round-robin so every path starts near the target.

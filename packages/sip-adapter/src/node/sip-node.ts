@@ -22,7 +22,7 @@ import { RegistrationPublisher } from '../overlay-bridge/registration-publisher.
 import { StatefulProxy } from '../proxy/proxy.js';
 import { type Binding, BindingStore } from '../registrar/binding-store.js';
 import type { BindingsPersistence } from '../registrar/bindings-persistence.js';
-import { isLocalDomain, RegisterHandler } from '../registrar/register-handler.js';
+import { isLocalDomain, RegisterHandler, resourceOfAor } from '../registrar/register-handler.js';
 import type { TimerOptions } from '../transaction/index.js';
 import {
   type ServerTransaction,
@@ -454,7 +454,7 @@ export class SipNode implements TransactionUser {
     for (const aor of this.bindings.aors()) {
       if (this.bindings.lookup(aor, now).length === 0) continue;
       const current = () => this.bindings.lookup(aor, this.clock.now());
-      this.publisher.restore(aor, aor.replace(/^sips?:/, ''), current).catch((err: unknown) => {
+      this.publisher.restore(aor, resourceOfAor(aor), current).catch((err: unknown) => {
         this.log.warn({ aor, err: (err as Error).message }, 'restored bindings not re-published');
       });
     }

@@ -51,6 +51,8 @@ export interface PublishDecision {
 
 export class RegistrationPublisher {
   private readonly published = new Map<string, Published>();
+  /** AORs whose restore (after a restart) has not written yet: not renewed meanwhile. */
+  private readonly restoring = new Set<string>();
   /**
    * Per AOR, the end of its last write: writes of one AOR never overlap (a background write
    * and a REGISTER's), so the overlay keeps whichever was asked for last.
@@ -134,44 +136,65 @@ export class RegistrationPublisher {
       expiresAt: this.clock.now(),
       lifetimeMs: 0,
     });
-    await this.admission.run(
-      () =>
-        this.inTurn(aor, async () => {
-          // Decided only now: a REGISTER may have written (or removed) the bindings meanwhile.
-          const bindings = current();
-          if (this.decide(aor, bindings).write) await this.write(aor, resource, bindings);
-        }),
-      true,
-    );
+    this.restoring.add(aor);
+    try {
+      await this.admission.run(
+        () =>
+          this.inTurn(aor, async () => {
+            // Decided only now: a REGISTER may have written (or removed) the bindings meanwhile.
+            const bindings = current();
+            if (this.decide(aor, bindings).write) await this.write(aor, resource, bindings);
+          }),
+        true,
+      );
+    } finally {
+      this.restoring.delete(aor);
+    }
   }
 
-  /** AORs with devices whose record lapses within `withinMs` of `now` (or has lapsed). */
+  /**
+   * AORs with devices whose record lapses within `withinMs` of `now` (or has lapsed), except
+   * those a restore is about to write.
+   */
   lapsing(now: number, withinMs: number): string[] {
     const due: string[] = [];
     for (const [aor, p] of this.published) {
-      if (p.devices > 0 && p.expiresAt - now <= withinMs) due.push(aor);
+      if (p.devices > 0 && p.expiresAt - now <= withinMs && !this.restoring.has(aor)) {
+        due.push(aor);
+      }
     }
     return due;
   }
 
   /**
-   * Writes the AOR's record again when its bindings outlive it (refreshes answered here do not
-   * extend it); background priority, behind the REGISTERs' writes. An AOR whose bindings are
-   * all gone is left to lapse, and forgotten.
+   * Writes the AOR's record again when its bindings (`current()`, read when its turn comes)
+   * outlive it: refreshes answered here do not extend it. A background write, behind the
+   * REGISTERs' ones, and ordered with the AOR's other writes; nothing is queued when nothing
+   * outlives the record. An AOR whose bindings are all gone is left to lapse, and forgotten.
+   * The record keeps the lifetime it was written with (see decide): a phone refreshing at
+   * half its Expires then costs one write a cycle, not a renewal and a refresh 30 s apart.
    */
-  async renew(aor: string, resource: string, bindings: readonly Binding[]): Promise<boolean> {
+  async renew(aor: string, resource: string, current: () => readonly Binding[]): Promise<boolean> {
+    const due = (): Published | undefined => {
+      const prev = this.published.get(aor);
+      if (!prev || prev.devices === 0) return undefined;
+      const bindings = current();
+      if (bindings.length === 0) {
+        if (prev.expiresAt <= this.clock.now()) this.published.delete(aor);
+        return undefined;
+      }
+      return Math.max(...bindings.map((b) => b.expiresAt)) > prev.expiresAt ? prev : undefined;
+    };
+    if (!due()) return false;
     let wrote = false;
     await this.admission.run(
       () =>
         this.inTurn(aor, async () => {
-          const prev = this.published.get(aor);
-          if (!prev || prev.devices === 0) return;
-          if (bindings.length === 0) {
-            if (prev.expiresAt <= this.clock.now()) this.published.delete(aor);
-            return;
-          }
-          if (Math.max(...bindings.map((b) => b.expiresAt)) <= prev.expiresAt) return;
-          await this.write(aor, resource, bindings);
+          const prev = due();
+          if (!prev) return;
+          await this.write(aor, resource, current());
+          const now = this.published.get(aor);
+          if (now) now.lifetimeMs = Math.max(now.lifetimeMs, prev.lifetimeMs);
           wrote = true;
         }),
       true,

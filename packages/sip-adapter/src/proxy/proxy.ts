@@ -626,24 +626,28 @@ export class StatefulProxy {
   /**
    * The live binding (any AOR) a target URI reaches: its Contact with the same user and
    * host:port, else any Contact or REGISTER source at that host:port (phones often answer
-   * with a dialog Contact other than the one they registered).
+   * with a dialog Contact other than the one they registered). None when the bindings that
+   * fit lead to different places: phones behind different NATs often have the same private
+   * Contact (192.168.1.100:5060), and a request must not reach the wrong one.
    */
   private localDevice(uri: SipUri): Binding | undefined {
     const now = this.c.clock.now();
     const want = uriHostPort(uri);
-    let loose: Binding | undefined;
+    const exact: Binding[] = [];
+    const loose: Binding[] = [];
     for (const aor of this.c.bindings.aors()) {
       for (const b of this.c.bindings.lookup(aor, now)) {
         const u = parseContactUri(b.uri);
-        if (u && uriHostPort(u) === want) {
-          if (u.user === uri.user) return b;
-          loose ??= b;
-        } else if (b.flow && `${b.flow.address.toLowerCase()}:${b.flow.port}` === want) {
-          loose ??= b;
-        }
+        if (u && uriHostPort(u) === want) (u.user === uri.user ? exact : loose).push(b);
+        else if (b.flow && `${b.flow.address.toLowerCase()}:${b.flow.port}` === want) loose.push(b);
       }
     }
-    return loose;
+    const fits = exact.length > 0 ? exact : loose;
+    const first = fits[0];
+    if (!first) return undefined;
+    const place = (b: Binding) => JSON.stringify(this.hopForBinding(b));
+    const there = place(first);
+    return fits.every((b) => b === first || place(b) === there) ? first : undefined;
   }
 
   /** §16.6: Record-Route and Via added, then the branch started (after an overlay connect). */

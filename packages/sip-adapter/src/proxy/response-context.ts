@@ -37,7 +37,9 @@ export interface Branch {
   /**
    * Given up: nothing came back in time (see `silenceMs`), so it ended here with a 480, or a
    * 487 when it was to be cancelled. Its client transaction goes on: a provisional response
-   * that comes after all gets the CANCEL (§9.1), a 2xx goes upstream.
+   * that comes after all gets the CANCEL (§9.1); a 2xx goes upstream while the caller still
+   * waits (after its final answer the server transaction takes no 2xx: the callee, never
+   * ACKed, ends that call itself).
    */
   abandoned?: boolean;
   /** What its client transaction reports to (set by `start`). */
@@ -75,6 +77,54 @@ function restoreVias(response: SipResponse, vias: readonly string[]): void {
   for (const v of vias) response.headers.append('Via', v);
 }
 
+/** §9.1: CANCEL with the INVITE's Request-URI, top Via, Route set, From, To, Call-ID, CSeq number. */
+function cancelFor(req: SipRequest, reasons: readonly string[] = []): SipRequest {
+  const cancel = new SipRequest({ method: 'CANCEL', uri: req.uri });
+  const h = cancel.headers;
+  const via = req.topVia;
+  if (via) h.append('Via', formatVia(via));
+  h.append('Max-Forwards', '70');
+  for (const route of req.headers.getAll('route')) h.append('Route', route);
+  h.append('From', req.headers.get('from') ?? '');
+  h.append('To', req.headers.get('to') ?? '');
+  h.append('Call-ID', req.callId);
+  h.append('CSeq', `${req.cseq.seq} CANCEL`);
+  for (const reason of reasons) h.append('Reason', reason);
+  return cancel;
+}
+
+function sendCancelRequest(
+  transactions: TransactionLayer,
+  cancel: SipRequest,
+  destination: SipDestination,
+): void {
+  try {
+    transactions.sendRequest(cancel, destination, { receiveResponse: () => undefined });
+  } catch {
+    // A CANCEL already running for this branch: nothing more to do.
+  }
+}
+
+/**
+ * The route of a branch given up once its context is done: its CANCEL when it rings after
+ * all, a 2xx upstream. Outside the class, so that it holds the CANCEL and not the context.
+ */
+function cancelWhenRinging(
+  cancel: SipRequest,
+  destination: SipDestination,
+  transactions: TransactionLayer,
+  forwardLate: (response: SipResponse) => void,
+): (response: SipResponse) => void {
+  let sent = false;
+  return (response) => {
+    if (response.status >= 200) forwardLate(response);
+    else if (!sent) {
+      sent = true;
+      sendCancelRequest(transactions, cancel, destination);
+    }
+  };
+}
+
 /**
  * A branch's transaction user. A class, not an object literal of closures: closures made in
  * one scope share its context, so a literal's methods would keep the branch (its request and
@@ -109,7 +159,7 @@ const CHALLENGE_HEADERS = ['WWW-Authenticate', 'Proxy-Authenticate'] as const;
 
 /**
  * A live phone or node answers an INVITE within 200 ms (a 100 Trying at least, §17.2.1), and
- * again to each retransmission (at 0.5, 1.5, 3.5 and 7.5 s with T1 = 500 ms). A branch that
+ * over UDP again to each retransmission (at 0.5, 1.5, 3.5 and 7.5 s with T1 = 500 ms). A branch that
  * has got nothing back after 16 x T1 (8 s) is a phone that went away without unregistering (a
  * laptop asleep, a phone out of coverage): it is given up rather than let the caller wait for
  * its Timer B (64 x T1, 32 s) when the other branches have ended. One to be cancelled (the
@@ -319,7 +369,7 @@ export class ResponseContext {
   }
 
   private receive(branch: Branch, answer: SipResponse): void {
-    if (branch.silentTimer !== undefined) this.disarmSilence(branch);
+    this.disarmSilence(branch);
     if (branch.abandoned && branch.final !== undefined) {
       // Given up, and answering after all: ringing is cancelled, a 2xx is a 2xx (below).
       if (answer.status < 200) this.sendCancel(branch);
@@ -407,7 +457,14 @@ export class ResponseContext {
       if (b.user) {
         // A branch given up that rings after all is still owed its CANCEL.
         b.user.route =
-          b.abandoned && !b.canceled ? this.cancelWhenRinging(b, forwardLate) : forwardLate;
+          b.abandoned && !b.canceled && b.destination
+            ? cancelWhenRinging(
+                cancelFor(b.request, b.cancelReasons),
+                b.destination,
+                this.options.transactions,
+                forwardLate,
+              )
+            : forwardLate;
         b.user.failed = () => undefined;
       }
     }
@@ -415,17 +472,6 @@ export class ResponseContext {
     this.best = undefined;
     this.challenged.length = 0;
     this.proxied = undefined;
-  }
-
-  /** A route for a branch given up (kept for it alone: its closure holds the branch). */
-  private cancelWhenRinging(
-    branch: Branch,
-    forwardLate: (response: SipResponse) => void,
-  ): (response: SipResponse) => void {
-    return (response) => {
-      if (response.status < 200) this.sendCancel(branch);
-      else forwardLate(response);
-    };
   }
 
   private chooseFinal(): SipResponse {
@@ -472,25 +518,11 @@ export class ResponseContext {
     if (branch.final !== undefined && !branch.abandoned) return;
     branch.canceled = true;
     branch.cancelPending = false;
-    const req = branch.request;
-    const cancel = new SipRequest({ method: 'CANCEL', uri: req.uri });
-    const h = cancel.headers;
-    const via = req.topVia;
-    if (via) h.append('Via', formatVia(via));
-    h.append('Max-Forwards', '70');
-    for (const route of req.headers.getAll('route')) h.append('Route', route);
-    h.append('From', req.headers.get('from') ?? '');
-    h.append('To', req.headers.get('to') ?? '');
-    h.append('Call-ID', req.callId);
-    h.append('CSeq', `${req.cseq.seq} CANCEL`);
-    for (const reason of branch.cancelReasons ?? []) h.append('Reason', reason);
-    try {
-      this.options.transactions.sendRequest(cancel, branch.destination, {
-        receiveResponse: () => undefined,
-      });
-    } catch {
-      // A CANCEL already running for this branch: nothing more to do.
-    }
+    sendCancelRequest(
+      this.options.transactions,
+      cancelFor(branch.request, branch.cancelReasons),
+      branch.destination,
+    );
   }
 
   /** §16.6 step 11 / §16.7 step 2: Timer C, restarted by every provisional response. */

@@ -33,7 +33,7 @@ export function isPrivateAddress(host: string): boolean {
       (a === 169 && b === 254)
     );
   }
-  return /^f[cd][0-9a-f]{0,2}:/.test(h) || /^fe[89ab][0-9a-f]?:/.test(h);
+  return /^f[cd][0-9a-f]{2}:/.test(h) || /^fe[89ab][0-9a-f]:/.test(h);
 }
 
 /**

@@ -32,8 +32,8 @@ export interface RegistrationSync {
   sync(aor: string, resource: string, bindings: readonly Binding[]): Promise<unknown>;
   /** AORs whose published record lapses within `withinMs` of `now`, devices and all. */
   lapsing?(now: number, withinMs: number): string[];
-  /** Publishes the AOR's bindings again if they outlive its record (a background write). */
-  renew?(aor: string, resource: string, bindings: readonly Binding[]): Promise<unknown>;
+  /** Publishes the AOR's bindings (`current()`) again if they outlive its record. */
+  renew?(aor: string, resource: string, current: () => readonly Binding[]): Promise<unknown>;
 }
 
 /**
@@ -76,6 +76,11 @@ export function isLocalDomain(
   const h = host.toLowerCase();
   if (h === domain || LOCAL_HOST_ALIASES.includes(h)) return true;
   return localAddresses.some((a) => a === h || (port !== undefined && a === `${h}:${port}`));
+}
+
+/** The overlay resource of an AOR as aorOf makes it: `sip:alice@peerbx.local` → `alice@peerbx.local`. */
+export function resourceOfAor(aor: string): string {
+  return aor.replace(/^sips?:/, '');
 }
 
 /** How often a device removal the overlay missed is sent again, ms (at the sweeps). */
@@ -138,8 +143,11 @@ export class RegisterHandler {
   private readonly keptFlows = new Map<string, Set<string>>();
   /** AORs whose device removal the overlay could not be told yet (see handle), by AOR. */
   private readonly unpublished = new Map<string, { resource: string; nextTryAt: number }>();
-  /** AORs whose lapsing record is being written again (renewLapsing). */
-  private readonly renewing = new Set<string>();
+  /**
+   * AORs whose lapsing record is being written again (renewLapsing): until when not to try
+   * again (infinity while a renewal runs; a while after one failed).
+   */
+  private readonly renewing = new Map<string, number>();
 
   constructor(private readonly options: RegisterHandlerOptions) {
     this.log = (options.logger ?? silentLogger).child({ component: 'registrar' });
@@ -470,23 +478,29 @@ export class RegisterHandler {
   /**
    * Writes again the records about to lapse of users whose bindings outlive them: a phone
    * that registered anew since (a new Call-ID after a restart), or one device that outlives
-   * another. Not while a REGISTER of the user waits, nor twice at once.
+   * another. Not twice at once, and after a failure not again for REMOVAL_RETRY_MS. It holds
+   * up no REGISTER: the publisher orders the user's writes, and reads the bindings when the
+   * write's turn comes.
    */
   private renewLapsing(now: number): void {
     const publisher = this.options.publisher;
     if (!publisher.lapsing || !publisher.renew) return;
     for (const aor of publisher.lapsing(now, RENEW_BEFORE_MS)) {
-      if (this.queues.has(aor) || this.unpublished.has(aor) || this.renewing.has(aor)) continue;
-      this.renewing.add(aor);
-      void this.serialized(aor, async () => {
-        const bindings = this.options.store.lookup(aor, this.options.clock.now());
-        // The AOR is `sip:` and its resource (aorOf).
-        await publisher.renew?.(aor, aor.slice(4), bindings);
-      })
-        .catch((err: unknown) => {
-          this.log.warn({ aor, err: (err as Error).message }, 'registration not renewed');
-        })
-        .finally(() => this.renewing.delete(aor));
+      const waitUntil = this.renewing.get(aor);
+      if (waitUntil !== undefined && waitUntil > now) continue;
+      if (this.unpublished.has(aor)) continue;
+      this.renewing.set(aor, Number.POSITIVE_INFINITY);
+      const store = this.options.store;
+      const clock = this.options.clock;
+      publisher
+        .renew(aor, resourceOfAor(aor), () => store.lookup(aor, clock.now()))
+        .then(
+          () => this.renewing.delete(aor),
+          (err: unknown) => {
+            this.renewing.set(aor, clock.now() + REMOVAL_RETRY_MS);
+            this.log.warn({ aor, err: (err as Error).message }, 'registration not renewed');
+          },
+        );
     }
   }
 

@@ -118,7 +118,7 @@ export function listenWs(options: WsListenOptions): Promise<BoundServer> {
     maxPayload: options.maxPayload,
     // The value the client offered, as it spelled it (RFC 6455 §4.2.2: one of those offered).
     handleProtocols: (offered) =>
-      [...offered].find((p) => p.toLowerCase() === WS_SUBPROTOCOL) ?? WS_SUBPROTOCOL,
+      [...offered].find((p) => p.toLowerCase() === WS_SUBPROTOCOL) ?? false,
   });
   const server: Server = createServer((_req, res) => {
     res.writeHead(426, { Connection: 'close', Upgrade: 'websocket' });
