@@ -129,6 +129,21 @@ describe('overlay flows', () => {
     assert.equal(t.dials.length, 2);
   });
 
+  it("judges a node's records by its own clock once one was seen before its dial failed", async () => {
+    const t = setup();
+    // Its clock runs a minute fast: the record it wrote before dying looks newer than anything.
+    const fast = t.time() + 60_000;
+    t.flows.heardOf(NODE, fast);
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)));
+    t.flows.heardOf(NODE, fast);
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)), /could not be reached/);
+    assert.equal(t.dials.length, 1, 'the same old record: still unreachable');
+    t.flows.heardOf(NODE, fast + 2_000);
+    t.setReachable(true);
+    await t.flows.toNode(NODE);
+    assert.equal(t.dials.length, 2, 'a newer record: dialled');
+  });
+
   it('takes a channel the unreachable node opens to us, and dials it again after', async () => {
     const t = setup();
     await assert.rejects(Promise.resolve(t.flows.toNode(NODE)));

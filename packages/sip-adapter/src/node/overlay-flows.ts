@@ -61,8 +61,16 @@ export class OverlayFlows {
   private readonly flows = new Map<string, Flow>();
   private readonly byNode = new Map<string, string>();
   private readonly dialing = new Map<string, Promise<string>>();
-  /** Nodes a dial failed to reach: when, and until when they are not dialled again. */
-  private readonly unreachable = new Map<string, { at: number; until: number }>();
+  /**
+   * Nodes a dial failed to reach: when, until when they are not dialled again, and when (by
+   * their clock) they had last written a record we saw before that.
+   */
+  private readonly unreachable = new Map<
+    string,
+    { at: number; until: number; written: number | undefined }
+  >();
+  /** The newest record each node was seen to have written (heardOf), by its clock. */
+  private readonly written = new Map<string, number>();
   private readonly log: Logger;
   private nextId = 1;
   private closed = false;
@@ -136,7 +144,13 @@ export class OverlayFlows {
           if (!refused && now() - started >= SLOW_DIAL_MS) {
             const at = now();
             const until = at + (notFound ? NOT_FOUND_MEMORY_MS : UNREACHABLE_MEMORY_MS);
-            setBounded(this.unreachable, nodeHex, { at, until }, MAX_REMEMBERED_UNREACHABLE);
+            const written = this.written.get(nodeHex);
+            setBounded(
+              this.unreachable,
+              nodeHex,
+              { at, until, written },
+              MAX_REMEMBERED_UNREACHABLE,
+            );
           }
           throw err;
         },
@@ -149,11 +163,18 @@ export class OverlayFlows {
   /**
    * A node wrote a record at `storedAt` (its registrations, published again once it is back
    * from a crash or a power cut): a dial that failed before that is forgotten, and the next
-   * call dials it rather than failing at once for the rest of UNREACHABLE_MEMORY_MS.
+   * call dials it rather than failing at once for the rest of UNREACHABLE_MEMORY_MS. Newer
+   * than the newest record of it seen before the dial failed, when one was (the same clock,
+   * whatever its skew); else newer than the failure, by our clock, with a margin.
    */
   heardOf(nodeHex: string, storedAt: number): void {
     const failed = this.unreachable.get(nodeHex);
-    if (failed && storedAt > failed.at + HEARD_AFTER_MARGIN_MS) this.unreachable.delete(nodeHex);
+    if (failed && storedAt > (failed.written ?? failed.at + HEARD_AFTER_MARGIN_MS)) {
+      this.unreachable.delete(nodeHex);
+    }
+    if (storedAt > (this.written.get(nodeHex) ?? 0)) {
+      setBounded(this.written, nodeHex, storedAt, MAX_REMEMBERED_UNREACHABLE);
+    }
   }
 
   has(connectionId: string): boolean {
