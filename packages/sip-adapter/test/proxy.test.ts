@@ -15,6 +15,28 @@ import { TcpPhone } from './fixtures/tcp-phone.js';
 import { TestBed } from './fixtures/test-bed.js';
 import { request, type UdpPhone } from './fixtures/udp-phone.js';
 
+/** An in-dialog request from `phone` along `routes` (its route set, comma-separated). */
+function inDialogRequest(
+  method: string,
+  uri: string,
+  phone: UdpPhone,
+  d: { from: string; to: string; callId: string; cseq: number; routes: string },
+): string {
+  return [
+    `${method} ${uri} SIP/2.0`,
+    `Via: SIP/2.0/UDP ${phone.contact};branch=z9hG4bK-${method}-${d.cseq}-${d.callId.length}-${Math.random().toString(36).slice(2)};rport`,
+    `From: ${d.from}`,
+    `To: ${d.to}`,
+    `Call-ID: ${d.callId}`,
+    `CSeq: ${d.cseq} ${method}`,
+    `Route: ${d.routes}`,
+    'Max-Forwards: 70',
+    'Content-Length: 0',
+    '',
+    '',
+  ].join('\r\n');
+}
+
 /** A REGISTER from a phone behind NAT: it thinks it is `privateAt` (Via and Contact). */
 async function natRegister(
   from: UdpPhone,
@@ -278,19 +300,13 @@ describe('stateful proxy', () => {
     const routes = ok.headers.getAll('record-route').reverse().join(', ');
     const from = /^From: (.*)$/m.exec(call.text)?.[1] ?? '';
     const inDialog = (method: string, cseq: number) =>
-      [
-        `${method} ${contact} SIP/2.0`,
-        `Via: SIP/2.0/UDP ${caller.contact};branch=z9hG4bK-${method}-${cseq}-nat;rport`,
-        `From: ${from}`,
-        `To: <sip:nina@127.0.0.1:${a.port}>;tag=n2`,
-        `Call-ID: ${call.callId}`,
-        `CSeq: ${cseq} ${method}`,
-        `Route: ${routes}`,
-        'Max-Forwards: 70',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n');
+      inDialogRequest(method, contact, caller, {
+        from,
+        to: `<sip:nina@127.0.0.1:${a.port}>;tag=n2`,
+        callId: call.callId,
+        cseq,
+        routes,
+      });
     caller.send(inDialog('ACK', 1), a.port);
     await natted.request('ACK');
     caller.send(inDialog('BYE', 2), a.port);
@@ -317,6 +333,63 @@ describe('stateful proxy', () => {
     caller.send(request('INVITE', `sip:tara@127.0.0.1:${a.port}`, caller).text, a.port);
     const gone = (await caller.response(480, 'INVITE')) as SipResponse;
     assert.match(gone.reason, /takes no connection/);
+  });
+
+  it('reaches a NATed caller that did not register, and a callee whose answer names a private Contact', async () => {
+    // The caller thinks it is 10.0.0.7:5060; it never registered.
+    const caller = await phone();
+    const callee = await phone();
+    assert.equal(await rawRegister(b, 'dora', `sip:dora@${callee.contact}`), 'SIP/2.0 200 OK');
+    const call = request('INVITE', `sip:dora@127.0.0.1:${a.port}`, caller);
+    caller.send(
+      call.text
+        .replace(/^Via: SIP\/2\.0\/UDP [^;]+/m, 'Via: SIP/2.0/UDP 10.0.0.7:5060')
+        .replace(/^Contact: <[^>]+>/m, 'Contact: <sip:carl@10.0.0.7:5060>'),
+      a.port,
+    );
+    const inv = await callee.request('INVITE');
+    // The callee registered its real address, but answers with a private Contact.
+    const calleeContact = 'sip:dora@10.0.0.8:5060';
+    callee.send(
+      serialize(
+        createResponse(inv, 200, {
+          toTag: 'd2',
+          headers: [
+            ...inv.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
+            { name: 'Contact', value: `<${calleeContact}>` },
+          ],
+        }),
+      ),
+      b.port,
+    );
+    const ok = await caller.response(200, 'INVITE');
+    const from = /^From: (.*)$/m.exec(call.text)?.[1] ?? '';
+    const to = `<sip:dora@127.0.0.1:${a.port}>;tag=d2`;
+    // The caller's ACK and BYE reach the callee at the address it answered from.
+    const toCallee = (method: string, cseq: number) =>
+      inDialogRequest(method, calleeContact, caller, {
+        from,
+        to,
+        callId: call.callId,
+        cseq,
+        routes: ok.headers.getAll('record-route').reverse().join(', '),
+      });
+    caller.send(toCallee('ACK', 1), a.port);
+    await callee.request('ACK');
+    // The callee's BYE reaches the caller where its INVITE came from.
+    callee.send(
+      inDialogRequest('BYE', 'sip:carl@10.0.0.7:5060', callee, {
+        from: to,
+        to: from,
+        callId: call.callId,
+        cseq: 1,
+        routes: inv.headers.getAll('record-route').join(', '),
+      }),
+      b.port,
+    );
+    const bye = await caller.request('BYE');
+    caller.answer(bye, 200, a.port, 'caller');
+    await callee.response(200, 'BYE');
   });
 
   it('does not guess between phones behind different NATs with the same private Contact', async () => {

@@ -16,6 +16,29 @@ export interface RouteAddress {
 export const ROUTE_TOKEN_PARAM = 'pbx-t';
 /** URI parameter of our Record-Route: a MAC of the dialog's Call-ID alone (see dialogToken). */
 export const DIALOG_TOKEN_PARAM = 'pbx-d';
+/**
+ * URI parameter of our Record-Route: where the phone of the route token is reached, when it is
+ * behind NAT (`address~port`, over UDP), covered by the token's MAC.
+ */
+export const ROUTE_FLOW_PARAM = 'pbx-f';
+
+/** A phone's UDP address as ROUTE_FLOW_PARAM carries it. */
+export interface RouteFlow {
+  address: string;
+  port: number;
+}
+
+export function formatRouteFlow(flow: RouteFlow): string {
+  return `${flow.address.includes(':') ? `[${flow.address}]` : flow.address}~${flow.port}`;
+}
+
+/** A ROUTE_FLOW_PARAM value back; undefined for one that is not `address~port`. */
+export function parseRouteFlow(text: string): RouteFlow | undefined {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\])~(\d{1,5})$/.exec(text);
+  const port = Number(m?.[2]);
+  if (!m?.[1] || !(port > 0 && port < 65536)) return undefined;
+  return { address: m[1].replace(/^\[|\]$/g, ''), port };
+}
 
 /**
  * The Record-Route value naming this node, reachable by the phone at `at`. `token` (see
@@ -27,10 +50,16 @@ export function formatNodeRoute(
   at: RouteAddress,
   token?: string,
   dialog?: string,
+  flow?: string,
 ): string {
-  const t = token === undefined ? '' : `;${ROUTE_TOKEN_PARAM}=${token}`;
   const d = dialog === undefined ? '' : `;${DIALOG_TOKEN_PARAM}=${dialog}`;
-  return `<sip:${nodeHex}@${at.host}:${at.port};transport=${at.transport};lr${t}${d}>`;
+  return `<sip:${nodeHex}@${at.host}:${at.port};transport=${at.transport};lr${routeTokenParams(token, flow)}${d}>`;
+}
+
+/** `;pbx-t=...` (and `;pbx-f=...`) for a route token, '' for none. */
+export function routeTokenParams(token?: string, flow?: string): string {
+  if (token === undefined) return '';
+  return `;${ROUTE_TOKEN_PARAM}=${token}${flow === undefined ? '' : `;${ROUTE_FLOW_PARAM}=${flow}`}`;
 }
 
 /** `host:port` of a SIP URI as a destination (brackets and case dropped, port 5060 by default). */
@@ -43,18 +72,25 @@ export function uriHostPort(uri: SipUri): string {
  * `target`: only this node can make one, so another node (or a phone) cannot forge a Route
  * that makes this node deliver to an address of its choosing.
  */
-export function routeToken(secret: Uint8Array | KeyObject, callId: string, target: SipUri): string {
-  return mac(secret, `route\n${uriHostPort(target)}\n${callId}`);
+export function routeToken(
+  secret: Uint8Array | KeyObject,
+  callId: string,
+  target: SipUri,
+  flow?: string,
+): string {
+  const via = flow === undefined ? '' : `\n${flow}`;
+  return mac(secret, `route\n${uriHostPort(target)}\n${callId}${via}`);
 }
 
-/** True when `token` was made by routeToken with this secret for this Call-ID and target. */
+/** True when `token` was made by routeToken with this secret for this Call-ID, target and flow. */
 export function checkRouteToken(
   secret: Uint8Array | KeyObject,
   token: string,
   callId: string,
   target: SipUri,
+  flow?: string,
 ): boolean {
-  return sameToken(routeToken(secret, callId, target), token);
+  return sameToken(routeToken(secret, callId, target, flow), token);
 }
 
 /**

@@ -23,6 +23,7 @@ import {
 import type { Location, Locator } from '../overlay-bridge/locator.js';
 import type { Binding, BindingStore } from '../registrar/binding-store.js';
 import { LOCAL_HOST_ALIASES } from '../registrar/handler-constants.js';
+import { behindNat, isPrivateAddress, sameHost } from '../registrar/nat.js';
 import type { ServerTransaction, TransactionLayer } from '../transaction/index.js';
 import type {
   SipDestination,
@@ -48,10 +49,14 @@ import {
   dialogSide,
   dialogToken,
   formatNodeRoute,
+  formatRouteFlow,
   nodeOfUri,
+  parseRouteFlow,
+  ROUTE_FLOW_PARAM,
   ROUTE_TOKEN_PARAM,
   type RouteAddress,
   routeToken,
+  routeTokenParams,
   uriHostPort,
 } from './node-route.js';
 import { type Branch, ResponseContext } from './response-context.js';
@@ -453,14 +458,19 @@ export class StatefulProxy {
 
   /**
    * §16.4: a strict router's Request-URI put back, and our own top Route removed. Returns the
-   * route tokens (ROUTE_TOKEN_PARAM) of the entries of ours that were consumed.
+   * route tokens (ROUTE_TOKEN_PARAM, with ROUTE_FLOW_PARAM) of the entries of ours consumed.
    */
-  private preprocessRoutes(request: SipRequest): string[] {
-    const tokens: string[] = [];
+  private preprocessRoutes(request: SipRequest): RouteTokenParams[] {
+    const tokens: RouteTokenParams[] = [];
+    const take = (uri: Uri) => {
+      const token = isSipUri(uri) ? uri.params[ROUTE_TOKEN_PARAM] : undefined;
+      if (typeof token !== 'string') return;
+      const flow = isSipUri(uri) ? uri.params[ROUTE_FLOW_PARAM] : undefined;
+      tokens.push(typeof flow === 'string' ? { token, flow } : { token });
+    };
     const ruri = request.requestUri;
     if (this.isOurUri(ruri)) {
-      const t = isSipUri(ruri) ? ruri.params[ROUTE_TOKEN_PARAM] : undefined;
-      if (typeof t === 'string') tokens.push(t);
+      take(ruri);
       const all = request.headers.getList('route');
       const last = all.pop();
       if (last !== undefined) {
@@ -473,8 +483,7 @@ export class StatefulProxy {
     while (true) {
       const top = request.routes[0];
       if (!top || !this.isOurUri(top.uri)) break;
-      const t = isSipUri(top.uri) ? top.uri.params[ROUTE_TOKEN_PARAM] : undefined;
-      if (typeof t === 'string') tokens.push(t);
+      take(top.uri);
       request.headers.shift('route');
     }
     return tokens;
@@ -578,7 +587,7 @@ export class StatefulProxy {
     request: SipRequest,
     uri: SipUri,
     viaRoute: boolean,
-    tokens: readonly string[],
+    tokens: readonly RouteTokenParams[],
     fromPeer: string | undefined,
   ): NextHop | Refusal {
     const node = nodeOfUri(uri);
@@ -588,6 +597,15 @@ export class StatefulProxy {
       return { kind: 'node', nodeHex: node };
     }
     if (!viaRoute) {
+      const check = (t: RouteTokenParams) =>
+        checkRouteToken(this.routeSecret, t.token, request.callId, uri, t.flow);
+      // The dialog's phone behind NAT, where its requests came from (see forward).
+      const natted = tokens.find((t) => t.flow !== undefined && check(t));
+      const flow = natted?.flow === undefined ? undefined : parseRouteFlow(natted.flow);
+      if (flow) {
+        const destination = { transport: 'udp' as const, address: flow.address, port: flow.port };
+        return { kind: 'address', destination, transport: 'udp' };
+      }
       const binding = this.localDevice(uri);
       if (binding) {
         if (!this.bindingReachable(binding)) {
@@ -595,7 +613,7 @@ export class StatefulProxy {
         }
         return this.hopForBinding(binding);
       }
-      if (tokens.some((t) => checkRouteToken(this.routeSecret, t, request.callId, uri))) {
+      if (tokens.some((t) => t.flow === undefined && check(t))) {
         const hop = this.addressHop(uri);
         if (hop) return hop;
       }
@@ -669,16 +687,24 @@ export class StatefulProxy {
         fromPeer === undefined ? source : hop.kind === 'address' ? hop.destination : undefined;
       const at = this.c.localAddress(phoneSide, phone);
       const rr: RouteAddress = { host: at.host, port: at.port, transport: phoneSide };
-      // From a phone here: in-dialog requests coming back along this route may go to its Contact.
+      // From a phone here: in-dialog requests coming back along this route may go to its
+      // Contact, or, for a phone behind NAT over UDP, to where its request came from.
       const contact = fromPeer === undefined ? firstContactUri(request) : undefined;
-      const token = contact && routeToken(this.routeSecret, request.callId, contact);
+      const flow =
+        contact && source.transport === 'udp' && behindNat(request.topVia, source, [contact.host])
+          ? formatRouteFlow(source)
+          : undefined;
+      const token = contact && routeToken(this.routeSecret, request.callId, contact, flow);
       // Only a node that challenges its phones checks the dialog token (routedDialog): the
       // dialog's far side, the node it goes to or came from, else a phone here or outside.
       const far = hop.kind === 'node' ? hop.nodeHex : fromPeer;
       const dialog = this.c.dialogTokens
         ? dialogToken(this.routeSecret, request.callId, far === undefined ? 'phone' : `node:${far}`)
         : undefined;
-      request.headers.prepend('Record-Route', formatNodeRoute(this.c.nodeHex, rr, token, dialog));
+      request.headers.prepend(
+        'Record-Route',
+        formatNodeRoute(this.c.nodeHex, rr, token, dialog, token === undefined ? undefined : flow),
+      );
     }
     const sentBy = this.c.localAddress(
       outTransport === 'ws' ? 'ws' : outTransport,
@@ -700,6 +726,16 @@ export class StatefulProxy {
       canceled: false,
       ...(onNodeFailure ? { onFinal: (status: number) => status === 480 && onNodeFailure() } : {}),
     };
+    if (
+      hop.kind === 'address' &&
+      'address' in hop.destination &&
+      hop.transport === 'udp' &&
+      DIALOG_METHODS.has(request.method) &&
+      request.toTag === undefined
+    ) {
+      const at = hop.destination;
+      branch.onResponse = (response) => this.routeToNattedCallee(response, at);
+    }
     if (hop.kind === 'address') {
       ctx.opened();
       ctx.start(branch, hop.destination);
@@ -725,6 +761,30 @@ export class StatefulProxy {
         ctx.fail(branch, 480, 'Temporarily Unavailable (node unreachable)');
       },
     );
+  }
+
+  /**
+   * §16.7 step 4: a callee whose answer gives a private Contact other than the address the
+   * request reached it at is behind NAT. Our Record-Route in that answer gets a route token
+   * for that Contact, with the address (ROUTE_FLOW_PARAM), so that the caller's in-dialog
+   * requests reach the phone there (nextHop) and not at its private address.
+   */
+  private routeToNattedCallee(response: SipResponse, at: { address: string; port: number }): void {
+    const contact = firstContactUri(response);
+    if (!contact || !isPrivateAddress(contact.host) || sameHost(contact.host, at.address)) return;
+    const ours = `<sip:${this.c.nodeHex}@`;
+    const values = response.headers.getAll('record-route');
+    const i = values.findIndex((v) => v.includes(ours));
+    const value = values[i];
+    if (value === undefined) return;
+    const start = value.indexOf(ours);
+    const end = value.indexOf('>', start);
+    if (end < 0 || value.slice(start, end).includes(`;${ROUTE_TOKEN_PARAM}=`)) return;
+    const flow = formatRouteFlow(at);
+    const token = routeToken(this.routeSecret, response.callId, contact, flow);
+    values[i] = `${value.slice(0, end)}${routeTokenParams(token, flow)}${value.slice(end)}`;
+    response.headers.delete('record-route');
+    for (const v of values) response.headers.append('Record-Route', v);
   }
 
   /** §16.10: CANCEL answered here, and passed on to every pending branch. */
@@ -820,14 +880,20 @@ function parseContactUri(text: string): SipUri | undefined {
 }
 
 /** The first Contact of a request, when it is a SIP URI that parses. */
-function firstContactUri(request: SipRequest): SipUri | undefined {
+function firstContactUri(message: SipRequest | SipResponse): SipUri | undefined {
   try {
-    const contacts = request.contacts;
+    const contacts = message.contacts;
     const uri = contacts === '*' ? undefined : contacts[0]?.uri;
     return uri && isSipUri(uri) ? uri : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** A route token taken off one of our Routes, with the NATed phone's flow it names, if any. */
+interface RouteTokenParams {
+  token: string;
+  flow?: string;
 }
 
 const NO_ROUTE: Refusal = { status: 404, reason: 'Not Found (no route to the Request-URI)' };

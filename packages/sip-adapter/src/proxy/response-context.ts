@@ -31,6 +31,8 @@ export interface Branch {
   timedOut?: boolean;
   /** Told when this branch ends with a final response (locator invalidation on failure). */
   onFinal?: (status: number) => void;
+  /** Sees each 1xx (but 100) and 2xx of this branch before it goes upstream (may change it). */
+  onResponse?: (response: SipResponse) => void;
   /** When its request went out, and the timer that gives it up if nothing at all comes back. */
   startedAt?: number;
   silentTimer?: TimerHandle | undefined;
@@ -379,6 +381,7 @@ export class ResponseContext {
       branch.timedOut && answer.status === 487 ? createResponse(branch.request, 408) : answer;
     restoreVias(response, this.vias);
     const status = response.status;
+    if (status > 100 && status < 300) branch.onResponse?.(response);
     if (status < 200) {
       branch.provisional = true;
       // §16.7 step 2: 101 to 199 restart Timer C; a 100 only says the next hop has the request.

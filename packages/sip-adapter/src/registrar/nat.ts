@@ -15,6 +15,11 @@ function bare(host: string): string {
     .replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
 }
 
+/** True when two hosts are the same address as written (case, brackets, IPv4-mapped). */
+export function sameHost(a: string, b: string): boolean {
+  return bare(a) === bare(b);
+}
+
 /**
  * True for addresses no phone outside their own network can be reached at: RFC 1918, shared
  * address space (RFC 6598, carrier-grade NAT), IPv4 and IPv6 link-local, IPv6 unique local.
