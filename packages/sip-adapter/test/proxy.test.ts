@@ -8,12 +8,28 @@ import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { OverlayError } from '@peerbx/overlay-core';
 import { createResponse } from '../src/message/response.js';
-import { type SipResponse, serialize } from '../src/message/sip-message.js';
+import { type SipRequest, type SipResponse, serialize } from '../src/message/sip-message.js';
 import { SipNode, type SipNodeOverlay } from '../src/node/sip-node.js';
 import { type PeerNode, rawRegister } from './fixtures/sipp.js';
 import { TcpPhone } from './fixtures/tcp-phone.js';
 import { TestBed } from './fixtures/test-bed.js';
-import { request, type UdpPhone } from './fixtures/udp-phone.js';
+import { registerText, request, type UdpPhone } from './fixtures/udp-phone.js';
+
+/** `phone` answers a dialog-creating request with `status`, its Record-Routes and `contact`. */
+function answerWithContact(
+  phone: UdpPhone,
+  req: SipRequest,
+  status: number,
+  toTag: string,
+  contact: string,
+  port: number,
+): void {
+  const headers = [
+    ...req.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
+    { name: 'Contact', value: `<${contact}>` },
+  ];
+  phone.send(serialize(createResponse(req, status, { toTag, headers })), port);
+}
 
 /** An in-dialog request from `phone` along `routes` (its route set, comma-separated). */
 function inDialogRequest(
@@ -45,20 +61,12 @@ async function natRegister(
   privateAt: string,
 ): Promise<void> {
   from.send(
-    [
-      `REGISTER sip:127.0.0.1:${node.port} SIP/2.0`,
-      `Via: SIP/2.0/UDP ${privateAt};branch=z9hG4bK-nat-${user};rport`,
-      `From: <sip:${user}@peerbx.local>;tag=n1`,
-      `To: <sip:${user}@peerbx.local>`,
-      `Call-ID: nat-reg-${user}@${privateAt}`,
-      'CSeq: 1 REGISTER',
-      `Contact: <sip:${user}@${privateAt}>`,
-      'Expires: 600',
-      'Max-Forwards: 70',
-      'Content-Length: 0',
-      '',
-      '',
-    ].join('\r\n'),
+    registerText({
+      node: `127.0.0.1:${node.port}`,
+      user,
+      contact: `sip:${user}@${privateAt}`,
+      via: `UDP ${privateAt}`,
+    }),
     node.port,
   );
   await from.response(200, 'REGISTER');
@@ -283,18 +291,7 @@ describe('stateful proxy', () => {
     caller.send(call.text, a.port);
     const inv = await natted.request('INVITE');
     assert.equal(inv.uri, contact, 'the Request-URI is its Contact; the datagram came here');
-    natted.send(
-      serialize(
-        createResponse(inv, 200, {
-          toTag: 'n2',
-          headers: [
-            ...inv.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
-            { name: 'Contact', value: `<${contact}>` },
-          ],
-        }),
-      ),
-      b.port,
-    );
+    answerWithContact(natted, inv, 200, 'n2', contact, b.port);
     const ok = await caller.response(200, 'INVITE');
     // The caller's in-dialog requests: to the dialog's Contact, along the Record-Routes.
     const routes = ok.headers.getAll('record-route').reverse().join(', ');
@@ -350,18 +347,7 @@ describe('stateful proxy', () => {
     const inv = await callee.request('INVITE');
     // The callee registered its real address, but answers with a private Contact.
     const calleeContact = 'sip:dora@10.0.0.8:5060';
-    callee.send(
-      serialize(
-        createResponse(inv, 200, {
-          toTag: 'd2',
-          headers: [
-            ...inv.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
-            { name: 'Contact', value: `<${calleeContact}>` },
-          ],
-        }),
-      ),
-      b.port,
-    );
+    answerWithContact(callee, inv, 200, 'd2', calleeContact, b.port);
     const ok = await caller.response(200, 'INVITE');
     const from = /^From: (.*)$/m.exec(call.text)?.[1] ?? '';
     const to = `<sip:dora@127.0.0.1:${a.port}>;tag=d2`;
