@@ -1,6 +1,7 @@
 // The multi-host test: four PeerBX nodes in their own network namespaces on a private bridge,
-// a SIPp caller at node 1 and a SIPp callee at node 3, then the demo's baresip phones on hosts
-// of their own (test/netns/run.sh does the work). Runs as root where `ip netns`, sipp and
+// a SIPp caller at node 1 and a SIPp callee at node 3, a SIPp phone behind a masquerading
+// router, then the demo's baresip phones on hosts of their own (test/netns/run.sh does the
+// work). Runs as root where `ip netns`, sipp and
 // baresip exist, as in CI; elsewhere it is skipped, saying why.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -17,6 +18,9 @@ const why =
       : !has('sipp')
         ? 'needs sipp (apt-get install sip-tester); CI installs it'
         : undefined;
+
+// The NAT router needs iptables: CI installs it, so only a developer's machine may skip.
+const whyNoNat = !has('iptables') && !process.env.CI ? 'needs iptables; CI installs it' : undefined;
 
 function run(env) {
   const r = spawnSync('bash', [script], {
@@ -54,6 +58,19 @@ describe('multi-host: nodes in network namespaces', { skip: why }, () => {
     });
     assert.equal(r.code, 0, r.tail);
     assert.match(r.tail, /PASS: .*bob's host unplugged: 480 [\d.]+s after while ringing/);
+  });
+
+  it('reaches a phone behind NAT: calls in, calls out, BYE both ways through the router', {
+    skip: whyNoNat,
+  }, () => {
+    // carol's phone is in 192.168.77.0/24 behind a router namespace that masquerades onto the
+    // bridge (UDP ports remapped); the nodes have no route to her Via/Contact address.
+    const r = run({ PEERBX_NETNS_NAT: '1' });
+    assert.equal(r.code, 0, r.tail);
+    assert.match(
+      r.tail,
+      /PASS: .*carol behind NAT \(192\.168\.77\.2:5070 seen as [\d.]+:\d+\) at node 3: called by alice@node1, called alice@node1 who hung up/,
+    );
   });
 
   it('places the call with phones that authenticate by digest', () => {

@@ -32,6 +32,11 @@
 #   PEERBX_NETNS_HOST_GONE=1  after the call (sipp phones, no password): bob's host is
 #                             unplugged while his phone rings, then called twice more; alice
 #                             must get 480 each time
+#   PEERBX_NETNS_NAT=1        after the call (sipp phones): carol's phone sits in a home network
+#                             (192.168.77.0/24) behind a router namespace that masquerades onto
+#                             the bridge; alice calls carol, then carol calls alice, who hangs
+#                             up; every request must get through the router (needs iptables)
+#   PEERBX_NETNS_NAT_SUBNET   first three octets of the home /24 (default 192.168.77)
 
 set -uo pipefail
 
@@ -97,6 +102,10 @@ fi
 if [ "$PHONES" = baresip ] && ! command -v baresip >/dev/null 2>&1; then
   cannot_run "needs baresip (apt-get install baresip-core)"
 fi
+NAT=${PEERBX_NETNS_NAT:-}
+if [ "$NAT" = 1 ] && ! command -v iptables >/dev/null 2>&1; then
+  cannot_run "needs iptables for the NAT router (apt-get install iptables)"
+fi
 NODE=$(command -v node) || cannot_run "needs node"
 if [ ! -f "$BIN" ]; then
   echo "error: $BIN not found; run 'npm ci && npm run build' first" >&2
@@ -110,6 +119,10 @@ fi
 
 if [ "${PEERBX_NETNS_HOST_GONE:-}" = 1 ] && { [ "$PHONES" != sipp ] || [ -n "${PEERBX_NETNS_PASSWORD:-}" ]; }; then
   echo "error: PEERBX_NETNS_HOST_GONE=1 runs with the SIPp phones and no PEERBX_NETNS_PASSWORD" >&2
+  exit 2
+fi
+if [ "$NAT" = 1 ] && [ "$PHONES" != sipp ]; then
+  echo "error: PEERBX_NETNS_NAT=1 runs with the SIPp phones" >&2
   exit 2
 fi
 
@@ -209,6 +222,71 @@ if command -v ping >/dev/null 2>&1; then
     }
   done
   log "namespaces reach each other over $BR"
+fi
+
+# --- NAT (PEERBX_NETNS_NAT=1): a home network behind a masquerading router --------------------
+# The router has one leg on the bridge ($NET.31, the home's one public address) and one in the
+# home network ($HOME_NET.1); the home host ($HOME_NET.2, carol's phone) routes everything
+# through it. The nodes have no route to $HOME_NET.0/24: only the router's conntrack mappings
+# lead in, and only for packets from the address:port the home host's packets went to (Linux
+# NAT is address-and-port-dependent), so a node must answer from the socket the phone's
+# REGISTER reached. UDP source ports are remapped (20000-29999), as many home routers and every
+# carrier-grade NAT do: the phone's Via and Contact name neither its public address nor port.
+# The rules live in the router's namespace and go with it on cleanup; the host's are untouched.
+HOME_NET=${PEERBX_NETNS_NAT_SUBNET:-192.168.77}
+ROUTER_IP=$NET.31
+ROUTER_NS=$(ns r)
+HOME_NS=$(ns h)
+CAROL_IP=$HOME_NET.2
+if [ "$NAT" = 1 ]; then
+  log "NAT: router $ROUTER_IP (ns $ROUTER_NS) masquerades home network $HOME_NET.0/24 (ns $HOME_NS)"
+  run ip netns add "$ROUTER_NS"
+  CREATED_NS+=("$ROUTER_NS")
+  run ip netns add "$HOME_NS"
+  CREATED_NS+=("$HOME_NS")
+  # Public leg: a veth to the bridge, like the nodes'.
+  v=$(veth r)
+  run ip link add "$v" type veth peer name "${v}p"
+  CREATED_LINKS+=("$v")
+  run ip link set "${v}p" netns "$ROUTER_NS"
+  run ip -n "$ROUTER_NS" link set "${v}p" name eth0
+  run ip -n "$ROUTER_NS" addr add "$ROUTER_IP/24" dev eth0
+  run ip -n "$ROUTER_NS" link set eth0 up
+  run ip -n "$ROUTER_NS" link set lo up
+  run ip link set "$v" master "$BR"
+  run ip link set "$v" up
+  # Home leg: a veth whose two ends both live in namespaces (router eth1, home eth0).
+  v=$(veth h)
+  run ip link add "$v" type veth peer name "${v}p"
+  CREATED_LINKS+=("$v")
+  run ip link set "$v" netns "$ROUTER_NS"
+  run ip link set "${v}p" netns "$HOME_NS"
+  run ip -n "$ROUTER_NS" link set "$v" name eth1
+  run ip -n "$ROUTER_NS" addr add "$HOME_NET.1/24" dev eth1
+  run ip -n "$ROUTER_NS" link set eth1 up
+  run ip -n "$HOME_NS" link set "${v}p" name eth0
+  run ip -n "$HOME_NS" addr add "$CAROL_IP/24" dev eth0
+  run ip -n "$HOME_NS" link set eth0 up
+  run ip -n "$HOME_NS" link set lo up
+  run ip -n "$HOME_NS" route add default via "$HOME_NET.1"
+  run ip netns exec "$ROUTER_NS" sysctl -qw net.ipv4.ip_forward=1
+  # Masquerade what leaves for the bridge (UDP and TCP onto remapped ports); let in from the
+  # bridge only what answers a mapping, as a home router's firewall does.
+  ipt() { ip netns exec "$ROUTER_NS" iptables -w "$@"; }
+  {
+    ipt -t nat -A POSTROUTING -o eth0 -p udp -j MASQUERADE --to-ports 20000-29999 &&
+      ipt -t nat -A POSTROUTING -o eth0 -p tcp -j MASQUERADE --to-ports 20000-29999 &&
+      ipt -t nat -A POSTROUTING -o eth0 -j MASQUERADE &&
+      ipt -A FORWARD -i eth0 -o eth1 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT &&
+      ipt -A FORWARD -i eth0 -o eth1 -j DROP
+  } >"$WORK/iptables.out" 2>&1 ||
+    cannot_run "cannot set up NAT with iptables in a namespace (nf_nat/conntrack missing?): $(tail -n 3 "$WORK/iptables.out")"
+  # The test proves nothing if a node could reach the home network directly (the REGISTER's
+  # 200 then shows the home host's packets do pass the router).
+  for i in $(seq 1 $NODES); do
+    ip -n "$(ns "$i")" route get "$CAROL_IP" >/dev/null 2>&1 &&
+      fail "node $i's host has a route to $CAROL_IP: the home network is not behind the NAT"
+  done
 fi
 
 # --- nodes ----------------------------------------------------------------------------------
@@ -390,6 +468,102 @@ wait "$UAS_PID"
 rc=$?
 [ $rc = 0 ] || fail "bob's side of the call failed (sipp UAS exit $rc)" "$WORK/uas.err.log" "$WORK/uas.out"
 
+# --- carol behind NAT (PEERBX_NETNS_NAT=1) ---------------------------------------------------
+# carol's phone (SIPp, $CAROL_IP:5070 in the home network) registers at node 3 through the
+# router: its Via and Contact name $CAROL_IP:5070, its packets arrive from $ROUTER_IP and a
+# remapped port. Her UAS uses that one local port, as a phone uses one socket, so the router
+# keeps the one mapping the REGISTER opened (the nodes cannot reach her otherwise).
+# 1. alice (node 1) calls carol: node 3 must send the INVITE, and alice's ACK and BYE, to that
+#    mapping, not to the private Contact (unreachable from the nodes).
+# 2. carol calls alice (node 1, public), who answers and hangs up: alice's BYE must come back
+#    in to carol through node 3 and the router. She calls from another local port than the one
+#    she registered from (a second line, an app with a socket of its own), so node 3 knows
+#    that mapping only from the INVITE itself: its Record-Route carries it for the dialog.
+NAT_NOTE=""
+if [ "$NAT" = 1 ]; then
+  AUTH_CAROL=()
+  [ -n "${PEERBX_NETNS_PASSWORD:-}" ] && AUTH_CAROL=(-au carol -ap "$PEERBX_NETNS_PASSWORD")
+  CAROL_PORT=5070
+  # alice's phone for the call from carol: a UAS of its own, registered from another port.
+  ALICE_UAS_PORT=5080
+  nat_wait_uas() { # pid name log...: the UAS must end (by itself, after the BYE) with status 0
+    local pid=$1 what=$2
+    shift 2
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && fail "$what still running after the call ended" "$@"
+    wait "$pid"
+    local rc=$?
+    [ $rc = 0 ] || fail "$what failed (sipp exit $rc)" "$@"
+  }
+
+  log "carol: REGISTER sip:carol@$DOMAIN at node 3 from $CAROL_IP:$CAROL_PORT, behind the router ($ROUTER_IP)"
+  fg_wait ip netns exec "$HOME_NS" sipp "$NET.3:$SIP_PORT" -sf "$SCEN/register.xml" -i "$CAROL_IP" \
+    -p "$CAROL_PORT" -s carol -set domain "$DOMAIN" -set contact_port "$CAROL_PORT" "${AUTH_CAROL[@]}" \
+    "${SIPP_COMMON[@]}" -trace_err -error_file "$WORK/nat-register.err.log" \
+    -trace_msg -message_file "$WORK/nat-register.msg" >"$WORK/nat-register.out" 2>&1 </dev/null
+  rc=$?
+  [ $rc = 0 ] || fail "carol's REGISTER at node 3 through the NAT failed (sipp exit $rc; $AUTH_HINT)" \
+    "$WORK/nat-register.err.log" "$WORK/nat-register.out" "$WORK/node3.err"
+  # The node's 200 says where the REGISTER came from (Via received/rport, RFC 3581): the
+  # router's address and a remapped port, else the test is not going through the NAT.
+  via=$(grep -i 'Via:.*received=' "$WORK/nat-register.msg" 2>/dev/null | tail -n 1)
+  MAPPED="$(sed -n 's/.*received=\([0-9.]*\).*/\1/p' <<<"$via"):$(sed -n 's/.*rport=\([0-9]*\).*/\1/p' <<<"$via")"
+  case $MAPPED in
+    "$ROUTER_IP":2[0-9][0-9][0-9][0-9]) log "carol's REGISTER came to node 3 from $MAPPED (the router's mapping)" ;;
+    *) fail "node 3's 200 to carol's REGISTER names no source $ROUTER_IP:20000-29999 (got '$MAPPED'): not through the NAT?" "$WORK/nat-register.msg" ;;
+  esac
+
+  log "carol: SIPp UAS on $CAROL_IP:$CAROL_PORT (the port she registered from)"
+  ip netns exec "$HOME_NS" sipp -sf "$SCEN/uas-call.xml" -i "$CAROL_IP" -p "$CAROL_PORT" \
+    "${SIPP_COMMON[@]}" -trace_err -error_file "$WORK/nat-uas.err.log" \
+    -trace_msg -message_file "$WORK/nat-uas.msg" >"$WORK/nat-uas.out" 2>&1 </dev/null &
+  NAT_UAS_PID=$!
+  PIDS+=("$NAT_UAS_PID")
+  sleep 0.5
+  kill -0 "$NAT_UAS_PID" 2>/dev/null || fail "SIPp UAS (carol) did not start" "$WORK/nat-uas.out" "$WORK/nat-uas.err.log"
+
+  log "alice: INVITE sip:carol@$DOMAIN via node 1; it must reach carol through the NAT"
+  fg_wait ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/uac-call.xml" -i "$ALICE_IP" \
+    -p 5062 -s carol -set domain "$DOMAIN" -set caller alice "${AUTH_ALICE[@]}" "${SIPP_COMMON[@]}" \
+    -trace_err -error_file "$WORK/nat-uac.err.log" >"$WORK/nat-uac.out" 2>&1 </dev/null
+  rc=$?
+  [ $rc = 0 ] || fail "alice's call to carol behind the NAT failed (sipp UAC exit $rc)" \
+    "$WORK/nat-uac.err.log" "$WORK/nat-uac.out" "$WORK/nat-uas.err.log" "$WORK/node1.err" "$WORK/node3.err"
+  # The UAS ends only once alice's BYE got through the router to it.
+  nat_wait_uas "$NAT_UAS_PID" "carol's side of alice's call (the BYE must reach her through the NAT)" \
+    "$WORK/nat-uas.err.log" "$WORK/nat-uas.out" "$WORK/node3.err"
+
+  log "alice: SIPp UAS on $ALICE_IP:$ALICE_UAS_PORT that answers and hangs up, registered at node 1"
+  ip netns exec "$ALICE_NS" sipp -sf "$SCEN/uas-hangup.xml" -i "$ALICE_IP" -p "$ALICE_UAS_PORT" \
+    "${SIPP_COMMON[@]}" -trace_err -error_file "$WORK/nat-alice-uas.err.log" \
+    >"$WORK/nat-alice-uas.out" 2>&1 </dev/null &
+  NAT_ALICE_PID=$!
+  PIDS+=("$NAT_ALICE_PID")
+  sleep 0.5
+  kill -0 "$NAT_ALICE_PID" 2>/dev/null ||
+    fail "SIPp UAS (alice) did not start" "$WORK/nat-alice-uas.out" "$WORK/nat-alice-uas.err.log"
+  fg_wait ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/register.xml" -i "$ALICE_IP" \
+    -p $((ALICE_UAS_PORT + 1)) -s alice -set domain "$DOMAIN" -set contact_port "$ALICE_UAS_PORT" \
+    "${AUTH_ALICE[@]}" "${SIPP_COMMON[@]}" -trace_err -error_file "$WORK/nat-alice-reg.err.log" \
+    >"$WORK/nat-alice-reg.out" 2>&1 </dev/null
+  rc=$?
+  [ $rc = 0 ] || fail "alice's REGISTER at node 1 failed (sipp exit $rc; $AUTH_HINT)" \
+    "$WORK/nat-alice-reg.err.log" "$WORK/nat-alice-reg.out" "$WORK/node1.err"
+
+  log "carol: INVITE sip:alice@$DOMAIN via node 3 from behind the NAT (port $((CAROL_PORT + 2)), not the registered one); alice answers and hangs up"
+  fg_wait ip netns exec "$HOME_NS" sipp "$NET.3:$SIP_PORT" -sf "$SCEN/uac-hungup.xml" -i "$CAROL_IP" \
+    -p $((CAROL_PORT + 2)) -s alice -set domain "$DOMAIN" -set caller carol "${AUTH_CAROL[@]}" \
+    "${SIPP_COMMON[@]}" -trace_err -error_file "$WORK/nat-out.err.log" \
+    >"$WORK/nat-out.out" 2>&1 </dev/null
+  rc=$?
+  [ $rc = 0 ] || fail "carol's call out from behind the NAT to alice failed, or alice's BYE did not reach her (sipp UAC exit $rc)" \
+    "$WORK/nat-out.err.log" "$WORK/nat-out.out" "$WORK/nat-alice-uas.err.log" "$WORK/node3.err" "$WORK/node1.err"
+  nat_wait_uas "$NAT_ALICE_PID" "alice's side of carol's call (her BYE must be answered)" \
+    "$WORK/nat-alice-uas.err.log" "$WORK/nat-alice-uas.out" "$WORK/node1.err"
+
+  NAT_NOTE="; carol behind NAT ($CAROL_IP:$CAROL_PORT seen as $MAPPED) at node 3: called by alice@node1, called alice@node1 who hung up"
+fi
+
 # --- bob's host unplugged (PEERBX_NETNS_HOST_GONE=1) ----------------------------------------
 # A host that is really gone (its cable pulled: nothing answers, not even its kernel, unlike a
 # frozen process) while bob's phone rings, then for new calls: alice must hear 480, not ring
@@ -448,4 +622,4 @@ for i in $(seq 1 $NODES); do
   kill -0 "${NODE_PID[$i]}" 2>/dev/null || fail "node $i exited during the test" "$WORK/node$i.err"
 done
 
-echo "PASS: alice@node1 ($ALICE_IP) called bob@node3 ($BOB_IP) across $NODES namespaces: INVITE/180/200/ACK/BYE$GONE_NOTE"
+echo "PASS: alice@node1 ($ALICE_IP) called bob@node3 ($BOB_IP) across $NODES namespaces: INVITE/180/200/ACK/BYE$NAT_NOTE$GONE_NOTE"
