@@ -247,6 +247,8 @@ export class KademliaNode {
    * find it dead.
    */
   private droppedSinceCheck: { id: NodeId; at: number }[] = [];
+  /** When contacts were dropped lately, by hex ID (at most MAX_DROPPED_PER_CHECK): see handOver. */
+  private readonly droppedAt = new Map<string, number>();
   /**
    * Since the routing table lost its last contact: rejoin rounds that reached nobody
    * (undefined while it has contacts), and the rejoin under way.
@@ -859,9 +861,20 @@ export class KademliaNode {
    * value, sent by the node that was closest before it arrived, so only one node sends.
    */
   private handOver(newcomer: Contact, now: number): void {
-    for (const key of this.handOverKeys(newcomer)) {
-      void this.sendStores(newcomer, key, this.heldValues(key, now));
-    }
+    // A node dropped lately that is back (restarted) kept what it held: it needs only what
+    // was stored since it was dropped. A few STOREs at a time: a node holding 10,000 keys (a
+    // small overlay, where every node holds every key) must not put them all in flight at once.
+    const hex = idToHex(newcomer.id);
+    const droppedAt = this.droppedAt.get(hex);
+    this.droppedAt.delete(hex);
+    const keys = this.handOverKeys(newcomer).filter(
+      (key) =>
+        droppedAt === undefined ||
+        (this.lastStoreAt.get(idToHex(key)) ?? Number.POSITIVE_INFINITY) > droppedAt,
+    );
+    void inParallel(keys, UPKEEP_PARALLELISM, (key) =>
+      this.sendStores(newcomer, key, this.heldValues(key, now)),
+    );
   }
 
   /** The keys this node would hand over to the newcomer (handOver). */
@@ -902,13 +915,14 @@ export class KademliaNode {
     const now = this.clock.now();
     // Two checks early: checks are jittered, and the holders' replication must come later.
     const age = this.opts.republishIntervalMs - 2 * this.opts.upkeepCheckIntervalMs;
+    // Knowing fewer than k others, every node holds the value already: a dead holder leaves
+    // no place another node could take (see replicate).
+    const holderLost = (p: Published) =>
+      this.table.size >= this.k && p.holders.some((h) => dead.has(idToHex(h.id)));
     const due: Published[] = [];
     for (const [id, p] of this.published) {
       if (p.expiresAt <= now) this.published.delete(id);
-      else if (
-        !p.storing &&
-        (!p.complete || now - p.storedAt >= age || p.holders.some((h) => dead.has(idToHex(h.id))))
-      ) {
+      else if (!p.storing && (!p.complete || now - p.storedAt >= age || holderLost(p))) {
         p.storing = true;
         due.push(p);
       }
@@ -1001,6 +1015,11 @@ export class KademliaNode {
     // Checked more often than the interval: what this node replicated itself waits (nearly) a
     // whole interval again, also where it is no longer among the closest to store on itself.
     const ownAge = interval - this.opts.upkeepCheckIntervalMs;
+    // While this node knows fewer than k others, every node is among the k closest to every
+    // key, and was when the value was stored: one dying takes a replica that no other node
+    // could take its place for. Storing again where every live node holds the value would
+    // cost a lookup and k STOREs per key for nothing (10,000 keys in an office overlay).
+    const noneToTakeOver = this.table.size < this.k;
     const due: { key: NodeId; hex: string; retry: boolean }[] = [];
     for (const [i, key] of keys.entries()) {
       // A key's publisher stores it again before a whole interval has passed (republish):
@@ -1012,8 +1031,9 @@ export class KademliaNode {
       const kth = closest[this.k - 1];
       const storedAt = Math.max(last ?? 0, own ?? 0);
       const lostReplica =
-        closest.some((c) => dead.has(idToHex(c.id))) ||
-        gone.some((d) => storedAt < d.at && (!kth || compareDistance(key, d.id, kth.id) < 0));
+        !noneToTakeOver &&
+        (closest.some((c) => dead.has(idToHex(c.id))) ||
+          gone.some((d) => storedAt < d.at && (!kth || compareDistance(key, d.id, kth.id) < 0)));
       const retry = this.replicateAgain.delete(hex);
       if (!lostReplica && !retry) {
         if (last !== undefined && now - last < interval) continue;
@@ -1317,6 +1337,13 @@ export class KademliaNode {
   /** A contact the table dropped: kept for rejoin and for the next replication check. */
   private lost(listed: Contact): void {
     this.keepForRejoin(listed);
+    const hex = idToHex(listed.id);
+    this.droppedAt.delete(hex);
+    this.droppedAt.set(hex, this.clock.now());
+    if (this.droppedAt.size > MAX_DROPPED_PER_CHECK) {
+      const oldest = this.droppedAt.keys().next().value;
+      if (oldest !== undefined) this.droppedAt.delete(oldest);
+    }
     if (this.droppedSinceCheck.length < MAX_DROPPED_PER_CHECK)
       this.droppedSinceCheck.push({ id: listed.id, at: this.clock.now() });
     if (this.table.size > 0 || this.lostRounds !== undefined) return;

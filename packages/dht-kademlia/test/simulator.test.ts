@@ -415,6 +415,37 @@ describe('kademlia over the simulator', () => {
     );
   });
 
+  it('stores nothing again when a node of an overlay smaller than k dies, or comes back', async () => {
+    // Five nodes, k = 8: every node holds every key, and no other could take a dead one's place.
+    const s = await swarm(5, 41, { upkeepCheckIntervalMs: MIN });
+    const publisher = s.alive[0]!;
+    for (let i = 0; i < 40; i++) {
+      await s.sim.settle(publisher.put(hashToId(`office-${i}`), text(`v${i}`), 3 * HOUR));
+    }
+    const stores = () => s.alive.reduce((n, x) => n + (x.stats.requestsIn.STORE ?? 0), 0);
+    const before = stores();
+    const victim = s.alive[3]!;
+    s.silence(victim);
+    await s.sim.runFor(3 * MIN);
+    assert.equal(stores() - before, 0, 'no replication for a replica nobody can replace');
+    for (const n of s.alive) {
+      if (n !== victim) assert.equal(n.store.keyCount, 40, `${n.contact.address} holds all`);
+    }
+    // Back (a restart with its store): it is handed what was stored meanwhile, not all again.
+    await s.sim.settle(publisher.put(hashToId('office-new'), text('new'), 3 * HOUR));
+    const victimStores = victim.stats.requestsIn.STORE ?? 0;
+    s.sim.setBehaviour(victim.contact.address, 'honest');
+    await s.sim.settle(
+      Promise.all(s.alive.filter((n) => n !== victim).map((n) => victim.ping(n.contact))),
+    );
+    await s.sim.runFor(MIN);
+    assert.equal(victim.store.keyCount, 41);
+    assert.ok(
+      (victim.stats.requestsIn.STORE ?? 0) - victimStores <= 2,
+      `${(victim.stats.requestsIn.STORE ?? 0) - victimStores} STOREs to the node back`,
+    );
+  });
+
   // The overlay's setting: upkeep checked every minute, what is stored everywhere re-sent
   // hourly (a node that published thousands of records does not re-send them every minute).
   const MINUTE_CHECKS = {
