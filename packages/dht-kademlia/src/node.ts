@@ -241,14 +241,15 @@ export class KademliaNode {
   /** The contacts the routing table dropped last (failures), most recent first, for rejoining. */
   private readonly dropped: Contact[] = [];
   /**
-   * Contacts the routing table dropped since the last replication check, and when (at most
-   * MAX_DROPPED_PER_CHECK): a held key whose k closest one of them was among, and that nobody
-   * stored since, lost a replica, also when it was dropped before the check's PINGs could
-   * find it dead.
+   * Contacts the routing table dropped lately, and when, by hex ID (the last
+   * MAX_DROPPED_PER_CHECK). Those dropped since the last replication check: a held key whose k
+   * closest one of them was among, and that nobody stored since, lost a replica, also when it
+   * was dropped before the check's PINGs could find it dead. One that is back (handOver) kept
+   * what it held.
    */
-  private droppedSinceCheck: { id: NodeId; at: number }[] = [];
-  /** When contacts were dropped lately, by hex ID (at most MAX_DROPPED_PER_CHECK): see handOver. */
-  private readonly droppedAt = new Map<string, number>();
+  private readonly droppedLately = new Map<string, { id: NodeId; at: number }>();
+  /** When the last replication check began (droppedLately). */
+  private replicatedAt = Number.NEGATIVE_INFINITY;
   /**
    * Since the routing table lost its last contact: rejoin rounds that reached nobody
    * (undefined while it has contacts), and the rejoin under way.
@@ -865,8 +866,8 @@ export class KademliaNode {
     // was stored since it was dropped. A few STOREs at a time: a node holding 10,000 keys (a
     // small overlay, where every node holds every key) must not put them all in flight at once.
     const hex = idToHex(newcomer.id);
-    const droppedAt = this.droppedAt.get(hex);
-    this.droppedAt.delete(hex);
+    const droppedAt = this.droppedLately.get(hex)?.at;
+    this.droppedLately.delete(hex);
     const keys = this.handOverKeys(newcomer).filter(
       (key) =>
         droppedAt === undefined ||
@@ -1007,8 +1008,11 @@ export class KademliaNode {
     const keys = [...this.store.keys()];
     const near = keys.map((key) => this.table.closest(key, this.k));
     // Those dropped that came back (a request of theirs) took nothing along.
-    const gone = this.droppedSinceCheck.filter((d) => !this.table.has(d.id));
-    this.droppedSinceCheck = [];
+    const since = this.replicatedAt;
+    this.replicatedAt = this.clock.now();
+    const gone = [...this.droppedLately.values()].filter(
+      (d) => d.at >= since && !this.table.has(d.id),
+    );
     const dead = await this.unanswering(near.flat(), 'held');
     const now = this.clock.now();
     const interval = this.opts.replicateIntervalMs;
@@ -1302,7 +1306,7 @@ export class KademliaNode {
    * A request to `to` failed: counted against its routing-table entry when it is listed at
    * that address (a liar can name any node at an address where nothing or another node
    * answers). A contact the table drops is kept for rejoin, at its listed address, and for
-   * the next replication check (droppedSinceCheck); when that was the last one, the first
+   * the next replication check (droppedLately); when that was the last one, the first
    * rejoin round starts at once (a stall of a few seconds need not cost a whole upkeep period
    * cut off).
    */
@@ -1338,14 +1342,12 @@ export class KademliaNode {
   private lost(listed: Contact): void {
     this.keepForRejoin(listed);
     const hex = idToHex(listed.id);
-    this.droppedAt.delete(hex);
-    this.droppedAt.set(hex, this.clock.now());
-    if (this.droppedAt.size > MAX_DROPPED_PER_CHECK) {
-      const oldest = this.droppedAt.keys().next().value;
-      if (oldest !== undefined) this.droppedAt.delete(oldest);
+    this.droppedLately.delete(hex); // the latest drop goes last
+    this.droppedLately.set(hex, { id: listed.id, at: this.clock.now() });
+    if (this.droppedLately.size > MAX_DROPPED_PER_CHECK) {
+      const oldest = this.droppedLately.keys().next().value;
+      if (oldest !== undefined) this.droppedLately.delete(oldest);
     }
-    if (this.droppedSinceCheck.length < MAX_DROPPED_PER_CHECK)
-      this.droppedSinceCheck.push({ id: listed.id, at: this.clock.now() });
     if (this.table.size > 0 || this.lostRounds !== undefined) return;
     this.lostRounds = 0;
     void this.rejoin();

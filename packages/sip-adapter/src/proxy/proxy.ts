@@ -566,14 +566,10 @@ export class StatefulProxy {
         transport: flow.transport,
       };
     }
-    const hop = this.contactHop(b);
-    if (hop) return hop;
-    const at = flow ?? { transport: 'udp' as const, address: '0.0.0.0', port: 0 };
-    return {
-      kind: 'address',
-      destination: { transport: at.transport, address: at.address, port: at.port },
-      transport: at.transport,
-    };
+    return (
+      this.contactHop(b) ??
+      addressNextHop(flow ?? { transport: 'udp', address: '0.0.0.0', port: 0 })
+    );
   }
 
   /**
@@ -602,10 +598,7 @@ export class StatefulProxy {
       // The dialog's phone behind NAT, where its requests came from (see forward).
       const natted = tokens.find((t) => t.flow !== undefined && check(t));
       const flow = natted?.flow === undefined ? undefined : parseRouteFlow(natted.flow);
-      if (flow) {
-        const destination = { transport: 'udp' as const, address: flow.address, port: flow.port };
-        return { kind: 'address', destination, transport: 'udp' };
-      }
+      if (flow) return addressNextHop({ transport: 'udp', ...flow });
       const binding = this.localDevice(uri);
       if (binding) {
         if (!this.bindingReachable(binding)) {
@@ -638,7 +631,7 @@ export class StatefulProxy {
     const port = uri.port ?? 5060;
     const host = uri.host.replace(/^\[|\]$/g, '');
     if (!allowSelf && this.c.isOwnAddress(uri.host, port)) return undefined;
-    return { kind: 'address', destination: { transport, address: host, port }, transport };
+    return addressNextHop({ transport, address: host, port });
   }
 
   /**
@@ -662,7 +655,7 @@ export class StatefulProxy {
     }
     const fits = exact.length > 0 ? exact : loose;
     const first = fits[0];
-    if (!first) return undefined;
+    if (!first || fits.length === 1) return first;
     const place = (b: Binding) => JSON.stringify(this.hopForBinding(b));
     const there = place(first);
     return fits.every((b) => b === first || place(b) === there) ? first : undefined;
@@ -888,6 +881,16 @@ function firstContactUri(message: SipRequest | SipResponse): SipUri | undefined 
   } catch {
     return undefined;
   }
+}
+
+/** The next hop to an address (IP and port) over a transport, a phone's or an outside host's. */
+function addressNextHop(to: {
+  transport: SipTransportProtocol;
+  address: string;
+  port: number;
+}): NextHop {
+  const { transport, address, port } = to;
+  return { kind: 'address', destination: { transport, address, port }, transport };
 }
 
 /** A route token taken off one of our Routes, with the NATed phone's flow it names, if any. */
