@@ -434,14 +434,22 @@ BOB_IP=$NET.3
 ALICE_IP=$NET.1
 UAS_PORT=5070
 
+# start_uas who ns ip port scenario logs [sipp args...]: a SIPp UAS in the background, its
+# output in $WORK/<logs>.out and errors in $WORK/<logs>.err.log; its PID in STARTED_PID.
+start_uas() {
+  local who=$1 ns=$2 ip=$3 port=$4 scenario=$5 logs=$WORK/$6
+  shift 6
+  ip netns exec "$ns" sipp -sf "$SCEN/$scenario" -i "$ip" -p "$port" "${SIPP_COMMON[@]}" \
+    -trace_err -error_file "$logs.err.log" "$@" >"$logs.out" 2>&1 </dev/null &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  sleep 0.5
+  kill -0 "$STARTED_PID" 2>/dev/null || fail "SIPp UAS ($who) did not start" "$logs.out" "$logs.err.log"
+}
+
 log "bob: SIPp UAS on $BOB_IP:$UAS_PORT (ns $BOB_NS)"
-ip netns exec "$BOB_NS" sipp -sf "$SCEN/uas-call.xml" -i "$BOB_IP" -p "$UAS_PORT" \
-  "${SIPP_COMMON[@]}" -trace_err -error_file "$WORK/uas.err.log" \
-  >"$WORK/uas.out" 2>&1 </dev/null &
-UAS_PID=$!
-PIDS+=("$UAS_PID")
-sleep 0.5
-kill -0 "$UAS_PID" 2>/dev/null || fail "SIPp UAS (bob) did not start" "$WORK/uas.out" "$WORK/uas.err.log"
+start_uas bob "$BOB_NS" "$BOB_IP" "$UAS_PORT" uas-call.xml uas
+UAS_PID=$STARTED_PID
 
 log "bob: REGISTER sip:bob@$DOMAIN at node 3 ($BOB_IP:$SIP_PORT), Contact $BOB_IP:$UAS_PORT"
 fg_wait ip netns exec "$BOB_NS" sipp "$BOB_IP:$SIP_PORT" -sf "$SCEN/register.xml" -i "$BOB_IP" -p 5071 \
@@ -514,13 +522,9 @@ if [ "$NAT" = 1 ]; then
   esac
 
   log "carol: SIPp UAS on $CAROL_IP:$CAROL_PORT (the port she registered from)"
-  ip netns exec "$HOME_NS" sipp -sf "$SCEN/uas-call.xml" -i "$CAROL_IP" -p "$CAROL_PORT" \
-    "${SIPP_COMMON[@]}" -trace_err -error_file "$WORK/nat-uas.err.log" \
-    -trace_msg -message_file "$WORK/nat-uas.msg" >"$WORK/nat-uas.out" 2>&1 </dev/null &
-  NAT_UAS_PID=$!
-  PIDS+=("$NAT_UAS_PID")
-  sleep 0.5
-  kill -0 "$NAT_UAS_PID" 2>/dev/null || fail "SIPp UAS (carol) did not start" "$WORK/nat-uas.out" "$WORK/nat-uas.err.log"
+  start_uas carol "$HOME_NS" "$CAROL_IP" "$CAROL_PORT" uas-call.xml nat-uas \
+    -trace_msg -message_file "$WORK/nat-uas.msg"
+  NAT_UAS_PID=$STARTED_PID
 
   log "alice: INVITE sip:carol@$DOMAIN via node 1; it must reach carol through the NAT"
   fg_wait ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/uac-call.xml" -i "$ALICE_IP" \
@@ -534,14 +538,8 @@ if [ "$NAT" = 1 ]; then
     "$WORK/nat-uas.err.log" "$WORK/nat-uas.out" "$WORK/node3.err"
 
   log "alice: SIPp UAS on $ALICE_IP:$ALICE_UAS_PORT that answers and hangs up, registered at node 1"
-  ip netns exec "$ALICE_NS" sipp -sf "$SCEN/uas-hangup.xml" -i "$ALICE_IP" -p "$ALICE_UAS_PORT" \
-    "${SIPP_COMMON[@]}" -trace_err -error_file "$WORK/nat-alice-uas.err.log" \
-    >"$WORK/nat-alice-uas.out" 2>&1 </dev/null &
-  NAT_ALICE_PID=$!
-  PIDS+=("$NAT_ALICE_PID")
-  sleep 0.5
-  kill -0 "$NAT_ALICE_PID" 2>/dev/null ||
-    fail "SIPp UAS (alice) did not start" "$WORK/nat-alice-uas.out" "$WORK/nat-alice-uas.err.log"
+  start_uas alice "$ALICE_NS" "$ALICE_IP" "$ALICE_UAS_PORT" uas-hangup.xml nat-alice-uas
+  NAT_ALICE_PID=$STARTED_PID
   fg_wait ip netns exec "$ALICE_NS" sipp "$ALICE_IP:$SIP_PORT" -sf "$SCEN/register.xml" -i "$ALICE_IP" \
     -p $((ALICE_UAS_PORT + 1)) -s alice -set domain "$DOMAIN" -set contact_port "$ALICE_UAS_PORT" \
     "${AUTH_ALICE[@]}" "${SIPP_COMMON[@]}" -trace_err -error_file "$WORK/nat-alice-reg.err.log" \
