@@ -163,6 +163,8 @@ export class OverlayNode {
   private closing: Promise<void> | undefined;
   /** The contacts saved last, as saved (hex ID and address each), to skip unchanged saves. */
   private savedContacts = '';
+  /** Read of the records published before the last stop, done (see republishSaved). */
+  private savedLoaded: Promise<void> = Promise.resolve();
   private closed = false;
 
   private constructor(
@@ -621,10 +623,20 @@ export class OverlayNode {
    * resource (its name claim first), a few resources at a time. Never rejects.
    */
   private async republishSaved(): Promise<void> {
-    const now = this.clock.now();
+    const loading = this.loadSaved();
+    this.savedLoaded = loading.then(() => undefined);
+    const saved = await loading;
+    saved.sort((x, y) => claimRank(x.id) - claimRank(y.id));
+    await this.dht.putAll(saved.map(({ key, value, expiresAt }) => ({ key, value, expiresAt })));
+  }
+
+  /** The saved records still live and not replaced since start, now counted as published. */
+  private async loadSaved(): Promise<
+    { id: string; key: NodeId; value: Uint8Array; expiresAt: number }[]
+  > {
     const saved: { id: string; key: NodeId; value: Uint8Array; expiresAt: number }[] = [];
     try {
-      for (const entry of await this.persistent.loadPublished(now)) {
+      for (const entry of await this.persistent.loadPublished(this.clock.now())) {
         const key = idFromPublishedId(entry.id);
         // Written since start (a new NODE-INFO, a registration): newer than what was saved.
         if (!key || this.published.has(entry.id)) continue;
@@ -633,10 +645,30 @@ export class OverlayNode {
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'cannot read the records published before');
-      return;
     }
-    saved.sort((x, y) => claimRank(x.id) - claimRank(y.id));
-    await this.dht.putAll(saved.map(({ key, value, expiresAt }) => ({ key, value, expiresAt })));
+    return saved;
+  }
+
+  /**
+   * This node's own live record of `kind` for `resource` (in the slot of `dictionaryKey`, for
+   * dictionary kinds): the one it published since start, or the one from before its last stop
+   * that it stores again after a restart (republishSaved). A writer back from a restart can
+   * then tell what the overlay holds of it, instead of writing it all a second time.
+   */
+  async ownRecord(
+    resource: string,
+    kind: number,
+    dictionaryKey?: Uint8Array,
+  ): Promise<StoredRecord | undefined> {
+    await this.savedLoaded;
+    const slot = recordSlot({ kind, ...(dictionaryKey ? { dictionaryKey } : {}) });
+    const own = this.published.get(`${idToHex(resourceId(resource))}/${slot}`);
+    if (!own || own.expiresAt <= this.clock.now()) return undefined;
+    try {
+      return decodeRecord(own.bytes);
+    } catch {
+      return undefined;
+    }
   }
 
   // --- Links ---------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { appendFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KIND_SIP_REGISTRATION } from '@peerbx/overlay-core';
 import { createResponse } from '../src/message/response.js';
 import { serialize } from '../src/message/sip-message.js';
 import type { Binding } from '../src/registrar/binding-store.js';
@@ -182,6 +184,49 @@ describe('bindings across a SipNode restart', () => {
       await caller.response(200, 'INVITE');
     } finally {
       tcp.close();
+      await second.close();
+    }
+  });
+
+  it('does not write again after a restart the registrations the overlay holds from before', async () => {
+    const dataDir = join(tmp.root, 'rewrite-node');
+    const phone = await UdpPhone.open();
+    phones.push(phone);
+    const users = ['rw1', 'rw2', 'rw3'];
+    const first = await startPeer(dataDir, [], {
+      bindingsStore: new FileBindingsStore({ dataDir }),
+    });
+    try {
+      for (const user of users) {
+        assert.equal(
+          await rawRegister(first, user, `sip:${user}@${phone.contact}`),
+          'SIP/2.0 200 OK',
+        );
+      }
+      assert.equal(first.sip.publisher.writes, users.length);
+    } finally {
+      await first.close();
+    }
+    const second = await startPeer(dataDir, [], {
+      bindingsStore: new FileBindingsStore({ dataDir }),
+    });
+    try {
+      const aors = users.map((u) => `sip:${u}@peerbx.local`);
+      // Restores under way are left out of lapsing(); all three listed = all three restored.
+      const restored = () => second.sip.publisher.lapsing(Date.now(), 1e12).length === 3;
+      for (let i = 0; i < 100 && !restored(); i++) await sleep(20);
+      assert.deepEqual(second.sip.publisher.lapsing(Date.now(), 1e12).sort(), aors);
+      assert.equal(
+        second.sip.publisher.writes,
+        0,
+        'the records from before are stored again as they were',
+      );
+      const [record] = await second.overlay.fetch('rw2@peerbx.local', KIND_SIP_REGISTRATION);
+      assert.ok(record && record.value.length > 0, 'rw2 is registered in the overlay');
+      // A second device is news: written.
+      assert.equal(await rawRegister(second, 'rw2', 'sip:rw2@127.0.0.1:9'), 'SIP/2.0 200 OK');
+      assert.equal(second.sip.publisher.writes, 1);
+    } finally {
       await second.close();
     }
   });

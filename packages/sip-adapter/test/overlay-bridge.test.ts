@@ -403,6 +403,29 @@ describe('overlay bridge', () => {
     assert.deepEqual(started, ['g1@peerbx.local', 'g1@peerbx.local', 'q1@peerbx.local']);
   });
 
+  it('after a restart, writes only what its record from before the stop does not cover', async () => {
+    // b's records from "before the restart", written by a publisher the restarted one never saw.
+    const before = new RegistrationPublisher(b, clock);
+    for (const user of ['rs1', 'rs2']) await sync(before, user);
+    const pub = new RegistrationPublisher(b, clock);
+    const phones = (user: string, n: number) =>
+      Array.from({ length: n }, (_, i) => binding(`sip:${user}@10.0.0.${i + 9}`, 3600));
+    const restore = (user: string, n: number) =>
+      pub.restore(`sip:${user}@peerbx.local`, `${user}@peerbx.local`, () => phones(user, n));
+    await restore('rs1', 1); // what the record says: nothing to write
+    assert.equal(pub.writes, 0);
+    await restore('rs2', 2); // a device more than the record has
+    await restore('rs3', 1); // no record of it
+    assert.equal(pub.writes, 2);
+    assert.equal((await new Locator(a, clock).locate('rs2@peerbx.local')).length, 1);
+    // The record from before counts as published: a refresh adding nothing is no news, a
+    // removal writes a tombstone.
+    assert.equal((await sync(pub, 'rs1')).write, false);
+    const gone = await pub.sync('sip:rs1@peerbx.local', 'rs1@peerbx.local', []);
+    assert.equal(gone.reason, 'removed');
+    assert.deepEqual(await new Locator(a, clock).locate('rs1@peerbx.local'), []);
+  });
+
   it('restores after a restart in the background, after REGISTERs, without stale writes', async () => {
     const o = heldOverlay();
     const pub = new RegistrationPublisher(o.access, clock, { maxInFlight: 1, maxWaiting: 1 });

@@ -9,4 +9,14 @@ export interface OverlayAccess {
   publish(params: PublishParams): Promise<{ record: StoredRecord; replicas: number }>;
   fetch(resource: string, kind?: number): Promise<StoredRecord[]>;
   connect(nodeId: NodeId, application: string): Promise<Channel>;
+  /**
+   * This node's own live record of the kind for the resource, in the slot of `dictionaryKey`
+   * (OverlayNode.ownRecord), including one from before a restart; a node without it (an
+   * attached client) leaves it out.
+   */
+  ownRecord?(
+    resource: string,
+    kind: number,
+    dictionaryKey?: Uint8Array,
+  ): Promise<StoredRecord | undefined>;
 }

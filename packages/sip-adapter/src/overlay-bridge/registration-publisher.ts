@@ -9,7 +9,7 @@ import { RegistrarBusyError } from '../errors.js';
 import type { Binding } from '../registrar/binding-store.js';
 import { Admission } from './admission.js';
 import type { OverlayAccess } from './overlay-access.js';
-import { encodeRegistrationValue } from './registration-value.js';
+import { decodeRegistrationValue, encodeRegistrationValue } from './registration-value.js';
 
 /** A removed registration stays visible as a tombstone this long, so caches learn of it. */
 export const TOMBSTONE_LIFETIME_MS = 120_000;
@@ -125,19 +125,23 @@ export class RegistrationPublisher {
   }
 
   /**
-   * After a restart: the AOR's bindings were published before, with an expiry this node no
-   * longer knows. They count as published (a removal then writes a tombstone, the first
-   * refresh extends the record), and a background write, once no REGISTER waits, publishes
-   * whatever the bindings are by then, unless a REGISTER did so first.
+   * After a restart: the AOR's bindings were published before. They count as published (a
+   * removal then writes a tombstone), as the record this node wrote before it stopped, which
+   * the overlay stores again (OverlayNode.ownRecord); without one, as a record that lapses now.
+   * A background write, once no REGISTER waits, then publishes whatever the bindings are by
+   * then if that record does not cover them (see decide), unless a REGISTER did so first.
    */
   async restore(aor: string, resource: string, current: () => readonly Binding[]): Promise<void> {
-    this.published.set(aor, {
+    const unknown: Published = {
       devices: current().length,
       expiresAt: this.clock.now(),
       lifetimeMs: 0,
-    });
+    };
+    this.published.set(aor, unknown);
     this.restoring.add(aor);
     try {
+      const saved = await this.ownRegistration(resource);
+      if (saved && this.published.get(aor) === unknown) this.published.set(aor, saved);
       await this.admission.run(
         () =>
           this.inTurn(aor, async () => {
@@ -200,6 +204,20 @@ export class RegistrationPublisher {
       true,
     );
     return wrote;
+  }
+
+  /** This node's own live registration record of the resource, as published. */
+  private async ownRegistration(resource: string): Promise<Published | undefined> {
+    const record = await this.overlay
+      .ownRecord?.(resource, KIND_SIP_REGISTRATION, this.overlay.nodeId)
+      .catch(() => undefined);
+    if (!record || record.value.length === 0) return undefined;
+    try {
+      const { devices, expiresAt } = decodeRegistrationValue(record.value);
+      return { devices, expiresAt, lifetimeMs: record.lifetimeMs };
+    } catch {
+      return undefined;
+    }
   }
 
   /** Runs `task` after the AOR's previous write ended (whether it succeeded or not). */
