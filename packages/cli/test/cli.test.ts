@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { controlSocketPath } from '../src/control/protocol.js';
+import { controlSocketPath, type StatusView } from '../src/control/protocol.js';
+import { formatStatus } from '../src/format/views.js';
 import { peerbx, StartedNode, startArgs, tempDir } from './helpers.js';
 
 const oneErrorLine = (stderr: string) => {
@@ -96,6 +97,50 @@ describe('two running nodes', () => {
     assert.equal(after.refused.sip.notSip, 1);
     const again = await peerbx(['status', '--data-dir', b.dataDir]);
     assert.match(again.stdout, /refused\s+1 datagrams or streams that were not SIP/);
+    assert.match(again.stdout, /registered\s+-\n/);
+    assert.match(again.stdout, /overlay writes\s+0 registrations written since start\n/);
+  });
+
+  test('status names the users registered here and counts the overlay writes', async () => {
+    const sock = createSocket('udp4');
+    await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
+    const at = b.ready.sip.lastIndexOf(':');
+    const port = Number(b.ready.sip.slice(at + 1));
+    const register = (contact: string) =>
+      new Promise<string>((resolve) => {
+        sock.once('message', (m) => resolve(m.toString().split('\r\n')[0] ?? ''));
+        const callId = `st-${contact}`;
+        sock.send(
+          [
+            `REGISTER sip:127.0.0.1:${port} SIP/2.0`,
+            `Via: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bK${callId};rport`,
+            'From: <sip:stella@peerbx.local>;tag=1',
+            'To: <sip:stella@peerbx.local>',
+            `Call-ID: ${callId}`,
+            'CSeq: 1 REGISTER',
+            `Contact: <sip:stella@${contact}>`,
+            'Expires: 600',
+            'Content-Length: 0',
+            '',
+            '',
+          ].join('\r\n'),
+          port,
+          '127.0.0.1',
+        );
+      });
+    try {
+      assert.equal(await register('127.0.0.1:9'), 'SIP/2.0 200 OK');
+      assert.equal(await register('127.0.0.1:10'), 'SIP/2.0 200 OK');
+    } finally {
+      sock.close();
+    }
+    const text = await peerbx(['status', '--data-dir', b.dataDir]);
+    assert.match(text.stdout, /registered\s+stella@peerbx\.local \(2 devices\)\n/);
+    assert.match(text.stdout, /overlay writes\s+2 registrations written since start\n/);
+    const s = JSON.parse((await peerbx(['status', '--data-dir', b.dataDir, '--json'])).stdout);
+    assert.deepEqual(s.registeredAors, ['sip:stella@peerbx.local']);
+    assert.equal(s.registeredDevices, 2);
+    assert.deepEqual(s.registrationWrites, { done: 2, inFlight: 0, waiting: 0, background: 0 });
   });
 
   test("a node of another configuration is told to join with the overlay's own", async () => {
@@ -436,5 +481,56 @@ describe('lifecycle', () => {
     const node = await StartedNode.start(dir);
     assert.equal(node.ready.node, init.nodeId);
     await node.stop();
+  });
+});
+
+describe('status table', () => {
+  const view = (users: number): StatusView => ({
+    version: '0',
+    pid: 1,
+    uptimeS: 1,
+    nodeId: 'ab'.repeat(32),
+    overlayName: 'peerbx',
+    enrollment: 'open',
+    domain: 'peerbx.local',
+    dataDir: '/d',
+    overlay: '127.0.0.1:7400',
+    stream: '127.0.0.1:7400',
+    sip: { udp: '127.0.0.1:5060', tcp: '127.0.0.1:5060' },
+    routingTable: { contacts: 2, buckets: 1, isolated: false },
+    records: { total: 0, byKind: {} },
+    links: 0,
+    registeredAors: Array.from({ length: users }, (_, i) => `sip:u${i}@peerbx.local`),
+    registeredDevices: users,
+    registrationWrites: { done: users, inFlight: 3, waiting: 5, background: 2 },
+    proxy: { forwarded: 0, acksForwarded: 0, locationRechecks: 0, lateBranches: 0 },
+    refused: {
+      overlay: { malformed: 0, byReason: {}, unmatched: 0 },
+      sip: {
+        notSip: 0,
+        badRequestsAnswered: 0,
+        malformedDropped: 0,
+        versionRejected: 0,
+        strayResponsesDropped: 0,
+        registrarBusy: 0,
+        locatorBusy: 0,
+        overloaded: 0,
+        transactionsFull: 0,
+      },
+    },
+  });
+
+  test('names a few of many users, counts the rest, and shows pending writes', () => {
+    const text = formatStatus(view(5000));
+    assert.ok(text.length < 2000, `${text.length} characters`);
+    assert.match(
+      text,
+      /registered\s+5000 users, 5000 devices: u0@peerbx\.local, u1@peerbx\.local, .*u9@peerbx\.local and 4990 more \(--json lists all\)\n/,
+    );
+    assert.match(
+      text,
+      /overlay writes\s+5000 registrations written since start; 3 under way, 7 waiting\n/,
+    );
+    assert.match(formatStatus(view(1)), /registered\s+u0@peerbx\.local \(1 device\)\n/);
   });
 });

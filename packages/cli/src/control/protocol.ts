@@ -35,7 +35,11 @@ export interface StatusView {
   routingTable: { contacts: number; buckets: number; isolated: boolean };
   records: { total: number; byKind: Record<string, number> };
   links: number;
+  /** Every user with a live binding at this node (AOR), and their devices in all. */
   registeredAors: string[];
+  registeredDevices: number;
+  /** This node's writes of registrations to the overlay: done since start, and pending now. */
+  registrationWrites: { done: number; inFlight: number; waiting: number; background: number };
   proxy: {
     forwarded: number;
     acksForwarded: number;

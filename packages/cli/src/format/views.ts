@@ -17,7 +17,8 @@ export function formatStatus(s: StatusView): string {
       `${s.routingTable.contacts} in ${s.routingTable.buckets} buckets, ${s.links} links${s.routingTable.isolated ? ' (lost touch with every peer: rejoining)' : ''}`,
     ],
     ['records', `${s.records.total}${kinds ? ` (${kinds})` : ''}`],
-    ['registered', s.registeredAors.length > 0 ? s.registeredAors.join(', ') : '-'],
+    ['registered', registered(s)],
+    ['overlay writes', writes(s.registrationWrites)],
     [
       'proxied',
       `${s.proxy.forwarded} requests, ${s.proxy.acksForwarded} ACKs; ${s.proxy.locationRechecks} location rechecks added ${s.proxy.lateBranches} branches`,
@@ -28,6 +29,28 @@ export function formatStatus(s: StatusView): string {
     ['data dir', s.dataDir],
     ['version', s.version],
   ]);
+}
+
+/** Users named in the status table at most; `--json` lists them all. */
+export const STATUS_USERS_SHOWN = 10;
+
+/** "-", or the users registered here (the first few of many) and their devices. */
+function registered(s: StatusView): string {
+  const n = s.registeredAors.length;
+  if (n === 0) return '-';
+  const devices = `${s.registeredDevices} device${s.registeredDevices === 1 ? '' : 's'}`;
+  const names = s.registeredAors
+    .slice(0, STATUS_USERS_SHOWN)
+    .map((aor) => aor.replace(/^sip:/, ''));
+  if (n <= STATUS_USERS_SHOWN) return `${names.join(', ')} (${devices})`;
+  return `${n} users, ${devices}: ${names.join(', ')} and ${n - STATUS_USERS_SHOWN} more (--json lists all)`;
+}
+
+/** Registration writes to the overlay since start, and those pending. */
+function writes(w: StatusView['registrationWrites']): string {
+  const waiting = w.waiting + w.background;
+  const pending = w.inFlight + waiting > 0 ? `; ${w.inFlight} under way, ${waiting} waiting` : '';
+  return `${w.done} registration${w.done === 1 ? '' : 's'} written since start${pending}`;
 }
 
 /** "none", or each non-zero count of what was refused or dropped, with why. */

@@ -215,9 +215,8 @@ async function controlOp(
         routingTable: s.routingTable,
         records: s.records,
         links: s.links,
-        registeredAors: sip.bindings
-          .aors()
-          .filter((aor) => sip.bindings.lookup(aor, now).length > 0),
+        ...registered(sip, now),
+        registrationWrites: { done: sip.publisher.writes, ...sip.publisher.pending },
         proxy: {
           forwarded: sip.proxy.stats.forwarded,
           acksForwarded: sip.proxy.stats.acksForwarded,
@@ -342,4 +341,17 @@ function parseNodeId(text: string) {
 function notSip(t: SipTransportStats): number {
   const sum = (o: object) => Object.values(o).reduce((a: number, n) => a + Number(n), 0);
   return sum(t.malformed) + sum(t.unframeable);
+}
+
+/** The users with a live binding at this node, and their devices in all. */
+function registered(sip: SipNode, now: number) {
+  const registeredAors: string[] = [];
+  let registeredDevices = 0;
+  for (const aor of sip.bindings.aors()) {
+    const devices = sip.bindings.lookup(aor, now).length;
+    if (devices === 0) continue;
+    registeredAors.push(aor);
+    registeredDevices += devices;
+  }
+  return { registeredAors, registeredDevices };
 }
