@@ -662,7 +662,22 @@ export class OverlayNode {
   ): Promise<StoredRecord | undefined> {
     await this.savedLoaded;
     const slot = recordSlot({ kind, ...(dictionaryKey ? { dictionaryKey } : {}) });
-    const own = this.published.get(`${idToHex(resourceId(resource))}/${slot}`);
+    return this.liveOwn(this.published.get(`${idToHex(resourceId(resource))}/${slot}`));
+  }
+
+  /** Every such record (see ownRecord) of `kind` in the slot of `dictionaryKey`, any resource. */
+  async ownRecords(kind: number, dictionaryKey?: Uint8Array): Promise<StoredRecord[]> {
+    await this.savedLoaded;
+    const slot = `/${recordSlot({ kind, ...(dictionaryKey ? { dictionaryKey } : {}) })}`;
+    const out: StoredRecord[] = [];
+    for (const [id, own] of this.published) {
+      const record = id.endsWith(slot) ? this.liveOwn(own) : undefined;
+      if (record) out.push(record);
+    }
+    return out;
+  }
+
+  private liveOwn(own: { bytes: Uint8Array; expiresAt: number } | undefined) {
     if (!own || own.expiresAt <= this.clock.now()) return undefined;
     try {
       return decodeRecord(own.bytes);

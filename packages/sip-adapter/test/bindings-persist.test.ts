@@ -231,6 +231,46 @@ describe('bindings across a SipNode restart', () => {
     }
   });
 
+  it('tells the overlay after a restart of devices that left before it could be told', async () => {
+    const dataDir = join(tmp.root, 'removal-node');
+    const phone = await UdpPhone.open();
+    phones.push(phone);
+    const first = await startPeer(dataDir, [], {
+      bindingsStore: new FileBindingsStore({ dataDir }),
+    });
+    try {
+      for (const user of ['gone', 'kept']) {
+        assert.equal(
+          await rawRegister(first, user, `sip:${user}@${phone.contact}`),
+          'SIP/2.0 200 OK',
+        );
+      }
+    } finally {
+      await first.close();
+    }
+    // What a node keeps when a phone unregistered while the overlay could not be told (or it
+    // stopped right after): the binding gone from its data directory, the record still out.
+    const store = new FileBindingsStore({ dataDir });
+    await store.load();
+    await store.save('sip:gone@peerbx.local', []);
+    await store.close();
+    const second = await startPeer(dataDir, [], {
+      bindingsStore: new FileBindingsStore({ dataDir }),
+    });
+    try {
+      const registered = async (user: string) =>
+        (await second.overlay.fetch(`${user}@peerbx.local`, KIND_SIP_REGISTRATION)).some(
+          (r) => r.value.length > 0,
+        );
+      for (let i = 0; i < 100 && (await registered('gone')); i++) await sleep(20);
+      assert.equal(await registered('gone'), false, 'a tombstone replaced the record');
+      assert.equal(await registered('kept'), true);
+      assert.equal(second.sip.publisher.writes, 1, 'the tombstone, nothing for kept');
+    } finally {
+      await second.close();
+    }
+  });
+
   it('restores a UDP binding from the data directory, and an INVITE reaches the phone', async () => {
     const dataDir = join(tmp.root, 'node');
     const callee = await UdpPhone.open();

@@ -136,7 +136,7 @@ function overlayStartError(err: unknown, at: ListenAddress, bootstrap: string[])
     if (err.code === 'ERR_UNREACHABLE' && /configuration mismatch/.test(err.message))
       return new CliError(
         'ERR_CONFIG',
-        `the node at ${bootstrap.join(', ')} is in an overlay with another configuration (domain, enrolment or kinds differ); join with that overlay's own: copy overlay.json from that node's data directory and start with --overlay-config FILE, without --domain`,
+        `the node at ${bootstrap.join(', ')} is in an overlay with another configuration (its name, domain, enrolment, authority key, puzzle, DHT settings or kinds differ from this node's); join with that overlay's own: copy overlay.json from that node's data directory and start with --overlay-config FILE, without --domain`,
         { cause: err },
       );
     if (err.code === 'ERR_UNREACHABLE')

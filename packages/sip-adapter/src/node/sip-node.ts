@@ -3,7 +3,13 @@
 // Every inbound message is parsed here once; what does not parse is answered 400 or dropped.
 
 import { type Clock, idToHex, systemClock, type TimerHandle } from '@peerbx/dht-kademlia';
-import { type Channel, type Logger, silentLogger } from '@peerbx/overlay-core';
+import {
+  type Channel,
+  KIND_SIP_REGISTRATION,
+  type Logger,
+  type StoredRecord,
+  silentLogger,
+} from '@peerbx/overlay-core';
 import { DigestAuthenticator, type SipUsers } from '../auth/authenticator.js';
 import { type AuthMode, authRequired } from '../auth/policy.js';
 import { SipParseError } from '../errors.js';
@@ -279,6 +285,7 @@ export class SipNode implements TransactionUser {
     });
     this.clock = clock;
     if (restored.length > 0) this.restoreBindings(restored, clock.now());
+    void this.restoreRemovals();
     this.sweepMs = Math.max(10, options.bindingSweepMs ?? BINDING_SWEEP_MS);
     this.scheduleSweep();
   }
@@ -459,6 +466,29 @@ export class SipNode implements TransactionUser {
       });
     }
     this.log.info({ bindings: restored.length }, 'bindings restored');
+  }
+
+  /**
+   * Users whose devices here all left while the overlay could not be told (see
+   * RegisterHandler.handle), or just before the node stopped: the record from before, which
+   * the overlay stores again, still names devices here. A tombstone is written for each, in
+   * the background, unless a REGISTER came first.
+   */
+  private async restoreRemovals(): Promise<void> {
+    let records: StoredRecord[];
+    try {
+      records = (await this.overlay.ownRecords?.(KIND_SIP_REGISTRATION, this.overlay.nodeId)) ?? [];
+    } catch {
+      return;
+    }
+    for (const record of records) {
+      const aor = `sip:${record.resource}`;
+      const current = () => this.bindings.lookup(aor, this.clock.now());
+      if (this.closed || record.value.length === 0 || current().length > 0) continue;
+      this.publisher.restore(aor, record.resource, current).catch((err: unknown) => {
+        this.log.warn({ aor, err: (err as Error).message }, 'removal not published');
+      });
+    }
   }
 
   // --- inbound and outbound ----------------------------------------------------------------------

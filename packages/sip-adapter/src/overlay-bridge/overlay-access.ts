@@ -19,4 +19,6 @@ export interface OverlayAccess {
     kind: number,
     dictionaryKey?: Uint8Array,
   ): Promise<StoredRecord | undefined>;
+  /** All of them, whatever the resource (OverlayNode.ownRecords). */
+  ownRecords?(kind: number, dictionaryKey?: Uint8Array): Promise<StoredRecord[]>;
 }
