@@ -480,6 +480,65 @@ describe('stateful proxy', () => {
   });
 });
 
+describe('a node that stops or dies while a call rings', () => {
+  const bed = new TestBed('peerbx-proxy-stop-');
+  const phone = () => bed.phone();
+
+  before(async () => {
+    await bed.startPeer('founder');
+  });
+
+  after(() => bed.close());
+
+  /** A caller at one new node calling `user`, registered at another, whose phone rings. */
+  async function ringing(user: string) {
+    const callerNode = await bed.startPeer(`${user}-caller-node`);
+    const calleeNode = await bed.startPeer(`${user}-callee-node`);
+    const caller = await phone();
+    const callee = await phone();
+    const at = `sip:${user}@${callee.contact}`;
+    assert.equal(await rawRegister(calleeNode, user, at), 'SIP/2.0 200 OK');
+    caller.send(request('INVITE', `sip:${user}@peerbx.local`, caller).text, callerNode.port);
+    const invite = await callee.request('INVITE');
+    callee.answer(invite, 180, calleeNode.port, user);
+    await caller.response(180, 'INVITE');
+    return { callerNode, calleeNode, caller, callee, invite };
+  }
+
+  it("answers the caller 503 and cancels the callee when the caller's node stops", async () => {
+    const r = await ringing('jay');
+    // As `peerbx start` stops on SIGTERM: the SIP side first, then it leaves the overlay.
+    await r.callerNode.sip.close();
+    await r.callerNode.overlay.leave();
+    const refused = await r.caller.response(503, 'INVITE');
+    assert.match((refused as SipResponse).reason, /shutting down/);
+    const cancel = await r.callee.request('CANCEL');
+    assert.equal(cancel.callId, r.invite.callId);
+  });
+
+  it("cancels its ringing phone and answers the caller 480 when the callee's node stops", async () => {
+    const r = await ringing('kay');
+    await r.calleeNode.sip.close();
+    await r.calleeNode.overlay.leave();
+    const cancel = await r.callee.request('CANCEL');
+    assert.equal(cancel.callId, r.invite.callId);
+    const refused = await r.caller.response(480, 'INVITE');
+    assert.match((refused as SipResponse).reason, /shutting down/);
+  });
+
+  it("cancels a ringing phone once the caller's node is gone (its channel closed)", async () => {
+    const r = await ringing('ivy');
+    // The caller's node dies as far as the overlay can tell: its links close, nothing is sent.
+    await r.callerNode.overlay.close();
+    const cancel = await r.callee.request('CANCEL');
+    assert.equal(cancel.callId, r.invite.callId);
+    r.callee.answer(cancel, 200, r.calleeNode.port, 'ivy');
+    r.callee.answer(r.invite, 487, r.calleeNode.port, 'ivy');
+    await r.callee.request('ACK', 'ACK for 487');
+    await r.callerNode.close();
+  });
+});
+
 describe('a node listening on every interface (0.0.0.0)', () => {
   const bed = new TestBed('peerbx-anyif-');
   let n: PeerNode;

@@ -220,7 +220,7 @@ export class SipNode implements TransactionUser {
     this.flows = new OverlayFlows({
       connect: (id, app) => options.overlay.connect(id, app),
       onMessage: (data, source) => this.inbound(data, source),
-      onClosed: (id) => this.transactions.flowClosed(id),
+      onClosed: (id) => this.flowGone(id),
       logger: this.log,
       now: () => clock.now(),
     });
@@ -268,12 +268,12 @@ export class SipNode implements TransactionUser {
     // gets TCP_ANSWER_GRACE_MS to do so.
     transports.on('flow-closed', ({ connectionId, transport }) => {
       if (transport === 'ws') {
-        this.transactions.flowClosed(connectionId);
+        this.flowGone(connectionId);
         return;
       }
       const grace = clock.setTimeout(() => {
         this.graceTimers.delete(grace);
-        this.transactions.flowClosed(connectionId);
+        this.flowGone(connectionId);
       }, options.tcpAnswerGraceMs ?? TCP_ANSWER_GRACE_MS);
       this.graceTimers.add(grace);
     });
@@ -302,7 +302,10 @@ export class SipNode implements TransactionUser {
       if (this.closed) return;
       try {
         this.registrar.sweep();
-        for (const id of this.transactions.awaitedFlows()) this.flows.probe(id);
+        // Callers' nodes too: one that died silently never closes its channel.
+        const awaited = this.transactions.awaitedFlows();
+        for (const id of this.proxy.upstreamFlows()) if (this.flows.has(id)) awaited.add(id);
+        for (const id of awaited) this.flows.probe(id);
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'binding sweep failed');
       }
@@ -331,9 +334,18 @@ export class SipNode implements TransactionUser {
     return this.transports.addresses;
   }
 
+  /** A connection closed for good: what waited on it ends, what came over it is cancelled. */
+  private flowGone(connectionId: string): void {
+    this.transactions.flowClosed(connectionId);
+    this.proxy.upstreamClosed(connectionId);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Calls being set up end here, not at the phones' timeouts: their callers get 503 and
+    // their callees a CANCEL, sent before the sockets close (UDP sends leave on a later tick).
+    if (this.proxy.shutdown() > 0) await new Promise((resolve) => setTimeout(resolve, 50));
     if (this.sweepTimer) this.clock.clearTimeout(this.sweepTimer);
     for (const t of this.graceTimers) this.clock.clearTimeout(t);
     this.graceTimers.clear();

@@ -195,6 +195,44 @@ export class StatefulProxy {
     );
   }
 
+  /**
+   * The connection requests came over has closed (the caller's node died or left, a browser
+   * phone went away): nobody is left to answer, so the phones their INVITEs still ring are
+   * sent CANCEL (§16.10), not left ringing until they give up by themselves.
+   */
+  upstreamClosed(connectionId: string): void {
+    for (const ctx of this.contexts.values()) {
+      if (ctx.upstream === connectionId && !ctx.decided) ctx.cancelAll();
+    }
+  }
+
+  /** The connections of callers whose INVITE still waits for its final response. */
+  upstreamFlows(): Set<string> {
+    const flows = new Set<string>();
+    for (const ctx of this.contexts.values()) {
+      if (ctx.upstream !== undefined && !ctx.finalSent) flows.add(ctx.upstream);
+    }
+    return flows;
+  }
+
+  /**
+   * The node is stopping: every request still under way is answered and its ringing branches
+   * cancelled, while the transports can still carry both: 503 to its own phones (their proxy
+   * is going), 480 to other nodes (the callee is, for now). Then `close`.
+   */
+  shutdown(): number {
+    let aborted = 0;
+    for (const ctx of this.contexts.values()) {
+      if (ctx.closed) continue;
+      if (ctx.upstream !== undefined && this.c.overlayPeer(ctx.upstream) !== undefined) {
+        ctx.abort(480, "Temporarily Unavailable (callee's node shutting down)");
+      } else ctx.abort(503, 'Service Unavailable (node shutting down)');
+      aborted++;
+    }
+    this.contexts.clear();
+    return aborted;
+  }
+
   /** Stops every Timer C and location recheck, and closes every context (the node is closing). */
   close(): void {
     for (const ctx of this.contexts.values()) ctx.dispose();
@@ -237,6 +275,7 @@ export class StatefulProxy {
       clock: this.c.clock,
       timerCMs: this.c.timerCMs ?? TIMER_C_MS,
       done: (x) => this.contexts.delete(x.server),
+      ...(source.connectionId === undefined ? {} : { upstream: source.connectionId }),
     });
     this.contexts.set(tx, ctx);
 

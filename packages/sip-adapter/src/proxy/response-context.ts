@@ -67,6 +67,8 @@ export interface ResponseContextOptions {
   silenceMs?: { waiting: number; cancelled: number };
   /** Called once the context has sent its final response (or the last 2xx went through). */
   done: (ctx: ResponseContext) => void;
+  /** The connection the request came over (a phone's TCP/WS flow, another node's channel). */
+  upstream?: string;
 }
 
 /**
@@ -322,6 +324,26 @@ export class ResponseContext {
     this.canceled = true;
     for (const b of this.branches) this.cancelBranch(b, reasons);
     this.maybeFinish();
+  }
+
+  /** The connection the request came over, if any (ResponseContextOptions.upstream). */
+  get upstream(): string | undefined {
+    return this.options.upstream;
+  }
+
+  /**
+   * The node is closing: ringing branches are cancelled, and the caller gets `status` now
+   * instead of an answer that would never come.
+   */
+  abort(status: number, reason: string): void {
+    if (this.closed) return;
+    this.canceled = true;
+    for (const b of this.branches) this.cancelBranch(b, []);
+    if (!this.finalSent) {
+      this.finalSent = true;
+      this.server.respond(createResponse(this.request, status, { reason }));
+    }
+    this.dispose();
   }
 
   /** Stops the context's timers and its hold, and closes it (the proxy closing, or done). */
