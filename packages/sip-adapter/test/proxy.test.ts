@@ -418,6 +418,28 @@ describe('stateful proxy', () => {
     assert.equal(again.via.length, 1);
   });
 
+  it('sends no 408 for a MESSAGE nobody answered (RFC 4320 §4.2), and forgets it', async () => {
+    // T1 = 10 ms: Timer F (64 x T1) ends the branch to the silent phone after 640 ms.
+    const n = await bed.startPeer('quick-timers', { timers: { T1: 10 } });
+    const caller = await phone();
+    const mute = await phone();
+    assert.equal(await rawRegister(n, 'mute', `sip:mute@${mute.contact}`), 'SIP/2.0 200 OK');
+    const states = () => ({ ...n.sip.transactions.stats.states['non-invite-server'] });
+    await new Promise((resolve) => setTimeout(resolve, 800)); // the REGISTER's Timer J
+    const before = states();
+    caller.send(request('MESSAGE', 'sip:mute@peerbx.local', caller).text, n.port);
+    await mute.request('MESSAGE');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.deepEqual(
+      caller.received.filter((m) => m.kind === 'response').map((m) => (m as SipResponse).status),
+      [],
+      'no final answer, no 408',
+    );
+    const after = states();
+    assert.equal((after.Terminated ?? 0) - (before.Terminated ?? 0), 1, 'the MESSAGE ended');
+    assert.equal((after.Completed ?? 0) - (before.Completed ?? 0), 0, 'without a response');
+  });
+
   it('answers 408 when Timer C fires before any final answer, cancelling the branch', async () => {
     const caller = await phone();
     const d = await phone();

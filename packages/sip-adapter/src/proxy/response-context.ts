@@ -458,7 +458,10 @@ export class ResponseContext {
     this.dispose(); // closed from here on
     if (!this.finalSent) {
       this.finalSent = true;
-      this.server.respond(this.chooseFinal());
+      const final = this.chooseFinal();
+      // RFC 4320 §4.2: no 408 to a non-INVITE request; its sender times out by itself.
+      if (final.status === 408 && this.server.kind === 'non-invite-server') this.server.abandon();
+      else this.server.respond(final);
     }
     this.options.done(this);
     this.release();

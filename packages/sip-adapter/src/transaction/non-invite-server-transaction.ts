@@ -71,6 +71,15 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerTrans
     return true;
   }
 
+  /**
+   * Ends the transaction without a final response: RFC 4320 §4.2 forbids a 408 to a
+   * non-INVITE request, so a proxy whose branches all timed out sends nothing, and the
+   * requester's own Timer F ends its side. Retransmissions then reach the TU as new requests.
+   */
+  abandon(): void {
+    if (this.state === 'Trying' || this.state === 'Proceeding') this.transition('Terminated');
+  }
+
   /** Timer J fired while the transaction layer held the Completed state (see CompletedHandOver). */
   expire(): void {
     if (this.state === 'Completed') this.transition('Terminated');
