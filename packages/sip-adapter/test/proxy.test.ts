@@ -3,8 +3,10 @@
 // loop detection, parallel forking with the other branch cancelled, Timer C, overlay down.
 
 import assert from 'node:assert/strict';
+import { chmodSync, copyFileSync, mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { OverlayError } from '@peerbx/overlay-core';
 import { createResponse } from '../src/message/response.js';
@@ -416,6 +418,27 @@ describe('stateful proxy', () => {
     assert.equal(again.callId, call.callId);
     assert.deepEqual(again.via, first.via, "the caller's own Via, restored at each node");
     assert.equal(again.via.length, 1);
+  });
+
+  it("delivers a MESSAGE to the callee's devices at other nodes too, not only to the one here", async () => {
+    const here = await phone();
+    const there = await phone();
+    const caller = await phone();
+    assert.equal(await rawRegister(b, 'nina', `sip:nina@${there.contact}`), 'SIP/2.0 200 OK');
+    // Her key, copied to node a as README says, lets her register there too.
+    const keys = join(bed.root, 'a', 'users');
+    mkdirSync(keys, { recursive: true });
+    copyFileSync(join(bed.root, 'b', 'users', 'nina.key'), join(keys, 'nina.key'));
+    chmodSync(join(keys, 'nina.key'), 0o600);
+    assert.equal(await rawRegister(a, 'nina', `sip:nina@${here.contact}`), 'SIP/2.0 200 OK');
+    assert.equal(a.sip.locator.isCached('nina@peerbx.local'), false);
+    caller.send(request('MESSAGE', 'sip:nina@peerbx.local', caller).text, a.port);
+    const atA = await here.request('MESSAGE');
+    here.answer(atA, 200, a.port, 'here');
+    const atB = await there.request('MESSAGE');
+    assert.equal(atB.callId, atA.callId);
+    there.answer(atB, 200, b.port, 'there');
+    await caller.response(200, 'MESSAGE');
   });
 
   it('sends no 408 for a MESSAGE nobody answered (RFC 4320 §4.2), and forgets it', async () => {

@@ -323,7 +323,14 @@ export class StatefulProxy {
     const local = this.c.bindings
       .lookup(aor, this.c.clock.now())
       .filter((b) => this.bindingReachable(b));
-    if (!fromPeer && local.length > 0 && !this.c.locator.isCached(resource)) {
+    // Only a call rings here first: a MESSAGE (or any non-INVITE) a phone here answers at once
+    // would be done before the callee's devices at other nodes got it.
+    if (
+      request.method === 'INVITE' &&
+      !fromPeer &&
+      local.length > 0 &&
+      !this.c.locator.isCached(resource)
+    ) {
       this.forkLocalFirst(ctx, request, resource, local, source);
       return;
     }
@@ -782,7 +789,7 @@ export class StatefulProxy {
     void withTimeout(flow, this.c.nodeConnectTimeoutMs ?? NODE_CONNECT_TIMEOUT_MS, 'channel').then(
       (connectionId) => {
         // Decided while the channel opened (a 2xx, a 6xx, a CANCEL): the branch never starts.
-        if (ctx.decided) ctx.fail(branch, 487);
+        if (ctx.shut) ctx.fail(branch, 487);
         else ctx.start(branch, { connectionId });
       },
       (err: unknown) => {

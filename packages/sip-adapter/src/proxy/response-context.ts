@@ -296,6 +296,15 @@ export class ResponseContext {
   }
 
   /**
+   * True once a branch decided on may no longer start: `decided` for an INVITE; for other
+   * requests only once cancelled or closed, since a MESSAGE another device took first still
+   * goes to every device it was forked to (its answer is not passed on).
+   */
+  get shut(): boolean {
+    return this.isInvite ? this.decided : this.canceled || this.closed;
+  }
+
+  /**
    * Keeps the context from answering, sealed or not, while the proxy may still add branches
    * (the callee's location asked again). `wake` is told once: after `wakeAfterMs` if given, or
    * sooner when every branch so far has ended (the answer would be due now). The proxy adds
