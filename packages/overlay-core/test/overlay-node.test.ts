@@ -965,3 +965,37 @@ describe('a node that lost every peer', () => {
     }
   });
 });
+
+describe('a node back at its address right after a graceful leave', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-back-'));
+  const nodes: OverlayNode[] = [];
+
+  before(() => startFour(root, nodes));
+  after(() => closeAll(root, nodes));
+
+  it('is reachable at once by a node that took its leave notice', async () => {
+    const c = nodes[2]!;
+    const d = nodes[3]!;
+    const at = (a: string) => {
+      const i = a.lastIndexOf(':');
+      return { host: a.slice(0, i), port: Number(a.slice(i + 1)) };
+    };
+    const udp = at(c.udpAddress);
+    const stream = at(c.stats().stream);
+    await c.leave();
+    assert.equal(d.dht.table.has(c.nodeId), false, 'd dropped c on its LEAVE');
+    const again = await OverlayNode.start({
+      dataDir: join(root, 'c'),
+      config: config(),
+      bootstrap: [nodes[0]!.udpAddress],
+      udp,
+      stream,
+    });
+    nodes[2] = again;
+    again.links.handle('probe', () => undefined);
+    // As a call to one of its users does as soon as it is ready: its stream address, found.
+    assert.equal(await d.resolveStreamAddress(again.nodeId), again.stats().stream);
+    const channel = await d.connect(again.nodeId, 'probe');
+    channel.close();
+  });
+});
