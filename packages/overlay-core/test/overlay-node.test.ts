@@ -644,8 +644,15 @@ describe('client role', () => {
       results.filter((r) => !limited(r)).length >= MAX_CLIENT_REQUESTS_IN_FLIGHT,
       `as many as the limit were served: ${results.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as Error).message)).join('; ')}`,
     );
-    // Once the answers are in, the client is served again.
-    assert.deepEqual(await client.fetch('nobody@peerbx.local'), []);
+    // Once the answers are in, the client is served again: answered, or (a machine loaded
+    // enough that the burst's own lookups timed out and the peer dropped its contacts) told
+    // the overlay is out of reach, never refused for the limit.
+    const again = await client.fetch('nobody@peerbx.local').catch((e: unknown) => e);
+    if (Array.isArray(again)) assert.deepEqual(again, []);
+    else {
+      assert.ok(again instanceof OverlayError, String(again));
+      assert.equal(again.code, 'ERR_UNREACHABLE', again.message);
+    }
   });
 
   it('is never put in a routing table', () => {

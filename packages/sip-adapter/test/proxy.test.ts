@@ -431,6 +431,8 @@ describe('stateful proxy', () => {
     copyFileSync(join(bed.root, 'b', 'users', 'nina.key'), join(keys, 'nina.key'));
     chmodSync(join(keys, 'nina.key'), 0o600);
     assert.equal(await rawRegister(a, 'nina', `sip:nina@${here.contact}`), 'SIP/2.0 200 OK');
+    // Node a has not looked her up (as after a restart, or once its cache ran out).
+    a.sip.locator.invalidate('nina@peerbx.local');
     assert.equal(a.sip.locator.isCached('nina@peerbx.local'), false);
     caller.send(request('MESSAGE', 'sip:nina@peerbx.local', caller).text, a.port);
     const atA = await here.request('MESSAGE');

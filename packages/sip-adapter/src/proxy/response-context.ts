@@ -149,7 +149,6 @@ class BranchSink implements BranchUser {
   }
 }
 
-/** §16.7 step 6 ranking: any 6xx first, then the lowest class; earlier beats later at a tie. */
 /** §16.7 step 6: the 4xx a proxy prefers, as the caller can act on them (credentials, ...). */
 const PREFERRED_4XX = new Set([401, 407, 415, 420, 484]);
 

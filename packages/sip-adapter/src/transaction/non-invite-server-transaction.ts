@@ -43,12 +43,12 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerTrans
     if (this.state === 'Proceeding' && this.lastProvisional) this.resend(this.lastProvisional);
   }
 
-  /** A response from the TU. False (and dropped) once a final response was sent. */
   /** A refusal before anything was done for the request: sent once anyway (no Timer G here). */
   refuse(response: SipResponse): boolean {
     return this.respond(response);
   }
 
+  /** A response from the TU. False (and dropped) once a final response was sent. */
   respond(response: SipResponse): boolean {
     if (this.state !== 'Trying' && this.state !== 'Proceeding') return false;
     const sent = this.send(response);

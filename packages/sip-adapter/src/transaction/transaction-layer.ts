@@ -549,7 +549,6 @@ export class TransactionLayer {
     }, ms);
   }
 
-  /** Timer J for every held Completed state that is due; re-armed for the next one. */
   /** Timer J of a Completed entry fired (or the entry made room for a newer one). */
   private endCompleted(entry: CompletedEntry): void {
     if (this.completed.get(entry.key) === entry) this.completed.delete(entry.key);
@@ -562,6 +561,7 @@ export class TransactionLayer {
     }
   }
 
+  /** Timer J for every held Completed state that is due; re-armed for the next one. */
   private expireCompleted(): void {
     const now = this.clock.now();
     const queue = this.completedQueue;
