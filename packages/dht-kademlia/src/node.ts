@@ -1327,7 +1327,7 @@ export class KademliaNode {
     if (!listed || listed.address !== sender.address) return;
     this.table.remove(sender.id);
     this.rtt.left(pathKey(listed), this.clock.now());
-    this.lost(listed);
+    this.lost(listed, true);
   }
 
   /** Puts a contact first among those to rejoin through (at most MAX_REJOIN_ADDRESSES). */
@@ -1338,8 +1338,14 @@ export class KademliaNode {
     if (this.dropped.length > MAX_REJOIN_ADDRESSES) this.dropped.pop();
   }
 
-  /** A contact the table dropped: kept for rejoin and for the next replication check. */
-  private lost(listed: Contact): void {
+  /**
+   * A contact the table dropped: kept for rejoin and for the next replication check. The last
+   * one gone, the node tries to rejoin at once, unless that one said it leaves (`left`): the
+   * others are gone then, not out of reach, so the node is alone (it serves what it holds, as a
+   * founder does) and tries again at the upkeep checks. A PING now would reach the leaver
+   * while it still tells the others, and bring it back into the table as it stops.
+   */
+  private lost(listed: Contact, left = false): void {
     this.keepForRejoin(listed);
     const hex = idToHex(listed.id);
     this.droppedLately.delete(hex); // the latest drop goes last
@@ -1349,6 +1355,10 @@ export class KademliaNode {
       if (oldest !== undefined) this.droppedLately.delete(oldest);
     }
     if (this.table.size > 0 || this.lostRounds !== undefined) return;
+    if (left) {
+      this.lostRounds = ALONE_AFTER_REJOIN_ROUNDS;
+      return;
+    }
     this.lostRounds = 0;
     void this.rejoin();
   }

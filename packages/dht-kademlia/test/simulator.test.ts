@@ -713,6 +713,30 @@ describe('kademlia over the simulator', () => {
     assert.ok((await s.sim.settle(unaware.get(key))).failures > 0);
   });
 
+  it('is alone, not rejoining through it, once the last node it knew left gracefully', async () => {
+    const s = await swarm(4, 41);
+    const [a, b, c, d] = s.alive as [KademliaNode, KademliaNode, KademliaNode, KademliaNode];
+    await s.sim.settle(c.leave());
+    s.crash(c);
+    // d dies silently; a knows it is gone, b does not: b's LEAVE to d waits for an answer.
+    s.crash(d);
+    a.table.remove(d.id);
+    assert.deepEqual(
+      [a.table.size, b.table.has(d.id)],
+      [1, true],
+      'a knows only b; b still lists d',
+    );
+    const leaving = b.leave();
+    // b hands its values over first (d's STORE times out), then tells a and d it leaves.
+    for (let i = 0; i < 300 && a.table.size > 0; i++) await s.sim.runFor(100);
+    assert.equal(a.table.size, 0, 'a dropped b on its LEAVE');
+    assert.equal(a.stats.requestsIn.LEAVE, 2, "c's and b's");
+    await s.sim.settle(leaving);
+    s.crash(b);
+    assert.equal(a.table.has(b.id), false, 'a did not take b back while b was still leaving');
+    assert.equal(a.isolated, false, 'alone, as a founder: its lookups answer from its store');
+  });
+
   it('asks contacts presumed dead when told to (a store tried again after a refusal)', async () => {
     const s = await swarm(40, 37);
     const key = hashToId('ask them all');
