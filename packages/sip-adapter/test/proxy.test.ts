@@ -565,10 +565,15 @@ describe('a node that stops or dies while a call rings', () => {
 
   it("cancels its ringing phone and answers the caller 480 when the callee's node stops", async () => {
     const r = await ringing('kay');
-    await r.calleeNode.sip.close();
-    await r.calleeNode.overlay.leave();
+    const closing = r.calleeNode.sip.close();
     const cancel = await r.callee.request('CANCEL');
     assert.equal(cancel.callId, r.invite.callId);
+    // The phone's 487 still gets its ACK: the node waits for it before its sockets close.
+    r.callee.answer(cancel, 200, r.calleeNode.port, 'kay');
+    r.callee.answer(r.invite, 487, r.calleeNode.port, 'kay');
+    await r.callee.request('ACK', 'ACK for 487');
+    await closing;
+    await r.calleeNode.overlay.leave();
     const refused = await r.caller.response(480, 'INVITE');
     assert.match((refused as SipResponse).reason, /shutting down/);
   });

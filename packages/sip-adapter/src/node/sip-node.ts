@@ -124,6 +124,12 @@ const BINDING_SWEEP_MS = 5_000;
  */
 export const TCP_ANSWER_GRACE_MS = 10_000;
 
+/**
+ * A node that stops waits this long at most for the phones it rang to answer its CANCELs
+ * (their 487s are ACKed then), ms.
+ */
+export const SHUTDOWN_ANSWERS_MS = 500;
+
 const ALLOW =
   'INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, REGISTER';
 
@@ -172,6 +178,9 @@ export class SipNode implements TransactionUser {
   private readonly interfaces = new InterfaceAddresses();
   private readonly overlay: SipNodeOverlay;
   private readonly bindingsStore: BindingsPersistence | undefined;
+  /** Set once close() began: new requests are refused while calls under way are ended. */
+  private stopping = false;
+  private closing: Promise<void> | undefined;
   private closed = false;
   private readonly clock: Clock;
   private readonly sweepMs: number;
@@ -340,12 +349,23 @@ export class SipNode implements TransactionUser {
     this.proxy.upstreamClosed(connectionId);
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    this.stopping = true;
     // Calls being set up end here, not at the phones' timeouts: their callers get 503 and
     // their callees a CANCEL, sent before the sockets close (UDP sends leave on a later tick).
-    if (this.proxy.shutdown() > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    // The callees' 487s are waited for (SHUTDOWN_ANSWERS_MS at most), so that they are ACKed
+    // and not resent until Timer H; new requests meanwhile are refused.
+    if (this.proxy.shutdown() > 0) {
+      const until = Date.now() + SHUTDOWN_ANSWERS_MS;
+      do await new Promise((resolve) => setTimeout(resolve, 10));
+      while (this.transactions.invitesAwaitingFinal() > 0 && Date.now() < until);
+    }
+    this.closed = true;
     if (this.sweepTimer) this.clock.clearTimeout(this.sweepTimer);
     for (const t of this.graceTimers) this.clock.clearTimeout(t);
     this.graceTimers.clear();
@@ -362,6 +382,12 @@ export class SipNode implements TransactionUser {
   // --- TransactionUser -------------------------------------------------------------------------
 
   receiveRequest(request: SipRequest, tx: ServerTransaction, source: SipTransportAddress): void {
+    if (this.stopping) {
+      tx.refuse(
+        createResponse(request, 503, { reason: 'Service Unavailable (node shutting down)' }),
+      );
+      return;
+    }
     const fromNode = this.flows.has(source.connectionId ?? '');
     if (request.method === 'REGISTER') {
       if (fromNode) {

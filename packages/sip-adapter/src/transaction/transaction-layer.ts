@@ -334,6 +334,15 @@ export class TransactionLayer {
     }
   }
 
+  /** INVITE client transactions still awaiting a final response (a callee ringing, say). */
+  invitesAwaitingFinal(): number {
+    let n = 0;
+    for (const tx of this.clients.values()) {
+      if (tx.kind === 'invite-client' && awaitsFinal(tx)) n++;
+    }
+    return n;
+  }
+
   /** The connections on which some client transaction still awaits a final response. */
   awaitedFlows(): Set<string> {
     const flows = new Set<string>();
