@@ -1006,3 +1006,49 @@ describe('a node back at its address right after a graceful leave', () => {
     channel.close();
   });
 });
+
+describe('a node whose one bootstrap try and saved contacts all went unanswered', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-retry-'));
+  const nodes: OverlayNode[] = [];
+  let relay: ReturnType<typeof createSocket> | undefined;
+
+  after(async () => {
+    relay?.close();
+    await closeAll(root, nodes);
+  });
+
+  it('gives the bootstrap node its three tries before refusing to start', async () => {
+    await startNodes(root, ['a'], nodes);
+    const a = nodes[0]!;
+    // A relay in front of a that drops the first `drop` datagrams b sends it.
+    const sock = createSocket('udp4');
+    relay = sock;
+    const aAt = a.udpAddress.split(':');
+    let drop = 0;
+    let client: { address: string; port: number } | undefined;
+    sock.on('message', (m, from) => {
+      if (from.port === Number(aAt[1])) {
+        if (client) sock.send(m, client.port, client.address);
+        return;
+      }
+      client = from;
+      if (drop > 0) drop--;
+      else sock.send(m, Number(aAt[1]), aAt[0]);
+    });
+    await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
+    const via = `127.0.0.1:${sock.address().port}`;
+    const start = () =>
+      OverlayNode.start({ dataDir: join(root, 'b'), config: config(), bootstrap: [via] });
+    // b joins through the relay: the one contact it saves is a, at the relay's address.
+    await (await start()).close();
+    // Back: its single bootstrap try and the try of its saved contact are dropped (each a
+    // PING sent 4 times in 2 s); the bootstrap node's three tries follow, and the first of
+    // them gets through.
+    drop = 8;
+    const b = await start();
+    nodes.push(b);
+    assert.equal(drop, 0, 'both tries were dropped');
+    assert.ok(b.dht.table.has(a.nodeId), 'b joined through a');
+    assert.equal(b.stats().routingTable.isolated, false);
+  });
+});
