@@ -533,4 +533,11 @@ describe('status table', () => {
     );
     assert.match(formatStatus(view(1)), /registered\s+u0@peerbx\.local \(1 device\)\n/);
   });
+
+  test('reads the status of a node older than the CLI (no device or write counts)', () => {
+    const { registeredDevices: _d, registrationWrites: _w, ...older } = view(2);
+    const text = formatStatus(older);
+    assert.match(text, /registered\s+u0@peerbx\.local, u1@peerbx\.local \(2 users\)\n/);
+    assert.doesNotMatch(text, /overlay writes/);
+  });
 });

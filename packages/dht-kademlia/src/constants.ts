@@ -119,3 +119,8 @@ export const LEAVE_NOTICES_IN_FLIGHT = 32;
  * answer finds out by its own timeouts, as before; the leave is not held up for it.
  */
 export const LEAVE_NOTICE_TIMEOUT_MS = 500;
+/**
+ * A node that said it leaves is not PINGed by a rejoin for this long, ms: it answers while it
+ * still tells its other contacts (LEAVE_NOTICE_TIMEOUT_MS for each silent one), then stops.
+ */
+export const LEFT_QUIET_MS = 10_000;

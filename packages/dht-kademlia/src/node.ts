@@ -21,6 +21,7 @@ import {
   EVICTION_PING_MIN_AGE_MS,
   LEAVE_NOTICE_TIMEOUT_MS,
   LEAVE_NOTICES_IN_FLIGHT,
+  LEFT_QUIET_MS,
   MAX_DROPPED_PER_CHECK,
   MAX_HOLDER_PINGS,
   MAX_REJOIN_ADDRESSES,
@@ -241,6 +242,12 @@ export class KademliaNode {
   /** The contacts the routing table dropped last (failures), most recent first, for rejoining. */
   private readonly dropped: Contact[] = [];
   /**
+   * Addresses that said they leave (LEAVE), and when, until heard from again: a rejoin skips
+   * them for LEFT_QUIET_MS (a leaver still answers while it tells the others, then stops), and
+   * a node with only such addresses left to try is alone (see lost).
+   */
+  private readonly leftAt = new Map<string, number>();
+  /**
    * Contacts the routing table dropped lately, and when, by hex ID (the last
    * MAX_DROPPED_PER_CHECK). Those dropped since the last replication check: a held key whose k
    * closest one of them was among, and that nobody stored since, lost a replica, also when it
@@ -340,7 +347,8 @@ export class KademliaNode {
    * when the table emptied, then one per upkeep check). Its lookups then ask nobody, and
    * "found nothing" means nothing. After that many, the others are taken to be gone (they
    * left, or were shut down): the node is alone, as a founder that never had peers is, and
-   * "found nothing" means not found again; it still tries to rejoin now and then.
+   * "found nothing" means not found again; it still tries to rejoin now and then. A node whose
+   * last contact said it leaves, with nobody else to try, is alone at once (see lost).
    */
   get isolated(): boolean {
     return (
@@ -376,7 +384,7 @@ export class KademliaNode {
     }
     // Also when contacts came back on their own meanwhile (a node sent a request): the few
     // that did are not the overlay. One round, then the table is not empty any more.
-    const addresses = [...new Set([...this.dropped.map((c) => c.address), ...this.seeds])];
+    const addresses = this.rejoinAddresses();
     const reached = await Promise.all(
       addresses.map((a) => this.pingAddress(a, 1).catch(() => undefined)),
     );
@@ -387,6 +395,14 @@ export class KademliaNode {
       await this.join(live).catch(() => undefined);
     }
     this.lostRounds = this.table.size > 0 ? undefined : rounds + 1;
+  }
+
+  /** Where a rejoin round PINGs: dropped contacts and seeds, but not nodes that just left. */
+  private rejoinAddresses(): string[] {
+    const now = this.clock.now();
+    return [...new Set([...this.dropped.map((c) => c.address), ...this.seeds])].filter(
+      (a) => !(now - (this.leftAt.get(a) ?? Number.NEGATIVE_INFINITY) < LEFT_QUIET_MS),
+    );
   }
 
   /**
@@ -825,6 +841,7 @@ export class KademliaNode {
     const now = this.clock.now();
     const r = this.table.add(contact, now, answered);
     if (r.status === 'added') {
+      this.leftAt.delete(contact.address);
       if (answered) this.handOver(contact, now);
       else if (this.handOverKeys(contact).length > 0) {
         // Heard only as a sender: its address may be forged (a signed request of its own,
@@ -1327,6 +1344,12 @@ export class KademliaNode {
     if (!listed || listed.address !== sender.address) return;
     this.table.remove(sender.id);
     this.rtt.left(pathKey(listed), this.clock.now());
+    this.leftAt.delete(listed.address);
+    this.leftAt.set(listed.address, this.clock.now());
+    if (this.leftAt.size > MAX_REJOIN_ADDRESSES) {
+      const oldest = this.leftAt.keys().next().value;
+      if (oldest !== undefined) this.leftAt.delete(oldest);
+    }
     this.lost(listed, true);
   }
 
@@ -1340,10 +1363,11 @@ export class KademliaNode {
 
   /**
    * A contact the table dropped: kept for rejoin and for the next replication check. The last
-   * one gone, the node tries to rejoin at once, unless that one said it leaves (`left`): the
-   * others are gone then, not out of reach, so the node is alone (it serves what it holds, as a
-   * founder does) and tries again at the upkeep checks. A PING now would reach the leaver
-   * while it still tells the others, and bring it back into the table as it stops.
+   * one gone, the node tries to rejoin at once (not through nodes that just left: a PING would
+   * reach the leaver while it still tells the others, and bring it back into the table as it
+   * stops). When the last one said it leaves (`left`) and every address left to try said so
+   * too, the others are gone, not out of reach: the node is alone (it serves what it holds, as
+   * a founder does) and tries again at the upkeep checks.
    */
   private lost(listed: Contact, left = false): void {
     this.keepForRejoin(listed);
@@ -1355,7 +1379,8 @@ export class KademliaNode {
       if (oldest !== undefined) this.droppedLately.delete(oldest);
     }
     if (this.table.size > 0 || this.lostRounds !== undefined) return;
-    if (left) {
+    const others = this.rejoinAddresses().filter((a) => !this.leftAt.has(a));
+    if (left && others.length === 0) {
       this.lostRounds = ALONE_AFTER_REJOIN_ROUNDS;
       return;
     }

@@ -737,6 +737,23 @@ describe('kademlia over the simulator', () => {
     assert.equal(a.isolated, false, 'alone, as a founder: its lookups answer from its store');
   });
 
+  it('rejoins through a node it dropped for silence when the last one it knew leaves', async () => {
+    const s = await swarm(4, 43);
+    const [a, b, c, d] = s.alive as [KademliaNode, KademliaNode, KademliaNode, KademliaNode];
+    // a lost c for silence (a network outage), and knows d no more: only b is in its table.
+    s.silence(c);
+    await pingTwice(s, a, c.contact);
+    s.sim.setBehaviour(c.contact.address, 'honest');
+    a.table.remove(d.id);
+    assert.deepEqual([a.table.size, a.table.has(b.id)], [1, true]);
+    await s.sim.settle(b.leave());
+    s.crash(b);
+    for (let i = 0; i < 50 && !a.table.has(c.id); i++) await s.sim.runFor(100);
+    assert.ok(a.table.has(c.id), 'a rejoined through c, which is back');
+    assert.equal(a.table.has(b.id), false);
+    assert.equal(a.isolated, false);
+  });
+
   it('asks contacts presumed dead when told to (a store tried again after a refusal)', async () => {
     const s = await swarm(40, 37);
     const key = hashToId('ask them all');

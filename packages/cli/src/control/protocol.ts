@@ -37,9 +37,10 @@ export interface StatusView {
   links: number;
   /** Every user with a live binding at this node (AOR), and their devices in all. */
   registeredAors: string[];
-  registeredDevices: number;
+  /** Absent from nodes older than this CLI, as is registrationWrites. */
+  registeredDevices?: number;
   /** This node's writes of registrations to the overlay: done since start, and pending now. */
-  registrationWrites: { done: number; inFlight: number; waiting: number; background: number };
+  registrationWrites?: { done: number; inFlight: number; waiting: number; background: number };
   proxy: {
     forwarded: number;
     acksForwarded: number;

@@ -18,7 +18,9 @@ export function formatStatus(s: StatusView): string {
     ],
     ['records', `${s.records.total}${kinds ? ` (${kinds})` : ''}`],
     ['registered', registered(s)],
-    ['overlay writes', writes(s.registrationWrites)],
+    ...(s.registrationWrites
+      ? [['overlay writes', writes(s.registrationWrites)] as [string, string]]
+      : []),
     [
       'proxied',
       `${s.proxy.forwarded} requests, ${s.proxy.acksForwarded} ACKs; ${s.proxy.locationRechecks} location rechecks added ${s.proxy.lateBranches} branches`,
@@ -38,7 +40,8 @@ export const STATUS_USERS_SHOWN = 10;
 function registered(s: StatusView): string {
   const n = s.registeredAors.length;
   if (n === 0) return '-';
-  const devices = `${s.registeredDevices} device${s.registeredDevices === 1 ? '' : 's'}`;
+  const d = s.registeredDevices;
+  const devices = d === undefined ? `${n} users` : `${d} device${d === 1 ? '' : 's'}`;
   const names = s.registeredAors
     .slice(0, STATUS_USERS_SHOWN)
     .map((aor) => aor.replace(/^sip:/, ''));
@@ -47,7 +50,7 @@ function registered(s: StatusView): string {
 }
 
 /** Registration writes to the overlay since start, and those pending. */
-function writes(w: StatusView['registrationWrites']): string {
+function writes(w: NonNullable<StatusView['registrationWrites']>): string {
   const waiting = w.waiting + w.background;
   const pending = w.inFlight + waiting > 0 ? `; ${w.inFlight} under way, ${waiting} waiting` : '';
   return `${w.done} registration${w.done === 1 ? '' : 's'} written since start${pending}`;

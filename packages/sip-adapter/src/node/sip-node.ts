@@ -356,14 +356,19 @@ export class SipNode implements TransactionUser {
 
   private async shutDown(): Promise<void> {
     this.stopping = true;
-    // Calls being set up end here, not at the phones' timeouts: their callers get 503 and
-    // their callees a CANCEL, sent before the sockets close (UDP sends leave on a later tick).
-    // The callees' 487s are waited for (SHUTDOWN_ANSWERS_MS at most), so that they are ACKed
-    // and not resent until Timer H; new requests meanwhile are refused.
-    if (this.proxy.shutdown() > 0) {
-      const until = Date.now() + SHUTDOWN_ANSWERS_MS;
-      do await new Promise((resolve) => setTimeout(resolve, 10));
-      while (this.transactions.invitesAwaitingFinal() > 0 && Date.now() < until);
+    // Calls being set up end here, not at the phones' timeouts: their callers get an answer
+    // (503 from their own node, 480 from the callee's) and their callees a CANCEL, sent before
+    // the sockets close (UDP sends leave on a later tick). The callees' 487s are waited for
+    // (SHUTDOWN_ANSWERS_MS at most), so that they are ACKed and not resent until Timer H; new
+    // requests meanwhile are refused.
+    try {
+      if (this.proxy.shutdown() > 0) {
+        const until = this.clock.now() + SHUTDOWN_ANSWERS_MS;
+        do await new Promise((resolve) => this.clock.setTimeout(() => resolve(undefined), 10));
+        while (this.transactions.invitesAwaitingFinal() > 0 && this.clock.now() < until);
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'calls under way not ended');
     }
     this.closed = true;
     if (this.sweepTimer) this.clock.clearTimeout(this.sweepTimer);
@@ -382,13 +387,24 @@ export class SipNode implements TransactionUser {
   // --- TransactionUser -------------------------------------------------------------------------
 
   receiveRequest(request: SipRequest, tx: ServerTransaction, source: SipTransportAddress): void {
+    const fromNode = this.flows.has(source.connectionId ?? '');
     if (this.stopping) {
-      tx.refuse(
-        createResponse(request, 503, { reason: 'Service Unavailable (node shutting down)' }),
-      );
+      // As shutdown answers what was under way: a CANCEL finds its INVITE answered (§9.2),
+      // another node hears its callee is away for now (480), a phone that its proxy is (503).
+      if (request.method === 'CANCEL') tx.respond(createResponse(request, 200));
+      else if (fromNode) {
+        tx.refuse(
+          createResponse(request, 480, {
+            reason: "Temporarily Unavailable (callee's node shutting down)",
+          }),
+        );
+      } else {
+        tx.refuse(
+          createResponse(request, 503, { reason: 'Service Unavailable (node shutting down)' }),
+        );
+      }
       return;
     }
-    const fromNode = this.flows.has(source.connectionId ?? '');
     if (request.method === 'REGISTER') {
       if (fromNode) {
         tx.respond(
@@ -522,7 +538,7 @@ export class SipNode implements TransactionUser {
     for (const record of records) {
       const aor = `sip:${record.resource}`;
       const current = () => this.bindings.lookup(aor, this.clock.now());
-      if (this.closed || record.value.length === 0 || current().length > 0) continue;
+      if (this.stopping || record.value.length === 0 || current().length > 0) continue;
       this.publisher.restore(aor, record.resource, current).catch((err: unknown) => {
         this.log.warn({ aor, err: (err as Error).message }, 'removal not published');
       });

@@ -206,7 +206,7 @@ export class StatefulProxy {
     }
   }
 
-  /** The connections of callers whose INVITE still waits for its final response. */
+  /** The connections of requests (an INVITE ringing, say) still waiting for a final answer. */
   upstreamFlows(): Set<string> {
     const flows = new Set<string>();
     for (const ctx of this.contexts.values()) {

@@ -296,11 +296,12 @@ export class ResponseContext {
 
   /**
    * True once a branch decided on may no longer start: `decided` for an INVITE; for other
-   * requests only once cancelled or closed, since a MESSAGE another device took first still
-   * goes to every device it was forked to (its answer is not passed on).
+   * requests only once cancelled, declined (a 6xx, §16.7 step 10) or closed, since a MESSAGE
+   * another device took first still goes to every device it was forked to (its answer is not
+   * passed on).
    */
   get shut(): boolean {
-    return this.isInvite ? this.decided : this.canceled || this.closed;
+    return this.isInvite ? this.decided : this.canceled || this.declined || this.closed;
   }
 
   /**
