@@ -401,7 +401,7 @@ export class KademliaNode {
   private rejoinAddresses(): string[] {
     const now = this.clock.now();
     return [...new Set([...this.dropped.map((c) => c.address), ...this.seeds])].filter(
-      (a) => !(now - (this.leftAt.get(a) ?? Number.NEGATIVE_INFINITY) < LEFT_QUIET_MS),
+      (a) => (this.leftAt.get(a) ?? Number.NEGATIVE_INFINITY) <= now - LEFT_QUIET_MS,
     );
   }
 
@@ -1344,12 +1344,7 @@ export class KademliaNode {
     if (!listed || listed.address !== sender.address) return;
     this.table.remove(sender.id);
     this.rtt.left(pathKey(listed), this.clock.now());
-    this.leftAt.delete(listed.address);
-    this.leftAt.set(listed.address, this.clock.now());
-    if (this.leftAt.size > MAX_REJOIN_ADDRESSES) {
-      const oldest = this.leftAt.keys().next().value;
-      if (oldest !== undefined) this.leftAt.delete(oldest);
-    }
+    setLatest(this.leftAt, listed.address, this.clock.now(), MAX_REJOIN_ADDRESSES);
     this.lost(listed, true);
   }
 
@@ -1371,13 +1366,8 @@ export class KademliaNode {
    */
   private lost(listed: Contact, left = false): void {
     this.keepForRejoin(listed);
-    const hex = idToHex(listed.id);
-    this.droppedLately.delete(hex); // the latest drop goes last
-    this.droppedLately.set(hex, { id: listed.id, at: this.clock.now() });
-    if (this.droppedLately.size > MAX_DROPPED_PER_CHECK) {
-      const oldest = this.droppedLately.keys().next().value;
-      if (oldest !== undefined) this.droppedLately.delete(oldest);
-    }
+    const at = this.clock.now();
+    setLatest(this.droppedLately, idToHex(listed.id), { id: listed.id, at }, MAX_DROPPED_PER_CHECK);
     if (this.table.size > 0 || this.lostRounds !== undefined) return;
     const others = this.rejoinAddresses().filter((a) => !this.leftAt.has(a));
     if (left && others.length === 0) {
@@ -1426,4 +1416,14 @@ async function inParallel<T>(
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** Sets `key` as the newest entry of an insertion-ordered map of at most `max`, the oldest going. */
+function setLatest<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) {
+    const oldest = map.keys().next().value;
+    if (oldest !== undefined) map.delete(oldest);
+  }
 }

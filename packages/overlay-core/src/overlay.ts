@@ -650,22 +650,11 @@ export class OverlayNode {
   }
 
   /**
-   * This node's own live record of `kind` for `resource` (in the slot of `dictionaryKey`, for
-   * dictionary kinds): the one it published since start, or the one from before its last stop
-   * that it stores again after a restart (republishSaved). A writer back from a restart can
-   * then tell what the overlay holds of it, instead of writing it all a second time.
+   * This node's own live records of `kind` (in the slot of `dictionaryKey`, for dictionary
+   * kinds), whatever the resource: those it published since start, and those from before its
+   * last stop that it stores again after a restart (republishSaved). A writer back from a
+   * restart can then tell what the overlay holds of it, instead of writing it all again.
    */
-  async ownRecord(
-    resource: string,
-    kind: number,
-    dictionaryKey?: Uint8Array,
-  ): Promise<StoredRecord | undefined> {
-    await this.savedLoaded;
-    const slot = recordSlot({ kind, ...(dictionaryKey ? { dictionaryKey } : {}) });
-    return this.liveOwn(this.published.get(`${idToHex(resourceId(resource))}/${slot}`));
-  }
-
-  /** Every such record (see ownRecord) of `kind` in the slot of `dictionaryKey`, any resource. */
   async ownRecords(kind: number, dictionaryKey?: Uint8Array): Promise<StoredRecord[]> {
     await this.savedLoaded;
     const slot = `/${recordSlot({ kind, ...(dictionaryKey ? { dictionaryKey } : {}) })}`;

@@ -8,7 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Clock, idToHex } from '@peerbx/dht-kademlia';
-import { defaultOverlayConfig, OverlayError, OverlayNode } from '@peerbx/overlay-core';
+import {
+  defaultOverlayConfig,
+  KIND_SIP_REGISTRATION,
+  OverlayError,
+  OverlayNode,
+} from '@peerbx/overlay-core';
 import { LocatorBusyError, RegistrarBusyError } from '../src/errors.js';
 import { Locator } from '../src/overlay-bridge/locator.js';
 import type { OverlayAccess } from '../src/overlay-bridge/overlay-access.js';
@@ -408,10 +413,19 @@ describe('overlay bridge', () => {
     const before = new RegistrationPublisher(b, clock);
     for (const user of ['rs1', 'rs2']) await sync(before, user);
     const pub = new RegistrationPublisher(b, clock);
+    // What a restarted SipNode hands its publisher: b's own records, by resource.
+    const own = new Map(
+      (await b.ownRecords(KIND_SIP_REGISTRATION, b.nodeId)).map((r) => [r.resource, r]),
+    );
     const phones = (user: string, n: number) =>
       Array.from({ length: n }, (_, i) => binding(`sip:${user}@10.0.0.${i + 9}`, 3600));
     const restore = (user: string, n: number) =>
-      pub.restore(`sip:${user}@peerbx.local`, `${user}@peerbx.local`, () => phones(user, n));
+      pub.restore(
+        `sip:${user}@peerbx.local`,
+        `${user}@peerbx.local`,
+        () => phones(user, n),
+        Promise.resolve(own.get(`${user}@peerbx.local`)),
+      );
     await restore('rs1', 1); // what the record says: nothing to write
     assert.equal(pub.writes, 0);
     await restore('rs2', 2); // a device more than the record has

@@ -293,8 +293,7 @@ export class SipNode implements TransactionUser {
       this.flows.adopt(channel);
     });
     this.clock = clock;
-    if (restored.length > 0) this.restoreBindings(restored, clock.now());
-    void this.restoreRemovals();
+    this.restoreRegistrations(restored, clock.now());
     this.sweepMs = Math.max(10, options.bindingSweepMs ?? BINDING_SWEEP_MS);
     this.scheduleSweep();
   }
@@ -507,42 +506,47 @@ export class SipNode implements TransactionUser {
   }
 
   /**
-   * Puts saved bindings back and re-publishes them in the background (the overlay may have let
-   * them lapse), after whatever REGISTERs are waiting for overlay writes.
+   * Puts saved bindings back, and brings the overlay up to date with them in the background,
+   * after whatever REGISTERs are waiting for overlay writes: each user's record from before the
+   * stop (which the overlay stores again) stands where it still fits the bindings, and is
+   * written again where it does not. Users whose devices here all left while the overlay could
+   * not be told (see RegisterHandler.handle), or just before the node stopped, still have a
+   * record naming devices here: they get a tombstone, unless a REGISTER came first.
    */
-  private restoreBindings(restored: readonly Binding[], now: number): void {
-    this.bindings.restore(restored, now);
-    for (const aor of this.bindings.aors()) {
-      if (this.bindings.lookup(aor, now).length === 0) continue;
+  private restoreRegistrations(restored: readonly Binding[], now: number): void {
+    const own = (
+      this.overlay.ownRecords?.(KIND_SIP_REGISTRATION, this.overlay.nodeId) ?? Promise.resolve([])
+    ).then(
+      (records) => new Map(records.map((r) => [r.resource, r])),
+      () => new Map<string, StoredRecord>(),
+    );
+    const restore = (aor: string, resource: string, saved: Promise<StoredRecord | undefined>) => {
       const current = () => this.bindings.lookup(aor, this.clock.now());
-      this.publisher.restore(aor, resourceOfAor(aor), current).catch((err: unknown) => {
-        this.log.warn({ aor, err: (err as Error).message }, 'restored bindings not re-published');
+      this.publisher.restore(aor, resource, current, saved).catch((err: unknown) => {
+        this.log.warn({ aor, err: (err as Error).message }, 'restored registration not published');
       });
+    };
+    if (restored.length > 0) {
+      this.bindings.restore(restored, now);
+      for (const aor of this.bindings.aors()) {
+        if (this.bindings.lookup(aor, now).length === 0) continue;
+        const resource = resourceOfAor(aor);
+        restore(
+          aor,
+          resource,
+          own.then((records) => records.get(resource)),
+        );
+      }
+      this.log.info({ bindings: restored.length }, 'bindings restored');
     }
-    this.log.info({ bindings: restored.length }, 'bindings restored');
-  }
-
-  /**
-   * Users whose devices here all left while the overlay could not be told (see
-   * RegisterHandler.handle), or just before the node stopped: the record from before, which
-   * the overlay stores again, still names devices here. A tombstone is written for each, in
-   * the background, unless a REGISTER came first.
-   */
-  private async restoreRemovals(): Promise<void> {
-    let records: StoredRecord[];
-    try {
-      records = (await this.overlay.ownRecords?.(KIND_SIP_REGISTRATION, this.overlay.nodeId)) ?? [];
-    } catch {
-      return;
-    }
-    for (const record of records) {
-      const aor = `sip:${record.resource}`;
-      const current = () => this.bindings.lookup(aor, this.clock.now());
-      if (this.stopping || record.value.length === 0 || current().length > 0) continue;
-      this.publisher.restore(aor, record.resource, current).catch((err: unknown) => {
-        this.log.warn({ aor, err: (err as Error).message }, 'removal not published');
-      });
-    }
+    void own.then((records) => {
+      for (const record of records.values()) {
+        const aor = `sip:${record.resource}`;
+        if (this.stopping || record.value.length === 0) continue;
+        if (this.bindings.lookup(aor, this.clock.now()).length > 0) continue;
+        restore(aor, record.resource, Promise.resolve(record));
+      }
+    });
   }
 
   // --- inbound and outbound ----------------------------------------------------------------------

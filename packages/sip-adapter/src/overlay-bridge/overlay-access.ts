@@ -10,15 +10,9 @@ export interface OverlayAccess {
   fetch(resource: string, kind?: number): Promise<StoredRecord[]>;
   connect(nodeId: NodeId, application: string): Promise<Channel>;
   /**
-   * This node's own live record of the kind for the resource, in the slot of `dictionaryKey`
-   * (OverlayNode.ownRecord), including one from before a restart; a node without it (an
+   * This node's own live records of the kind, in the slot of `dictionaryKey`
+   * (OverlayNode.ownRecords), including those from before a restart; a node without them (an
    * attached client) leaves it out.
    */
-  ownRecord?(
-    resource: string,
-    kind: number,
-    dictionaryKey?: Uint8Array,
-  ): Promise<StoredRecord | undefined>;
-  /** All of them, whatever the resource (OverlayNode.ownRecords). */
   ownRecords?(kind: number, dictionaryKey?: Uint8Array): Promise<StoredRecord[]>;
 }

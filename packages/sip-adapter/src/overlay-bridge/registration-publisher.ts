@@ -4,7 +4,7 @@
 // overlay write; the last device leaving publishes a short tombstone.
 
 import type { Clock } from '@peerbx/dht-kademlia';
-import { KIND_SIP_REGISTRATION } from '@peerbx/overlay-core';
+import { KIND_SIP_REGISTRATION, type StoredRecord } from '@peerbx/overlay-core';
 import { RegistrarBusyError } from '../errors.js';
 import type { Binding } from '../registrar/binding-store.js';
 import { Admission } from './admission.js';
@@ -126,12 +126,18 @@ export class RegistrationPublisher {
 
   /**
    * After a restart: the AOR's bindings were published before. They count as published (a
-   * removal then writes a tombstone), as the record this node wrote before it stopped, which
-   * the overlay stores again (OverlayNode.ownRecord); without one, as a record that lapses now.
-   * A background write, once no REGISTER waits, then publishes whatever the bindings are by
-   * then if that record does not cover them (see decide), unless a REGISTER did so first.
+   * removal then writes a tombstone), as `saved`, the record this node wrote before it stopped,
+   * which the overlay stores again (OverlayNode.ownRecords); without one, as a record that
+   * lapses now. A background write, once no REGISTER waits, then publishes whatever the
+   * bindings are by then if that record does not cover them (see decide), unless a REGISTER
+   * did so first.
    */
-  async restore(aor: string, resource: string, current: () => readonly Binding[]): Promise<void> {
+  async restore(
+    aor: string,
+    resource: string,
+    current: () => readonly Binding[],
+    saved: Promise<StoredRecord | undefined> = Promise.resolve(undefined),
+  ): Promise<void> {
     const unknown: Published = {
       devices: current().length,
       expiresAt: this.clock.now(),
@@ -140,8 +146,8 @@ export class RegistrationPublisher {
     this.published.set(aor, unknown);
     this.restoring.add(aor);
     try {
-      const saved = await this.ownRegistration(resource);
-      if (saved && this.published.get(aor) === unknown) this.published.set(aor, saved);
+      const before = registrationOf(await saved.catch(() => undefined));
+      if (before && this.published.get(aor) === unknown) this.published.set(aor, before);
       await this.admission.run(
         () =>
           this.inTurn(aor, async () => {
@@ -206,20 +212,6 @@ export class RegistrationPublisher {
     return wrote;
   }
 
-  /** This node's own live registration record of the resource, as published. */
-  private async ownRegistration(resource: string): Promise<Published | undefined> {
-    const record = await this.overlay
-      .ownRecord?.(resource, KIND_SIP_REGISTRATION, this.overlay.nodeId)
-      .catch(() => undefined);
-    if (!record || record.value.length === 0) return undefined;
-    try {
-      const { devices, expiresAt } = decodeRegistrationValue(record.value);
-      return { devices, expiresAt, lifetimeMs: record.lifetimeMs };
-    } catch {
-      return undefined;
-    }
-  }
-
   /** Runs `task` after the AOR's previous write ended (whether it succeeded or not). */
   private inTurn(aor: string, task: () => Promise<void>): Promise<void> {
     const previous = this.lastWrite.get(aor) ?? Promise.resolve();
@@ -250,5 +242,16 @@ export class RegistrationPublisher {
     });
     this.writes++;
     this.published.set(aor, { devices, expiresAt, lifetimeMs });
+  }
+}
+
+/** A registration record as what it published: devices, until when, and its lifetime. */
+function registrationOf(record: StoredRecord | undefined): Published | undefined {
+  if (!record || record.value.length === 0) return undefined;
+  try {
+    const { devices, expiresAt } = decodeRegistrationValue(record.value);
+    return { devices, expiresAt, lifetimeMs: record.lifetimeMs };
+  } catch {
+    return undefined;
   }
 }
