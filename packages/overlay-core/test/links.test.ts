@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { idToHex, type NodeId } from '@peerbx/dht-kademlia';
@@ -442,6 +442,38 @@ describe('links between two managers', () => {
       (await echoed).map((m) => m[0]),
       [1, 2, 3],
     );
+    channel.close();
+  });
+
+  it('sends the frames of one loop turn in one write, in order', async () => {
+    const channel = await withTimeout(b.connect(a.nodeId, 'echo', resolveA), 'connect echo');
+    const echoed = collect(channel, 3);
+    // Every socket write this process makes until the echoes are back (the echo side's too).
+    const writes: number[] = [];
+    type Method = (this: Socket, ...args: unknown[]) => unknown;
+    const proto = Socket.prototype as unknown as Record<'_write' | '_writev', Method>;
+    const { _write, _writev } = proto;
+    proto._write = function (...args) {
+      writes.push(1);
+      return _write.apply(this, args);
+    };
+    proto._writev = function (...args) {
+      writes.push((args[0] as unknown[]).length);
+      return _writev.apply(this, args);
+    };
+    try {
+      for (const n of [1, 2, 3]) channel.send(new Uint8Array([n]));
+      assert.deepEqual(writes, [], 'nothing written before the turn ends');
+      assert.deepEqual(
+        (await echoed).map((m) => m[0]),
+        [1, 2, 3],
+      );
+    } finally {
+      proto._write = _write;
+      proto._writev = _writev;
+    }
+    // b's three frames in one write, and a's three echoes (sent in the turn that read them).
+    assert.deepEqual(writes, [3, 3]);
     channel.close();
   });
 

@@ -251,6 +251,12 @@ export class Link extends EventEmitter<LinkEvents> {
   private chunksIn = 0;
   /** Due when that silence is worth a probe, or when the probe has gone unanswered. */
   private silenceTimer: ReturnType<Clock['setTimeout']> | undefined;
+  /** Frames of this loop turn are held back (corked) until its end: see writeFrame. */
+  private corked = false;
+  private readonly uncork = () => {
+    this.corked = false;
+    this.stream.uncork();
+  };
 
   constructor(options: LinkOptions) {
     super();
@@ -393,6 +399,16 @@ export class Link extends EventEmitter<LinkEvents> {
     if ((frame.type === 'DATA' || frame.type === 'OPEN') && this.unansweredSince === undefined) {
       this.unansweredSince = this.clock.now();
       if (this.silenceTimer === undefined) this.watchSilence(this.silenceProbeMs);
+    }
+    // The frames of one loop turn leave together in one write when the turn's I/O is done
+    // (setImmediate; an end() sends them too). A ringing and the answer that a phone sent right
+    // after it, handled in one turn, then cost one system call and wake the peer once, instead
+    // of the answer waiting behind the ringing's write (measured on loopback: 0.1-0.4 ms a
+    // write, the receiver woken inside it).
+    if (!this.corked) {
+      this.corked = true;
+      this.stream.cork();
+      setImmediate(this.uncork);
     }
     return this.stream.write(bytes);
   }

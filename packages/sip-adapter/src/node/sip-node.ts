@@ -554,7 +554,15 @@ export class SipNode implements TransactionUser {
   /** One message from a phone or another node: parsed, checked, handed to the transactions. */
   private inbound(data: Buffer, source: SipTransportAddress): void {
     if (this.closed) return;
-    this.transports.probeQueue();
+    try {
+      this.handle(data, source);
+    } finally {
+      // After the message's own sends: a call forwarded in this turn does not wait behind it.
+      this.transports.probeQueue();
+    }
+  }
+
+  private handle(data: Buffer, source: SipTransportAddress): void {
     let message: SipMessage;
     try {
       message = parseSipMessage(data);

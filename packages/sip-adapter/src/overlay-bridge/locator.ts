@@ -113,6 +113,16 @@ export class Locator {
   }
 
   /**
+   * The cached answer `locate` would give now (counted as its hit), else undefined: the proxy
+   * forwards a call to a cached callee in the turn its INVITE arrived, not a promise later.
+   */
+  fromCache(resource: string): Location[] | undefined {
+    const live = this.cachedLocations(resource, this.clock.now());
+    if (live) this.hits++;
+    return live?.locations;
+  }
+
+  /**
    * Nodes with live registrations for the resource ("bob@peerbx.local"); [] when none. A
    * cached answer, or a lookup already asked for, serves when it was asked for at most
    * `maxAgeMs` ago (and a background one only another background caller); otherwise the

@@ -78,7 +78,7 @@ export interface ProxyComponents {
   domain: string;
   transactions: TransactionLayer;
   bindings: BindingStore;
-  locator: Pick<Locator, 'locate' | 'invalidate' | 'isCached'>;
+  locator: Pick<Locator, 'locate' | 'invalidate' | 'isCached' | 'fromCache'>;
   clock: Clock;
   /** Our SIP address per transport, as phones reach it (Via sent-by, Record-Route). */
   /**
@@ -341,10 +341,12 @@ export class StatefulProxy {
     // all of whose branches failed, or an INVITE still ringing, asks again (recheckLocation).
     let cached = false;
     if (!fromPeer) {
-      cached = this.c.locator.isCached(resource);
+      // A cached answer serves in this turn: the INVITE goes on before the loop turns over.
+      const known = this.c.locator.fromCache(resource);
+      cached = known !== undefined;
       try {
         const at = (found: readonly Location[]) => found.map((l) => idToHex(l.nodeId));
-        let hexes = at(await this.c.locator.locate(resource));
+        let hexes = at(known ?? (await this.c.locator.locate(resource)));
         if (cached && local.length === 0 && hexes.every((h) => h === this.c.nodeHex)) {
           // Cached here only, with no device here any more: ask again before answering 480 (and
           // answer that when the overlay cannot say).

@@ -373,7 +373,8 @@ export class SipSocketTransports
 
   /**
    * Sends a probe through our UDP socket unless one went out within the probe interval; its
-   * wait comes back as a 'queue-delay' event. Call it for each message received.
+   * wait comes back as a 'queue-delay' event. Call it for each message received, once the
+   * message is handled.
    */
   probeQueue(): void {
     this.probe?.maybeSend();

@@ -8,9 +8,10 @@
 // (QUEUE_PROBE_CALM_MS), a probe leaves at the end of the loop turn of the message that prompts
 // it (the transport's sendLater), so that this message's own sends (a phone's INVITE forwarded,
 // say) do not wait behind it; it is stamped as it leaves. Otherwise probes go out at once,
-// ahead of the work of their turn, and measure the wait of a datagram arriving when the turn
-// began, work of the turn included: under load the signal is what matters, though the probe
-// then takes the turn's send-at-once slot.
+// after the work of the message that prompts them (the node asks for a probe once it has handled
+// a message) but ahead of the rest of their turn, and measure the wait of a datagram arriving
+// then, the turn's remaining work included: under load the signal is what matters, though the
+// probe then takes the turn's send-at-once slot.
 //
 // Loopback keeps order, so a probe overtaken by a later one was dropped by a full socket
 // buffer: it is reported lost at once (on a kernel with the default 208 KiB receive buffer a
