@@ -10,7 +10,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { OverlayError } from '@peerbx/overlay-core';
 import { createResponse } from '../src/message/response.js';
-import { type SipRequest, type SipResponse, serialize } from '../src/message/sip-message.js';
+import {
+  type SipMessage,
+  type SipRequest,
+  type SipResponse,
+  serialize,
+} from '../src/message/sip-message.js';
 import { SipNode, type SipNodeOverlay } from '../src/node/sip-node.js';
 import { type PeerNode, rawRegister } from './fixtures/sipp.js';
 import { TcpPhone } from './fixtures/tcp-phone.js';
@@ -283,6 +288,42 @@ describe('stateful proxy', () => {
     await asleep.request('ACK', 'ACK for 487');
   });
 
+  it('ACKs and ends with BYE a 2xx from a phone given up after the caller was answered', async () => {
+    const c = await bed.startPeer('c2', { timers: { T1: 100 } });
+    const caller = await phone();
+    const asleep = await phone();
+    const awake = await phone();
+    for (const d of [asleep, awake]) {
+      assert.equal(await rawRegister(c, 'iris', `sip:iris@${d.contact}`), 'SIP/2.0 200 OK');
+    }
+    caller.send(request('INVITE', `sip:iris@127.0.0.1:${a.port}`, caller).text, a.port);
+    const [silent, inv] = await Promise.all([asleep.request('INVITE'), awake.request('INVITE')]);
+    awake.answer(inv, 486, c.port, 'r2');
+    await awake.request('ACK', 'ACK for 486');
+    await caller.response(486, 'INVITE', 5000);
+    // It answers after all: the caller has its 486, so the callee's node ACKs the 2xx and ends
+    // that call, instead of the phone sitting in it until it gives up on its ACK.
+    answerWithContact(asleep, silent, 200, 'r1', `sip:iris@${asleep.contact}`, c.port);
+    const ack = await asleep.request('ACK', 'ACK for the 2xx');
+    const bye = await asleep.request('BYE');
+    for (const m of [ack, bye]) {
+      assert.equal(m.callId, silent.callId);
+      assert.equal(m.uri, `sip:iris@${asleep.contact}`);
+      assert.equal(m.toTag, 'r1');
+      assert.equal(m.headers.has('route'), false, 'no Route: the phone is the next hop');
+    }
+    assert.equal(ack.cseq.seq, silent.cseq.seq);
+    assert.equal(bye.cseq.seq, silent.cseq.seq + 1);
+    asleep.answer(bye, 200, c.port, 'r1');
+    // A retransmission of the 2xx gets its ACK again, and no second BYE.
+    answerWithContact(asleep, silent, 200, 'r1', `sip:iris@${asleep.contact}`, c.port);
+    await asleep.request('ACK', 'ACK for the retransmitted 2xx');
+    const secondBye = (m: SipMessage) => m.kind === 'request' && m.method === 'BYE';
+    await assert.rejects(asleep.next(secondBye, 'a second BYE', 300));
+    const answered = caller.received.filter((m) => m.kind === 'response' && m.status === 200);
+    assert.equal(answered.length, 0, 'the caller never saw the 2xx');
+  });
+
   it('reaches a UDP phone behind NAT where its REGISTER came from, in the call and after it', async () => {
     // The phone thinks it is 10.0.0.5:5060 (Via and Contact); its NAT sends from here.
     const natted = await phone();
@@ -443,18 +484,49 @@ describe('stateful proxy', () => {
     await caller.response(200, 'MESSAGE');
   });
 
-  it('sends no 408 for a MESSAGE nobody answered (RFC 4320 §4.2), and forgets it', async () => {
-    // T1 = 10 ms: Timer F (64 x T1) ends the branch to the silent phone after 640 ms.
-    const n = await bed.startPeer('quick-timers', { timers: { T1: 10 } });
+  it('forks a MESSAGE no further once a device declined it with a 6xx (§16.7 step 10)', async () => {
+    const c = await bed.startPeer('c4');
+    const here = await phone();
+    const there = await phone();
+    const caller = await phone();
+    assert.equal(await rawRegister(c, 'nora', `sip:nora@${there.contact}`), 'SIP/2.0 200 OK');
+    const keys = join(bed.root, 'a', 'users');
+    mkdirSync(keys, { recursive: true });
+    copyFileSync(join(bed.root, 'c4', 'users', 'nora.key'), join(keys, 'nora.key'));
+    chmodSync(join(keys, 'nora.key'), 0o600);
+    assert.equal(await rawRegister(a, 'nora', `sip:nora@${here.contact}`), 'SIP/2.0 200 OK');
+    // Node a has no link to c yet: its branch waits for the link while the phone here answers.
+    assert.equal(a.overlay.links.linkTo(c.overlay.nodeId), undefined);
+    caller.send(request('MESSAGE', 'sip:nora@peerbx.local', caller).text, a.port);
+    const atA = await here.request('MESSAGE');
+    here.answer(atA, 603, a.port, 'here');
+    await caller.response(603, 'MESSAGE');
+    const atC = (m: SipMessage) => m.kind === 'request' && m.method === 'MESSAGE';
+    await assert.rejects(there.next(atC, 'the declined MESSAGE', 1000));
+  });
+
+  it('sends no 408 for a MESSAGE nobody answered (RFC 4320 §4.2), nor forwards it twice', async () => {
+    // T1 = 25 ms: Timer F (64 x T1) ends the branch to the silent phone after 1.6 s, and the
+    // MESSAGE's retransmissions are absorbed for Timer J (1.6 s) more.
+    const n = await bed.startPeer('quick-timers', { timers: { T1: 25 } });
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     const caller = await phone();
     const mute = await phone();
     assert.equal(await rawRegister(n, 'mute', `sip:mute@${mute.contact}`), 'SIP/2.0 200 OK');
     const states = () => ({ ...n.sip.transactions.stats.states['non-invite-server'] });
-    await new Promise((resolve) => setTimeout(resolve, 800)); // the REGISTER's Timer J
+    await sleep(1700); // the REGISTER's Timer J
     const before = states();
-    caller.send(request('MESSAGE', 'sip:mute@peerbx.local', caller).text, n.port);
-    await mute.request('MESSAGE');
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const message = request('MESSAGE', 'sip:mute@peerbx.local', caller).text;
+    caller.send(message, n.port);
+    const first = await mute.request('MESSAGE');
+    await sleep(2100);
+    // A caller with a longer T1 still retransmits: the node does not forward it again (the
+    // node's own retransmissions of the first forward carry its branch).
+    caller.send(message, n.port);
+    const again = (m: SipMessage) =>
+      m.kind === 'request' && m.method === 'MESSAGE' && m.topVia?.branch !== first.topVia?.branch;
+    await assert.rejects(mute.next(again, 'the MESSAGE again', 400));
+    await sleep(1000);
     assert.deepEqual(
       caller.received.filter((m) => m.kind === 'response').map((m) => (m as SipResponse).status),
       [],
@@ -576,6 +648,70 @@ describe('a node that stops or dies while a call rings', () => {
     await r.calleeNode.overlay.leave();
     const refused = await r.caller.response(480, 'INVITE');
     assert.match((refused as SipResponse).reason, /shutting down/);
+  });
+
+  it("while stopping, answers a CANCEL 200, another node's INVITE 480 and its own phone's 503", async () => {
+    const r = await ringing('max');
+    // The ringing phone does not answer the CANCEL: the node waits for it, 0.5 s at most.
+    const closing = r.calleeNode.sip.close();
+    await r.callee.request('CANCEL');
+    const own = await phone();
+    const ownInvite = request('INVITE', 'sip:max@peerbx.local', own);
+    own.send(ownInvite.text, r.calleeNode.port);
+    const second = request('INVITE', 'sip:max@peerbx.local', r.caller);
+    r.caller.send(second.text, r.callerNode.port);
+    const refused = (await own.response(503, 'INVITE')) as SipResponse;
+    assert.match(refused.reason, /node shutting down/);
+    // The phone hangs up as the 503 crosses its CANCEL: the CANCEL finds its INVITE answered.
+    const cancel = ownInvite.text
+      .replace(/^INVITE /, 'CANCEL ')
+      .replace(/CSeq: (\d+) INVITE/, 'CSeq: $1 CANCEL');
+    own.send(cancel, r.calleeNode.port);
+    await own.response(200, 'CANCEL');
+    // (The first call's caller has its 480 already, from the shutdown.)
+    const secondAnswer = (m: SipMessage) =>
+      m.kind === 'response' && m.callId === second.callId && m.status >= 200;
+    const away = (await r.caller.next(
+      secondAnswer,
+      'an answer to the second INVITE',
+    )) as SipResponse;
+    assert.equal(away.status, 480);
+    assert.match(away.reason, /callee's node shutting down/);
+    await closing;
+    await r.calleeNode.overlay.leave();
+  });
+
+  it('ACKs and ends with BYE the 2xx that crossed the CANCEL of a stopping node', async () => {
+    for (const stopping of ['callee', 'caller'] as const) {
+      const user = `lia-${stopping}`;
+      const r = await ringing(user);
+      const node = stopping === 'callee' ? r.calleeNode : r.callerNode;
+      const closing = node.sip.close();
+      const cancel = await r.callee.request('CANCEL');
+      // The phone was answered just as the CANCEL came: the caller has its 480 or 503 already.
+      r.callee.answer(cancel, 200, r.calleeNode.port, user);
+      answerWithContact(
+        r.callee,
+        r.invite,
+        200,
+        user,
+        `sip:${user}@${r.callee.contact}`,
+        r.calleeNode.port,
+      );
+      const ack = await r.callee.request('ACK', `ACK for the 2xx (${stopping}'s node stopping)`);
+      const bye = await r.callee.request('BYE');
+      for (const m of [ack, bye]) {
+        assert.equal(m.callId, r.invite.callId);
+        assert.equal(m.uri, `sip:${user}@${r.callee.contact}`);
+        assert.equal(m.toTag, user);
+      }
+      assert.equal(bye.cseq.seq, r.invite.cseq.seq + 1);
+      r.callee.answer(bye, 200, r.calleeNode.port, user);
+      await closing;
+      await node.overlay.leave();
+      const refused = await r.caller.response(stopping === 'callee' ? 480 : 503, 'INVITE');
+      assert.match((refused as SipResponse).reason, /shutting down/);
+    }
   });
 
   it("cancels a ringing phone once the caller's node is gone (its channel closed)", async () => {

@@ -2,9 +2,10 @@
 // branches, Timer C, the best final response so far, and the CANCELs owed to other branches.
 
 import type { Clock, TimerHandle } from '@peerbx/dht-kademlia';
+import { generateBranch } from '../message/ids.js';
 import { createResponse } from '../message/response.js';
 import { SipRequest, type SipResponse } from '../message/sip-message.js';
-import { formatVia } from '../message/uri.js';
+import { formatNameAddr, formatUri, formatVia, type Via } from '../message/uri.js';
 import { FlowClosedError } from '../transaction/errors.js';
 import type {
   ClientTransaction,
@@ -40,12 +41,13 @@ export interface Branch {
    * Given up: nothing came back in time (see `silenceMs`), so it ended here with a 480, or a
    * 487 when it was to be cancelled. Its client transaction goes on: a provisional response
    * that comes after all gets the CANCEL (§9.1); a 2xx goes upstream while the caller still
-   * waits (after its final answer the server transaction takes no 2xx: the callee, never
-   * ACKed, ends that call itself).
+   * waits, and after its final answer is ACKed and ended with a BYE here (endUnwanted).
    */
   abandoned?: boolean;
   /** What its client transaction reports to (set by `start`). */
   user?: BranchUser;
+  /** Set once a 2xx of this INVITE branch had nowhere to go upstream (see endUnwanted). */
+  dialogEnd?: DialogEnd;
 }
 
 /** A branch's transaction user, re-pointed when the context is done (see release). */
@@ -106,6 +108,92 @@ function sendCancelRequest(
     transactions.sendRequest(cancel, destination, { receiveResponse: () => undefined });
   } catch {
     // A CANCEL already running for this branch: nothing more to do.
+  }
+}
+
+/**
+ * What a branch's 2xx needs for an ACK and BYE of the proxy's own when nobody upstream can take
+ * it (see endUnwanted): small, so that a context done keeps it instead of the request.
+ */
+interface DialogEnd {
+  destination: SipDestination;
+  /** Our Via on the forwarded INVITE: the ACK and BYE go under it with new branches. */
+  via: Via;
+  /** Record-Route entries the INVITE went on with: ours and those of the hops before us. */
+  recordRoutes: number;
+  /** A re-INVITE's Route set as it went on (ours taken off): the dialog's route onward. */
+  routes: readonly string[] | undefined;
+  /** A BYE has gone: the 2xx's retransmissions get their ACK only. */
+  byeSent: boolean;
+}
+
+function dialogEndOf(branch: Branch): DialogEnd | undefined {
+  const via = branch.request.topVia;
+  if (!branch.destination || !via || branch.request.method !== 'INVITE') return undefined;
+  const inDialog = branch.request.toTag !== undefined;
+  return {
+    destination: branch.destination,
+    via,
+    recordRoutes: inDialog ? 0 : branch.request.headers.getAll('record-route').length,
+    routes: inDialog ? branch.request.headers.getAll('route') : undefined,
+    byeSent: false,
+  };
+}
+
+/**
+ * A 2xx to an INVITE whose caller can no longer be given it (its final answer went out first:
+ * the node is stopping, or the branch had been given up): the proxy ACKs it and ends the call
+ * with a BYE, as a UAC does with a 2xx it does not want (§13.2.2.4), so the callee's phone is
+ * not left in a call nobody is on until it gives up waiting for its ACK (64 x T1). Both go to
+ * the callee's Contact along the route set downstream of us (§12.1.2: the Record-Routes the
+ * hops after us added, reversed), or a re-INVITE's Route set.
+ */
+function endUnwanted(response: SipResponse, end: DialogEnd, transactions: TransactionLayer): void {
+  let target: string | undefined;
+  let routes: readonly string[];
+  try {
+    const contacts = response.contacts;
+    const contact = contacts === '*' ? undefined : contacts[0];
+    target = contact && formatUri(contact.uri);
+    if (end.routes) routes = end.routes;
+    else {
+      const rr = response.recordRoutes;
+      routes = rr
+        .slice(0, Math.max(0, rr.length - end.recordRoutes))
+        .reverse()
+        .map(formatNameAddr);
+    }
+  } catch {
+    return; // a Contact or Record-Route that does not parse: nowhere to send them
+  }
+  if (!target) return;
+  const toDialog = (method: 'ACK' | 'BYE', seq: number) => {
+    const req = new SipRequest({ method, uri: target });
+    const h = req.headers;
+    h.append(
+      'Via',
+      formatVia({ ...end.via, params: { ...end.via.params, branch: generateBranch() } }),
+    );
+    h.append('Max-Forwards', '70');
+    for (const route of routes) h.append('Route', route);
+    h.append('From', response.headers.get('from') ?? '');
+    h.append('To', response.headers.get('to') ?? '');
+    h.append('Call-ID', response.callId);
+    h.append('CSeq', `${seq} ${method}`);
+    if (method === 'BYE') h.append('Reason', 'SIP;text="The caller was already answered"');
+    h.append('Content-Length', '0');
+    return req;
+  };
+  const seq = response.cseq.seq;
+  try {
+    transactions.sendStateless(toDialog('ACK', seq), end.destination);
+    if (end.byeSent) return;
+    end.byeSent = true;
+    transactions.sendRequest(toDialog('BYE', seq + 1), end.destination, {
+      receiveResponse: () => undefined,
+    });
+  } catch {
+    // The flow to the callee is gone: its phone ends the call when no ACK comes.
   }
 }
 
@@ -424,8 +512,12 @@ export class ResponseContext {
     if (status < 300) {
       const first = branch.final === undefined;
       branch.final ??= response;
-      // §16.7 step 5: every 2xx to an INVITE is forwarded, also after another branch's.
-      if (!this.finalSent || this.isInvite) this.server.respond(response);
+      // §16.7 step 5: every 2xx to an INVITE is forwarded, also after another branch's; one
+      // the caller cannot take any more (answered already) is ended here.
+      if ((!this.finalSent || this.isInvite) && !this.server.respond(response) && this.isInvite) {
+        branch.dialogEnd ??= dialogEndOf(branch);
+        if (branch.dialogEnd) endUnwanted(response, branch.dialogEnd, this.options.transactions);
+      }
       if (!this.finalSent) {
         this.finalSent = true;
         // RFC 3326: the other phones show no missed call.
@@ -485,13 +577,15 @@ export class ResponseContext {
   private release(): void {
     const server = this.server;
     const vias = this.vias;
-    const forwardLate = (response: SipResponse) => {
+    const transactions = this.options.transactions;
+    const lateFor = (end: DialogEnd | undefined) => (response: SipResponse) => {
       if (response.status < 200 || response.status >= 300) return;
       restoreVias(response, vias);
-      server.respond(response);
+      if (!server.respond(response) && end) endUnwanted(response, end, transactions);
     };
     for (const b of this.branches) {
       if (b.user) {
+        const forwardLate = lateFor(b.dialogEnd ?? dialogEndOf(b));
         // A branch given up that rings after all is still owed its CANCEL.
         b.user.route =
           b.abandoned && !b.canceled && b.destination

@@ -15,9 +15,13 @@ export type NonInviteServerTransactionState = 'Trying' | 'Proceeding' | 'Complet
  * Takes over a transaction entering Completed over an unreliable transport: from then on the
  * transaction layer answers retransmitted requests with `response` and ends the state after
  * Timer J (calling `expire`), holding only those bytes: the Completed transactions of a
- * registrar at 15,000 REGISTERs/s are 32 s' worth, about half a million.
+ * registrar at 15,000 REGISTERs/s are 32 s' worth, about half a million. An abandoned
+ * transaction (no `response`) is held the same way, its retransmissions absorbed unanswered.
  */
-export type CompletedHandOver = (tx: NonInviteServerTransaction, response: Uint8Array) => void;
+export type CompletedHandOver = (
+  tx: NonInviteServerTransaction,
+  response: Uint8Array | undefined,
+) => void;
 
 export class NonInviteServerTransaction extends Transaction<NonInviteServerTransactionState> {
   readonly kind = 'non-invite-server' as const;
@@ -74,15 +78,24 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerTrans
   /**
    * Ends the transaction without a final response: RFC 4320 §4.2 forbids a 408 to a
    * non-INVITE request, so a proxy whose branches all timed out sends nothing, and the
-   * requester's own Timer F ends its side. Retransmissions then reach the TU as new requests.
+   * requester's own Timer F ends its side. Until then (Timer J more, over UDP: a requester
+   * whose T1 is longer than ours retransmits longer) its retransmissions are absorbed, not
+   * handled again as new requests (a MESSAGE would reach the callee twice).
    */
   abandon(): void {
-    if (this.state === 'Trying' || this.state === 'Proceeding') this.transition('Terminated');
+    if (this.state !== 'Trying' && this.state !== 'Proceeding') return;
+    this.lastProvisional = undefined;
+    this.releaseRequest();
+    if (this.reliable) this.transition('Terminated');
+    else this.handOver(this, undefined);
   }
 
-  /** Timer J fired while the transaction layer held the Completed state (see CompletedHandOver). */
+  /**
+   * Timer J fired while the transaction layer held the Completed state, or the state of an
+   * abandoned transaction (see CompletedHandOver).
+   */
   expire(): void {
-    if (this.state === 'Completed') this.transition('Terminated');
+    if (!this.terminated) this.transition('Terminated');
   }
 
   transportError(error: unknown): void {

@@ -31,7 +31,8 @@ export type ClientTransaction = InviteClientTransaction | NonInviteClientTransac
 /** A non-INVITE server transaction's Completed state, held by the layer (CompletedHandOver). */
 interface CompletedEntry {
   readonly key: string;
-  readonly response: Uint8Array;
+  /** Undefined for a transaction ended without a response (abandoned, RFC 4320). */
+  readonly response: Uint8Array | undefined;
   readonly destination: SipDestination;
   readonly expiresAt: number;
   /** The transaction object while its TU still holds it, to be told of Timer J. */
@@ -426,10 +427,12 @@ export class TransactionLayer {
     }
     const done = this.completed.get(key);
     if (done) {
-      // §17.2.2: a retransmission in Completed gets the final response again.
+      // §17.2.2: a retransmission in Completed gets the final response again; one of a request
+      // ended without a response gets nothing (and is not handled a second time).
       this.counters.retransmissions.absorbed++;
+      if (done.response === undefined) return;
       this.counters.retransmissions.sent++;
-      this.sendCompleted(done);
+      this.sendWithoutState(done.response, done.destination);
       return;
     }
     if (!this.hasRoomFor(request)) {
@@ -512,7 +515,7 @@ export class TransactionLayer {
   /** Takes a non-INVITE server transaction's Completed state over (CompletedHandOver). */
   private holdCompleted(
     tx: NonInviteServerTransaction,
-    response: Uint8Array,
+    response: Uint8Array | undefined,
     destination: SipDestination,
   ): void {
     const key = tx.key;
@@ -535,10 +538,6 @@ export class TransactionLayer {
       this.endCompleted(this.completedQueue[this.completedHead++] as CompletedEntry);
     }
     if (this.completedTimer === undefined) this.armCompletedTimer(this.timers.J);
-  }
-
-  private sendCompleted(entry: CompletedEntry): void {
-    this.sendWithoutState(entry.response, entry.destination);
   }
 
   /** A response no transaction stands behind: a failure to send it is only counted. */
