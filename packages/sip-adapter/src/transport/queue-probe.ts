@@ -11,7 +11,7 @@
 // after the work of the message that prompts them (the node asks for a probe once it has handled
 // a message) but ahead of the rest of their turn, and measure the wait of a datagram arriving
 // then, the turn's remaining work included: under load the signal is what matters, though the
-// probe then takes the turn's send-at-once slot.
+// probe then takes the turn's send-at-once slot when that message sent nothing over UDP.
 //
 // Loopback keeps order, so a probe overtaken by a later one was dropped by a full socket
 // buffer: it is reported lost at once (on a kernel with the default 208 KiB receive buffer a
