@@ -84,6 +84,7 @@ function nodeFlags<T>(y: Argv<T>) {
     .option('bootstrap', {
       type: 'string',
       array: true,
+      requiresArg: true,
       describe: `overlay HOST:PORT of a running node to join through; repeatable; none founds a new overlay [env ${ENV.bootstrap}, comma-separated]`,
     })
     .option('sip', {
@@ -390,9 +391,10 @@ function buildParser(argv: string[]) {
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {
-      throw (
-        err ?? new CliError('ERR_USAGE', /--help/.test(msg) ? msg : `${msg}; see peerbx --help`)
-      );
+      // yargs' own complaints (a flag without its value, say) are usage errors too.
+      if (err && err.name !== 'YError') throw err;
+      const text = msg ?? err?.message ?? 'bad command line';
+      throw new CliError('ERR_USAGE', /--help/.test(text) ? text : `${text}; see peerbx --help`);
     });
 }
 

@@ -45,6 +45,18 @@ describe('two running nodes', () => {
     }
   });
 
+  test('a node joins through a bootstrap host name (resolved, as --sip and --overlay are)', async () => {
+    const port = a.ready.overlay.split(':')[1];
+    const c = await StartedNode.start(join(dir, 'c'), ['--bootstrap', `localhost:${port}`]);
+    try {
+      const r = await peerbx(['peers', '--data-dir', join(dir, 'c')]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(a.ready.node.slice(0, 8)));
+    } finally {
+      await c.stop();
+    }
+  });
+
   test('logs go to stderr as JSON when it is not a terminal', () => {
     const first = a.stderr.split('\n').find((l) => l.startsWith('{'));
     assert.ok(first, a.stderr);
@@ -401,6 +413,37 @@ describe('errors and settings', () => {
     const r = await peerbx(startArgs(tempDir(t), '--bootstrap', '127.0.0.1:9'));
     assert.equal(r.code, 1);
     assert.match(oneErrorLine(r.stderr), /no bootstrap node answered at 127\.0\.0\.1:9/);
+  });
+
+  test("a bootstrap flag without an address, an unknown host, or the node's own address", async (t) => {
+    const none = await peerbx(['start', '--data-dir', tempDir(t), '--bootstrap']);
+    assert.equal(none.code, 2, 'not a new overlay founded by mistake');
+    assert.match(oneErrorLine(none.stderr), /Not enough arguments following: bootstrap/);
+    const unknown = await peerbx(startArgs(tempDir(t), '--bootstrap', 'no-such-host.invalid:7400'));
+    assert.equal(unknown.code, 1);
+    assert.match(
+      oneErrorLine(unknown.stderr),
+      /bootstrap host "no-such-host\.invalid" does not resolve/,
+    );
+    const sock = createSocket('udp4');
+    await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+    const own = `127.0.0.1:${sock.address().port}`;
+    sock.close();
+    const self = await peerbx([
+      'start',
+      '--data-dir',
+      tempDir(t),
+      '--overlay',
+      own,
+      '--sip',
+      '127.0.0.1:0',
+      '--ws',
+      'off',
+      '--bootstrap',
+      own,
+    ]);
+    assert.equal(self.code, 1);
+    assert.match(oneErrorLine(self.stderr), /is this node's own overlay address/);
   });
 
   test('status without a running node', async (t) => {

@@ -266,8 +266,9 @@ describe('stateful proxy', () => {
   });
 
   it('gives up a phone that went away without unregistering: the other phone declining ends the call', async () => {
-    // T1 100 ms at this node: the silent phone is given up after 16 x T1 (1.6 s); its Timer B
-    // (64 x T1, 6.4 s) would be the wait otherwise, past the caller's 5 s below.
+    // T1 100 ms at this node: the silent phone is given up once the other declined (2 x T1
+    // after the call, 16 x T1 at most); its Timer B (64 x T1, 6.4 s) would be the wait
+    // otherwise, past the caller's 5 s below.
     const c = await bed.startPeer('c', { timers: { T1: 100 } });
     const caller = await phone();
     const asleep = await phone();
@@ -286,6 +287,22 @@ describe('stateful proxy', () => {
     asleep.answer(cancel, 200, c.port, 'i1');
     asleep.answer(silent, 487, c.port, 'i1');
     await asleep.request('ACK', 'ACK for 487');
+  });
+
+  it("passes the other phone's refusal on within 2 x T1 of the call, not 16 x T1", async () => {
+    // T1 250 ms: a silent phone is given up after 4 s (16 x T1), or 0.5 s once every phone that
+    // answered has refused.
+    const c = await bed.startPeer('c3', { timers: { T1: 250 } });
+    const caller = await phone();
+    const gone = await phone();
+    const busy = await phone();
+    for (const d of [gone, busy]) {
+      assert.equal(await rawRegister(c, 'otto', `sip:otto@${d.contact}`), 'SIP/2.0 200 OK');
+    }
+    caller.send(request('INVITE', `sip:otto@127.0.0.1:${c.port}`, caller).text, c.port);
+    const inv = await busy.request('INVITE');
+    busy.answer(inv, 486, c.port, 'o2');
+    await caller.response(486, 'INVITE', 2500);
   });
 
   it('ACKs and ends with BYE a 2xx from a phone given up after the caller was answered', async () => {

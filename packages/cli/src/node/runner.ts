@@ -1,6 +1,8 @@
 // Runs a full PeerBX node in this process: the overlay node, the SIP node on top of it, and the
 // control endpoint. Turns the lower layers' failures into the CLI's one-line errors.
 
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import {
   KIND_SIP_REGISTRATION,
@@ -18,7 +20,7 @@ import {
   SipNode,
   type SipTransportStats,
 } from '@peerbx/sip-adapter';
-import { formatHostPort } from '../config/address.js';
+import { formatHostPort, parseHostPort } from '../config/address.js';
 import type { NodeSettings } from '../config/node-config.js';
 import {
   type ControlRequest,
@@ -45,7 +47,9 @@ export interface RunningNode {
 
 export async function startNode(settings: NodeSettings, log: Logger): Promise<RunningNode> {
   const { paths, config } = prepareDataDir(settings, settings.domainGiven);
-  const bootstrap = settings.bootstrap.length > 0 ? settings.bootstrap : config.bootstrap;
+  const bootstrap = await resolveBootstrap(
+    settings.bootstrap.length > 0 ? settings.bootstrap : config.bootstrap,
+  );
   const overlayAt = settings.overlay;
   let overlay: OverlayNode;
   try {
@@ -123,6 +127,26 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
   };
 }
 
+/** Bootstrap HOST:PORTs with host names resolved: the overlay dials IP addresses. */
+function resolveBootstrap(entries: readonly string[]): Promise<string[]> {
+  return Promise.all(
+    entries.map(async (entry) => {
+      const at = parseHostPort(entry);
+      if (!at || isIP(at.host) !== 0) return entry;
+      try {
+        const { address } = await lookup(at.host);
+        return formatHostPort({ host: address, port: at.port });
+      } catch (err) {
+        throw new CliError(
+          'ERR_UNREACHABLE',
+          `bootstrap host "${at.host}" does not resolve (${describeError(err).code}); give --bootstrap the IP:PORT of a running node, or a name this machine resolves`,
+          { cause: err },
+        );
+      }
+    }),
+  );
+}
+
 function overlayStartError(err: unknown, at: ListenAddress, bootstrap: string[]): Error {
   if (err instanceof OverlayError) {
     if (/EADDRINUSE/.test(err.message)) {
@@ -137,6 +161,12 @@ function overlayStartError(err: unknown, at: ListenAddress, bootstrap: string[])
       return new CliError(
         'ERR_CONFIG',
         `the node at ${bootstrap.join(', ')} is in an overlay with another configuration (its name, domain, enrolment, authority key, puzzle, DHT settings or kinds differ from this node's); join with that overlay's own: copy overlay.json from that node's data directory and start with --overlay-config FILE, without --domain`,
+        { cause: err },
+      );
+    if (err.code === 'ERR_UNREACHABLE' && /claims this node id/.test(err.message))
+      return new CliError(
+        'ERR_CONFIG',
+        `--bootstrap ${bootstrap.join(', ')} is this node's own overlay address; give the overlay HOST:PORT of another running node, or no --bootstrap to found an overlay`,
         { cause: err },
       );
     if (err.code === 'ERR_UNREACHABLE')

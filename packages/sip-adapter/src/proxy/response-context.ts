@@ -469,6 +469,21 @@ export class ResponseContext {
     }, left);
   }
 
+  /**
+   * Every branch that has answered has ended without a 2xx (busy, rejected): one that has sent
+   * nothing at all, not even a 100 Trying, is a phone gone, given up SILENT_CANCELLED_T1 x T1
+   * after its request went out rather than SILENT_BRANCH_T1 x T1, so that the caller hears the
+   * others' refusal within a second, not up to 8 s after it.
+   */
+  private hurrySilent(): void {
+    if (this.branches.some((b) => b.final === undefined && b.provisional)) return;
+    for (const b of this.branches) {
+      if (b.final === undefined && b.silentTimer !== undefined) {
+        this.armSilence(b, this.silence.cancelled);
+      }
+    }
+  }
+
   private disarmSilence(branch: Branch): void {
     if (branch.silentTimer === undefined) return;
     this.options.clock.clearTimeout(branch.silentTimer);
@@ -538,6 +553,7 @@ export class ResponseContext {
       const declined = [`SIP;cause=${status};text="${phrase}"`];
       for (const b of this.branches) if (b !== branch) this.cancelBranch(b, declined);
     }
+    this.hurrySilent();
     this.maybeFinish();
   }
 
