@@ -26,6 +26,7 @@ const USERS = {
   alice: { password: 'wonderland' },
   bob: { ha1: { md5: computeHa1('MD5', 'bob', REALM, 'builder') } },
   carol: { password: 'c4rol' },
+  erin: { password: 'correct horse' },
 };
 
 /** A clock the test can move forward, for nonces going stale. */
@@ -215,6 +216,36 @@ describe('digest authentication', () => {
     assert.equal(forbidden.status, 403);
     assert.match(forbidden.reason, /alice may not register carol/);
     assert.equal(a.sip.bindings.lookup('sip:carol@peerbx.local', clock.now()).length, 0);
+  });
+
+  it('refuses a host that guessed a password 5 times with 403 for a minute', async () => {
+    const p = await phone();
+    const erin = (c: Challenge, password: string) =>
+      credentials(c, { user: 'erin', password, method: 'REGISTER', uri });
+    let res = await register(a, p, 'erin');
+    for (let guess = 1; guess <= 5; guess++) {
+      const [c] = challenges(res, 'www-authenticate');
+      assert.ok(c);
+      res = await register(a, p, 'erin', erin(c, `guess ${guess}`));
+      assert.equal(res.status, 401, `guess ${guess}`);
+    }
+    // Locked out: even the right password is refused, unchecked, until the minute is over.
+    const [c] = challenges(res, 'www-authenticate');
+    assert.ok(c);
+    const locked = await register(a, p, 'erin', erin(c, 'correct horse'));
+    assert.equal(locked.status, 403);
+    assert.match(locked.reason, /too many failed logins from this address; try again in 60 s/);
+    assert.equal(a.sip.bindings.lookup('sip:erin@peerbx.local', clock.now()).length, 0);
+    // Another user from the same host is not locked out.
+    assert.equal(await registerAlice(await phone()), 200);
+    offset += 61_000;
+    try {
+      const [fresh] = challenges(await register(a, p, 'erin'), 'www-authenticate');
+      assert.ok(fresh);
+      assert.equal((await register(a, p, 'erin', erin(fresh, 'correct horse'))).status, 200);
+    } finally {
+      offset -= 61_000;
+    }
   });
 
   it('answers an expired nonce with 401 stale=TRUE, and a replayed nonce-count with a new 401', async () => {

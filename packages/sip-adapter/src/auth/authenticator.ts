@@ -3,12 +3,20 @@
 // the challenge when they are missing or not accepted. Credentials that are wrong get a
 // fresh challenge (§22.2, §22.3: the server re-challenges; the UA stops re-trying the same
 // password); 403 is left to the caller for an authenticated user acting for someone else.
+// Guessing is throttled: a host that gave wrong credentials (or unknown users) too often in a
+// minute is refused with 403 for a minute, for that user or, past a higher count, for all.
 
 import { timingSafeEqual } from 'node:crypto';
 import type { Clock } from '@peerbx/dht-kademlia';
 import { type Logger, silentLogger } from '@peerbx/overlay-core';
 import { createResponse } from '../message/response.js';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
+import {
+  FAILED_LOGIN_WINDOW_MS,
+  MAX_FAILED_LOGINS,
+  MAX_FAILED_LOGINS_PER_HOST,
+  MAX_TRACKED_LOGINS,
+} from './constants.js';
 import { formatChallenge, parseCredentials } from './credentials-header.js';
 import {
   baseAlgorithm,
@@ -47,7 +55,7 @@ export interface DigestAuthenticatorOptions {
   logger?: Logger;
 }
 
-/** Why a request was challenged again, for statistics and tests. */
+/** Why a request was challenged again (or refused, `locked`), for statistics and tests. */
 export type AuthFailure =
   | 'missing'
   | 'malformed'
@@ -56,7 +64,41 @@ export type AuthFailure =
   | 'unknown-user'
   | 'wrong'
   | 'stale'
-  | 'replay';
+  | 'replay'
+  | 'locked';
+
+/** Failed logins per key (a host, or a host and a user name) within a window, and lockouts. */
+class LoginThrottle {
+  private readonly entries = new Map<string, { since: number; failures: number; until: number }>();
+
+  /** Ms left of the key's lockout, 0 when it is not locked out. */
+  lockedFor(key: string, now: number): number {
+    const e = this.entries.get(key);
+    return e && e.until > now ? e.until - now : 0;
+  }
+
+  /** Counts a failure; true when it locks the key out (for FAILED_LOGIN_WINDOW_MS). */
+  failed(key: string, now: number, max: number): boolean {
+    let e = this.entries.get(key);
+    if (!e || now - e.since >= FAILED_LOGIN_WINDOW_MS) {
+      e = { since: now, failures: 0, until: 0 };
+      this.entries.delete(key);
+      if (this.entries.size >= MAX_TRACKED_LOGINS) {
+        const oldest = this.entries.keys().next().value;
+        if (oldest !== undefined) this.entries.delete(oldest);
+      }
+      this.entries.set(key, e);
+    }
+    e.failures++;
+    if (e.failures < max || e.until > now) return false;
+    e.until = now + FAILED_LOGIN_WINDOW_MS;
+    return true;
+  }
+
+  forget(key: string): void {
+    this.entries.delete(key);
+  }
+}
 
 export class DigestAuthenticator {
   readonly realm: string;
@@ -70,13 +112,17 @@ export class DigestAuthenticator {
     wrong: 0,
     stale: 0,
     replay: 0,
+    locked: 0,
   };
+  private readonly throttle = new LoginThrottle();
+  private readonly clock: Clock;
   private readonly ha1 = new Map<string, { MD5?: string; 'SHA-256'?: string }>();
   private readonly log: Logger;
   private readonly algorithms: readonly DigestAlgorithm[];
 
   constructor(options: DigestAuthenticatorOptions) {
     this.realm = options.realm;
+    this.clock = options.clock;
     this.algorithms = options.algorithms?.length ? options.algorithms : OFFERED_ALGORITHMS;
     this.log = (options.logger ?? silentLogger).child({ component: 'sip-auth' });
     this.nonces = new NonceIssuer({
@@ -100,8 +146,11 @@ export class DigestAuthenticator {
     }
   }
 
-  /** Checks the request's credentials for our realm; on failure, the 400/401/407 to send. */
-  check(request: SipRequest, role: AuthRole): AuthOutcome {
+  /**
+   * Checks the request's credentials for our realm; on failure, the 400/401/407 to send, or the
+   * 403 of a lockout when `host` (the address the request came from) guessed too often.
+   */
+  check(request: SipRequest, role: AuthRole, host?: string): AuthOutcome {
     const header = role === 'registrar' ? 'authorization' : 'proxy-authorization';
     let creds: Record<string, string> | undefined;
     for (const value of request.headers.getAll(header)) {
@@ -136,11 +185,26 @@ export class DigestAuthenticator {
       nonceState === 'invalid' ||
       (creds.opaque !== undefined && creds.opaque !== this.nonces.opaque);
     const ids = { username };
+    const now = this.clock.now();
+    const keys = host === undefined ? undefined : { host, user: `${host} ${username}` };
+    if (keys) {
+      const wait = Math.max(
+        this.throttle.lockedFor(keys.host, now),
+        this.throttle.lockedFor(keys.user, now),
+      );
+      if (wait > 0) {
+        // Not checked, not logged: a guesser learns nothing and floods nothing.
+        this.failures.locked++;
+        const reason = `Forbidden (too many failed logins from this address; try again in ${Math.ceil(wait / 1000)} s)`;
+        return { ok: false, response: createResponse(request, 403, { reason }) };
+      }
+    }
     if (!this.algorithms.includes(baseAlgorithm(algorithm))) {
       return this.fail(request, role, foreign ? 'unknown-nonce' : 'algorithm', ids);
     }
     const ha1 = this.ha1.get(username)?.[baseAlgorithm(algorithm)];
     if (ha1 === undefined) {
+      if (!foreign && keys) this.guessed(keys, now, username);
       return this.fail(request, role, foreign ? 'unknown-nonce' : 'unknown-user', ids);
     }
     const expected = computeDigestResponse({
@@ -154,7 +218,10 @@ export class DigestAuthenticator {
       qop: 'auth',
     });
     // Wrong for any nonce, ours or not: counted and logged as a wrong password either way.
-    if (!sameHex(expected, response)) return this.fail(request, role, 'wrong', ids);
+    if (!sameHex(expected, response)) {
+      if (keys) this.guessed(keys, now, username);
+      return this.fail(request, role, 'wrong', ids);
+    }
     // RFC 7616 §3.3: stale only when the response was right for a nonce no longer good: expired,
     // or one we no longer know (a phone whose node restarted retries at once with the new one;
     // without stale, some phones take the challenge for a wrong password and give up).
@@ -163,7 +230,20 @@ export class DigestAuthenticator {
     if (!this.nonces.acceptCount(nonce, Number.parseInt(nc, 16))) {
       return this.fail(request, role, 'replay', ids);
     }
+    if (keys) this.throttle.forget(keys.user);
     return { ok: true, user: username };
+  }
+
+  /** A wrong password or unknown user from a host: counted, and a lockout logged once. */
+  private guessed(keys: { host: string; user: string }, now: number, username: string): void {
+    const user = this.throttle.failed(keys.user, now, MAX_FAILED_LOGINS);
+    const host = this.throttle.failed(keys.host, now, MAX_FAILED_LOGINS_PER_HOST);
+    if (user || host) {
+      this.log.warn(
+        { host: keys.host, user: host ? undefined : username, forS: FAILED_LOGIN_WINDOW_MS / 1000 },
+        'too many failed logins: refused for a while',
+      );
+    }
   }
 
   /**

@@ -413,7 +413,7 @@ export class SipNode implements TransactionUser {
       }
       let user: string | undefined;
       if (this.auth) {
-        const outcome = this.auth.check(request, 'registrar');
+        const outcome = this.auth.check(request, 'registrar', source.address);
         if (!outcome.ok) {
           tx.refuse(outcome.response);
           return;
@@ -444,7 +444,7 @@ export class SipNode implements TransactionUser {
     // reach any phone of the overlay unasked). CANCEL cannot be challenged (RFC 3261 §22.1).
     const proven = () => request.method === 'CANCEL' || forMe || this.proxy.routedDialog(request);
     if (this.auth && !fromNode && (fresh || !proven())) {
-      const outcome = this.auth.check(request, 'proxy');
+      const outcome = this.auth.check(request, 'proxy', source.address);
       if (!outcome.ok) {
         tx.refuse(outcome.response);
         return;
