@@ -22,6 +22,13 @@ export const DEFAULT_REFRESH_INTERVAL_MS = 60 * 60 * 1000;
 /** Original publishers re-store their values this often. */
 export const DEFAULT_REPUBLISH_INTERVAL_MS = 60 * 60 * 1000;
 /**
+ * A value of ours that reached fewer holders than it should (they were silent) is stored again
+ * this long after, the wait doubling while it stays so, up to the upkeep check interval: a
+ * registration changed during an outage (a phone gone, say) reaches the overlay within
+ * seconds of it ending, not at the next upkeep check.
+ */
+export const INCOMPLETE_RETRY_MS = 5_000;
+/**
  * Storing nodes re-replicate to the current k closest what nobody stored for this long (and a
  * key at once when one of its k closest nodes died).
  */

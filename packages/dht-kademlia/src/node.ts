@@ -19,6 +19,7 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_VALUE_TTL_MS,
   EVICTION_PING_MIN_AGE_MS,
+  INCOMPLETE_RETRY_MS,
   LEAVE_NOTICE_TIMEOUT_MS,
   LEAVE_NOTICES_IN_FLIGHT,
   LEFT_QUIET_MS,
@@ -182,7 +183,7 @@ interface Published extends PublishedValue {
   retriedRefusals: boolean;
 }
 
-type Timer = 'refresh' | 'republish' | 'replicate' | 'expire';
+type Timer = 'refresh' | 'republish' | 'replicate' | 'expire' | 'incomplete';
 
 export class KademliaNode {
   readonly id: NodeId;
@@ -262,6 +263,8 @@ export class KademliaNode {
    * (undefined while it has contacts), and the rejoin under way.
    */
   private lostRounds: number | undefined;
+  /** The wait before incomplete stores are tried again (see retryIncompleteSoon). */
+  private incompleteRetryMs = INCOMPLETE_RETRY_MS;
   private rejoining: Promise<void> | undefined;
   private readonly timers = new Map<Timer, TimerHandle>();
   private readonly rtt: RttEstimator;
@@ -685,6 +688,7 @@ export class KademliaNode {
     // had stay the ones pinged.
     if (!result || this.isolated) {
       entry.complete = false;
+      this.retryIncompleteSoon();
       return;
     }
     entry.holders = result.stored.filter((c) => !idEquals(c.id, this.id));
@@ -695,6 +699,31 @@ export class KademliaNode {
       expected;
     entry.complete = answered(entry.retriedRefusals);
     entry.retriedRefusals = !entry.complete && answered(true);
+    if (!entry.complete) this.retryIncompleteSoon();
+  }
+
+  /** Stores incomplete values again in incompleteRetryMs (see INCOMPLETE_RETRY_MS). */
+  private retryIncompleteSoon(): void {
+    if (!this.running || this.timers.has('incomplete')) return;
+    const handle = this.clock.setTimeout(() => {
+      this.timers.delete('incomplete');
+      if (this.running) this.retryIncomplete().catch(() => undefined);
+    }, this.incompleteRetryMs);
+    this.timers.set('incomplete', handle);
+  }
+
+  private async retryIncomplete(): Promise<void> {
+    // Cut off: the upkeep check rejoins first, then stores what is incomplete (see republish).
+    if (this.lostRounds !== undefined) return;
+    const now = this.clock.now();
+    const due = [...this.published.values()].filter(
+      (p) => !p.complete && !p.storing && p.expiresAt > now,
+    );
+    for (const p of due) p.storing = true;
+    this.incompleteRetryMs = Math.min(2 * this.incompleteRetryMs, this.opts.upkeepCheckIntervalMs);
+    await this.storeGrouped(due);
+    // All stored as they should be: the next outage starts from the short wait again.
+    if (due.every((p) => p.complete)) this.incompleteRetryMs = INCOMPLETE_RETRY_MS;
   }
 
   /** Stops republishing a value this node put (it still expires where it is stored). */

@@ -793,6 +793,22 @@ describe('kademlia over the simulator', () => {
     assert.ok(again.closest.some((c) => idEquals(c.id, seed.id)));
   });
 
+  it('stores a value again seconds after its silent holders answer again, not at the next check', async () => {
+    // Ten nodes (an office), k = 8: six of them stall, so a value reaches only four.
+    const s = await swarm(10, 47, { upkeepCheckIntervalMs: 10 * MIN });
+    const key = hashToId('stored while its holders were silent');
+    const [publisher, ...others] = s.alive;
+    const stalled = others.slice(0, 6);
+    for (const n of stalled) s.silence(n);
+    const put = await s.sim.settle(publisher!.put(key, text('x'), 3 * HOUR));
+    assert.ok(put.stored.length < 8, `stored on ${put.stored.length} while they were silent`);
+    assert.equal(publisher!.isolated, false);
+    for (const n of stalled) s.sim.setBehaviour(n.contact.address, 'honest');
+    // Stored again within seconds (5 s, then 10 s, ...), not at the check 10 minutes on.
+    await s.sim.runFor(MIN);
+    assert.ok(holders(s, key).length >= 8, `${holders(s, key).length} hold it`);
+  });
+
   it('finds the others again after an outage that emptied every routing table', async () => {
     const s = await swarm(10, 35, { upkeepCheckIntervalMs: MIN });
     const key = hashToId('across an outage');
