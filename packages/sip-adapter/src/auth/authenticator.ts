@@ -204,7 +204,7 @@ export class DigestAuthenticator {
     }
     const ha1 = this.ha1.get(username)?.[baseAlgorithm(algorithm)];
     if (ha1 === undefined) {
-      if (!foreign && keys) this.guessed(keys, now, username);
+      if (keys) this.guessed(keys, now, username);
       return this.fail(request, role, foreign ? 'unknown-nonce' : 'unknown-user', ids);
     }
     const expected = computeDigestResponse({
