@@ -40,7 +40,7 @@ import {
 } from './format/views.js';
 import { createLogger } from './logger.js';
 import { prepareDataDir } from './node/data-dir.js';
-import { startNode } from './node/runner.js';
+import { isAor, startNode } from './node/runner.js';
 
 /**
  * yargs' CommonJS build: its ESM build lays help out with a wrap that cuts words in two
@@ -239,7 +239,14 @@ function buildParser(argv: string[]) {
       (y) =>
         dataDirFlags(y)
           .positional('aor', { type: 'string', demandOption: true })
-          .option('json', { type: 'boolean', describe: 'JSON output' }),
+          .option('json', { type: 'boolean', describe: 'JSON output' })
+          .check((a) => {
+            if (isAor(a.aor)) return true;
+            throw new CliError(
+              'ERR_USAGE',
+              `"${a.aor}" is not an AOR; give a user such as alice, alice@peerbx.local or sip:alice@peerbx.local`,
+            );
+          }),
       (a) => controlCommand('lookup', { ...a, arg: a.aor }, (r) => formatLookup(r as LookupView)),
     )
     .command(

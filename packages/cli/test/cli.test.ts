@@ -446,6 +446,44 @@ describe('errors and settings', () => {
     assert.match(oneErrorLine(self.stderr), /is this node's own overlay address/);
   });
 
+  test('an address that is not on this machine, and a lookup of something not an AOR', async (t) => {
+    const sip = await peerbx([
+      'start',
+      '--data-dir',
+      tempDir(t),
+      '--overlay',
+      '127.0.0.1:0',
+      '--sip',
+      '192.0.2.1:5060',
+      '--ws',
+      'off',
+    ]);
+    assert.equal(sip.code, 1);
+    assert.match(
+      oneErrorLine(sip.stderr),
+      /--sip 192\.0\.2\.1:5060\) is not an address of this machine/,
+    );
+    const overlay = await peerbx([
+      'start',
+      '--data-dir',
+      tempDir(t),
+      '--overlay',
+      '192.0.2.1:7400',
+      '--sip',
+      '127.0.0.1:0',
+      '--ws',
+      'off',
+    ]);
+    assert.equal(overlay.code, 1);
+    assert.match(
+      oneErrorLine(overlay.stderr),
+      /overlay address 192\.0\.2\.1:7400 is not an address of this machine/,
+    );
+    const lookup = await peerbx(['lookup', 'sip:@@bad', '--data-dir', tempDir(t)]);
+    assert.equal(lookup.code, 2);
+    assert.match(oneErrorLine(lookup.stderr), /"sip:@@bad" is not an AOR/);
+  });
+
   test('status without a running node', async (t) => {
     const r = await peerbx(['status', '--data-dir', tempDir(t)]);
     assert.equal(r.code, 1);

@@ -148,6 +148,13 @@ function resolveBootstrap(entries: readonly string[]): Promise<string[]> {
 }
 
 function overlayStartError(err: unknown, at: ListenAddress, bootstrap: string[]): Error {
+  if (/EADDRNOTAVAIL/.test(describeError(err).message)) {
+    return new CliError(
+      'ERR_CONFIG',
+      `overlay address ${formatHostPort(at)} is not an address of this machine; give --overlay one of its addresses, or 0.0.0.0 for all`,
+      { cause: err },
+    );
+  }
   if (err instanceof OverlayError) {
     if (/EADDRINUSE/.test(err.message)) {
       const proto = /TCP/.test(err.message) ? 'TCP' : 'UDP';
@@ -185,6 +192,13 @@ function overlayStartError(err: unknown, at: ListenAddress, bootstrap: string[])
 
 function sipStartError(err: unknown, settings: NodeSettings): Error {
   const { message } = describeError(err);
+  if (/EADDRNOTAVAIL/.test(message)) {
+    return new CliError(
+      'ERR_CONFIG',
+      `a SIP address (--sip ${formatHostPort(settings.sip)}${settings.ws ? `, --ws ${formatHostPort(settings.ws)}` : ''}) is not an address of this machine; give one of its addresses, 127.0.0.1, or 0.0.0.0 for all`,
+      { cause: err },
+    );
+  }
   if (/EADDRINUSE/.test(message)) {
     const ws = settings.ws;
     const isWs =
@@ -207,11 +221,20 @@ function sipStartError(err: unknown, settings: NodeSettings): Error {
 
 /** Normalises "alice", "sip:alice@dom" or "alice@dom" to the overlay resource "alice@dom". */
 export function aorResource(aor: string, domain: string): string {
-  const bare = aor
+  const bare = bareAor(aor);
+  return bare.includes('@') ? bare.toLowerCase() : `${bare}@${domain}`;
+}
+
+/** True for alice, alice@domain or sip:alice@domain: a user, and one @ with a host at most. */
+export function isAor(aor: string): boolean {
+  return /^[^@\s<>]+(?:@[^@\s<>]+)?$/.test(bareAor(aor));
+}
+
+function bareAor(aor: string): string {
+  return aor
     .trim()
     .replace(/^sips?:/i, '')
     .replace(/[;>].*$/, '');
-  return bare.includes('@') ? bare.toLowerCase() : `${bare}@${domain}`;
 }
 
 async function controlOp(
