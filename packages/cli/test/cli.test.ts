@@ -446,7 +446,7 @@ describe('errors and settings', () => {
     assert.match(oneErrorLine(self.stderr), /is this node's own overlay address/);
   });
 
-  test('an address that is not on this machine, and a lookup of something not an AOR', async (t) => {
+  test('an address not on this machine, a node open to the LAN without users, a lookup of no AOR', async (t) => {
     const sip = await peerbx([
       'start',
       '--data-dir',
@@ -457,6 +457,8 @@ describe('errors and settings', () => {
       '192.0.2.1:5060',
       '--ws',
       'off',
+      '--auth',
+      'never',
     ]);
     assert.equal(sip.code, 1);
     assert.match(
@@ -479,6 +481,19 @@ describe('errors and settings', () => {
       oneErrorLine(overlay.stderr),
       /overlay address 192\.0\.2\.1:7400 is not an address of this machine/,
     );
+    const open = await peerbx([
+      'start',
+      '--data-dir',
+      tempDir(t),
+      '--overlay',
+      '127.0.0.1:0',
+      '--sip',
+      '0.0.0.0:0',
+      '--ws',
+      'off',
+    ]);
+    assert.equal(open.code, 1);
+    assert.match(oneErrorLine(open.stderr), /so phones must log in, but no users are configured/);
     const lookup = await peerbx(['lookup', 'sip:@@bad', '--data-dir', tempDir(t)]);
     assert.equal(lookup.code, 2);
     assert.match(oneErrorLine(lookup.stderr), /"sip:@@bad" is not an AOR/);

@@ -14,6 +14,7 @@ import {
   SOFTWARE_VERSION,
 } from '@peerbx/overlay-core';
 import {
+  authRequired,
   decodeRegistrationValue,
   FileBindingsStore,
   loadRouteSecret,
@@ -46,6 +47,16 @@ export interface RunningNode {
 }
 
 export async function startNode(settings: NodeSettings, log: Logger): Promise<RunningNode> {
+  const sipHosts = [settings.sip.host, ...(settings.ws ? [settings.ws.host] : [])];
+  if (authRequired(settings.auth, sipHosts) && Object.keys(settings.users).length === 0) {
+    // No phone could register: refused here rather than found out from phones failing.
+    throw new CliError(
+      'ERR_CONFIG',
+      settings.auth === 'always'
+        ? 'auth is "always" but no users are configured, so no phone could register; add accounts under "users" in the config file (--config), or set auth to never or auto'
+        : `SIP listens beyond loopback (${sipHosts.join(', ')}), so phones must log in, but no users are configured; add accounts under "users" in the config file (--config), or start with --auth never`,
+    );
+  }
   const { paths, config } = prepareDataDir(settings, settings.domainGiven);
   const bootstrap = await resolveBootstrap(
     settings.bootstrap.length > 0 ? settings.bootstrap : config.bootstrap,
