@@ -129,6 +129,9 @@ function settingsOf(a: NodeFlags) {
   return loadSettings(flags);
 }
 
+/** A second stop signal this soon after the first is the same stop, not an insistence, ms. */
+const SIGNAL_REPEAT_MS = 500;
+
 async function startCommand(a: NodeFlags): Promise<void> {
   const settings = settingsOf(a);
   const log = await createLogger(settings.logLevel);
@@ -139,13 +142,17 @@ async function startCommand(a: NodeFlags): Promise<void> {
   log.info({ node: node.overlay.stats().nodeId }, 'ready');
   // Handlers go in before the ready line, so a signal right after it is a graceful leave.
   const stopped = new Promise<void>((resolve) => {
-    let signalled = false;
+    let signalledAt: number | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
-      if (signalled) {
+      if (signalledAt !== undefined) {
+        // One stop sent twice at once (timeout(1) signals the node and its process group, a
+        // supervisor both the npm wrapper and the node) is one request to leave; a second one
+        // later is the user insisting.
+        if (Date.now() - signalledAt < SIGNAL_REPEAT_MS) return;
         log.warn({ signal }, 'second signal: exiting without a graceful leave');
         process.exit(1);
       }
-      signalled = true;
+      signalledAt = Date.now();
       log.info({ signal }, 'leaving the overlay');
       const timer = setTimeout(() => {
         log.warn({ timeoutMs: LEAVE_TIMEOUT_MS }, 'graceful leave took too long; closing');
