@@ -652,6 +652,7 @@ export class KademliaNode {
       entries.forEach((p, i) => {
         this.storedAgain(p, results[i]);
       });
+      if (entries.some((p) => !p.complete)) this.retryIncompleteSoon();
     }
   }
 
@@ -688,7 +689,6 @@ export class KademliaNode {
     // had stay the ones pinged.
     if (!result || this.isolated) {
       entry.complete = false;
-      this.retryIncompleteSoon();
       return;
     }
     entry.holders = result.stored.filter((c) => !idEquals(c.id, this.id));
@@ -699,7 +699,6 @@ export class KademliaNode {
       expected;
     entry.complete = answered(entry.retriedRefusals);
     entry.retriedRefusals = !entry.complete && answered(true);
-    if (!entry.complete) this.retryIncompleteSoon();
   }
 
   /** Stores incomplete values again in incompleteRetryMs (see INCOMPLETE_RETRY_MS). */
@@ -715,13 +714,8 @@ export class KademliaNode {
   private async retryIncomplete(): Promise<void> {
     // Cut off: the upkeep check rejoins first, then stores what is incomplete (see republish).
     if (this.lostRounds !== undefined) return;
-    const now = this.clock.now();
-    const due = [...this.published.values()].filter(
-      (p) => !p.complete && !p.storing && p.expiresAt > now,
-    );
-    for (const p of due) p.storing = true;
     this.incompleteRetryMs = Math.min(2 * this.incompleteRetryMs, this.opts.upkeepCheckIntervalMs);
-    await this.storeGrouped(due);
+    const due = await this.storeAgain((p) => !p.complete);
     // All stored as they should be: the next outage starts from the short wait again.
     if (due.every((p) => p.complete)) this.incompleteRetryMs = INCOMPLETE_RETRY_MS;
   }
@@ -966,15 +960,25 @@ export class KademliaNode {
     // no place another node could take (see replicate).
     const holderLost = (p: Published) =>
       this.table.size >= this.k && p.holders.some((h) => dead.has(idToHex(h.id)));
-    const due: Published[] = [];
+    await this.storeAgain((p) => !p.complete || now - p.storedAt >= age || holderLost(p));
+  }
+
+  /**
+   * Stores again the published values `due` picks among those not expired (the expired are
+   * forgotten) and with no store under way; returns them.
+   */
+  private async storeAgain(due: (p: Published) => boolean): Promise<Published[]> {
+    const now = this.clock.now();
+    const picked: Published[] = [];
     for (const [id, p] of this.published) {
       if (p.expiresAt <= now) this.published.delete(id);
-      else if (!p.storing && (!p.complete || now - p.storedAt >= age || holderLost(p))) {
+      else if (!p.storing && due(p)) {
         p.storing = true;
-        due.push(p);
+        picked.push(p);
       }
     }
-    await this.storeGrouped(due);
+    await this.storeGrouped(picked);
+    return picked;
   }
 
   /**

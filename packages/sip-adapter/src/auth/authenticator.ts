@@ -8,7 +8,7 @@
 
 import { timingSafeEqual } from 'node:crypto';
 import type { Clock } from '@peerbx/dht-kademlia';
-import { type Logger, silentLogger } from '@peerbx/overlay-core';
+import { type Logger, setBounded, silentLogger } from '@peerbx/overlay-core';
 import { createResponse } from '../message/response.js';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
 import {
@@ -82,12 +82,7 @@ class LoginThrottle {
     let e = this.entries.get(key);
     if (!e || now - e.since >= FAILED_LOGIN_WINDOW_MS) {
       e = { since: now, failures: 0, until: 0 };
-      this.entries.delete(key);
-      if (this.entries.size >= MAX_TRACKED_LOGINS) {
-        const oldest = this.entries.keys().next().value;
-        if (oldest !== undefined) this.entries.delete(oldest);
-      }
-      this.entries.set(key, e);
+      setBounded(this.entries, key, e, MAX_TRACKED_LOGINS);
     }
     e.failures++;
     if (e.failures < max || e.until > now) return false;

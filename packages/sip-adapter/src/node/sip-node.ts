@@ -25,7 +25,7 @@ import { isSipUri } from '../message/uri.js';
 import { Locator } from '../overlay-bridge/locator.js';
 import type { OverlayAccess } from '../overlay-bridge/overlay-access.js';
 import { RegistrationPublisher } from '../overlay-bridge/registration-publisher.js';
-import { StatefulProxy } from '../proxy/proxy.js';
+import { StatefulProxy, shutdownAnswer } from '../proxy/proxy.js';
 import { type Binding, BindingStore } from '../registrar/binding-store.js';
 import type { BindingsPersistence } from '../registrar/bindings-persistence.js';
 import { isLocalDomain, RegisterHandler, resourceOfAor } from '../registrar/register-handler.js';
@@ -391,16 +391,9 @@ export class SipNode implements TransactionUser {
       // As shutdown answers what was under way: a CANCEL finds its INVITE answered (§9.2),
       // another node hears its callee is away for now (480), a phone that its proxy is (503).
       if (request.method === 'CANCEL') tx.respond(createResponse(request, 200));
-      else if (fromNode) {
-        tx.refuse(
-          createResponse(request, 480, {
-            reason: "Temporarily Unavailable (callee's node shutting down)",
-          }),
-        );
-      } else {
-        tx.refuse(
-          createResponse(request, 503, { reason: 'Service Unavailable (node shutting down)' }),
-        );
+      else {
+        const { status, reason } = shutdownAnswer(fromNode);
+        tx.refuse(createResponse(request, status, { reason }));
       }
       return;
     }

@@ -72,6 +72,16 @@ interface Refusal {
   reason: string;
 }
 
+/**
+ * What a stopping node answers a request, under way or new: 480 to another node (the callee
+ * is away, for now), 503 to a phone (its proxy is going).
+ */
+export function shutdownAnswer(fromNode: boolean): Refusal {
+  return fromNode
+    ? { status: 480, reason: "Temporarily Unavailable (callee's node shutting down)" }
+    : { status: 503, reason: 'Service Unavailable (node shutting down)' };
+}
+
 /** What the proxy needs of the node around it (passed in, so tests can fake any of it). */
 export interface ProxyComponents {
   nodeHex: string;
@@ -224,9 +234,9 @@ export class StatefulProxy {
     let aborted = 0;
     for (const ctx of this.contexts.values()) {
       if (ctx.closed) continue;
-      if (ctx.upstream !== undefined && this.c.overlayPeer(ctx.upstream) !== undefined) {
-        ctx.abort(480, "Temporarily Unavailable (callee's node shutting down)");
-      } else ctx.abort(503, 'Service Unavailable (node shutting down)');
+      const fromNode = ctx.upstream !== undefined && this.c.overlayPeer(ctx.upstream) !== undefined;
+      const { status, reason } = shutdownAnswer(fromNode);
+      ctx.abort(status, reason);
       aborted++;
     }
     this.contexts.clear();
