@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { controlSocketPath, type StatusView } from '../src/control/protocol.js';
 import { formatStatus } from '../src/format/views.js';
-import { peerbx, StartedNode, startArgs, tempDir } from './helpers.js';
+import { peerbx, StartedNode, startArgs, startArgsAt, tempDir } from './helpers.js';
 
 const oneErrorLine = (stderr: string) => {
   const lines = stderr.trim().split('\n');
@@ -229,17 +229,7 @@ describe('two running nodes', () => {
   });
 
   test('a busy SIP port', async () => {
-    const r = await peerbx([
-      'start',
-      '--data-dir',
-      join(dir, 'c'),
-      '--overlay',
-      '127.0.0.1:0',
-      '--sip',
-      a.ready.sip,
-      '--ws',
-      'off',
-    ]);
+    const r = await peerbx(startArgsAt(join(dir, 'c'), { sip: a.ready.sip }));
     assert.equal(r.code, 1);
     assert.match(
       oneErrorLine(r.stderr),
@@ -248,17 +238,7 @@ describe('two running nodes', () => {
   });
 
   test('a busy overlay port', async () => {
-    const r = await peerbx([
-      'start',
-      '--data-dir',
-      join(dir, 'd'),
-      '--overlay',
-      a.ready.overlay,
-      '--sip',
-      '127.0.0.1:0',
-      '--ws',
-      'off',
-    ]);
+    const r = await peerbx(startArgsAt(join(dir, 'd'), { overlay: a.ready.overlay }));
     assert.equal(r.code, 1);
     assert.match(
       oneErrorLine(r.stderr),
@@ -429,69 +409,25 @@ describe('errors and settings', () => {
     await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
     const own = `127.0.0.1:${sock.address().port}`;
     sock.close();
-    const self = await peerbx([
-      'start',
-      '--data-dir',
-      tempDir(t),
-      '--overlay',
-      own,
-      '--sip',
-      '127.0.0.1:0',
-      '--ws',
-      'off',
-      '--bootstrap',
-      own,
-    ]);
+    const self = await peerbx(startArgsAt(tempDir(t), { overlay: own }, '--bootstrap', own));
     assert.equal(self.code, 1);
     assert.match(oneErrorLine(self.stderr), /is this node's own overlay address/);
   });
 
   test('an address not on this machine, a node open to the LAN without users, a lookup of no AOR', async (t) => {
-    const sip = await peerbx([
-      'start',
-      '--data-dir',
-      tempDir(t),
-      '--overlay',
-      '127.0.0.1:0',
-      '--sip',
-      '192.0.2.1:5060',
-      '--ws',
-      'off',
-      '--auth',
-      'never',
-    ]);
+    const sip = await peerbx(startArgsAt(tempDir(t), { sip: '192.0.2.1:5060' }, '--auth', 'never'));
     assert.equal(sip.code, 1);
     assert.match(
       oneErrorLine(sip.stderr),
       /--sip 192\.0\.2\.1:5060\) is not an address of this machine/,
     );
-    const overlay = await peerbx([
-      'start',
-      '--data-dir',
-      tempDir(t),
-      '--overlay',
-      '192.0.2.1:7400',
-      '--sip',
-      '127.0.0.1:0',
-      '--ws',
-      'off',
-    ]);
+    const overlay = await peerbx(startArgsAt(tempDir(t), { overlay: '192.0.2.1:7400' }));
     assert.equal(overlay.code, 1);
     assert.match(
       oneErrorLine(overlay.stderr),
       /overlay address 192\.0\.2\.1:7400 is not an address of this machine/,
     );
-    const open = await peerbx([
-      'start',
-      '--data-dir',
-      tempDir(t),
-      '--overlay',
-      '127.0.0.1:0',
-      '--sip',
-      '0.0.0.0:0',
-      '--ws',
-      'off',
-    ]);
+    const open = await peerbx(startArgsAt(tempDir(t), { sip: '0.0.0.0:0' }));
     assert.equal(open.code, 1);
     assert.match(oneErrorLine(open.stderr), /so phones must log in, but no users are configured/);
     const lookup = await peerbx(['lookup', 'sip:@@bad', '--data-dir', tempDir(t)]);

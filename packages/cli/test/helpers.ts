@@ -50,8 +50,17 @@ export interface Ready {
 
 /** `peerbx start` on free loopback ports without WebSocket, for a run expected to fail. */
 export function startArgs(dataDir: string, ...extra: string[]): string[] {
-  const free = ['--overlay', '127.0.0.1:0', '--sip', '127.0.0.1:0', '--ws', 'off'];
-  return ['start', '--data-dir', dataDir, ...free, ...extra];
+  return startArgsAt(dataDir, {}, ...extra);
+}
+
+/** `start` on the overlay and SIP addresses given (a free port on 127.0.0.1 otherwise), no WS. */
+export function startArgsAt(
+  dataDir: string,
+  at: { overlay?: string; sip?: string },
+  ...extra: string[]
+): string[] {
+  const addresses = ['--overlay', at.overlay ?? '127.0.0.1:0', '--sip', at.sip ?? '127.0.0.1:0'];
+  return ['start', '--data-dir', dataDir, ...addresses, '--ws', 'off', ...extra];
 }
 
 export class StartedNode {
