@@ -225,6 +225,8 @@ export class KademliaNode {
   private readonly published = new Map<string, Published>();
   /** When each stored key last arrived by STORE: replication skips keys refreshed by others. */
   private readonly lastStoreAt = new Map<string, number>();
+  /** When a STORE last changed what each held key holds (a new or replaced value: handOver). */
+  private readonly lastChangeAt = new Map<string, number>();
   /** Where the next upkeep check's PINGs start, per list (unanswering). */
   private readonly pingCursor = { published: 0, held: 0 };
   /** When this node last replicated each held key itself (it need not be among the closest). */
@@ -793,6 +795,13 @@ export class KademliaNode {
     }
   }
 
+  /** A value was stored under key here (from a STORE or by this node): noted for upkeep. */
+  private noteStored(key: NodeId, changed: boolean, now: number): void {
+    const hex = idToHex(key);
+    this.lastStoreAt.set(hex, now);
+    if (changed) this.lastChangeAt.set(hex, now);
+  }
+
   /** The values held under key, with their remaining lifetimes, to store elsewhere. */
   private heldValues(key: NodeId, now: number): { value: Uint8Array; ttlMs: number }[] {
     return this.store.get(key, now).map((v) => ({ value: v.value, ttlMs: v.expiresAt - now }));
@@ -806,8 +815,16 @@ export class KademliaNode {
     sender: NodeId,
     now: number,
   ): StoreOutcome {
-    const result = handleStore(this.store, this.validateValue, key, value, ttlMs, sender, now);
-    if (result.ok) this.lastStoreAt.set(idToHex(key), now);
+    const { changed, ...result } = handleStore(
+      this.store,
+      this.validateValue,
+      key,
+      value,
+      ttlMs,
+      sender,
+      now,
+    );
+    if (result.ok) this.noteStored(key, changed === true, now);
     else {
       this.stats.storeRejections[result.reason] =
         (this.stats.storeRejections[result.reason] ?? 0) + 1;
@@ -902,29 +919,37 @@ export class KademliaNode {
    * value, sent by the node that was closest before it arrived, so only one node sends.
    */
   private handOver(newcomer: Contact, now: number): void {
-    // A node dropped lately that is back (restarted) kept what it held: it needs only what
-    // was stored since it was dropped. A few STOREs at a time: a node holding 10,000 keys (a
-    // small overlay, where every node holds every key) must not put them all in flight at once.
-    const hex = idToHex(newcomer.id);
-    const droppedAt = this.droppedLately.get(hex)?.at;
-    this.droppedLately.delete(hex);
-    const keys = this.handOverKeys(newcomer).filter(
-      (key) =>
-        droppedAt === undefined ||
-        (this.lastStoreAt.get(idToHex(key)) ?? Number.POSITIVE_INFINITY) > droppedAt,
-    );
+    // A few STOREs at a time: a node holding 10,000 keys (a small overlay, where every node
+    // holds every key) must not put them all in flight at once.
+    const keys = this.handOverKeys(newcomer);
+    this.droppedLately.delete(idToHex(newcomer.id));
     void inParallel(keys, UPKEEP_PARALLELISM, (key) =>
       this.sendStores(newcomer, key, this.heldValues(key, now)),
     );
   }
 
-  /** The keys this node would hand over to the newcomer (handOver). */
+  /**
+   * The keys this node would hand over to the newcomer (handOver). A node dropped lately that
+   * is back (restarted, or stalled) kept what it held: it needs only what was stored since it
+   * was dropped. What changed here since then it gets from every holder that dropped it, not
+   * only from the closest: the nodes closer than this one may have been away with it, and
+   * hold the value it missed no more than it does.
+   */
   private handOverKeys(newcomer: Contact): NodeId[] {
     const keys: NodeId[] = [];
     if (this.store.keyCount === 0) return keys;
+    const droppedAt = this.droppedLately.get(idToHex(newcomer.id))?.at;
     for (const key of this.store.keys()) {
       const closest = this.table.closest(key, this.k);
       if (!closest.some((c) => idEquals(c.id, newcomer.id))) continue;
+      const hex = idToHex(key);
+      if (droppedAt !== undefined) {
+        if ((this.lastChangeAt.get(hex) ?? Number.NEGATIVE_INFINITY) > droppedAt) {
+          keys.push(key);
+          continue;
+        }
+        if ((this.lastStoreAt.get(hex) ?? Number.POSITIVE_INFINITY) <= droppedAt) continue;
+      }
       const rival = closest.find((c) => !idEquals(c.id, newcomer.id));
       if (rival && compareDistance(key, rival.id, this.id) < 0) continue;
       keys.push(key);
@@ -1115,7 +1140,8 @@ export class KademliaNode {
     const now = this.clock.now();
     this.store.deleteExpired(now);
     // What is noted per held key goes with the key.
-    for (const noted of [this.lastStoreAt, this.lastReplicatedAt, this.replicateAgain]) {
+    const notes = [this.lastStoreAt, this.lastChangeAt, this.lastReplicatedAt, this.replicateAgain];
+    for (const noted of notes) {
       for (const hex of noted.keys()) if (!this.store.has(idFromHex(hex))) noted.delete(hex);
     }
     for (const [id, p] of this.published) if (p.expiresAt <= now) this.published.delete(id);
@@ -1140,7 +1166,7 @@ export class KademliaNode {
         const r = handleStore(this.store, this.validateValue, key, v.value, v.ttlMs, this.id, now);
         if (r.ok) {
           results[i]?.stored.push(this.contact);
-          this.lastStoreAt.set(idToHex(key), now);
+          this.noteStored(key, r.changed === true, now);
         }
       });
       targets.length = Math.min(targets.length, this.k - 1);

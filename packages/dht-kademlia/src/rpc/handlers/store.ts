@@ -16,8 +16,11 @@ export type ValueValidator = (
   sender: NodeId,
 ) => { reason: StoreRejection; detail?: string; forged?: boolean } | undefined;
 
-/** A STORE's verdict on one value, and whether the value was forged (never sent back). */
-export type StoreOutcome = StoreResult & { readonly forged?: boolean };
+/**
+ * A STORE's verdict on one value, whether the value was forged, and whether it changed what
+ * the store held (neither is sent back).
+ */
+export type StoreOutcome = StoreResult & { readonly forged?: boolean; readonly changed?: boolean };
 
 export function handleStore(
   store: ValueStore,
@@ -36,5 +39,5 @@ export function handleStore(
   }
   const ttl = Math.min(ttlMs, MAX_VALUE_TTL_MS);
   const put = store.put(key, value, now + ttl, now);
-  return put.ok ? { ok: true } : { ok: false, reason: put.reason };
+  return put.ok ? { ok: true, changed: put.changed } : { ok: false, reason: put.reason };
 }
