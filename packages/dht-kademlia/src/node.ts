@@ -371,19 +371,34 @@ export class KademliaNode {
    * check only); then it joins again through those that did. Without this it would stay alone
    * until restarted, or know only the few that happen to contact it first.
    */
-  private rejoin(): Promise<void> {
-    this.rejoining ??= this.rejoinRound().finally(() => {
+  private rejoin(now = false): Promise<void> {
+    this.rejoining ??= this.rejoinRound(now).finally(() => {
       this.rejoining = undefined;
     });
     return this.rejoining;
   }
 
-  private async rejoinRound(): Promise<void> {
+  /**
+   * Cut off, and a node answered a request of ours (one that sent us a request, say: the
+   * others are back): a rejoin round now, not at the next upkeep check, and what was stored
+   * incompletely meanwhile is stored again once it rejoined.
+   */
+  private backInTouch(): void {
+    if (this.lostRounds === undefined || this.rejoining || !this.running) return;
+    void this.rejoin(true).then(() => {
+      if (this.lostRounds === undefined && this.running) {
+        this.storeAgain((p) => !p.complete).catch(() => undefined);
+      }
+    });
+  }
+
+  /** `now`: a round whatever the count (backInTouch), not only at every REJOIN_SLOW_EVERY-th. */
+  private async rejoinRound(now: boolean): Promise<void> {
     const rounds = this.lostRounds;
     if (rounds === undefined) return;
     // Every check at first; then, the others being taken as gone, every REJOIN_SLOW_EVERY-th.
     const over = rounds - ALONE_AFTER_REJOIN_ROUNDS;
-    if (over >= 0 && over % REJOIN_SLOW_EVERY !== 0) {
+    if (!now && over >= 0 && over % REJOIN_SLOW_EVERY !== 0) {
       this.lostRounds = rounds + 1;
       return;
     }
@@ -722,6 +737,31 @@ export class KademliaNode {
     if (due.every((p) => p.complete)) this.incompleteRetryMs = INCOMPLETE_RETRY_MS;
   }
 
+  /**
+   * Stores values under key on the given holders only, with no lookup and nothing remembered
+   * for republishing: how a reader sends the newest value back to holders that returned an
+   * older one (read repair). This node, when among them, stores them itself. Per holder, per
+   * value, its result (undefined: expired, or no answer).
+   */
+  storeAt(
+    holders: readonly Contact[],
+    key: NodeId,
+    values: readonly { value: Uint8Array; ttlMs: number }[],
+  ): Promise<(StoreResult | undefined)[][]> {
+    assertNodeId(key, 'key');
+    return Promise.all(
+      holders.map(async (h) => {
+        if (!idEquals(h.id, this.id)) return this.sendStores(h, key, values);
+        const now = this.clock.now();
+        return values.map(({ value, ttlMs }) => {
+          if (ttlMs <= 0) return undefined;
+          const { forged: _forged, ...result } = this.storeOne(key, value, ttlMs, this.id, now);
+          return result;
+        });
+      }),
+    );
+  }
+
   /** Stops republishing a value this node put (it still expires where it is stored). */
   unpublish(key: NodeId, value: Uint8Array): void {
     this.published.delete(publishedKey(key, value));
@@ -880,15 +920,16 @@ export class KademliaNode {
     }
     const now = this.clock.now();
     const r = this.table.add(contact, now, answered);
+    if (answered) this.backInTouch();
     if (r.status === 'added') {
       this.leftAt.delete(contact.address);
       if (answered) this.handOver(contact, now);
-      else if (this.handOverKeys(contact).length > 0) {
+      else if (this.lostRounds !== undefined || this.handOverKeys(contact).length > 0) {
         // Heard only as a sender: its address may be forged (a signed request of its own,
         // sent from a victim's address). Values go to it once it answered a PING there, so a
         // forged source brings its victim a PING (and its retransmissions), not every value
-        // this node holds; one per new contact in the table that would get values, each
-        // costing a puzzle key.
+        // this node holds; one per new contact in the table that would get values (or, cut
+        // off, that may show the others are back: backInTouch), each costing a puzzle key.
         this.request(contact, { type: 'PING' }, true).then(
           () => this.handOver(contact, this.clock.now()),
           () => undefined,
@@ -944,11 +985,12 @@ export class KademliaNode {
       if (!closest.some((c) => idEquals(c.id, newcomer.id))) continue;
       const hex = idToHex(key);
       if (droppedAt !== undefined) {
-        if ((this.lastChangeAt.get(hex) ?? Number.NEGATIVE_INFINITY) > droppedAt) {
+        // Stored in the same millisecond as it was dropped counts as after.
+        if ((this.lastChangeAt.get(hex) ?? Number.NEGATIVE_INFINITY) >= droppedAt) {
           keys.push(key);
           continue;
         }
-        if ((this.lastStoreAt.get(hex) ?? Number.POSITIVE_INFINITY) <= droppedAt) continue;
+        if ((this.lastStoreAt.get(hex) ?? Number.POSITIVE_INFINITY) < droppedAt) continue;
       }
       const rival = closest.find((c) => !idEquals(c.id, newcomer.id));
       if (rival && compareDistance(key, rival.id, this.id) < 0) continue;

@@ -838,6 +838,30 @@ describe('kademlia over the simulator', () => {
     for (const n of s.alive) assert.deepEqual(held(s, n, key), ['v2'], n.contact.address);
   });
 
+  for (const holding of [false, true]) {
+    it(`rejoins as soon as another node is heard from after it lost every contact, not at the next check${holding ? ', and stores what it put meanwhile' : ''}`, async () => {
+      const s = await swarm(10, 49, { upkeepCheckIntervalMs: 10 * MIN });
+      const [cutOff, ...others] = s.alive as [KademliaNode, ...KademliaNode[]];
+      // Its own line is down: nobody answers it, and it drops every contact.
+      for (const n of others) s.silence(n);
+      for (let round = 0; round < 3; round++)
+        await s.sim.settle(cutOff.findNode(hashToId(`cut off ${round}`)));
+      assert.equal(cutOff.table.size, 0);
+      const key = hashToId('put while cut off');
+      if (holding) await s.sim.settle(cutOff.put(key, text('x'), 3 * HOUR));
+      // Its first try to rejoin, when the last contact went, reached nobody either.
+      await s.sim.runFor(MIN);
+      assert.equal(cutOff.isolated, true);
+      // The line is back, and another node sends it a request (a lookup, say).
+      for (const n of others) s.sim.setBehaviour(n.contact.address, 'honest');
+      await s.sim.settle(others[4]!.ping(cutOff.contact));
+      await s.sim.runFor(MIN);
+      assert.equal(cutOff.isolated, false);
+      assert.ok(cutOff.table.size >= 5, `it knows ${cutOff.table.size}`);
+      if (holding) assert.ok(holders(s, key).length >= 8, `${holders(s, key).length} hold it`);
+    });
+  }
+
   it('finds the others again after an outage that emptied every routing table', async () => {
     const s = await swarm(10, 35, { upkeepCheckIntervalMs: MIN });
     const key = hashToId('across an outage');

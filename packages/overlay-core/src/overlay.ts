@@ -124,6 +124,8 @@ export interface OverlayStats {
     lookups: number;
     /** Responses to no request of ours (late, unsolicited or from the wrong address): dropped. */
     unmatched: number;
+    /** Holders a fetch found holding an older record than another holder, and sent the newer. */
+    staleRepaired: number;
   };
   rejections: {
     malformed: number;
@@ -166,6 +168,8 @@ export class OverlayNode {
   /** Read of the records published before the last stop, done (see republishSaved). */
   private savedLoaded: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Stale holders sent a newer record by a fetch (repairStale). */
+  private staleRepaired = 0;
 
   private constructor(
     readonly paths: DataDirPaths,
@@ -519,12 +523,43 @@ export class OverlayNode {
         onContested: () => {
           contested = true;
         },
+        onStale: (newest, holders) => this.repairStale(resource, result, newest, holders),
       });
     const records = verify(await this.lookupValues(resource, quorum, precheck));
     if (!contested || quorum >= this.config.dht.k) return records;
     // Name claims of two keys, as many holders behind each: a holder lies. The lookup waits
     // for the answers of k holders instead, and the key most of them return is the owner.
     return verify(await this.lookupValues(resource, this.config.dht.k, precheck));
+  }
+
+  /**
+   * Read repair: holders that returned an older record than the newest the fetch found (they
+   * were away while it was stored: a stalled node, a partition) are sent the newest, in the
+   * background. Otherwise each fetch that reached them first would find the old record until
+   * it expired: a device that had unregistered still rung, or flipping between found and not.
+   * The holders check it as any STORE; nothing is sent where all holders agree.
+   */
+  private repairStale(
+    resource: string,
+    result: LookupResult,
+    newest: { record: StoredRecord; value: Uint8Array },
+    holders: ReadonlySet<string>,
+  ): void {
+    const targets = new Map<string, Contact>();
+    for (const { holder } of result.values) {
+      const hex = idToHex(holder.id);
+      if (holders.has(hex)) targets.set(hex, holder);
+    }
+    const ttlMs = recordExpiresAt(newest.record) - this.clock.now();
+    if (targets.size === 0 || ttlMs <= 0) return;
+    this.staleRepaired += targets.size;
+    this.log.debug(
+      { resource, holders: [...targets.keys()] },
+      'sending the newest record to stale holders',
+    );
+    this.dht
+      .storeAt([...targets.values()], resourceId(resource), [{ value: newest.value, ttlMs }])
+      .catch(() => undefined);
   }
 
   /**
@@ -870,6 +905,7 @@ export class OverlayNode {
         requestFailures: d.requestFailures,
         lookups: d.lookups,
         unmatched: this.udp.stats.unmatched,
+        staleRepaired: this.staleRepaired,
       },
       rejections: {
         malformed: this.udp.stats.malformed,

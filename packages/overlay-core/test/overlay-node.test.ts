@@ -9,7 +9,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { compareDistance, idToHex, type Request, type Response } from '@peerbx/dht-kademlia';
+import {
+  compareDistance,
+  idToHex,
+  type Request,
+  type Response,
+  type ValueStore,
+} from '@peerbx/dht-kademlia';
 import { OverlayClient } from '../src/client.js';
 import {
   configHash,
@@ -23,7 +29,7 @@ import { encodeCertificate, issueCertificate } from '../src/identity/certificate
 import { ensureDataDir, loadUserKey, userCertificatePath } from '../src/identity/data-dir.js';
 import { generateKeyPair, generateNodeKeyPair, nodeIdOf } from '../src/identity/keys.js';
 import { MAX_CLIENT_REQUESTS_IN_FLIGHT, OverlayNode } from '../src/overlay.js';
-import { encodeRecord, resourceId } from '../src/storage/record.js';
+import { decodeRecord, encodeRecord, resourceId } from '../src/storage/record.js';
 import { SignedDatagramCodec } from '../src/transport/signed-codec.js';
 import { ALICE, HOUR, nameClaim, registration } from './fixtures/records.js';
 
@@ -452,6 +458,64 @@ describe('a node that is not among the closest to a name', () => {
       got.map((r) => Buffer.from(r.value).toString()),
       ['sip:kate@127.0.0.1:5070'],
     );
+  });
+});
+
+describe('a fetch whose holders disagree', () => {
+  // Two nodes, k = 3: both hold every name, and a fetch (quorum 2) asks the other one.
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-repair-'));
+  const nodes: OverlayNode[] = [];
+
+  before(() => startNodes(root, ['a', 'b'], nodes));
+  after(() => closeAll(root, nodes));
+
+  const DAVE = 'dave@peerbx.local';
+  const key = resourceId(DAVE);
+  const enc = (s: string) => new TextEncoder().encode(s);
+  /** The device of dave's SIP-REGISTRATION in n's store ('' when removed), or undefined. */
+  const device = (n: OverlayNode) => {
+    for (const { value } of n.store.get(key, Date.now())) {
+      const r = decodeRecord(value);
+      if (r.kind === KIND_SIP_REGISTRATION) return Buffer.from(r.value).toString();
+    }
+    return undefined;
+  };
+  /** n was away while dave's registration changed: what it held before is put back. */
+  const heldBefore = (n: OverlayNode, entries: ReturnType<ValueStore['entries']>) => {
+    n.store.delete(key);
+    for (const e of entries) n.store.put(key, e.stored.value, e.stored.expiresAt, Date.now());
+  };
+
+  it('sends the newest record to a holder that returned an older one, and to its own store', async () => {
+    const [a, b] = nodes as [OverlayNode, OverlayNode];
+    await publishDevice(a, DAVE, enc('sip:dave@127.0.0.1:5071'));
+    await until(() => device(b) !== undefined, "b holds dave's device");
+    const first = b.store.entries(key, Date.now());
+
+    // Dave moves; b missed it.
+    await publishDevice(a, DAVE, enc('sip:dave@127.0.0.1:5072'));
+    heldBefore(b, first);
+    assert.equal(device(b), 'sip:dave@127.0.0.1:5071');
+    const got = await a.fetch(DAVE, KIND_SIP_REGISTRATION);
+    assert.deepEqual(
+      got.map((r) => Buffer.from(r.value).toString()),
+      ['sip:dave@127.0.0.1:5072'],
+    );
+    assert.equal(a.stats().messages.staleRepaired, 1);
+    await until(() => device(b) === 'sip:dave@127.0.0.1:5072', 'b holds the newest device');
+
+    // Dave unregisters (his record removed); the fetcher's own store missed it this time.
+    const moved = a.store.entries(key, Date.now());
+    await publishDevice(a, DAVE, new Uint8Array(0));
+    heldBefore(a, moved);
+    const removed = await a.fetch(DAVE, KIND_SIP_REGISTRATION);
+    assert.deepEqual(removed, [], 'found removed where the old record was held');
+    assert.equal(a.stats().messages.staleRepaired, 2);
+    await until(() => device(a) === '', 'a holds the removal');
+    // Holders that agree are sent nothing.
+    await a.fetch(DAVE, KIND_SIP_REGISTRATION);
+    await b.fetch(DAVE, KIND_SIP_REGISTRATION);
+    assert.equal(a.stats().messages.staleRepaired + b.stats().messages.staleRepaired, 2);
   });
 });
 

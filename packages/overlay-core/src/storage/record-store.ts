@@ -153,7 +153,18 @@ export interface VerifyFetchedOptions {
    * nodes that hold the name can settle it (OverlayNode.fetch does).
    */
   onContested?: () => void;
+  /**
+   * Told, per slot, of the newest record (tombstones too) and the holders (node-ID hex) that
+   * returned an older one for it and not it: they missed an update, and can be sent the newest
+   * (read repair). Name claims of open mode are left out.
+   */
+  onStale?: (
+    newest: { record: StoredRecord; value: Uint8Array },
+    holders: ReadonlySet<string>,
+  ) => void;
 }
+
+const NO_HOLDERS: ReadonlySet<string> = new Set();
 
 /** A value as a lookup found it, with the holders (node-ID hex) that returned it if known. */
 export interface FetchedValue {
@@ -184,9 +195,19 @@ export function verifyFetched(
   const drop = (detail: string) => options.onDrop?.(detail);
   const key = resourceId(resourceName);
   const open = config.enrollment === 'open';
-  const newest = new Map<string, StoredRecord>();
+  /**
+   * Per slot: the newest record, its bytes, the holders that returned it, and those that
+   * returned an older one (for onStale).
+   */
+  const newest = new Map<
+    string,
+    { record: StoredRecord; value: Uint8Array; holders: ReadonlySet<string>; older: Set<string> }
+  >();
   /** Name claims by user key (hex): each key's newest, and the holders that returned any. */
-  const claims = new Map<string, { record: StoredRecord; holders: Set<string> }>();
+  const claims = new Map<
+    string,
+    { record: StoredRecord; value: Uint8Array; holders: Set<string> }
+  >();
   for (const item of values) {
     const bytes = item instanceof Uint8Array ? item : item.value;
     const checked = checkFetched(bytes, resourceName, key, { config, now });
@@ -199,14 +220,23 @@ export function verifyFetched(
     if (open && slot === NAME_CLAIM_SLOT && record.user) {
       const id = Buffer.from(record.user.publicKey).toString('hex');
       const holders = item instanceof Uint8Array ? undefined : item.holders;
-      const claim = claims.get(id) ?? { record, holders: new Set<string>() };
-      if (newer(record, claim.record)) claim.record = record;
+      const claim = claims.get(id) ?? { record, value: bytes, holders: new Set<string>() };
+      if (newer(record, claim.record)) Object.assign(claim, { record, value: bytes });
       for (const h of holders ?? []) claim.holders.add(h);
       claims.set(id, claim);
       continue;
     }
+    const holders = item instanceof Uint8Array ? NO_HOLDERS : (item.holders ?? NO_HOLDERS);
     const held = newest.get(slot);
-    if (!held || newer(record, held)) newest.set(slot, record);
+    if (!held) newest.set(slot, { record, value: bytes, holders, older: new Set() });
+    else if (newer(record, held.record)) {
+      for (const h of held.holders) held.older.add(h);
+      Object.assign(held, { record, value: bytes, holders });
+    } else for (const h of holders) held.older.add(h);
+  }
+  for (const held of newest.values()) {
+    for (const h of held.holders) held.older.delete(h);
+    if (held.older.size > 0) options.onStale?.(held, held.older);
   }
 
   // Open mode: the claim that counts is the only live key's, or the key more holders returned
@@ -220,11 +250,11 @@ export function verifyFetched(
     drop(`name ${resourceName} is claimed by ${live.length} keys and no key by most holders`);
     options.onContested?.();
   } else if (first) {
-    newest.set(NAME_CLAIM_SLOT, first.record);
+    newest.set(NAME_CLAIM_SLOT, { ...first, older: new Set() });
   }
   const owner = contested ? undefined : first?.record.user?.publicKey;
   const out: StoredRecord[] = [];
-  for (const record of newest.values()) {
+  for (const { record } of newest.values()) {
     if (isTombstone(record)) continue;
     if (record.user && (contested || (owner && !bytesEqual(record.user.publicKey, owner)))) {
       const policy = kindById(config, record.kind)?.policy ?? '';
