@@ -1,12 +1,15 @@
-// Twelve overlay nodes in separate processes on 127.0.0.1: records stored and fetched across
+// Overlay nodes in separate processes on 127.0.0.1. Twelve: records stored and fetched across
 // nodes, another key's overwrite refused, a node killed with SIGKILL back with its data, and a
-// third of the overlay killed at once without losing a record.
+// third of the overlay killed at once without losing a record. Five: a removal made while two
+// of them were stopped (SIGSTOP) reaches them once they run again.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { compareDistance, idFromHex } from '@peerbx/dht-kademlia';
+import { resourceId } from '../src/storage/record.js';
 import { NodeProcess, sleep } from './helpers/node-process.js';
 
 const K = 5;
@@ -140,5 +143,81 @@ describe('overlay: twelve node processes on the loopback', () => {
     t.diagnostic(
       `k replicas restored ${Date.now() - killedAt} ms after the kill (maintenance period ${MAINTENANCE_MS} ms)`,
     );
+  });
+});
+
+/** Polls `check` every 250 ms until it holds or `ms` have passed; returns whether it held. */
+async function eventually(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(250);
+  }
+}
+
+describe('overlay: five node processes, two of them stopped for a while', () => {
+  // k = 5: every node holds every name, as in an office overlay.
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-overlay-stop-'));
+  const nodes: NodeProcess[] = [];
+
+  before(async () => {
+    nodes.push(await NodeProcess.start(join(root, 'n0'), ARGS));
+    const joins: Promise<NodeProcess>[] = [];
+    for (let i = 1; i < 5; i++)
+      joins.push(NodeProcess.start(join(root, `n${i}`), [...ARGS, '--bootstrap', nodes[0]!.udp]));
+    nodes.push(...(await Promise.all(joins)));
+  });
+
+  after(async () => {
+    for (const n of nodes) n.child.kill('SIGCONT');
+    await Promise.all(nodes.map((n) => n.kill()));
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('brings a removal made while they were stopped to them once they run again', async (t) => {
+    const user = 'ivan@peerbx.local';
+    const publisher = nodes[0]!;
+    const held = (n: NodeProcess) =>
+      n.ok<{ values: string[] }>({ cmd: 'holds', resource: user, kind: 1 }).then((r) => r.values);
+    const device = Buffer.from('sip:ivan@127.0.0.1:5070').toString('base64');
+    await publisher.ok({ cmd: 'publish', kind: 1, resource: user, self: true, value: device });
+    const everywhere = await eventually(async () => {
+      for (const n of nodes) if ((await held(n))[0] !== device) return false;
+      return true;
+    }, 10_000);
+    assert.ok(everywhere, 'every node holds the registration');
+
+    // The two nodes closest to the name stop (SIGSTOP: a frozen VM, a laptop lid closed); the
+    // publisher finds them silent at its upkeep checks and drops them.
+    const key = resourceId(user);
+    const stopped = nodes
+      .slice(1)
+      .sort((a, b) => compareDistance(key, idFromHex(a.nodeId), idFromHex(b.nodeId)))
+      .slice(0, 2);
+    for (const n of stopped) n.child.kill('SIGSTOP');
+    const contacts = () =>
+      publisher
+        .ok<{ routingTable: { contacts: number } }>({ cmd: 'stats' })
+        .then((s) => s.routingTable.contacts);
+    assert.ok(await eventually(async () => (await contacts()) === 2, 30_000), 'dropped');
+
+    // Ivan unregisters meanwhile: his record is removed (an empty value), on the nodes running.
+    await publisher.ok({ cmd: 'publish', kind: 1, resource: user, self: true, value: '' });
+    for (const n of stopped) n.child.kill('SIGCONT');
+    const continuedAt = Date.now();
+
+    // Bounded well below the republish interval (60 maintenance periods): what this sees is
+    // the hand-over to nodes that are back, not the hourly republish.
+    const reached = await eventually(async () => {
+      for (const n of stopped) if ((await held(n))[0] !== '') return false;
+      return true;
+    }, 10 * MAINTENANCE_MS);
+    assert.ok(reached, 'the stopped nodes hold the removal');
+    for (const n of nodes) {
+      const f = await n.ok<Fetched>({ cmd: 'fetch', resource: user, kind: 1 });
+      assert.deepEqual(f.records, [], 'ivan is found nowhere');
+    }
+    t.diagnostic(`the removal reached both ${Date.now() - continuedAt} ms after SIGCONT`);
   });
 });
