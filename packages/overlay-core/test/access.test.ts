@@ -450,6 +450,56 @@ describe('verifyFetched', () => {
     assert.deepEqual(plain, []);
   });
 
+  it('names the holders that returned an older record of a slot than the newest (read repair)', () => {
+    const claim = nameClaim(node, alice, NOW - 5000);
+    const old = registration(node, alice, NOW - 1000, { value: text('old') });
+    const removed = registration(node, alice, NOW, { value: new Uint8Array(0) });
+    const other = registration(node2, alice, NOW - 1000);
+    const from = (r: StoredRecord, ...holders: string[]) => ({
+      value: encodeRecord(r),
+      holders: new Set(holders),
+    });
+    const stale: { value: string; holders: string[] }[] = [];
+    const got = verifyFetched(
+      [
+        from(claim, 'h1', 'h2', 'h3'),
+        from(old, 'h1', 'h3'),
+        from(removed, 'h2'),
+        from(other, 'h1', 'h2', 'h3'),
+        // A copy of the old record with its signature broken tells nothing.
+        {
+          value: encodeRecord(old).map((b, i, a) => (i === a.length - 1 ? b ^ 1 : b)),
+          holders: new Set(['h4']),
+        },
+      ],
+      ALICE,
+      KIND_SIP_REGISTRATION,
+      openConfig(),
+      {
+        now: NOW,
+        onStale: (newest, holders) =>
+          stale.push({
+            value: Buffer.from(newest.record.value).toString(),
+            holders: [...holders].sort(),
+          }),
+      },
+    );
+    assert.deepEqual(
+      got.map((r) => Buffer.from(r.value).toString()),
+      ['sip:alice@192.0.2.1:5060'],
+      "node's device removed, node2's kept",
+    );
+    // The removal is newest for node's slot: h1 and h3 missed it. Where all agree, nothing.
+    assert.deepEqual(stale, [{ value: '', holders: ['h1', 'h3'] }]);
+    // The newest seen first or last, the same answer.
+    const reversed: string[][] = [];
+    verifyFetched([from(removed, 'h2'), from(old, 'h1', 'h3')], ALICE, undefined, openConfig(), {
+      now: NOW,
+      onStale: (_, holders) => reversed.push([...holders].sort()),
+    });
+    assert.deepEqual(reversed, [['h1', 'h3']]);
+  });
+
   it('checks one value: what can never pass is lasting, what the clock decides is not', () => {
     const context = { config: openConfig(), now: NOW };
     const current = registration(node, alice, NOW);
