@@ -21,22 +21,31 @@ interface Fetched {
   records: { kind: number; value: string; dictionaryKey?: string; user?: string }[];
 }
 
-describe('overlay: twelve node processes on the loopback', () => {
-  const root = mkdtempSync(join(tmpdir(), 'peerbx-overlay-'));
+/**
+ * `count` node processes with data directories under a new temporary directory, the first
+ * founding the overlay and the rest joining through it, started in `before`; killed (after a
+ * SIGCONT, in case a test stopped one) and their directories removed in `after`.
+ */
+function overlayOf(count: number, prefix: string): NodeProcess[] {
+  const root = mkdtempSync(join(tmpdir(), prefix));
   const nodes: NodeProcess[] = [];
-
   before(async () => {
     nodes.push(await NodeProcess.start(join(root, 'n0'), ARGS));
     const joins: Promise<NodeProcess>[] = [];
-    for (let i = 1; i < 12; i++)
+    for (let i = 1; i < count; i++)
       joins.push(NodeProcess.start(join(root, `n${i}`), [...ARGS, '--bootstrap', nodes[0]!.udp]));
     nodes.push(...(await Promise.all(joins)));
   });
-
   after(async () => {
+    for (const n of nodes) if (n.alive) n.child.kill('SIGCONT');
     await Promise.all(nodes.map((n) => n.kill()));
     rmSync(root, { recursive: true, force: true });
   });
+  return nodes;
+}
+
+describe('overlay: twelve node processes on the loopback', () => {
+  const nodes = overlayOf(12, 'peerbx-overlay-');
 
   it('stores registrations from ten nodes and fetches each from another node', async () => {
     for (const [i, user] of USERS.entries()) {
@@ -158,22 +167,7 @@ async function eventually(check: () => Promise<boolean>, ms: number): Promise<bo
 
 describe('overlay: five node processes, two of them stopped for a while', () => {
   // k = 5: every node holds every name, as in an office overlay.
-  const root = mkdtempSync(join(tmpdir(), 'peerbx-overlay-stop-'));
-  const nodes: NodeProcess[] = [];
-
-  before(async () => {
-    nodes.push(await NodeProcess.start(join(root, 'n0'), ARGS));
-    const joins: Promise<NodeProcess>[] = [];
-    for (let i = 1; i < 5; i++)
-      joins.push(NodeProcess.start(join(root, `n${i}`), [...ARGS, '--bootstrap', nodes[0]!.udp]));
-    nodes.push(...(await Promise.all(joins)));
-  });
-
-  after(async () => {
-    for (const n of nodes) n.child.kill('SIGCONT');
-    await Promise.all(nodes.map((n) => n.kill()));
-    rmSync(root, { recursive: true, force: true });
-  });
+  const nodes = overlayOf(5, 'peerbx-overlay-stop-');
 
   it('brings a removal made while they were stopped to them once they run again', async (t) => {
     const user = 'ivan@peerbx.local';
