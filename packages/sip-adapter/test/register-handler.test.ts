@@ -169,6 +169,36 @@ describe('REGISTER handler', () => {
     assert.equal(store.lookup('sip:dave@peerbx.local', now).length, 0);
   });
 
+  it('drops the bindings of a closed connection that nothing else reaches: behind NAT, not a TCP phone', async () => {
+    const { handler, store, synced, kept } = setup();
+    const natted: SipTransportAddress = { ...tcp, port: 40001, connectionId: 'c2' };
+    // A TCP phone on a LAN address it really has, and one behind NAT (private Contact, seen
+    // at another address), both erin's.
+    const lan = await handler.handle(
+      register('sip:erin@peerbx.local', ['Contact: <sip:erin@127.0.0.1:40000;transport=tcp>']),
+      tcp,
+    );
+    const nat = await handler.handle(
+      register('sip:erin@peerbx.local', ['Contact: <sip:erin@10.0.0.7:5060;transport=tcp>']),
+      natted,
+    );
+    assert.deepEqual([lan.status, nat.status], [200, 200]);
+    const uris = () => store.lookup('sip:erin@peerbx.local', now).map((b) => b.uri);
+    assert.equal(uris().length, 2);
+    const writes = synced.length;
+    handler.flowClosed('c1');
+    handler.flowClosed('c2');
+    handler.flowClosed('unknown');
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(uris(), ['sip:erin@127.0.0.1:40000;transport=tcp']);
+    assert.equal(synced.length, writes + 1, 'one overlay write, for the NATed phone');
+    assert.deepEqual(
+      synced.at(-1)?.bindings.map((b) => b.uri),
+      ['sip:erin@127.0.0.1:40000;transport=tcp'],
+    );
+    assert.deepEqual(kept.at(-1), ['c2', false], "the NATed phone's connection let go");
+  });
+
   it("saves a new or moved binding durably ('now') and an expiry-only refresh 'soon'", async () => {
     const saves: { aor: string; when: string | undefined; n: number }[] = [];
     const handler = new RegisterHandler({

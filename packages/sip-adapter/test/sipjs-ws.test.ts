@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { KIND_SIP_REGISTRATION } from '@peerbx/overlay-core';
 import {
   Inviter,
   Registerer,
@@ -15,6 +16,7 @@ import {
   UserAgent,
 } from 'sip.js';
 import { WebSocket } from 'ws';
+import { decodeRegistrationValue } from '../src/overlay-bridge/registration-value.js';
 import { rawRegister } from './fixtures/sipp.js';
 import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
 
@@ -299,5 +301,90 @@ describe('a sip.js user agent over WebSocket', { skip: missing }, () => {
     } finally {
       await carol.stop().catch(() => undefined);
     }
+  });
+});
+
+describe('a WebSocket phone whose connection closes (a browser tab closed)', () => {
+  const bed = new TestBed('peerbx-ws-close-');
+  const peers = bed.peers;
+
+  before(async () => {
+    await bed.startPeer('n1', { ws: { host: '127.0.0.1', port: 0 } });
+    await bed.startPeer('n2');
+  });
+  after(() => bed.close());
+
+  /** Opens a WebSocket to node 1 and registers dora's browser over it; returns the socket. */
+  async function browser(tag: string): Promise<WebSocket> {
+    const port = peers[0]!.sip.addresses.ws!.port;
+    const socket = new WebSocket(`ws://127.0.0.1:${port}`, 'sip');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+    });
+    const answer = new Promise<string>((resolve) =>
+      socket.once('message', (data: Buffer) => resolve(data.toString())),
+    );
+    socket.send(
+      [
+        `REGISTER sip:peerbx.local SIP/2.0`,
+        `Via: SIP/2.0/WS ${tag}.invalid;branch=z9hG4bK-${tag};rport`,
+        `From: <sip:dora@peerbx.local>;tag=${tag}`,
+        'To: <sip:dora@peerbx.local>',
+        `Call-ID: ${tag}@test`,
+        'CSeq: 1 REGISTER',
+        `Contact: <sip:dora@${tag}.invalid;transport=ws>;expires=600`,
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    assert.match(await within(answer, 5000, 'the 200 to REGISTER over WS'), /^SIP\/2\.0 200 /);
+    return socket;
+  }
+
+  /** dora's devices at node 1 as node 2 finds them in the overlay (0: not registered). */
+  async function devicesSeenByNode2(): Promise<number> {
+    const records = await peers[1]!.overlay.fetch('dora@peerbx.local', KIND_SIP_REGISTRATION);
+    return records.reduce((n, r) => n + decodeRegistrationValue(r.value).devices, 0);
+  }
+
+  async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+    const end = Date.now() + 5000;
+    while (!(await check())) {
+      if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  it("loses its binding at once, and the overlay is told; the user's other devices stay", async () => {
+    const n1 = peers[0]!;
+    const desk = await rawRegister(n1, 'dora', 'sip:dora@127.0.0.1:5099');
+    assert.match(desk, /^SIP\/2\.0 200 /);
+    const first = await browser('tab1');
+    const second = await browser('tab2');
+    assert.equal(n1.sip.bindings.lookup('sip:dora@peerbx.local', Date.now()).length, 3);
+    await until(async () => (await devicesSeenByNode2()) === 3, 'node 2 sees 3 devices');
+
+    first.close();
+    await until(
+      async () => n1.sip.bindings.lookup('sip:dora@peerbx.local', Date.now()).length === 2,
+      "the closed tab's binding is gone",
+    );
+    await until(async () => (await devicesSeenByNode2()) === 2, 'node 2 sees 2 devices');
+    assert.deepEqual(
+      n1.sip.bindings
+        .lookup('sip:dora@peerbx.local', Date.now())
+        .map((b) => b.uri)
+        .sort(),
+      ['sip:dora@127.0.0.1:5099', 'sip:dora@tab2.invalid;transport=ws'],
+    );
+
+    // The desk phone signs off, then the last tab closes: dora is registered nowhere.
+    assert.match(await rawRegister(n1, 'dora', 'sip:dora@127.0.0.1:5099', 0), /^SIP\/2\.0 200 /);
+    second.close();
+    await until(async () => (await devicesSeenByNode2()) === 0, 'node 2 finds dora nowhere');
+    assert.deepEqual(n1.sip.bindings.lookup('sip:dora@peerbx.local', Date.now()), []);
   });
 });

@@ -186,6 +186,22 @@ export class BindingStore {
     return sortByQ(live);
   }
 
+  /**
+   * Removes the AOR's bindings that `unreachable` picks (a phone whose connection closed);
+   * returns the bindings left, or undefined when none was removed.
+   */
+  removeWhere(
+    aor: string,
+    unreachable: (b: Binding) => boolean,
+    now: number,
+  ): Binding[] | undefined {
+    const live = this.lookup(aor, now);
+    const left = live.filter((b) => !unreachable(b));
+    if (left.length === live.length) return undefined;
+    this.set(aor, left);
+    return left;
+  }
+
   aors(): string[] {
     return [...this.byAor.keys()];
   }

@@ -410,6 +410,44 @@ export class RegisterHandler {
   }
 
   /**
+   * A phone's TCP or WebSocket connection closed. Bindings that nothing else reaches go now,
+   * not when they expire: a browser's (WebSocket: never called over a new connection) and a
+   * TCP phone's behind NAT. The overlay is told, so callers at other nodes get the user's
+   * other devices, or 404, instead of 480 for up to the expiry (10 minutes for SIP.js), and
+   * the REGISTER answers and status no longer list them. A page that reloads registers again
+   * over its new connection. A TCP phone not behind NAT keeps its bindings: it is called over
+   * a new connection (RFC 3261 §18.1.1).
+   */
+  flowClosed(connectionId: string): void {
+    const aors = this.keptFlows.get(connectionId);
+    if (!aors) return;
+    const gone = (b: Binding) =>
+      b.flow?.connectionId === connectionId && (b.flow.transport === 'ws' || b.flow.nat === true);
+    for (const aor of [...aors]) {
+      void this.serialized(aor, async () => {
+        const left = this.options.store.removeWhere(aor, gone, this.options.clock.now());
+        if (!left) return;
+        this.dropFlowUse(connectionId, aor);
+        const resource = resourceOfAor(aor);
+        try {
+          await this.options.publisher.sync(aor, resource, left);
+          this.unpublished.delete(aor);
+        } catch (err) {
+          // Told at the next sweeps, as a removal by REGISTER (see handle).
+          if (!isRefusal(err)) {
+            this.unpublished.set(aor, {
+              resource,
+              nextTryAt: this.options.clock.now() + REMOVAL_RETRY_MS,
+            });
+          }
+        }
+        await this.persist(aor, left, 'now');
+        this.log.debug({ aor, bindings: left.length }, 'devices of a closed connection removed');
+      }).catch(() => undefined);
+    }
+  }
+
+  /**
    * Keeps registered TCP/WS flows open, and lets go of flows that no binding uses any more
    * (of this AOR or of another registered over the same connection).
    */
