@@ -392,6 +392,67 @@ describe('stateful proxy', () => {
     assert.match(gone.reason, /takes no connection/);
   });
 
+  it('sends a request over 1300 bytes to a UDP phone over TCP, or over UDP when it takes no connection (§18.1.1)', async () => {
+    // A browser's offer: about 2 kB of SDP.
+    const sdp = `v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n${'a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n'.repeat(36)}`;
+    const bigInvite = (uri: string, from: UdpPhone) =>
+      request('INVITE', uri, from).text.replace(
+        'Content-Length: 0\r\n\r\n',
+        `Content-Type: application/sdp\r\nContent-Length: ${Buffer.byteLength(sdp)}\r\n\r\n${sdp}`,
+      );
+    // lena's phone registered over UDP and listens for TCP at the same port, as baresip does.
+    let lena: UdpPhone | undefined;
+    let lenaTcp: TcpPhone | undefined;
+    for (let i = 0; !lenaTcp && i < 10; i++) {
+      lena = await phone();
+      lenaTcp = await TcpPhone.open(lena.port).catch(() => undefined);
+    }
+    assert.ok(lena && lenaTcp, 'a UDP and a TCP port alike');
+    const mona = await phone(); // UDP only
+    for (const [user, p] of [
+      ['lena', lena],
+      ['mona', mona],
+    ] as const) {
+      p.send(
+        registerText({
+          node: `127.0.0.1:${b.port}`,
+          user,
+          contact: `sip:${user}@${p.contact}`,
+          via: `UDP ${p.contact}`,
+        }),
+        b.port,
+      );
+      await p.response(200, 'REGISTER');
+    }
+    const caller = await phone();
+    try {
+      caller.send(bigInvite(`sip:lena@127.0.0.1:${a.port}`, caller), a.port);
+      const { request: overTcp, socket } = await lenaTcp.request();
+      assert.equal(overTcp.method, 'INVITE');
+      assert.match(overTcp.headers.get('via') ?? '', /^SIP\/2\.0\/TCP /, 'its top Via says TCP');
+      assert.equal(overTcp.body.toString(), sdp, 'the offer intact');
+      socket.write(serialize(createResponse(overTcp, 486, { toTag: 'l1' })));
+      await caller.response(486, 'INVITE');
+      assert.equal(lena.received.filter((m) => m.kind === 'request').length, 0, 'nothing over UDP');
+
+      // A small request to the same phone goes over UDP.
+      caller.send(request('INVITE', `sip:lena@127.0.0.1:${a.port}`, caller).text, a.port);
+      const small = await lena.request('INVITE');
+      lena.answer(small, 486, b.port);
+      await caller.response(486, 'INVITE');
+
+      // mona's phone refuses the connection: the request goes over UDP, its Via saying so.
+      caller.send(bigInvite(`sip:mona@127.0.0.1:${a.port}`, caller), a.port);
+      const overUdp = await mona.request('INVITE');
+      assert.match(overUdp.headers.get('via') ?? '', /^SIP\/2\.0\/UDP /);
+      assert.equal(overUdp.body.toString(), sdp);
+      mona.answer(overUdp, 486, b.port);
+      await caller.response(486, 'INVITE');
+    } finally {
+      lenaTcp.close();
+    }
+  });
+
   it('reaches a NATed caller that did not register, and a callee whose answer names a private Contact', async () => {
     // The caller thinks it is 10.0.0.7:5060; it never registered.
     const caller = await phone();

@@ -263,6 +263,7 @@ export class SipNode implements TransactionUser {
       nodeFlow: (hex) => this.flows.toNode(hex),
       overlayPeer: (id) => this.flows.peerOf(id),
       flowAlive: (id) => this.flows.has(id) || this.transports.hasFlow(id),
+      connectTcp: (address, port) => this.transports.connectTcp(address, port),
       logger: this.log,
       ...(options.timerCMs === undefined ? {} : { timerCMs: options.timerCMs }),
       ...(options.relayExternal ? { relayExternal: true } : {}),

@@ -33,3 +33,12 @@ export const DIALOG_METHODS: ReadonlySet<string> = new Set([
   'REFER',
   'NOTIFY',
 ]);
+/**
+ * RFC 3261 §18.1.1: a request larger than this (the path MTU unknown) goes over a congestion
+ * controlled transport: to a phone registered over UDP, over TCP to its Contact address.
+ */
+export const UDP_REQUEST_MAX_BYTES = 1300;
+/** How long a phone may take to accept that TCP connection before the request goes over UDP. */
+export const LARGE_REQUEST_TCP_WAIT_MS = 500;
+/** A phone that refused it is sent large requests over UDP, without trying, this long. */
+export const NO_TCP_REMEMBER_MS = 10 * 60_000;

@@ -6,11 +6,11 @@
 
 import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { type Clock, idFromHex, idToHex } from '@peerbx/dht-kademlia';
-import { type Logger, silentLogger } from '@peerbx/overlay-core';
+import { type Logger, setBounded, silentLogger } from '@peerbx/overlay-core';
 import { LocatorBusyError, SipParseError } from '../errors.js';
 import { optionTags } from '../message/headers.js';
 import { createResponse, reasonText } from '../message/response.js';
-import type { SipRequest, SipResponse } from '../message/sip-message.js';
+import { type SipRequest, type SipResponse, serialize } from '../message/sip-message.js';
 import {
   createVia,
   formatVia,
@@ -32,13 +32,16 @@ import type {
 } from '../transport/transport.js';
 import {
   DIALOG_METHODS,
+  LARGE_REQUEST_TCP_WAIT_MS,
   LOCATION_RECHECK_MAX_AGE_MS,
   LOCATION_RECHECK_MS,
   LOCATION_RECHECK_TIMEOUT_MS,
   LOOKUPS_BUSY_RETRY_AFTER_S,
+  NO_TCP_REMEMBER_MS,
   NODE_CONNECT_TIMEOUT_MS,
   OVERLAY_RETRY_AFTER_S,
   TIMER_C_MS,
+  UDP_REQUEST_MAX_BYTES,
   VIA_NODE_PARAM,
 } from './constants.js';
 import { isLoop, proxyBranch } from './loop-detection.js';
@@ -61,10 +64,20 @@ import {
 } from './node-route.js';
 import { type Branch, ResponseContext } from './response-context.js';
 
-/** Where a forwarded request goes: a phone or address over SIP transports, or another node. */
+/**
+ * Where a forwarded request goes: a phone or address over SIP transports, or another node.
+ * `contact`: the address is a phone's Contact (or a URI's), where it may take a connection;
+ * not where its REGISTER came from (a phone behind NAT).
+ */
 export type NextHop =
-  | { kind: 'address'; destination: SipDestination; transport: SipTransportProtocol }
+  | {
+      kind: 'address';
+      destination: SipDestination;
+      transport: SipTransportProtocol;
+      contact?: true;
+    }
   | { kind: 'node'; nodeHex: string };
+type AddressHop = Extract<NextHop, { kind: 'address' }>;
 
 /** Why a request is not forwarded: the final response the proxy answers with instead. */
 interface Refusal {
@@ -110,6 +123,11 @@ export interface ProxyComponents {
   overlayPeer(connectionId: string): string | undefined;
   /** False when a TCP/WS flow has closed (a binding on it is unreachable). */
   flowAlive(connectionId: string): boolean;
+  /**
+   * Opens a TCP connection to a phone (or finds one open); rejects when it takes none. Without
+   * it, requests too large for UDP still go over UDP.
+   */
+  connectTcp?(address: string, port: number): Promise<unknown>;
   logger?: Logger;
   timerCMs?: number;
   nodeConnectTimeoutMs?: number;
@@ -148,6 +166,8 @@ export interface ProxyStats {
 export class StatefulProxy {
   private readonly log: Logger;
   private readonly contexts = new Map<ServerTransaction, ResponseContext>();
+  /** Phones that took no TCP connection for a large request, until when (tooLargeForUdp). */
+  private readonly noTcp = new Map<string, number>();
   /** A key object, so each Record-Route MAC skips preparing the key again. */
   private readonly routeSecret: KeyObject;
   readonly stats: ProxyStats = {
@@ -689,7 +709,7 @@ export class StatefulProxy {
     const port = uri.port ?? 5060;
     const host = uri.host.replace(/^\[|\]$/g, '');
     if (!allowSelf && this.c.isOwnAddress(uri.host, port)) return undefined;
-    return addressNextHop({ transport, address: host, port });
+    return { ...addressNextHop({ transport, address: host, port }), contact: true };
   }
 
   /**
@@ -719,7 +739,10 @@ export class StatefulProxy {
     return fits.every((b) => b === first || place(b) === there) ? first : undefined;
   }
 
-  /** §16.6: Record-Route and Via added, then the branch started (after an overlay connect). */
+  /**
+   * §16.6: Record-Route and Via added, then the branch started (after an overlay connect, or a
+   * phone's TCP connection for a request too large for UDP).
+   */
   private forward(
     ctx: ResponseContext,
     request: SipRequest,
@@ -728,7 +751,6 @@ export class StatefulProxy {
     fromPeer: string | undefined,
     onNodeFailure?: () => void,
   ): void {
-    const outTransport: SipTransportProtocol = hop.kind === 'node' ? 'tcp' : hop.transport;
     if (DIALOG_METHODS.has(request.method) && request.toTag === undefined) {
       // The phone on this node's side of the call must reach us: the caller's transport when it
       // came from a phone, the callee's when it came over the overlay.
@@ -757,6 +779,64 @@ export class StatefulProxy {
         formatNodeRoute(this.c.nodeHex, rr, token, dialog, token === undefined ? undefined : flow),
       );
     }
+    if (hop.kind === 'address' && this.tooLargeForUdp(hop, request)) {
+      // RFC 3261 §18.1.1: over TCP, as a congestion controlled transport; over UDP when the
+      // phone takes no connection (its Record-Route above stays the one of its own transport).
+      const { address, port } = hop.destination as { address: string; port: number };
+      ctx.opened();
+      void this.tcpTaken(address, port).then((taken) => {
+        const over: NextHop = taken ? addressNextHop({ transport: 'tcp', address, port }) : hop;
+        this.sendBranch(ctx, request, over, onNodeFailure, true);
+      });
+      return;
+    }
+    this.sendBranch(ctx, request, hop, onNodeFailure, false);
+  }
+
+  /**
+   * RFC 3261 §18.1.1: a request over UDP_REQUEST_MAX_BYTES (with our Via) to a UDP address
+   * that may take a connection (a Contact, not a phone behind NAT), unless it refused one
+   * lately. A request with a small body is not measured.
+   */
+  private tooLargeForUdp(hop: AddressHop, request: SipRequest): boolean {
+    if (!this.c.connectTcp || hop.transport !== 'udp' || !hop.contact) return false;
+    if (request.body.length < UDP_REQUEST_MAX_BYTES / 2) return false;
+    const { address, port } = hop.destination as { address: string; port: number };
+    const refused = this.noTcp.get(`${address}:${port}`);
+    if (refused !== undefined && refused > this.c.clock.now()) return false;
+    // Our Via, which is not added yet, takes about 140 bytes.
+    return serialize(request).length + 140 > UDP_REQUEST_MAX_BYTES;
+  }
+
+  /** Whether the phone at address:port took a TCP connection within LARGE_REQUEST_TCP_WAIT_MS. */
+  private async tcpTaken(address: string, port: number): Promise<boolean> {
+    const connect = this.c.connectTcp;
+    if (!connect) return false;
+    try {
+      await withTimeout(connect(address, port), LARGE_REQUEST_TCP_WAIT_MS, 'TCP connection');
+      return true;
+    } catch (err) {
+      setBounded(this.noTcp, `${address}:${port}`, this.c.clock.now() + NO_TCP_REMEMBER_MS, 1024);
+      this.log.debug(
+        { address, port, err: (err as Error).message },
+        'a large request goes over UDP: the phone takes no TCP connection',
+      );
+      return false;
+    }
+  }
+
+  /**
+   * §16.6 steps 8-10: our Via, then the branch started on `hop` (after an overlay connect for
+   * a node). `opened`: the context was told of the branch already (ctx.opened).
+   */
+  private sendBranch(
+    ctx: ResponseContext,
+    request: SipRequest,
+    hop: NextHop,
+    onNodeFailure: (() => void) | undefined,
+    opened: boolean,
+  ): void {
+    const outTransport: SipTransportProtocol = hop.kind === 'node' ? 'tcp' : hop.transport;
     const sentBy = this.c.localAddress(
       outTransport === 'ws' ? 'ws' : outTransport,
       hop.kind === 'address' ? hop.destination : undefined,
@@ -787,12 +867,13 @@ export class StatefulProxy {
       const at = hop.destination;
       branch.onResponse = (response) => this.routeToNattedCallee(response, at);
     }
+    if (!opened) ctx.opened();
     if (hop.kind === 'address') {
-      ctx.opened();
-      ctx.start(branch, hop.destination);
+      // Decided while a phone's TCP connection opened (a 2xx, a 6xx, a CANCEL): not started.
+      if (opened && ctx.shut) ctx.fail(branch, 487);
+      else ctx.start(branch, hop.destination);
       return;
     }
-    ctx.opened();
     const flow = this.c.nodeFlow(hop.nodeHex);
     if (typeof flow === 'string') {
       ctx.start(branch, { connectionId: flow });
@@ -946,7 +1027,7 @@ function addressNextHop(to: {
   transport: SipTransportProtocol;
   address: string;
   port: number;
-}): NextHop {
+}): AddressHop {
   const { transport, address, port } = to;
   return { kind: 'address', destination: { transport, address, port }, transport };
 }

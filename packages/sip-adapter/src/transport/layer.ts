@@ -237,13 +237,8 @@ export class SipSocketTransports
       switch (transport) {
         case 'udp':
           return await this.sendUdp(data, address, port);
-        case 'tcp': {
-          const existing = this.byRemote.get(endpointKey(address, port));
-          if (existing && !existing.closing && existing.transport === 'tcp') {
-            return this.writeTo(existing, data);
-          }
-          return this.writeTo(await this.dial(address, port), data);
-        }
+        case 'tcp':
+          return this.writeTo(await this.tcpTo(address, port), data);
         case 'ws': {
           const existing = this.byRemote.get(endpointKey(address, port));
           if (existing && !existing.closing && existing.transport === 'ws') {
@@ -482,6 +477,22 @@ export class SipSocketTransports
   }
 
   /** An outbound TCP connection; concurrent sends to one address share one connect. */
+  /**
+   * Opens a TCP connection to address:port, or finds one open: how a request too large for
+   * UDP reaches a phone registered over UDP (RFC 3261 §18.1.1). Rejects when the phone takes
+   * no connection (refused, reset, or silent for the connect timeout).
+   */
+  async connectTcp(address: string, port: number): Promise<void> {
+    await this.tcpTo(address, port);
+  }
+
+  /** The open TCP connection to address:port, dialled when there is none. */
+  private async tcpTo(address: string, port: number): Promise<StreamConnection> {
+    const existing = this.byRemote.get(endpointKey(address, port));
+    if (existing && !existing.closing && existing.transport === 'tcp') return existing;
+    return this.dial(address, port);
+  }
+
   private dial(address: string, port: number): Promise<TcpConnection> {
     const key = endpointKey(address, port);
     let pending = this.dialing.get(key);
