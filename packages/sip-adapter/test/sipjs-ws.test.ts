@@ -16,9 +16,17 @@ import {
   UserAgent,
 } from 'sip.js';
 import { WebSocket } from 'ws';
+import { createResponse } from '../src/message/response.js';
+import {
+  parseSipMessage,
+  type SipMessage,
+  type SipRequest,
+  serialize,
+} from '../src/message/sip-message.js';
 import { decodeRegistrationValue } from '../src/overlay-bridge/registration-value.js';
 import { rawRegister } from './fixtures/sipp.js';
 import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
+import { registerText, request } from './fixtures/udp-phone.js';
 
 const missing = sippSkipReason('sip.js over WebSocket tests');
 
@@ -386,5 +394,181 @@ describe('a WebSocket phone whose connection closes (a browser tab closed)', () 
     second.close();
     await until(async () => (await devicesSeenByNode2()) === 0, 'node 2 finds dora nowhere');
     assert.deepEqual(n1.sip.bindings.lookup('sip:dora@peerbx.local', Date.now()), []);
+  });
+});
+
+/** A browser phone's signalling, scripted: raw SIP over a WebSocket to a node. */
+class WsPhone {
+  private readonly inbox: SipMessage[] = [];
+  private wake: (() => void) | undefined;
+
+  private constructor(readonly socket: WebSocket) {
+    socket.on('message', (data: Buffer) => {
+      this.inbox.push(parseSipMessage(data));
+      this.wake?.();
+    });
+  }
+
+  static async open(port: number): Promise<WsPhone> {
+    const socket = new WebSocket(`ws://127.0.0.1:${port}`, 'sip');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+    });
+    return new WsPhone(socket);
+  }
+
+  send(text: string | Buffer): void {
+    this.socket.send(text);
+  }
+
+  /** The next message `pred` picks (received already or within 5 s). */
+  async next(pred: (m: SipMessage) => boolean, what: string): Promise<SipMessage> {
+    const end = Date.now() + 5000;
+    for (;;) {
+      const i = this.inbox.findIndex(pred);
+      if (i >= 0) return this.inbox.splice(i, 1)[0]!;
+      const left = end - Date.now();
+      if (left <= 0) throw new Error(`browser: no ${what}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+}
+
+describe('a browser whose connection closes in a call (its tab closed)', () => {
+  const bed = new TestBed('peerbx-ws-call-');
+  const peers = bed.peers;
+
+  before(async () => {
+    await bed.startPeer('n1', { ws: { host: '127.0.0.1', port: 0 } });
+    await bed.startPeer('n2');
+  });
+  after(() => bed.close());
+
+  const wsPort = () => peers[0]!.sip.addresses.ws!.port;
+  /** A UDP phone registered as `user` at node 2. */
+  async function deskPhone(user: string) {
+    const n2 = peers[1]!;
+    const phone = await bed.phone();
+    phone.send(
+      registerText({
+        node: `127.0.0.1:${n2.port}`,
+        user,
+        contact: `sip:${user}@${phone.contact}`,
+        via: `UDP ${phone.contact}`,
+      }),
+      n2.port,
+    );
+    await phone.response(200, 'REGISTER');
+    return phone;
+  }
+
+  it('has its node end the call it made with the BYE it can no longer send', async () => {
+    const n2 = peers[1]!;
+    const uma = await deskPhone('uma');
+    const browser = await WsPhone.open(wsPort());
+    browser.send(
+      [
+        'INVITE sip:uma@peerbx.local SIP/2.0',
+        'Via: SIP/2.0/WS b1.invalid;branch=z9hG4bK-bea-1;rport',
+        'From: <sip:bea@peerbx.local>;tag=bea1',
+        'To: <sip:uma@peerbx.local>',
+        'Call-ID: bea-calls-uma@test',
+        'CSeq: 5 INVITE',
+        'Contact: <sip:bea@b1.invalid;transport=ws>',
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    const invite = await uma.request('INVITE');
+    const rr = invite.headers.getAll('record-route');
+    const headers = [
+      ...rr.map((value) => ({ name: 'Record-Route', value })),
+      { name: 'Contact', value: `<sip:uma@${uma.contact}>` },
+    ];
+    uma.send(serialize(createResponse(invite, 200, { toTag: 'uma1', headers })), n2.port);
+    const ok = await browser.next(
+      (m) => m.kind === 'response' && m.status === 200,
+      '200 to its INVITE',
+    );
+    // In the call, the browser sends an INFO (CSeq 7) along the route set.
+    browser.send(
+      [
+        `INFO sip:uma@${uma.contact} SIP/2.0`,
+        'Via: SIP/2.0/WS b1.invalid;branch=z9hG4bK-bea-2;rport',
+        `Route: ${ok.headers.getAll('record-route').reverse().join(', ')}`,
+        'From: <sip:bea@peerbx.local>;tag=bea1',
+        'To: <sip:uma@peerbx.local>;tag=uma1',
+        'Call-ID: bea-calls-uma@test',
+        'CSeq: 7 INFO',
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    uma.answer(await uma.request('INFO'), 200, n2.port, 'uma1');
+    await browser.next((m) => m.kind === 'response' && m.cseq.method === 'INFO', '200 to INFO');
+
+    browser.socket.close();
+    const bye = await uma.request('BYE');
+    assert.equal(bye.uri, `sip:uma@${uma.contact}`, "to uma's Contact");
+    assert.equal(bye.callId, 'bea-calls-uma@test');
+    assert.equal(bye.cseq.seq, 8, "the browser's next CSeq");
+    assert.equal(bye.fromTag, 'bea1');
+    assert.equal(bye.toTag, 'uma1');
+    assert.equal(bye.headers.getAll('route').length, 0, "node 2's own Route taken off");
+    uma.answer(bye, 200, n2.port, 'uma1');
+  });
+
+  it('has its node end the call it answered with the BYE it can no longer send', async () => {
+    const n2 = peers[1]!;
+    const browser = await WsPhone.open(wsPort());
+    browser.send(
+      [
+        'REGISTER sip:peerbx.local SIP/2.0',
+        'Via: SIP/2.0/WS b2.invalid;branch=z9hG4bK-bea-r;rport',
+        'From: <sip:bea@peerbx.local>;tag=bear',
+        'To: <sip:bea@peerbx.local>',
+        'Call-ID: bea-reg@test',
+        'CSeq: 1 REGISTER',
+        'Contact: <sip:bea@b2.invalid;transport=ws>',
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    await browser.next((m) => m.kind === 'response' && m.status === 200, '200 to REGISTER');
+    const vic = await bed.phone();
+    const call = request('INVITE', `sip:bea@127.0.0.1:${n2.port}`, vic);
+    vic.send(call.text, n2.port);
+    const invite = (await browser.next(
+      (m) => m.kind === 'request' && m.method === 'INVITE',
+      'the INVITE',
+    )) as SipRequest;
+    const headers = [
+      ...invite.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
+      { name: 'Contact', value: '<sip:bea@b2.invalid;transport=ws>' },
+    ];
+    browser.send(serialize(createResponse(invite, 200, { toTag: 'bea2', headers })));
+    await vic.response(200, 'INVITE');
+
+    browser.socket.close();
+    const bye = await vic.request('BYE');
+    assert.equal(bye.uri, `sip:caller@${vic.contact}`, "to the caller's Contact");
+    assert.equal(bye.callId, call.callId);
+    assert.equal(bye.fromTag, 'bea2', 'from the browser');
+    assert.equal(bye.toTag, /tag=(\S+)/.exec(/^From: (.*)$/m.exec(call.text)![1]!)![1]);
+    assert.equal(bye.headers.getAll('route').length, 0);
+    vic.answer(bye, 200, n2.port);
   });
 });

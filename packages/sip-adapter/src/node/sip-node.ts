@@ -277,7 +277,10 @@ export class SipNode implements TransactionUser {
     // (RFC 3261 §18.2.2: a response goes over a new connection when the request's closed), and
     // gets TCP_ANSWER_GRACE_MS to do so.
     transports.on('flow-closed', ({ connectionId, transport }) => {
-      if (!this.closed) this.registrar.flowClosed(connectionId);
+      if (!this.closed) {
+        this.registrar.flowClosed(connectionId);
+        if (transport === 'ws') this.proxy.browserGone(connectionId);
+      }
       if (transport === 'ws') {
         this.flowGone(connectionId);
         return;

@@ -30,6 +30,7 @@ import type {
   SipTransportAddress,
   SipTransportProtocol,
 } from '../transport/transport.js';
+import { BrowserCalls } from './browser-calls.js';
 import {
   DIALOG_METHODS,
   LARGE_REQUEST_TCP_WAIT_MS,
@@ -166,6 +167,8 @@ export interface ProxyStats {
 export class StatefulProxy {
   private readonly log: Logger;
   private readonly contexts = new Map<ServerTransaction, ResponseContext>();
+  /** Answered calls of browsers here, ended with a BYE when a browser's connection closes. */
+  private readonly browserCalls: BrowserCalls;
   /** Phones that took no TCP connection for a large request, until when (tooLargeForUdp). */
   private readonly noTcp = new Map<string, number>();
   /** A key object, so each Record-Route MAC skips preparing the key again. */
@@ -183,6 +186,7 @@ export class StatefulProxy {
   constructor(private readonly c: ProxyComponents) {
     this.log = (c.logger ?? silentLogger).child({ component: 'sip-proxy' });
     this.routeSecret = createSecretKey(c.routeSecret ?? randomBytes(32));
+    this.browserCalls = new BrowserCalls(c.transactions);
   }
 
   /** A request that made a server transaction (anything but REGISTER, ACK, OPTIONS to us). */
@@ -234,6 +238,14 @@ export class StatefulProxy {
     for (const ctx of this.contexts.values()) {
       if (ctx.upstream === connectionId && !ctx.decided) ctx.cancelAll();
     }
+  }
+
+  /**
+   * A browser's WebSocket connection closed: the calls it was in are ended with the BYE it can
+   * no longer send (BrowserCalls). Returns how many.
+   */
+  browserGone(connectionId: string): number {
+    return this.browserCalls.flowClosed(connectionId);
   }
 
   /** The connections of requests (an INVITE ringing, say) still waiting for a final answer. */
@@ -294,6 +306,7 @@ export class StatefulProxy {
       return;
     }
     void incoming.routes; // a malformed Route is a 400 before anything starts
+    this.browserCalls.seen(incoming, source.connectionId);
     const request = incoming.copy();
     request.headers.set('Max-Forwards', String(mf - 1));
     const tokens = this.preprocessRoutes(request);
@@ -779,6 +792,7 @@ export class StatefulProxy {
         formatNodeRoute(this.c.nodeHex, rr, token, dialog, token === undefined ? undefined : flow),
       );
     }
+    const onAnswer = this.browserCallWatch(request, hop, source);
     if (hop.kind === 'address' && this.tooLargeForUdp(hop, request)) {
       // RFC 3261 §18.1.1: over TCP, as a congestion controlled transport; over UDP when the
       // phone takes no connection (its Record-Route above stays the one of its own transport).
@@ -786,11 +800,47 @@ export class StatefulProxy {
       ctx.opened();
       void this.tcpTaken(address, port).then((taken) => {
         const over: NextHop = taken ? addressNextHop({ transport: 'tcp', address, port }) : hop;
-        this.sendBranch(ctx, request, over, onNodeFailure, true);
+        this.sendBranch(ctx, request, over, onNodeFailure, true, onAnswer);
       });
       return;
     }
-    this.sendBranch(ctx, request, hop, onNodeFailure, false);
+    this.sendBranch(ctx, request, hop, onNodeFailure, false, onAnswer);
+  }
+
+  /**
+   * For an INVITE from a browser here, or to one: what remembers, when the branch's 2xx goes
+   * upstream, the BYE the browser would send (BrowserCalls).
+   */
+  private browserCallWatch(
+    request: SipRequest,
+    hop: NextHop,
+    source: SipTransportAddress,
+  ): ((branch: Branch, ok: SipResponse) => void) | undefined {
+    if (request.method !== 'INVITE' || request.toTag !== undefined) return undefined;
+    if (source.transport === 'ws' && source.connectionId !== undefined) {
+      const flow = source.connectionId;
+      return (branch, ok) => {
+        if (branch.destination)
+          this.browserCalls.callerAnswered(flow, branch.request, ok, branch.destination);
+      };
+    }
+    if (hop.kind !== 'address' || hop.transport !== 'ws' || !('connectionId' in hop.destination))
+      return undefined;
+    const flow = hop.destination.connectionId;
+    const upstream: SipDestination =
+      source.connectionId !== undefined
+        ? { connectionId: source.connectionId }
+        : { transport: source.transport, address: source.address, port: source.port };
+    const at = this.c.localAddress(source.transport, source);
+    const via = createVia({
+      transport: source.transport,
+      host: at.host,
+      port: at.port,
+      branch: 'z9hG4bK',
+      params: { [VIA_NODE_PARAM]: this.c.nodeHex },
+    });
+    return (branch, ok) =>
+      this.browserCalls.calleeAnswered(flow, branch.request, ok, upstream, via);
   }
 
   /**
@@ -835,6 +885,7 @@ export class StatefulProxy {
     hop: NextHop,
     onNodeFailure: (() => void) | undefined,
     opened: boolean,
+    onAnswer?: (branch: Branch, ok: SipResponse) => void,
   ): void {
     const outTransport: SipTransportProtocol = hop.kind === 'node' ? 'tcp' : hop.transport;
     const sentBy = this.c.localAddress(
@@ -857,6 +908,7 @@ export class StatefulProxy {
       canceled: false,
       ...(onNodeFailure ? { onFinal: (status: number) => status === 480 && onNodeFailure() } : {}),
     };
+    let natted: ((response: SipResponse) => void) | undefined;
     if (
       hop.kind === 'address' &&
       'address' in hop.destination &&
@@ -865,7 +917,13 @@ export class StatefulProxy {
       request.toTag === undefined
     ) {
       const at = hop.destination;
-      branch.onResponse = (response) => this.routeToNattedCallee(response, at);
+      natted = (response) => this.routeToNattedCallee(response, at);
+    }
+    if (natted || onAnswer) {
+      branch.onResponse = (response) => {
+        natted?.(response);
+        if (response.status >= 200) onAnswer?.(branch, response);
+      };
     }
     if (!opened) ctx.opened();
     if (hop.kind === 'address') {
