@@ -453,6 +453,35 @@ describe('stateful proxy', () => {
     }
   });
 
+  it('answers 404, not 480, to a call to a cached location of a user who has since unregistered', async () => {
+    const cat = await phone();
+    const caller = await phone();
+    const reg = (expires: number) =>
+      registerText({
+        node: `127.0.0.1:${b.port}`,
+        user: 'cat',
+        contact: `sip:cat@${cat.contact}`,
+        via: `UDP ${cat.contact}`,
+        expires,
+      });
+    cat.send(reg(3600), b.port);
+    await cat.response(200, 'REGISTER');
+    // A first call fills node a's location cache (node b).
+    caller.send(request('INVITE', `sip:cat@127.0.0.1:${a.port}`, caller).text, a.port);
+    cat.answer(await cat.request('INVITE'), 486, b.port);
+    await caller.response(486, 'INVITE');
+    // cat signs off; node a still has node b cached, and node b has no device for cat.
+    cat.send(reg(0), b.port);
+    await cat.response(200, 'REGISTER');
+    caller.send(request('INVITE', `sip:cat@127.0.0.1:${a.port}`, caller).text, a.port);
+    const answer = (await caller.next(
+      (m) => m.kind === 'response' && m.status >= 400,
+      'a final answer',
+    )) as SipResponse;
+    assert.equal(answer.status, 404, `${answer.status} ${answer.reason}`);
+    assert.match(answer.reason, /cat@peerbx\.local is not registered/);
+  });
+
   it('reaches a NATed caller that did not register, and a callee whose answer names a private Contact', async () => {
     // The caller thinks it is 10.0.0.7:5060; it never registered.
     const caller = await phone();

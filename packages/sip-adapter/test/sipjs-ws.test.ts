@@ -21,6 +21,7 @@ import {
   parseSipMessage,
   type SipMessage,
   type SipRequest,
+  type SipResponse,
   serialize,
 } from '../src/message/sip-message.js';
 import { decodeRegistrationValue } from '../src/overlay-bridge/registration-value.js';
@@ -560,10 +561,33 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
       { name: 'Contact', value: '<sip:bea@b2.invalid;transport=ws>' },
     ];
     browser.send(serialize(createResponse(invite, 200, { toTag: 'bea2', headers })));
-    await vic.response(200, 'INVITE');
+    const ok = await vic.response(200, 'INVITE');
 
     browser.socket.close();
     const bye = await vic.request('BYE');
+    // A request of vic's that crossed that BYE: the browser is gone (480, not a refusal).
+    const from = /^From: (.*)$/m.exec(call.text)![1]!;
+    vic.send(
+      [
+        'INFO sip:bea@b2.invalid;transport=ws SIP/2.0',
+        `Via: SIP/2.0/UDP ${vic.contact};branch=z9hG4bK-vic-info;rport`,
+        `Route: ${ok.headers.getAll('record-route').reverse().join(', ')}`,
+        `From: ${from}`,
+        `To: <sip:bea@127.0.0.1:${n2.port}>;tag=bea2`,
+        `Call-ID: ${call.callId}`,
+        'CSeq: 2 INFO',
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+      n2.port,
+    );
+    const gone = (await vic.next(
+      (m) => m.kind === 'response' && m.cseq.method === 'INFO' && m.status >= 200,
+      'an answer to the INFO',
+    )) as SipResponse;
+    assert.equal(gone.status, 480, `${gone.status} ${gone.reason}`);
     assert.equal(bye.uri, `sip:caller@${vic.contact}`, "to the caller's Contact");
     assert.equal(bye.callId, call.callId);
     assert.equal(bye.fromTag, 'bea2', 'from the browser');

@@ -276,20 +276,20 @@ export class SipNode implements TransactionUser {
     // A WebSocket phone that went away cannot answer on another connection; a TCP phone may
     // (RFC 3261 §18.2.2: a response goes over a new connection when the request's closed), and
     // gets TCP_ANSWER_GRACE_MS to do so.
+    // A browser's calls are ended with the BYE it can no longer send, and the bindings nothing
+    // else reaches go (RegisterHandler.flowClosed), once the callers waiting have their answer.
     transports.on('flow-closed', ({ connectionId, transport }) => {
-      if (!this.closed) {
-        this.registrar.flowClosed(connectionId);
-        if (transport === 'ws') this.proxy.browserGone(connectionId);
+      if (transport === 'ws') this.flowGone(connectionId);
+      else {
+        const grace = clock.setTimeout(() => {
+          this.graceTimers.delete(grace);
+          this.flowGone(connectionId);
+        }, options.tcpAnswerGraceMs ?? TCP_ANSWER_GRACE_MS);
+        this.graceTimers.add(grace);
       }
-      if (transport === 'ws') {
-        this.flowGone(connectionId);
-        return;
-      }
-      const grace = clock.setTimeout(() => {
-        this.graceTimers.delete(grace);
-        this.flowGone(connectionId);
-      }, options.tcpAnswerGraceMs ?? TCP_ANSWER_GRACE_MS);
-      this.graceTimers.add(grace);
+      if (this.closed) return;
+      if (transport === 'ws') this.proxy.browserGone(connectionId);
+      this.registrar.flowClosed(connectionId);
     });
     transports.on('queue-delay', (sojournMs, lost) =>
       lost ? this.overload.lost(sojournMs) : this.overload.sample(sojournMs),

@@ -532,6 +532,9 @@ export class StatefulProxy {
       )
         .then((located) => {
           if (ctx.decided) return;
+          const aor = `sip:${resource}`;
+          if (located.length === 0 && this.c.bindings.lookup(aor, this.c.clock.now()).length === 0)
+            ctx.registeredNowhere(`Not Found (${resource} is not registered)`);
           for (const l of located) {
             const nodeHex = idToHex(l.nodeId);
             if (nodeHex === this.c.nodeHex || tried.has(nodeHex)) continue;
@@ -701,6 +704,10 @@ export class StatefulProxy {
         const hop = this.addressHop(uri);
         if (hop) return hop;
       }
+    }
+    if (!viaRoute && /^wss?$/i.test(uri.params.transport ?? '')) {
+      // A browser's Contact no binding here names any more: its connection closed.
+      return { status: 480, reason: "Temporarily Unavailable (the browser's connection closed)" };
     }
     if (fromPeer !== undefined) return peerRefusal(uri);
     if (this.c.isOwnAddress(uri.host, uri.port ?? 5060)) {

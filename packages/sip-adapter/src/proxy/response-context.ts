@@ -277,6 +277,8 @@ export class ResponseContext {
    * proxy closing, or answering itself): no branch may start.
    */
   closed = false;
+  /** The 404's reason phrase once the callee is known registered nowhere (registeredNowhere). */
+  private nowhere: string | undefined;
   /** Set while branches may still be added after `seal` (see `holdOpen`). */
   private hold: { wake: () => void; woken: boolean; timer: TimerHandle | undefined } | undefined;
   private timerC: TimerHandle | undefined;
@@ -407,6 +409,15 @@ export class ResponseContext {
       // dropHold and wake clear it: it fires only for the hold still in place.
       hold.timer = this.options.clock.setTimeout(() => this.wake(hold), wakeAfterMs);
     }
+  }
+
+  /**
+   * The callee turned out to be registered nowhere (a recheck of a cached location found
+   * none): a 480 the branches answered (a device gone from the node the cache named) goes to
+   * the caller as this 404 instead.
+   */
+  registeredNowhere(reason: string): void {
+    this.nowhere = reason;
   }
 
   /** Ends a hold: the context answers once its branches have. */
@@ -624,6 +635,9 @@ export class ResponseContext {
   private chooseFinal(): SipResponse {
     const best = this.best;
     if (!best) return createResponse(this.request, this.canceled ? 487 : 480);
+    if (best.status === 480 && this.nowhere !== undefined) {
+      return createResponse(this.request, 404, { reason: this.nowhere });
+    }
     // §16.7 step 6: a 503 from downstream becomes 500 (the service is not unavailable here),
     // keeping its Retry-After (§21.5.1 allows one on a 500): a callee's node that refused the
     // call while overloaded still tells the caller when to try again.
