@@ -431,8 +431,28 @@ describe('stateful proxy', () => {
       assert.equal(overTcp.method, 'INVITE');
       assert.match(overTcp.headers.get('via') ?? '', /^SIP\/2\.0\/TCP /, 'its top Via says TCP');
       assert.equal(overTcp.body.toString(), sdp, 'the offer intact');
-      socket.write(serialize(createResponse(overTcp, 486, { toTag: 'l1' })));
-      await caller.response(486, 'INVITE');
+      // Answered with a dialog Contact for TCP (as baresip does): the caller's ACK and BYE
+      // reach it over TCP too.
+      const dialogContact = `sip:lena@${lena.contact};transport=tcp`;
+      const headers = [
+        ...overTcp.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
+        { name: 'Contact', value: `<${dialogContact}>` },
+      ];
+      socket.write(serialize(createResponse(overTcp, 200, { toTag: 'l1', headers })));
+      const ok = await caller.response(200, 'INVITE');
+      const d = {
+        from: overTcp.headers.get('from') ?? '',
+        to: ok.headers.get('to') ?? '',
+        callId: ok.callId,
+        routes: ok.headers.getAll('record-route').reverse().join(', '),
+      };
+      caller.send(inDialogRequest('ACK', dialogContact, caller, { ...d, cseq: 1 }), a.port);
+      assert.equal((await lenaTcp.request()).request.method, 'ACK');
+      caller.send(inDialogRequest('BYE', dialogContact, caller, { ...d, cseq: 2 }), a.port);
+      const bye = await lenaTcp.request();
+      assert.equal(bye.request.method, 'BYE');
+      bye.socket.write(serialize(createResponse(bye.request, 200)));
+      await caller.response(200, 'BYE');
       assert.equal(lena.received.filter((m) => m.kind === 'request').length, 0, 'nothing over UDP');
 
       // A small request to the same phone goes over UDP.

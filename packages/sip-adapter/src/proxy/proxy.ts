@@ -698,7 +698,10 @@ export class StatefulProxy {
         if (!this.bindingReachable(binding)) {
           return { status: 480, reason: 'Temporarily Unavailable (device connection closed)' };
         }
-        return this.hopForBinding(binding);
+        const hop = this.hopForBinding(binding);
+        // A phone reached at its Contact is reached as this URI says: its dialog Contact may
+        // name another transport than it registered with (TCP, after a request over TCP).
+        return hop.kind === 'address' && hop.contact ? (this.addressHop(uri, true) ?? hop) : hop;
       }
       if (tokens.some((t) => t.flow === undefined && check(t))) {
         const hop = this.addressHop(uri);
