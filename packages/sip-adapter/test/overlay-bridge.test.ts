@@ -146,6 +146,13 @@ describe('overlay bridge', () => {
       'removed',
     );
     assert.deepEqual(await new Locator(a, clock).locate('bob@peerbx.local'), []);
+    // The tombstone lives as long as the record it replaced would have: a holder that missed
+    // the removal must not bring bob back when it lapses elsewhere.
+    const [tombstone] = (await b.ownRecords(KIND_SIP_REGISTRATION, b.nodeId)).filter(
+      (r) => r.resource === 'bob@peerbx.local',
+    );
+    assert.equal(tombstone?.value.length, 0);
+    assert.ok(tombstone.storedAt + tombstone.lifetimeMs >= now + 3600_000 - 1000);
   });
 
   it("passes the overlay's refusal through for a name owned by another key", async () => {

@@ -11,7 +11,11 @@ import { Admission } from './admission.js';
 import type { OverlayAccess } from './overlay-access.js';
 import { decodeRegistrationValue, encodeRegistrationValue } from './registration-value.js';
 
-/** A removed registration stays visible as a tombstone this long, so caches learn of it. */
+/**
+ * A removed registration stays visible as a tombstone this long at least, so caches learn of
+ * it; and as long as the record it replaces would have lived, else a holder that missed the
+ * removal (it was away) would bring the old record back once the tombstone lapsed elsewhere.
+ */
 export const TOMBSTONE_LIFETIME_MS = 120_000;
 
 /**
@@ -230,8 +234,11 @@ export class RegistrationPublisher {
   private async write(aor: string, resource: string, bindings: readonly Binding[]): Promise<void> {
     const now = this.clock.now();
     const devices = bindings.length;
+    const replaced = this.published.get(aor)?.expiresAt ?? 0;
     const expiresAt =
-      devices > 0 ? Math.max(...bindings.map((b) => b.expiresAt)) : now + TOMBSTONE_LIFETIME_MS;
+      devices > 0
+        ? Math.max(...bindings.map((b) => b.expiresAt))
+        : Math.max(now + TOMBSTONE_LIFETIME_MS, replaced);
     const lifetimeMs = Math.max(1000, expiresAt - now);
     await this.overlay.publish({
       kind: KIND_SIP_REGISTRATION,
