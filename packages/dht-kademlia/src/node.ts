@@ -251,13 +251,17 @@ export class KademliaNode {
    */
   private readonly leftAt = new Map<string, number>();
   /**
-   * Contacts the routing table dropped lately, and when, by hex ID (the last
-   * MAX_DROPPED_PER_CHECK). Those dropped since the last replication check: a held key whose k
+   * Contacts the routing table dropped lately, when, and since when they were silent (the
+   * first request they left unanswered), by hex ID (the last MAX_DROPPED_PER_CHECK). Those dropped since the last
+   * replication check: a held key whose k
    * closest one of them was among, and that nobody stored since, lost a replica, also when it
    * was dropped before the check's PINGs could find it dead. One that is back (handOver) kept
    * what it held.
    */
-  private readonly droppedLately = new Map<string, { id: NodeId; at: number }>();
+  private readonly droppedLately = new Map<
+    string,
+    { id: NodeId; at: number; silentSince: number }
+  >();
   /** When the last replication check began (droppedLately). */
   private replicatedAt = Number.NEGATIVE_INFINITY;
   /**
@@ -979,18 +983,20 @@ export class KademliaNode {
   private handOverKeys(newcomer: Contact): NodeId[] {
     const keys: NodeId[] = [];
     if (this.store.keyCount === 0) return keys;
-    const droppedAt = this.droppedLately.get(idToHex(newcomer.id))?.at;
+    // Since it began leaving requests unanswered: a value changed while it was silent but
+    // still listed (before enough of them failed to drop it) is one it missed too.
+    const silentSince = this.droppedLately.get(idToHex(newcomer.id))?.silentSince;
     for (const key of this.store.keys()) {
       const closest = this.table.closest(key, this.k);
       if (!closest.some((c) => idEquals(c.id, newcomer.id))) continue;
       const hex = idToHex(key);
-      if (droppedAt !== undefined) {
-        // Stored in the same millisecond as it was dropped counts as after.
-        if ((this.lastChangeAt.get(hex) ?? Number.NEGATIVE_INFINITY) >= droppedAt) {
+      if (silentSince !== undefined) {
+        // Stored in the same millisecond as it went silent counts as after.
+        if ((this.lastChangeAt.get(hex) ?? Number.NEGATIVE_INFINITY) >= silentSince) {
           keys.push(key);
           continue;
         }
-        if ((this.lastStoreAt.get(hex) ?? Number.POSITIVE_INFINITY) < droppedAt) continue;
+        if ((this.lastStoreAt.get(hex) ?? Number.POSITIVE_INFINITY) < silentSince) continue;
       }
       const rival = closest.find((c) => !idEquals(c.id, newcomer.id));
       if (rival && compareDistance(key, rival.id, this.id) < 0) continue;
@@ -1400,14 +1406,14 @@ export class KademliaNode {
       // send, say) says nothing about the peer.
       if (expectId && err instanceof TimeoutError) {
         this.rtt.timedOut(rttKey, this.clock.now(), sentAt);
-        this.recordFailure(to);
+        this.recordFailure(to, sentAt);
       }
       throw err;
     }
     if (expectId && !idEquals(res.sender, to.id)) {
       // Someone else answers at that address now: the old contact is gone.
       this.stats.requestFailures++;
-      this.recordFailure(to);
+      this.recordFailure(to, sentAt);
       throw new DhtError('ERR_REJECTED', 'reply came from a different node id');
     }
     if (res.body.type === 'ERROR') {
@@ -1428,11 +1434,12 @@ export class KademliaNode {
    * rejoin round starts at once (a stall of a few seconds need not cost a whole upkeep period
    * cut off).
    */
-  private recordFailure(to: Contact): void {
+  private recordFailure(to: Contact, sentAt: number): void {
     const listed = this.table.get(to.id);
     if (listed && listed.address !== to.address) return;
-    if (!this.table.recordFailure(to.id, this.clock.now()) || !listed) return;
-    this.lost(listed);
+    const silentSince = this.table.failingSince(to.id) ?? sentAt;
+    if (!this.table.recordFailure(to.id, this.clock.now(), sentAt) || !listed) return;
+    this.lost(listed, false, silentSince);
   }
 
   /**
@@ -1465,10 +1472,15 @@ export class KademliaNode {
    * too, the others are gone, not out of reach: the node is alone (it serves what it holds, as
    * a founder does) and tries again at the upkeep checks.
    */
-  private lost(listed: Contact, left = false): void {
+  private lost(listed: Contact, left = false, silentSince?: number): void {
     this.keepForRejoin(listed);
     const at = this.clock.now();
-    setLatest(this.droppedLately, idToHex(listed.id), { id: listed.id, at }, MAX_DROPPED_PER_CHECK);
+    setLatest(
+      this.droppedLately,
+      idToHex(listed.id),
+      { id: listed.id, at, silentSince: silentSince ?? at },
+      MAX_DROPPED_PER_CHECK,
+    );
     if (this.table.size > 0 || this.lostRounds !== undefined) return;
     const others = this.rejoinAddresses().filter((a) => !this.leftAt.has(a));
     if (left && others.length === 0) {

@@ -810,33 +810,44 @@ describe('kademlia over the simulator', () => {
     assert.ok(holders(s, key).length >= 8, `${holders(s, key).length} hold it`);
   });
 
-  it('brings holders that were silent while a value was replaced up to date when they are back', async () => {
-    // Five nodes (an office), k = 8: every node holds every key. The two closest to the key
-    // stall while its publisher replaces the value; the others find them silent and drop them,
-    // so the new value reaches every node they still list: a complete store, not retried.
-    const newer = {
-      shouldReplace: (_k: unknown, a: { value: Uint8Array }, b: { value: Uint8Array }) =>
-        Buffer.compare(b.value, a.value) > 0,
-    };
-    const s = await swarm(5, 48, { upkeepCheckIntervalMs: 10 * MIN, store: newer });
-    const key = hashToId('replaced while two holders stalled');
-    const [first, second, ...rest] = s.closestAlive(key, 5);
-    const stalled = [first!, second!];
-    const publisher = rest[rest.length - 1]!;
-    await s.sim.settle(publisher.put(key, text('v1'), 3 * HOUR));
-    assert.equal(holders(s, key).length, 5);
-    for (const n of stalled) s.silence(n);
-    for (const n of rest) for (const st of stalled) await pingTwice(s, n, st.contact);
-    for (const n of rest) for (const st of stalled) assert.equal(n.table.has(st.id), false);
-    publisher.unpublish(key, text('v1'));
-    await s.sim.settle(publisher.put(key, text('v2'), 3 * HOUR));
-    for (const n of rest) assert.deepEqual(held(s, n, key), ['v2']);
-    // They answer again, and are heard from (their own requests) by the others, in turn.
-    for (const n of stalled) s.sim.setBehaviour(n.contact.address, 'honest');
-    for (const st of stalled) for (const n of rest) await s.sim.settle(st.ping(n.contact));
-    await s.sim.runFor(MIN);
-    for (const n of s.alive) assert.deepEqual(held(s, n, key), ['v2'], n.contact.address);
-  });
+  for (const droppedFirst of [true, false]) {
+    it(`brings holders that were silent while a value was replaced up to date when they are back (${droppedFirst ? 'dropped before' : 'dropped after'} the change)`, async () => {
+      // Five nodes (an office), k = 8: every node holds every key. The two closest to the key
+      // stall while its publisher replaces the value; the others find them silent and drop
+      // them, before the change or after it (the store's own requests to them time out, and a
+      // later one drops them), so the new value reaches every node still listed: a complete
+      // store, not retried.
+      const newer = {
+        shouldReplace: (_k: unknown, a: { value: Uint8Array }, b: { value: Uint8Array }) =>
+          Buffer.compare(b.value, a.value) > 0,
+      };
+      const s = await swarm(5, 48, { upkeepCheckIntervalMs: 10 * MIN, store: newer });
+      const key = hashToId('replaced while two holders stalled');
+      const [first, second, ...rest] = s.closestAlive(key, 5);
+      const stalled = [first!, second!];
+      const publisher = rest[rest.length - 1]!;
+      await s.sim.settle(publisher.put(key, text('v1'), 3 * HOUR));
+      assert.equal(holders(s, key).length, 5);
+      for (const n of stalled) s.silence(n);
+      const drop = async () => {
+        for (const n of rest) for (const st of stalled) await pingTwice(s, n, st.contact);
+        for (const n of rest) for (const st of stalled) assert.equal(n.table.has(st.id), false);
+      };
+      if (droppedFirst) await drop();
+      publisher.unpublish(key, text('v1'));
+      await s.sim.settle(publisher.put(key, text('v2'), 3 * HOUR));
+      if (!droppedFirst) {
+        await s.sim.runFor(5_000);
+        await drop();
+      }
+      for (const n of rest) assert.deepEqual(held(s, n, key), ['v2']);
+      // They answer again, and are heard from (their own requests) by the others, in turn.
+      for (const n of stalled) s.sim.setBehaviour(n.contact.address, 'honest');
+      for (const st of stalled) for (const n of rest) await s.sim.settle(st.ping(n.contact));
+      await s.sim.runFor(MIN);
+      for (const n of s.alive) assert.deepEqual(held(s, n, key), ['v2'], n.contact.address);
+    });
+  }
 
   for (const holding of [false, true]) {
     it(`rejoins as soon as another node is heard from after it lost every contact, not at the next check${holding ? ', and stores what it put meanwhile' : ''}`, async () => {

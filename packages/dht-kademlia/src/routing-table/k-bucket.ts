@@ -9,6 +9,8 @@ export interface BucketEntry {
   failures: number;
   /** When it last answered a request of ours, if it has since its last failure. */
   answeredAt?: number;
+  /** When the first request it left unanswered since it was last heard from was sent. */
+  failingSince?: number;
 }
 
 export class KBucket {
@@ -48,6 +50,7 @@ export class KBucket {
     entry.contact = contact;
     entry.lastSeen = now;
     entry.failures = 0;
+    entry.failingSince = undefined;
     if (answered) entry.answeredAt = now;
     this.entries.push(entry);
   }

@@ -66,6 +66,13 @@ export class RoutingTable {
     return this.bucket(this.bucketIndexOf(id)).indexOf(id) >= 0;
   }
 
+  /** When id, if listed, began leaving requests unanswered (the first one's sending). */
+  failingSince(id: NodeId): number | undefined {
+    const b = this.bucket(this.bucketIndexOf(id));
+    const i = b.indexOf(id);
+    return i >= 0 ? b.entries[i]?.failingSince : undefined;
+  }
+
   get(id: NodeId): Contact | undefined {
     const b = this.bucket(this.bucketIndexOf(id));
     const i = b.indexOf(id);
@@ -109,11 +116,11 @@ export class RoutingTable {
   }
 
   /**
-   * A request to id failed. After too many failures, or at once when a replacement is
+   * A request to id (sent at `sentAt`) failed. After too many failures, or at once when a replacement is
    * waiting, the contact leaves the table and the freshest replacement takes its slot.
    * Returns true when the contact was removed.
    */
-  recordFailure(id: NodeId, now: number): boolean {
+  recordFailure(id: NodeId, now: number, sentAt = now): boolean {
     const bucket = this.bucket(this.bucketIndexOf(id));
     const at = bucket.indexOf(id);
     if (at < 0) {
@@ -122,6 +129,7 @@ export class RoutingTable {
     }
     const entry = bucket.entries[at]!;
     entry.failures++;
+    entry.failingSince ??= sentAt;
     entry.answeredAt = undefined;
     if (bucket.replacements.length === 0 && entry.failures < this.maxFailures) return false;
     bucket.entries.splice(at, 1);
