@@ -19,7 +19,7 @@ import {
   UdpTransport,
   ValueStore,
 } from '@peerbx/dht-kademlia';
-import { addCount } from './bounded-map.js';
+import { addCount, setBounded } from './bounded-map.js';
 import {
   CLIENT_APPLICATION,
   type ClientRequest,
@@ -75,6 +75,10 @@ export const SOFTWARE_VERSION = '0.1.0';
 
 /** Requests of one client (OverlayClient) served at once; more are refused with ERR_LIMIT. */
 export const MAX_CLIENT_REQUESTS_IN_FLIGHT = 64;
+/** A holder sent a record version by read repair is not sent it again for this long. */
+const REPAIR_AGAIN_AFTER_MS = 5 * 60_000;
+/** Read repairs remembered (repairStale), the oldest forgotten first. */
+const MAX_REPAIRS_REMEMBERED = 4096;
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
 const FETCH_QUORUM = 2;
 /** Holders a NODE-INFO lookup for dialling waits for (connect() retries with FETCH_QUORUM). */
@@ -170,6 +174,8 @@ export class OverlayNode {
   private closed = false;
   /** Stale holders sent a newer record by a fetch (repairStale). */
   private staleRepaired = 0;
+  /** When each holder was last sent each record version by read repair (repairStale). */
+  private readonly repairsSent = new Map<string, number>();
 
   private constructor(
     readonly paths: DataDirPaths,
@@ -545,12 +551,20 @@ export class OverlayNode {
     newest: { record: StoredRecord; value: Uint8Array },
     holders: ReadonlySet<string>,
   ): void {
+    const now = this.clock.now();
+    const version = `${resource}/${recordSlot(newest.record)}/${newest.record.storedAt}`;
     const targets = new Map<string, Contact>();
     for (const { holder } of result.values) {
       const hex = idToHex(holder.id);
-      if (holders.has(hex)) targets.set(hex, holder);
+      if (!holders.has(hex) || targets.has(hex)) continue;
+      // One try per holder and version a while: a holder that refuses it (not responsible,
+      // full) is not sent it again at every fetch.
+      const sent = this.repairsSent.get(`${hex}/${version}`);
+      if (sent !== undefined && now - sent < REPAIR_AGAIN_AFTER_MS) continue;
+      setBounded(this.repairsSent, `${hex}/${version}`, now, MAX_REPAIRS_REMEMBERED);
+      targets.set(hex, holder);
     }
-    const ttlMs = recordExpiresAt(newest.record) - this.clock.now();
+    const ttlMs = recordExpiresAt(newest.record) - now;
     if (targets.size === 0 || ttlMs <= 0) return;
     this.staleRepaired += targets.size;
     this.log.debug(

@@ -498,6 +498,15 @@ describe('verifyFetched', () => {
       onStale: (_, holders) => reversed.push([...holders].sort()),
     });
     assert.deepEqual(reversed, [['h1', 'h3']]);
+    // Two records of one date: told apart by their bytes, but no holder takes a tie (it
+    // replaces only with a later date), so none is named.
+    const twin = registration(node, alice, NOW, { value: text('twin') });
+    const ties: string[][] = [];
+    verifyFetched([from(removed, 'h1'), from(twin, 'h2')], ALICE, undefined, openConfig(), {
+      now: NOW,
+      onStale: (_, holders) => ties.push([...holders]),
+    });
+    assert.deepEqual(ties, []);
   });
 
   it('checks one value: what can never pass is lasting, what the clock decides is not', () => {

@@ -227,16 +227,14 @@ export function verifyFetched(
       continue;
     }
     const holders = item instanceof Uint8Array ? NO_HOLDERS : (item.holders ?? NO_HOLDERS);
+    // Older for repair means an earlier storedAt: two records of one date are told apart by
+    // their bytes here, but a holder takes only a later date, so it is never sent a tie.
     const held = newest.get(slot);
     if (!held) newest.set(slot, { record, value: bytes, holders, older: new Set() });
     else if (newer(record, held.record)) {
-      for (const h of held.holders) held.older.add(h);
+      if (held.record.storedAt < record.storedAt) for (const h of held.holders) held.older.add(h);
       Object.assign(held, { record, value: bytes, holders });
-    } else for (const h of holders) held.older.add(h);
-  }
-  for (const held of newest.values()) {
-    for (const h of held.holders) held.older.delete(h);
-    if (held.older.size > 0) options.onStale?.(held, held.older);
+    } else if (record.storedAt < held.record.storedAt) for (const h of holders) held.older.add(h);
   }
 
   // Open mode: the claim that counts is the only live key's, or the key more holders returned
@@ -254,15 +252,21 @@ export function verifyFetched(
   }
   const owner = contested ? undefined : first?.record.user?.publicKey;
   const out: StoredRecord[] = [];
-  for (const { record } of newest.values()) {
-    if (isTombstone(record)) continue;
+  for (const held of newest.values()) {
+    const { record } = held;
     if (record.user && (contested || (owner && !bytesEqual(record.user.publicKey, owner)))) {
       const policy = kindById(config, record.kind)?.policy ?? '';
       if (policy.startsWith('USER')) {
-        if (!contested) drop(`name ${resourceName} is owned by another key`);
+        if (!contested && !isTombstone(record)) {
+          drop(`name ${resourceName} is owned by another key`);
+        }
         continue;
       }
     }
+    // What counts (a removal too) goes to the holders that returned an older one.
+    for (const h of held.holders) held.older.delete(h);
+    if (held.older.size > 0) options.onStale?.(held, held.older);
+    if (isTombstone(record)) continue;
     if (kind === undefined || record.kind === kind) out.push(record);
   }
   return out;
