@@ -442,12 +442,46 @@ class WsPhone {
   }
 }
 
+/** A browser's REGISTER of `user` with Contact `sip:<user>@<host>;transport=ws`. */
+function wsRegister(user: string, host: string): string {
+  return [
+    'REGISTER sip:peerbx.local SIP/2.0',
+    `Via: SIP/2.0/WS ${host};branch=z9hG4bK-${host}-${Date.now()};rport`,
+    `From: <sip:${user}@peerbx.local>;tag=${host}r`,
+    `To: <sip:${user}@peerbx.local>`,
+    `Call-ID: ${host}-reg@test`,
+    `CSeq: ${Date.now() % 100000} REGISTER`,
+    `Contact: <sip:${user}@${host};transport=ws>`,
+    'Max-Forwards: 70',
+    'Content-Length: 0',
+    '',
+    '',
+  ].join('\r\n');
+}
+
+/** A browser's INVITE from `from` (Contact at `host`) to `to`. */
+function wsInvite(from: string, host: string, to: string, callId: string): string {
+  return [
+    `INVITE sip:${to}@peerbx.local SIP/2.0`,
+    `Via: SIP/2.0/WS ${host};branch=z9hG4bK-${callId.replace(/\W/g, '')};rport`,
+    `From: <sip:${from}@peerbx.local>;tag=${from}1`,
+    `To: <sip:${to}@peerbx.local>`,
+    `Call-ID: ${callId}`,
+    'CSeq: 1 INVITE',
+    `Contact: <sip:${from}@${host};transport=ws>`,
+    'Max-Forwards: 70',
+    'Content-Length: 0',
+    '',
+    '',
+  ].join('\r\n');
+}
+
 describe('a browser whose connection closes in a call (its tab closed)', () => {
   const bed = new TestBed('peerbx-ws-call-');
   const peers = bed.peers;
 
   before(async () => {
-    await bed.startPeer('n1', { ws: { host: '127.0.0.1', port: 0 } });
+    await bed.startPeer('n1', { ws: { host: '127.0.0.1', port: 0 }, browserGoneGraceMs: 300 });
     await bed.startPeer('n2');
   });
   after(() => bed.close());
@@ -523,11 +557,69 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
     const bye = await uma.request('BYE');
     assert.equal(bye.uri, `sip:uma@${uma.contact}`, "to uma's Contact");
     assert.equal(bye.callId, 'bea-calls-uma@test');
-    assert.equal(bye.cseq.seq, 8, "the browser's next CSeq");
+    assert.equal(bye.cseq.seq, 18, "above the browser's last (7), with room for early ones");
     assert.equal(bye.fromTag, 'bea1');
     assert.equal(bye.toTag, 'uma1');
     assert.equal(bye.headers.getAll('route').length, 0, "node 2's own Route taken off");
     uma.answer(bye, 200, n2.port, 'uma1');
+  });
+
+  it('ends a call between two browsers of one node from either side', async () => {
+    const ada = await WsPhone.open(wsPort());
+    ada.send(wsRegister('ada', 'ada.invalid'));
+    await ada.next((m) => m.kind === 'response' && m.status === 200, '200 to REGISTER');
+    const bo = await WsPhone.open(wsPort());
+    bo.send(wsInvite('bo', 'bo.invalid', 'ada', 'bo-calls-ada@test'));
+    const invite = (await ada.next(
+      (m) => m.kind === 'request' && m.method === 'INVITE',
+      'the INVITE',
+    )) as SipRequest;
+    const headers = [
+      ...invite.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
+      { name: 'Contact', value: '<sip:ada@ada.invalid;transport=ws>' },
+    ];
+    ada.send(serialize(createResponse(invite, 200, { toTag: 'ada1', headers })));
+    await bo.next((m) => m.kind === 'response' && m.status === 200, '200 to its INVITE');
+    // The callee's tab closes: the caller, a browser here too, gets the BYE.
+    ada.socket.close();
+    const bye = (await bo.next(
+      (m) => m.kind === 'request' && m.method === 'BYE',
+      'the BYE',
+    )) as SipRequest;
+    assert.equal(bye.fromTag, 'ada1');
+    assert.equal(bye.toTag, 'bo1');
+    bo.socket.close();
+  });
+
+  it('keeps the call of a browser that registers again on a new connection within the grace', async () => {
+    const n2 = peers[1]!;
+    const uma = await deskPhone('ulla');
+    const cy = await WsPhone.open(wsPort());
+    cy.send(wsRegister('cy', 'cy.invalid'));
+    await cy.next((m) => m.kind === 'response' && m.status === 200, '200 to REGISTER');
+    cy.send(wsInvite('cy', 'cy.invalid', 'ulla', 'cy-calls-ulla@test'));
+    const invite = await uma.request('INVITE');
+    const headers = [
+      ...invite.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
+      { name: 'Contact', value: `<sip:ulla@${uma.contact}>` },
+    ];
+    uma.send(serialize(createResponse(invite, 200, { toTag: 'ulla1', headers })), n2.port);
+    await cy.next((m) => m.kind === 'response' && m.status === 200, '200 to its INVITE');
+    // The page's connection drops and comes back at once, registering the same Contact.
+    cy.socket.close();
+    const again = await WsPhone.open(wsPort());
+    again.send(wsRegister('cy', 'cy.invalid'));
+    await again.next((m) => m.kind === 'response' && m.status === 200, '200 to REGISTER');
+    await assert.rejects(
+      uma.next((m) => m.kind === 'request' && m.method === 'BYE', 'a BYE', 1000),
+      /no a BYE/,
+      'the call goes on',
+    );
+    // Gone for good this time.
+    again.socket.close();
+    const bye = await uma.request('BYE');
+    assert.equal(bye.callId, 'cy-calls-ulla@test');
+    uma.answer(bye, 200, n2.port, 'ulla1');
   });
 
   it('has its node end the call it answered with the BYE it can no longer send', async () => {

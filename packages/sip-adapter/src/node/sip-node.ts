@@ -76,6 +76,8 @@ export interface SipNodeOptions {
   timerCMs?: number;
   /** How long a TCP phone whose connection closed may still answer (TCP_ANSWER_GRACE_MS). */
   tcpAnswerGraceMs?: number;
+  /** How long a browser whose connection closed has to come back (BROWSER_GONE_GRACE_MS). */
+  browserGoneGraceMs?: number;
   /** How long a fetched registration is reused, ms. */
   locationCacheMs?: number;
   bindings?: BindingStore;
@@ -123,6 +125,13 @@ const BINDING_SWEEP_MS = 5_000;
  * to answer over a new one; then the request ends as 480 (not at Timer C, 3 minutes).
  */
 export const TCP_ANSWER_GRACE_MS = 10_000;
+/**
+ * A browser whose connection closed (not by this node, for idleness) has this long to register
+ * again on a new one (a page reconnecting) before its calls are ended with its BYE.
+ */
+export const BROWSER_GONE_GRACE_MS = 4_000;
+/** The reasons this node closes a connection itself (not its phone going away). */
+const OWN_CLOSES: ReadonlySet<string> = new Set(['idle', 'evicted', 'no message', 'closing']);
 
 /**
  * A node that stops waits this long at most for the phones it rang to answer its CANCELs
@@ -276,20 +285,26 @@ export class SipNode implements TransactionUser {
     // A WebSocket phone that went away cannot answer on another connection; a TCP phone may
     // (RFC 3261 §18.2.2: a response goes over a new connection when the request's closed), and
     // gets TCP_ANSWER_GRACE_MS to do so.
-    // A browser's calls are ended with the BYE it can no longer send, and the bindings nothing
-    // else reaches go (RegisterHandler.flowClosed), once the callers waiting have their answer.
-    transports.on('flow-closed', ({ connectionId, transport }) => {
-      if (transport === 'ws') this.flowGone(connectionId);
-      else {
+    // The bindings nothing else reaches go (RegisterHandler.flowClosed); a browser that went
+    // away (not closed by this node) and does not come back has its calls ended with its BYE.
+    transports.on('flow-closed', ({ connectionId, transport, reason }) => {
+      const later = (ms: number, task: () => void) => {
         const grace = clock.setTimeout(() => {
           this.graceTimers.delete(grace);
-          this.flowGone(connectionId);
-        }, options.tcpAnswerGraceMs ?? TCP_ANSWER_GRACE_MS);
+          task();
+        }, ms);
         this.graceTimers.add(grace);
-      }
+      };
+      if (transport === 'ws') this.flowGone(connectionId);
+      else
+        later(options.tcpAnswerGraceMs ?? TCP_ANSWER_GRACE_MS, () => this.flowGone(connectionId));
       if (this.closed) return;
-      if (transport === 'ws') this.proxy.browserGone(connectionId);
       this.registrar.flowClosed(connectionId);
+      if (transport === 'ws' && !OWN_CLOSES.has(reason)) {
+        later(options.browserGoneGraceMs ?? BROWSER_GONE_GRACE_MS, () => {
+          if (!this.closed) this.proxy.browserGone(connectionId);
+        });
+      }
     });
     transports.on('queue-delay', (sojournMs, lost) =>
       lost ? this.overload.lost(sojournMs) : this.overload.sample(sojournMs),

@@ -1,133 +1,177 @@
 // Calls of browser phones here. A browser (SIP over WebSocket, RFC 7118) is reached only over
 // its own connection; when that closes mid-call (its tab closed, the machine asleep), it can no
 // longer send the BYE, and the other side would sit in a silent call until its user hangs up.
-// The proxy remembers, per answered call of a browser here, the BYE the browser would send,
-// and sends it itself once the browser's connection closes (as Kamailio's dialog module does
-// with dlg_end_dlg). Other phones are left alone: a TCP phone's connection may drop and come
-// back while its call goes on, its media being direct.
+// The proxy remembers, per call of a browser here, the BYE the browser would send, and sends it
+// itself once the browser's connection has closed and the browser has not come back (as
+// Kamailio's dialog module does with dlg_end_dlg). Other phones are left alone: a TCP phone's
+// connection may drop and come back while its call goes on, its media being direct.
 
 import { setBounded } from '@peerbx/overlay-core';
-import { generateBranch } from '../message/ids.js';
-import { SipRequest, type SipResponse } from '../message/sip-message.js';
-import { formatNameAddr, formatUri, formatVia, type Via } from '../message/uri.js';
-import type { TransactionLayer } from '../transaction/index.js';
+import type { SipRequest, SipResponse } from '../message/sip-message.js';
+import { formatNameAddr, formatUri, type Via } from '../message/uri.js';
 import type { SipDestination } from '../transport/transport.js';
+import { dialogRequest } from './dialog-request.js';
 
-/** Answered calls of browsers remembered at most (the oldest forgotten first). */
+/** Calls of browsers remembered at most (by Call-ID; the oldest forgotten first). */
 export const MAX_BROWSER_CALLS = 10_000;
+/**
+ * Requests a browser may send in the early dialog before its 2xx is seen (PRACK, UPDATE, of a
+ * call it answers): its BYE's CSeq stays above them.
+ */
+const EARLY_CSEQ_MARGIN = 10;
 
-/** What the BYE of one side of a dialog needs. */
+/** Where the BYE goes: a SIP destination, or a node (its channel found when sending). */
+export type ByeDestination = SipDestination | { nodeHex: string };
+
+/** One browser's side of a call. */
 interface BrowserCall {
-  /** The browser's connection. */
-  readonly flow: string;
-  /** Where the BYE goes, the Via it goes under (branch renewed), and its route. */
-  readonly destination: SipDestination;
-  readonly via: Via;
-  readonly target: string;
-  readonly routes: readonly string[];
-  /** From and To as the browser sends them: its own tag in From. */
-  readonly from: string;
-  readonly to: string;
+  /** The browser's connection (moved when it comes back on another). */
+  flow: string;
+  /** The browser's own Contact, by which it is found again on a new connection. */
+  contact: string;
   /** The highest CSeq the browser used in the dialog. */
   cseq: number;
+  /** The BYE's parts, once the call was answered. */
+  bye?: {
+    destination: ByeDestination;
+    via: Via;
+    target: string;
+    routes: readonly string[];
+    /** From and To as the browser sends them (its own tag in From), and the two tags. */
+    from: string;
+    to: string;
+    tags: readonly [string | undefined, string | undefined];
+  };
+}
+
+export interface BrowserCallsOptions {
+  /** Sends a BYE (a new client transaction; its answer is not awaited). */
+  send(bye: SipRequest, to: ByeDestination): void;
+  /** The connection a browser with this Contact is registered on again, if it came back. */
+  backOn(contact: string): string | undefined;
 }
 
 export class BrowserCalls {
-  /** By Call-ID. */
-  private readonly calls = new Map<string, BrowserCall>();
+  /** By Call-ID: a browser's side, or both when two browsers here call each other. */
+  private readonly calls = new Map<string, BrowserCall[]>();
 
-  constructor(private readonly transactions: TransactionLayer) {}
+  constructor(private readonly options: BrowserCallsOptions) {}
 
-  /**
-   * A 2xx to an INVITE from a browser here went upstream: the browser's BYE goes where the
-   * INVITE went (`destination`, under our Via), to the callee's Contact, along the 2xx's
-   * Record-Routes of the hops after us (the 2xx's beyond those the INVITE already had),
-   * reversed (§12.1.2).
-   */
-  callerAnswered(
-    flow: string,
-    invite: SipRequest,
-    ok: SipResponse,
-    destination: SipDestination,
-  ): void {
-    const via = invite.topVia;
-    const target = contactOf(ok);
-    if (!via || target === undefined) return;
-    const rr = ok.recordRoutes;
-    const ours = invite.recordRoutes.length;
-    this.remember(ok.callId, {
-      flow,
-      destination,
-      via,
-      target,
-      routes: rr
-        .slice(0, Math.max(0, rr.length - ours))
-        .reverse()
-        .map(formatNameAddr),
-      from: ok.headers.get('from') ?? '',
-      to: ok.headers.get('to') ?? '',
-      cseq: invite.cseq.seq,
-    });
+  /** An INVITE from or to a browser here went on: its CSeqs are counted from now. */
+  expect(callId: string, flow: string, contact: string, cseq: number): BrowserCall {
+    const sides = this.calls.get(callId) ?? [];
+    let call = sides.find((c) => c.flow === flow);
+    if (!call) {
+      call = { flow, contact, cseq };
+      sides.push(call);
+      setBounded(this.calls, callId, sides, MAX_BROWSER_CALLS);
+    }
+    return call;
   }
 
   /**
-   * A 2xx of a browser here to an INVITE went upstream: the browser's BYE goes back the way
-   * the INVITE came (`upstream`, under `via`), to the caller's Contact, along the INVITE's
-   * Record-Routes after ours (§12.1.1), with From and To swapped.
+   * A 2xx to an INVITE from a browser here went upstream: its BYE goes where the INVITE went
+   * (under our Via), to the callee's Contact, along the 2xx's Record-Routes of the hops after
+   * us (those beyond the INVITE's own), reversed (§12.1.2).
+   */
+  callerAnswered(call: BrowserCall, invite: SipRequest, ok: SipResponse, to: ByeDestination): void {
+    const via = invite.topVia;
+    const target = contactOf(ok);
+    if (call.bye || !via || target === undefined) return;
+    const rr = ok.recordRoutes;
+    const routes = rr.slice(0, Math.max(0, rr.length - invite.recordRoutes.length)).reverse();
+    call.bye = {
+      destination: to,
+      via,
+      target,
+      routes: routes.map(formatNameAddr),
+      from: ok.headers.get('from') ?? '',
+      to: ok.headers.get('to') ?? '',
+      tags: [ok.fromTag, ok.toTag],
+    };
+  }
+
+  /**
+   * A browser here answered an INVITE with a 2xx: its BYE goes back the way the INVITE came
+   * (`to`, under `via`), to the caller's Contact, along the INVITE's Record-Routes after ours
+   * (§12.1.1), with From and To swapped.
    */
   calleeAnswered(
-    flow: string,
+    call: BrowserCall,
     invite: SipRequest,
     ok: SipResponse,
-    upstream: SipDestination,
+    to: ByeDestination,
     via: Via,
   ): void {
     const target = contactOf(invite);
-    if (target === undefined) return;
-    this.remember(ok.callId, {
-      flow,
-      destination: upstream,
+    if (call.bye || target === undefined) return;
+    call.bye = {
+      destination: to,
       via,
       target,
       routes: invite.recordRoutes.slice(1).map(formatNameAddr),
       from: ok.headers.get('to') ?? '',
       to: ok.headers.get('from') ?? '',
-      cseq: 0,
-    });
+      tags: [ok.toTag, ok.fromTag],
+    };
   }
 
-  /** A request passing through: a BYE ends the call; a browser's own raise its CSeq. */
+  /**
+   * A request passing through: a BYE of the dialog ends the browser's side of it; the
+   * browser's own requests raise the CSeq its BYE will need.
+   */
   seen(request: SipRequest, flow: string | undefined): void {
-    if (this.calls.size === 0 || request.toTag === undefined) return;
-    const call = this.calls.get(request.callId);
-    if (!call) return;
-    if (request.method === 'BYE') this.calls.delete(request.callId);
-    else if (flow === call.flow) call.cseq = Math.max(call.cseq, request.cseq.seq);
+    if (this.calls.size === 0) return;
+    const sides = this.calls.get(request.callId);
+    if (!sides) return;
+    if (request.method === 'BYE') {
+      const tags = [request.fromTag, request.toTag];
+      const left = sides.filter((c) => !c.bye || !sameTags(c.bye.tags, tags));
+      if (left.length === 0) this.calls.delete(request.callId);
+      else this.calls.set(request.callId, left);
+      return;
+    }
+    for (const c of sides) if (c.flow === flow) c.cseq = Math.max(c.cseq, request.cseq.seq);
   }
 
-  /** The connection closed: each of its browser's answered calls is ended with its BYE. */
+  /**
+   * A browser's connection closed a while ago: each call it answered or made is ended with
+   * its BYE, unless the browser is registered again on another connection (a page that
+   * reconnected), where its calls move. Returns how many BYEs went.
+   */
   flowClosed(flow: string): number {
     let ended = 0;
-    for (const [callId, call] of this.calls) {
-      if (call.flow !== flow) continue;
-      this.calls.delete(callId);
-      try {
-        this.transactions.sendRequest(bye(callId, call), call.destination, {
-          receiveResponse: () => undefined,
-        });
+    for (const [callId, sides] of [...this.calls]) {
+      for (const call of [...sides]) {
+        if (call.flow !== flow) continue;
+        const back = this.options.backOn(call.contact);
+        if (back !== undefined) {
+          call.flow = back;
+          continue;
+        }
+        sides.splice(sides.indexOf(call), 1);
+        const bye = call.bye;
+        if (!bye) continue;
+        this.options.send(
+          dialogRequest({
+            method: 'BYE',
+            ...bye,
+            callId,
+            cseq: call.cseq + EARLY_CSEQ_MARGIN + 1,
+            reason: 'SIP;text="The browser\'s connection closed"',
+          }),
+          bye.destination,
+        );
         ended++;
-      } catch {
-        // The other side's flow is gone too: nobody is left in the call.
       }
+      if (sides.length === 0) this.calls.delete(callId);
     }
     return ended;
   }
+}
 
-  private remember(callId: string, call: BrowserCall): void {
-    // A 2xx retransmission, or a second 2xx of a forked call: the first answer stands.
-    if (this.calls.has(callId)) return;
-    setBounded(this.calls, callId, call, MAX_BROWSER_CALLS);
-  }
+function sameTags(a: readonly (string | undefined)[], b: readonly (string | undefined)[]): boolean {
+  return (a[0] === b[0] && a[1] === b[1]) || (a[0] === b[1] && a[1] === b[0]);
 }
 
 function contactOf(message: SipRequest | SipResponse): string | undefined {
@@ -138,22 +182,4 @@ function contactOf(message: SipRequest | SipResponse): string | undefined {
   } catch {
     return undefined; // a Contact that does not parse: nowhere to send a BYE
   }
-}
-
-function bye(callId: string, call: BrowserCall): SipRequest {
-  const req = new SipRequest({ method: 'BYE', uri: call.target });
-  const h = req.headers;
-  h.append(
-    'Via',
-    formatVia({ ...call.via, params: { ...call.via.params, branch: generateBranch() } }),
-  );
-  h.append('Max-Forwards', '70');
-  for (const route of call.routes) h.append('Route', route);
-  h.append('From', call.from);
-  h.append('To', call.to);
-  h.append('Call-ID', callId);
-  h.append('CSeq', `${call.cseq + 1} BYE`);
-  h.append('Reason', 'SIP;text="The browser\'s connection closed"');
-  h.append('Content-Length', '0');
-  return req;
 }

@@ -5,6 +5,7 @@
 // answer. Other nodes are reached over overlay channels; phones over the flows they registered.
 
 import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import { type Clock, idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import { type Logger, setBounded, silentLogger } from '@peerbx/overlay-core';
 import { LocatorBusyError, SipParseError } from '../errors.js';
@@ -13,6 +14,7 @@ import { createResponse, reasonText } from '../message/response.js';
 import { type SipRequest, type SipResponse, serialize } from '../message/sip-message.js';
 import {
   createVia,
+  formatUri,
   formatVia,
   isSipUri,
   parseUri,
@@ -25,6 +27,7 @@ import type { Binding, BindingStore } from '../registrar/binding-store.js';
 import { LOCAL_HOST_ALIASES } from '../registrar/handler-constants.js';
 import { behindNat, isPrivateAddress, sameHost } from '../registrar/nat.js';
 import type { ServerTransaction, TransactionLayer } from '../transaction/index.js';
+import { SipTransportError } from '../transport/errors.js';
 import type {
   SipDestination,
   SipTransportAddress,
@@ -186,7 +189,10 @@ export class StatefulProxy {
   constructor(private readonly c: ProxyComponents) {
     this.log = (c.logger ?? silentLogger).child({ component: 'sip-proxy' });
     this.routeSecret = createSecretKey(c.routeSecret ?? randomBytes(32));
-    this.browserCalls = new BrowserCalls(c.transactions);
+    this.browserCalls = new BrowserCalls({
+      send: (bye, to) => this.sendOwn(bye, to),
+      backOn: (contact) => this.browserBackOn(contact),
+    });
   }
 
   /** A request that made a server transaction (anything but REGISTER, ACK, OPTIONS to us). */
@@ -241,11 +247,48 @@ export class StatefulProxy {
   }
 
   /**
-   * A browser's WebSocket connection closed: the calls it was in are ended with the BYE it can
-   * no longer send (BrowserCalls). Returns how many.
+   * A browser's WebSocket connection closed a while ago: the calls it was in are ended with the
+   * BYE it can no longer send, unless it registered again on a new connection (BrowserCalls).
+   * Returns how many.
    */
   browserGone(connectionId: string): number {
     return this.browserCalls.flowClosed(connectionId);
+  }
+
+  /** The live connection a browser registered with this Contact is on, if any. */
+  private browserBackOn(contact: string): string | undefined {
+    const now = this.c.clock.now();
+    for (const aor of this.c.bindings.aors()) {
+      for (const b of this.c.bindings.lookup(aor, now)) {
+        const id = b.flow?.connectionId;
+        if (id === undefined || !this.c.flowAlive(id)) continue;
+        const uri = parseContactUri(b.uri);
+        if (uri && formatUri(uri) === contact) return id;
+      }
+    }
+    return undefined;
+  }
+
+  /** Sends a request of the proxy's own (a BYE for a phone), to a node over its channel. */
+  private sendOwn(request: SipRequest, to: SipDestination | { nodeHex: string }): void {
+    const start = (destination: SipDestination) => {
+      try {
+        this.c.transactions.sendRequest(request, destination, { receiveResponse: () => undefined });
+      } catch {
+        // Nowhere to send it: the other side is gone too.
+      }
+    };
+    if (!('nodeHex' in to)) {
+      start(to);
+      return;
+    }
+    const flow = this.c.nodeFlow(to.nodeHex);
+    if (typeof flow === 'string') start({ connectionId: flow });
+    else
+      flow.then(
+        (connectionId) => start({ connectionId }),
+        () => undefined,
+      );
   }
 
   /** The connections of requests (an INVITE ringing, say) still waiting for a final answer. */
@@ -802,7 +845,15 @@ export class StatefulProxy {
         formatNodeRoute(this.c.nodeHex, rr, token, dialog, token === undefined ? undefined : flow),
       );
     }
-    const onAnswer = this.browserCallWatch(request, hop, source);
+    const natted = this.nattedCalleeWatch(request, hop);
+    const browser = this.browserCallWatch(request, hop, source, fromPeer);
+    const onResponse =
+      natted || browser
+        ? (branch: Branch, response: SipResponse) => {
+            natted?.(response);
+            if (response.status >= 200) browser?.(branch, response);
+          }
+        : undefined;
     if (hop.kind === 'address' && this.tooLargeForUdp(hop, request)) {
       // RFC 3261 §18.1.1: over TCP, as a congestion controlled transport; over UDP when the
       // phone takes no connection (its Record-Route above stays the one of its own transport).
@@ -810,47 +861,88 @@ export class StatefulProxy {
       ctx.opened();
       void this.tcpTaken(address, port).then((taken) => {
         const over: NextHop = taken ? addressNextHop({ transport: 'tcp', address, port }) : hop;
-        this.sendBranch(ctx, request, over, onNodeFailure, true, onAnswer);
+        this.sendBranch(ctx, request, over, onNodeFailure, true, onResponse);
       });
       return;
     }
-    this.sendBranch(ctx, request, hop, onNodeFailure, false, onAnswer);
+    this.sendBranch(ctx, request, hop, onNodeFailure, false, onResponse);
+  }
+
+  /** For a UDP callee's answer that shows it behind NAT: routeToNattedCallee. */
+  private nattedCalleeWatch(
+    request: SipRequest,
+    hop: NextHop,
+  ): ((response: SipResponse) => void) | undefined {
+    if (
+      hop.kind !== 'address' ||
+      !('address' in hop.destination) ||
+      hop.transport !== 'udp' ||
+      !DIALOG_METHODS.has(request.method) ||
+      request.toTag !== undefined
+    )
+      return undefined;
+    const at = hop.destination;
+    return (response) => this.routeToNattedCallee(response, at);
   }
 
   /**
-   * For an INVITE from a browser here, or to one: what remembers, when the branch's 2xx goes
-   * upstream, the BYE the browser would send (BrowserCalls).
+   * For an INVITE from a browser here, or to one: its call is remembered from now (its CSeqs
+   * counted), and what its 2xx tells of the BYE it would send, once that goes upstream
+   * (BrowserCalls).
    */
   private browserCallWatch(
     request: SipRequest,
     hop: NextHop,
     source: SipTransportAddress,
+    fromPeer: string | undefined,
   ): ((branch: Branch, ok: SipResponse) => void) | undefined {
     if (request.method !== 'INVITE' || request.toTag !== undefined) return undefined;
-    if (source.transport === 'ws' && source.connectionId !== undefined) {
-      const flow = source.connectionId;
-      return (branch, ok) => {
-        if (branch.destination)
-          this.browserCalls.callerAnswered(flow, branch.request, ok, branch.destination);
-      };
+    const watches: ((branch: Branch, ok: SipResponse) => void)[] = [];
+    // The caller a browser here.
+    const contact = source.transport === 'ws' ? firstContactUri(request) : undefined;
+    if (contact && source.connectionId !== undefined) {
+      const call = this.browserCalls.expect(
+        request.callId,
+        source.connectionId,
+        formatUri(contact),
+        request.cseq.seq,
+      );
+      const to = hop.kind === 'node' ? { nodeHex: hop.nodeHex } : undefined;
+      watches.push((branch, ok) => {
+        const destination = to ?? branch.destination;
+        if (destination) this.browserCalls.callerAnswered(call, branch.request, ok, destination);
+      });
     }
-    if (hop.kind !== 'address' || hop.transport !== 'ws' || !('connectionId' in hop.destination))
-      return undefined;
-    const flow = hop.destination.connectionId;
-    const upstream: SipDestination =
-      source.connectionId !== undefined
-        ? { connectionId: source.connectionId }
-        : { transport: source.transport, address: source.address, port: source.port };
-    const at = this.c.localAddress(source.transport, source);
-    const via = createVia({
-      transport: source.transport,
-      host: at.host,
-      port: at.port,
-      branch: 'z9hG4bK',
-      params: { [VIA_NODE_PARAM]: this.c.nodeHex },
-    });
-    return (branch, ok) =>
-      this.browserCalls.calleeAnswered(flow, branch.request, ok, upstream, via);
+    // The callee a browser here (the caller may be one too).
+    if (hop.kind === 'address' && hop.transport === 'ws' && 'connectionId' in hop.destination) {
+      const call = this.browserCalls.expect(
+        request.callId,
+        hop.destination.connectionId,
+        formatUri(request.requestUri),
+        0,
+      );
+      const upstream =
+        fromPeer !== undefined
+          ? { nodeHex: fromPeer }
+          : source.connectionId !== undefined
+            ? { connectionId: source.connectionId }
+            : { transport: source.transport, address: source.address, port: source.port };
+      const at = this.c.localAddress(source.transport, source);
+      const via = createVia({
+        transport: source.transport,
+        host: at.host,
+        port: at.port,
+        branch: 'z9hG4bK',
+        params: { [VIA_NODE_PARAM]: this.c.nodeHex },
+      });
+      watches.push((branch, ok) =>
+        this.browserCalls.calleeAnswered(call, branch.request, ok, upstream, via),
+      );
+    }
+    if (watches.length === 0) return undefined;
+    return (branch, ok) => {
+      for (const watch of watches) watch(branch, ok);
+    };
   }
 
   /**
@@ -862,6 +954,7 @@ export class StatefulProxy {
     if (!this.c.connectTcp || hop.transport !== 'udp' || !hop.contact) return false;
     if (request.body.length < UDP_REQUEST_MAX_BYTES / 2) return false;
     const { address, port } = hop.destination as { address: string; port: number };
+    if (isIP(address) === 0) return false;
     const refused = this.noTcp.get(`${address}:${port}`);
     if (refused !== undefined && refused > this.c.clock.now()) return false;
     // Our Via, which is not added yet, takes about 140 bytes.
@@ -876,7 +969,11 @@ export class StatefulProxy {
       await withTimeout(connect(address, port), LARGE_REQUEST_TCP_WAIT_MS, 'TCP connection');
       return true;
     } catch (err) {
-      setBounded(this.noTcp, `${address}:${port}`, this.c.clock.now() + NO_TCP_REMEMBER_MS, 1024);
+      // Refused, reset or silent: remembered. Our own connection table full says nothing.
+      const full = err instanceof SipTransportError && err.code === 'ERR_LIMIT';
+      if (!full) {
+        setBounded(this.noTcp, `${address}:${port}`, this.c.clock.now() + NO_TCP_REMEMBER_MS, 1024);
+      }
       this.log.debug(
         { address, port, err: (err as Error).message },
         'a large request goes over UDP: the phone takes no TCP connection',
@@ -895,7 +992,7 @@ export class StatefulProxy {
     hop: NextHop,
     onNodeFailure: (() => void) | undefined,
     opened: boolean,
-    onAnswer?: (branch: Branch, ok: SipResponse) => void,
+    onResponse?: (branch: Branch, response: SipResponse) => void,
   ): void {
     const outTransport: SipTransportProtocol = hop.kind === 'node' ? 'tcp' : hop.transport;
     const sentBy = this.c.localAddress(
@@ -918,23 +1015,7 @@ export class StatefulProxy {
       canceled: false,
       ...(onNodeFailure ? { onFinal: (status: number) => status === 480 && onNodeFailure() } : {}),
     };
-    let natted: ((response: SipResponse) => void) | undefined;
-    if (
-      hop.kind === 'address' &&
-      'address' in hop.destination &&
-      hop.transport === 'udp' &&
-      DIALOG_METHODS.has(request.method) &&
-      request.toTag === undefined
-    ) {
-      const at = hop.destination;
-      natted = (response) => this.routeToNattedCallee(response, at);
-    }
-    if (natted || onAnswer) {
-      branch.onResponse = (response) => {
-        natted?.(response);
-        if (response.status >= 200) onAnswer?.(branch, response);
-      };
-    }
+    if (onResponse) branch.onResponse = (response) => onResponse(branch, response);
     if (!opened) ctx.opened();
     if (hop.kind === 'address') {
       // Decided while a phone's TCP connection opened (a 2xx, a 6xx, a CANCEL): not started.

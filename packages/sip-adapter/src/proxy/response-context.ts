@@ -2,7 +2,6 @@
 // branches, Timer C, the best final response so far, and the CANCELs owed to other branches.
 
 import type { Clock, TimerHandle } from '@peerbx/dht-kademlia';
-import { generateBranch } from '../message/ids.js';
 import { createResponse } from '../message/response.js';
 import { SipRequest, type SipResponse } from '../message/sip-message.js';
 import { formatNameAddr, formatUri, formatVia, type Via } from '../message/uri.js';
@@ -15,6 +14,7 @@ import type {
 } from '../transaction/index.js';
 import { SipTransportError } from '../transport/errors.js';
 import type { SipDestination } from '../transport/transport.js';
+import { dialogRequest } from './dialog-request.js';
 
 export interface Branch {
   /** The request as forwarded on this branch. */
@@ -167,23 +167,18 @@ function endUnwanted(response: SipResponse, end: DialogEnd, transactions: Transa
     return; // a Contact or Record-Route that does not parse: nowhere to send them
   }
   if (!target) return;
-  const toDialog = (method: 'ACK' | 'BYE', seq: number) => {
-    const req = new SipRequest({ method, uri: target });
-    const h = req.headers;
-    h.append(
-      'Via',
-      formatVia({ ...end.via, params: { ...end.via.params, branch: generateBranch() } }),
-    );
-    h.append('Max-Forwards', '70');
-    for (const route of routes) h.append('Route', route);
-    h.append('From', response.headers.get('from') ?? '');
-    h.append('To', response.headers.get('to') ?? '');
-    h.append('Call-ID', response.callId);
-    h.append('CSeq', `${seq} ${method}`);
-    if (method === 'BYE') h.append('Reason', 'SIP;text="The caller was already answered"');
-    h.append('Content-Length', '0');
-    return req;
-  };
+  const toDialog = (method: 'ACK' | 'BYE', seq: number) =>
+    dialogRequest({
+      method,
+      target,
+      via: end.via,
+      routes,
+      from: response.headers.get('from') ?? '',
+      to: response.headers.get('to') ?? '',
+      callId: response.callId,
+      cseq: seq,
+      ...(method === 'BYE' ? { reason: 'SIP;text="The caller was already answered"' } : {}),
+    });
   const seq = response.cseq.seq;
   try {
     transactions.sendStateless(toDialog('ACK', seq), end.destination);
@@ -635,7 +630,12 @@ export class ResponseContext {
   private chooseFinal(): SipResponse {
     const best = this.best;
     if (!best) return createResponse(this.request, this.canceled ? 487 : 480);
-    if (best.status === 480 && this.nowhere !== undefined) {
+    // Not when a phone rang first: its 480 (do not disturb, no answer) is its own.
+    if (
+      best.status === 480 &&
+      this.nowhere !== undefined &&
+      !this.branches.some((b) => b.provisional)
+    ) {
       return createResponse(this.request, 404, { reason: this.nowhere });
     }
     // §16.7 step 6: a 503 from downstream becomes 500 (the service is not unavailable here),
