@@ -152,7 +152,7 @@ describe('overlay bridge', () => {
       (r) => r.resource === 'bob@peerbx.local',
     );
     assert.equal(tombstone?.value.length, 0);
-    assert.ok(tombstone.storedAt + tombstone.lifetimeMs >= now + 3600_000 - 1000);
+    assert.ok(tombstone.lifetimeMs >= 3_590_000, `${tombstone.lifetimeMs} ms`);
   });
 
   it("passes the overlay's refusal through for a name owned by another key", async () => {
