@@ -325,32 +325,10 @@ describe('a WebSocket phone whose connection closes (a browser tab closed)', () 
 
   /** Opens a WebSocket to node 1 and registers dora's browser over it; returns the socket. */
   async function browser(tag: string): Promise<WebSocket> {
-    const port = peers[0]!.sip.addresses.ws!.port;
-    const socket = new WebSocket(`ws://127.0.0.1:${port}`, 'sip');
-    await new Promise<void>((resolve, reject) => {
-      socket.once('open', () => resolve());
-      socket.once('error', reject);
-    });
-    const answer = new Promise<string>((resolve) =>
-      socket.once('message', (data: Buffer) => resolve(data.toString())),
-    );
-    socket.send(
-      [
-        `REGISTER sip:peerbx.local SIP/2.0`,
-        `Via: SIP/2.0/WS ${tag}.invalid;branch=z9hG4bK-${tag};rport`,
-        `From: <sip:dora@peerbx.local>;tag=${tag}`,
-        'To: <sip:dora@peerbx.local>',
-        `Call-ID: ${tag}@test`,
-        'CSeq: 1 REGISTER',
-        `Contact: <sip:dora@${tag}.invalid;transport=ws>;expires=600`,
-        'Max-Forwards: 70',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n'),
-    );
-    assert.match(await within(answer, 5000, 'the 200 to REGISTER over WS'), /^SIP\/2\.0 200 /);
-    return socket;
+    const phone = await WsPhone.open(peers[0]!.sip.addresses.ws!.port);
+    phone.send(wsRegister('dora', `${tag}.invalid`));
+    await phone.next((m) => m.kind === 'response' && m.status === 200, 'the 200 to REGISTER');
+    return phone.socket;
   }
 
   /** dora's devices at node 1 as node 2 finds them in the overlay (0: not registered). */
@@ -440,6 +418,15 @@ class WsPhone {
       });
     }
   }
+}
+
+/** A UAS's 200 to a dialog-creating request: its Record-Routes copied, and `contact`. */
+function answer200(request: SipRequest, toTag: string, contact: string): Buffer {
+  const headers = [
+    ...request.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
+    { name: 'Contact', value: contact },
+  ];
+  return serialize(createResponse(request, 200, { toTag, headers }));
 }
 
 /** A browser's REGISTER of `user` with Contact `sip:<user>@<host>;transport=ws`. */
@@ -574,11 +561,7 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
       (m) => m.kind === 'request' && m.method === 'INVITE',
       'the INVITE',
     )) as SipRequest;
-    const headers = [
-      ...invite.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
-      { name: 'Contact', value: '<sip:ada@ada.invalid;transport=ws>' },
-    ];
-    ada.send(serialize(createResponse(invite, 200, { toTag: 'ada1', headers })));
+    ada.send(answer200(invite, 'ada1', '<sip:ada@ada.invalid;transport=ws>'));
     await bo.next((m) => m.kind === 'response' && m.status === 200, '200 to its INVITE');
     // The callee's tab closes: the caller, a browser here too, gets the BYE.
     ada.socket.close();
@@ -599,11 +582,7 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
     await cy.next((m) => m.kind === 'response' && m.status === 200, '200 to REGISTER');
     cy.send(wsInvite('cy', 'cy.invalid', 'ulla', 'cy-calls-ulla@test'));
     const invite = await uma.request('INVITE');
-    const headers = [
-      ...invite.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
-      { name: 'Contact', value: `<sip:ulla@${uma.contact}>` },
-    ];
-    uma.send(serialize(createResponse(invite, 200, { toTag: 'ulla1', headers })), n2.port);
+    uma.send(answer200(invite, 'ulla1', `<sip:ulla@${uma.contact}>`), n2.port);
     await cy.next((m) => m.kind === 'response' && m.status === 200, '200 to its INVITE');
     // The page's connection drops and comes back at once, registering the same Contact.
     cy.socket.close();
@@ -648,11 +627,7 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
       (m) => m.kind === 'request' && m.method === 'INVITE',
       'the INVITE',
     )) as SipRequest;
-    const headers = [
-      ...invite.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
-      { name: 'Contact', value: '<sip:bea@b2.invalid;transport=ws>' },
-    ];
-    browser.send(serialize(createResponse(invite, 200, { toTag: 'bea2', headers })));
+    browser.send(answer200(invite, 'bea2', '<sip:bea@b2.invalid;transport=ws>'));
     const ok = await vic.response(200, 'INVITE');
 
     browser.socket.close();
