@@ -306,10 +306,7 @@ export class RegisterHandler {
           { resource: target.resource, err: (err as Error).message },
           'device removal kept here; the overlay is told when it can be reached',
         );
-        this.unpublished.set(target.aor, {
-          resource: target.resource,
-          nextTryAt: now() + REMOVAL_RETRY_MS,
-        });
+        this.tellLater(target.aor, target.resource);
       }
       this.updateFlows(target.aor, before, outcome.bindings);
       // A refresh that moved only expiry times is written within a second, not waited for.
@@ -321,6 +318,11 @@ export class RegisterHandler {
       );
       return this.ok(request, outcome.bindings);
     });
+  }
+
+  /** A device removal the overlay could not be told: told at the sweeps (REMOVAL_RETRY_MS). */
+  private tellLater(aor: string, resource: string): void {
+    this.unpublished.set(aor, { resource, nextTryAt: this.options.clock.now() + REMOVAL_RETRY_MS });
   }
 
   /** Saves the AOR's bindings; a failed save is logged, the registration stands in memory. */
@@ -434,12 +436,7 @@ export class RegisterHandler {
           this.unpublished.delete(aor);
         } catch (err) {
           // Told at the next sweeps, as a removal by REGISTER (see handle).
-          if (!isRefusal(err)) {
-            this.unpublished.set(aor, {
-              resource,
-              nextTryAt: this.options.clock.now() + REMOVAL_RETRY_MS,
-            });
-          }
+          if (!isRefusal(err)) this.tellLater(aor, resource);
         }
         await this.persist(aor, left, 'now');
         this.log.debug({ aor, bindings: left.length }, 'devices of a closed connection removed');
