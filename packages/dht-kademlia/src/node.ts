@@ -154,6 +154,11 @@ export interface GetOptions extends LookupOptions {
   /** Holders that must answer with values before the lookup stops (default 1). */
   quorum?: number;
   /**
+   * Only other nodes make the quorum, not this node's own copy (which may be the stale one:
+   * this node was away when the value changed). Its values are still in the result.
+   */
+  othersOnly?: boolean;
+  /**
    * Called with each holder's values while the lookup still waits for more holders (not for
    * the answer that completes the quorum, nor for values this node holds itself).
    */
@@ -609,7 +614,8 @@ export class KademliaNode {
   }
 
   /**
-   * Finds values under key. Values this node holds itself count as one holder. The result's
+   * Finds values under key. Values this node holds itself count as one holder (unless
+   * `othersOnly`). The result's
    * `values` may contain the same value from several holders.
    */
   async get(key: NodeId, options: GetOptions = {}): Promise<LookupResult> {
@@ -619,8 +625,9 @@ export class KademliaNode {
     const local = this.store
       .get(key, now)
       .map((v) => ({ value: v.value, ttlMs: v.expiresAt - now, holder: this.contact }));
-    if (local.length > 0 && quorum === 1) return noLookup(local);
-    const result = await this.runLookup(key, local.length > 0 ? quorum - 1 : quorum, options);
+    const own = options.othersOnly ? 0 : Math.min(1, local.length);
+    if (own === 1 && quorum === 1) return noLookup(local);
+    const result = await this.runLookup(key, quorum - own, options);
     result.values.unshift(...local);
     return result;
   }

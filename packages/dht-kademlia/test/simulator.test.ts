@@ -176,6 +176,19 @@ describe('kademlia over the simulator', () => {
     }
   });
 
+  it('asks other holders, not counting its own copy, when told its own may be stale (othersOnly)', async () => {
+    const s = await swarm(30, 50);
+    const key = hashToId('own copy may be stale');
+    await s.sim.settle(s.alive[0]!.put(key, text('v'), HOUR));
+    const holder = holders(s, key).find((n) => n !== s.alive[0])!;
+    const own = await s.sim.settle(holder.get(key));
+    assert.equal(own.requests, 0, 'its own copy answers');
+    const others = await s.sim.settle(holder.get(key, { othersOnly: true }));
+    assert.ok(others.requests > 0);
+    const remote = others.values.filter((v) => !idEquals(v.holder.id, holder.id));
+    assert.ok(remote.length >= 1, 'another holder answered');
+  });
+
   it('putMany stores several values from one lookup, each peer getting them in order', async () => {
     // One slot per value (as the overlay does per record), so both stay under the key.
     const s = await swarm(100, 12, { store: { slotOf: (_k, v) => Buffer.from(v).toString() } });

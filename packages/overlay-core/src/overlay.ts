@@ -84,6 +84,15 @@ const FETCH_QUORUM = 2;
 /** Holders a NODE-INFO lookup for dialling waits for (connect() retries with FETCH_QUORUM). */
 const NODE_INFO_QUICK_QUORUM = 1;
 
+export interface FetchOptions {
+  /**
+   * Only other nodes' answers make the quorum, not this node's own copy: for a second look
+   * when the first answer did not hold (a location that failed), as this node's copy may be
+   * the stale one (it was away when the record changed).
+   */
+  othersOnly?: boolean;
+}
+
 export interface ListenAddress {
   host: string;
   /** 0 picks a free port. */
@@ -492,8 +501,8 @@ export class OverlayNode {
    * Fetches a resource's records from the overlay and verifies each one again (signatures,
    * policy, name claim): a storing peer is never trusted. `kind` filters the result.
    */
-  fetch(resource: string, kind?: number): Promise<StoredRecord[]> {
-    return this.fetchRecords(resource, kind, FETCH_QUORUM);
+  fetch(resource: string, kind?: number, options: FetchOptions = {}): Promise<StoredRecord[]> {
+    return this.fetchRecords(resource, kind, FETCH_QUORUM, options.othersOnly === true);
   }
 
   /** fetch() with the number of holders whose answers are awaited (see FETCH_QUORUM). */
@@ -501,6 +510,7 @@ export class OverlayNode {
     resource: string,
     kind: number | undefined,
     quorum: number,
+    othersOnly = false,
   ): Promise<StoredRecord[]> {
     // The first holders' answers are checked as they arrive, while the lookup waits for the
     // holder that completes its quorum: the signatures found good are remembered
@@ -531,7 +541,7 @@ export class OverlayNode {
         },
         onStale: (newest, holders) => this.repairStale(resource, result, newest, holders),
       });
-    const records = verify(await this.lookupValues(resource, quorum, precheck));
+    const records = verify(await this.lookupValues(resource, quorum, precheck, othersOnly));
     if (!contested || quorum >= this.config.dht.k) return records;
     // Name claims of two keys, as many holders behind each: a holder lies. The lookup waits
     // for the answers of k holders instead, and the key most of them return is the owner.
@@ -586,9 +596,11 @@ export class OverlayNode {
     resource: string,
     quorum: number,
     onValues?: (values: readonly { value: Uint8Array }[]) => void,
+    othersOnly = false,
   ): Promise<LookupResult> {
     const result = await this.dht.get(resourceId(resource), {
       quorum,
+      othersOnly,
       ...(onValues ? { onValues } : {}),
     });
     if (result.values.length > 0) return result;

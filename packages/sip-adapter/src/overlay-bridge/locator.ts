@@ -62,6 +62,8 @@ export interface LocateOptions {
   maxAgeMs?: number;
   /** Wait behind the lookups callers wait for (Admission's background; refused past its cap). */
   background?: boolean;
+  /** This node's own copy of the record does not count toward the quorum (a recheck). */
+  othersOnly?: boolean;
 }
 
 export class Locator {
@@ -146,7 +148,7 @@ export class Locator {
       return running.promise;
     }
     const promise = this.admission
-      .run(() => this.fetchLocations(resource), background)
+      .run(() => this.fetchLocations(resource, options.othersOnly === true), background)
       .finally(() => {
         if (this.running.get(resource)?.promise === promise) this.running.delete(resource);
       });
@@ -164,14 +166,18 @@ export class Locator {
     return locations.length > 0 ? { locations, fetchedAt: hit.fetchedAt } : undefined;
   }
 
-  private async fetchLocations(resource: string): Promise<Location[]> {
+  private async fetchLocations(resource: string, othersOnly: boolean): Promise<Location[]> {
     const fetchedAt = this.clock.now();
     const token = {};
     this.latest.set(resource, token);
     let records: Awaited<ReturnType<OverlayAccess['fetch']>>;
     let current = false;
     try {
-      records = await this.overlay.fetch(resource, KIND_SIP_REGISTRATION);
+      records = await this.overlay.fetch(
+        resource,
+        KIND_SIP_REGISTRATION,
+        othersOnly ? { othersOnly } : undefined,
+      );
     } finally {
       // Not the latest any more: invalidated while it ran (a call through what it will find
       // failed), or a newer fetch began. It answers its callers but caches nothing.

@@ -7,7 +7,12 @@ import type { Channel, PublishParams, StoredRecord } from '@peerbx/overlay-core'
 export interface OverlayAccess {
   readonly nodeId: NodeId;
   publish(params: PublishParams): Promise<{ record: StoredRecord; replicas: number }>;
-  fetch(resource: string, kind?: number): Promise<StoredRecord[]>;
+  /** `othersOnly`: this node's own copy does not count toward the quorum (OverlayNode.fetch). */
+  fetch(
+    resource: string,
+    kind?: number,
+    options?: { othersOnly?: boolean },
+  ): Promise<StoredRecord[]>;
   connect(nodeId: NodeId, application: string): Promise<Channel>;
   /**
    * This node's own live records of the kind, in the slot of `dictionaryKey`

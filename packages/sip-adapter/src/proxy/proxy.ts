@@ -569,6 +569,8 @@ export class StatefulProxy {
         this.c.locator.locate(resource, {
           maxAgeMs: LOCATION_RECHECK_MAX_AGE_MS,
           background: true,
+          // This node's copy may be the stale one (it was away when the user unregistered).
+          othersOnly: true,
         }),
         LOCATION_RECHECK_TIMEOUT_MS,
         'location recheck',
