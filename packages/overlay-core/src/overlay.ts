@@ -86,9 +86,10 @@ const NODE_INFO_QUICK_QUORUM = 1;
 
 export interface FetchOptions {
   /**
-   * Only other nodes' answers make the quorum, not this node's own copy: for a second look
-   * when the first answer did not hold (a location that failed), as this node's copy may be
-   * the stale one (it was away when the record changed).
+   * Only other nodes' answers make the quorum, not this node's own copy, and one more of them
+   * is awaited: for a second look when the first answer did not hold (a location that
+   * failed), as this node's copy may be the stale one (it was away when the record changed),
+   * and so may the first holder's to answer (QA: two of three holders had been away with it).
    */
   othersOnly?: boolean;
 }
@@ -502,7 +503,8 @@ export class OverlayNode {
    * policy, name claim): a storing peer is never trusted. `kind` filters the result.
    */
   fetch(resource: string, kind?: number, options: FetchOptions = {}): Promise<StoredRecord[]> {
-    return this.fetchRecords(resource, kind, FETCH_QUORUM, options.othersOnly === true);
+    const othersOnly = options.othersOnly === true;
+    return this.fetchRecords(resource, kind, FETCH_QUORUM + (othersOnly ? 1 : 0), othersOnly);
   }
 
   /** fetch() with the number of holders whose answers are awaited (see FETCH_QUORUM). */

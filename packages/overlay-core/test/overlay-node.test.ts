@@ -390,6 +390,37 @@ describe('overlay node over real sockets', () => {
     assert.equal(received.length, 20);
   });
 
+  it('finds the newest record on a second look (othersOnly) though two of three holders missed it', async () => {
+    const ERIN = 'erin@peerbx.local';
+    const key = resourceId(ERIN);
+    const [a] = nodes as [OverlayNode];
+    const device = (n: OverlayNode) => {
+      for (const { value } of n.store.get(key, Date.now())) {
+        const r = decodeRecord(value);
+        if (r.kind === KIND_SIP_REGISTRATION) return Buffer.from(r.value).toString();
+      }
+      return undefined;
+    };
+    await publishDevice(a, ERIN, new TextEncoder().encode('sip:erin@127.0.0.1:5071'));
+    const holders = nodes.filter((n) => device(n) !== undefined);
+    assert.equal(holders.length, 3);
+    const before = holders.map((h) => h.store.entries(key, Date.now()));
+    await publishDevice(a, ERIN, new TextEncoder().encode('sip:erin@127.0.0.1:5072'));
+    // Two holders other than the publisher were away: they hold the first device still.
+    const stale = holders.filter((h) => h !== a).slice(0, 2);
+    for (const h of stale) {
+      h.store.delete(key);
+      for (const e of before[holders.indexOf(h)] ?? [])
+        h.store.put(key, e.stored.value, e.stored.expiresAt, Date.now());
+    }
+    const asker = nodes.find((n) => !holders.includes(n)) ?? stale[0]!;
+    const got = await asker.fetch(ERIN, KIND_SIP_REGISTRATION, { othersOnly: true });
+    assert.deepEqual(
+      got.map((r) => Buffer.from(r.value).toString()),
+      ['sip:erin@127.0.0.1:5072'],
+    );
+  });
+
   it('hands held records over on a graceful leave', async () => {
     const key = resourceId('alice@peerbx.local');
     const holds = (n: OverlayNode) =>
