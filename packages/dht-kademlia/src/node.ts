@@ -257,11 +257,11 @@ export class KademliaNode {
   private readonly leftAt = new Map<string, number>();
   /**
    * Contacts the routing table dropped lately, when, and since when they were silent (the
-   * first request they left unanswered), by hex ID (the last MAX_DROPPED_PER_CHECK). Those dropped since the last
-   * replication check: a held key whose k
-   * closest one of them was among, and that nobody stored since, lost a replica, also when it
-   * was dropped before the check's PINGs could find it dead. One that is back (handOver) kept
-   * what it held.
+   * first request they left unanswered), by hex ID (the last MAX_DROPPED_PER_CHECK). Those
+   * dropped since the last replication check: a held key whose k closest one of them was
+   * among, and that nobody stored since, lost a replica, also when it was dropped before the
+   * check's PINGs could find it dead. One that is back (handOver) kept what it held, and is
+   * handed what changed since it went silent.
    */
   private readonly droppedLately = new Map<
     string,

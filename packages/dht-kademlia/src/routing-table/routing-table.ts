@@ -116,8 +116,9 @@ export class RoutingTable {
   }
 
   /**
-   * A request to id (sent at `sentAt`) failed. After too many failures, or at once when a replacement is
-   * waiting, the contact leaves the table and the freshest replacement takes its slot.
+   * A request to id (sent at `sentAt`) failed. After too many failures, or at once when a
+   * replacement is waiting, the contact leaves the table and the freshest replacement takes
+   * its slot.
    * Returns true when the contact was removed.
    */
   recordFailure(id: NodeId, now: number, sentAt = now): boolean {

@@ -284,9 +284,9 @@ export class SipNode implements TransactionUser {
     transports.on('message', ({ data, source }) => this.inbound(data, source));
     // A WebSocket phone that went away cannot answer on another connection; a TCP phone may
     // (RFC 3261 §18.2.2: a response goes over a new connection when the request's closed), and
-    // gets TCP_ANSWER_GRACE_MS to do so.
-    // The bindings nothing else reaches go (RegisterHandler.flowClosed); a browser that went
-    // away (not closed by this node) and does not come back has its calls ended with its BYE.
+    // gets TCP_ANSWER_GRACE_MS to do so. The bindings nothing else reaches go
+    // (RegisterHandler.flowClosed); a browser that went away (not closed by this node) and does
+    // not come back within BROWSER_GONE_GRACE_MS has its calls ended with its BYE.
     transports.on('flow-closed', ({ connectionId, transport, reason }) => {
       const later = (ms: number, task: () => void) => {
         const grace = clock.setTimeout(() => {

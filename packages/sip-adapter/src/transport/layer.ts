@@ -237,8 +237,12 @@ export class SipSocketTransports
       switch (transport) {
         case 'udp':
           return await this.sendUdp(data, address, port);
-        case 'tcp':
-          return this.writeTo(await this.tcpTo(address, port), data);
+        case 'tcp': {
+          // An open connection is written to at once (in order with other writes), not after
+          // an await.
+          const connection = this.tcpOpenTo(address, port) ?? (await this.dial(address, port));
+          return this.writeTo(connection, data);
+        }
         case 'ws': {
           const existing = this.byRemote.get(endpointKey(address, port));
           if (existing && !existing.closing && existing.transport === 'ws') {
@@ -476,23 +480,22 @@ export class SipSocketTransports
     return connection.source;
   }
 
-  /** An outbound TCP connection; concurrent sends to one address share one connect. */
   /**
    * Opens a TCP connection to address:port, or finds one open: how a request too large for
    * UDP reaches a phone registered over UDP (RFC 3261 §18.1.1). Rejects when the phone takes
    * no connection (refused, reset, or silent for the connect timeout).
    */
   async connectTcp(address: string, port: number): Promise<void> {
-    await this.tcpTo(address, port);
+    if (!this.tcpOpenTo(address, port)) await this.dial(address, port);
   }
 
-  /** The open TCP connection to address:port, dialled when there is none. */
-  private async tcpTo(address: string, port: number): Promise<StreamConnection> {
+  /** The open TCP connection to address:port, if there is one. */
+  private tcpOpenTo(address: string, port: number): StreamConnection | undefined {
     const existing = this.byRemote.get(endpointKey(address, port));
-    if (existing && !existing.closing && existing.transport === 'tcp') return existing;
-    return this.dial(address, port);
+    return existing && !existing.closing && existing.transport === 'tcp' ? existing : undefined;
   }
 
+  /** An outbound TCP connection; concurrent sends to one address share one connect. */
   private dial(address: string, port: number): Promise<TcpConnection> {
     const key = endpointKey(address, port);
     let pending = this.dialing.get(key);
