@@ -393,6 +393,26 @@ describe('SIP transport connection management', () => {
     await withTimeout(once(kept, 'close'), 'the released flow to close');
   });
 
+  it('keeps a WebSocket whose browser answers pings past the idle timeout, and drops one that does not', async () => {
+    const layer = await start({ idleTimeoutMs: 300, wsPingIntervalMs: 60 });
+    const open = (ws: WebSocket) => withTimeout(once(ws, 'open'), 'WebSocket open');
+    const answers = wsClient(layer, 'sip');
+    const mute = new WebSocket(`ws://${HOST}:${layer.addresses.ws?.port}`, 'sip', {
+      autoPong: false,
+    });
+    mute.on('error', () => undefined);
+    others.push({ close: () => mute.terminate() });
+    await Promise.all([open(answers), open(mute)]);
+    const inbound = nextMessage(layer);
+    answers.send(request('OPTIONS', 'once'));
+    await inbound;
+    const muteClosed = once(mute, 'close');
+    await new Promise((r) => setTimeout(r, 900));
+    assert.equal(answers.readyState, WebSocket.OPEN, 'three idle timeouts later, still open');
+    await withTimeout(muteClosed, 'the WebSocket that never answers a ping to close');
+    assert.equal(layer.stats.connectionsIdleClosed, 0);
+  });
+
   it('counts whole messages as activity, not bytes: a trickled header is idle', async () => {
     const layer = await start({ ws: false, idleTimeoutMs: 200 });
     const trickle = await tcpClient(layer);

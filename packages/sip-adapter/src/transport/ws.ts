@@ -25,8 +25,11 @@ export class WsConnection extends StreamConnection {
     );
     this.ws = ws;
     ws.on('message', (raw: RawData) => this.onFrame(toBuffer(raw)));
+    // A pong is activity: a browser phone that answers our pings is there, registered or not
+    // (one that only calls may say nothing for longer than the idle timeout).
     ws.on('pong', () => {
       this.alive = true;
+      this.lastActivity = this.host.now();
     });
     ws.on('error', () => undefined);
     ws.on('close', () => this.finish('closed by peer'));
