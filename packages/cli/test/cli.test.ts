@@ -91,6 +91,12 @@ describe('two running nodes', () => {
       text.stdout,
       /proxied\s+\d+ requests, \d+ ACKs; 0 location rechecks added 0 branches/,
     );
+    // It joined through another node: it made lookups and requests, and served some.
+    assert.ok(s.dht.lookups >= 1 && s.dht.requestsOut >= 1 && s.dht.requestsIn >= 1, json.stdout);
+    assert.match(
+      text.stdout,
+      /overlay traffic\s+\d+ lookups, \d+ requests sent \(\d+ unanswered\), \d+ served\n/,
+    );
     // Garbage at the SIP port is dropped, counted, and shown.
     const sock = createSocket('udp4');
     const at = b.ready.sip.lastIndexOf(':');
@@ -535,6 +541,16 @@ describe('status table', () => {
     registeredAors: Array.from({ length: users }, (_, i) => `sip:u${i}@peerbx.local`),
     registeredDevices: users,
     registrationWrites: { done: users, inFlight: 3, waiting: 5, background: 2 },
+    dht: {
+      lookups: 12,
+      requestsOut: 40,
+      requestFailures: 2,
+      requestsIn: 35,
+      handOvers: 0,
+      keysHandedOver: 0,
+      staleRepaired: 0,
+      keysReplicated: 0,
+    },
     proxy: { forwarded: 0, acksForwarded: 0, locationRechecks: 0, lateBranches: 0 },
     refused: {
       overlay: { malformed: 0, byReason: {}, unmatched: 0 },
@@ -566,10 +582,31 @@ describe('status table', () => {
     assert.match(formatStatus(view(1)), /registered\s+u0@peerbx\.local \(1 device\)\n/);
   });
 
-  test('reads the status of a node older than the CLI (no device or write counts)', () => {
-    const { registeredDevices: _d, registrationWrites: _w, ...older } = view(2);
+  test('reads the status of a node older than the CLI (no device, write or traffic counts)', () => {
+    const { registeredDevices: _d, registrationWrites: _w, dht: _t, ...older } = view(2);
     const text = formatStatus(older);
     assert.match(text, /registered\s+u0@peerbx\.local, u1@peerbx\.local \(2 users\)\n/);
     assert.doesNotMatch(text, /overlay writes/);
+    assert.doesNotMatch(text, /overlay traffic/);
+  });
+
+  test('shows the overlay traffic, and hand-overs, repairs and replication once there were any', () => {
+    const quiet = formatStatus(view(1));
+    assert.match(
+      quiet,
+      /overlay traffic\s+12 lookups, 40 requests sent \(2 unanswered\), 35 served\n/,
+    );
+    const busy = view(1);
+    busy.dht = {
+      ...(busy.dht as NonNullable<StatusView['dht']>),
+      handOvers: 1,
+      keysHandedOver: 3,
+      staleRepaired: 1,
+      keysReplicated: 7,
+    };
+    assert.match(
+      formatStatus(busy),
+      /overlay traffic\s+12 lookups, 40 requests sent \(2 unanswered\), 35 served; 3 keys handed to nodes new or back \(1 hand-over\); 1 stale copy repaired; 7 keys replicated\n/,
+    );
   });
 });

@@ -105,6 +105,11 @@ export interface KademliaOptions {
   validateValue?: ValueValidator;
   /** Client role: asks, but is never put in routing tables and serves nothing. */
   client?: boolean;
+  /**
+   * A hand-over is starting: `keys` held keys go to `to`, a node new among their k closest or
+   * one dropped lately that is back (`back`: it was silent, and gets what changed since).
+   */
+  onHandOver?: (to: Contact, keys: number, back: boolean) => void;
 }
 
 export interface NodeStats {
@@ -114,6 +119,12 @@ export interface NodeStats {
   contactsRefused: number;
   storeRejections: Partial<Record<StoreRejection, number>>;
   lookups: number;
+  /** Hand-overs that sent a node new among the closest, or back, at least one held key. */
+  handOvers: number;
+  /** Keys those hand-overs sent (each with every value held under it). */
+  keysHandedOver: number;
+  /** Held keys stored again on their k closest by the replication check. */
+  keysReplicated: number;
 }
 
 /** A published value's entry: the key and the value's hash (not the value: it may be 1 KB). */
@@ -205,6 +216,9 @@ export class KademliaNode {
     contactsRefused: 0,
     storeRejections: {},
     lookups: 0,
+    handOvers: 0,
+    keysHandedOver: 0,
+    keysReplicated: 0,
   };
 
   private readonly transport: Transport;
@@ -226,6 +240,7 @@ export class KademliaNode {
   >;
   private readonly acceptContact: (contact: Contact) => boolean;
   private readonly validateValue: ValueValidator | undefined;
+  private readonly onHandOver: KademliaOptions['onHandOver'];
   /** Values this node published itself, which it republishes until they expire. */
   private readonly published = new Map<string, Published>();
   /** When each stored key last arrived by STORE: replication skips keys refreshed by others. */
@@ -308,6 +323,7 @@ export class KademliaNode {
     };
     this.acceptContact = options.acceptContact ?? (() => true);
     this.validateValue = options.validateValue;
+    this.onHandOver = options.onHandOver;
     this.store =
       options.store instanceof ValueStore ? options.store : new ValueStore(options.store ?? {});
     this.table = new RoutingTable(this.id, { k: this.k }, this.clock.now());
@@ -974,7 +990,12 @@ export class KademliaNode {
     // A few STOREs at a time: a node holding 10,000 keys (a small overlay, where every node
     // holds every key) must not put them all in flight at once.
     const keys = this.handOverKeys(newcomer);
-    this.droppedLately.delete(idToHex(newcomer.id));
+    const back = this.droppedLately.delete(idToHex(newcomer.id));
+    if (keys.length > 0) {
+      this.stats.handOvers++;
+      this.stats.keysHandedOver += keys.length;
+      this.onHandOver?.(newcomer, keys.length, back);
+    }
     void inParallel(keys, UPKEEP_PARALLELISM, (key) =>
       this.sendStores(newcomer, key, this.heldValues(key, now)),
     );
@@ -1181,6 +1202,7 @@ export class KademliaNode {
     // publisher stores them. A `not-responsible` refusal gets one more try at the next check,
     // not a replication interval later: the refuser may still have counted a closer node that
     // died with the others, and pinged it on refusing (checkCloser).
+    this.stats.keysReplicated += due.length;
     await inParallel(due, UPKEEP_PARALLELISM, async ({ key, hex, retry }) => {
       const found = await this.findNode(key, { askPresumedDead: retry });
       // The values as held now: one may have been replaced during the lookup.

@@ -834,7 +834,12 @@ describe('kademlia over the simulator', () => {
         shouldReplace: (_k: unknown, a: { value: Uint8Array }, b: { value: Uint8Array }) =>
           Buffer.compare(b.value, a.value) > 0,
       };
-      const s = await swarm(5, 48, { upkeepCheckIntervalMs: 10 * MIN, store: newer });
+      const told: { to: string; back: boolean }[] = [];
+      const s = await swarm(5, 48, {
+        upkeepCheckIntervalMs: 10 * MIN,
+        store: newer,
+        onHandOver: (to, _keys, back) => told.push({ to: to.address, back }),
+      });
       const key = hashToId('replaced while two holders stalled');
       const [first, second, ...rest] = s.closestAlive(key, 5);
       const stalled = [first!, second!];
@@ -859,6 +864,12 @@ describe('kademlia over the simulator', () => {
       for (const st of stalled) for (const n of rest) await s.sim.settle(st.ping(n.contact));
       await s.sim.runFor(MIN);
       for (const n of s.alive) assert.deepEqual(held(s, n, key), ['v2'], n.contact.address);
+      // Told as hand-overs to nodes back after silence (by the holders that saw the silence
+      // begin before the change: the publisher at least).
+      for (const st of stalled) {
+        const to = told.filter((t) => t.to === st.contact.address);
+        assert.ok(to.length >= 1 && to.every((t) => t.back), JSON.stringify(told));
+      }
     });
   }
 
@@ -1065,16 +1076,28 @@ describe('kademlia over the simulator', () => {
     );
   });
 
-  it('hands stored keys over to a new node that is closer', async () => {
-    const s = await swarm(60, 6);
+  it('hands stored keys over to a new node that is closer, and counts and reports it', async () => {
+    const told: { to: string; keys: number; back: boolean }[] = [];
+    const s = await swarm(60, 6, {
+      onHandOver: (to, keys, back) => told.push({ to: to.address, keys, back }),
+    });
     const key = hashToId('handover');
     await s.sim.settle(s.alive[0]!.put(key, text('x'), HOUR));
+    const before = s.alive.reduce((sum, n) => sum + n.stats.keysHandedOver, 0);
+    told.length = 0;
     const closeId = new Uint8Array(key);
     closeId[31] = (closeId[31] as number) ^ 1;
     const newcomer = await s.join({}, closeId);
     await s.sim.runFor(5_000);
     assert.ok(idEquals(s.closestAlive(key, 1)[0]!.id, newcomer.id));
     assert.equal(newcomer.store.get(key, s.sim.now()).length, 1);
+    // The closest holder before it handed it the key: counted, and told as a newcomer.
+    const toNewcomer = told.filter((t) => t.to === newcomer.contact.address);
+    assert.ok(toNewcomer.length >= 1, JSON.stringify(told));
+    assert.ok(toNewcomer.every((t) => t.keys >= 1 && !t.back));
+    const after = s.alive.reduce((sum, n) => sum + n.stats.keysHandedOver, 0);
+    assert.ok(after - before >= toNewcomer.length);
+    assert.equal(s.alive.reduce((sum, n) => sum + n.stats.handOvers, 0) >= toNewcomer.length, true);
   });
 
   it('hands nothing to a newcomer heard only from a forged address before it answered there', async () => {

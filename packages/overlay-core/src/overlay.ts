@@ -140,6 +140,11 @@ export interface OverlayStats {
     unmatched: number;
     /** Holders a fetch found holding an older record than another holder, and sent the newer. */
     staleRepaired: number;
+    /** Hand-overs to nodes new among the closest or back after silence, and the keys sent. */
+    handOvers: number;
+    keysHandedOver: number;
+    /** Held keys the replication check stored again on their closest nodes. */
+    keysReplicated: number;
   };
   rejections: {
     malformed: number;
@@ -309,6 +314,14 @@ export class OverlayNode {
         republishIntervalMs: REPUBLISH_PERIODS * maintenance,
         expireCheckIntervalMs: maintenance,
         refreshIntervalMs: 15 * maintenance,
+        // A node back after an outage getting what changed meanwhile is worth a line at the
+        // default level; a newcomer among the closest is routine.
+        onHandOver: (to, keys, back) => {
+          const fields = { peer: idToHex(to.id), address: to.address, keys };
+          if (back)
+            log.info(fields, 'sending a node that is back what changed while it was silent');
+          else log.debug(fields, 'sending a new neighbour the keys it is now among the closest to');
+        },
       });
       const node = new OverlayNode(
         paths,
@@ -934,6 +947,9 @@ export class OverlayNode {
         lookups: d.lookups,
         unmatched: this.udp.stats.unmatched,
         staleRepaired: this.staleRepaired,
+        handOvers: d.handOvers,
+        keysHandedOver: d.keysHandedOver,
+        keysReplicated: d.keysReplicated,
       },
       rejections: {
         malformed: this.udp.stats.malformed,

@@ -211,6 +211,13 @@ describe('overlay: five node processes, two of them stopped for a while', () => 
       return true;
     }, 10 * MAINTENANCE_MS);
     assert.ok(reached, 'the stopped nodes hold the removal');
+    // By hand-overs (no fetch ran yet to repair them), counted in the nodes' stats.
+    let handOvers = 0;
+    for (const n of nodes) {
+      const s = await n.ok<{ messages: { handOvers: number } }>({ cmd: 'stats' });
+      handOvers += s.messages.handOvers;
+    }
+    assert.ok(handOvers >= stopped.length, `${handOvers} hand-overs`);
     for (const n of nodes) {
       const f = await n.ok<Fetched>({ cmd: 'fetch', resource: user, kind: 1 });
       assert.deepEqual(f.records, [], 'ivan is found nowhere');

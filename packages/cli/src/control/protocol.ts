@@ -41,6 +41,23 @@ export interface StatusView {
   registeredDevices?: number;
   /** This node's writes of registrations to the overlay: done since start, and pending now. */
   registrationWrites?: { done: number; inFlight: number; waiting: number; background: number };
+  /**
+   * The overlay's own traffic since start: lookups and requests this node made, requests it
+   * served, and the upkeep that keeps k copies of each record (absent from older nodes).
+   */
+  dht?: {
+    lookups: number;
+    requestsOut: number;
+    /** Requests that got no answer (or a wrong one). */
+    requestFailures: number;
+    requestsIn: number;
+    /** Nodes new among the closest, or back after silence, sent keys they lacked. */
+    handOvers: number;
+    keysHandedOver: number;
+    /** Holders a fetch found with an older record, sent the newer one (read repair). */
+    staleRepaired: number;
+    keysReplicated: number;
+  };
   proxy: {
     forwarded: number;
     acksForwarded: number;

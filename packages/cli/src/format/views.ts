@@ -21,6 +21,7 @@ export function formatStatus(s: StatusView): string {
     ...(s.registrationWrites
       ? [['overlay writes', writes(s.registrationWrites)] as [string, string]]
       : []),
+    ...(s.dht ? [['overlay traffic', traffic(s.dht)] as [string, string]] : []),
     [
       'proxied',
       `${s.proxy.forwarded} requests, ${s.proxy.acksForwarded} ACKs; ${s.proxy.locationRechecks} location rechecks added ${s.proxy.lateBranches} branches`,
@@ -54,6 +55,24 @@ function writes(w: NonNullable<StatusView['registrationWrites']>): string {
   const waiting = w.waiting + w.background;
   const pending = w.inFlight + waiting > 0 ? `; ${w.inFlight} under way, ${waiting} waiting` : '';
   return `${w.done} registration${w.done === 1 ? '' : 's'} written since start${pending}`;
+}
+
+/** The overlay's requests both ways, and its upkeep where there was any. */
+function traffic(d: NonNullable<StatusView['dht']>): string {
+  const out = [
+    `${d.lookups} lookups, ${d.requestsOut} requests sent (${d.requestFailures} unanswered), ${d.requestsIn} served`,
+  ];
+  const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
+  if (d.handOvers > 0) {
+    out.push(
+      `${plural(d.keysHandedOver, 'key')} handed to nodes new or back (${plural(d.handOvers, 'hand-over')})`,
+    );
+  }
+  if (d.staleRepaired > 0) {
+    out.push(`${d.staleRepaired} stale ${d.staleRepaired === 1 ? 'copy' : 'copies'} repaired`);
+  }
+  if (d.keysReplicated > 0) out.push(`${plural(d.keysReplicated, 'key')} replicated`);
+  return out.join('; ');
 }
 
 /** "none", or each non-zero count of what was refused or dropped, with why. */

@@ -281,6 +281,16 @@ async function controlOp(
         links: s.links,
         ...registered(sip, now),
         registrationWrites: { done: sip.publisher.writes, ...sip.publisher.pending },
+        dht: {
+          lookups: s.messages.lookups,
+          requestsOut: s.messages.requestsOut,
+          requestFailures: s.messages.requestFailures,
+          requestsIn: Object.values(s.messages.requestsIn).reduce((a, n) => a + n, 0),
+          handOvers: s.messages.handOvers,
+          keysHandedOver: s.messages.keysHandedOver,
+          staleRepaired: s.messages.staleRepaired,
+          keysReplicated: s.messages.keysReplicated,
+        },
         proxy: {
           forwarded: sip.proxy.stats.forwarded,
           acksForwarded: sip.proxy.stats.acksForwarded,
