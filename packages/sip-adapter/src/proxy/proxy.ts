@@ -271,11 +271,17 @@ export class StatefulProxy {
 
   /** Sends a request of the proxy's own (a BYE for a phone), to a node over its channel. */
   private sendOwn(request: SipRequest, to: SipDestination | { nodeHex: string }): void {
+    // Nowhere to send it (the other side is gone too, or its node unreachable): noted only.
+    const unsent = (err: unknown) =>
+      this.log.debug(
+        { method: request.method, callId: request.callId, err: (err as Error).message },
+        "the node's own request could not be sent",
+      );
     const start = (destination: SipDestination) => {
       try {
         this.c.transactions.sendRequest(request, destination, { receiveResponse: () => undefined });
-      } catch {
-        // Nowhere to send it: the other side is gone too.
+      } catch (err) {
+        unsent(err);
       }
     };
     if (!('nodeHex' in to)) {
@@ -284,11 +290,7 @@ export class StatefulProxy {
     }
     const flow = this.c.nodeFlow(to.nodeHex);
     if (typeof flow === 'string') start({ connectionId: flow });
-    else
-      flow.then(
-        (connectionId) => start({ connectionId }),
-        () => undefined,
-      );
+    else flow.then((connectionId) => start({ connectionId }), unsent);
   }
 
   /** The connections of requests (an INVITE ringing, say) still waiting for a final answer. */
