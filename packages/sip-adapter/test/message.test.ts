@@ -483,6 +483,48 @@ describe('responses (RFC 3261 §8.2.6)', () => {
   });
 });
 
+describe('a malformed ACK', () => {
+  // baresip 1.0 as the transferee of an attended transfer: the Replaces parameter left unquoted
+  // in the URI, the request line does not parse. Its INVITE gets a 400; its ACK nothing.
+  const line = (method: string) =>
+    Buffer.from(
+      [
+        `${method} <sip:carol@peerbx.local?Replaces=abc SIP/2.0`,
+        'Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKack1',
+        'To: <sip:carol@peerbx.local>;tag=c',
+        'From: <sip:alice@peerbx.local>;tag=a',
+        'Call-ID: ack@h',
+        `CSeq: 1 ${method}`,
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+  const failure = (bytes: Buffer): SipParseError => {
+    try {
+      parseSipMessage(bytes);
+    } catch (e) {
+      assert.ok(e instanceof SipParseError);
+      return e;
+    }
+    assert.fail('parsed');
+  };
+
+  it('gets no 400 (RFC 3261 §17: an ACK is not answered), where an INVITE like it does', () => {
+    assert.equal(failure(line('INVITE')).canReply400, true);
+    const ack = failure(line('ACK'));
+    assert.equal(ack.canReply400, false);
+    assert.equal(createBadRequest(ack), undefined);
+    // Known by its CSeq when the request line is past reading.
+    const garbled = Buffer.from(
+      line('ACK').toString('latin1').replace(/^ACK /, '\u0001 '),
+      'latin1',
+    );
+    assert.equal(failure(garbled).canReply400, false);
+  });
+});
+
 describe('identifiers', () => {
   it('branch carries the magic cookie; tags and Call-IDs are tokens; randomness is injected', () => {
     const b = generateBranch();

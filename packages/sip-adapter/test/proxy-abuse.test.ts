@@ -330,6 +330,20 @@ describe('proxy abuse', () => {
     assert.equal(a.sip.stats.badRequestsAnswered, answered + 1);
     p.send(request('CANCEL', 'sip:kim@peerbx.local', p).text, a.port);
     await p.response(481, 'CANCEL');
+    // A request line that does not parse (baresip 1.0's, transferred with Replaces): the
+    // INVITE gets a 400, its ACK is dropped (RFC 3261 §17: never answered) and counted.
+    const badLine = (method: string) =>
+      request(method, 'sip:kim@peerbx.local', p).text.replace(
+        /^[A-Z]+ sip:kim@peerbx\.local SIP\/2\.0/,
+        `${method} <sip:kim@peerbx.local?Replaces=abc SIP/2.0`,
+      );
+    p.send(badLine('INVITE'), a.port);
+    await p.response(400, 'INVITE');
+    const dropped = a.sip.stats.malformedDropped;
+    p.send(badLine('ACK'), a.port);
+    for (let i = 0; i < 50 && a.sip.stats.malformedDropped === dropped; i++) await sleep(20);
+    assert.equal(a.sip.stats.malformedDropped, dropped + 1);
+    await assert.rejects(p.response(400, 'ACK', 300), /no 400 ACK/);
     // Still serving.
     p.send(request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text, a.port);
     await p.response(200, 'OPTIONS');

@@ -284,7 +284,9 @@ export function parseSipMessage(
   const head = buf.toString('utf8', start, headEnd < 0 ? buf.length : headEnd);
   const { startLine, headers, problem } = splitHead(head);
   const isRequest = !startLine.startsWith('SIP/');
-  const replyable = isRequest && REPLY_HEADERS.every((h) => headers.has(h));
+  // RFC 3261 §17: an ACK is never answered, one that does not parse neither (it is dropped).
+  const replyable =
+    isRequest && REPLY_HEADERS.every((h) => headers.has(h)) && !isAck(startLine, headers);
   try {
     if (problem) throw problem;
     if (headEnd < 0) {
@@ -300,6 +302,11 @@ export function parseSipMessage(
     if (err instanceof SipParseError && replyable && !err.canReply400) throw err.withReply(headers);
     throw err;
   }
+}
+
+/** An ACK by its request line or its CSeq, whichever still reads. */
+function isAck(startLine: string, headers: SipHeaders): boolean {
+  return startLine.startsWith('ACK ') || /(^|[ \t])ACK$/.test(headers.get('cseq') ?? '');
 }
 
 function splitHead(head: string): {
