@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { OverlayError } from '@peerbx/overlay-core';
 import { createResponse } from '../src/message/response.js';
 import {
+  parseSipMessage,
   type SipMessage,
   type SipRequest,
   type SipResponse,
@@ -391,6 +392,85 @@ describe('stateful proxy', () => {
     const gone = (await caller.response(480, 'INVITE')) as SipResponse;
     assert.match(gone.reason, /takes no connection/);
   });
+
+  /** A phone's own connection to node `b`: what it sends, and the messages that came back. */
+  async function keptConnection(t: { after(fn: () => void): void }) {
+    const socket = connect(b.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    t.after(() => socket.destroy());
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const incoming: SipMessage[] = [];
+    socket.on('data', (data: Buffer) => incoming.push(parseSipMessage(data)));
+    const next = async (what: (m: SipMessage) => boolean) => {
+      for (let i = 0; i < 250; i++) {
+        const at = incoming.findIndex(what);
+        if (at >= 0) return incoming.splice(at, 1)[0] as SipMessage;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error('nothing over the connection');
+    };
+    return { socket, next };
+  }
+
+  for (const again of [false, true]) {
+    it(`reaches a TCP phone whose dialog Contact names its end of a connection now closed (baresip, its node restarted), ${again ? 'over the connection it registered on since' : 'at its registered Contact'}`, async (t) => {
+      // erin registers over a connection of its own, which it keeps (as baresip does), with a
+      // Contact at the port it listens on; the INVITE comes over that connection, and its
+      // answer names that connection's own port in the dialog Contact.
+      const listening = await TcpPhone.open();
+      t.after(() => listening.close());
+      const user = again ? 'erin2' : 'erin';
+      const register = async () => {
+        const c = await keptConnection(t);
+        c.socket.write(
+          registerText({
+            node: `127.0.0.1:${b.port}`,
+            user,
+            contact: listening.contact(user),
+            via: `TCP 127.0.0.1:${listening.port}`,
+          }),
+        );
+        await c.next((m) => m.kind === 'response' && m.status === 200);
+        return c;
+      };
+      const reg = await register();
+      const caller = await phone();
+      caller.send(request('INVITE', `sip:${user}@127.0.0.1:${a.port}`, caller).text, a.port);
+      const inv = (await reg.next(
+        (m) => m.kind === 'request' && m.method === 'INVITE',
+      )) as SipRequest;
+      const dialogContact = `sip:${user}@127.0.0.1:${reg.socket.localPort};transport=tcp`;
+      const headers = [
+        ...inv.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
+        { name: 'Contact', value: `<${dialogContact}>` },
+      ];
+      reg.socket.write(serialize(createResponse(inv, 200, { toTag: 'e1', headers })));
+      const ok = await caller.response(200, 'INVITE');
+      const d = {
+        from: inv.headers.get('from') ?? '',
+        to: ok.headers.get('to') ?? '',
+        callId: ok.callId,
+        routes: ok.headers.getAll('record-route').reverse().join(', '),
+      };
+      caller.send(inDialogRequest('ACK', dialogContact, caller, { ...d, cseq: 1 }), a.port);
+      await reg.next((m) => m.kind === 'request' && m.method === 'ACK');
+      // The connection goes (erin's node restarted, say); erin still listens at its Contact,
+      // and may have registered again over a new connection of its own.
+      reg.socket.destroy();
+      await new Promise((r) => setTimeout(r, 300));
+      const now = again ? await register() : undefined;
+      caller.send(inDialogRequest('BYE', dialogContact, caller, { ...d, cseq: 2 }), a.port);
+      const bye = now
+        ? ((await now.next((m) => m.kind === 'request' && m.method === 'BYE')) as SipRequest)
+        : (await listening.request()).request;
+      assert.equal(bye.uri, dialogContact, 'the Request-URI is left as the caller sent it');
+      const answer = serialize(createResponse(bye, 200));
+      if (now) now.socket.write(answer);
+      else listening.inbound.at(-1)?.write(answer);
+      await caller.response(200, 'BYE');
+      assert.equal(listening.inbound.length, again ? 0 : 1, 'connections the node opened');
+    });
+  }
 
   it('sends a request over 1300 bytes to a UDP phone over TCP, or over UDP when it takes no connection (§18.1.1)', async () => {
     // A browser's offer: about 2 kB of SDP.

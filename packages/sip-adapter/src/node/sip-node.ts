@@ -273,6 +273,7 @@ export class SipNode implements TransactionUser {
       overlayPeer: (id) => this.flows.peerOf(id),
       flowAlive: (id) => this.flows.has(id) || this.transports.hasFlow(id),
       connectTcp: (address, port) => this.transports.connectTcp(address, port),
+      tcpOpen: (address, port) => this.transports.hasTcpTo(address, port),
       logger: this.log,
       ...(options.timerCMs === undefined ? {} : { timerCMs: options.timerCMs }),
       ...(options.relayExternal ? { relayExternal: true } : {}),

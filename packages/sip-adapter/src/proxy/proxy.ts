@@ -132,6 +132,8 @@ export interface ProxyComponents {
    * it, requests too large for UDP still go over UDP.
    */
   connectTcp?(address: string, port: number): Promise<unknown>;
+  /** Whether a TCP connection to a phone at address:port is open now (none is made). */
+  tcpOpen?(address: string, port: number): boolean;
   logger?: Logger;
   timerCMs?: number;
   nodeConnectTimeoutMs?: number;
@@ -748,7 +750,9 @@ export class StatefulProxy {
         const hop = this.hopForBinding(binding);
         // A phone reached at its Contact is reached as this URI says: its dialog Contact may
         // name another transport than it registered with (TCP, after a request over TCP).
-        return hop.kind === 'address' && hop.contact ? (this.addressHop(uri, true) ?? hop) : hop;
+        if (hop.kind !== 'address' || !hop.contact) return hop;
+        const direct = this.addressHop(uri, true);
+        return direct && !this.lostTcpPort(direct, hop) ? direct : hop;
       }
       if (tokens.some((t) => t.flow === undefined && check(t))) {
         const hop = this.addressHop(uri);
@@ -772,6 +776,21 @@ export class StatefulProxy {
     return this.addressHop(uri) ?? NO_ROUTE;
   }
 
+  /**
+   * A dialog Contact over TCP at another port than the phone's registered Contact, with no
+   * connection open to it: the port of the phone's own end of a connection that is gone
+   * (baresip names it in the Contact of its answer; the node restarted since, say). Nothing
+   * listens there; the registered Contact takes a new connection.
+   */
+  private lostTcpPort(direct: NextHop, registered: AddressHop): boolean {
+    if (direct.kind !== 'address' || direct.transport !== 'tcp') return false;
+    if (!('address' in direct.destination) || !('address' in registered.destination)) return false;
+    const { address, port } = direct.destination;
+    const at = registered.destination;
+    if (at.address === address && at.port === port) return false;
+    return this.c.tcpOpen?.(address, port) === false;
+  }
+
   private addressHop(uri: SipUri, allowSelf = false): NextHop | undefined {
     const t = (uri.params.transport ?? 'udp').toLowerCase();
     const transport: SipTransportProtocol =
@@ -787,7 +806,8 @@ export class StatefulProxy {
    * host:port, else any Contact or REGISTER source at that host:port (phones often answer
    * with a dialog Contact other than the one they registered). None when the bindings that
    * fit lead to different places: phones behind different NATs often have the same private
-   * Contact (192.168.1.100:5060), and a request must not reach the wrong one.
+   * Contact (192.168.1.100:5060), and a request must not reach the wrong one. A TCP target
+   * at a port nothing here names finds the binding of the same user at that host.
    */
   private localDevice(uri: SipUri): Binding | undefined {
     const now = this.c.clock.now();
@@ -801,7 +821,19 @@ export class StatefulProxy {
         else if (b.flow && `${b.flow.address.toLowerCase()}:${b.flow.port}` === want) loose.push(b);
       }
     }
-    const fits = exact.length > 0 ? exact : loose;
+    // A TCP target at a port no binding names: the phone's own end of a connection (see
+    // lostTcpPort) is reached through its binding of the same user at that host.
+    const sameUser: Binding[] = [];
+    if (exact.length === 0 && loose.length === 0 && uri.user !== undefined && isTcp(uri)) {
+      const host = uri.host.toLowerCase();
+      for (const aor of this.c.bindings.aors()) {
+        for (const b of this.c.bindings.lookup(aor, now)) {
+          const u = parseContactUri(b.uri);
+          if (u && u.user === uri.user && u.host.toLowerCase() === host) sameUser.push(b);
+        }
+      }
+    }
+    const fits = exact.length > 0 ? exact : loose.length > 0 ? loose : sameUser;
     const first = fits[0];
     if (!first || fits.length === 1) return first;
     const place = (b: Binding) => JSON.stringify(this.hopForBinding(b));
@@ -1153,6 +1185,11 @@ export class StatefulProxy {
       }),
     );
   }
+}
+
+/** A URI whose transport parameter is TCP. */
+function isTcp(uri: SipUri): boolean {
+  return (uri.params.transport ?? '').toLowerCase() === 'tcp';
 }
 
 function parseContactUri(text: string): SipUri | undefined {

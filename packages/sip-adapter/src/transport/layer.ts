@@ -489,6 +489,11 @@ export class SipSocketTransports
     if (!this.tcpOpenTo(address, port)) await this.dial(address, port);
   }
 
+  /** Whether a TCP connection to address:port is open (no connection is made). */
+  hasTcpTo(address: string, port: number): boolean {
+    return this.tcpOpenTo(address, port) !== undefined;
+  }
+
   /** The open TCP connection to address:port, if there is one. */
   private tcpOpenTo(address: string, port: number): StreamConnection | undefined {
     const existing = this.byRemote.get(endpointKey(address, port));
