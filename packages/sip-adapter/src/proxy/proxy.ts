@@ -814,23 +814,18 @@ export class StatefulProxy {
     const want = uriHostPort(uri);
     const exact: Binding[] = [];
     const loose: Binding[] = [];
+    // A TCP target at a port no binding names: the phone's own end of a connection (see
+    // lostTcpPort), reached through its binding of the same user at that host.
+    const sameUser: Binding[] = [];
+    const tcpUser = isTcp(uri) ? uri.user : undefined;
+    const host = uri.host.toLowerCase();
     for (const aor of this.c.bindings.aors()) {
       for (const b of this.c.bindings.lookup(aor, now)) {
         const u = parseContactUri(b.uri);
         if (u && uriHostPort(u) === want) (u.user === uri.user ? exact : loose).push(b);
         else if (b.flow && `${b.flow.address.toLowerCase()}:${b.flow.port}` === want) loose.push(b);
-      }
-    }
-    // A TCP target at a port no binding names: the phone's own end of a connection (see
-    // lostTcpPort) is reached through its binding of the same user at that host.
-    const sameUser: Binding[] = [];
-    if (exact.length === 0 && loose.length === 0 && uri.user !== undefined && isTcp(uri)) {
-      const host = uri.host.toLowerCase();
-      for (const aor of this.c.bindings.aors()) {
-        for (const b of this.c.bindings.lookup(aor, now)) {
-          const u = parseContactUri(b.uri);
-          if (u && u.user === uri.user && u.host.toLowerCase() === host) sameUser.push(b);
-        }
+        else if (tcpUser !== undefined && u?.user === tcpUser && u.host.toLowerCase() === host)
+          sameUser.push(b);
       }
     }
     const fits = exact.length > 0 ? exact : loose.length > 0 ? loose : sameUser;
