@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { chmodSync, copyFileSync, mkdirSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,6 +22,30 @@ import { type PeerNode, rawRegister } from './fixtures/sipp.js';
 import { TcpPhone } from './fixtures/tcp-phone.js';
 import { TestBed } from './fixtures/test-bed.js';
 import { registerText, request, type UdpPhone } from './fixtures/udp-phone.js';
+
+/**
+ * A phone answers an INVITE that came over `socket` with 200, its Record-Routes and `contact`;
+ * the caller's 200 gives the dialog its in-dialog requests take (inDialogRequest).
+ */
+async function answerOverTcp(
+  socket: Socket,
+  invite: SipRequest,
+  contact: string,
+  caller: UdpPhone,
+): Promise<{ from: string; to: string; callId: string; routes: string }> {
+  const headers = [
+    ...invite.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
+    { name: 'Contact', value: `<${contact}>` },
+  ];
+  socket.write(serialize(createResponse(invite, 200, { toTag: 't1', headers })));
+  const ok = await caller.response(200, 'INVITE');
+  return {
+    from: invite.headers.get('from') ?? '',
+    to: ok.headers.get('to') ?? '',
+    callId: ok.callId,
+    routes: ok.headers.getAll('record-route').reverse().join(', '),
+  };
+}
 
 /** `phone` answers a dialog-creating request with `status`, its Record-Routes and `contact`. */
 function answerWithContact(
@@ -440,18 +464,7 @@ describe('stateful proxy', () => {
         (m) => m.kind === 'request' && m.method === 'INVITE',
       )) as SipRequest;
       const dialogContact = `sip:${user}@127.0.0.1:${reg.socket.localPort};transport=tcp`;
-      const headers = [
-        ...inv.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
-        { name: 'Contact', value: `<${dialogContact}>` },
-      ];
-      reg.socket.write(serialize(createResponse(inv, 200, { toTag: 'e1', headers })));
-      const ok = await caller.response(200, 'INVITE');
-      const d = {
-        from: inv.headers.get('from') ?? '',
-        to: ok.headers.get('to') ?? '',
-        callId: ok.callId,
-        routes: ok.headers.getAll('record-route').reverse().join(', '),
-      };
+      const d = await answerOverTcp(reg.socket, inv, dialogContact, caller);
       caller.send(inDialogRequest('ACK', dialogContact, caller, { ...d, cseq: 1 }), a.port);
       await reg.next((m) => m.kind === 'request' && m.method === 'ACK');
       // The connection goes (erin's node restarted, say); erin still listens at its Contact,
@@ -514,18 +527,7 @@ describe('stateful proxy', () => {
       // Answered with a dialog Contact for TCP (as baresip does): the caller's ACK and BYE
       // reach it over TCP too.
       const dialogContact = `sip:lena@${lena.contact};transport=tcp`;
-      const headers = [
-        ...overTcp.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
-        { name: 'Contact', value: `<${dialogContact}>` },
-      ];
-      socket.write(serialize(createResponse(overTcp, 200, { toTag: 'l1', headers })));
-      const ok = await caller.response(200, 'INVITE');
-      const d = {
-        from: overTcp.headers.get('from') ?? '',
-        to: ok.headers.get('to') ?? '',
-        callId: ok.callId,
-        routes: ok.headers.getAll('record-route').reverse().join(', '),
-      };
+      const d = await answerOverTcp(socket, overTcp, dialogContact, caller);
       caller.send(inDialogRequest('ACK', dialogContact, caller, { ...d, cseq: 1 }), a.port);
       assert.equal((await lenaTcp.request()).request.method, 'ACK');
       caller.send(inDialogRequest('BYE', dialogContact, caller, { ...d, cseq: 2 }), a.port);
