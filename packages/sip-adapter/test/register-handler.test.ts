@@ -247,7 +247,10 @@ describe('REGISTER handler', () => {
       udp,
     );
     assert.equal(res.status, 403);
-    assert.equal(res.reason, 'name alice@peerbx.local is owned by another key');
+    assert.equal(
+      res.reason,
+      "name alice@peerbx.local is owned by another key: copy users/alice.key from the node where alice first registered into this node's data directory",
+    );
     assert.equal(store.lookup('sip:alice@peerbx.local', now).length, 0);
   });
 

@@ -365,23 +365,19 @@ export class RegisterHandler {
     }
     if (isRefusal(err)) {
       const user = resource.slice(0, resource.lastIndexOf('@'));
+      // What fixes it, for the phone's display and the node's log alike.
+      const hint = /owned by another key/.test(message)
+        ? `copy users/${user}.key from the node where ${user} first registered into this node's data directory`
+        : undefined;
       this.log.info(
-        {
-          resource,
-          reason: message,
-          ...(/owned by another key/.test(message)
-            ? {
-                hint: `the name was claimed from another node: copy users/${user}.key from that node's data directory into this one's`,
-              }
-            : {}),
-        },
+        { resource, reason: message, ...(hint ? { hint } : {}) },
         'registration refused by the overlay',
       );
       return createResponse(request, 403, {
         reason:
           err.code === 'ERR_CERTIFICATE'
             ? `Forbidden (${reasonText(user, 200)} is not certified for this node: the overlay's admin issues a certificate with peerbx ca issue)`
-            : reasonText(message, 200),
+            : reasonText(hint ? `${message}: ${hint}` : message, 250),
       });
     }
     if (isLocalFault(err)) {
