@@ -85,25 +85,6 @@ function inDialogRequest(
   ].join('\r\n');
 }
 
-/** A REGISTER from a phone behind NAT: it thinks it is `privateAt` (Via and Contact). */
-async function natRegister(
-  from: UdpPhone,
-  node: PeerNode,
-  user: string,
-  privateAt: string,
-): Promise<void> {
-  from.send(
-    registerText({
-      node: `127.0.0.1:${node.port}`,
-      user,
-      contact: `sip:${user}@${privateAt}`,
-      via: `UDP ${privateAt}`,
-    }),
-    node.port,
-  );
-  await from.response(200, 'REGISTER');
-}
-
 describe('stateful proxy', () => {
   const bed = new TestBed('peerbx-proxy-');
   let a: PeerNode;
@@ -371,7 +352,7 @@ describe('stateful proxy', () => {
     const natted = await phone();
     const caller = await phone();
     const contact = 'sip:nina@10.0.0.5:5060';
-    await natRegister(natted, b, 'nina', '10.0.0.5:5060');
+    await natted.register(b, 'nina', '10.0.0.5:5060'); // behind NAT: it thinks it is there
     const call = request('INVITE', `sip:nina@127.0.0.1:${a.port}`, caller);
     caller.send(call.text, a.port);
     const inv = await natted.request('INVITE');
@@ -506,16 +487,7 @@ describe('stateful proxy', () => {
       ['lena', lena],
       ['mona', mona],
     ] as const) {
-      p.send(
-        registerText({
-          node: `127.0.0.1:${b.port}`,
-          user,
-          contact: `sip:${user}@${p.contact}`,
-          via: `UDP ${p.contact}`,
-        }),
-        b.port,
-      );
-      await p.response(200, 'REGISTER');
+      await p.register(b, user);
     }
     const caller = await phone();
     try {
@@ -634,8 +606,8 @@ describe('stateful proxy', () => {
     const home = await phone();
     const office = await phone();
     const caller = await phone();
-    await natRegister(home, b, 'pia', '192.168.1.100:5060');
-    await natRegister(office, b, 'pio', '192.168.1.100:5060');
+    await home.register(b, 'pia', '192.168.1.100:5060'); // both behind NAT, at one private address
+    await office.register(b, 'pio', '192.168.1.100:5060');
     // In a dialog, a request to that address with either's name reaches that phone alone;
     // with no name, either could be meant: it reaches neither.
     const inDialog = (uri: string) =>

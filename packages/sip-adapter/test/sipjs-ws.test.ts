@@ -27,7 +27,7 @@ import {
 import { decodeRegistrationValue } from '../src/overlay-bridge/registration-value.js';
 import { rawRegister } from './fixtures/sipp.js';
 import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
-import { registerText, request } from './fixtures/udp-phone.js';
+import { request } from './fixtures/udp-phone.js';
 
 const missing = sippSkipReason('sip.js over WebSocket tests');
 
@@ -476,18 +476,8 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
   const wsPort = () => peers[0]!.sip.addresses.ws!.port;
   /** A UDP phone registered as `user` at node 2. */
   async function deskPhone(user: string) {
-    const n2 = peers[1]!;
     const phone = await bed.phone();
-    phone.send(
-      registerText({
-        node: `127.0.0.1:${n2.port}`,
-        user,
-        contact: `sip:${user}@${phone.contact}`,
-        via: `UDP ${phone.contact}`,
-      }),
-      n2.port,
-    );
-    await phone.response(200, 'REGISTER');
+    await phone.register(peers[1]!, user);
     return phone;
   }
 

@@ -782,8 +782,8 @@ export class StatefulProxy {
    * (baresip names it in the Contact of its answer; the node restarted since, say). Nothing
    * listens there; the registered Contact takes a new connection.
    */
-  private lostTcpPort(direct: NextHop, registered: AddressHop): boolean {
-    if (direct.kind !== 'address' || direct.transport !== 'tcp') return false;
+  private lostTcpPort(direct: AddressHop, registered: AddressHop): boolean {
+    if (direct.transport !== 'tcp') return false;
     if (!('address' in direct.destination) || !('address' in registered.destination)) return false;
     const { address, port } = direct.destination;
     const at = registered.destination;
@@ -791,7 +791,7 @@ export class StatefulProxy {
     return this.c.tcpOpen?.(address, port) === false;
   }
 
-  private addressHop(uri: SipUri, allowSelf = false): NextHop | undefined {
+  private addressHop(uri: SipUri, allowSelf = false): AddressHop | undefined {
     const t = (uri.params.transport ?? 'udp').toLowerCase();
     const transport: SipTransportProtocol =
       t === 'tcp' ? 'tcp' : t === 'ws' || t === 'wss' ? 'ws' : 'udp';
