@@ -47,6 +47,29 @@ async function answerOverTcp(
   };
 }
 
+/** A phone's own TCP connection to a node: what it sends, and the messages that came back. */
+async function keptConnection(
+  t: { after(fn: () => void): void },
+  port: number,
+  host = '127.0.0.1',
+) {
+  const socket = connect(port, host);
+  socket.on('error', () => undefined);
+  t.after(() => socket.destroy());
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  const incoming: SipMessage[] = [];
+  socket.on('data', (data: Buffer) => incoming.push(parseSipMessage(data)));
+  const next = async (what: (m: SipMessage) => boolean) => {
+    for (let i = 0; i < 250; i++) {
+      const at = incoming.findIndex(what);
+      if (at >= 0) return incoming.splice(at, 1)[0] as SipMessage;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error('nothing over the connection');
+  };
+  return { socket, next };
+}
+
 /** `phone` answers a dialog-creating request with `status`, its Record-Routes and `contact`. */
 function answerWithContact(
   phone: UdpPhone,
@@ -398,25 +421,6 @@ describe('stateful proxy', () => {
     assert.match(gone.reason, /takes no connection/);
   });
 
-  /** A phone's own connection to node `b`: what it sends, and the messages that came back. */
-  async function keptConnection(t: { after(fn: () => void): void }) {
-    const socket = connect(b.port, '127.0.0.1');
-    socket.on('error', () => undefined);
-    t.after(() => socket.destroy());
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    const incoming: SipMessage[] = [];
-    socket.on('data', (data: Buffer) => incoming.push(parseSipMessage(data)));
-    const next = async (what: (m: SipMessage) => boolean) => {
-      for (let i = 0; i < 250; i++) {
-        const at = incoming.findIndex(what);
-        if (at >= 0) return incoming.splice(at, 1)[0] as SipMessage;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      throw new Error('nothing over the connection');
-    };
-    return { socket, next };
-  }
-
   for (const again of [false, true]) {
     it(`reaches a TCP phone whose dialog Contact names its end of a connection now closed (baresip, its node restarted), ${again ? 'over the connection it registered on since' : 'at its registered Contact'}`, async (t) => {
       // erin registers over a connection of its own, which it keeps (as baresip does), with a
@@ -426,7 +430,7 @@ describe('stateful proxy', () => {
       t.after(() => listening.close());
       const user = again ? 'erin2' : 'erin';
       const register = async () => {
-        const c = await keptConnection(t);
+        const c = await keptConnection(t, b.port);
         c.socket.write(
           registerText({
             node: `127.0.0.1:${b.port}`,
@@ -940,6 +944,31 @@ describe('a node listening on every interface (0.0.0.0)', () => {
     assert.equal(`${inv.via[0]?.host}:${inv.via[0]?.port}`, `127.0.0.1:${port}`);
     callee.answer(inv, 486, port);
     await caller.response(486, 'INVITE');
+  });
+
+  it('gives a TCP phone the address its connection reached the node at', async (t) => {
+    // yara reached the node at 127.0.0.2, not at the loopback address that faces it.
+    const { socket, next } = await keptConnection(t, port, '127.0.0.2');
+    const contact = `sip:yara@127.0.0.1:${socket.localPort};transport=tcp`;
+    socket.write(
+      registerText({
+        node: `127.0.0.2:${port}`,
+        user: 'yara',
+        contact,
+        via: `TCP 127.0.0.1:${socket.localPort}`,
+      }),
+    );
+    await next((m) => m.kind === 'response' && m.status === 200);
+    const caller = await bed.phone();
+    const route = [`Route: <sip:127.0.0.1:${port};lr>`];
+    caller.send(request('MESSAGE', 'sip:yara@peerbx.local', caller, route).text, port);
+    const msg = (await next((m) => m.kind === 'request' && m.method === 'MESSAGE')) as SipRequest;
+    assert.equal(
+      `${msg.via[0]?.transport} ${msg.via[0]?.host}:${msg.via[0]?.port}`,
+      `TCP 127.0.0.2:${port}`,
+    );
+    socket.write(serialize(createResponse(msg, 200, { toTag: 'y1' })));
+    await caller.response(200, 'MESSAGE');
   });
 
   it('takes a Route and a To naming it by a LAN address of the machine', {

@@ -682,7 +682,8 @@ export class SipNode implements TransactionUser {
 
   /**
    * Our address for `t` as a peer at `toward` must see it (Record-Route, Via): the bound one, or
-   * when bound to every interface, that of the interface facing the peer.
+   * when bound to every interface, the one its open connection reached (a TCP or WebSocket
+   * flow), else that of the interface facing the peer.
    */
   private localAddress(
     t: SipTransportProtocol,
@@ -691,13 +692,10 @@ export class SipNode implements TransactionUser {
     const a = this.transports.addresses;
     const bound = t === 'ws' && a.ws ? a.ws : a.udp;
     if (!isWildcardAddress(bound.address)) return { host: bound.address, port: bound.port };
-    const remote =
-      toward === undefined
-        ? undefined
-        : 'address' in toward
-          ? toward.address
-          : this.transports.remoteAddressOf(toward.connectionId);
-    const host = this.interfaces.facing(remote);
+    const flow = toward && 'connectionId' in toward ? toward.connectionId : undefined;
+    const host =
+      (flow === undefined ? undefined : this.transports.localAddressOf(flow)) ??
+      this.interfaces.facing(toward && 'address' in toward ? toward.address : undefined);
     return { host: host.includes(':') ? `[${host}]` : host, port: bound.port };
   }
 

@@ -72,6 +72,12 @@ export abstract class StreamConnection {
     return this.closeReason !== undefined;
   }
 
+  /** The machine's address this flow runs on (IPv4-mapped unmapped), once connected. */
+  get localAddress(): string | undefined {
+    const local = this.socketLocalAddress;
+    return local === undefined ? undefined : unmapIPv4(local);
+  }
+
   get source(): SipTransportAddress {
     return {
       transport: this.transport,
@@ -118,6 +124,8 @@ export abstract class StreamConnection {
 
   /** "TCP connection 7 to 192.0.2.1:5060", for errors. */
   protected abstract get label(): string;
+
+  protected abstract get socketLocalAddress(): string | undefined;
   /** Whether the socket still takes writes. */
   protected abstract get writable(): boolean;
   /** Bytes written and not yet sent. */

@@ -200,9 +200,9 @@ export class SipSocketTransports
     return connection !== undefined && !connection.closing;
   }
 
-  /** The remote IP of an open flow. */
-  remoteAddressOf(connectionId: string): string | undefined {
-    return this.connections.get(connectionId)?.address;
+  /** The IP of this machine that an open flow runs on. */
+  localAddressOf(connectionId: string): string | undefined {
+    return this.connections.get(connectionId)?.localAddress;
   }
 
   keepFlow(connectionId: string, keep: boolean): boolean {

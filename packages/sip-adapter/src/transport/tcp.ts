@@ -60,6 +60,10 @@ export class TcpConnection extends StreamConnection {
     return `TCP connection ${this.id} to ${this.key}`;
   }
 
+  protected get socketLocalAddress(): string | undefined {
+    return this.socket.localAddress;
+  }
+
   protected get writable(): boolean {
     return this.socket.writable;
   }

@@ -14,6 +14,7 @@ export class WsConnection extends StreamConnection {
   readonly transport = 'ws' as const;
   private readonly ws: WebSocket;
   private alive = true;
+  private readonly local: string | undefined;
 
   constructor(host: ConnectionHost, id: string, ws: WebSocket, request: IncomingMessage) {
     super(
@@ -24,6 +25,7 @@ export class WsConnection extends StreamConnection {
       'inbound',
     );
     this.ws = ws;
+    this.local = request.socket.localAddress;
     ws.on('message', (raw: RawData) => this.onFrame(toBuffer(raw)));
     // A pong is activity: a browser phone that answers our pings is there, registered or not
     // (one that only calls may say nothing for longer than the idle timeout).
@@ -48,6 +50,10 @@ export class WsConnection extends StreamConnection {
 
   protected get label(): string {
     return `WebSocket connection ${this.id} from ${this.key}`;
+  }
+
+  protected get socketLocalAddress(): string | undefined {
+    return this.local;
   }
 
   protected get writable(): boolean {
