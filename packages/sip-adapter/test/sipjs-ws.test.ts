@@ -564,31 +564,63 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
     bo.socket.close();
   });
 
-  it('keeps the call of a browser that registers again on a new connection within the grace', async () => {
-    const n2 = peers[1]!;
-    const uma = await deskPhone('ulla');
-    const cy = await WsPhone.open(wsPort());
-    cy.send(wsRegister('cy', 'cy.invalid'));
-    await cy.next((m) => m.kind === 'response' && m.status === 200, '200 to REGISTER');
-    cy.send(wsInvite('cy', 'cy.invalid', 'ulla', 'cy-calls-ulla@test'));
-    const invite = await uma.request('INVITE');
-    uma.send(answer200(invite, 'ulla1', `<sip:ulla@${uma.contact}>`), n2.port);
-    await cy.next((m) => m.kind === 'response' && m.status === 200, '200 to its INVITE');
-    // The page's connection drops and comes back at once, registering the same Contact.
-    cy.socket.close();
+  /**
+   * `user` (a browser here) calls `callee` (a desk phone at node 2), which answers; the page's
+   * connection then drops and comes back at once, registering the same Contact (as sip.js
+   * does). Returns the new connection and the OPTIONS that asks it whether it has the call.
+   */
+  async function backInCall(user: string, callee: string) {
+    const desk = await deskPhone(callee);
+    const page = await WsPhone.open(wsPort());
+    page.send(wsRegister(user, `${user}.invalid`));
+    await page.next((m) => m.kind === 'response' && m.status === 200, '200 to REGISTER');
+    page.send(wsInvite(user, `${user}.invalid`, callee, `${user}-calls-${callee}@test`));
+    const invite = await desk.request('INVITE');
+    desk.send(answer200(invite, `${callee}1`, `<sip:${callee}@${desk.contact}>`), peers[1]!.port);
+    await page.next((m) => m.kind === 'response' && m.status === 200, '200 to its INVITE');
+    page.socket.close();
     const again = await WsPhone.open(wsPort());
-    again.send(wsRegister('cy', 'cy.invalid'));
+    again.send(wsRegister(user, `${user}.invalid`));
     await again.next((m) => m.kind === 'response' && m.status === 200, '200 to REGISTER');
+    const options = (await again.next(
+      (m) => m.kind === 'request' && m.method === 'OPTIONS',
+      'an OPTIONS in the call',
+    )) as SipRequest;
+    assert.equal(options.uri, `sip:${user}@${user}.invalid;transport=ws`, 'to its Contact');
+    assert.equal(options.callId, `${user}-calls-${callee}@test`);
+    assert.equal(options.fromTag, `${callee}1`, "from the other side's tag");
+    assert.equal(options.toTag, `${user}1`, "to the browser's");
+    assert.equal(options.cseq.seq, 0, 'out of order for a dialog it has: no CSeq it expects moves');
+    return { desk, again, options };
+  }
+
+  it('keeps the call of a browser that registers again on a new connection and still has it', async () => {
+    const { desk, again, options } = await backInCall('cy', 'ulla');
+    again.send(serialize(createResponse(options, 200)));
     await assert.rejects(
-      uma.next((m) => m.kind === 'request' && m.method === 'BYE', 'a BYE', 1000),
+      desk.next((m) => m.kind === 'request' && m.method === 'BYE', 'a BYE', 1000),
       /no a BYE/,
       'the call goes on',
     );
     // Gone for good this time.
     again.socket.close();
-    const bye = await uma.request('BYE');
+    const bye = await desk.request('BYE');
     assert.equal(bye.callId, 'cy-calls-ulla@test');
-    uma.answer(bye, 200, n2.port, 'ulla1');
+    desk.answer(bye, 200, peers[1]!.port, 'ulla1');
+  });
+
+  it('ends the call of a browser that registers again on a new connection without it (sip.js)', async () => {
+    // sip.js ends its calls when its connection fails, sends no BYE, and registers again
+    // with the same Contact within a second or two: it answers the OPTIONS 481.
+    const { desk, again, options } = await backInCall('cyd', 'uli');
+    again.send(serialize(createResponse(options, 481)));
+    const bye = await desk.request('BYE');
+    assert.equal(bye.callId, 'cyd-calls-uli@test');
+    assert.equal(bye.fromTag, 'cyd1');
+    assert.equal(bye.toTag, 'uli1');
+    assert.match(bye.headers.get('reason') ?? '', /no longer has the call/);
+    desk.answer(bye, 200, peers[1]!.port, 'uli1');
+    again.socket.close();
   });
 
   it('has its node end the call it answered with the BYE it can no longer send', async () => {

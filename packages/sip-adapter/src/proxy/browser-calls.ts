@@ -3,8 +3,11 @@
 // longer send the BYE, and the other side would sit in a silent call until its user hangs up.
 // The proxy remembers, per call of a browser here, the BYE the browser would send, and sends it
 // itself once the browser's connection has closed and the browser has not come back (as
-// Kamailio's dialog module does with dlg_end_dlg). Other phones are left alone: a TCP phone's
-// connection may drop and come back while its call goes on, its media being direct.
+// Kamailio's dialog module does with dlg_end_dlg). A browser that came back on a new connection
+// is asked whether it still has the call (an OPTIONS in the dialog, as Kamailio's dialog
+// keepalives): sip.js drops its calls when its connection fails, then registers again with the
+// same Contact, and answers 481. Other phones are left alone: a TCP phone's connection may drop
+// and come back while its call goes on, its media being direct.
 
 import { setBounded } from '@peerbx/overlay-core';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
@@ -49,6 +52,13 @@ export interface BrowserCallsOptions {
   send(bye: SipRequest, to: ByeDestination): void;
   /** The connection a browser with this Contact is registered on again, if it came back. */
   backOn(contact: string): string | undefined;
+  /** Our Via for a request to a browser over its connection. */
+  viaToward(flow: string): Via;
+  /**
+   * Sends a request to a browser over its connection; `answered` gets the final status (408
+   * when none came), and is not called when the request could not be sent.
+   */
+  ask(request: SipRequest, flow: string, answered: (status: number) => void): void;
 }
 
 export class BrowserCalls {
@@ -137,7 +147,8 @@ export class BrowserCalls {
   /**
    * A browser's connection closed a while ago: each call it answered or made is ended with
    * its BYE, unless the browser is registered again on another connection (a page that
-   * reconnected), where its calls move. Returns how many BYEs went.
+   * reconnected), where its calls move, and it is asked whether it still has each. Returns how
+   * many BYEs went.
    */
   flowClosed(flow: string): number {
     let ended = 0;
@@ -145,28 +156,60 @@ export class BrowserCalls {
       for (const call of [...sides]) {
         if (call.flow !== flow) continue;
         const back = this.options.backOn(call.contact);
-        if (back !== undefined) {
-          call.flow = back;
+        if (back === undefined) {
+          if (this.end(callId, call, "The browser's connection closed")) ended++;
           continue;
         }
-        sides.splice(sides.indexOf(call), 1);
-        const bye = call.bye;
-        if (!bye) continue;
-        this.options.send(
-          dialogRequest({
-            method: 'BYE',
-            ...bye,
-            callId,
-            cseq: call.cseq + EARLY_CSEQ_MARGIN + 1,
-            reason: 'SIP;text="The browser\'s connection closed"',
-          }),
-          bye.destination,
-        );
-        ended++;
+        call.flow = back;
+        if (call.bye) this.ask(callId, call, call.bye);
       }
-      if (sides.length === 0) this.calls.delete(callId);
     }
     return ended;
+  }
+
+  /**
+   * An OPTIONS in the dialog to a browser back on a new connection: 481 (or no answer) says
+   * its call is gone, and the BYE goes. CSeq 0 is out of order for a dialog the browser has
+   * (a 500 is an answer as good as a 200), and changes no CSeq it expects next.
+   */
+  private ask(callId: string, call: BrowserCall, bye: NonNullable<BrowserCall['bye']>): void {
+    const options = dialogRequest({
+      method: 'OPTIONS',
+      target: call.contact,
+      via: this.options.viaToward(call.flow),
+      routes: [],
+      from: bye.to,
+      to: bye.from,
+      callId,
+      cseq: 0,
+    });
+    this.options.ask(options, call.flow, (status) => {
+      if (status === 481 || status === 408) {
+        this.end(callId, call, 'The browser no longer has the call');
+      }
+    });
+  }
+
+  /** Forgets a browser's side of a call, and sends its BYE if it was answered. */
+  private end(callId: string, call: BrowserCall, why: string): boolean {
+    const sides = this.calls.get(callId);
+    const at = sides?.indexOf(call) ?? -1;
+    if (!sides || at < 0) return false;
+    sides.splice(at, 1);
+    if (sides.length === 0) this.calls.delete(callId);
+    const bye = call.bye;
+    if (!bye) return false;
+    this.options.send(
+      dialogRequest({
+        method: 'BYE',
+        ...bye,
+        callId,
+        cseq: call.cseq + EARLY_CSEQ_MARGIN + 1,
+        reason: `SIP;text="${why}"`,
+      }),
+      bye.destination,
+    );
+    return true;
   }
 }
 

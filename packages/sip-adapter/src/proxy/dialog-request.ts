@@ -1,13 +1,14 @@
 // A request inside a dialog that the proxy sends on a phone's behalf (an ACK or BYE for a 2xx
-// nobody upstream can take, the BYE of a browser that went away): its headers per RFC 3261
-// §12.2.1.1, under a Via of ours with a new branch.
+// nobody upstream can take, the BYE of a browser that went away), or to ask a browser whether
+// it still has a call (OPTIONS): its headers per RFC 3261 §12.2.1.1, under a Via of ours with a
+// new branch.
 
 import { generateBranch } from '../message/ids.js';
 import { SipRequest } from '../message/sip-message.js';
 import { formatVia, type Via } from '../message/uri.js';
 
 export interface DialogRequestParts {
-  method: 'ACK' | 'BYE';
+  method: 'ACK' | 'BYE' | 'OPTIONS';
   /** The remote target (the other side's Contact). */
   target: string;
   /** Our Via (its branch is renewed). */

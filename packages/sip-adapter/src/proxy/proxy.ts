@@ -194,6 +194,31 @@ export class StatefulProxy {
     this.browserCalls = new BrowserCalls({
       send: (bye, to) => this.sendOwn(bye, to),
       backOn: (contact) => this.browserBackOn(contact),
+      viaToward: (flow) => {
+        const at = this.c.localAddress('ws', { connectionId: flow });
+        return createVia({
+          transport: 'ws',
+          host: at.host,
+          port: at.port,
+          branch: 'z9hG4bK',
+          params: { [VIA_NODE_PARAM]: this.c.nodeHex },
+        });
+      },
+      ask: (request, flow, answered) => {
+        try {
+          this.c.transactions.sendRequest(
+            request,
+            { connectionId: flow },
+            {
+              receiveResponse: (r) => {
+                if (r.status >= 200) answered(r.status);
+              },
+            },
+          );
+        } catch {
+          // The connection closed again: its own close ends the call.
+        }
+      },
     });
   }
 
