@@ -159,6 +159,11 @@ describe('two running nodes', () => {
     assert.deepEqual(s.registeredAors, ['sip:stella@peerbx.local']);
     assert.equal(s.registeredDevices, 2);
     assert.deepEqual(s.registrationWrites, { done: 2, inFlight: 0, waiting: 0, background: 0 });
+    // The registrar's log line names its component once (a key given twice confuses log tools).
+    const line = b.stderr.split('\n').find((l) => l.includes('"msg":"registered"'));
+    assert.ok(line, b.stderr);
+    assert.equal(line.match(/"component":/g)?.length, 1, line);
+    assert.equal(JSON.parse(line).component, 'registrar');
   });
 
   test("a node of another configuration is told to join with the overlay's own", async () => {

@@ -207,10 +207,9 @@ export class SipNode implements TransactionUser {
     this.transports = transports;
     this.domain = (options.domain ?? options.overlay.config.domain).toLowerCase();
     this.nodeHex = idToHex(options.overlay.nodeId);
-    this.log = (options.logger ?? silentLogger).child({
-      component: 'sip-node',
-      node: this.nodeHex,
-    });
+    // Each part names itself as the component of its lines: what they share is the node.
+    const log = (options.logger ?? silentLogger).child({ node: this.nodeHex });
+    this.log = log.child({ component: 'sip-node' });
     this.bindings = options.bindings ?? new BindingStore();
     this.bindingsStore = options.bindingsStore;
     const hosts = [options.sip?.host ?? '127.0.0.1', ...(options.ws ? [options.ws.host] : [])];
@@ -221,7 +220,7 @@ export class SipNode implements TransactionUser {
           clock,
           ...(options.authSecret ? { secret: options.authSecret } : {}),
           ...(options.authAlgorithms ? { algorithms: options.authAlgorithms } : {}),
-          logger: this.log,
+          logger: log,
         })
       : undefined;
     if (this.auth && Object.keys(options.users ?? {}).length === 0) {
@@ -239,7 +238,7 @@ export class SipNode implements TransactionUser {
       connect: (id, app) => options.overlay.connect(id, app),
       onMessage: (data, source) => this.inbound(data, source),
       onClosed: (id) => this.flowGone(id),
-      logger: this.log,
+      logger: log,
       now: () => clock.now(),
     });
     this.transactions = new TransactionLayer({
@@ -256,7 +255,7 @@ export class SipNode implements TransactionUser {
       clock,
       keepFlow: (id, keep) => this.transports.keepFlow(id, keep),
       ...(options.bindingsStore ? { persistence: options.bindingsStore } : {}),
-      logger: this.log,
+      logger: log,
     });
     this.proxy = new StatefulProxy({
       ...(options.routeSecret ? { routeSecret: options.routeSecret } : {}),
@@ -274,7 +273,7 @@ export class SipNode implements TransactionUser {
       flowAlive: (id) => this.flows.has(id) || this.transports.hasFlow(id),
       connectTcp: (address, port) => this.transports.connectTcp(address, port),
       tcpOpen: (address, port) => this.transports.hasTcpTo(address, port),
-      logger: this.log,
+      logger: log,
       ...(options.timerCMs === undefined ? {} : { timerCMs: options.timerCMs }),
       ...(options.relayExternal ? { relayExternal: true } : {}),
     });
