@@ -2,12 +2,13 @@
 // the first), the control commands against them, and the documented errors.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { controlSocketPath, type StatusView } from '../src/control/protocol.js';
 import { formatStatus } from '../src/format/views.js';
@@ -358,6 +359,93 @@ describe('errors and settings', () => {
       oneErrorLine(portOnly.stderr),
       /bad setting "sip" \(from config file .*\): must be HOST:PORT, such as 127\.0\.0\.1:5060, not 5060$/,
     );
+  });
+
+  test('the WebSocket origins and wss files from a config file are checked', async (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'peerbx.yaml');
+    const start = async (yaml: string) => {
+      writeFileSync(file, yaml);
+      const r = await peerbx(['start', '--config', file, '--data-dir', join(dir, 'n')]);
+      assert.equal(r.code, 1);
+      return oneErrorLine(r.stderr);
+    };
+    assert.match(
+      await start('wsOrigins: [https://phone.example.com/app]\n'),
+      /bad setting "wsOrigins" .*"https:\/\/phone\.example\.com\/app" is not an origin such as https:\/\/phone\.example\.com/,
+    );
+    assert.match(
+      await start('wsOrigins: https://a.example\n'),
+      /bad setting "wsOrigins" .*must be a list/,
+    );
+    assert.match(
+      await start('wsTls: { cert: cert.pem }\n'),
+      /bad setting "wsTls" .*must be \{ cert: FILE, key: FILE \}/,
+    );
+    assert.match(
+      await start(
+        'sip: 127.0.0.1:0\nws: 127.0.0.1:0\noverlay: 127.0.0.1:0\nwsTls: { cert: c.pem, key: k.pem }\n',
+      ),
+      /bad setting "wsTls": cannot read the certificate file .*c\.pem: ENOENT$/,
+    );
+    writeFileSync(join(dir, 'c.pem'), 'not a certificate');
+    writeFileSync(join(dir, 'k.pem'), 'not a key');
+    assert.match(
+      await start(
+        'sip: 127.0.0.1:0\nws: 127.0.0.1:0\noverlay: 127.0.0.1:0\nwsTls: { cert: c.pem, key: k.pem }\n',
+      ),
+      /bad setting "wsTls": .*c\.pem and .*k\.pem are not a PEM certificate and its key/,
+    );
+  });
+
+  test('a node with wsTls speaks wss, to the pages wsOrigins lists besides its own', async (t) => {
+    const dir = tempDir(t);
+    const made = spawnSync('openssl', [
+      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
+      ...['-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      ...['-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
+    ]);
+    if (made.error || made.status !== 0) {
+      t.skip('openssl cannot make a test certificate here');
+      return;
+    }
+    const file = join(dir, 'peerbx.yaml');
+    writeFileSync(
+      file,
+      'wsTls: { cert: cert.pem, key: key.pem }\nwsOrigins: [https://phone.example.com]\n',
+    );
+    const node = await StartedNode.start(join(dir, 'n'), ['--config', file]);
+    t.after(() => node.stop());
+    const port = Number(node.ready.ws.slice(node.ready.ws.lastIndexOf(':') + 1));
+    const ca = readFileSync(join(dir, 'cert.pem'));
+    /** The status line of a WebSocket handshake over TLS from a page of `origin`. */
+    const handshake = (origin: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port, ca }, () =>
+          socket.write(
+            [
+              'GET / HTTP/1.1',
+              `Host: 127.0.0.1:${port}`,
+              'Upgrade: websocket',
+              'Connection: Upgrade',
+              'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+              'Sec-WebSocket-Version: 13',
+              'Sec-WebSocket-Protocol: sip',
+              `Origin: ${origin}`,
+              '',
+              '',
+            ].join('\r\n'),
+          ),
+        );
+        socket.on('error', reject);
+        socket.once('data', (d: Buffer) => {
+          resolve(d.toString().split('\r\n')[0] ?? '');
+          socket.destroy();
+        });
+      });
+    assert.equal(await handshake('https://phone.example.com'), 'HTTP/1.1 101 Switching Protocols');
+    assert.equal(await handshake('https://localhost:8443'), 'HTTP/1.1 101 Switching Protocols');
+    assert.equal(await handshake('https://evil.example'), 'HTTP/1.1 403 Forbidden');
   });
 
   test('precedence: defaults < file < environment < flags', async (t) => {

@@ -3,17 +3,21 @@
 // that must cost only its own connection, and ports released on close.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createSocket, type Socket as UdpClient } from 'node:dgram';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { WebSocket } from 'ws';
+import { type ClientOptions, WebSocket } from 'ws';
 import type { SipTransportError } from '../src/transport/errors.js';
 import { SipSocketTransports, type SipTransportOptions } from '../src/transport/layer.js';
 import type { SipFlowClosed, SipInboundMessage } from '../src/transport/transport.js';
 import { bindUdp } from '../src/transport/udp.js';
+import { originAllowed } from '../src/transport/ws.js';
 
 const HOST = '127.0.0.1';
 const WAIT_MS = 3000;
@@ -105,8 +109,13 @@ async function tcpClient(layer: SipSocketTransports): Promise<Socket> {
   return socket;
 }
 
-function wsClient(layer: SipSocketTransports, protocols?: string | string[]): WebSocket {
-  const ws = new WebSocket(`ws://${HOST}:${layer.addresses.ws?.port}`, protocols);
+function wsClient(
+  layer: SipSocketTransports,
+  protocols?: string | string[],
+  options: ClientOptions & { secure?: boolean } = {},
+): WebSocket {
+  const scheme = options.secure ? 'wss' : 'ws';
+  const ws = new WebSocket(`${scheme}://${HOST}:${layer.addresses.ws?.port}`, protocols, options);
   ws.on('error', () => undefined);
   others.push({ close: () => ws.terminate() });
   return ws;
@@ -307,6 +316,31 @@ describe('SIP transports', () => {
     assert.equal(layer.stats.connectionsRefused, refused + 2);
   });
 
+  it("refuses a web page of another site, takes this machine's and those listed", async () => {
+    const open = async (l: SipSocketTransports, origin: string) => {
+      const ws = wsClient(l, 'sip', { origin });
+      const [event, response] = (await withTimeout(
+        Promise.race([once(ws, 'open'), once(ws, 'unexpected-response')]).then((r) => [
+          r.length === 0 ? 'open' : 'refused',
+          r[1] as { statusCode: number } | undefined,
+        ]),
+        'the handshake',
+      )) as [string, { statusCode: number } | undefined];
+      ws.terminate();
+      return event === 'open' ? 'open' : response?.statusCode;
+    };
+    const refused = layer.stats.connectionsRefused;
+    assert.equal(await open(layer, 'https://evil.example'), 403);
+    assert.equal(await open(layer, 'null'), 403, 'a sandboxed page of any site says null');
+    assert.equal(layer.stats.connectionsRefused, refused + 2);
+    assert.equal(await open(layer, 'http://localhost:8080'), 'open');
+    assert.equal(await open(layer, 'http://127.0.0.1:3000'), 'open');
+    const listed = await start({ wsOrigins: ['https://phone.example.com'] });
+    assert.equal(await open(listed, 'https://phone.example.com'), 'open');
+    assert.equal(await open(listed, 'http://phone.example.com'), 403, 'another scheme');
+    assert.equal(await open(listed, 'https://evil.example'), 403);
+  });
+
   it('closes an unframeable stream after the hook, counts it, and keeps serving', async () => {
     const before = layer.stats;
     const inputs = [
@@ -372,6 +406,84 @@ describe('SIP transports', () => {
       layer.send(reply('name'), { transport: 'tcp', address: 'example.com', port: 5060 }),
       { code: 'ERR_DESTINATION' },
     );
+  });
+});
+
+describe('the WebSocket Origin check', () => {
+  const own = (h: string) => h === '192.0.2.7';
+  it("takes no Origin (no browser), loopback pages and the machine's own", () => {
+    for (const origin of [
+      undefined,
+      'http://localhost:8080',
+      'http://127.0.0.1',
+      'https://[::1]:3000',
+      'http://192.0.2.7:8000',
+    ]) {
+      assert.equal(originAllowed(origin, [], own), true, String(origin));
+    }
+  });
+
+  it('refuses other pages unless listed, by scheme, host and port', () => {
+    const listed = ['https://phone.example.com', 'http://intranet.example:8080/'];
+    assert.equal(originAllowed('https://evil.example', listed, own), false);
+    assert.equal(originAllowed('https://phone.example.com', listed, own), true);
+    assert.equal(originAllowed('https://PHONE.example.com:443', listed, own), true);
+    assert.equal(originAllowed('https://phone.example.com:8443', listed, own), false);
+    assert.equal(originAllowed('http://intranet.example:8080', listed, own), true);
+    assert.equal(originAllowed('http://intranet.example', listed, own), false);
+    assert.equal(originAllowed('not a url', listed, own), false);
+    assert.equal(originAllowed('null', listed, own), false);
+    assert.equal(originAllowed('null', ['null'], own), true);
+    assert.equal(originAllowed('https://evil.example', ['*'], own), true);
+  });
+});
+
+describe('SIP over secure WebSocket (wss)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'peerbx-wss-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const openssl = spawnSync('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-keyout',
+    join(dir, 'key.pem'),
+    '-out',
+    join(dir, 'cert.pem'),
+  ]);
+  const skip =
+    openssl.error || openssl.status !== 0 ? 'openssl cannot make a test certificate here' : false;
+
+  it('speaks TLS with the certificate given, and carries SIP over it', { skip }, async () => {
+    const cert = readFileSync(join(dir, 'cert.pem'));
+    const layer = await start({ wsTls: { cert, key: readFileSync(join(dir, 'key.pem')) } });
+    const ws = wsClient(layer, 'sip', { secure: true, ca: cert });
+    await withTimeout(once(ws, 'open'), 'the TLS and WebSocket handshakes');
+    const inbound = nextMessage(layer);
+    ws.send(request('REGISTER', 'wss-1'));
+    const m = await inbound;
+    assert.equal(m.source.transport, 'ws');
+    const answer = withTimeout(once(ws, 'message'), 'the reply');
+    await layer.send(reply('wss-1'), { connectionId: m.source.connectionId as string });
+    assert.equal(((await answer) as [Buffer])[0].toString(), reply('wss-1').toString());
+    ws.close();
+    // Plain ws to a wss listener gets no WebSocket.
+    const plain = wsClient(layer, 'sip');
+    let opened = false;
+    plain.on('open', () => {
+      opened = true;
+    });
+    await withTimeout(new Promise((closed) => plain.once('close', closed)), 'plain ws to fail');
+    assert.equal(opened, false);
   });
 });
 

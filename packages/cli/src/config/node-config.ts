@@ -41,6 +41,10 @@ export interface NodeSettings {
   authAlgorithms: ('SHA-256' | 'MD5')[];
   /** Let phones reach SIP hosts outside the overlay through this node (config file only). */
   relayExternal: boolean;
+  /** Web page origins besides this machine's whose phones may use the WebSocket (config file only). */
+  wsOrigins: string[];
+  /** Certificate and key files (PEM) for secure WebSocket, wss (config file only). */
+  wsTls?: { cert: string; key: string };
 }
 
 /** Settings as given by one source, not yet checked. */
@@ -57,6 +61,8 @@ export interface RawSettings {
   users?: unknown;
   authAlgorithms?: unknown;
   relayExternal?: unknown;
+  wsOrigins?: unknown;
+  wsTls?: unknown;
 }
 
 const FIELDS: Record<string, keyof RawSettings> = {
@@ -75,6 +81,8 @@ const FIELDS: Record<string, keyof RawSettings> = {
   users: 'users',
   authAlgorithms: 'authAlgorithms',
   relayExternal: 'relayExternal',
+  wsOrigins: 'wsOrigins',
+  wsTls: 'wsTls',
 };
 
 export const DEFAULT_SETTINGS: RawSettings = {
@@ -89,6 +97,7 @@ export const DEFAULT_SETTINGS: RawSettings = {
   users: {},
   authAlgorithms: ['SHA-256', 'MD5'],
   relayExternal: false,
+  wsOrigins: [],
 };
 
 /** Reads a JSON or YAML config file; its paths are relative to the file's directory. */
@@ -132,13 +141,22 @@ export function readConfigFile(path: string): RawSettings {
   if (typeof out.dataDir === 'string') out.dataDir = resolve(base, expandHome(out.dataDir));
   if (typeof out.overlayConfig === 'string')
     out.overlayConfig = resolve(base, expandHome(out.overlayConfig));
+  const tls = out.wsTls as Record<string, unknown> | undefined;
+  if (tls && typeof tls === 'object' && typeof tls.cert === 'string' && typeof tls.key === 'string')
+    out.wsTls = {
+      cert: resolve(base, expandHome(tls.cert)),
+      key: resolve(base, expandHome(tls.key)),
+    };
   return out;
 }
 
 /** Settings from PEERBX_* variables; PEERBX_BOOTSTRAP is a comma- or space-separated list. */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): RawSettings {
   const out: RawSettings = {};
-  const keys: Exclude<keyof RawSettings, 'users' | 'authAlgorithms' | 'relayExternal'>[] = [
+  const keys: Exclude<
+    keyof RawSettings,
+    'users' | 'authAlgorithms' | 'relayExternal' | 'wsOrigins' | 'wsTls'
+  >[] = [
     'dataDir',
     'overlay',
     'bootstrap',
@@ -222,6 +240,27 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
   if (merged.relayExternal !== undefined && typeof merged.relayExternal !== 'boolean') {
     bad('relayExternal', 'must be true or false');
   }
+  const wsOrigins = merged.wsOrigins ?? [];
+  if (!Array.isArray(wsOrigins))
+    bad('wsOrigins', 'must be a list of origins such as https://phone.example.com');
+  for (const o of wsOrigins as unknown[]) {
+    if (!isOrigin(o))
+      bad(
+        'wsOrigins',
+        `${JSON.stringify(o)} is not an origin such as https://phone.example.com (or * for any page, null for a page opened from a file)`,
+      );
+  }
+  const tls = merged.wsTls as Record<string, unknown> | undefined;
+  if (
+    tls !== undefined &&
+    (typeof tls !== 'object' ||
+      tls === null ||
+      typeof tls.cert !== 'string' ||
+      typeof tls.key !== 'string' ||
+      Object.keys(tls).length !== 2)
+  ) {
+    bad('wsTls', 'must be { cert: FILE, key: FILE }, PEM files of the certificate and its key');
+  }
   const users = merged.users ?? {};
   if (typeof users !== 'object' || users === null || Array.isArray(users))
     bad('users', 'must be a map of user name → { password }');
@@ -252,7 +291,9 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     users: users as NodeSettings['users'],
     authAlgorithms: algorithms as NodeSettings['authAlgorithms'],
     relayExternal: merged.relayExternal === true,
+    wsOrigins: wsOrigins as string[],
   };
+  if (tls) settings.wsTls = { cert: tls.cert as string, key: tls.key as string };
   if (merged.overlayConfig !== undefined)
     settings.overlayConfig = resolve(expandHome(str('overlayConfig')));
   return settings;
@@ -274,4 +315,22 @@ export function loadSettings(flags: RawSettings & { config?: string }): NodeSett
 
 export function expandHome(p: string): string {
   return p === '~' || p.startsWith('~/') ? `${process.env.HOME ?? ''}${p.slice(1)}` : p;
+}
+
+/** An origin as a browser sends it (scheme://host[:port], http or https), `*` or `null`. */
+function isOrigin(value: unknown): boolean {
+  if (value === '*' || value === 'null') return true;
+  if (typeof value !== 'string') return false;
+  try {
+    const url = new URL(value);
+    return (
+      (url.protocol === 'http:' || url.protocol === 'https:') &&
+      !url.username &&
+      url.pathname === '/' &&
+      !url.search &&
+      !url.hash
+    );
+  } catch {
+    return false;
+  }
 }

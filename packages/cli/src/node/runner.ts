@@ -2,7 +2,9 @@
 // control endpoint. Turns the lower layers' failures into the CLI's one-line errors.
 
 import { lookup } from 'node:dns/promises';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import { idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import {
   KIND_SIP_REGISTRATION,
@@ -82,7 +84,11 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
     sip = await SipNode.start({
       overlay,
       sip: settings.sip,
-      ws: settings.ws,
+      ws: settings.ws && {
+        ...settings.ws,
+        origins: settings.wsOrigins,
+        ...(settings.wsTls ? { tls: readTls(settings.wsTls) } : {}),
+      },
       domain: config.domain,
       logger: log,
       auth: settings.auth,
@@ -428,4 +434,28 @@ function registered(sip: SipNode, now: number) {
     registeredDevices += devices;
   }
   return { registeredAors, registeredDevices };
+}
+
+/** The wss certificate and key, checked to make a TLS context: a bad one is a one-line error. */
+function readTls(files: { cert: string; key: string }): { cert: Buffer; key: Buffer } {
+  const read = (what: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new CliError(
+        'ERR_CONFIG',
+        `bad setting "wsTls": cannot read the ${what} file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
+    }
+  };
+  const tls = { cert: read('certificate', files.cert), key: read('key', files.key) };
+  try {
+    createSecureContext(tls);
+  } catch (err) {
+    throw new CliError(
+      'ERR_CONFIG',
+      `bad setting "wsTls": ${files.cert} and ${files.key} are not a PEM certificate and its key (${(err as Error).message})`,
+    );
+  }
+  return tls;
 }

@@ -64,8 +64,19 @@ export interface SipNodeOptions {
   overlay: SipNodeOverlay;
   /** UDP and TCP; default 127.0.0.1:5060. Port 0 picks a free port. */
   sip?: { host: string; port: number };
-  /** WebSocket; default 127.0.0.1:5066; false: none. */
-  ws?: { host: string; port: number } | false;
+  /**
+   * WebSocket; default 127.0.0.1:5066; false: none. `tls`: secure WebSocket (wss) with this
+   * certificate and key (PEM). `origins`: web pages besides this machine's that may connect
+   * (`*`: any; see originAllowed).
+   */
+  ws?:
+    | {
+        host: string;
+        port: number;
+        tls?: { cert: string | Buffer; key: string | Buffer };
+        origins?: readonly string[];
+      }
+    | false;
   /** The SIP domain; default the overlay configuration's. */
   domain?: string;
   logger?: Logger;
@@ -350,7 +361,16 @@ export class SipNode implements TransactionUser {
     const transports = await SipSocketTransports.listen({
       host: sip.host,
       port: sip.port,
-      ...(ws === false ? { ws: false } : ws ? { wsHost: ws.host, wsPort: ws.port } : {}),
+      ...(ws === false
+        ? { ws: false }
+        : ws
+          ? {
+              wsHost: ws.host,
+              wsPort: ws.port,
+              ...(ws.tls ? { wsTls: ws.tls } : {}),
+              ...(ws.origins ? { wsOrigins: ws.origins } : {}),
+            }
+          : {}),
       ...(options.logger ? { logger: options.logger } : {}),
       onUnframeable: (source, headers, reason) => node?.unframeable(source, headers, reason),
     });

@@ -28,6 +28,7 @@ import {
   type UnframeableError,
   type UnframeableReason,
 } from './errors.js';
+import { InterfaceAddresses } from './local-address.js';
 import { QueueProbe } from './queue-probe.js';
 import { classifyDatagram, endpointKey, unmapIPv4 } from './sip-bytes.js';
 import { type BoundServer, connectTcp, listenTcp, TcpConnection } from './tcp.js';
@@ -42,7 +43,7 @@ import type {
   SipTransportStats,
 } from './transport.js';
 import { bindUdp, type UdpSocket } from './udp.js';
-import { listenWs, WsConnection } from './ws.js';
+import { listenWs, originAllowed, WsConnection } from './ws.js';
 
 /** Called before an unframeable stream is closed; a 400 sent to source.connectionId still goes out. */
 export type UnframeableHook = (
@@ -60,6 +61,13 @@ export interface SipTransportOptions {
   wsPort?: number;
   /** False: no WebSocket listener. */
   ws?: boolean;
+  /** Secure WebSocket (wss) with this certificate and key (PEM); default plain ws. */
+  wsTls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Origins of pages besides this machine's that may connect over WebSocket (originAllowed);
+   * `*` for any. Default none.
+   */
+  wsOrigins?: readonly string[];
   logger?: Logger;
   onUnframeable?: UnframeableHook;
   idleTimeoutMs?: number;
@@ -306,10 +314,14 @@ export class SipSocketTransports
     if (this.options.ws !== false) {
       const wsHost = this.options.wsHost ?? DEFAULT_WS_HOST;
       const wsPort = this.options.wsPort ?? DEFAULT_WS_PORT;
+      const origins = this.options.wsOrigins ?? [];
+      const interfaces = new InterfaceAddresses();
       this.ws = await listenWs({
         host: wsHost,
         port: wsPort,
         maxPayload: this.options.maxMessageBytes ?? MAX_STREAM_MESSAGE_BYTES,
+        ...(this.options.wsTls ? { tls: this.options.wsTls } : {}),
+        originAllowed: (origin) => originAllowed(origin, origins, (h) => interfaces.has(h)),
         accept: (request) =>
           this.hostHasRoom(request.socket.remoteAddress ?? '') && this.makeRoom(),
         onConnection: (ws, request) => {

@@ -2,8 +2,10 @@
 // "sip" subprotocol, and connections where each text or binary frame is one SIP message.
 
 import { isUtf8 } from 'node:buffer';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
+import { isLoopbackHost } from '@peerbx/overlay-core';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { type ConnectionHost, StreamConnection } from './connection.js';
 import { WS_SUBPROTOCOL } from './constants.js';
@@ -104,10 +106,49 @@ export function offersSipSubprotocol(request: IncomingMessage): boolean {
   return header.split(',').some((p) => p.trim().toLowerCase() === WS_SUBPROTOCOL);
 }
 
+/**
+ * Whether a browser page of `origin` (the handshake's Origin header) may open a SIP WebSocket.
+ * No Origin is no browser (a softphone, sip.js in Node): yes. A page of this machine (its host
+ * loopback, localhost or one of `isOwnHost`'s): yes. Any other page only when `allowed` lists
+ * its origin (scheme://host[:port]), or `*`; "null" (a page opened from a file, or a sandboxed
+ * one of any site) only when listed. Without this check any web site the user visits could
+ * register as the user at the node on loopback and take the user's calls (RFC 6455 §10.2).
+ */
+export function originAllowed(
+  origin: string | undefined,
+  allowed: readonly string[],
+  isOwnHost: (host: string) => boolean,
+): boolean {
+  if (origin === undefined) return true;
+  if (allowed.includes('*')) return true;
+  if (origin === 'null') return allowed.includes('null');
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false;
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  if (host === 'localhost' || isLoopbackHost(host) || isOwnHost(host)) return true;
+  return allowed.some((a) => a !== 'null' && a !== '*' && sameOrigin(a, url));
+}
+
+function sameOrigin(listed: string, url: URL): boolean {
+  try {
+    return new URL(listed).origin === url.origin;
+  } catch {
+    return false;
+  }
+}
+
 export interface WsListenOptions {
   host: string;
   port: number;
   maxPayload: number;
+  /** Secure WebSocket (wss): the listener speaks TLS with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Whether a page of this Origin may connect (originAllowed); default any. */
+  originAllowed?(origin: string | undefined): boolean;
   /** A handshake with the "sip" subprotocol completed. */
   onConnection(ws: WebSocket, request: IncomingMessage): void;
   /** A handshake was refused (no "sip" subprotocol, or `accept` said no). */
@@ -129,10 +170,13 @@ export function listenWs(options: WsListenOptions): Promise<BoundServer> {
     handleProtocols: (offered) =>
       [...offered].find((p) => p.toLowerCase() === WS_SUBPROTOCOL) ?? false,
   });
-  const server: Server = createServer((_req, res) => {
+  const plain = (_req: IncomingMessage, res: ServerResponse) => {
     res.writeHead(426, { Connection: 'close', Upgrade: 'websocket' });
     res.end('SIP over WebSocket only (RFC 7118)\n');
-  });
+  };
+  const server: Server = options.tls
+    ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, plain)
+    : createServer(plain);
   // A browser sends its upgrade request at once; a connection that trickles one is dropped.
   server.headersTimeout = WS_UPGRADE_TIMEOUT_MS;
   server.requestTimeout = WS_UPGRADE_TIMEOUT_MS;
@@ -141,6 +185,17 @@ export function listenWs(options: WsListenOptions): Promise<BoundServer> {
     if (!offersSipSubprotocol(request)) {
       refuse(socket, 400, 'Bad Request', 'the "sip" WebSocket subprotocol is required (RFC 7118)');
       options.onRefused(request, 'no "sip" subprotocol');
+      return;
+    }
+    const origin = request.headers.origin;
+    if (options.originAllowed && !options.originAllowed(origin)) {
+      refuse(
+        socket,
+        403,
+        'Forbidden',
+        `pages of origin ${origin} may not use this node: list it under wsOrigins in the node's config file`,
+      );
+      options.onRefused(request, `origin ${origin} not allowed`);
       return;
     }
     if (!options.accept(request)) {
