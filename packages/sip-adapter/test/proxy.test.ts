@@ -138,6 +138,28 @@ describe('stateful proxy', () => {
     assert.equal(a.sip.stats.badRequestsAnswered, 1);
   });
 
+  it('answers 400 to request lines that only look like one (RFC 4475 §3.1.2.8-10), an ACK nothing', async () => {
+    const p = await phone();
+    const target = `sip:bob@127.0.0.1:${a.port}`;
+    for (const line of [
+      `OPTIONS ${target}; lr SIP/2.0`,
+      `OPTIONS  ${target}  SIP/2.0`,
+      `OPTIONS ${target} SIP/2.0  `,
+      `OPTIONS ${target} SIP/2.0 extra`,
+    ]) {
+      const text = request('OPTIONS', target, p).text;
+      p.send(line + text.slice(text.indexOf('\r\n')), a.port);
+      const bad = (await p.response(400)) as SipResponse;
+      assert.equal(bad.reason, 'Bad Request (bad request line)', line);
+    }
+    const dropped = a.sip.stats.malformedDropped;
+    const ack = request('ACK', target, p).text;
+    p.send(`ACK ${target} SIP/2.0 extra${ack.slice(ack.indexOf('\r\n'))}`, a.port);
+    p.send(request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text, a.port);
+    await p.response(200, 'OPTIONS');
+    assert.equal(a.sip.stats.malformedDropped, dropped + 1, 'the ACK dropped, as unparsable SIP');
+  });
+
   it('tells a phone the address it is seen at: received and rport in its Via (RFC 3581)', async () => {
     const p = await phone();
     // A phone behind NAT writes its private address; the node sees the packet's source.

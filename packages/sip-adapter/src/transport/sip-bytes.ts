@@ -7,14 +7,20 @@ export const CRLF = Buffer.from('\r\n');
 export const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 // RFC 3261 §25.1: Method is a token; SIP-Version "SIP/" 1*DIGIT "." 1*DIGIT (case-insensitive;
-// a request of another version is answered 505 above); Status-Code 3 digits.
-const REQUEST_LINE = /^[A-Za-z0-9.!%*_+`'~-]+ [^ \t]+ SIP\/\d{1,3}\.\d{1,3}$/i;
+// a request of another version is answered 505 above); Status-Code 3 digits. What only looks
+// like a request line (LWS in the Request-URI, more than one SP between the parts or after the
+// version: RFC 4475 §3.1.2.8-10) is SIP all the same, for the parser to answer 400. Each
+// pattern runs in time linear in the line (a 64 kB line of spaces must not cost seconds).
+const METHOD_AND_LWS = /^[A-Za-z0-9.!%*_+`'~-]+[ \t]+(?=\S)/;
+const LWS_AND_VERSION = /[ \t]SIP\/\d{1,3}\.\d{1,3}(?=[ \t]|$)/i;
 const STATUS_LINE = /^SIP\/2\.0 [1-6][0-9][0-9](?: .*)?$/i;
 const CONTENT_LENGTH = /^(?:content-length|l)[ \t]*:[ \t]*([^ \t]*)[ \t]*$/i;
 
-/** True when `line` (without its CRLF) is a SIP request line or status line. */
+/** True when `line` (without its CRLF) is a SIP request line or status line, or looks like one. */
 export function looksLikeSipStartLine(line: string): boolean {
-  return REQUEST_LINE.test(line) || STATUS_LINE.test(line);
+  if (STATUS_LINE.test(line)) return true;
+  const method = METHOD_AND_LWS.exec(line);
+  return method !== null && LWS_AND_VERSION.test(line.slice(method[0].length));
 }
 
 export type ContentLength =
