@@ -138,6 +138,21 @@ describe('stateful proxy', () => {
     assert.equal(a.sip.stats.badRequestsAnswered, 1);
   });
 
+  it('takes an in-dialog request to a user of the overlay to that user, not to a device by host', async () => {
+    // A remote target that is an AOR (RFC 4475 §3.1.1.1 wsinv has a To tag too): the location
+    // service finds the user's devices, here at the other node.
+    const tess = await phone();
+    await tess.register(b, 'tess');
+    const p = await phone();
+    const uri = 'sip:tess@peerbx.local';
+    const text = request('INFO', uri, p).text.replace(`To: <${uri}>`, `To: <${uri}>;tag=t1`);
+    p.send(text, a.port);
+    const info = await tess.request('INFO');
+    assert.equal(info.toTag, 't1');
+    tess.answer(info, 200, b.port, 't1');
+    await p.response(200, 'INFO');
+  });
+
   it('answers 400 to request lines that only look like one (RFC 4475 §3.1.2.8-10), an ACK nothing', async () => {
     const p = await phone();
     const target = `sip:bob@127.0.0.1:${a.port}`;

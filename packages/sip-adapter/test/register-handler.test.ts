@@ -132,6 +132,13 @@ describe('REGISTER handler', () => {
       assert.equal(unreachable.status, 400);
       assert.match(unreachable.reason, /Contact cannot be reached/);
     }
+    // The SIP domain is no device's address (ringing it would ask DNS for peerbx.local).
+    const domain = await handler.handle(
+      register('sip:carol@peerbx.local', ['Contact: <sip:carol@PeerBX.local;maddr=127.0.0.1>']),
+      udp,
+    );
+    assert.equal(domain.status, 400);
+    assert.match(domain.reason, /names the SIP domain, not the phone/);
     // Its removal is no device to ring: taken.
     const gone = await handler.handle(
       register('sip:carol@peerbx.local', ['Contact: <sips:carol@127.0.0.1:5074>', 'Expires: 0']),

@@ -395,8 +395,10 @@ export class StatefulProxy {
     this.contexts.set(tx, ctx);
 
     const routes = request.routes;
-    if (routes.length > 0 || request.toTag !== undefined) {
+    if (routes.length > 0 || (request.toTag !== undefined && !this.namesUser(request.requestUri))) {
       // Loose routing / in-dialog: one target, the top Route or the Request-URI (§16.5, §16.12).
+      // An in-dialog request to a user of the overlay (a remote target that is an AOR) goes to
+      // the location service as any other (§16.5), not to a device found by host and port.
       const uri = routes[0]?.uri ?? request.requestUri;
       if (!isSipUri(uri)) {
         this.finish(ctx, 416);
@@ -693,6 +695,11 @@ export class StatefulProxy {
   }
 
   /** True for the overlay domain, and for localhost / our addresses with no or our own port. */
+  /** A user at the overlay's SIP domain itself (never a device's address). */
+  private namesUser(uri: Uri): boolean {
+    return isSipUri(uri) && uri.user !== undefined && uri.host.toLowerCase() === this.c.domain;
+  }
+
   private isAorHost(uri: SipUri): boolean {
     const host = uri.host.toLowerCase();
     if (host === this.c.domain) return true;

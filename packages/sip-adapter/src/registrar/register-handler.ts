@@ -243,6 +243,19 @@ export class RegisterHandler {
           reason: `Bad Request (a ${reasonText(unreachable.uri.scheme, 20)}: Contact cannot be reached: this node rings sip: Contacts over UDP, TCP and WebSocket, and has no TLS)`,
         });
       }
+      // The SIP domain is no host: ringing such a Contact would ask DNS (beyond this machine)
+      // for a name no device has, or find another user's binding by host and port.
+      const domainContact = contacts.find(
+        (c) =>
+          isSipUri(c.uri) &&
+          c.uri.host.toLowerCase() === this.options.domain &&
+          (contactExpires(c) ?? expires ?? 1) !== 0,
+      );
+      if (domainContact) {
+        return createResponse(request, 400, {
+          reason: `Bad Request (Contact ${reasonText(formatUri(domainContact.uri), 100)} names the SIP domain, not the phone: give the phone's own address)`,
+        });
+      }
       inputs = contacts.map((c) => {
         const e = contactExpires(c);
         const q = contactQ(c);
