@@ -153,6 +153,15 @@ describe('stateful proxy', () => {
     await p.response(200, 'INFO');
   });
 
+  it('answers a sips: request 416, not forwarded without TLS', async () => {
+    const sam = await phone();
+    await sam.register(b, 'sam');
+    const p = await phone();
+    p.send(request('MESSAGE', 'sips:sam@peerbx.local', p).text, a.port);
+    const refused = (await p.response(416)) as SipResponse;
+    assert.match(refused.reason, /sips: needs TLS/);
+  });
+
   it('answers 400 to request lines that only look like one (RFC 4475 §3.1.2.8-10), an ACK nothing', async () => {
     const p = await phone();
     const target = `sip:bob@127.0.0.1:${a.port}`;

@@ -139,6 +139,12 @@ describe('REGISTER handler', () => {
     );
     assert.equal(domain.status, 400);
     assert.match(domain.reason, /names the SIP domain, not the phone/);
+    const portZero = await handler.handle(
+      register('sip:carol@peerbx.local', ['Contact: <sip:carol@127.0.0.1:0>']),
+      udp,
+    );
+    assert.equal(portZero.status, 400);
+    assert.match(portZero.reason, /has port 0/);
     // Its removal is no device to ring: taken.
     const gone = await handler.handle(
       register('sip:carol@peerbx.local', ['Contact: <sips:carol@127.0.0.1:5074>', 'Expires: 0']),

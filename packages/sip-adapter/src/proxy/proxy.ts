@@ -394,6 +394,15 @@ export class StatefulProxy {
     });
     this.contexts.set(tx, ctx);
 
+    // §26.2.2: a SIPS request goes over TLS at every hop, and this node has none for SIP.
+    if (request.requestUri.scheme === 'sips') {
+      this.finish(
+        ctx,
+        416,
+        'Unsupported URI Scheme (sips: needs TLS, which this node does not have)',
+      );
+      return;
+    }
     const routes = request.routes;
     if (routes.length > 0 || (request.toTag !== undefined && !this.namesUser(request.requestUri))) {
       // Loose routing / in-dialog: one target, the top Route or the Request-URI (§16.5, §16.12).

@@ -244,16 +244,21 @@ export class RegisterHandler {
         });
       }
       // The SIP domain is no host: ringing such a Contact would ask DNS (beyond this machine)
-      // for a name no device has, or find another user's binding by host and port.
-      const domainContact = contacts.find(
+      // for a name no device has, or find another user's binding by host and port. Port 0 is
+      // no port at all.
+      const nowhere = contacts.find(
         (c) =>
           isSipUri(c.uri) &&
-          c.uri.host.toLowerCase() === this.options.domain &&
+          (c.uri.host.toLowerCase() === this.options.domain || c.uri.port === 0) &&
           (contactExpires(c) ?? expires ?? 1) !== 0,
       );
-      if (domainContact) {
+      if (nowhere) {
+        const uri = reasonText(formatUri(nowhere.uri), 100);
         return createResponse(request, 400, {
-          reason: `Bad Request (Contact ${reasonText(formatUri(domainContact.uri), 100)} names the SIP domain, not the phone: give the phone's own address)`,
+          reason:
+            isSipUri(nowhere.uri) && nowhere.uri.port === 0
+              ? `Bad Request (Contact ${uri} has port 0: give the port the phone listens on)`
+              : `Bad Request (Contact ${uri} names the SIP domain, not the phone: give the phone's own address)`,
         });
       }
       inputs = contacts.map((c) => {

@@ -672,7 +672,8 @@ export class SipSocketTransports
 
   private onUnframeable(connection: StreamConnection, error: UnframeableError): void {
     this.counters.unframeable[error.reason]++;
-    this.log.warn(
+    // The peer's doing, as a datagram that is no SIP is (logged at debug): no warning of ours.
+    this.log.info(
       { connectionId: connection.id, remote: connection.key, reason: error.reason },
       `closing connection: ${error.message}`,
     );
