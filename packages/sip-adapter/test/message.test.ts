@@ -141,6 +141,35 @@ describe('parse and serialise typical messages', () => {
     assert.equal(out.match(/Content-Length/g)?.length, 1);
   });
 
+  it('keeps header bytes that are no UTF-8 as they came, through a copy and into a response', () => {
+    const text = typical.options.toString();
+    const at = text.indexOf('\r\n') + 2;
+    const bytes = Buffer.concat([
+      Buffer.from(text.slice(0, at), 'latin1'),
+      Buffer.from([...Buffer.from('X-Bin: a'), 0xff, 0x62, 0xc3, 0x28, 0x63, 0x0d, 0x0a]),
+      Buffer.from(text.slice(at), 'latin1'),
+    ]);
+    const m = req(bytes);
+    assert.equal(m.header('x-bin'), 'a\u00ffb\u00c3(c', 'a byte a character');
+    assert.deepEqual(serialize(m), bytes);
+    const forwarded = m.copy();
+    forwarded.headers.prepend('Via', 'SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-p');
+    assert.ok(serialize(forwarded).includes(Buffer.from([0x61, 0xff, 0x62, 0xc3, 0x28, 0x63])));
+    // The 400 or 404 echoes From and To as they came.
+    const named = Buffer.from(
+      bytes.toString('latin1').replace(/From: [^<]*</, 'From: "M\u00fcller" <'),
+      'latin1',
+    );
+    const answer = serialize(createResponse(req(named), 404));
+    assert.ok(
+      answer.includes(Buffer.from([0x4d, 0xfc, 0x6c])),
+      'M\xfcl, not a replacement character',
+    );
+    // Valid UTF-8 is read as such.
+    const utf8 = req(Buffer.from(text.replace(/From: [^<]*</, 'From: "Müller" <')));
+    assert.match(utf8.header('from') ?? '', /"Müller"/);
+  });
+
   it('a string input works the same as bytes', () => {
     assert.deepEqual(serialize(parseSipMessage(typical.bye.toString())), typical.bye);
   });

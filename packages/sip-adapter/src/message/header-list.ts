@@ -13,6 +13,12 @@ export interface SipHeaderField {
 }
 
 export class SipHeaders implements Iterable<SipHeaderField> {
+  /**
+   * How the values go back to bytes: 'latin1' when they came from a header block that was no
+   * UTF-8, read a byte a character, so that a proxy forwards those bytes as they came (RFC
+   * 3261 §16.6) instead of replacement characters.
+   */
+  encoding: 'utf8' | 'latin1' = 'utf8';
   private fields: SipHeaderField[] = [];
   /**
    * Per header key, bumped on every change of that header: a message's parsed view of a
@@ -129,6 +135,7 @@ export class SipHeaders implements Iterable<SipHeaderField> {
 
   clone(): SipHeaders {
     const copy = new SipHeaders();
+    copy.encoding = this.encoding;
     copy.fields = this.fields.slice();
     copy.revisions = new Map(this.revisions);
     return copy;

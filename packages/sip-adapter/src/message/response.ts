@@ -74,6 +74,7 @@ function fromRequestHeaders(
     ...(options.body === undefined ? {} : { body: options.body }),
   });
   const h = res.headers;
+  h.encoding = src.encoding;
   for (const via of src.getAll('via')) h.append('Via', via);
   h.append('From', src.get('from') ?? '');
   let to = src.get('to') ?? '';

@@ -4,6 +4,7 @@
 // mandatory and single-valued headers); tolerant where RFC 4475 asks (LWS, folding, case,
 // compact forms, unknown headers, escaped URIs).
 
+import { isUtf8 } from 'node:buffer';
 import { MAX_MESSAGE_BYTES, SIP_VERSION } from '../constants.js';
 import { SipParseError } from '../errors.js';
 import { SipHeaders } from './header-list.js';
@@ -281,8 +282,10 @@ export function parseSipMessage(
   while (buf[start] === 0x0d && buf[start + 1] === 0x0a) start += 2;
   if (start >= buf.length) throw new SipParseError('ERR_SIP_EMPTY', 'no SIP message (only CRLF)');
   const headEnd = buf.indexOf(CRLFCRLF, start);
-  const head = buf.toString('utf8', start, headEnd < 0 ? buf.length : headEnd);
-  const { startLine, headers, problem } = splitHead(head);
+  const headBytes = buf.subarray(start, headEnd < 0 ? buf.length : headEnd);
+  const encoding = isUtf8(headBytes) ? 'utf8' : 'latin1';
+  const { startLine, headers, problem } = splitHead(headBytes.toString(encoding));
+  headers.encoding = encoding;
   const isRequest = !startLine.startsWith('SIP/');
   // RFC 3261 §17: an ACK is never answered, one that does not parse neither (it is dropped).
   const replyable =
@@ -486,9 +489,10 @@ export function serialize(msg: SipMessage): Buffer {
     head += `${wireName(f.key, f.name)}: ${f.value}\r\n`;
   }
   head += `Content-Length: ${msg.body.length}\r\n\r\n`;
-  const headLength = Buffer.byteLength(head);
+  const encoding = msg.headers.encoding;
+  const headLength = Buffer.byteLength(head, encoding);
   const out = Buffer.allocUnsafe(headLength + msg.body.length);
-  out.write(head, 0, 'utf8');
+  out.write(head, 0, encoding);
   msg.body.copy(out, headLength);
   return out;
 }
