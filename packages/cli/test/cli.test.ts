@@ -4,7 +4,15 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -12,7 +20,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { controlSocketPath, type StatusView } from '../src/control/protocol.js';
 import { formatStatus } from '../src/format/views.js';
-import { peerbx, StartedNode, startArgs, startArgsAt, tempDir } from './helpers.js';
+import { peerbx, StartedNode, startArgs, startArgsAt, tempDir, udpRegister } from './helpers.js';
 
 const oneErrorLine = (stderr: string) => {
   const lines = stderr.trim().split('\n');
@@ -121,38 +129,8 @@ describe('two running nodes', () => {
   });
 
   test('status names the users registered here and counts the overlay writes', async () => {
-    const sock = createSocket('udp4');
-    await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
-    const at = b.ready.sip.lastIndexOf(':');
-    const port = Number(b.ready.sip.slice(at + 1));
-    const register = (contact: string) =>
-      new Promise<string>((resolve) => {
-        sock.once('message', (m) => resolve(m.toString().split('\r\n')[0] ?? ''));
-        const callId = `st-${contact}`;
-        sock.send(
-          [
-            `REGISTER sip:127.0.0.1:${port} SIP/2.0`,
-            `Via: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bK${callId};rport`,
-            'From: <sip:stella@peerbx.local>;tag=1',
-            'To: <sip:stella@peerbx.local>',
-            `Call-ID: ${callId}`,
-            'CSeq: 1 REGISTER',
-            `Contact: <sip:stella@${contact}>`,
-            'Expires: 600',
-            'Content-Length: 0',
-            '',
-            '',
-          ].join('\r\n'),
-          port,
-          '127.0.0.1',
-        );
-      });
-    try {
-      assert.equal(await register('127.0.0.1:9'), 'SIP/2.0 200 OK');
-      assert.equal(await register('127.0.0.1:10'), 'SIP/2.0 200 OK');
-    } finally {
-      sock.close();
-    }
+    assert.equal(await udpRegister(b.ready.sip, 'stella', '127.0.0.1:9'), 'SIP/2.0 200 OK');
+    assert.equal(await udpRegister(b.ready.sip, 'stella', '127.0.0.1:10'), 'SIP/2.0 200 OK');
     const text = await peerbx(['status', '--data-dir', b.dataDir]);
     assert.match(text.stdout, /registered\s+stella@peerbx\.local \(2 devices\)\n/);
     assert.match(text.stdout, /overlay writes\s+2 registrations written since start\n/);
@@ -604,6 +582,49 @@ describe('lifecycle', () => {
     a = await StartedNode.start(join(dir, 'a'), withConfig);
     assert.match(a.stderr, /"msg":"joined overlay"/, a.stderr);
     assert.ok((await peersOf(a)).includes(b.ready.node), 'the restarted founder knows b again');
+  });
+
+  test('a bindings journal torn by a kill is said in the log, and the node starts', async (t) => {
+    const dir = join(tempDir(t), 'n');
+    let node = await StartedNode.start(dir);
+    t.after(() => node.stop());
+    assert.equal(await udpRegister(node.ready.sip, 'tina', '127.0.0.1:9'), 'SIP/2.0 200 OK');
+    assert.equal(await udpRegister(node.ready.sip, 'tom', '127.0.0.1:10'), 'SIP/2.0 200 OK');
+    assert.equal(await node.stop('SIGKILL'), null);
+    const journal = join(dir, 'bindings.json.journal');
+    truncateSync(journal, statSync(journal).size - 5);
+    node = await StartedNode.start(dir);
+    assert.match(node.stderr, /bindings journal ends in a torn or unreadable line/, node.stderr);
+    const status = JSON.parse((await peerbx(['status', '--data-dir', dir, '--json'])).stdout);
+    assert.deepEqual(status.registeredAors, ['sip:tina@peerbx.local'], 'the whole line kept');
+  });
+
+  test('a data directory that lost a file says so: the node key, the store CURRENT, a table', async (t) => {
+    const dir = join(tempDir(t), 'n');
+    let node = await StartedNode.start(dir);
+    t.after(() => node.stop());
+    const first = node.ready.node;
+    await node.stop();
+    rmSync(join(dir, 'node.key'));
+    node = await StartedNode.start(dir);
+    assert.notEqual(node.ready.node, first);
+    assert.match(
+      node.stderr,
+      /the node key .*node\.key is gone: this node starts with a new node-ID/,
+    );
+    await node.stop();
+    rmSync(join(dir, 'store', 'CURRENT'));
+    node = await StartedNode.start(dir);
+    assert.match(node.stderr, /the store in .*store lost its CURRENT file: it starts empty/);
+    await node.stop();
+    for (const f of readdirSync(join(dir, 'store')))
+      if (f.startsWith('MANIFEST-')) rmSync(join(dir, 'store', f));
+    const broken = await peerbx(startArgs(dir));
+    assert.equal(broken.code, 1);
+    assert.match(
+      oneErrorLine(broken.stderr),
+      /cannot open the database in .*: move it away and start again/,
+    );
   });
 
   test('a restarted node keeps its node-ID', async (t) => {

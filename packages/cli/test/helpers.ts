@@ -2,6 +2,7 @@
 // are ready when their ready line appears. Every wait is bounded.
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -145,4 +146,44 @@ export function tempDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'peerbx-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/**
+ * A REGISTER of `user` (at peerbx.local) binding `sip:user@contact`, sent over UDP to the node's
+ * SIP address (`127.0.0.1:port`, as the ready line gives it); resolves with the answer's status
+ * line.
+ */
+export async function udpRegister(sip: string, user: string, contact: string): Promise<string> {
+  const sock = createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
+  const port = Number(sip.slice(sip.lastIndexOf(':') + 1));
+  const callId = `reg-${user}-${contact}`;
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer to ${user}'s REGISTER`)), 10_000);
+      sock.once('message', (m) => {
+        clearTimeout(timer);
+        resolve(m.toString().split('\r\n')[0] ?? '');
+      });
+      sock.send(
+        [
+          `REGISTER sip:127.0.0.1:${port} SIP/2.0`,
+          `Via: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bK${callId};rport`,
+          `From: <sip:${user}@peerbx.local>;tag=1`,
+          `To: <sip:${user}@peerbx.local>`,
+          `Call-ID: ${callId}`,
+          'CSeq: 1 REGISTER',
+          `Contact: <sip:${user}@${contact}>`,
+          'Expires: 600',
+          'Content-Length: 0',
+          '',
+          '',
+        ].join('\r\n'),
+        port,
+        '127.0.0.1',
+      );
+    });
+  } finally {
+    sock.close();
+  }
 }

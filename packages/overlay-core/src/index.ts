@@ -34,6 +34,7 @@ export {
 export {
   assertUserName,
   type DataDirPaths,
+  dataDirDamage,
   dataDirPaths,
   ensureDataDir,
   isUserName,

@@ -7,6 +7,8 @@ import { isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import {
+  dataDirDamage,
+  dataDirPaths,
   KIND_SIP_REGISTRATION,
   type ListenAddress,
   type Logger,
@@ -59,6 +61,10 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
         : `SIP listens beyond loopback (${sipHosts.join(', ')}), so phones must log in, but no users are configured; add accounts under "users" in the config file (--config), or start with --auth never`,
     );
   }
+  // Said before prepareDataDir makes a new node key in place of a lost one.
+  for (const what of dataDirDamage(dataDirPaths(settings.dataDir))) {
+    log.warn({ dataDir: settings.dataDir }, what);
+  }
   const { paths, config } = prepareDataDir(settings, settings.domainGiven);
   const bootstrap = await resolveBootstrap(
     settings.bootstrap.length > 0 ? settings.bootstrap : config.bootstrap,
@@ -98,7 +104,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
       // Record-Route tokens survive a restart too: calls in progress go on unchallenged.
       routeSecret: loadRouteSecret(paths.root),
       // Bindings survive a restart: phones need not re-register to be reachable again.
-      bindingsStore: new FileBindingsStore({ dataDir: paths.root }),
+      bindingsStore: new FileBindingsStore({ dataDir: paths.root, logger: log }),
     }).catch((err: unknown) => {
       throw sipStartError(err, settings);
     });

@@ -14,6 +14,7 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   unlinkSync,
   writeFileSync,
@@ -197,4 +198,30 @@ export function readSavedConfig(p: DataDirPaths): unknown {
 
 export function writeSavedConfig(p: DataDirPaths, config: unknown): void {
   writeFileDurably(p.config, `${JSON.stringify(config, null, 2)}\n`, 0o600);
+}
+
+/**
+ * What a data directory that held a store has lost (a file deleted by hand, a bad disk), said
+ * before the node starts over without it: each one is survivable, none should go unsaid.
+ */
+export function dataDirDamage(paths: DataDirPaths): string[] {
+  let stored: string[];
+  try {
+    stored = readdirSync(paths.store);
+  } catch {
+    return []; // a new data directory
+  }
+  const tables = stored.some((f) => /\.(ldb|sst|log)$/.test(f));
+  const out: string[] = [];
+  if (tables && !existsSync(paths.nodeKey)) {
+    out.push(
+      `the node key ${paths.nodeKey} is gone: this node starts with a new node-ID, and publishes its users' registrations again under it`,
+    );
+  }
+  if (tables && !stored.includes('CURRENT')) {
+    out.push(
+      `the store in ${paths.store} lost its CURRENT file: it starts empty, and other nodes give it their records again`,
+    );
+  }
+  return out;
 }

@@ -85,7 +85,7 @@ export class PersistentStore {
       }
       throw new OverlayError(
         'ERR_CONFIG',
-        `cannot open the database in ${this.directory}: ${cause?.message ?? (err as Error).message}`,
+        `cannot open the database in ${this.directory}: ${cause?.message ?? (err as Error).message}; it holds copies only: move it away and start again, and the overlay gives this node its records back`,
         { cause: err },
       );
     }

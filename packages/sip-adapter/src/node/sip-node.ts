@@ -556,7 +556,12 @@ export class SipNode implements TransactionUser {
     const restore = (aor: string, resource: string, saved: Promise<StoredRecord | undefined>) => {
       const current = () => this.bindings.lookup(aor, this.clock.now());
       this.publisher.restore(aor, resource, current, saved).catch((err: unknown) => {
-        this.log.warn({ aor, err: (err as Error).message }, 'restored registration not published');
+        // Stopping closed the store under it: the binding is saved, the next start publishes it.
+        const level = this.stopping ? 'debug' : 'warn';
+        this.log[level](
+          { aor, err: (err as Error).message },
+          'restored registration not published',
+        );
       });
     };
     if (restored.length > 0) {
