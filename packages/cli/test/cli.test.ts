@@ -106,6 +106,13 @@ describe('two running nodes', () => {
       text.stdout,
       /overlay traffic\s+\d+ lookups, \d+ requests sent \(\d+ unanswered\), \d+ served(; [^\n]+)?\n/,
     );
+    // What it holds now: nothing under way, a process of some size.
+    assert.equal(s.current.transactions, 0, json.stdout);
+    assert.ok(s.current.memoryMb.rss > 0 && s.current.memoryMb.heapUsed > 0, json.stdout);
+    assert.match(
+      text.stdout,
+      /now\s+0 SIP transactions, 0 TCP and 0 WebSocket connections; memory \d+ MB \(JavaScript heap \d+ MB\)\n/,
+    );
     // Garbage at the SIP port is dropped, counted, and shown.
     const sock = createSocket('udp4');
     const at = b.ready.sip.lastIndexOf(':');
@@ -665,6 +672,12 @@ describe('status table', () => {
       staleRepaired: 0,
       keysReplicated: 0,
     },
+    current: {
+      transactions: 14,
+      invitesAwaitingFinal: 3,
+      connections: { tcp: 2, ws: 1 },
+      memoryMb: { rss: 151, heapUsed: 27 },
+    },
     proxy: { forwarded: 0, acksForwarded: 0, locationRechecks: 0, lateBranches: 0 },
     refused: {
       overlay: { malformed: 0, byReason: {}, unmatched: 0 },
@@ -694,14 +707,25 @@ describe('status table', () => {
       /overlay writes\s+5000 registrations written since start; 3 under way, 7 waiting\n/,
     );
     assert.match(formatStatus(view(1)), /registered\s+u0@peerbx\.local \(1 device\)\n/);
+    assert.match(
+      text,
+      /now\s+14 SIP transactions \(3 INVITEs awaiting an answer\), 2 TCP and 1 WebSocket connections; memory 151 MB \(JavaScript heap 27 MB\)\n/,
+    );
   });
 
   test('reads the status of a node older than the CLI (no device, write or traffic counts)', () => {
-    const { registeredDevices: _d, registrationWrites: _w, dht: _t, ...older } = view(2);
+    const {
+      registeredDevices: _d,
+      registrationWrites: _w,
+      dht: _t,
+      current: _c,
+      ...older
+    } = view(2);
     const text = formatStatus(older);
     assert.match(text, /registered\s+u0@peerbx\.local, u1@peerbx\.local \(2 users\)\n/);
     assert.doesNotMatch(text, /overlay writes/);
     assert.doesNotMatch(text, /overlay traffic/);
+    assert.doesNotMatch(text, /\nnow /);
   });
 
   test('shows the overlay traffic, and hand-overs, repairs and replication once there were any', () => {

@@ -58,6 +58,16 @@ export interface StatusView {
     staleRepaired: number;
     keysReplicated: number;
   };
+  /** What the node holds now (absent from older nodes). */
+  current?: {
+    /** SIP transactions alive, and the INVITEs among them still awaiting a final answer. */
+    transactions: number;
+    invitesAwaitingFinal: number;
+    /** Open SIP connections from or to phones (TCP, WebSocket). */
+    connections: { tcp: number; ws: number };
+    /** The process's resident memory and JavaScript heap in use, MB. */
+    memoryMb: { rss: number; heapUsed: number };
+  };
   proxy: {
     forwarded: number;
     acksForwarded: number;

@@ -22,6 +22,7 @@ export function formatStatus(s: StatusView): string {
       ? [['overlay writes', writes(s.registrationWrites)] as [string, string]]
       : []),
     ...(s.dht ? [['overlay traffic', traffic(s.dht)] as [string, string]] : []),
+    ...(s.current ? [['now', holding(s.current)] as [string, string]] : []),
     [
       'proxied',
       `${s.proxy.forwarded} requests, ${s.proxy.acksForwarded} ACKs; ${s.proxy.locationRechecks} location rechecks added ${s.proxy.lateBranches} branches`,
@@ -55,6 +56,16 @@ function writes(w: NonNullable<StatusView['registrationWrites']>): string {
   const waiting = w.waiting + w.background;
   const pending = w.inFlight + waiting > 0 ? `; ${w.inFlight} under way, ${waiting} waiting` : '';
   return `${w.done} registration${w.done === 1 ? '' : 's'} written since start${pending}`;
+}
+
+/** Transactions, phone connections and memory the node holds now. */
+function holding(c: NonNullable<StatusView['current']>): string {
+  const ringing =
+    c.invitesAwaitingFinal > 0 ? ` (${c.invitesAwaitingFinal} INVITEs awaiting an answer)` : '';
+  return (
+    `${c.transactions} SIP transactions${ringing}, ${c.connections.tcp} TCP and ${c.connections.ws} WebSocket connections; ` +
+    `memory ${c.memoryMb.rss} MB (JavaScript heap ${c.memoryMb.heapUsed} MB)`
+  );
 }
 
 /** The overlay's requests both ways, and its upkeep where there was any. */

@@ -303,6 +303,7 @@ async function controlOp(
           staleRepaired: s.messages.staleRepaired,
           keysReplicated: s.messages.keysReplicated,
         },
+        current: current(sip),
         proxy: {
           forwarded: sip.proxy.stats.forwarded,
           acksForwarded: sip.proxy.stats.acksForwarded,
@@ -427,6 +428,20 @@ function parseNodeId(text: string) {
 function notSip(t: SipTransportStats): number {
   const sum = (o: object) => Object.values(o).reduce((a: number, n) => a + Number(n), 0);
   return sum(t.malformed) + sum(t.unframeable);
+}
+
+/** What the node holds now: transactions, phone connections, memory. */
+function current(sip: SipNode): NonNullable<StatusView['current']> {
+  const active = sip.transactions.stats.active;
+  const open = sip.transports.stats.connectionsOpen;
+  const memory = process.memoryUsage();
+  const mb = (bytes: number) => Math.round(bytes / 2 ** 20);
+  return {
+    transactions: active.client + active.server,
+    invitesAwaitingFinal: sip.transactions.invitesAwaitingFinal(),
+    connections: { tcp: open.tcp, ws: open.ws },
+    memoryMb: { rss: mb(memory.rss), heapUsed: mb(memory.heapUsed) },
+  };
 }
 
 /** The users with a live binding at this node, and their devices in all. */
