@@ -446,7 +446,7 @@ function wsRegister(user: string, host: string): string {
   ].join('\r\n');
 }
 
-/** A browser's INVITE from `from` (Contact at `host`) to `to`. */
+/** A browser's INVITE from `from` (Contact at `host`, `;ob` as sip.js adds) to `to`. */
 function wsInvite(from: string, host: string, to: string, callId: string): string {
   return [
     `INVITE sip:${to}@peerbx.local SIP/2.0`,
@@ -455,7 +455,7 @@ function wsInvite(from: string, host: string, to: string, callId: string): strin
     `To: <sip:${to}@peerbx.local>`,
     `Call-ID: ${callId}`,
     'CSeq: 1 INVITE',
-    `Contact: <sip:${from}@${host};transport=ws>`,
+    `Contact: <sip:${from}@${host};transport=ws;ob>`,
     'Max-Forwards: 70',
     'Content-Length: 0',
     '',
@@ -586,7 +586,7 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
       (m) => m.kind === 'request' && m.method === 'OPTIONS',
       'an OPTIONS in the call',
     )) as SipRequest;
-    assert.equal(options.uri, `sip:${user}@${user}.invalid;transport=ws`, 'to its Contact');
+    assert.equal(options.uri, `sip:${user}@${user}.invalid;transport=ws;ob`, 'to its Contact');
     assert.equal(options.callId, `${user}-calls-${callee}@test`);
     assert.equal(options.fromTag, `${callee}1`, "from the other side's tag");
     assert.equal(options.toTag, `${user}1`, "to the browser's");

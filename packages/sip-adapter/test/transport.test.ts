@@ -423,6 +423,14 @@ describe('the WebSocket Origin check', () => {
     }
   });
 
+  it('refuses a host name that only starts like a loopback or own address', () => {
+    assert.equal(originAllowed('http://127.0.0.1.evil.example', [], own), false);
+    assert.equal(originAllowed('http://127.attacker.example:8080', [], own), false);
+    assert.equal(originAllowed('http://192.0.2.7.evil.example', [], own), false);
+    assert.equal(originAllowed('http://localhost.evil.example', [], own), false);
+    assert.equal(originAllowed('http://127.0.0.2:8000', [], own), true);
+  });
+
   it('refuses other pages unless listed, by scheme, host and port', () => {
     const listed = ['https://phone.example.com', 'http://intranet.example:8080/'];
     assert.equal(originAllowed('https://evil.example', listed, own), false);

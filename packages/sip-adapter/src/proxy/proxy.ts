@@ -282,15 +282,21 @@ export class StatefulProxy {
     return this.browserCalls.flowClosed(connectionId);
   }
 
-  /** The live connection a browser registered with this Contact is on, if any. */
+  /**
+   * The live connection a browser registered with this Contact is on, if any. The Contact of
+   * its calls may carry parameters its REGISTER's does not (sip.js adds `ob` to an INVITE's):
+   * the device is the same when user, host, port and transport are.
+   */
   private browserBackOn(contact: string): string | undefined {
+    const wanted = parseContactUri(contact);
+    if (!wanted) return undefined;
     const now = this.c.clock.now();
     for (const aor of this.c.bindings.aors()) {
       for (const b of this.c.bindings.lookup(aor, now)) {
         const id = b.flow?.connectionId;
         if (id === undefined || !this.c.flowAlive(id)) continue;
         const uri = parseContactUri(b.uri);
-        if (uri && formatUri(uri) === contact) return id;
+        if (uri && sameDevice(uri, wanted)) return id;
       }
     }
     return undefined;
@@ -304,6 +310,11 @@ export class StatefulProxy {
         { method: request.method, callId: request.callId, err: (err as Error).message },
         "the node's own request could not be sent",
       );
+    // Rare, and unseen but in a capture otherwise: a call the node ends on a phone's behalf.
+    this.log.info(
+      { method: request.method, callId: request.callId, reason: request.headers.get('reason') },
+      "the node sends a request on a phone's behalf",
+    );
     const start = (destination: SipDestination) => {
       try {
         this.c.transactions.sendRequest(request, destination, { receiveResponse: () => undefined });
@@ -1235,6 +1246,18 @@ function parseContactUri(text: string): SipUri | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Two Contacts of one device: scheme, user, host, port and transport alike. */
+function sameDevice(a: SipUri, b: SipUri): boolean {
+  const transport = (u: SipUri) => u.params.transport?.toLowerCase();
+  return (
+    a.scheme === b.scheme &&
+    a.user === b.user &&
+    a.host.toLowerCase() === b.host.toLowerCase() &&
+    a.port === b.port &&
+    transport(a) === transport(b)
+  );
 }
 
 /** The first Contact of a request, when it is a SIP URI that parses. */

@@ -4,6 +4,7 @@
 import { isUtf8 } from 'node:buffer';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
+import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isLoopbackHost } from '@peerbx/overlay-core';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
@@ -129,7 +130,9 @@ export function originAllowed(
     return false;
   }
   const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  if (host === 'localhost' || isLoopbackHost(host) || isOwnHost(host)) return true;
+  // An address, not a name that starts like one (127.0.0.1.attacker.example).
+  const address = isIP(host) !== 0;
+  if (host === 'localhost' || (address && (isLoopbackHost(host) || isOwnHost(host)))) return true;
   return allowed.some((a) => a !== 'null' && a !== '*' && sameOrigin(a, url));
 }
 
