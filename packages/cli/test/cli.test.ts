@@ -13,6 +13,7 @@ import {
   truncateSync,
   writeFileSync,
 } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -133,6 +134,23 @@ describe('two running nodes', () => {
     assert.match(again.stdout, /refused\s+1 datagrams or streams that were not SIP/);
     assert.match(again.stdout, /registered\s+-\n/);
     assert.match(again.stdout, /overlay writes\s+0 registrations written since start\n/);
+    // Garbage at the overlay's link port fails its handshake, counted and shown.
+    const links = s.stream.lastIndexOf(':');
+    const garbage = connect(Number(s.stream.slice(links + 1)), '127.0.0.1');
+    garbage.on('error', () => undefined);
+    garbage.end(Buffer.alloc(64, 0x41));
+    let failed = after;
+    for (let i = 0; i < 50; i++) {
+      failed = JSON.parse((await peerbx(['status', '--data-dir', b.dataDir, '--json'])).stdout);
+      if (Object.keys(failed.refused.overlay.links.handshakesFailed).length > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    garbage.destroy();
+    assert.deepEqual(Object.keys(failed.refused.overlay.links.handshakesFailed), ['malformed']);
+    assert.match(
+      (await peerbx(['status', '--data-dir', b.dataDir])).stdout,
+      /refused\s+.*1 link handshakes \(malformed\)/,
+    );
   });
 
   test('status names the users registered here and counts the overlay writes', async () => {
@@ -680,7 +698,12 @@ describe('status table', () => {
     },
     proxy: { forwarded: 0, acksForwarded: 0, locationRechecks: 0, lateBranches: 0 },
     refused: {
-      overlay: { malformed: 0, byReason: {}, unmatched: 0 },
+      overlay: {
+        malformed: 0,
+        byReason: {},
+        unmatched: 0,
+        links: { handshakesFailed: { overload: 3 }, framesMalformed: 1 },
+      },
       sip: {
         notSip: 0,
         badRequestsAnswered: 0,
@@ -707,6 +730,7 @@ describe('status table', () => {
       /overlay writes\s+5000 registrations written since start; 3 under way, 7 waiting\n/,
     );
     assert.match(formatStatus(view(1)), /registered\s+u0@peerbx\.local \(1 device\)\n/);
+    assert.match(text, /refused\s+3 link handshakes \(overload\), 1 malformed link frames\n/);
     assert.match(
       text,
       /now\s+14 SIP transactions \(3 INVITEs awaiting an answer\), 2 TCP and 1 WebSocket connections; memory 151 MB \(JavaScript heap 27 MB\)\n/,

@@ -366,6 +366,26 @@ describe('signed datagram codec', () => {
     assert.deepEqual(m.request.body, req.body);
   });
 
+  it('refuses a validly signed datagram over the 1,200-byte limit, counted as malformed', () => {
+    const big = new SignedDatagramCodec({
+      keys: KEYS,
+      configHash: cfgHash,
+      overlayName: 'peerbx',
+      puzzleBits: 0,
+      clock,
+      maxDatagramBytes: 4000,
+    });
+    const large: Request = {
+      ...req,
+      body: { type: 'STORE', key: T, value: new Uint8Array(2000), ttlMs: 60_000 },
+    };
+    const bytes = big.encodeRequest(3, large);
+    assert.ok(bytes.length > 1200);
+    const before = bob.rejected.malformed;
+    assert.throws(() => bob.decode(bytes, 'x'), /over the 1200-byte limit/);
+    assert.equal(bob.rejected.malformed, before + 1);
+  });
+
   it('lets a retransmission through but refuses the replay of a request', () => {
     const bytes = alice.encodeRequest(2, req);
     bob.decode(bytes, 'x');

@@ -78,7 +78,17 @@ export interface StatusView {
   /** What this node refused or dropped since it started, by where and why. */
   refused: {
     /** Overlay datagrams: unreadable, or refused by reason (signature, replay, ...). */
-    overlay: { malformed: number; byReason: Record<string, number>; unmatched: number };
+    overlay: {
+      malformed: number;
+      byReason: Record<string, number>;
+      unmatched: number;
+      /**
+       * Link handshakes that failed, by reason (overload: a connection dropped, or the oldest
+       * pending one let go, with every handshake place taken), and frames that did not decode;
+       * absent from older nodes.
+       */
+      links?: { handshakesFailed: Record<string, number>; framesMalformed: number };
+    };
     /** SIP: unparsable messages (answered 400 or dropped), other versions, stray responses. */
     sip: {
       /** Datagrams, frames and streams that were not SIP at all (the transports drop them). */

@@ -95,6 +95,10 @@ function refused(r: StatusView['refused']): string {
   add(r.overlay.malformed, 'malformed overlay datagrams');
   for (const [reason, n] of Object.entries(r.overlay.byReason)) add(n, `overlay (${reason})`);
   add(r.overlay.unmatched, 'unsolicited overlay responses');
+  for (const [reason, n] of Object.entries(r.overlay.links?.handshakesFailed ?? {})) {
+    add(n, `link handshakes (${reason})`);
+  }
+  add(r.overlay.links?.framesMalformed ?? 0, 'malformed link frames');
   add(r.sip.notSip, 'datagrams or streams that were not SIP');
   add(r.sip.badRequestsAnswered, 'bad SIP requests (400)');
   add(r.sip.malformedDropped, 'unparsable SIP messages dropped');

@@ -313,10 +313,25 @@ async function controlOp(
         refused: {
           overlay: {
             malformed: s.rejections.malformed,
+            // The codec's "malformed" are the datagrams the transport counts as malformed.
             byReason: Object.fromEntries(
-              Object.entries(s.rejections.byReason).filter(([, n]) => n > 0),
+              Object.entries(s.rejections.byReason).filter(
+                ([reason, n]) => n > 0 && reason !== 'malformed',
+              ),
             ),
             unmatched: s.messages.unmatched,
+            links: {
+              // Dials of ours that found nobody are not refusals.
+              handshakesFailed: Object.fromEntries(
+                Object.entries(overlay.links.stats.handshakesFailed).filter(
+                  ([reason, n]) => n > 0 && reason !== 'unreachable',
+                ),
+              ),
+              // Frames that did not decode after the handshake (those before it fail it).
+              framesMalformed:
+                overlay.links.stats.framesMalformed -
+                overlay.links.stats.handshakesFailed.malformed,
+            },
           },
           sip: {
             notSip: notSip(sip.transports.stats),

@@ -35,7 +35,12 @@ import {
 } from './handshake.js';
 import { type Channel, type ChannelHandler, isLoopbackHost, Link, type LinkInfo } from './link.js';
 
-/** Inbound handshakes in progress at once; further connections are dropped unread. */
+/**
+ * Inbound handshakes in progress at once. A connection beyond them takes the place of the
+ * oldest: a peer that keeps them all busy with connections that say nothing (each would hold
+ * its place for the handshake timeout) must then open 64 within any node's handshake, not 64
+ * in 5 s, to keep other nodes out.
+ */
 export const MAX_PENDING_HANDSHAKES = 64;
 /**
  * Of those, from one host (loopback excepted): a host that opens connections and stays
@@ -129,7 +134,8 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
   /** Remote node-ID hex of the last link dialled at an address, to reuse it for a plain dial. */
   private readonly nodeAtAddress = new Map<string, string>();
   private readonly handshaking = new Set<Duplex>();
-  private inboundHandshakes = 0;
+  /** Inbound handshakes in progress, the oldest first. */
+  private readonly inboundHandshakes = new Set<{ stream: Duplex; host: string }>();
   /** Inbound handshakes in progress, by remote host. */
   private readonly handshakesFrom = new Map<string, number>();
   private readonly allLinks = new Set<Link>();
@@ -403,22 +409,30 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
 
   private onInbound(stream: Duplex, remoteAddress: string, host: string): void {
     const max = this.options.maxPendingHandshakes ?? MAX_PENDING_HANDSHAKES;
-    const fromHost = this.handshakesFrom.get(host) ?? 0;
-    const perHost = isLoopbackHost(host)
-      ? max
-      : (this.options.maxPendingHandshakesPerHost ?? MAX_PENDING_HANDSHAKES_PER_HOST);
-    if (this.isClosed || this.inboundHandshakes >= max || fromHost >= perHost) {
+    const perHost = this.options.maxPendingHandshakesPerHost ?? MAX_PENDING_HANDSHAKES_PER_HOST;
+    const hostFull = !isLoopbackHost(host) && (this.handshakesFrom.get(host) ?? 0) >= perHost;
+    if (this.isClosed || hostFull) {
       if (!this.isClosed) this.counters.handshakesFailed.overload++;
       stream.destroy();
       return;
     }
-    this.inboundHandshakes++;
+    const pending = { stream, host };
+    const done = () => {
+      if (this.inboundHandshakes.delete(pending)) addCount(this.handshakesFrom, host, -1);
+    };
+    if (this.inboundHandshakes.size >= max) {
+      const [oldest] = this.inboundHandshakes;
+      if (oldest) {
+        this.counters.handshakesFailed.overload++;
+        this.inboundHandshakes.delete(oldest);
+        addCount(this.handshakesFrom, oldest.host, -1);
+        oldest.stream.destroy();
+      }
+    }
+    this.inboundHandshakes.add(pending);
     addCount(this.handshakesFrom, host, 1);
     this.handshake(stream, false, remoteAddress)
-      .finally(() => {
-        this.inboundHandshakes--;
-        addCount(this.handshakesFrom, host, -1);
-      })
+      .finally(done)
       .then(
         ({ result, decoder }) => this.adopt(stream, decoder, result, 'inbound', remoteAddress),
         () => {},

@@ -177,6 +177,13 @@ export class SignedDatagramCodec implements DatagramCodec {
   decode(data: Uint8Array, from: string): WireMessage {
     let msg: ReturnType<typeof decodeOverlayMessage>;
     try {
+      // No node sends more (docs/protocol.md): a larger datagram costs no signature check.
+      if (data.length > this.maxBytes) {
+        throw new OverlayError(
+          'ERR_MALFORMED',
+          `datagram of ${data.length} bytes, over the ${this.maxBytes}-byte limit`,
+        );
+      }
       msg = decodeOverlayMessage(data);
     } catch (err) {
       if (err instanceof UnsupportedVersionError) {
