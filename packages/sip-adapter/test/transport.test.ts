@@ -317,17 +317,18 @@ describe('SIP transports', () => {
   });
 
   it("refuses a web page of another site, takes this machine's and those listed", async () => {
+    /** 'open', or the HTTP status the handshake of a page of `origin` was refused with. */
     const open = async (l: SipSocketTransports, origin: string) => {
       const ws = wsClient(l, 'sip', { origin });
-      const [event, response] = (await withTimeout(
-        Promise.race([once(ws, 'open'), once(ws, 'unexpected-response')]).then((r) => [
-          r.length === 0 ? 'open' : 'refused',
-          r[1] as { statusCode: number } | undefined,
-        ]),
+      const outcome = await withTimeout(
+        new Promise<'open' | number | undefined>((resolve) => {
+          ws.once('open', () => resolve('open'));
+          ws.once('unexpected-response', (_req, res) => resolve(res.statusCode));
+        }),
         'the handshake',
-      )) as [string, { statusCode: number } | undefined];
+      );
       ws.terminate();
-      return event === 'open' ? 'open' : response?.statusCode;
+      return outcome;
     };
     const refused = layer.stats.connectionsRefused;
     assert.equal(await open(layer, 'https://evil.example'), 403);
