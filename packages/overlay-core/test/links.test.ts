@@ -784,6 +784,7 @@ describe('hostile connections', () => {
     );
     await stalled.isClosed();
     assert.equal(busy.stats.handshakesFailed.overload, 1);
+    assert.equal(busy.stats.handshakesFailed.closed, 0, 'counted once, as overload');
     ch.close();
   });
 

@@ -136,6 +136,8 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
   private readonly handshaking = new Set<Duplex>();
   /** Inbound handshakes in progress, the oldest first. */
   private readonly inboundHandshakes = new Set<{ stream: Duplex; host: string }>();
+  /** Pending handshakes let go for newer connections (MAX_PENDING_HANDSHAKES). */
+  private readonly letGo = new WeakSet<Duplex>();
   /** Inbound handshakes in progress, by remote host. */
   private readonly handshakesFrom = new Map<string, number>();
   private readonly allLinks = new Set<Link>();
@@ -424,6 +426,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
       const [oldest] = this.inboundHandshakes;
       if (oldest) {
         this.counters.handshakesFailed.overload++;
+        this.letGo.add(oldest.stream);
         this.inboundHandshakes.delete(oldest);
         addCount(this.handshakesFrom, oldest.host, -1);
         oldest.stream.destroy();
@@ -565,7 +568,8 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
       this.counters.handshakesOk++;
       return { result, decoder };
     } catch (err) {
-      this.countFailure(err);
+      // One let go for a newer connection is counted once, as overload, where it was let go.
+      if (!this.letGo.has(socket)) this.countFailure(err);
       throw err;
     } finally {
       this.handshaking.delete(socket);
