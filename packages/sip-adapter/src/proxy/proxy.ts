@@ -194,16 +194,7 @@ export class StatefulProxy {
     this.browserCalls = new BrowserCalls({
       send: (bye, to) => this.sendOwn(bye, to),
       backOn: (contact) => this.browserBackOn(contact),
-      viaToward: (flow) => {
-        const at = this.c.localAddress('ws', { connectionId: flow });
-        return createVia({
-          transport: 'ws',
-          host: at.host,
-          port: at.port,
-          branch: 'z9hG4bK',
-          params: { [VIA_NODE_PARAM]: this.c.nodeHex },
-        });
-      },
+      viaToward: (flow) => this.ownVia('ws', { connectionId: flow }, 'z9hG4bK'),
       ask: (request, flow, answered) => {
         try {
           this.c.transactions.sendRequest(
@@ -715,6 +706,22 @@ export class StatefulProxy {
   }
 
   /** True for the overlay domain, and for localhost / our addresses with no or our own port. */
+  /** Our Via for `transport` as a peer at `toward` sees us, marked with this node's ID. */
+  private ownVia(
+    transport: SipTransportProtocol,
+    toward: SipDestination | SipTransportAddress | undefined,
+    branch: string,
+  ): Via {
+    const at = this.c.localAddress(transport, toward);
+    return createVia({
+      transport,
+      host: at.host,
+      port: at.port,
+      branch,
+      params: { [VIA_NODE_PARAM]: this.c.nodeHex },
+    });
+  }
+
   /** A user at the overlay's SIP domain itself (never a device's address). */
   private namesUser(uri: Uri): boolean {
     return isSipUri(uri) && uri.user !== undefined && uri.host.toLowerCase() === this.c.domain;
@@ -1010,14 +1017,7 @@ export class StatefulProxy {
           : source.connectionId !== undefined
             ? { connectionId: source.connectionId }
             : { transport: source.transport, address: source.address, port: source.port };
-      const at = this.c.localAddress(source.transport, source);
-      const via = createVia({
-        transport: source.transport,
-        host: at.host,
-        port: at.port,
-        branch: 'z9hG4bK',
-        params: { [VIA_NODE_PARAM]: this.c.nodeHex },
-      });
+      const via = this.ownVia(source.transport, source, 'z9hG4bK');
       watches.push((branch, ok) =>
         this.browserCalls.calleeAnswered(call, branch.request, ok, upstream, via),
       );
@@ -1078,17 +1078,11 @@ export class StatefulProxy {
     onResponse?: (branch: Branch, response: SipResponse) => void,
   ): void {
     const outTransport: SipTransportProtocol = hop.kind === 'node' ? 'tcp' : hop.transport;
-    const sentBy = this.c.localAddress(
-      outTransport === 'ws' ? 'ws' : outTransport,
+    const via = this.ownVia(
+      outTransport,
       hop.kind === 'address' ? hop.destination : undefined,
+      proxyBranch(request),
     );
-    const via: Via = createVia({
-      transport: outTransport,
-      host: sentBy.host,
-      port: sentBy.port,
-      branch: proxyBranch(request),
-      params: { [VIA_NODE_PARAM]: this.c.nodeHex },
-    });
     request.headers.prepend('Via', formatVia(via));
     this.stats.forwarded++;
     const branch: Branch = {
@@ -1179,19 +1173,8 @@ export class StatefulProxy {
       return;
     }
     const transport: SipTransportProtocol = hop.kind === 'node' ? 'tcp' : hop.transport;
-    const at = this.c.localAddress(transport, hop.kind === 'address' ? hop.destination : undefined);
-    ack.headers.prepend(
-      'Via',
-      formatVia(
-        createVia({
-          transport,
-          host: at.host,
-          port: at.port,
-          branch: proxyBranch(ack),
-          params: { [VIA_NODE_PARAM]: this.c.nodeHex },
-        }),
-      ),
-    );
+    const toward = hop.kind === 'address' ? hop.destination : undefined;
+    ack.headers.prepend('Via', formatVia(this.ownVia(transport, toward, proxyBranch(ack))));
     // Over an open channel at once, as forward() sends: an ACK and the BYE a phone sends right
     // after it keep their order.
     let destination: SipDestination;

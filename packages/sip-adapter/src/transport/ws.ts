@@ -6,8 +6,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer } from 'node:https';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { isLoopbackHost } from '@peerbx/overlay-core';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { isLoopbackHost } from '../auth/policy.js';
 import { type ConnectionHost, StreamConnection } from './connection.js';
 import { WS_SUBPROTOCOL } from './constants.js';
 import { classifyDatagram } from './sip-bytes.js';
@@ -131,8 +131,7 @@ export function originAllowed(
   }
   const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
   // An address, not a name that starts like one (127.0.0.1.attacker.example).
-  const address = isIP(host) !== 0;
-  if (host === 'localhost' || (address && (isLoopbackHost(host) || isOwnHost(host)))) return true;
+  if (isLoopbackHost(host) || (isIP(host) !== 0 && isOwnHost(host))) return true;
   return allowed.some((a) => a !== 'null' && a !== '*' && sameOrigin(a, url));
 }
 
