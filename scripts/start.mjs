@@ -26,4 +26,13 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     child.kill(signal === 'SIGHUP' ? 'SIGTERM' : signal);
   });
 }
+// A SIGTERM to npm (a supervisor stopping `npm start`) ends npm and its shell, not this
+// script: once its parent is gone, the node is asked to leave as that SIGTERM would have.
+const parent = process.ppid;
+const orphaned = setInterval(() => {
+  if (process.ppid === parent) return;
+  clearInterval(orphaned);
+  child.kill('SIGTERM');
+}, 500);
+orphaned.unref();
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

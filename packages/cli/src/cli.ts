@@ -131,6 +131,19 @@ function settingsOf(a: NodeFlags) {
 
 /** A second stop signal this soon after the first is the same stop, not an insistence, ms. */
 const SIGNAL_REPEAT_MS = 500;
+/** How often a node run by npm checks that its parent is still there, ms. */
+const PARENT_CHECK_MS = 500;
+
+/** Calls `then` once this process's parent has gone (it was given to another, init say). */
+function onOrphaned(then: () => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    then();
+  }, PARENT_CHECK_MS);
+  timer.unref();
+}
 
 async function startCommand(a: NodeFlags): Promise<void> {
   const settings = settingsOf(a);
@@ -173,6 +186,10 @@ async function startCommand(a: NodeFlags): Promise<void> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // Run by npm (`npx peerbx start`, `npm start`): a supervisor's SIGTERM to npm ends npm and
+    // the shell it ran this from, and never reaches this process, which would run on orphaned,
+    // holding its ports. The parent gone is the SIGTERM it did not pass on.
+    if (process.env.npm_command !== undefined) onOrphaned(() => onSignal('SIGTERM'));
   });
   out(node.readyLine);
   await stopped;

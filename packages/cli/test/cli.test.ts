@@ -2,7 +2,8 @@
 // the first), the control commands against them, and the documented errors.
 
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import {
   mkdtempSync,
@@ -19,9 +20,19 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_SETTINGS, resolveSettings } from '../src/config/node-config.js';
 import { controlSocketPath, type StatusView } from '../src/control/protocol.js';
 import { formatStatus } from '../src/format/views.js';
-import { peerbx, StartedNode, startArgs, startArgsAt, tempDir, udpRegister } from './helpers.js';
+import {
+  BIN,
+  cleanEnv,
+  peerbx,
+  StartedNode,
+  startArgs,
+  startArgsAt,
+  tempDir,
+  udpRegister,
+} from './helpers.js';
 
 const oneErrorLine = (stderr: string) => {
   const lines = stderr.trim().split('\n');
@@ -364,6 +375,94 @@ describe('errors and settings', () => {
     );
   });
 
+  test('status counts failed logins and the requests the throttle refused', async (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'peerbx.yaml');
+    writeFileSync(file, 'users:\n  dave: { password: right }\nauthAlgorithms: [MD5]\n');
+    const node = await StartedNode.start(join(dir, 'n'), ['--config', file, '--auth', 'always']);
+    t.after(() => node.stop());
+    const port = Number(node.ready.sip.slice(node.ready.sip.lastIndexOf(':') + 1));
+    const sock = createSocket('udp4');
+    await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
+    t.after(() => sock.close());
+    let cseq = 0;
+    const register = (authorization?: string) =>
+      new Promise<string>((resolve) => {
+        sock.once('message', (m) => resolve(m.toString()));
+        cseq++;
+        sock.send(
+          [
+            'REGISTER sip:peerbx.local SIP/2.0',
+            `Via: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bK-login-${cseq};rport`,
+            'From: <sip:dave@peerbx.local>;tag=1',
+            'To: <sip:dave@peerbx.local>',
+            'Call-ID: login-test',
+            `CSeq: ${cseq} REGISTER`,
+            'Contact: <sip:dave@127.0.0.1:9>',
+            ...(authorization ? [`Authorization: ${authorization}`] : []),
+            'Content-Length: 0',
+            '',
+            '',
+          ].join('\r\n'),
+          port,
+          '127.0.0.1',
+        );
+      });
+    const challenge = await register();
+    assert.match(challenge, /^SIP\/2\.0 401/);
+    const param = (name: string) => new RegExp(`${name}="([^"]+)"`).exec(challenge)?.[1] ?? '';
+    const md5 = (x: string) => createHash('md5').update(x).digest('hex');
+    const wrong = () => {
+      const response = md5(
+        `${md5('dave:peerbx.local:guess')}:${param('nonce')}:00000001:c0:auth:${md5('REGISTER:sip:peerbx.local')}`,
+      );
+      return `Digest username="dave", realm="peerbx.local", nonce="${param('nonce')}", uri="sip:peerbx.local", response="${response}", algorithm=MD5, cnonce="c0", qop=auth, nc=00000001, opaque="${param('opaque')}"`;
+    };
+    for (let i = 0; i < 5; i++) assert.match(await register(wrong()), /^SIP\/2\.0 401/);
+    assert.match(await register(wrong()), /^SIP\/2\.0 403 Forbidden \(too many failed logins/);
+    const status = await peerbx(['status', '--data-dir', node.dataDir, '--json']);
+    assert.deepEqual(JSON.parse(status.stdout).refused.sip.logins, {
+      failed: 5,
+      throttled: 1,
+      asOtherUser: 0,
+    });
+    const text = (await peerbx(['status', '--data-dir', node.dataDir])).stdout;
+    assert.match(
+      text,
+      /5 failed logins \(wrong password or unknown user\), 1 requests refused while their address was throttled \(403\)/,
+    );
+  });
+
+  test('stored password hashes are checked: hex of the right length, one per algorithm offered', () => {
+    const account = (ha1: unknown, authAlgorithms?: string[]) => () =>
+      resolveSettings([
+        { name: 'defaults', settings: DEFAULT_SETTINGS },
+        {
+          name: 'config file c.yaml',
+          settings: { users: { dave: { ha1 } }, ...(authAlgorithms ? { authAlgorithms } : {}) },
+        },
+      ]);
+    const md5 = 'a'.repeat(32);
+    const sha256 = 'B'.repeat(64);
+    // QA: { ha1: {} } and a non-hex hash started a node nobody could log in to; an MD5 hash
+    // alone had phones answer the SHA-256 challenge offered first, and get 401 forever.
+    assert.throws(
+      account({}),
+      /bad setting "users" \(from config file c\.yaml\): entry "dave": ha1 has no sha256 while authAlgorithms offers SHA-256; add sha256: the hex of SHA-256\("dave:peerbx\.local:PASSWORD"\), or leave SHA-256 out of authAlgorithms/,
+    );
+    assert.throws(account({ md5 }), /ha1 has no sha256 while authAlgorithms offers SHA-256/);
+    assert.throws(account({ sha256 }), /ha1 has no md5 while authAlgorithms offers MD5/);
+    assert.throws(
+      account({ md5: 'nothex', sha256 }),
+      /entry "dave": ha1\.md5 must be the hex of MD5\("dave:peerbx\.local:PASSWORD"\)/,
+    );
+    assert.throws(account({ md5, sha256: md5 }), /ha1\.sha256 must be the hex of SHA-256/);
+    assert.throws(account({ md5, sha1: md5 }), /ha1 takes md5 and sha256, not "sha1"/);
+    assert.deepEqual(account({ md5, sha256 })().users, { dave: { ha1: { md5, sha256 } } });
+    assert.deepEqual(account({ md5 }, ['MD5'])().authAlgorithms, ['MD5']);
+    assert.deepEqual(account({ sha256 }, ['SHA-256'])().authAlgorithms, ['SHA-256']);
+  });
+
   test('the WebSocket origins and wss files from a config file are checked', async (t) => {
     const dir = tempDir(t);
     const file = join(dir, 'peerbx.yaml');
@@ -573,6 +672,61 @@ describe('lifecycle', () => {
     }
   });
 
+  test('a node run by npm leaves once npm is gone: a SIGTERM to npm never reaches it', async (t) => {
+    // npm runs `peerbx start` from a shell; a supervisor's SIGTERM ends npm and that shell only
+    // (QA: the node ran on orphaned, holding its ports). Here a parent process stands for both.
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const underParent = async (dir: string, npm: boolean) => {
+      const env = cleanEnv(npm ? { npm_command: 'exec' } : {});
+      if (!npm) delete env.npm_command;
+      const parent = spawn(
+        process.execPath,
+        [
+          '-e',
+          `const c = require('node:child_process').spawn(process.execPath, ${JSON.stringify([BIN, ...startArgs(dir)])}, { stdio: ['ignore', 'inherit', 'inherit'] });
+          console.log('child ' + c.pid);
+          setInterval(() => {}, 1000);`,
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'], env },
+      );
+      let stderr = '';
+      parent.stderr.on('data', (d) => {
+        stderr += d;
+      });
+      let stdout = '';
+      const pid = await new Promise<number>((resolve, reject) => {
+        parent.stdout.on('data', (d) => {
+          stdout += d;
+          const m = /child (\d+)\n[\s\S]*peerbx ready/.exec(stdout);
+          if (m) resolve(Number(m[1]));
+        });
+        parent.once('exit', () => reject(new Error(`parent exited: ${stdout} ${stderr}`)));
+      });
+      t.after(() => {
+        if (alive(pid)) process.kill(pid, 'SIGKILL');
+      });
+      parent.kill('SIGKILL');
+      return { pid, log: () => stderr };
+    };
+    const dir = tempDir(t);
+    const npm = await underParent(join(dir, 'npm'), true);
+    for (let i = 0; i < 100 && alive(npm.pid); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(alive(npm.pid), false, 'the node run by npm stopped');
+    assert.match(npm.log(), /leaving the overlay[\s\S]*stopped/);
+    // Not run by npm (a service manager, a shell's &): the node is left to run.
+    const plain = await underParent(join(dir, 'plain'), false);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(alive(plain.pid), true, 'a node not run by npm outlives its parent');
+    process.kill(plain.pid, 'SIGTERM');
+  });
+
   test('a founder killed with SIGKILL comes back through the peers it saved while it ran', async (t) => {
     const dir = tempDir(t);
     // Upkeep (and the periodic save of contacts) every 300 ms instead of every minute.
@@ -714,6 +868,7 @@ describe('status table', () => {
         locatorBusy: 0,
         overloaded: 0,
         transactionsFull: 0,
+        logins: { failed: 0, throttled: 0, asOtherUser: 2 },
       },
     },
   });
@@ -730,7 +885,10 @@ describe('status table', () => {
       /overlay writes\s+5000 registrations written since start; 3 under way, 7 waiting\n/,
     );
     assert.match(formatStatus(view(1)), /registered\s+u0@peerbx\.local \(1 device\)\n/);
-    assert.match(text, /refused\s+3 link handshakes \(overload\), 1 malformed link frames\n/);
+    assert.match(
+      text,
+      /refused\s+3 link handshakes \(overload\), 1 malformed link frames, 2 requests of a logged-in phone as another user \(403\)\n/,
+    );
     assert.match(
       text,
       /now\s+14 SIP transactions \(3 INVITEs awaiting an answer\), 2 TCP and 1 WebSocket connections; memory 151 MB \(JavaScript heap 27 MB\)\n/,

@@ -261,6 +261,28 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
   ) {
     bad('wsTls', 'must be { cert: FILE, key: FILE }, PEM files of the certificate and its key');
   }
+  // A stored hash is the digest HA1 of "user:realm:password", the realm being the SIP domain;
+  // one for each algorithm the node offers, else a phone that answers that challenge never
+  // gets in (RFC 8760: it takes the first it supports).
+  const checkHa1 = (name: string, ha1: Record<string, unknown>): void => {
+    const fix = (alg: 'md5' | 'sha256') =>
+      `hex of ${alg === 'md5' ? 'MD5' : 'SHA-256'}("${name}:${domain}:PASSWORD")`;
+    for (const [alg, hex] of Object.entries(ha1)) {
+      const length = alg === 'md5' ? 32 : alg === 'sha256' ? 64 : 0;
+      if (length === 0)
+        bad('users', `entry "${name}": ha1 takes md5 and sha256, not ${JSON.stringify(alg)}`);
+      if (typeof hex !== 'string' || !new RegExp(`^[0-9a-fA-F]{${length}}$`).test(hex))
+        bad('users', `entry "${name}": ha1.${alg} must be the ${fix(alg as 'md5' | 'sha256')}`);
+    }
+    for (const a of algorithms as string[]) {
+      const alg = a === 'MD5' ? 'md5' : 'sha256';
+      if (ha1[alg] === undefined)
+        bad(
+          'users',
+          `entry "${name}": ha1 has no ${alg} while authAlgorithms offers ${a}; add ${alg}: the ${fix(alg)}, or leave ${a} out of authAlgorithms`,
+        );
+    }
+  };
   const users = merged.users ?? {};
   if (typeof users !== 'object' || users === null || Array.isArray(users))
     bad('users', 'must be a map of user name → { password }');
@@ -277,6 +299,7 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
         `entry "${name}" must be a user name with { password: "..." } or { ha1: { md5, sha256 } }`,
       );
     }
+    if (c?.password === undefined) checkHa1(name, c?.ha1 as Record<string, unknown>);
   }
   const settings: NodeSettings = {
     dataDir: resolve(expandHome(str('dataDir'))),

@@ -105,6 +105,12 @@ export interface StatusView {
       overloaded: number;
       /** New requests answered 503, statelessly, because too many transactions were kept. */
       transactionsFull: number;
+      /**
+       * Phones' logins (digest): wrong passwords and unknown users, requests refused unchecked
+       * while their address was throttled (403), and requests of a logged-in phone sent as
+       * another user (403); absent from older nodes.
+       */
+      logins?: { failed: number; throttled: number; asOtherUser: number };
     };
   };
 }

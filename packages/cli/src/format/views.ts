@@ -108,6 +108,9 @@ function refused(r: StatusView['refused']): string {
   add(r.sip.locatorBusy, 'calls refused while location lookups queued (503)');
   add(r.sip.overloaded, 'new requests refused while the node was overloaded (503)');
   add(r.sip.transactionsFull, 'new requests refused while too many transactions were kept (503)');
+  add(r.sip.logins?.failed ?? 0, 'failed logins (wrong password or unknown user)');
+  add(r.sip.logins?.throttled ?? 0, 'requests refused while their address was throttled (403)');
+  add(r.sip.logins?.asOtherUser ?? 0, 'requests of a logged-in phone as another user (403)');
   return parts.length > 0 ? parts.join(', ') : 'none';
 }
 

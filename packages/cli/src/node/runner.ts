@@ -335,12 +335,19 @@ async function controlOp(
           },
           sip: {
             notSip: notSip(sip.transports.stats),
-            ...sip.stats,
+            badRequestsAnswered: sip.stats.badRequestsAnswered,
+            malformedDropped: sip.stats.malformedDropped,
+            versionRejected: sip.stats.versionRejected,
             strayResponsesDropped: sip.proxy.stats.strayResponsesDropped,
             registrarBusy: sip.publisher.busyRefusals,
             locatorBusy: sip.proxy.stats.lookupsBusy,
             overloaded: sip.overload.stats.refused,
             transactionsFull: sip.transactions.stats.refusedFull,
+            logins: {
+              failed: (sip.auth?.failures.wrong ?? 0) + (sip.auth?.failures['unknown-user'] ?? 0),
+              throttled: sip.auth?.failures.locked ?? 0,
+              asOtherUser: sip.stats.sentAsOther + sip.registrar.registeredAsOther,
+            },
           },
         },
       };

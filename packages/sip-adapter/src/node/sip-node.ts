@@ -127,6 +127,8 @@ export interface SipNodeStats {
   malformedDropped: number;
   /** Requests with a SIP version other than 2.0 (answered 505). */
   versionRejected: number;
+  /** Requests of a phone logged in as one user that named another in From (answered 403). */
+  sentAsOther: number;
 }
 
 /** Default period of the expired-binding sweep (SipNodeOptions.bindingSweepMs). */
@@ -192,6 +194,7 @@ export class SipNode implements TransactionUser {
     badRequestsAnswered: 0,
     malformedDropped: 0,
     versionRejected: 0,
+    sentAsOther: 0,
   };
   private readonly log: Logger;
   /** This machine's addresses, for a node listening on every interface. */
@@ -485,6 +488,7 @@ export class SipNode implements TransactionUser {
       this.auth.stripCredentials(request);
       // RFC 3261 §22, §26.1.2: a phone that proved to be one user speaks for that user only.
       if (!speaksFor(outcome.user, request)) {
+        this.stats.sentAsOther++;
         tx.respond(
           createResponse(request, 403, {
             reason: `Forbidden (${outcome.user} may not send as ${reasonText(fromUser(request), 64)})`,

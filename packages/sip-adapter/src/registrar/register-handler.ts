@@ -139,6 +139,8 @@ export class RegisterHandler {
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Registrations answered, by status, for statistics and tests. */
   readonly answered = new Map<number, number>();
+  /** REGISTERs of a phone logged in as one user for another user's AOR (answered 403). */
+  registeredAsOther = 0;
   /** The TCP/WS flows kept open for registrations, and the AORs with a binding on each. */
   private readonly keptFlows = new Map<string, Set<string>>();
   /** AORs whose device removal the overlay could not be told yet (see handle), by AOR. */
@@ -220,6 +222,7 @@ export class RegisterHandler {
     if (!target.ok) return createResponse(request, target.status, { reason: target.reason });
     if (authenticatedUser !== undefined && authenticatedUser !== target.user) {
       // Authorization will not help: the password was right, the name is someone else's.
+      this.registeredAsOther++;
       return createResponse(request, 403, {
         reason: `Forbidden (${reasonText(authenticatedUser, 200)} may not register ${reasonText(target.user, 200)})`,
       });
