@@ -8,7 +8,7 @@ import { SOFTWARE_VERSION } from '@peerbx/overlay-core';
 import type yargsFactory from 'yargs';
 import type { Argv } from 'yargs';
 import { caInit, caIssue } from './commands/ca.js';
-import { expandHome, loadSettings, type RawSettings } from './config/node-config.js';
+import { expandHome, loadDataDir, loadSettings, type RawSettings } from './config/node-config.js';
 import {
   DEFAULT_CERT_DAYS,
   DEFAULT_DOMAIN,
@@ -216,14 +216,17 @@ async function initCommand(a: NodeFlags & { json?: boolean }): Promise<void> {
 async function controlCommand(
   op: ControlOp,
   a: NodeFlags & { json?: boolean; arg?: string },
-  render: (result: unknown) => string,
+  render: (result: unknown, dataDir: string) => string | Promise<string>,
 ): Promise<void> {
-  const settings = settingsOf(a);
-  const result = await controlRequest(settings.dataDir, {
+  const dataDir = loadDataDir({
+    dataDir: a['data-dir'],
+    ...(a.config ? { config: a.config } : {}),
+  });
+  const result = await controlRequest(dataDir, {
     op,
     ...(a.arg !== undefined ? { arg: String(a.arg) } : {}),
   });
-  out(a.json ? JSON.stringify(result) : render(result));
+  out(a.json ? JSON.stringify(result) : await render(result, dataDir));
 }
 
 function buildParser(argv: string[]) {
@@ -255,7 +258,14 @@ function buildParser(argv: string[]) {
       'peers',
       "list the node's routing table",
       (y) => dataDirFlags(y).option('json', { type: 'boolean', describe: 'JSON output' }),
-      (a) => controlCommand('peers', a, (r) => formatPeers(r as PeerView[])),
+      (a) =>
+        controlCommand('peers', a, async (r, dataDir) => {
+          const peers = r as PeerView[];
+          if (peers.length > 0) return formatPeers(peers);
+          // None: alone, or cut off and rejoining? The status knows.
+          const status = (await controlRequest(dataDir, { op: 'status' })) as StatusView;
+          return formatPeers(peers, status.routingTable.isolated);
+        }),
     )
     .command(
       'lookup <aor>',
@@ -424,9 +434,32 @@ function buildParser(argv: string[]) {
     .fail((msg, err) => {
       // yargs' own complaints (a flag without its value, say) are usage errors too.
       if (err && err.name !== 'YError') throw err;
-      const text = msg ?? err?.message ?? 'bad command line';
+      const said = msg ?? err?.message ?? 'bad command line';
+      const text = usageProblem(argv, said) ?? said;
       throw new CliError('ERR_USAGE', /--help/.test(text) ? text : `${text}; see peerbx --help`);
     });
+}
+
+/** What each command takes as its argument, for a command given without it. */
+const COMMAND_ARGUMENTS: Record<string, string> = {
+  lookup: 'an AOR: a user such as alice, alice@peerbx.local or sip:alice@peerbx.local',
+  ping: 'the node-ID of a node (64 hex digits; peerbx peers lists them)',
+  trace: 'a node-ID (64 hex digits) or an AOR such as alice',
+};
+const COMMANDS = ['start', 'init', 'status', 'peers', 'lookup', 'ping', 'trace', 'ca', 'demo'];
+
+/**
+ * A clearer word than yargs' for the usual slips: a misspelt command (yargs lists it among
+ * "unknown arguments" with every flag), a command without its argument.
+ */
+function usageProblem(argv: readonly string[], said: string): string | undefined {
+  const command = argv[0];
+  if (command === undefined || command.startsWith('-')) return undefined;
+  if (!COMMANDS.includes(command))
+    return `unknown command "${command}" (commands: ${COMMANDS.join(', ')})`;
+  const wanted = COMMAND_ARGUMENTS[command];
+  if (wanted && /^Not enough non-option arguments/.test(said)) return `${command} needs ${wanted}`;
+  return undefined;
 }
 
 /** Runs the command line; resolves to the exit code. */

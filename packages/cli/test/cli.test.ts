@@ -245,6 +245,23 @@ describe('two running nodes', () => {
     assert.match(oneErrorLine(r.stderr), /is not a node-ID/);
   });
 
+  test("the node's own ID, another domain: said plainly (QA)", async () => {
+    const own = await peerbx(['ping', b.ready.node, '--data-dir', b.dataDir]);
+    assert.equal(own.code, 2);
+    assert.match(oneErrorLine(own.stderr), /is this node's own node-ID; `peerbx peers` lists/);
+    const other = await peerbx(['lookup', 'sip:alice@other.example', '--data-dir', a.dataDir]);
+    assert.equal(other.code, 2);
+    assert.match(
+      oneErrorLine(other.stderr),
+      /alice@other\.example is not of this overlay, whose domain is peerbx\.local; look up alice@peerbx\.local/,
+    );
+    // The names a phone on this machine uses for the domain are the domain.
+    const alias = JSON.parse(
+      (await peerbx(['lookup', 'alice@127.0.0.1', '--data-dir', a.dataDir, '--json'])).stdout,
+    );
+    assert.equal(alias.resource, 'alice@peerbx.local');
+  });
+
   test('a data directory in use by a running node', async () => {
     const r = await peerbx(startArgs(a.dataDir));
     assert.equal(r.code, 1);
@@ -282,6 +299,48 @@ describe('errors and settings', () => {
       ),
     );
     assert.match(r, /^\d+\.\d+\.\d+/);
+  });
+
+  test('usage slips get a line that says what to give (QA)', async (t) => {
+    const usage = async (args: string[], env: NodeJS.ProcessEnv = {}) => {
+      const r = await peerbx(args, env);
+      assert.equal(r.code, 2, r.stderr);
+      return oneErrorLine(r.stderr);
+    };
+    const dir = tempDir(t);
+    assert.match(
+      await usage(['strat', '--data-dir', dir]),
+      /unknown command "strat" \(commands: start, init, status, peers, lookup, ping, trace, ca, demo\)/,
+    );
+    assert.match(await usage(['lookup', '--data-dir', dir]), /lookup needs an AOR: a user such as/);
+    assert.match(await usage(['ping']), /ping needs the node-ID of a node/);
+    assert.match(
+      await usage(['trace', '--json']),
+      /trace needs a node-ID \(64 hex digits\) or an AOR/,
+    );
+    assert.match(await usage(['lookup', 'alice', '--bogus']), /Unknown argument: bogus/);
+    assert.match(
+      await usage(['start', '--data-dir', dir, '--ws', 'offf']),
+      /bad --ws: "offf" is not HOST:PORT .*, or off$/,
+    );
+    // Digits and dots are an IPv4 address or nothing: no name lookup at start.
+    assert.match(
+      await usage(['start', '--data-dir', dir, '--overlay', '300.1.1.1:43050']),
+      /bad --overlay: "300\.1\.1\.1:43050" is not HOST:PORT/,
+    );
+    assert.match(
+      await usage(['start', '--data-dir', dir, '--log-level', 'LOUD']),
+      /"LOUD" is not one of/,
+    );
+    const missing = await peerbx(['start', '--data-dir', dir, '--config', join(dir, 'nope.yaml')]);
+    assert.equal(missing.code, 1);
+    assert.match(
+      oneErrorLine(missing.stderr),
+      /config file .*nope\.yaml does not exist; check the path given to --config/,
+    );
+    // A setting only `start` reads is no business of `status`.
+    const status = await peerbx(['status', '--data-dir', dir], { PEERBX_SIP: 'x' });
+    assert.match(oneErrorLine(status.stderr), /no node is running with data directory/);
   });
 
   test('an unknown flag is one line and exit 2', async () => {
@@ -670,6 +729,24 @@ describe('lifecycle', () => {
       const after = await peerbx(['status', '--data-dir', node.dataDir]);
       assert.match(after.stderr, /no node is running/);
     }
+  });
+
+  test('peers of a node cut off from its overlay says it is rejoining, as status does (QA)', async (t) => {
+    const dir = tempDir(t);
+    const a = await StartedNode.start(join(dir, 'a'));
+    let b = await StartedNode.start(join(dir, 'b'), ['--bootstrap', a.ready.overlay]);
+    t.after(() => Promise.all([a.stop(), b.stop()]));
+    await b.stop();
+    await a.stop();
+    // Back alone: the saved contact (a) does not answer.
+    b = await StartedNode.start(join(dir, 'b'));
+    const peers = await peerbx(['peers', '--data-dir', b.dataDir]);
+    assert.equal(peers.code, 0, peers.stderr);
+    assert.equal(peers.stdout.trim(), 'no peers (lost touch with every peer: rejoining)');
+    const founder = await StartedNode.start(join(dir, 'f'));
+    t.after(() => founder.stop());
+    const alone = await peerbx(['peers', '--data-dir', founder.dataDir]);
+    assert.equal(alone.stdout.trim(), 'no peers (this node is alone in its overlay)');
   });
 
   test('a node run by npm leaves once npm is gone: a SIGTERM to npm never reaches it', async (t) => {

@@ -106,9 +106,12 @@ export function readConfigFile(path: string): RawSettings {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
     throw new CliError(
       'ERR_CONFIG',
-      `cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      code === 'ENOENT'
+        ? `config file ${path} does not exist; check the path given to --config (or ${ENV.config})`
+        : `cannot read config file ${path}: ${code ?? (err as Error).message}`,
     );
   }
   let doc: unknown;
@@ -205,10 +208,13 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
       bad(key, v === '' || v === undefined ? what : `${what}, not ${JSON.stringify(v)}`);
     return v as string;
   };
-  const address = (key: keyof RawSettings): ListenAddress => {
+  const address = (key: keyof RawSettings, or = ''): ListenAddress => {
     const a = parseHostPort(str(key, 'must be HOST:PORT, such as 127.0.0.1:5060'));
     if (!a)
-      bad(key, `"${String(merged[key])}" is not HOST:PORT (port 0-65535; 0 picks a free port)`);
+      bad(
+        key,
+        `"${String(merged[key])}" is not HOST:PORT (an IP address or host name, and a port 0-65535; 0 picks a free port)${or}`,
+      );
     return a as ListenAddress;
   };
   let bootstrap = merged.bootstrap ?? [];
@@ -224,7 +230,7 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     bad('domain', `"${domain}" is not a DNS name such as peerbx.local`);
   const logLevel = str('logLevel').toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
-    bad('logLevel', `"${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+    bad('logLevel', `"${str('logLevel')}" is not one of ${LOG_LEVELS.join(', ')}`);
   const wsText = str('ws');
   const auth = str('auth').toLowerCase();
   if (auth !== 'auto' && auth !== 'always' && auth !== 'never')
@@ -306,7 +312,7 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     overlay: address('overlay'),
     bootstrap: bootstrap as string[],
     sip: address('sip'),
-    ws: /^(off|none|false)$/i.test(wsText) ? false : address('ws'),
+    ws: /^(off|none|false)$/i.test(wsText) ? false : address('ws', ', or off'),
     domain,
     logLevel: logLevel as LogLevel,
     domainGiven: origin.domain !== undefined && origin.domain !== 'defaults',
@@ -324,16 +330,34 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
 
 /** Builds the settings of a command from all four sources. */
 export function loadSettings(flags: RawSettings & { config?: string }): NodeSettings {
+  return resolveSettings(settingSources(flags, (s) => s));
+}
+
+/**
+ * The data directory alone, for the commands that only talk to a running node (status, ...):
+ * a setting only `start` reads (PEERBX_SIP in the environment, say) is none of their business.
+ */
+export function loadDataDir(flags: { dataDir?: string | undefined; config?: string }): string {
+  const only = (s: RawSettings): RawSettings =>
+    s.dataDir === undefined ? {} : { dataDir: s.dataDir };
+  const [defaults, ...given] = settingSources(flags, only);
+  return resolveSettings([{ ...defaults!, settings: DEFAULT_SETTINGS }, ...given]).dataDir;
+}
+
+function settingSources(
+  flags: RawSettings & { config?: string },
+  keep: (s: RawSettings) => RawSettings,
+): { name: string; settings: RawSettings }[] {
   const env = settingsFromEnv(process.env);
   const configPath = flags.config ?? process.env[ENV.config];
   const file = configPath ? readConfigFile(resolve(expandHome(configPath))) : {};
   const { config: _ignored, ...flagSettings } = flags;
-  return resolveSettings([
-    { name: 'defaults', settings: DEFAULT_SETTINGS },
-    { name: `config file ${configPath}`, settings: file },
-    { name: 'environment', settings: env },
-    { name: 'flags', settings: flagSettings },
-  ]);
+  return [
+    { name: 'defaults', settings: keep(DEFAULT_SETTINGS) },
+    { name: `config file ${configPath}`, settings: keep(file) },
+    { name: 'environment', settings: keep(env) },
+    { name: 'flags', settings: keep(flagSettings) },
+  ];
 }
 
 export function expandHome(p: string): string {

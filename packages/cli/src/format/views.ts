@@ -114,8 +114,12 @@ function refused(r: StatusView['refused']): string {
   return parts.length > 0 ? parts.join(', ') : 'none';
 }
 
-export function formatPeers(peers: PeerView[]): string {
-  if (peers.length === 0) return 'no peers (this node is alone in its overlay)';
+/** `isolated`: the node lost every contact lately and is trying to rejoin (status says so too). */
+export function formatPeers(peers: PeerView[], isolated = false): string {
+  if (peers.length === 0)
+    return isolated
+      ? 'no peers (lost touch with every peer: rejoining)'
+      : 'no peers (this node is alone in its overlay)';
   return table(
     ['NODE-ID', 'ADDRESS', 'LAST-SEEN', 'FAILURES', 'LINK'],
     peers.map((p) => [

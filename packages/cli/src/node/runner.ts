@@ -245,7 +245,16 @@ function sipStartError(err: unknown, settings: NodeSettings): Error {
 /** Normalises "alice", "sip:alice@dom" or "alice@dom" to the overlay resource "alice@dom". */
 export function aorResource(aor: string, domain: string): string {
   const bare = bareAor(aor);
-  return bare.includes('@') ? bare.toLowerCase() : `${bare}@${domain}`;
+  if (!bare.includes('@')) return `${bare}@${domain}`;
+  const [user, host = ''] = bare.toLowerCase().split('@');
+  // The names phones on this machine use for the domain (as the registrar takes them).
+  const bareHost = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  if (host === domain || bareHost === 'localhost' || isIP(bareHost) !== 0)
+    return `${user}@${domain}`;
+  throw new CliError(
+    'ERR_USAGE',
+    `${bare} is not of this overlay, whose domain is ${domain}; look up ${user}@${domain}`,
+  );
 }
 
 /** True for alice, alice@domain or sip:alice@domain: a user, and one @ with a host at most. */
@@ -403,6 +412,11 @@ async function controlOp(
     }
     case 'ping': {
       const id = parseNodeId(requireArg(req, 'a node-ID (64 hex digits)'));
+      if (idToHex(id) === idToHex(overlay.nodeId))
+        throw new CliError(
+          'ERR_USAGE',
+          `${idToHex(id)} is this node's own node-ID; \`peerbx peers\` lists the others`,
+        );
       const r = await overlay.ping(id);
       const view: PingView = { nodeId: r.nodeId, address: r.address, rttMs: r.rttMs };
       return view;
