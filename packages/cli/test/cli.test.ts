@@ -260,6 +260,11 @@ describe('two running nodes', () => {
       (await peerbx(['lookup', 'alice@127.0.0.1', '--data-dir', a.dataDir, '--json'])).stdout,
     );
     assert.equal(alias.resource, 'alice@peerbx.local');
+    const withPort = JSON.parse(
+      (await peerbx(['lookup', 'sip:alice@peerbx.local:5060', '--data-dir', a.dataDir, '--json']))
+        .stdout,
+    );
+    assert.equal(withPort.resource, 'alice@peerbx.local');
   });
 
   test('a data directory in use by a running node', async () => {

@@ -340,8 +340,9 @@ export function loadSettings(flags: RawSettings & { config?: string }): NodeSett
 export function loadDataDir(flags: { dataDir?: string | undefined; config?: string }): string {
   const only = (s: RawSettings): RawSettings =>
     s.dataDir === undefined ? {} : { dataDir: s.dataDir };
-  const [defaults, ...given] = settingSources(flags, only);
-  return resolveSettings([{ ...defaults!, settings: DEFAULT_SETTINGS }, ...given]).dataDir;
+  // Every other setting from the defaults, which always pass.
+  const [, ...given] = settingSources(flags, only);
+  return resolveSettings([{ name: 'defaults', settings: DEFAULT_SETTINGS }, ...given]).dataDir;
 }
 
 function settingSources(

@@ -249,7 +249,7 @@ export function aorResource(aor: string, domain: string): string {
   const [user, host = ''] = bare.toLowerCase().split('@');
   // The names phones on this machine use for the domain (as the registrar takes them).
   const bareHost = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
-  if (host === domain || bareHost === 'localhost' || isIP(bareHost) !== 0)
+  if (bareHost === domain || bareHost === 'localhost' || isIP(bareHost) !== 0)
     return `${user}@${domain}`;
   throw new CliError(
     'ERR_USAGE',
