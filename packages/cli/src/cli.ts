@@ -41,6 +41,7 @@ import {
 import { createLogger } from './logger.js';
 import { prepareDataDir } from './node/data-dir.js';
 import { isAor, startNode } from './node/runner.js';
+import { onNpmParentGone } from './parent.js';
 
 /**
  * yargs' CommonJS build: its ESM build lays help out with a wrap that cuts words in two
@@ -48,7 +49,14 @@ import { isAor, startNode } from './node/runner.js';
  */
 const yargs = createRequire(import.meta.url)('yargs') as typeof yargsFactory;
 
-const out = (text: string) => process.stdout.write(`${text}\n`);
+// A reader that went away (`peerbx demo | head -1`) is no failure: what is left to print is
+// dropped, and the command finishes (the demo stops its nodes and removes its files).
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+});
+const out = (text: string) => {
+  if (!process.stdout.destroyed) process.stdout.write(`${text}\n`);
+};
 
 interface NodeFlags {
   'data-dir'?: string;
@@ -131,19 +139,6 @@ function settingsOf(a: NodeFlags) {
 
 /** A second stop signal this soon after the first is the same stop, not an insistence, ms. */
 const SIGNAL_REPEAT_MS = 500;
-/** How often a node run by npm checks that its parent is still there, ms. */
-const PARENT_CHECK_MS = 500;
-
-/** Calls `then` once this process's parent has gone (it was given to another, init say). */
-function onOrphaned(then: () => void): void {
-  const parent = process.ppid;
-  const timer = setInterval(() => {
-    if (process.ppid === parent) return;
-    clearInterval(timer);
-    then();
-  }, PARENT_CHECK_MS);
-  timer.unref();
-}
 
 async function startCommand(a: NodeFlags): Promise<void> {
   const settings = settingsOf(a);
@@ -186,10 +181,8 @@ async function startCommand(a: NodeFlags): Promise<void> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    // Run by npm (`npx peerbx start`, `npm start`): a supervisor's SIGTERM to npm ends npm and
-    // the shell it ran this from, and never reaches this process, which would run on orphaned,
-    // holding its ports. The parent gone is the SIGTERM it did not pass on.
-    if (process.env.npm_command !== undefined) onOrphaned(() => onSignal('SIGTERM'));
+    // Run by npm: the parent gone is the SIGTERM it did not pass on (parent.ts).
+    onNpmParentGone(() => onSignal('SIGTERM'));
   });
   out(node.readyLine);
   await stopped;
@@ -393,8 +386,9 @@ function buildParser(argv: string[]) {
       (y) =>
         y
           .option('nodes', {
-            type: 'number',
-            default: 3,
+            type: 'string',
+            requiresArg: true,
+            default: '3',
             describe: 'node processes to start (2-8)',
           })
           .option('keep', {
@@ -404,12 +398,13 @@ function buildParser(argv: string[]) {
           })
           .option('domain', { type: 'string', default: DEFAULT_DOMAIN, describe: 'SIP domain' }),
       async (a) => {
-        if (!Number.isInteger(a.nodes) || a.nodes < 2 || a.nodes > 8)
+        const nodes = /^\d+$/.test(a.nodes.trim()) ? Number(a.nodes) : Number.NaN;
+        if (!(nodes >= 2 && nodes <= 8))
           throw new CliError(
             'ERR_USAGE',
-            `--nodes must be an integer from 2 to 8${Number.isNaN(a.nodes) ? '' : `, not ${a.nodes}`}`,
+            `--nodes must be an integer from 2 to 8, not ${JSON.stringify(a.nodes)}`,
           );
-        await runDemo({ nodes: a.nodes, keep: a.keep, domain: a.domain, print: out });
+        await runDemo({ nodes, keep: a.keep, domain: a.domain, print: out });
       },
     )
     .demandCommand(1, 'name a command; see peerbx --help')
@@ -434,7 +429,9 @@ function buildParser(argv: string[]) {
     .fail((msg, err) => {
       // yargs' own complaints (a flag without its value, say) are usage errors too.
       if (err && err.name !== 'YError') throw err;
-      const said = msg ?? err?.message ?? 'bad command line';
+      // yargs capitalises its messages; the line reads "peerbx: error: unknown argument ...".
+      const yargsSaid = msg ?? err?.message ?? 'bad command line';
+      const said = yargsSaid.charAt(0).toLowerCase() + yargsSaid.slice(1);
       const text = usageProblem(argv, said) ?? said;
       throw new CliError('ERR_USAGE', /--help/.test(text) ? text : `${text}; see peerbx --help`);
     });
@@ -458,7 +455,7 @@ function usageProblem(argv: readonly string[], said: string): string | undefined
   if (!COMMANDS.includes(command))
     return `unknown command "${command}" (commands: ${COMMANDS.join(', ')})`;
   const wanted = COMMAND_ARGUMENTS[command];
-  if (wanted && /^Not enough non-option arguments/.test(said)) return `${command} needs ${wanted}`;
+  if (wanted && /^not enough non-option arguments/.test(said)) return `${command} needs ${wanted}`;
   return undefined;
 }
 

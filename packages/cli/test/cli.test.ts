@@ -323,7 +323,7 @@ describe('errors and settings', () => {
       await usage(['trace', '--json']),
       /trace needs a node-ID \(64 hex digits\) or an AOR/,
     );
-    assert.match(await usage(['lookup', 'alice', '--bogus']), /Unknown argument: bogus/);
+    assert.match(await usage(['lookup', 'alice', '--bogus']), /unknown argument: bogus/);
     assert.match(
       await usage(['start', '--data-dir', dir, '--ws', 'offf']),
       /bad --ws: "offf" is not HOST:PORT .*, or off$/,
@@ -748,6 +748,18 @@ describe('lifecycle', () => {
     const peers = await peerbx(['peers', '--data-dir', b.dataDir]);
     assert.equal(peers.code, 0, peers.stderr);
     assert.equal(peers.stdout.trim(), 'no peers (lost touch with every peer: rejoining)');
+    // Nothing can be pinged or traced then, and it says why (QA: "is not in the overlay").
+    const ping = await peerbx(['ping', a.ready.node, '--data-dir', b.dataDir]);
+    assert.equal(ping.code, 1);
+    assert.match(
+      oneErrorLine(ping.stderr),
+      /this node has lost touch with every other node \(rejoining\); [0-9a-f]{64} not pinged/,
+    );
+    const trace = await peerbx(['trace', 'alice', '--data-dir', b.dataDir]);
+    assert.match(
+      oneErrorLine(trace.stderr),
+      /lost touch with every other node .*no lookup to trace/,
+    );
     const founder = await StartedNode.start(join(dir, 'f'));
     t.after(() => founder.stop());
     const alone = await peerbx(['peers', '--data-dir', founder.dataDir]);

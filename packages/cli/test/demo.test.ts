@@ -1,8 +1,10 @@
 // `peerbx demo` passes on a bare machine: nodes, phones, calls and a MESSAGE through the overlay.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
-import { peerbx } from './helpers.js';
+import { BIN, cleanEnv, peerbx } from './helpers.js';
 
 test('peerbx demo places calls and a MESSAGE and exits 0', async () => {
   const r = await peerbx(['demo'], {}, 60_000);
@@ -14,4 +16,88 @@ test('peerbx demo places calls and a MESSAGE and exits 0', async () => {
     );
   assert.match(r.stdout, /alice ⇢ carol \(MESSAGE\).*delivered/);
   assert.match(r.stdout, /3 calls and 1 message over 3 nodes/);
+});
+
+test('peerbx demo whose reader goes away (| head -1) still stops its nodes and removes its files', async () => {
+  const child = spawn(process.execPath, [BIN, 'demo', '--nodes', '2'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: cleanEnv(),
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  // The first line names the data directory; then the reader leaves, as head does.
+  const first = await new Promise<string>((resolve) => {
+    let text = '';
+    child.stdout.on('data', (d) => {
+      text += d;
+      if (text.includes('\n')) resolve(text.split('\n')[0] ?? '');
+    });
+  });
+  child.stdout.destroy();
+  const root = /data in (\S+)\)/.exec(first)?.[1] ?? '';
+  assert.ok(root, first);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  // QA: an EPIPE crashed it with a stack trace, and left a node and the directory behind.
+  assert.equal(code, 0, stderr);
+  assert.doesNotMatch(stderr, /EPIPE|Error/);
+  assert.equal(existsSync(root), false, `${root} removed`);
+});
+
+test('peerbx demo --nodes takes a number from 2 to 8', async () => {
+  for (const [args, said] of [
+    [['--nodes'], /not enough arguments following: nodes/],
+    [['--nodes', 'abc'], /--nodes must be an integer from 2 to 8, not "abc"/],
+    [['--nodes', '9'], /--nodes must be an integer from 2 to 8, not "9"/],
+    [['--nodes', ''], /--nodes must be an integer from 2 to 8, not ""/],
+    [['--bogus'], /peerbx: error: unknown argument: bogus/],
+  ] as const) {
+    const r = await peerbx(['demo', ...args]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, said);
+  }
+});
+
+test('peerbx demo --keep run by npm stops its nodes and removes its files once npm is gone', async (t) => {
+  // A supervisor's SIGTERM to npm ends npm and its shell only (QA: the demo and its nodes ran on
+  // orphaned, holding their ports). A parent process with npm's variable stands for both.
+  const parent = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const c = require('node:child_process').spawn(process.execPath, ${JSON.stringify([BIN, 'demo', '--keep', '--nodes', '2'])}, { stdio: ['ignore', 'inherit', 'inherit'] });
+      console.log('child ' + c.pid);
+      setInterval(() => {}, 1000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv({ npm_command: 'exec' }) },
+  );
+  let out = '';
+  const ready = await new Promise<{ pid: number; root: string }>((resolve, reject) => {
+    parent.stdout.on('data', (d) => {
+      out += d;
+      const pid = /child (\d+)/.exec(out)?.[1];
+      const root = /data in (\S+)\)/.exec(out)?.[1];
+      if (pid && root && /Then call another user/.test(out)) resolve({ pid: Number(pid), root });
+    });
+    parent.once('exit', () => reject(new Error(`parent exited: ${out}`)));
+  });
+  parent.kill('SIGKILL');
+  const alive = () => {
+    try {
+      process.kill(ready.pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  t.after(() => {
+    // Failed: the demo holds the pipes open; its nodes stop once it is gone (npm's variable).
+    if (alive()) process.kill(ready.pid, 'SIGKILL');
+    parent.stdout.destroy();
+    parent.stderr.destroy();
+  });
+  for (let i = 0; i < 150 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(alive(), false, 'the demo stopped');
+  assert.equal(existsSync(ready.root), false, `${ready.root} removed`);
 });

@@ -234,7 +234,10 @@ describe('digest authentication', () => {
     assert.ok(c);
     const locked = await register(a, p, 'erin', erin(c, 'correct horse'));
     assert.equal(locked.status, 403);
-    assert.match(locked.reason, /too many failed logins from this address; try again in 60 s/);
+    assert.match(
+      locked.reason,
+      /too many failed logins for this user from this address; try again in 60 s/,
+    );
     assert.equal(a.sip.bindings.lookup('sip:erin@peerbx.local', clock.now()).length, 0);
     // Another user from the same host is not locked out.
     assert.equal(await registerAlice(await phone()), 200);
@@ -456,5 +459,35 @@ describe('digest authentication', () => {
       'SIP/2.0 200 OK',
       'a loopback node asks no credentials',
     );
+  });
+
+  // Last: the host stays locked out for the tests after it.
+  it('refuses every user from a host that failed 20 logins in a minute, and says whose', async () => {
+    offset += 120_000; // the earlier tests' failures are out of the minute
+    try {
+      const p = await phone();
+      for (let i = 1; i <= 20; i++) {
+        const user = `nobody${i}`;
+        const [c] = challenges(await register(a, p, user), 'www-authenticate');
+        assert.ok(c);
+        const guess = credentials(c, { user, password: 'x', method: 'REGISTER', uri });
+        assert.equal((await register(a, p, user, guess)).status, 401, user);
+      }
+      // The right password of a user who guessed nothing, from another port of the host.
+      const q = await phone();
+      const [c] = challenges(await register(a, q, 'alice'), 'www-authenticate');
+      assert.ok(c);
+      const right = credentials(c, {
+        user: 'alice',
+        password: 'wonderland',
+        method: 'REGISTER',
+        uri,
+      });
+      const locked = await register(a, q, 'alice', right);
+      assert.equal(locked.status, 403);
+      assert.match(locked.reason, /too many failed logins from this address; try again in 60 s/);
+    } finally {
+      offset -= 120_000;
+    }
   });
 });

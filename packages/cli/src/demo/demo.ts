@@ -10,6 +10,7 @@ import { controlRequest } from '../control/client.js';
 import type { LookupView } from '../control/protocol.js';
 import { CliError } from '../errors.js';
 import { table } from '../format/table.js';
+import { onNpmParentGone } from '../parent.js';
 import { NodeProcess } from './node-process.js';
 import { type CallResult, DemoPhone } from './phone.js';
 
@@ -180,6 +181,7 @@ function fmt(a: { host: string; port: number }): string {
   return `${a.host}:${a.port}`;
 }
 
+/** Ctrl-C, a SIGTERM, or (run by npm) npm gone: parent.ts. */
 function waitForSignal(): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
@@ -189,5 +191,6 @@ function waitForSignal(): Promise<void> {
     };
     process.on('SIGINT', done);
     process.on('SIGTERM', done);
+    onNpmParentGone(done);
   });
 }

@@ -183,14 +183,13 @@ export class DigestAuthenticator {
     const now = this.clock.now();
     const keys = host === undefined ? undefined : { host, user: `${host} ${username}` };
     if (keys) {
-      const wait = Math.max(
-        this.throttle.lockedFor(keys.host, now),
-        this.throttle.lockedFor(keys.user, now),
-      );
+      const hostWait = this.throttle.lockedFor(keys.host, now);
+      const wait = Math.max(hostWait, this.throttle.lockedFor(keys.user, now));
       if (wait > 0) {
         // Not checked, not logged: a guesser learns nothing and floods nothing.
         this.failures.locked++;
-        const reason = `Forbidden (too many failed logins from this address; try again in ${Math.ceil(wait / 1000)} s)`;
+        const whose = hostWait > 0 ? '' : ' for this user';
+        const reason = `Forbidden (too many failed logins${whose} from this address; try again in ${Math.ceil(wait / 1000)} s)`;
         return { ok: false, response: createResponse(request, 403, { reason }) };
       }
     }
