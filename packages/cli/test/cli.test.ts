@@ -663,7 +663,7 @@ describe('errors and settings', () => {
   test("a bootstrap flag without an address, an unknown host, or the node's own address", async (t) => {
     const none = await peerbx(['start', '--data-dir', tempDir(t), '--bootstrap']);
     assert.equal(none.code, 2, 'not a new overlay founded by mistake');
-    assert.match(oneErrorLine(none.stderr), /Not enough arguments following: bootstrap/);
+    assert.match(oneErrorLine(none.stderr), /not enough arguments following: bootstrap/);
     const unknown = await peerbx(startArgs(tempDir(t), '--bootstrap', 'no-such-host.invalid:7400'));
     assert.equal(unknown.code, 1);
     assert.match(
