@@ -2,7 +2,7 @@
 // the first), the control commands against them, and the documented errors.
 
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import {
@@ -24,14 +24,16 @@ import { DEFAULT_SETTINGS, resolveSettings } from '../src/config/node-config.js'
 import { controlSocketPath, type StatusView } from '../src/control/protocol.js';
 import { formatStatus } from '../src/format/views.js';
 import {
-  BIN,
   cleanEnv,
+  isAlive,
   peerbx,
+  registerText,
   StartedNode,
   startArgs,
   startArgsAt,
   tempDir,
   udpRegister,
+  underParent,
 } from './helpers.js';
 
 const oneErrorLine = (stderr: string) => {
@@ -455,19 +457,16 @@ describe('errors and settings', () => {
         sock.once('message', (m) => resolve(m.toString()));
         cseq++;
         sock.send(
-          [
-            'REGISTER sip:peerbx.local SIP/2.0',
-            `Via: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bK-login-${cseq};rport`,
-            'From: <sip:dave@peerbx.local>;tag=1',
-            'To: <sip:dave@peerbx.local>',
-            'Call-ID: login-test',
-            `CSeq: ${cseq} REGISTER`,
-            'Contact: <sip:dave@127.0.0.1:9>',
-            ...(authorization ? [`Authorization: ${authorization}`] : []),
-            'Content-Length: 0',
-            '',
-            '',
-          ].join('\r\n'),
+          registerText({
+            requestUri: 'sip:peerbx.local',
+            viaPort: sock.address().port,
+            branch: `z9hG4bK-login-${cseq}`,
+            user: 'dave',
+            callId: 'login-test',
+            cseq,
+            contact: '127.0.0.1:9',
+            headers: authorization ? [`Authorization: ${authorization}`] : [],
+          }),
           port,
           '127.0.0.1',
         );
@@ -769,55 +768,25 @@ describe('lifecycle', () => {
   test('a node run by npm leaves once npm is gone: a SIGTERM to npm never reaches it', async (t) => {
     // npm runs `peerbx start` from a shell; a supervisor's SIGTERM ends npm and that shell only
     // (QA: the node ran on orphaned, holding its ports). Here a parent process stands for both.
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    const underParent = async (dir: string, npm: boolean) => {
+    const started = async (dir: string, npm: boolean) => {
       const env = cleanEnv(npm ? { npm_command: 'exec' } : {});
       if (!npm) delete env.npm_command;
-      const parent = spawn(
-        process.execPath,
-        [
-          '-e',
-          `const c = require('node:child_process').spawn(process.execPath, ${JSON.stringify([BIN, ...startArgs(dir)])}, { stdio: ['ignore', 'inherit', 'inherit'] });
-          console.log('child ' + c.pid);
-          setInterval(() => {}, 1000);`,
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'], env },
-      );
-      let stderr = '';
-      parent.stderr.on('data', (d) => {
-        stderr += d;
-      });
-      let stdout = '';
-      const pid = await new Promise<number>((resolve, reject) => {
-        parent.stdout.on('data', (d) => {
-          stdout += d;
-          const m = /child (\d+)\n[\s\S]*peerbx ready/.exec(stdout);
-          if (m) resolve(Number(m[1]));
-        });
-        parent.once('exit', () => reject(new Error(`parent exited: ${stdout} ${stderr}`)));
-      });
+      const run = await underParent(startArgs(dir), env, /peerbx ready/);
       t.after(() => {
-        if (alive(pid)) process.kill(pid, 'SIGKILL');
+        if (isAlive(run.pid)) process.kill(run.pid, 'SIGKILL');
       });
-      parent.kill('SIGKILL');
-      return { pid, log: () => stderr };
+      run.parent.kill('SIGKILL');
+      return { pid: run.pid, log: run.err };
     };
     const dir = tempDir(t);
-    const npm = await underParent(join(dir, 'npm'), true);
-    for (let i = 0; i < 100 && alive(npm.pid); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.equal(alive(npm.pid), false, 'the node run by npm stopped');
+    const npm = await started(join(dir, 'npm'), true);
+    for (let i = 0; i < 100 && isAlive(npm.pid); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(isAlive(npm.pid), false, 'the node run by npm stopped');
     assert.match(npm.log(), /leaving the overlay[\s\S]*stopped/);
     // Not run by npm (a service manager, a shell's &): the node is left to run.
-    const plain = await underParent(join(dir, 'plain'), false);
+    const plain = await started(join(dir, 'plain'), false);
     await new Promise((r) => setTimeout(r, 1500));
-    assert.equal(alive(plain.pid), true, 'a node not run by npm outlives its parent');
+    assert.equal(isAlive(plain.pid), true, 'a node not run by npm outlives its parent');
     process.kill(plain.pid, 'SIGTERM');
   });
 

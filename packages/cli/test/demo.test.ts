@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
-import { BIN, cleanEnv, peerbx } from './helpers.js';
+import { BIN, cleanEnv, isAlive, peerbx, underParent } from './helpers.js';
 
 test('peerbx demo places calls and a MESSAGE and exits 0', async () => {
   const r = await peerbx(['demo'], {}, 60_000);
@@ -62,42 +62,21 @@ test('peerbx demo --nodes takes a number from 2 to 8', async () => {
 test('peerbx demo --keep run by npm stops its nodes and removes its files once npm is gone', async (t) => {
   // A supervisor's SIGTERM to npm ends npm and its shell only (QA: the demo and its nodes ran on
   // orphaned, holding their ports). A parent process with npm's variable stands for both.
-  const parent = spawn(
-    process.execPath,
-    [
-      '-e',
-      `const c = require('node:child_process').spawn(process.execPath, ${JSON.stringify([BIN, 'demo', '--keep', '--nodes', '2'])}, { stdio: ['ignore', 'inherit', 'inherit'] });
-      console.log('child ' + c.pid);
-      setInterval(() => {}, 1000);`,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv({ npm_command: 'exec' }) },
+  const run = await underParent(
+    ['demo', '--keep', '--nodes', '2'],
+    cleanEnv({ npm_command: 'exec' }),
+    /data in \S+\)[\s\S]*Then call another user/,
   );
-  let out = '';
-  const ready = await new Promise<{ pid: number; root: string }>((resolve, reject) => {
-    parent.stdout.on('data', (d) => {
-      out += d;
-      const pid = /child (\d+)/.exec(out)?.[1];
-      const root = /data in (\S+)\)/.exec(out)?.[1];
-      if (pid && root && /Then call another user/.test(out)) resolve({ pid: Number(pid), root });
-    });
-    parent.once('exit', () => reject(new Error(`parent exited: ${out}`)));
-  });
-  parent.kill('SIGKILL');
-  const alive = () => {
-    try {
-      process.kill(ready.pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const root = /data in (\S+)\)/.exec(run.out())?.[1] ?? '';
+  run.parent.kill('SIGKILL');
+  const alive = () => isAlive(run.pid);
   t.after(() => {
     // Failed: the demo holds the pipes open; its nodes stop once it is gone (npm's variable).
-    if (alive()) process.kill(ready.pid, 'SIGKILL');
-    parent.stdout.destroy();
-    parent.stderr.destroy();
+    if (alive()) process.kill(run.pid, 'SIGKILL');
+    run.parent.stdout?.destroy();
+    run.parent.stderr?.destroy();
   });
   for (let i = 0; i < 150 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
   assert.equal(alive(), false, 'the demo stopped');
-  assert.equal(existsSync(ready.root), false, `${ready.root} removed`);
+  assert.equal(existsSync(root), false, `${root} removed`);
 });

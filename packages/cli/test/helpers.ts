@@ -166,19 +166,15 @@ export async function udpRegister(sip: string, user: string, contact: string): P
         resolve(m.toString().split('\r\n')[0] ?? '');
       });
       sock.send(
-        [
-          `REGISTER sip:127.0.0.1:${port} SIP/2.0`,
-          `Via: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bK${callId};rport`,
-          `From: <sip:${user}@peerbx.local>;tag=1`,
-          `To: <sip:${user}@peerbx.local>`,
-          `Call-ID: ${callId}`,
-          'CSeq: 1 REGISTER',
-          `Contact: <sip:${user}@${contact}>`,
-          'Expires: 600',
-          'Content-Length: 0',
-          '',
-          '',
-        ].join('\r\n'),
+        registerText({
+          requestUri: `sip:127.0.0.1:${port}`,
+          viaPort: sock.address().port,
+          branch: `z9hG4bK${callId}`,
+          user,
+          callId,
+          contact,
+          expires: 600,
+        }),
         port,
         '127.0.0.1',
       );
@@ -186,4 +182,81 @@ export async function udpRegister(sip: string, user: string, contact: string): P
   } finally {
     sock.close();
   }
+}
+
+/**
+ * A REGISTER of `user` (at peerbx.local) from 127.0.0.1:`viaPort` binding `sip:user@contact`,
+ * with `headers` after its Contact.
+ */
+export function registerText(o: {
+  requestUri: string;
+  viaPort: number;
+  branch: string;
+  user: string;
+  callId: string;
+  cseq?: number;
+  contact: string;
+  expires?: number;
+  headers?: string[];
+}): string {
+  return [
+    `REGISTER ${o.requestUri} SIP/2.0`,
+    `Via: SIP/2.0/UDP 127.0.0.1:${o.viaPort};branch=${o.branch};rport`,
+    `From: <sip:${o.user}@peerbx.local>;tag=1`,
+    `To: <sip:${o.user}@peerbx.local>`,
+    `Call-ID: ${o.callId}`,
+    `CSeq: ${o.cseq ?? 1} REGISTER`,
+    `Contact: <sip:${o.user}@${o.contact}>`,
+    ...(o.headers ?? []),
+    ...(o.expires === undefined ? [] : [`Expires: ${o.expires}`]),
+    'Content-Length: 0',
+    '',
+    '',
+  ].join('\r\n');
+}
+
+/** Whether process `pid` still runs. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `peerbx args` under a parent process that stands for npm and its shell, both with `env`. The
+ * parent prints the child's pid; the child's output goes to the parent's pipes, which the
+ * child keeps open once the parent is gone. Resolves once the output matches `ready`.
+ */
+export async function underParent(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  ready: RegExp,
+): Promise<{ parent: ChildProcess; pid: number; out: () => string; err: () => string }> {
+  const parent = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const c = require('node:child_process').spawn(process.execPath, ${JSON.stringify([BIN, ...args])}, { stdio: ['ignore', 'inherit', 'inherit'] });
+      console.log('child ' + c.pid);
+      setInterval(() => {}, 1000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'], env },
+  );
+  let out = '';
+  let err = '';
+  parent.stderr?.on('data', (d) => {
+    err += d;
+  });
+  const pid = await new Promise<number>((resolve, reject) => {
+    parent.stdout?.on('data', (d) => {
+      out += d;
+      const m = /child (\d+)\n/.exec(out);
+      if (m && ready.test(out)) resolve(Number(m[1]));
+    });
+    parent.once('exit', () => reject(new Error(`parent exited: ${out} ${err}`)));
+  });
+  return { parent, pid, out: () => out, err: () => err };
 }

@@ -619,12 +619,7 @@ export class OverlayNode {
       ...(onValues ? { onValues } : {}),
     });
     if (result.values.length > 0) return result;
-    if (this.dht.isolated) {
-      throw new OverlayError(
-        'ERR_UNREACHABLE',
-        `this node has lost touch with every other node (rejoining); ${resource} not looked up`,
-      );
-    }
+    this.inTouch(`${resource} not looked up`);
     if (result.requests > 0 && result.failures === result.requests) {
       throw new OverlayError(
         'ERR_UNREACHABLE',
@@ -897,7 +892,21 @@ export class OverlayNode {
     return hit;
   }
 
+  /**
+   * Throws ERR_UNREACHABLE, saying `what` was not done, while this node has lost touch with
+   * every other one (KademliaNode.isolated): it asked nobody, and "not found" would be a guess.
+   */
+  private inTouch(what: string): void {
+    if (this.dht.isolated) {
+      throw new OverlayError(
+        'ERR_UNREACHABLE',
+        `this node has lost touch with every other node (rejoining); ${what}`,
+      );
+    }
+  }
+
   async ping(nodeId: NodeId): Promise<PingResult> {
+    this.inTouch(`${idToHex(nodeId)} not pinged`);
     const contact = await this.findContact(nodeId);
     const t0 = performance.now();
     if (!(await this.dht.ping(contact))) {
@@ -911,6 +920,7 @@ export class OverlayNode {
 
   /** The path of a lookup for target, request by request. */
   async trace(target: NodeId): Promise<TraceStep[]> {
+    this.inTouch('no lookup to trace');
     return (await this.dht.findNode(target, { trace: true })).trace;
   }
 
