@@ -581,6 +581,11 @@ describe('errors and settings', () => {
     );
     const node = await StartedNode.start(join(dir, 'n'), ['--config', file]);
     t.after(() => node.stop());
+    assert.match(
+      node.stdoutLines.at(-1) ?? '',
+      / wss=127\.0\.0\.1:\d+$/,
+      'the ready line says wss',
+    );
     const port = Number(node.ready.ws.slice(node.ready.ws.lastIndexOf(':') + 1));
     const ca = readFileSync(join(dir, 'cert.pem'));
     /** The status line of a WebSocket handshake over TLS from a page of `origin`. */
@@ -919,7 +924,7 @@ describe('status table', () => {
         malformed: 0,
         byReason: {},
         unmatched: 0,
-        links: { handshakesFailed: { overload: 3 }, framesMalformed: 1 },
+        links: { handshakesFailed: { overload: 3 }, framesMalformed: 1, overLimit: 2 },
       },
       sip: {
         notSip: 0,
@@ -950,7 +955,7 @@ describe('status table', () => {
     assert.match(formatStatus(view(1)), /registered\s+u0@peerbx\.local \(1 device\)\n/);
     assert.match(
       text,
-      /refused\s+3 link handshakes \(overload\), 1 malformed link frames, 2 requests of a logged-in phone as another user \(403\)\n/,
+      /refused\s+3 link handshakes \(overload\), 1 malformed link frames, 2 links closed, their node holding too many, 2 requests of a logged-in phone as another user \(403\)\n/,
     );
     assert.match(
       text,

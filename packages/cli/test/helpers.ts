@@ -109,7 +109,9 @@ export class StartedNode {
       });
       createInterface({ input: child.stdout! }).on('line', (line) => {
         lines.push(line);
-        const m = /^peerbx ready node=([0-9a-f]{64}) overlay=(\S+) sip=(\S+) ws=(\S+)$/.exec(line);
+        const m = /^peerbx ready node=([0-9a-f]{64}) overlay=(\S+) sip=(\S+) wss?=(\S+)$/.exec(
+          line,
+        );
         if (m) {
           clearTimeout(timer);
           resolve({ node: m[1]!, overlay: m[2]!, sip: m[3]!, ws: m[4]! });

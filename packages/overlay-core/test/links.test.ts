@@ -806,6 +806,42 @@ describe('hostile connections', () => {
     for (const p of [...silent, other]) p.socket.destroy();
   });
 
+  it('lets one node-ID hold only a few links, closing its oldest for each one more', async () => {
+    const busy = await startManager({ maxLinksPerNode: 2 });
+    busy.handle('echo', echoHandler);
+    // Three managers with one key pair: one node-ID dialling from three sockets.
+    const keys = generateNodeKeyPair(PUZZLE);
+    const twins = await Promise.all([1, 2, 3].map(() => startManager({ keys })));
+    const channels: Channel[] = [];
+    let oldestClosed: Promise<[OverlayError?]> | undefined;
+    for (const twin of twins) {
+      const ch = await withTimeout(
+        twin.connect(busy.nodeId, 'echo', async () => busy.address as string),
+        'a connect',
+      );
+      oldestClosed ??= waitFor<[OverlayError?]>(ch, 'close');
+      channels.push(ch);
+    }
+    const [, ...rest] = channels as [Channel, Channel, Channel];
+    const [err] = await (oldestClosed as Promise<[OverlayError?]>);
+    assert.equal(err?.code, 'ERR_LIMIT');
+    assert.match(err?.message ?? '', /opened more than 2 links; its oldest is closed/);
+    assert.equal(busy.stats.linksOverLimit, 1);
+    await eventually(() => busy.links().length === 2, 'two links left at the node');
+    for (const ch of rest) {
+      const got = collect(ch, 1);
+      ch.send(new Uint8Array([9]));
+      assert.deepEqual((await got)[0], new Uint8Array([9]), 'the newer links still carry data');
+    }
+    // Other nodes are not affected.
+    const ch = await withTimeout(
+      good.connect(busy.nodeId, 'echo', async () => busy.address as string),
+      'a good connect',
+    );
+    assert.equal(busy.links().length, 3);
+    ch.close();
+  });
+
   it('closes links and notifies channels when a manager closes', async () => {
     const x = await startManager();
     const y = await startManager();

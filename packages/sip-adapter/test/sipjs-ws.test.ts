@@ -5,6 +5,9 @@
 // fixed-SDP SessionDescriptionHandler stands in. Skipped, with the reason, without sipp.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { KIND_SIP_REGISTRATION } from '@peerbx/overlay-core';
 import {
@@ -388,8 +391,11 @@ class WsPhone {
     });
   }
 
-  static async open(port: number): Promise<WsPhone> {
-    const socket = new WebSocket(`ws://127.0.0.1:${port}`, 'sip');
+  /** Over wss when `ca` (the node's certificate) is given. */
+  static async open(port: number, ca?: Buffer): Promise<WsPhone> {
+    const socket = ca
+      ? new WebSocket(`wss://127.0.0.1:${port}`, 'sip', { ca })
+      : new WebSocket(`ws://127.0.0.1:${port}`, 'sip');
     await new Promise<void>((resolve, reject) => {
       socket.once('open', () => resolve());
       socket.once('error', reject);
@@ -462,6 +468,51 @@ function wsInvite(from: string, host: string, to: string, callId: string): strin
     '',
   ].join('\r\n');
 }
+
+describe('a browser on a secure WebSocket (wss)', () => {
+  const bed = new TestBed('peerbx-wss-');
+  const peers = bed.peers;
+  const cert = join(bed.root, 'cert.pem');
+  const key = join(bed.root, 'key.pem');
+  const made = spawnSync('openssl', [
+    ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
+    ...['-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+    ...['-keyout', key, '-out', cert],
+  ]);
+  const skip =
+    made.error || made.status !== 0 ? 'openssl cannot make a test certificate here' : false;
+
+  before(async () => {
+    if (skip) return;
+    const tls = { cert: readFileSync(cert), key: readFileSync(key) };
+    await bed.startPeer('n1', { ws: { host: '127.0.0.1', port: 0, tls } });
+    await bed.startPeer('n2');
+  });
+  after(() => bed.close());
+
+  it('is called with a Via of WSS (RFC 7118 §5.2), and the answer goes back', {
+    skip,
+  }, async () => {
+    const [n1, n2] = [peers[0]!, peers[1]!];
+    const browser = await WsPhone.open(n1.sip.addresses.ws!.port, readFileSync(cert));
+    browser.send(wsRegister('wes', 'w1.invalid').replace('SIP/2.0/WS ', 'SIP/2.0/WSS '));
+    await browser.next((m) => m.kind === 'response' && m.status === 200, 'the 200 to REGISTER');
+    const desk = await bed.phone();
+    const call = request('INVITE', 'sip:wes@peerbx.local', desk);
+    desk.send(call.text, n2.port);
+    const invite = (await browser.next(
+      (m) => m.kind === 'request' && m.method === 'INVITE',
+      'the INVITE',
+    )) as SipRequest;
+    const via = invite.topVia!;
+    assert.equal(via.transport, 'WSS');
+    assert.equal(`${via.host}:${via.port}`, `127.0.0.1:${n1.sip.addresses.ws!.port}`);
+    // RFC 7118 §5.2 (and its errata): a SIP URI's transport is "ws" for secure ones too.
+    assert.match(invite.headers.getAll('record-route')[0]!, /;transport=ws;lr/);
+    browser.send(serialize(createResponse(invite, 486, { toTag: 'wes1' })));
+    await desk.response(486, 'INVITE');
+  });
+});
 
 describe('a browser whose connection closes in a call (its tab closed)', () => {
   const bed = new TestBed('peerbx-ws-call-');

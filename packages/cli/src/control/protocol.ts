@@ -84,10 +84,15 @@ export interface StatusView {
       unmatched: number;
       /**
        * Link handshakes that failed, by reason (overload: a connection dropped, or the oldest
-       * pending one let go, with every handshake place taken), and frames that did not decode;
-       * absent from older nodes.
+       * pending one let go, with every handshake place taken), frames that did not decode, and
+       * links closed because their node-ID held more than a few (overLimit); absent from older
+       * nodes.
        */
-      links?: { handshakesFailed: Record<string, number>; framesMalformed: number };
+      links?: {
+        handshakesFailed: Record<string, number>;
+        framesMalformed: number;
+        overLimit?: number;
+      };
     };
     /** SIP: unparsable messages (answered 400 or dropped), other versions, stray responses. */
     sip: {

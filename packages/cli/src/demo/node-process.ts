@@ -16,7 +16,7 @@ export interface ReadyInfo {
   ws: string;
 }
 
-/** Reads `peerbx ready node=.. overlay=.. sip=.. ws=..`. */
+/** Reads `peerbx ready node=.. overlay=.. sip=.. ws=..` (`wss=..` for a secure WebSocket). */
 export function parseReadyLine(line: string): ReadyInfo | undefined {
   if (!line.startsWith('peerbx ready ')) return undefined;
   const f = Object.fromEntries(
@@ -27,7 +27,7 @@ export function parseReadyLine(line: string): ReadyInfo | undefined {
   ) as Record<string, string>;
   const sip = parseHostPort(f.sip ?? '');
   if (!f.node || !f.overlay || !sip) return undefined;
-  return { nodeId: f.node, overlay: f.overlay, sip, ws: f.ws ?? '' };
+  return { nodeId: f.node, overlay: f.overlay, sip, ws: f.ws ?? f.wss ?? '' };
 }
 
 export class NodeProcess {

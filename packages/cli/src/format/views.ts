@@ -99,6 +99,7 @@ function refused(r: StatusView['refused']): string {
     add(n, `link handshakes (${reason})`);
   }
   add(r.overlay.links?.framesMalformed ?? 0, 'malformed link frames');
+  add(r.overlay.links?.overLimit ?? 0, 'links closed, their node holding too many');
   add(r.sip.notSip, 'datagrams or streams that were not SIP');
   add(r.sip.badRequestsAnswered, 'bad SIP requests (400)');
   add(r.sip.malformedDropped, 'unparsable SIP messages dropped');

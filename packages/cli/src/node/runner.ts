@@ -130,7 +130,8 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
     `node=${idToHex(overlay.nodeId)}`,
     `overlay=${overlay.udpAddress}`,
     `sip=${formatHostPort({ host: a.udp.address, port: a.udp.port })}`,
-    `ws=${a.ws ? formatHostPort({ host: a.ws.address, port: a.ws.port }) : 'off'}`,
+    // A secure WebSocket says so: a browser page must use wss:// there.
+    `${a.ws && settings.wsTls ? 'wss' : 'ws'}=${a.ws ? formatHostPort({ host: a.ws.address, port: a.ws.port }) : 'off'}`,
   ].join(' ');
   let stopping: Promise<void> | undefined;
   return {
@@ -340,6 +341,7 @@ async function controlOp(
               framesMalformed:
                 overlay.links.stats.framesMalformed -
                 overlay.links.stats.handshakesFailed.malformed,
+              overLimit: overlay.links.stats.linksOverLimit,
             },
           },
           sip: {

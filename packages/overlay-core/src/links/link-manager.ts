@@ -47,6 +47,13 @@ export const MAX_PENDING_HANDSHAKES = 64;
  * silent holds at most this many places, not all of them (no other node could link to us).
  */
 export const MAX_PENDING_HANDSHAKES_PER_HOST = 8;
+/**
+ * Open links one node-ID may hold with this node. Two are routine (both ends dialled at once,
+ * or a node redialling while its broken link has not timed out yet); beyond a few, one peer is
+ * holding sockets and send buffers (each up to maxUnsentBytes) that other peers need, and the
+ * oldest link is closed for each new one.
+ */
+export const MAX_LINKS_PER_NODE = 4;
 /** Largest WebSocket message: one sealed frame with its length prefix, and some slack. */
 const WS_MAX_PAYLOAD = MAX_FRAME_BYTES + SEAL_OVERHEAD_BYTES + 64;
 
@@ -73,6 +80,7 @@ export interface LinkManagerOptions {
   maxChannelsPerLink?: number;
   maxPendingHandshakes?: number;
   maxPendingHandshakesPerHost?: number;
+  maxLinksPerNode?: number;
 }
 
 export interface ListenOptions {
@@ -99,6 +107,8 @@ export interface LinkManagerStats {
   linksInbound: number;
   linksOutbound: number;
   linksClosed: number;
+  /** Oldest links closed because their node-ID opened more than maxLinksPerNode. */
+  linksOverLimit: number;
 }
 
 export interface LinkManagerEvents {
@@ -164,6 +174,7 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
       linksInbound: 0,
       linksOutbound: 0,
       linksClosed: 0,
+      linksOverLimit: 0,
     };
   }
 
@@ -623,6 +634,15 @@ export class LinkManager extends EventEmitter<LinkManagerEvents> {
     list.push(link);
     this.byNode.set(hex, list);
     this.allLinks.add(link);
+    const max = o.maxLinksPerNode ?? MAX_LINKS_PER_NODE;
+    const open = list.filter((l) => !l.closed);
+    if (open.length > max) {
+      this.counters.linksOverLimit++;
+      open[0]?.close(
+        `node ${hex} opened more than ${max} links; its oldest is closed`,
+        'ERR_LIMIT',
+      );
+    }
     link.once('close', (error) => {
       this.counters.linksClosed++;
       this.allLinks.delete(link);

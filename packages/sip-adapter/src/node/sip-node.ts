@@ -281,6 +281,7 @@ export class SipNode implements TransactionUser {
       locator: this.locator,
       clock,
       localAddress: (t, toward) => this.localAddress(t, toward),
+      ...(options.ws !== false && options.ws?.tls ? { wsSecure: true } : {}),
       isOwnAddress: (host, port) => this.isOwnAddress(host, port),
       nodeFlow: (hex) => this.flows.toNode(hex),
       overlayPeer: (id) => this.flows.peerOf(id),

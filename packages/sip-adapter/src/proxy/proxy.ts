@@ -107,7 +107,6 @@ export interface ProxyComponents {
   bindings: BindingStore;
   locator: Pick<Locator, 'locate' | 'invalidate' | 'isCached' | 'fromCache'>;
   clock: Clock;
-  /** Our SIP address per transport, as phones reach it (Via sent-by, Record-Route). */
   /**
    * Our address for a transport, as the peer at `toward` (when known) reaches us: differs by
    * peer only when the node listens on every interface.
@@ -116,6 +115,8 @@ export interface ProxyComponents {
     transport: SipTransportProtocol,
     toward?: SipDestination | SipTransportAddress,
   ): { host: string; port: number };
+  /** The WebSocket is secure (wss): our Via toward a phone on it says WSS (RFC 7118 §5.2). */
+  wsSecure?: boolean;
   /** True when host[:port] is one of this node's own SIP addresses. */
   isOwnAddress(host: string, port: number | undefined): boolean;
   /**
@@ -714,7 +715,7 @@ export class StatefulProxy {
   ): Via {
     const at = this.c.localAddress(transport, toward);
     return createVia({
-      transport,
+      transport: transport === 'ws' && this.c.wsSecure ? 'wss' : transport,
       host: at.host,
       port: at.port,
       branch,
