@@ -499,9 +499,12 @@ describe('stateful proxy', () => {
       caller.send(inDialogRequest('ACK', dialogContact, caller, { ...d, cseq: 1 }), a.port);
       await reg.next((m) => m.kind === 'request' && m.method === 'ACK');
       // The connection goes (erin's node restarted, say); erin still listens at its Contact,
-      // and may have registered again over a new connection of its own.
+      // and may have registered again over a new connection of its own. Once the node has
+      // seen it close (else it writes on the dying one).
+      const open = () => b.sip.transports.stats.connectionsOpen.tcp;
+      const before = open();
       reg.socket.destroy();
-      await new Promise((r) => setTimeout(r, 300));
+      for (let i = 0; open() >= before && i < 100; i++) await new Promise((r) => setTimeout(r, 50));
       const now = again ? await register() : undefined;
       caller.send(inDialogRequest('BYE', dialogContact, caller, { ...d, cseq: 2 }), a.port);
       const bye = now
@@ -781,6 +784,42 @@ describe('stateful proxy', () => {
     d.answer(cancel, 200, b.port, 'g');
     d.answer(inv, 487, b.port, 'g');
     await caller.response(408, 'INVITE', 5000);
+  });
+
+  it('gives up a ringing phone that never ends its cancelled INVITE: a 487 after 64 x T1 (§9.1)', async () => {
+    // T1 50 ms at the callee's node: 64 x T1 = 3.2 s.
+    const q = await bed.startPeer('q1', { timers: { T1: 50 } });
+    const caller = await phone();
+    const d = await phone();
+    assert.equal(await rawRegister(q, 'nell', `sip:nell@${d.contact}`), 'SIP/2.0 200 OK');
+    const call = request('INVITE', `sip:nell@127.0.0.1:${a.port}`, caller);
+    caller.send(call.text, a.port);
+    const inv = await d.request('INVITE');
+    d.answer(inv, 180, q.port, 'n');
+    await caller.response(180, 'INVITE');
+    caller.send(
+      call.text.replace(/^INVITE /, 'CANCEL ').replace('CSeq: 1 INVITE', 'CSeq: 1 CANCEL'),
+      a.port,
+    );
+    await caller.response(200, 'CANCEL');
+    d.answer(await d.request('CANCEL'), 200, q.port, 'n');
+    // The phone dies here, its 487 never sent.
+    await caller.response(487, 'INVITE', 6000);
+    assert.equal(q.sip.transactions.invitesAwaitingFinal(), 0, 'no INVITE left waiting at q');
+    assert.equal(a.sip.transactions.invitesAwaitingFinal(), 0, "nor at the caller's node");
+  });
+
+  it('ends the INVITE of a phone silent after the CANCEL of Timer C, with a 408', async () => {
+    const q = await bed.startPeer('q2', { timerCMs: 1000, timers: { T1: 50 } });
+    const caller = await phone();
+    const d = await phone();
+    assert.equal(await rawRegister(q, 'olga', `sip:olga@${d.contact}`), 'SIP/2.0 200 OK');
+    caller.send(request('INVITE', 'sip:olga@peerbx.local', caller).text, q.port);
+    d.answer(await d.request('INVITE'), 180, q.port, 'o');
+    await caller.response(180, 'INVITE');
+    await d.request('CANCEL'); // Timer C's; the phone is gone and answers nothing
+    await caller.response(408, 'INVITE', 6000);
+    assert.equal(q.sip.transactions.invitesAwaitingFinal(), 0, 'no INVITE left waiting');
   });
 
   it('passes a 200 that crossed the CANCEL of Timer C to the caller (RFC 6026)', async () => {

@@ -684,6 +684,25 @@ export class ResponseContext {
       cancelFor(branch.request, branch.cancelReasons),
       branch.destination,
     );
+    this.giveUpAfterCancel(branch);
+  }
+
+  /**
+   * §9.1: a branch that sends no final response within 64*T1 of its CANCEL is given up. Its
+   * client transaction, in Proceeding (a state with no timer), is ended, also when the context
+   * is done already, else a phone that died after its 180 would hold it for good; and the
+   * branch ends with a 487 (a 408 when Timer C cancelled it: see receive).
+   */
+  private giveUpAfterCancel(branch: Branch): void {
+    const tx = branch.tx;
+    if (!tx) return;
+    this.options.clock.setTimeout(() => {
+      if (tx.state !== 'Calling' && tx.state !== 'Proceeding') return;
+      tx.dispose();
+      if (branch.final === undefined && !this.closed) {
+        this.receive(branch, createResponse(branch.request, 487));
+      }
+    }, this.options.transactions.timers.B);
   }
 
   /** §16.6 step 11 / §16.7 step 2: Timer C, restarted by every provisional response. */
@@ -697,31 +716,20 @@ export class ResponseContext {
   /**
    * §16.8: a branch with no provisional response ends as if it got a 408; one that rang is
    * CANCELed, and its own final response decides (a 487, or a 2xx that crossed the CANCEL and
-   * must reach the caller, RFC 6026), or a 408 when none came within 64*T1 (§9.1).
+   * must reach the caller, RFC 6026), or a 408 when none came within 64*T1 (§9.1,
+   * giveUpAfterCancel).
    */
   private timerCFired(): void {
     this.timerC = undefined;
     this.timerCExpired = true;
     // No branch comes late now: the call ends with what its branches have.
     this.dropHold();
-    let canceled = false;
     for (const b of this.branches) {
       if (b.final !== undefined) continue;
       if (b.provisional) {
         b.timedOut = true;
         this.sendCancel(b);
-        canceled = true;
       } else this.receive(b, createResponse(b.request, 408));
-    }
-    if (canceled) {
-      this.timerC = this.options.clock.setTimeout(() => {
-        this.timerC = undefined;
-        for (const b of this.branches) {
-          if (b.final !== undefined) continue;
-          if (b.provisional) this.sendCancel(b);
-          this.receive(b, createResponse(b.request, 408));
-        }
-      }, this.options.transactions.timers.B);
     }
     // Whatever was held open or still opening, the answer is due once the branches have one.
     this.sealed = true;
