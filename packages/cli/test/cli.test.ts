@@ -924,6 +924,10 @@ describe('status table', () => {
         malformed: 0,
         byReason: {},
         unmatched: 0,
+        stores: { invalid: 4 },
+        contactsRefused: 0,
+        fetchedDropped: 2,
+        contestedFetches: 1,
         links: { handshakesFailed: { overload: 3 }, framesMalformed: 1, overLimit: 2 },
       },
       sip: {
@@ -955,7 +959,7 @@ describe('status table', () => {
     assert.match(formatStatus(view(1)), /registered\s+u0@peerbx\.local \(1 device\)\n/);
     assert.match(
       text,
-      /refused\s+3 link handshakes \(overload\), 1 malformed link frames, 2 links closed, their node holding too many, 2 requests of a logged-in phone as another user \(403\)\n/,
+      /refused\s+4 overlay STOREs \(invalid\), 2 fetched records dropped \(forged, or a name two keys claim\), 1 lookups of a name whose holders disagree on its owner, 3 link handshakes \(overload\), 1 malformed link frames, 2 links closed, their node holding too many, 2 requests of a logged-in phone as another user \(403\)\n/,
     );
     assert.match(
       text,

@@ -151,6 +151,10 @@ export interface OverlayStats {
     byReason: Record<string, number>;
     stores: Record<string, number>;
     contactsRefused: number;
+    /** Fetched records left out: forged, or of a name two keys claim. */
+    fetchedDropped: number;
+    /** Fetches refused (ERR_UNREACHABLE) as k holders did not agree on a name's owner. */
+    contestedFetches: number;
   };
   links: number;
 }
@@ -189,6 +193,10 @@ export class OverlayNode {
   private closed = false;
   /** Stale holders sent a newer record by a fetch (repairStale). */
   private staleRepaired = 0;
+  /** Fetched records left out as forged or of a name two keys claim (see fetch). */
+  private fetchedDropped = 0;
+  /** Fetches that found a name claimed by two keys, and no owner among k holders. */
+  private contestedFetches = 0;
   /** When each holder was last sent each record version by read repair (repairStale). */
   private readonly repairsSent = new Map<string, number>();
 
@@ -543,6 +551,7 @@ export class OverlayNode {
         const checked = checkFetched(value, resource, key, context);
         if (!('problem' in checked) || !checked.lasting) continue;
         refused.add(id);
+        this.fetchedDropped++;
         this.log.warn({ resource, detail: checked.problem }, 'dropped a fetched record');
       }
     };
@@ -550,17 +559,31 @@ export class OverlayNode {
     const verify = (result: LookupResult) =>
       verifyFetched(distinctValues(result.values, refused), resource, kind, this.config, {
         now: this.clock.now(),
-        onDrop: (detail) => this.log.warn({ resource, detail }, 'dropped a fetched record'),
+        onDrop: (detail) => {
+          this.fetchedDropped++;
+          this.log.warn({ resource, detail }, 'dropped a fetched record');
+        },
         onContested: () => {
           contested = true;
         },
         onStale: (newest, holders) => this.repairStale(resource, result, newest, holders),
       });
-    const records = verify(await this.lookupValues(resource, quorum, precheck, othersOnly));
-    if (!contested || quorum >= this.config.dht.k) return records;
-    // Name claims of two keys, as many holders behind each: a holder lies. The lookup waits
-    // for the answers of k holders instead, and the key most of them return is the owner.
-    return verify(await this.lookupValues(resource, this.config.dht.k, precheck));
+    let records = verify(await this.lookupValues(resource, quorum, precheck, othersOnly));
+    if (contested && quorum < this.config.dht.k) {
+      // Name claims of two keys, as many holders behind each: a holder lies. The lookup waits
+      // for the answers of k holders instead, and the key most of them return is the owner.
+      contested = false;
+      records = verify(await this.lookupValues(resource, this.config.dht.k, precheck));
+    }
+    if (contested && records.length === 0) {
+      // Still no owner: the user may well be registered, so "not found" would be a lie.
+      this.contestedFetches++;
+      throw new OverlayError(
+        'ERR_UNREACHABLE',
+        `the holders of ${resource} disagree on which key owns the name (one of them lies)`,
+      );
+    }
+    return records;
   }
 
   /**
@@ -966,6 +989,8 @@ export class OverlayNode {
         byReason: { ...this.codec.rejected },
         stores: { ...d.storeRejections },
         contactsRefused: d.contactsRefused,
+        fetchedDropped: this.fetchedDropped,
+        contestedFetches: this.contestedFetches,
       },
       links: this.links.links().length,
     };

@@ -548,6 +548,29 @@ describe('a fetch whose holders disagree', () => {
     await b.fetch(DAVE, KIND_SIP_REGISTRATION);
     assert.equal(a.stats().messages.staleRepaired + b.stats().messages.staleRepaired, 2);
   });
+
+  it('says unreachable, not "no record", when the holders stay split on who owns the name', async () => {
+    const [a, b] = nodes as [OverlayNode, OverlayNode];
+    const XENA = 'xena@peerbx.local';
+    const xkey = resourceId(XENA);
+    await publishDevice(a, XENA, enc('sip:xena@127.0.0.1:5073'));
+    await until(() => b.store.get(xkey, Date.now()).length === 2, "b holds xena's claim");
+    // b lies: a claim of another key, dated later, and a device of that key. One holder
+    // against one, at quorum 2 and at k (both nodes): no key is the owner.
+    const now = Date.now();
+    for (const bytes of forgedClaim(XENA, now)) b.store.put(xkey, bytes, now + HOUR, now);
+    const before = a.stats().rejections;
+    await assert.rejects(
+      a.fetch(XENA, KIND_SIP_REGISTRATION),
+      (e: unknown) =>
+        e instanceof OverlayError &&
+        e.code === 'ERR_UNREACHABLE' &&
+        /holders of xena@peerbx\.local disagree on which key owns the name/.test(e.message),
+    );
+    const after = a.stats().rejections;
+    assert.equal(after.contestedFetches - before.contestedFetches, 1);
+    assert.ok(after.fetchedDropped > before.fetchedDropped, 'the records left out are counted');
+  });
 });
 
 describe('a node started again from its data directory', () => {

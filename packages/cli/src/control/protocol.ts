@@ -83,6 +83,17 @@ export interface StatusView {
       byReason: Record<string, number>;
       unmatched: number;
       /**
+       * STOREs refused by reason (invalid: a forged or badly signed record, a name owned by
+       * another key...; not-responsible left out), contacts refused (puzzle, or an address
+       * that is not the one known), fetched records left out (forged, or of a name two keys
+       * claim), and lookups of a name whose holders did not agree on its owner (503 to the
+       * caller); absent from older nodes.
+       */
+      stores?: Record<string, number>;
+      contactsRefused?: number;
+      fetchedDropped?: number;
+      contestedFetches?: number;
+      /**
        * Link handshakes that failed, by reason (overload: a connection dropped, or the oldest
        * pending one let go, with every handshake place taken), frames that did not decode, and
        * links closed because their node-ID held more than a few (overLimit); absent from older

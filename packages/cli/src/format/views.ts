@@ -95,6 +95,12 @@ function refused(r: StatusView['refused']): string {
   add(r.overlay.malformed, 'malformed overlay datagrams');
   for (const [reason, n] of Object.entries(r.overlay.byReason)) add(n, `overlay (${reason})`);
   add(r.overlay.unmatched, 'unsolicited overlay responses');
+  for (const [reason, n] of Object.entries(r.overlay.stores ?? {})) {
+    add(n, `overlay STOREs (${reason})`);
+  }
+  add(r.overlay.contactsRefused ?? 0, 'overlay contacts refused (puzzle or address)');
+  add(r.overlay.fetchedDropped ?? 0, 'fetched records dropped (forged, or a name two keys claim)');
+  add(r.overlay.contestedFetches ?? 0, 'lookups of a name whose holders disagree on its owner');
   for (const [reason, n] of Object.entries(r.overlay.links?.handshakesFailed ?? {})) {
     add(n, `link handshakes (${reason})`);
   }

@@ -330,6 +330,15 @@ async function controlOp(
               ),
             ),
             unmatched: s.messages.unmatched,
+            // A STORE refused as not-responsible is routine (routing tables differ a while).
+            stores: Object.fromEntries(
+              Object.entries(s.rejections.stores).filter(
+                ([reason, n]) => (n ?? 0) > 0 && reason !== 'not-responsible',
+              ),
+            ) as Record<string, number>,
+            contactsRefused: s.rejections.contactsRefused,
+            fetchedDropped: s.rejections.fetchedDropped,
+            contestedFetches: s.rejections.contestedFetches,
             links: {
               // Dials of ours that found nobody are not refusals.
               handshakesFailed: Object.fromEntries(
