@@ -5,7 +5,7 @@
 // over a new connection).
 
 import assert from 'node:assert/strict';
-import { appendFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -130,6 +130,30 @@ describe('FileBindingsStore', () => {
     const again = await new FileBindingsStore({ dataDir }).load();
     assert.equal(again.length, 2000);
     assert.ok(again.some((b) => b.aor === AOR));
+  });
+
+  it('skips journal lines damaged on disk and replays the lines after them', async () => {
+    const dataDir = join(tmp.root, 'damaged');
+    const store = new FileBindingsStore({ dataDir });
+    await store.load();
+    const aor = (i: number) => `sip:d${i}@peerbx.local`;
+    for (let i = 0; i < 10; i++) {
+      await store.save(aor(i), [binding(`sip:d${i}@127.0.0.1:${7000 + i}`, { aor: aor(i) })]);
+    }
+    await store.close();
+    // Zeros over the middle of the 4th line, and over the 7th line's end (it joins the 8th).
+    const text = Buffer.from(readFileSync(store.journalPath));
+    const ends = [...text.entries()].filter(([, c]) => c === 0x0a).map(([i]) => i);
+    text.fill(0, ends[2]! + 10, ends[2]! + 30);
+    text.fill(0, ends[6]! - 5, ends[6]! + 1);
+    writeFileSync(store.journalPath, text);
+    const after = new FileBindingsStore({ dataDir });
+    const loaded = (await after.load()).map((b) => b.aor).sort();
+    assert.deepEqual(loaded, [0, 1, 2, 4, 5, 8, 9].map(aor).sort(), 'all but the damaged lines');
+    await after.save(aor(3), [binding('sip:d3@127.0.0.1:7003', { aor: aor(3) })]);
+    await after.close();
+    assert.equal(after.snapshots, 1, 'a damaged journal is rewritten, not appended to');
+    assert.equal((await new FileBindingsStore({ dataDir }).load()).length, 8);
   });
 
   it('starts empty from a damaged or foreign file', async () => {

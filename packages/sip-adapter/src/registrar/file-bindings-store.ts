@@ -2,8 +2,9 @@
 // atomically: temporary file, fsync, rename, so a crash leaves the old or the new one) and a
 // journal beside it (`bindings.json.journal`, one JSON line per changed AOR, appended and
 // fsynced). A save costs one line, not a rewrite of every binding; the snapshot is rewritten
-// when the journal has grown past it. At start the journal is replayed over the snapshot, and
-// a line torn by a crash ends the replay. Writes are coalesced: however many REGISTERs arrive
+// when the journal has grown past it. At start the journal is replayed over the snapshot; a
+// line torn by a crash, or damaged on disk, is skipped (each line is an AOR's whole state, so
+// the lines after it still hold). Writes are coalesced: however many REGISTERs arrive
 // while one write runs, one more write follows it with every change since.
 //
 // UDP bindings are kept. A TCP phone's connection dies with the process: its binding is kept
@@ -198,10 +199,14 @@ export class FileBindingsStore implements BindingsPersistence {
     return this.journal;
   }
 
-  /** Applies journal lines in order; a torn or foreign line ends the replay. */
+  /**
+   * Applies journal lines in order. An unreadable line (damaged on disk) is skipped: the AORs
+   * of the lines after it are still right, and the damaged one's keeps its state before.
+   */
   private replay(text: string): void {
     let start = 0;
     let applied = 0;
+    let skipped = 0;
     for (;;) {
       const end = text.indexOf('\n', start);
       if (end < 0) break;
@@ -211,20 +216,27 @@ export class FileBindingsStore implements BindingsPersistence {
       try {
         entry = JSON.parse(line) as { aor?: unknown; bindings?: unknown };
       } catch {
-        break;
+        skipped++;
+        continue;
       }
-      if (typeof entry.aor !== 'string' || !Array.isArray(entry.bindings)) break;
+      if (typeof entry.aor !== 'string' || !Array.isArray(entry.bindings)) {
+        skipped++;
+        continue;
+      }
       const list = entry.bindings.filter(isBinding).filter((b) => b.aor === entry.aor);
       if (list.length === 0) this.byAor.delete(entry.aor);
       else this.byAor.set(entry.aor, list);
       applied++;
     }
-    if (start < text.length) {
-      // Lines appended after the torn one would never be replayed: rewrite before appending.
+    const torn = text.length - start;
+    if (skipped > 0 || torn > 0) {
+      // A line appended after a torn end would join it and be lost: rewrite before appending.
       this.compactNext = true;
       this.log.warn(
-        { path: this.journalPath, applied, ignoredBytes: text.length - start },
-        'bindings journal ends in a torn or unreadable line; ignored from there',
+        { path: this.journalPath, applied, skippedLines: skipped, tornEndBytes: torn },
+        skipped > 0
+          ? 'bindings journal has damaged lines; skipped them, applied the rest'
+          : 'bindings journal ends in a torn line (a crash while writing); ignored it',
       );
     }
   }
