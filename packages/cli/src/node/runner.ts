@@ -9,6 +9,7 @@ import { idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import {
   dataDirDamage,
   dataDirPaths,
+  isUserName,
   KIND_SIP_REGISTRATION,
   type ListenAddress,
   type Logger,
@@ -16,6 +17,7 @@ import {
   OverlayNode,
   resourceId,
   SOFTWARE_VERSION,
+  USER_NAME_RULE,
 } from '@peerbx/overlay-core';
 import {
   authRequired,
@@ -246,8 +248,16 @@ function sipStartError(err: unknown, settings: NodeSettings): Error {
 /** Normalises "alice", "sip:alice@dom" or "alice@dom" to the overlay resource "alice@dom". */
 export function aorResource(aor: string, domain: string): string {
   const bare = bareAor(aor);
-  if (!bare.includes('@')) return `${bare}@${domain}`;
-  const [user, host = ''] = bare.toLowerCase().split('@');
+  const at = bare.indexOf('@');
+  // A user part is case-sensitive (RFC 3261 §19.1.4), its host not.
+  const user = at < 0 ? bare : bare.slice(0, at);
+  const host = at < 0 ? domain : bare.slice(at + 1).toLowerCase();
+  if (!isUserName(user)) {
+    throw new CliError(
+      'ERR_USAGE',
+      `"${user.length > 80 ? `${user.slice(0, 80)}...` : user}" is not a user name: the registrar takes ${USER_NAME_RULE}`,
+    );
+  }
   // The names phones on this machine use for the domain (as the registrar takes them).
   const bareHost = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
   if (bareHost === domain || bareHost === 'localhost' || isIP(bareHost) !== 0)
