@@ -5,9 +5,7 @@
 // fixed-SDP SessionDescriptionHandler stands in. Skipped, with the reason, without sipp.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { KIND_SIP_REGISTRATION } from '@peerbx/overlay-core';
 import {
@@ -30,6 +28,7 @@ import {
 import { decodeRegistrationValue } from '../src/overlay-bridge/registration-value.js';
 import { rawRegister } from './fixtures/sipp.js';
 import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
+import { testCertificate } from './fixtures/test-cert.js';
 import { request } from './fixtures/udp-phone.js';
 
 const missing = sippSkipReason('sip.js over WebSocket tests');
@@ -472,19 +471,12 @@ function wsInvite(from: string, host: string, to: string, callId: string): strin
 describe('a browser on a secure WebSocket (wss)', () => {
   const bed = new TestBed('peerbx-wss-');
   const peers = bed.peers;
-  const cert = join(bed.root, 'cert.pem');
-  const key = join(bed.root, 'key.pem');
-  const made = spawnSync('openssl', [
-    ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
-    ...['-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
-    ...['-keyout', key, '-out', cert],
-  ]);
-  const skip =
-    made.error || made.status !== 0 ? 'openssl cannot make a test certificate here' : false;
+  const files = testCertificate(bed.root);
+  const skip = files.skip;
 
   before(async () => {
     if (skip) return;
-    const tls = { cert: readFileSync(cert), key: readFileSync(key) };
+    const tls = { cert: readFileSync(files.cert), key: readFileSync(files.key) };
     await bed.startPeer('n1', { ws: { host: '127.0.0.1', port: 0, tls } });
     await bed.startPeer('n2');
   });
@@ -494,7 +486,7 @@ describe('a browser on a secure WebSocket (wss)', () => {
     skip,
   }, async () => {
     const [n1, n2] = [peers[0]!, peers[1]!];
-    const browser = await WsPhone.open(n1.sip.addresses.ws!.port, readFileSync(cert));
+    const browser = await WsPhone.open(n1.sip.addresses.ws!.port, readFileSync(files.cert));
     browser.send(wsRegister('wes', 'w1.invalid').replace('SIP/2.0/WS ', 'SIP/2.0/WSS '));
     await browser.next((m) => m.kind === 'response' && m.status === 200, 'the 200 to REGISTER');
     const desk = await bed.phone();

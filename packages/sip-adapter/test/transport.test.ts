@@ -3,7 +3,6 @@
 // that must cost only its own connection, and ports released on close.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createSocket, type Socket as UdpClient } from 'node:dgram';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -18,6 +17,7 @@ import { SipSocketTransports, type SipTransportOptions } from '../src/transport/
 import type { SipFlowClosed, SipInboundMessage } from '../src/transport/transport.js';
 import { bindUdp } from '../src/transport/udp.js';
 import { originAllowed } from '../src/transport/ws.js';
+import { testCertificate } from './fixtures/test-cert.js';
 
 const HOST = '127.0.0.1';
 const WAIT_MS = 3000;
@@ -450,31 +450,12 @@ describe('the WebSocket Origin check', () => {
 describe('SIP over secure WebSocket (wss)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'peerbx-wss-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
-  const openssl = spawnSync('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-    '-keyout',
-    join(dir, 'key.pem'),
-    '-out',
-    join(dir, 'cert.pem'),
-  ]);
-  const skip =
-    openssl.error || openssl.status !== 0 ? 'openssl cannot make a test certificate here' : false;
+  const files = testCertificate(dir);
+  const skip = files.skip;
 
   it('speaks TLS with the certificate given, and carries SIP over it', { skip }, async () => {
-    const cert = readFileSync(join(dir, 'cert.pem'));
-    const layer = await start({ wsTls: { cert, key: readFileSync(join(dir, 'key.pem')) } });
+    const cert = readFileSync(files.cert);
+    const layer = await start({ wsTls: { cert, key: readFileSync(files.key) } });
     const ws = wsClient(layer, 'sip', { secure: true, ca: cert });
     await withTimeout(once(ws, 'open'), 'the TLS and WebSocket handshakes');
     const inbound = nextMessage(layer);
