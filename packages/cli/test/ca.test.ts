@@ -58,9 +58,25 @@ test('ca init, ca issue, and an enrolled node', async (t) => {
   assert.ok(hint?.includes(`--ca-dir ${ca2}`), text.stdout);
   const node2 = join(dir, 'node2');
   const args = (hint ?? '').replace('USER', 'carol').replace('DIR', node2).split(' ');
+  // Not before the node's directory is of this overlay: `peerbx init`, the hint before it.
+  const early = await peerbx(args);
+  assert.equal(early.code, 2);
+  assert.match(early.stderr, /is not a node's data directory yet; make it one first: peerbx init/);
+  assert.ok(!existsSync(node2), 'nothing made');
+  const initHint = /next: on each node\s+peerbx (init .*)$/m.exec(text.stdout)?.[1] ?? '';
+  const inited = await peerbx(initHint.replace('DIR', node2).split(' '));
+  assert.equal(inited.code, 0, inited.stderr);
   const hinted = await peerbx(args);
   assert.equal(hinted.code, 0, hinted.stderr);
   assert.ok(existsSync(join(node2, 'users', 'carol.cert')));
+  // A node of another authority's overlay, or a bad name: said, and nothing written.
+  const stranger = await peerbx(['ca', 'issue', 'dan', '--ca-dir', ca2, '--data-dir', node]);
+  assert.equal(stranger.code, 2);
+  assert.match(stranger.stderr, /is of another authority's overlay, not of the authority in/);
+  assert.ok(!existsSync(join(node, 'users', 'dan.key')));
+  const badName = await peerbx(['ca', 'issue', 'bad name', '--ca-dir', ca2, '--data-dir', node2]);
+  assert.equal(badName.code, 2);
+  assert.match(badName.stderr, /user name "bad name" must be 1-64 letters/);
 
   const running = await StartedNode.start(node);
   const status = JSON.parse((await peerbx(['status', '--data-dir', node, '--json'])).stdout);

@@ -5,15 +5,18 @@
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
-  assertUserName,
+  dataDirPaths,
   defaultOverlayConfig,
   encodeCertificate,
   ensureDataDir,
   generateKeyPair,
   issueCertificate,
+  isUserName,
   loadUserKey,
   readKeyFile,
+  readSavedConfig,
   signOverlayConfig,
+  USER_NAME_RULE,
   userCertificatePath,
   writeFileDurably,
   writeKeyFile,
@@ -89,7 +92,8 @@ export interface CaIssueResult {
 }
 
 export function caIssue(o: CaIssueOptions): CaIssueResult {
-  guard(() => assertUserName(o.user));
+  if (!isUserName(o.user))
+    throw new CliError('ERR_USAGE', `user name "${o.user}" must be ${USER_NAME_RULE}`);
   if (!Number.isFinite(o.days) || o.days <= 0)
     throw new CliError(
       'ERR_USAGE',
@@ -113,7 +117,26 @@ export function caIssue(o: CaIssueOptions): CaIssueResult {
     copyNeeded = true;
   } else {
     if (!o.dataDir) throw new CliError('ERR_USAGE', 'ca issue needs --data-dir or --public-key');
-    const paths = guard(() => ensureDataDir(resolve(o.dataDir as string)));
+    const root = resolve(o.dataDir);
+    // A certificate is of use only in a node of this authority's overlay: say so now, not as
+    // a 403 to the user's phone later.
+    const saved = guard(() => readSavedConfig(dataDirPaths(root))) as
+      | { authorityKey?: unknown }
+      | undefined;
+    const config = join(resolve(o.caDir), CA_CONFIG_FILE);
+    if (saved === undefined) {
+      throw new CliError(
+        'ERR_USAGE',
+        `${root} is not a node's data directory yet; make it one first: peerbx init --overlay-config ${config} --data-dir ${o.dataDir}`,
+      );
+    }
+    if (saved.authorityKey !== Buffer.from(authority.publicKey).toString('hex')) {
+      throw new CliError(
+        'ERR_USAGE',
+        `the node in ${root} is of ${typeof saved.authorityKey === 'string' ? "another authority's overlay" : 'an open overlay'}, not of the authority in ${resolve(o.caDir)} (${config})`,
+      );
+    }
+    const paths = guard(() => ensureDataDir(root));
     userKey = guard(() => loadUserKey(paths, o.user)).publicKey;
     certFile = o.out ? resolve(o.out) : userCertificatePath(paths, o.user);
     copyNeeded = o.out !== undefined;
