@@ -595,6 +595,8 @@ describe('errors and settings', () => {
       / wss=127\.0\.0\.1:\d+$/,
       'the ready line says wss',
     );
+    const status = await peerbx(['status', '--data-dir', join(dir, 'n')]);
+    assert.match(status.stdout, /sip\s+udp\+tcp 127\.0\.0\.1:\d+, wss 127\.0\.0\.1:\d+\n/);
     const port = Number(node.ready.ws.slice(node.ready.ws.lastIndexOf(':') + 1));
     const ca = readFileSync(join(dir, 'cert.pem'));
     /** The status line of a WebSocket handshake over TLS from a page of `origin`. */

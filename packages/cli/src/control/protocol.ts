@@ -31,7 +31,8 @@ export interface StatusView {
   dataDir: string;
   overlay: string;
   stream: string;
-  sip: { udp: string; tcp: string; ws?: string };
+  /** wsTls: the WebSocket speaks TLS (wss); absent from older nodes. */
+  sip: { udp: string; tcp: string; ws?: string; wsTls?: boolean };
   routingTable: { contacts: number; buckets: number; isolated: boolean };
   records: { total: number; byKind: Record<string, number> };
   links: number;

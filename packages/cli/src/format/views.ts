@@ -11,7 +11,7 @@ export function formatStatus(s: StatusView): string {
     ['node', s.nodeId],
     ['overlay', `${s.overlayName} (${s.enrollment}), domain ${s.domain}`],
     ['listening', `overlay ${s.overlay} (links ${s.stream})`],
-    ['sip', `udp+tcp ${s.sip.udp}${s.sip.ws ? `, ws ${s.sip.ws}` : ''}`],
+    ['sip', `udp+tcp ${s.sip.udp}${s.sip.ws ? `, ${s.sip.wsTls ? 'wss' : 'ws'} ${s.sip.ws}` : ''}`],
     [
       'peers',
       `${s.routingTable.contacts} in ${s.routingTable.buckets} buckets, ${s.links} links${s.routingTable.isolated ? ' (lost touch with every peer: rejoining)' : ''}`,

@@ -133,7 +133,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
     `overlay=${overlay.udpAddress}`,
     `sip=${formatHostPort({ host: a.udp.address, port: a.udp.port })}`,
     // A secure WebSocket says so: a browser page must use wss:// there.
-    `${a.ws && settings.wsTls ? 'wss' : 'ws'}=${a.ws ? formatHostPort({ host: a.ws.address, port: a.ws.port }) : 'off'}`,
+    `${a.ws && sip.wsSecure ? 'wss' : 'ws'}=${a.ws ? formatHostPort({ host: a.ws.address, port: a.ws.port }) : 'off'}`,
   ].join(' ');
   let stopping: Promise<void> | undefined;
   return {
@@ -307,6 +307,7 @@ async function controlOp(
           udp: formatHostPort({ host: a.udp.address, port: a.udp.port }),
           tcp: formatHostPort({ host: a.tcp.address, port: a.tcp.port }),
           ...(a.ws ? { ws: formatHostPort({ host: a.ws.address, port: a.ws.port }) } : {}),
+          ...(a.ws && sip.wsSecure ? { wsTls: true } : {}),
         },
         routingTable: s.routingTable,
         records: s.records,

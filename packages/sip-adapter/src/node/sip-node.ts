@@ -187,6 +187,8 @@ export class SipNode implements TransactionUser {
   /** Refuses a share of new requests while messages wait too long to be read (RFC 6357). */
   readonly overload: OverloadGuard;
   readonly domain: string;
+  /** The WebSocket speaks TLS (wss). */
+  readonly wsSecure: boolean;
   readonly nodeHex: string;
   /** Set when phones must authenticate (see SipNodeOptions.auth). */
   readonly auth: DigestAuthenticator | undefined;
@@ -220,6 +222,7 @@ export class SipNode implements TransactionUser {
     this.overlay = options.overlay;
     this.transports = transports;
     this.domain = (options.domain ?? options.overlay.config.domain).toLowerCase();
+    this.wsSecure = options.ws !== false && options.ws?.tls !== undefined;
     this.nodeHex = idToHex(options.overlay.nodeId);
     // Each part names itself as the component of its lines: what they share is the node.
     const log = (options.logger ?? silentLogger).child({ node: this.nodeHex });
@@ -281,7 +284,7 @@ export class SipNode implements TransactionUser {
       locator: this.locator,
       clock,
       localAddress: (t, toward) => this.localAddress(t, toward),
-      ...(options.ws !== false && options.ws?.tls ? { wsSecure: true } : {}),
+      ...(this.wsSecure ? { wsSecure: true } : {}),
       isOwnAddress: (host, port) => this.isOwnAddress(host, port),
       nodeFlow: (hex) => this.flows.toNode(hex),
       overlayPeer: (id) => this.flows.peerOf(id),
