@@ -60,7 +60,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
       'ERR_CONFIG',
       settings.auth === 'always'
         ? 'auth is "always" but no users are configured, so no phone could register; add accounts under "users" in the config file (--config), or set auth to never or auto'
-        : `SIP listens beyond loopback (${sipHosts.join(', ')}), so phones must log in, but no users are configured; add accounts under "users" in the config file (--config), or start with --auth never`,
+        : `SIP listens beyond loopback (${[...new Set(sipHosts)].join(', ')}), so phones must log in, but no users are configured; add accounts under "users" in the config file (--config), or start with --auth never`,
     );
   }
   // Said before prepareDataDir makes a new node key in place of a lost one.
