@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -870,6 +870,7 @@ describe('enrolled mode', () => {
         e.code === 'ERR_CERTIFICATE' &&
         /peerbx ca issue carol/.test(e.message),
     );
+    assert.ok(!existsSync(join(root, 'e2', 'users', 'carol.key')), 'no key made for carol');
   });
 
   it("refuses a certificate signed by someone other than the overlay's authority", async () => {

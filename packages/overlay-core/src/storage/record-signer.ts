@@ -69,10 +69,10 @@ export class RecordSigner {
       return { record: createRecord({ ...this.base(params, now) }, this.nodeKeys) };
     }
     const user = params.user ?? params.resource.split('@')[0] ?? '';
-    const userKeys = await this.userKeys(user);
     let certificate: Uint8Array | undefined;
-    let claim: StoredRecord | undefined;
     if (this.config.enrollment === 'enrolled') {
+      // Checked before the user's key is read: a name the admin never certified leaves no key
+      // file behind.
       const certPath = userCertificatePath(this.paths, user);
       if (!existsSync(certPath)) {
         throw new OverlayError(
@@ -81,7 +81,11 @@ export class RecordSigner {
         );
       }
       certificate = new Uint8Array(readFileSync(certPath));
-    } else if (
+    }
+    const userKeys = await this.userKeys(user);
+    let claim: StoredRecord | undefined;
+    if (
+      this.config.enrollment !== 'enrolled' &&
       params.kind !== KIND_NAME_CLAIM &&
       (this.claims.get(params.resource) ?? 0) - now < NAME_CLAIM_LIFETIME_MS / 2
     ) {
