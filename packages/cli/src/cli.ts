@@ -83,8 +83,21 @@ function dataDirFlags<T>(y: Argv<T>) {
     });
 }
 
-function nodeFlags<T>(y: Argv<T>) {
+/** What `init` takes: the data directory and the overlay it is to belong to. */
+function initFlags<T>(y: Argv<T>) {
   return dataDirFlags(y)
+    .option('domain', {
+      type: 'string',
+      describe: `SIP domain of a new overlay [env ${ENV.domain}] (default ${DEFAULT_DOMAIN})`,
+    })
+    .option('overlay-config', {
+      type: 'string',
+      describe: `overlay configuration to join, e.g. the signed one from \`peerbx ca init\` [env ${ENV.overlayConfig}]`,
+    });
+}
+
+function nodeFlags<T>(y: Argv<T>) {
+  return initFlags(y)
     .option('overlay', {
       type: 'string',
       describe: `overlay listen HOST:PORT, UDP (and TCP links) [env ${ENV.overlay}] (default ${DEFAULT_OVERLAY_LISTEN})`,
@@ -103,17 +116,9 @@ function nodeFlags<T>(y: Argv<T>) {
       type: 'string',
       describe: `SIP over WebSocket listen HOST:PORT, or "off" [env ${ENV.ws}] (default ${DEFAULT_WS_LISTEN})`,
     })
-    .option('domain', {
-      type: 'string',
-      describe: `SIP domain of a new overlay [env ${ENV.domain}] (default ${DEFAULT_DOMAIN})`,
-    })
     .option('log-level', {
       type: 'string',
       describe: `${LOG_LEVELS.join(', ')} [env ${ENV.logLevel}] (default ${DEFAULT_LOG_LEVEL})`,
-    })
-    .option('overlay-config', {
-      type: 'string',
-      describe: `overlay configuration to join, e.g. the signed one from \`peerbx ca init\` [env ${ENV.overlayConfig}]`,
     })
     .option('auth', {
       type: 'string',
@@ -238,7 +243,8 @@ function buildParser(argv: string[]) {
     .command(
       'init',
       'create the data directory, node key and overlay configuration without starting',
-      (y) => nodeFlags(y).option('json', { type: 'boolean', describe: 'machine-readable output' }),
+      // The listen addresses and the rest are start's: init takes none (strict: a usage error).
+      (y) => initFlags(y).option('json', { type: 'boolean', describe: 'machine-readable output' }),
       (a) => initCommand(a),
     )
     .command(
@@ -456,6 +462,10 @@ function usageProblem(argv: readonly string[], said: string): string | undefined
     return `unknown command "${command}" (commands: ${COMMANDS.join(', ')})`;
   const wanted = COMMAND_ARGUMENTS[command];
   if (wanted && /^not enough non-option arguments/.test(said)) return `${command} needs ${wanted}`;
+  const startOnly = /^unknown arguments?: (overlay|bootstrap|sip|ws|log-level|auth)\b/.exec(said);
+  if (command === 'init' && startOnly) {
+    return `init takes no --${startOnly[1]}: that is a setting of peerbx start (or of the config file)`;
+  }
   return undefined;
 }
 

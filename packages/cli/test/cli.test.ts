@@ -398,17 +398,26 @@ describe('errors and settings', () => {
     const ca = await peerbx(['ca', 'init', '--name', 'a', '--name', 'b', '--ca-dir', tempDir(t)]);
     assert.equal(ca.code, 2);
     assert.match(oneErrorLine(ca.stderr), /--name given 2 times/);
-    // --bootstrap is meant to repeat.
+    // --bootstrap is meant to repeat: what stops this start is the next flag.
     const boot = await peerbx([
-      'init',
+      'start',
       '--data-dir',
       tempDir(t),
       '--bootstrap',
       '127.0.0.1:1',
       '--bootstrap',
       '127.0.0.1:2',
+      '--log-level',
+      'LOUD',
     ]);
-    assert.equal(boot.code, 0, boot.stderr);
+    assert.match(oneErrorLine(boot.stderr), /log.level/i);
+    // init takes none of start's settings, rather than dropping them unsaid.
+    const init = await peerbx(['init', '--data-dir', tempDir(t), '--sip', '10.9.9.9:5060']);
+    assert.equal(init.code, 2);
+    assert.match(
+      oneErrorLine(init.stderr),
+      /init takes no --sip: that is a setting of peerbx start/,
+    );
   });
 
   test('a bad field in a YAML config file', async (t) => {
