@@ -543,6 +543,10 @@ export class OverlayNode {
     // verifyFetched.
     const key = resourceId(resource);
     const refused = new Set<string>();
+    const dropped = (detail: string): void => {
+      this.fetchedDropped++;
+      this.log.warn({ resource, detail }, 'dropped a fetched record');
+    };
     const precheck = (values: readonly { value: Uint8Array }[]): void => {
       const context = { config: this.config, now: this.clock.now() };
       for (const { value } of values) {
@@ -551,18 +555,14 @@ export class OverlayNode {
         const checked = checkFetched(value, resource, key, context);
         if (!('problem' in checked) || !checked.lasting) continue;
         refused.add(id);
-        this.fetchedDropped++;
-        this.log.warn({ resource, detail: checked.problem }, 'dropped a fetched record');
+        dropped(checked.problem);
       }
     };
     let contested = false;
     const verify = (result: LookupResult) =>
       verifyFetched(distinctValues(result.values, refused), resource, kind, this.config, {
         now: this.clock.now(),
-        onDrop: (detail) => {
-          this.fetchedDropped++;
-          this.log.warn({ resource, detail }, 'dropped a fetched record');
-        },
+        onDrop: dropped,
         onContested: () => {
           contested = true;
         },
