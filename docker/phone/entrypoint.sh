@@ -11,6 +11,9 @@
 #   PHONE_LISTEN    baresip's SIP listen address (default 0.0.0.0:5060)
 #   PHONE_CTRL      baresip's ctrl_tcp address (default 127.0.0.1:4444)
 #   PHONE_TRANSPORT udp or tcp, to the node (default udp)
+#   PHONE_WEBRTC    1: media as a browser phone takes it (ICE, DTLS-SRTP, RTP and RTCP on one
+#                   port), so that browsers can call this phone and be called; 0 (default):
+#                   plain RTP, as other softphones take it
 #   BARESIP_CONF    configuration directory (default $HOME/.baresip)
 set -euo pipefail
 
@@ -21,6 +24,8 @@ LISTEN=${PHONE_LISTEN:-0.0.0.0:5060}
 CTRL=${PHONE_CTRL:-127.0.0.1:4444}
 TRANSPORT=${PHONE_TRANSPORT:-udp}
 case $TRANSPORT in udp | tcp) ;; *) echo "PHONE_TRANSPORT must be udp or tcp, not '$TRANSPORT'" >&2; exit 1 ;; esac
+WEBRTC=${PHONE_WEBRTC:-0}
+case $WEBRTC in 0 | 1) ;; *) echo "PHONE_WEBRTC must be 0 or 1, not '$WEBRTC'" >&2; exit 1 ;; esac
 CONF=${BARESIP_CONF:-$HOME/.baresip}
 TEMPLATE=${PHONE_TEMPLATE:-/etc/peerbx-phone/config}
 CALL_TO=${CALL_TO:-}
@@ -55,9 +60,15 @@ if [ -n "${PHONE_PASSWORD:-}" ]; then
   esac
   account="$account;auth_user=$PHONE_USER;auth_pass=$PHONE_PASSWORD"
 fi
+if [ "$WEBRTC" = 1 ]; then
+  # Browsers send media only with ICE and DTLS-SRTP, and refuse an answer without rtcp-mux.
+  sed -i -e 's/^rtcp_mux.*/rtcp_mux\t\tyes/' "$CONF/config"
+  printf 'module\t\t\tice.so\nmodule\t\t\tdtls_srtp.so\n' >>"$CONF/config"
+  account="$account;mediaenc=dtls_srtp;medianat=ice"
+fi
 printf '%s\n' "$account" >"$CONF/accounts"
 : >"$CONF/contacts"
-log "registering sip:$PHONE_USER@$DOMAIN at $node_ip:$node_port over $TRANSPORT (auto-answer on)"
+log "registering sip:$PHONE_USER@$DOMAIN at $node_ip:$node_port over $TRANSPORT (auto-answer on, WebRTC media $WEBRTC)"
 
 baresip -f "$CONF" &
 BARESIP=$!

@@ -55,6 +55,8 @@ export interface PhoneOptions {
   domain?: string;
   /** To the node (default udp). */
   transport?: 'udp' | 'tcp';
+  /** Media as browsers take it: ICE, DTLS-SRTP, rtcp-mux (the entrypoint's PHONE_WEBRTC). */
+  webrtc?: boolean;
 }
 
 /**
@@ -244,6 +246,7 @@ export class Phone {
         PHONE_TEMPLATE: join(PHONE, 'config'),
         PHONE_TRANSPORT: o.transport ?? 'udp',
         ...(o.password ? { PHONE_PASSWORD: o.password } : {}),
+        ...(o.webrtc ? { PHONE_WEBRTC: '1' } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group, so that stop() reaches baresip as well as the script.

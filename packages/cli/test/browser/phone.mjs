@@ -1,4 +1,4 @@
-// The browser phone of the Chromium test (browser-phone.test.mjs): sip.js's SimpleUser, the
+// The browser phone of the Chromium test (browser-phone.test.ts): sip.js's SimpleUser, the
 // way a web phone uses it, with a real RTCPeerConnection (Chromium's fake microphone). It
 // answers every call and tells the test what happened through window.phone.
 import { Web } from '/sip.js/index.js';
