@@ -7,19 +7,22 @@
 // gets the other side its BYE from the node. A browser calls a baresip phone (the demo phone's
 // entrypoint with PHONE_WEBRTC=1), and that phone calls the browser, with audio both ways:
 // README's word that browsers and softphones call each other once the softphone speaks ICE
-// and DTLS-SRTP, checked with both. Skipped, with the reason, where Chromium or baresip is not
+// and DTLS-SRTP, checked with both. A page of another web site cannot register at a node
+// (403), and a node with a certificate (wsTls) takes a page of a site its config lists over
+// wss://, whose call goes through. Skipped, with the reason, where Chromium or baresip is not
 // installed on a developer's machine; `.ci/run` installs both, and under CI a missing one fails.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, normalize } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { baresipMissing, Phone } from './baresip.js';
-import { StartedNode } from './helpers.js';
+import { StartedNode, testCertificate } from './helpers.js';
 
 const PAGES = fileURLToPath(new URL('../../test/browser/', import.meta.url));
 const SIP_JS = fileURLToPath(new URL('../../../../node_modules/sip.js/lib/', import.meta.url));
@@ -61,14 +64,17 @@ interface Media {
 /** The page's globals (in page.evaluate callbacks, which run in the page: no closures). */
 type PageGlobal = { phone: PageApi };
 
-/** Serves the phone page, its script and sip.js's ES modules; nothing else. */
-function servePhonePage(): Promise<Server> {
+/**
+ * Serves the phone page, its script and sip.js's ES modules, nothing else; over https with
+ * `tls` (a page of another machine needs it for the microphone).
+ */
+function servePhonePage(tls?: { cert: Buffer; key: Buffer }): Promise<Server> {
   const types: Record<string, string> = {
     '.html': 'text/html',
     '.mjs': 'text/javascript',
     '.js': 'text/javascript',
   };
-  const server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     let file: string | undefined;
     if (path === '/') file = join(PAGES, 'phone.html');
@@ -83,7 +89,8 @@ function servePhonePage(): Promise<Server> {
       return;
     }
     res.writeHead(200, { 'content-type': type }).end(readFileSync(file));
-  });
+  };
+  const server = tls ? createHttpsServer(tls, handler) : createServer(handler);
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
@@ -105,12 +112,16 @@ class BrowserPhone {
     readonly errors: string[],
   ) {}
 
-  /** A page of a browser context of its own, registered as `user` at `node`. */
+  /**
+   * A page of a browser context of its own, registered as `user` at `node` (over wss:// with
+   * `secure`).
+   */
   static async open(
     browser: Browser,
     pageUrl: string,
     user: string,
     node: StartedNode,
+    secure = false,
   ): Promise<BrowserPhone> {
     const context = await browser.newContext();
     const page = await context.newPage();
@@ -120,7 +131,7 @@ class BrowserPhone {
     await page.waitForFunction(() => 'phone' in globalThis, null, { timeout: 10_000 });
     await page.evaluate(
       ([ws, aor]) => (globalThis as unknown as PageGlobal).phone.register(ws, aor),
-      [`ws://${node.ready.ws}`, `sip:${user}@${DOMAIN}`] as const,
+      [`${secure ? 'wss' : 'ws'}://${node.ready.ws}`, `sip:${user}@${DOMAIN}`] as const,
     );
     return new BrowserPhone(context, page, errors);
   }
@@ -274,5 +285,55 @@ describe('browser phones (Chromium, sip.js, WebRTC)', { skip }, () => {
       'the browser hung up by baresip',
     );
     assert.deepEqual(erin.errors, []);
+  });
+
+  it('takes no page of another site; over wss, a page of a site its config lists', async (t) => {
+    const cert = testCertificate(dir);
+    if (cert.skip) {
+      t.skip(cert.skip);
+      return;
+    }
+    const https = await servePhonePage({
+      cert: readFileSync(cert.cert),
+      key: readFileSync(cert.key),
+    });
+    t.after(() => new Promise((r) => https.close(r)));
+    const address = https.address();
+    const site = `https://phones.example:${typeof address === 'object' && address ? address.port : 0}`;
+    const config = join(dir, 'wss.yaml');
+    writeFileSync(
+      config,
+      `wsTls: { cert: ${cert.cert}, key: ${cert.key} }\nwsOrigins: [${site}]\n`,
+    );
+    const node = await StartedNode.start(join(dir, 'node3'), [
+      ...['--config', config, '--bootstrap', nodes[0]!.ready.overlay],
+    ]);
+    nodes.push(node);
+    // Two web sites on this machine, as the browser sees them; the node's certificate is the
+    // test's own.
+    const sites = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        ...CHROMIUM_ARGS,
+        '--allow-loopback-in-peer-connection',
+        '--host-resolver-rules=MAP *.example 127.0.0.1',
+        '--ignore-certificate-errors',
+      ],
+    });
+    t.after(() => sites.close());
+
+    // The browser sets Origin; the node refuses the WebSocket of a site it does not list.
+    await assert.rejects(
+      BrowserPhone.open(sites, `${site.replace('phones', 'evil')}/`, 'ivan', node, true),
+      /WebSocket|connect|transport/i,
+    );
+    const grace = await BrowserPhone.open(sites, `${site}/`, 'grace', node, true);
+    const heidi = await BrowserPhone.open(sites, pageUrl, 'heidi', nodes[0]!);
+    await grace.call('heidi');
+    await grace.waitFor('answered');
+    const m = await audioBothWays(grace);
+    assert.equal(m.state, 'connected');
+    await grace.hangup();
+    await heidi.waitFor('hangup');
   });
 });

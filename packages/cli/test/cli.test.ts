@@ -2,7 +2,7 @@
 // the first), the control commands against them, and the documented errors.
 
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import {
@@ -32,6 +32,7 @@ import {
   startArgs,
   startArgsAt,
   tempDir,
+  testCertificate,
   udpRegister,
   underParent,
 } from './helpers.js';
@@ -583,13 +584,9 @@ describe('errors and settings', () => {
 
   test('a node with wsTls speaks wss, to the pages wsOrigins lists besides its own', async (t) => {
     const dir = tempDir(t);
-    const made = spawnSync('openssl', [
-      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
-      ...['-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
-      ...['-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
-    ]);
-    if (made.error || made.status !== 0) {
-      t.skip('openssl cannot make a test certificate here');
+    const { skip } = testCertificate(dir);
+    if (skip) {
+      t.skip(skip);
       return;
     }
     const file = join(dir, 'peerbx.yaml');

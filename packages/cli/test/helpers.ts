@@ -1,7 +1,7 @@
 // Runs the built `peerbx` as a user would: one-shot commands, and `peerbx start` processes that
 // are ready when their ready line appears. Every wait is bounded.
 
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -261,4 +261,20 @@ export async function underParent(
     parent.once('exit', () => reject(new Error(`parent exited: ${out} ${err}`)));
   });
   return { parent, pid, out: () => out, err: () => err };
+}
+
+/**
+ * A self-signed certificate for 127.0.0.1 (EC P-256, 2 days), made with openssl for the wss
+ * tests: the paths of its PEM files in `dir`, and why there are none (a skip reason) or false.
+ */
+export function testCertificate(dir: string): { cert: string; key: string; skip: string | false } {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  const made = spawnSync('openssl', [
+    ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
+    ...['-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+    ...['-keyout', key, '-out', cert],
+  ]);
+  const failed = made.error || made.status !== 0;
+  return { cert, key, skip: failed ? 'openssl cannot make a test certificate here' : false };
 }
