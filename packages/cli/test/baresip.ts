@@ -368,7 +368,7 @@ function connect(port: number, host: string): Promise<Socket> {
   });
 }
 
-function freeTcpPort(): Promise<number> {
+export function freeTcpPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -9,7 +9,8 @@
 // README's word that browsers and softphones call each other once the softphone speaks ICE
 // and DTLS-SRTP, checked with both. A page of another web site cannot register at a node
 // (403), and a node with a certificate (wsTls) takes a page of a site its config lists over
-// wss://, whose call goes through. Skipped, with the reason, where Chromium or baresip is not
+// wss://, whose call goes through. A browser phone whose node restarts (README: raise sip.js's
+// reconnectionAttempts) connects again, registers again and takes the next call. Skipped, with the reason, where Chromium or baresip is not
 // installed on a developer's machine; `.ci/run` installs both, and under CI a missing one fails.
 
 import assert from 'node:assert/strict';
@@ -21,7 +22,7 @@ import { join, normalize } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
-import { baresipMissing, Phone } from './baresip.js';
+import { baresipMissing, freeTcpPort, Phone } from './baresip.js';
 import { StartedNode, testCertificate } from './helpers.js';
 
 const PAGES = fileURLToPath(new URL('../../test/browser/', import.meta.url));
@@ -49,7 +50,7 @@ const CHROMIUM_ARGS = [
 /** What phone.mjs puts on the page's window. */
 interface PageApi {
   events: string[];
-  register(server: string, aor: string): Promise<void>;
+  register(server: string, aor: string, reconnect?: readonly [number, number]): Promise<void>;
   call(target: string): Promise<void>;
   hangup(): Promise<void>;
   media(): Promise<Media>;
@@ -114,14 +115,14 @@ class BrowserPhone {
 
   /**
    * A page of a browser context of its own, registered as `user` at `node` (over wss:// with
-   * `secure`).
+   * `secure`; `reconnect`: sip.js's reconnectionAttempts and reconnectionDelay).
    */
   static async open(
     browser: Browser,
     pageUrl: string,
     user: string,
     node: StartedNode,
-    secure = false,
+    options: { secure?: boolean; reconnect?: [attempts: number, delayS: number] } = {},
   ): Promise<BrowserPhone> {
     const context = await browser.newContext();
     const page = await context.newPage();
@@ -130,8 +131,13 @@ class BrowserPhone {
     await page.goto(pageUrl);
     await page.waitForFunction(() => 'phone' in globalThis, null, { timeout: 10_000 });
     await page.evaluate(
-      ([ws, aor]) => (globalThis as unknown as PageGlobal).phone.register(ws, aor),
-      [`${secure ? 'wss' : 'ws'}://${node.ready.ws}`, `sip:${user}@${DOMAIN}`] as const,
+      ([ws, aor, reconnect]) =>
+        (globalThis as unknown as PageGlobal).phone.register(ws, aor, reconnect),
+      [
+        `${options.secure ? 'wss' : 'ws'}://${node.ready.ws}`,
+        `sip:${user}@${DOMAIN}`,
+        options.reconnect,
+      ] as const,
     );
     return new BrowserPhone(context, page, errors);
   }
@@ -324,10 +330,12 @@ describe('browser phones (Chromium, sip.js, WebRTC)', { skip }, () => {
 
     // The browser sets Origin; the node refuses the WebSocket of a site it does not list.
     await assert.rejects(
-      BrowserPhone.open(sites, `${site.replace('phones', 'evil')}/`, 'ivan', node, true),
+      BrowserPhone.open(sites, `${site.replace('phones', 'evil')}/`, 'ivan', node, {
+        secure: true,
+      }),
       /WebSocket|connect|transport/i,
     );
-    const grace = await BrowserPhone.open(sites, `${site}/`, 'grace', node, true);
+    const grace = await BrowserPhone.open(sites, `${site}/`, 'grace', node, { secure: true });
     const heidi = await BrowserPhone.open(sites, pageUrl, 'heidi', nodes[0]!);
     await grace.call('heidi');
     await grace.waitFor('answered');
@@ -335,5 +343,36 @@ describe('browser phones (Chromium, sip.js, WebRTC)', { skip }, () => {
     assert.equal(m.state, 'connected');
     await grace.hangup();
     await heidi.waitFor('hangup');
+  });
+
+  it('a browser phone outlives a restart of its node, with reconnection raised', async (t) => {
+    // The node comes back where the page knows it: the same WebSocket port.
+    const at = ['--ws', `127.0.0.1:${await freeTcpPort()}`, '--bootstrap', nodes[0]!.ready.overlay];
+    const first = await StartedNode.start(join(dir, 'node4'), at);
+    nodes.push(first);
+    const judy = await BrowserPhone.open(loopbackBrowser, pageUrl, 'judy', first, {
+      reconnect: [30, 1],
+    });
+    const kate = await BrowserPhone.open(loopbackBrowser, pageUrl, 'kate', nodes[0]!);
+    assert.equal(await first.stop(), 0);
+    await judy.waitFor('disconnected');
+    nodes.push(await StartedNode.start(join(dir, 'node4'), at));
+    await until(
+      async () => (await judy.events()).filter((e) => e === 'connected').length >= 2,
+      20_000,
+      'the page connected again',
+    );
+    // Its registration went with its connection; the call reaches it only if it registered again.
+    await until(
+      async () => (await judy.events()).filter((e) => e === 'registered').length >= 2,
+      10_000,
+      'the page registered again',
+    );
+    t.diagnostic(`page events: ${(await judy.events()).join(', ')}`);
+    await kate.call('judy');
+    await judy.waitFor('incoming');
+    await kate.waitFor('answered');
+    await kate.hangup();
+    await judy.waitFor('hangup');
   });
 });

@@ -15,10 +15,14 @@ function note(what) {
 
 window.phone = {
   events,
-  /** Connects over WebSocket to the node and registers; resolves when the REGISTER got its 200. */
-  async register(server, aor) {
+  /**
+   * Connects over WebSocket to the node and registers; resolves when the REGISTER got its 200.
+   * `reconnect`: sip.js's reconnectionAttempts and reconnectionDelay (s), when given.
+   */
+  async register(server, aor, reconnect) {
     user = new Web.SimpleUser(server, {
       aor,
+      ...(reconnect ? { reconnectionAttempts: reconnect[0], reconnectionDelay: reconnect[1] } : {}),
       media: {
         constraints: { audio: true, video: false },
         remote: { audio: remote },
@@ -31,6 +35,8 @@ window.phone = {
         onCallAnswered: () => note('answered'),
         onCallHangup: () => note('hangup'),
         onRegistered: () => note('registered'),
+        onServerDisconnect: () => note('disconnected'),
+        onServerConnect: () => note('connected'),
       },
     });
     await user.connect();
