@@ -316,6 +316,19 @@ describe('SIP transports', () => {
     assert.equal(layer.stats.connectionsRefused, refused + 2);
   });
 
+  it('answers a handshake of another WebSocket version 426, naming version 13', async () => {
+    const refused = layer.stats.connectionsRefused;
+    const ws = wsClient(layer, 'sip', { protocolVersion: 8 });
+    const [, response] = (await withTimeout(once(ws, 'unexpected-response'), 'the refusal')) as [
+      unknown,
+      { statusCode: number; headers: Record<string, string> },
+    ];
+    assert.equal(response.statusCode, 426);
+    assert.equal(response.headers['sec-websocket-version'], '13');
+    ws.terminate();
+    assert.equal(layer.stats.connectionsRefused, refused + 1);
+  });
+
   it("refuses a web page of another site, takes this machine's and those listed", async () => {
     /** 'open', or the HTTP status the handshake of a page of `origin` was refused with. */
     const open = async (l: SipSocketTransports, origin: string) => {

@@ -159,6 +159,9 @@ export interface WsListenOptions {
   accept(request: IncomingMessage): boolean;
 }
 
+/** The WebSocket protocol version of RFC 6455, the only one spoken. */
+const WS_VERSION = '13';
+
 /** An HTTP upgrade request not complete by then is dropped. */
 const WS_UPGRADE_TIMEOUT_MS = 10_000;
 
@@ -184,6 +187,16 @@ export function listenWs(options: WsListenOptions): Promise<BoundServer> {
   server.requestTimeout = WS_UPGRADE_TIMEOUT_MS;
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => undefined);
+    // RFC 6455 §4.4: a version this server does not speak gets 426 and the one it does (the
+    // `ws` library would take the drafts' version 8 too). A missing one is ws's 400.
+    const version = request.headers['sec-websocket-version'];
+    if (version !== undefined && version !== WS_VERSION) {
+      refuse(socket, 426, 'Upgrade Required', `WebSocket version ${WS_VERSION} only (RFC 6455)`, {
+        'Sec-WebSocket-Version': WS_VERSION,
+      });
+      options.onRefused(request, `WebSocket version ${version}`);
+      return;
+    }
     if (!offersSipSubprotocol(request)) {
       refuse(socket, 400, 'Bad Request', 'the "sip" WebSocket subprotocol is required (RFC 7118)');
       options.onRefused(request, 'no "sip" subprotocol');
@@ -227,9 +240,18 @@ export function listenWs(options: WsListenOptions): Promise<BoundServer> {
   });
 }
 
-function refuse(socket: Duplex, status: number, text: string, why: string): void {
+function refuse(
+  socket: Duplex,
+  status: number,
+  text: string,
+  why: string,
+  headers: Record<string, string> = {},
+): void {
+  const extra = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
   socket.end(
-    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\n${extra}Content-Type: text/plain\r\n` +
       `Content-Length: ${Buffer.byteLength(why) + 1}\r\n\r\n${why}\n`,
   );
 }
