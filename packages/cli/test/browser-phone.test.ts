@@ -375,4 +375,38 @@ describe('browser phones (Chromium, sip.js, WebRTC)', { skip }, () => {
     await kate.hangup();
     await judy.waitFor('hangup');
   });
+
+  it("the node's own web phone: pages from two nodes register, call, answer, hang up", async () => {
+    /** The node's page in a browser context of its own, registered as `name` by a click. */
+    const webPhone = async (node: StartedNode, name: string) => {
+      const page = await (await loopbackBrowser.newContext()).newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (err) => errors.push(err.message));
+      await page.goto(`http://${node.ready.ws}/`);
+      await page.fill('#user', name);
+      await page.click('#register');
+      await page.waitForSelector('body[data-state="registered"]', { timeout: 10_000 });
+      return { page, errors, status: () => page.textContent('#status') };
+    };
+    const lena = await webPhone(nodes[0]!, 'lena');
+    const mike = await webPhone(nodes[1]!, 'mike');
+    assert.equal(await lena.status(), `Registered as lena@${DOMAIN}`);
+
+    await mike.page.fill('#target', 'lena');
+    await mike.page.click('#call');
+    await lena.page.waitForSelector('body[data-state="ringing"]', { timeout: 10_000 });
+    assert.equal(await lena.status(), `mike@${DOMAIN} is calling`);
+    await lena.page.click('#answer');
+    await mike.page.waitForSelector('body[data-state="in-call"]', { timeout: 10_000 });
+    await lena.page.waitForSelector('body[data-state="in-call"]', { timeout: 10_000 });
+    assert.equal(await mike.status(), `In a call with lena@${DOMAIN}`);
+    await mike.page.click('#hangup');
+    await lena.page.waitForSelector('body[data-state="registered"]', { timeout: 10_000 });
+
+    // A callee registered nowhere: the final answer shows.
+    await mike.page.fill('#target', 'nobody');
+    await mike.page.click('#call');
+    await until(async () => / 404 Not Found/.test((await mike.status()) ?? ''), 10_000, 'a 404');
+    assert.deepEqual([...lena.errors, ...mike.errors], []);
+  });
 });

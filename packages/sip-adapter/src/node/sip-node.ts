@@ -44,6 +44,7 @@ import type {
   SipTransportAddress,
   SipTransportProtocol,
 } from '../transport/transport.js';
+import { webPhone } from '../transport/web-phone.js';
 import { OverlayFlows, SIP_APPLICATION } from './overlay-flows.js';
 import {
   OVERLOAD_RETRY_AFTER_S,
@@ -221,7 +222,7 @@ export class SipNode implements TransactionUser {
     const clock = options.clock ?? systemClock;
     this.overlay = options.overlay;
     this.transports = transports;
-    this.domain = (options.domain ?? options.overlay.config.domain).toLowerCase();
+    this.domain = sipDomain(options);
     this.wsSecure = options.ws !== false && options.ws?.tls !== undefined;
     this.nodeHex = idToHex(options.overlay.nodeId);
     // Each part names itself as the component of its lines: what they share is the node.
@@ -363,6 +364,7 @@ export class SipNode implements TransactionUser {
   static async start(options: SipNodeOptions): Promise<SipNode> {
     const sip = options.sip ?? { host: '127.0.0.1', port: 5060 };
     const ws = options.ws;
+    const domain = sipDomain(options);
     const restored = options.bindingsStore ? await options.bindingsStore.load() : [];
     let node: SipNode | undefined;
     const transports = await SipSocketTransports.listen({
@@ -378,6 +380,7 @@ export class SipNode implements TransactionUser {
               ...(ws.origins ? { wsOrigins: ws.origins } : {}),
             }
           : {}),
+      ...(ws === false ? {} : { wsPage: webPhone(domain) }),
       ...(options.logger ? { logger: options.logger } : {}),
       onUnframeable: (source, headers, reason) => node?.unframeable(source, headers, reason),
     });
@@ -759,4 +762,9 @@ export class SipNode implements TransactionUser {
         (port === undefined || x.port === port),
     );
   }
+}
+
+/** The SIP domain of the node's users: the option, else the overlay configuration's. */
+function sipDomain(options: SipNodeOptions): string {
+  return (options.domain ?? options.overlay.config.domain).toLowerCase();
 }

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { RemoteInfo } from 'node:dgram';
 import { EventEmitter } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
 import { isLoopbackHost, type Logger, silentLogger } from '@peerbx/overlay-core';
 import type { ConnectionHost, StreamConnection } from './connection.js';
@@ -68,6 +69,8 @@ export interface SipTransportOptions {
    * `*` for any. Default none.
    */
   wsOrigins?: readonly string[];
+  /** Answers plain HTTP requests at the WebSocket address (the web phone); default 426. */
+  wsPage?: (request: IncomingMessage, response: ServerResponse) => boolean;
   logger?: Logger;
   onUnframeable?: UnframeableHook;
   idleTimeoutMs?: number;
@@ -321,6 +324,7 @@ export class SipSocketTransports
         port: wsPort,
         maxPayload: this.options.maxMessageBytes ?? MAX_STREAM_MESSAGE_BYTES,
         ...(this.options.wsTls ? { tls: this.options.wsTls } : {}),
+        ...(this.options.wsPage ? { page: this.options.wsPage } : {}),
         originAllowed: (origin) => originAllowed(origin, origins, (h) => interfaces.has(h)),
         accept: (request) =>
           this.hostHasRoom(request.socket.remoteAddress ?? '') && this.makeRoom(),

@@ -157,6 +157,11 @@ export interface WsListenOptions {
   onRefused(request: IncomingMessage, why: string): void;
   /** Asked before upgrading; false refuses with 503 (no room for another connection). */
   accept(request: IncomingMessage): boolean;
+  /**
+   * Plain HTTP requests (no upgrade): true when it answered (the web phone, web-phone.ts);
+   * otherwise they get 426.
+   */
+  page?(request: IncomingMessage, response: ServerResponse): boolean;
 }
 
 /** The WebSocket protocol version of RFC 6455, the only one spoken. */
@@ -175,7 +180,8 @@ export function listenWs(options: WsListenOptions): Promise<BoundServer> {
     handleProtocols: (offered) =>
       [...offered].find((p) => p.toLowerCase() === WS_SUBPROTOCOL) ?? false,
   });
-  const plain = (_req: IncomingMessage, res: ServerResponse) => {
+  const plain = (req: IncomingMessage, res: ServerResponse) => {
+    if (options.page?.(req, res)) return;
     res.writeHead(426, { Connection: 'close', Upgrade: 'websocket' });
     res.end('SIP over WebSocket only (RFC 7118)\n');
   };
