@@ -106,6 +106,13 @@ export const MAX_VALUE_PAGES = 16;
 /** Republish and replication stores in flight at once per node. */
 export const UPKEEP_PARALLELISM = 8;
 /**
+ * A hand-over that a silent newcomer stopped (a STORE timed out) goes on this much later
+ * when the newcomer is still listed, and otherwise when it is heard from again.
+ */
+export const HAND_OVER_RETRY_MS = 5_000;
+/** Newcomers whose hand-over waits (stopped by silence) remembered at most, the oldest going. */
+export const MAX_HAND_OVERS_WAITING = 256;
+/**
  * Contacts dropped from the routing table that one replication check weighs at most (a held
  * key one of them was among the k closest to is replicated); more wait for the interval.
  */

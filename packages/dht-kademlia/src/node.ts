@@ -19,11 +19,13 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_VALUE_TTL_MS,
   EVICTION_PING_MIN_AGE_MS,
+  HAND_OVER_RETRY_MS,
   INCOMPLETE_RETRY_MS,
   LEAVE_NOTICE_TIMEOUT_MS,
   LEAVE_NOTICES_IN_FLIGHT,
   LEFT_QUIET_MS,
   MAX_DROPPED_PER_CHECK,
+  MAX_HAND_OVERS_WAITING,
   MAX_HOLDER_PINGS,
   MAX_REJOIN_ADDRESSES,
   MAX_VALUE_PAGES,
@@ -282,6 +284,16 @@ export class KademliaNode {
     string,
     { id: NodeId; at: number; silentSince: number }
   >();
+  /**
+   * Hand-overs per newcomer (hex ID): the keys still to send, one run at a time. A run stops
+   * at the newcomer's first silence (a STORE timed out) instead of sending thousands of
+   * STOREs into it, each waiting for its timeout and resent meanwhile (a small overlay's
+   * newcomer is every key's holder); the rest goes when it answers again.
+   */
+  private readonly handOvers = new Map<
+    string,
+    { to: Contact; keys: Map<string, NodeId>; running: boolean; retry?: TimerHandle }
+  >();
   /** When the last replication check began (droppedLately). */
   private replicatedAt = Number.NEGATIVE_INFINITY;
   /**
@@ -533,6 +545,8 @@ export class KademliaNode {
     this.running = false;
     for (const t of this.timers.values()) this.clock.clearTimeout(t);
     this.timers.clear();
+    for (const h of this.handOvers.values()) if (h.retry) this.clock.clearTimeout(h.retry);
+    this.handOvers.clear();
     await this.transport.close();
   }
 
@@ -951,7 +965,11 @@ export class KademliaNode {
     if (r.status === 'added') {
       this.leftAt.delete(contact.address);
       if (answered) this.handOver(contact, now);
-      else if (this.lostRounds !== undefined || this.handOverKeys(contact).length > 0) {
+      else if (
+        this.lostRounds !== undefined ||
+        this.handOvers.has(idToHex(contact.id)) ||
+        this.handOverKeys(contact).length > 0
+      ) {
         // Heard only as a sender: its address may be forged (a signed request of its own,
         // sent from a victim's address). Values go to it once it answered a PING there, so a
         // forged source brings its victim a PING (and its retransmissions), not every value
@@ -986,19 +1004,65 @@ export class KademliaNode {
    * Kademlia §2.5: a newcomer that belongs among the k closest for a stored key gets the
    * value, sent by the node that was closest before it arrived, so only one node sends.
    */
-  private handOver(newcomer: Contact, now: number): void {
-    // A few STOREs at a time: a node holding 10,000 keys (a small overlay, where every node
-    // holds every key) must not put them all in flight at once.
+  private handOver(newcomer: Contact, _now: number): void {
+    const hex = idToHex(newcomer.id);
     const keys = this.handOverKeys(newcomer);
-    const back = this.droppedLately.delete(idToHex(newcomer.id));
+    const back = this.droppedLately.delete(hex);
     if (keys.length > 0) {
       this.stats.handOvers++;
       this.stats.keysHandedOver += keys.length;
       this.onHandOver?.(newcomer, keys.length, back);
     }
-    void inParallel(keys, UPKEEP_PARALLELISM, (key) =>
-      this.sendStores(newcomer, key, this.heldValues(key, now)),
-    );
+    let run = this.handOvers.get(hex);
+    if (!run) {
+      if (keys.length === 0) return;
+      run = { to: newcomer, keys: new Map(), running: false };
+      setLatest(this.handOvers, hex, run, MAX_HAND_OVERS_WAITING);
+    }
+    run.to = newcomer;
+    for (const key of keys) run.keys.set(idToHex(key), key);
+    this.sendHandOver(hex);
+  }
+
+  /**
+   * Sends a newcomer the keys its hand-over holds, a few STOREs at a time (a node holding
+   * 10,000 keys must not put them all in flight at once), each with the values held when it
+   * goes; until they are all sent, or the newcomer leaves a STORE unanswered: then the rest
+   * waits, HAND_OVER_RETRY_MS while the newcomer is listed, or until it is heard from again.
+   */
+  private sendHandOver(hex: string): void {
+    const run = this.handOvers.get(hex);
+    if (!run || run.running || !this.running) return;
+    run.running = true;
+    if (run.retry) this.clock.clearTimeout(run.retry);
+    run.retry = undefined;
+    const outcome = { silent: false };
+    const worker = async () => {
+      while (!outcome.silent && this.running) {
+        const next = run.keys.entries().next().value;
+        if (!next) return;
+        const [keyHex, key] = next;
+        run.keys.delete(keyHex);
+        const sent = { silent: false };
+        await this.sendStores(run.to, key, this.heldValues(key, this.clock.now()), sent);
+        if (sent.silent) {
+          outcome.silent = true;
+          run.keys.set(keyHex, key);
+        }
+      }
+    };
+    void Promise.all(Array.from({ length: UPKEEP_PARALLELISM }, worker)).then(() => {
+      run.running = false;
+      if (this.handOvers.get(hex) !== run) return;
+      if (run.keys.size === 0 || !this.running) {
+        this.handOvers.delete(hex);
+        return;
+      }
+      run.retry = this.clock.setTimeout(() => {
+        run.retry = undefined;
+        if (this.table.get(run.to.id)?.address === run.to.address) this.sendHandOver(hex);
+      }, HAND_OVER_RETRY_MS);
+    });
   }
 
   /**
@@ -1270,10 +1334,12 @@ export class KademliaNode {
    * answered; also one by one after the node answered only the first (it ignores `more`).
    * Per value its result, or undefined when it had expired or the node did not answer.
    */
+  /** `outcome.silent` is set when the run ended because `to` left a STORE unanswered. */
   private async sendStores(
     to: Contact,
     key: NodeId,
     values: readonly { value: Uint8Array; ttlMs: number }[],
+    outcome?: { silent: boolean },
   ): Promise<(StoreResult | undefined)[]> {
     const out: (StoreResult | undefined)[] = values.map(() => undefined);
     const live = values.flatMap((v, i) => (v.ttlMs > 0 ? [i] : []));
@@ -1294,7 +1360,10 @@ export class KademliaNode {
         });
       } catch (err) {
         // Silence (or the node stopping) ends the run.
-        if (!(err instanceof DhtError && err.code === 'ERR_TOO_LARGE')) break;
+        if (!(err instanceof DhtError && err.code === 'ERR_TOO_LARGE')) {
+          if (outcome && err instanceof TimeoutError) outcome.silent = true;
+          break;
+        }
         // Too large together: one per STORE from here. Too large alone: skip it, the next may go.
         if (rest.length > 0) perRequest = 1;
         else next++;

@@ -1100,6 +1100,52 @@ describe('kademlia over the simulator', () => {
     assert.equal(s.alive.reduce((sum, n) => sum + n.stats.handOvers, 0) >= toNewcomer.length, true);
   });
 
+  it("stops a hand-over at the newcomer's first silence, and sends the rest when it answers", async () => {
+    // Five nodes, k = 8: every node holds every key, so a node back is handed every key that
+    // changed while it was away, by each node that dropped it.
+    const s = await swarm(5, 47, { upkeepCheckIntervalMs: MIN });
+    const [publisher, , , , back] = s.alive as [
+      KademliaNode,
+      KademliaNode,
+      KademliaNode,
+      KademliaNode,
+      KademliaNode,
+    ];
+    s.silence(back);
+    for (const n of s.alive) if (n !== back) await pingTwice(s, n, back.contact);
+    for (let i = 0; i < 60; i++) {
+      await s.sim.settle(publisher.put(hashToId(`away-${i}`), text(`v${i}`), 3 * HOUR));
+    }
+    // It answers again, but takes no STORE (a node too busy to keep up): each STORE waits
+    // for its timeout at the sender.
+    const endpoint = s.sim.endpoint(back.contact.address)!;
+    const handler = endpoint.handler!;
+    let storesHeld = 0;
+    let dropping = true;
+    endpoint.handler = (req, from) => {
+      if (!dropping || req.body.type !== 'STORE') return handler(req, from);
+      storesHeld++;
+      return new Promise(() => undefined);
+    };
+    s.sim.setBehaviour(back.contact.address, 'honest');
+    await s.sim.settle(
+      Promise.all(s.alive.filter((n) => n !== back).map((n) => back.ping(n.contact))),
+    );
+    await s.sim.runFor(30_000);
+    // Four senders with 60 keys each: a few STOREs each in flight when the first timed out
+    // (and a few more each retry while it was still listed), not 240.
+    assert.ok(storesHeld > 0, 'a hand-over began');
+    assert.ok(storesHeld <= 4 * 2 * 8, `${storesHeld} STOREs sent into a node that answered none`);
+    dropping = false;
+    await s.sim.settle(
+      Promise.all(s.alive.filter((n) => n !== back).map((n) => back.ping(n.contact))),
+    );
+    await s.sim.runFor(MIN);
+    for (let i = 0; i < 60; i++) {
+      assert.deepEqual(held(s, back, hashToId(`away-${i}`)), [`v${i}`], `away-${i}`);
+    }
+  });
+
   it('hands nothing to a newcomer heard only from a forged address before it answered there', async () => {
     const s = await swarm(60, 6);
     const key = hashToId('handover, forged');
