@@ -409,4 +409,29 @@ describe('browser phones (Chromium, sip.js, WebRTC)', { skip }, () => {
     await until(async () => / 404 Not Found/.test((await mike.status()) ?? ''), 10_000, 'a 404');
     assert.deepEqual([...lena.errors, ...mike.errors], []);
   });
+
+  it("the node's web phone logs in with the user's password where the node asks for one", async () => {
+    const config = join(dir, 'auth.yaml');
+    writeFileSync(config, 'auth: always\nusers:\n  nora: { password: "secret-1" }\n');
+    const node = await StartedNode.start(join(dir, 'node5'), [
+      ...['--config', config, '--bootstrap', nodes[0]!.ready.overlay],
+    ]);
+    nodes.push(node);
+    const page = await (await loopbackBrowser.newContext()).newPage();
+    await page.goto(`http://${node.ready.ws}/`);
+    const status = async () => (await page.textContent('#status')) ?? '';
+    await page.fill('#user', 'nora');
+    await page.fill('#password', 'wrong');
+    await page.click('#register');
+    await until(
+      async () => /refused the registration: 40[13] /.test(await status()),
+      10_000,
+      'refusal',
+    );
+    assert.equal(await page.getAttribute('body', 'data-state'), 'signed-out');
+    await page.fill('#password', 'secret-1');
+    await page.click('#register');
+    await page.waitForSelector('body[data-state="registered"]', { timeout: 10_000 });
+    assert.equal(await status(), `Registered as nora@${DOMAIN}`);
+  });
 });

@@ -63,7 +63,10 @@ async function register(name, password) {
           show('registered', refused ?? `Call ended. Registered as ${name}@${domain}`);
           refused = undefined;
         }),
-      onServerDisconnect: () => show('registering', 'Lost the node; connecting again'),
+      // With an error only when the connection failed (not when this page closed it).
+      onServerDisconnect: (error) => {
+        if (error) show('registering', 'Lost the node; connecting again');
+      },
     },
   });
   show('registering', `Registering ${name}@${domain}`);
