@@ -964,7 +964,7 @@ export class KademliaNode {
     if (answered) this.backInTouch();
     if (r.status === 'added') {
       this.leftAt.delete(contact.address);
-      if (answered) this.handOver(contact, now);
+      if (answered) this.handOver(contact);
       else if (
         this.lostRounds !== undefined ||
         this.handOvers.has(idToHex(contact.id)) ||
@@ -976,7 +976,7 @@ export class KademliaNode {
         // this node holds; one per new contact in the table that would get values (or, cut
         // off, that may show the others are back: backInTouch), each costing a puzzle key.
         this.request(contact, { type: 'PING' }, true).then(
-          () => this.handOver(contact, this.clock.now()),
+          () => this.handOver(contact),
           () => undefined,
         );
       }
@@ -1004,7 +1004,7 @@ export class KademliaNode {
    * Kademlia §2.5: a newcomer that belongs among the k closest for a stored key gets the
    * value, sent by the node that was closest before it arrived, so only one node sends.
    */
-  private handOver(newcomer: Contact, _now: number): void {
+  private handOver(newcomer: Contact): void {
     const hex = idToHex(newcomer.id);
     const keys = this.handOverKeys(newcomer);
     const back = this.droppedLately.delete(hex);
@@ -1332,9 +1332,9 @@ export class KademliaNode {
    * Stores the values on one node, in order: together in one STORE (first value plus `more`)
    * when they fit one datagram, else one STORE each, each sent once the previous one was
    * answered; also one by one after the node answered only the first (it ignores `more`).
-   * Per value its result, or undefined when it had expired or the node did not answer.
+   * Per value its result, or undefined when it had expired or the node did not answer;
+   * `outcome.silent` is set when the run ended because `to` left a STORE unanswered.
    */
-  /** `outcome.silent` is set when the run ended because `to` left a STORE unanswered. */
   private async sendStores(
     to: Contact,
     key: NodeId,

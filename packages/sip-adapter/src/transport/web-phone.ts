@@ -22,9 +22,9 @@ const TYPES: Record<string, string> = {
 };
 
 const HEADERS = {
-  // The page's scripts and styles are its own; it talks to this node only; no site frames it.
-  'Content-Security-Policy':
-    "default-src 'self'; connect-src 'self' ws: wss:; media-src 'self' blob:; frame-ancestors 'none'",
+  // The page's scripts, styles and WebSocket are this node's ('self' covers ws:/wss: of the same
+  // host and port); no site frames it.
+  'Content-Security-Policy': "default-src 'self'; media-src 'self' blob:; frame-ancestors 'none'",
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
   'Cache-Control': 'no-cache',
