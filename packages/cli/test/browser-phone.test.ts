@@ -178,6 +178,15 @@ function audioBothWays(phone: BrowserPhone, packets = 25): Promise<Media> {
   );
 }
 
+/** `caller` calls `callee` (a user name); the caller's media once audio flows both ways. */
+async function answeredWithAudio(caller: BrowserPhone, callee: string): Promise<Media> {
+  await caller.call(callee);
+  await caller.waitFor('answered');
+  const media = await audioBothWays(caller);
+  assert.equal(media.state, 'connected');
+  return media;
+}
+
 describe('browser phones (Chromium, sip.js, WebRTC)', { skip }, () => {
   let dir: string;
   let server: Server;
@@ -259,10 +268,7 @@ describe('browser phones (Chromium, sip.js, WebRTC)', { skip }, () => {
     assert.equal(await frank.registerStatus(), 200);
 
     // The browser calls; baresip answers (auto-answer) with ICE and DTLS-SRTP.
-    await erin.call('frank');
-    await erin.waitFor('answered');
-    const out = await audioBothWays(erin);
-    assert.equal(out.state, 'connected');
+    const out = await answeredWithAudio(erin, 'frank');
     await erin.hangup();
     await frank.waitFor('CALL_CLOSED');
 
@@ -337,10 +343,7 @@ describe('browser phones (Chromium, sip.js, WebRTC)', { skip }, () => {
     );
     const grace = await BrowserPhone.open(sites, `${site}/`, 'grace', node, { secure: true });
     const heidi = await BrowserPhone.open(sites, pageUrl, 'heidi', nodes[0]!);
-    await grace.call('heidi');
-    await grace.waitFor('answered');
-    const m = await audioBothWays(grace);
-    assert.equal(m.state, 'connected');
+    await answeredWithAudio(grace, 'heidi');
     await grace.hangup();
     await heidi.waitFor('hangup');
   });
