@@ -1006,14 +1006,15 @@ export class KademliaNode {
    */
   private handOver(newcomer: Contact): void {
     const hex = idToHex(newcomer.id);
-    const keys = this.handOverKeys(newcomer);
+    let run = this.handOvers.get(hex);
+    // Counted and told once per key: not again for one still waiting from a stopped run.
+    const keys = this.handOverKeys(newcomer).filter((k) => !run?.keys.has(idToHex(k)));
     const back = this.droppedLately.delete(hex);
     if (keys.length > 0) {
       this.stats.handOvers++;
       this.stats.keysHandedOver += keys.length;
       this.onHandOver?.(newcomer, keys.length, back);
     }
-    let run = this.handOvers.get(hex);
     if (!run) {
       if (keys.length === 0) return;
       run = { to: newcomer, keys: new Map(), running: false };
