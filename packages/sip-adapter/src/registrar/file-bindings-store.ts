@@ -212,14 +212,13 @@ export class FileBindingsStore implements BindingsPersistence {
       if (end < 0) break;
       const line = text.slice(start, end);
       start = end + 1;
-      let entry: { aor?: unknown; bindings?: unknown };
+      let entry: { aor?: unknown; bindings?: unknown } | undefined;
       try {
         entry = JSON.parse(line) as { aor?: unknown; bindings?: unknown };
       } catch {
-        skipped++;
-        continue;
+        entry = undefined;
       }
-      if (typeof entry.aor !== 'string' || !Array.isArray(entry.bindings)) {
+      if (typeof entry?.aor !== 'string' || !Array.isArray(entry.bindings)) {
         skipped++;
         continue;
       }

@@ -9,7 +9,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
-import { dirname, join, relative, sep } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const WEB = fileURLToPath(new URL('../../../web/', import.meta.url));
@@ -41,7 +41,7 @@ function filesOf(dir: string, prefix: string): Map<string, File> {
   for (const name of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
     const type = TYPES[name.slice(name.lastIndexOf('.'))];
     if (!type || name.endsWith('.d.ts')) continue;
-    const path = `${prefix}${relative(dir, join(dir, name)).split(sep).join('/')}`;
+    const path = `${prefix}${name.split(sep).join('/')}`;
     files.set(path, { type, body: readFileSync(join(dir, name)) });
   }
   return files;
