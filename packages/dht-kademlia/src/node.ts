@@ -50,7 +50,7 @@ import {
 } from './node-id.js';
 import { cryptoRandom, type Random } from './random.js';
 import { RoutingTable } from './routing-table/routing-table.js';
-import { handleFindNode } from './rpc/handlers/find-node.js';
+import { closestForRequester, handleFindNode } from './rpc/handlers/find-node.js';
 import { handleFindValue } from './rpc/handlers/find-value.js';
 import { handlePing } from './rpc/handlers/ping.js';
 import { handleStore, type StoreOutcome, type ValueValidator } from './rpc/handlers/store.js';
@@ -59,6 +59,7 @@ import {
   type Request,
   type RequestBody,
   type Response,
+  refusal,
   type StoreRejection,
   type StoreResult,
   type WireValue,
@@ -698,13 +699,13 @@ export class KademliaNode {
     try {
       // A store tried again after a not-responsible refusal asks every contact it knows.
       const askPresumedDead = entries.some((p) => p.retriedRefusals);
-      const found = await this.findNode(key, { askPresumedDead });
-      const now = this.clock.now();
-      results = await this.storeOnTargets(
-        key,
-        found,
-        entries.map((p) => ({ value: p.value, ttlMs: p.expiresAt - now })),
-      );
+      // A republish looks up first: the holders it had may be gone, and still listed.
+      const republish = entries.some((p) => p.holders.length > 0);
+      const options = { lookup: republish, askPresumedDead };
+      results = await this.storeOnClosest(key, options, () => {
+        const now = this.clock.now();
+        return entries.map((p) => ({ value: p.value, ttlMs: p.expiresAt - now }));
+      });
       return results;
     } finally {
       entries.forEach((p, i) => {
@@ -852,26 +853,28 @@ export class KademliaNode {
       case 'STORE': {
         // The values go in order (a layer above may let a value rely on one stored before it
         // in the same request). After a forged one, the rest are refused unchecked: an honest
-        // sender sends none, and a forger would make each cost a signature check.
-        const { forged: firstForged, ...first } = this.storeOne(
-          body.key,
-          body.value,
-          body.ttlMs,
-          req.sender,
-          now,
-        );
-        if (!body.more) return this.reply({ type: 'STORED', ...first });
+        // sender sends none, and a forger would make each cost a signature check. A STORE
+        // that asks for contacts was sent without a lookup (storeOnClosest): it is taken only
+        // where it belongs as far as this node's table knows, as its sender was not sure.
+        const contacts = body.closest
+          ? { contacts: closestForRequester(this.table, body.key, req.sender) }
+          : {};
+        const misplaced = body.closest === true && !this.isResponsibleFor(body.key, req.sender);
+        const storeOne = (value: Uint8Array, ttlMs: number) =>
+          this.storeOne(body.key, value, ttlMs, req.sender, now, misplaced);
+        const { forged: firstForged, ...first } = storeOne(body.value, body.ttlMs);
+        if (!body.more) return this.reply({ type: 'STORED', ...first, ...contacts });
         let forged = firstForged === true;
         const more = body.more.slice(0, MAX_STORE_MORE).map((v): StoreResult => {
           if (forged) {
             this.stats.storeRejections.invalid = (this.stats.storeRejections.invalid ?? 0) + 1;
             return { ok: false, reason: 'invalid', detail: NOT_CHECKED };
           }
-          const { forged: f, ...r } = this.storeOne(body.key, v.value, v.ttlMs, req.sender, now);
+          const { forged: f, ...r } = storeOne(v.value, v.ttlMs);
           forged = f === true;
           return r;
         });
-        return this.reply({ type: 'STORED', ...first, more });
+        return this.reply({ type: 'STORED', ...first, more, ...contacts });
       }
     }
   }
@@ -895,16 +898,11 @@ export class KademliaNode {
     ttlMs: number,
     sender: NodeId,
     now: number,
+    misplaced = false,
   ): StoreOutcome {
-    const { changed, ...result } = handleStore(
-      this.store,
-      this.validateValue,
-      key,
-      value,
-      ttlMs,
-      sender,
-      now,
-    );
+    const { changed, ...result }: StoreOutcome = misplaced
+      ? refusal('not-responsible')
+      : handleStore(this.store, this.validateValue, key, value, ttlMs, sender, now);
     if (result.ok) this.noteStored(key, changed === true, now);
     else {
       this.stats.storeRejections[result.reason] =
@@ -1269,10 +1267,12 @@ export class KademliaNode {
     // died with the others, and pinged it on refusing (checkCloser).
     this.stats.keysReplicated += due.length;
     await inParallel(due, UPKEEP_PARALLELISM, async ({ key, hex, retry }) => {
-      const found = await this.findNode(key, { askPresumedDead: retry });
-      // The values as held now: one may have been replaced during the lookup.
-      const values = this.heldValues(key, this.clock.now());
-      const results = await this.storeOnTargets(key, found, values);
+      // The values as held when they go: one may have been replaced during a lookup.
+      // Looked up first: holders died or nodes came (this check's reasons to run).
+      const options = { lookup: true, askPresumedDead: retry };
+      const results = await this.storeOnClosest(key, options, () =>
+        this.heldValues(key, this.clock.now()),
+      );
       const refused = results.some((r) => r.rejected.some((x) => x.reason === 'not-responsible'));
       if (refused && !retry) this.replicateAgain.add(hex);
     });
@@ -1290,6 +1290,89 @@ export class KademliaNode {
   }
 
   /**
+   * Stores values of key on its k closest nodes, each getting them in order. When the routing
+   * table knows every node it heard of near key (knowsAllNear), the k closest of them all
+   * answered a request of its own and failed none since, and no refusal is being retried
+   * (askPresumedDead), and the caller does not want a lookup (`lookup`), the values go to
+   * them at once, each STORE asking its target for its own closest contacts to key, as a
+   * FIND_NODE would. A lookup follows only when a target names a node closer to key than the
+   * farthest target, or did not answer with its contacts (silent, or a node from before
+   * them), or refused the values as not responsible for key (a STORE that asks for contacts
+   * is taken only where the recipient's table says it belongs); then the lookup's closest
+   * get the values, but for the nodes that answered already. Where tables have settled,
+   * a store costs its k STOREs, not a lookup's FIND_NODEs (α or more) before them as well.
+   * `values` is called before each wave: the values as they are when they go.
+   */
+  private async storeOnClosest(
+    key: NodeId,
+    options: { lookup: boolean; askPresumedDead: boolean },
+    values: () => readonly { value: Uint8Array; ttlMs: number }[],
+  ): Promise<PutResult[]> {
+    const { askPresumedDead } = options;
+    const known = this.table.closest(key, this.k);
+    const answering = this.table.closestAnswering(key, this.k);
+    const sure =
+      !options.lookup &&
+      !askPresumedDead &&
+      known.length > 0 &&
+      this.knowsAllNear(key) &&
+      known.length === answering.length &&
+      known.every((c, i) => idEquals(c.id, (answering[i] as Contact).id));
+    if (!sure) {
+      return this.storeOnTargets(key, await this.findNode(key, { askPresumedDead }), values());
+    }
+    const heard = new Map<string, readonly Contact[] | undefined>();
+    const probe = { ...noLookup(), closest: known, closestAsked: known.length };
+    const first = await this.storeOnTargets(key, probe, values(), { heard });
+    const self = idToHex(this.id);
+    const holders = new Set(heard.keys());
+    if (first.some((r) => r.stored.some((c) => idEquals(c.id, this.id)))) holders.add(self);
+    const farthest = [...holders].reduce((a, b) =>
+      compareDistance(key, idFromHex(a), idFromHex(b)) < 0 ? b : a,
+    );
+    const settled =
+      !first.some((r) => r.rejected.some((x) => x.reason === 'not-responsible')) &&
+      [...heard.values()].every((contacts) =>
+        contacts?.every(
+          (c) =>
+            holders.has(idToHex(c.id)) ||
+            idEquals(c.id, this.id) ||
+            (holders.size >= this.k && compareDistance(key, c.id, idFromHex(farthest)) > 0),
+        ),
+      );
+    if (settled) return first;
+    // Nodes that answered have had their say; the lookup's closest get the values but for them.
+    const answered = first.flatMap((r) => [...r.stored, ...r.rejected.map((x) => x.contact)]);
+    const skip = new Set(answered.map((c) => idToHex(c.id)));
+    const found = await this.findNode(key, { askPresumedDead });
+    const targets = new Set([self, ...found.closest.map((c) => idToHex(c.id))]);
+    const second = await this.storeOnTargets(key, found, values(), { skip });
+    // A refusal counts where the node is one of the lookup's closest; a copy stored counts
+    // wherever it is.
+    return second.map((r, i) => ({
+      ...r,
+      stored: [...(first[i]?.stored ?? []), ...r.stored],
+      rejected: [
+        ...(first[i]?.rejected ?? []).filter((x) => targets.has(idToHex(x.contact.id))),
+        ...r.rejected,
+      ],
+    }));
+  }
+
+  /**
+   * Whether this node's routing table holds every node it heard of near key: the bucket of
+   * key's range, and every bucket deeper (the nodes closer to key than any outside it, when
+   * that one bucket holds fewer than k), has room. A full bucket turned nodes away, and
+   * among them may be closer ones than it kept.
+   */
+  private knowsAllNear(key: NodeId): boolean {
+    for (let i = this.table.bucketIndexOf(key); i < this.table.bucketCount; i++) {
+      if (this.table.bucket(i).isFull) return false;
+    }
+    return true;
+  }
+
+  /**
    * Stores the values on the lookup's k closest (this node included when it is among them).
    * Each target gets them in order, together in one STORE when they fit (sendStores).
    */
@@ -1297,12 +1380,19 @@ export class KademliaNode {
     key: NodeId,
     found: LookupResult,
     values: readonly { value: Uint8Array; ttlMs: number }[],
+    options: {
+      /** Nodes (hex IDs, this one's too) that have the values already: left out. */
+      skip?: ReadonlySet<string>;
+      /** Each target's closest contacts to key, asked for in its STORE; undefined: none came. */
+      heard?: Map<string, readonly Contact[] | undefined>;
+    } = {},
   ): Promise<PutResult[]> {
+    const { skip, heard } = options;
     const results: PutResult[] = values.map(() => ({ stored: [], rejected: [], lookup: found }));
     const targets = [...found.closest];
     const selfIndex = targets.findIndex((c) => compareDistance(key, this.id, c.id) < 0);
     const selfIsClose = !this.opts.client && (selfIndex >= 0 || targets.length < this.k);
-    if (selfIsClose) {
+    if (selfIsClose && !skip?.has(idToHex(this.id))) {
       values.forEach((v, i) => {
         const now = this.clock.now();
         const r = handleStore(this.store, this.validateValue, key, v.value, v.ttlMs, this.id, now);
@@ -1311,11 +1401,14 @@ export class KademliaNode {
           this.noteStored(key, r.changed === true, now);
         }
       });
-      targets.length = Math.min(targets.length, this.k - 1);
     }
+    if (selfIsClose) targets.length = Math.min(targets.length, this.k - 1);
     await Promise.all(
       targets.map(async (t) => {
-        const answers = await this.sendStores(t, key, values);
+        if (skip?.has(idToHex(t.id))) return;
+        const closest: { contacts?: readonly Contact[] } | undefined = heard ? {} : undefined;
+        const answers = await this.sendStores(t, key, values, undefined, closest);
+        heard?.set(idToHex(t.id), closest?.contacts);
         answers.forEach((r, i) => {
           const result = results[i] as PutResult;
           if (r?.ok) result.stored.push(t);
@@ -1341,6 +1434,8 @@ export class KademliaNode {
     key: NodeId,
     values: readonly { value: Uint8Array; ttlMs: number }[],
     outcome?: { silent: boolean },
+    /** Asks for the target's closest contacts to key (in the first STORE), put here. */
+    closest?: { contacts?: readonly Contact[] },
   ): Promise<(StoreResult | undefined)[]> {
     const out: (StoreResult | undefined)[] = values.map(() => undefined);
     const live = values.flatMap((v, i) => (v.ttlMs > 0 ? [i] : []));
@@ -1358,6 +1453,7 @@ export class KademliaNode {
           value: head.value,
           ttlMs: head.ttlMs,
           ...(rest.length > 0 ? { more: rest } : {}),
+          ...(closest && next === 0 ? { closest: true } : {}),
         });
       } catch (err) {
         // Silence (or the node stopping) ends the run.
@@ -1371,7 +1467,8 @@ export class KademliaNode {
         continue;
       }
       if (res.body.type !== 'STORED') break;
-      const { type: _type, more, ...first } = res.body;
+      const { type: _type, more, contacts, ...first } = res.body;
+      if (closest && next === 0 && contacts) closest.contacts = contacts;
       out[batch[0] as number] = first;
       const answered = (more ?? []).slice(0, rest.length);
       answered.forEach((r, j) => {

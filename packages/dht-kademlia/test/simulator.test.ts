@@ -1271,3 +1271,118 @@ describe('responsibility for a key (isResponsibleFor, what a storer asks before 
     assert.equal(far.isResponsibleFor(key, nearest.id), false);
   });
 });
+
+describe('storing without a lookup first (where the table knows every node near the key)', () => {
+  /** FIND_NODE requests received, summed over the live nodes. */
+  const findNodesIn = (s: Swarm) =>
+    s.alive.reduce((sum, n) => sum + n.stats.requestsIn.FIND_NODE, 0);
+
+  /**
+   * 12 nodes, k = 8, and a publisher outside the key's 9 closest that knows all the others
+   * (no bucket of its is full) and has heard each of them answer.
+   */
+  async function small(seed: number, name: string) {
+    const s = await swarm(12, seed);
+    const key = hashToId(name);
+    const publisher = s.alive.find(
+      (n) => !s.closestAlive(key, 9).includes(n) && n.table.size === 11,
+    )!;
+    for (const c of publisher.table.closest(key, 11)) await s.sim.settle(publisher.ping(c));
+    const truth = addresses(s.closestAlive(key, 8).map((n) => n.contact));
+    return { s, key, publisher, truth };
+  }
+
+  it('stores on the k closest with k STOREs and no FIND_NODE', async () => {
+    const { s, key, publisher, truth } = await small(61, 'no lookup');
+    const lookups = publisher.stats.lookups;
+    const [findNodes, stores] = [findNodesIn(s), storesIn(s)];
+    const put = await s.sim.settle(publisher.put(key, text('v'), HOUR));
+    assert.deepEqual(addresses(put.stored), truth);
+    assert.equal(publisher.stats.lookups - lookups, 0);
+    assert.equal(findNodesIn(s) - findNodes, 0, 'no FIND_NODE');
+    assert.equal(storesIn(s) - stores, 8, 'one STORE per holder');
+    assert.equal(holders(s, key).length, 8);
+  });
+
+  it('looks up after all when a target names a closer node, which then gets the value', async () => {
+    const { s, key, publisher, truth } = await small(66, 'a closer node named');
+    // The publisher has not heard of one of the 8 closest: it takes the 9th for a target.
+    const hidden = s.closestAlive(key, 8)[3]!;
+    const ninth = s.closestAlive(key, 9)[8]!;
+    assert.ok(publisher.table.remove(hidden.id));
+    // The 9th has heard the 8 closer answer (isResponsibleFor counts only those).
+    for (const c of ninth.table.closest(key, 11)) await s.sim.settle(ninth.ping(c));
+    const lookups = publisher.stats.lookups;
+    const put = await s.sim.settle(publisher.put(key, text('v'), HOUR));
+    assert.equal(publisher.stats.lookups - lookups, 1, 'one lookup, after the STOREs');
+    assert.deepEqual(addresses(put.stored), truth);
+    assert.equal(held(s, hidden, key).length, 1, 'the node the publisher missed has it');
+    // The 9th knows the 8 closer: a STORE sent without a lookup is not taken there.
+    assert.deepEqual(held(s, ninth, key), []);
+    assert.deepEqual(
+      put.rejected.map((r) => [r.contact.address, r.reason]),
+      [],
+      'a refusal by a node the lookup did not end at is not reported',
+    );
+    assert.equal(holders(s, key).length, 8);
+  });
+
+  it('looks up after all when every target took the value but one names a closer node', async () => {
+    const { s, key, publisher, truth } = await small(67, 'taken, but a closer node named');
+    const hidden = s.closestAlive(key, 8)[2]!;
+    const ninth = s.closestAlive(key, 9)[8]!;
+    assert.ok(publisher.table.remove(hidden.id));
+    // The 9th has heard too few of the closer ones answer to refuse (isResponsibleFor).
+    assert.ok(ninth.isResponsibleFor(key, publisher.id));
+    const lookups = publisher.stats.lookups;
+    const put = await s.sim.settle(publisher.put(key, text('v'), HOUR));
+    assert.equal(publisher.stats.lookups - lookups, 1);
+    assert.equal(held(s, hidden, key).length, 1, 'the node the publisher missed has it');
+    // The 9th keeps its copy until the value expires: one more holder, as after a lookup
+    // that ended there.
+    assert.deepEqual(addresses(put.stored), [...truth, ninth.contact.address].sort());
+  });
+
+  it('looks up when a target answers without its contacts (a node from before them)', async () => {
+    const { s, key, publisher, truth } = await small(63, 'an older node');
+    const older = s.closestAlive(key, 8)[5]!;
+    const endpoint = s.sim.endpoint(older.contact.address)!;
+    const handle = endpoint.handler!;
+    endpoint.handler = async (req: Request, from: string): Promise<Response> => {
+      const res = await handle(req, from);
+      if (res.body.type !== 'STORED') return res;
+      const { contacts: _contacts, ...body } = res.body;
+      return { ...res, body };
+    };
+    const lookups = publisher.stats.lookups;
+    const stores = storesIn(s);
+    const put = await s.sim.settle(publisher.put(key, text('v'), HOUR));
+    assert.equal(publisher.stats.lookups - lookups, 1);
+    assert.deepEqual(addresses(put.stored), truth);
+    assert.equal(storesIn(s) - stores, 8, 'no node that answered gets the value twice');
+  });
+
+  it('looks up first where a bucket near the key is full, and for a republish', async () => {
+    // 80 nodes, k = 8: buckets far from a node are full.
+    const s = await swarm(80, 64);
+    const key = hashToId('far away');
+    const publisher = s.alive.find(
+      (n) =>
+        !s.closestAlive(key, 9).includes(n) && n.table.bucket(n.table.bucketIndexOf(key)).isFull,
+    )!;
+    const lookups = publisher.stats.lookups;
+    const put = await s.sim.settle(publisher.put(key, text('v'), HOUR));
+    assert.equal(publisher.stats.lookups - lookups, 1);
+    assert.deepEqual(
+      addresses(put.stored),
+      addresses(s.closestAlive(key, 8).map((n) => n.contact)),
+    );
+    const near = (await small(65, 'republished')).s;
+    const k2 = hashToId('republished');
+    const p2 = near.alive.find((n) => !near.closestAlive(k2, 9).includes(n))!;
+    await near.sim.settle(p2.put(k2, text('v'), 3 * HOUR));
+    const before = p2.stats.lookups;
+    await near.sim.runFor(70 * MIN);
+    assert.ok(p2.stats.lookups - before >= 1, 'the hourly republish looked up');
+  });
+});

@@ -316,6 +316,54 @@ describe('DHT bodies: several values in one STORE', () => {
     );
   });
 
+  it("round-trips a STORE that asks for the recipient's contacts, and its STORED with them", () => {
+    const asking: RequestBody = { ...store, closest: true };
+    assert.deepStrictEqual(requestBack(asking), asking);
+    assert.equal(requestToBody(asking)[6], true);
+    assert.equal(6 in requestToBody(store), false, 'no field 6 unless asked');
+    const contacts = [
+      { id: T, address: '127.0.0.1:4000' },
+      { id: new Uint8Array(32).fill(7), address: '[::1]:4001' },
+    ];
+    const answer: ResponseBody = { ...stored, contacts };
+    assert.deepStrictEqual(responseBack(answer), answer);
+    const none: ResponseBody = { type: 'STORED', ok: true, contacts: [] };
+    assert.deepStrictEqual(responseBack(none), none, 'an empty list: it knows nobody else');
+    // A node from before field 10 answers without it: the STORED reads without contacts.
+    assert.equal('contacts' in responseBack(stored), false);
+    malformed(() => bodyToResponse(decode(encode({ ...responseToBody(stored), 10: 'x' }))), '10');
+    malformed(() => bodyToRequest(decode(encode({ ...requestToBody(store), 6: 1 }))), '6');
+  });
+
+  it("drops a STORED's farthest contacts to fit, and says nothing of them once none fit", () => {
+    const codec = (keys: typeof KEYS) =>
+      new SignedDatagramCodec({ keys, configHash: HASH, overlayName: 't', puzzleBits: 0 });
+    const contacts = Array.from({ length: 20 }, (_, i) => ({
+      id: new Uint8Array(32).fill(i),
+      address: `127.0.0.1:${4000 + i}`,
+    }));
+    const send = (body: ResponseBody) => {
+      const bytes = codec(OTHER).encodeResponse(1, { sender: nodeIdOf(OTHER.publicKey), body });
+      assert.ok(bytes.length <= 1200);
+      const r = codec(KEYS).decode(bytes, 'x');
+      assert.ok(r.kind === 'response' && r.response.body.type === 'STORED');
+      return r.response.body;
+    };
+    const refusal = { ok: false as const, reason: 'invalid' as const, detail: 'd'.repeat(100) };
+    const some = send({ type: 'STORED', ok: true, more: [refusal, refusal], contacts });
+    assert.ok(some.contacts && some.contacts.length > 0 && some.contacts.length < 20);
+    assert.deepStrictEqual(some.contacts, contacts.slice(0, some.contacts.length), 'closest kept');
+    assert.deepStrictEqual(some.more?.[0], refusal, 'details kept while contacts go');
+    const full = send({
+      type: 'STORED',
+      ok: true,
+      more: Array.from({ length: 12 }, () => ({ ...refusal, detail: 'd'.repeat(150) })),
+      contacts,
+    });
+    assert.equal(full.contacts, undefined, 'no list rather than an empty one');
+    assert.equal(full.more?.length, 12);
+  });
+
   it('refuses as too large a STORE whose values do not fit one datagram together', () => {
     const alice = new SignedDatagramCodec({
       keys: KEYS,

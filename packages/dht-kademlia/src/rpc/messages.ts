@@ -30,6 +30,12 @@ export type RequestBody =
        * answers without `more` in its STORED, and the sender stores them one by one.
        */
       readonly more?: readonly WireValue[];
+      /**
+       * Asks for the recipient's closest contacts to key in the STORED, as a NODES reply
+       * would carry: a node that stores without a lookup first learns from them whether its
+       * targets are the k closest (KademliaNode.storeOnClosest).
+       */
+      readonly closest?: boolean;
     };
 
 /** Why a storing node refused a value. */
@@ -72,6 +78,8 @@ export type ResponseBody =
   | ({ readonly type: 'STORED' } & StoreResult & {
         /** One result per value of the request's `more`, in order. */
         readonly more?: readonly StoreResult[];
+        /** The storing node's closest contacts to key, when the STORE asked (`closest`). */
+        readonly contacts?: readonly Contact[];
       })
   | { readonly type: 'ERROR'; readonly code: number; readonly message: string };
 

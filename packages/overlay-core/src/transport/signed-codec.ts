@@ -163,6 +163,11 @@ export class SignedDatagramCodec implements DatagramCodec {
       if (bytes.length <= this.maxBytes) return bytes;
       if ((body.type === 'NODES' || body.type === 'VALUE') && body.contacts.length > 0) {
         body = { ...body, contacts: body.contacts.slice(0, -1) };
+      } else if (body.type === 'STORED' && body.contacts) {
+        // Without its last contact a STORED says nothing of them: an empty list would say
+        // the node knows none.
+        const { contacts, ...rest } = body;
+        body = contacts.length > 1 ? { ...rest, contacts: contacts.slice(0, -1) } : rest;
       } else if (body.type === 'VALUE' && body.values.length > 0) {
         body = { ...body, values: body.values.slice(0, -1), truncated: true };
       } else if (body.type === 'STORED' && hasDetails(body)) {

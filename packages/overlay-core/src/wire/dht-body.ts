@@ -61,6 +61,7 @@ export function requestToBody(body: RequestBody): Record<number, unknown> {
       }
       if (body.more && body.more.length > 0)
         out[5] = body.more.map((v) => [v.value, ttlOut(v.ttlMs)]);
+      if (body.closest) out[6] = true;
       break;
   }
   return out;
@@ -87,12 +88,13 @@ export function bodyToRequest(map: unknown): RequestBody {
         value: field(map, 2, isBytes, 'STORE'),
         ttlMs: field(map, 3, isUint, 'STORE'),
       };
+      const closest = optionalField(map, 6, isBool, 'STORE') === true;
       const more = optionalField(map, 5, isArray, 'STORE');
-      if (more === undefined) return store;
+      if (more === undefined) return closest ? { ...store, closest } : store;
       if (more.length === 0 || more.length > MAX_STORE_MORE) {
         throw new OverlayError('ERR_MALFORMED', `STORE carries 1..${MAX_STORE_MORE} more values`);
       }
-      return { ...store, more: more.map(valueIn) };
+      return { ...store, more: more.map(valueIn), ...(closest ? { closest } : {}) };
     }
     default:
       throw new OverlayError('ERR_MALFORMED', 'unknown DHT request type');
@@ -154,6 +156,7 @@ export function responseToBody(body: ResponseBody): Record<number, unknown> {
           .slice(0, MAX_STORE_MORE)
           .map((r) => (r.ok ? [true] : [false, r.reason, (r.detail ?? '').slice(0, 100)]));
       }
+      if (body.contacts) out[10] = contactsOut(body.contacts);
       break;
     case 'ERROR':
       out[7] = body.code;
@@ -179,14 +182,17 @@ export function bodyToResponse(map: unknown): ResponseBody {
       const first: StoreResult = field(map, 4, isBool, 'STORED')
         ? { ok: true }
         : resultIn(field(map, 5, isString, 'STORED'), optionalField(map, 6, isString, 'STORED'));
+      const listed = optionalField(map, 10, isArray, 'STORED');
+      const contacts = listed === undefined ? {} : { contacts: contactsIn(listed) };
       const more = optionalField(map, 9, isArray, 'STORED');
-      if (more === undefined) return { type, ...first };
+      if (more === undefined) return { type, ...first, ...contacts };
       if (more.length === 0 || more.length > MAX_STORE_MORE) {
         throw new OverlayError('ERR_MALFORMED', `STORED carries 1..${MAX_STORE_MORE} more results`);
       }
       return {
         type,
         ...first,
+        ...contacts,
         more: more.map((r) => {
           if (!isArray(r) || !isBool(r[0])) throw new OverlayError('ERR_MALFORMED', 'store result');
           if (r[0]) return { ok: true };
