@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { SOFTWARE_VERSION } from '@peerbx/overlay-core';
+import { dataDirPaths, exportUserKey, SOFTWARE_VERSION } from '@peerbx/overlay-core';
 import type yargsFactory from 'yargs';
 import type { Argv } from 'yargs';
 import { caInit, caIssue } from './commands/ca.js';
@@ -300,6 +300,33 @@ function buildParser(argv: string[]) {
           .option('json', { type: 'boolean', describe: 'JSON output' }),
       (a) => controlCommand('trace', { ...a, arg: a.target }, (r) => formatTrace(r as TraceView)),
     )
+    .command(
+      'user-key <user>',
+      "write the key that owns a user's name at this node, to copy to other nodes of the user",
+      (y) =>
+        dataDirFlags(y)
+          .positional('user', { type: 'string', demandOption: true })
+          .option('out', {
+            type: 'string',
+            describe: 'write it here instead of <data-dir>/users/<user>.key',
+          })
+          .option('json', { type: 'boolean', describe: 'JSON output' }),
+      (a) => {
+        const dataDir = loadDataDir({
+          dataDir: a['data-dir'],
+          ...(a.config ? { config: a.config } : {}),
+        });
+        const to = a.out === undefined ? undefined : resolve(expandHome(a.out));
+        const r = exportUserKey(dataDirPaths(dataDir), a.user, to);
+        const publicKey = Buffer.from(r.publicKey).toString('hex');
+        if (a.json) {
+          out(JSON.stringify({ user: a.user, file: r.file, publicKey }));
+          return;
+        }
+        out(`key of ${a.user}: ${r.file} (mode 0600; public key ${publicKey})`);
+        out(`copy it, keeping its mode, to <data dir>/users/${a.user}.key on the other nodes`);
+      },
+    )
     .command('ca', 'the overlay authority of an enrolled (office) overlay', (y) =>
       y
         .command(
@@ -448,8 +475,20 @@ const COMMAND_ARGUMENTS: Record<string, string> = {
   lookup: 'an AOR: a user such as alice, alice@peerbx.local or sip:alice@peerbx.local',
   ping: 'the node-ID of a node (64 hex digits; peerbx peers lists them)',
   trace: 'a node-ID (64 hex digits) or an AOR such as alice',
+  'user-key': 'a user name such as alice',
 };
-const COMMANDS = ['start', 'init', 'status', 'peers', 'lookup', 'ping', 'trace', 'ca', 'demo'];
+const COMMANDS = [
+  'start',
+  'init',
+  'status',
+  'peers',
+  'lookup',
+  'ping',
+  'trace',
+  'user-key',
+  'ca',
+  'demo',
+];
 
 /**
  * A clearer word than yargs' for the usual slips: a misspelt command (yargs lists it among

@@ -6,7 +6,7 @@
 // user), and digest authentication.
 
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -111,6 +111,14 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
     phones.push(phone);
     assert.equal(await phone.registerStatus(), 200, phone.log);
     return phone;
+  }
+
+  /** `peerbx user-key` at node `from` writes the user's key into node `to`'s users/. */
+  async function shareKey(user: string, from: StartedNode, to: StartedNode): Promise<void> {
+    const file = join(to.dataDir, 'users', `${user}.key`);
+    const r = await peerbx(['user-key', user, '--data-dir', from.dataDir, '--out', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`key of ${user}: ${file} \\(mode 0600`));
   }
 
   /**
@@ -227,13 +235,10 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
   });
 
   it("rings a user's phones at two nodes that share the user's key; the other is cancelled", async () => {
-    // erin's key, made by node 3, copied to node 2 (as a user would copy users/erin.key): with
-    // it, node 2 may publish erin's registration too, and callers fork to both nodes.
+    // erin's key at node 3, exported into node 2 (as README says, peerbx user-key): with it,
+    // node 2 may publish erin's registration too, and callers fork to both nodes.
     const erinAt3 = await addPhone('erin', 2, 'erin-3');
-    copyFileSync(
-      join(nodes[2]!.dataDir, 'users', 'erin.key'),
-      join(nodes[1]!.dataDir, 'users', 'erin.key'),
-    );
+    await shareKey('erin', nodes[2]!, nodes[1]!);
     const erinAt2 = await addPhone('erin', 1, 'erin-2');
     await ringTwoAnswerOne('erin', erinAt2, erinAt3);
   });
@@ -250,10 +255,7 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
     });
     // A second later frank's other phone registers at node 2 with his key.
     await new Promise((r) => setTimeout(r, 1_000));
-    copyFileSync(
-      join(nodes[2]!.dataDir, 'users', 'frank.key'),
-      join(nodes[1]!.dataDir, 'users', 'frank.key'),
-    );
+    await shareKey('frank', nodes[2]!, nodes[1]!);
     const frankAt2 = await addPhone('frank', 1, 'frank-2');
     const before = await proxyStats(nodes[0]!);
     // The call goes to node 3 from the cache at once, and to node 2 once it has rung a while.

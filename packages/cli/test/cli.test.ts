@@ -327,10 +327,11 @@ describe('errors and settings', () => {
     const dir = tempDir(t);
     assert.match(
       await usage(['strat', '--data-dir', dir]),
-      /unknown command "strat" \(commands: start, init, status, peers, lookup, ping, trace, ca, demo\)/,
+      /unknown command "strat" \(commands: start, init, status, peers, lookup, ping, trace, user-key, ca, demo\)/,
     );
     assert.match(await usage(['lookup', '--data-dir', dir]), /lookup needs an AOR: a user such as/);
     assert.match(await usage(['ping']), /ping needs the node-ID of a node/);
+    assert.match(await usage(['user-key']), /user-key needs a user name such as alice/);
     assert.match(
       await usage(['trace', '--json']),
       /trace needs a node-ID \(64 hex digits\) or an AOR/,
@@ -743,6 +744,36 @@ describe('errors and settings', () => {
       assert.match(oneErrorLine(r.stderr), /no node is running with data directory/);
     }
   });
+});
+
+test("user-key writes the key that owns a user's name, which another node then registers with", async (t) => {
+  const [a, b] = [tempDir(t), tempDir(t)];
+  const bad = await peerbx(['user-key', 'no/such', '--data-dir', a]);
+  assert.equal(bad.code, 1);
+  assert.match(oneErrorLine(bad.stderr), /user name "no\/such" must be 1-64 letters/);
+  assert.match(
+    oneErrorLine((await peerbx(['user-key', 'ulla', '--data-dir', a])).stderr),
+    /no node key in .*: give the data directory of the node where ulla registers/,
+  );
+  const nodeA = await StartedNode.start(a);
+  t.after(() => nodeA.stop());
+  assert.equal(await udpRegister(nodeA.ready.sip, 'ulla', '127.0.0.1:9'), 'SIP/2.0 200 OK');
+  assert.deepEqual(readdirSync(join(a, 'users')), [], 'no key file for a new user');
+  const nodeB = await StartedNode.start(b, ['--bootstrap', nodeA.ready.overlay]);
+  t.after(() => nodeB.stop());
+  // Her name is node A's user key's: node B refuses her until it has that key.
+  assert.match(
+    await udpRegister(nodeB.ready.sip, 'ulla', '127.0.0.1:10'),
+    /^SIP\/2.0 403 .*user-key ulla/,
+  );
+  const file = join(b, 'users', 'ulla.key');
+  const r = await peerbx(['user-key', 'ulla', '--data-dir', a, '--out', file, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const view = JSON.parse(r.stdout) as { user: string; file: string; publicKey: string };
+  assert.deepEqual([view.user, view.file], ['ulla', file]);
+  assert.match(view.publicKey, /^[0-9a-f]{64}$/);
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  assert.equal(await udpRegister(nodeB.ready.sip, 'ulla', '127.0.0.1:10'), 'SIP/2.0 200 OK');
 });
 
 describe('lifecycle', () => {

@@ -37,6 +37,7 @@ export {
   dataDirDamage,
   dataDirPaths,
   ensureDataDir,
+  exportUserKey,
   isUserName,
   loadNodeKey,
   loadUserKey,
@@ -50,6 +51,7 @@ export {
 export { writeFileDurably, writeFileDurablyAsync } from './identity/durable-file.js';
 export { loadOrCreateKeyFile, readKeyFile, writeKeyFile } from './identity/key-file.js';
 export {
+  derivedUserKeys,
   exportPrivateKey,
   generateKeyPair,
   generateNodeKeyPair,

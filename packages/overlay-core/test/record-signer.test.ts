@@ -8,10 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { systemClock } from '@peerbx/dht-kademlia';
 import { defaultOverlayConfig } from '../src/config/overlay-config.js';
 import { KIND_NAME_CLAIM, KIND_SIP_REGISTRATION } from '../src/constants.js';
-import { ensureDataDir, userKeyPath } from '../src/identity/data-dir.js';
+import { ensureDataDir, exportUserKey, userKeyPath } from '../src/identity/data-dir.js';
 import { writeFileDurably, writeFileDurablyAsync } from '../src/identity/durable-file.js';
 import { readKeyFile, writeKeyFile } from '../src/identity/key-file.js';
-import { generateKeyPair } from '../src/identity/keys.js';
+import { derivedUserKeys, generateKeyPair } from '../src/identity/keys.js';
 import { RecordSigner } from '../src/storage/record-signer.js';
 
 const dirs: string[] = [];
@@ -81,28 +81,46 @@ describe('record signer', () => {
     lifetimeMs: 60_000,
   });
 
-  it("creates a new user's key once, on disk before anything is signed with it", async () => {
+  it("derives a new user's key from the node key: the same after a restart, and no file", async () => {
     const paths = ensureDataDir(tempDir());
     const signer = new RecordSigner(paths, config, node, systemClock);
-    // Two REGISTERs of a new user at once: one key, the one in the file.
+    // Two REGISTERs of a new user at once: one key.
     const [x, y] = await Promise.all([
       signer.sign(publish('alice')),
       signer.sign(publish('alice')),
     ]);
-    const file = userKeyPath(paths, 'alice');
-    assert.equal(statSync(file).mode & 0o777, 0o600);
-    const onDisk = hex(readKeyFile(file).publicKey);
-    assert.equal(hex(x.record.user?.publicKey ?? new Uint8Array()), onDisk);
-    assert.equal(hex(y.record.user?.publicKey ?? new Uint8Array()), onDisk);
+    const derived = hex(derivedUserKeys(node, 'alice').publicKey);
+    assert.equal(hex(x.record.user?.publicKey ?? new Uint8Array()), derived);
+    assert.equal(hex(y.record.user?.publicKey ?? new Uint8Array()), derived);
     assert.equal(x.claim?.kind, KIND_NAME_CLAIM);
-    assert.equal(hex(x.claim?.value ?? new Uint8Array()), onDisk);
-    assert.deepEqual(
-      readdirSync(paths.users).filter((f) => f.includes('tmp')),
-      [],
-    );
-    // A restarted node signs with the same key.
+    assert.equal(hex(x.claim?.value ?? new Uint8Array()), derived);
+    assert.deepEqual(readdirSync(paths.users), [], 'nothing written');
+    // A restarted node signs with the same key; another user, or another node, has another.
     const again = await new RecordSigner(paths, config, node, systemClock).sign(publish('alice'));
-    assert.equal(hex(again.record.user?.publicKey ?? new Uint8Array()), onDisk);
+    assert.equal(hex(again.record.user?.publicKey ?? new Uint8Array()), derived);
+    assert.notEqual(hex(derivedUserKeys(node, 'alicf').publicKey), derived);
+    assert.notEqual(hex(derivedUserKeys(generateKeyPair(), 'alice').publicKey), derived);
+  });
+
+  it('exports the key it signs with, for another node of the user, and signs with the file', async () => {
+    const paths = ensureDataDir(tempDir());
+    writeKeyFile(paths.nodeKey, node);
+    const signer = new RecordSigner(paths, config, node, systemClock);
+    const before = await signer.sign(publish('dora'));
+    const exported = exportUserKey(paths, 'dora');
+    assert.equal(exported.file, userKeyPath(paths, 'dora'));
+    assert.equal(statSync(exported.file).mode & 0o777, 0o600);
+    assert.equal(hex(readKeyFile(exported.file).publicKey), hex(exported.publicKey));
+    assert.equal(hex(exported.publicKey), hex(before.record.user?.publicKey ?? new Uint8Array()));
+    // Elsewhere (--out): the same key, from the file now.
+    const out = join(tempDir(), 'dora.key');
+    assert.equal(hex(exportUserKey(paths, 'dora', out).publicKey), hex(exported.publicKey));
+    const other = ensureDataDir(tempDir());
+    const at = new RecordSigner(other, config, generateKeyPair(), systemClock);
+    writeKeyFile(userKeyPath(other, 'dora'), readKeyFile(out));
+    const there = await at.sign(publish('dora'));
+    assert.equal(hex(there.record.user?.publicKey ?? new Uint8Array()), hex(exported.publicKey));
+    assert.throws(() => exportUserKey(ensureDataDir(tempDir()), 'dora'), /no node key in/);
   });
 
   it('signs with a key file replaced while it runs (a user moved in from another node)', async () => {
@@ -120,6 +138,7 @@ describe('record signer', () => {
     const paths = ensureDataDir(tempDir());
     const signer = new RecordSigner(paths, config, node, systemClock);
     await assert.rejects(signer.sign(publish('../etc')), /user name/);
+    writeKeyFile(userKeyPath(paths, 'carol'), generateKeyPair());
     await signer.sign(publish('carol'));
     chmodSync(userKeyPath(paths, 'carol'), 0o644);
     // Checked whenever the file is read: at the first use after a start, say.

@@ -3,10 +3,8 @@
 // loop detection, parallel forking with the other branch cancelled, Timer C, overlay down.
 
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, mkdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { OverlayError } from '@peerbx/overlay-core';
 import { createResponse } from '../src/message/response.js';
@@ -20,7 +18,7 @@ import {
 import { SipNode, type SipNodeOverlay } from '../src/node/sip-node.js';
 import { type PeerNode, rawRegister } from './fixtures/sipp.js';
 import { TcpPhone } from './fixtures/tcp-phone.js';
-import { TestBed } from './fixtures/test-bed.js';
+import { shareUserKey as shareKey, TestBed } from './fixtures/test-bed.js';
 import { registerText, request, type UdpPhone } from './fixtures/udp-phone.js';
 
 /**
@@ -700,11 +698,9 @@ describe('stateful proxy', () => {
     const there = await phone();
     const caller = await phone();
     assert.equal(await rawRegister(b, 'nina', `sip:nina@${there.contact}`), 'SIP/2.0 200 OK');
-    // Her key, copied to node a as README says, lets her register there too.
-    const keys = join(bed.root, 'a', 'users');
-    mkdirSync(keys, { recursive: true });
-    copyFileSync(join(bed.root, 'b', 'users', 'nina.key'), join(keys, 'nina.key'));
-    chmodSync(join(keys, 'nina.key'), 0o600);
+    // Her key at node b, copied to node a as README says (peerbx user-key), lets her
+    // register there too.
+    shareKey(bed.root, 'nina', 'b', 'a');
     assert.equal(await rawRegister(a, 'nina', `sip:nina@${here.contact}`), 'SIP/2.0 200 OK');
     // Node a has not looked her up (as after a restart, or once its cache ran out).
     a.sip.locator.invalidate('nina@peerbx.local');
@@ -724,10 +720,7 @@ describe('stateful proxy', () => {
     const there = await phone();
     const caller = await phone();
     assert.equal(await rawRegister(c, 'nora', `sip:nora@${there.contact}`), 'SIP/2.0 200 OK');
-    const keys = join(bed.root, 'a', 'users');
-    mkdirSync(keys, { recursive: true });
-    copyFileSync(join(bed.root, 'c4', 'users', 'nora.key'), join(keys, 'nora.key'));
-    chmodSync(join(keys, 'nora.key'), 0o600);
+    shareKey(bed.root, 'nora', 'c4', 'a');
     assert.equal(await rawRegister(a, 'nora', `sip:nora@${here.contact}`), 'SIP/2.0 200 OK');
     // Node a has no link to c yet: its branch waits for the link while the phone here answers.
     assert.equal(a.overlay.links.linkTo(c.overlay.nodeId), undefined);

@@ -262,7 +262,7 @@ describe('REGISTER handler', () => {
     assert.equal(res.status, 403);
     assert.equal(
       res.reason,
-      "name alice@peerbx.local is owned by another key: copy users/alice.key from the node where alice first registered into this node's data directory",
+      "name alice@peerbx.local is owned by another key: run peerbx user-key alice on the node where alice first registered and copy the file into this node's users/ directory",
     );
     assert.equal(store.lookup('sip:alice@peerbx.local', now).length, 0);
   });

@@ -8,14 +8,14 @@
 // Skipped, with the reason, without sipp.
 
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { idToHex } from '@peerbx/dht-kademlia';
 import { LOCATION_RECHECK_MAX_AGE_MS } from '../src/proxy/constants.js';
 import { type PeerNode, type RunningSipp, rawRegister } from './fixtures/sipp.js';
-import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
+import { shareUserKey, sippSkipReason, TestBed } from './fixtures/test-bed.js';
 
 const missing = sippSkipReason('SIPp forking tests');
 
@@ -95,12 +95,9 @@ describe("a callee that registered at another node after the caller's node cache
     return uas;
   }
 
-  /** The user's key, as README says to: copied from one node's data dir (n2) to node 3's. */
+  /** The user's key, as README says to: exported at one node (n2), copied to node 3. */
   function shareKey(user: string, from = 'n2'): void {
-    const to = join(bed.root, 'n3', 'users');
-    mkdirSync(to, { recursive: true });
-    copyFileSync(join(bed.root, from, 'users', `${user}.key`), join(to, `${user}.key`));
-    chmodSync(join(to, `${user}.key`), 0o600);
+    shareUserKey(bed.root, user, from, 'n3');
   }
 
   /**

@@ -2,7 +2,8 @@
 // lock that keeps two running nodes from sharing it.
 //
 //   <dir>/node.key            node Ed25519 key (0600), its ID meets the crypto puzzle
-//   <dir>/users/<name>.key    user keys (0600)
+//   <dir>/users/<name>.key    user keys (0600), where a user's key is not derived from the
+//                             node key (copied in, made by `peerbx ca issue`, exported)
 //   <dir>/users/<name>.cert   user certificates (enrolled mode)
 //   <dir>/overlay.json        the overlay configuration this node belongs to
 //   <dir>/store/              LevelDB: overlay data, own published records
@@ -22,8 +23,9 @@ import {
 import { join } from 'node:path';
 import { OverlayError } from '../errors.js';
 import { writeFileDurably } from './durable-file.js';
-import { loadOrCreateKeyFile } from './key-file.js';
+import { loadOrCreateKeyFile, readKeyFile, writeKeyFile } from './key-file.js';
 import {
+  derivedUserKeys,
   generateKeyPair,
   generateNodeKeyPair,
   type KeyPair,
@@ -108,6 +110,33 @@ export function userKeyPath(p: DataDirPaths, user: string): string {
 /** Loads (or creates) the key of a local user. */
 export function loadUserKey(p: DataDirPaths, user: string): KeyPair {
   return loadOrCreateKeyFile(userKeyPath(p, user), generateKeyPair);
+}
+
+/**
+ * Writes the key that owns a user's name at this node to `out` (default users/<user>.key,
+ * mode 0600), to be copied into another node's users/ directory so that the user's phones can
+ * register there too: the user's key file when there is one, else the key this node derives
+ * from its node key (derivedUserKeys). Returns where it went and the public key.
+ */
+export function exportUserKey(
+  p: DataDirPaths,
+  user: string,
+  out?: string,
+): { file: string; publicKey: Uint8Array } {
+  const path = userKeyPath(p, user);
+  if (existsSync(path) && (out === undefined || out === path)) {
+    return { file: path, publicKey: readKeyFile(path).publicKey };
+  }
+  if (!existsSync(path) && !existsSync(p.nodeKey)) {
+    throw new OverlayError(
+      'ERR_CONFIG',
+      `no node key in ${p.root}: give the data directory of the node where ${user} registers (--data-dir)`,
+    );
+  }
+  const keys = existsSync(path) ? readKeyFile(path) : derivedUserKeys(readKeyFile(p.nodeKey), user);
+  const file = out ?? path;
+  writeKeyFile(file, keys);
+  return { file, publicKey: keys.publicKey };
 }
 
 export function userCertificatePath(p: DataDirPaths, user: string): string {

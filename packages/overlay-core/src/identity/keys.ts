@@ -8,6 +8,7 @@ import {
   sign as cryptoSign,
   verify as cryptoVerify,
   generateKeyPairSync,
+  hkdfSync,
   type KeyObject,
 } from 'node:crypto';
 import { hashToId, leadingZeroBits, type NodeId } from '@peerbx/dht-kademlia';
@@ -162,6 +163,22 @@ export function keyPairFromSeed(seed: Uint8Array): KeyPair {
     type: 'pkcs8',
   });
   return { publicKey: rawPublicKey(createPublicKey(privateKey)), privateKey };
+}
+
+/** HKDF salt of the user keys a node derives from its own (derivedUserKeys). */
+const USER_KEY_SALT = 'peerbx user key v1';
+
+/**
+ * A local user's key, derived from the node key: HKDF-SHA256 of the node key's seed, with the
+ * user name as info. The same at every start, so nothing has to be written for it before a
+ * name is claimed with it, and no crash can lose it. Whoever has the node key can derive it,
+ * as they could read a user's key file beside the node key; from a user key nothing leads
+ * back to the node key or to other users' keys.
+ */
+export function derivedUserKeys(nodeKeys: KeyPair, user: string): KeyPair {
+  const der = nodeKeys.privateKey.export({ type: 'pkcs8', format: 'der' });
+  const seed = hkdfSync('sha256', der.subarray(der.length - 32), USER_KEY_SALT, user, 32);
+  return keyPairFromSeed(new Uint8Array(seed));
 }
 
 /** PKCS#8 PEM of the private key, for the data directory. */

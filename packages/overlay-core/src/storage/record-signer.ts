@@ -9,9 +9,8 @@ import { kindById, type OverlayConfig } from '../config/overlay-config.js';
 import { KIND_NAME_CLAIM, NAME_CLAIM_LIFETIME_MS } from '../constants.js';
 import { OverlayError } from '../errors.js';
 import { type DataDirPaths, userCertificatePath, userKeyPath } from '../identity/data-dir.js';
-import { writeFileDurablyAsync } from '../identity/durable-file.js';
 import { readKeyFile } from '../identity/key-file.js';
-import { exportPrivateKey, generateKeyPair, type KeyPair } from '../identity/keys.js';
+import { derivedUserKeys, type KeyPair } from '../identity/keys.js';
 import { createRecord, recordExpiresAt, type StoredRecord } from './record.js';
 
 export interface PublishParams {
@@ -46,8 +45,8 @@ export class RecordSigner {
   private readonly claims = new Map<string, number>();
   /** Users' keys by key file path. */
   private readonly userKeyCache = new Map<string, CachedKey>();
-  /** Keys being created, by key file path: two REGISTERs of a new user get one key. */
-  private readonly creating = new Map<string, Promise<KeyPair>>();
+  /** Users' keys derived from the node key, by user name. */
+  private readonly derivedKeys = new Map<string, KeyPair>();
 
   constructor(
     private readonly paths: DataDirPaths,
@@ -82,7 +81,7 @@ export class RecordSigner {
       }
       certificate = new Uint8Array(readFileSync(certPath));
     }
-    const userKeys = await this.userKeys(user);
+    const userKeys = this.userKeys(user);
     let claim: StoredRecord | undefined;
     if (
       this.config.enrollment !== 'enrolled' &&
@@ -111,38 +110,32 @@ export class RecordSigner {
   }
 
   /**
-   * A local user's key: from memory while its file is unchanged, else read from the file, else
-   * (first use) created and written durably, off the event loop, before anything is signed
-   * with it: a name claimed with a key lost in a crash would stay claimed by nobody's key.
+   * A local user's key: the key file in users/ when there is one (copied in from the node
+   * where the name was first claimed, made by `peerbx ca issue`, or by an earlier version),
+   * from memory while the file is unchanged; else derived from the node key
+   * (derivedUserKeys), which needs no file and cannot be lost in a crash.
    */
-  private userKeys(user: string): Promise<KeyPair> {
+  private userKeys(user: string): KeyPair {
     const path = userKeyPath(this.paths, user);
-    const creating = this.creating.get(path);
-    if (creating) return creating;
     const file = statIfThere(path);
-    if (file) {
-      const cached = this.userKeyCache.get(path);
-      if (
-        cached &&
-        cached.file.ino === file.ino &&
-        cached.file.mtimeMs === file.mtimeMs &&
-        cached.file.size === file.size
-      ) {
-        return Promise.resolve(cached.keys);
+    if (!file) {
+      let keys = this.derivedKeys.get(user);
+      if (!keys) {
+        keys = derivedUserKeys(this.nodeKeys, user);
+        setBounded(this.derivedKeys, user, keys, USER_KEYS_CACHED);
       }
-      return Promise.resolve(this.cacheKey(path, readKeyFile(path), file));
+      return keys;
     }
-    const made = (async () => {
-      const keys = generateKeyPair();
-      await writeFileDurablyAsync(path, exportPrivateKey(keys), 0o600);
-      const written = statIfThere(path);
-      return written ? this.cacheKey(path, keys, written) : keys;
-    })().finally(() => this.creating.delete(path));
-    this.creating.set(path, made);
-    return made;
-  }
-
-  private cacheKey(path: string, keys: KeyPair, file: Stats): KeyPair {
+    const cached = this.userKeyCache.get(path);
+    if (
+      cached &&
+      cached.file.ino === file.ino &&
+      cached.file.mtimeMs === file.mtimeMs &&
+      cached.file.size === file.size
+    ) {
+      return cached.keys;
+    }
+    const keys = readKeyFile(path);
     const seen = { ino: file.ino, mtimeMs: file.mtimeMs, size: file.size };
     setBounded(this.userKeyCache, path, { keys, file: seen }, USER_KEYS_CACHED);
     return keys;

@@ -388,7 +388,7 @@ export class RegisterHandler {
       const user = resource.slice(0, resource.lastIndexOf('@'));
       // What fixes it, for the phone's display and the node's log alike.
       const hint = /owned by another key/.test(message)
-        ? `copy users/${user}.key from the node where ${user} first registered into this node's data directory`
+        ? `run peerbx user-key ${user} on the node where ${user} first registered and copy the file into this node's users/ directory`
         : undefined;
       this.log.info(
         { resource, reason: message, ...(hint ? { hint } : {}) },
