@@ -1291,7 +1291,7 @@ export class KademliaNode {
 
   /**
    * Stores values of key on its k closest nodes, each getting them in order. When the routing
-   * table knows every node it heard of near key (knowsAllNear), the k closest of them all
+   * table is likely to hold every node near key (knowsAllNear), the k closest of them all
    * answered a request of its own and failed none since, and no refusal is being retried
    * (askPresumedDead), and the caller does not want a lookup (`lookup`), the values go to
    * them at once, each STORE asking its target for its own closest contacts to key, as a
@@ -1360,14 +1360,17 @@ export class KademliaNode {
   }
 
   /**
-   * Whether this node's routing table holds every node it heard of near key: the bucket of
-   * key's range, and every bucket deeper (the nodes closer to key than any outside it, when
-   * that one bucket holds fewer than k), has room. A full bucket turned nodes away, and
-   * among them may be closer ones than it kept.
+   * Whether this node's routing table is likely to hold every node near key: the bucket of
+   * key's range, and every bucket deeper (they hold the nodes next closest to key when that
+   * one holds fewer than k), has room and no node waiting in its replacement cache. A full
+   * bucket turns nodes away, and among them may be closer ones than it kept; a range with
+   * room is one with few nodes, which this node is likely to have heard from. (Only likely:
+   * it hears of nodes from their requests and answers; the targets' contacts tell it more.)
    */
   private knowsAllNear(key: NodeId): boolean {
     for (let i = this.table.bucketIndexOf(key); i < this.table.bucketCount; i++) {
-      if (this.table.bucket(i).isFull) return false;
+      const bucket = this.table.bucket(i);
+      if (bucket.isFull || bucket.replacements.length > 0) return false;
     }
     return true;
   }

@@ -214,7 +214,8 @@ describe('kademlia over the simulator', () => {
           { value: text('record'), ttlMs: HOUR },
         ]),
       );
-      assert.equal(publisher.stats.lookups - lookupsBefore, 1, 'one lookup for both values');
+      // None where its table holds every node near the key (storeOnClosest).
+      assert.ok(publisher.stats.lookups - lookupsBefore <= 1, 'one lookup for both values');
       const truth = s
         .closestAlive(key, 8)
         .map((n) => n.contact.address)

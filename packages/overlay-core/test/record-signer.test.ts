@@ -11,7 +11,15 @@ import { KIND_NAME_CLAIM, KIND_SIP_REGISTRATION } from '../src/constants.js';
 import { ensureDataDir, exportUserKey, userKeyPath } from '../src/identity/data-dir.js';
 import { writeFileDurably, writeFileDurablyAsync } from '../src/identity/durable-file.js';
 import { readKeyFile, writeKeyFile } from '../src/identity/key-file.js';
-import { derivedUserKeys, generateKeyPair } from '../src/identity/keys.js';
+import {
+  derivedUserKeys,
+  exportPrivateKey,
+  generateKeyPair,
+  importPrivateKey,
+  keyPairFromSeed,
+  sign,
+  verify,
+} from '../src/identity/keys.js';
 import { RecordSigner } from '../src/storage/record-signer.js';
 
 const dirs: string[] = [];
@@ -146,5 +154,37 @@ describe('record signer', () => {
       new RecordSigner(paths, config, node, systemClock).sign(publish('carol')),
       /readable by others/,
     );
+  });
+});
+
+describe('Ed25519 keys', () => {
+  it('makes the key pair of a seed as RFC 8032 says (section 7.1, TEST 1 and TEST 2)', () => {
+    const vectors = [
+      {
+        seed: '9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60',
+        publicKey: 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
+        message: '',
+        signature:
+          'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
+      },
+      {
+        seed: '4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb',
+        publicKey: '3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c',
+        message: '72',
+        signature:
+          '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
+      },
+    ];
+    for (const v of vectors) {
+      const keys = keyPairFromSeed(Buffer.from(v.seed, 'hex'));
+      assert.equal(hex(keys.publicKey), v.publicKey);
+      const message = Buffer.from(v.message, 'hex');
+      assert.equal(hex(sign(keys, message)), v.signature);
+      assert.ok(verify(keys.publicKey, message, Buffer.from(v.signature, 'hex')));
+      assert.ok(!verify(keys.publicKey, Buffer.from('73', 'hex'), Buffer.from(v.signature, 'hex')));
+    }
+    // A file's key (PEM, as written) reads back as the same pair.
+    const keys = keyPairFromSeed(Buffer.from(vectors[0]!.seed, 'hex'));
+    assert.equal(hex(importPrivateKey(exportPrivateKey(keys)).publicKey), vectors[0]!.publicKey);
   });
 });

@@ -21,7 +21,6 @@ import { type Clock, idEquals, idToHex, type NodeId, systemClock } from '@peerbx
 import { OverlayError, type OverlayErrorCode } from '../errors.js';
 import { type KeyPair, meetsPuzzle, nodeIdOf, sign, verify } from '../identity/keys.js';
 import {
-  EPHEMERAL_KEY_BYTES,
   encodeFrame,
   type Frame,
   type FrameDecoder,
@@ -151,7 +150,6 @@ export function newNonce(): Uint8Array {
 
 /** Bytes a sealed frame adds: the AES-GCM tag. */
 export const SEAL_OVERHEAD_BYTES = 16;
-const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
 const SESSION_INFO = `${TRANSCRIPT_LABEL} session keys`;
 
 export interface EphemeralKey {
@@ -162,8 +160,9 @@ export interface EphemeralKey {
 /** A fresh X25519 key pair for one handshake. */
 export function newEphemeralKey(): EphemeralKey {
   const { publicKey, privateKey } = generateKeyPairSync('x25519');
-  const der = publicKey.export({ type: 'spki', format: 'der' });
-  return { publicKey: new Uint8Array(der.subarray(der.length - EPHEMERAL_KEY_BYTES)), privateKey };
+  // In and out as JWK (raw, base64url): OpenSSL's DER decoders cost 10x more (identity/keys.ts).
+  const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x ?? '', 'base64url');
+  return { publicKey: new Uint8Array(raw), privateKey };
 }
 
 /**
@@ -183,9 +182,12 @@ export function deriveFrameCipher(p: {
     shared = diffieHellman({
       privateKey: p.own.privateKey,
       publicKey: createPublicKey({
-        key: Buffer.concat([X25519_SPKI_PREFIX, p.peerEphemeralKey]),
-        format: 'der',
-        type: 'spki',
+        key: {
+          kty: 'OKP',
+          crv: 'X25519',
+          x: Buffer.from(p.peerEphemeralKey).toString('base64url'),
+        },
+        format: 'jwk',
       }),
     });
   } catch (err) {
