@@ -293,6 +293,28 @@ describe('digest authentication', () => {
     }
   });
 
+  it('answers credentials made for another Request-URI with 400, and takes the same URI written otherwise', async () => {
+    const p = await phone();
+    const [c] = challenges(await register(a, p, 'carol'), 'www-authenticate');
+    assert.ok(c);
+    // Right for the password, made for another resource: a call to elsewhere, say.
+    const elsewhere = (target: string, nc: number) =>
+      credentials(c, { user: 'carol', password: 'c4rol', method: 'REGISTER', uri: target, nc });
+    const refused = await register(a, p, 'carol', elsewhere('sip:elsewhere.example', 1));
+    assert.equal(refused.status, 400);
+    assert.equal(refused.reason, 'Bad Request (the credentials are for another Request-URI)');
+    assert.equal(
+      (await register(a, p, 'carol', elsewhere('sip:carol@peerbx.local', 2))).status,
+      400,
+    );
+    // The Request-URI's host in other letters, or with a parameter: the same resource.
+    assert.equal(
+      (await register(a, p, 'carol', elsewhere(`sip:${REALM.toUpperCase()}`, 3))).status,
+      200,
+    );
+    assert.equal((await register(a, p, 'carol', elsewhere(`${uri};transport=udp`, 4))).status, 200);
+  });
+
   it('answers right credentials for a nonce it never made (from before a restart) with 401 stale=TRUE', async () => {
     // Another authenticator's nonce and opaque: what a phone still holds after the node restarted.
     const before = new DigestAuthenticator({ realm: REALM, users: USERS, clock });

@@ -11,6 +11,7 @@ import type { Clock } from '@peerbx/dht-kademlia';
 import { type Logger, setBounded, silentLogger } from '@peerbx/overlay-core';
 import { createResponse } from '../message/response.js';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
+import { isSipUri, parseUri, type Uri } from '../message/uri.js';
 import {
   FAILED_LOGIN_WINDOW_MS,
   MAX_FAILED_LOGINS,
@@ -65,7 +66,9 @@ export type AuthFailure =
   | 'wrong'
   | 'stale'
   | 'replay'
-  | 'locked';
+  | 'locked'
+  /** The digest's `uri` names another resource than the Request-URI. */
+  | 'uri';
 
 /** Failed logins per key (a host, or a host and a user name) within a window, and lockouts. */
 class LoginThrottle {
@@ -108,6 +111,7 @@ export class DigestAuthenticator {
     stale: 0,
     replay: 0,
     locked: 0,
+    uri: 0,
   };
   private readonly throttle = new LoginThrottle();
   private readonly clock: Clock;
@@ -173,6 +177,9 @@ export class DigestAuthenticator {
     ) {
       return this.fail(request, role, 'malformed');
     }
+    // RFC 3261 §22.4, RFC 7616 §3.4.6: credentials are for the request they came with. Else
+    // one intercepted on its way could send another request, a call to elsewhere, say.
+    if (!sameResource(uri, request)) return this.fail(request, role, 'uri', { username });
     // A nonce or opaque we did not make: from before a restart (the phone's cached credentials),
     // or forged. Challenged afresh; stale=TRUE when the digest is right for it (below).
     const nonceState = this.nonces.check(nonce);
@@ -288,11 +295,12 @@ export class DigestAuthenticator {
         'digest credentials not accepted',
       );
     }
-    if (why === 'malformed') {
-      return {
-        ok: false,
-        response: createResponse(request, 400, { reason: 'Bad Request (malformed credentials)' }),
-      };
+    if (why === 'malformed' || why === 'uri') {
+      const reason =
+        why === 'uri'
+          ? 'Bad Request (the credentials are for another Request-URI)'
+          : 'Bad Request (malformed credentials)';
+      return { ok: false, response: createResponse(request, 400, { reason }) };
     }
     return { ok: false, response: this.challenge(request, role, stale) };
   }
@@ -302,4 +310,27 @@ function sameHex(expected: string, given: string): boolean {
   const a = Buffer.from(expected, 'utf8');
   const b = Buffer.from(given.toLowerCase(), 'utf8');
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * Whether a digest's `uri` is the request's Request-URI: the same text, or a SIP URI with the
+ * same scheme, user, host (case aside) and port (parameters aside, as phones differ there).
+ */
+function sameResource(digestUri: string, request: SipRequest): boolean {
+  if (digestUri === request.uri) return true;
+  let a: Uri;
+  let b: Uri;
+  try {
+    a = parseUri(digestUri);
+    b = request.requestUri;
+  } catch {
+    return false;
+  }
+  if (!isSipUri(a) || !isSipUri(b)) return false;
+  return (
+    a.scheme === b.scheme &&
+    a.user === b.user &&
+    a.host.toLowerCase() === b.host.toLowerCase() &&
+    a.port === b.port
+  );
 }
