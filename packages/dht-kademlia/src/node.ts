@@ -1324,22 +1324,21 @@ export class KademliaNode {
     const heard = new Map<string, readonly Contact[] | undefined>();
     const probe = { ...noLookup(), closest: known, closestAsked: known.length };
     const first = await this.storeOnTargets(key, probe, values(), { heard });
+    // Done unless a target refused as not responsible, or kept its contacts to itself
+    // (silent, or from before them), or named a node that belongs among the holders: one
+    // closer to key than the farthest of them, or any other while they are fewer than k.
     const self = idToHex(this.id);
     const holders = new Set(heard.keys());
     if (first.some((r) => r.stored.some((c) => idEquals(c.id, this.id)))) holders.add(self);
-    const farthest = [...holders].reduce((a, b) =>
-      compareDistance(key, idFromHex(a), idFromHex(b)) < 0 ? b : a,
-    );
+    const [farthest] = [...holders].map(idFromHex).sort((a, b) => compareDistance(key, b, a));
+    const belongs = (c: Contact) =>
+      !holders.has(idToHex(c.id)) &&
+      !idEquals(c.id, this.id) &&
+      (holders.size < this.k || (farthest && compareDistance(key, c.id, farthest) < 0));
     const settled =
+      farthest !== undefined &&
       !first.some((r) => r.rejected.some((x) => x.reason === 'not-responsible')) &&
-      [...heard.values()].every((contacts) =>
-        contacts?.every(
-          (c) =>
-            holders.has(idToHex(c.id)) ||
-            idEquals(c.id, this.id) ||
-            (holders.size >= this.k && compareDistance(key, c.id, idFromHex(farthest)) > 0),
-        ),
-      );
+      [...heard.values()].every((contacts) => contacts !== undefined && !contacts.some(belongs));
     if (settled) return first;
     // Nodes that answered have had their say; the lookup's closest get the values but for them.
     const answered = first.flatMap((r) => [...r.stored, ...r.rejected.map((x) => x.contact)]);
