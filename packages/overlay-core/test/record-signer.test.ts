@@ -108,6 +108,16 @@ describe('record signer', () => {
     assert.equal(hex(again.record.user?.publicKey ?? new Uint8Array()), derived);
     assert.notEqual(hex(derivedUserKeys(node, 'alicf').publicKey), derived);
     assert.notEqual(hex(derivedUserKeys(generateKeyPair(), 'alice').publicKey), derived);
+    // Fixed for good: a node whose derivation changed would lose every name it claimed.
+    const fixed = keyPairFromSeed(Uint8Array.from({ length: 32 }, (_, i) => i));
+    assert.equal(
+      hex(derivedUserKeys(fixed, 'alice').publicKey),
+      'db4e1e96272c7b3db6071a73617d6d6e48ee43cd0bc44244fb926d4d87239848',
+    );
+    assert.equal(
+      hex(derivedUserKeys(fixed, 'bob').publicKey),
+      'c4bdf9e4ab5b67a635c47d276d2179ce721a4e0be0da899f830279d0e769ba4b',
+    );
   });
 
   it('exports the key it signs with, for another node of the user, and signs with the file', async () => {

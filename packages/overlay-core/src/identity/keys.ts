@@ -181,10 +181,16 @@ const USER_KEY_SALT = 'peerbx user key v1';
  * back to the node key or to other users' keys.
  */
 export function derivedUserKeys(nodeKeys: KeyPair, user: string): KeyPair {
-  const der = nodeKeys.privateKey.export({ type: 'pkcs8', format: 'der' });
-  const seed = hkdfSync('sha256', der.subarray(der.length - 32), USER_KEY_SALT, user, 32);
-  return keyPairFromSeed(new Uint8Array(seed));
+  let nodeSeed = seeds.get(nodeKeys.privateKey);
+  if (!nodeSeed) {
+    nodeSeed = Buffer.from(nodeKeys.privateKey.export({ format: 'jwk' }).d ?? '', 'base64url');
+    seeds.set(nodeKeys.privateKey, nodeSeed);
+  }
+  return keyPairFromSeed(new Uint8Array(hkdfSync('sha256', nodeSeed, USER_KEY_SALT, user, 32)));
 }
+
+/** Node keys' seeds (RFC 8032's 32-byte private keys), read out once. */
+const seeds = new WeakMap<KeyObject, Uint8Array>();
 
 /** PKCS#8 PEM of the private key, for the data directory. */
 export function exportPrivateKey(keys: KeyPair): string {
