@@ -124,17 +124,19 @@ export function exportUserKey(
   out?: string,
 ): { file: string; publicKey: Uint8Array } {
   const path = userKeyPath(p, user);
-  if (existsSync(path) && (out === undefined || out === path)) {
-    return { file: path, publicKey: readKeyFile(path).publicKey };
+  const file = out ?? path;
+  if (existsSync(path)) {
+    const keys = readKeyFile(path);
+    if (file !== path) writeKeyFile(file, keys);
+    return { file, publicKey: keys.publicKey };
   }
-  if (!existsSync(path) && !existsSync(p.nodeKey)) {
+  if (!existsSync(p.nodeKey)) {
     throw new OverlayError(
       'ERR_CONFIG',
       `no node key in ${p.root}: give the data directory of the node where ${user} registers (--data-dir)`,
     );
   }
-  const keys = existsSync(path) ? readKeyFile(path) : derivedUserKeys(readKeyFile(p.nodeKey), user);
-  const file = out ?? path;
+  const keys = derivedUserKeys(readKeyFile(p.nodeKey), user);
   writeKeyFile(file, keys);
   return { file, publicKey: keys.publicKey };
 }
