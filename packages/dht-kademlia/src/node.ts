@@ -358,6 +358,17 @@ export class KademliaNode {
   start(): void {
     if (this.running) return;
     this.running = true;
+    // Values held from before a restart: when they were last stored is not known. Taken as
+    // stored at a random time within the last replication interval, they come due spread over
+    // the next one, not all at the first check: thousands of lookups, each with its STOREs,
+    // from a node just back (seen: 10-25 times its usual requests for minutes). A replica
+    // lost with a node that died is still stored again at once (replicate: lostReplica).
+    const now = this.clock.now();
+    for (const key of this.store.keys()) {
+      const hex = idToHex(key);
+      const storedAt = now - this.random.next() * this.opts.replicateIntervalMs;
+      if (!this.lastStoreAt.has(hex)) this.lastStoreAt.set(hex, storedAt);
+    }
     this.transport.listen((req, from) => this.handle(req, from));
     this.schedule('refresh', this.opts.refreshIntervalMs, () => this.refreshStaleBuckets());
     this.schedule('republish', this.opts.upkeepCheckIntervalMs, () => this.republish());

@@ -469,6 +469,27 @@ describe('kademlia over the simulator', () => {
     replicateIntervalMs: HOUR,
   };
 
+  it('replicates the values it held before a restart spread over an interval, not all at once', async () => {
+    const s = await swarm(30, 24, MINUTE_CHECKS);
+    // A node back from a restart: 600 values from its store on disk, loaded before it starts.
+    const back = s.create(MINUTE_CHECKS);
+    const now = s.sim.now();
+    for (let i = 0; i < 600; i++) {
+      assert.ok(back.store.put(hashToId(`held ${i}`), text('v'), now + 3 * HOUR, now).ok);
+    }
+    await s.sim.settle(back.bootstrap([s.alive[0]!.contact]));
+    await s.sim.runFor(5 * MIN);
+    const early = back.stats.keysReplicated;
+    // About 5 minutes' share of an hour (50); all 600 at the first check before.
+    assert.ok(early > 0 && early < 150, `${early} replicated in the first 5 minutes`);
+    await s.sim.runFor(HOUR);
+    assert.ok(back.stats.keysReplicated >= 600, `${back.stats.keysReplicated} within the hour`);
+    for (let i = 0; i < 600; i += 50) {
+      const key = hashToId(`held ${i}`);
+      assert.ok(holders(s, key).length >= 8, `held ${i} is on k nodes`);
+    }
+  });
+
   it('checking upkeep every minute, stores a value stored everywhere again only hourly', async () => {
     const s = await swarm(80, 21, MINUTE_CHECKS);
     const key = hashToId('hourly');
