@@ -4,7 +4,12 @@
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { dataDirPaths, exportUserKey, SOFTWARE_VERSION } from '@peerbx/overlay-core';
+import {
+  dataDirPaths,
+  exportUserKey,
+  readSavedConfig,
+  SOFTWARE_VERSION,
+} from '@peerbx/overlay-core';
 import type yargsFactory from 'yargs';
 import type { Argv } from 'yargs';
 import { caInit, caIssue } from './commands/ca.js';
@@ -316,8 +321,16 @@ function buildParser(argv: string[]) {
           dataDir: a['data-dir'],
           ...(a.config ? { config: a.config } : {}),
         });
+        const paths = dataDirPaths(dataDir);
+        const saved = readSavedConfig(paths) as { enrollment?: unknown } | undefined;
+        if (saved?.enrollment === 'enrolled') {
+          throw new CliError(
+            'ERR_USAGE',
+            `this node's overlay is enrolled: a user's key goes with a certificate; run peerbx ca issue ${a.user} --data-dir DIR for each node of the user`,
+          );
+        }
         const to = a.out === undefined ? undefined : resolve(expandHome(a.out));
-        const r = exportUserKey(dataDirPaths(dataDir), a.user, to);
+        const r = exportUserKey(paths, a.user, to);
         const publicKey = Buffer.from(r.publicKey).toString('hex');
         if (a.json) {
           out(JSON.stringify({ user: a.user, file: r.file, publicKey }));

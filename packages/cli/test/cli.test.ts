@@ -774,6 +774,36 @@ test("user-key writes the key that owns a user's name, which another node then r
   assert.match(view.publicKey, /^[0-9a-f]{64}$/);
   assert.equal(statSync(file).mode & 0o777, 0o600);
   assert.equal(await udpRegister(nodeB.ready.sip, 'ulla', '127.0.0.1:10'), 'SIP/2.0 200 OK');
+  // Only a file takes a key: not a device (written by renaming over it), not a directory.
+  const out = async (path: string) => {
+    const r = await peerbx(['user-key', 'ulla', '--data-dir', a, '--out', path]);
+    assert.equal(r.code, 1, r.stdout);
+    return oneErrorLine(r.stderr);
+  };
+  assert.match(await out('/dev/null'), /\/dev\/null is not a regular file/);
+  assert.match(await out(b), /is not a regular file/);
+  assert.match(
+    await out(join(b, 'no', 'ulla.key')),
+    /cannot write .*no\/ulla\.key: its directory does not exist/,
+  );
+  assert.equal(statSync('/dev/null').isCharacterDevice(), true);
+});
+
+test('user-key refuses in an enrolled overlay, where a key needs its certificate', async (t) => {
+  const ca = tempDir(t);
+  const node = tempDir(t);
+  assert.equal((await peerbx(['ca', 'init', '--ca-dir', ca])).code, 0);
+  const init = await peerbx([
+    'init',
+    '--data-dir',
+    node,
+    '--overlay-config',
+    join(ca, 'overlay.json'),
+  ]);
+  assert.equal(init.code, 0, init.stderr);
+  const r = await peerbx(['user-key', 'zed', '--data-dir', node]);
+  assert.equal(r.code, 2);
+  assert.match(oneErrorLine(r.stderr), /enrolled: .*run peerbx ca issue zed --data-dir DIR/);
 });
 
 describe('lifecycle', () => {

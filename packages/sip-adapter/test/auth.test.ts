@@ -293,7 +293,7 @@ describe('digest authentication', () => {
     }
   });
 
-  it('answers credentials made for another Request-URI with 400, and takes the same URI written otherwise', async () => {
+  it('answers credentials made for another Request-URI with 400, and takes the same URI written otherwise, or the node itself', async () => {
     const p = await phone();
     const [c] = challenges(await register(a, p, 'carol'), 'www-authenticate');
     assert.ok(c);
@@ -313,6 +313,12 @@ describe('digest authentication', () => {
       200,
     );
     assert.equal((await register(a, p, 'carol', elsewhere(`${uri};transport=udp`, 4))).status, 200);
+    // maddr sends a request elsewhere: not the same resource.
+    const maddr = elsewhere(`${uri};maddr=10.0.0.1`, 5);
+    assert.equal((await register(a, p, 'carol', maddr)).status, 400);
+    // The node itself by its address, as SIPp puts it: bound to no other target, taken.
+    const itself = elsewhere(`sip:127.0.0.1:${a.port}`, 6);
+    assert.equal((await register(a, p, 'carol', itself)).status, 200);
   });
 
   it('answers right credentials for a nonce it never made (from before a restart) with 401 stale=TRUE', async () => {

@@ -13,10 +13,12 @@ import {
   chmodSync,
   closeSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
+  type Stats,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -127,7 +129,7 @@ export function exportUserKey(
   const file = out ?? path;
   if (existsSync(path)) {
     const keys = readKeyFile(path);
-    if (file !== path) writeKeyFile(file, keys);
+    if (file !== path) writeExported(file, keys);
     return { file, publicKey: keys.publicKey };
   }
   if (!existsSync(p.nodeKey)) {
@@ -137,8 +139,40 @@ export function exportUserKey(
     );
   }
   const keys = derivedUserKeys(readKeyFile(p.nodeKey), user);
-  writeKeyFile(file, keys);
+  writeExported(file, keys);
   return { file, publicKey: keys.publicKey };
+}
+
+/**
+ * A key written where the user asked: a new file or one replacing a regular file (the write
+ * renames a whole file over it, which would put a private key in place of /dev/null, say),
+ * with an error that names that file, not the temporary one beside it.
+ */
+function writeExported(file: string, keys: KeyPair): void {
+  const there = lstatIfThere(file);
+  if (there && !there.isFile()) {
+    throw new OverlayError('ERR_CONFIG', `${file} is not a regular file: give a file name`);
+  }
+  try {
+    writeKeyFile(file, keys);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? 'its directory does not exist'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'permission denied'
+          : (err as Error).message;
+    throw new OverlayError('ERR_CONFIG', `cannot write ${file}: ${why}`);
+  }
+}
+
+function lstatIfThere(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 export function userCertificatePath(p: DataDirPaths, user: string): string {

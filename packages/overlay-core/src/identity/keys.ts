@@ -27,17 +27,22 @@ export interface KeyPair {
 
 export function generateKeyPair(): KeyPair {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-  return { publicKey: rawPublicKey(publicKey), privateKey };
+  // DER, not JWK (below): a key pair generateKeyPairSync made must never be exported as a
+  // private JWK. Node 20 can deadlock there, when garbage collection during the export frees
+  // the generating job, which takes the lock the export holds (seen: a first start hung).
+  const der = publicKey.export({ type: 'spki', format: 'der' });
+  return { publicKey: new Uint8Array(der.subarray(der.length - PUBLIC_KEY_BYTES)), privateKey };
 }
 
-// Keys go in and out as JWK (RFC 8037: the raw key, base64url), not DER: OpenSSL 3 parses a
+// Keys are read in as JWK (RFC 8037: the raw key, base64url), not DER: OpenSSL 3 parses a
 // DER key through its generic decoders, 10x slower here (createPublicKey 95 µs against 10,
 // createPrivateKey 400 against 34, in a loop), and every user key new to a node is parsed
 // once: by each storing peer and each fetcher of the user's records, and by its own node.
 
-/** The raw 32-byte public key of a key (private or public). */
-function rawPublicKey(key: KeyObject): Uint8Array {
-  return new Uint8Array(Buffer.from(key.export({ format: 'jwk' }).x ?? '', 'base64url'));
+/** The raw 32-byte public key of a private key read in (createPrivateKey), 5 µs. */
+function rawPublicKey(privateKey: KeyObject): Uint8Array {
+  const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
+  return new Uint8Array(Buffer.from(jwk.x ?? '', 'base64url'));
 }
 
 // Parsed public keys are cached: the same few hundred peers sign most messages we see.
@@ -183,7 +188,10 @@ const USER_KEY_SALT = 'peerbx user key v1';
 export function derivedUserKeys(nodeKeys: KeyPair, user: string): KeyPair {
   let nodeSeed = seeds.get(nodeKeys.privateKey);
   if (!nodeSeed) {
-    nodeSeed = Buffer.from(nodeKeys.privateKey.export({ format: 'jwk' }).d ?? '', 'base64url');
+    // PKCS#8 DER (its last 32 bytes), not JWK: the node key may be one generateKeyPairSync
+    // made at this start (generateKeyPair).
+    const der = nodeKeys.privateKey.export({ type: 'pkcs8', format: 'der' });
+    nodeSeed = new Uint8Array(der.subarray(der.length - 32));
     seeds.set(nodeKeys.privateKey, nodeSeed);
   }
   return keyPairFromSeed(new Uint8Array(hkdfSync('sha256', nodeSeed, USER_KEY_SALT, user, 32)));

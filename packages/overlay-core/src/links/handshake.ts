@@ -21,6 +21,7 @@ import { type Clock, idEquals, idToHex, type NodeId, systemClock } from '@peerbx
 import { OverlayError, type OverlayErrorCode } from '../errors.js';
 import { type KeyPair, meetsPuzzle, nodeIdOf, sign, verify } from '../identity/keys.js';
 import {
+  EPHEMERAL_KEY_BYTES,
   encodeFrame,
   type Frame,
   type FrameDecoder,
@@ -160,9 +161,9 @@ export interface EphemeralKey {
 /** A fresh X25519 key pair for one handshake. */
 export function newEphemeralKey(): EphemeralKey {
   const { publicKey, privateKey } = generateKeyPairSync('x25519');
-  // In and out as JWK (raw, base64url): OpenSSL's DER decoders cost 10x more (identity/keys.ts).
-  const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x ?? '', 'base64url');
-  return { publicKey: new Uint8Array(raw), privateKey };
+  // Out as DER, as every key generateKeyPairSync made (identity/keys.ts generateKeyPair).
+  const der = publicKey.export({ type: 'spki', format: 'der' });
+  return { publicKey: new Uint8Array(der.subarray(der.length - EPHEMERAL_KEY_BYTES)), privateKey };
 }
 
 /**

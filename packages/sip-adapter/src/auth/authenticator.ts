@@ -11,7 +11,7 @@ import type { Clock } from '@peerbx/dht-kademlia';
 import { type Logger, setBounded, silentLogger } from '@peerbx/overlay-core';
 import { createResponse } from '../message/response.js';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
-import { isSipUri, parseUri, type Uri } from '../message/uri.js';
+import { isSipUri, parseUri, type SipUri, type Uri } from '../message/uri.js';
 import {
   FAILED_LOGIN_WINDOW_MS,
   MAX_FAILED_LOGINS,
@@ -53,6 +53,12 @@ export interface DigestAuthenticatorOptions {
    * instead of skipping it as RFC 8760 §2.4 asks.
    */
   algorithms?: readonly ('SHA-256' | 'MD5')[];
+  /**
+   * Whether a URI names this node itself (no user part, one of its hosts). A digest `uri` that
+   * does is taken with any Request-URI: SIPp, for one, puts the address it sends to there.
+   * Such credentials were never bound to one target; those that name the Request-URI are.
+   */
+  isOwnUri?: (uri: SipUri) => boolean;
   logger?: Logger;
 }
 
@@ -118,11 +124,13 @@ export class DigestAuthenticator {
   private readonly ha1 = new Map<string, { MD5?: string; 'SHA-256'?: string }>();
   private readonly log: Logger;
   private readonly algorithms: readonly DigestAlgorithm[];
+  private readonly isOwnUri: (uri: SipUri) => boolean;
 
   constructor(options: DigestAuthenticatorOptions) {
     this.realm = options.realm;
     this.clock = options.clock;
     this.algorithms = options.algorithms?.length ? options.algorithms : OFFERED_ALGORITHMS;
+    this.isOwnUri = options.isOwnUri ?? (() => false);
     this.log = (options.logger ?? silentLogger).child({ component: 'sip-auth' });
     this.nonces = new NonceIssuer({
       clock: options.clock,
@@ -179,7 +187,9 @@ export class DigestAuthenticator {
     }
     // RFC 3261 §22.4, RFC 7616 §3.4.6: credentials are for the request they came with. Else
     // one intercepted on its way could send another request, a call to elsewhere, say.
-    if (!sameResource(uri, request)) return this.fail(request, role, 'uri', { username });
+    if (!sameResource(uri, request, this.isOwnUri)) {
+      return this.fail(request, role, 'uri', { username });
+    }
     // A nonce or opaque we did not make: from before a restart (the phone's cached credentials),
     // or forged. Challenged afresh; stale=TRUE when the digest is right for it (below).
     const nonceState = this.nonces.check(nonce);
@@ -314,9 +324,15 @@ function sameHex(expected: string, given: string): boolean {
 
 /**
  * Whether a digest's `uri` is the request's Request-URI: the same text, or a SIP URI with the
- * same scheme, user, host (case aside) and port (parameters aside, as phones differ there).
+ * same scheme, user, host (case aside), port and maddr (other parameters aside, as phones
+ * differ there);
+ * or one that names this node itself (isOwnUri).
  */
-function sameResource(digestUri: string, request: SipRequest): boolean {
+function sameResource(
+  digestUri: string,
+  request: SipRequest,
+  isOwnUri: (uri: SipUri) => boolean,
+): boolean {
   if (digestUri === request.uri) return true;
   let a: Uri;
   let b: Uri;
@@ -326,11 +342,15 @@ function sameResource(digestUri: string, request: SipRequest): boolean {
   } catch {
     return false;
   }
-  if (!isSipUri(a) || !isSipUri(b)) return false;
+  if (!isSipUri(a)) return false;
+  if (isOwnUri(a) && a.params.maddr === undefined) return true;
+  if (!isSipUri(b)) return false;
   return (
     a.scheme === b.scheme &&
     a.user === b.user &&
     a.host.toLowerCase() === b.host.toLowerCase() &&
-    a.port === b.port
+    a.port === b.port &&
+    // maddr sends the request elsewhere (RFC 3261 §19.1.4: it must match when either has it).
+    (a.params.maddr ?? '').toLowerCase() === (b.params.maddr ?? '').toLowerCase()
   );
 }

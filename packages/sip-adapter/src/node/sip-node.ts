@@ -238,6 +238,9 @@ export class SipNode implements TransactionUser {
           clock,
           ...(options.authSecret ? { secret: options.authSecret } : {}),
           ...(options.authAlgorithms ? { algorithms: options.authAlgorithms } : {}),
+          isOwnUri: (uri) =>
+            uri.user === undefined &&
+            isLocalDomain(uri.host, uri.port, this.domain, this.ownAddresses()),
           logger: log,
         })
       : undefined;
