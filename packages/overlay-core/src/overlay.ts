@@ -407,6 +407,9 @@ export class OverlayNode {
             ? 'rejoining overlay'
             : 'founded overlay',
       );
+      // Saved now too, not only a maintenance period on: a node killed in its first minute
+      // would come back with none, and without --bootstrap alone.
+      await node.saveContacts();
       node.scheduleContactsSave();
       return node;
     } catch (err) {

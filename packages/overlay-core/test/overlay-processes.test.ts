@@ -101,6 +101,19 @@ describe('overlay: twelve node processes on the loopback', () => {
     );
   });
 
+  it('brings a node killed in its first minute back without --bootstrap, through those it joined', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'peerbx-first-minute-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    // Contacts are saved every maintenance period and once joined; killed at once, the
+    // node has had no period yet.
+    const first = await NodeProcess.start(dir, [...ARGS, '--bootstrap', nodes[0]!.udp]);
+    await first.kill('SIGKILL');
+    const again = await NodeProcess.start(dir, ARGS);
+    t.after(() => again.kill());
+    const stats = await again.ok<{ routingTable: { contacts: number } }>({ cmd: 'stats' });
+    assert.ok(stats.routingTable.contacts > 0, 'back in the overlay, not alone');
+  });
+
   it('loses no record when a third of the nodes die at once, and restores k replicas', async (t) => {
     // Kill the four nodes that hold most registrations, never node 0 (the bootstrap).
     const holdings = await Promise.all(
