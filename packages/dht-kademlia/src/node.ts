@@ -1320,18 +1320,16 @@ export class KademliaNode {
     values: () => readonly { value: Uint8Array; ttlMs: number }[],
   ): Promise<PutResult[]> {
     const { askPresumedDead } = options;
+    const lookUpFirst = async () =>
+      this.storeOnTargets(key, await this.findNode(key, { askPresumedDead }), values());
+    if (options.lookup || askPresumedDead || !this.knowsAllNear(key)) return lookUpFirst();
     const known = this.table.closest(key, this.k);
     const answering = this.table.closestAnswering(key, this.k);
-    const sure =
-      !options.lookup &&
-      !askPresumedDead &&
-      known.length > 0 &&
-      this.knowsAllNear(key) &&
-      known.length === answering.length &&
-      known.every((c, i) => idEquals(c.id, (answering[i] as Contact).id));
-    if (!sure) {
-      return this.storeOnTargets(key, await this.findNode(key, { askPresumedDead }), values());
-    }
+    const allAnswered = known.every((c, i) => {
+      const other = answering[i];
+      return other !== undefined && idEquals(c.id, other.id);
+    });
+    if (known.length === 0 || !allAnswered) return lookUpFirst();
     const heard = new Map<string, readonly Contact[] | undefined>();
     const probe = { ...noLookup(), closest: known, closestAsked: known.length };
     const first = await this.storeOnTargets(key, probe, values(), { heard });

@@ -1326,12 +1326,22 @@ describe('storing without a lookup first (where the table knows every node near 
     assert.equal(holders(s, key).length, 8);
   });
 
-  it('looks up after all when a target names a closer node, which then gets the value', async () => {
-    const { s, key, publisher, truth } = await small(66, 'a closer node named');
-    // The publisher has not heard of one of the 8 closest: it takes the 9th for a target.
-    const hidden = s.closestAlive(key, 8)[3]!;
+  /** small(), and the publisher has not heard of the `index`-th closest: it takes the 9th. */
+  async function oneUnheard(seed: number, name: string, index: number) {
+    const setup = await small(seed, name);
+    const { s, key, publisher } = setup;
+    const hidden = s.closestAlive(key, 8)[index]!;
     const ninth = s.closestAlive(key, 9)[8]!;
     assert.ok(publisher.table.remove(hidden.id));
+    return { ...setup, hidden, ninth };
+  }
+
+  it('looks up after all when a target names a closer node, which then gets the value', async () => {
+    const { s, key, publisher, truth, hidden, ninth } = await oneUnheard(
+      66,
+      'a closer node named',
+      3,
+    );
     // The 9th has heard the 8 closer answer (isResponsibleFor counts only those).
     for (const c of ninth.table.closest(key, 11)) await s.sim.settle(ninth.ping(c));
     const lookups = publisher.stats.lookups;
@@ -1350,10 +1360,11 @@ describe('storing without a lookup first (where the table knows every node near 
   });
 
   it('looks up after all when every target took the value but one names a closer node', async () => {
-    const { s, key, publisher, truth } = await small(67, 'taken, but a closer node named');
-    const hidden = s.closestAlive(key, 8)[2]!;
-    const ninth = s.closestAlive(key, 9)[8]!;
-    assert.ok(publisher.table.remove(hidden.id));
+    const { s, key, publisher, truth, hidden, ninth } = await oneUnheard(
+      67,
+      'taken, but a closer node named',
+      2,
+    );
     // The 9th has heard too few of the closer ones answer to refuse (isResponsibleFor).
     assert.ok(ninth.isResponsibleFor(key, publisher.id));
     const lookups = publisher.stats.lookups;

@@ -87,14 +87,14 @@ export function bodyToRequest(map: unknown): RequestBody {
         key: field(map, 1, isId, 'STORE'),
         value: field(map, 2, isBytes, 'STORE'),
         ttlMs: field(map, 3, isUint, 'STORE'),
+        ...(optionalField(map, 6, isBool, 'STORE') ? { closest: true } : {}),
       };
-      const closest = optionalField(map, 6, isBool, 'STORE') === true;
       const more = optionalField(map, 5, isArray, 'STORE');
-      if (more === undefined) return closest ? { ...store, closest } : store;
+      if (more === undefined) return store;
       if (more.length === 0 || more.length > MAX_STORE_MORE) {
         throw new OverlayError('ERR_MALFORMED', `STORE carries 1..${MAX_STORE_MORE} more values`);
       }
-      return { ...store, more: more.map(valueIn), ...(closest ? { closest } : {}) };
+      return { ...store, more: more.map(valueIn) };
     }
     default:
       throw new OverlayError('ERR_MALFORMED', 'unknown DHT request type');
