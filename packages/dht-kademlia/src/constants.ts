@@ -81,6 +81,15 @@ export const UDP_RETRANSMIT_INITIAL_MS = 250;
 /** UDP: replies to duplicate requests are served from this cache for this long. */
 export const UDP_REPLY_CACHE_MS = 10_000;
 
+/** How often a node checks that it has been running (see STALL_MS). */
+export const STALL_CHECK_MS = 1000;
+/**
+ * A check this much later than due says the node did not run meanwhile (SIGSTOP, a laptop
+ * suspended, a frozen VM): its peers dropped it, as it answered nothing, and it tells them it
+ * is back (KademliaNode, afterStall).
+ */
+export const STALL_MS = 5000;
+
 /**
  * Addresses a node keeps for rejoining when it lost every contact: those it joined through,
  * and as many of the contacts its routing table dropped last.

@@ -31,6 +31,8 @@ import {
   MAX_VALUE_PAGES,
   PRESUMED_DEAD_MS,
   REJOIN_SLOW_EVERY,
+  STALL_CHECK_MS,
+  STALL_MS,
   UPKEEP_PARALLELISM,
 } from './constants.js';
 import type { Contact } from './contact.js';
@@ -113,6 +115,13 @@ export interface KademliaOptions {
    * one dropped lately that is back (`back`: it was silent, and gets what changed since).
    */
   onHandOver?: (to: Contact, keys: number, back: boolean) => void;
+  /**
+   * Checks every STALL_CHECK_MS whether this node ran (see watchStall): for a node in a
+   * process of its own, which can be stopped; not for a simulated clock, which never stalls.
+   */
+  watchStalls?: boolean;
+  /** This node did not run for `ms` (see STALL_MS), and is telling its contacts it is back. */
+  onStall?: (ms: number, contacts: number) => void;
 }
 
 export interface NodeStats {
@@ -128,6 +137,8 @@ export interface NodeStats {
   keysHandedOver: number;
   /** Held keys stored again on their k closest by the replication check. */
   keysReplicated: number;
+  /** Times this node found it had not run for STALL_MS or more (see afterStall). */
+  stalls: number;
 }
 
 /** A published value's entry: the key and the value's hash (not the value: it may be 1 KB). */
@@ -202,7 +213,7 @@ interface Published extends PublishedValue {
   retriedRefusals: boolean;
 }
 
-type Timer = 'refresh' | 'republish' | 'replicate' | 'expire' | 'incomplete';
+type Timer = 'refresh' | 'republish' | 'replicate' | 'expire' | 'incomplete' | 'stall';
 
 export class KademliaNode {
   readonly id: NodeId;
@@ -222,6 +233,7 @@ export class KademliaNode {
     handOvers: 0,
     keysHandedOver: 0,
     keysReplicated: 0,
+    stalls: 0,
   };
 
   private readonly transport: Transport;
@@ -244,6 +256,8 @@ export class KademliaNode {
   private readonly acceptContact: (contact: Contact) => boolean;
   private readonly validateValue: ValueValidator | undefined;
   private readonly onHandOver: KademliaOptions['onHandOver'];
+  private readonly onStall: KademliaOptions['onStall'];
+  private readonly watchStalls: boolean;
   /** Values this node published itself, which it republishes until they expire. */
   private readonly published = new Map<string, Published>();
   /** When each stored key last arrived by STORE: replication skips keys refreshed by others. */
@@ -337,6 +351,8 @@ export class KademliaNode {
     this.acceptContact = options.acceptContact ?? (() => true);
     this.validateValue = options.validateValue;
     this.onHandOver = options.onHandOver;
+    this.onStall = options.onStall;
+    this.watchStalls = options.watchStalls ?? false;
     this.store =
       options.store instanceof ValueStore ? options.store : new ValueStore(options.store ?? {});
     this.table = new RoutingTable(this.id, { k: this.k }, this.clock.now());
@@ -374,6 +390,37 @@ export class KademliaNode {
     this.schedule('republish', this.opts.upkeepCheckIntervalMs, () => this.republish());
     this.schedule('replicate', this.opts.upkeepCheckIntervalMs, () => this.replicate());
     this.schedule('expire', this.opts.expireCheckIntervalMs, () => this.expire());
+    if (this.watchStalls) this.watchStall(this.clock.now());
+  }
+
+  /**
+   * Every STALL_CHECK_MS, whether this node ran meanwhile. One that did not (stopped,
+   * suspended) answered nothing: its peers dropped it from their tables, and lookups pass it
+   * over as presumed dead, so it is "not in the overlay" to a node that dials it until it
+   * sends them something, at its next upkeep (QA: calls to its phones failed for 25 s after
+   * it ran again). And the silences it saw of its peers as it resumed (requests whose time ran
+   * out while it stood still) were its own.
+   */
+  private watchStall(last: number): void {
+    const handle = this.clock.setTimeout(() => {
+      if (!this.running) return;
+      const now = this.clock.now();
+      if (now - last >= STALL_CHECK_MS + STALL_MS) this.afterStall(now - last);
+      this.watchStall(now);
+    }, STALL_CHECK_MS);
+    this.timers.set('stall', handle);
+  }
+
+  /**
+   * Back from a stall: the contacts spread over the routing table are PINGed, so that they
+   * list this node again (and tell others who ask), and answer for themselves.
+   */
+  private afterStall(ms: number): void {
+    this.stats.stalls++;
+    this.rtt.forgetSilences();
+    const contacts = this.table.spread(MAX_REJOIN_ADDRESSES);
+    this.onStall?.(ms, contacts.length);
+    void inParallel(contacts, this.alpha, (c) => this.ping(c));
   }
 
   /**

@@ -322,6 +322,12 @@ export class OverlayNode {
         republishIntervalMs: REPUBLISH_PERIODS * maintenance,
         expireCheckIntervalMs: maintenance,
         refreshIntervalMs: 15 * maintenance,
+        watchStalls: true,
+        onStall: (ms, contacts) =>
+          log.warn(
+            { stalledMs: ms, contacts },
+            'this node did not run for a while (stopped or suspended); telling its contacts it is back',
+          ),
         // A node back after an outage getting what changed meanwhile is worth a line at the
         // default level; a newcomer among the closest is routine.
         onHandOver: (to, keys, back) => {
@@ -906,6 +912,15 @@ export class OverlayNode {
   }
 
   // --- Diagnostics ---------------------------------------------------------------------------
+
+  /**
+   * True when the node was heard from (a request, or an answer to ours) within the last `ms`
+   * and is listed in the routing table: it runs, whatever a dial to it met before.
+   */
+  heardWithin(nodeId: NodeId, ms: number): boolean {
+    const at = this.dht.table.seenAt(nodeId);
+    return at !== undefined && this.clock.now() - at <= ms;
+  }
 
   /** The contact of a node-ID: from the routing table, or found by a lookup. */
   async findContact(nodeId: NodeId): Promise<Contact> {

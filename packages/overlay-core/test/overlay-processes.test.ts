@@ -26,14 +26,14 @@ interface Fetched {
  * founding the overlay and the rest joining through it, started in `before`; killed (after a
  * SIGCONT, in case a test stopped one) and their directories removed in `after`.
  */
-function overlayOf(count: number, prefix: string): NodeProcess[] {
+function overlayOf(count: number, prefix: string, args = ARGS): NodeProcess[] {
   const root = mkdtempSync(join(tmpdir(), prefix));
   const nodes: NodeProcess[] = [];
   before(async () => {
-    nodes.push(await NodeProcess.start(join(root, 'n0'), ARGS));
+    nodes.push(await NodeProcess.start(join(root, 'n0'), args));
     const joins: Promise<NodeProcess>[] = [];
     for (let i = 1; i < count; i++)
-      joins.push(NodeProcess.start(join(root, `n${i}`), [...ARGS, '--bootstrap', nodes[0]!.udp]));
+      joins.push(NodeProcess.start(join(root, `n${i}`), [...args, '--bootstrap', nodes[0]!.udp]));
     nodes.push(...(await Promise.all(joins)));
   });
   after(async () => {
@@ -236,5 +236,43 @@ describe('overlay: five node processes, two of them stopped for a while', () => 
       assert.deepEqual(f.records, [], 'ivan is found nowhere');
     }
     t.diagnostic(`the removal reached both ${Date.now() - continuedAt} ms after SIGCONT`);
+  });
+});
+
+describe('overlay: a node stopped long enough for its peers to drop it', () => {
+  // Upkeep once a minute, as by default: a node running again would send its peers nothing
+  // before its next one, and they would dial it as "not in the overlay" until then.
+  const nodes = overlayOf(3, 'peerbx-overlay-stall-', [
+    '--k',
+    '3',
+    '--maintenance',
+    '60000',
+    '--puzzle',
+    '4',
+  ]);
+  const contacts = (n: NodeProcess) =>
+    n
+      .ok<{ routingTable: { contacts: number } }>({ cmd: 'stats' })
+      .then((s) => s.routingTable.contacts);
+
+  it('tells them it is back as soon as it runs again', async () => {
+    const [a, b, stopped] = nodes as [NodeProcess, NodeProcess, NodeProcess];
+    assert.equal(await contacts(a), 2);
+    stopped.child.kill('SIGSTOP');
+    const stoppedAt = Date.now();
+    // The others find it silent (PINGs unanswered) and drop it.
+    const dropped = await eventually(async () => {
+      await Promise.all([a, b].map((n) => n.send({ cmd: 'ping', node: stopped.nodeId })));
+      return (await contacts(a)) === 1 && (await contacts(b)) === 1;
+    }, 30_000);
+    assert.ok(dropped, 'dropped by the others');
+    // Stopped long enough to see, once it runs, that it had not (STALL_MS, 5 s).
+    await sleep(Math.max(0, stoppedAt + 7000 - Date.now()));
+    stopped.child.kill('SIGCONT');
+    const listed = await eventually(
+      async () => (await contacts(a)) === 2 && (await contacts(b)) === 2,
+      5000,
+    );
+    assert.ok(listed, 'listed by the others again within 5 s of running again');
   });
 });

@@ -3,7 +3,8 @@
 // or frozen with SIGSTOP (a power cut: its connections stay open and nothing answers). The
 // caller must hear a final response in seconds, not ring until Timer C (3 minutes). A call
 // sent to a frozen node over the channel already open to it fails as fast. And with the other
-// nodes dead or frozen, a call between two phones of one node rings at once.
+// nodes dead or frozen, a call between two phones of one node rings at once. A node frozen
+// long enough to be dropped by its peers is rung again as soon as it runs again.
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -164,3 +165,89 @@ async function eventually(check: () => boolean, what: string, ms = 5000): Promis
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe('a callee node that stood still (SIGSTOP) and runs again', () => {
+  const tmp = tempRoot('peerbx-node-stall-');
+  const nodes: SipNodeChild[] = [];
+  const phones: UdpPhone[] = [];
+
+  before(async () => {
+    nodes.push(await SipNodeChild.start(join(tmp.root, 'n1')));
+    nodes.push(
+      ...(await Promise.all(
+        ['n2', 'n3'].map((n) => SipNodeChild.start(join(tmp.root, n), nodes[0]!.udp)),
+      )),
+    );
+  });
+
+  after(async () => {
+    for (const n of nodes) n.child.kill('SIGCONT');
+    for (const p of phones) p.close();
+    for (const n of nodes) await n.kill().catch(() => undefined);
+    tmp.remove();
+  });
+
+  /**
+   * A call from `caller` at node 1 to `user`, registered at `at`: 'rang' when its phone got the
+   * INVITE (declined then: 486), else the final status.
+   */
+  async function call(
+    user: string,
+    callee: UdpPhone,
+    caller: UdpPhone,
+    at: SipNodeChild,
+    ms: number,
+  ) {
+    const node1 = nodes[0]!;
+    const invite = request('INVITE', `sip:${user}@127.0.0.1:${node1.port}`, caller);
+    caller.send(invite.text, node1.port);
+    const rang = callee
+      .next(
+        (m) => m.kind === 'request' && m.method === 'INVITE' && m.callId === invite.callId,
+        'INVITE',
+        ms,
+      )
+      .then((m) => {
+        callee.answer(m as SipRequest, 486, at.port);
+        return 'rang' as const;
+      });
+    const refused = caller
+      .next(
+        (m) => m.kind === 'response' && m.callId === invite.callId && m.status >= 300,
+        'final response',
+        ms,
+      )
+      .then((m) => (m.kind === 'response' ? m.status : 0));
+    rang.catch(() => undefined);
+    refused.catch(() => undefined);
+    return Promise.any([rang, refused]).catch(() => 'nothing' as const);
+  }
+
+  it('rings its phone as soon as it runs again, though a dial to it had failed', async () => {
+    const at = nodes[2]!;
+    const callee = await UdpPhone.open();
+    const caller = await UdpPhone.open();
+    phones.push(callee, caller);
+    assert.equal(await rawRegister(at, 'hal', `sip:hal@${callee.contact}`), 'SIP/2.0 200 OK');
+    // A first call opens the channel to hal's node and caches his location.
+    assert.equal(await call('hal', callee, caller, at, 8000), 'rang');
+    at.child.kill('SIGSTOP');
+    // Its channel found dead (silence, then a PING unanswered: 480), then a dial that met
+    // silence too (480): node 1 remembers it unreachable (20 s), and its peers drop it.
+    assert.equal(await call('hal', callee, caller, at, 15_000), 480);
+    assert.equal(await call('hal', callee, caller, at, 15_000), 480);
+    at.child.kill('SIGCONT');
+    const continued = performance.now();
+    // Back, it tells its contacts so (it found it had not run): node 1 dials it again at once,
+    // and finds it. Before, calls got 480 for 25 s more ("not in the overlay").
+    let outcome: Awaited<ReturnType<typeof call>> = 'nothing';
+    while (performance.now() - continued < 10_000) {
+      outcome = await call('hal', callee, caller, at, 5000);
+      if (outcome === 'rang') break;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const waited = performance.now() - continued;
+    assert.equal(outcome, 'rang', `still ${outcome} ${Math.round(waited)} ms after it ran again`);
+    assert.ok(waited < 5000, `rang ${Math.round(waited)} ms after it ran again`);
+  });
+});

@@ -163,6 +163,13 @@ export class RoutingTable {
     return i >= 0 ? bucket.entries[i]?.answeredAt : undefined;
   }
 
+  /** When id was last heard from (a request from it, or its answer to ours), if listed. */
+  seenAt(id: NodeId): number | undefined {
+    const bucket = this.bucket(this.bucketIndexOf(id));
+    const i = bucket.indexOf(id);
+    return i >= 0 ? bucket.entries[i]?.lastSeen : undefined;
+  }
+
   private collect(target: NodeId, n: number, keep: (e: BucketEntry) => boolean): Contact[] {
     // Distance classes, nearest first: the target's bucket; then every deeper bucket (they
     // differ from target at bit `start`); then shallower buckets, each farther than the last.

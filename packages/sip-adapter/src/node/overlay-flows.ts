@@ -21,7 +21,8 @@ export const SIP_APPLICATION = 'sip';
  * node whose power failed publishes no removal). A refused connection (its host is up, the
  * node restarting, say) costs nothing to try again and is not remembered; a node the overlay
  * does not know is, briefly (NOT_FOUND_MEMORY_MS). A channel the node opens to us ends the
- * wait.
+ * wait, and so does any message of the node's the overlay gets (a node back from a stall
+ * tells its contacts so).
  */
 export const UNREACHABLE_MEMORY_MS = 20_000;
 /**
@@ -42,6 +43,11 @@ const MAX_REMEMBERED_UNREACHABLE = 10_000;
 
 export interface OverlayFlowsOptions {
   connect(nodeId: NodeId, application: string): Promise<Channel>;
+  /**
+   * Whether the overlay heard from the node within the last `ms`: one remembered unreachable
+   * that has since (back from a stall, it told its contacts) is dialled again at once.
+   */
+  heardWithin?(nodeId: NodeId, ms: number): boolean;
   /** One whole SIP message from another node. */
   onMessage(data: Buffer, source: SipTransportAddress): void;
   /** A flow closed (either side, or its link died): what went out on it gets no answer. */
@@ -121,7 +127,8 @@ export class OverlayFlows {
     const now = this.options.now ?? Date.now;
     const failed = this.unreachable.get(nodeHex);
     if (failed !== undefined) {
-      if (now() < failed.until) {
+      const heard = this.options.heardWithin?.(idFromHex(nodeHex), now() - failed.at) === true;
+      if (now() < failed.until && !heard) {
         return Promise.reject(
           new OverlayError(
             'ERR_UNREACHABLE',

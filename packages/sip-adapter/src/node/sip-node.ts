@@ -257,6 +257,7 @@ export class SipNode implements TransactionUser {
     );
     this.flows = new OverlayFlows({
       connect: (id, app) => options.overlay.connect(id, app),
+      heardWithin: (id, ms) => options.overlay.heardWithin?.(id, ms) === true,
       onMessage: (data, source) => this.inbound(data, source),
       onClosed: (id) => this.flowGone(id),
       logger: log,

@@ -15,6 +15,11 @@ export interface OverlayAccess {
   ): Promise<StoredRecord[]>;
   connect(nodeId: NodeId, application: string): Promise<Channel>;
   /**
+   * Whether the node was heard from within the last `ms` (OverlayNode.heardWithin); a node
+   * without a routing table of its own (an attached client) leaves it out.
+   */
+  heardWithin?(nodeId: NodeId, ms: number): boolean;
+  /**
    * This node's own live records of the kind, in the slot of `dictionaryKey`
    * (OverlayNode.ownRecords), including those from before a restart; a node without them (an
    * attached client) leaves it out.
