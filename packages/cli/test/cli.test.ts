@@ -546,6 +546,23 @@ describe('errors and settings', () => {
     assert.deepEqual(account({ sha256 }, ['SHA-256'])().authAlgorithms, ['SHA-256']);
   });
 
+  test('the ring timeout from a config file is checked', () => {
+    const ring = (ringTimeout: unknown) => () =>
+      resolveSettings([
+        { name: 'defaults', settings: DEFAULT_SETTINGS },
+        { name: 'config file c.yaml', settings: { ringTimeout } },
+      ]);
+    for (const wrong of [0, 4, 181, 30.5, '30', true]) {
+      assert.throws(
+        ring(wrong),
+        /^.*bad setting "ringTimeout" \(from config file c\.yaml\): must be a whole number of seconds from 5 to 180 \(leave it out to ring until Timer C, 3 minutes\)$/,
+        String(wrong),
+      );
+    }
+    assert.equal(ring(30)().ringTimeout, 30);
+    assert.equal(ring(undefined)().ringTimeout, undefined);
+  });
+
   test('the WebSocket origins and wss files from a config file are checked', async (t) => {
     const dir = tempDir(t);
     const file = join(dir, 'peerbx.yaml');

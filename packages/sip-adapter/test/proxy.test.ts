@@ -815,6 +815,38 @@ describe('stateful proxy', () => {
     assert.equal(q.sip.transactions.invitesAwaitingFinal(), 0, 'no INVITE left waiting');
   });
 
+  it('cancels a call nobody answered within the ring timeout, and answers it 480', async () => {
+    const q = await bed.startPeer('q3', { ringTimeoutMs: 1000 });
+    const caller = await phone();
+    const d = await phone();
+    const e = await phone();
+    // Two devices: one rings, one only took the INVITE (100, no 180). Both are cancelled.
+    assert.equal(await rawRegister(q, 'ruth', `sip:ruth@${d.contact}`), 'SIP/2.0 200 OK');
+    assert.equal(await rawRegister(q, 'ruth', `sip:ruth@${e.contact}`), 'SIP/2.0 200 OK');
+    const t0 = performance.now();
+    caller.send(request('INVITE', 'sip:ruth@peerbx.local', caller).text, q.port);
+    const ringing = await d.request('INVITE');
+    d.answer(ringing, 180, q.port, 'r');
+    const trying = await e.request('INVITE');
+    e.answer(trying, 100, q.port);
+    await caller.response(180, 'INVITE');
+    for (const [p, inv, tag] of [
+      [d, ringing, 'r'],
+      [e, trying, 'e'],
+    ] as const) {
+      p.answer(await p.request('CANCEL'), 200, q.port, tag);
+      p.answer(inv, 487, q.port, tag);
+    }
+    const final = await caller.response(480, 'INVITE', 6000);
+    const waited = performance.now() - t0;
+    assert.equal(
+      final.kind === 'response' ? final.reason : '',
+      'Temporarily Unavailable (no answer within 1 s)',
+    );
+    assert.ok(waited >= 900 && waited < 4000, `answered after ${Math.round(waited)} ms`);
+    assert.equal(q.sip.transactions.invitesAwaitingFinal(), 0, 'no INVITE left waiting');
+  });
+
   it('passes a 200 that crossed the CANCEL of Timer C to the caller (RFC 6026)', async () => {
     const caller = await phone();
     const d = await phone();

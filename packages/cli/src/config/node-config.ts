@@ -41,6 +41,8 @@ export interface NodeSettings {
   authAlgorithms: ('SHA-256' | 'MD5')[];
   /** Let phones reach SIP hosts outside the overlay through this node (config file only). */
   relayExternal: boolean;
+  /** Seconds a call may ring before it is cancelled and answered 480 (config file only). */
+  ringTimeout?: number;
   /** Web page origins besides this machine's whose phones may use the WebSocket (config file only). */
   wsOrigins: string[];
   /** Certificate and key files (PEM) for secure WebSocket, wss (config file only). */
@@ -61,6 +63,7 @@ export interface RawSettings {
   users?: unknown;
   authAlgorithms?: unknown;
   relayExternal?: unknown;
+  ringTimeout?: unknown;
   wsOrigins?: unknown;
   wsTls?: unknown;
 }
@@ -81,6 +84,7 @@ const FIELDS: Record<string, keyof RawSettings> = {
   users: 'users',
   authAlgorithms: 'authAlgorithms',
   relayExternal: 'relayExternal',
+  ringTimeout: 'ringTimeout',
   wsOrigins: 'wsOrigins',
   wsTls: 'wsTls',
 };
@@ -158,7 +162,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): RawSettings {
   const out: RawSettings = {};
   const keys: Exclude<
     keyof RawSettings,
-    'users' | 'authAlgorithms' | 'relayExternal' | 'wsOrigins' | 'wsTls'
+    'users' | 'authAlgorithms' | 'relayExternal' | 'ringTimeout' | 'wsOrigins' | 'wsTls'
   >[] = [
     'dataDir',
     'overlay',
@@ -246,6 +250,16 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
   if (merged.relayExternal !== undefined && typeof merged.relayExternal !== 'boolean') {
     bad('relayExternal', 'must be true or false');
   }
+  const ring = merged.ringTimeout;
+  if (
+    ring !== undefined &&
+    !(Number.isInteger(ring) && (ring as number) >= 5 && (ring as number) <= 180)
+  ) {
+    bad(
+      'ringTimeout',
+      'must be a whole number of seconds from 5 to 180 (leave it out to ring until Timer C, 3 minutes)',
+    );
+  }
   const wsOrigins = merged.wsOrigins ?? [];
   if (!Array.isArray(wsOrigins))
     bad('wsOrigins', 'must be a list of origins such as https://phone.example.com');
@@ -323,6 +337,7 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     wsOrigins: wsOrigins as string[],
   };
   if (tls) settings.wsTls = { cert: tls.cert as string, key: tls.key as string };
+  if (ring !== undefined) settings.ringTimeout = ring as number;
   if (merged.overlayConfig !== undefined)
     settings.overlayConfig = resolve(expandHome(str('overlayConfig')));
   return settings;

@@ -103,6 +103,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
       users: settings.users,
       authAlgorithms: settings.authAlgorithms,
       relayExternal: settings.relayExternal,
+      ...(settings.ringTimeout === undefined ? {} : { ringTimeoutMs: settings.ringTimeout * 1000 }),
       // Record-Route tokens survive a restart too: calls in progress go on unchallenged.
       routeSecret: loadRouteSecret(paths.root),
       // Bindings survive a restart: phones need not re-register to be reachable again.

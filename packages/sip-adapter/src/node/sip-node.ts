@@ -86,6 +86,11 @@ export interface SipNodeOptions {
   timers?: TimerOptions;
   /** Timer C of the proxy, ms. */
   timerCMs?: number;
+  /**
+   * How long a call may ring, ms: an INVITE this node forwards that has no final answer by
+   * then is CANCELed and answered 480 (the `ringTimeout` setting). Unset, Timer C alone.
+   */
+  ringTimeoutMs?: number;
   /** How long a TCP phone whose connection closed may still answer (TCP_ANSWER_GRACE_MS). */
   tcpAnswerGraceMs?: number;
   /** How long a browser whose connection closed has to come back (BROWSER_GONE_GRACE_MS). */
@@ -298,6 +303,7 @@ export class SipNode implements TransactionUser {
       tcpOpen: (address, port) => this.transports.hasTcpTo(address, port),
       logger: log,
       ...(options.timerCMs === undefined ? {} : { timerCMs: options.timerCMs }),
+      ...(options.ringTimeoutMs === undefined ? {} : { ringTimeoutMs: options.ringTimeoutMs }),
       ...(options.relayExternal ? { relayExternal: true } : {}),
     });
     this.overload = new OverloadGuard({

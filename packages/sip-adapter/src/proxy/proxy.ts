@@ -137,6 +137,8 @@ export interface ProxyComponents {
   tcpOpen?(address: string, port: number): boolean;
   logger?: Logger;
   timerCMs?: number;
+  /** A call not answered this long is CANCELed and answered 480 (ResponseContext); none by default. */
+  ringTimeoutMs?: number;
   nodeConnectTimeoutMs?: number;
   /**
    * Forward requests from phones to SIP addresses outside the overlay (other SIP servers or
@@ -392,6 +394,7 @@ export class StatefulProxy {
       transactions: this.c.transactions,
       clock: this.c.clock,
       timerCMs: this.c.timerCMs ?? TIMER_C_MS,
+      ...(this.c.ringTimeoutMs === undefined ? {} : { ringTimeoutMs: this.c.ringTimeoutMs }),
       done: (x) => this.contexts.delete(x.server),
       ...(source.connectionId === undefined ? {} : { upstream: source.connectionId }),
     });

@@ -28,8 +28,11 @@ export interface Branch {
   /** Reason header values its CANCEL carries (RFC 3326), say why it is cancelled. */
   cancelReasons?: readonly string[];
   canceled: boolean;
-  /** CANCELed by Timer C: its 487 counts as the 408 of a request that got no answer in time. */
-  timedOut?: boolean;
+  /**
+   * CANCELed as out of time: its 487 counts as this answer instead (Timer C: 408; the ring
+   * timeout: 480).
+   */
+  timedOut?: { status: number; reason?: string };
   /** Told when this branch ends with a final response (locator invalidation on failure). */
   onFinal?: (status: number) => void;
   /** Sees each 1xx (but 100) and 2xx of this branch before it goes upstream (may change it). */
@@ -61,6 +64,11 @@ export interface ResponseContextOptions {
   transactions: TransactionLayer;
   clock: Clock;
   timerCMs: number;
+  /**
+   * An INVITE still without a final answer this long after it was forwarded is CANCELed on
+   * every branch and answered 480 (a local policy, as a PBX's ring time; off by default).
+   */
+  ringTimeoutMs?: number;
   /**
    * How long an INVITE branch may stay without any response, not even a 100, before it is
    * given up (default SILENT_BRANCH_T1 x T1), and how long once it is to be cancelled (default
@@ -277,8 +285,9 @@ export class ResponseContext {
   /** Set while branches may still be added after `seal` (see `holdOpen`). */
   private hold: { wake: () => void; woken: boolean; timer: TimerHandle | undefined } | undefined;
   private timerC: TimerHandle | undefined;
-  /** Timer C fired: the branches still open were CANCELed (see timerCFired). */
+  /** Timer C fired, or the ring timeout: the branches still open were CANCELed (timeUp). */
   private timerCExpired = false;
+  private ringTimer: TimerHandle | undefined;
 
   /**
    * The request being proxied, kept here until the context is done: the server transaction
@@ -300,7 +309,17 @@ export class ResponseContext {
       waiting: SILENT_BRANCH_T1 * T1,
       cancelled: SILENT_CANCELLED_T1 * T1,
     };
-    if (this.isInvite) this.restartTimerC();
+    if (this.isInvite) {
+      this.restartTimerC();
+      const ring = options.ringTimeoutMs;
+      if (ring !== undefined)
+        this.ringTimer = options.clock.setTimeout(() => {
+          this.ringTimer = undefined;
+          if (this.finalSent) return;
+          const reason = `Temporarily Unavailable (no answer within ${Math.round(ring / 1000)} s)`;
+          this.timeUp({ status: 480, reason });
+        }, ring);
+    }
   }
 
   /** The request being proxied (until the context is done). */
@@ -454,6 +473,8 @@ export class ResponseContext {
     this.closed = true;
     if (this.timerC) this.options.clock.clearTimeout(this.timerC);
     this.timerC = undefined;
+    if (this.ringTimer) this.options.clock.clearTimeout(this.ringTimer);
+    this.ringTimer = undefined;
     this.dropHold();
     for (const b of this.branches) this.disarmSilence(b);
   }
@@ -518,7 +539,9 @@ export class ResponseContext {
       if (answer.status < 200 || answer.status >= 300) return;
     }
     const response =
-      branch.timedOut && answer.status === 487 ? createResponse(branch.request, 408) : answer;
+      branch.timedOut && answer.status === 487
+        ? timeUpResponse(branch.request, branch.timedOut)
+        : answer;
     restoreVias(response, this.vias);
     const status = response.status;
     if (status > 100 && status < 300) branch.onResponse?.(response);
@@ -710,30 +733,42 @@ export class ResponseContext {
     if (this.timerCExpired) return; // the branches left are CANCELed and are not kept longer
     const clock = this.options.clock;
     if (this.timerC) clock.clearTimeout(this.timerC);
-    this.timerC = clock.setTimeout(() => this.timerCFired(), this.options.timerCMs);
+    this.timerC = clock.setTimeout(() => {
+      this.timerC = undefined;
+      this.timeUp({ status: 408 });
+    }, this.options.timerCMs);
   }
 
   /**
    * §16.8: a branch with no provisional response ends as if it got a 408; one that rang is
    * CANCELed, and its own final response decides (a 487, or a 2xx that crossed the CANCEL and
    * must reach the caller, RFC 6026), or a 408 when none came within 64*T1 (§9.1,
-   * giveUpAfterCancel).
+   * giveUpAfterCancel). The ring timeout ends a call the same way, with 480 for 408.
    */
-  private timerCFired(): void {
-    this.timerC = undefined;
+  private timeUp(answer: { status: number; reason?: string }): void {
+    if (this.timerCExpired || this.closed) return;
     this.timerCExpired = true;
     // No branch comes late now: the call ends with what its branches have.
     this.dropHold();
     for (const b of this.branches) {
       if (b.final !== undefined) continue;
       if (b.provisional) {
-        b.timedOut = true;
+        b.timedOut = answer;
         this.sendCancel(b);
-      } else this.receive(b, createResponse(b.request, 408));
+      } else this.receive(b, timeUpResponse(b.request, answer));
     }
     // Whatever was held open or still opening, the answer is due once the branches have one.
     this.sealed = true;
     this.opening = 0;
     this.maybeFinish();
   }
+}
+
+/** The answer a branch ended by Timer C or the ring timeout counts as. */
+function timeUpResponse(request: SipRequest, answer: { status: number; reason?: string }) {
+  return createResponse(
+    request,
+    answer.status,
+    answer.reason === undefined ? {} : { reason: answer.reason },
+  );
 }
