@@ -1,6 +1,7 @@
 // SIP flows over overlay channels: a node whose dial timed out is not dialled again for a
 // while (calls to it fail at once), one that refused at once is, a channel it opens ends that
-// wait, and a closed channel is reported so that what awaits an answer on it ends.
+// wait, as does the overlay hearing from it (once per wait), and a closed channel is reported
+// so that what awaits an answer on it ends.
 
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -35,6 +36,8 @@ function setup(
   let now = 1_000_000;
   const dials: NodeId[] = [];
   let reachable = false;
+  /** When the overlay last heard from the node (OverlayNode.heardWithin), if it did. */
+  let heardAt: number | undefined;
   const closed: string[] = [];
   const flows = new OverlayFlows({
     connect: async (id) => {
@@ -46,6 +49,7 @@ function setup(
       }
       return fakeChannel(NODE);
     },
+    heardWithin: (_id, ms) => heardAt !== undefined && now - heardAt <= ms,
     onMessage: () => undefined,
     onClosed: (id) => closed.push(id),
     now: () => now,
@@ -60,6 +64,9 @@ function setup(
     time: () => now,
     setReachable: (r: boolean) => {
       reachable = r;
+    },
+    hear: () => {
+      heardAt = now;
     },
   };
 }
@@ -127,6 +134,37 @@ describe('overlay flows', () => {
     t.setReachable(true);
     await t.flows.toNode(NODE);
     assert.equal(t.dials.length, 2);
+  });
+
+  it('dials at once a node remembered unreachable that the overlay heard from since (back from a stall)', async () => {
+    const t = setup();
+    t.hear(); // before the dial failed: says nothing
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)));
+    t.advance(2_000);
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)), /could not be reached/);
+    assert.equal(t.dials.length, 1);
+    t.hear();
+    t.setReachable(true);
+    await t.flows.toNode(NODE);
+    assert.equal(t.dials.length, 2);
+  });
+
+  it('dials a node the overlay hears from but cannot reach once more per memory only (a firewall)', async () => {
+    const t = setup();
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)));
+    t.advance(1_000);
+    t.hear();
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)), /handshake timed out/);
+    assert.equal(t.dials.length, 2);
+    // Heard from again and again: calls fail at once for the rest of the memory.
+    t.advance(1_000);
+    t.hear();
+    await assert.rejects(Promise.resolve(t.flows.toNode(NODE)), /could not be reached/);
+    assert.equal(t.dials.length, 2);
+    t.advance(UNREACHABLE_MEMORY_MS);
+    t.setReachable(true);
+    await t.flows.toNode(NODE);
+    assert.equal(t.dials.length, 3);
   });
 
   it("judges a node's records by its own clock once one was seen before its dial failed", async () => {

@@ -73,7 +73,13 @@ export class OverlayFlows {
    */
   private readonly unreachable = new Map<
     string,
-    { at: number; until: number; written: number | undefined }
+    {
+      at: number;
+      until: number;
+      written: number | undefined;
+      /** The dial that failed was made because the overlay had heard from the node (toNode). */
+      afterHeard?: boolean;
+    }
   >();
   /** The newest record each node was seen to have written (heardOf), by its clock. */
   private readonly written = new Map<string, number>();
@@ -126,9 +132,16 @@ export class OverlayFlows {
     if (pending) return pending;
     const now = this.options.now ?? Date.now;
     const failed = this.unreachable.get(nodeHex);
+    // Dialled again as the overlay heard from it since its dial failed: once per memory, so
+    // that a node whose UDP reaches us but whose stream port does not (a firewall) costs one
+    // more slow dial, not one per call.
+    let afterHeard = false;
     if (failed !== undefined) {
-      const heard = this.options.heardWithin?.(idFromHex(nodeHex), now() - failed.at) === true;
-      if (now() < failed.until && !heard) {
+      afterHeard =
+        now() < failed.until &&
+        failed.afterHeard !== true &&
+        this.options.heardWithin?.(idFromHex(nodeHex), now() - failed.at) === true;
+      if (now() < failed.until && !afterHeard) {
         return Promise.reject(
           new OverlayError(
             'ERR_UNREACHABLE',
@@ -155,7 +168,7 @@ export class OverlayFlows {
             setBounded(
               this.unreachable,
               nodeHex,
-              { at, until, written },
+              { at, until, written, afterHeard },
               MAX_REMEMBERED_UNREACHABLE,
             );
           }
