@@ -390,7 +390,7 @@ export class KademliaNode {
     this.schedule('republish', this.opts.upkeepCheckIntervalMs, () => this.republish());
     this.schedule('replicate', this.opts.upkeepCheckIntervalMs, () => this.replicate());
     this.schedule('expire', this.opts.expireCheckIntervalMs, () => this.expire());
-    if (this.watchStalls) this.watchStall(this.clock.now());
+    if (this.watchStalls) this.watchStall(now);
   }
 
   /**

@@ -68,15 +68,18 @@ export class RoutingTable {
 
   /** When id, if listed, began leaving requests unanswered (the first one's sending). */
   failingSince(id: NodeId): number | undefined {
-    const b = this.bucket(this.bucketIndexOf(id));
-    const i = b.indexOf(id);
-    return i >= 0 ? b.entries[i]?.failingSince : undefined;
+    return this.entry(id)?.failingSince;
   }
 
   get(id: NodeId): Contact | undefined {
+    return this.entry(id)?.contact;
+  }
+
+  /** id's entry, if listed. */
+  private entry(id: NodeId): BucketEntry | undefined {
     const b = this.bucket(this.bucketIndexOf(id));
     const i = b.indexOf(id);
-    return i >= 0 ? b.entries[i]?.contact : undefined;
+    return i >= 0 ? b.entries[i] : undefined;
   }
 
   /**
@@ -158,16 +161,12 @@ export class RoutingTable {
 
   /** When id last answered a request of ours (undefined: never since its last failure). */
   answeredAt(id: NodeId): number | undefined {
-    const bucket = this.bucket(this.bucketIndexOf(id));
-    const i = bucket.indexOf(id);
-    return i >= 0 ? bucket.entries[i]?.answeredAt : undefined;
+    return this.entry(id)?.answeredAt;
   }
 
   /** When id was last heard from (a request from it, or its answer to ours), if listed. */
   seenAt(id: NodeId): number | undefined {
-    const bucket = this.bucket(this.bucketIndexOf(id));
-    const i = bucket.indexOf(id);
-    return i >= 0 ? bucket.entries[i]?.lastSeen : undefined;
+    return this.entry(id)?.lastSeen;
   }
 
   private collect(target: NodeId, n: number, keep: (e: BucketEntry) => boolean): Contact[] {

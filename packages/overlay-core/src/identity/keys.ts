@@ -171,7 +171,8 @@ export function keyPairFromSeed(seed: Uint8Array): KeyPair {
   return { publicKey: rawPublicKey(privateKey), privateKey };
 }
 
-function base64url(bytes: Uint8Array): string {
+/** The bytes in base64url (RFC 4648 §5), as JWK (RFC 7517) carries keys. */
+export function base64url(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
 }
 

@@ -19,7 +19,7 @@ import {
 import type { Duplex } from 'node:stream';
 import { type Clock, idEquals, idToHex, type NodeId, systemClock } from '@peerbx/dht-kademlia';
 import { OverlayError, type OverlayErrorCode } from '../errors.js';
-import { type KeyPair, meetsPuzzle, nodeIdOf, sign, verify } from '../identity/keys.js';
+import { base64url, type KeyPair, meetsPuzzle, nodeIdOf, sign, verify } from '../identity/keys.js';
 import {
   EPHEMERAL_KEY_BYTES,
   encodeFrame,
@@ -186,7 +186,7 @@ export function deriveFrameCipher(p: {
         key: {
           kty: 'OKP',
           crv: 'X25519',
-          x: Buffer.from(p.peerEphemeralKey).toString('base64url'),
+          x: base64url(p.peerEphemeralKey),
         },
         format: 'jwk',
       }),

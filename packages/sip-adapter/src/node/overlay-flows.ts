@@ -137,11 +137,12 @@ export class OverlayFlows {
     // more slow dial, not one per call.
     let afterHeard = false;
     if (failed !== undefined) {
+      const remembered = now() < failed.until;
       afterHeard =
-        now() < failed.until &&
+        remembered &&
         failed.afterHeard !== true &&
         this.options.heardWithin?.(idFromHex(nodeHex), now() - failed.at) === true;
-      if (now() < failed.until && !afterHeard) {
+      if (remembered && !afterHeard) {
         return Promise.reject(
           new OverlayError(
             'ERR_UNREACHABLE',

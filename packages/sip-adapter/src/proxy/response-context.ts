@@ -285,8 +285,8 @@ export class ResponseContext {
   /** Set while branches may still be added after `seal` (see `holdOpen`). */
   private hold: { wake: () => void; woken: boolean; timer: TimerHandle | undefined } | undefined;
   private timerC: TimerHandle | undefined;
-  /** Timer C fired, or the ring timeout: the branches still open were CANCELed (timeUp). */
-  private timerCExpired = false;
+  /** Timer C or the ring timeout fired: the branches still open were CANCELed (timeUp). */
+  private outOfTime = false;
   private ringTimer: TimerHandle | undefined;
 
   /**
@@ -395,7 +395,7 @@ export class ResponseContext {
    * request was cancelled, a branch declined with a 6xx, or the context is closed.
    */
   get decided(): boolean {
-    return this.finalSent || this.canceled || this.declined || this.closed || this.timerCExpired;
+    return this.finalSent || this.canceled || this.declined || this.closed || this.outOfTime;
   }
 
   /**
@@ -730,7 +730,7 @@ export class ResponseContext {
 
   /** §16.6 step 11 / §16.7 step 2: Timer C, restarted by every provisional response. */
   private restartTimerC(): void {
-    if (this.timerCExpired) return; // the branches left are CANCELed and are not kept longer
+    if (this.outOfTime) return; // the branches left are CANCELed and are not kept longer
     const clock = this.options.clock;
     if (this.timerC) clock.clearTimeout(this.timerC);
     this.timerC = clock.setTimeout(() => {
@@ -746,8 +746,8 @@ export class ResponseContext {
    * giveUpAfterCancel). The ring timeout ends a call the same way, with 480 for 408.
    */
   private timeUp(answer: { status: number; reason?: string }): void {
-    if (this.timerCExpired || this.closed) return;
-    this.timerCExpired = true;
+    if (this.outOfTime || this.closed) return;
+    this.outOfTime = true;
     // No branch comes late now: the call ends with what its branches have.
     this.dropHold();
     for (const b of this.branches) {
