@@ -74,7 +74,14 @@ export interface KademliaOptions {
   transport: Transport;
   clock?: Clock;
   random?: Random;
+  /** Replication: each value is stored on the k nodes closest to its key. */
   k?: number;
+  /**
+   * Contacts per routing-table bucket; default k. More than k lets a node of a small overlay
+   * (an office's few dozen nodes) know every other one, so that its stores and fetches go to
+   * the k closest at once instead of after a lookup (storeOnClosest, knowsAllNear).
+   */
+  bucketSize?: number;
   alpha?: number;
   /** Disjoint lookup paths, S/Kademlia's d. */
   disjointPaths?: number;
@@ -355,7 +362,11 @@ export class KademliaNode {
     this.watchStalls = options.watchStalls ?? false;
     this.store =
       options.store instanceof ValueStore ? options.store : new ValueStore(options.store ?? {});
-    this.table = new RoutingTable(this.id, { k: this.k }, this.clock.now());
+    this.table = new RoutingTable(
+      this.id,
+      { k: Math.max(this.k, options.bucketSize ?? this.k) },
+      this.clock.now(),
+    );
     this.contact = { id: this.id, address: this.transport.address };
     this.rtt = new RttEstimator(
       this.opts.requestTimeoutMs,
@@ -903,10 +914,10 @@ export class KademliaNode {
       case 'PING':
         return this.reply(handlePing());
       case 'FIND_NODE':
-        return this.reply(handleFindNode(this.table, body.target, req.sender));
+        return this.reply(handleFindNode(this.table, body.target, req.sender, this.k));
       case 'FIND_VALUE':
         return this.reply(
-          handleFindValue(this.table, this.store, body.key, req.sender, now, body.offset),
+          handleFindValue(this.table, this.store, body.key, req.sender, this.k, now, body.offset),
         );
       case 'STORE': {
         // The values go in order (a layer above may let a value rely on one stored before it
@@ -915,7 +926,7 @@ export class KademliaNode {
         // that asks for contacts was sent without a lookup (storeOnClosest): it is taken only
         // where it belongs as far as this node's table knows, as its sender was not sure.
         const contacts = body.closest
-          ? { contacts: closestForRequester(this.table, body.key, req.sender) }
+          ? { contacts: closestForRequester(this.table, body.key, req.sender, this.k) }
           : {};
         const misplaced = body.closest === true && !this.isResponsibleFor(body.key, req.sender);
         const storeOne = (value: Uint8Array, ttlMs: number) =>

@@ -17,6 +17,7 @@ import {
   Simulator,
   Swarm,
 } from '../src/index.js';
+import { answerSize } from '../src/rpc/handlers/find-node.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -1393,6 +1394,44 @@ describe('storing without a lookup first (where the table knows every node near 
     assert.equal(publisher.stats.lookups - lookups, 1);
     assert.deepEqual(addresses(put.stored), truth);
     assert.equal(storesIn(s) - stores, 8, 'no node that answered gets the value twice');
+  });
+
+  it('stores with k STOREs where buckets larger than k (bucketSize) hold every node', async () => {
+    // 20 nodes, k = 3, a node that has heard every other answer. Buckets of 3 are full, so it
+    // looks a key up before storing; buckets of 20 hold all 19 others, so it stores on the 3
+    // closest at once. Its FIND_NODE
+    // answers stay as large as k makes them (answerSize), not a whole bucket.
+    const key = hashToId('bigger buckets');
+    const stored = async (bucketSize: number | undefined) => {
+      const s = await swarm(20, 68, { k: 3, ...(bucketSize ? { bucketSize } : {}) });
+      const publisher = s.alive.find((n) => !s.closestAlive(key, 4).includes(n))!;
+      // It has heard every other node answer (what a node of a small overlay does in time).
+      for (const n of s.alive) if (n !== publisher) await s.sim.settle(publisher.ping(n.contact));
+      const [lookups, stores] = [publisher.stats.lookups, storesIn(s)];
+      const put = await s.sim.settle(publisher.put(key, text('v'), HOUR));
+      assert.deepEqual(
+        addresses(put.stored),
+        addresses(s.closestAlive(key, 3).map((n) => n.contact)),
+      );
+      // A FIND_NODE from a node the publisher knows, as it arrives at the publisher.
+      const asker = s.closestAlive(key, 1)[0]!;
+      const handler = s.sim.endpoint(publisher.contact.address)!.handler!;
+      const request: Request = { sender: asker.id, body: { type: 'FIND_NODE', target: key } };
+      const answer = await s.sim.settle(Promise.resolve(handler(request, asker.contact.address)));
+      return {
+        known: publisher.table.size,
+        lookups: publisher.stats.lookups - lookups,
+        stores: storesIn(s) - stores,
+        answered: answer.body.type === 'NODES' ? answer.body.contacts.length : -1,
+      };
+    };
+    const big = await stored(20);
+    assert.equal(big.known, 19, 'knows every other node');
+    assert.deepEqual([big.lookups, big.stores], [0, 3]);
+    assert.equal(big.answered, answerSize(3), 'a FIND_NODE answer as large as k makes it');
+    const small = await stored(undefined);
+    assert.ok(small.known < 19);
+    assert.equal(small.lookups, 1, 'buckets of k: a lookup first');
   });
 
   it('looks up first where a bucket near the key is full, and for a republish', async () => {

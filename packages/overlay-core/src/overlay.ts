@@ -34,7 +34,12 @@ import {
   type OverlayConfig,
   validateOverlayConfig,
 } from './config/overlay-config.js';
-import { KIND_NODE_INFO, NODE_INFO_LIFETIME_MS, REPUBLISH_PERIODS } from './constants.js';
+import {
+  KIND_NODE_INFO,
+  MIN_BUCKET_SIZE,
+  NODE_INFO_LIFETIME_MS,
+  REPUBLISH_PERIODS,
+} from './constants.js';
 import { OverlayError } from './errors.js';
 import {
   type DataDirPaths,
@@ -301,6 +306,7 @@ export class OverlayNode {
         transport: udp,
         clock,
         k: config.dht.k,
+        bucketSize: MIN_BUCKET_SIZE,
         alpha: config.dht.alpha,
         disjointPaths: config.dht.disjointPaths,
         store,

@@ -7,16 +7,18 @@ import type { RoutingTable } from '../../routing-table/routing-table.js';
 import type { ResponseBody } from '../messages.js';
 
 /**
- * What a node answers: its closest contacts, never the asker. Small k gets a few extra (up
- * to what one datagram carries anyway, ~20), so that when many of the closest nodes died at
- * once, their live neighbours still come to light.
+ * What a node answers: its closest contacts, never the asker; k is the replication factor
+ * (the table's buckets may hold more). Small k gets a few extra (up to what one datagram
+ * carries anyway, ~20), so that when many of the closest nodes died at once, their live
+ * neighbours still come to light.
  */
 export function closestForRequester(
   table: RoutingTable,
   target: NodeId,
   requester: NodeId,
+  k: number,
 ): Contact[] {
-  return table.closest(target, answerSize(table.k), (c) => idEquals(c.id, requester));
+  return table.closest(target, answerSize(k), (c) => idEquals(c.id, requester));
 }
 
 export function answerSize(k: number): number {
@@ -27,6 +29,7 @@ export function handleFindNode(
   table: RoutingTable,
   target: NodeId,
   requester: NodeId,
+  k: number,
 ): ResponseBody {
-  return { type: 'NODES', contacts: closestForRequester(table, target, requester) };
+  return { type: 'NODES', contacts: closestForRequester(table, target, requester, k) };
 }

@@ -12,10 +12,11 @@ export function handleFindValue(
   store: ValueStore,
   key: NodeId,
   requester: NodeId,
+  k: number,
   now: number,
   offset = 0,
 ): ResponseBody {
-  const contacts = closestForRequester(table, key, requester);
+  const contacts = closestForRequester(table, key, requester, k);
   const all = store.get(key, now);
   if (all.length === 0) return { type: 'NODES', contacts };
   // Values past the offset; the transport truncates what does not fit one datagram.
