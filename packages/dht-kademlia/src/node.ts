@@ -364,7 +364,7 @@ export class KademliaNode {
       options.store instanceof ValueStore ? options.store : new ValueStore(options.store ?? {});
     this.table = new RoutingTable(
       this.id,
-      { k: Math.max(this.k, options.bucketSize ?? this.k) },
+      { bucketSize: Math.max(this.k, options.bucketSize ?? this.k) },
       this.clock.now(),
     );
     this.contact = { id: this.id, address: this.transport.address };

@@ -17,14 +17,14 @@ const contact = (id: Uint8Array, n = 0): Contact => ({ id, address: `a${n}` });
 describe('routing table', () => {
   it('ignores its own id', () => {
     const own = rnd.bytes(32);
-    const t = new RoutingTable(own, { k: 4 });
+    const t = new RoutingTable(own, { bucketSize: 4 });
     assert.equal(t.add(contact(own), 0).status, 'self');
     assert.equal(t.size, 0);
   });
 
   it('spreads the contacts to come back through over its buckets, proven and least recently seen first', () => {
     const own = rnd.bytes(32);
-    const t = new RoutingTable(own, { k: 4 });
+    const t = new RoutingTable(own, { bucketSize: 4 });
     // Bucket 0 (far half): p1, p2 answered requests of ours; n1 only ever sent requests,
     // and it sends them often (seen last). Bucket 1: q1 answered; f1 answered, then failed.
     const at = (d: number, n: number) => contact(randomIdAtPrefix(own, d, rnd), n);
@@ -47,7 +47,7 @@ describe('routing table', () => {
 
   it('splits only the bucket holding its own id and keeps cpl invariants', () => {
     const own = rnd.bytes(32);
-    const t = new RoutingTable(own, { k: 4 });
+    const t = new RoutingTable(own, { bucketSize: 4 });
     for (let i = 0; i < 400; i++) t.add(contact(rnd.bytes(32), i), i);
     assert.ok(t.bucketCount > 1);
     const last = t.bucketCount - 1;
@@ -63,7 +63,7 @@ describe('routing table', () => {
 
   it('reports a full far bucket with its least-recently-seen contact and caches the newcomer', () => {
     const own = rnd.bytes(32);
-    const t = new RoutingTable(own, { k: 2 });
+    const t = new RoutingTable(own, { bucketSize: 2 });
     // Force a split first so bucket 0 (the far half) can no longer split.
     for (let d = 1; d < 4; d++) t.add(contact(randomIdAtPrefix(own, d, rnd), d), d);
     const first = contact(randomIdAtPrefix(own, 0, rnd), 10);
@@ -88,7 +88,7 @@ describe('routing table', () => {
 
   it('keeps a pinged contact that answered, moving it to most-recently-seen', () => {
     const own = rnd.bytes(32);
-    const t = new RoutingTable(own, { k: 2 });
+    const t = new RoutingTable(own, { bucketSize: 2 });
     for (let d = 1; d < 4; d++) t.add(contact(randomIdAtPrefix(own, d, rnd), d), d);
     const a = contact(randomIdAtPrefix(own, 0, rnd), 1);
     const b = contact(randomIdAtPrefix(own, 0, rnd), 2);
@@ -100,7 +100,7 @@ describe('routing table', () => {
 
   it('drops a failing contact with no replacement only after repeated failures', () => {
     const own = rnd.bytes(32);
-    const t = new RoutingTable(own, { k: 20 });
+    const t = new RoutingTable(own, { bucketSize: 20 });
     const c = contact(rnd.bytes(32));
     t.add(c, 0);
     for (let i = 1; i < MAX_CONTACT_FAILURES; i++) assert.equal(t.recordFailure(c.id, i), false);
@@ -110,7 +110,7 @@ describe('routing table', () => {
 
   it('returns exactly the n closest contacts, closest first', () => {
     const own = rnd.bytes(32);
-    const t = new RoutingTable(own, { k: 8 });
+    const t = new RoutingTable(own, { bucketSize: 8 });
     const all: Contact[] = [];
     for (let i = 0; i < 2000; i++) {
       const c = contact(rnd.bytes(32), i);

@@ -21,13 +21,14 @@ export type AddResult =
     };
 
 export interface RoutingTableOptions {
-  k: number;
+  /** Contacts a bucket holds: the DHT's k, or more (KademliaOptions.bucketSize). */
+  bucketSize: number;
   replacementCacheSize?: number;
   maxFailures?: number;
 }
 
 export class RoutingTable {
-  readonly k: number;
+  readonly bucketSize: number;
   private readonly buckets: KBucket[];
   private readonly replacementCacheSize: number;
   private readonly maxFailures: number;
@@ -37,10 +38,10 @@ export class RoutingTable {
     options: RoutingTableOptions,
     now = 0,
   ) {
-    this.k = options.k;
+    this.bucketSize = options.bucketSize;
     this.replacementCacheSize = options.replacementCacheSize ?? REPLACEMENT_CACHE_SIZE;
     this.maxFailures = options.maxFailures ?? MAX_CONTACT_FAILURES;
-    this.buckets = [new KBucket(this.k, this.replacementCacheSize, now)];
+    this.buckets = [new KBucket(this.bucketSize, this.replacementCacheSize, now)];
   }
 
   get size(): number {
@@ -147,7 +148,7 @@ export class RoutingTable {
   }
 
   /** The n contacts closest to target, closest first. */
-  closest(target: NodeId, n = this.k, exclude?: (c: Contact) => boolean): Contact[] {
+  closest(target: NodeId, n = this.bucketSize, exclude?: (c: Contact) => boolean): Contact[] {
     return this.collect(target, n, exclude ? (e) => !exclude(e.contact) : () => true);
   }
 
@@ -155,7 +156,7 @@ export class RoutingTable {
    * closest(), of the contacts that answered a request of ours and have not failed one since:
    * a contact that only ever sent us messages, or stopped answering, is left out.
    */
-  closestAnswering(target: NodeId, n = this.k): Contact[] {
+  closestAnswering(target: NodeId, n = this.bucketSize): Contact[] {
     return this.collect(target, n, (e) => e.failures === 0 && e.answeredAt !== undefined);
   }
 
@@ -234,8 +235,8 @@ export class RoutingTable {
   private split(now: number): void {
     const depth = this.buckets.length - 1;
     const old = this.bucket(depth);
-    const near = new KBucket(this.k, this.replacementCacheSize, now);
-    const far = new KBucket(this.k, this.replacementCacheSize, old.lastLookup);
+    const near = new KBucket(this.bucketSize, this.replacementCacheSize, now);
+    const far = new KBucket(this.bucketSize, this.replacementCacheSize, old.lastLookup);
     for (const e of old.entries) {
       (commonPrefixLength(this.ownId, e.contact.id) === depth ? far : near).entries.push(e);
     }
