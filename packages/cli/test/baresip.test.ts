@@ -2,8 +2,8 @@
 // as docker-compose.yml does) register at `peerbx start` nodes on 127.0.0.1 and call each other
 // across the overlay; ringing, answer, media flowing directly between the phones, hang-up from
 // either side (through both nodes' Record-Routes), CANCEL, a refusal, an unknown callee, a phone
-// over TCP, two phones of one user (also one registered after the caller's node found the
-// user), and digest authentication.
+// over TCP, a blind transfer (REFER), two phones of one user (also one registered after the
+// caller's node found the user), and digest authentication.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -232,6 +232,28 @@ describe('baresip phones through PeerBX nodes', { skip }, () => {
     // carol hangs up: her BYE comes in over TCP and leaves node 1 over UDP to alice.
     assert.ok((await carol.command('hangup')).ok);
     await alice.waitFor('CALL_CLOSED', withPeer('carol'));
+  });
+
+  it('transfers a call: bob refers alice to dave, alice calls dave, bob leaves the call', async () => {
+    const dave = await addPhone('dave', 1, 'dave');
+    alice.clearEvents();
+    bob.clearEvents();
+    assert.ok((await alice.command('dial', 'sip:bob@peerbx.local')).ok);
+    await bob.waitFor('CALL_ESTABLISHED', withPeer('alice'));
+    await alice.waitFor('CALL_ESTABLISHED', withPeer('bob'));
+    // A blind transfer (RFC 3515): bob's REFER goes along the dialog's route to alice, whose
+    // phone calls the Refer-To target through its own node and reports back in NOTIFYs.
+    const transfer = await bob.command('transfer', 'sip:dave@peerbx.local');
+    assert.ok(transfer.ok, transfer.data);
+    await dave.waitFor('CALL_ESTABLISHED', withPeer('alice'));
+    await alice.waitFor('CALL_ESTABLISHED', withPeer('dave'));
+    await alice.waitFor('CALL_RTPESTAB', withPeer('dave'));
+    await dave.waitFor('CALL_RTPESTAB', withPeer('alice'));
+    // bob's phone hangs up once a NOTIFY tells it the new call was answered.
+    await bob.waitFor('CALL_CLOSED', withPeer('alice'));
+    await alice.waitFor('CALL_CLOSED', withPeer('bob'));
+    assert.ok((await alice.command('hangup')).ok);
+    await dave.waitFor('CALL_CLOSED', withPeer('alice'));
   });
 
   it("rings a user's phones at two nodes that share the user's key; the other is cancelled", async () => {
