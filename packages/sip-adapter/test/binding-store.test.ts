@@ -245,4 +245,47 @@ describe('registrar bindings', () => {
     );
     assert.equal(dup.status, 200);
   });
+
+  it('finds bindings by address: Contact host:port, Contact user@host, REGISTER source', () => {
+    const s = new BindingStore();
+    const users = (bs: Binding[]) => bs.map((b) => b.aor).sort();
+    const reg = (aor: string, uri: string, cseq: number, expires = 600, address = '192.0.2.9') =>
+      s.register(
+        {
+          aor,
+          callId: `c-${aor}`,
+          cseq,
+          contacts: [{ uri }],
+          expires,
+          flow: { transport: 'udp', address, port: 40000 },
+        },
+        T0,
+      );
+    // Two lines of one gateway (one Contact address), and a phone elsewhere.
+    reg('sip:a@x', 'sip:a@[2001:DB8::1]:5070', 1);
+    reg('sip:b@x', 'sip:b@[2001:db8::1]:5070;transport=tcp', 1);
+    reg('sip:c@x', 'sip:c@Phone.Example', 1, 60, '198.51.100.7');
+    assert.deepEqual(users(s.near(['2001:db8::1:5070'], T0)), ['sip:a@x', 'sip:b@x']);
+    assert.deepEqual(users(s.near(['phone.example:5060'], T0)), ['sip:c@x'], 'port 5060 unsaid');
+    assert.deepEqual(users(s.near(['c@phone.example'], T0)), ['sip:c@x']);
+    assert.deepEqual(users(s.near(['198.51.100.7:40000'], T0)), ['sip:c@x'], 'by flow');
+    // Each binding once, however many keys find it; none after it expired.
+    assert.deepEqual(
+      users(s.near(['phone.example:5060', 'c@phone.example', '192.0.2.9:40000'], T0)),
+      ['sip:a@x', 'sip:b@x', 'sip:c@x'],
+    );
+    assert.deepEqual(users(s.near(['phone.example:5060'], T0 + 61_000)), []);
+    // A new Contact moves the binding; removing it takes it out.
+    reg('sip:a@x', 'sip:a@[2001:db8::1]:5070', 2, 0);
+    reg('sip:a@x', 'sip:a@203.0.113.5', 3);
+    assert.deepEqual(users(s.near(['2001:db8::1:5070'], T0)), ['sip:b@x']);
+    assert.deepEqual(users(s.near(['203.0.113.5:5060'], T0)), ['sip:a@x']);
+    s.register({ aor: 'sip:b@x', callId: 'c-sip:b@x', cseq: 2, contacts: '*', expires: 0 }, T0);
+    assert.deepEqual(users(s.near(['2001:db8::1:5070'], T0)), []);
+    // Put back after a restart: found again.
+    const other = new BindingStore();
+    other.restore(s.lookup('sip:a@x', T0), T0);
+    assert.deepEqual(users(other.near(['203.0.113.5:5060'], T0)), ['sip:a@x']);
+    assert.deepEqual(users(s.near(['nobody.example:5060'], T0)), []);
+  });
 });

@@ -3,6 +3,7 @@
 
 import { createHmac, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { isSipUri, type SipUri, type Uri } from '../message/uri.js';
+import { hostPort } from '../registrar/binding-store.js';
 
 const NODE_HEX = /^[0-9a-f]{64}$/;
 
@@ -64,7 +65,7 @@ export function routeTokenParams(token?: string, flow?: string): string {
 
 /** `host:port` of a SIP URI as a destination (brackets and case dropped, port 5060 by default). */
 export function uriHostPort(uri: SipUri): string {
-  return `${uri.host.toLowerCase().replace(/^\[|\]$/g, '')}:${uri.port ?? 5060}`;
+  return hostPort(uri.host, uri.port);
 }
 
 /**

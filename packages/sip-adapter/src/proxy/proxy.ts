@@ -23,7 +23,7 @@ import {
   type Via,
 } from '../message/uri.js';
 import type { Location, Locator } from '../overlay-bridge/locator.js';
-import type { Binding, BindingStore } from '../registrar/binding-store.js';
+import { type Binding, type BindingStore, contactOf } from '../registrar/binding-store.js';
 import { LOCAL_HOST_ALIASES } from '../registrar/handler-constants.js';
 import { behindNat, isPrivateAddress, sameHost } from '../registrar/nat.js';
 import type { ServerTransaction, TransactionLayer } from '../transaction/index.js';
@@ -752,7 +752,7 @@ export class StatefulProxy {
   private contactHop(b: Binding): NextHop | undefined {
     const flow = b.flow;
     if (flow?.nat || flow?.transport === 'ws') return undefined;
-    const uri = parseContactUri(b.uri);
+    const uri = contactOf(b);
     // A contact naming this node itself is forwarded anyway: loop detection answers it (482).
     return uri ? this.addressHop(uri, true) : undefined;
   }
@@ -873,7 +873,6 @@ export class StatefulProxy {
    * at a port nothing here names finds the binding of the same user at that host.
    */
   private localDevice(uri: SipUri): Binding | undefined {
-    const now = this.c.clock.now();
     const want = uriHostPort(uri);
     const exact: Binding[] = [];
     const loose: Binding[] = [];
@@ -882,19 +881,41 @@ export class StatefulProxy {
     const sameUser: Binding[] = [];
     const tcpUser = isTcp(uri) ? uri.user : undefined;
     const host = uri.host.toLowerCase();
-    for (const aor of this.c.bindings.aors()) {
-      for (const b of this.c.bindings.lookup(aor, now)) {
-        const u = parseContactUri(b.uri);
-        if (u && uriHostPort(u) === want) (u.user === uri.user ? exact : loose).push(b);
-        else if (b.flow && `${b.flow.address.toLowerCase()}:${b.flow.port}` === want) loose.push(b);
-        else if (tcpUser !== undefined && u?.user === tcpUser && u.host.toLowerCase() === host)
-          sameUser.push(b);
-      }
+    const keys = tcpUser === undefined ? [want] : [want, `${tcpUser}@${host}`];
+    for (const b of this.c.bindings.near(keys, this.c.clock.now())) {
+      const u = contactOf(b);
+      if (u && uriHostPort(u) === want) (u.user === uri.user ? exact : loose).push(b);
+      else if (b.flow && `${b.flow.address.toLowerCase()}:${b.flow.port}` === want) loose.push(b);
+      else if (tcpUser !== undefined && u?.user === tcpUser && u.host.toLowerCase() === host)
+        sameUser.push(b);
     }
     const fits = exact.length > 0 ? exact : loose.length > 0 ? loose : sameUser;
     const first = fits[0];
     if (!first || fits.length === 1) return first;
-    const place = (b: Binding) => JSON.stringify(this.hopForBinding(b));
+    // Bindings alike in all hopForBinding reads (flow; Contact host, port, transport) lead to
+    // the same place: its hop is worked out once. Many users registered from one address (a
+    // gateway's lines) make one kind, not one each.
+    const hops = new Map<string, string>();
+    const place = (b: Binding) => {
+      const f = b.flow;
+      const u = contactOf(b);
+      const kind = [
+        f?.connectionId,
+        f?.nat,
+        f?.transport,
+        f?.address,
+        f?.port,
+        u?.host,
+        u?.port,
+        u?.params.transport,
+      ].join(' ');
+      let hop = hops.get(kind);
+      if (hop === undefined) {
+        hop = JSON.stringify(this.hopForBinding(b));
+        hops.set(kind, hop);
+      }
+      return hop;
+    };
     const there = place(first);
     return fits.every((b) => b === first || place(b) === there) ? first : undefined;
   }

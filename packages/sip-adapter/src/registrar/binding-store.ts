@@ -2,6 +2,7 @@
 // expiry, q-value, and the Call-ID/CSeq that last touched it. Pure logic on plain inputs; the
 // REGISTER handler turns SIP messages into these inputs and outcomes into responses.
 
+import { isSipUri, parseUri, type SipUri } from '../message/uri.js';
 import {
   DEFAULT_EXPIRES_S,
   MAX_BINDINGS_PER_AOR,
@@ -73,8 +74,45 @@ export interface BindingStoreOptions {
   onChange?: (aor: string, bindings: Binding[]) => void;
 }
 
+/** A binding's Contact parsed, once per binding (bindings are never changed, only replaced). */
+const parsedContacts = new WeakMap<Binding, SipUri | null>();
+
+/** The binding's Contact URI, parsed; undefined when it is not a sip: or sips: URI. */
+export function contactOf(b: Binding): SipUri | undefined {
+  let uri = parsedContacts.get(b);
+  if (uri === undefined) {
+    try {
+      const parsed = parseUri(b.uri);
+      uri = isSipUri(parsed) ? parsed : null;
+    } catch {
+      uri = null;
+    }
+    parsedContacts.set(b, uri);
+  }
+  return uri ?? undefined;
+}
+
+/** "host:port" as bindings are found by (near): host in lower case and unbracketed, port 5060 by default. */
+export function hostPort(host: string, port: number | undefined): string {
+  return `${host.toLowerCase().replace(/^\[|\]$/g, '')}:${port ?? 5060}`;
+}
+
+/** The keys near() finds a binding by: its Contact's host:port and user@host, its flow's address:port. */
+function placesOf(b: Binding): string[] {
+  const keys: string[] = [];
+  const uri = contactOf(b);
+  if (uri) {
+    keys.push(hostPort(uri.host, uri.port));
+    if (uri.user) keys.push(`${uri.user}@${uri.host.toLowerCase()}`);
+  }
+  if (b.flow) keys.push(`${b.flow.address.toLowerCase()}:${b.flow.port}`);
+  return keys;
+}
+
 export class BindingStore {
   private readonly byAor = new Map<string, Binding[]>();
+  /** Every binding under each of its placesOf keys: the proxy finds devices by address. */
+  private readonly byPlace = new Map<string, Set<Binding>>();
   readonly minExpires: number;
   private readonly maxExpires: number;
   private readonly defaultExpires: number;
@@ -206,6 +244,19 @@ export class BindingStore {
     return [...this.byAor.keys()];
   }
 
+  /**
+   * The live bindings (any AOR) with a Contact at one of `keys` ("host:port", or "user@host"
+   * with the host in lower case), or whose REGISTER came from there ("address:port"); each
+   * once. Found through an index: a node with many phones does not go through all of them.
+   */
+  near(keys: readonly string[], now: number): Binding[] {
+    const found = new Set<Binding>();
+    for (const key of keys) {
+      for (const b of this.byPlace.get(key) ?? []) if (b.expiresAt > now) found.add(b);
+    }
+    return [...found];
+  }
+
   /** Drops expired bindings; returns how many went. */
   expire(now: number): number {
     let n = 0;
@@ -222,15 +273,31 @@ export class BindingStore {
     for (const b of bindings) {
       if (b.expiresAt <= now) continue;
       const list = this.byAor.get(b.aor) ?? [];
-      if (!list.some((x) => sameContact(x.uri, b.uri))) list.push({ ...b });
+      if (!list.some((x) => sameContact(x.uri, b.uri))) {
+        const copy = { ...b };
+        list.push(copy);
+        this.index(copy, true);
+      }
       this.byAor.set(b.aor, list);
     }
   }
 
   private set(aor: string, bindings: Binding[], notify = true): void {
+    for (const b of this.byAor.get(aor) ?? []) this.index(b, false);
+    for (const b of bindings) this.index(b, true);
     if (bindings.length === 0) this.byAor.delete(aor);
     else this.byAor.set(aor, bindings);
     if (notify) this.options.onChange?.(aor, sortByQ(bindings));
+  }
+
+  private index(b: Binding, add: boolean): void {
+    for (const key of placesOf(b)) {
+      const at = this.byPlace.get(key);
+      if (add) {
+        if (at) at.add(b);
+        else this.byPlace.set(key, new Set([b]));
+      } else if (at?.delete(b) && at.size === 0) this.byPlace.delete(key);
+    }
   }
 }
 
