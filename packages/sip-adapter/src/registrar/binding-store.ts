@@ -92,12 +92,12 @@ export function contactOf(b: Binding): SipUri | undefined {
   return uri ?? undefined;
 }
 
-/** "host:port" as bindings are found by (near): host in lower case and unbracketed, port 5060 by default. */
+/** "host:port" as near() finds bindings by: host in lower case, unbracketed; port 5060 unsaid. */
 export function hostPort(host: string, port: number | undefined): string {
   return `${host.toLowerCase().replace(/^\[|\]$/g, '')}:${port ?? 5060}`;
 }
 
-/** The keys near() finds a binding by: its Contact's host:port and user@host, its flow's address:port. */
+/** The keys near() finds a binding by: its Contact's host:port and user@host, its flow's source. */
 function placesOf(b: Binding): string[] {
   const keys: string[] = [];
   const uri = contactOf(b);
