@@ -23,7 +23,13 @@ import {
   type Via,
 } from '../message/uri.js';
 import type { Location, Locator } from '../overlay-bridge/locator.js';
-import { type Binding, type BindingStore, contactOf } from '../registrar/binding-store.js';
+import {
+  type Binding,
+  type BindingStore,
+  contactAt,
+  contactOf,
+  flowAt,
+} from '../registrar/binding-store.js';
 import { LOCAL_HOST_ALIASES } from '../registrar/handler-constants.js';
 import { behindNat, isPrivateAddress, sameHost } from '../registrar/nat.js';
 import type { ServerTransaction, TransactionLayer } from '../transaction/index.js';
@@ -884,8 +890,8 @@ export class StatefulProxy {
     const keys = tcpUser === undefined ? [want] : [want, `${tcpUser}@${host}`];
     for (const b of this.c.bindings.near(keys, this.c.clock.now())) {
       const u = contactOf(b);
-      if (u && uriHostPort(u) === want) (u.user === uri.user ? exact : loose).push(b);
-      else if (b.flow && `${b.flow.address.toLowerCase()}:${b.flow.port}` === want) loose.push(b);
+      if (u && contactAt(b) === want) (u.user === uri.user ? exact : loose).push(b);
+      else if (b.flow && flowAt(b.flow) === want) loose.push(b);
       else if (tcpUser !== undefined && u?.user === tcpUser && u.host.toLowerCase() === host)
         sameUser.push(b);
     }

@@ -74,22 +74,35 @@ export interface BindingStoreOptions {
   onChange?: (aor: string, bindings: Binding[]) => void;
 }
 
-/** A binding's Contact parsed, once per binding (bindings are never changed, only replaced). */
-const parsedContacts = new WeakMap<Binding, SipUri | null>();
+/**
+ * A binding's Contact parsed, with its host:port, once per binding (bindings are never
+ * changed, only replaced); null when it is not a sip: or sips: URI.
+ */
+const parsedContacts = new WeakMap<Binding, { uri: SipUri; at: string } | null>();
+
+function parsedContact(b: Binding): { uri: SipUri; at: string } | null {
+  let parsed = parsedContacts.get(b);
+  if (parsed === undefined) {
+    parsed = null;
+    try {
+      const uri = parseUri(b.uri);
+      if (isSipUri(uri)) parsed = { uri, at: hostPort(uri.host, uri.port) };
+    } catch {
+      // Not a URI: found by its flow only.
+    }
+    parsedContacts.set(b, parsed);
+  }
+  return parsed;
+}
 
 /** The binding's Contact URI, parsed; undefined when it is not a sip: or sips: URI. */
 export function contactOf(b: Binding): SipUri | undefined {
-  let uri = parsedContacts.get(b);
-  if (uri === undefined) {
-    try {
-      const parsed = parseUri(b.uri);
-      uri = isSipUri(parsed) ? parsed : null;
-    } catch {
-      uri = null;
-    }
-    parsedContacts.set(b, uri);
-  }
-  return uri ?? undefined;
+  return parsedContact(b)?.uri;
+}
+
+/** The host:port (hostPort) of the binding's Contact; undefined when it is not a SIP URI. */
+export function contactAt(b: Binding): string | undefined {
+  return parsedContact(b)?.at;
 }
 
 /** "host:port" as near() finds bindings by: host in lower case, unbracketed; port 5060 unsaid. */
@@ -97,15 +110,20 @@ export function hostPort(host: string, port: number | undefined): string {
   return `${host.toLowerCase().replace(/^\[|\]$/g, '')}:${port ?? 5060}`;
 }
 
+/** "address:port" as near() finds a binding by the source of its REGISTER. */
+export function flowAt(flow: Flow): string {
+  return `${flow.address.toLowerCase()}:${flow.port}`;
+}
+
 /** The keys near() finds a binding by: its Contact's host:port and user@host, its flow's source. */
 function placesOf(b: Binding): string[] {
   const keys: string[] = [];
-  const uri = contactOf(b);
-  if (uri) {
-    keys.push(hostPort(uri.host, uri.port));
-    if (uri.user) keys.push(`${uri.user}@${uri.host.toLowerCase()}`);
+  const contact = parsedContact(b);
+  if (contact) {
+    keys.push(contact.at);
+    if (contact.uri.user) keys.push(`${contact.uri.user}@${contact.uri.host.toLowerCase()}`);
   }
-  if (b.flow) keys.push(`${b.flow.address.toLowerCase()}:${b.flow.port}`);
+  if (b.flow) keys.push(flowAt(b.flow));
   return keys;
 }
 
