@@ -508,11 +508,17 @@ export class OverlayNode {
     const out: PublishResult[] = [];
     for (const [i, it] of items.entries()) {
       const put = puts[i];
-      if (!put || put.stored.length === 0) {
+      // Refused as invalid by more of its holders than took it: a name another key claimed, say,
+      // taken only by nodes that had not heard of the claim (a table not yet settled sent the
+      // record there first). The holders' verdict stands, not the copies that slipped through.
+      const invalid = put?.rejected.filter((r) => r.reason === 'invalid').length ?? 0;
+      if (!put || put.stored.length === 0 || invalid > put.stored.length) {
         for (const later of items.slice(i)) this.dht.unpublish(key, later.bytes);
         // Refused by nodes that are not among the closest (their tables know closer ones):
         // the record found no place, which is not a verdict on the record itself.
-        const reason = put?.rejected.find((r) => r.reason !== 'not-responsible');
+        const reason =
+          put?.rejected.find((r) => r.reason === 'invalid') ??
+          put?.rejected.find((r) => r.reason !== 'not-responsible');
         if (reason) {
           throw new OverlayError(
             'ERR_FORBIDDEN',

@@ -254,6 +254,39 @@ describe('overlay node over real sockets', () => {
     }
   });
 
+  it('refuses a record more holders refused as invalid than took, and does not republish it', async () => {
+    const [a, b] = nodes as [OverlayNode, OverlayNode];
+    const QUINN = 'quinn@peerbx.local';
+    await publishDevice(a, QUINN, new TextEncoder().encode('sip:quinn@127.0.0.1:5070'));
+    // What b's store of its own claim for the name comes to when b's table missed one of the
+    // name's holders and the node it took instead had not heard of the claim either (seen in
+    // overlay-processes): one copy taken, three holders refusing it. The STOREs are real; the
+    // verdicts are put in their place here, as that race cannot be made to happen at will.
+    const owned = `name ${QUINN} is owned by another key`;
+    const published = b.stats().published;
+    const real = b.dht.putMany.bind(b.dht);
+    b.dht.putMany = async (key, items) =>
+      (await real(key, items)).map((put) => ({
+        ...put,
+        stored: [nodes[3]!.dht.contact],
+        rejected: [a, nodes[1]!, nodes[2]!].map((n) => ({
+          contact: n.dht.contact,
+          reason: 'invalid' as const,
+          detail: owned,
+        })),
+      }));
+    try {
+      await assert.rejects(
+        publishDevice(b, QUINN, new TextEncoder().encode('sip:quinn@192.0.2.7:5060')),
+        (e: unknown) =>
+          e instanceof OverlayError && e.code === 'ERR_FORBIDDEN' && e.message === owned,
+      );
+    } finally {
+      b.dht.putMany = real;
+    }
+    assert.equal(b.stats().published, published, 'neither claim nor device republished');
+  });
+
   it('drops a forged record every holder returns and still finds the real one', async () => {
     const key = resourceId(ALICE);
     const holders = nodes.filter((n) => n.store.get(key, Date.now()).length > 0);
