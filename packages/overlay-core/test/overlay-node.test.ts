@@ -254,37 +254,43 @@ describe('overlay node over real sockets', () => {
     }
   });
 
-  it('refuses a record more holders refused as invalid than took, and does not republish it', async () => {
-    const [a, b] = nodes as [OverlayNode, OverlayNode];
-    const QUINN = 'quinn@peerbx.local';
-    await publishDevice(a, QUINN, new TextEncoder().encode('sip:quinn@127.0.0.1:5070'));
-    // What b's store of its own claim for the name comes to when b's table missed one of the
-    // name's holders and the node it took instead had not heard of the claim either (seen in
-    // overlay-processes): one copy taken, three holders refusing it. The STOREs are real; the
-    // verdicts are put in their place here, as that race cannot be made to happen at will.
-    const owned = `name ${QUINN} is owned by another key`;
-    const published = b.stats().published;
-    const real = b.dht.putMany.bind(b.dht);
-    b.dht.putMany = async (key, items) =>
-      (await real(key, items)).map((put) => ({
-        ...put,
-        stored: [nodes[3]!.dht.contact],
-        rejected: [a, nodes[1]!, nodes[2]!].map((n) => ({
-          contact: n.dht.contact,
-          reason: 'invalid' as const,
-          detail: owned,
-        })),
-      }));
-    try {
-      await assert.rejects(
-        publishDevice(b, QUINN, new TextEncoder().encode('sip:quinn@192.0.2.7:5060')),
-        (e: unknown) =>
-          e instanceof OverlayError && e.code === 'ERR_FORBIDDEN' && e.message === owned,
-      );
-    } finally {
-      b.dht.putMany = real;
-    }
-    assert.equal(b.stats().published, published, 'neither claim nor device republished');
+  it("tells a node whose table misses one of a name's holders that another key owns the name", async () => {
+    // A name whose k = 3 closest nodes include a, the publisher; the fourth node is "other".
+    let name = '';
+    let order: OverlayNode[] = [];
+    let i = 0;
+    do {
+      name = `quinn${i++}@peerbx.local`;
+      const key = resourceId(name);
+      order = [...nodes].sort((x, y) => compareDistance(key, x.nodeId, y.nodeId));
+    } while (order[3] === nodes[0]);
+    const [a] = nodes as [OverlayNode];
+    const other = order[3]!;
+    await publishDevice(a, name, new TextEncoder().encode('sip:quinn@127.0.0.1:5070'));
+    const key = resourceId(name);
+    const holders = nodes.filter((n) => n.store.get(key, Date.now()).length > 0);
+    assert.deepEqual(new Set(holders), new Set(order.slice(0, 3)));
+    // other, with a key of its own for the name, has lost one of the holders from its table (a
+    // table not yet settled): it stores at once on the two it knows and on itself, where the
+    // name is unclaimed; the two refuse and name the third, which the lookup that follows
+    // finds and which refuses as well. One copy taken, three holders refusing: refused.
+    const missed = holders.find((n) => n !== a)!;
+    for (const h of holders) if (h !== missed) assert.ok(await other.dht.ping(h.dht.contact));
+    assert.ok(other.dht.table.remove(missed.nodeId));
+    const published = other.stats().published;
+    await assert.rejects(
+      publishDevice(other, name, new TextEncoder().encode('sip:quinn@192.0.2.7:5060')),
+      (e: unknown) =>
+        e instanceof OverlayError &&
+        e.code === 'ERR_FORBIDDEN' &&
+        e.message === `name ${name} is owned by another key`,
+    );
+    assert.equal(other.stats().published, published, 'neither claim nor device republished');
+    const got = await other.fetch(name, KIND_SIP_REGISTRATION);
+    assert.deepEqual(
+      got.map((r) => Buffer.from(r.value).toString()),
+      ['sip:quinn@127.0.0.1:5070'],
+    );
   });
 
   it('drops a forged record every holder returns and still finds the real one', async () => {
