@@ -159,11 +159,11 @@ export class RecordSigner {
   }
 }
 
+/**
+ * The file's stat, undefined when there is none. Called at each signing of a user record; a
+ * missing file, the usual case (derived keys), is answered without an exception thrown and
+ * caught (a stack trace captured each time).
+ */
 function statIfThere(path: string): Stats | undefined {
-  try {
-    return statSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  return statSync(path, { throwIfNoEntry: false });
 }
