@@ -157,7 +157,7 @@ function publishedKey(key: NodeId, value: Uint8Array): string {
 const NOT_CHECKED = 'not checked: an earlier value of this STORE was forged';
 
 export interface PutResult {
-  /** Contacts (self included) that accepted the value. */
+  /** Contacts among the k closest (self included) that accepted the value. */
   stored: Contact[];
   rejected: { contact: Contact; reason: StoreRejection; detail?: string }[];
   lookup: LookupResult;
@@ -878,6 +878,16 @@ export class KademliaNode {
     this.published.delete(publishedKey(key, value));
   }
 
+  /**
+   * Takes back a value this node put that the layer above found refused: no longer
+   * republished, and gone from this node's own store when it stored it there (elsewhere it
+   * expires where it was taken).
+   */
+  withdraw(key: NodeId, value: Uint8Array): void {
+    this.unpublish(key, value);
+    this.store.deleteValue(key, value);
+  }
+
   publishedValues(): PublishedValue[] {
     return [...this.published.values()].map(({ key, value, expiresAt }) => ({
       key,
@@ -1411,17 +1421,17 @@ export class KademliaNode {
     const answered = first.flatMap((r) => [...r.stored, ...r.rejected.map((x) => x.contact)]);
     const skip = new Set(answered.map((c) => idToHex(c.id)));
     const found = await this.findNode(key, { askPresumedDead });
-    const targets = new Set([self, ...found.closest.map((c) => idToHex(c.id))]);
+    const targets = new Set(found.closest.map((c) => idToHex(c.id)));
+    if (this.amongClosest(key, found.closest)) targets.add(self);
     const second = await this.storeOnTargets(key, found, values(), { skip });
-    // A refusal counts where the node is one of the lookup's closest; a copy stored counts
-    // wherever it is.
+    // A copy stored and a refusal count alike: where the node is one of the lookup's closest
+    // (this one included when it is). A copy the first wave left beyond them (this node's
+    // own, say, when its table missed a holder) is no holder's verdict.
+    const counts = (c: Contact) => targets.has(idToHex(c.id));
     return second.map((r, i) => ({
       ...r,
-      stored: [...(first[i]?.stored ?? []), ...r.stored],
-      rejected: [
-        ...(first[i]?.rejected ?? []).filter((x) => targets.has(idToHex(x.contact.id))),
-        ...r.rejected,
-      ],
+      stored: [...(first[i]?.stored ?? []).filter(counts), ...r.stored],
+      rejected: [...(first[i]?.rejected ?? []).filter((x) => counts(x.contact)), ...r.rejected],
     }));
   }
 
@@ -1439,6 +1449,12 @@ export class KademliaNode {
       if (bucket.isFull || bucket.replacements.length > 0) return false;
     }
     return true;
+  }
+
+  /** Whether this node (a full node) is one of the k closest to key, beside `closest`. */
+  private amongClosest(key: NodeId, closest: readonly Contact[]): boolean {
+    if (this.opts.client) return false;
+    return closest.length < this.k || closest.some((c) => compareDistance(key, this.id, c.id) < 0);
   }
 
   /**
@@ -1459,8 +1475,7 @@ export class KademliaNode {
     const { skip, heard } = options;
     const results: PutResult[] = values.map(() => ({ stored: [], rejected: [], lookup: found }));
     const targets = [...found.closest];
-    const selfIndex = targets.findIndex((c) => compareDistance(key, this.id, c.id) < 0);
-    const selfIsClose = !this.opts.client && (selfIndex >= 0 || targets.length < this.k);
+    const selfIsClose = this.amongClosest(key, targets);
     if (selfIsClose && !skip?.has(idToHex(this.id))) {
       values.forEach((v, i) => {
         const now = this.clock.now();

@@ -497,6 +497,8 @@ export class OverlayNode {
         ttlMs,
       };
     });
+    // Slots this node has published before: a refresh or a change of its own, not a first claim.
+    const ours = items.map((it) => this.published.has(it.id));
     for (const it of items) {
       const previous = this.published.get(it.id);
       if (previous) this.dht.unpublish(previous.key, previous.bytes);
@@ -508,12 +510,17 @@ export class OverlayNode {
     const out: PublishResult[] = [];
     for (const [i, it] of items.entries()) {
       const put = puts[i];
-      // Refused as invalid by more of its holders than took it: a name another key claimed, say,
-      // taken only by nodes that had not heard of the claim (a table not yet settled sent the
-      // record there first). The holders' verdict stands, not the copies that slipped through.
+      // A first record for its slot refused as invalid by more of its holders than took it: a
+      // name another key claimed, say, taken only by holders that had not heard of the claim
+      // (one that came to hold it since another died). The holders' verdict stands, not the
+      // copies that slipped through. A record of a slot this node published before is kept
+      // wherever a holder takes it: a lying holder and another it fed a claim of its own
+      // outvote the owner's fetches, but must not make the owner stop defending its name.
       const invalid = put?.rejected.filter((r) => r.reason === 'invalid').length ?? 0;
-      if (!put || put.stored.length === 0 || invalid > put.stored.length) {
-        for (const later of items.slice(i)) this.dht.unpublish(key, later.bytes);
+      const outvoted = !ours[i] && invalid > (put?.stored.length ?? 0);
+      if (!put || put.stored.length === 0 || outvoted) {
+        // Neither republished nor left in this node's own store, which may have taken it.
+        for (const later of items.slice(i)) this.dht.withdraw(key, later.bytes);
         // Refused by nodes that are not among the closest (their tables know closer ones):
         // the record found no place, which is not a verdict on the record itself.
         const reason =

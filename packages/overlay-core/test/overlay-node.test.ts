@@ -85,6 +85,25 @@ function forgedClaim(resource: string, now: number): Uint8Array[] {
 }
 
 /**
+ * What `node` holds under `resource` that `owner` did not sign: name claims of other keys, and
+ * devices registered under them.
+ */
+function foreignHeld(node: OverlayNode, resource: string, owner: OverlayNode): string[] {
+  const key = resourceId(resource);
+  const now = Date.now();
+  const ownerClaim = owner.store
+    .get(key, now)
+    .map((v) => decodeRecord(v.value))
+    .find((r) => r.kind === KIND_NAME_CLAIM);
+  assert.ok(ownerClaim, "the owner's node holds its claim");
+  return node.store
+    .get(key, now)
+    .map((v) => decodeRecord(v.value))
+    .filter((r) => Buffer.compare(r.user?.publicKey ?? new Uint8Array(), ownerClaim.value) !== 0)
+    .map((r) => (r.kind === KIND_NAME_CLAIM ? 'claim' : Buffer.from(r.value).toString()));
+}
+
+/**
  * A STORE of `values` under key, sent to `to` by a node of its own (valid puzzle and
  * signature) whose ID is farther from key than every node in `nodes`: the verdicts, first
  * value's first.
@@ -286,11 +305,44 @@ describe('overlay node over real sockets', () => {
         e.message === `name ${name} is owned by another key`,
     );
     assert.equal(other.stats().published, published, 'neither claim nor device republished');
+    assert.deepEqual(foreignHeld(other, name, a), [], "nor kept in other's own store");
     const got = await other.fetch(name, KIND_SIP_REGISTRATION);
     assert.deepEqual(
       got.map((r) => Buffer.from(r.value).toString()),
       ['sip:quinn@127.0.0.1:5070'],
     );
+  });
+
+  it("keeps storing and republishing an own name when holders were fed another key's claim", async () => {
+    // A lying holder can store a claim of its own for a name at a node next in line, which
+    // holds it once another holder dies: two holders then refuse the owner's refresh as
+    // invalid and one takes it. The owner keeps what it had published stored where it is
+    // taken, and republished (fetches are outvoted meanwhile; its name is not given up).
+    let name = '';
+    let order: OverlayNode[] = [];
+    let i = 0;
+    do {
+      name = `rhea${i++}@peerbx.local`;
+      const key = resourceId(name);
+      order = [...nodes].sort((x, y) => compareDistance(key, x.nodeId, y.nodeId));
+    } while (!order.slice(0, 3).includes(nodes[0]!));
+    const [a] = nodes as [OverlayNode];
+    const key = resourceId(name);
+    await publishDevice(a, name, new TextEncoder().encode('sip:rhea@127.0.0.1:5070'));
+    const published = a.stats().published;
+    const now = Date.now();
+    const fed = order.slice(0, 3).filter((n) => n !== a);
+    for (const h of fed) {
+      h.store.delete(key);
+      for (const bytes of forgedClaim(name, now)) h.store.put(key, bytes, now + HOUR, now);
+    }
+    const refreshed = await publishDevice(
+      a,
+      name,
+      new TextEncoder().encode('sip:rhea@127.0.0.1:5071'),
+    );
+    assert.equal(refreshed.replicas, 1, "stored by a's own store, refused by the two fed");
+    assert.equal(a.stats().published, published, 'claim and device still republished');
   });
 
   it('drops a forged record every holder returns and still finds the real one', async () => {
@@ -483,6 +535,57 @@ describe('overlay node over real sockets', () => {
     assert.ok(nodes.every((n) => n.dht.stats.requestsIn.LEAVE === 1));
     const got = await nodes[1]!.fetch('alice@peerbx.local', KIND_SIP_REGISTRATION);
     assert.equal(got.length, 1);
+  });
+});
+
+describe("a takeover tried after one of a name's holders died", () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-takeover-'));
+  const nodes: OverlayNode[] = [];
+
+  before(async () => {
+    await startNodes(root, ['a', 'b', 'c', 'd', 'e', 'f'], nodes, config());
+    for (const x of nodes) for (const y of nodes) if (x !== y) await x.dht.ping(y.dht.contact);
+  });
+  after(() => closeAll(root, nodes));
+
+  it('is refused though the thief took a copy itself, where the others count a tie', async () => {
+    // A name whose k = 3 holders are a (the owner's node), dead and live; next come the
+    // fourth and fifth nodes. dead crashes and the others drop it: the fourth node is a holder
+    // now, though it holds nothing yet. The fifth, with a key of its own for the name, has
+    // not heard of live: it stores at once on itself, on a (which refuses) and on the fourth
+    // (which takes it: unclaimed there); its lookup then finds live, which refuses. Among the
+    // holders two refused and one took: refused. Its own copy, beyond the holders, is no vote.
+    let name = '';
+    let order: OverlayNode[] = [];
+    let i = 0;
+    do {
+      name = `rita${i++}@peerbx.local`;
+      const key = resourceId(name);
+      order = [...nodes].sort((x, y) => compareDistance(key, x.nodeId, y.nodeId));
+    } while (!order.slice(0, 3).includes(nodes[0]!));
+    const [a] = nodes as [OverlayNode];
+    const [dead, live] = order.slice(0, 3).filter((n) => n !== a) as [OverlayNode, OverlayNode];
+    const thief = order[4]!;
+    await publishDevice(a, name, new TextEncoder().encode('sip:rita@127.0.0.1:5070'));
+    await dead.close();
+    nodes.splice(nodes.indexOf(dead), 1);
+    for (const n of nodes) n.dht.table.remove(dead.nodeId);
+    assert.ok(thief.dht.table.remove(live.nodeId));
+    const published = thief.stats().published;
+    await assert.rejects(
+      publishDevice(thief, name, new TextEncoder().encode('sip:rita@192.0.2.7:5060')),
+      (e: unknown) =>
+        e instanceof OverlayError &&
+        e.code === 'ERR_FORBIDDEN' &&
+        e.message === `name ${name} is owned by another key`,
+    );
+    assert.equal(thief.stats().published, published, 'neither claim nor device republished');
+    assert.deepEqual(foreignHeld(thief, name, a), [], "nor kept in the thief's own store");
+    const got = await thief.fetch(name, KIND_SIP_REGISTRATION);
+    assert.deepEqual(
+      got.map((r) => Buffer.from(r.value).toString()),
+      ['sip:rita@127.0.0.1:5070'],
+    );
   });
 });
 

@@ -132,6 +132,21 @@ export class ValueStore {
     for (const slot of slots.keys()) this.onChange?.({ type: 'delete', key, slot });
   }
 
+  /** Drops the value under key whose bytes are exactly `value`; false when none is. */
+  deleteValue(key: NodeId, value: Uint8Array): boolean {
+    const hex = idToHex(key);
+    const slots = this.data.get(hex);
+    if (!slots) return false;
+    for (const [slot, v] of slots) {
+      if (Buffer.compare(v.value, value) !== 0) continue;
+      slots.delete(slot);
+      if (slots.size === 0) this.data.delete(hex);
+      this.onChange?.({ type: 'delete', key, slot });
+      return true;
+    }
+    return false;
+  }
+
   *keys(): IterableIterator<NodeId> {
     for (const hex of this.data.keys()) yield idFromHex(hex);
   }
