@@ -514,9 +514,39 @@ function usageProblem(argv: readonly string[], said: string): string | undefined
     return `unknown command "${command}" (commands: ${COMMANDS.join(', ')})`;
   const wanted = COMMAND_ARGUMENTS[command];
   if (wanted && /^not enough non-option arguments/.test(said)) return `${command} needs ${wanted}`;
-  const startOnly = /^unknown arguments?: (overlay|bootstrap|sip|ws|log-level|auth)\b/.exec(said);
-  if (command === 'init' && startOnly) {
-    return `init takes no --${startOnly[1]}: that is a setting of peerbx start (or of the config file)`;
+  const unknown = /^unknown arguments?: (.*)$/.exec(said);
+  if (!unknown?.[1]) return undefined;
+  // yargs lists --foo-bar twice, as foo-bar and as fooBar.
+  const listed = unknown[1].split(', ');
+  const camel = (n: string) => n.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  const names = listed.filter((n) => !listed.some((m) => m !== n && camel(m) === n));
+  const startOnly = names.find((n) => START_ONLY_FLAGS.includes(n) && given(argv, n) !== undefined);
+  if (command !== 'start' && startOnly) {
+    return `${command} takes no --${startOnly}: that is a setting of peerbx start (or of the config file)`;
+  }
+  // yargs names a flag without its dashes: "unknown argument: sip" for --sip.
+  const flags = names.map((n) => given(argv, n)).filter((f) => f !== undefined);
+  const others = names.filter((n) => given(argv, n) === undefined).map((n) => `"${n}"`);
+  return [
+    flags.length > 0 ? `unknown flag${flags.length > 1 ? 's' : ''} ${flags.join(', ')}` : '',
+    others.length > 0
+      ? `unexpected argument${others.length > 1 ? 's' : ''} ${others.join(', ')}`
+      : '',
+  ]
+    .filter(Boolean)
+    .join('; ');
+}
+
+/** Flags of peerbx start that other commands do not take. */
+const START_ONLY_FLAGS = ['overlay', 'bootstrap', 'sip', 'ws', 'log-level', 'auth'];
+
+/** The flag `name` as the command line gives it (--name, --name=value, -n, --no-name), if it does. */
+function given(argv: readonly string[], name: string): string | undefined {
+  const forms = name.length === 1 ? [`-${name}`, `--${name}`] : [`--${name}`];
+  for (const a of argv) {
+    if (a === `--no-${name}`) return a;
+    const form = forms.find((f) => a === f || a.startsWith(`${f}=`));
+    if (form) return form;
   }
   return undefined;
 }

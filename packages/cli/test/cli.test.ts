@@ -336,7 +336,15 @@ describe('errors and settings', () => {
       await usage(['trace', '--json']),
       /trace needs a node-ID \(64 hex digits\) or an AOR/,
     );
-    assert.match(await usage(['lookup', 'alice', '--bogus']), /unknown argument: bogus/);
+    assert.match(await usage(['lookup', 'alice', '--bogus']), /: unknown flag --bogus; see/);
+    assert.match(
+      await usage(['status', 'extra', '--bogus=1', '-q', '--data-dir', dir]),
+      /: unknown flags --bogus, -q; unexpected argument "extra"; see/,
+    );
+    assert.match(
+      await usage(['status', '--sip', '127.0.0.1:1', '--data-dir', dir]),
+      /: status takes no --sip: that is a setting of peerbx start/,
+    );
     assert.match(
       await usage(['start', '--data-dir', dir, '--ws', 'offf']),
       /bad --ws: "offf" is not HOST:PORT .*, or off$/,
@@ -364,7 +372,7 @@ describe('errors and settings', () => {
   test('an unknown flag is one line and exit 2', async () => {
     const r = await peerbx(['start', '--no-such-flag']);
     assert.equal(r.code, 2);
-    assert.match(oneErrorLine(r.stderr), /Unknown argument/i);
+    assert.match(oneErrorLine(r.stderr), /: unknown flag --no-such-flag; see peerbx --help$/);
   });
 
   test('a bad address flag is a usage error that names the flag', async (t) => {

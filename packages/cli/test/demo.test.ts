@@ -51,7 +51,7 @@ test('peerbx demo --nodes takes a number from 2 to 8', async () => {
     [['--nodes', 'abc'], /--nodes must be an integer from 2 to 8, not "abc"/],
     [['--nodes', '9'], /--nodes must be an integer from 2 to 8, not "9"/],
     [['--nodes', ''], /--nodes must be an integer from 2 to 8, not ""/],
-    [['--bogus'], /peerbx: error: unknown argument: bogus/],
+    [['--bogus'], /peerbx: error: unknown flag --bogus; see peerbx --help/],
   ] as const) {
     const r = await peerbx(['demo', ...args]);
     assert.equal(r.code, 2, r.stderr);
