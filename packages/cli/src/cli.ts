@@ -7,8 +7,11 @@ import { join, resolve } from 'node:path';
 import {
   dataDirPaths,
   exportUserKey,
+  isUserName,
   readSavedConfig,
   SOFTWARE_VERSION,
+  USER_NAME_RULE,
+  userKeyOf,
 } from '@peerbx/overlay-core';
 import type yargsFactory from 'yargs';
 import type { Argv } from 'yargs';
@@ -216,6 +219,26 @@ async function initCommand(a: NodeFlags & { json?: boolean }): Promise<void> {
     );
 }
 
+/**
+ * Which key owns a user's name in the overlay, asked of the node running with `dataDir`:
+ * `key` (hex) once the name is claimed; `checked` false, with why, when no node answered.
+ */
+async function nameOwner(
+  dataDir: string,
+  user: string,
+): Promise<{ checked: true; key?: string } | { checked: false; key?: undefined; why: string }> {
+  try {
+    const view = (await controlRequest(dataDir, { op: 'lookup', arg: user })) as LookupView;
+    return view.owner === undefined ? { checked: true } : { checked: true, key: view.owner };
+  } catch (err) {
+    const { code, message } = describeError(err);
+    return {
+      checked: false,
+      why: code === 'ERR_NOT_RUNNING' ? 'no node is running with this data directory' : message,
+    };
+  }
+}
+
 async function controlCommand(
   op: ControlOp,
   a: NodeFlags & { json?: boolean; arg?: string },
@@ -316,7 +339,7 @@ function buildParser(argv: string[]) {
             describe: 'write it here instead of <data-dir>/users/<user>.key',
           })
           .option('json', { type: 'boolean', describe: 'JSON output' }),
-      (a) => {
+      async (a) => {
         const dataDir = loadDataDir({
           dataDir: a['data-dir'],
           ...(a.config ? { config: a.config } : {}),
@@ -329,14 +352,33 @@ function buildParser(argv: string[]) {
             `this node's overlay is enrolled: a user's key goes with a certificate; run peerbx ca issue ${a.user} --data-dir DIR for each node of the user`,
           );
         }
+        if (!isUserName(a.user))
+          throw new CliError('ERR_USAGE', `user name "${a.user}" must be ${USER_NAME_RULE}`);
+        // Checked before anything is written: a key that does not own the name, copied to the
+        // node that registered the user first, would take its place there.
+        const owner = await nameOwner(dataDir, a.user);
+        const ours = Buffer.from(userKeyOf(paths, a.user).publicKey).toString('hex');
+        if (owner.key !== undefined && owner.key !== ours) {
+          throw new CliError(
+            'ERR_CONFIG',
+            `${a.user}'s name is owned by another key (${owner.key.slice(0, 16)}...) than this node's (${ours.slice(0, 16)}...): run peerbx user-key ${a.user} on the node where ${a.user} first registered (peerbx lookup ${a.user} lists the nodes it is registered on)`,
+          );
+        }
         const to = a.out === undefined ? undefined : resolve(expandHome(a.out));
         const r = exportUserKey(paths, a.user, to);
         const publicKey = Buffer.from(r.publicKey).toString('hex');
         if (a.json) {
-          out(JSON.stringify({ user: a.user, file: r.file, publicKey }));
+          out(
+            JSON.stringify({ user: a.user, file: r.file, publicKey, ownerChecked: owner.checked }),
+          );
           return;
         }
         out(`key of ${a.user}: ${r.file} (mode 0600; public key ${publicKey})`);
+        if (!owner.checked) {
+          out(
+            `not checked against the overlay (${owner.why}): copy it only from the node where ${a.user} first registered`,
+          );
+        }
         out(`copy it, keeping its mode, to <data dir>/users/${a.user}.key on the other nodes`);
       },
     )

@@ -774,7 +774,7 @@ describe('errors and settings', () => {
 test("user-key writes the key that owns a user's name, which another node then registers with", async (t) => {
   const [a, b] = [tempDir(t), tempDir(t)];
   const bad = await peerbx(['user-key', 'no/such', '--data-dir', a]);
-  assert.equal(bad.code, 1);
+  assert.equal(bad.code, 2, 'a usage error');
   assert.match(oneErrorLine(bad.stderr), /user name "no\/such" must be 1-64 letters/);
   assert.match(
     oneErrorLine((await peerbx(['user-key', 'ulla', '--data-dir', a])).stderr),
@@ -791,12 +791,28 @@ test("user-key writes the key that owns a user's name, which another node then r
     await udpRegister(nodeB.ready.sip, 'ulla', '127.0.0.1:10'),
     /^SIP\/2.0 403 .*user-key ulla/,
   );
+  // Asked of node B, whose key for her is not the one that owns her name: refused, and
+  // nothing written (copied to node A, it would take the place of the key that owns it).
+  const wrong = await peerbx(['user-key', 'ulla', '--data-dir', b]);
+  assert.equal(wrong.code, 1, wrong.stdout);
+  assert.match(
+    oneErrorLine(wrong.stderr),
+    /ulla's name is owned by another key \([0-9a-f]{16}\.\.\.\) than this node's \([0-9a-f]{16}\.\.\.\): run peerbx user-key ulla on the node where ulla first registered/,
+  );
+  assert.deepEqual(readdirSync(join(b, 'users')), []);
   const file = join(b, 'users', 'ulla.key');
   const r = await peerbx(['user-key', 'ulla', '--data-dir', a, '--out', file, '--json']);
   assert.equal(r.code, 0, r.stderr);
-  const view = JSON.parse(r.stdout) as { user: string; file: string; publicKey: string };
-  assert.deepEqual([view.user, view.file], ['ulla', file]);
+  const view = JSON.parse(r.stdout) as {
+    user: string;
+    file: string;
+    publicKey: string;
+    ownerChecked: boolean;
+  };
+  assert.deepEqual([view.user, view.file, view.ownerChecked], ['ulla', file, true]);
   assert.match(view.publicKey, /^[0-9a-f]{64}$/);
+  const lookup = await peerbx(['lookup', 'ulla', '--data-dir', b]);
+  assert.match(lookup.stdout, new RegExp(`\nname owned by key ${view.publicKey}\n$`));
   assert.equal(statSync(file).mode & 0o777, 0o600);
   assert.equal(await udpRegister(nodeB.ready.sip, 'ulla', '127.0.0.1:10'), 'SIP/2.0 200 OK');
   // Only a file takes a key: not a device (written by renaming over it), not a directory.
@@ -812,6 +828,27 @@ test("user-key writes the key that owns a user's name, which another node then r
     /cannot write .*no\/ulla\.key: its directory does not exist/,
   );
   assert.equal(statSync('/dev/null').isCharacterDevice(), true);
+  // A key file that does not own her name, put in at node A where she first registered,
+  // takes the place of the key A derives: refused, naming the file, which can go.
+  const stray = join(a, 'users', 'ulla.key');
+  assert.equal((await peerbx(['user-key', 'zed', '--data-dir', b, '--out', stray])).code, 0);
+  assert.match(
+    await udpRegister(nodeA.ready.sip, 'ulla', '127.0.0.1:11'),
+    /^SIP\/2.0 403 .* owned by another key \(signed with users\/ulla\.key\): that key does not own it: .*or delete it if that is this node$/,
+  );
+  const status = JSON.parse((await peerbx(['status', '--data-dir', a, '--json'])).stdout);
+  assert.equal(status.refused.sip.registrationsRefused, 1, 'counted in peerbx status');
+  rmSync(stray);
+  assert.equal(await udpRegister(nodeA.ready.sip, 'ulla', '127.0.0.1:12'), 'SIP/2.0 200 OK');
+  // With no node running there, the owner is not checked, and it says so.
+  const c = tempDir(t);
+  assert.equal((await peerbx(['init', '--data-dir', c])).code, 0);
+  const unchecked = await peerbx(['user-key', 'ulla', '--data-dir', c]);
+  assert.equal(unchecked.code, 0, unchecked.stderr);
+  assert.match(
+    unchecked.stdout,
+    /not checked against the overlay \(no node is running with this data directory\): copy it only from the node where ulla first registered/,
+  );
 });
 
 test('user-key refuses in an enrolled overlay, where a key needs its certificate', async (t) => {

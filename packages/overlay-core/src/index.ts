@@ -45,6 +45,7 @@ export {
   readSavedConfig,
   USER_NAME_RULE,
   userCertificatePath,
+  userKeyOf,
   userKeyPath,
   writeSavedConfig,
 } from './identity/data-dir.js';

@@ -2,6 +2,7 @@
 // Kademlia over signed UDP datagrams, stores only records that prove their writer, keeps them
 // in LevelDB, and opens authenticated stream links to other nodes. What the SIP adapter calls.
 
+import { basename, dirname } from 'node:path';
 import {
   type Clock,
   type Contact,
@@ -454,12 +455,24 @@ export class OverlayNode {
    * ERR_UNREACHABLE when none stored it otherwise (silent, or not among the closest).
    */
   async publish(params: PublishParams): Promise<PublishResult> {
-    const { claim, record } = await this.signer.sign(params);
-    if (!claim) return this.storeRecord(record);
-    const [, stored] = await this.storeRecords([claim, record], () =>
-      this.signer.claimStored(claim),
-    );
-    return stored as PublishResult;
+    const { claim, record, keyFile } = await this.signer.sign(params);
+    try {
+      if (!claim) return await this.storeRecord(record);
+      const [, stored] = await this.storeRecords([claim, record], () =>
+        this.signer.claimStored(claim),
+      );
+      return stored as PublishResult;
+    } catch (err) {
+      // A key file copied in that is not the one owning the name (from the wrong node, say)
+      // takes the place of the key this node derives: the refusal names it, so it can go.
+      if (keyFile && err instanceof OverlayError && err.code === 'ERR_FORBIDDEN') {
+        const file = `${basename(dirname(keyFile))}/${basename(keyFile)}`;
+        throw new OverlayError('ERR_FORBIDDEN', `${err.message} (signed with ${file})`, {
+          cause: err,
+        });
+      }
+      throw err;
+    }
   }
 
   /** Stores an already signed record (one of ours, or a client's) and republishes it. */

@@ -265,6 +265,7 @@ describe('REGISTER handler', () => {
       "name alice@peerbx.local is owned by another key: run peerbx user-key alice on the node where alice first registered and copy the file into this node's users/ directory",
     );
     assert.equal(store.lookup('sip:alice@peerbx.local', now).length, 0);
+    assert.equal(handler.refusedByOverlay, 1);
   });
 
   it('answers 420 with Unsupported to a REGISTER that requires an extension', async () => {
@@ -436,6 +437,38 @@ describe('REGISTER handler sweep', () => {
         uris: ['sip:alice@127.0.0.1:5070'],
       },
     ]);
+  });
+
+  it('counts a renewal the overlay refused, not one it could not make', async () => {
+    let failure = new OverlayError(
+      'ERR_FORBIDDEN',
+      'name cleo@peerbx.local is owned by another key',
+    );
+    let t = now;
+    let renewals = 0;
+    const handler = new RegisterHandler({
+      store: new BindingStore(),
+      domain: 'peerbx.local',
+      localAddresses: () => [],
+      clock: { ...clock, now: () => t },
+      publisher: {
+        sync: async () => undefined,
+        lapsing: () => ['sip:cleo@peerbx.local'],
+        renew: async () => {
+          renewals++;
+          throw failure;
+        },
+      },
+    });
+    handler.sweep();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(handler.refusedByOverlay, 1, 'refused: the phone learns at its next REGISTER');
+    failure = new OverlayError('ERR_UNREACHABLE', 'no peer stored the record');
+    t = now + 60_000; // past the wait after a failed renewal
+    handler.sweep();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(renewals, 2);
+    assert.equal(handler.refusedByOverlay, 1, 'not reached: tried again, not refused');
   });
 
   it('holds up no REGISTER while a renewal waits for the overlay, and runs one at a time', async () => {

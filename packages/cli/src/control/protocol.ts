@@ -116,6 +116,11 @@ export interface StatusView {
       strayResponsesDropped: number;
       /** REGISTERs answered 503 because too many overlay writes were waiting. */
       registrarBusy: number;
+      /**
+       * Registrations the overlay refused: REGISTERs answered 403 and renewals not made (a name
+       * another key owns, say); absent from older nodes.
+       */
+      registrationsRefused?: number;
       /** Requests answered 503 because too many location lookups were waiting. */
       locatorBusy: number;
       /** New requests answered 503 because messages waited too long to be read (overload). */
@@ -143,6 +148,8 @@ export interface PeerView {
 export interface LookupView {
   aor: string;
   resource: string;
+  /** The public key (hex) whose name claim owns the name, in an open overlay once claimed. */
+  owner?: string;
   locations: { nodeId: string; devices: number; expiresInS: number; address?: string }[];
   local: { uri: string; expiresInS: number }[];
 }

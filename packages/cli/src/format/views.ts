@@ -112,6 +112,10 @@ function refused(r: StatusView['refused']): string {
   add(r.sip.versionRejected, 'SIP version not 2.0 (505)');
   add(r.sip.strayResponsesDropped, 'stray SIP responses dropped');
   add(r.sip.registrarBusy, 'REGISTERs refused while overlay writes queued (503)');
+  add(
+    r.sip.registrationsRefused ?? 0,
+    'registrations the overlay refused (403, or a renewal not made: see the log)',
+  );
   add(r.sip.locatorBusy, 'calls refused while location lookups queued (503)');
   add(r.sip.overloaded, 'new requests refused while the node was overloaded (503)');
   add(r.sip.transactionsFull, 'new requests refused while too many transactions were kept (503)');
@@ -140,8 +144,10 @@ export function formatPeers(peers: PeerView[], isolated = false): string {
 }
 
 export function formatLookup(v: LookupView): string {
+  // The key peerbx user-key prints: the one to copy to another node of the user.
+  const owner = v.owner ? `\nname owned by key ${v.owner}` : '';
   if (v.locations.length === 0)
-    return `${v.aor} is not registered (no live SIP-REGISTRATION in the overlay)`;
+    return `${v.aor} is not registered (no live SIP-REGISTRATION in the overlay)${owner}`;
   const out = [
     `${v.aor} is registered on ${v.locations.length} node${v.locations.length > 1 ? 's' : ''}:`,
     table(
@@ -163,7 +169,7 @@ export function formatLookup(v: LookupView): string {
       ),
     );
   }
-  return out.join('\n');
+  return out.join('\n') + owner;
 }
 
 export function formatPing(p: PingView): string {

@@ -10,6 +10,7 @@ import {
   dataDirDamage,
   dataDirPaths,
   isUserName,
+  KIND_NAME_CLAIM,
   KIND_SIP_REGISTRATION,
   type ListenAddress,
   type Logger,
@@ -372,6 +373,7 @@ async function controlOp(
             versionRejected: sip.stats.versionRejected,
             strayResponsesDropped: sip.proxy.stats.strayResponsesDropped,
             registrarBusy: sip.publisher.busyRefusals,
+            registrationsRefused: sip.registrar.refusedByOverlay,
             locatorBusy: sip.proxy.stats.lookupsBusy,
             overloaded: sip.overload.stats.refused,
             transactionsFull: sip.transactions.stats.refusedFull,
@@ -406,10 +408,18 @@ async function controlOp(
     case 'lookup': {
       const aor = requireArg(req, 'an AOR such as alice or alice@peerbx.local');
       const resource = aorResource(aor, sip.domain);
-      const records = await overlay.fetch(resource, KIND_SIP_REGISTRATION);
-      const view: LookupView = { aor: `sip:${resource}`, resource, locations: [], local: [] };
+      // Every kind: the name claim (open overlays) says which key owns the name.
+      const records = await overlay.fetch(resource);
+      const claim = records.find((r) => r.kind === KIND_NAME_CLAIM);
+      const view: LookupView = {
+        aor: `sip:${resource}`,
+        resource,
+        ...(claim ? { owner: Buffer.from(claim.value).toString('hex') } : {}),
+        locations: [],
+        local: [],
+      };
       for (const r of records) {
-        if (!r.dictionaryKey || r.value.length === 0) continue;
+        if (r.kind !== KIND_SIP_REGISTRATION || !r.dictionaryKey || r.value.length === 0) continue;
         try {
           const v = decodeRegistrationValue(r.value);
           if (v.expiresAt <= now || v.devices === 0) continue;

@@ -115,10 +115,26 @@ export function loadUserKey(p: DataDirPaths, user: string): KeyPair {
 }
 
 /**
- * Writes the key that owns a user's name at this node to `out` (default users/<user>.key,
- * mode 0600), to be copied into another node's users/ directory so that the user's phones can
- * register there too: the user's key file when there is one, else the key this node derives
- * from its node key (derivedUserKeys). Returns where it went and the public key.
+ * The key that owns a user's name at this node: the user's key file when there is one (copied
+ * in from the node where the name was first claimed), else the key this node derives from its
+ * node key (derivedUserKeys).
+ */
+export function userKeyOf(p: DataDirPaths, user: string): KeyPair {
+  const path = userKeyPath(p, user);
+  if (existsSync(path)) return readKeyFile(path);
+  if (!existsSync(p.nodeKey)) {
+    throw new OverlayError(
+      'ERR_CONFIG',
+      `no node key in ${p.root}: give the data directory of the node where ${user} registers (--data-dir)`,
+    );
+  }
+  return derivedUserKeys(readKeyFile(p.nodeKey), user);
+}
+
+/**
+ * Writes userKeyOf(user) to `out` (default users/<user>.key, mode 0600), to be copied into
+ * another node's users/ directory so that the user's phones can register there too. Returns
+ * where it went and the public key.
  */
 export function exportUserKey(
   p: DataDirPaths,
@@ -127,19 +143,8 @@ export function exportUserKey(
 ): { file: string; publicKey: Uint8Array } {
   const path = userKeyPath(p, user);
   const file = out ?? path;
-  if (existsSync(path)) {
-    const keys = readKeyFile(path);
-    if (file !== path) writeExported(file, keys);
-    return { file, publicKey: keys.publicKey };
-  }
-  if (!existsSync(p.nodeKey)) {
-    throw new OverlayError(
-      'ERR_CONFIG',
-      `no node key in ${p.root}: give the data directory of the node where ${user} registers (--data-dir)`,
-    );
-  }
-  const keys = derivedUserKeys(readKeyFile(p.nodeKey), user);
-  writeExported(file, keys);
+  const keys = userKeyOf(p, user);
+  if (file !== path || !existsSync(path)) writeExported(file, keys);
   return { file, publicKey: keys.publicKey };
 }
 

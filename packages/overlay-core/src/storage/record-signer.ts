@@ -29,6 +29,8 @@ export interface SignedRecords {
   /** The user's name claim, when one must be stored (first, or refreshed) before `record`. */
   claim?: StoredRecord;
   record: StoredRecord;
+  /** The user's key file that signed them, when the key came from one (not derived). */
+  keyFile?: string;
 }
 
 /** Local users' keys kept in memory (a node serves its users, not the world's). */
@@ -81,7 +83,7 @@ export class RecordSigner {
       }
       certificate = new Uint8Array(readFileSync(certPath));
     }
-    const userKeys = this.userKeys(user);
+    const { keys: userKeys, file: keyFile } = this.userKeys(user);
     let claim: StoredRecord | undefined;
     if (
       this.config.enrollment !== 'enrolled' &&
@@ -106,7 +108,7 @@ export class RecordSigner {
       this.nodeKeys,
       userKeys,
     );
-    return claim ? { claim, record } : { record };
+    return { ...(claim ? { claim } : {}), record, ...(keyFile ? { keyFile } : {}) };
   }
 
   /**
@@ -115,7 +117,7 @@ export class RecordSigner {
    * from memory while the file is unchanged; else derived from the node key
    * (derivedUserKeys), which needs no file and cannot be lost in a crash.
    */
-  private userKeys(user: string): KeyPair {
+  private userKeys(user: string): { keys: KeyPair; file?: string } {
     const path = userKeyPath(this.paths, user);
     const file = statIfThere(path);
     if (!file) {
@@ -124,7 +126,7 @@ export class RecordSigner {
         keys = derivedUserKeys(this.nodeKeys, user);
         setBounded(this.derivedKeys, user, keys, USER_KEYS_CACHED);
       }
-      return keys;
+      return { keys };
     }
     const cached = this.userKeyCache.get(path);
     if (
@@ -133,12 +135,12 @@ export class RecordSigner {
       cached.file.mtimeMs === file.mtimeMs &&
       cached.file.size === file.size
     ) {
-      return cached.keys;
+      return { keys: cached.keys, file: path };
     }
     const keys = readKeyFile(path);
     const seen = { ino: file.ino, mtimeMs: file.mtimeMs, size: file.size };
     setBounded(this.userKeyCache, path, { keys, file: seen }, USER_KEYS_CACHED);
-    return keys;
+    return { keys, file: path };
   }
 
   /** The claim was stored: no new one is due until half its lifetime has passed. */

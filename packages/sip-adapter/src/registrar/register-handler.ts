@@ -141,6 +141,11 @@ export class RegisterHandler {
   readonly answered = new Map<number, number>();
   /** REGISTERs of a phone logged in as one user for another user's AOR (answered 403). */
   registeredAsOther = 0;
+  /**
+   * Registrations the overlay refused (a name another key owns, say): REGISTERs answered 403,
+   * and renewals of records about to lapse, whose phones learn of it at their next REGISTER.
+   */
+  refusedByOverlay = 0;
   /** The TCP/WS flows kept open for registrations, and the AORs with a binding on each. */
   private readonly keptFlows = new Map<string, Set<string>>();
   /** AORs whose device removal the overlay could not be told yet (see handle), by AOR. */
@@ -385,11 +390,16 @@ export class RegisterHandler {
       });
     }
     if (isRefusal(err)) {
+      this.refusedByOverlay++;
       const user = resource.slice(0, resource.lastIndexOf('@'));
       // What fixes it, for the phone's display and the node's log alike.
-      const hint = /owned by another key/.test(message)
-        ? `run peerbx user-key ${user} on the node where ${user} first registered and copy the file into this node's users/ directory`
-        : undefined;
+      // A key file of the user's in users/ (the refusal names it) was copied from the wrong
+      // node, or this node is where the user first registered and needs none.
+      const hint = !/owned by another key/.test(message)
+        ? undefined
+        : /\(signed with users\/.+\)$/.test(message)
+          ? `that key does not own it: copy in the key of the node where ${user} first registered (peerbx user-key ${user} there), or delete it if that is this node`
+          : `run peerbx user-key ${user} on the node where ${user} first registered and copy the file into this node's users/ directory`;
       this.log.info(
         { resource, reason: message, ...(hint ? { hint } : {}) },
         'registration refused by the overlay',
@@ -550,6 +560,7 @@ export class RegisterHandler {
           () => this.renewing.delete(aor),
           (err: unknown) => {
             this.renewing.set(aor, clock.now() + REMOVAL_RETRY_MS);
+            if (isRefusal(err)) this.refusedByOverlay++;
             this.log.warn({ aor, err: (err as Error).message }, 'registration not renewed');
           },
         );
