@@ -1056,6 +1056,20 @@ describe('a node listening on every interface (0.0.0.0)', () => {
     await caller.response(486, 'INVITE');
   });
 
+  it('takes off every Route naming it, on one line or several, at once', async () => {
+    const caller = await bed.phone();
+    const callee = await bed.phone();
+    const at = { host: '127.0.0.1', port };
+    assert.equal(await rawRegister(at, 'zola', `sip:zola@${callee.contact}`), 'SIP/2.0 200 OK');
+    const me = `<sip:127.0.0.1:${port};lr>`;
+    const route = [`Route: ${me}, ${me},${me}`, `Route: <sip:[::1]:${port};lr>`, `Route: ${me}`];
+    caller.send(request('MESSAGE', 'sip:zola@peerbx.local', caller, route).text, port);
+    const msg = await callee.request('MESSAGE');
+    assert.equal(msg.routes.length, 0, 'the 5 Routes naming the node were taken off');
+    callee.answer(msg, 200, port);
+    await caller.response(200, 'MESSAGE');
+  });
+
   it('gives a TCP phone the address its connection reached the node at', async (t) => {
     // yara reached the node at 127.0.0.2, not at the loopback address that faces it.
     const { socket, next } = await keptConnection(t, port, '127.0.0.2');
