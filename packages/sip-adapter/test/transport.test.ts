@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { createSocket, type Socket as UdpClient } from 'node:dgram';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
@@ -12,8 +12,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { type ClientOptions, WebSocket } from 'ws';
+import type { ConnectionHost } from '../src/transport/connection.js';
 import type { SipTransportError } from '../src/transport/errors.js';
 import { SipSocketTransports, type SipTransportOptions } from '../src/transport/layer.js';
+import { TcpConnection } from '../src/transport/tcp.js';
 import type { SipFlowClosed, SipInboundMessage } from '../src/transport/transport.js';
 import { bindUdp } from '../src/transport/udp.js';
 import { originAllowed } from '../src/transport/ws.js';
@@ -743,5 +745,46 @@ describe('SIP UDP socket', () => {
     } finally {
       await receiver.close();
     }
+  });
+});
+
+describe('TCP keepalive pongs', () => {
+  it('answers no ping while bytes wait to be written to the peer', () => {
+    // A socket whose peer stopped reading: what the kernel would not take waits in ours.
+    const socket = Object.assign(new EventEmitter(), {
+      writable: true,
+      writableLength: 0,
+      written: [] as string[],
+      remoteAddress: '127.0.0.1',
+      remotePort: 5070,
+      setNoDelay: () => undefined,
+      write(data: Uint8Array) {
+        this.written.push(Buffer.from(data).toString());
+        return true;
+      },
+      end: () => undefined,
+      destroy: () => undefined,
+    });
+    const pongs: boolean[] = [];
+    const host: ConnectionHost = {
+      now: () => 0,
+      received: () => undefined,
+      sent: () => undefined,
+      deliver: () => undefined,
+      keepalive: (_c, pong) => pongs.push(pong),
+      malformed: () => undefined,
+      unframeable: () => undefined,
+      closed: () => undefined,
+    };
+    new TcpConnection(host, 'c1', socket as unknown as Socket, 'inbound');
+    socket.emit('data', Buffer.from('\r\n\r\n\r\n\r\n'));
+    assert.deepEqual(socket.written, ['\r\n', '\r\n']);
+    // Each pong queued would be a write request of its own: 40 MiB of pings took 560 MB.
+    socket.writableLength = 2;
+    socket.emit('data', Buffer.from('\r\n\r\n'.repeat(1000)));
+    assert.equal(socket.written.length, 2, 'none while the peer does not read');
+    socket.writableLength = 0;
+    socket.emit('data', Buffer.from('\r\n\r\n'));
+    assert.equal(socket.written.length, 3, 'answered again once it reads');
   });
 });
