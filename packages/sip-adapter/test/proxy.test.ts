@@ -134,6 +134,10 @@ describe('stateful proxy', () => {
     p.send(request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text, a.port);
     await p.response(200, 'OPTIONS');
     assert.equal(a.sip.stats.badRequestsAnswered, 1);
+    // From a phone whose outbound proxy is the node: a Route naming it (QA: was 404).
+    const route = [`Route: <sip:127.0.0.1:${a.port};lr>`];
+    p.send(request('OPTIONS', 'sip:peerbx.local', p, route).text, a.port);
+    assert.match((await p.response(200, 'OPTIONS')).header('Allow') ?? '', /INVITE/);
   });
 
   it('takes an in-dialog request to a user of the overlay to that user, not to a device by host', async () => {

@@ -719,10 +719,17 @@ export class SipNode implements TransactionUser {
 
   /** OPTIONS to the node itself: no user part (or no Route) and one of our hosts. */
   private isForMe(request: SipRequest): boolean {
-    if (request.headers.has('route')) return false;
     const uri = request.requestUri;
     if (!isSipUri(uri) || uri.user !== undefined) return false;
-    return isLocalDomain(uri.host, uri.port, this.domain, this.ownAddresses());
+    if (!isLocalDomain(uri.host, uri.port, this.domain, this.ownAddresses())) return false;
+    if (!request.headers.has('route')) return true;
+    // A phone whose outbound proxy is this node puts a Route naming it (a preloaded Route,
+    // RFC 3261 §8.1.2); Routes that all name this node lead here.
+    try {
+      return request.routes.every((r) => this.proxy.namesThisNode(r.uri));
+    } catch {
+      return false;
+    }
   }
 
   /**

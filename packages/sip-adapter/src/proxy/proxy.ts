@@ -712,6 +712,11 @@ export class StatefulProxy {
     }
   }
 
+  /** True for a URI naming this node (its node-ID, or one of its addresses with no user). */
+  namesThisNode(uri: SipRequest['requestUri']): boolean {
+    return this.isOurUri(uri);
+  }
+
   private isOurUri(uri: SipRequest['requestUri']): boolean {
     if (!isSipUri(uri)) return false;
     const node = nodeOfUri(uri);
