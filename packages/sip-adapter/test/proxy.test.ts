@@ -140,6 +140,23 @@ describe('stateful proxy', () => {
     assert.match((await p.response(200, 'OPTIONS')).header('Allow') ?? '', /INVITE/);
   });
 
+  it('answers 482 when two nodes send a call to each other, not after Max-Forwards hops', async () => {
+    // A user registered at a with b's own address as Contact: a sends the call to b, which
+    // finds the user at a and sends it back. The request arrives again as it arrived before.
+    const p = await phone();
+    const contact = `sip:lupe@127.0.0.1:${b.port}`;
+    p.send(
+      registerText({ node: `127.0.0.1:${a.port}`, user: 'lupe', contact, via: `UDP ${p.contact}` }),
+      a.port,
+    );
+    await p.response(200, 'REGISTER');
+    const forwarded = a.sip.proxy.stats.forwarded + b.sip.proxy.stats.forwarded;
+    p.send(request('INVITE', 'sip:lupe@peerbx.local', p).text, a.port);
+    await p.response(482, 'INVITE');
+    const hops = a.sip.proxy.stats.forwarded + b.sip.proxy.stats.forwarded - forwarded;
+    assert.ok(hops <= 4, `${hops} requests forwarded`);
+  });
+
   it('takes an in-dialog request to a user of the overlay to that user, not to a device by host', async () => {
     // A remote target that is an AOR (RFC 4475 §3.1.1.1 wsinv has a To tag too): the location
     // service finds the user's devices, here at the other node.

@@ -30,9 +30,16 @@ export function loopHash(request: SipRequest): string {
   return (hex(a) + hex(b)).slice(0, 10);
 }
 
-/** A fresh RFC 3261 branch carrying the loop hash of the request as forwarded. */
-export function proxyBranch(forwarded: SipRequest): string {
-  return `${BRANCH_MAGIC_COOKIE}${loopHash(forwarded)}-${generateBranch().slice(BRANCH_MAGIC_COOKIE.length)}`;
+/**
+ * A fresh RFC 3261 branch carrying a loop hash: of the request as this node received it,
+ * before its Request-URI was retargeted (§16.6 step 8), for a request it proxies. The same
+ * request arriving again matches it, however each hop retargeted it between: two nodes sending
+ * a call to each other (a user registered at one with the other's address as Contact) meet a
+ * 482 at the second arrival, not after 70 hops each.
+ */
+export function proxyBranch(hashed: SipRequest | string): string {
+  const hash = typeof hashed === 'string' ? hashed : loopHash(hashed);
+  return `${BRANCH_MAGIC_COOKIE}${hash}-${generateBranch().slice(BRANCH_MAGIC_COOKIE.length)}`;
 }
 
 /** True when a Via of ours carries the loop hash of the request as it arrived now. */

@@ -54,7 +54,7 @@ import {
   UDP_REQUEST_MAX_BYTES,
   VIA_NODE_PARAM,
 } from './constants.js';
-import { isLoop, proxyBranch } from './loop-detection.js';
+import { isLoop, loopHash, proxyBranch } from './loop-detection.js';
 import {
   checkDialogToken,
   checkRouteToken,
@@ -403,6 +403,7 @@ export class StatefulProxy {
       ...(this.c.ringTimeoutMs === undefined ? {} : { ringTimeoutMs: this.c.ringTimeoutMs }),
       done: (x) => this.contexts.delete(x.server),
       ...(source.connectionId === undefined ? {} : { upstream: source.connectionId }),
+      loopHash: loopHash(incoming),
     });
     this.contexts.set(tx, ctx);
 
@@ -1121,7 +1122,7 @@ export class StatefulProxy {
     const via = this.ownVia(
       outTransport,
       hop.kind === 'address' ? hop.destination : undefined,
-      proxyBranch(request),
+      proxyBranch(ctx.loopHash ?? request),
     );
     request.headers.prepend('Via', formatVia(via));
     this.stats.forwarded++;

@@ -79,6 +79,8 @@ export interface ResponseContextOptions {
   done: (ctx: ResponseContext) => void;
   /** The connection the request came over (a phone's TCP/WS flow, another node's channel). */
   upstream?: string;
+  /** The loop hash of the request as it arrived (loopHash), for the branch of each Via added. */
+  loopHash?: string;
 }
 
 /**
@@ -265,6 +267,8 @@ const SILENT_REASON = 'Temporarily Unavailable (no response from the callee)';
 
 export class ResponseContext {
   readonly server: ServerTransaction;
+  /** See ResponseContextOptions.loopHash. */
+  readonly loopHash: string | undefined;
   readonly branches: Branch[] = [];
   /** Branches still being set up (overlay connect in progress). */
   private opening = 0;
@@ -301,6 +305,7 @@ export class ResponseContext {
 
   constructor(private readonly options: ResponseContextOptions) {
     this.server = options.server;
+    this.loopHash = options.loopHash;
     this.proxied = options.server.request;
     this.vias = this.proxied.headers.getAll('via');
     this.isInvite = this.proxied.method === 'INVITE';
