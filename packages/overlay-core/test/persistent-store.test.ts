@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -155,6 +155,37 @@ describe('persistent store', () => {
     a.onChange({ type: 'delete', key: new Uint8Array(32), slot: '' });
     await assert.rejects(a.putMeta('x', new Uint8Array(1)), { code: 'ERR_STOPPED' });
     await a.close();
+  });
+
+  it('says what to do with a database whose files were damaged, found as it is read', async () => {
+    const dir = tempDir();
+    let p = new PersistentStore(dir);
+    await p.open();
+    const store = new ValueStore({ onChange: p.onChange });
+    const now = Date.now();
+    for (let i = 0; i < 300; i++) {
+      store.put(new Uint8Array(32).fill(i % 251), new Uint8Array(100).fill(i), now + HOUR, now);
+    }
+    await p.close();
+    // Opened again, LevelDB turns its log into a table; then 64 bytes of that go bad.
+    p = new PersistentStore(dir);
+    await p.open();
+    await p.close();
+    for (const f of readdirSync(dir).filter((name) => name.endsWith('.ldb'))) {
+      const fd = openSync(join(dir, f), 'r+');
+      writeSync(fd, Buffer.alloc(64, 0xa5), 0, 64, 20);
+      closeSync(fd);
+    }
+    p = new PersistentStore(dir);
+    await p.open();
+    await assert.rejects(p.loadInto(new ValueStore(), now), (err: Error) => {
+      assert.match(
+        err.message,
+        /^cannot read the database in .*: Corruption: .*; it holds copies only: move it away and start again/,
+      );
+      return true;
+    });
+    await p.close();
   });
 
   it('survives SIGKILL mid-write: the database opens and every record verifies', {

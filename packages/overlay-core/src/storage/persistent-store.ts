@@ -83,12 +83,17 @@ export class PersistentStore {
           { cause: err },
         );
       }
-      throw new OverlayError(
-        'ERR_CONFIG',
-        `cannot open the database in ${this.directory}: ${cause?.message ?? (err as Error).message}; it holds copies only: move it away and start again, and the overlay gives this node its records back`,
-        { cause: err },
-      );
+      throw this.damaged('open', cause?.message ?? (err as Error).message, err);
     }
+  }
+
+  /** The database cannot be opened or read (its files damaged): what to do about it. */
+  private damaged(doing: 'open' | 'read', message: string, cause: unknown): OverlayError {
+    return new OverlayError(
+      'ERR_CONFIG',
+      `cannot ${doing} the database in ${this.directory}: ${message}; it holds copies only: move it away and start again, and the overlay gives this node its records back`,
+      { cause },
+    );
   }
 
   /** Writes what is queued, then closes the database. */
@@ -129,10 +134,15 @@ export class PersistentStore {
     this.assertOpen();
     const live: { dbKey: string; key: NodeId; value: Uint8Array; expiresAt: number }[] = [];
     const dead: string[] = [];
-    for await (const [dbKey, bytes] of this.db.iterator(rangeOf(DATA_PREFIX))) {
-      const entry = parseDataEntry(dbKey, bytes);
-      if (!entry || entry.expiresAt <= now) dead.push(dbKey);
-      else live.push({ dbKey, ...entry });
+    try {
+      for await (const [dbKey, bytes] of this.db.iterator(rangeOf(DATA_PREFIX))) {
+        const entry = parseDataEntry(dbKey, bytes);
+        if (!entry || entry.expiresAt <= now) dead.push(dbKey);
+        else live.push({ dbKey, ...entry });
+      }
+    } catch (err) {
+      // LevelDB's own checks (a damaged block: "Corruption: ..."), found while reading.
+      throw this.damaged('read', (err as Error).message, err);
     }
     // The puts happen in one synchronous stretch, so no change from elsewhere is ignored.
     this.loading = true;
