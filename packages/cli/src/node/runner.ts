@@ -4,6 +4,7 @@
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import { idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import {
@@ -55,6 +56,13 @@ export interface RunningNode {
 
 export async function startNode(settings: NodeSettings, log: Logger): Promise<RunningNode> {
   const sipHosts = [settings.sip.host, ...(settings.ws ? [settings.ws.host] : [])];
+  // Before the login check below: a mistyped host is that, not a reason to configure users.
+  for (const [flag, at] of [
+    ['--sip', settings.sip],
+    ['--ws', settings.ws],
+  ] as const) {
+    if (at) await assertLocalHost(flag, at);
+  }
   if (authRequired(settings.auth, sipHosts) && Object.keys(settings.users).length === 0) {
     // No phone could register: refused here rather than found out from phones failing.
     throw new CliError(
@@ -153,6 +161,30 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
       return stopping;
     },
   };
+}
+
+/** A listening address's host must name this machine: a wildcard, loopback or one of its own. */
+async function assertLocalHost(flag: string, at: ListenAddress): Promise<void> {
+  let address = at.host.replace(/^\[|\]$/g, '');
+  if (isIP(address) === 0) {
+    try {
+      address = (await lookup(address)).address;
+    } catch (err) {
+      throw new CliError(
+        'ERR_CONFIG',
+        `${flag} host "${at.host}" does not resolve (${describeError(err).code}); give an address of this machine, 127.0.0.1, or 0.0.0.0 for all`,
+        { cause: err },
+      );
+    }
+  }
+  const own = Object.values(networkInterfaces())
+    .flat()
+    .some((i) => i?.address === address);
+  if (own || /^(0\.0\.0\.0|::|127\.\d+\.\d+\.\d+|::1)$/.test(address)) return;
+  throw new CliError(
+    'ERR_CONFIG',
+    `${flag} ${formatHostPort(at)} is not an address of this machine; give one of its addresses, 127.0.0.1, or 0.0.0.0 for all`,
+  );
 }
 
 /** Bootstrap HOST:PORTs with host names resolved: the overlay dials IP addresses. */
