@@ -552,6 +552,17 @@ describe('errors and settings', () => {
     assert.deepEqual(account({ md5, sha256 })().users, { dave: { ha1: { md5, sha256 } } });
     assert.deepEqual(account({ md5 }, ['MD5'])().authAlgorithms, ['MD5']);
     assert.deepEqual(account({ sha256 }, ['SHA-256'])().authAlgorithms, ['SHA-256']);
+    // QA: a key beside them was taken without a word.
+    const entry = (cred: unknown) => () =>
+      resolveSettings([
+        { name: 'defaults', settings: DEFAULT_SETTINGS },
+        { name: 'config file c.yaml', settings: { users: { dave: cred } } },
+      ]);
+    assert.throws(
+      entry({ password: 'x', extra: 1 }),
+      /bad setting "users" \(from config file c\.yaml\): entry "dave" takes password or ha1, not "extra"/,
+    );
+    assert.deepEqual(entry({ password: 'x' })().users, { dave: { password: 'x' } });
   });
 
   test('the ring timeout from a config file is checked', () => {

@@ -319,6 +319,14 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
         `entry "${name}" must be a user name with { password: "..." } or { ha1: { md5, sha256 } }`,
       );
     }
+    // A misspelt key ("pasword") would otherwise leave an account other than meant.
+    const extra = Object.keys(c as object).filter((k) => k !== 'password' && k !== 'ha1');
+    if (extra.length > 0) {
+      bad(
+        'users',
+        `entry "${name}" takes password or ha1, not ${extra.map((k) => JSON.stringify(k)).join(', ')}`,
+      );
+    }
     if (c?.password === undefined) checkHa1(name, c?.ha1 as Record<string, unknown>);
   }
   const settings: NodeSettings = {
