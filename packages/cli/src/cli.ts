@@ -16,7 +16,13 @@ import {
 import type yargsFactory from 'yargs';
 import type { Argv } from 'yargs';
 import { caInit, caIssue } from './commands/ca.js';
-import { expandHome, loadDataDir, loadSettings, type RawSettings } from './config/node-config.js';
+import {
+  expandHome,
+  isDomainName,
+  loadDataDir,
+  loadSettings,
+  type RawSettings,
+} from './config/node-config.js';
 import {
   DEFAULT_CERT_DAYS,
   DEFAULT_DOMAIN,
@@ -491,6 +497,12 @@ function buildParser(argv: string[]) {
           throw new CliError(
             'ERR_USAGE',
             `--nodes must be an integer from 2 to 8, not ${JSON.stringify(a.nodes)}`,
+          );
+        // Checked here: else the first node refuses it, after "Starting 3 nodes".
+        if (!isDomainName(a.domain.toLowerCase()))
+          throw new CliError(
+            'ERR_USAGE',
+            `bad --domain: ${JSON.stringify(a.domain)} is not a DNS name such as peerbx.local`,
           );
         await runDemo({ nodes, keep: a.keep, domain: a.domain, print: out });
       },

@@ -52,6 +52,11 @@ test('peerbx demo --nodes takes a number from 2 to 8', async () => {
     [['--nodes', '9'], /--nodes must be an integer from 2 to 8, not "9"/],
     [['--nodes', ''], /--nodes must be an integer from 2 to 8, not ""/],
     [['--bogus'], /peerbx: error: unknown flag --bogus; see peerbx --help/],
+    // Refused before any node starts (QA: exit 1 after "Starting 3 nodes").
+    [
+      ['--domain', 'x y'],
+      /^peerbx: error: bad --domain: "x y" is not a DNS name such as peerbx\.local\n$/,
+    ],
   ] as const) {
     const r = await peerbx(['demo', ...args]);
     assert.equal(r.code, 2, r.stderr);

@@ -230,8 +230,7 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     if (!a || a.port === 0) bad('bootstrap', `"${b}" is not HOST:PORT of a running node`);
   }
   const domain = str('domain').toLowerCase();
-  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain))
-    bad('domain', `"${domain}" is not a DNS name such as peerbx.local`);
+  if (!isDomainName(domain)) bad('domain', `"${domain}" is not a DNS name such as peerbx.local`);
   const logLevel = str('logLevel').toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
     bad('logLevel', `"${str('logLevel')}" is not one of ${LOG_LEVELS.join(', ')}`);
@@ -382,6 +381,11 @@ function settingSources(
     { name: 'environment', settings: keep(env) },
     { name: 'flags', settings: keep(flagSettings) },
   ];
+}
+
+/** A DNS name such as peerbx.local (lower case): what a SIP domain must be. */
+export function isDomainName(domain: string): boolean {
+  return /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain);
 }
 
 export function expandHome(p: string): string {
