@@ -134,6 +134,10 @@ describe('stateful proxy', () => {
     p.send(request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text, a.port);
     await p.response(200, 'OPTIONS');
     assert.equal(a.sip.stats.badRequestsAnswered, 1);
+    // Cut before the blank line that ends the headers: all a 400 needs is there.
+    p.send(request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text.replace(/\r\n$/, ''), a.port);
+    await p.response(400, 'OPTIONS');
+    assert.equal(a.sip.stats.badRequestsAnswered, 2);
     // From a phone whose outbound proxy is the node: a Route naming it (QA: was 404).
     const route = [`Route: <sip:127.0.0.1:${a.port};lr>`];
     p.send(request('OPTIONS', 'sip:peerbx.local', p, route).text, a.port);

@@ -76,7 +76,9 @@ export function classifyDatagram(payload: Buffer): DatagramVerdict {
     return { kind: 'malformed', reason: 'not a SIP start line' };
   }
   const headerEnd = data.indexOf(CRLFCRLF, lineEnd);
-  if (headerEnd < 0) return { kind: 'malformed', reason: 'no end of headers' };
+  // Cut before the blank line: still the whole message a datagram or frame holds (RFC 3261
+  // §18.3); the parser answers it 400 where it holds what a response needs.
+  if (headerEnd < 0) return { kind: 'message', data };
   const bodyStart = headerEnd + 4;
   const cl = contentLengthOf(data.toString('latin1', 0, headerEnd));
   if (cl.kind !== 'value' || data.length - bodyStart < cl.length) return { kind: 'message', data };
