@@ -295,6 +295,17 @@ describe('SIP transports', () => {
     ws.close();
   });
 
+  it('counts a frame that breaks the WebSocket protocol, and closes', async () => {
+    const ws = wsClient(layer, 'sip');
+    await withTimeout(once(ws, 'open'), 'the WebSocket handshake');
+    const before = layer.stats.malformed.ws;
+    // A text frame that is not UTF-8 (QA: closed 1007, but counted nowhere).
+    ws.send(Buffer.from([0x49, 0x4e, 0xff, 0xfe]), { binary: false });
+    const [code] = (await withTimeout(once(ws, 'close'), 'the close')) as [number];
+    assert.equal(code, 1007);
+    assert.equal(layer.stats.malformed.ws, before + 1);
+  });
+
   it('selects the sip subprotocol as the client spelled it, among others', async () => {
     for (const offered of [['SIP'], ['chat', 'Sip']]) {
       const ws = wsClient(layer, offered);

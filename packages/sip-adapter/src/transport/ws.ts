@@ -36,7 +36,11 @@ export class WsConnection extends StreamConnection {
       this.alive = true;
       this.lastActivity = this.host.now();
     });
-    ws.on('error', () => undefined);
+    // ws reports a frame that breaks the protocol (over its size limit, not UTF-8 in a text
+    // frame, unmasked, reserved bits set) as an error and closes: counted as a frame dropped.
+    ws.on('error', (err: Error & { code?: string }) => {
+      this.host.malformed(this, `WebSocket protocol: ${err.code ?? err.message}`);
+    });
     ws.on('close', () => this.finish('closed by peer'));
   }
 
