@@ -161,6 +161,8 @@ export interface OverlayStats {
     fetchedDropped: number;
     /** Fetches refused (ERR_UNREACHABLE) as k holders did not agree on a name's owner. */
     contestedFetches: number;
+    /** Requests of attached clients (peerbx.client channels) that did not decode. */
+    clientRequestsMalformed: number;
   };
   links: number;
 }
@@ -203,6 +205,8 @@ export class OverlayNode {
   private fetchedDropped = 0;
   /** Fetches that found a name claimed by two keys, and no owner among k holders. */
   private contestedFetches = 0;
+  /** Client requests that did not decode (serveClient). */
+  private clientRequestsMalformed = 0;
   /** When each holder was last sent each record version by read repair (repairStale). */
   private readonly repairsSent = new Map<string, number>();
 
@@ -875,7 +879,9 @@ export class OverlayNode {
       try {
         req = decodeClientRequest(bytes);
       } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'malformed client request');
+        // The client's doing, as a datagram that does not decode is: counted, no warning.
+        this.clientRequestsMalformed++;
+        this.log.debug({ client, err: (err as Error).message }, 'malformed client request');
         return;
       }
       const underWay = this.clientRequests.get(client) ?? 0;
@@ -1041,6 +1047,7 @@ export class OverlayNode {
         contactsRefused: d.contactsRefused,
         fetchedDropped: this.fetchedDropped,
         contestedFetches: this.contestedFetches,
+        clientRequestsMalformed: this.clientRequestsMalformed,
       },
       links: this.links.links().length,
     };

@@ -17,6 +17,7 @@ import {
   type ValueStore,
 } from '@peerbx/dht-kademlia';
 import { OverlayClient } from '../src/client.js';
+import { CLIENT_APPLICATION } from '../src/client-protocol.js';
 import {
   configHash,
   defaultOverlayConfig,
@@ -922,6 +923,19 @@ describe('client role', () => {
 
   it('is never put in a routing table', () => {
     for (const p of peers) assert.equal(p.dht.table.has(client.nodeId), false);
+  });
+
+  it('counts requests on a client channel that do not decode, and still serves the client', async () => {
+    const peer = peers[1]!;
+    const before = peer.stats().rejections.clientRequestsMalformed;
+    const channel = await peers[0]!.connect(peer.nodeId, CLIENT_APPLICATION);
+    for (const junk of ['not msgpack', '\x93\x01\x02\x03', '']) channel.send(Buffer.from(junk));
+    await until(
+      () => peer.stats().rejections.clientRequestsMalformed === before + 3,
+      'the three counted',
+    );
+    channel.close();
+    assert.deepEqual(await client.fetch('nobody-else@peerbx.local'), []);
   });
 
   it("gets the storing peers' refusal for a name owned by another key", async () => {

@@ -94,6 +94,8 @@ export interface StatusView {
       contactsRefused?: number;
       fetchedDropped?: number;
       contestedFetches?: number;
+      /** Requests of attached clients (a node's peerbx.client channel) that did not decode. */
+      clientRequestsMalformed?: number;
       /**
        * Link handshakes that failed, by reason (overload: a connection dropped, or the oldest
        * pending one let go, with every handshake place taken), frames that did not decode, and

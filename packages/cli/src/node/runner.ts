@@ -384,6 +384,7 @@ async function controlOp(
             contactsRefused: s.rejections.contactsRefused,
             fetchedDropped: s.rejections.fetchedDropped,
             contestedFetches: s.rejections.contestedFetches,
+            clientRequestsMalformed: s.rejections.clientRequestsMalformed,
             links: {
               // Dials of ours that found nobody are not refusals.
               handshakesFailed: Object.fromEntries(
