@@ -177,9 +177,10 @@ async function assertLocalHost(flag: string, at: ListenAddress): Promise<void> {
       );
     }
   }
+  const bare = address.replace(/%.*$/, ''); // an IPv6 zone (fe80::1%eth0) is no part of it
   const own = Object.values(networkInterfaces())
     .flat()
-    .some((i) => i?.address === address);
+    .some((i) => i?.address === bare);
   if (own || /^(0\.0\.0\.0|::|127\.\d+\.\d+\.\d+|::1)$/.test(address)) return;
   throw new CliError(
     'ERR_CONFIG',

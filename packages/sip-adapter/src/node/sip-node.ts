@@ -717,7 +717,7 @@ export class SipNode implements TransactionUser {
     return this.transports.send(data, destination);
   }
 
-  /** OPTIONS to the node itself: no user part (or no Route) and one of our hosts. */
+  /** A request to the node itself: one of our hosts, no user part, no Route but ours. */
   private isForMe(request: SipRequest): boolean {
     const uri = request.requestUri;
     if (!isSipUri(uri) || uri.user !== undefined) return false;
