@@ -85,6 +85,48 @@ function forgedClaim(resource: string, now: number): Uint8Array[] {
   ].map((r) => encodeRecord(r));
 }
 
+/** The first name prefix0@, prefix1@... whose nodes, closest first, `fits` takes. */
+function nameWhere(
+  nodes: readonly OverlayNode[],
+  prefix: string,
+  fits: (order: OverlayNode[]) => boolean,
+): { name: string; order: OverlayNode[] } {
+  for (let i = 0; ; i++) {
+    const name = `${prefix}${i}@peerbx.local`;
+    const key = resourceId(name);
+    const order = [...nodes].sort((x, y) => compareDistance(key, x.nodeId, y.nodeId));
+    if (fits(order)) return { name, order };
+  }
+}
+
+/**
+ * `thief`, with a key of its own, publishes a device under `name`, which `owner` registered
+ * (its device `owned`): refused as owned by another key, with nothing left to republish nor in
+ * the thief's own store, and a fetch there finds the owner's device only.
+ */
+async function assertTakeoverRefused(
+  thief: OverlayNode,
+  owner: OverlayNode,
+  name: string,
+  owned: string,
+): Promise<void> {
+  const published = thief.stats().published;
+  await assert.rejects(
+    publishDevice(thief, name, new TextEncoder().encode('sip:thief@192.0.2.7:5060')),
+    (e: unknown) =>
+      e instanceof OverlayError &&
+      e.code === 'ERR_FORBIDDEN' &&
+      e.message === `name ${name} is owned by another key`,
+  );
+  assert.equal(thief.stats().published, published, 'neither claim nor device republished');
+  assert.deepEqual(foreignHeld(thief, name, owner), [], "nor kept in the thief's own store");
+  const got = await thief.fetch(name, KIND_SIP_REGISTRATION);
+  assert.deepEqual(
+    got.map((r) => Buffer.from(r.value).toString()),
+    [owned],
+  );
+}
+
 /**
  * What `node` holds under `resource` that `owner` did not sign: name claims of other keys, and
  * devices registered under them.
@@ -276,14 +318,7 @@ describe('overlay node over real sockets', () => {
 
   it("tells a node whose table misses one of a name's holders that another key owns the name", async () => {
     // A name whose k = 3 closest nodes include a, the publisher; the fourth node is "other".
-    let name = '';
-    let order: OverlayNode[] = [];
-    let i = 0;
-    do {
-      name = `quinn${i++}@peerbx.local`;
-      const key = resourceId(name);
-      order = [...nodes].sort((x, y) => compareDistance(key, x.nodeId, y.nodeId));
-    } while (order[3] === nodes[0]);
+    const { name, order } = nameWhere(nodes, 'quinn', (order) => order[3] !== nodes[0]);
     const [a] = nodes as [OverlayNode];
     const other = order[3]!;
     await publishDevice(a, name, new TextEncoder().encode('sip:quinn@127.0.0.1:5070'));
@@ -297,21 +332,7 @@ describe('overlay node over real sockets', () => {
     const missed = holders.find((n) => n !== a)!;
     for (const h of holders) if (h !== missed) assert.ok(await other.dht.ping(h.dht.contact));
     assert.ok(other.dht.table.remove(missed.nodeId));
-    const published = other.stats().published;
-    await assert.rejects(
-      publishDevice(other, name, new TextEncoder().encode('sip:quinn@192.0.2.7:5060')),
-      (e: unknown) =>
-        e instanceof OverlayError &&
-        e.code === 'ERR_FORBIDDEN' &&
-        e.message === `name ${name} is owned by another key`,
-    );
-    assert.equal(other.stats().published, published, 'neither claim nor device republished');
-    assert.deepEqual(foreignHeld(other, name, a), [], "nor kept in other's own store");
-    const got = await other.fetch(name, KIND_SIP_REGISTRATION);
-    assert.deepEqual(
-      got.map((r) => Buffer.from(r.value).toString()),
-      ['sip:quinn@127.0.0.1:5070'],
-    );
+    await assertTakeoverRefused(other, a, name, 'sip:quinn@127.0.0.1:5070');
   });
 
   it("keeps storing and republishing an own name when holders were fed another key's claim", async () => {
@@ -319,14 +340,9 @@ describe('overlay node over real sockets', () => {
     // holds it once another holder dies: two holders then refuse the owner's refresh as
     // invalid and one takes it. The owner keeps what it had published stored where it is
     // taken, and republished (fetches are outvoted meanwhile; its name is not given up).
-    let name = '';
-    let order: OverlayNode[] = [];
-    let i = 0;
-    do {
-      name = `rhea${i++}@peerbx.local`;
-      const key = resourceId(name);
-      order = [...nodes].sort((x, y) => compareDistance(key, x.nodeId, y.nodeId));
-    } while (!order.slice(0, 3).includes(nodes[0]!));
+    const { name, order } = nameWhere(nodes, 'rhea', (order) =>
+      order.slice(0, 3).includes(nodes[0]!),
+    );
     const [a] = nodes as [OverlayNode];
     const key = resourceId(name);
     await publishDevice(a, name, new TextEncoder().encode('sip:rhea@127.0.0.1:5070'));
@@ -556,14 +572,9 @@ describe("a takeover tried after one of a name's holders died", () => {
     // not heard of live: it stores at once on itself, on a (which refuses) and on the fourth
     // (which takes it: unclaimed there); its lookup then finds live, which refuses. Among the
     // holders two refused and one took: refused. Its own copy, beyond the holders, is no vote.
-    let name = '';
-    let order: OverlayNode[] = [];
-    let i = 0;
-    do {
-      name = `rita${i++}@peerbx.local`;
-      const key = resourceId(name);
-      order = [...nodes].sort((x, y) => compareDistance(key, x.nodeId, y.nodeId));
-    } while (!order.slice(0, 3).includes(nodes[0]!));
+    const { name, order } = nameWhere(nodes, 'rita', (order) =>
+      order.slice(0, 3).includes(nodes[0]!),
+    );
     const [a] = nodes as [OverlayNode];
     const [dead, live] = order.slice(0, 3).filter((n) => n !== a) as [OverlayNode, OverlayNode];
     const thief = order[4]!;
@@ -572,21 +583,7 @@ describe("a takeover tried after one of a name's holders died", () => {
     nodes.splice(nodes.indexOf(dead), 1);
     for (const n of nodes) n.dht.table.remove(dead.nodeId);
     assert.ok(thief.dht.table.remove(live.nodeId));
-    const published = thief.stats().published;
-    await assert.rejects(
-      publishDevice(thief, name, new TextEncoder().encode('sip:rita@192.0.2.7:5060')),
-      (e: unknown) =>
-        e instanceof OverlayError &&
-        e.code === 'ERR_FORBIDDEN' &&
-        e.message === `name ${name} is owned by another key`,
-    );
-    assert.equal(thief.stats().published, published, 'neither claim nor device republished');
-    assert.deepEqual(foreignHeld(thief, name, a), [], "nor kept in the thief's own store");
-    const got = await thief.fetch(name, KIND_SIP_REGISTRATION);
-    assert.deepEqual(
-      got.map((r) => Buffer.from(r.value).toString()),
-      ['sip:rita@127.0.0.1:5070'],
-    );
+    await assertTakeoverRefused(thief, a, name, 'sip:rita@127.0.0.1:5070');
   });
 });
 
