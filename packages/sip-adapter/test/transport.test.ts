@@ -795,7 +795,10 @@ describe('TCP keepalive pongs', () => {
     socket.emit('data', Buffer.from('\r\n\r\n'.repeat(1000)));
     assert.equal(socket.written.length, 2, 'none while the peer does not read');
     socket.writableLength = 0;
+    socket.emit('drain');
+    assert.equal(socket.written.length, 3, 'one owed, sent once it read');
     socket.emit('data', Buffer.from('\r\n\r\n'));
-    assert.equal(socket.written.length, 3, 'answered again once it reads');
+    assert.equal(socket.written.length, 4, 'answered at once again');
+    assert.equal(pongs.length, 1003, 'every ping counted');
   });
 });

@@ -11,6 +11,8 @@ export class TcpConnection extends StreamConnection {
   readonly transport = 'tcp' as const;
   private readonly socket: Socket;
   private readonly framer: StreamFramer;
+  /** A ping came while bytes waited to be written: its pong goes at the next 'drain'. */
+  private pongOwed = false;
 
   constructor(
     host: ConnectionHost,
@@ -36,14 +38,23 @@ export class TcpConnection extends StreamConnection {
     });
     this.framer.on('ping', () => {
       this.lastActivity = this.host.now();
-      // RFC 5626 §4.4.1: a double-CRLF ping is answered with a single CRLF pong; not while
-      // bytes wait to be written (the peer does not read what the kernel holds for it). Each
-      // pong queued costs a write request of its own, and a peer that pinged 40 MiB without
-      // reading grew the heap by 560 MB (QA).
-      if (this.closing || !this.socket.writable || this.socket.writableLength > 0) return;
-      this.socket.write(CRLF);
-      this.host.sent(this, CRLF.length);
-      this.host.keepalive(this, true);
+      // RFC 5626 §4.4.1: a double-CRLF ping is answered with a single CRLF pong. While bytes
+      // wait to be written (the peer does not read what the kernel holds for it), one pong is
+      // owed and goes once they have: each pong queued would cost a write request of its own,
+      // and a peer that pinged 40 MiB without reading grew the heap by 560 MB (QA).
+      if (this.closing || !this.socket.writable) return;
+      if (this.socket.writableLength === 0) {
+        this.pong();
+        this.host.keepalive(this, true);
+        return;
+      }
+      this.host.keepalive(this, false);
+      if (this.pongOwed) return;
+      this.pongOwed = true;
+      this.socket.once('drain', () => {
+        this.pongOwed = false;
+        this.pong();
+      });
     });
     this.framer.on('error', (err) => {
       this.host.unframeable(this, err);
@@ -57,6 +68,12 @@ export class TcpConnection extends StreamConnection {
     // Errors end in 'close', which is all the layer needs to know.
     socket.on('error', () => undefined);
     socket.on('close', () => this.finish('closed by peer'));
+  }
+
+  private pong(): void {
+    if (this.closing || !this.socket.writable) return;
+    this.socket.write(CRLF);
+    this.host.sent(this, CRLF.length);
   }
 
   protected get label(): string {
