@@ -1,6 +1,7 @@
 // The command line: parses arguments with yargs, runs one command, turns any failure into one
 // line on stderr and an exit code (2: usage, 1: anything else).
 
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,6 +13,7 @@ import {
   SOFTWARE_VERSION,
   USER_NAME_RULE,
   userKeyOf,
+  userKeyPath,
 } from '@peerbx/overlay-core';
 import type yargsFactory from 'yargs';
 import type { Argv } from 'yargs';
@@ -365,9 +367,13 @@ function buildParser(argv: string[]) {
         const owner = await nameOwner(dataDir, a.user);
         const ours = Buffer.from(userKeyOf(paths, a.user).publicKey).toString('hex');
         if (owner.key !== undefined && owner.key !== ours) {
+          // A key file here that is not the owner's may be a wrong one copied in.
+          const file = existsSync(userKeyPath(paths, a.user))
+            ? `; if ${a.user} first registered here, delete users/${a.user}.key`
+            : '';
           throw new CliError(
             'ERR_CONFIG',
-            `${a.user}'s name is owned by another key (${owner.key.slice(0, 16)}...) than this node's (${ours.slice(0, 16)}...): run peerbx user-key ${a.user} on the node where ${a.user} first registered (peerbx lookup ${a.user} lists the nodes it is registered on)`,
+            `${a.user}'s name is owned by another key (${owner.key.slice(0, 16)}...) than this node's (${ours.slice(0, 16)}...): run peerbx user-key ${a.user} on the node where ${a.user} first registered (peerbx lookup ${a.user} lists the nodes it is registered on)${file}`,
           );
         }
         const to = a.out === undefined ? undefined : resolve(expandHome(a.out));

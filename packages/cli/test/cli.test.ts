@@ -857,6 +857,12 @@ test("user-key writes the key that owns a user's name, which another node then r
     await udpRegister(nodeA.ready.sip, 'ulla', '127.0.0.1:11'),
     /^SIP\/2.0 403 .* owned by another key \(signed with users\/ulla\.key\): that key does not own it: .*or delete it if that is this node$/,
   );
+  const here = await peerbx(['user-key', 'ulla', '--data-dir', a]);
+  assert.equal(here.code, 1);
+  assert.match(
+    oneErrorLine(here.stderr),
+    /; if ulla first registered here, delete users\/ulla\.key$/,
+  );
   const status = JSON.parse((await peerbx(['status', '--data-dir', a, '--json'])).stdout);
   assert.equal(status.refused.sip.registrationsRefused, 1, 'counted in peerbx status');
   rmSync(stray);

@@ -1421,8 +1421,12 @@ export class KademliaNode {
     const answered = first.flatMap((r) => [...r.stored, ...r.rejected.map((x) => x.contact)]);
     const skip = new Set(answered.map((c) => idToHex(c.id)));
     const found = await this.findNode(key, { askPresumedDead });
-    const targets = new Set(found.closest.map((c) => idToHex(c.id)));
-    if (this.amongClosest(key, found.closest)) targets.add(self);
+    // The holders, as storeOnTargets takes them: the k closest, this node in the last place
+    // when it is among them.
+    const selfHolds = this.amongClosest(key, found.closest);
+    const closest = found.closest.slice(0, selfHolds ? this.k - 1 : this.k);
+    const targets = new Set(closest.map((c) => idToHex(c.id)));
+    if (selfHolds) targets.add(self);
     const second = await this.storeOnTargets(key, found, values(), { skip });
     // A copy stored and a refusal count alike: where the node is one of the lookup's closest
     // (this one included when it is). A copy the first wave left beyond them (this node's

@@ -54,6 +54,7 @@ import { type KeyPair, meetsPuzzle, nodeIdOf } from './identity/keys.js';
 import type { Channel } from './links/link.js';
 import { LinkManager } from './links/link-manager.js';
 import { type Logger, silentLogger } from './logger.js';
+import { bytesEqual } from './storage/access.js';
 import { decodeNodeInfo, encodeNodeInfo, type NodeInfo } from './storage/node-info.js';
 import { PersistentStore } from './storage/persistent-store.js';
 import {
@@ -514,8 +515,13 @@ export class OverlayNode {
         ttlMs,
       };
     });
-    // Slots this node has published before: a refresh or a change of its own, not a first claim.
-    const ours = items.map((it) => this.published.has(it.id));
+    // Slots where this node's record is live and signed by the same key: a refresh or a change
+    // of its own, not a first claim (nor one by a key file copied in since, nor a claim made
+    // again after its own lapsed and another key took the name).
+    const ours = items.map((it) => {
+      const previous = this.published.get(it.id);
+      return previous !== undefined && previous.expiresAt > now && sameSigner(previous, it.record);
+    });
     for (const it of items) {
       const previous = this.published.get(it.id);
       if (previous) this.dht.unpublish(previous.key, previous.bytes);
@@ -1118,4 +1124,15 @@ function claimRank(publishedId: string): number {
 function idFromPublishedId(id: string): NodeId | undefined {
   const hex = id.split('/')[0] ?? '';
   return /^[0-9a-f]{64}$/.test(hex) ? new Uint8Array(Buffer.from(hex, 'hex')) : undefined;
+}
+
+/** Whether a record this node published (encoded) was signed by the user key `record` is. */
+function sameSigner(published: { bytes: Uint8Array }, record: StoredRecord): boolean {
+  try {
+    const before = decodeRecord(published.bytes).user?.publicKey;
+    const now = record.user?.publicKey;
+    return before === undefined || now === undefined ? before === now : bytesEqual(before, now);
+  } catch {
+    return false;
+  }
 }

@@ -335,6 +335,25 @@ describe('overlay node over real sockets', () => {
     await assertTakeoverRefused(other, a, name, 'sip:quinn@127.0.0.1:5070');
   });
 
+  it("holds a claim of another key than its own, on a name it published, to the holders' verdict", async () => {
+    // a published the name (claim and device). A claim of another key for it, stored through
+    // a later (a key file copied in, say, or a claim made again after a's lapsed and another
+    // key took the name): no refresh of a's own, so the holders' verdict stands. Two refuse,
+    // one (which lost what it held) takes it: refused.
+    const { name, order } = nameWhere(nodes, 'sela', (o) => !o.slice(0, 3).includes(nodes[0]!));
+    const [a] = nodes as [OverlayNode];
+    await publishDevice(a, name, new TextEncoder().encode('sip:sela@127.0.0.1:5070'));
+    order[2]!.store.delete(resourceId(name));
+    const claim = nameClaim(generateKeyPair(), generateKeyPair(), Date.now(), name);
+    await assert.rejects(
+      a.storeRecord(claim),
+      (e: unknown) =>
+        e instanceof OverlayError &&
+        e.code === 'ERR_FORBIDDEN' &&
+        e.message === `name ${name} is owned by another key`,
+    );
+  });
+
   it("keeps storing and republishing an own name when holders were fed another key's claim", async () => {
     // A lying holder can store a claim of its own for a name at a node next in line, which
     // holds it once another holder dies: two holders then refuse the owner's refresh as

@@ -1,10 +1,10 @@
 // Runs a full PeerBX node in this process: the overlay node, the SIP node on top of it, and the
 // control endpoint. Turns the lower layers' failures into the CLI's one-line errors.
 
+import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import { idFromHex, idToHex } from '@peerbx/dht-kademlia';
 import {
@@ -163,29 +163,43 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
   };
 }
 
-/** A listening address's host must name this machine: a wildcard, loopback or one of its own. */
+/**
+ * A listening address's host must name this machine: tried with a UDP socket on a free port
+ * (so whatever the system binds passes: any spelling of an address, a wildcard, a non-local
+ * bind it allows), and a name must resolve.
+ */
 async function assertLocalHost(flag: string, at: ListenAddress): Promise<void> {
-  let address = at.host.replace(/^\[|\]$/g, '');
-  if (isIP(address) === 0) {
-    try {
-      address = (await lookup(address)).address;
-    } catch (err) {
+  const host = at.host.replace(/^\[|\]$/g, '');
+  const socket = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(0, host, () => resolve());
+    });
+  } catch (err) {
+    const { code } = describeError(err);
+    if (/^(ENOTFOUND|EAI_AGAIN|EAI_NONAME|EAI_NODATA|EAI_FAIL)$/.test(code)) {
       throw new CliError(
         'ERR_CONFIG',
-        `${flag} host "${at.host}" does not resolve (${describeError(err).code}); give an address of this machine, 127.0.0.1, or 0.0.0.0 for all`,
+        `${flag} host "${at.host}" does not resolve (${code}); give an address of this machine, 127.0.0.1, or 0.0.0.0 for all`,
         { cause: err },
       );
     }
+    if (code === 'EADDRNOTAVAIL') {
+      throw new CliError(
+        'ERR_CONFIG',
+        `${flag} ${formatHostPort(at)} is not an address of this machine; give one of its addresses, 127.0.0.1, or 0.0.0.0 for all`,
+        { cause: err },
+      );
+    }
+    // Anything else is the listener's own bind to report.
+  } finally {
+    try {
+      socket.close();
+    } catch {
+      // Not bound: nothing to close.
+    }
   }
-  const bare = address.replace(/%.*$/, ''); // an IPv6 zone (fe80::1%eth0) is no part of it
-  const own = Object.values(networkInterfaces())
-    .flat()
-    .some((i) => i?.address === bare);
-  if (own || /^(0\.0\.0\.0|::|127\.\d+\.\d+\.\d+|::1)$/.test(address)) return;
-  throw new CliError(
-    'ERR_CONFIG',
-    `${flag} ${formatHostPort(at)} is not an address of this machine; give one of its addresses, 127.0.0.1, or 0.0.0.0 for all`,
-  );
 }
 
 /** Bootstrap HOST:PORTs with host names resolved: the overlay dials IP addresses. */

@@ -142,7 +142,9 @@ export class PersistentStore {
       }
     } catch (err) {
       // LevelDB's own checks (a damaged block: "Corruption: ..."), found while reading.
-      throw this.damaged('read', (err as Error).message, err);
+      const message = (err as Error).message;
+      if (/corrupt/i.test(message)) throw this.damaged('read', message, err);
+      throw err;
     }
     // The puts happen in one synchronous stretch, so no change from elsewhere is ignored.
     this.loading = true;
