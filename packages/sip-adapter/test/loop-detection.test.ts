@@ -29,7 +29,7 @@ function forwarded(request: SipRequest, node = NODE): SipRequest {
   const out = request.copy();
   out.headers.prepend(
     'Via',
-    `SIP/2.0/TCP 127.0.0.1:5060;branch=${proxyBranch(out)};${VIA_NODE_PARAM}=${node}`,
+    `SIP/2.0/TCP 127.0.0.1:5060;branch=${proxyBranch(loopHash(out))};${VIA_NODE_PARAM}=${node}`,
   );
   return out;
 }

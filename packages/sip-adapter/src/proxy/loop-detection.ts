@@ -37,8 +37,7 @@ export function loopHash(request: SipRequest): string {
  * a call to each other (a user registered at one with the other's address as Contact) meet a
  * 482 at the second arrival, not after 70 hops each.
  */
-export function proxyBranch(hashed: SipRequest | string): string {
-  const hash = typeof hashed === 'string' ? hashed : loopHash(hashed);
+export function proxyBranch(hash: string): string {
   return `${BRANCH_MAGIC_COOKIE}${hash}-${generateBranch().slice(BRANCH_MAGIC_COOKIE.length)}`;
 }
 

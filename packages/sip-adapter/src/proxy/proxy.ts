@@ -1122,7 +1122,7 @@ export class StatefulProxy {
     const via = this.ownVia(
       outTransport,
       hop.kind === 'address' ? hop.destination : undefined,
-      proxyBranch(ctx.loopHash ?? request),
+      proxyBranch(ctx.loopHash ?? loopHash(request)),
     );
     request.headers.prepend('Via', formatVia(via));
     this.stats.forwarded++;
@@ -1215,7 +1215,10 @@ export class StatefulProxy {
     }
     const transport: SipTransportProtocol = hop.kind === 'node' ? 'tcp' : hop.transport;
     const toward = hop.kind === 'address' ? hop.destination : undefined;
-    ack.headers.prepend('Via', formatVia(this.ownVia(transport, toward, proxyBranch(ack))));
+    ack.headers.prepend(
+      'Via',
+      formatVia(this.ownVia(transport, toward, proxyBranch(loopHash(ack)))),
+    );
     // Over an open channel at once, as forward() sends: an ACK and the BYE a phone sends right
     // after it keep their order.
     let destination: SipDestination;
