@@ -755,9 +755,30 @@ export class OverlayNode {
     }
   }
 
+  /**
+   * Forgets this node's own records that expired (a user who stopped registering, a device
+   * removed), in memory and on disk: a node that runs for months with users coming and going
+   * keeps only the live ones. Nothing else changes, as an expired record of its own counts for
+   * nothing (not republished, not "ours", not in ownRecords).
+   */
+  private async forgetExpired(): Promise<void> {
+    const now = this.clock.now();
+    for (const [id, own] of this.published) {
+      if (this.closed) return;
+      if (own.expiresAt > now) continue;
+      this.published.delete(id);
+      try {
+        await this.persistent.deletePublished(id);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'expired record not deleted from disk');
+        return;
+      }
+    }
+  }
+
   private scheduleContactsSave(): void {
     this.contactsTimer = this.clock.setTimeout(() => {
-      void this.saveContacts().finally(() => {
+      void Promise.all([this.saveContacts(), this.forgetExpired()]).finally(() => {
         if (!this.closed) this.scheduleContactsSave();
       });
     }, this.config.dht.maintenanceIntervalMs);

@@ -30,6 +30,7 @@ import { encodeCertificate, issueCertificate } from '../src/identity/certificate
 import { ensureDataDir, loadUserKey, userCertificatePath } from '../src/identity/data-dir.js';
 import { generateKeyPair, generateNodeKeyPair, nodeIdOf } from '../src/identity/keys.js';
 import { MAX_CLIENT_REQUESTS_IN_FLIGHT, OverlayNode } from '../src/overlay.js';
+import { PersistentStore } from '../src/storage/persistent-store.js';
 import { decodeRecord, encodeRecord, resourceId } from '../src/storage/record.js';
 import { SignedDatagramCodec } from '../src/transport/signed-codec.js';
 import { ALICE, HOUR, nameClaim, registration } from './fixtures/records.js';
@@ -1149,6 +1150,37 @@ describe('overlay upkeep', () => {
     await new Promise((resolve) => setTimeout(resolve, 8 * PERIOD_MS));
     // Before, every period re-sent every published record: 8 periods, 8 rounds of STOREs.
     assert.equal(stores() - before, 0, 'no STORE in 8 maintenance periods');
+  });
+
+  it('forgets its own records once they expired, in memory and on disk', async () => {
+    const y = nodes[1]!;
+    const before = y.stats().published;
+    const r = await publishDevice(
+      y,
+      'brief@peerbx.local',
+      new TextEncoder().encode('sip:brief@127.0.0.1:5070'),
+      1_000,
+    );
+    assert.ok(r.replicas >= 1);
+    // The device, and the name claim stored with it (which lives for days).
+    assert.equal(y.stats().published, before + 2);
+    await new Promise((resolve) => setTimeout(resolve, 1_000 + 4 * PERIOD_MS));
+    assert.equal(y.stats().published, before + 1, 'the expired device is forgotten');
+    await y.close();
+    const disk = new PersistentStore(join(root, 'y', 'store'));
+    await disk.open();
+    try {
+      const kept = (await disk.loadPublished()).map((e) => e.id);
+      const key = idToHex(resourceId('brief@peerbx.local'));
+      const device = `${key}/${KIND_SIP_REGISTRATION}:${idToHex(y.nodeId)}`;
+      assert.ok(
+        kept.some((id) => id.startsWith(`${key}/`) && id !== device),
+        'the live claim stays on disk',
+      );
+      assert.ok(!kept.includes(device), `the expired device is gone from disk: ${kept}`);
+    } finally {
+      await disk.close();
+    }
   });
 });
 
