@@ -763,6 +763,7 @@ export class OverlayNode {
    */
   private async forgetExpired(): Promise<void> {
     const now = this.clock.now();
+    this.signer.forgetLapsedClaims(now);
     for (const [id, own] of this.published) {
       if (this.closed) return;
       if (own.expiresAt > now) continue;

@@ -120,6 +120,22 @@ describe('record signer', () => {
     );
   });
 
+  it('forgets lapsed name claims, and only those: a claim is due again after one lapsed', async () => {
+    let now = Date.UTC(2026, 0, 1);
+    const clock = { ...systemClock, now: () => now };
+    const signer = new RecordSigner(ensureDataDir(tempDir()), config, node, clock);
+    const first = await signer.sign(publish('dora'));
+    assert.ok(first.claim, 'a first claim');
+    signer.claimStored(first.claim);
+    const lapses = first.claim.storedAt + first.claim.lifetimeMs;
+    now += 60_000;
+    signer.forgetLapsedClaims(lapses - 1);
+    assert.equal((await signer.sign(publish('dora'))).claim, undefined, 'a live claim is kept');
+    now = lapses;
+    signer.forgetLapsedClaims(now);
+    assert.equal((await signer.sign(publish('dora'))).claim?.kind, KIND_NAME_CLAIM);
+  });
+
   it('exports the key it signs with, for another node of the user, and signs with the file', async () => {
     const paths = ensureDataDir(tempDir());
     writeKeyFile(paths.nodeKey, node);

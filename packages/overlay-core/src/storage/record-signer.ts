@@ -148,6 +148,13 @@ export class RecordSigner {
     this.claims.set(claim.resource, recordExpiresAt(claim));
   }
 
+  /** Forgets the claims that lapsed (of users long gone): a new one is due for them anyway. */
+  forgetLapsedClaims(now: number): void {
+    for (const [resource, expiresAt] of this.claims) {
+      if (expiresAt <= now) this.claims.delete(resource);
+    }
+  }
+
   private base(params: PublishParams, now: number) {
     return {
       kind: params.kind,
