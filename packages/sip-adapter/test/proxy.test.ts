@@ -542,6 +542,71 @@ describe('stateful proxy', () => {
     });
   }
 
+  it('gives each of two phones of one node a route over its own transport (double Record-Route, RFC 5658)', async (t) => {
+    // A UDP phone calls a TCP phone at the same node; neither could use the other's transport.
+    const callee = await keptConnection(t, b.port);
+    const listening = await TcpPhone.open();
+    t.after(() => listening.close());
+    callee.socket.write(
+      registerText({
+        node: `127.0.0.1:${b.port}`,
+        user: 'tess',
+        contact: listening.contact('tess'),
+        via: `TCP 127.0.0.1:${listening.port}`,
+      }),
+    );
+    await callee.next((m) => m.kind === 'response' && m.status === 200);
+    const caller = await phone();
+    caller.send(request('INVITE', `sip:tess@127.0.0.1:${b.port}`, caller).text, b.port);
+    const inv = (await callee.next(
+      (m) => m.kind === 'request' && m.method === 'INVITE',
+    )) as SipRequest;
+    const rr = inv.headers.getList('record-route');
+    assert.equal(rr.length, 2, `two entries: ${rr.join(' | ')}`);
+    assert.match(
+      rr[0]!,
+      new RegExp(`@127\\.0\\.0\\.1:${b.port};transport=tcp;lr`),
+      'the top one faces the callee',
+    );
+    assert.match(
+      rr[1]!,
+      new RegExp(`@127\\.0\\.0\\.1:${b.port};transport=udp;lr`),
+      'the other faces the caller',
+    );
+
+    const contact = `${listening.contact('tess')}`;
+    const d = await answerOverTcp(callee.socket, inv, contact, caller);
+    assert.match(d.routes.split(', ')[0]!, /transport=udp/, "the caller's first route is over UDP");
+    // The callee hangs up along its route set, over TCP; then the caller's INFO, over UDP,
+    // reaches the callee.
+    const bye = [
+      `BYE sip:caller@${caller.contact} SIP/2.0`,
+      `Via: SIP/2.0/TCP 127.0.0.1:${listening.port};branch=z9hG4bK-tess-bye-${Date.now()}`,
+      `From: ${d.to}`,
+      `To: ${d.from}`,
+      `Call-ID: ${d.callId}`,
+      'CSeq: 2 BYE',
+      `Route: ${rr.join(', ')}`,
+      'Max-Forwards: 70',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+    caller.send(inDialogRequest('INFO', contact, caller, { ...d, cseq: 2 }), b.port);
+    const info = (await callee.next(
+      (m) => m.kind === 'request' && m.method === 'INFO',
+    )) as SipRequest;
+    assert.equal(info.headers.get('route'), undefined, 'both routes of the node taken off');
+    callee.socket.write(serialize(createResponse(info, 200)));
+    await caller.response(200, 'INFO');
+    callee.socket.write(bye);
+    const got = await caller.request('BYE');
+    assert.equal(got.headers.get('route'), undefined);
+    caller.answer(got, 200, b.port);
+    const ok = (await callee.next((m) => m.kind === 'response' && m.status === 200)) as SipResponse;
+    assert.equal(ok.cseq.method, 'BYE');
+  });
+
   it('sends a request over 1300 bytes to a UDP phone over TCP, or over UDP when it takes no connection (§18.1.1)', async () => {
     // A browser's offer: about 2 kB of SDP.
     const sdp = `v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n${'a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n'.repeat(36)}`;

@@ -584,6 +584,48 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
     uma.answer(bye, 200, n2.port, 'uma1');
   });
 
+  for (const where of ['at its node', 'at another node'] as const) {
+    it(`reaches a browser that called without registering with the BYE of a UDP phone ${where}`, async () => {
+      // The phone's route set must take it to the node over UDP, and the node must reach the
+      // browser over the connection its INVITE came on: its Contact names no place.
+      const user = where === 'at its node' ? 'una' : 'ulla';
+      const node = where === 'at its node' ? peers[0]! : peers[1]!;
+      const phone = await bed.phone();
+      await phone.register(node, user);
+      const browser = await WsPhone.open(wsPort());
+      const callId = `cleo-calls-${user}@test`;
+      browser.send(wsInvite('cleo', 'c1.invalid', user, callId));
+      const invite = await phone.request('INVITE');
+      const rr = invite.headers.getAll('record-route');
+      assert.match(rr[0] ?? '', new RegExp(`:${node.port};transport=udp;lr`), rr.join(' | '));
+      phone.send(answer200(invite, `${user}1`, `<sip:${user}@${phone.contact}>`), node.port);
+      await browser.next((m) => m.kind === 'response' && m.status === 200, '200 to its INVITE');
+      phone.send(
+        [
+          'BYE sip:cleo@c1.invalid;transport=ws;ob SIP/2.0',
+          `Via: SIP/2.0/UDP ${phone.contact};branch=z9hG4bK-${user}-bye;rport`,
+          `Route: ${rr.join(', ')}`,
+          `From: <sip:${user}@peerbx.local>;tag=${user}1`,
+          'To: <sip:cleo@peerbx.local>;tag=cleo1',
+          `Call-ID: ${callId}`,
+          'CSeq: 1 BYE',
+          'Max-Forwards: 70',
+          'Content-Length: 0',
+          '',
+          '',
+        ].join('\r\n'),
+        node.port,
+      );
+      const bye = (await browser.next(
+        (m) => m.kind === 'request' && m.method === 'BYE',
+        'the BYE',
+      )) as SipRequest;
+      browser.send(serialize(createResponse(bye, 200)));
+      await phone.response(200, 'BYE');
+      browser.socket.close();
+    });
+  }
+
   it('ends a call between two browsers of one node from either side', async () => {
     const ada = await WsPhone.open(wsPort());
     ada.send(wsRegister('ada', 'ada.invalid'));
@@ -666,65 +708,69 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
     again.socket.close();
   });
 
-  it('has its node end the call it answered with the BYE it can no longer send', async () => {
-    const n2 = peers[1]!;
-    const browser = await WsPhone.open(wsPort());
-    browser.send(
-      [
-        'REGISTER sip:peerbx.local SIP/2.0',
-        'Via: SIP/2.0/WS b2.invalid;branch=z9hG4bK-bea-r;rport',
-        'From: <sip:bea@peerbx.local>;tag=bear',
-        'To: <sip:bea@peerbx.local>',
-        'Call-ID: bea-reg@test',
-        'CSeq: 1 REGISTER',
-        'Contact: <sip:bea@b2.invalid;transport=ws>',
-        'Max-Forwards: 70',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n'),
-    );
-    await browser.next((m) => m.kind === 'response' && m.status === 200, '200 to REGISTER');
-    const vic = await bed.phone();
-    const call = request('INVITE', `sip:bea@127.0.0.1:${n2.port}`, vic);
-    vic.send(call.text, n2.port);
-    const invite = (await browser.next(
-      (m) => m.kind === 'request' && m.method === 'INVITE',
-      'the INVITE',
-    )) as SipRequest;
-    browser.send(answer200(invite, 'bea2', '<sip:bea@b2.invalid;transport=ws>'));
-    const ok = await vic.response(200, 'INVITE');
+  for (const where of ['at another node', 'at its node'] as const) {
+    it(`has its node end the call it answered with the BYE it can no longer send, the caller ${where}`, async () => {
+      // At its node, the node Record-Routes twice (WS and UDP): the BYE takes neither along.
+      const n2 = where === 'at its node' ? peers[0]! : peers[1]!;
+      const b = where === 'at its node' ? 'b3' : 'b2';
+      const browser = await WsPhone.open(wsPort());
+      browser.send(
+        [
+          'REGISTER sip:peerbx.local SIP/2.0',
+          `Via: SIP/2.0/WS ${b}.invalid;branch=z9hG4bK-bea-r;rport`,
+          'From: <sip:bea@peerbx.local>;tag=bear',
+          'To: <sip:bea@peerbx.local>',
+          `Call-ID: bea-reg-${b}@test`,
+          'CSeq: 1 REGISTER',
+          `Contact: <sip:bea@${b}.invalid;transport=ws>`,
+          'Max-Forwards: 70',
+          'Content-Length: 0',
+          '',
+          '',
+        ].join('\r\n'),
+      );
+      await browser.next((m) => m.kind === 'response' && m.status === 200, '200 to REGISTER');
+      const vic = await bed.phone();
+      const call = request('INVITE', `sip:bea@127.0.0.1:${n2.port}`, vic);
+      vic.send(call.text, n2.port);
+      const invite = (await browser.next(
+        (m) => m.kind === 'request' && m.method === 'INVITE',
+        'the INVITE',
+      )) as SipRequest;
+      browser.send(answer200(invite, `bea2`, `<sip:bea@${b}.invalid;transport=ws>`));
+      const ok = await vic.response(200, 'INVITE');
 
-    browser.socket.close();
-    const bye = await vic.request('BYE');
-    // A request of vic's that crossed that BYE: the browser is gone (480, not a refusal).
-    const from = /^From: (.*)$/m.exec(call.text)![1]!;
-    vic.send(
-      [
-        'INFO sip:bea@b2.invalid;transport=ws SIP/2.0',
-        `Via: SIP/2.0/UDP ${vic.contact};branch=z9hG4bK-vic-info;rport`,
-        `Route: ${ok.headers.getAll('record-route').reverse().join(', ')}`,
-        `From: ${from}`,
-        `To: <sip:bea@127.0.0.1:${n2.port}>;tag=bea2`,
-        `Call-ID: ${call.callId}`,
-        'CSeq: 2 INFO',
-        'Max-Forwards: 70',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n'),
-      n2.port,
-    );
-    const gone = (await vic.next(
-      (m) => m.kind === 'response' && m.cseq.method === 'INFO' && m.status >= 200,
-      'an answer to the INFO',
-    )) as SipResponse;
-    assert.equal(gone.status, 480, `${gone.status} ${gone.reason}`);
-    assert.equal(bye.uri, `sip:caller@${vic.contact}`, "to the caller's Contact");
-    assert.equal(bye.callId, call.callId);
-    assert.equal(bye.fromTag, 'bea2', 'from the browser');
-    assert.equal(bye.toTag, /tag=(\S+)/.exec(/^From: (.*)$/m.exec(call.text)![1]!)![1]);
-    assert.equal(bye.headers.getAll('route').length, 0);
-    vic.answer(bye, 200, n2.port);
-  });
+      browser.socket.close();
+      const bye = await vic.request('BYE');
+      // A request of vic's that crossed that BYE: the browser is gone (480, not a refusal).
+      const from = /^From: (.*)$/m.exec(call.text)![1]!;
+      vic.send(
+        [
+          `INFO sip:bea@${b}.invalid;transport=ws SIP/2.0`,
+          `Via: SIP/2.0/UDP ${vic.contact};branch=z9hG4bK-vic-info;rport`,
+          `Route: ${ok.headers.getAll('record-route').reverse().join(', ')}`,
+          `From: ${from}`,
+          `To: <sip:bea@127.0.0.1:${n2.port}>;tag=bea2`,
+          `Call-ID: ${call.callId}`,
+          'CSeq: 2 INFO',
+          'Max-Forwards: 70',
+          'Content-Length: 0',
+          '',
+          '',
+        ].join('\r\n'),
+        n2.port,
+      );
+      const gone = (await vic.next(
+        (m) => m.kind === 'response' && m.cseq.method === 'INFO' && m.status >= 200,
+        'an answer to the INFO',
+      )) as SipResponse;
+      assert.equal(gone.status, 480, `${gone.status} ${gone.reason}`);
+      assert.equal(bye.uri, `sip:caller@${vic.contact}`, "to the caller's Contact");
+      assert.equal(bye.callId, call.callId);
+      assert.equal(bye.fromTag, 'bea2', 'from the browser');
+      assert.equal(bye.toTag, /tag=(\S+)/.exec(/^From: (.*)$/m.exec(call.text)![1]!)![1]);
+      assert.equal(bye.headers.getAll('route').length, 0);
+      vic.answer(bye, 200, n2.port);
+    });
+  }
 });

@@ -11,9 +11,10 @@
 
 import { setBounded } from '@peerbx/overlay-core';
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
-import { formatNameAddr, formatUri, type Via } from '../message/uri.js';
+import { formatNameAddr, formatUri, type NameAddr, type Via } from '../message/uri.js';
 import type { SipDestination } from '../transport/transport.js';
 import { dialogRequest } from './dialog-request.js';
+import { nodeOfUri } from './node-route.js';
 
 /** Calls of browsers remembered at most (by Call-ID; the oldest forgotten first). */
 export const MAX_BROWSER_CALLS = 10_000;
@@ -119,7 +120,7 @@ export class BrowserCalls {
       destination: to,
       via,
       target,
-      routes: invite.recordRoutes.slice(1).map(formatNameAddr),
+      routes: afterOurs(invite.recordRoutes).map(formatNameAddr),
       from: ok.headers.get('to') ?? '',
       to: ok.headers.get('from') ?? '',
       tags: [ok.toTag, ok.fromTag],
@@ -225,4 +226,15 @@ function contactOf(message: SipRequest | SipResponse): string | undefined {
   } catch {
     return undefined; // a Contact that does not parse: nowhere to send a BYE
   }
+}
+
+/**
+ * The Record-Routes after ours at the top: one entry of ours, or two when the call joined two
+ * transports here (Proxy.forward).
+ */
+function afterOurs(routes: readonly NameAddr[]): NameAddr[] {
+  const ours = routes[0] === undefined ? undefined : nodeOfUri(routes[0].uri);
+  let n = 1;
+  while (ours !== undefined && n < routes.length && nodeOfUri(routes[n]!.uri) === ours) n++;
+  return routes.slice(n);
 }

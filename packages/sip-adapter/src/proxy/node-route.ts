@@ -18,27 +18,31 @@ export const ROUTE_TOKEN_PARAM = 'pbx-t';
 /** URI parameter of our Record-Route: a MAC of the dialog's Call-ID alone (see dialogToken). */
 export const DIALOG_TOKEN_PARAM = 'pbx-d';
 /**
- * URI parameter of our Record-Route: where the phone of the route token is reached, when it is
- * behind NAT (`address~port`, over UDP), covered by the token's MAC.
+ * URI parameter of our Record-Route: where the phone of the route token is reached, when its
+ * Contact does not say: a phone behind NAT (`address~port`, over UDP), or a browser over its
+ * WebSocket connection (`ws~address~port`, the connection's far end). Covered by the token's
+ * MAC.
  */
 export const ROUTE_FLOW_PARAM = 'pbx-f';
 
-/** A phone's UDP address as ROUTE_FLOW_PARAM carries it. */
+/** A phone's address as ROUTE_FLOW_PARAM carries it: UDP, or a WebSocket connection's. */
 export interface RouteFlow {
   address: string;
   port: number;
+  transport: 'udp' | 'ws';
 }
 
 export function formatRouteFlow(flow: RouteFlow): string {
-  return `${flow.address.includes(':') ? `[${flow.address}]` : flow.address}~${flow.port}`;
+  const at = `${flow.address.includes(':') ? `[${flow.address}]` : flow.address}~${flow.port}`;
+  return flow.transport === 'ws' ? `ws~${at}` : at;
 }
 
-/** A ROUTE_FLOW_PARAM value back; undefined for one that is not `address~port`. */
+/** A ROUTE_FLOW_PARAM value back; undefined for one that is not `[ws~]address~port`. */
 export function parseRouteFlow(text: string): RouteFlow | undefined {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\])~(\d{1,5})$/.exec(text);
-  const port = Number(m?.[2]);
-  if (!m?.[1] || !(port > 0 && port < 65536)) return undefined;
-  return { address: m[1].replace(/^\[|\]$/g, ''), port };
+  const m = /^(ws~)?(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\])~(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m?.[2] || !(port > 0 && port < 65536)) return undefined;
+  return { address: m[2].replace(/^\[|\]$/g, ''), port, transport: m[1] ? 'ws' : 'udp' };
 }
 
 /**

@@ -820,7 +820,7 @@ export class StatefulProxy {
       // The dialog's phone behind NAT, where its requests came from (see forward).
       const natted = tokens.find((t) => t.flow !== undefined && check(t));
       const flow = natted?.flow === undefined ? undefined : parseRouteFlow(natted.flow);
-      if (flow) return addressNextHop({ transport: 'udp', ...flow });
+      if (flow?.transport === 'udp') return addressNextHop(flow);
       const binding = this.localDevice(uri);
       if (binding) {
         if (!this.bindingReachable(binding)) {
@@ -833,6 +833,8 @@ export class StatefulProxy {
         const direct = this.addressHop(uri, true);
         return direct && !this.lostTcpPort(direct, hop) ? direct : hop;
       }
+      // A browser that did not register: over the connection its INVITE came on.
+      if (flow) return addressNextHop(flow);
       if (tokens.some((t) => t.flow === undefined && check(t))) {
         const hop = this.addressHop(uri);
         if (hop) return hop;
@@ -958,12 +960,17 @@ export class StatefulProxy {
       const at = this.c.localAddress(phoneSide, phone);
       const rr: RouteAddress = { host: at.host, port: at.port, transport: phoneSide };
       // From a phone here: in-dialog requests coming back along this route may go to its
-      // Contact, or, for a phone behind NAT over UDP, to where its request came from.
+      // Contact; for a phone behind NAT over UDP, to where its request came from; for a
+      // browser, over its connection (its Contact names no place).
       const contact = fromPeer === undefined ? firstContactUri(request) : undefined;
-      const flow =
-        contact && source.transport === 'udp' && behindNat(request.topVia, source, [contact.host])
-          ? formatRouteFlow(source)
-          : undefined;
+      const { address, port } = source;
+      const flow = !contact
+        ? undefined
+        : source.transport === 'ws'
+          ? formatRouteFlow({ address, port, transport: 'ws' })
+          : source.transport === 'udp' && behindNat(request.topVia, source, [contact.host])
+            ? formatRouteFlow({ address, port, transport: 'udp' })
+            : undefined;
       const token = contact && routeToken(this.routeSecret, request.callId, contact, flow);
       // Only a node that challenges its phones checks the dialog token (routedDialog): the
       // dialog's far side, the node it goes to or came from, else a phone here or outside.
@@ -975,6 +982,28 @@ export class StatefulProxy {
         'Record-Route',
         formatNodeRoute(this.c.nodeHex, rr, token, dialog, token === undefined ? undefined : flow),
       );
+      // Both phones here, over different transports or addresses (a browser calling a UDP
+      // softphone): each is given a route it can use. The top entry, which the callee sends its
+      // in-dialog requests to, faces the callee; the caller's, its reverse route set's first,
+      // faces the caller (RFC 5658 §4, double Record-Route). The node takes both off at once.
+      if (fromPeer === undefined && hop.kind === 'address') {
+        const there = this.c.localAddress(hop.transport, hop.destination);
+        if (
+          there.host !== at.host ||
+          there.port !== at.port ||
+          hop.transport !== source.transport
+        ) {
+          const callee: RouteAddress = {
+            host: there.host,
+            port: there.port,
+            transport: hop.transport,
+          };
+          request.headers.prepend(
+            'Record-Route',
+            formatNodeRoute(this.c.nodeHex, callee, undefined, dialog),
+          );
+        }
+      }
     }
     const natted = this.nattedCalleeWatch(request, hop);
     const browser = this.browserCallWatch(request, hop, source, fromPeer);
@@ -1179,7 +1208,7 @@ export class StatefulProxy {
     const start = value.indexOf(ours);
     const end = value.indexOf('>', start);
     if (end < 0 || value.slice(start, end).includes(`;${ROUTE_TOKEN_PARAM}=`)) return;
-    const flow = formatRouteFlow(at);
+    const flow = formatRouteFlow({ ...at, transport: 'udp' });
     const token = routeToken(this.routeSecret, response.callId, contact, flow);
     values[i] = `${value.slice(0, end)}${routeTokenParams(token, flow)}${value.slice(end)}`;
     response.headers.delete('record-route');
