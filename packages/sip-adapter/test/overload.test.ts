@@ -537,7 +537,10 @@ describe('nodes whose queue stands (real sockets)', () => {
 
     const final = await firstRefusal(phone, 'sip:bob@peerbx.local', caller.port, guard);
     assert.equal(final.kind === 'response' && final.status, 500);
-    assert.match(final.kind === 'response' ? final.reason : '', /overloaded/);
+    assert.match(
+      final.kind === 'response' ? final.reason : '',
+      /^Server Internal Error \(503 .*overloaded.* downstream\)$/,
+    );
     assert.equal(final.headers.get('retry-after'), String(OVERLOAD_RETRY_AFTER_S));
   });
 });

@@ -321,6 +321,29 @@ describe('stateful proxy', () => {
     await d1.request('ACK', 'ACK for 487');
   });
 
+  it('answers a CANCEL that comes after the final answer 200 (§9.2), and one that matches nothing 481', async () => {
+    const caller = await phone();
+    const callee = await phone();
+    assert.equal(await rawRegister(b, 'ivo', `sip:ivo@${callee.contact}`), 'SIP/2.0 200 OK');
+    const call = request('INVITE', `sip:ivo@127.0.0.1:${b.port}`, caller);
+    caller.send(call.text, b.port);
+    callee.answer(await callee.request('INVITE'), 200, b.port, 'i1');
+    await caller.response(200, 'INVITE');
+    const cancel = (text: string) =>
+      text.replace(/^INVITE /, 'CANCEL ').replace('CSeq: 1 INVITE', 'CSeq: 1 CANCEL');
+    // Sent before the 200 came, as far as the caller knew: the call goes on.
+    caller.send(cancel(call.text), b.port);
+    await caller.response(200, 'CANCEL');
+    const stray = request('INVITE', `sip:ivo@127.0.0.1:${b.port}`, caller);
+    caller.send(cancel(stray.text), b.port);
+    await caller.response(481, 'CANCEL');
+    assert.equal(
+      callee.received.filter((m) => m.kind === 'request' && m.method === 'CANCEL').length,
+      0,
+      'nothing reached the callee',
+    );
+  });
+
   it("passes a caller's CANCEL Reason on, and gives a 6xx as the Reason to the other branch", async () => {
     const caller = await phone();
     const d1 = await phone();

@@ -1218,13 +1218,14 @@ export class StatefulProxy {
   /** §16.10: CANCEL answered here, and passed on to every pending branch. */
   private receiveCancel(cancel: SipRequest, tx: ServerTransaction): void {
     const target = this.c.transactions.findCancelTarget(cancel);
-    const ctx = target ? this.contexts.get(target) : undefined;
-    if (!ctx) {
+    if (!target) {
       this.reply(tx, 481);
       return;
     }
+    // The INVITE's transaction still there, its final answer sent: the CANCEL changes nothing
+    // but is answered 200 all the same (§9.2, RFC 6026's Accepted state after a 2xx).
     this.reply(tx, 200);
-    ctx.cancelAll(cancel.headers.getAll('reason'));
+    this.contexts.get(target)?.cancelAll(cancel.headers.getAll('reason'));
   }
 
   private async forwardAck(incoming: SipRequest, source: SipTransportAddress): Promise<void> {

@@ -672,7 +672,7 @@ export class ResponseContext {
     if (best.status === 503) {
       const retryAfter = best.headers.get('retry-after');
       return createResponse(this.request, 500, {
-        reason: best.reason,
+        reason: `Server Internal Error (${best.status} ${best.reason} downstream)`,
         ...(retryAfter ? { headers: [{ name: 'Retry-After', value: retryAfter }] } : {}),
       });
     }
