@@ -321,6 +321,64 @@ describe('stateful proxy', () => {
     await d1.request('ACK', 'ACK for 487');
   });
 
+  it("follows a dialog's target refresh from either side (§12.2.1.2): a re-INVITE's Contact, its answer's", async () => {
+    // Both phones move to another port in the call (a new network, a NAT rebinding): each
+    // side's requests must reach the other where it said it now is, at neither node refused.
+    const alice = await phone();
+    const bob = await phone();
+    assert.equal(await rawRegister(b, 'bert', `sip:bert@${bob.contact}`), 'SIP/2.0 200 OK');
+    const call = request('INVITE', `sip:bert@127.0.0.1:${a.port}`, alice);
+    alice.send(call.text, a.port);
+    const invite = await bob.request('INVITE');
+    answerWithContact(bob, invite, 200, 'bt', `sip:bert@${bob.contact}`, b.port);
+    const ok = await alice.response(200, 'INVITE');
+    const rr = ok.headers.getAll('record-route');
+    const fromAlice = {
+      from: /^From: (.*)$/m.exec(call.text)![1]!,
+      to: ok.headers.get('to') ?? '',
+      callId: call.callId,
+      routes: [...rr].reverse().join(', '),
+    };
+    const fromBob = {
+      from: fromAlice.to,
+      to: fromAlice.from,
+      callId: call.callId,
+      routes: rr.join(', '),
+    };
+    // alice re-INVITEs from her new place; bob answers from his.
+    const alice2 = await phone();
+    const bob2 = await phone();
+    alice2.send(
+      inDialogRequest('INVITE', `sip:bert@${bob.contact}`, alice2, {
+        ...fromAlice,
+        cseq: 2,
+      }).replace('Max-Forwards', `Contact: <sip:caller@${alice2.contact}>\r\nMax-Forwards`),
+      a.port,
+    );
+    const reinvite = await bob.request('INVITE');
+    answerWithContact(bob, reinvite, 200, 'bt', `sip:bert@${bob2.contact}`, b.port);
+    await alice2.response(200, 'INVITE');
+    // Each side's next request, to the other's new target.
+    alice2.send(
+      inDialogRequest('INFO', `sip:bert@${bob2.contact}`, alice2, { ...fromAlice, cseq: 3 }),
+      a.port,
+    );
+    bob2.answer(await bob2.request('INFO'), 200, b.port, 'bt');
+    await alice2.response(200, 'INFO');
+    bob2.send(
+      inDialogRequest('BYE', `sip:caller@${alice2.contact}`, bob2, { ...fromBob, cseq: 1 }),
+      b.port,
+    );
+    alice2.answer(await alice2.request('BYE'), 200, a.port, 'x');
+    await bob2.response(200, 'BYE');
+    // A target nobody named in the dialog is still refused.
+    bob2.send(
+      inDialogRequest('BYE', `sip:caller@127.0.0.1:9`, bob2, { ...fromBob, cseq: 2 }),
+      b.port,
+    );
+    await bob2.response(403, 'BYE');
+  });
+
   it('answers a CANCEL that comes after the final answer 200 (§9.2), and one that matches nothing 481', async () => {
     const caller = await phone();
     const callee = await phone();

@@ -575,6 +575,28 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
 
     browser.socket.close();
     const bye = await uma.request('BYE');
+    // A request of uma's that crossed that BYE: the browser is gone (480, not a send error).
+    uma.send(
+      [
+        'INFO sip:bea@b1.invalid;transport=ws SIP/2.0',
+        `Via: SIP/2.0/UDP ${uma.contact};branch=z9hG4bK-uma-info;rport`,
+        `Route: ${rr.join(', ')}`,
+        'From: <sip:uma@peerbx.local>;tag=uma1',
+        'To: <sip:bea@peerbx.local>;tag=bea1',
+        'Call-ID: bea-calls-uma@test',
+        'CSeq: 1 INFO',
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+      n2.port,
+    );
+    const gone = (await uma.next(
+      (m) => m.kind === 'response' && m.cseq.method === 'INFO' && m.status >= 200,
+      'an answer to the INFO',
+    )) as SipResponse;
+    assert.equal(gone.status, 480, `${gone.status} ${gone.reason}`);
     assert.equal(bye.uri, `sip:uma@${uma.contact}`, "to uma's Contact");
     assert.equal(bye.callId, 'bea-calls-uma@test');
     assert.equal(bye.cseq.seq, 18, "above the browser's last (7), with room for early ones");

@@ -34,6 +34,19 @@ export const DIALOG_METHODS: ReadonlySet<string> = new Set([
   'NOTIFY',
 ]);
 /**
+ * Methods whose requests, and their answers with a To tag, set a dialog's remote target: its
+ * Contact replaces the one the dialog began with (RFC 3261 §12.2, RFC 3311, RFC 3515, RFC 6665).
+ */
+export const TARGET_REFRESH_METHODS: ReadonlySet<string> = new Set([
+  'INVITE',
+  'UPDATE',
+  'SUBSCRIBE',
+  'NOTIFY',
+  'REFER',
+]);
+/** Dialogs whose phone here changed its target (Proxy.learnTarget), remembered at most. */
+export const REFRESHED_DIALOGS_MAX = 10_000;
+/**
  * RFC 3261 §18.1.1: a request larger than this (the path MTU unknown) goes over a congestion
  * controlled transport: to a phone registered over UDP, over TCP to its Contact address.
  */

@@ -50,6 +50,8 @@ import {
   NO_TCP_REMEMBER_MS,
   NODE_CONNECT_TIMEOUT_MS,
   OVERLAY_RETRY_AFTER_S,
+  REFRESHED_DIALOGS_MAX,
+  TARGET_REFRESH_METHODS,
   TIMER_C_MS,
   UDP_REQUEST_MAX_BYTES,
   VIA_NODE_PARAM,
@@ -185,6 +187,11 @@ export class StatefulProxy {
   private readonly browserCalls: BrowserCalls;
   /** Phones that took no TCP connection for a large request, until when (tooLargeForUdp). */
   private readonly noTcp = new Map<string, number>();
+  /**
+   * By Call-ID: the targets a phone here named in its dialog after it began, or in an answer
+   * (a re-INVITE's Contact, say), by user@host:port, and how each is reached (learnTarget).
+   */
+  private readonly refreshedTargets = new Map<string, Map<string, AddressHop>>();
   /** A key object, so each Record-Route MAC skips preparing the key again. */
   private readonly routeSecret: KeyObject;
   readonly stats: ProxyStats = {
@@ -426,6 +433,7 @@ export class StatefulProxy {
         this.finish(ctx, 416);
         return;
       }
+      if (fromPeer === undefined) this.targetFromPhone(request, source);
       const hop = this.nextHop(request, uri, routes.length > 0, tokens, fromPeer);
       if ('status' in hop) {
         this.finish(ctx, hop.status, hop.reason);
@@ -833,12 +841,17 @@ export class StatefulProxy {
         const direct = this.addressHop(uri, true);
         return direct && !this.lostTcpPort(direct, hop) ? direct : hop;
       }
-      // A browser that did not register: over the connection its INVITE came on.
+      // A browser that did not register: over the connection its INVITE came on (a 480 when
+      // that closed: see ResponseContext.start).
       if (flow) return addressNextHop(flow);
       if (tokens.some((t) => t.flow === undefined && check(t))) {
         const hop = this.addressHop(uri);
         if (hop) return hop;
       }
+      const refreshed = this.refreshedTargets.get(request.callId)?.get(targetKey(uri));
+      const over =
+        refreshed && 'connectionId' in refreshed.destination ? refreshed.destination : undefined;
+      if (refreshed && (!over || this.c.flowAlive(over.connectionId))) return refreshed;
     }
     if (!viaRoute && /^wss?$/i.test(uri.params.transport ?? '')) {
       // A browser's Contact no binding here names any more: its connection closed.
@@ -1007,10 +1020,12 @@ export class StatefulProxy {
     }
     const natted = this.nattedCalleeWatch(request, hop);
     const browser = this.browserCallWatch(request, hop, source, fromPeer);
+    const target = this.targetWatch(request, hop);
     const onResponse =
-      natted || browser
+      natted || browser || target
         ? (branch: Branch, response: SipResponse) => {
             natted?.(response);
+            target?.(response);
             if (response.status >= 200) browser?.(branch, response);
           }
         : undefined;
@@ -1026,6 +1041,64 @@ export class StatefulProxy {
       return;
     }
     this.sendBranch(ctx, request, hop, onNodeFailure, false, onResponse);
+  }
+
+  /**
+   * A dialog's target named by a phone here (§12.2): the Contact of its in-dialog target
+   * refresh (re-INVITE, UPDATE, ...) or of its answer to one, or of its answer to the request
+   * that began the dialog. The far side's requests go there from then on, though no route
+   * token of ours names it (a phone that moved to another port or network, or that answers
+   * with another Contact than it registered): without this, this node refused them 403 as
+   * requests to an address that is none of its devices. Only what the phone itself named in
+   * the dialog is let through, as its first Contact is. `via`: how it is reached when its
+   * Contact does not say (behind NAT, or over its WebSocket connection).
+   */
+  private learnTarget(callId: string, contact: SipUri, via: AddressHop | undefined): void {
+    const hop = via ?? this.addressHop(contact);
+    if (!hop) return;
+    const targets = this.refreshedTargets.get(callId) ?? new Map<string, AddressHop>();
+    setBounded(targets, targetKey(contact), hop, 8);
+    setBounded(this.refreshedTargets, callId, targets, REFRESHED_DIALOGS_MAX);
+  }
+
+  /** An in-dialog target refresh from a phone here (see learnTarget). */
+  private targetFromPhone(request: SipRequest, source: SipTransportAddress): void {
+    if (request.toTag === undefined || !TARGET_REFRESH_METHODS.has(request.method)) return;
+    const contact = firstContactUri(request);
+    if (!contact) return;
+    const { address, port, connectionId } = source;
+    const via: AddressHop | undefined =
+      source.transport === 'ws' && connectionId !== undefined
+        ? { kind: 'address', destination: { connectionId }, transport: 'ws' }
+        : source.transport === 'udp' && behindNat(request.topVia, source, [contact.host])
+          ? addressNextHop({ transport: 'udp', address, port })
+          : undefined;
+    this.learnTarget(request.callId, contact, via);
+  }
+
+  /** For the answers of a phone to a target refresh or a dialog's first request: learnTarget. */
+  private targetWatch(
+    request: SipRequest,
+    hop: NextHop,
+  ): ((response: SipResponse) => void) | undefined {
+    if (hop.kind !== 'address' || !TARGET_REFRESH_METHODS.has(request.method)) return undefined;
+    const at = hop.destination;
+    return (response) => {
+      if (response.status <= 100 || response.status >= 300 || response.toTag === undefined) return;
+      const contact = firstContactUri(response);
+      if (!contact) return;
+      // Over its connection, or behind NAT where it was reached: as the request went.
+      const natted =
+        'address' in at &&
+        hop.transport === 'udp' &&
+        isPrivateAddress(contact.host) &&
+        !sameHost(contact.host, at.address);
+      this.learnTarget(
+        response.callId,
+        contact,
+        hop.transport === 'ws' || natted ? stripContact(hop) : undefined,
+      );
+    };
   }
 
   /** For a UDP callee's answer that shows it behind NAT: routeToNattedCallee. */
@@ -1361,4 +1434,14 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       timer = setTimeout(() => reject(new Error(`no ${what} after ${ms} ms`)), ms);
     }),
   ]);
+}
+
+/** A hop as given, not marked as a phone's Contact (which a large request may reach by TCP). */
+function stripContact(hop: AddressHop): AddressHop {
+  return { kind: 'address', destination: hop.destination, transport: hop.transport };
+}
+
+/** How a dialog target is remembered: user@host:port (refreshedTargets). */
+function targetKey(uri: SipUri): string {
+  return `${uri.user ?? ''}@${uriHostPort(uri)}`;
 }
