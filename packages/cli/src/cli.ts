@@ -163,11 +163,10 @@ const SIGNAL_REPEAT_MS = 500;
 
 async function startCommand(a: NodeFlags): Promise<void> {
   const settings = settingsOf(a);
-  const log = await createLogger(settings.logLevel);
   // Until ready, info lines are held back (unless debugging), so a failed start is one line.
-  if (settings.logLevel === 'info') log.level = 'warn';
+  const { log, started } = await createLogger(settings.logLevel, settings.logLevel === 'info');
   const node = await startNode(settings, log);
-  log.level = settings.logLevel;
+  started();
   log.info({ node: node.overlay.stats().nodeId }, 'ready');
   // Handlers go in before the ready line, so a signal right after it is a graceful leave.
   const stopped = new Promise<void>((resolve) => {
@@ -202,6 +201,9 @@ async function startCommand(a: NodeFlags): Promise<void> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // Its terminal or SSH session closed: a leave, not the abrupt exit SIGHUP's default is
+    // (the settings are read at start only; there is nothing to reload).
+    process.on('SIGHUP', onSignal);
     // Run by npm: the parent gone is the SIGTERM it did not pass on (parent.ts).
     onNpmParentGone(() => onSignal('SIGTERM'));
   });

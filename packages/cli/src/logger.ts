@@ -16,7 +16,16 @@ export const MAX_LOG_LINES_PER_S = 100;
 /** Errors past that limit: up to this many times as many again. */
 const ERROR_LINES_FACTOR = 10;
 
-export async function createLogger(level: LogLevel): Promise<PinoLogger> {
+/**
+ * The node's logger at `level`. With `holdInfo`, info lines (and below) are dropped until
+ * `started()` is called, so a start that fails is one line; from then on they are written. The
+ * hold is on the destination, not the logger's level: the node's parts take child loggers
+ * while it starts, and a pino child keeps the level it was made with.
+ */
+export async function createLogger(
+  level: LogLevel,
+  holdInfo = false,
+): Promise<{ log: PinoLogger; started(): void }> {
   let destination: DestinationStream = pinoDestination({ dest: 2, sync: true });
   if (process.stderr.isTTY) {
     try {
@@ -26,7 +35,24 @@ export async function createLogger(level: LogLevel): Promise<PinoLogger> {
       // No pino-pretty installed: JSON it is.
     }
   }
-  return pino({ level, base: { pid: process.pid } }, rateLimited(destination));
+  const held = heldBelowWarn(rateLimited(destination), holdInfo);
+  return { log: pino({ level, base: { pid: process.pid } }, held), started: held.release };
+}
+
+/** A destination that drops lines below warn while held, until `release()`. */
+export function heldBelowWarn(
+  destination: DestinationStream,
+  held: boolean,
+): DestinationStream & { release(): void } {
+  return {
+    write(line: string) {
+      if (held && /"level":(10|20|30)[,}]/.test(line)) return;
+      destination.write(line);
+    },
+    release() {
+      held = false;
+    },
+  };
 }
 
 /** A destination that passes at most `perSecond` lines a second and reports what it dropped. */

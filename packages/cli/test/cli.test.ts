@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
 import {
   mkdtempSync,
   readdirSync,
@@ -85,6 +86,32 @@ describe('two running nodes', () => {
     const first = a.stderr.split('\n').find((l) => l.startsWith('{'));
     assert.ok(first, a.stderr);
     assert.equal(typeof JSON.parse(first).msg, 'string');
+  });
+
+  test("at the default log level, the node's parts log at info once it is ready", async () => {
+    const c = await StartedNode.start(join(dir, 'info'), ['--log-level', 'info']);
+    try {
+      const lines = c.stderr.split('\n');
+      const ready = lines.findIndex((l) => l.includes('"msg":"ready"'));
+      assert.ok(ready >= 0, c.stderr);
+      const early = lines.slice(0, ready).filter((l) => l.includes('"level":30'));
+      assert.deepEqual(early, [], 'info held back while starting');
+      // A TCP stream the node cannot frame: the SIP transports log closing it, at info.
+      const [host, port] = c.ready.sip.split(':');
+      const socket = connect(Number(port), host);
+      socket.on('error', () => undefined);
+      await once(socket, 'connect');
+      socket.write('OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9\r\n\r\n');
+      for (let i = 0; i < 100 && !c.stderr.includes('closing connection'); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      socket.destroy();
+      const line = c.stderr.split('\n').find((l) => l.includes('closing connection'));
+      assert.ok(line, c.stderr);
+      assert.equal(JSON.parse(line).level, 30);
+    } finally {
+      await c.stop();
+    }
   });
 
   test('the control socket is private to the owner', () => {
@@ -896,9 +923,9 @@ test('user-key refuses in an enrolled overlay, where a key needs its certificate
 });
 
 describe('lifecycle', () => {
-  test('SIGINT and SIGTERM leave gracefully and exit 0', async (t) => {
+  test('SIGINT, SIGTERM and SIGHUP (its terminal or SSH session gone) leave gracefully and exit 0', async (t) => {
     const dir = tempDir(t);
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
       const node = await StartedNode.start(join(dir, signal));
       assert.equal(await node.stop(signal), 0, node.stderr);
       assert.match(node.stderr, /leaving the overlay/);

@@ -73,14 +73,18 @@ export class StartedNode {
     readonly stdoutLines: string[],
   ) {}
 
-  /** `extra` may name an address of its own (`--ws 127.0.0.1:5066`); the others get free ports. */
+  /**
+   * `extra` may name an address of its own (`--ws 127.0.0.1:5066`); the others get free ports.
+   * The log level is debug unless `extra` names one.
+   */
   static async start(dataDir: string, extra: string[] = [], timeoutMs = 20_000) {
     const addresses = ['--overlay', '--sip', '--ws']
       .filter((flag) => !extra.includes(flag))
       .flatMap((flag) => [flag, '127.0.0.1:0']);
+    const level = extra.includes('--log-level') ? [] : ['--log-level', 'debug'];
     const child = spawn(
       process.execPath,
-      [BIN, 'start', '--data-dir', dataDir, ...addresses, '--log-level', 'debug', ...extra],
+      [BIN, 'start', '--data-dir', dataDir, ...addresses, ...level, ...extra],
       { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stderr = '';
