@@ -258,10 +258,17 @@ async function controlCommand(
     dataDir: a['data-dir'],
     ...(a.config ? { config: a.config } : {}),
   });
-  const result = await controlRequest(dataDir, {
-    op,
-    ...(a.arg !== undefined ? { arg: String(a.arg) } : {}),
-  });
+  // The node's other settings come from its config file: started without it, it would not
+  // be the node asked for.
+  const startWith = a.config
+    ? `--config ${a.config}${a['data-dir'] ? ` --data-dir ${dataDir}` : ''}`
+    : undefined;
+  const result = await controlRequest(
+    dataDir,
+    { op, ...(a.arg !== undefined ? { arg: String(a.arg) } : {}) },
+    undefined,
+    startWith,
+  );
   out(a.json ? JSON.stringify(result) : await render(result, dataDir));
 }
 

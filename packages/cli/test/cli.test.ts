@@ -486,6 +486,28 @@ describe('errors and settings', () => {
     const badUser = await peerbx(['start', '--config', file, '--data-dir', join(dir, 'n')]);
     assert.equal(badUser.code, 1);
     assert.match(oneErrorLine(badUser.stderr), /bad setting "users" .*entry "alice" must be/);
+    // QA: a PIN is a number in YAML; an extension of digits a number, with its 0 gone.
+    writeFileSync(file, 'users:\n  alice: { password: 1234 }\n');
+    const pin = await peerbx(['start', '--config', file, '--data-dir', join(dir, 'n')]);
+    assert.equal(pin.code, 1);
+    assert.match(
+      oneErrorLine(pin.stderr),
+      /bad setting "users" .*entry "alice": the password must be text; quote it \("1234"\)$/,
+    );
+    writeFileSync(file, 'users:\n  0103: { password: x }\n');
+    const extension = await peerbx(['start', '--config', file, '--data-dir', join(dir, 'n')]);
+    assert.equal(extension.code, 1);
+    assert.match(
+      oneErrorLine(extension.stderr),
+      /config file .*: user name 0103 reads as a number in YAML; quote it: "0103":$/,
+    );
+    // Asked of a node that is not running, the advice keeps the config file it was asked with.
+    writeFileSync(file, 'sip: 127.0.0.1:0\n');
+    const stopped = await peerbx(['status', '--config', file, '--data-dir', join(dir, 'n')]);
+    assert.match(
+      oneErrorLine(stopped.stderr),
+      new RegExp(`start one with \`peerbx start --config ${file} --data-dir ${join(dir, 'n')}\`$`),
+    );
     // A port alone is a number in YAML: the message shows what an address looks like.
     writeFileSync(file, 'sip: 5060\n');
     const portOnly = await peerbx(['start', '--config', file, '--data-dir', join(dir, 'n')]);
@@ -566,13 +588,24 @@ describe('errors and settings', () => {
     // alone had phones answer the SHA-256 challenge offered first, and get 401 forever.
     assert.throws(
       account({}),
-      /bad setting "users" \(from config file c\.yaml\): entry "dave": ha1 has no sha256 while authAlgorithms offers SHA-256; add sha256: the hex of SHA-256\("dave:peerbx\.local:PASSWORD"\), or leave SHA-256 out of authAlgorithms/,
+      /bad setting "users" \(from config file c\.yaml\): entry "dave": ha1 has no sha256 while authAlgorithms offers SHA-256; add sha256: the hex of SHA-256\("dave:DOMAIN:PASSWORD"\), DOMAIN being the overlay's SIP domain \(peerbx\.local unless its overlay configuration names another; peerbx status shows it\), or leave SHA-256 out of authAlgorithms/,
     );
     assert.throws(account({ md5 }), /ha1 has no sha256 while authAlgorithms offers SHA-256/);
     assert.throws(account({ sha256 }), /ha1 has no md5 while authAlgorithms offers MD5/);
     assert.throws(
       account({ md5: 'nothex', sha256 }),
-      /entry "dave": ha1\.md5 must be the hex of MD5\("dave:peerbx\.local:PASSWORD"\)/,
+      /entry "dave": ha1\.md5 must be the hex of MD5\("dave:DOMAIN:PASSWORD"\)/,
+    );
+    // QA: in an overlay whose configuration names its domain, the hint named peerbx.local, a
+    // realm no phone is challenged with. A domain set is the realm for sure.
+    assert.throws(
+      () =>
+        resolveSettings([
+          { name: 'defaults', settings: DEFAULT_SETTINGS },
+          { name: 'config file c.yaml', settings: { users: { dave: { ha1: { md5: 'x' } } } } },
+          { name: 'flags', settings: { domain: 'office.example' } },
+        ]),
+      /ha1\.md5 must be the hex of MD5\("dave:office\.example:PASSWORD"\)$/,
     );
     assert.throws(account({ md5, sha256: md5 }), /ha1\.sha256 must be the hex of SHA-256/);
     assert.throws(account({ md5, sha1: md5 }), /ha1 takes md5 and sha256, not "sha1"/);

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ListenAddress } from '@peerbx/overlay-core';
-import { parse as parseYaml } from 'yaml';
+import { isMap, isScalar, parseDocument, parse as parseYaml } from 'yaml';
 import {
   DEFAULT_DATA_DIR,
   DEFAULT_DOMAIN,
@@ -104,6 +104,25 @@ export const DEFAULT_SETTINGS: RawSettings = {
   wsOrigins: [],
 };
 
+/**
+ * YAML reads an unquoted user name of digits (an extension, 0103) as a number: 0103 would
+ * become user 103, and its phone's logins fail with nothing to say why. Such names must be
+ * quoted.
+ */
+function numericUserNames(path: string, text: string): void {
+  const users = parseDocument(text).get('users', true);
+  if (!isMap(users)) return;
+  for (const { key } of users.items) {
+    if (isScalar(key) && typeof key.value !== 'string') {
+      const written = key.source ?? String(key.value);
+      throw new CliError(
+        'ERR_CONFIG',
+        `config file ${path}: user name ${written} reads as a number in YAML; quote it: "${written}":`,
+      );
+    }
+  }
+}
+
 /** Reads a JSON or YAML config file; its paths are relative to the file's directory. */
 export function readConfigFile(path: string): RawSettings {
   let text: string;
@@ -127,6 +146,7 @@ export function readConfigFile(path: string): RawSettings {
       `config file ${path} is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]?.replace(/:\s*$/, '')}`,
     );
   }
+  if (!/\.json$/i.test(path)) numericUserNames(path, text);
   if (doc === null || doc === undefined) return {};
   if (typeof doc !== 'object' || Array.isArray(doc)) {
     throw new CliError('ERR_CONFIG', `config file ${path} must hold a map of settings`);
@@ -283,9 +303,16 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
   // A stored hash is the digest HA1 of "user:realm:password", the realm being the SIP domain;
   // one for each algorithm the node offers, else a phone that answers that challenge never
   // gets in (RFC 8760: it takes the first it supports).
+  // Without a domain setting, an overlay configuration (--overlay-config, or the one in the
+  // data directory) may name another: the realm is the overlay's domain, known only then.
+  const domainSet = origin.domain !== undefined && origin.domain !== 'defaults';
+  const realm = domainSet ? domain : 'DOMAIN';
+  const realmNote = domainSet
+    ? ''
+    : `, DOMAIN being the overlay's SIP domain (${domain} unless its overlay configuration names another; peerbx status shows it)`;
   const checkHa1 = (name: string, ha1: Record<string, unknown>): void => {
     const fix = (alg: 'md5' | 'sha256') =>
-      `hex of ${alg === 'md5' ? 'MD5' : 'SHA-256'}("${name}:${domain}:PASSWORD")`;
+      `hex of ${alg === 'md5' ? 'MD5' : 'SHA-256'}("${name}:${realm}:PASSWORD")${realmNote}`;
     for (const [alg, hex] of Object.entries(ha1)) {
       const length = alg === 'md5' ? 32 : alg === 'sha256' ? 64 : 0;
       if (length === 0)
@@ -307,6 +334,10 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     bad('users', 'must be a map of user name → { password }');
   for (const [name, cred] of Object.entries(users as Record<string, unknown>)) {
     const c = cred as Record<string, unknown> | null;
+    const password = c !== null && typeof c === 'object' ? c.password : undefined;
+    if (typeof password === 'number' || typeof password === 'boolean') {
+      bad('users', `entry "${name}": the password must be text; quote it ("${password}")`);
+    }
     const ok =
       c !== null &&
       typeof c === 'object' &&
@@ -336,7 +367,7 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     ws: /^(off|none|false)$/i.test(wsText) ? false : address('ws', ', or off'),
     domain,
     logLevel: logLevel as LogLevel,
-    domainGiven: origin.domain !== undefined && origin.domain !== 'defaults',
+    domainGiven: domainSet,
     auth: auth as NodeSettings['auth'],
     users: users as NodeSettings['users'],
     authAlgorithms: algorithms as NodeSettings['authAlgorithms'],

@@ -7,16 +7,21 @@ import { CONTROL_TIMEOUT_MS } from '../constants.js';
 import { CliError } from '../errors.js';
 import { type ControlRequest, type ControlResponse, controlSocketPath } from './protocol.js';
 
+/**
+ * `startWith`: the flags that start the node meant (its --config, say), for the advice when
+ * none runs; --data-dir DIR by default.
+ */
 export async function controlRequest(
   dataDir: string,
   req: ControlRequest,
   timeoutMs = CONTROL_TIMEOUT_MS,
+  startWith = `--data-dir ${dataDir}`,
 ): Promise<unknown> {
   const path = controlSocketPath(dataDir);
   const notRunning = () =>
     new CliError(
       'ERR_NOT_RUNNING',
-      `no node is running with data directory ${dataDir}; start one with \`peerbx start --data-dir ${dataDir}\``,
+      `no node is running with data directory ${dataDir}; start one with \`peerbx start ${startWith}\``,
     );
   const permissionDenied = () =>
     new CliError(
