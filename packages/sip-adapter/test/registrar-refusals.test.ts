@@ -44,6 +44,23 @@ describe('registrations the overlay cannot take', () => {
       const cert = issueCertificate(authority, user, key.publicKey, 3_600_000, Date.now());
       writeFileSync(userCertificatePath(paths, user), encodeCertificate(cert));
     }
+    // erin's certificate copied in without its key; fay's from another overlay's authority.
+    const erin = issueCertificate(
+      authority,
+      'erin',
+      generateKeyPair().publicKey,
+      3_600_000,
+      Date.now(),
+    );
+    writeFileSync(userCertificatePath(paths, 'erin'), encodeCertificate(erin));
+    const fay = issueCertificate(
+      generateKeyPair(),
+      'fay',
+      loadUserKey(paths, 'fay').publicKey,
+      3_600_000,
+      Date.now(),
+    );
+    writeFileSync(userCertificatePath(paths, 'fay'), encodeCertificate(fay));
     overlays.push(await OverlayNode.start({ dataDir: dir, config }));
     overlays.push(
       await OverlayNode.start({
@@ -75,6 +92,19 @@ describe('registrations the overlay cannot take', () => {
   it('answers 403 saying so to a user this node holds no certificate for', async () => {
     const line = await rawRegister(node, 'carol', contact('carol'));
     assert.match(line, /^SIP\/2\.0 403 Forbidden \(carol is not certified for this node/);
+  });
+
+  it('answers 403 saying what to do to a user whose certificate is not for its key, or not of this overlay', async () => {
+    const erin = await rawRegister(node, 'erin', contact('erin'));
+    assert.match(
+      erin,
+      /^SIP\/2\.0 403 Forbidden \(certificate for erin names a different user key: the overlay's admin issues a certificate and key for erin into this node's data directory with peerbx ca issue\)$/,
+    );
+    const fay = await rawRegister(node, 'fay', contact('fay'));
+    assert.match(
+      fay,
+      /^SIP\/2\.0 403 Forbidden \(certificate for fay is not signed by this overlay's authority: the overlay's admin issues/,
+    );
   });
 
   it('answers 404 to a user name that cannot name a user of the overlay', async () => {

@@ -404,11 +404,19 @@ export class RegisterHandler {
         { resource, reason: message, ...(hint ? { hint } : {}) },
         'registration refused by the overlay',
       );
+      // A certificate in users/ that is not for the key beside it, or not of this overlay's
+      // authority: copied from elsewhere without its key, or issued by another overlay's admin.
+      const certificate =
+        /certificate for \S+ (?:names a different user key|is not signed by this overlay's authority|has a bad signature[^;]*)/.exec(
+          message,
+        )?.[0];
       return createResponse(request, 403, {
         reason:
           err.code === 'ERR_CERTIFICATE'
             ? `Forbidden (${reasonText(user, 200)} is not certified for this node: the overlay's admin issues a certificate with peerbx ca issue)`
-            : reasonText(hint ? `${message}: ${hint}` : message, 250),
+            : certificate
+              ? `Forbidden (${reasonText(certificate, 150)}: the overlay's admin issues a certificate and key for ${reasonText(user, 64)} into this node's data directory with peerbx ca issue)`
+              : reasonText(hint ? `${message}: ${hint}` : message, 250),
       });
     }
     if (isLocalFault(err)) {
