@@ -321,6 +321,39 @@ describe('stateful proxy', () => {
     await d1.request('ACK', 'ACK for 487');
   });
 
+  for (const where of ['another node', 'the same node'] as const) {
+    it(`reaches a callee with the caller's BYE after its registration ended in the call (caller at ${where})`, async () => {
+      // A dialog does not depend on the registration (QA: the BYE got 403, the callee's phone
+      // stayed in the call).
+      const caller = await phone();
+      const callee = await phone();
+      const user = where === 'another node' ? 'cleo' : 'cleon';
+      const at = where === 'another node' ? a : b;
+      assert.equal(await rawRegister(b, user, `sip:${user}@${callee.contact}`), 'SIP/2.0 200 OK');
+      const call = request('INVITE', `sip:${user}@127.0.0.1:${at.port}`, caller);
+      caller.send(call.text, at.port);
+      const invite = await callee.request('INVITE');
+      answerWithContact(callee, invite, 200, 'c1', `sip:${user}@${callee.contact}`, b.port);
+      const ok = await caller.response(200, 'INVITE');
+      assert.equal(
+        await rawRegister(b, user, `sip:${user}@${callee.contact}`, 0),
+        'SIP/2.0 200 OK',
+      );
+      caller.send(
+        inDialogRequest('BYE', `sip:${user}@${callee.contact}`, caller, {
+          from: /^From: (.*)$/m.exec(call.text)![1]!,
+          to: ok.headers.get('to') ?? '',
+          callId: call.callId,
+          cseq: 2,
+          routes: ok.headers.getAll('record-route').reverse().join(', '),
+        }),
+        at.port,
+      );
+      callee.answer(await callee.request('BYE'), 200, b.port, 'c1');
+      await caller.response(200, 'BYE');
+    });
+  }
+
   it("follows a dialog's target refresh from either side (§12.2.1.2): a re-INVITE's Contact, its answer's", async () => {
     // Both phones move to another port in the call (a new network, a NAT rebinding): each
     // side's requests must reach the other where it said it now is, at neither node refused.
