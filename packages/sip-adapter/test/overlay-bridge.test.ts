@@ -15,7 +15,7 @@ import {
   OverlayNode,
 } from '@peerbx/overlay-core';
 import { LocatorBusyError, RegistrarBusyError } from '../src/errors.js';
-import { Locator } from '../src/overlay-bridge/locator.js';
+import { LOCATION_CACHE_MS, Locator } from '../src/overlay-bridge/locator.js';
 import type { OverlayAccess } from '../src/overlay-bridge/overlay-access.js';
 import { RegistrationPublisher } from '../src/overlay-bridge/registration-publisher.js';
 import type { Binding } from '../src/registrar/binding-store.js';
@@ -136,15 +136,29 @@ describe('overlay bridge', () => {
     loc.invalidate('bob@peerbx.local', b.nodeId);
     await loc.locate('bob@peerbx.local');
     assert.equal(loc.misses, 2);
+    // A lapsed answer goes once read (QA soak: one entry per user ever called stayed).
+    assert.equal(loc.cached, 1);
+    const was = now;
+    now += LOCATION_CACHE_MS;
+    try {
+      assert.equal(loc.isCached('bob@peerbx.local'), false);
+      assert.equal(loc.cached, 0);
+    } finally {
+      now = was;
+    }
   });
 
   it('publishes a tombstone when the last device leaves, and the user is then nowhere', async () => {
     const pub = new RegistrationPublisher(b, clock);
     await pub.sync('sip:bob@peerbx.local', 'bob@peerbx.local', [binding('sip:bob@10.0.0.2', 3600)]);
+    assert.equal(pub.tracked, 1);
     assert.equal(
       (await pub.sync('sip:bob@peerbx.local', 'bob@peerbx.local', [])).reason,
       'removed',
     );
+    // QA soak: each user that came and went stayed in memory for good.
+    assert.equal(pub.tracked, 0, 'a user gone leaves nothing behind');
+    assert.equal((await pub.sync('sip:bob@peerbx.local', 'bob@peerbx.local', [])).write, false);
     assert.deepEqual(await new Locator(a, clock).locate('bob@peerbx.local'), []);
     // The tombstone lives as long as the record it replaced would have: a holder that missed
     // the removal must not bring bob back when it lapses elsewhere.

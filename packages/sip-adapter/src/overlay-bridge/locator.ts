@@ -9,7 +9,7 @@
 // slowing every lookup until most time out. Calls to one resource share one lookup.
 
 import { type Clock, idToHex, type NodeId } from '@peerbx/dht-kademlia';
-import { isTombstone, KIND_SIP_REGISTRATION } from '@peerbx/overlay-core';
+import { isTombstone, KIND_SIP_REGISTRATION, setBounded } from '@peerbx/overlay-core';
 import { LocatorBusyError } from '../errors.js';
 import { Admission } from './admission.js';
 import type { OverlayAccess } from './overlay-access.js';
@@ -17,6 +17,12 @@ import { decodeRegistrationValue } from './registration-value.js';
 
 /** How long a fetched registration is reused without asking the overlay again. */
 export const LOCATION_CACHE_MS = 30_000;
+/**
+ * Callees whose locations are cached at most; the oldest go first (fetched again if called).
+ * An answer that lapsed goes when it is next read: a node that calls many users once each
+ * keeps no more than this.
+ */
+export const LOCATION_CACHE_MAX = 10_000;
 /** Location lookups under way at once (each a DHT lookup of a few signed requests). */
 export const MAX_LOOKUPS_IN_FLIGHT = 16;
 /** Lookups that may wait for a place; beyond, a call is refused at once (503). */
@@ -98,6 +104,11 @@ export class Locator {
     );
   }
 
+  /** Callees whose answers are cached now, lapsed ones not yet read again included. */
+  get cached(): number {
+    return this.cache.size;
+  }
+
   /** Lookups under way and waiting (diagnostics and tests). */
   get pending(): { inFlight: number; waiting: number } {
     const { inFlight, waiting } = this.admission.pending;
@@ -161,7 +172,11 @@ export class Locator {
     now: number,
   ): { locations: Location[]; fetchedAt: number } | undefined {
     const hit = this.cache.get(resource);
-    if (!hit || hit.until <= now) return undefined;
+    if (!hit) return undefined;
+    if (hit.until <= now) {
+      this.cache.delete(resource);
+      return undefined;
+    }
     const locations = hit.locations.filter((l) => l.expiresAt > now);
     return locations.length > 0 ? { locations, fetchedAt: hit.fetchedAt } : undefined;
   }
@@ -201,7 +216,7 @@ export class Locator {
     if (!current) return locations;
     if (locations.length > 0) {
       const until = Math.min(now + this.cacheMs, ...locations.map((l) => l.expiresAt));
-      this.cache.set(resource, { locations, until, fetchedAt });
+      setBounded(this.cache, resource, { locations, until, fetchedAt }, LOCATION_CACHE_MAX);
     } else {
       this.cache.delete(resource);
     }

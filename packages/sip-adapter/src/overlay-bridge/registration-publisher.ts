@@ -248,7 +248,15 @@ export class RegistrationPublisher {
       lifetimeMs,
     });
     this.writes++;
-    this.published.set(aor, { devices, expiresAt, lifetimeMs });
+    // A removal's tombstone needs no renewal, nor counts for what is written next (decide
+    // takes no entry as no devices): a user gone for good leaves nothing behind.
+    if (devices > 0) this.published.set(aor, { devices, expiresAt, lifetimeMs });
+    else this.published.delete(aor);
+  }
+
+  /** Users whose registrations this node keeps in the overlay (diagnostics and tests). */
+  get tracked(): number {
+    return this.published.size;
   }
 }
 
