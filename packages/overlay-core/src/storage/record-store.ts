@@ -27,22 +27,46 @@ import {
 /** The slot of a resource's name claim (a single value, no dictionary key). */
 export const NAME_CLAIM_SLOT = `${KIND_NAME_CLAIM}:`;
 
-// Values in the store are decoded again on every STORE under the same key (claims, counts);
-// the bytes never change once stored, so their decoding is remembered per byte array.
-const decoded = new WeakMap<Uint8Array, StoredRecord | null>();
+/** What the store's own checks read of a stored record: its slot, kind, dates and signer. */
+interface RecordFacts {
+  readonly slot: string;
+  readonly kind: number;
+  readonly storedAt: number;
+  readonly expiresAt: number;
+  readonly tombstone: boolean;
+  /** The user key that signed it, when a user did (a view into the stored bytes). */
+  readonly userKey?: Uint8Array;
+}
 
-/** The record in `bytes`, or undefined when they are not one. Cached per byte array. */
-function recordOf(bytes: Uint8Array): StoredRecord | undefined {
-  const hit = decoded.get(bytes);
+// Values in the store are read again on every STORE under the same key (claims, counts); the
+// bytes never change once stored, so what is read of them is remembered per byte array, for as
+// long as they are held. Only the facts: a whole decoded record, with its byte views and
+// strings, took about 1 KB more for each record a node holds.
+const facts = new WeakMap<Uint8Array, RecordFacts | null>();
+
+function factsOf(record: StoredRecord): RecordFacts {
+  return {
+    slot: recordSlot(record),
+    kind: record.kind,
+    storedAt: record.storedAt,
+    expiresAt: recordExpiresAt(record),
+    tombstone: isTombstone(record),
+    ...(record.user ? { userKey: record.user.publicKey } : {}),
+  };
+}
+
+/** The facts of the record in `bytes`, or undefined when they are none. Cached per array. */
+function factsIn(bytes: Uint8Array): RecordFacts | undefined {
+  const hit = facts.get(bytes);
   if (hit !== undefined) return hit ?? undefined;
-  let record: StoredRecord | null;
+  let found: RecordFacts | null;
   try {
-    record = decodeRecord(bytes);
+    found = factsOf(decodeRecord(bytes));
   } catch {
-    record = null;
+    found = null;
   }
-  decoded.set(bytes, record);
-  return record ?? undefined;
+  facts.set(bytes, found);
+  return found ?? undefined;
 }
 
 /** Value-store options for overlay records: slots per kind and entry, newest record wins. */
@@ -53,19 +77,16 @@ export function createOverlayStoreOptions(config: OverlayConfig, clock: Clock): 
     maxValueBytes: largest + RECORD_OVERHEAD_BYTES,
     maxValuesPerKey: entries,
     // Undecodable values never pass the validator; the fallback slot only keeps this total.
-    slotOf: (_key, value) => {
-      const record = recordOf(value);
-      return record ? recordSlot(record) : 'invalid';
-    },
+    slotOf: (_key, value) => factsIn(value)?.slot ?? 'invalid',
     shouldReplace: (_key, existing, incoming) => {
       // The same record again (a republish): let the store keep the longer expiry.
       if (bytesEqual(existing.value, incoming.value)) return true;
-      const a = recordOf(existing.value);
-      const b = recordOf(incoming.value);
+      const a = factsIn(existing.value);
+      const b = factsIn(incoming.value);
       if (!b) return false;
       if (!a) return true;
       // A record past its own lifetime gives way even to an older one.
-      if (recordExpiresAt(a) <= clock.now()) return true;
+      if (a.expiresAt <= clock.now()) return true;
       return b.storedAt > a.storedAt;
     },
   };
@@ -109,7 +130,7 @@ export function createRecordValidator(
         forged: true,
       };
     }
-    decoded.set(value, record); // the store's slotOf needs it next
+    facts.set(value, factsOf(record)); // the store's slotOf needs them next
     if (
       responsible &&
       config.enrollment === 'open' &&
@@ -131,7 +152,7 @@ export function createRecordValidator(
     const kind = kindById(config, record.kind)!;
     const slot = recordSlot(record);
     if (live.some((r) => r.slot === slot)) return undefined;
-    const count = live.filter((r) => r.record.kind === record.kind).length;
+    const count = live.filter((r) => r.facts.kind === record.kind).length;
     if (count >= kind.maxCount) {
       return {
         reason: 'too-many-values',
@@ -310,22 +331,22 @@ function newer(a: StoredRecord, b: StoredRecord): boolean {
 
 interface LiveRecord {
   readonly slot: string;
-  readonly record: StoredRecord;
+  readonly facts: RecordFacts;
   readonly stored: StoredValue;
 }
 
 function liveRecords(store: ValueStore, key: NodeId, now: number): LiveRecord[] {
   const out: LiveRecord[] = [];
   for (const stored of store.get(key, now)) {
-    const record = recordOf(stored.value);
-    if (record) out.push({ slot: recordSlot(record), record, stored });
+    const found = factsIn(stored.value);
+    if (found) out.push({ slot: found.slot, facts: found, stored });
   }
   return out;
 }
 
 /** The user key of the live, unexpired, non-deleted NAME-CLAIM among a key's records. */
 function currentClaim(live: readonly LiveRecord[], now: number): Uint8Array | undefined {
-  const claim = live.find((r) => r.slot === NAME_CLAIM_SLOT)?.record;
-  if (!claim || isTombstone(claim) || recordExpiresAt(claim) <= now) return undefined;
-  return claim.user?.publicKey;
+  const claim = live.find((r) => r.slot === NAME_CLAIM_SLOT)?.facts;
+  if (!claim || claim.tombstone || claim.expiresAt <= now) return undefined;
+  return claim.userKey;
 }
