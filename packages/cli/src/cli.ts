@@ -260,8 +260,9 @@ async function controlCommand(
   });
   // The node's other settings come from its config file: started without it, it would not
   // be the node asked for.
+  const arg = (path: string) => (/\s/.test(path) ? `'${path}'` : path);
   const startWith = a.config
-    ? `--config ${a.config}${a['data-dir'] ? ` --data-dir ${dataDir}` : ''}`
+    ? `--config ${arg(a.config)}${a['data-dir'] ? ` --data-dir ${arg(dataDir)}` : ''}`
     : undefined;
   const result = await controlRequest(
     dataDir,

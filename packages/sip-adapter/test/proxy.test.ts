@@ -354,6 +354,67 @@ describe('stateful proxy', () => {
     });
   }
 
+  it('lets no phone name targets for a dialog it is not in, nor relay with a refresh it sends', async () => {
+    // Review: a phone's in-dialog UPDATE named its own Request-URI as a target and was sent
+    // there (a relay past relayExternal: false), and another phone took over a call's target.
+    const plain = (lines: string[]) =>
+      [...lines, 'Max-Forwards: 70', 'Content-Length: 0', '', ''].join('\r\n');
+    const phoneHere = await phone();
+    const victim = await phone();
+    phoneHere.send(
+      plain([
+        `UPDATE sip:x@${victim.contact} SIP/2.0`,
+        `Via: SIP/2.0/UDP ${phoneHere.contact};branch=z9hG4bK-r1-${Date.now()};rport`,
+        'From: <sip:caller@peerbx.local>;tag=f1',
+        'To: <sip:x@peerbx.local>;tag=t1',
+        `Call-ID: r1-${Date.now()}@test`,
+        'CSeq: 1 UPDATE',
+        `Contact: <sip:x@${victim.contact}>`,
+      ]),
+      b.port,
+    );
+    await phoneHere.response(403, 'UPDATE');
+    // vera answers a call from another Contact than she registered; mallory, at her node and
+    // knowing the Call-ID, names that Contact in an UPDATE of its own.
+    const w = await phone();
+    const v = await phone();
+    const vNew = await phone();
+    const m = await phone();
+    assert.equal(await rawRegister(b, 'vera', `sip:vera@${v.contact}`), 'SIP/2.0 200 OK');
+    const call = request('INVITE', `sip:vera@127.0.0.1:${a.port}`, w);
+    w.send(call.text, a.port);
+    const invite = await v.request('INVITE');
+    answerWithContact(v, invite, 200, 'v1', `sip:vera@${vNew.contact}`, b.port);
+    const ok = await w.response(200, 'INVITE');
+    m.send(
+      plain([
+        'UPDATE sip:anything@127.0.0.1:9 SIP/2.0',
+        `Via: SIP/2.0/UDP nat.invalid:5060;branch=z9hG4bK-r4-${Date.now()};rport`,
+        'From: <sip:mallory@peerbx.local>;tag=m1',
+        'To: <sip:x@peerbx.local>;tag=v1',
+        `Call-ID: ${call.callId}`,
+        'CSeq: 1 UPDATE',
+        `Contact: <sip:vera@${vNew.contact}>`,
+      ]),
+      b.port,
+    );
+    await m.response(403, 'UPDATE');
+    w.send(
+      inDialogRequest('BYE', `sip:vera@${vNew.contact}`, w, {
+        from: /^From: (.*)$/m.exec(call.text)![1]!,
+        to: ok.headers.get('to') ?? '',
+        callId: call.callId,
+        cseq: 2,
+        routes: ok.headers.getAll('record-route').reverse().join(', '),
+      }),
+      a.port,
+    );
+    vNew.answer(await vNew.request('BYE'), 200, b.port, 'v1');
+    await w.response(200, 'BYE');
+    assert.equal(m.received.filter((x) => x.kind === 'request').length, 0, 'nothing for mallory');
+    assert.equal(victim.received.length, 0, 'nothing for the address the UPDATE named');
+  });
+
   it("follows a dialog's target refresh from either side (§12.2.1.2): a re-INVITE's Contact, its answer's", async () => {
     // Both phones move to another port in the call (a new network, a NAT rebinding): each
     // side's requests must reach the other where it said it now is, at neither node refused.

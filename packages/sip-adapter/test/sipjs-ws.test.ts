@@ -648,6 +648,66 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
     });
   }
 
+  it('reaches a browser that called without registering over its own connection only, not another from its address and port', async () => {
+    // Review: the route token named the browser's address and port; a second browser
+    // connecting from them (behind one NAT, or behind a reverse proxy) got the first one's
+    // in-dialog requests.
+    const phone = await bed.phone();
+    await phone.register(peers[0]!, 'uwe');
+    const localPort = 40_000 + Math.floor(Math.random() * 10_000);
+    const open = async () => {
+      const socket = new WebSocket(`ws://127.0.0.1:${wsPort()}`, 'sip', {
+        localAddress: '127.0.0.1',
+        localPort,
+      } as ConstructorParameters<typeof WebSocket>[2]);
+      await new Promise<void>((resolve, reject) => {
+        socket.once('open', () => resolve());
+        socket.once('error', reject);
+      });
+      const inbox: SipMessage[] = [];
+      socket.on('message', (d: Buffer) => inbox.push(parseSipMessage(d)));
+      return { socket, inbox };
+    };
+    const first = await open();
+    const callId = 'cora-calls-uwe@test';
+    first.socket.send(wsInvite('cora', 'k1.invalid', 'uwe', callId));
+    const invite = await phone.request('INVITE');
+    const rr = invite.headers.getAll('record-route');
+    phone.send(answer200(invite, 'uwe1', `<sip:uwe@${phone.contact}>`), peers[0]!.port);
+    await phone.request('ACK').catch(() => undefined);
+    // Gone at once (a reset: its port is free again), and another browser comes from it.
+    (first.socket as unknown as { _socket: { resetAndDestroy(): void } })._socket.resetAndDestroy();
+    await new Promise((r) => setTimeout(r, 100));
+    const second = await open();
+    phone.send(
+      [
+        'INFO sip:cora@k1.invalid;transport=ws;ob SIP/2.0',
+        `Via: SIP/2.0/UDP ${phone.contact};branch=z9hG4bK-uwe-info;rport`,
+        `Route: ${rr.join(', ')}`,
+        'From: <sip:uwe@peerbx.local>;tag=uwe1',
+        'To: <sip:cora@peerbx.local>;tag=cora1',
+        `Call-ID: ${callId}`,
+        'CSeq: 1 INFO',
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+      peers[0]!.port,
+    );
+    const answer = (await phone.next(
+      (m) => m.kind === 'response' && m.cseq.method === 'INFO' && m.status >= 200,
+      'an answer to the INFO',
+    )) as SipResponse;
+    assert.equal(answer.status, 480, `${answer.status} ${answer.reason}`);
+    assert.equal(
+      second.inbox.filter((m) => m.kind === 'request' && m.callId === callId).length,
+      0,
+      'the other browser got nothing of the call',
+    );
+    second.socket.close();
+  });
+
   it('ends a call between two browsers of one node from either side', async () => {
     const ada = await WsPhone.open(wsPort());
     ada.send(wsRegister('ada', 'ada.invalid'));

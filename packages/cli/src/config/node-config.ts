@@ -117,7 +117,7 @@ function numericUserNames(path: string, text: string): void {
       const written = key.source ?? String(key.value);
       throw new CliError(
         'ERR_CONFIG',
-        `config file ${path}: user name ${written} reads as a number in YAML; quote it: "${written}":`,
+        `config file ${path}: user name ${written} reads as ${typeof key.value === 'number' ? 'a number' : `${JSON.stringify(key.value)}, not text,`} in YAML; quote it: "${written}":`,
       );
     }
   }

@@ -20,29 +20,29 @@ export const DIALOG_TOKEN_PARAM = 'pbx-d';
 /**
  * URI parameter of our Record-Route: where the phone of the route token is reached, when its
  * Contact does not say: a phone behind NAT (`address~port`, over UDP), or a browser over its
- * WebSocket connection (`ws~address~port`, the connection's far end). Covered by the token's
- * MAC.
+ * WebSocket connection (`ws~<connection-ID>`: that connection and no other, even one later
+ * from the same address and port). Covered by the token's MAC.
  */
 export const ROUTE_FLOW_PARAM = 'pbx-f';
 
-/** A phone's address as ROUTE_FLOW_PARAM carries it: UDP, or a WebSocket connection's. */
-export interface RouteFlow {
-  address: string;
-  port: number;
-  transport: 'udp' | 'ws';
-}
+/** A phone's flow as ROUTE_FLOW_PARAM carries it: a UDP address, or a WebSocket connection. */
+export type RouteFlow =
+  | { transport: 'udp'; address: string; port: number }
+  | { transport: 'ws'; connectionId: string };
 
 export function formatRouteFlow(flow: RouteFlow): string {
-  const at = `${flow.address.includes(':') ? `[${flow.address}]` : flow.address}~${flow.port}`;
-  return flow.transport === 'ws' ? `ws~${at}` : at;
+  if (flow.transport === 'ws') return `ws~${flow.connectionId}`;
+  return `${flow.address.includes(':') ? `[${flow.address}]` : flow.address}~${flow.port}`;
 }
 
-/** A ROUTE_FLOW_PARAM value back; undefined for one that is not `[ws~]address~port`. */
+/** A ROUTE_FLOW_PARAM value back; undefined for one that is neither form. */
 export function parseRouteFlow(text: string): RouteFlow | undefined {
-  const m = /^(ws~)?(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\])~(\d{1,5})$/.exec(text);
-  const port = Number(m?.[3]);
-  if (!m?.[2] || !(port > 0 && port < 65536)) return undefined;
-  return { address: m[2].replace(/^\[|\]$/g, ''), port, transport: m[1] ? 'ws' : 'udp' };
+  const ws = /^ws~([A-Za-z0-9-]{1,64})$/.exec(text);
+  if (ws?.[1]) return { transport: 'ws', connectionId: ws[1] };
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\])~(\d{1,5})$/.exec(text);
+  const port = Number(m?.[2]);
+  if (!m?.[1] || !(port > 0 && port < 65536)) return undefined;
+  return { transport: 'udp', address: m[1].replace(/^\[|\]$/g, ''), port };
 }
 
 /**

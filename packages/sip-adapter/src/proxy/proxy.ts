@@ -29,6 +29,7 @@ import {
   contactAt,
   contactOf,
   flowAt,
+  hostPort,
 } from '../registrar/binding-store.js';
 import { LOCAL_HOST_ALIASES } from '../registrar/handler-constants.js';
 import { behindNat, isPrivateAddress, sameHost } from '../registrar/nat.js';
@@ -188,8 +189,8 @@ export class StatefulProxy {
   /** Phones that took no TCP connection for a large request, until when (tooLargeForUdp). */
   private readonly noTcp = new Map<string, number>();
   /**
-   * By Call-ID: the targets a phone here named in its dialog after it began, or in an answer
-   * (a re-INVITE's Contact, say), by user@host:port, and how each is reached (learnTarget).
+   * By dialog (Call-ID and both tags): the targets a phone here named in it, by user@host:port,
+   * and how each is reached (learnTarget). Read entries count as new; a BYE ends the entry.
    */
   private readonly refreshedTargets = new Map<string, Map<string, AddressHop>>();
   /** A key object, so each Record-Route MAC skips preparing the key again. */
@@ -433,8 +434,9 @@ export class StatefulProxy {
         this.finish(ctx, 416);
         return;
       }
-      if (fromPeer === undefined) this.targetFromPhone(request, source);
       const hop = this.nextHop(request, uri, routes.length > 0, tokens, fromPeer);
+      const dialog = request.method === 'BYE' ? dialogKey(request) : undefined;
+      if (dialog !== undefined) this.refreshedTargets.delete(dialog);
       if ('status' in hop) {
         this.finish(ctx, hop.status, hop.reason);
         return;
@@ -841,17 +843,32 @@ export class StatefulProxy {
         const direct = this.addressHop(uri, true);
         return direct && !this.lostTcpPort(direct, hop) ? direct : hop;
       }
-      // A browser that did not register: over the connection its INVITE came on (a 480 when
-      // that closed: see ResponseContext.start).
-      if (flow) return addressNextHop(flow);
+      // A browser that did not register: over the connection its INVITE came on, while open.
+      if (flow?.transport === 'ws' && this.c.flowAlive(flow.connectionId)) {
+        return {
+          kind: 'address',
+          destination: { connectionId: flow.connectionId },
+          transport: 'ws',
+        };
+      }
       if (tokens.some((t) => t.flow === undefined && check(t))) {
         const hop = this.addressHop(uri);
         if (hop) return hop;
       }
-      const refreshed = this.refreshedTargets.get(request.callId)?.get(targetKey(uri));
+      const key = dialogKey(request);
+      const targets = key === undefined ? undefined : this.refreshedTargets.get(key);
+      const refreshed = targets?.get(targetKey(uri));
       const over =
         refreshed && 'connectionId' in refreshed.destination ? refreshed.destination : undefined;
-      if (refreshed && (!over || this.c.flowAlive(over.connectionId))) return refreshed;
+      if (
+        key !== undefined &&
+        targets &&
+        refreshed &&
+        (!over || this.c.flowAlive(over.connectionId))
+      ) {
+        setBounded(this.refreshedTargets, key, targets, REFRESHED_DIALOGS_MAX);
+        return refreshed;
+      }
     }
     if (!viaRoute && /^wss?$/i.test(uri.params.transport ?? '')) {
       // A browser's Contact no binding here names any more: its connection closed.
@@ -976,11 +993,11 @@ export class StatefulProxy {
       // Contact; for a phone behind NAT over UDP, to where its request came from; for a
       // browser, over its connection (its Contact names no place).
       const contact = fromPeer === undefined ? firstContactUri(request) : undefined;
-      const { address, port } = source;
+      const { address, port, connectionId } = source;
       const flow = !contact
         ? undefined
-        : source.transport === 'ws'
-          ? formatRouteFlow({ address, port, transport: 'ws' })
+        : source.transport === 'ws' && connectionId !== undefined
+          ? formatRouteFlow({ transport: 'ws', connectionId })
           : source.transport === 'udp' && behindNat(request.topVia, source, [contact.host])
             ? formatRouteFlow({ address, port, transport: 'udp' })
             : undefined;
@@ -1020,7 +1037,7 @@ export class StatefulProxy {
     }
     const natted = this.nattedCalleeWatch(request, hop);
     const browser = this.browserCallWatch(request, hop, source, fromPeer);
-    const target = this.targetWatch(request, hop);
+    const target = this.targetWatch(request, hop, source, fromPeer);
     const onResponse =
       natted || browser || target
         ? (branch: Branch, response: SipResponse) => {
@@ -1045,60 +1062,83 @@ export class StatefulProxy {
 
   /**
    * A dialog's target named by a phone here (§12.2): the Contact of its in-dialog target
-   * refresh (re-INVITE, UPDATE, ...) or of its answer to one, or of its answer to the request
-   * that began the dialog. The far side's requests go there from then on, though no route
-   * token of ours names it (a phone that moved to another port or network, or that answers
-   * with another Contact than it registered): without this, this node refused them 403 as
-   * requests to an address that is none of its devices. Only what the phone itself named in
-   * the dialog is let through, as its first Contact is. `via`: how it is reached when its
-   * Contact does not say (behind NAT, or over its WebSocket connection).
+   * refresh (re-INVITE, UPDATE, ...) that the far side accepted (2xx), or of its answer to a
+   * refresh or to the request that began the dialog. The far side's requests in that dialog
+   * go there from then on, though no route token of ours names it (a phone that moved to
+   * another port or network, or answered with another Contact than it registered, or whose
+   * registration ended in the call): without this, this node refused them 403 as requests to
+   * an address that is none of its devices. Kept per dialog (Call-ID and both tags), and only
+   * what the dialog's own phone named, in a message the dialog carried. `via`: how it is
+   * reached when its Contact does not say (behind NAT, or over its WebSocket connection).
    */
-  private learnTarget(callId: string, contact: SipUri, via: AddressHop | undefined): void {
+  private learnTarget(
+    message: SipRequest | SipResponse,
+    contact: SipUri,
+    via: AddressHop | undefined,
+  ): void {
+    const key = dialogKey(message);
     const hop = via ?? this.addressHop(contact);
-    if (!hop) return;
-    const targets = this.refreshedTargets.get(callId) ?? new Map<string, AddressHop>();
+    if (key === undefined || !hop) return;
+    const targets = this.refreshedTargets.get(key) ?? new Map<string, AddressHop>();
     setBounded(targets, targetKey(contact), hop, 8);
-    setBounded(this.refreshedTargets, callId, targets, REFRESHED_DIALOGS_MAX);
+    setBounded(this.refreshedTargets, key, targets, REFRESHED_DIALOGS_MAX);
   }
 
-  /** An in-dialog target refresh from a phone here (see learnTarget). */
-  private targetFromPhone(request: SipRequest, source: SipTransportAddress): void {
-    if (request.toTag === undefined || !TARGET_REFRESH_METHODS.has(request.method)) return;
-    const contact = firstContactUri(request);
-    if (!contact) return;
-    const { address, port, connectionId } = source;
-    const via: AddressHop | undefined =
-      source.transport === 'ws' && connectionId !== undefined
-        ? { kind: 'address', destination: { connectionId }, transport: 'ws' }
-        : source.transport === 'udp' && behindNat(request.topVia, source, [contact.host])
-          ? addressNextHop({ transport: 'udp', address, port })
-          : undefined;
-    this.learnTarget(request.callId, contact, via);
-  }
-
-  /** For the answers of a phone to a target refresh or a dialog's first request: learnTarget. */
+  /**
+   * For learnTarget: the answers to a target refresh or a dialog's first request. From the
+   * phone that answers, when it is a phone here (reached for another node, or a device
+   * registered here; not an outside host this node relays to); and for a phone here's own
+   * in-dialog refresh, its Contact once the far side took it with a 2xx.
+   */
   private targetWatch(
     request: SipRequest,
     hop: NextHop,
+    source: SipTransportAddress,
+    fromPeer: string | undefined,
   ): ((response: SipResponse) => void) | undefined {
-    if (hop.kind !== 'address' || !TARGET_REFRESH_METHODS.has(request.method)) return undefined;
-    const at = hop.destination;
+    if (!TARGET_REFRESH_METHODS.has(request.method)) return undefined;
+    const mine = fromPeer === undefined && request.toTag !== undefined;
+    const asked = mine ? firstContactUri(request) : undefined;
+    const answers =
+      hop.kind === 'address' && (fromPeer !== undefined || this.deviceAt(hop.destination));
+    if (!asked && !answers) return undefined;
+    const { address, port, connectionId } = source;
+    const askedVia: AddressHop | undefined = !asked
+      ? undefined
+      : source.transport === 'ws' && connectionId !== undefined
+        ? { kind: 'address', destination: { connectionId }, transport: 'ws' }
+        : source.transport === 'udp' && behindNat(request.topVia, source, [asked.host])
+          ? addressNextHop({ transport: 'udp', address, port })
+          : undefined;
     return (response) => {
-      if (response.status <= 100 || response.status >= 300 || response.toTag === undefined) return;
+      const ok = response.status >= 200 && response.status < 300;
+      // The phone here's own refresh, taken by the far side.
+      if (asked && ok) this.learnTarget(response, asked, askedVia);
+      // The answer of a phone here: a 2xx, or a 1xx with a To tag (an early dialog).
+      const early = response.status > 100 && response.status < 200 && response.toTag !== undefined;
+      if (!answers || hop.kind !== 'address' || !(ok || early)) return;
       const contact = firstContactUri(response);
       if (!contact) return;
       // Over its connection, or behind NAT where it was reached: as the request went.
+      const at = hop.destination;
       const natted =
         'address' in at &&
         hop.transport === 'udp' &&
         isPrivateAddress(contact.host) &&
         !sameHost(contact.host, at.address);
       this.learnTarget(
-        response.callId,
+        response,
         contact,
         hop.transport === 'ws' || natted ? stripContact(hop) : undefined,
       );
     };
+  }
+
+  /** Whether a phone registered here is at `to` (a connection, or its address). */
+  private deviceAt(to: SipDestination): boolean {
+    if ('connectionId' in to) return true;
+    const at = hostPort(to.address, to.port);
+    return this.c.bindings.near([at], this.c.clock.now()).length > 0;
   }
 
   /** For a UDP callee's answer that shows it behind NAT: routeToNattedCallee. */
@@ -1444,4 +1484,11 @@ function stripContact(hop: AddressHop): AddressHop {
 /** How a dialog target is remembered: user@host:port (refreshedTargets). */
 function targetKey(uri: SipUri): string {
   return `${uri.user ?? ''}@${uriHostPort(uri)}`;
+}
+
+/** A dialog's key for refreshedTargets: its Call-ID and both tags; none without a To tag. */
+function dialogKey(message: SipRequest | SipResponse): string | undefined {
+  const { fromTag, toTag } = message;
+  if (fromTag === undefined || toTag === undefined) return undefined;
+  return `${message.callId}\n${fromTag < toTag ? `${fromTag}\n${toTag}` : `${toTag}\n${fromTag}`}`;
 }
