@@ -84,6 +84,16 @@ function answerWithContact(
   phone.send(serialize(createResponse(req, status, { toTag, headers })), port);
 }
 
+/** The caller's side of a dialog its INVITE `call` began, answered `ok`: for inDialogRequest. */
+function callerSide(call: { text: string; callId: string }, ok: SipMessage) {
+  return {
+    from: /^From: (.*)$/m.exec(call.text)![1]!,
+    to: ok.headers.get('to') ?? '',
+    callId: call.callId,
+    routes: ok.headers.getAll('record-route').reverse().join(', '),
+  };
+}
+
 /** An in-dialog request from `phone` along `routes` (its route set, comma-separated). */
 function inDialogRequest(
   method: string,
@@ -341,11 +351,8 @@ describe('stateful proxy', () => {
       );
       caller.send(
         inDialogRequest('BYE', `sip:${user}@${callee.contact}`, caller, {
-          from: /^From: (.*)$/m.exec(call.text)![1]!,
-          to: ok.headers.get('to') ?? '',
-          callId: call.callId,
+          ...callerSide(call, ok),
           cseq: 2,
-          routes: ok.headers.getAll('record-route').reverse().join(', '),
         }),
         at.port,
       );
@@ -400,13 +407,7 @@ describe('stateful proxy', () => {
     );
     await m.response(403, 'UPDATE');
     w.send(
-      inDialogRequest('BYE', `sip:vera@${vNew.contact}`, w, {
-        from: /^From: (.*)$/m.exec(call.text)![1]!,
-        to: ok.headers.get('to') ?? '',
-        callId: call.callId,
-        cseq: 2,
-        routes: ok.headers.getAll('record-route').reverse().join(', '),
-      }),
+      inDialogRequest('BYE', `sip:vera@${vNew.contact}`, w, { ...callerSide(call, ok), cseq: 2 }),
       a.port,
     );
     vNew.answer(await vNew.request('BYE'), 200, b.port, 'v1');
@@ -427,12 +428,7 @@ describe('stateful proxy', () => {
     answerWithContact(bob, invite, 200, 'bt', `sip:bert@${bob.contact}`, b.port);
     const ok = await alice.response(200, 'INVITE');
     const rr = ok.headers.getAll('record-route');
-    const fromAlice = {
-      from: /^From: (.*)$/m.exec(call.text)![1]!,
-      to: ok.headers.get('to') ?? '',
-      callId: call.callId,
-      routes: [...rr].reverse().join(', '),
-    };
+    const fromAlice = callerSide(call, ok);
     const fromBob = {
       from: fromAlice.to,
       to: fromAlice.from,

@@ -29,7 +29,7 @@ import { decodeRegistrationValue } from '../src/overlay-bridge/registration-valu
 import { rawRegister } from './fixtures/sipp.js';
 import { sippSkipReason, TestBed } from './fixtures/test-bed.js';
 import { testCertificate } from './fixtures/test-cert.js';
-import { request } from './fixtures/udp-phone.js';
+import { request, type UdpPhone } from './fixtures/udp-phone.js';
 
 const missing = sippSkipReason('sip.js over WebSocket tests');
 
@@ -434,6 +434,37 @@ function answer200(request: SipRequest, toTag: string, contact: string): Buffer 
   return serialize(createResponse(request, 200, { toTag, headers }));
 }
 
+/**
+ * A UDP phone's INFO in a dialog, along its route set, sent to the node at `port`; resolves
+ * with the final answer.
+ */
+async function infoAnswer(
+  phone: UdpPhone,
+  port: number,
+  d: { uri: string; routes: string; from: string; to: string; callId: string; cseq: number },
+): Promise<SipResponse> {
+  phone.send(
+    [
+      `INFO ${d.uri} SIP/2.0`,
+      `Via: SIP/2.0/UDP ${phone.contact};branch=z9hG4bK-info-${d.cseq}-${Math.random().toString(36).slice(2)};rport`,
+      `Route: ${d.routes}`,
+      `From: ${d.from}`,
+      `To: ${d.to}`,
+      `Call-ID: ${d.callId}`,
+      `CSeq: ${d.cseq} INFO`,
+      'Max-Forwards: 70',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n'),
+    port,
+  );
+  return (await phone.next(
+    (m) => m.kind === 'response' && m.cseq.method === 'INFO' && m.status >= 200,
+    'an answer to the INFO',
+  )) as SipResponse;
+}
+
 /** A browser's REGISTER of `user` with Contact `sip:<user>@<host>;transport=ws`. */
 function wsRegister(user: string, host: string): string {
   return [
@@ -576,26 +607,14 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
     browser.socket.close();
     const bye = await uma.request('BYE');
     // A request of uma's that crossed that BYE: the browser is gone (480, not a send error).
-    uma.send(
-      [
-        'INFO sip:bea@b1.invalid;transport=ws SIP/2.0',
-        `Via: SIP/2.0/UDP ${uma.contact};branch=z9hG4bK-uma-info;rport`,
-        `Route: ${rr.join(', ')}`,
-        'From: <sip:uma@peerbx.local>;tag=uma1',
-        'To: <sip:bea@peerbx.local>;tag=bea1',
-        'Call-ID: bea-calls-uma@test',
-        'CSeq: 1 INFO',
-        'Max-Forwards: 70',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n'),
-      n2.port,
-    );
-    const gone = (await uma.next(
-      (m) => m.kind === 'response' && m.cseq.method === 'INFO' && m.status >= 200,
-      'an answer to the INFO',
-    )) as SipResponse;
+    const gone = await infoAnswer(uma, n2.port, {
+      uri: 'sip:bea@b1.invalid;transport=ws',
+      routes: rr.join(', '),
+      from: '<sip:uma@peerbx.local>;tag=uma1',
+      to: '<sip:bea@peerbx.local>;tag=bea1',
+      callId: 'bea-calls-uma@test',
+      cseq: 1,
+    });
     assert.equal(gone.status, 480, `${gone.status} ${gone.reason}`);
     assert.equal(bye.uri, `sip:uma@${uma.contact}`, "to uma's Contact");
     assert.equal(bye.callId, 'bea-calls-uma@test');
@@ -679,26 +698,14 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
     (first.socket as unknown as { _socket: { resetAndDestroy(): void } })._socket.resetAndDestroy();
     await new Promise((r) => setTimeout(r, 100));
     const second = await open();
-    phone.send(
-      [
-        'INFO sip:cora@k1.invalid;transport=ws;ob SIP/2.0',
-        `Via: SIP/2.0/UDP ${phone.contact};branch=z9hG4bK-uwe-info;rport`,
-        `Route: ${rr.join(', ')}`,
-        'From: <sip:uwe@peerbx.local>;tag=uwe1',
-        'To: <sip:cora@peerbx.local>;tag=cora1',
-        `Call-ID: ${callId}`,
-        'CSeq: 1 INFO',
-        'Max-Forwards: 70',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n'),
-      peers[0]!.port,
-    );
-    const answer = (await phone.next(
-      (m) => m.kind === 'response' && m.cseq.method === 'INFO' && m.status >= 200,
-      'an answer to the INFO',
-    )) as SipResponse;
+    const answer = await infoAnswer(phone, peers[0]!.port, {
+      uri: 'sip:cora@k1.invalid;transport=ws;ob',
+      routes: rr.join(', '),
+      from: '<sip:uwe@peerbx.local>;tag=uwe1',
+      to: '<sip:cora@peerbx.local>;tag=cora1',
+      callId,
+      cseq: 1,
+    });
     assert.equal(answer.status, 480, `${answer.status} ${answer.reason}`);
     assert.equal(
       second.inbox.filter((m) => m.kind === 'request' && m.callId === callId).length,
@@ -826,26 +833,14 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
       const bye = await vic.request('BYE');
       // A request of vic's that crossed that BYE: the browser is gone (480, not a refusal).
       const from = /^From: (.*)$/m.exec(call.text)![1]!;
-      vic.send(
-        [
-          `INFO sip:bea@${b}.invalid;transport=ws SIP/2.0`,
-          `Via: SIP/2.0/UDP ${vic.contact};branch=z9hG4bK-vic-info;rport`,
-          `Route: ${ok.headers.getAll('record-route').reverse().join(', ')}`,
-          `From: ${from}`,
-          `To: <sip:bea@127.0.0.1:${n2.port}>;tag=bea2`,
-          `Call-ID: ${call.callId}`,
-          'CSeq: 2 INFO',
-          'Max-Forwards: 70',
-          'Content-Length: 0',
-          '',
-          '',
-        ].join('\r\n'),
-        n2.port,
-      );
-      const gone = (await vic.next(
-        (m) => m.kind === 'response' && m.cseq.method === 'INFO' && m.status >= 200,
-        'an answer to the INFO',
-      )) as SipResponse;
+      const gone = await infoAnswer(vic, n2.port, {
+        uri: `sip:bea@${b}.invalid;transport=ws`,
+        routes: ok.headers.getAll('record-route').reverse().join(', '),
+        from,
+        to: `<sip:bea@127.0.0.1:${n2.port}>;tag=bea2`,
+        callId: call.callId,
+        cseq: 2,
+      });
       assert.equal(gone.status, 480, `${gone.status} ${gone.reason}`);
       assert.equal(bye.uri, `sip:caller@${vic.contact}`, "to the caller's Contact");
       assert.equal(bye.callId, call.callId);
