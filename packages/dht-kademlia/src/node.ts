@@ -61,6 +61,7 @@ import {
   type Request,
   type RequestBody,
   type Response,
+  type ResponseBody,
   refusal,
   type StoreRejection,
   type StoreResult,
@@ -129,7 +130,21 @@ export interface KademliaOptions {
   watchStalls?: boolean;
   /** This node did not run for `ms` (see STALL_MS), and is telling its contacts it is back. */
   onStall?: (ms: number, contacts: number) => void;
+  /**
+   * Whether an address is this node's own (its port at one of its machine's addresses): its
+   * ID named at any other is another node with its key. Default: its contact's address only.
+   */
+  isOwnAddress?: (address: string) => boolean;
+  /**
+   * Another node answers or asks with this node's ID, at `address`: a second node started
+   * from a copy of this one's data directory (key), say. Told at most once per address per
+   * IDENTITY_CLASH_REPORT_MS.
+   */
+  onIdentityClash?: (address: string) => void;
 }
+
+/** An address where this node's ID was seen is probed, and a clash there told, this seldom. */
+export const IDENTITY_CLASH_REPORT_MS = 10 * 60_000;
 
 export interface NodeStats {
   requestsIn: Record<RequestBody['type'], number>;
@@ -146,6 +161,8 @@ export interface NodeStats {
   keysReplicated: number;
   /** Times this node found it had not run for STALL_MS or more (see afterStall). */
   stalls: number;
+  /** Times another node was found with this node's ID (see onIdentityClash). */
+  identityClashes: number;
 }
 
 /** A published value's entry: the key and the value's hash (not the value: it may be 1 KB). */
@@ -241,6 +258,7 @@ export class KademliaNode {
     keysHandedOver: 0,
     keysReplicated: 0,
     stalls: 0,
+    identityClashes: 0,
   };
 
   private readonly transport: Transport;
@@ -261,6 +279,10 @@ export class KademliaNode {
     >
   >;
   private readonly acceptContact: (contact: Contact) => boolean;
+  private readonly isOwnAddress: (address: string) => boolean;
+  private readonly onIdentityClash: KademliaOptions['onIdentityClash'];
+  /** Addresses this node's ID was seen at, probed or told, and when (see selfSeenAt). */
+  private readonly selfElsewhere = new Map<string, number>();
   private readonly validateValue: ValueValidator | undefined;
   private readonly onHandOver: KademliaOptions['onHandOver'];
   private readonly onStall: KademliaOptions['onStall'];
@@ -356,6 +378,8 @@ export class KademliaNode {
       client: options.client ?? false,
     };
     this.acceptContact = options.acceptContact ?? (() => true);
+    this.isOwnAddress = options.isOwnAddress ?? ((address) => address === this.contact.address);
+    this.onIdentityClash = options.onIdentityClash;
     this.validateValue = options.validateValue;
     this.onHandOver = options.onHandOver;
     this.onStall = options.onStall;
@@ -652,6 +676,51 @@ export class KademliaNode {
 
   // --- Queries -------------------------------------------------------------------------
 
+  /**
+   * A peer named this node's ID at `address`. Not its own: a node there may have its key (a
+   * copy of its data directory started elsewhere), or the peer's entry is stale (this node
+   * was there before a restart). A PING tells: a node with this key refuses it as sent by
+   * itself (409), and is told of as a clash; one with another ID, or none, is not.
+   */
+  private selfSeenAt(address: string): void {
+    if (this.isOwnAddress(address) || !this.running) return;
+    const now = this.clock.now();
+    const last = this.selfElsewhere.get(address);
+    if (last !== undefined && now - last < IDENTITY_CLASH_REPORT_MS) return;
+    this.noteSelfElsewhere(address, now);
+    void this.request({ id: this.id, address }, { type: 'PING' }, false).then(
+      (res) => {
+        if (idEquals(res.sender, this.id)) this.identityClash(address, true);
+      },
+      (err: unknown) => {
+        if (err instanceof DhtError && /peer error 409\b/.test(err.message)) {
+          this.identityClash(address, true);
+        }
+      },
+    );
+  }
+
+  /** Remembers when the ID was seen at `address`: the newest 64 addresses. */
+  private noteSelfElsewhere(address: string, at: number): void {
+    this.selfElsewhere.delete(address);
+    if (this.selfElsewhere.size >= 64) {
+      const oldest = this.selfElsewhere.keys().next();
+      if (!oldest.done) this.selfElsewhere.delete(oldest.value);
+    }
+    this.selfElsewhere.set(address, at);
+  }
+
+  /** Another node has this node's ID at `address` (see onIdentityClash). */
+  private identityClash(address: string, probed = false): void {
+    const now = this.clock.now();
+    const last = this.selfElsewhere.get(address);
+    // A probe's own record of the address does not hold its answer back.
+    if (!probed && last !== undefined && now - last < IDENTITY_CLASH_REPORT_MS) return;
+    this.noteSelfElsewhere(address, now);
+    this.stats.identityClashes++;
+    this.onIdentityClash?.(address);
+  }
+
   async ping(contact: Contact): Promise<boolean> {
     try {
       await this.request(contact, { type: 'PING' });
@@ -904,6 +973,8 @@ export class KademliaNode {
       return this.reply({ type: 'ERROR', code: 400, message: 'sender id must be 32 bytes' });
     }
     if (idEquals(req.sender, this.id)) {
+      // From elsewhere: a node with this node's key (a probe of its own, see selfSeenAt).
+      if (!this.isOwnAddress(remoteAddress)) this.identityClash(remoteAddress);
       return this.reply({ type: 'ERROR', code: 409, message: 'sender claims this node id' });
     }
     this.stats.requestsIn[req.body.type]++;
@@ -915,6 +986,17 @@ export class KademliaNode {
       if (!req.client && idEquals(req.body.to, this.id)) this.left(sender);
       return this.reply(handlePing());
     }
+    // Its ID listed at another address (a node started from a copy of its key, or where it
+    // was before a restart) is named to it in answers that carry contacts: see selfSeenAt.
+    const listed = req.client ? undefined : this.table.get(req.sender);
+    const elsewhere: Contact | undefined =
+      listed && listed.address !== remoteAddress
+        ? { id: req.sender, address: listed.address }
+        : undefined;
+    const named = (answer: ResponseBody): ResponseBody =>
+      elsewhere && (answer.type === 'NODES' || answer.type === 'VALUE')
+        ? { ...answer, contacts: [...answer.contacts, elsewhere] }
+        : answer;
     if (!req.client) {
       this.seen(sender, false, req.addressed !== false);
       if (this.rtt.anySilence) this.rtt.heard(pathKey(sender));
@@ -924,10 +1006,12 @@ export class KademliaNode {
       case 'PING':
         return this.reply(handlePing());
       case 'FIND_NODE':
-        return this.reply(handleFindNode(this.table, body.target, req.sender, this.k));
+        return this.reply(named(handleFindNode(this.table, body.target, req.sender, this.k)));
       case 'FIND_VALUE':
         return this.reply(
-          handleFindValue(this.table, this.store, body.key, req.sender, this.k, now, body.offset),
+          named(
+            handleFindValue(this.table, this.store, body.key, req.sender, this.k, now, body.offset),
+          ),
         );
       case 'STORE': {
         // The values go in order (a layer above may let a value rely on one stored before it
@@ -1611,6 +1695,7 @@ export class KademliaNode {
       quorum,
       trace: options.trace ?? false,
       accept: this.acceptContact,
+      onSelf: (c) => this.selfSeenAt(c.address),
       ...(options.askPresumedDead ? {} : { presumedSilent: presumedDead }),
       query: (c) => this.query(c, target, quorum > 0),
       // A value lookup from a node that holds values counts its own empty store as an answer.

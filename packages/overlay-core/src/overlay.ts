@@ -2,10 +2,12 @@
 // Kademlia over signed UDP datagrams, stores only records that prove their writer, keeps them
 // in LevelDB, and opens authenticated stream links to other nodes. What the SIP adapter calls.
 
+import { networkInterfaces } from 'node:os';
 import { basename, dirname } from 'node:path';
 import {
   type Clock,
   type Contact,
+  endpointKey,
   type FoundValue,
   formatEndpoint,
   idEquals,
@@ -335,6 +337,12 @@ export class OverlayNode {
         expireCheckIntervalMs: maintenance,
         refreshIntervalMs: 15 * maintenance,
         watchStalls: true,
+        isOwnAddress: (address) => isOwnAddress(address, udp.address),
+        onIdentityClash: (address) =>
+          log.warn(
+            { address },
+            "another node runs with this node's key there (a copy of its data directory?): other nodes reach one or the other; stop one, and give each node its own data directory",
+          ),
         onStall: (ms, contacts) =>
           log.warn(
             { stalledMs: ms, contacts },
@@ -1157,4 +1165,22 @@ function sameSigner(published: { bytes: Uint8Array }, record: StoredRecord): boo
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether `address` is this node's own: its port, at its bound address or, bound to every
+ * interface, at one of this machine's (a loopback address among them).
+ */
+function isOwnAddress(address: string, bound: string): boolean {
+  if (address === bound) return true;
+  const own = parseEndpoint(bound);
+  if (!own) return false;
+  const wildcard = own.ip.every((b) => b === 0);
+  if (!wildcard) return false;
+  const port = own.port;
+  const mine = [endpointKey('127.0.0.1', port), endpointKey('::1', port)];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const i of list ?? []) mine.push(endpointKey(i.address, port));
+  }
+  return mine.includes(address);
 }

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -1181,6 +1181,44 @@ describe('overlay upkeep', () => {
     } finally {
       await disk.close();
     }
+  });
+});
+
+describe('two nodes started with one key (a copied data directory)', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-twin-'));
+  const nodes: OverlayNode[] = [];
+  after(() => closeAll(root, nodes));
+
+  it('each finds the other and says so, and no node warns of itself', async () => {
+    const a = await OverlayNode.start({ dataDir: join(root, 'a'), config: config() });
+    nodes.push(a);
+    const c = await OverlayNode.start({
+      dataDir: join(root, 'c'),
+      config: config(),
+      bootstrap: [a.udpAddress],
+    });
+    nodes.push(c);
+    assert.equal(a.dht.stats.identityClashes + c.dht.stats.identityClashes, 0);
+    // The copy: a's key in a directory of its own, started while a runs.
+    copyFileSync(
+      join(root, 'a', 'node.key'),
+      join(ensureDataDir(join(root, 'b')).root, 'node.key'),
+    );
+    const b = await OverlayNode.start({
+      dataDir: join(root, 'b'),
+      config: config(),
+      bootstrap: [c.udpAddress],
+    });
+    nodes.push(b);
+    assert.equal(idToHex(b.nodeId), idToHex(a.nodeId));
+    await a.dht.findNode(c.nodeId);
+    await b.dht.findNode(c.nodeId);
+    await until(
+      () => a.dht.stats.identityClashes > 0 && b.dht.stats.identityClashes > 0,
+      'both copies to find the other',
+      5000,
+    );
+    assert.equal(c.dht.stats.identityClashes, 0);
   });
 });
 

@@ -47,6 +47,8 @@ export interface LookupParams {
   query: (contact: Contact) => Promise<QueryAnswer>;
   /** The contact hook: returning false keeps a contact out of the lookup. */
   accept?: (contact: Contact) => boolean;
+  /** An answer named this node's own ID (left out of the lookup), at the contact's address. */
+  onSelf?: (contact: Contact) => void;
   /**
    * Contacts presumed dead: counted as silent without being asked, so that none holds the
    * lookup up for a timeout, and closestSilent still says the closest nodes did not answer.
@@ -161,7 +163,11 @@ export function lookup(params: LookupParams): Promise<LookupResult> {
   };
 
   const insert = (path: Path, contact: Contact, hop: number): void => {
-    if (idEquals(contact.id, params.ownId) || !accept(contact)) return;
+    if (idEquals(contact.id, params.ownId)) {
+      params.onSelf?.(contact);
+      return;
+    }
+    if (!accept(contact)) return;
     const key = idToHex(contact.id);
     const had = owner.get(key);
     if (had !== undefined) {
