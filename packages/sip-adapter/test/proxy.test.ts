@@ -3,6 +3,7 @@
 // loop detection, parallel forking with the other branch cancelled, Timer C, overlay down.
 
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
@@ -414,6 +415,53 @@ describe('stateful proxy', () => {
     await w.response(200, 'BYE');
     assert.equal(m.received.filter((x) => x.kind === 'request').length, 0, 'nothing for mallory');
     assert.equal(victim.received.length, 0, 'nothing for the address the UPDATE named');
+  });
+
+  it('points no dialog at another host: not through a refresh a phone answers itself, nor its answer', async () => {
+    // Re-review: a phone routed its own UPDATE back to itself, answered it 200, and so made
+    // the node relay the dialog's requests to any address; an answer's Contact did the same.
+    const victim = createSocket('udp4');
+    const got: string[] = [];
+    victim.on('message', (m) => got.push(m.toString()));
+    await new Promise<void>((resolve) => victim.bind(0, '127.0.0.2', () => resolve()));
+    const at = `127.0.0.2:${victim.address().port}`;
+    try {
+      const plain = (lines: string[]) =>
+        [...lines, 'Max-Forwards: 70', 'Content-Length: 0', '', ''].join('\r\n');
+      const m = await phone();
+      assert.equal(await rawRegister(b, 'mal', `sip:mal@${m.contact}`), 'SIP/2.0 200 OK');
+      const mine = (method: string, uri: string, contact: string, cseq: number) =>
+        plain([
+          `${method} ${uri} SIP/2.0`,
+          `Via: SIP/2.0/UDP ${m.contact};branch=z9hG4bK-${method}-${cseq}-${Date.now()};rport`,
+          'From: <sip:mal@peerbx.local>;tag=m1',
+          'To: <sip:x@peerbx.local>;tag=x1',
+          'Call-ID: self-answered@test',
+          `CSeq: ${cseq} ${method}`,
+          `Contact: <${contact}>`,
+        ]);
+      m.send(mine('UPDATE', `sip:mal@${m.contact}`, `sip:x@${at}`, 1), b.port);
+      m.answer(await m.request('UPDATE'), 200, b.port, 'x1');
+      await m.response(200, 'UPDATE');
+      m.send(mine('INFO', `sip:x@${at}`, `sip:mal@${m.contact}`, 2), b.port);
+      // The dialog's target is where mal's UPDATE came from: mal itself.
+      m.answer(await m.request('INFO'), 200, b.port, 'x1');
+      // mal calls itself and answers naming the address.
+      const call = request('INVITE', `sip:mal@127.0.0.1:${b.port}`, m);
+      m.send(call.text, b.port);
+      const invite = await m.request('INVITE');
+      answerWithContact(m, invite, 200, 'a1', `sip:y@${at}`, b.port);
+      const ok = await m.response(200, 'INVITE');
+      m.send(
+        inDialogRequest('INFO', `sip:y@${at}`, m, { ...callerSide(call, ok), cseq: 3 }),
+        b.port,
+      );
+      await m.response(403, 'INFO');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(got, [], 'nothing reached the other host');
+    } finally {
+      victim.close();
+    }
   });
 
   it("follows a dialog's target refresh from either side (§12.2.1.2): a re-INVITE's Contact, its answer's", async () => {

@@ -190,7 +190,7 @@ export class StatefulProxy {
   private readonly noTcp = new Map<string, number>();
   /**
    * By dialog (Call-ID and both tags): the targets a phone here named in it, by user@host:port,
-   * and how each is reached (learnTarget). Read entries count as new; a BYE ends the entry.
+   * and how each is reached (learnTarget). Entries read count as new; the oldest go first.
    */
   private readonly refreshedTargets = new Map<string, Map<string, AddressHop>>();
   /** A key object, so each Record-Route MAC skips preparing the key again. */
@@ -435,8 +435,6 @@ export class StatefulProxy {
         return;
       }
       const hop = this.nextHop(request, uri, routes.length > 0, tokens, fromPeer);
-      const dialog = request.method === 'BYE' ? dialogKey(request) : undefined;
-      if (dialog !== undefined) this.refreshedTargets.delete(dialog);
       if ('status' in hop) {
         this.finish(ctx, hop.status, hop.reason);
         return;
@@ -1071,16 +1069,13 @@ export class StatefulProxy {
    * what the dialog's own phone named, in a message the dialog carried. `via`: how it is
    * reached when its Contact does not say (behind NAT, or over its WebSocket connection).
    */
-  private learnTarget(
-    message: SipRequest | SipResponse,
-    contact: SipUri,
-    via: AddressHop | undefined,
-  ): void {
+  private learnTarget(message: SipRequest | SipResponse, contact: SipUri, via: AddressHop): void {
     const key = dialogKey(message);
-    const hop = via ?? this.addressHop(contact);
-    if (key === undefined || !hop) return;
+    if (key === undefined) return;
     const targets = this.refreshedTargets.get(key) ?? new Map<string, AddressHop>();
-    setBounded(targets, targetKey(contact), hop, 8);
+    // The first phone to name a target of the dialog keeps it: another that learnt the
+    // dialog's Call-ID and tags cannot take it over.
+    if (!targets.has(targetKey(contact))) setBounded(targets, targetKey(contact), via, 8);
     setBounded(this.refreshedTargets, key, targets, REFRESHED_DIALOGS_MAX);
   }
 
@@ -1102,14 +1097,13 @@ export class StatefulProxy {
     const answers =
       hop.kind === 'address' && (fromPeer !== undefined || this.deviceAt(hop.destination));
     if (!asked && !answers) return undefined;
+    // Reached where its refresh came from, whatever its Contact says: a phone can point the
+    // dialog at itself only, not at another host (nor a port of this machine).
     const { address, port, connectionId } = source;
-    const askedVia: AddressHop | undefined = !asked
-      ? undefined
-      : source.transport === 'ws' && connectionId !== undefined
-        ? { kind: 'address', destination: { connectionId }, transport: 'ws' }
-        : source.transport === 'udp' && behindNat(request.topVia, source, [asked.host])
-          ? addressNextHop({ transport: 'udp', address, port })
-          : undefined;
+    const askedVia: AddressHop =
+      connectionId !== undefined
+        ? { kind: 'address', destination: { connectionId }, transport: source.transport }
+        : addressNextHop({ transport: 'udp', address, port });
     return (response) => {
       const ok = response.status >= 200 && response.status < 300;
       // The phone here's own refresh, taken by the far side.
@@ -1119,18 +1113,18 @@ export class StatefulProxy {
       if (!answers || hop.kind !== 'address' || !(ok || early)) return;
       const contact = firstContactUri(response);
       if (!contact) return;
-      // Over its connection, or behind NAT where it was reached: as the request went.
+      // At its Contact when that is on the host it was reached at; over its connection, or
+      // behind NAT where it was reached, as the request went; nowhere else (a phone's answer
+      // must not point other nodes' requests at another host).
       const at = hop.destination;
-      const natted =
-        'address' in at &&
-        hop.transport === 'udp' &&
-        isPrivateAddress(contact.host) &&
-        !sameHost(contact.host, at.address);
-      this.learnTarget(
-        response,
-        contact,
-        hop.transport === 'ws' || natted ? stripContact(hop) : undefined,
-      );
+      if (!('address' in at)) {
+        this.learnTarget(response, contact, stripContact(hop));
+        return;
+      }
+      const there = sameHost(contact.host, at.address) ? this.addressHop(contact) : undefined;
+      const natted = hop.transport === 'udp' && isPrivateAddress(contact.host);
+      const via = there ?? (natted ? stripContact(hop) : undefined);
+      if (via) this.learnTarget(response, contact, via);
     };
   }
 

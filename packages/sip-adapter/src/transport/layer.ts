@@ -141,7 +141,7 @@ export class SipSocketTransports
   private readonly dialing = new Map<string, Promise<TcpConnection>>();
   private readonly host: ConnectionHost;
   /** Makes connectionIds of one run unlike those of another. */
-  private readonly idPrefix = randomBytes(3).toString('hex');
+  private readonly idPrefix = randomBytes(6).toString('hex');
   private nextId = 1;
   private udp: UdpSocket | undefined;
   private probe: QueueProbe | undefined;
