@@ -1065,9 +1065,8 @@ export class StatefulProxy {
    * go there from then on, though no route token of ours names it (a phone that moved to
    * another port or network, or answered with another Contact than it registered, or whose
    * registration ended in the call): without this, this node refused them 403 as requests to
-   * an address that is none of its devices. Kept per dialog (Call-ID and both tags), and only
-   * what the dialog's own phone named, in a message the dialog carried. `via`: how it is
-   * reached when its Contact does not say (behind NAT, or over its WebSocket connection).
+   * an address that is none of its devices. Kept per dialog (Call-ID and both tags); `via` is
+   * where the phone that named it is (see targetWatch), never another host.
    */
   private learnTarget(message: SipRequest | SipResponse, contact: SipUri, via: AddressHop): void {
     const key = dialogKey(message);
@@ -1080,10 +1079,10 @@ export class StatefulProxy {
   }
 
   /**
-   * For learnTarget: the answers to a target refresh or a dialog's first request. From the
-   * phone that answers, when it is a phone here (reached for another node, or a device
-   * registered here; not an outside host this node relays to); and for a phone here's own
-   * in-dialog refresh, its Contact once the far side took it with a 2xx.
+   * For learnTarget: the answers to a target refresh or a dialog's first request, from a
+   * phone here (reached for another node, or a device registered here; not an outside host
+   * this node relays to); and a phone here's own in-dialog refresh once the far side took it
+   * with a 2xx, reached where that refresh came from.
    */
   private targetWatch(
     request: SipRequest,
