@@ -1,8 +1,11 @@
 // npm run bench:overlay — a 20-node overlay on the loopback (real UDP and TCP sockets, one
 // process): store and fetch latency (median, p95) and throughput, and the signature rates
 // every message and record depends on, against DESIGN.md's measured node:crypto baseline.
+// Then the heap each held record costs: --users more users published (a name claim and a
+// registration each), the heap after a full GC before and after, over the copies the nodes
+// hold (the publishers' own bookkeeping counted in; needs --expose-gc, as npm run gives).
 //
-// Flags: --nodes 20  --ops 300  --concurrency 20  --json FILE
+// Flags: --nodes 20  --ops 300  --concurrency 20  --users 1000  --json FILE
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +30,7 @@ const flags = benchFlags('overlay-bench', {
   nodes: '20',
   ops: '300',
   concurrency: '20',
+  users: '1000',
   json: 'FILE',
 });
 
@@ -73,6 +77,7 @@ async function main(): Promise<void> {
   const nodesN = flags.number('nodes', 20, 2);
   const ops = flags.number('ops', 300, 1);
   const concurrency = flags.number('concurrency', 20, 1);
+  const users = flags.number('users', 1000, 1);
   const json = flags.string('json', '');
   const machine = machineInfo();
   console.log(describeMachine(machine));
@@ -203,6 +208,32 @@ async function main(): Promise<void> {
     console.log(
       `node key meeting the ${DEFAULT_PUZZLE_BITS}-bit puzzle: median ${percentile(keygenMs, 50).toFixed(0)} ms, max ${keygenMs[keygenMs.length - 1]!.toFixed(0)} ms (20 keys)`,
     );
+    // Heap per held record.
+    const gc = (globalThis as { gc?: () => void }).gc;
+    let heapPerRecordBytes: number | undefined;
+    if (gc) {
+      const held = () => nodes.reduce((sum, n) => sum + n.stats().records.total, 0);
+      gc();
+      const [heap0, held0] = [process.memoryUsage().heapUsed, held()];
+      await timed(users, concurrency, (i) =>
+        nodes[i % nodesN]!.publish({
+          kind: KIND_SIP_REGISTRATION,
+          resource: resource(100_000 + i),
+          dictionaryKey: nodes[i % nodesN]!.nodeId,
+          value,
+          lifetimeMs: 600_000,
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 1000));
+      gc();
+      const copies = held() - held0;
+      heapPerRecordBytes = (process.memoryUsage().heapUsed - heap0) / Math.max(1, copies);
+      console.log(
+        `heap per held record: ${(heapPerRecordBytes / 1024).toFixed(2)} KiB (${users} more users, ${copies} record copies held across the ${nodesN} nodes)`,
+      );
+    } else {
+      console.log('heap per held record: not measured (run node with --expose-gc)');
+    }
     const totals = nodes.map((n) => n.stats());
     const rejected = totals.reduce(
       (a, s) => a + Object.values(s.rejections.byReason).reduce((x, y) => x + y, 0),
@@ -212,7 +243,7 @@ async function main(): Promise<void> {
     if (json) {
       writeFileSync(
         json,
-        `${JSON.stringify({ machine, nodes: nodesN, ops, concurrency, storeSeq, storePar, fetchSeq, fetchPar, verifyPerS, signPerS, recordChecksPerS, keygenMs, baselineVerifyPerS: BASELINE_VERIFY_PER_S }, null, 2)}\n`,
+        `${JSON.stringify({ machine, nodes: nodesN, ops, concurrency, storeSeq, storePar, fetchSeq, fetchPar, verifyPerS, signPerS, recordChecksPerS, keygenMs, baselineVerifyPerS: BASELINE_VERIFY_PER_S, users, heapPerRecordBytes }, null, 2)}\n`,
       );
       console.log(`wrote ${json}`);
     }
