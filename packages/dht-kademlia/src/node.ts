@@ -281,8 +281,10 @@ export class KademliaNode {
   private readonly acceptContact: (contact: Contact) => boolean;
   private readonly isOwnAddress: (address: string) => boolean;
   private readonly onIdentityClash: KademliaOptions['onIdentityClash'];
-  /** Addresses this node's ID was seen at, probed or told, and when (see selfSeenAt). */
-  private readonly selfElsewhere = new Map<string, number>();
+  /** Addresses this node's ID was named at, and when each was last PINGed (selfSeenAt). */
+  private readonly selfProbedAt = new Map<string, number>();
+  /** Addresses a node with this node's ID was found at, and when each was last told of. */
+  private readonly clashToldAt = new Map<string, number>();
   private readonly validateValue: ValueValidator | undefined;
   private readonly onHandOver: KademliaOptions['onHandOver'];
   private readonly onStall: KademliaOptions['onStall'];
@@ -683,42 +685,43 @@ export class KademliaNode {
    * itself (409), and is told of as a clash; one with another ID, or none, is not.
    */
   private selfSeenAt(address: string): void {
-    if (this.isOwnAddress(address) || !this.running) return;
-    const now = this.clock.now();
-    const last = this.selfElsewhere.get(address);
-    if (last !== undefined && now - last < IDENTITY_CLASH_REPORT_MS) return;
-    this.noteSelfElsewhere(address, now);
+    if (this.isOwnAddress(address) || !this.running || !this.due(this.selfProbedAt, address)) {
+      return;
+    }
     void this.request({ id: this.id, address }, { type: 'PING' }, false).then(
       (res) => {
-        if (idEquals(res.sender, this.id)) this.identityClash(address, true);
+        if (idEquals(res.sender, this.id)) this.identityClash(address);
       },
       (err: unknown) => {
         if (err instanceof DhtError && /peer error 409\b/.test(err.message)) {
-          this.identityClash(address, true);
+          this.identityClash(address);
         }
       },
     );
   }
 
-  /** Remembers when the ID was seen at `address`: the newest 64 addresses. */
-  private noteSelfElsewhere(address: string, at: number): void {
-    this.selfElsewhere.delete(address);
-    if (this.selfElsewhere.size >= 64) {
-      const oldest = this.selfElsewhere.keys().next();
-      if (!oldest.done) this.selfElsewhere.delete(oldest.value);
-    }
-    this.selfElsewhere.set(address, at);
-  }
-
   /** Another node has this node's ID at `address` (see onIdentityClash). */
-  private identityClash(address: string, probed = false): void {
-    const now = this.clock.now();
-    const last = this.selfElsewhere.get(address);
-    // A probe's own record of the address does not hold its answer back.
-    if (!probed && last !== undefined && now - last < IDENTITY_CLASH_REPORT_MS) return;
-    this.noteSelfElsewhere(address, now);
+  private identityClash(address: string): void {
+    if (!this.due(this.clashToldAt, address)) return;
     this.stats.identityClashes++;
     this.onIdentityClash?.(address);
+  }
+
+  /**
+   * Whether `address` is due, IDENTITY_CLASH_REPORT_MS after its last time in `last` (or
+   * never there); due, it is noted now. The newest 64 addresses are kept.
+   */
+  private due(last: Map<string, number>, address: string): boolean {
+    const now = this.clock.now();
+    const at = last.get(address);
+    if (at !== undefined && now - at < IDENTITY_CLASH_REPORT_MS) return false;
+    last.delete(address);
+    if (last.size >= 64) {
+      const oldest = last.keys().next();
+      if (!oldest.done) last.delete(oldest.value);
+    }
+    last.set(address, now);
+    return true;
   }
 
   async ping(contact: Contact): Promise<boolean> {
@@ -987,15 +990,15 @@ export class KademliaNode {
       return this.reply(handlePing());
     }
     // Its ID listed at another address (a node started from a copy of its key, or where it
-    // was before a restart) is named to it in answers that carry contacts: see selfSeenAt.
-    const listed = req.client ? undefined : this.table.get(req.sender);
-    const elsewhere: Contact | undefined =
-      listed && listed.address !== remoteAddress
-        ? { id: req.sender, address: listed.address }
-        : undefined;
+    // was before a restart) is named to it in a lookup's answer (see selfSeenAt): read before
+    // this request moves the entry here.
+    const finding = req.body.type === 'FIND_NODE' || req.body.type === 'FIND_VALUE';
+    const listed = finding && !req.client ? this.table.get(req.sender)?.address : undefined;
     const named = (answer: ResponseBody): ResponseBody =>
-      elsewhere && (answer.type === 'NODES' || answer.type === 'VALUE')
-        ? { ...answer, contacts: [...answer.contacts, elsewhere] }
+      listed !== undefined &&
+      listed !== remoteAddress &&
+      (answer.type === 'NODES' || answer.type === 'VALUE')
+        ? { ...answer, contacts: [...answer.contacts, { id: req.sender, address: listed }] }
         : answer;
     if (!req.client) {
       this.seen(sender, false, req.addressed !== false);

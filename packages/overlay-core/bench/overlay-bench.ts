@@ -113,37 +113,24 @@ async function main(): Promise<void> {
     }
     const resource = (i: number) => `bench${i}@peerbx.local`;
     const value = new TextEncoder().encode('sip:bench@127.0.0.1:5060;transport=udp');
+    /** User `user`'s registration, published by the i-th node (round robin). */
+    const publishUser = (i: number, user: number) =>
+      nodes[i % nodesN]!.publish({
+        kind: KIND_SIP_REGISTRATION,
+        resource: resource(user),
+        dictionaryKey: nodes[i % nodesN]!.nodeId,
+        value,
+        lifetimeMs: 600_000,
+      });
     // A fetcher checks every record again (decode, two signatures, policy): its rate.
-    const sample = await nodes[0]!.publish({
-      kind: KIND_SIP_REGISTRATION,
-      resource: resource(-1),
-      dictionaryKey: nodes[0]!.nodeId,
-      value,
-      lifetimeMs: 600_000,
-    });
+    const sample = await publishUser(0, -1);
     const sampleBytes = encodeRecord(sample.record);
     const recordChecksPerS = rate(() =>
       verifyFetched([sampleBytes], resource(-1), KIND_SIP_REGISTRATION, config),
     );
 
-    const storeSeq = await timed(Math.min(ops, 100), 1, (i) =>
-      nodes[i % nodesN]!.publish({
-        kind: KIND_SIP_REGISTRATION,
-        resource: resource(i),
-        dictionaryKey: nodes[i % nodesN]!.nodeId,
-        value,
-        lifetimeMs: 600_000,
-      }),
-    );
-    const storePar = await timed(ops, concurrency, (i) =>
-      nodes[i % nodesN]!.publish({
-        kind: KIND_SIP_REGISTRATION,
-        resource: resource(1000 + i),
-        dictionaryKey: nodes[i % nodesN]!.nodeId,
-        value,
-        lifetimeMs: 600_000,
-      }),
-    );
+    const storeSeq = await timed(Math.min(ops, 100), 1, (i) => publishUser(i, i));
+    const storePar = await timed(ops, concurrency, (i) => publishUser(i, 1000 + i));
     const fetchSeq = await timed(Math.min(ops, 100), 1, async (i) => {
       const r = await nodes[(i + 7) % nodesN]!.fetch(resource(i), KIND_SIP_REGISTRATION);
       if (r.length !== 1) throw new Error('not found');
@@ -215,15 +202,7 @@ async function main(): Promise<void> {
       const held = () => nodes.reduce((sum, n) => sum + n.stats().records.total, 0);
       gc();
       const [heap0, held0] = [process.memoryUsage().heapUsed, held()];
-      await timed(users, concurrency, (i) =>
-        nodes[i % nodesN]!.publish({
-          kind: KIND_SIP_REGISTRATION,
-          resource: resource(100_000 + i),
-          dictionaryKey: nodes[i % nodesN]!.nodeId,
-          value,
-          lifetimeMs: 600_000,
-        }),
-      );
+      await timed(users, concurrency, (i) => publishUser(i, 100_000 + i));
       await new Promise((r) => setTimeout(r, 1000));
       gc();
       const copies = held() - held0;
