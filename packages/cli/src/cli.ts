@@ -1,10 +1,11 @@
 // The command line: parses arguments with yargs, runs one command, turns any failure into one
 // line on stderr and an exit code (2: usage, 1: anything else).
 
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { isatty } from 'node:tty';
 import {
   dataDirPaths,
   exportUserKey,
@@ -161,7 +162,23 @@ function settingsOf(a: NodeFlags) {
 /** A second stop signal this soon after the first is the same stop, not an insistence, ms. */
 const SIGNAL_REPEAT_MS = 500;
 
+/**
+ * Lets go of the standard streams that were a terminal at start, once that terminal hung up
+ * (SIGHUP). Node restores a terminal's settings at exit and aborts (SIGABRT, a core dump) when
+ * the terminal is gone; a closed descriptor it skips. Asked once hung up, isatty says no.
+ */
+function releaseTerminal(terminals: readonly number[]): void {
+  for (const fd of terminals) {
+    try {
+      closeSync(fd);
+    } catch {
+      // Closed already: nothing to let go of.
+    }
+  }
+}
+
 async function startCommand(a: NodeFlags): Promise<void> {
+  const terminals = [0, 1, 2].filter((fd) => isatty(fd));
   const settings = settingsOf(a);
   // Until ready, info lines are held back (unless debugging), so a failed start is one line.
   const { log, started } = await createLogger(settings.logLevel, settings.logLevel === 'info');
@@ -169,15 +186,19 @@ async function startCommand(a: NodeFlags): Promise<void> {
   started();
   log.info({ node: node.overlay.stats().nodeId }, 'ready');
   // Handlers go in before the ready line, so a signal right after it is a graceful leave.
+  // Its terminal hung up: let go of it before any exit.
+  let hungUp = false;
   const stopped = new Promise<void>((resolve) => {
     let signalledAt: number | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
+      if (signal === 'SIGHUP') hungUp = true;
       if (signalledAt !== undefined) {
         // One stop sent twice at once (timeout(1) signals the node and its process group, a
         // supervisor both the npm wrapper and the node) is one request to leave; a second one
         // later is the user insisting.
         if (Date.now() - signalledAt < SIGNAL_REPEAT_MS) return;
         log.warn({ signal }, 'second signal: exiting without a graceful leave');
+        if (hungUp) releaseTerminal(terminals);
         process.exit(1);
       }
       signalledAt = Date.now();
@@ -209,6 +230,7 @@ async function startCommand(a: NodeFlags): Promise<void> {
   });
   out(node.readyLine);
   await stopped;
+  if (hungUp) releaseTerminal(terminals);
 }
 
 async function initCommand(a: NodeFlags & { json?: boolean }): Promise<void> {
