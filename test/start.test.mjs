@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { hangUpOn } from '../packages/cli/dist/test/helpers.js';
 
 const script = fileURLToPath(new URL('../scripts/start.mjs', import.meta.url));
 
@@ -79,6 +80,40 @@ describe('npm start', () => {
         } catch {
           // gone
         }
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('lets the node leave and exits 0 when its terminal hangs up (no abort at exit)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peerbx-start-'));
+    try {
+      const { ended, stderr } = await hangUpOn(
+        dir,
+        [
+          script,
+          '--data-dir',
+          join(dir, 'node'),
+          '--overlay',
+          '127.0.0.1:0',
+          '--sip',
+          '127.0.0.1:0',
+          '--ws',
+          'off',
+        ],
+        /peerbx ready/,
+      );
+      assert.equal(ended, '0', stderr);
+      assert.match(stderr, /"signal":"SIGHUP".*leaving the overlay[\s\S]*stopped/);
+      assert.doesNotMatch(stderr, /second signal/);
+    } finally {
+      try {
+        process.kill(
+          Number.parseInt(readFileSync(join(dir, 'node', 'node.lock'), 'utf8'), 10),
+          'SIGKILL',
+        );
+      } catch {
+        // gone, or never started
       }
       rmSync(dir, { recursive: true, force: true });
     }

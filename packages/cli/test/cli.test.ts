@@ -2,12 +2,11 @@
 // the first), the control commands against them, and the documented errors.
 
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import {
-  existsSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -20,7 +19,6 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_SETTINGS, resolveSettings } from '../src/config/node-config.js';
@@ -29,6 +27,7 @@ import { formatStatus } from '../src/format/views.js';
 import {
   BIN,
   cleanEnv,
+  hangUpOn,
   isAlive,
   peerbx,
   registerText,
@@ -40,9 +39,6 @@ import {
   udpRegister,
   underParent,
 } from './helpers.js';
-
-/** A file's text, or '' when there is none. */
-const readIf = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8') : '');
 
 const oneErrorLine = (stderr: string) => {
   const lines = stderr.trim().split('\n');
@@ -974,53 +970,16 @@ describe('lifecycle', () => {
   });
 
   test('a node whose terminal hangs up leaves and exits 0, not aborting (SIGABRT) at exit', async (t) => {
-    // Node restores a terminal's settings at exit and aborts when the terminal is gone (a
-    // closed SSH session left a core dump). `script` gives a shell stand-in a terminal; killing
-    // `script` hangs that terminal up, and the stand-in passes the hang-up on to the node, as a
-    // login shell does to its jobs, then writes how the node ended.
+    // Node restores a terminal's settings at exit and aborts when the terminal is gone: a
+    // closed SSH session left a core dump.
     const dir = tempDir(t);
-    const err = join(dir, 'stderr');
-    const ended = join(dir, 'ended');
-    const shell = join(dir, 'shell.cjs');
-    writeFileSync(
-      shell,
-      `const { spawn } = require('node:child_process');
-      const { openSync, writeFileSync } = require('node:fs');
-      const node = spawn(process.execPath, ${JSON.stringify([BIN, ...startArgs(join(dir, 'node'))])},
-        { stdio: ['inherit', 'inherit', openSync(${JSON.stringify(err)}, 'w')] });
-      process.on('SIGHUP', () => node.kill('SIGHUP'));
-      node.on('exit', (code, signal) => {
-        writeFileSync(${JSON.stringify(ended)}, String(signal ?? code));
-        process.kill(process.pid, 'SIGKILL');
-      });`,
+    const { ended, stderr } = await hangUpOn(
+      dir,
+      [BIN, ...startArgs(join(dir, 'node'))],
+      /peerbx ready/,
     );
-    const term = spawn(
-      'script',
-      ['-q', '-c', `exec '${process.execPath}' '${shell}'`, '/dev/null'],
-      {
-        stdio: ['pipe', 'pipe', 'pipe'],
-        env: cleanEnv(),
-      },
-    );
-    t.after(() => term.kill('SIGKILL'));
-    let shown = '';
-    const ready = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), 20_000);
-      term.stdout.on('data', (d: Buffer) => {
-        shown += d.toString();
-        if (/peerbx ready/.test(shown)) {
-          clearTimeout(timer);
-          resolve(true);
-        }
-      });
-      term.once('exit', () => resolve(false));
-    });
-    assert.ok(ready, `no ready line on the terminal: ${shown} ${readIf(err)}`);
-    term.kill('SIGKILL');
-    const deadline = Date.now() + 15_000;
-    while (!existsSync(ended) && Date.now() < deadline) await sleep(100);
-    assert.equal(readIf(ended), '0', readIf(err));
-    assert.match(readIf(err), /"signal":"SIGHUP".*leaving the overlay[\s\S]*stopped/);
+    assert.equal(ended, '0', stderr);
+    assert.match(stderr, /"signal":"SIGHUP".*leaving the overlay[\s\S]*stopped/);
   });
 
   test('peers of a node cut off from its overlay says it is rejoining, as status does (QA)', async (t) => {

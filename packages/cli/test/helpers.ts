@@ -3,10 +3,11 @@
 
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 export const BIN = fileURLToPath(new URL('../src/bin.js', import.meta.url));
@@ -271,4 +272,59 @@ export function testCertificate(dir: string): { cert: string; key: string; skip:
   ]);
   const failed = made.error || made.status !== 0;
   return { cert, key, skip: failed ? 'openssl cannot make a test certificate here' : false };
+}
+
+/**
+ * Runs `node ...args` on a terminal, then hangs that terminal up, as a closed terminal window
+ * or SSH session does. `script` gives a shell stand-in the terminal; killing `script` hangs it
+ * up, and the stand-in passes the hang-up on to the process, as a login shell does to its
+ * jobs. Resolves with how the process ended (its exit code, or the signal that ended it; ''
+ * when it did not end in time) and its stderr, which goes to a file in `dir`.
+ */
+export async function hangUpOn(
+  dir: string,
+  args: string[],
+  ready: RegExp,
+): Promise<{ ended: string; stderr: string }> {
+  const err = join(dir, 'stderr');
+  const ended = join(dir, 'ended');
+  const shell = join(dir, 'shell.cjs');
+  const readIf = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8') : '');
+  writeFileSync(
+    shell,
+    `const { spawn } = require('node:child_process');
+    const { openSync, writeFileSync } = require('node:fs');
+    const job = spawn(process.execPath, ${JSON.stringify(args)},
+      { stdio: ['inherit', 'inherit', openSync(${JSON.stringify(err)}, 'w')] });
+    process.on('SIGHUP', () => job.kill('SIGHUP'));
+    job.on('exit', (code, signal) => {
+      writeFileSync(${JSON.stringify(ended)}, String(signal ?? code));
+      process.kill(process.pid, 'SIGKILL');
+    });`,
+  );
+  const term = spawn('script', ['-q', '-c', `exec '${process.execPath}' '${shell}'`, '/dev/null'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: cleanEnv(),
+  });
+  try {
+    let shown = '';
+    const isReady = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 20_000);
+      term.stdout?.on('data', (d: Buffer) => {
+        shown += d.toString();
+        if (ready.test(shown)) {
+          clearTimeout(timer);
+          resolve(true);
+        }
+      });
+      term.once('exit', () => resolve(false));
+    });
+    if (!isReady) throw new Error(`no ready line on the terminal: ${shown} ${readIf(err)}`);
+    term.kill('SIGKILL');
+    const deadline = Date.now() + 15_000;
+    while (!existsSync(ended) && Date.now() < deadline) await sleep(100);
+    return { ended: readIf(ended), stderr: readIf(err) };
+  } finally {
+    term.kill('SIGKILL');
+  }
 }
