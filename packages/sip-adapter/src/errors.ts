@@ -27,7 +27,7 @@ export class SipError extends Error {
 export interface SipParseErrorOptions {
   /** The header whose value is at fault, as a lower-case full name (e.g. 'cseq'). */
   header?: string;
-  /** True when the bytes were a request carrying Via, From, To, Call-ID and CSeq. */
+  /** True when the bytes were a request (not an ACK) carrying a Via to answer along. */
   canReply400?: boolean;
   /** The headers that were read, present when `canReply400` (to build the 400 from). */
   headers?: SipHeaders;
@@ -35,9 +35,9 @@ export interface SipParseErrorOptions {
 
 /**
  * Bytes that are not a well-formed SIP message, or a header value that does not parse.
- * `canReply400` tells the transport whether a 400 can be sent (RFC 3261 §8.2.6 needs Via,
- * From, To, Call-ID and CSeq to build one); when false the message is silently dropped, as
- * for every malformed response (RFC 3261 §18.1.2).
+ * `canReply400` tells the transport whether a 400 can be sent: to a request (not an ACK) with
+ * a Via, even one missing From, To, Call-ID or CSeq (RFC 4475 §3.3.1); when false the message
+ * is silently dropped, as for every malformed response (RFC 3261 §18.1.2).
  */
 export class SipParseError extends SipError {
   readonly header: string | undefined;
@@ -55,13 +55,15 @@ export class SipParseError extends SipError {
   get reasonPhrase(): string {
     const what: Partial<Record<SipErrorCode, string>> = {
       ERR_SIP_START_LINE: 'bad request line',
-      ERR_SIP_MISSING_HEADER: 'missing header',
       ERR_SIP_DUPLICATE_HEADER: 'duplicate header',
       ERR_SIP_CSEQ: 'bad CSeq',
       ERR_SIP_CONTENT_LENGTH: 'bad Content-Length',
       ERR_SIP_URI: 'bad URI',
     };
-    const detail = what[this.code] ?? (this.header ? `bad ${this.header} header` : 'malformed');
+    const detail =
+      this.code === 'ERR_SIP_MISSING_HEADER'
+        ? this.message
+        : (what[this.code] ?? (this.header ? `bad ${this.header} header` : 'malformed'));
     return `Bad Request (${detail})`;
   }
 

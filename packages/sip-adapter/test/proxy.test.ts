@@ -149,6 +149,19 @@ describe('stateful proxy', () => {
     p.send(request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text.replace(/\r\n$/, ''), a.port);
     await p.response(400, 'OPTIONS');
     assert.equal(a.sip.stats.badRequestsAnswered, 2);
+    // Missing CSeq, or From, To and Call-ID (RFC 4475 §3.3.1: ideally a 400; it was dropped):
+    // a 400 that says what is missing, without the headers it has nothing to copy from.
+    const options = request('OPTIONS', `sip:127.0.0.1:${a.port}`, p).text;
+    p.send(options.replace(/CSeq: [^\r]*\r\n/, ''), a.port);
+    const noCSeq = await p.nextUnparsable();
+    assert.match(noCSeq, /^SIP\/2\.0 400 Bad Request \(missing CSeq header\)\r\nVia: [^\r]*\r\n/);
+    assert.doesNotMatch(noCSeq, /\r\nCSeq:/i);
+    p.send(options.replace(/(From|To|Call-ID): [^\r]*\r\n/g, ''), a.port);
+    assert.match(
+      await p.nextUnparsable(),
+      /^SIP\/2\.0 400 Bad Request \(missing From, To, Call-ID headers\)/,
+    );
+    assert.equal(a.sip.stats.badRequestsAnswered, 4);
     // From a phone whose outbound proxy is the node: a Route naming it (QA: was 404).
     const route = [`Route: <sip:127.0.0.1:${a.port};lr>`];
     p.send(request('OPTIONS', 'sip:peerbx.local', p, route).text, a.port);

@@ -304,8 +304,12 @@ describe('RFC 4475 §3.2-3.4 transaction, application and compatibility cases', 
     assert.equal(isRfc3261Branch(m.topVia?.branch), false);
   });
 
-  it('§3.3.1 insuf: To, From, Call-ID missing: reject, and no 400 can be built', () => {
-    rejects(T.insuf, 'ERR_SIP_MISSING_HEADER', false);
+  it('§3.3.1 insuf: To, From, Call-ID missing: reject, 400 (as the RFC would ideally have it)', () => {
+    const err = rejects(T.insuf, 'ERR_SIP_MISSING_HEADER', true);
+    const res = createBadRequest(err)!;
+    assert.equal(res.reason, 'Bad Request (missing From, To, Call-ID headers)');
+    for (const h of ['From', 'To', 'Call-ID']) assert.equal(res.headers.has(h), false, h);
+    assert.equal(res.headers.get('CSeq'), '193942 INVITE');
   });
 
   it('§3.3.2 unkscm: unknown Request-URI scheme parses opaque; the layer above answers 416', () => {

@@ -76,13 +76,19 @@ function fromRequestHeaders(
   const h = res.headers;
   h.encoding = src.encoding;
   for (const via of src.getAll('via')) h.append('Via', via);
-  h.append('From', src.get('from') ?? '');
-  let to = src.get('to') ?? '';
-  // §8.2.6.2: a UAS adds a To tag, except that 100 (Trying) need not carry one.
-  if (!hasToTag && status !== 100) to += `;tag=${options.toTag ?? generateTag(options.random)}`;
-  h.append('To', to);
-  h.append('Call-ID', src.get('call-id') ?? '');
-  h.append('CSeq', src.get('cseq') ?? '');
+  // A 400 to a request missing any of these (RFC 4475 §3.3.1) goes without it.
+  const from = src.get('from');
+  if (from !== undefined) h.append('From', from);
+  let to = src.get('to');
+  if (to !== undefined) {
+    // §8.2.6.2: a UAS adds a To tag, except that 100 (Trying) need not carry one.
+    if (!hasToTag && status !== 100) to += `;tag=${options.toTag ?? generateTag(options.random)}`;
+    h.append('To', to);
+  }
+  const callId = src.get('call-id');
+  if (callId !== undefined) h.append('Call-ID', callId);
+  const cseq = src.get('cseq');
+  if (cseq !== undefined) h.append('CSeq', cseq);
   // §8.2.6.1: a 100 (Trying) echoes the request's Timestamp.
   const ts = src.get('timestamp');
   if (status === 100 && ts !== undefined) h.append('Timestamp', ts);
@@ -101,7 +107,7 @@ export function createResponse(
 
 /**
  * The 400 answering a request that failed to parse, or undefined when none can be sent
- * (`err.canReply400` false: a response, or Via/From/To/Call-ID/CSeq missing). Header values
+ * (`err.canReply400` false: a response, an ACK, or no Via). Header values
  * are copied raw since they may be the malformed ones; send it to the packet's source.
  */
 export function createBadRequest(

@@ -249,8 +249,6 @@ export type SipMessage = SipRequest | SipResponse;
 // ---- parsing ------------------------------------------------------------------------------
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-// RFC 3261 §8.2.6: what a 400 needs (the start line must merely be a request's).
-const REPLY_HEADERS = ['via', 'from', 'to', 'call-id', 'cseq'] as const;
 const SINGLE_VALUED = new Set(['from', 'to', 'call-id', 'cseq', 'max-forwards', 'content-type']);
 const REQUEST_VERSION = /^SIP\/\d+\.\d+$/i;
 const STATUS_LINE = /^(SIP\/\d+\.\d+) ([1-6]\d\d)(?: (.*))?$/i;
@@ -287,9 +285,10 @@ export function parseSipMessage(
   const { startLine, headers, problem } = splitHead(headBytes.toString(encoding));
   headers.encoding = encoding;
   const isRequest = !startLine.startsWith('SIP/');
+  // A request with a Via can be answered, even one missing From, To, Call-ID or CSeq (RFC 4475
+  // §3.3.1: ideally a 400; its sender sees why in a trace, if it cannot match the answer).
   // RFC 3261 §17: an ACK is never answered, one that does not parse neither (it is dropped).
-  const replyable =
-    isRequest && REPLY_HEADERS.every((h) => headers.has(h)) && !isAck(startLine, headers);
+  const replyable = isRequest && headers.has('via') && !isAck(startLine, headers);
   try {
     if (problem) throw problem;
     if (headEnd < 0) {
@@ -432,9 +431,11 @@ function readBody(buf: Buffer, bodyStart: number, headers: SipHeaders): Buffer {
 function validate(msg: SipMessage): void {
   // RFC 3261 §8.1.1: To, From, CSeq, Call-ID, Via (Max-Forwards is not enforced: RFC 2543
   // requests lack it, RFC 4475 §3.4.1 inv2543).
-  for (const h of ['Via', 'From', 'To', 'Call-ID', 'CSeq']) {
-    if (!msg.headers.has(h)) throw missing(h);
+  const absent = ['Via', 'From', 'To', 'Call-ID', 'CSeq'].filter((h) => !msg.headers.has(h));
+  if (absent.length > 1) {
+    throw new SipParseError('ERR_SIP_MISSING_HEADER', `missing ${absent.join(', ')} headers`);
   }
+  if (absent[0] !== undefined) throw missing(absent[0]);
   if (msg.via.length === 0) throw missing('Via');
   void msg.from;
   void msg.to;
