@@ -14,6 +14,37 @@ import { hangUpOn } from '../packages/cli/dist/test/helpers.js';
 
 const script = fileURLToPath(new URL('../scripts/start.mjs', import.meta.url));
 
+/** `npm start` on free loopback ports, without WebSocket. */
+const startArgs = (dataDir) => [
+  script,
+  '--data-dir',
+  dataDir,
+  '--overlay',
+  '127.0.0.1:0',
+  '--sip',
+  '127.0.0.1:0',
+  '--ws',
+  'off',
+];
+
+/** The pid of the node running with `dataDir`, from its lock (0: none). */
+const nodePid = (dataDir) => {
+  try {
+    return Number.parseInt(readFileSync(join(dataDir, 'node.lock'), 'utf8'), 10);
+  } catch {
+    return 0; // gone, or never started
+  }
+};
+
+/** SIGKILL to a process (or a group, negative), unless it is gone. */
+const kill = (pid) => {
+  try {
+    if (pid) process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone
+  }
+};
+
 describe('npm start', () => {
   it('runs a node and, on Ctrl-C, lets it leave the overlay gracefully', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'peerbx-start-'));
@@ -21,21 +52,11 @@ describe('npm start', () => {
       Object.entries(process.env).filter(([k]) => !k.startsWith('PEERBX_')),
     );
     // Its own process group, as a terminal's foreground job: Ctrl-C goes to the whole group.
-    const child = spawn(
-      process.execPath,
-      [
-        script,
-        '--data-dir',
-        dir,
-        '--overlay',
-        '127.0.0.1:0',
-        '--sip',
-        '127.0.0.1:0',
-        '--ws',
-        'off',
-      ],
-      { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-    );
+    const child = spawn(process.execPath, startArgs(dir), {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     let stderr = '';
     child.stderr.on('data', (d) => {
       stderr += d.toString();
@@ -67,20 +88,9 @@ describe('npm start', () => {
       assert.match(stderr, /leaving the overlay/);
       assert.doesNotMatch(stderr, /second signal/, 'the node got Ctrl-C once');
     } finally {
-      // The node has a process group of its own; its pid is in the data directory's lock.
-      let node = 0;
-      try {
-        node = Number.parseInt(readFileSync(join(dir, 'node.lock'), 'utf8'), 10);
-      } catch {
-        // gone, or never started
-      }
-      for (const pid of [-child.pid, node]) {
-        try {
-          if (pid) process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
+      // The script's process group, then the node, which has one of its own.
+      kill(-child.pid);
+      kill(nodePid(dir));
       rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -88,33 +98,12 @@ describe('npm start', () => {
   it('lets the node leave and exits 0 when its terminal hangs up (no abort at exit)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'peerbx-start-'));
     try {
-      const { ended, stderr } = await hangUpOn(
-        dir,
-        [
-          script,
-          '--data-dir',
-          join(dir, 'node'),
-          '--overlay',
-          '127.0.0.1:0',
-          '--sip',
-          '127.0.0.1:0',
-          '--ws',
-          'off',
-        ],
-        /peerbx ready/,
-      );
+      const { ended, stderr } = await hangUpOn(dir, startArgs(join(dir, 'node')), /peerbx ready/);
       assert.equal(ended, '0', stderr);
       assert.match(stderr, /"signal":"SIGHUP".*leaving the overlay[\s\S]*stopped/);
       assert.doesNotMatch(stderr, /second signal/);
     } finally {
-      try {
-        process.kill(
-          Number.parseInt(readFileSync(join(dir, 'node', 'node.lock'), 'utf8'), 10),
-          'SIGKILL',
-        );
-      } catch {
-        // gone, or never started
-      }
+      kill(nodePid(join(dir, 'node')));
       rmSync(dir, { recursive: true, force: true });
     }
   });
