@@ -38,6 +38,7 @@ import {
   validateOverlayConfig,
 } from './config/overlay-config.js';
 import {
+  KIND_NAME_CLAIM,
   KIND_NODE_INFO,
   MIN_BUCKET_SIZE,
   NODE_INFO_LIFETIME_MS,
@@ -86,6 +87,12 @@ export const SOFTWARE_VERSION = '0.1.0';
 export const MAX_CLIENT_REQUESTS_IN_FLIGHT = 64;
 /** A holder sent a record version by read repair is not sent it again for this long. */
 const REPAIR_AGAIN_AFTER_MS = 5 * 60_000;
+/** A name's claim held here is checked against its other holders at most this often. */
+const CLAIM_CHECK_AGAIN_MS = 10 * 60_000;
+/** Names whose last claim check is remembered (for CLAIM_CHECK_AGAIN_MS). */
+const MAX_CLAIM_CHECKS_REMEMBERED = 4096;
+/** Claim checks (a lookup each) under way at once; more are skipped, not queued. */
+const MAX_CLAIM_CHECKS_RUNNING = 2;
 /** Read repairs remembered (repairStale), the oldest forgotten first. */
 const MAX_REPAIRS_REMEMBERED = 4096;
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
@@ -164,6 +171,11 @@ export interface OverlayStats {
     fetchedDropped: number;
     /** Fetches refused (ERR_UNREACHABLE) as k holders did not agree on a name's owner. */
     contestedFetches: number;
+    /**
+     * Name claims held here that most of the name's other holders did not hold: replaced by
+     * theirs (a node had stored a claim of its own here first, on a newcomer say).
+     */
+    claimsReplaced: number;
     /** Requests of attached clients (peerbx.client channels) that did not decode. */
     clientRequestsMalformed: number;
   };
@@ -208,6 +220,11 @@ export class OverlayNode {
   private fetchedDropped = 0;
   /** Fetches that found a name claimed by two keys, and no owner among k holders. */
   private contestedFetches = 0;
+  /** Claims held here that the name's other holders outvoted (checkClaim). */
+  private claimsReplaced = 0;
+  /** When each name's claim was last checked against its other holders (settleClaim). */
+  private readonly claimChecks = new Map<string, number>();
+  private claimChecksRunning = 0;
   /** Client requests that did not decode (serveClient). */
   private clientRequestsMalformed = 0;
   /** When each holder was last sent each record version by read repair (repairStale). */
@@ -309,6 +326,8 @@ export class OverlayNode {
       });
 
       const maintenance = config.dht.maintenanceIntervalMs;
+      // Set once the node exists; STOREs, which call it, come after.
+      let settleClaim = (_resource: string): void => undefined;
       const dht: KademliaNode = new KademliaNode({
         id: nodeId,
         transport: udp,
@@ -326,6 +345,7 @@ export class OverlayNode {
           store,
           clock,
           (key, sender): boolean => idEquals(sender, nodeId) || dht.isResponsibleFor(key, sender),
+          (resource) => settleClaim(resource),
         ),
         acceptContact: (c) =>
           meetsPuzzle(c.id, config.puzzleBits) && parseEndpoint(c.address) !== undefined,
@@ -372,6 +392,7 @@ export class OverlayNode {
         log,
         clock,
       );
+      settleClaim = (resource) => node.settleClaim(resource);
       links.handle(CLIENT_APPLICATION, (channel) => node.serveClient(channel));
       dht.start();
       // The nodes known when this one last ran: a node that founded the overlay, or whose
@@ -681,6 +702,81 @@ export class OverlayNode {
     this.dht
       .storeAt([...targets.values()], resourceId(resource), [{ value: newest.value, ttlMs }])
       .catch(() => undefined);
+  }
+
+  /**
+   * A STORE for a name was refused here as the claim held here is another key's. In an open
+   * overlay the first claim a node gets for a name is the one it keeps, and a node that joins
+   * holds none yet: a node that lies can store a claim of its own there before the hand-over
+   * brings the owner's, which would then be refused for as long as that claim lasts. So the
+   * claim held here is put to the name's other holders (a lookup of k of them, this node left
+   * out): when more of them hold another key's claim than any other (as a fetch decides the
+   * owner), this node takes that claim and that key's records in their place. Once per name
+   * every CLAIM_CHECK_AGAIN_MS, a few at a time: a thief's refused STOREs cost a lookup at most.
+   */
+  private settleClaim(resource: string): void {
+    const now = this.clock.now();
+    const last = this.claimChecks.get(resource);
+    if (this.closed || this.claimChecksRunning >= MAX_CLAIM_CHECKS_RUNNING) return;
+    if (last !== undefined && now - last < CLAIM_CHECK_AGAIN_MS) return;
+    setBounded(this.claimChecks, resource, now, MAX_CLAIM_CHECKS_REMEMBERED);
+    this.claimChecksRunning++;
+    this.checkClaim(resource)
+      .catch((err: unknown) =>
+        this.log.debug({ resource, err: (err as Error).message }, 'name claim not checked'),
+      )
+      .finally(() => this.claimChecksRunning--);
+  }
+
+  private async checkClaim(resource: string): Promise<void> {
+    const key = resourceId(resource);
+    const result = await this.lookupValues(resource, this.config.dht.k, undefined, true);
+    const found = distinctValues(result.values, new Set());
+    let contested = false;
+    const [claim] = verifyFetched(found, resource, KIND_NAME_CLAIM, this.config, {
+      now: this.clock.now(),
+      onContested: () => {
+        contested = true;
+      },
+    });
+    const owner = claim?.user?.publicKey;
+    if (contested || !owner || this.closed) return;
+    const now = this.clock.now();
+    const held = this.store.entries(key, now);
+    const heldClaim = held.find((e) => e.slot === NAME_CLAIM_SLOT);
+    const heldOwner = heldClaim && decodeRecord(heldClaim.stored.value).user?.publicKey;
+    if (!heldClaim || !heldOwner || bytesEqual(heldOwner, owner)) return;
+    // Out go the claim and every record its key signed; in come the owner's, as checked as a
+    // STORE of them would be.
+    for (const { stored } of held) {
+      const signer = decodeRecord(stored.value).user?.publicKey;
+      if (signer && bytesEqual(signer, heldOwner)) this.store.deleteValue(key, stored.value);
+    }
+    const validate = createRecordValidator(this.config, this.store, this.clock);
+    const theirs = found
+      .flatMap(({ value }) => {
+        const checked = checkFetched(value, resource, key, { config: this.config, now });
+        return 'record' in checked ? [{ value, record: checked.record }] : [];
+      })
+      .filter(({ record }) => record.user && bytesEqual(record.user.publicKey, owner))
+      .sort(
+        (x, y) =>
+          Number(y.record.kind === KIND_NAME_CLAIM) - Number(x.record.kind === KIND_NAME_CLAIM),
+      );
+    for (const { value, record } of theirs) {
+      if (validate(key, value, this.nodeId) === undefined) {
+        this.store.put(key, value, recordExpiresAt(record), now);
+      }
+    }
+    this.claimsReplaced++;
+    this.log.warn(
+      {
+        resource,
+        held: Buffer.from(heldOwner).toString('hex'),
+        owner: Buffer.from(owner).toString('hex'),
+      },
+      "replaced this node's claim of a name with the one most of its other holders hold (a node had stored a false claim here)",
+    );
   }
 
   /**
@@ -1083,6 +1179,7 @@ export class OverlayNode {
         contactsRefused: d.contactsRefused,
         fetchedDropped: this.fetchedDropped,
         contestedFetches: this.contestedFetches,
+        claimsReplaced: this.claimsReplaced,
         clientRequestsMalformed: this.clientRequestsMalformed,
       },
       links: this.links.links().length,

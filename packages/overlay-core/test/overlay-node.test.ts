@@ -607,6 +607,87 @@ describe("a takeover tried after one of a name's holders died", () => {
   });
 });
 
+describe("a holder that took a liar's claim of a name first (a newcomer, raced)", () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-raced-'));
+  const nodes: OverlayNode[] = [];
+
+  before(async () => {
+    await startNodes(root, ['a', 'b', 'c', 'd', 'e'], nodes, config());
+    for (const x of nodes) for (const y of nodes) if (x !== y) await x.dht.ping(y.dht.contact);
+  });
+  after(() => closeAll(root, nodes));
+
+  /** The user key (hex) of the name claim n holds for `name`, or undefined. */
+  const claimAt = (n: OverlayNode, name: string) => {
+    for (const { value } of n.store.get(resourceId(name), Date.now())) {
+      const r = decodeRecord(value);
+      if (r.kind === KIND_NAME_CLAIM) return Buffer.from(r.user!.publicKey).toString('hex');
+    }
+    return undefined;
+  };
+  const devicesAt = (n: OverlayNode, name: string) =>
+    n.store
+      .get(resourceId(name), Date.now())
+      .map(({ value }) => decodeRecord(value))
+      .filter((r) => r.kind === KIND_SIP_REGISTRATION)
+      .map((r) => Buffer.from(r.value).toString());
+
+  it("takes the owner's claim and records once the owner's STORE is refused and most other holders hold them", async () => {
+    // QA: a member stored its own claim for a name on each node that joined, before the
+    // hand-over brought the owner's; the newcomer then refused the owner's claim and records
+    // for as long as the false claim lasted (24 h, up to 7 days), and a few such newcomers
+    // outvoted the honest holders. Here a holder's store is emptied and given a thief's claim
+    // and device, as such a newcomer's was.
+    const { name, order } = nameWhere(nodes, 'nora', (o) => o.slice(0, 3).includes(nodes[0]!));
+    const [a] = nodes as [OverlayNode];
+    await publishDevice(a, name, new TextEncoder().encode('sip:nora@127.0.0.1:5070'));
+    const owner = claimAt(a, name);
+    const raced = order.slice(0, 3).find((n) => n !== a)!;
+    const key = resourceId(name);
+    const now = Date.now();
+    const replaced = raced.stats().rejections.claimsReplaced;
+    raced.store.delete(key);
+    for (const bytes of forgedClaim(name, now)) raced.store.put(key, bytes, now + HOUR, now);
+    assert.notEqual(claimAt(raced, name), owner);
+
+    // The owner's next STORE there is refused, as before; the refusal has the holder ask the
+    // name's other holders, and most of them hold the owner's claim.
+    await publishDevice(a, name, new TextEncoder().encode('sip:nora@127.0.0.1:5071'));
+    await until(() => claimAt(raced, name) === owner, "the owner's claim at the raced holder");
+    await until(
+      () => devicesAt(raced, name).join() === 'sip:nora@127.0.0.1:5071',
+      "the owner's device, and not the thief's, at the raced holder",
+    );
+    assert.equal(raced.stats().rejections.claimsReplaced, replaced + 1);
+    // The next refresh is taken there as anywhere.
+    const r = await publishDevice(a, name, new TextEncoder().encode('sip:nora@127.0.0.1:5072'));
+    assert.equal(r.replicas, 3);
+  });
+
+  it("keeps the owner's claim when a thief's STORE is refused: the other holders hold the owner's", async () => {
+    const { name, order } = nameWhere(nodes, 'otto', (o) => o.slice(0, 3).includes(nodes[0]!));
+    const [a] = nodes as [OverlayNode];
+    await publishDevice(a, name, new TextEncoder().encode('sip:otto@127.0.0.1:5070'));
+    const owner = claimAt(a, name);
+    const holder = order.slice(0, 3).find((n) => n !== a)!;
+    const lookups = holder.dht.stats.lookups;
+    const replaced = holder.stats().rejections.claimsReplaced;
+    const [claim] = await storeFromFarNode(
+      holder.udpAddress,
+      resourceId(name),
+      forgedClaim(name, Date.now()),
+      nodes,
+      config(),
+    );
+    assert.ok(claim && !claim.ok && /owned by another key/.test(claim.detail ?? ''));
+    // The refusal had the holder check its claim with the others (a lookup), which kept it.
+    await until(() => holder.dht.stats.lookups > lookups, 'the check of the claim');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(claimAt(holder, name), owner);
+    assert.equal(holder.stats().rejections.claimsReplaced, replaced);
+  });
+});
+
 describe('a node that is not among the closest to a name', () => {
   const root = mkdtempSync(join(tmpdir(), 'peerbx-far-'));
   const nodes: OverlayNode[] = [];

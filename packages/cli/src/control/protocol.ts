@@ -94,6 +94,8 @@ export interface StatusView {
       contactsRefused?: number;
       fetchedDropped?: number;
       contestedFetches?: number;
+      /** Name claims held here that the name's other holders outvoted, and replaced. */
+      claimsReplaced?: number;
       /** Requests of attached clients (a node's peerbx.client channel) that did not decode. */
       clientRequestsMalformed?: number;
       /**

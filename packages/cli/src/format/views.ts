@@ -101,6 +101,10 @@ function refused(r: StatusView['refused']): string {
   add(r.overlay.contactsRefused ?? 0, 'overlay contacts refused (puzzle or address)');
   add(r.overlay.fetchedDropped ?? 0, 'fetched records dropped (forged, or a name two keys claim)');
   add(r.overlay.contestedFetches ?? 0, 'lookups of a name whose holders disagree on its owner');
+  add(
+    r.overlay.claimsReplaced ?? 0,
+    "false name claims held here, replaced by the other holders' claim",
+  );
   add(r.overlay.clientRequestsMalformed ?? 0, "overlay clients' requests that did not decode");
   for (const [reason, n] of Object.entries(r.overlay.links?.handshakesFailed ?? {})) {
     add(n, `link handshakes (${reason})`);

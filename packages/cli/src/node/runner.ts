@@ -399,6 +399,7 @@ async function controlOp(
             contactsRefused: s.rejections.contactsRefused,
             fetchedDropped: s.rejections.fetchedDropped,
             contestedFetches: s.rejections.contestedFetches,
+            claimsReplaced: s.rejections.claimsReplaced,
             clientRequestsMalformed: s.rejections.clientRequestsMalformed,
             links: {
               // Dials of ours that found nobody are not refusals.

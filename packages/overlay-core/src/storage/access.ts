@@ -27,6 +27,8 @@ export interface AccessRejection {
   readonly detail: string;
   /** A signature does not verify: nobody honest wrote this. */
   readonly forged?: boolean;
+  /** Open mode: refused as the name's claim held here is another key's. */
+  readonly ownedByAnother?: boolean;
 }
 
 export interface AccessContext {
@@ -171,7 +173,7 @@ function checkUser(
   }
   const owner = context.existingClaim?.(key);
   if (owner && !bytesEqual(owner, user.publicKey)) {
-    return invalid(`name ${record.resource} is owned by another key`);
+    return { ...invalid(`name ${record.resource} is owned by another key`), ownedByAnother: true };
   }
   return undefined;
 }

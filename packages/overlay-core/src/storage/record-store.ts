@@ -114,6 +114,8 @@ export function createRecordValidator(
   store: ValueStore,
   clock: Clock,
   responsible?: Responsibility,
+  /** Told of each record refused as another key's claim to its name is held here. */
+  onOwnedByAnother?: (resource: string) => void,
 ): ValueValidator {
   return (key, value, sender) => {
     const now = clock.now();
@@ -148,7 +150,10 @@ export function createRecordValidator(
       now,
       existingClaim: () => currentClaim(live, now),
     });
-    if (verdict) return verdict;
+    if (verdict) {
+      if (verdict.ownedByAnother) onOwnedByAnother?.(record.resource);
+      return verdict;
+    }
     const kind = kindById(config, record.kind)!;
     const slot = recordSlot(record);
     if (live.some((r) => r.slot === slot)) return undefined;
