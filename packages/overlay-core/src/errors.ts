@@ -13,6 +13,8 @@ export type OverlayErrorCode =
   | 'ERR_REPLAY'
   | 'ERR_FORBIDDEN'
   | 'ERR_LIMIT'
+  /** The nodes that would hold a record have no room for it. */
+  | 'ERR_FULL'
   | 'ERR_NOT_FOUND'
   | 'ERR_UNREACHABLE'
   | 'ERR_DATA_DIR_LOCKED'

@@ -40,6 +40,7 @@ import {
 import {
   KIND_NAME_CLAIM,
   KIND_NODE_INFO,
+  MAX_KEYS_PER_STORER,
   MIN_BUCKET_SIZE,
   NODE_INFO_LIFETIME_MS,
   REPUBLISH_PERIODS,
@@ -77,6 +78,7 @@ import {
   NAME_CLAIM_SLOT,
   verifyFetched,
 } from './storage/record-store.js';
+import { StorerShares } from './storage/storer-shares.js';
 import { SignedDatagramCodec } from './transport/signed-codec.js';
 
 export type { PublishParams } from './storage/record-signer.js';
@@ -129,6 +131,8 @@ export interface OverlayNodeOptions {
   advertise?: string[];
   logger?: Logger;
   clock?: Clock;
+  /** The most keys one other node's STOREs may bring to this node's store (MAX_KEYS_PER_STORER). */
+  maxKeysPerStorer?: number;
 }
 
 export interface PublishResult {
@@ -279,9 +283,13 @@ export class OverlayNode {
       });
       await persistent.open();
       opened.push(persistent);
-      const store = new ValueStore({
+      const shares = new StorerShares(options.maxKeysPerStorer ?? MAX_KEYS_PER_STORER);
+      const store: ValueStore = new ValueStore({
         ...createOverlayStoreOptions(config, clock),
-        onChange: persistent.onChange,
+        onChange: (change) => {
+          persistent.onChange(change);
+          shares.changed(change.type, idToHex(change.key), store.has(change.key));
+        },
       });
       const validate = createRecordValidator(config, store, clock);
       const loaded = await persistent.loadInto(store, clock.now(), {
@@ -340,13 +348,13 @@ export class OverlayNode {
         // STOREs from other nodes: an open overlay's user records only where they belong. Its
         // own (a put that found this node among the closest) are not asked. The closure runs
         // only for STOREs, after the constructor: dht is assigned by then.
-        validateValue: createRecordValidator(
-          config,
-          store,
-          clock,
-          (key, sender): boolean => idEquals(sender, nodeId) || dht.isResponsibleFor(key, sender),
-          (resource) => settleClaim(resource),
-        ),
+        validateValue: createRecordValidator(config, store, clock, {
+          responsible: (key, sender) =>
+            idEquals(sender, nodeId) || dht.isResponsibleFor(key, sender),
+          onOwnedByAnother: (resource) => settleClaim(resource),
+          shares,
+          self: nodeId,
+        }),
         acceptContact: (c) =>
           meetsPuzzle(c.id, config.puzzleBits) && parseEndpoint(c.address) !== undefined,
         // Checked every period (a replica lost with a node that stopped answering is restored,
@@ -577,11 +585,19 @@ export class OverlayNode {
         // the record found no place, which is not a verdict on the record itself.
         const reason =
           put?.rejected.find((r) => r.reason === 'invalid') ??
-          put?.rejected.find((r) => r.reason !== 'not-responsible');
+          put?.rejected.find((r) => r.reason !== 'not-responsible' && r.reason !== 'too-many-keys');
         if (reason) {
           throw new OverlayError(
             'ERR_FORBIDDEN',
             reason.detail ?? `record refused: ${reason.reason}`,
+          );
+        }
+        // Full stores are no verdict on the record either: it may find room later.
+        const full = put?.rejected.find((r) => r.reason === 'too-many-keys');
+        if (full) {
+          throw new OverlayError(
+            'ERR_FULL',
+            `no room for the record on the nodes that hold it (${full.detail ?? 'store full'})`,
           );
         }
         throw new OverlayError(

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type NodeId, ValueStore } from '@peerbx/dht-kademlia';
+import { idToHex, type NodeId, ValueStore } from '@peerbx/dht-kademlia';
 import {
   DEFAULT_KINDS,
   defaultOverlayConfig,
@@ -24,6 +24,7 @@ import {
   createRecordValidator,
   verifyFetched,
 } from '../src/storage/record-store.js';
+import { StorerShares } from '../src/storage/storer-shares.js';
 import {
   ALICE,
   certificateFor,
@@ -574,5 +575,44 @@ describe('verifyFetched', () => {
     const hex = Buffer.from(nodeIdOf(node.publicKey)).toString('hex');
     const info = encodeRecord(nodeInfo(node, NOW));
     assert.equal(verifyFetched([info], hex, KIND_NODE_INFO, openConfig(), { now: NOW }).length, 1);
+  });
+});
+
+describe("each storing node's share of a store", () => {
+  it('refuses a node more new keys than its share, gives them back once gone, and never limits the node itself', () => {
+    // QA: one member stored 100,000 claims of made-up names on every node, and no new user
+    // could register anywhere.
+    const config = openConfig();
+    const clock = new TestClock(NOW);
+    const shares = new StorerShares(2);
+    const store: ValueStore = new ValueStore({
+      ...createOverlayStoreOptions(config, clock),
+      onChange: (c) => shares.changed(c.type, idToHex(c.key), store.has(c.key)),
+    });
+    const self = new Uint8Array(32).fill(9);
+    const validate = createRecordValidator(config, store, clock, { shares, self });
+    const [x, y] = [new Uint8Array(32).fill(1), new Uint8Array(32).fill(2)];
+    const put = (sender: Uint8Array, user: string, ttlMs = HOUR) => {
+      const name = `${user}@peerbx.local`;
+      const value = encodeRecord(nameClaim(node, generateKeyPair(), NOW, name));
+      const verdict = validate(resourceId(name), value, sender);
+      if (verdict) return `${verdict.reason}: ${verdict.detail}`;
+      assert.ok(store.put(resourceId(name), value, clock.t + ttlMs, clock.t).ok);
+      return 'stored';
+    };
+    assert.equal(put(x, 'x1', HOUR / 2), 'stored');
+    assert.equal(put(x, 'x2'), 'stored');
+    assert.match(
+      put(x, 'x3'),
+      /^too-many-keys: this node holds 2 keys that node 0101010101010101 stored first, the most one node may$/,
+    );
+    assert.equal(put(y, 'y1'), 'stored', "another node's share is its own");
+    for (const user of ['s1', 's2', 's3']) assert.equal(put(self, user), 'stored');
+    // x1 expires: x may bring one more.
+    clock.t += HOUR / 2;
+    store.deleteExpired(clock.t);
+    assert.equal(put(x, 'x3'), 'stored');
+    assert.match(put(x, 'x4'), /^too-many-keys/);
+    assert.equal(shares.held(idToHex(x)), 2);
   });
 });

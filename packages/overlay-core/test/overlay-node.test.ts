@@ -28,7 +28,12 @@ import { KIND_NAME_CLAIM, KIND_SIP_REGISTRATION } from '../src/constants.js';
 import { OverlayError } from '../src/errors.js';
 import { encodeCertificate, issueCertificate } from '../src/identity/certificate.js';
 import { ensureDataDir, loadUserKey, userCertificatePath } from '../src/identity/data-dir.js';
-import { generateKeyPair, generateNodeKeyPair, nodeIdOf } from '../src/identity/keys.js';
+import {
+  generateKeyPair,
+  generateNodeKeyPair,
+  type KeyPair,
+  nodeIdOf,
+} from '../src/identity/keys.js';
 import { MAX_CLIENT_REQUESTS_IN_FLIGHT, OverlayNode } from '../src/overlay.js';
 import { PersistentStore } from '../src/storage/persistent-store.js';
 import { decodeRecord, encodeRecord, resourceId } from '../src/storage/record.js';
@@ -158,10 +163,11 @@ async function storeFromFarNode(
   values: Uint8Array[],
   nodes: readonly OverlayNode[],
   overlay: OverlayConfig,
+  sender?: KeyPair,
 ) {
-  let keys = generateNodeKeyPair(4);
+  let keys = sender ?? generateNodeKeyPair(4);
   const nearer = (n: OverlayNode) => compareDistance(key, n.nodeId, nodeIdOf(keys.publicKey)) < 0;
-  while (!nodes.every(nearer)) keys = generateNodeKeyPair(4);
+  while (!sender && !nodes.every(nearer)) keys = generateNodeKeyPair(4);
   const codec = new SignedDatagramCodec({
     keys,
     configHash: configHash(overlay),
@@ -685,6 +691,56 @@ describe("a holder that took a liar's claim of a name first (a newcomer, raced)"
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(claimAt(holder, name), owner);
     assert.equal(holder.stats().rejections.claimsReplaced, replaced);
+  });
+});
+
+describe("a node's share of another node's store", () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-shares-'));
+  const nodes: OverlayNode[] = [];
+
+  before(async () => {
+    await startNodes(root, ['a'], nodes);
+    nodes.push(
+      await OverlayNode.start({
+        dataDir: join(root, 'b'),
+        config: config(),
+        bootstrap: [nodes[0]!.udpAddress],
+        maxKeysPerStorer: 2,
+      }),
+    );
+  });
+  after(() => closeAll(root, nodes));
+
+  it("refuses a member's STOREs of new keys beyond its share (QA: one member filled every store)", async () => {
+    const [, b] = nodes as [OverlayNode, OverlayNode];
+    const member = generateNodeKeyPair(4);
+    const results: string[] = [];
+    for (const user of ['junk1', 'junk2', 'junk3']) {
+      const name = `${user}@peerbx.local`;
+      const claim = encodeRecord(nameClaim(generateKeyPair(), generateKeyPair(), Date.now(), name));
+      const [r] = await storeFromFarNode(
+        b.udpAddress,
+        resourceId(name),
+        [claim],
+        nodes,
+        config(),
+        member,
+      );
+      results.push(r?.ok ? 'stored' : `${r?.reason}: ${r?.detail}`);
+    }
+    assert.deepEqual(results.slice(0, 2), ['stored', 'stored']);
+    assert.match(
+      results[2]!,
+      /^too-many-keys: this node holds 2 keys that node [0-9a-f]{16} stored first/,
+    );
+    assert.equal(b.stats().rejections.stores['too-many-keys'], 1);
+    // Another node's records still find room.
+    const r = await publishDevice(
+      nodes[0]!,
+      'pia@peerbx.local',
+      new TextEncoder().encode('sip:pia@127.0.0.1:5070'),
+    );
+    assert.equal(r.replicas, 2);
   });
 });
 

@@ -334,6 +334,20 @@ describe('REGISTER handler', () => {
     assert.equal(res.header('Retry-After'), '30');
   });
 
+  it('maps holders with no room for the record to 503 that says so, not 403 (QA: a filled store)', async () => {
+    const { handler, store } = setup(
+      new OverlayError('ERR_FULL', 'no room for the record on the nodes that hold it'),
+    );
+    const res = await handler.handle(
+      register('sip:alice@peerbx.local', ['Contact: <sip:alice@127.0.0.1:5070>']),
+      udp,
+    );
+    assert.equal(res.status, 503);
+    assert.match(res.reason, /no room for the registration/);
+    assert.equal(res.header('Retry-After'), '30');
+    assert.equal(store.lookup('sip:alice@peerbx.local', now).length, 0);
+  });
+
   it('answers 503 saying the registrar is busy when overlay writes are queued, and binds nothing', async () => {
     const { handler, store } = setup(new RegistrarBusyError(2000));
     const res = await handler.handle(

@@ -159,15 +159,16 @@ export class ValueStore {
   }
 
   private purgeKey(hex: string, slots: Map<string, StoredValue>, now: number): number {
-    let n = 0;
+    const gone: string[] = [];
     for (const [slot, v] of slots) {
-      if (v.expiresAt <= now) {
-        slots.delete(slot);
-        n++;
-        this.onChange?.({ type: 'delete', key: idFromHex(hex), slot });
-      }
+      if (v.expiresAt > now) continue;
+      slots.delete(slot);
+      gone.push(slot);
     }
+    // Told once the key is gone too (as delete() and deleteValue() tell), so a listener sees
+    // the store as it is after the change.
     if (slots.size === 0) this.data.delete(hex);
-    return n;
+    for (const slot of gone) this.onChange?.({ type: 'delete', key: idFromHex(hex), slot });
+    return gone.length;
   }
 }

@@ -5,6 +5,7 @@
 import {
   type Clock,
   idEquals,
+  idToHex,
   type NodeId,
   type StoredValue,
   type ValueStore,
@@ -23,6 +24,7 @@ import {
   resourceId,
   type StoredRecord,
 } from './record.js';
+import type { StorerShares } from './storer-shares.js';
 
 /** The slot of a resource's name claim (a single value, no dictionary key). */
 export const NAME_CLAIM_SLOT = `${KIND_NAME_CLAIM}:`;
@@ -98,6 +100,18 @@ export function createOverlayStoreOptions(config: OverlayConfig, clock: Clock): 
  */
 export type Responsibility = (key: NodeId, sender: NodeId) => boolean;
 
+/** What the check of STOREs from other nodes adds to the checks of every record. */
+export interface StoresFromOthers {
+  /** Open mode: user records only where they belong (see createRecordValidator). */
+  responsible?: Responsibility;
+  /** Told of each record refused as another key's claim to its name is held here. */
+  onOwnedByAnother?: (resource: string) => void;
+  /** Keys held per storing node: a new key only within its storer's share. */
+  shares?: StorerShares;
+  /** This node, whose own STOREs count against no share. */
+  self?: NodeId;
+}
+
 /**
  * The storing peer's check of a STORE: decodes the value as a record, runs every access check
  * (the name claim read from this store) and enforces the kind's entry count per resource.
@@ -113,15 +127,23 @@ export function createRecordValidator(
   config: OverlayConfig,
   store: ValueStore,
   clock: Clock,
-  responsible?: Responsibility,
-  /** Told of each record refused as another key's claim to its name is held here. */
-  onOwnedByAnother?: (resource: string) => void,
+  fromOthers: StoresFromOthers = {},
 ): ValueValidator {
+  const { responsible, onOwnedByAnother, shares, self } = fromOthers;
   return (key, value, sender) => {
     const now = clock.now();
     // A republished or replicated copy of bytes this store already holds was checked when it
     // first arrived: two signature checks per refresh would be pure waste.
     if (store.get(key, now).some((v) => bytesEqual(v.value, value))) return undefined;
+    // A key this node holds nothing under, from another node: within that node's share.
+    const share =
+      shares && !store.has(key) && !(self && idEquals(sender, self)) ? shares : undefined;
+    if (share && !share.admits(idToHex(sender))) {
+      return {
+        reason: 'too-many-keys',
+        detail: `this node holds ${share.held(idToHex(sender))} keys that node ${idToHex(sender).slice(0, 16)} stored first, the most one node may`,
+      };
+    }
     let record: StoredRecord;
     try {
       record = decodeRecord(value);
@@ -164,6 +186,7 @@ export function createRecordValidator(
         detail: `${kind.name} for ${record.resource} already has ${count} entries, the most this overlay allows`,
       };
     }
+    share?.bringing(idToHex(key), idToHex(sender));
     return undefined;
   };
 }

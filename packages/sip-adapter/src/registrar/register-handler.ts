@@ -419,6 +419,14 @@ export class RegisterHandler {
               : reasonText(hint ? `${message}: ${hint}` : message, 250),
       });
     }
+    if (err instanceof OverlayError && err.code === 'ERR_FULL') {
+      this.log.warn({ resource, err: message }, 'registration not published: no room for it');
+      return createResponse(request, 503, {
+        reason:
+          'Service Unavailable (no room for the registration on the overlay nodes that hold it)',
+        headers: [{ name: 'Retry-After', value: String(REGISTER_RETRY_AFTER_S) }],
+      });
+    }
     if (isLocalFault(err)) {
       this.log.error({ resource, err: message }, 'registration not published: fault of this node');
       return createResponse(request, 500, {
