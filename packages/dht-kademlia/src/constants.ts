@@ -135,6 +135,10 @@ export const ANSWER_CONTACTS_CAP = 20;
 /** Floor of the adaptive request timeout: room for one retransmission of a lost datagram. */
 export const DEFAULT_MIN_REQUEST_TIMEOUT_MS = 500;
 
+/** Keys a leaving node hands over at once (each to its k closest other nodes). */
+export const LEAVE_KEYS_IN_FLIGHT = 32;
+/** How long a leaving node hands its keys over before it sends its LEAVEs anyway, ms. */
+export const LEAVE_HAND_OVER_MS = 3000;
 /** LEAVE notices a leaving node has out at once (one per routing-table contact in all). */
 export const LEAVE_NOTICES_IN_FLIGHT = 32;
 /**

@@ -750,6 +750,26 @@ describe('kademlia over the simulator', () => {
     assert.ok((await s.sim.settle(unaware.get(key))).failures > 0);
   });
 
+  it('hands its keys over for the time it is given, then tells its contacts it leaves all the same', async () => {
+    // QA: a node holding 100,000 keys signed every STORE of its hand-over at once, held its
+    // event loop for 20 s, and exited before its LEAVEs went.
+    const s = await swarm(12, 47);
+    const [quick, slow] = s.alive as [KademliaNode, KademliaNode];
+    const keys = Array.from({ length: 200 }, (_, i) => hashToId(`held ${i}`));
+    for (const n of [quick, slow]) {
+      for (const key of keys) n.store.put(key, text('v'), s.sim.now() + HOUR, s.sim.now());
+    }
+    // No time for it: nothing handed over, every contact told.
+    const told = quick.table.size;
+    assert.equal(await s.sim.settle(quick.leave(0)), 0);
+    s.crash(quick);
+    assert.equal(s.alive.filter((n) => n.stats.requestsIn.LEAVE === 1).length, told);
+    // The default time: all 200 keys reach their closest other nodes.
+    assert.ok((await s.sim.settle(slow.leave())) >= keys.length);
+    s.crash(slow);
+    for (const key of keys) assert.ok(holders(s, key).length > 0, 'each key handed over');
+  });
+
   it('is alone, not rejoining through it, once the last node it knew left gracefully', async () => {
     const s = await swarm(4, 41);
     const [a, b, c, d] = s.alive as [KademliaNode, KademliaNode, KademliaNode, KademliaNode];

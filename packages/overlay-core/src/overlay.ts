@@ -291,7 +291,7 @@ export class OverlayNode {
           shares.changed(change.type, idToHex(change.key), store.has(change.key));
         },
       });
-      const validate = createRecordValidator(config, store, clock);
+      const validate = createRecordValidator(config, store, clock, { signaturesChecked: true });
       const loaded = await persistent.loadInto(store, clock.now(), {
         accept: (key, value) => validate(key, value, nodeId) === undefined,
       });
