@@ -1009,8 +1009,16 @@ export class OverlayNode {
         `node ${hex.slice(0, 16)}… has no NODE-INFO in the overlay`,
       );
     const ni = decodeNodeInfo(info.value);
-    if (ni.streamAddresses[0]) return ni.streamAddresses[0];
     const ep = parseEndpoint((await contact).address);
+    // A node's word for where to dial it counts on the host its overlay traffic comes from
+    // only: taken anywhere, a member had callers' nodes connect to whatever host and port it
+    // named (QA: a port probe, at one call each).
+    const onHost = (a: string) => {
+      const ip = parseEndpoint(a)?.ip;
+      return ep !== undefined && ip !== undefined && bytesEqual(ip, ep.ip);
+    };
+    const own = ni.streamAddresses.find(onHost);
+    if (own) return own;
     if (!ep)
       throw new OverlayError('ERR_UNREACHABLE', `no usable address for node ${hex.slice(0, 16)}…`);
     return formatEndpoint(ep.ip, ni.streamPort);

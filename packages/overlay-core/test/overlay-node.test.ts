@@ -744,6 +744,32 @@ describe("a node's share of another node's store", () => {
   });
 });
 
+describe('a node that names where to dial it', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-advertise-'));
+  const nodes: OverlayNode[] = [];
+  after(() => closeAll(root, nodes));
+
+  it('is dialled there on its own host only, not at another host it names (QA)', async () => {
+    await startNodes(root, ['a'], nodes);
+    const start = async (name: string, advertise: string[]) => {
+      const n = await OverlayNode.start({
+        dataDir: join(root, name),
+        config: config(),
+        bootstrap: [nodes[0]!.udpAddress],
+        advertise,
+      });
+      nodes.push(n);
+      return n;
+    };
+    const elsewhere = await start('b', ['192.0.2.66:22']);
+    const [a] = nodes as [OverlayNode];
+    assert.equal(await a.resolveStreamAddress(elsewhere.nodeId), elsewhere.streamAddress);
+    const port = Number(elsewhere.streamAddress.split(':')[1]) + 1;
+    const here = await start('c', ['192.0.2.66:22', `127.0.0.1:${port}`]);
+    assert.equal(await a.resolveStreamAddress(here.nodeId), `127.0.0.1:${port}`);
+  });
+});
+
 describe('a node that is not among the closest to a name', () => {
   const root = mkdtempSync(join(tmpdir(), 'peerbx-far-'));
   const nodes: OverlayNode[] = [];
