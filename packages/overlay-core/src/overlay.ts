@@ -64,6 +64,7 @@ import { PersistentStore } from './storage/persistent-store.js';
 import {
   decodeRecord,
   encodeRecord,
+  isTombstone,
   recordExpiresAt,
   recordSlot,
   resourceId,
@@ -747,21 +748,33 @@ export class OverlayNode {
   private async checkClaim(resource: string): Promise<void> {
     const key = resourceId(resource);
     const result = await this.lookupValues(resource, this.config.dht.k, undefined, true);
-    const found = distinctValues(result.values, new Set());
-    let contested = false;
-    const [claim] = verifyFetched(found, resource, KIND_NAME_CLAIM, this.config, {
-      now: this.clock.now(),
-      onContested: () => {
-        contested = true;
-      },
-    });
-    const owner = claim?.user?.publicKey;
-    if (contested || !owner || this.closed) return;
+    if (this.closed) return;
     const now = this.clock.now();
     const held = this.store.entries(key, now);
     const heldClaim = held.find((e) => e.slot === NAME_CLAIM_SLOT);
     const heldOwner = heldClaim && decodeRecord(heldClaim.stored.value).user?.publicKey;
-    if (!heldClaim || !heldOwner || bytesEqual(heldOwner, owner)) return;
+    if (!heldOwner) return;
+    // The holders behind each key's live claim, as a fetch counts them. This node's own claim
+    // counts as one more holder: a key must lead it and the others that hold it together, so
+    // that a liar among the holders cannot turn a node whose fellow holders are away.
+    const others = result.values.filter((v) => !idEquals(v.holder.id, this.nodeId));
+    const checked = distinctValues(others, new Set()).flatMap(({ value, holders }) => {
+      const c = checkFetched(value, resource, key, { config: this.config, now });
+      return 'record' in c ? [{ value, record: c.record, holders: holders ?? new Set() }] : [];
+    });
+    const behind = new Map<string, Set<string>>();
+    for (const { record, holders } of checked) {
+      if (record.kind !== KIND_NAME_CLAIM || isTombstone(record) || !record.user) continue;
+      const id = Buffer.from(record.user.publicKey).toString('hex');
+      const set = behind.get(id) ?? new Set<string>();
+      for (const h of holders) set.add(h);
+      behind.set(id, set);
+    }
+    const heldId = Buffer.from(heldOwner).toString('hex');
+    const [first, second] = [...behind].sort((x, y) => y[1].size - x[1].size);
+    if (!first || first[0] === heldId || (second && second[1].size >= first[1].size)) return;
+    if (first[1].size <= (behind.get(heldId)?.size ?? 0) + 1) return;
+    const owner = Buffer.from(first[0], 'hex');
     // Out go the claim and every record its key signed; in come the owner's, as checked as a
     // STORE of them would be.
     for (const { stored } of held) {
@@ -769,11 +782,7 @@ export class OverlayNode {
       if (signer && bytesEqual(signer, heldOwner)) this.store.deleteValue(key, stored.value);
     }
     const validate = createRecordValidator(this.config, this.store, this.clock);
-    const theirs = found
-      .flatMap(({ value }) => {
-        const checked = checkFetched(value, resource, key, { config: this.config, now });
-        return 'record' in checked ? [{ value, record: checked.record }] : [];
-      })
+    const theirs = checked
       .filter(({ record }) => record.user && bytesEqual(record.user.publicKey, owner))
       .sort(
         (x, y) =>

@@ -692,6 +692,32 @@ describe("a holder that took a liar's claim of a name first (a newcomer, raced)"
     assert.equal(claimAt(holder, name), owner);
     assert.equal(holder.stats().rejections.claimsReplaced, replaced);
   });
+
+  it("keeps the owner's claim against a liar among its fellow holders while the others are away", async () => {
+    // The holders are three other nodes: one lies (it holds a claim of its own for the name),
+    // one lost what it held. A thief's STORE to the third has it check: one holder against
+    // none is no majority once its own claim counts too.
+    const { name, order } = nameWhere(nodes, 'lia', (o) => !o.slice(0, 3).includes(nodes[0]!));
+    const [a] = nodes as [OverlayNode];
+    await publishDevice(a, name, new TextEncoder().encode('sip:lia@127.0.0.1:5070'));
+    const [holder, liar, away] = order.slice(0, 3) as [OverlayNode, OverlayNode, OverlayNode];
+    const owner = claimAt(holder, name);
+    assert.ok(owner);
+    const key = resourceId(name);
+    const now = Date.now();
+    const forged = forgedClaim(name, now);
+    liar.store.delete(key);
+    for (const bytes of forged) liar.store.put(key, bytes, now + HOUR, now);
+    away.store.delete(key);
+    const lookups = holder.dht.stats.lookups;
+    const replaced = holder.stats().rejections.claimsReplaced;
+    const [claim] = await storeFromFarNode(holder.udpAddress, key, forged, nodes, config());
+    assert.ok(claim && !claim.ok && /owned by another key/.test(claim.detail ?? ''));
+    await until(() => holder.dht.stats.lookups > lookups, 'the check of the claim');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(claimAt(holder, name), owner);
+    assert.equal(holder.stats().rejections.claimsReplaced, replaced);
+  });
 });
 
 describe("a node's share of another node's store", () => {
