@@ -119,6 +119,23 @@ describe('registrar bindings', () => {
     assert.equal(s.lookup(AOR, T0).length, 1);
   });
 
+  it('takes a Contact equal by RFC 3261 §19.1.4 as the same binding, one that differs as another', () => {
+    // QA: transport=UDP, then transport=udp made two bindings, and each call rang twice.
+    const bindings = (...uris: string[]) => {
+      const s = new BindingStore();
+      for (const [i, uri] of uris.entries()) {
+        s.register({ aor: AOR, callId: 'c', cseq: i + 1, contacts: [{ uri }] }, T0);
+      }
+      return s.lookup(AOR, T0).length;
+    };
+    assert.equal(bindings('sip:a@h:5070;transport=UDP', 'sip:a@h:5070;Transport=udp'), 1);
+    assert.equal(bindings('sip:a@h:5070;ob', 'sip:a@h:5070'), 1, 'a parameter in one only');
+    assert.equal(bindings('sip:a@h:5070;rinstance=1', 'sip:a@h:5070;rinstance=2'), 2);
+    assert.equal(bindings('sip:a@h:5070;user=phone', 'sip:a@h:5070'), 2, 'user= in one only');
+    assert.equal(bindings('sip:a@h:5060', 'sip:a@h'), 2, 'a default port is no port');
+    assert.equal(bindings('sip:A@h:5070', 'sip:a@h:5070'), 2, 'the user part is case-sensitive');
+  });
+
   it('matches contacts case-insensitively in scheme and host, and replaces by +sip.instance', () => {
     const s = new BindingStore();
     s.register(

@@ -191,6 +191,32 @@ function parseSipUri(text: string, scheme: 'sip' | 'sips', from: number): SipUri
   return { scheme, user, password, host, port, params, headers };
 }
 
+/** uri-parameters that, present in one URI only, make two URIs differ (§19.1.4). */
+const PARAMS_NEVER_IGNORED = ['user', 'ttl', 'method', 'maddr'];
+
+/**
+ * Whether two SIP URIs are equal by RFC 3261 §19.1.4: user and password case-sensitively,
+ * the rest case-insensitively; a port only with the same port, none only with none; each
+ * parameter both carry with the same value, user, ttl, method and maddr in both or neither,
+ * others carried by one only ignored; the same headers.
+ */
+export function sipUrisEqual(a: SipUri, b: SipUri): boolean {
+  if (a.scheme !== b.scheme || a.user !== b.user || a.password !== b.password) return false;
+  if (a.host.toLowerCase() !== b.host.toLowerCase() || a.port !== b.port) return false;
+  const value = (v: string | null | undefined) => (v == null ? v : v.toLowerCase());
+  for (const [name, v] of Object.entries(a.params)) {
+    if (name in b.params ? value(v) !== value(b.params[name]) : PARAMS_NEVER_IGNORED.includes(name))
+      return false;
+  }
+  if (PARAMS_NEVER_IGNORED.some((name) => name in b.params && !(name in a.params))) return false;
+  const ha = Object.entries(a.headers);
+  if (ha.length !== Object.keys(b.headers).length) return false;
+  return ha.every(([name, v]) => {
+    const other = Object.entries(b.headers).find(([n]) => n.toLowerCase() === name.toLowerCase());
+    return other !== undefined && other[1] === v;
+  });
+}
+
 export function formatUri(uri: Uri): string {
   if (!isSipUri(uri)) return `${uri.scheme}:${uri.opaque}`;
   let s = `${uri.scheme}:`;

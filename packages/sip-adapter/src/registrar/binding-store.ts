@@ -2,7 +2,7 @@
 // expiry, q-value, and the Call-ID/CSeq that last touched it. Pure logic on plain inputs; the
 // REGISTER handler turns SIP messages into these inputs and outcomes into responses.
 
-import { isSipUri, parseUri, type SipUri } from '../message/uri.js';
+import { isSipUri, parseUri, type SipUri, sipUrisEqual } from '../message/uri.js';
 import {
   DEFAULT_EXPIRES_S,
   MAX_BINDINGS_PER_AOR,
@@ -324,18 +324,18 @@ function sortByQ(bindings: Binding[]): Binding[] {
 }
 
 /**
- * Contact URIs compare as SIP URIs (§19.1.4) would in the common cases: scheme, user and
- * host case-insensitively apart from the user part; parameters as sent. Good enough to spot a
- * refresh of the same contact; exotic differences make a second binding, which expires.
+ * Contact URIs compare as SIP URIs (§19.1.4): `transport=UDP` and `transport=udp` are one
+ * contact, whose REGISTER refreshes the binding (§10.3 step 7). QA: they made two bindings,
+ * and each call rang the phone twice. Other schemes compare as written.
  */
 function sameContact(a: string, b: string): boolean {
   if (a === b) return true;
-  const norm = (u: string) => {
-    const m = /^(sips?):([^@;?]*@)?([^;?]+)(.*)$/i.exec(u.trim());
-    if (!m) return u.trim();
-    return `${m[1]!.toLowerCase()}:${m[2] ?? ''}${m[3]!.toLowerCase()}${m[4] ?? ''}`;
-  };
-  return norm(a) === norm(b);
+  try {
+    const [x, y] = [parseUri(a.trim()), parseUri(b.trim())];
+    return isSipUri(x) && isSipUri(y) ? sipUrisEqual(x, y) : a.trim() === b.trim();
+  } catch {
+    return a.trim() === b.trim();
+  }
 }
 
 function sameSet(a: readonly Binding[], b: readonly Binding[]): boolean {
