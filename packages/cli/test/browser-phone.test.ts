@@ -23,7 +23,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { baresipMissing, freeTcpPort, Phone } from './baresip.js';
-import { StartedNode, testCertificate } from './helpers.js';
+import { StartedNode, testCertificate, udpRequest } from './helpers.js';
 
 const PAGES = fileURLToPath(new URL('../../test/browser/', import.meta.url));
 const SIP_JS = fileURLToPath(new URL('../../../../node_modules/sip.js/lib/', import.meta.url));
@@ -405,6 +405,48 @@ describe('browser phones (Chromium, sip.js, WebRTC)', { skip }, () => {
     assert.equal(await mike.status(), `In a call with lena@${DOMAIN}`);
     await mike.page.click('#hangup');
     await lena.page.waitForSelector('body[data-state="registered"]', { timeout: 10_000 });
+
+    // Mike hangs up while it rings, then calls again, and that call ends: it ends as a call
+    // does, not with the first call's late 487 (QA).
+    const ring = async () => {
+      await mike.page.fill('#target', 'lena');
+      await mike.page.click('#call');
+      await lena.page.waitForSelector('body[data-state="ringing"]', { timeout: 10_000 });
+    };
+    await ring();
+    await mike.page.click('#hangup');
+    await lena.page.waitForSelector('body[data-state="registered"]', { timeout: 10_000 });
+    await ring();
+    await lena.page.click('#answer');
+    await mike.page.waitForSelector('body[data-state="in-call"]', { timeout: 10_000 });
+    await lena.page.click('#hangup');
+    await mike.page.waitForSelector('body[data-state="registered"]', { timeout: 10_000 });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await mike.status(), `Call ended. Registered as mike@${DOMAIN}`);
+
+    // A MESSAGE to lena (RFC 3428) from a phone at mike's node: her page shows it and who sent
+    // it (QA: it answered 200 and showed nothing).
+    const sent = await udpRequest(
+      nodes[1]!.ready.sip,
+      (viaPort) =>
+        [
+          `MESSAGE sip:lena@${DOMAIN} SIP/2.0`,
+          `Via: SIP/2.0/UDP 127.0.0.1:${viaPort};branch=z9hG4bKmsg1;rport`,
+          `From: <sip:otto@${DOMAIN}>;tag=m1`,
+          `To: <sip:lena@${DOMAIN}>`,
+          'Call-ID: msg-1',
+          'CSeq: 1 MESSAGE',
+          'Max-Forwards: 70',
+          'Content-Type: text/plain',
+          'Content-Length: 5',
+          '',
+          'hello',
+        ].join('\r\n'),
+      'the MESSAGE',
+    );
+    assert.equal(sent, 'SIP/2.0 200 OK');
+    await lena.page.waitForSelector('#messages li', { timeout: 10_000 });
+    assert.equal(await lena.page.textContent('#messages li'), `otto@${DOMAIN}: hello`);
 
     // A callee registered nowhere: the final answer shows.
     await mike.page.fill('#target', 'nobody');

@@ -150,31 +150,46 @@ export function tempDir(t: { after(fn: () => void): void }): string {
  * SIP address (`127.0.0.1:port`, as the ready line gives it); resolves with the answer's status
  * line.
  */
-export async function udpRegister(sip: string, user: string, contact: string): Promise<string> {
+export function udpRegister(sip: string, user: string, contact: string): Promise<string> {
+  const callId = `reg-${user}-${contact}`;
+  return udpRequest(
+    sip,
+    (viaPort) =>
+      registerText({
+        requestUri: `sip:${sip}`,
+        viaPort,
+        branch: `z9hG4bK${callId}`,
+        user,
+        callId,
+        contact,
+        expires: 600,
+      }),
+    `${user}'s REGISTER`,
+  );
+}
+
+/**
+ * Sends the request `text(viaPort)` from a UDP socket of its own on 127.0.0.1 to the node's
+ * SIP address; resolves with the status line of the first final answer.
+ */
+export async function udpRequest(
+  sip: string,
+  text: (viaPort: number) => string,
+  what: string,
+): Promise<string> {
   const sock = createSocket('udp4');
   await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', () => resolve()));
   const port = Number(sip.slice(sip.lastIndexOf(':') + 1));
-  const callId = `reg-${user}-${contact}`;
   try {
     return await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no answer to ${user}'s REGISTER`)), 10_000);
-      sock.once('message', (m) => {
+      const timer = setTimeout(() => reject(new Error(`no answer to ${what}`)), 10_000);
+      sock.on('message', (m) => {
+        const status = m.toString().split('\r\n')[0] ?? '';
+        if (/^SIP\/2\.0 1\d\d /.test(status)) return;
         clearTimeout(timer);
-        resolve(m.toString().split('\r\n')[0] ?? '');
+        resolve(status);
       });
-      sock.send(
-        registerText({
-          requestUri: `sip:127.0.0.1:${port}`,
-          viaPort: sock.address().port,
-          branch: `z9hG4bK${callId}`,
-          user,
-          callId,
-          contact,
-          expires: 600,
-        }),
-        port,
-        '127.0.0.1',
-      );
+      sock.send(text(sock.address().port), port, '127.0.0.1');
     });
   } finally {
     sock.close();

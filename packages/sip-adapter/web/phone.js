@@ -13,6 +13,8 @@ let user;
 let domain = 'peerbx.local';
 /** Why the last call did not go through (its final response), shown when it ends. */
 let refused;
+/** The connection to the node was lost: registered again once it is back. */
+let reconnecting = false;
 
 function show(state, text) {
   document.body.dataset.state = state;
@@ -34,6 +36,14 @@ function targetUri(text) {
   return t.includes('@') ? `sip:${t}` : `sip:${t}@${domain}`;
 }
 
+/** A MESSAGE received (RFC 3428): its sender and text, newest first. */
+function received(from, text) {
+  const item = document.createElement('li');
+  item.textContent = `${from ? `${from.user}@${from.host}` : 'someone'}: ${text ?? ''}`;
+  $('messages').prepend(item);
+  $('messages').hidden = false;
+}
+
 /** The far side of the call, as a person reads it. */
 function farSide() {
   const uri = user?.session?.remoteIdentity?.uri;
@@ -53,9 +63,18 @@ async function register(name, password) {
       ...(password ? { authorizationUsername: name, authorizationPassword: password } : {}),
     },
     delegate: {
-      onRegistered: () => show('registered', `Registered as ${name}@${domain}`),
-      onUnregistered: () => show('signed-out', 'Not registered'),
-      onCallReceived: () => show('ringing', `${farSide()} is calling`),
+      onRegistered: () => {
+        reconnecting = false;
+        show('registered', `Registered as ${name}@${domain}`);
+      },
+      onUnregistered: () => {
+        if (reconnecting) show('registering', 'Lost the node; connecting again');
+        else show('signed-out', 'Not registered');
+      },
+      onCallReceived: () => {
+        refused = undefined;
+        show('ringing', `${farSide()} is calling`);
+      },
       onCallAnswered: () => show('in-call', `In a call with ${farSide()}`),
       // sip.js ends the session before it tells the INVITE's delegate of the final response.
       onCallHangup: () =>
@@ -65,10 +84,18 @@ async function register(name, password) {
         }),
       // With an error only when the connection failed (not when this page closed it).
       onServerDisconnect: (error) => {
-        if (error) show('registering', 'Lost the node; connecting again');
+        if (!error) return;
+        reconnecting = true;
+        show('registering', 'Lost the node; connecting again');
       },
     },
   });
+  // SimpleUser tells its delegate a MESSAGE's text alone (after its 200); its session
+  // manager is told the whole request, sender included.
+  const manager = user.sessionManager;
+  if (manager?.delegate) {
+    manager.delegate.onMessageReceived = (m) => received(m.request.from?.uri, m.request.body);
+  }
   show('registering', `Registering ${name}@${domain}`);
   await user.connect();
   await user.register({
@@ -92,10 +119,13 @@ $('dial').addEventListener('submit', (e) => {
   e.preventDefault();
   const to = targetUri($('target').value);
   show('calling', `Calling ${to}`);
+  refused = undefined;
   user
     .call(to, undefined, {
       requestDelegate: {
         onReject: (r) => {
+          // 487: the call this page hung up while it rang, ended already.
+          if (r.message.statusCode === 487) return;
           refused = `${to}: ${r.message.statusCode} ${r.message.reasonPhrase}`;
         },
       },
