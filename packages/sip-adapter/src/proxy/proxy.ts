@@ -978,7 +978,11 @@ export class StatefulProxy {
     fromPeer: string | undefined,
     onNodeFailure?: () => void,
   ): void {
-    if (DIALOG_METHODS.has(request.method) && request.toTag === undefined) {
+    // RFC 6665 §4.3: a proxy that Record-Routes a SUBSCRIBE Record-Routes every NOTIFY too: a
+    // NOTIFY can create the subscriber's dialog (one that came before the 200, or from a
+    // forked device whose 200 this node absorbed), whose route set it then gives (QA).
+    const creates = request.toTag === undefined || request.method === 'NOTIFY';
+    if (DIALOG_METHODS.has(request.method) && creates) {
       // The phone on this node's side of the call must reach us: the caller's transport when it
       // came from a phone, the callee's when it came over the overlay.
       const phoneSide: SipTransportProtocol =
