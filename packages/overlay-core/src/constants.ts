@@ -46,7 +46,7 @@ export const NODE_INFO_LIFETIME_MS = 10 * 60_000;
 export const NAME_CLAIM_LIFETIME_MS = 24 * 60 * 60_000;
 
 /**
- * The most keys the STOREs of one other node may have brought to a node's store: a quarter of
+ * The most keys records one other node wrote may have brought to a node's store: a quarter of
  * what a store holds (100,000 keys), so that one member cannot fill it (StorerShares).
  */
 export const MAX_KEYS_PER_STORER = 25_000;

@@ -78,6 +78,7 @@ import {
   type FetchedValue,
   NAME_CLAIM_SLOT,
   verifyFetched,
+  writerOf,
 } from './storage/record-store.js';
 import { StorerShares } from './storage/storer-shares.js';
 import { SignedDatagramCodec } from './transport/signed-codec.js';
@@ -246,6 +247,7 @@ export class OverlayNode {
     dht: KademliaNode,
     private readonly persistent: PersistentStore,
     readonly store: ValueStore,
+    private readonly shares: StorerShares,
     private readonly advertise: string[],
     log: Logger,
     clock: Clock,
@@ -284,12 +286,21 @@ export class OverlayNode {
       });
       await persistent.open();
       opened.push(persistent);
-      const shares = new StorerShares(options.maxKeysPerStorer ?? MAX_KEYS_PER_STORER);
+      const shares = new StorerShares(
+        options.maxKeysPerStorer ?? MAX_KEYS_PER_STORER,
+        idToHex(nodeId),
+      );
       const store: ValueStore = new ValueStore({
         ...createOverlayStoreOptions(config, clock),
         onChange: (change) => {
           persistent.onChange(change);
-          shares.changed(change.type, idToHex(change.key), store.has(change.key));
+          const key = idToHex(change.key);
+          if (change.type === 'delete')
+            shares.changed(key, { put: false, held: store.has(change.key) });
+          else {
+            const created = store.entries(change.key, clock.now()).length === 1;
+            shares.changed(key, { put: true, created, writer: writerOf(change.stored.value) });
+          }
         },
       });
       const validate = createRecordValidator(config, store, clock, { signaturesChecked: true });
@@ -354,7 +365,6 @@ export class OverlayNode {
             idEquals(sender, nodeId) || dht.isResponsibleFor(key, sender),
           onOwnedByAnother: (resource) => settleClaim(resource),
           shares,
-          self: nodeId,
         }),
         acceptContact: (c) =>
           meetsPuzzle(c.id, config.puzzleBits) && parseEndpoint(c.address) !== undefined,
@@ -397,6 +407,7 @@ export class OverlayNode {
         dht,
         persistent,
         store,
+        shares,
         options.advertise ?? [],
         log,
         clock,
@@ -1082,12 +1093,14 @@ export class OverlayNode {
           throw new OverlayError('ERR_MALFORMED', 'store takes record bytes');
         const record = decodeRecord(req.arg);
         // The storing peers check it; checking here too spares the overlay a useless STORE.
-        const verdict = createRecordValidator(this.config, this.store, this.clock)(
-          resourceId(record.resource),
-          req.arg,
-          this.nodeId,
-        );
-        if (verdict) throw new OverlayError('ERR_FORBIDDEN', verdict.detail ?? verdict.reason);
+        // A client's records count against its own share (it wrote them), here as anywhere.
+        const verdict = createRecordValidator(this.config, this.store, this.clock, {
+          shares: this.shares,
+        })(resourceId(record.resource), req.arg, this.nodeId);
+        if (verdict) {
+          const code = verdict.reason === 'too-many-keys' ? 'ERR_FULL' : 'ERR_FORBIDDEN';
+          throw new OverlayError(code, verdict.detail ?? verdict.reason);
+        }
         return (await this.storeRecord(record)).replicas;
       }
       case 'fetch': {

@@ -23,6 +23,7 @@ import {
   createOverlayStoreOptions,
   createRecordValidator,
   verifyFetched,
+  writerOf,
 } from '../src/storage/record-store.js';
 import { StorerShares } from '../src/storage/storer-shares.js';
 import {
@@ -578,33 +579,47 @@ describe('verifyFetched', () => {
   });
 });
 
-describe("each storing node's share of a store", () => {
+describe("each writing node's share of a store", () => {
   it('refuses a node more new keys than its share, gives them back once gone, and never limits the node itself', () => {
     // QA: one member stored 100,000 claims of made-up names on every node, and no new user
-    // could register anywhere.
+    // could register anywhere. Its share counts the records it wrote, whoever sends them.
     const config = openConfig();
     const clock = new TestClock(NOW);
-    const shares = new StorerShares(2);
+    const [x, y, self] = [generateKeyPair(), generateKeyPair(), generateKeyPair()];
+    const hex = (k: KeyPair) => idToHex(nodeIdOf(k.publicKey));
+    const shares = new StorerShares(2, hex(self));
     const store: ValueStore = new ValueStore({
       ...createOverlayStoreOptions(config, clock),
-      onChange: (c) => shares.changed(c.type, idToHex(c.key), store.has(c.key)),
+      onChange: (c) =>
+        shares.changed(
+          idToHex(c.key),
+          c.type === 'delete'
+            ? { put: false, held: store.has(c.key) }
+            : {
+                put: true,
+                created: store.get(c.key, clock.t).length === 1,
+                writer: writerOf(c.stored.value),
+              },
+        ),
     });
-    const self = new Uint8Array(32).fill(9);
-    const validate = createRecordValidator(config, store, clock, { shares, self });
-    const [x, y] = [new Uint8Array(32).fill(1), new Uint8Array(32).fill(2)];
-    const put = (sender: Uint8Array, user: string, ttlMs = HOUR) => {
+    const validate = createRecordValidator(config, store, clock, { shares });
+    const sender = (n: number) => new Uint8Array(32).fill(n);
+    /** A claim of `user` written by `writer`, sent by `from`. */
+    const put = (writer: KeyPair, user: string, from = sender(1), ttlMs = HOUR) => {
       const name = `${user}@peerbx.local`;
-      const value = encodeRecord(nameClaim(node, generateKeyPair(), NOW, name));
-      const verdict = validate(resourceId(name), value, sender);
+      const value = encodeRecord(nameClaim(writer, generateKeyPair(), NOW, name));
+      const verdict = validate(resourceId(name), value, from);
       if (verdict) return `${verdict.reason}: ${verdict.detail}`;
       assert.ok(store.put(resourceId(name), value, clock.t + ttlMs, clock.t).ok);
       return 'stored';
     };
-    assert.equal(put(x, 'x1', HOUR / 2), 'stored');
-    assert.equal(put(x, 'x2'), 'stored');
+    assert.equal(put(x, 'x1', sender(1), HOUR / 2), 'stored');
+    assert.equal(put(x, 'x2', sender(2)), 'stored', 'handed over by another node: still x');
     assert.match(
-      put(x, 'x3'),
-      /^too-many-keys: this node holds 2 keys that node 0101010101010101 stored first, the most one node may$/,
+      put(x, 'x3', sender(3)),
+      new RegExp(
+        `^too-many-keys: this node holds 2 keys of records node ${hex(x).slice(0, 16)} wrote, the most one node may$`,
+      ),
     );
     assert.equal(put(y, 'y1'), 'stored', "another node's share is its own");
     for (const user of ['s1', 's2', 's3']) assert.equal(put(self, user), 'stored');
@@ -613,6 +628,6 @@ describe("each storing node's share of a store", () => {
     store.deleteExpired(clock.t);
     assert.equal(put(x, 'x3'), 'stored');
     assert.match(put(x, 'x4'), /^too-many-keys/);
-    assert.equal(shares.held(idToHex(x)), 2);
+    assert.equal(shares.held(hex(x)), 2);
   });
 });

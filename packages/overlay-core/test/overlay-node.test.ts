@@ -723,41 +723,43 @@ describe("a holder that took a liar's claim of a name first (a newcomer, raced)"
 describe("a node's share of another node's store", () => {
   const root = mkdtempSync(join(tmpdir(), 'peerbx-shares-'));
   const nodes: OverlayNode[] = [];
+  const startB = () =>
+    OverlayNode.start({
+      dataDir: join(root, 'b'),
+      config: config(),
+      bootstrap: [nodes[0]!.udpAddress],
+      maxKeysPerStorer: 2,
+    });
 
   before(async () => {
     await startNodes(root, ['a'], nodes);
-    nodes.push(
-      await OverlayNode.start({
-        dataDir: join(root, 'b'),
-        config: config(),
-        bootstrap: [nodes[0]!.udpAddress],
-        maxKeysPerStorer: 2,
-      }),
-    );
+    nodes.push(await startB());
   });
   after(() => closeAll(root, nodes));
 
-  it("refuses a member's STOREs of new keys beyond its share (QA: one member filled every store)", async () => {
-    const [, b] = nodes as [OverlayNode, OverlayNode];
+  it("refuses records of new keys beyond their writer's share, after a restart too (QA: one member filled every store)", async () => {
+    let b = nodes[1]!;
     const member = generateNodeKeyPair(4);
-    const results: string[] = [];
-    for (const user of ['junk1', 'junk2', 'junk3']) {
+    /** A claim of a made-up name written by the member, sent by the member or a node `via`. */
+    const junk = async (user: string, via?: KeyPair) => {
       const name = `${user}@peerbx.local`;
-      const claim = encodeRecord(nameClaim(generateKeyPair(), generateKeyPair(), Date.now(), name));
+      const claim = encodeRecord(nameClaim(member, generateKeyPair(), Date.now(), name));
+      const to = b.udpAddress;
       const [r] = await storeFromFarNode(
-        b.udpAddress,
+        to,
         resourceId(name),
         [claim],
         nodes,
         config(),
-        member,
+        via ?? member,
       );
-      results.push(r?.ok ? 'stored' : `${r?.reason}: ${r?.detail}`);
-    }
-    assert.deepEqual(results.slice(0, 2), ['stored', 'stored']);
+      return r?.ok ? 'stored' : `${r?.reason}: ${r?.detail}`;
+    };
+    assert.equal(await junk('junk1'), 'stored');
+    assert.equal(await junk('junk2', generateNodeKeyPair(4)), 'stored');
     assert.match(
-      results[2]!,
-      /^too-many-keys: this node holds 2 keys that node [0-9a-f]{16} stored first/,
+      await junk('junk3', generateNodeKeyPair(4)),
+      /^too-many-keys: this node holds 2 keys of records node [0-9a-f]{16} wrote/,
     );
     assert.equal(b.stats().rejections.stores['too-many-keys'], 1);
     // Another node's records still find room.
@@ -767,6 +769,11 @@ describe("a node's share of another node's store", () => {
       new TextEncoder().encode('sip:pia@127.0.0.1:5070'),
     );
     assert.equal(r.replicas, 2);
+    // Restarted, b counts the member's keys it loads: still full for it.
+    await b.close();
+    b = await startB();
+    nodes[1] = b;
+    assert.match(await junk('junk4'), /^too-many-keys/);
   });
 });
 

@@ -14,6 +14,7 @@ import {
 } from '@peerbx/dht-kademlia';
 import { kindById, type OverlayConfig } from '../config/overlay-config.js';
 import { KIND_NAME_CLAIM } from '../constants.js';
+import { nodeIdOf } from '../identity/keys.js';
 import { type AccessRejection, bytesEqual, checkRecord } from './access.js';
 import {
   decodeRecord,
@@ -38,6 +39,8 @@ interface RecordFacts {
   readonly tombstone: boolean;
   /** The user key that signed it, when a user did (a view into the stored bytes). */
   readonly userKey?: Uint8Array;
+  /** The node-ID (hex) of the node that wrote it. */
+  readonly writer: string;
 }
 
 // Values in the store are read again on every STORE under the same key (claims, counts); the
@@ -54,7 +57,13 @@ function factsOf(record: StoredRecord): RecordFacts {
     expiresAt: recordExpiresAt(record),
     tombstone: isTombstone(record),
     ...(record.user ? { userKey: record.user.publicKey } : {}),
+    writer: idToHex(nodeIdOf(record.nodeKey)),
   };
+}
+
+/** The node-ID (hex) of the node that wrote the record in `bytes`, if they are a record. */
+export function writerOf(bytes: Uint8Array): string | undefined {
+  return factsIn(bytes)?.writer;
 }
 
 /** The facts of the record in `bytes`, or undefined when they are none. Cached per array. */
@@ -101,18 +110,17 @@ export function createOverlayStoreOptions(config: OverlayConfig, clock: Clock): 
 export type Responsibility = (key: NodeId, sender: NodeId) => boolean;
 
 /**
- * What the checks of every record add: for STOREs from other nodes, responsibility, shares and
- * settling claims; for values read back from this node's own store, no signature checks.
+ * What the checks of every record add: for STOREs from other nodes and clients' records,
+ * responsibility, shares and settling claims; for values read back from this node's own
+ * store, no signature checks.
  */
 export interface ValidatorOptions {
   /** Open mode: user records only where they belong (see createRecordValidator). */
   responsible?: Responsibility;
   /** Told of each record refused as another key's claim to its name is held here. */
   onOwnedByAnother?: (resource: string) => void;
-  /** Keys held per storing node: a new key only within its storer's share. */
+  /** Keys held per writing node: a new key only within its writer's share. */
   shares?: StorerShares;
-  /** This node, whose own STOREs count against no share. */
-  self?: NodeId;
   /**
    * The values were checked when first stored: read back from this node's own store at start,
    * where 200,000 signature checks (100,000 keys) took 20 s. A fetcher checks them anyway.
@@ -137,21 +145,12 @@ export function createRecordValidator(
   clock: Clock,
   options: ValidatorOptions = {},
 ): ValueValidator {
-  const { responsible, onOwnedByAnother, shares, self, signaturesChecked } = options;
+  const { responsible, onOwnedByAnother, shares, signaturesChecked } = options;
   return (key, value, sender) => {
     const now = clock.now();
     // A republished or replicated copy of bytes this store already holds was checked when it
     // first arrived: two signature checks per refresh would be pure waste.
     if (store.get(key, now).some((v) => bytesEqual(v.value, value))) return undefined;
-    // A key this node holds nothing under, from another node: within that node's share.
-    const share =
-      shares && !store.has(key) && !(self && idEquals(sender, self)) ? shares : undefined;
-    if (share && !share.admits(idToHex(sender))) {
-      return {
-        reason: 'too-many-keys',
-        detail: `this node holds ${share.held(idToHex(sender))} keys that node ${idToHex(sender).slice(0, 16)} stored first, the most one node may`,
-      };
-    }
     let record: StoredRecord;
     try {
       record = decodeRecord(value);
@@ -162,7 +161,15 @@ export function createRecordValidator(
         forged: true,
       };
     }
-    facts.set(value, factsOf(record)); // the store's slotOf needs them next
+    const recordFacts = factsOf(record);
+    facts.set(value, recordFacts); // the store's slotOf needs them next
+    // A key this node holds nothing under: within the share of the node that wrote the record.
+    if (shares && !store.has(key) && !shares.admits(recordFacts.writer)) {
+      return {
+        reason: 'too-many-keys',
+        detail: `this node holds ${shares.held(recordFacts.writer)} keys of records node ${recordFacts.writer.slice(0, 16)} wrote, the most one node may`,
+      };
+    }
     if (
       responsible &&
       config.enrollment === 'open' &&
@@ -195,7 +202,6 @@ export function createRecordValidator(
         detail: `${kind.name} for ${record.resource} already has ${count} entries, the most this overlay allows`,
       };
     }
-    share?.bringing(idToHex(key), idToHex(sender));
     return undefined;
   };
 }

@@ -1,64 +1,67 @@
-// Who filled this node's store: each key held is put down to the node whose STORE brought it
-// first, and no node may bring more than a share of all the keys a node holds. Without it one
-// member could fill every node's store with claims of made-up names (a throwaway user key
-// each, seven days' lifetime) until no new user could register anywhere (QA). Keys count
-// against their storer until they are gone from the store (expired, withdrawn, replaced).
+// Who filled this node's store: each key held counts against the node that wrote the record
+// which brought it (the record's node signature), and no node may have written more than a
+// share of all the keys a node holds. Without it one member could fill every node's store
+// with claims of made-up names (a throwaway user key each, seven days' lifetime) until no new
+// user could register anywhere (QA). By writer, not by the node that sent the STORE: a holder
+// handing records over or replicating them is charged nothing (a review: charged by sender, a
+// member's junk stored on one node used up that node's share everywhere once replicated), a
+// client's records count against the client, not the peer that stores them for it, and the
+// shares are rebuilt from the records a node loads at start. Keys count until they are gone.
 
-/** One storer's keys held; `id` is the one copy of its node-ID hex that the keys point to. */
+/** One writer's keys held; `id` is the one copy of its node-ID hex that the keys point to. */
 interface Share {
   readonly id: string;
   keys: number;
 }
 
 export class StorerShares {
-  /** The share each key held (hex) counts against, for keys other nodes brought. */
+  /** The share each key held (hex) counts against. */
   private readonly shareOf = new Map<string, Share>();
   private readonly shares = new Map<string, Share>();
 
-  /** The key a STORE accepted is about to add, and its storer (bringing). */
-  private next: { key: string; storer: string } | undefined;
-
   constructor(
-    /** The most keys one storer's STOREs may have brought to the store. */
-    readonly maxPerStorer: number,
+    /** The most keys records of one writer may have brought to the store. */
+    readonly maxPerWriter: number,
+    /** This node (hex): what it writes counts against no share. */
+    private readonly self: string,
   ) {}
 
-  /** A STORE of `storer`'s of a key not held passed its checks: it counts once it is put. */
-  bringing(key: string, storer: string): void {
-    this.next = { key, storer };
+  /** Keys held that records of `writer` (node-ID hex) brought. */
+  held(writer: string): number {
+    return this.shares.get(writer)?.keys ?? 0;
   }
 
-  /** The store's change listener: `held` is whether the key is still held after it. */
-  changed(type: 'put' | 'delete', key: string, held: boolean): void {
-    if (type === 'put') {
-      if (this.next?.key === key) this.took(key, this.next.storer);
-      this.next = undefined;
-    } else if (!held) this.gone(key);
+  /** Whether a record of `writer` may bring a key the store does not hold yet. */
+  admits(writer: string): boolean {
+    return writer === this.self || this.held(writer) < this.maxPerWriter;
   }
 
-  /** Keys held that `storer` (node-ID hex) brought. */
-  held(storer: string): number {
-    return this.shares.get(storer)?.keys ?? 0;
-  }
-
-  /** Whether `storer` may bring a key the store does not hold yet. */
-  admits(storer: string): boolean {
-    return this.held(storer) < this.maxPerStorer;
-  }
-
-  /** A new key, brought by `storer`, is now held. */
-  private took(key: string, storer: string): void {
-    if (this.shareOf.has(key)) return;
-    let share = this.shares.get(storer);
+  /**
+   * The store's change listener: `created` when a put made the key (its only value), `held`
+   * whether the key is still held after a deletion; `writer` the put record's writer (hex).
+   */
+  changed(
+    key: string,
+    change:
+      | { put: true; created: boolean; writer: string | undefined }
+      | { put: false; held: boolean },
+  ): void {
+    if (!change.put) {
+      if (!change.held) this.gone(key);
+      return;
+    }
+    const { created, writer } = change;
+    if (!created || writer === undefined || writer === this.self || this.shareOf.has(key)) return;
+    let share = this.shares.get(writer);
     if (!share) {
-      share = { id: storer, keys: 0 };
-      this.shares.set(storer, share);
+      share = { id: writer, keys: 0 };
+      this.shares.set(writer, share);
     }
     share.keys++;
     this.shareOf.set(key, share);
   }
 
-  /** The key is no longer held: it no longer counts against its storer. */
+  /** The key is no longer held: it no longer counts against its writer. */
   private gone(key: string): void {
     const share = this.shareOf.get(key);
     if (!share) return;
