@@ -95,8 +95,21 @@ const REPAIR_AGAIN_AFTER_MS = 5 * 60_000;
 const CLAIM_CHECK_AGAIN_MS = 10 * 60_000;
 /** Names whose last claim check is remembered (for CLAIM_CHECK_AGAIN_MS). */
 const MAX_CLAIM_CHECKS_REMEMBERED = 4096;
-/** Claim checks (a lookup each) under way at once; more are skipped, not queued. */
+/** Claim checks (a lookup each) under way at once; more wait in line. */
 const MAX_CLAIM_CHECKS_RUNNING = 2;
+/** Claim checks waiting at most; beyond, a refusal starts none. */
+const MAX_CLAIM_CHECKS_WAITING = 64;
+/** Claim checks one sender's refused STOREs may have waiting or under way. */
+const MAX_CLAIM_CHECKS_PER_SENDER = 4;
+/** A claim check that has not ended by then frees its place (its lookup is left to end). */
+const CLAIM_CHECK_TIMEOUT_MS = 10_000;
+/**
+ * How long after its start a node settles false claims: the time a newcomer takes to be handed
+ * the records it now holds, and to see each republished once. A node that ran longer has its
+ * claims from their owners, and gives none up (review: a liar among a name's holders, its
+ * fellow holders away a moment, could turn holder after holder).
+ */
+const CLAIM_SETTLE_WINDOW_MS = 60 * 60_000;
 /** Read repairs remembered (repairStale), the oldest forgotten first. */
 const MAX_REPAIRS_REMEMBERED = 4096;
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
@@ -182,6 +195,8 @@ export interface OverlayStats {
      * theirs (a node had stored a claim of its own here first, on a newcomer say).
      */
     claimsReplaced: number;
+    /** Checks of a name's claim against its other holders that ended (settleClaim). */
+    claimsChecked: number;
     /** Requests of attached clients (peerbx.client channels) that did not decode. */
     clientRequestsMalformed: number;
   };
@@ -228,9 +243,16 @@ export class OverlayNode {
   private contestedFetches = 0;
   /** Claims held here that the name's other holders outvoted (checkClaim). */
   private claimsReplaced = 0;
+  private claimsChecked = 0;
   /** When each name's claim was last checked against its other holders (settleClaim). */
   private readonly claimChecks = new Map<string, number>();
   private claimChecksRunning = 0;
+  /** Names waiting for a claim check, each with the sender whose refused STORE asked for it. */
+  private readonly claimChecksWaiting = new Map<string, string>();
+  /** Claim checks waiting or under way per sender (hex). */
+  private readonly claimChecksBy = new Map<string, number>();
+  /** When this node started (CLAIM_SETTLE_WINDOW_MS). */
+  private readonly startedAt: number;
   /** Client requests that did not decode (serveClient). */
   private clientRequestsMalformed = 0;
   /** When each holder was last sent each record version by read repair (repairStale). */
@@ -261,6 +283,7 @@ export class OverlayNode {
     this.log = log;
     this.clock = clock;
     this.signer = new RecordSigner(paths, config, keys, clock);
+    this.startedAt = clock.now();
   }
 
   /** Opens the data directory, binds the sockets, joins (or founds) the overlay. */
@@ -347,7 +370,7 @@ export class OverlayNode {
 
       const maintenance = config.dht.maintenanceIntervalMs;
       // Set once the node exists; STOREs, which call it, come after.
-      let settleClaim = (_resource: string): void => undefined;
+      let settleClaim = (_resource: string, _sender: NodeId): void => undefined;
       const dht: KademliaNode = new KademliaNode({
         id: nodeId,
         transport: udp,
@@ -363,7 +386,7 @@ export class OverlayNode {
         validateValue: createRecordValidator(config, store, clock, {
           responsible: (key, sender) =>
             idEquals(sender, nodeId) || dht.isResponsibleFor(key, sender),
-          onOwnedByAnother: (resource) => settleClaim(resource),
+          onOwnedByAnother: (resource, sender) => settleClaim(resource, sender),
           shares,
         }),
         acceptContact: (c) =>
@@ -412,7 +435,7 @@ export class OverlayNode {
         log,
         clock,
       );
-      settleClaim = (resource) => node.settleClaim(resource);
+      settleClaim = (resource, sender) => node.settleClaim(resource, sender);
       links.handle(CLIENT_APPLICATION, (channel) => node.serveClient(channel));
       dht.start();
       // The nodes known when this one last ran: a node that founded the overlay, or whose
@@ -736,24 +759,54 @@ export class OverlayNode {
    * A STORE for a name was refused here as the claim held here is another key's. In an open
    * overlay the first claim a node gets for a name is the one it keeps, and a node that joins
    * holds none yet: a node that lies can store a claim of its own there before the hand-over
-   * brings the owner's, which would then be refused for as long as that claim lasts. So the
-   * claim held here is put to the name's other holders (a lookup of k of them, this node left
-   * out): when more of them hold another key's claim than any other (as a fetch decides the
-   * owner), this node takes that claim and that key's records in their place. Once per name
-   * every CLAIM_CHECK_AGAIN_MS, a few at a time: a thief's refused STOREs cost a lookup at most.
+   * brings the owner's, which would then be refused for as long as that claim lasts. So, in its
+   * first CLAIM_SETTLE_WINDOW_MS, the node puts the claim it holds to the name's other holders
+   * (a lookup of k of them, this node left out): when another key's claim is held by more of
+   * them than hold its own claim, itself counted too, and by more than any third key's, it
+   * takes that claim and that key's records in their place. Once per name every
+   * CLAIM_CHECK_AGAIN_MS; a few at a time, the rest in line, a few per sender (a liar's
+   * refused STOREs must not keep the place of a hand-over's), each for at most
+   * CLAIM_CHECK_TIMEOUT_MS.
    */
-  private settleClaim(resource: string): void {
+  private settleClaim(resource: string, sender: NodeId): void {
     const now = this.clock.now();
+    if (this.closed || now - this.startedAt > CLAIM_SETTLE_WINDOW_MS) return;
     const last = this.claimChecks.get(resource);
-    if (this.closed || this.claimChecksRunning >= MAX_CLAIM_CHECKS_RUNNING) return;
     if (last !== undefined && now - last < CLAIM_CHECK_AGAIN_MS) return;
-    setBounded(this.claimChecks, resource, now, MAX_CLAIM_CHECKS_REMEMBERED);
-    this.claimChecksRunning++;
-    this.checkClaim(resource)
-      .catch((err: unknown) =>
-        this.log.debug({ resource, err: (err as Error).message }, 'name claim not checked'),
-      )
-      .finally(() => this.claimChecksRunning--);
+    if (this.claimChecksWaiting.has(resource)) return;
+    const by = idToHex(sender);
+    if ((this.claimChecksBy.get(by) ?? 0) >= MAX_CLAIM_CHECKS_PER_SENDER) return;
+    if (this.claimChecksWaiting.size >= MAX_CLAIM_CHECKS_WAITING) return;
+    addCount(this.claimChecksBy, by, 1);
+    this.claimChecksWaiting.set(resource, by);
+    this.nextClaimCheck();
+  }
+
+  /** Starts the claim checks waiting, while fewer than MAX_CLAIM_CHECKS_RUNNING run. */
+  private nextClaimCheck(): void {
+    while (this.claimChecksRunning < MAX_CLAIM_CHECKS_RUNNING && !this.closed) {
+      const next = this.claimChecksWaiting.entries().next();
+      if (next.done) return;
+      const [resource, by] = next.value;
+      this.claimChecksWaiting.delete(resource);
+      setBounded(this.claimChecks, resource, this.clock.now(), MAX_CLAIM_CHECKS_REMEMBERED);
+      this.claimChecksRunning++;
+      let timer: ReturnType<Clock['setTimeout']> | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = this.clock.setTimeout(resolve, CLAIM_CHECK_TIMEOUT_MS);
+      });
+      void Promise.race([this.checkClaim(resource), timeout])
+        .catch((err: unknown) =>
+          this.log.debug({ resource, err: (err as Error).message }, 'name claim not checked'),
+        )
+        .finally(() => {
+          if (timer !== undefined) this.clock.clearTimeout(timer);
+          this.claimsChecked++;
+          this.claimChecksRunning--;
+          addCount(this.claimChecksBy, by, -1);
+          this.nextClaimCheck();
+        });
+    }
   }
 
   private async checkClaim(resource: string): Promise<void> {
@@ -766,9 +819,12 @@ export class OverlayNode {
     const heldOwner = heldClaim && decodeRecord(heldClaim.stored.value).user?.publicKey;
     if (!heldOwner) return;
     // The holders behind each key's live claim, as a fetch counts them. This node's own claim
-    // counts as one more holder: a key must lead it and the others that hold it together, so
-    // that a liar among the holders cannot turn a node whose fellow holders are away.
-    const others = result.values.filter((v) => !idEquals(v.holder.id, this.nodeId));
+    // counts as one more holder: a key must lead it and the others that hold it together.
+    // Only the k closest that answered vote (values from nodes further out count for nothing).
+    const closest = new Set(result.closest.map((c) => idToHex(c.id)));
+    const others = result.values.filter(
+      (v) => !idEquals(v.holder.id, this.nodeId) && closest.has(idToHex(v.holder.id)),
+    );
     const checked = distinctValues(others, new Set()).flatMap(({ value, holders }) => {
       const c = checkFetched(value, resource, key, { config: this.config, now });
       return 'record' in c ? [{ value, record: c.record, holders: holders ?? new Set() }] : [];
@@ -785,6 +841,9 @@ export class OverlayNode {
     const [first, second] = [...behind].sort((x, y) => y[1].size - x[1].size);
     if (!first || first[0] === heldId || (second && second[1].size >= first[1].size)) return;
     if (first[1].size <= (behind.get(heldId)?.size ?? 0) + 1) return;
+    // And a majority of a name's k holders: holders away a moment, whose votes are missing,
+    // must not let a liar among them lead (review).
+    if (2 * first[1].size <= this.config.dht.k) return;
     const owner = Buffer.from(first[0], 'hex');
     // Out go the claim and every record its key signed; in come the owner's, as checked as a
     // STORE of them would be.
@@ -1226,6 +1285,7 @@ export class OverlayNode {
         fetchedDropped: this.fetchedDropped,
         contestedFetches: this.contestedFetches,
         claimsReplaced: this.claimsReplaced,
+        claimsChecked: this.claimsChecked,
         clientRequestsMalformed: this.clientRequestsMalformed,
       },
       links: this.links.links().length,

@@ -118,7 +118,7 @@ export interface ValidatorOptions {
   /** Open mode: user records only where they belong (see createRecordValidator). */
   responsible?: Responsibility;
   /** Told of each record refused as another key's claim to its name is held here. */
-  onOwnedByAnother?: (resource: string) => void;
+  onOwnedByAnother?: (resource: string, sender: NodeId) => void;
   /** Keys held per writing node: a new key only within its writer's share. */
   shares?: StorerShares;
   /**
@@ -189,7 +189,7 @@ export function createRecordValidator(
       ...(signaturesChecked ? { signaturesChecked } : {}),
     });
     if (verdict) {
-      if (verdict.ownedByAnother) onOwnedByAnother?.(record.resource);
+      if (verdict.ownedByAnother) onOwnedByAnother?.(record.resource, sender);
       return verdict;
     }
     const kind = kindById(config, record.kind)!;
