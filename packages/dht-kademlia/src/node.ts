@@ -659,7 +659,7 @@ export class KademliaNode {
   async leave(handOverMs = LEAVE_HAND_OVER_MS): Promise<number> {
     let handed = 0;
     const until = this.clock.now() + handOverMs;
-    await inParallel([...this.store.keys()], LEAVE_KEYS_IN_FLIGHT, async (key) => {
+    const handOver = inParallel([...this.store.keys()], LEAVE_KEYS_IN_FLIGHT, async (key) => {
       const now = this.clock.now();
       if (now >= until || !this.running) return;
       const values = this.heldValues(key, now);
@@ -671,6 +671,16 @@ export class KademliaNode {
         ),
       );
     });
+    // STOREs still out at the deadline (a silent target's take a timeout) are not waited for:
+    // the LEAVEs go now, and what those STOREs get before the node stops is counted.
+    let timer: TimerHandle | undefined;
+    await Promise.race([
+      handOver,
+      new Promise<void>((resolve) => {
+        timer = this.clock.setTimeout(resolve, handOverMs);
+      }),
+    ]);
+    if (timer !== undefined) this.clock.clearTimeout(timer);
     if (!this.opts.client) {
       const contacts = this.table.closest(this.id, this.table.size);
       await inParallel(contacts, LEAVE_NOTICES_IN_FLIGHT, (c) =>

@@ -770,6 +770,20 @@ describe('kademlia over the simulator', () => {
     for (const key of keys) assert.ok(holders(s, key).length > 0, 'each key handed over');
   });
 
+  it('does not wait past its hand-over time for STOREs a silent node leaves unanswered', async () => {
+    const s = await swarm(12, 53);
+    const [leaver, silent] = s.alive as [KademliaNode, KademliaNode];
+    for (let i = 0; i < 100; i++) {
+      leaver.store.put(hashToId(`held ${i}`), text('v'), s.sim.now() + HOUR, s.sim.now());
+    }
+    s.silence(silent);
+    const t0 = s.sim.now();
+    await s.sim.settle(leaver.leave(1000));
+    // The hand-over's second, then one round of LEAVEs (500 ms for the silent one's answer):
+    // not the STOREs' timeouts at the silent node on top.
+    assert.ok(s.sim.now() - t0 <= 1600, `left after ${s.sim.now() - t0} ms`);
+  });
+
   it('is alone, not rejoining through it, once the last node it knew left gracefully', async () => {
     const s = await swarm(4, 41);
     const [a, b, c, d] = s.alive as [KademliaNode, KademliaNode, KademliaNode, KademliaNode];
