@@ -246,6 +246,35 @@ async function until(check: () => boolean, what: string, ms = 3000): Promise<voi
   }
 }
 
+/** The user key (hex) of the name claim n holds under `key`, or undefined. */
+function claimKeyAt(n: OverlayNode, key: Uint8Array): string | undefined {
+  for (const { value } of n.store.get(key, Date.now())) {
+    const r = decodeRecord(value);
+    if (r.kind === KIND_NAME_CLAIM) return Buffer.from(r.user!.publicKey).toString('hex');
+  }
+  return undefined;
+}
+
+/**
+ * A thief's STORE of `forged` at `holder`: refused as another key's claim is held there, and
+ * the claim check the refusal starts keeps the claim the holder held.
+ */
+async function assertClaimKept(
+  holder: OverlayNode,
+  key: Uint8Array,
+  forged: Uint8Array[],
+  nodes: readonly OverlayNode[],
+  overlay: OverlayConfig,
+): Promise<void> {
+  const held = claimKeyAt(holder, key);
+  const { claimsChecked, claimsReplaced } = holder.stats().rejections;
+  const [r] = await storeFromFarNode(holder.udpAddress, key, forged, nodes, overlay);
+  assert.ok(r && !r.ok && /owned by another key/.test(r.detail ?? ''));
+  await until(() => holder.stats().rejections.claimsChecked > claimsChecked, 'the check', 15_000);
+  assert.equal(claimKeyAt(holder, key), held);
+  assert.equal(holder.stats().rejections.claimsReplaced, claimsReplaced);
+}
+
 describe('overlay node over real sockets', () => {
   const root = mkdtempSync(join(tmpdir(), 'peerbx-node-'));
   const nodes: OverlayNode[] = [];
@@ -623,14 +652,7 @@ describe("a holder that took a liar's claim of a name first (a newcomer, raced)"
   });
   after(() => closeAll(root, nodes));
 
-  /** The user key (hex) of the name claim n holds for `name`, or undefined. */
-  const claimAt = (n: OverlayNode, name: string) => {
-    for (const { value } of n.store.get(resourceId(name), Date.now())) {
-      const r = decodeRecord(value);
-      if (r.kind === KIND_NAME_CLAIM) return Buffer.from(r.user!.publicKey).toString('hex');
-    }
-    return undefined;
-  };
+  const claimAt = (n: OverlayNode, name: string) => claimKeyAt(n, resourceId(name));
   const devicesAt = (n: OverlayNode, name: string) =>
     n.store
       .get(resourceId(name), Date.now())
@@ -674,22 +696,10 @@ describe("a holder that took a liar's claim of a name first (a newcomer, raced)"
     const { name, order } = nameWhere(nodes, 'otto', (o) => o.slice(0, 3).includes(nodes[0]!));
     const [a] = nodes as [OverlayNode];
     await publishDevice(a, name, new TextEncoder().encode('sip:otto@127.0.0.1:5070'));
-    const owner = claimAt(a, name);
     const holder = order.slice(0, 3).find((n) => n !== a)!;
-    const checked = holder.stats().rejections.claimsChecked;
-    const replaced = holder.stats().rejections.claimsReplaced;
-    const [claim] = await storeFromFarNode(
-      holder.udpAddress,
-      resourceId(name),
-      forgedClaim(name, Date.now()),
-      nodes,
-      config(),
-    );
-    assert.ok(claim && !claim.ok && /owned by another key/.test(claim.detail ?? ''));
-    // The refusal had the holder check its claim with the others (a lookup), which kept it.
-    await until(() => holder.stats().rejections.claimsChecked > checked, 'the check', 15_000);
-    assert.equal(claimAt(holder, name), owner);
-    assert.equal(holder.stats().rejections.claimsReplaced, replaced);
+    assert.equal(claimAt(holder, name), claimAt(a, name));
+    // The refusal has the holder check its claim with the others (a lookup), which keep it.
+    await assertClaimKept(holder, resourceId(name), forgedClaim(name, Date.now()), nodes, config());
   });
 
   it("keeps the owner's claim against a liar among its fellow holders while the others are away", async () => {
@@ -708,13 +718,8 @@ describe("a holder that took a liar's claim of a name first (a newcomer, raced)"
     liar.store.delete(key);
     for (const bytes of forged) liar.store.put(key, bytes, now + HOUR, now);
     away.store.delete(key);
-    const checked = holder.stats().rejections.claimsChecked;
-    const replaced = holder.stats().rejections.claimsReplaced;
-    const [claim] = await storeFromFarNode(holder.udpAddress, key, forged, nodes, config());
-    assert.ok(claim && !claim.ok && /owned by another key/.test(claim.detail ?? ''));
-    await until(() => holder.stats().rejections.claimsChecked > checked, 'the check', 15_000);
+    await assertClaimKept(holder, key, forged, nodes, config());
     assert.equal(claimAt(holder, name), owner);
-    assert.equal(holder.stats().rejections.claimsReplaced, replaced);
   });
 });
 
@@ -741,13 +746,7 @@ describe('two liars among four holders of a name, one honest holder away', () =>
     await publishDevice(a, name, new TextEncoder().encode('sip:vic@127.0.0.1:5070'));
     const key = resourceId(name);
     const [h1, h2, t1, t2] = order as [OverlayNode, OverlayNode, OverlayNode, OverlayNode];
-    const claimOf = (n: OverlayNode) =>
-      n.store
-        .get(key, Date.now())
-        .map(({ value }) => decodeRecord(value))
-        .find((r) => r.kind === KIND_NAME_CLAIM)
-        ?.user?.publicKey.toString();
-    const owner = claimOf(h1);
+    const owner = claimKeyAt(h1, key);
     const now = Date.now();
     const forged = forgedClaim(name, now);
     for (const t of [t1, t2]) {
@@ -756,14 +755,7 @@ describe('two liars among four holders of a name, one honest holder away', () =>
     }
     const h2Dir = join(root, ['a', 'b', 'c', 'd', 'e', 'f'][nodes.indexOf(h2)]!);
     await h2.close();
-    const thiefStores = async (h: OverlayNode) => {
-      const checked = h.stats().rejections.claimsChecked;
-      const [r] = await storeFromFarNode(h.udpAddress, key, forged, nodes, overlay);
-      assert.ok(r && !r.ok && /owned by another key/.test(r.detail ?? ''));
-      await until(() => h.stats().rejections.claimsChecked > checked, 'the check', 15_000);
-      assert.equal(claimOf(h), owner);
-    };
-    await thiefStores(h1);
+    await assertClaimKept(h1, key, forged, nodes, overlay);
     const back = await OverlayNode.start({
       dataDir: h2Dir,
       config: overlay,
@@ -771,7 +763,8 @@ describe('two liars among four holders of a name, one honest holder away', () =>
     });
     nodes[nodes.indexOf(h2)] = back;
     for (const x of nodes) if (x !== back) await x.dht.ping(back.dht.contact);
-    await thiefStores(back);
+    assert.equal(claimKeyAt(back, key), owner);
+    await assertClaimKept(back, key, forged, nodes, overlay);
     const got = await order[5]!.fetch(name, KIND_SIP_REGISTRATION).catch(() => []);
     assert.ok(!got.some((r) => /thief/.test(Buffer.from(r.value).toString())));
     const r = await publishDevice(a, name, new TextEncoder().encode('sip:vic@127.0.0.1:5071'));
