@@ -135,6 +135,11 @@ export const ANSWER_CONTACTS_CAP = 20;
 /** Floor of the adaptive request timeout: room for one retransmission of a lost datagram. */
 export const DEFAULT_MIN_REQUEST_TIMEOUT_MS = 500;
 
+/**
+ * Nodes that hand a newcomer each key it is now among the closest to: the two closest before
+ * it arrived, so that a lying one among them is not its only source.
+ */
+export const HAND_OVER_SENDERS = 2;
 /** Keys a leaving node hands over at once (each to its k closest other nodes). */
 export const LEAVE_KEYS_IN_FLIGHT = 32;
 /** How long a leaving node hands its keys over before it sends its LEAVEs anyway, ms. */

@@ -20,6 +20,7 @@ import {
   DEFAULT_VALUE_TTL_MS,
   EVICTION_PING_MIN_AGE_MS,
   HAND_OVER_RETRY_MS,
+  HAND_OVER_SENDERS,
   INCOMPLETE_RETRY_MS,
   LEAVE_HAND_OVER_MS,
   LEAVE_KEYS_IN_FLIGHT,
@@ -1181,7 +1182,7 @@ export class KademliaNode {
 
   /**
    * Kademlia §2.5: a newcomer that belongs among the k closest for a stored key gets the
-   * value, sent by the node that was closest before it arrived, so only one node sends.
+   * value, sent by the HAND_OVER_SENDERS (2) nodes that were closest before it arrived.
    */
   private handOver(newcomer: Contact): void {
     const hex = idToHex(newcomer.id);
@@ -1270,8 +1271,13 @@ export class KademliaNode {
         }
         if ((this.lastStoreAt.get(hex) ?? Number.POSITIVE_INFINITY) < silentSince) continue;
       }
-      const rival = closest.find((c) => !idEquals(c.id, newcomer.id));
-      if (rival && compareDistance(key, rival.id, this.id) < 0) continue;
+      // The HAND_OVER_SENDERS closest before it arrived send: one that lies (a node with an ID
+      // chosen next to a key, keeping the owner's records from each newcomer, QA) does not
+      // leave the newcomer with what it alone gave it.
+      const closer = closest.filter(
+        (c) => !idEquals(c.id, newcomer.id) && compareDistance(key, c.id, this.id) < 0,
+      );
+      if (closer.length >= HAND_OVER_SENDERS) continue;
       keys.push(key);
     }
     return keys;

@@ -1157,6 +1157,23 @@ describe('kademlia over the simulator', () => {
     assert.equal(s.alive.reduce((sum, n) => sum + n.stats.handOvers, 0) >= toNewcomer.length, true);
   });
 
+  it('has the two closest holders before it hand a newcomer the key: a lying closest one is not its only source', async () => {
+    // QA: a member with an ID chosen next to a name was the only node that handed newcomers
+    // the name's records, and gave them its own claim instead.
+    const told: string[] = [];
+    const s = await swarm(60, 7, { onHandOver: (to) => told.push(to.address) });
+    const key = hashToId('handed by two');
+    await s.sim.settle(s.alive[0]!.put(key, text('x'), HOUR));
+    const [closest, second] = s.closestAlive(key, 2) as [KademliaNode, KademliaNode];
+    s.silence(closest); // the liar: it hands nothing over
+    const closeId = new Uint8Array(key);
+    closeId[31] = (closeId[31] as number) ^ 1;
+    const newcomer = await s.join({}, closeId);
+    await s.sim.runFor(5_000);
+    assert.equal(newcomer.store.get(key, s.sim.now()).length, 1, 'handed over all the same');
+    assert.ok(second.stats.keysHandedOver >= 1, 'by the second closest');
+  });
+
   it("stops a hand-over at the newcomer's first silence, and sends the rest when it answers", async () => {
     // Five nodes, k = 8: every node holds every key, so a node back is handed every key that
     // changed while it was away, by each node that dropped it.

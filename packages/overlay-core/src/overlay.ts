@@ -837,6 +837,9 @@ export class OverlayNode {
       for (const h of holders) set.add(h);
       behind.set(id, set);
     }
+    // A claim of this node's own user, which it published: never given up (a poisoned
+    // majority would otherwise have the user refused at its own node, QA).
+    if (this.published.has(`${idToHex(key)}/${NAME_CLAIM_SLOT}`)) return;
     const heldId = Buffer.from(heldOwner).toString('hex');
     const [first, second] = [...behind].sort((x, y) => y[1].size - x[1].size);
     if (!first || first[0] === heldId || (second && second[1].size >= first[1].size)) return;

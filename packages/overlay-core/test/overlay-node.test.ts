@@ -702,6 +702,22 @@ describe("a holder that took a liar's claim of a name first (a newcomer, raced)"
     await assertClaimKept(holder, resourceId(name), forgedClaim(name, Date.now()), nodes, config());
   });
 
+  it('never gives up the claim of its own user, which it published, though the others were fed another', async () => {
+    // QA: newcomers fed a thief's claim outvoted the user's own node, which then refused its
+    // user's REGISTER as "owned by another key".
+    const { name, order } = nameWhere(nodes, 'uma', (o) => o.slice(0, 3).includes(nodes[0]!));
+    const [a] = nodes as [OverlayNode];
+    await publishDevice(a, name, new TextEncoder().encode('sip:uma@127.0.0.1:5070'));
+    const key = resourceId(name);
+    const now = Date.now();
+    const forged = forgedClaim(name, now);
+    for (const fed of order.slice(0, 3).filter((n) => n !== a)) {
+      fed.store.delete(key);
+      for (const bytes of forged) fed.store.put(key, bytes, now + HOUR, now);
+    }
+    await assertClaimKept(a, key, forged, nodes, config());
+  });
+
   it("keeps the owner's claim against a liar among its fellow holders while the others are away", async () => {
     // The holders are three other nodes: one lies (it holds a claim of its own for the name),
     // one lost what it held. A thief's STORE to the third has it check: one holder against
