@@ -77,8 +77,8 @@ import {
   createRecordValidator,
   type FetchedValue,
   NAME_CLAIM_SLOT,
+  userKeyOf,
   verifyFetched,
-  writerOf,
 } from './storage/record-store.js';
 import { StorerShares } from './storage/storer-shares.js';
 import { SignedDatagramCodec } from './transport/signed-codec.js';
@@ -317,13 +317,7 @@ export class OverlayNode {
         ...createOverlayStoreOptions(config, clock),
         onChange: (change) => {
           persistent.onChange(change);
-          const key = idToHex(change.key);
-          if (change.type === 'delete')
-            shares.changed(key, { put: false, held: store.has(change.key) });
-          else {
-            const created = store.entries(change.key, clock.now()).length === 1;
-            shares.changed(key, { put: true, created, writer: writerOf(change.stored.value) });
-          }
+          shares.changed(change, store);
         },
       });
       const validate = createRecordValidator(config, store, clock, { signaturesChecked: true });
@@ -816,7 +810,7 @@ export class OverlayNode {
     const now = this.clock.now();
     const held = this.store.entries(key, now);
     const heldClaim = held.find((e) => e.slot === NAME_CLAIM_SLOT);
-    const heldOwner = heldClaim && decodeRecord(heldClaim.stored.value).user?.publicKey;
+    const heldOwner = heldClaim && userKeyOf(heldClaim.stored.value);
     if (!heldOwner) return;
     // The holders behind each key's live claim, as a fetch counts them. This node's own claim
     // counts as one more holder: a key must lead it and the others that hold it together.
@@ -851,7 +845,7 @@ export class OverlayNode {
     // Out go the claim and every record its key signed; in come the owner's, as checked as a
     // STORE of them would be.
     for (const { stored } of held) {
-      const signer = decodeRecord(stored.value).user?.publicKey;
+      const signer = userKeyOf(stored.value);
       if (signer && bytesEqual(signer, heldOwner)) this.store.deleteValue(key, stored.value);
     }
     const validate = createRecordValidator(this.config, this.store, this.clock);

@@ -23,7 +23,6 @@ import {
   createOverlayStoreOptions,
   createRecordValidator,
   verifyFetched,
-  writerOf,
 } from '../src/storage/record-store.js';
 import { StorerShares } from '../src/storage/storer-shares.js';
 import {
@@ -590,17 +589,7 @@ describe("each writing node's share of a store", () => {
     const shares = new StorerShares(2, hex(self));
     const store: ValueStore = new ValueStore({
       ...createOverlayStoreOptions(config, clock),
-      onChange: (c) =>
-        shares.changed(
-          idToHex(c.key),
-          c.type === 'delete'
-            ? { put: false, held: store.has(c.key) }
-            : {
-                put: true,
-                created: store.get(c.key, clock.t).length === 1,
-                writer: writerOf(c.stored.value),
-              },
-        ),
+      onChange: (c) => shares.changed(c, store),
     });
     const validate = createRecordValidator(config, store, clock, { shares });
     const sender = (n: number) => new Uint8Array(32).fill(n);

@@ -39,8 +39,8 @@ interface RecordFacts {
   readonly tombstone: boolean;
   /** The user key that signed it, when a user did (a view into the stored bytes). */
   readonly userKey?: Uint8Array;
-  /** The node-ID (hex) of the node that wrote it. */
-  readonly writer: string;
+  /** The key of the node that wrote it (a view into the stored bytes). */
+  readonly nodeKey: Uint8Array;
 }
 
 // Values in the store are read again on every STORE under the same key (claims, counts); the
@@ -57,13 +57,22 @@ function factsOf(record: StoredRecord): RecordFacts {
     expiresAt: recordExpiresAt(record),
     tombstone: isTombstone(record),
     ...(record.user ? { userKey: record.user.publicKey } : {}),
-    writer: idToHex(nodeIdOf(record.nodeKey)),
+    nodeKey: record.nodeKey,
   };
 }
 
-/** The node-ID (hex) of the node that wrote the record in `bytes`, if they are a record. */
+/** The user key that signed the record in `bytes`, when a user did (remembered, not decoded). */
+export function userKeyOf(bytes: Uint8Array): Uint8Array | undefined {
+  return factsIn(bytes)?.userKey;
+}
+
+/**
+ * The node-ID (hex) of the node that wrote the record in `bytes`, if they are a record: hashed
+ * only when asked (a key new to the store), not for every record decoded.
+ */
 export function writerOf(bytes: Uint8Array): string | undefined {
-  return factsIn(bytes)?.writer;
+  const nodeKey = factsIn(bytes)?.nodeKey;
+  return nodeKey && idToHex(nodeIdOf(nodeKey));
 }
 
 /** The facts of the record in `bytes`, or undefined when they are none. Cached per array. */
@@ -161,13 +170,13 @@ export function createRecordValidator(
         forged: true,
       };
     }
-    const recordFacts = factsOf(record);
-    facts.set(value, recordFacts); // the store's slotOf needs them next
+    facts.set(value, factsOf(record)); // the store's slotOf needs them next
     // A key this node holds nothing under: within the share of the node that wrote the record.
-    if (shares && !store.has(key) && !shares.admits(recordFacts.writer)) {
+    const writer = shares && !store.has(key) ? idToHex(nodeIdOf(record.nodeKey)) : undefined;
+    if (shares && writer !== undefined && !shares.admits(writer)) {
       return {
         reason: 'too-many-keys',
-        detail: `this node holds ${shares.held(recordFacts.writer)} keys of records node ${recordFacts.writer.slice(0, 16)} wrote, the most one node may`,
+        detail: `this node holds ${shares.held(writer)} keys of records node ${writer.slice(0, 16)} wrote, the most one node may`,
       };
     }
     if (

@@ -8,6 +8,9 @@
 // client's records count against the client, not the peer that stores them for it, and the
 // shares are rebuilt from the records a node loads at start. Keys count until they are gone.
 
+import { idToHex, type StoreChange, type ValueStore } from '@peerbx/dht-kademlia';
+import { writerOf } from './record-store.js';
+
 /** One writer's keys held; `id` is the one copy of its node-ID hex that the keys point to. */
 interface Share {
   readonly id: string;
@@ -37,21 +40,20 @@ export class StorerShares {
   }
 
   /**
-   * The store's change listener: `created` when a put made the key (its only value), `held`
-   * whether the key is still held after a deletion; `writer` the put record's writer (hex).
+   * The store's change listener (after it changed): a put that made a key, its only value,
+   * charges the key to the record's writer; a deletion that left the key empty gives it back.
    */
-  changed(
-    key: string,
-    change:
-      | { put: true; created: boolean; writer: string | undefined }
-      | { put: false; held: boolean },
-  ): void {
-    if (!change.put) {
-      if (!change.held) this.gone(key);
+  changed(change: StoreChange, store: ValueStore): void {
+    const key = idToHex(change.key);
+    if (change.type === 'delete') {
+      if (!store.has(change.key)) this.gone(key);
       return;
     }
-    const { created, writer } = change;
-    if (!created || writer === undefined || writer === this.self || this.shareOf.has(key)) return;
+    if (this.shareOf.has(key) || store.entries(change.key, change.stored.storedAt).length !== 1) {
+      return;
+    }
+    const writer = writerOf(change.stored.value);
+    if (writer === undefined || writer === this.self) return;
     let share = this.shares.get(writer);
     if (!share) {
       share = { id: writer, keys: 0 };
