@@ -85,6 +85,31 @@ function answerWithContact(
   phone.send(serialize(createResponse(req, status, { toTag, headers })), port);
 }
 
+/**
+ * `user`, registered at `home` from `callee`, called by `caller` through `via`, answers 200
+ * naming `answerAt` (its own Contact unless given): the INVITE as sent, as the callee got it,
+ * and the caller's 200.
+ */
+async function answeredCall(o: {
+  caller: UdpPhone;
+  callee: UdpPhone;
+  user: string;
+  via: PeerNode;
+  home: PeerNode;
+  tag: string;
+  answerAt?: string;
+}) {
+  const { caller, callee, user, via, home } = o;
+  assert.equal(await rawRegister(home, user, `sip:${user}@${callee.contact}`), 'SIP/2.0 200 OK');
+  const call = request('INVITE', `sip:${user}@127.0.0.1:${via.port}`, caller);
+  caller.send(call.text, via.port);
+  const invite = await callee.request('INVITE');
+  const contact = o.answerAt ?? `sip:${user}@${callee.contact}`;
+  answerWithContact(callee, invite, 200, o.tag, contact, home.port);
+  const ok = await caller.response(200, 'INVITE');
+  return { call, invite, ok };
+}
+
 /** The caller's side of a dialog its INVITE `call` began, answered `ok`: for inDialogRequest. */
 function callerSide(call: { text: string; callId: string }, ok: SipMessage) {
   return {
@@ -353,12 +378,14 @@ describe('stateful proxy', () => {
       const callee = await phone();
       const user = where === 'another node' ? 'cleo' : 'cleon';
       const at = where === 'another node' ? a : b;
-      assert.equal(await rawRegister(b, user, `sip:${user}@${callee.contact}`), 'SIP/2.0 200 OK');
-      const call = request('INVITE', `sip:${user}@127.0.0.1:${at.port}`, caller);
-      caller.send(call.text, at.port);
-      const invite = await callee.request('INVITE');
-      answerWithContact(callee, invite, 200, 'c1', `sip:${user}@${callee.contact}`, b.port);
-      const ok = await caller.response(200, 'INVITE');
+      const { call, ok } = await answeredCall({
+        caller,
+        callee,
+        user,
+        via: at,
+        home: b,
+        tag: 'c1',
+      });
       assert.equal(
         await rawRegister(b, user, `sip:${user}@${callee.contact}`, 0),
         'SIP/2.0 200 OK',
@@ -401,12 +428,15 @@ describe('stateful proxy', () => {
     const v = await phone();
     const vNew = await phone();
     const m = await phone();
-    assert.equal(await rawRegister(b, 'vera', `sip:vera@${v.contact}`), 'SIP/2.0 200 OK');
-    const call = request('INVITE', `sip:vera@127.0.0.1:${a.port}`, w);
-    w.send(call.text, a.port);
-    const invite = await v.request('INVITE');
-    answerWithContact(v, invite, 200, 'v1', `sip:vera@${vNew.contact}`, b.port);
-    const ok = await w.response(200, 'INVITE');
+    const { call, ok } = await answeredCall({
+      caller: w,
+      callee: v,
+      user: 'vera',
+      via: a,
+      home: b,
+      tag: 'v1',
+      answerAt: `sip:vera@${vNew.contact}`,
+    });
     m.send(
       plain([
         'UPDATE sip:anything@127.0.0.1:9 SIP/2.0',
@@ -482,12 +512,14 @@ describe('stateful proxy', () => {
     // side's requests must reach the other where it said it now is, at neither node refused.
     const alice = await phone();
     const bob = await phone();
-    assert.equal(await rawRegister(b, 'bert', `sip:bert@${bob.contact}`), 'SIP/2.0 200 OK');
-    const call = request('INVITE', `sip:bert@127.0.0.1:${a.port}`, alice);
-    alice.send(call.text, a.port);
-    const invite = await bob.request('INVITE');
-    answerWithContact(bob, invite, 200, 'bt', `sip:bert@${bob.contact}`, b.port);
-    const ok = await alice.response(200, 'INVITE');
+    const { call, ok } = await answeredCall({
+      caller: alice,
+      callee: bob,
+      user: 'bert',
+      via: a,
+      home: b,
+      tag: 'bt',
+    });
     const rr = ok.headers.getAll('record-route');
     const fromAlice = callerSide(call, ok);
     const fromBob = {
