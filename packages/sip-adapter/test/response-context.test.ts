@@ -145,7 +145,11 @@ describe('response context aftermath', () => {
 });
 
 /** A proxied INVITE's context over a real transaction layer, its upstream answers recorded. */
-function heldCall(timerCMs = 180_000, silenceMs?: { waiting: number; cancelled: number }) {
+function heldCall(
+  timerCMs = 180_000,
+  silenceMs?: { waiting: number; cancelled: number },
+  ringTimeoutMs?: number,
+) {
   const upstream: SipResponse[] = [];
   /** Requests sent to the callee's phones: method and port. */
   const downstream: string[] = [];
@@ -163,6 +167,7 @@ function heldCall(timerCMs = 180_000, silenceMs?: { waiting: number; cancelled: 
     clock: systemClock,
     timerCMs,
     ...(silenceMs ? { silenceMs } : {}),
+    ...(ringTimeoutMs ? { ringTimeoutMs } : {}),
     done: () => call.done++,
   });
   /** Starts a branch to the callee; returns a function that answers it with `status`. */
@@ -209,6 +214,33 @@ describe('response context choosing among failed branches (RFC 3261 §16.7 steps
         .sort(),
       ['a.example', 'b.example'],
     );
+    layer.close();
+  });
+});
+
+describe('response context passing ringing on', () => {
+  it('passes no ringing up once a phone declined, while the others are cancelled', () => {
+    const { layer, ctx, branch, statuses } = heldCall();
+    const ringing = branch(5061);
+    const declining = branch(5062);
+    ctx.seal();
+    ringing(180);
+    declining(603);
+    ringing(183); // sent before its CANCEL arrived
+    ringing(487);
+    assert.deepEqual(statuses(), [180, 603]);
+    layer.close();
+  });
+
+  it('passes no ringing up once the caller cancelled', () => {
+    const { layer, ctx, branch, statuses } = heldCall();
+    const ringing = branch(5061);
+    ctx.seal();
+    ringing(180);
+    ctx.cancelAll();
+    ringing(183);
+    ringing(487);
+    assert.deepEqual(statuses(), [180, 487]);
     layer.close();
   });
 });
@@ -384,6 +416,42 @@ describe('response context giving up a branch that sends nothing back', () => {
       );
       layer.close();
     }
+  });
+
+  it("passes up a phone's own 4xx rather than the 480 made for a silent phone", async () => {
+    const { layer, ctx, branch, statuses, upstream } = heldCall(180_000, silenceMs);
+    branch(5061); // a laptop asleep
+    const desk = branch(5062);
+    ctx.seal();
+    desk(180);
+    await sleep(120); // the laptop is given up: 480 (no response from the callee)
+    desk(486);
+    assert.deepEqual(statuses(), [180, 486]);
+    assert.equal(upstream.at(-1)?.reason, 'Busy Here');
+    layer.close();
+  });
+
+  it('cancels a phone that rings only after the ring timeout ended its branch', async () => {
+    const { layer, ctx, branch, statuses, downstream } = heldCall(
+      180_000,
+      { waiting: 10_000, cancelled: 10_000 },
+      60,
+    );
+    const ringing = branch(5061);
+    ringing(180);
+    await sleep(30);
+    const late = branch(5062); // a branch added late (the callee's location asked again)
+    ctx.seal();
+    await sleep(60); // the ring timeout: 5061 is CANCELed, 5062 (silent so far) ends with 480
+    ringing(487);
+    assert.deepEqual(statuses(), [180, 480]);
+    late(180); // its phone rings now, after the caller was told 480
+    assert.deepEqual(
+      downstream.filter((d) => d.startsWith('CANCEL')),
+      ['CANCEL 5061', 'CANCEL 5062'],
+    );
+    late(487);
+    layer.close();
   });
 
   it('passes up a 2xx from a branch given up, and cancels the other phones', async () => {

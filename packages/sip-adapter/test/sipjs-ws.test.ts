@@ -625,6 +625,41 @@ describe('a browser whose connection closes in a call (its tab closed)', () => {
     uma.answer(bye, 200, n2.port, 'uma1');
   });
 
+  it('passes the answer on to a browser when its Record-Route does not parse', async () => {
+    const n2 = peers[1]!;
+    const vic = await deskPhone('vic');
+    const browser = await WsPhone.open(wsPort());
+    browser.send(
+      [
+        'INVITE sip:vic@peerbx.local SIP/2.0',
+        'Via: SIP/2.0/WS b2.invalid;branch=z9hG4bK-bea-rr;rport',
+        'From: <sip:bea@peerbx.local>;tag=bea2',
+        'To: <sip:vic@peerbx.local>',
+        'Call-ID: bea-calls-vic@test',
+        'CSeq: 1 INVITE',
+        'Contact: <sip:bea@b2.invalid;transport=ws>',
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    const invite = await vic.request('INVITE');
+    const headers = [
+      ...invite.headers.getAll('record-route').map((value) => ({ name: 'Record-Route', value })),
+      // A trailing comma: the list does not parse where node 1 reads it for the browser's BYE.
+      { name: 'Record-Route', value: '<sip:sbc.example.com;lr>,' },
+      { name: 'Contact', value: `<sip:vic@${vic.contact}>` },
+    ];
+    vic.send(serialize(createResponse(invite, 200, { toTag: 'vic1', headers })), n2.port);
+    const ok = await browser.next(
+      (m) => m.kind === 'response' && m.status === 200,
+      '200 to its INVITE',
+    );
+    assert.equal(ok.callId, 'bea-calls-vic@test');
+    browser.socket.close();
+  });
+
   for (const where of ['at its node', 'at another node'] as const) {
     it(`reaches a browser that called without registering with the BYE of a UDP phone ${where}`, async () => {
       // The phone's route set must take it to the node over UDP, and the node must reach the

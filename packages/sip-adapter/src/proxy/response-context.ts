@@ -245,10 +245,29 @@ class BranchSink implements BranchUser {
 /** §16.7 step 6: the 4xx a proxy prefers, as the caller can act on them (credentials, ...). */
 const PREFERRED_4XX = new Set([401, 407, 415, 420, 484]);
 
-/** Lower is better: 6xx, then the lowest class, within 4xx the ones the caller can act on. */
-function rank(status: number): number {
+/**
+ * The answers this proxy made for its branches (a silent phone, a transport error, Timer C, a
+ * node it could not reach), not a phone's own (§16.7 step 6 leaves the choice within a class).
+ */
+const MADE_HERE = new WeakSet<SipResponse>();
+
+/** A branch's final answer made here (MADE_HERE). */
+function madeHere(request: SipRequest, status: number, reason?: string): SipResponse {
+  const response = createResponse(request, status, reason === undefined ? {} : { reason });
+  MADE_HERE.add(response);
+  return response;
+}
+
+/**
+ * Lower is better: 6xx, then the lowest class; within it the 4xx the caller can act on, then
+ * the phones' own answers before the ones made here (a desk phone's 486 Busy Here, not the
+ * 480 of a laptop asleep given up before it).
+ */
+function rank(response: SipResponse): number {
+  const status = response.status;
   if (status >= 600) return 0;
-  return Math.floor(status / 100) - (PREFERRED_4XX.has(status) ? 0.5 : 0);
+  const made = MADE_HERE.has(response) ? 0.25 : 0;
+  return Math.floor(status / 100) - (PREFERRED_4XX.has(status) ? 0.5 : 0) + made;
 }
 
 const CHALLENGE_HEADERS = ['WWW-Authenticate', 'Proxy-Authenticate'] as const;
@@ -358,21 +377,25 @@ export class ResponseContext {
           // whose connection closed takes no new one: nobody is there to answer (§16.9 would
           // have a 503, which the caller hears as a 500).
           error instanceof FlowClosedError
-            ? createResponse(branch.request, 480, {
-                reason: 'Temporarily Unavailable (the connection to the callee closed)',
-              })
+            ? madeHere(
+                branch.request,
+                480,
+                'Temporarily Unavailable (the connection to the callee closed)',
+              )
             : error instanceof SipTransportError && error.code === 'ERR_UNREACHABLE'
-              ? createResponse(branch.request, 480, {
-                  reason: 'Temporarily Unavailable (the callee takes no connection)',
-                })
-              : createResponse(branch.request, 503, { reason: 'Transport Error' }),
+              ? madeHere(
+                  branch.request,
+                  480,
+                  'Temporarily Unavailable (the callee takes no connection)',
+                )
+              : madeHere(branch.request, 503, 'Transport Error'),
         ),
     );
     branch.user = user;
     try {
       branch.tx = this.options.transactions.sendRequest(branch.request, destination, user);
     } catch {
-      this.receive(branch, createResponse(branch.request, 503, { reason: 'Transport Error' }));
+      this.receive(branch, madeHere(branch.request, 503, 'Transport Error'));
       return;
     }
     if (branch.request.method === 'INVITE' && branch.final === undefined) {
@@ -386,7 +409,7 @@ export class ResponseContext {
     if (this.closed) return;
     this.branches.push(branch);
     if (this.opening > 0) this.opening--;
-    this.receive(branch, createResponse(branch.request, status, reason ? { reason } : {}));
+    this.receive(branch, madeHere(branch.request, status, reason));
   }
 
   /** No more branches will be added; answers at once when all of them are already done. */
@@ -496,7 +519,7 @@ export class ResponseContext {
       branch.abandoned = true;
       this.receive(
         branch,
-        createResponse(branch.request, status, status === 480 ? { reason: SILENT_REASON } : {}),
+        madeHere(branch.request, status, status === 480 ? SILENT_REASON : undefined),
       );
     }, left);
   }
@@ -549,13 +572,23 @@ export class ResponseContext {
         : answer;
     restoreVias(response, this.vias);
     const status = response.status;
-    if (status > 100 && status < 300) branch.onResponse?.(response);
+    if (status > 100 && status < 300 && branch.onResponse) {
+      try {
+        branch.onResponse(response);
+      } catch {
+        // A header the hook reads that does not parse (a Record-Route, say): what it would
+        // have learnt is lost, not the response (a 200 that never reached the caller left the
+        // call ringing and its context held for good, review).
+      }
+    }
     if (status < 200) {
       branch.provisional = true;
       // §16.7 step 2: 101 to 199 restart Timer C; a 100 only says the next hop has the request.
       if (this.isInvite && status > 100) this.restartTimerC();
       if (branch.cancelPending) this.sendCancel(branch);
-      if (status > 100 && !this.finalSent) this.server.respond(response);
+      // No ringing once the call is decided (declined, cancelled, out of time): a phone whose
+      // 180 crossed its CANCEL would have the caller's phone ring after a 603 (review).
+      if (status > 100 && !this.decided) this.server.respond(response);
       return;
     }
     if (status < 300) {
@@ -580,7 +613,7 @@ export class ResponseContext {
     if (branch.final !== undefined) return;
     branch.final = response;
     branch.onFinal?.(status);
-    if (!this.best || rank(status) < rank(this.best.status)) this.best = response;
+    if (!this.best || rank(response) < rank(this.best)) this.best = response;
     if (status === 401 || status === 407) this.challenged.push(response);
     if (status >= 600 && !this.finalSent) {
       const phrase = response.reason.replace(/["\\]/g, '');
@@ -728,7 +761,7 @@ export class ResponseContext {
       if (tx.state !== 'Calling' && tx.state !== 'Proceeding') return;
       tx.dispose();
       if (branch.final === undefined && !this.closed) {
-        this.receive(branch, createResponse(branch.request, 487));
+        this.receive(branch, madeHere(branch.request, 487));
       }
     }, this.options.transactions.timers.B);
   }
@@ -760,7 +793,11 @@ export class ResponseContext {
       if (b.provisional) {
         b.timedOut = answer;
         this.sendCancel(b);
-      } else this.receive(b, timeUpResponse(b.request, answer));
+      } else {
+        // Given up: should its phone ring after all, it is CANCELed then (receive, release).
+        b.abandoned = true;
+        this.receive(b, timeUpResponse(b.request, answer));
+      }
     }
     // Whatever was held open or still opening, the answer is due once the branches have one.
     this.sealed = true;
@@ -771,9 +808,5 @@ export class ResponseContext {
 
 /** The answer a branch ended by Timer C or the ring timeout counts as. */
 function timeUpResponse(request: SipRequest, answer: { status: number; reason?: string }) {
-  return createResponse(
-    request,
-    answer.status,
-    answer.reason === undefined ? {} : { reason: answer.reason },
-  );
+  return madeHere(request, answer.status, answer.reason);
 }
