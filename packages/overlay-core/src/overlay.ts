@@ -104,12 +104,15 @@ const MAX_CLAIM_CHECKS_PER_SENDER = 4;
 /** A claim check that has not ended by then frees its place (its lookup is left to end). */
 const CLAIM_CHECK_TIMEOUT_MS = 10_000;
 /**
- * How long after its start a node settles false claims: the time a newcomer takes to be handed
- * the records it now holds, and to see each republished once. A node that ran longer has its
- * claims from their owners, and gives none up (review: a liar among a name's holders, its
- * fellow holders away a moment, could turn holder after holder).
+ * How long after a claim came in a node may still settle it (settleClaim): the time a newcomer
+ * takes to be handed the records it now holds, and to see each republished once. A claim held
+ * longer is the owner's, and is given up to no one (review: a liar among a name's holders, its
+ * fellow holders away a moment, could turn holder after holder). Nor is one read back from the
+ * node's store at a restart (QA: a restart put a long-running holder back in its first hour).
  */
 const CLAIM_SETTLE_WINDOW_MS = 60 * 60_000;
+/** Names whose claim came in lately remembered at most (claimsArrived): a full store's worth. */
+const MAX_CLAIMS_ARRIVED = 100_000;
 /** Read repairs remembered (repairStale), the oldest forgotten first. */
 const MAX_REPAIRS_REMEMBERED = 4096;
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
@@ -251,8 +254,11 @@ export class OverlayNode {
   private readonly claimChecksWaiting = new Map<string, string>();
   /** Claim checks waiting or under way per sender (hex). */
   private readonly claimChecksBy = new Map<string, number>();
-  /** When this node started (CLAIM_SETTLE_WINDOW_MS). */
-  private readonly startedAt: number;
+  /**
+   * When the claim held for a name came in by STORE where none was held, over the last
+   * CLAIM_SETTLE_WINDOW_MS, oldest first: the claims a node may still settle (settleClaim).
+   */
+  private readonly claimsArrived = new Map<string, number>();
   /** Client requests that did not decode (serveClient). */
   private clientRequestsMalformed = 0;
   /** When each holder was last sent each record version by read repair (repairStale). */
@@ -283,7 +289,6 @@ export class OverlayNode {
     this.log = log;
     this.clock = clock;
     this.signer = new RecordSigner(paths, config, keys, clock);
-    this.startedAt = clock.now();
   }
 
   /** Opens the data directory, binds the sockets, joins (or founds) the overlay. */
@@ -365,6 +370,7 @@ export class OverlayNode {
       const maintenance = config.dht.maintenanceIntervalMs;
       // Set once the node exists; STOREs, which call it, come after.
       let settleClaim = (_resource: string, _sender: NodeId): void => undefined;
+      let claimArrived = (_resource: string): void => undefined;
       const dht: KademliaNode = new KademliaNode({
         id: nodeId,
         transport: udp,
@@ -381,6 +387,7 @@ export class OverlayNode {
           responsible: (key, sender) =>
             idEquals(sender, nodeId) || dht.isResponsibleFor(key, sender),
           onOwnedByAnother: (resource, sender) => settleClaim(resource, sender),
+          onNewClaim: (resource) => claimArrived(resource),
           shares,
         }),
         acceptContact: (c) =>
@@ -430,6 +437,7 @@ export class OverlayNode {
         clock,
       );
       settleClaim = (resource, sender) => node.settleClaim(resource, sender);
+      claimArrived = (resource) => node.claimArrived(resource);
       links.handle(CLIENT_APPLICATION, (channel) => node.serveClient(channel));
       dht.start();
       // The nodes known when this one last ran: a node that founded the overlay, or whose
@@ -753,18 +761,21 @@ export class OverlayNode {
    * A STORE for a name was refused here as the claim held here is another key's. In an open
    * overlay the first claim a node gets for a name is the one it keeps, and a node that joins
    * holds none yet: a node that lies can store a claim of its own there before the hand-over
-   * brings the owner's, which would then be refused for as long as that claim lasts. So, in its
-   * first CLAIM_SETTLE_WINDOW_MS, the node puts the claim it holds to the name's other holders
+   * brings the owner's, which would then be refused for as long as that claim lasts; so can it
+   * on a node that has just become one of a name's holders. So, for CLAIM_SETTLE_WINDOW_MS after
+   * a STORE brought it where no claim was held, the node puts the claim to the name's other holders
    * (a lookup of k of them, this node left out): when another key's claim is held by more of
-   * them than hold its own claim, itself counted too, and by more than any third key's, it
-   * takes that claim and that key's records in their place. Once per name every
+   * them than hold its own claim, itself and the holders that did not answer counted too, by
+   * more than any third key's, and by most of the holders asked, it takes that claim and that
+   * key's records in their place. A tie keeps the claim held. Once per name every
    * CLAIM_CHECK_AGAIN_MS; a few at a time, the rest in line, a few per sender (a liar's
    * refused STOREs must not keep the place of a hand-over's), each for at most
    * CLAIM_CHECK_TIMEOUT_MS.
    */
   private settleClaim(resource: string, sender: NodeId): void {
     const now = this.clock.now();
-    if (this.closed || now - this.startedAt > CLAIM_SETTLE_WINDOW_MS) return;
+    const arrived = this.claimsArrived.get(resource);
+    if (this.closed || arrived === undefined || now - arrived > CLAIM_SETTLE_WINDOW_MS) return;
     const last = this.claimChecks.get(resource);
     if (last !== undefined && now - last < CLAIM_CHECK_AGAIN_MS) return;
     if (this.claimChecksWaiting.has(resource)) return;
@@ -774,6 +785,19 @@ export class OverlayNode {
     addCount(this.claimChecksBy, by, 1);
     this.claimChecksWaiting.set(resource, by);
     this.nextClaimCheck();
+  }
+
+  /** A claim was taken by STORE for a name that had none here (claimsArrived). */
+  private claimArrived(resource: string): void {
+    const now = this.clock.now();
+    this.claimsArrived.delete(resource);
+    this.claimsArrived.set(resource, now);
+    for (const [name, at] of this.claimsArrived) {
+      if (now - at <= CLAIM_SETTLE_WINDOW_MS && this.claimsArrived.size <= MAX_CLAIMS_ARRIVED) {
+        break;
+      }
+      this.claimsArrived.delete(name);
+    }
   }
 
   /** Starts the claim checks waiting, while fewer than MAX_CLAIM_CHECKS_RUNNING run. */
@@ -837,10 +861,15 @@ export class OverlayNode {
     const heldId = Buffer.from(heldOwner).toString('hex');
     const [first, second] = [...behind].sort((x, y) => y[1].size - x[1].size);
     if (!first || first[0] === heldId || (second && second[1].size >= first[1].size)) return;
-    if (first[1].size <= (behind.get(heldId)?.size ?? 0) + 1) return;
-    // And a majority of a name's k holders: holders away a moment, whose votes are missing,
-    // must not let a liar among them lead (review).
-    if (2 * first[1].size <= this.config.dht.k) return;
+    // Holders away a moment count for the claim held here: their votes are missing, and must
+    // not let a liar among the others lead (review).
+    const silent = result.closestSilent;
+    if (first[1].size <= (behind.get(heldId)?.size ?? 0) + 1 + silent) return;
+    // And a majority of the name's holders: the k closest, or as many as the overlay has (with
+    // the default k of 20, an overlay of under 12 nodes never had a majority of k, and a
+    // newcomer fed a false claim first kept it for good, QA).
+    const holders = Math.min(this.config.dht.k, closest.size + silent);
+    if (2 * first[1].size <= holders) return;
     const owner = Buffer.from(first[0], 'hex');
     // Out go the claim and every record its key signed; in come the owner's, as checked as a
     // STORE of them would be.

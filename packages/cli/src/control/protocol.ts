@@ -96,6 +96,8 @@ export interface StatusView {
       contestedFetches?: number;
       /** Name claims held here that the name's other holders outvoted, and replaced. */
       claimsReplaced?: number;
+      /** Checks of a claim held here against the name's other holders that ended. */
+      claimsChecked?: number;
       /** Requests of attached clients (a node's peerbx.client channel) that did not decode. */
       clientRequestsMalformed?: number;
       /**

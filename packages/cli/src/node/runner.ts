@@ -400,6 +400,7 @@ async function controlOp(
             fetchedDropped: s.rejections.fetchedDropped,
             contestedFetches: s.rejections.contestedFetches,
             claimsReplaced: s.rejections.claimsReplaced,
+            claimsChecked: s.rejections.claimsChecked,
             clientRequestsMalformed: s.rejections.clientRequestsMalformed,
             links: {
               // Dials of ours that found nobody are not refusals.

@@ -128,6 +128,8 @@ export interface ValidatorOptions {
   responsible?: Responsibility;
   /** Told of each record refused as another key's claim to its name is held here. */
   onOwnedByAnother?: (resource: string, sender: NodeId) => void;
+  /** Told of each name claim taken where no claim to its name was held. */
+  onNewClaim?: (resource: string) => void;
   /** Keys held per writing node: a new key only within its writer's share. */
   shares?: StorerShares;
   /**
@@ -154,7 +156,7 @@ export function createRecordValidator(
   clock: Clock,
   options: ValidatorOptions = {},
 ): ValueValidator {
-  const { responsible, onOwnedByAnother, shares, signaturesChecked } = options;
+  const { responsible, onOwnedByAnother, onNewClaim, shares, signaturesChecked } = options;
   return (key, value, sender) => {
     const now = clock.now();
     // A republished or replicated copy of bytes this store already holds was checked when it
@@ -203,6 +205,9 @@ export function createRecordValidator(
     }
     const kind = kindById(config, record.kind)!;
     const slot = recordSlot(record);
+    if (record.kind === KIND_NAME_CLAIM && !isTombstone(record) && !currentClaim(live, now)) {
+      onNewClaim?.(record.resource);
+    }
     if (live.some((r) => r.slot === slot)) return undefined;
     const count = live.filter((r) => r.facts.kind === record.kind).length;
     if (count >= kind.maxCount) {
