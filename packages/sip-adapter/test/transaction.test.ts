@@ -683,6 +683,21 @@ describe('non-INVITE server transaction (§17.2.2)', () => {
     });
   });
 
+  it('a refusal (a challenge) keeps no Completed state: a retransmission is refused afresh', () => {
+    const h = harness();
+    const reg = request('REGISTER', { branch: 'z9hG4bKr3' });
+    h.layer.receive(reg, UDP_PEER);
+    const tx = h.requests[0]!.transaction;
+    assert.ok(tx.refuse(createResponse(reg, 401, { toTag: 'c1' })));
+    assert.equal(tx.state, 'Terminated');
+    assert.equal(h.layer.stats.active.server, 0, 'nothing kept for Timer J');
+    assert.equal(h.clock.pending, 0);
+    assert.equal(tx.refuse(createResponse(reg, 401)), false, 'one answer only');
+    h.layer.receive(request('REGISTER', { branch: 'z9hG4bKr3' }), UDP_PEER);
+    assert.equal(h.requests.length, 2, 'its retransmission is a new request');
+    assert.deepEqual(h.sent.map(describeSent), ['401']);
+  });
+
   it('over TCP: Timer J = 0', () => {
     const h = harness();
     const opt = request('OPTIONS', { branch: 'z9hG4bKr2', transport: 'TCP' });

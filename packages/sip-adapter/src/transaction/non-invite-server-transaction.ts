@@ -47,9 +47,20 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerTrans
     if (this.state === 'Proceeding' && this.lastProvisional) this.resend(this.lastProvisional);
   }
 
-  /** A refusal before anything was done for the request: sent once anyway (no Timer G here). */
+  /**
+   * A final refusal (300-699) before anything was done for the request (a challenge, a 503
+   * for overload or shutdown), sent as a stateless server would: the transaction ends at once
+   * and keeps no Completed state for Timer J (32 s over UDP), so a retransmission is refused
+   * afresh. A flood of REGISTERs with wrong passwords kept 175,000 of them (QA: 700 MB).
+   */
   refuse(response: SipResponse): boolean {
-    return this.respond(response);
+    if (this.state !== 'Trying' && this.state !== 'Proceeding') return false;
+    if (response.status < 300) return this.respond(response);
+    this.send(response);
+    this.lastProvisional = undefined;
+    this.releaseRequest();
+    this.transition('Terminated');
+    return true;
   }
 
   /** A response from the TU. False (and dropped) once a final response was sent. */
