@@ -22,6 +22,7 @@ export const ENV = {
   logLevel: 'PEERBX_LOG_LEVEL',
   overlayConfig: 'PEERBX_OVERLAY_CONFIG',
   auth: 'PEERBX_AUTH',
+  sipAliases: 'PEERBX_SIP_ALIASES',
   config: 'PEERBX_CONFIG',
 } as const;
 

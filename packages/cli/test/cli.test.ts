@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_SETTINGS, resolveSettings } from '../src/config/node-config.js';
+import { DEFAULT_SETTINGS, resolveSettings, settingsFromEnv } from '../src/config/node-config.js';
 import { controlSocketPath, type StatusView } from '../src/control/protocol.js';
 import { formatStatus } from '../src/format/views.js';
 import {
@@ -642,6 +642,36 @@ describe('errors and settings', () => {
     }
     assert.equal(ring(30)().ringTimeout, 30);
     assert.equal(ring(undefined)().ringTimeout, undefined);
+  });
+
+  test('SIP aliases from a config file or PEERBX_SIP_ALIASES are checked', () => {
+    const aliases =
+      (sipAliases: unknown, name = 'config file c.yaml') =>
+      () =>
+        resolveSettings([
+          { name: 'defaults', settings: DEFAULT_SETTINGS },
+          { name, settings: { sipAliases } },
+        ]);
+    for (const wrong of [['127.0.0.1'], ['0.0.0.0:5060'], ['127.0.0.1:0'], [5060], 5060]) {
+      assert.throws(
+        aliases(wrong),
+        /^.*bad setting "sipAliases" \(from config file c\.yaml\): /,
+        JSON.stringify(wrong),
+      );
+    }
+    assert.deepEqual(aliases(['127.0.0.1:5060', '[::1]:5070'])().sipAliases, [
+      { host: '127.0.0.1', port: 5060 },
+      { host: '::1', port: 5070 },
+    ]);
+    const env = settingsFromEnv({ PEERBX_SIP_ALIASES: '127.0.0.1:5060, pbx.example.com:5060' });
+    assert.deepEqual(aliases(env.sipAliases, 'environment')().sipAliases, [
+      { host: '127.0.0.1', port: 5060 },
+      { host: 'pbx.example.com', port: 5060 },
+    ]);
+    assert.throws(
+      aliases(['nope'], 'environment'),
+      /^.*bad setting "sipAliases" \(from environment variable PEERBX_SIP_ALIASES\): "nope" is not HOST:PORT/,
+    );
   });
 
   test('the WebSocket origins and wss files from a config file are checked', async (t) => {

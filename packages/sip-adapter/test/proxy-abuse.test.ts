@@ -350,6 +350,34 @@ describe('proxy abuse', () => {
   });
 });
 
+describe('a node reached at an address of its own it does not listen on (a published port)', () => {
+  // QA: docker-compose's node1 with its port published on the host: phones there register
+  // through 127.0.0.1:5060 and name it in their Route, an address the node, in its container,
+  // does not have; every call got 403 "outside the overlay domain".
+  const bed = new TestBed('peerbx-alias-');
+  const published = { host: '127.0.0.9', port: 5099 };
+  let n: PeerNode;
+  before(async () => {
+    n = await bed.startPeer('n', { aliases: [published] });
+  });
+  after(() => bed.close());
+
+  it('takes a Route naming an alias as its own', async () => {
+    const ann = await bed.phone();
+    await ann.register(n, 'ann');
+    const caller = await bed.phone();
+    const route = [`Route: <sip:${published.host}:${published.port};lr>`];
+    caller.send(request('MESSAGE', 'sip:ann@peerbx.local', caller, route).text, n.port);
+    const got = await ann.request('MESSAGE');
+    ann.answer(got, 200, n.port, 'ann1');
+    await caller.response(200, 'MESSAGE');
+    // Not another port at that host: still no relay.
+    const other = [`Route: <sip:${published.host}:${published.port + 1};lr>`];
+    caller.send(request('MESSAGE', 'sip:ann@peerbx.local', caller, other).text, n.port);
+    await caller.response(403, 'MESSAGE');
+  });
+});
+
 describe('registered flows released on expiry', () => {
   it('releases a kept flow when its last binding expires (handler sweep)', async () => {
     let now = 1_000_000;

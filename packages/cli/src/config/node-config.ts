@@ -41,6 +41,11 @@ export interface NodeSettings {
   authAlgorithms: ('SHA-256' | 'MD5')[];
   /** Let phones reach SIP hosts outside the overlay through this node (config file only). */
   relayExternal: boolean;
+  /**
+   * Other HOST:PORTs phones reach this node's SIP at (a port Docker publishes, a router
+   * forwards): a Route or Request-URI naming one names this node.
+   */
+  sipAliases: ListenAddress[];
   /** Seconds a call may ring before it is cancelled and answered 480 (config file only). */
   ringTimeout?: number;
   /** Web page origins besides this machine's whose phones may use the WebSocket (config file only). */
@@ -63,6 +68,7 @@ export interface RawSettings {
   users?: unknown;
   authAlgorithms?: unknown;
   relayExternal?: unknown;
+  sipAliases?: unknown;
   ringTimeout?: unknown;
   wsOrigins?: unknown;
   wsTls?: unknown;
@@ -84,6 +90,7 @@ const FIELDS: Record<string, keyof RawSettings> = {
   users: 'users',
   authAlgorithms: 'authAlgorithms',
   relayExternal: 'relayExternal',
+  sipAliases: 'sipAliases',
   ringTimeout: 'ringTimeout',
   wsOrigins: 'wsOrigins',
   wsTls: 'wsTls',
@@ -101,6 +108,7 @@ export const DEFAULT_SETTINGS: RawSettings = {
   users: {},
   authAlgorithms: ['SHA-256', 'MD5'],
   relayExternal: false,
+  sipAliases: [],
   wsOrigins: [],
 };
 
@@ -193,11 +201,12 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): RawSettings {
     'logLevel',
     'overlayConfig',
     'auth',
+    'sipAliases',
   ];
   for (const key of keys) {
     const v = env[ENV[key]];
     if (v === undefined || v === '') continue;
-    out[key] = key === 'bootstrap' ? v.split(/[\s,]+/).filter(Boolean) : v;
+    out[key] = key === 'bootstrap' || key === 'sipAliases' ? v.split(/[\s,]+/).filter(Boolean) : v;
   }
   return out;
 }
@@ -249,6 +258,16 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     const a = parseHostPort(b);
     if (!a || a.port === 0) bad('bootstrap', `"${b}" is not HOST:PORT of a running node`);
   }
+  let aliases = merged.sipAliases ?? [];
+  if (typeof aliases === 'string') aliases = [aliases];
+  if (!Array.isArray(aliases) || !aliases.every((x) => typeof x === 'string'))
+    bad('sipAliases', 'must be a list of HOST:PORT, such as 127.0.0.1:5060');
+  const sipAliases = (aliases as string[]).map((x) => {
+    const a = parseHostPort(x);
+    if (!a || a.port === 0 || a.host === '0.0.0.0' || a.host === '::')
+      bad('sipAliases', `"${x}" is not HOST:PORT of an address phones reach this node at`);
+    return a as ListenAddress;
+  });
   const domain = str('domain').toLowerCase();
   if (!isDomainName(domain)) bad('domain', `"${domain}" is not a DNS name such as peerbx.local`);
   const logLevel = str('logLevel').toLowerCase();
@@ -372,6 +391,7 @@ export function resolveSettings(sources: { name: string; settings: RawSettings }
     users: users as NodeSettings['users'],
     authAlgorithms: algorithms as NodeSettings['authAlgorithms'],
     relayExternal: merged.relayExternal === true,
+    sipAliases,
     wsOrigins: wsOrigins as string[],
   };
   if (tls) settings.wsTls = { cert: tls.cert as string, key: tls.key as string };

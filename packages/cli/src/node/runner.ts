@@ -112,6 +112,7 @@ export async function startNode(settings: NodeSettings, log: Logger): Promise<Ru
       users: settings.users,
       authAlgorithms: settings.authAlgorithms,
       relayExternal: settings.relayExternal,
+      aliases: settings.sipAliases,
       ...(settings.ringTimeout === undefined ? {} : { ringTimeoutMs: settings.ringTimeout * 1000 }),
       // Record-Route tokens survive a restart too: calls in progress go on unchallenged.
       routeSecret: loadRouteSecret(paths.root),

@@ -121,6 +121,11 @@ export interface SipNodeOptions {
    * 403). Requests from other nodes are delivered to this node's own devices only, always.
    */
   relayExternal?: boolean;
+  /**
+   * Other addresses phones reach this node at (a port published by Docker or forwarded by a
+   * router, a public address): a Route or Request-URI naming one names this node.
+   */
+  aliases?: readonly { host: string; port: number }[];
   /** How often expired bindings are swept and their TCP/WS flows let go, ms (default 5000). */
   bindingSweepMs?: number;
   /** Overload control: the queue delay that counts as overload, and so on (tests set these). */
@@ -207,6 +212,8 @@ export class SipNode implements TransactionUser {
   private readonly log: Logger;
   /** This machine's addresses, for a node listening on every interface. */
   private readonly interfaces = new InterfaceAddresses();
+  /** SipNodeOptions.aliases, hosts in lower case without brackets. */
+  private readonly aliases: readonly { host: string; port: number }[];
   private readonly overlay: SipNodeOverlay;
   private readonly bindingsStore: BindingsPersistence | undefined;
   /** Set once close() began: new requests are refused while calls under way are ended. */
@@ -228,6 +235,10 @@ export class SipNode implements TransactionUser {
     this.overlay = options.overlay;
     this.transports = transports;
     this.domain = sipDomain(options);
+    this.aliases = (options.aliases ?? []).map(({ host, port }) => ({
+      host: host.toLowerCase().replace(/^\[|\]$/g, ''),
+      port,
+    }));
     this.wsSecure = options.ws !== false && options.ws?.tls !== undefined;
     this.nodeHex = idToHex(options.overlay.nodeId);
     // Each part names itself as the component of its lines: what they share is the node.
@@ -756,6 +767,10 @@ export class SipNode implements TransactionUser {
     const a = this.transports.addresses;
     const out = [a.udp.address, `${a.udp.address}:${a.udp.port}`, `${a.tcp.address}:${a.tcp.port}`];
     if (a.ws) out.push(`${a.ws.address}:${a.ws.port}`);
+    for (const alias of this.aliases) {
+      const host = alias.host.includes(':') ? `[${alias.host}]` : alias.host;
+      out.push(alias.host, host, `${host}:${alias.port}`);
+    }
     for (const x of [a.udp, a.tcp, ...(a.ws ? [a.ws] : [])]) {
       if (!isWildcardAddress(x.address)) continue;
       for (const i of this.interfaces.list()) {
@@ -768,6 +783,9 @@ export class SipNode implements TransactionUser {
 
   private isOwnAddress(host: string, port: number | undefined): boolean {
     const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+    if (this.aliases.some((x) => x.host === h && (port === undefined || x.port === port))) {
+      return true;
+    }
     const a = this.transports.addresses;
     const all = [a.udp, a.tcp, ...(a.ws ? [a.ws] : [])];
     const loopback = h === 'localhost' || h === '127.0.0.1' || h === '::1';
