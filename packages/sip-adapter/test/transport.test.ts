@@ -592,8 +592,16 @@ describe('SIP transport connection management', () => {
     await eventually(() => layer.stats.connectionsOpen.tcp === 3, 'a connection from loopback');
   });
 
-  it('closes the oldest idle connection to make room', async () => {
-    const layer = await start({ ws: false, maxConnections: 2 });
+  it('closes the oldest idle connection to make room, and says so in the log', async () => {
+    const warnings: string[] = [];
+    const logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (_: object, msg?: string) => warnings.push(msg ?? ''),
+      error: () => undefined,
+      child: () => logger,
+    };
+    const layer = await start({ ws: false, maxConnections: 2, logger });
     const first = await tcpClient(layer);
     const firstClosed = withTimeout(once(first, 'close'), 'the oldest connection to close');
     await eventually(() => layer.stats.connectionsOpen.tcp === 1, 'the first connection');
@@ -605,6 +613,9 @@ describe('SIP transport connection management', () => {
     await firstClosed;
     assert.equal(layer.stats.connectionsEvicted, 1);
     assert.equal(second.destroyed, false);
+    assert.deepEqual(warnings, [
+      'the SIP connection table is full: closing the connection idle longest for a new one',
+    ]);
   });
 
   it('sends the datagrams of one turn in order, those queued when it closes too', async () => {

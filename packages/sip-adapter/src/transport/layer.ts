@@ -105,6 +105,9 @@ function perStream(): Record<SipStreamProtocol, number> {
   return { tcp: 0, ws: 0 };
 }
 
+/** A full connection table is logged at most this often. */
+const EVICTION_LOG_INTERVAL_MS = 60_000;
+
 export class SipSocketTransports
   extends EventEmitter<SipTransportEvents>
   implements SipTransportLayer
@@ -151,6 +154,8 @@ export class SipSocketTransports
   private ws: BoundServer | undefined;
   private timers: NodeJS.Timeout[] = [];
   private isClosed = false;
+  /** When a full connection table was last logged (at most every EVICTION_LOG_INTERVAL_MS). */
+  private evictionToldAt = Number.NEGATIVE_INFINITY;
 
   private constructor(options: SipTransportOptions) {
     super();
@@ -592,6 +597,14 @@ export class SipSocketTransports
     if (live < this.maxConnections) return true;
     if (!oldest) return false;
     this.counters.connectionsEvicted++;
+    const now = this.now();
+    if (now - this.evictionToldAt >= EVICTION_LOG_INTERVAL_MS) {
+      this.evictionToldAt = now;
+      this.log.warn(
+        { max: this.maxConnections, evicted: this.counters.connectionsEvicted },
+        'the SIP connection table is full: closing the connection idle longest for a new one',
+      );
+    }
     oldest.close('evicted');
     return true;
   }
