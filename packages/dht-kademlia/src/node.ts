@@ -146,6 +146,10 @@ export interface KademliaOptions {
   onIdentityClash?: (address: string) => void;
 }
 
+/** A node heard at another address than listed is PINGed there at most this often. */
+const MOVE_CHECK_INTERVAL_MS = 5_000;
+/** Nodes whose last move check is remembered (checkMove). */
+const MAX_MOVE_CHECKS = 4096;
 /** An address where this node's ID was seen is probed, and a clash there told, this seldom. */
 export const IDENTITY_CLASH_REPORT_MS = 10 * 60_000;
 
@@ -286,6 +290,8 @@ export class KademliaNode {
   private readonly onIdentityClash: KademliaOptions['onIdentityClash'];
   /** Addresses this node's ID was named at, and when each was last PINGed (selfSeenAt). */
   private readonly selfProbedAt = new Map<string, number>();
+  /** When each node heard at an address other than listed was last PINGed there (checkMove). */
+  private readonly moveChecks = new Map<string, number>();
   /** Addresses a node with this node's ID was found at, and when each was last told of. */
   private readonly clashToldAt = new Map<string, number>();
   private readonly validateValue: ValueValidator | undefined;
@@ -1138,6 +1144,14 @@ export class KademliaNode {
         this.stats.contactsRefused++;
         return;
       }
+    } else if (!answered) {
+      const listed = this.table.get(contact.id);
+      if (listed && listed.address !== contact.address) {
+        // Listed elsewhere: the source of the request may be forged (a signed request of the
+        // node's own, sent from another address, QA). It moves once it answers there.
+        this.checkMove(contact);
+        return;
+      }
     }
     const now = this.clock.now();
     const r = this.table.add(contact, now, answered);
@@ -1166,6 +1180,25 @@ export class KademliaNode {
       // outside the table would otherwise cost a PING.
       this.pingBeforeEvict(r.leastRecentlySeen);
     }
+  }
+
+  /**
+   * PINGs a listed node at the address a request of its came from (seen): answered there, it
+   * is listed there. Once per node-ID every MOVE_CHECK_INTERVAL_MS, so that a forged source
+   * brings its victim a PING now and then, not one per datagram.
+   */
+  private checkMove(contact: Contact): void {
+    const key = idToHex(contact.id);
+    const now = this.clock.now();
+    const last = this.moveChecks.get(key);
+    if (last !== undefined && now - last < MOVE_CHECK_INTERVAL_MS) return;
+    this.moveChecks.delete(key);
+    if (this.moveChecks.size >= MAX_MOVE_CHECKS) {
+      const oldest = this.moveChecks.keys().next();
+      if (!oldest.done) this.moveChecks.delete(oldest.value);
+    }
+    this.moveChecks.set(key, now);
+    this.request(contact, { type: 'PING' }, true).catch(() => undefined);
   }
 
   private pingBeforeEvict(lrs: Contact): void {

@@ -160,6 +160,30 @@ describe('UdpTransport: KademliaNodes on the loopback', () => {
     }
   });
 
+  it('lists a node at its new address once it answers there, not on its request alone', async () => {
+    const a = nodes[0]!.node;
+    const first = await udpNode('udp-mover');
+    first.node.start();
+    assert.equal(await first.node.ping(a.contact), true);
+    assert.equal(a.table.get(first.node.id)?.address, first.udp.address);
+    await first.node.stop();
+    await first.udp.close();
+    // The same node-ID at another port (a restart, a NAT's new mapping): its request moves
+    // it once it answered a PING at the new port (a forged source would not answer).
+    const moved = await udpNode('udp-mover');
+    moved.node.start();
+    try {
+      assert.equal(await moved.node.ping(a.contact), true);
+      await waitFor(
+        () => a.table.get(moved.node.id)?.address === moved.udp.address,
+        'the node listed at its new address',
+      );
+    } finally {
+      await moved.node.stop();
+      await moved.udp.close();
+    }
+  });
+
   it('drops and counts garbage, then still answers a PING and a lookup', async () => {
     const target = nodes[0]!;
     const random = new SeededRandom(7);

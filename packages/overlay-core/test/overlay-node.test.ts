@@ -527,6 +527,13 @@ describe('overlay node over real sockets', () => {
       'the unaddressed request to be refused as a move',
     );
     assert.equal(target.dht.table.get(sender.nodeId)?.address, listedAt);
+    // Addressed to the target, from another address (a forged source, QA): the sender stays
+    // listed where it is, as nobody answers there as it.
+    const pings = target.dht.stats.requestsIn.PING;
+    await sendRaw(sender.codec.encodeRequest(9, ping, target.nodeId), target.udpAddress);
+    await until(() => target.dht.stats.requestsIn.PING > pings, 'the forged PING to be handled');
+    await new Promise((r) => setTimeout(r, 300)); // the PING back to its source times out
+    assert.equal(target.dht.table.get(sender.nodeId)?.address, listedAt);
     // Addressed to the target, from the sender's own address: as ever.
     assert.equal(await sender.dht.ping(target.contact), true);
   });
