@@ -1226,7 +1226,10 @@ export class OverlayNode {
   /** The contact of a node-ID: from the routing table, or found by a lookup. */
   async findContact(nodeId: NodeId): Promise<Contact> {
     const known = this.dht.table.get(nodeId);
-    if (known) return known;
+    // Only at an address where it answered: a node heard of only in a request of its own may
+    // be listed at a forged source address, and its NODE-INFO then names that host (QA). A
+    // lookup finds it where it answers.
+    if (known && this.dht.table.answeredAt(nodeId) !== undefined) return known;
     const found = await this.dht.findNode(nodeId);
     const hit = found.closest.find((c) => idEquals(c.id, nodeId));
     if (!hit)

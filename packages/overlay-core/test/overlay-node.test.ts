@@ -538,6 +538,28 @@ describe('overlay node over real sockets', () => {
     assert.equal(await sender.dht.ping(target.contact), true);
   });
 
+  it('dials no node at an address it was only heard from, which may be forged (QA)', async () => {
+    const [a, target] = nodes as [OverlayNode, OverlayNode];
+    // A node new to the target, heard in one signed PING from an address where nothing
+    // answers as it (a forged source).
+    const keys = generateNodeKeyPair(4);
+    const id = nodeIdOf(keys.publicKey);
+    const codec = new SignedDatagramCodec({
+      keys,
+      configHash: configHash(a.config),
+      overlayName: a.config.name,
+      puzzleBits: a.config.puzzleBits,
+    });
+    const pings = target.dht.stats.requestsIn.PING;
+    await sendRaw(
+      codec.encodeRequest(3, { sender: id, body: { type: 'PING' } }, target.nodeId),
+      target.udpAddress,
+    );
+    await until(() => target.dht.stats.requestsIn.PING > pings, 'the PING to be handled');
+    assert.ok(target.dht.table.get(id), 'listed, as a sender');
+    await assert.rejects(target.findContact(id), /not in the overlay/);
+  });
+
   it('tells a node of another overlay why it cannot join', async () => {
     await assert.rejects(
       OverlayNode.start({
