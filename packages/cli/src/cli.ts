@@ -57,7 +57,7 @@ import {
 } from './format/views.js';
 import { createLogger } from './logger.js';
 import { prepareDataDir } from './node/data-dir.js';
-import { isAor, startNode } from './node/runner.js';
+import { isAor, parseNodeId, startNode } from './node/runner.js';
 import { onNpmParentGone } from './parent.js';
 
 /**
@@ -356,7 +356,9 @@ function buildParser(argv: string[]) {
       (y) =>
         dataDirFlags(y)
           .positional('node-id', { type: 'string', demandOption: true })
-          .option('json', { type: 'boolean', describe: 'JSON output' }),
+          .option('json', { type: 'boolean', describe: 'JSON output' })
+          // Before asking the node: with none running, that would be all it said (QA).
+          .check((a) => parseNodeId(String(a['node-id'])) !== undefined),
       (a) => controlCommand('ping', { ...a, arg: a['node-id'] }, (r) => formatPing(r as PingView)),
     )
     .command(

@@ -864,6 +864,10 @@ describe('errors and settings', () => {
     const r = await peerbx(['status', '--data-dir', tempDir(t)]);
     assert.equal(r.code, 1);
     assert.match(oneErrorLine(r.stderr), /no node is running with data directory/);
+    // A bad node-ID is said before the node is asked for (QA).
+    const ping = await peerbx(['ping', 'abc', '--data-dir', tempDir(t)]);
+    assert.equal(ping.code, 2);
+    assert.match(oneErrorLine(ping.stderr), /"abc" is not a node-ID/);
   });
 
   test('status after a node was killed: its control socket is left, nobody listens', async (t) => {

@@ -535,7 +535,8 @@ function requireArg(req: ControlRequest, what: string): string {
   return req.arg.trim();
 }
 
-function parseNodeId(text: string) {
+/** A node-ID as typed (64 hex digits); a usage error saying so otherwise. */
+export function parseNodeId(text: string) {
   if (!/^[0-9a-fA-F]{64}$/.test(text))
     throw new CliError(
       'ERR_USAGE',
