@@ -113,6 +113,15 @@ const CLAIM_CHECK_TIMEOUT_MS = 10_000;
 const CLAIM_SETTLE_WINDOW_MS = 60 * 60_000;
 /** Names whose claim came in lately remembered at most (claimsArrived): a full store's worth. */
 const MAX_CLAIMS_ARRIVED = 100_000;
+/**
+ * A claim that its own writer stored on a newcomer is checked against the name's other holders
+ * this long after (the hand-over of the nodes closest before has come by then): no STORE may
+ * ever be refused there to start a check, when the writer's ID is the one closest to the name
+ * and no honest node hands the name over (QA).
+ */
+const CLAIM_FIRST_CHECK_MS = 10_000;
+/** First checks waiting for their time at most (claimArrived). */
+const MAX_CLAIM_FIRST_CHECKS = 256;
 /** Read repairs remembered (repairStale), the oldest forgotten first. */
 const MAX_REPAIRS_REMEMBERED = 4096;
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
@@ -151,6 +160,12 @@ export interface OverlayNodeOptions {
   clock?: Clock;
   /** The most keys one other node's STOREs may bring to this node's store (MAX_KEYS_PER_STORER). */
   maxKeysPerStorer?: number;
+  /**
+   * Claim settling (settleClaim): how long after its start the node counts as a newcomer
+   * (default CLAIM_SETTLE_WINDOW_MS), and how long after a claim a node wrote itself reached a
+   * newcomer the name is checked (CLAIM_FIRST_CHECK_MS). Tests shorten them.
+   */
+  claimSettling?: { newcomerForMs?: number; firstCheckAfterMs?: number };
 }
 
 export interface PublishResult {
@@ -259,6 +274,12 @@ export class OverlayNode {
    * CLAIM_SETTLE_WINDOW_MS, oldest first: the claims a node may still settle (settleClaim).
    */
   private readonly claimsArrived = new Map<string, number>();
+  /** When this node started: a newcomer for claimSettling.newcomerForMs. */
+  private readonly startedAt: number;
+  private readonly newcomerForMs: number;
+  private readonly firstCheckAfterMs: number;
+  /** First checks waiting for their time (claimArrived). */
+  private claimFirstChecks = 0;
   /** Client requests that did not decode (serveClient). */
   private clientRequestsMalformed = 0;
   /** When each holder was last sent each record version by read repair (repairStale). */
@@ -279,6 +300,7 @@ export class OverlayNode {
     private readonly advertise: string[],
     log: Logger,
     clock: Clock,
+    claimSettling: OverlayNodeOptions['claimSettling'] = {},
   ) {
     this.keys = keys;
     this.nodeId = nodeIdOf(keys.publicKey);
@@ -289,6 +311,9 @@ export class OverlayNode {
     this.log = log;
     this.clock = clock;
     this.signer = new RecordSigner(paths, config, keys, clock);
+    this.startedAt = clock.now();
+    this.newcomerForMs = claimSettling.newcomerForMs ?? CLAIM_SETTLE_WINDOW_MS;
+    this.firstCheckAfterMs = claimSettling.firstCheckAfterMs ?? CLAIM_FIRST_CHECK_MS;
   }
 
   /** Opens the data directory, binds the sockets, joins (or founds) the overlay. */
@@ -370,7 +395,7 @@ export class OverlayNode {
       const maintenance = config.dht.maintenanceIntervalMs;
       // Set once the node exists; STOREs, which call it, come after.
       let settleClaim = (_resource: string, _sender: NodeId): void => undefined;
-      let claimArrived = (_resource: string): void => undefined;
+      let claimArrived = (_resource: string, _byWriter: boolean): void => undefined;
       const dht: KademliaNode = new KademliaNode({
         id: nodeId,
         transport: udp,
@@ -387,7 +412,7 @@ export class OverlayNode {
           responsible: (key, sender) =>
             idEquals(sender, nodeId) || dht.isResponsibleFor(key, sender),
           onOwnedByAnother: (resource, sender) => settleClaim(resource, sender),
-          onNewClaim: (resource) => claimArrived(resource),
+          onNewClaim: (resource, byWriter) => claimArrived(resource, byWriter),
           shares,
         }),
         acceptContact: (c) =>
@@ -435,9 +460,10 @@ export class OverlayNode {
         options.advertise ?? [],
         log,
         clock,
+        options.claimSettling,
       );
       settleClaim = (resource, sender) => node.settleClaim(resource, sender);
-      claimArrived = (resource) => node.claimArrived(resource);
+      claimArrived = (resource, byWriter) => node.claimArrived(resource, byWriter);
       links.handle(CLIENT_APPLICATION, (channel) => node.serveClient(channel));
       dht.start();
       // The nodes known when this one last ran: a node that founded the overlay, or whose
@@ -772,24 +798,46 @@ export class OverlayNode {
    * refused STOREs must not keep the place of a hand-over's), each for at most
    * CLAIM_CHECK_TIMEOUT_MS.
    */
-  private settleClaim(resource: string, sender: NodeId): void {
+  private settleClaim(resource: string, sender: NodeId | undefined): 'queued' | 'full' | 'no' {
     const now = this.clock.now();
     const arrived = this.claimsArrived.get(resource);
-    if (this.closed || arrived === undefined || now - arrived > CLAIM_SETTLE_WINDOW_MS) return;
+    if (this.closed || arrived === undefined || now - arrived > CLAIM_SETTLE_WINDOW_MS) return 'no';
     const last = this.claimChecks.get(resource);
-    if (last !== undefined && now - last < CLAIM_CHECK_AGAIN_MS) return;
-    if (this.claimChecksWaiting.has(resource)) return;
-    const by = idToHex(sender);
-    if ((this.claimChecksBy.get(by) ?? 0) >= MAX_CLAIM_CHECKS_PER_SENDER) return;
-    if (this.claimChecksWaiting.size >= MAX_CLAIM_CHECKS_WAITING) return;
+    if (last !== undefined && now - last < CLAIM_CHECK_AGAIN_MS) return 'no';
+    if (this.claimChecksWaiting.has(resource)) return 'no';
+    // A first check (no sender) counts against no sender: the liar it is for wrote the claim.
+    const by = sender === undefined ? '' : idToHex(sender);
+    if (by !== '' && (this.claimChecksBy.get(by) ?? 0) >= MAX_CLAIM_CHECKS_PER_SENDER) return 'no';
+    if (this.claimChecksWaiting.size >= MAX_CLAIM_CHECKS_WAITING) return 'full';
     addCount(this.claimChecksBy, by, 1);
     this.claimChecksWaiting.set(resource, by);
     this.nextClaimCheck();
+    return 'queued';
   }
 
-  /** A claim was taken by STORE for a name that had none here (claimsArrived). */
-  private claimArrived(resource: string): void {
+  /**
+   * A claim was taken by STORE for a name that had none here (claimsArrived). One its own
+   * writer stored (`byWriter`: an owner's node publishing its user, or a liar storing its own
+   * claim) counts only at a newcomer, and has the name checked a while later: at a node that
+   * ran longer it is an owner's first publication, and were it open to settling, a few IDs
+   * chosen near the name could turn the holders of every name registered in the last hour
+   * (review).
+   */
+  private claimArrived(resource: string, byWriter: boolean): void {
     const now = this.clock.now();
+    if (byWriter) {
+      if (now - this.startedAt > this.newcomerForMs) return;
+      if (this.claimFirstChecks < MAX_CLAIM_FIRST_CHECKS) {
+        this.claimFirstChecks++;
+        // Its turn comes when the line has room, while the claim may still be settled.
+        const due = () => {
+          if (this.settleClaim(resource, undefined) === 'full' && !this.closed) {
+            this.clock.setTimeout(due, this.firstCheckAfterMs);
+          } else this.claimFirstChecks--;
+        };
+        this.clock.setTimeout(due, this.firstCheckAfterMs);
+      }
+    }
     this.claimsArrived.delete(resource);
     this.claimsArrived.set(resource, now);
     for (const [name, at] of this.claimsArrived) {

@@ -34,7 +34,11 @@ import {
   type KeyPair,
   nodeIdOf,
 } from '../src/identity/keys.js';
-import { MAX_CLIENT_REQUESTS_IN_FLIGHT, OverlayNode } from '../src/overlay.js';
+import {
+  MAX_CLIENT_REQUESTS_IN_FLIGHT,
+  OverlayNode,
+  type OverlayNodeOptions,
+} from '../src/overlay.js';
 import { PersistentStore } from '../src/storage/persistent-store.js';
 import { decodeRecord, encodeRecord, resourceId } from '../src/storage/record.js';
 import { SignedDatagramCodec } from '../src/transport/signed-codec.js';
@@ -78,9 +82,8 @@ function publishDevice(
  * What a thief sends for someone else's name: a claim of its own key for the name and a device
  * of that key, dated a minute after `now`, validly signed (encoded records).
  */
-function forgedClaim(resource: string, now: number): Uint8Array[] {
+function forgedClaim(resource: string, now: number, thiefNode = generateKeyPair()): Uint8Array[] {
   const thief = generateKeyPair();
-  const thiefNode = generateKeyPair();
   return [
     nameClaim(thiefNode, thief, now + 60_000, resource),
     registration(thiefNode, thief, now + 60_000, {
@@ -215,6 +218,7 @@ async function startNodes(
   names: string[],
   nodes: OverlayNode[],
   overlay = config(),
+  more: Partial<OverlayNodeOptions> = {},
 ): Promise<void> {
   const first = nodes.length;
   for (const name of names) {
@@ -224,6 +228,7 @@ async function startNodes(
         dataDir: join(root, name),
         config: overlay,
         ...(founder ? { bootstrap: [founder.udpAddress] } : {}),
+        ...more,
       }),
     );
   }
@@ -834,6 +839,79 @@ describe('five nodes with the default k (20): holders of a name fed a false clai
     // Three of four others hold the thief's claim: a claim that came in lately would go.
     assert.equal(claimKeyAt(back, key), owner);
     await assertClaimKept(back, key, forged, nodes, overlay, false);
+  });
+});
+
+describe('five nodes past their first hour (k = 20): a name registered a moment ago', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-settled-'));
+  const nodes: OverlayNode[] = [];
+  const overlay = config({
+    dht: { k: 20, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: 60_000 },
+  });
+
+  before(async () => {
+    await startNodes(root, ['a', 'b', 'c', 'd', 'e'], nodes, overlay, {
+      claimSettling: { newcomerForMs: 0 },
+    });
+    for (const x of nodes) for (const y of nodes) if (x !== y) await x.dht.ping(y.dht.contact);
+  });
+  after(() => closeAll(root, nodes));
+
+  it("keeps the owner's first claim against IDs chosen near the name, most of the others (review)", async () => {
+    // The review: a claim a node's owner stored there counted as new to settle for an hour,
+    // and six IDs near a name answering with a thief's claim turned its three other holders.
+    const [a, b] = nodes as [OverlayNode, OverlayNode];
+    const name = 'yuri@peerbx.local';
+    const key = resourceId(name);
+    await publishDevice(a, name, new TextEncoder().encode('sip:yuri@127.0.0.1:5070'));
+    const owner = claimKeyAt(b, key);
+    assert.ok(owner);
+    const forged = forgedClaim(name, Date.now());
+    feed(nodes.slice(2), key, forged);
+    await assertClaimKept(b, key, forged, nodes, overlay, false);
+    assert.equal(claimKeyAt(b, key), owner);
+  });
+});
+
+describe('a newcomer its writer stored a false claim on, no STORE refused there', () => {
+  const root = mkdtempSync(join(tmpdir(), 'peerbx-first-'));
+  const nodes: OverlayNode[] = [];
+  const overlay = config({
+    dht: { k: 20, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: 60_000 },
+  });
+
+  before(async () => {
+    await startNodes(root, ['a', 'b', 'c', 'd', 'e'], nodes, overlay, {
+      claimSettling: { firstCheckAfterMs: 200 },
+    });
+    for (const x of nodes) for (const y of nodes) if (x !== y) await x.dht.ping(y.dht.contact);
+  });
+  after(() => closeAll(root, nodes));
+
+  it("checks the name a while later, and takes the owner's claim the others hold (QA)", async () => {
+    // QA: with the liar's ID the closest to a name, no honest node handed the name over to
+    // the newcomers it fed, so no STORE was ever refused there to start a check.
+    const [a, raced] = nodes as [OverlayNode, OverlayNode];
+    const name = 'zoe@peerbx.local';
+    const key = resourceId(name);
+    await publishDevice(a, name, new TextEncoder().encode('sip:zoe@127.0.0.1:5070'));
+    const owner = claimKeyAt(a, key);
+    raced.store.delete(key);
+    const liar = generateNodeKeyPair(overlay.puzzleBits);
+    const forged = forgedClaim(name, Date.now(), liar);
+    const replaced = raced.stats().rejections.claimsReplaced;
+    const stored = await storeFromFarNode(raced.udpAddress, key, forged, nodes, overlay, liar);
+    assert.ok(
+      stored.every((r) => r.ok),
+      'taken: no claim was held',
+    );
+    assert.notEqual(claimKeyAt(raced, key), owner);
+    await until(
+      () => claimKeyAt(raced, key) === owner,
+      "the owner's claim at the newcomer",
+      10_000,
+    );
+    assert.equal(raced.stats().rejections.claimsReplaced, replaced + 1);
   });
 });
 

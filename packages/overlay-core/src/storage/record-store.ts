@@ -128,8 +128,11 @@ export interface ValidatorOptions {
   responsible?: Responsibility;
   /** Told of each record refused as another key's claim to its name is held here. */
   onOwnedByAnother?: (resource: string, sender: NodeId) => void;
-  /** Told of each name claim taken where no claim to its name was held. */
-  onNewClaim?: (resource: string) => void;
+  /**
+   * Told of each name claim taken where no claim to its name was held, and whether its sender
+   * wrote it (the claim's node signature is the sender's).
+   */
+  onNewClaim?: (resource: string, byWriter: boolean) => void;
   /** Keys held per writing node: a new key only within its writer's share. */
   shares?: StorerShares;
   /**
@@ -205,16 +208,19 @@ export function createRecordValidator(
     }
     const kind = kindById(config, record.kind)!;
     const slot = recordSlot(record);
-    if (record.kind === KIND_NAME_CLAIM && !isTombstone(record) && !currentClaim(live, now)) {
-      onNewClaim?.(record.resource);
+    if (!live.some((r) => r.slot === slot)) {
+      const count = live.filter((r) => r.facts.kind === record.kind).length;
+      if (count >= kind.maxCount) {
+        return {
+          reason: 'too-many-values',
+          detail: `${kind.name} for ${record.resource} already has ${count} entries, the most this overlay allows`,
+        };
+      }
     }
-    if (live.some((r) => r.slot === slot)) return undefined;
-    const count = live.filter((r) => r.facts.kind === record.kind).length;
-    if (count >= kind.maxCount) {
-      return {
-        reason: 'too-many-values',
-        detail: `${kind.name} for ${record.resource} already has ${count} entries, the most this overlay allows`,
-      };
+    if (onNewClaim && record.kind === KIND_NAME_CLAIM && !isTombstone(record)) {
+      if (!currentClaim(live, now)) {
+        onNewClaim(record.resource, idEquals(nodeIdOf(record.nodeKey), sender));
+      }
     }
     return undefined;
   };
