@@ -2,6 +2,7 @@
 // Kademlia over signed UDP datagrams, stores only records that prove their writer, keeps them
 // in LevelDB, and opens authenticated stream links to other nodes. What the SIP adapter calls.
 
+import { statSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { basename, dirname } from 'node:path';
 import {
@@ -114,10 +115,10 @@ const CLAIM_SETTLE_WINDOW_MS = 60 * 60_000;
 /** Names whose claim came in lately remembered at most (claimsArrived): a full store's worth. */
 const MAX_CLAIMS_ARRIVED = 100_000;
 /**
- * A claim that its own writer stored on a newcomer is checked against the name's other holders
- * this long after (the hand-over of the nodes closest before has come by then): no STORE may
- * ever be refused there to start a check, when the writer's ID is the one closest to the name
- * and no honest node hands the name over (QA).
+ * A claim a STORE brought to a newcomer is checked against the name's other holders this long
+ * after (the hand-over of the nodes closest before has come by then): no STORE may ever be
+ * refused there to start a check, when a liar's ID is the one closest to the name and no
+ * honest node hands the name over (QA).
  */
 const CLAIM_FIRST_CHECK_MS = 10_000;
 /** First checks waiting for their time at most (claimArrived). */
@@ -274,7 +275,7 @@ export class OverlayNode {
    * CLAIM_SETTLE_WINDOW_MS, oldest first: the claims a node may still settle (settleClaim).
    */
   private readonly claimsArrived = new Map<string, number>();
-  /** When this node started: a newcomer for claimSettling.newcomerForMs. */
+  /** When this node first started (its key was made): a newcomer for newcomerForMs. */
   private readonly startedAt: number;
   private readonly newcomerForMs: number;
   private readonly firstCheckAfterMs: number;
@@ -300,7 +301,7 @@ export class OverlayNode {
     private readonly advertise: string[],
     log: Logger,
     clock: Clock,
-    claimSettling: OverlayNodeOptions['claimSettling'] = {},
+    claimSettling: OverlayNodeOptions['claimSettling'] & { keyAgeMs?: number } = {},
   ) {
     this.keys = keys;
     this.nodeId = nodeIdOf(keys.publicKey);
@@ -311,7 +312,7 @@ export class OverlayNode {
     this.log = log;
     this.clock = clock;
     this.signer = new RecordSigner(paths, config, keys, clock);
-    this.startedAt = clock.now();
+    this.startedAt = clock.now() - (claimSettling.keyAgeMs ?? 0);
     this.newcomerForMs = claimSettling.newcomerForMs ?? CLAIM_SETTLE_WINDOW_MS;
     this.firstCheckAfterMs = claimSettling.firstCheckAfterMs ?? CLAIM_FIRST_CHECK_MS;
   }
@@ -327,6 +328,8 @@ export class OverlayNode {
     try {
       if (readSavedConfig(paths) === undefined) writeSavedConfig(paths, config);
       const keys = loadNodeKey(paths, config.puzzleBits);
+      // The node's age: that of its key, made at its first start (a restart is no newcomer).
+      const keyAgeMs = Math.max(0, Date.now() - statSync(paths.nodeKey).mtimeMs);
       const nodeId = nodeIdOf(keys.publicKey);
       const log = (options.logger ?? silentLogger).child({
         component: 'overlay',
@@ -460,7 +463,7 @@ export class OverlayNode {
         options.advertise ?? [],
         log,
         clock,
-        options.claimSettling,
+        { ...options.claimSettling, keyAgeMs },
       );
       settleClaim = (resource, sender) => node.settleClaim(resource, sender);
       claimArrived = (resource, byWriter) => node.claimArrived(resource, byWriter);
@@ -802,8 +805,11 @@ export class OverlayNode {
     const now = this.clock.now();
     const arrived = this.claimsArrived.get(resource);
     if (this.closed || arrived === undefined || now - arrived > CLAIM_SETTLE_WINDOW_MS) return 'no';
+    // A first check runs even if a refused STORE had one run lately (a liar can have one run
+    // at once, while the vote still favours it, re-check).
     const last = this.claimChecks.get(resource);
-    if (last !== undefined && now - last < CLAIM_CHECK_AGAIN_MS) return 'no';
+    if (sender !== undefined && last !== undefined && now - last < CLAIM_CHECK_AGAIN_MS)
+      return 'no';
     if (this.claimChecksWaiting.has(resource)) return 'no';
     // A first check (no sender) counts against no sender: the liar it is for wrote the claim.
     const by = sender === undefined ? '' : idToHex(sender);
@@ -818,15 +824,18 @@ export class OverlayNode {
   /**
    * A claim was taken by STORE for a name that had none here (claimsArrived). One its own
    * writer stored (`byWriter`: an owner's node publishing its user, or a liar storing its own
-   * claim) counts only at a newcomer, and has the name checked a while later: at a node that
-   * ran longer it is an owner's first publication, and were it open to settling, a few IDs
-   * chosen near the name could turn the holders of every name registered in the last hour
-   * (review).
+   * claim) counts only at a newcomer: at a node that first started longer ago it is an owner's
+   * first publication, and were it open to settling, a few IDs chosen near the name could turn
+   * the holders of every name registered in the last hour (review). At a newcomer every claim
+   * that came in has its name checked a while later.
    */
   private claimArrived(resource: string, byWriter: boolean): void {
     const now = this.clock.now();
-    if (byWriter) {
-      if (now - this.startedAt > this.newcomerForMs) return;
+    const newcomer = now - this.startedAt <= this.newcomerForMs;
+    if (byWriter && !newcomer) return;
+    // At a newcomer, every claim that came in is checked (a liar can sign its claim with a
+    // node key of no node, or have a newcomer it fed pass it on: re-check).
+    if (newcomer) {
       if (this.claimFirstChecks < MAX_CLAIM_FIRST_CHECKS) {
         this.claimFirstChecks++;
         // Its turn comes when the line has room, while the claim may still be settled.

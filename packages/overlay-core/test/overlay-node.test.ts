@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -827,6 +827,9 @@ describe('five nodes with the default k (20): holders of a name fed a false clai
     const owner = claimKeyAt(b, key);
     assert.ok(owner);
     await b.close();
+    // b first started two hours ago (its key's age): no newcomer at its restart.
+    const twoHoursAgo = new Date(Date.now() - 2 * HOUR);
+    utimesSync(join(root, 'b', 'node.key'), twoHoursAgo, twoHoursAgo);
     const back = await OverlayNode.start({
       dataDir: join(root, 'b'),
       config: overlay,
@@ -839,6 +842,14 @@ describe('five nodes with the default k (20): holders of a name fed a false clai
     // Three of four others hold the thief's claim: a claim that came in lately would go.
     assert.equal(claimKeyAt(back, key), owner);
     await assertClaimKept(back, key, forged, nodes, overlay, false);
+    // Nor is a new name's first claim, which its owner's node stored there (review: the
+    // process's age made every restart a newcomer, open to IDs chosen near a new name).
+    const fresh = 'xander@peerbx.local';
+    const freshKey = resourceId(fresh);
+    await publishDevice(a, fresh, new TextEncoder().encode('sip:xander@127.0.0.1:5070'));
+    const freshForged = forgedClaim(fresh, Date.now());
+    feed(nodes.slice(2), freshKey, freshForged);
+    await assertClaimKept(back, freshKey, freshForged, nodes, overlay, false);
   });
 });
 
@@ -888,31 +899,38 @@ describe('a newcomer its writer stored a false claim on, no STORE refused there'
   });
   after(() => closeAll(root, nodes));
 
-  it("checks the name a while later, and takes the owner's claim the others hold (QA)", async () => {
-    // QA: with the liar's ID the closest to a name, no honest node handed the name over to
-    // the newcomers it fed, so no STORE was ever refused there to start a check.
-    const [a, raced] = nodes as [OverlayNode, OverlayNode];
-    const name = 'zoe@peerbx.local';
-    const key = resourceId(name);
-    await publishDevice(a, name, new TextEncoder().encode('sip:zoe@127.0.0.1:5070'));
-    const owner = claimKeyAt(a, key);
-    raced.store.delete(key);
-    const liar = generateNodeKeyPair(overlay.puzzleBits);
-    const forged = forgedClaim(name, Date.now(), liar);
-    const replaced = raced.stats().rejections.claimsReplaced;
-    const stored = await storeFromFarNode(raced.udpAddress, key, forged, nodes, overlay, liar);
-    assert.ok(
-      stored.every((r) => r.ok),
-      'taken: no claim was held',
-    );
-    assert.notEqual(claimKeyAt(raced, key), owner);
-    await until(
-      () => claimKeyAt(raced, key) === owner,
-      "the owner's claim at the newcomer",
-      10_000,
-    );
-    assert.equal(raced.stats().rejections.claimsReplaced, replaced + 1);
-  });
+  for (const via of ['its writer', 'another node'] as const) {
+    it(`checks the name a while later, and takes the owner's claim the others hold: sent by ${via} (QA)`, async () => {
+      // QA: with the liar's ID the closest to a name, no honest node handed the name over to
+      // the newcomers it fed, so no STORE was ever refused there to start a check; and a
+      // claim signed with a node key of no node, or passed on by a newcomer it fed, had none.
+      const [a, raced] = nodes as [OverlayNode, OverlayNode];
+      const name = `zoe-${via.replace(' ', '-')}@peerbx.local`;
+      const key = resourceId(name);
+      const checked = raced.stats().rejections.claimsChecked;
+      await publishDevice(a, name, new TextEncoder().encode('sip:zoe@127.0.0.1:5070'));
+      const owner = claimKeyAt(a, key);
+      // The check of the owner's claim, new there too, ends first: it finds nothing to do.
+      await until(() => raced.stats().rejections.claimsChecked > checked, 'the first check');
+      raced.store.delete(key);
+      const liar = generateNodeKeyPair(overlay.puzzleBits);
+      const forged = forgedClaim(name, Date.now(), liar);
+      const sender = via === 'its writer' ? liar : generateNodeKeyPair(overlay.puzzleBits);
+      const replaced = raced.stats().rejections.claimsReplaced;
+      const stored = await storeFromFarNode(raced.udpAddress, key, forged, nodes, overlay, sender);
+      assert.ok(
+        stored.every((r) => r.ok),
+        'taken: no claim was held',
+      );
+      assert.notEqual(claimKeyAt(raced, key), owner);
+      await until(
+        () => claimKeyAt(raced, key) === owner,
+        "the owner's claim at the newcomer",
+        10_000,
+      );
+      assert.equal(raced.stats().rejections.claimsReplaced, replaced + 1);
+    });
+  }
 });
 
 describe('two liars among four holders of a name, one honest holder away', () => {
