@@ -730,19 +730,24 @@ export class KademliaNode {
   }
 
   /**
-   * Whether `address` is due, IDENTITY_CLASH_REPORT_MS after its last time in `last` (or
-   * never there); due, it is noted now. The newest 64 addresses are kept.
+   * Whether `key` (an address, a node-ID) is due, `intervalMs` after its last time in `last`
+   * (or never there); due, it is noted now. The newest `most` keys are kept.
    */
-  private due(last: Map<string, number>, address: string): boolean {
+  private due(
+    last: Map<string, number>,
+    key: string,
+    intervalMs = IDENTITY_CLASH_REPORT_MS,
+    most = 64,
+  ): boolean {
     const now = this.clock.now();
-    const at = last.get(address);
-    if (at !== undefined && now - at < IDENTITY_CLASH_REPORT_MS) return false;
-    last.delete(address);
-    if (last.size >= 64) {
+    const at = last.get(key);
+    if (at !== undefined && now - at < intervalMs) return false;
+    last.delete(key);
+    if (last.size >= most) {
       const oldest = last.keys().next();
       if (!oldest.done) last.delete(oldest.value);
     }
-    last.set(address, now);
+    last.set(key, now);
     return true;
   }
 
@@ -1189,15 +1194,7 @@ export class KademliaNode {
    */
   private checkMove(contact: Contact): void {
     const key = idToHex(contact.id);
-    const now = this.clock.now();
-    const last = this.moveChecks.get(key);
-    if (last !== undefined && now - last < MOVE_CHECK_INTERVAL_MS) return;
-    this.moveChecks.delete(key);
-    if (this.moveChecks.size >= MAX_MOVE_CHECKS) {
-      const oldest = this.moveChecks.keys().next();
-      if (!oldest.done) this.moveChecks.delete(oldest.value);
-    }
-    this.moveChecks.set(key, now);
+    if (!this.due(this.moveChecks, key, MOVE_CHECK_INTERVAL_MS, MAX_MOVE_CHECKS)) return;
     this.request(contact, { type: 'PING' }, true).catch(() => undefined);
   }
 

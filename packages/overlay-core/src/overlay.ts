@@ -397,8 +397,7 @@ export class OverlayNode {
 
       const maintenance = config.dht.maintenanceIntervalMs;
       // Set once the node exists; STOREs, which call it, come after.
-      let settleClaim = (_resource: string, _sender: NodeId): void => undefined;
-      let claimArrived = (_resource: string, _byWriter: boolean): void => undefined;
+      let node: OverlayNode | undefined;
       const dht: KademliaNode = new KademliaNode({
         id: nodeId,
         transport: udp,
@@ -414,8 +413,8 @@ export class OverlayNode {
         validateValue: createRecordValidator(config, store, clock, {
           responsible: (key, sender) =>
             idEquals(sender, nodeId) || dht.isResponsibleFor(key, sender),
-          onOwnedByAnother: (resource, sender) => settleClaim(resource, sender),
-          onNewClaim: (resource, byWriter) => claimArrived(resource, byWriter),
+          onOwnedByAnother: (resource, sender) => node?.settleClaim(resource, sender),
+          onNewClaim: (resource, byWriter) => node?.claimArrived(resource, byWriter),
           shares,
         }),
         acceptContact: (c) =>
@@ -448,7 +447,7 @@ export class OverlayNode {
           else log.debug(fields, 'sending a new neighbour the keys it is now among the closest to');
         },
       });
-      const node = new OverlayNode(
+      node = new OverlayNode(
         paths,
         release,
         keys,
@@ -465,8 +464,6 @@ export class OverlayNode {
         clock,
         { ...options.claimSettling, keyAgeMs },
       );
-      settleClaim = (resource, sender) => node.settleClaim(resource, sender);
-      claimArrived = (resource, byWriter) => node.claimArrived(resource, byWriter);
       links.handle(CLIENT_APPLICATION, (channel) => node.serveClient(channel));
       dht.start();
       // The nodes known when this one last ran: a node that founded the overlay, or whose
@@ -834,18 +831,16 @@ export class OverlayNode {
     const newcomer = now - this.startedAt <= this.newcomerForMs;
     if (byWriter && !newcomer) return;
     // At a newcomer, every claim that came in is checked (a liar can sign its claim with a
-    // node key of no node, or have a newcomer it fed pass it on: re-check).
-    if (newcomer) {
-      if (this.claimFirstChecks < MAX_CLAIM_FIRST_CHECKS) {
-        this.claimFirstChecks++;
-        // Its turn comes when the line has room, while the claim may still be settled.
-        const due = () => {
-          if (this.settleClaim(resource, undefined) === 'full' && !this.closed) {
-            this.clock.setTimeout(due, this.firstCheckAfterMs);
-          } else this.claimFirstChecks--;
-        };
-        this.clock.setTimeout(due, this.firstCheckAfterMs);
-      }
+    // node key of no node, or have a newcomer it fed pass it on: re-check). Its turn comes
+    // when the line has room, while the claim may still be settled.
+    if (newcomer && this.claimFirstChecks < MAX_CLAIM_FIRST_CHECKS) {
+      this.claimFirstChecks++;
+      const due = () => {
+        if (this.settleClaim(resource, undefined) === 'full' && !this.closed) {
+          this.clock.setTimeout(due, this.firstCheckAfterMs);
+        } else this.claimFirstChecks--;
+      };
+      this.clock.setTimeout(due, this.firstCheckAfterMs);
     }
     this.claimsArrived.delete(resource);
     this.claimsArrived.set(resource, now);
@@ -886,6 +881,9 @@ export class OverlayNode {
 
   private async checkClaim(resource: string): Promise<void> {
     const key = resourceId(resource);
+    // A claim of this node's own user, which it published: never given up (a poisoned
+    // majority would otherwise have the user refused at its own node, QA), so not looked up.
+    if (this.published.has(`${idToHex(key)}/${NAME_CLAIM_SLOT}`)) return;
     const result = await this.lookupValues(resource, this.config.dht.k, undefined, true);
     if (this.closed) return;
     const now = this.clock.now();
@@ -912,9 +910,6 @@ export class OverlayNode {
       for (const h of holders) set.add(h);
       behind.set(id, set);
     }
-    // A claim of this node's own user, which it published: never given up (a poisoned
-    // majority would otherwise have the user refused at its own node, QA).
-    if (this.published.has(`${idToHex(key)}/${NAME_CLAIM_SLOT}`)) return;
     const heldId = Buffer.from(heldOwner).toString('hex');
     const [first, second] = [...behind].sort((x, y) => y[1].size - x[1].size);
     if (!first || first[0] === heldId || (second && second[1].size >= first[1].size)) return;

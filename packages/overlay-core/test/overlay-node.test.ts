@@ -234,6 +234,24 @@ async function startNodes(
   }
 }
 
+/**
+ * Five nodes with the default k (20) under a fresh root, each knowing every other, started
+ * before the describe's tests and closed after: every node holds every name.
+ */
+function fiveNodes(prefix: string, more: Partial<OverlayNodeOptions> = {}) {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  const nodes: OverlayNode[] = [];
+  const overlay = config({
+    dht: { k: 20, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: 60_000 },
+  });
+  before(async () => {
+    await startNodes(root, ['a', 'b', 'c', 'd', 'e'], nodes, overlay, more);
+    for (const x of nodes) for (const y of nodes) if (x !== y) await x.dht.ping(y.dht.contact);
+  });
+  after(() => closeAll(root, nodes));
+  return { root, nodes, overlay };
+}
+
 /** Nodes a, b, c, d under root, b to d bootstrapped from a. */
 const startFour = (root: string, nodes: OverlayNode[]) =>
   startNodes(root, ['a', 'b', 'c', 'd'], nodes);
@@ -787,17 +805,7 @@ describe('five nodes with the default k (20): holders of a name fed a false clai
   // The default k (20) on five nodes: every node holds every name, and no key can be held by
   // more than half of k. QA: a member that stored its own claim on each node that joined
   // before the hand-over did kept every such newcomer, against a 6-to-1 honest majority.
-  const root = mkdtempSync(join(tmpdir(), 'peerbx-small-'));
-  const nodes: OverlayNode[] = [];
-  const overlay = config({
-    dht: { k: 20, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: 60_000 },
-  });
-
-  before(async () => {
-    await startNodes(root, ['a', 'b', 'c', 'd', 'e'], nodes, overlay);
-    for (const x of nodes) for (const y of nodes) if (x !== y) await x.dht.ping(y.dht.contact);
-  });
-  after(() => closeAll(root, nodes));
+  const { root, nodes, overlay } = fiveNodes('peerbx-small-');
 
   it("takes the owner's claim the others hold, a liar among them", async () => {
     const [a, raced, liar] = nodes as [OverlayNode, OverlayNode, OverlayNode];
@@ -854,19 +862,7 @@ describe('five nodes with the default k (20): holders of a name fed a false clai
 });
 
 describe('five nodes past their first hour (k = 20): a name registered a moment ago', () => {
-  const root = mkdtempSync(join(tmpdir(), 'peerbx-settled-'));
-  const nodes: OverlayNode[] = [];
-  const overlay = config({
-    dht: { k: 20, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: 60_000 },
-  });
-
-  before(async () => {
-    await startNodes(root, ['a', 'b', 'c', 'd', 'e'], nodes, overlay, {
-      claimSettling: { newcomerForMs: 0 },
-    });
-    for (const x of nodes) for (const y of nodes) if (x !== y) await x.dht.ping(y.dht.contact);
-  });
-  after(() => closeAll(root, nodes));
+  const { nodes, overlay } = fiveNodes('peerbx-settled-', { claimSettling: { newcomerForMs: 0 } });
 
   it("keeps the owner's first claim against IDs chosen near the name, most of the others (review)", async () => {
     // The review: a claim a node's owner stored there counted as new to settle for an hour,
@@ -885,19 +881,9 @@ describe('five nodes past their first hour (k = 20): a name registered a moment 
 });
 
 describe('a newcomer its writer stored a false claim on, no STORE refused there', () => {
-  const root = mkdtempSync(join(tmpdir(), 'peerbx-first-'));
-  const nodes: OverlayNode[] = [];
-  const overlay = config({
-    dht: { k: 20, alpha: 3, disjointPaths: 1, maintenanceIntervalMs: 60_000 },
+  const { nodes, overlay } = fiveNodes('peerbx-first-', {
+    claimSettling: { firstCheckAfterMs: 200 },
   });
-
-  before(async () => {
-    await startNodes(root, ['a', 'b', 'c', 'd', 'e'], nodes, overlay, {
-      claimSettling: { firstCheckAfterMs: 200 },
-    });
-    for (const x of nodes) for (const y of nodes) if (x !== y) await x.dht.ping(y.dht.contact);
-  });
-  after(() => closeAll(root, nodes));
 
   for (const via of ['its writer', 'another node'] as const) {
     it(`checks the name a while later, and takes the owner's claim the others hold: sent by ${via} (QA)`, async () => {

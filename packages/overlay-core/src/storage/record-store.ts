@@ -176,12 +176,15 @@ export function createRecordValidator(
       };
     }
     facts.set(value, factsOf(record)); // the store's slotOf needs them next
+    // The writer's node-ID, hashed once and only when asked (a key or a claim new here).
+    let writerId: NodeId | undefined;
+    const writer = () => (writerId ??= nodeIdOf(record.nodeKey));
     // A key this node holds nothing under: within the share of the node that wrote the record.
-    const writer = shares && !store.has(key) ? idToHex(nodeIdOf(record.nodeKey)) : undefined;
-    if (shares && writer !== undefined && !shares.admits(writer)) {
+    const charged = shares && !store.has(key) ? idToHex(writer()) : undefined;
+    if (shares && charged !== undefined && !shares.admits(charged)) {
       return {
         reason: 'too-many-keys',
-        detail: `this node holds ${shares.held(writer)} keys of records node ${writer.slice(0, 16)} wrote, the most one node may`,
+        detail: `this node holds ${shares.held(charged)} keys of records node ${charged.slice(0, 16)} wrote, the most one node may`,
       };
     }
     if (
@@ -217,10 +220,9 @@ export function createRecordValidator(
         };
       }
     }
-    if (onNewClaim && record.kind === KIND_NAME_CLAIM && !isTombstone(record)) {
-      if (!currentClaim(live, now)) {
-        onNewClaim(record.resource, idEquals(nodeIdOf(record.nodeKey), sender));
-      }
+    const newClaim = record.kind === KIND_NAME_CLAIM && !isTombstone(record);
+    if (onNewClaim && newClaim && !currentClaim(live, now)) {
+      onNewClaim(record.resource, idEquals(writer(), sender));
     }
     return undefined;
   };
