@@ -159,7 +159,12 @@ describe('overlay bridge', () => {
     // QA soak: each user that came and went stayed in memory for good.
     assert.equal(pub.tracked, 0, 'a user gone leaves nothing behind');
     assert.equal((await pub.sync('sip:bob@peerbx.local', 'bob@peerbx.local', [])).write, false);
-    assert.deepEqual(await new Locator(a, clock).locate('bob@peerbx.local'), []);
+    const loc = new Locator(a, clock);
+    assert.deepEqual(await loc.locate('bob@peerbx.local'), []);
+    // Not logged in, yet known (its name stays claimed), unlike a name nobody registered.
+    assert.equal(loc.isKnownUser('bob@peerbx.local'), true);
+    assert.deepEqual(await loc.locate('nobody@peerbx.local'), []);
+    assert.equal(loc.isKnownUser('nobody@peerbx.local'), false);
     // The tombstone lives as long as the record it replaced would have: a holder that missed
     // the removal must not bring bob back when it lapses elsewhere.
     const [tombstone] = (await b.ownRecords(KIND_SIP_REGISTRATION, b.nodeId)).filter(

@@ -932,7 +932,7 @@ describe('stateful proxy', () => {
     }
   });
 
-  it('answers 404, not 480, to a call to a cached location of a user who has since unregistered', async () => {
+  it('answers "no device registered", not "no device reachable", to a call to a cached location of a user who has since unregistered', async () => {
     const cat = await phone();
     const caller = await phone();
     const reg = (expires: number) =>
@@ -957,8 +957,9 @@ describe('stateful proxy', () => {
       (m) => m.kind === 'response' && m.status >= 400,
       'a final answer',
     )) as SipResponse;
-    assert.equal(answer.status, 404, `${answer.status} ${answer.reason}`);
-    assert.match(answer.reason, /cat@peerbx\.local is not registered/);
+    // The location was looked up again: cat exists (its name is claimed), and is not logged in.
+    assert.equal(answer.status, 480, `${answer.status} ${answer.reason}`);
+    assert.match(answer.reason, /cat@peerbx\.local has no device registered/);
   });
 
   it('reaches a NATed caller that did not register, and a callee whose answer names a private Contact', async () => {

@@ -9,7 +9,7 @@
 // slowing every lookup until most time out. Calls to one resource share one lookup.
 
 import { type Clock, idToHex, type NodeId } from '@peerbx/dht-kademlia';
-import { isTombstone, KIND_SIP_REGISTRATION, setBounded } from '@peerbx/overlay-core';
+import { KIND_NAME_CLAIM, KIND_SIP_REGISTRATION, setBounded } from '@peerbx/overlay-core';
 import { LocatorBusyError } from '../errors.js';
 import { Admission } from './admission.js';
 import type { OverlayAccess } from './overlay-access.js';
@@ -78,6 +78,12 @@ export class Locator {
   private readonly running = new Map<string, RunningLookup>();
   /** The newest fetch of each resource not invalidated since it began: only it caches. */
   private readonly latest = new Map<string, object>();
+  /**
+   * Users the overlay knows with no live registration, as the last lookup of each found: a
+   * live name claim, or a registration record that names no device. Called, they are not
+   * logged in (480), where a user nobody ever registered does not exist (404).
+   */
+  private readonly unregistered = new Map<string, true>();
   private readonly admission: Admission;
   hits = 0;
   misses = 0;
@@ -118,6 +124,15 @@ export class Locator {
   /** Lookups refused because too many waited, or theirs waited too long. */
   get busyRefusals(): number {
     return this.admission.refusals;
+  }
+
+  /**
+   * Whether the last lookup of the resource that found no live registration found the user
+   * known to the overlay all the same (its name claimed, or a registration record left that
+   * names no device): a user not logged in now, rather than no such user.
+   */
+  isKnownUser(resource: string): boolean {
+    return this.unregistered.has(resource);
   }
 
   /** True when `locate` would answer from the cache now. */
@@ -188,9 +203,10 @@ export class Locator {
     let records: Awaited<ReturnType<OverlayAccess['fetch']>>;
     let current = false;
     try {
+      // Every kind: the name claim says a user with no registration exists (isKnownUser).
       records = await this.overlay.fetch(
         resource,
-        KIND_SIP_REGISTRATION,
+        undefined,
         othersOnly ? { othersOnly } : undefined,
       );
     } finally {
@@ -201,8 +217,12 @@ export class Locator {
     }
     const now = this.clock.now();
     const locations: Location[] = [];
+    let known = false;
     for (const r of records) {
-      if (isTombstone(r) || !r.dictionaryKey) continue;
+      // Tombstones never come back from a fetch.
+      if (r.kind === KIND_NAME_CLAIM) known = true;
+      if (r.kind !== KIND_SIP_REGISTRATION || !r.dictionaryKey) continue;
+      known = true;
       try {
         const v = decodeRegistrationValue(r.value);
         if (v.expiresAt > now && v.devices > 0) {
@@ -213,6 +233,9 @@ export class Locator {
         // A record that verifies but whose value we cannot read: skip it.
       }
     }
+    if (known && locations.length === 0) {
+      setBounded(this.unregistered, resource, true, LOCATION_CACHE_MAX);
+    } else this.unregistered.delete(resource);
     if (!current) return locations;
     if (locations.length > 0) {
       const until = Math.min(now + this.cacheMs, ...locations.map((l) => l.expiresAt));

@@ -114,7 +114,7 @@ export interface ProxyComponents {
   domain: string;
   transactions: TransactionLayer;
   bindings: BindingStore;
-  locator: Pick<Locator, 'locate' | 'invalidate' | 'isCached' | 'fromCache'>;
+  locator: Pick<Locator, 'locate' | 'invalidate' | 'isCached' | 'fromCache' | 'isKnownUser'>;
   clock: Clock;
   /**
    * Our address for a transport, as the peer at `toward` (when known) reaches us: differs by
@@ -526,7 +526,7 @@ export class StatefulProxy {
       } else if (fromPeer || registeredLocally) {
         this.finish(ctx, 480, 'Temporarily Unavailable (no device reachable)');
       } else {
-        this.finish(ctx, 404, `Not Found (${resource} is not registered)`);
+        this.finish(ctx, ...this.nowhere(resource));
       }
       return;
     }
@@ -609,6 +609,16 @@ export class StatefulProxy {
   }
 
   /**
+   * The answer to a call to a user registered nowhere: 480 for one the overlay knows (RFC 3261
+   * §21.4.18: it exists, and is not logged in), 404 for one it does not (§21.4.4).
+   */
+  private nowhere(resource: string): [404 | 480, string] {
+    return this.c.locator.isKnownUser(resource)
+      ? [480, `Temporarily Unavailable (${resource} has no device registered)`]
+      : [404, `Not Found (${resource} is not registered)`];
+  }
+
+  /**
    * A request forked to cached locations whose branches have all ended without a 2xx, or an
    * INVITE still unanswered after LOCATION_RECHECK_MS, asks for the callee's location again
    * (an answer at most LOCATION_RECHECK_MAX_AGE_MS old, looked up behind the lookups callers
@@ -640,7 +650,7 @@ export class StatefulProxy {
           if (ctx.decided) return;
           const aor = `sip:${resource}`;
           if (located.length === 0 && this.c.bindings.lookup(aor, this.c.clock.now()).length === 0)
-            ctx.registeredNowhere(`Not Found (${resource} is not registered)`);
+            ctx.registeredNowhere(...this.nowhere(resource));
           for (const l of located) {
             const nodeHex = idToHex(l.nodeId);
             if (nodeHex === this.c.nodeHex || tried.has(nodeHex)) continue;

@@ -303,8 +303,8 @@ export class ResponseContext {
    * proxy closing, or answering itself): no branch may start.
    */
   closed = false;
-  /** The 404's reason phrase once the callee is known registered nowhere (registeredNowhere). */
-  private nowhere: string | undefined;
+  /** The answer once the callee is known registered nowhere (registeredNowhere). */
+  private nowhere: { status: 404 | 480; reason: string } | undefined;
   /** Set while branches may still be added after `seal` (see `holdOpen`). */
   private hold: { wake: () => void; woken: boolean; timer: TimerHandle | undefined } | undefined;
   private timerC: TimerHandle | undefined;
@@ -456,10 +456,10 @@ export class ResponseContext {
   /**
    * The callee turned out to be registered nowhere (a recheck of a cached location found
    * none): a 480 the branches answered (a device gone from the node the cache named) goes to
-   * the caller as this 404 instead.
+   * the caller as this answer instead (404, or 480 saying why for a user the overlay knows).
    */
-  registeredNowhere(reason: string): void {
-    this.nowhere = reason;
+  registeredNowhere(status: 404 | 480, reason: string): void {
+    this.nowhere = { status, reason };
   }
 
   /** Ends a hold: the context answers once its branches have. */
@@ -697,7 +697,7 @@ export class ResponseContext {
       this.nowhere !== undefined &&
       !this.branches.some((b) => b.provisional)
     ) {
-      return createResponse(this.request, 404, { reason: this.nowhere });
+      return createResponse(this.request, this.nowhere.status, { reason: this.nowhere.reason });
     }
     // §16.7 step 6: a 503 from downstream becomes 500 (the service is not unavailable here),
     // keeping its Retry-After (§21.5.1 allows one on a 500): a callee's node that refused the
