@@ -271,10 +271,21 @@ async function nameOwner(
   }
 }
 
+/** A command's outcome a script can test, told by its exit code once its output is out. */
+class ExitStatus extends Error {
+  constructor(readonly status: number) {
+    super(`exit ${status}`);
+  }
+}
+
+/** `peerbx lookup`'s exit code for a user registered nowhere (as `systemctl is-active` 3). */
+export const EXIT_NOT_REGISTERED = 3;
+
 async function controlCommand(
   op: ControlOp,
   a: NodeFlags & { json?: boolean; arg?: string },
   render: (result: unknown, dataDir: string) => string | Promise<string>,
+  exitStatus?: (result: unknown) => number,
 ): Promise<void> {
   const dataDir = loadDataDir({
     dataDir: a['data-dir'],
@@ -293,6 +304,8 @@ async function controlCommand(
     startWith,
   );
   out(a.json ? JSON.stringify(result) : await render(result, dataDir));
+  const status = exitStatus?.(result) ?? 0;
+  if (status !== 0) throw new ExitStatus(status);
 }
 
 function buildParser(argv: string[]) {
@@ -348,7 +361,13 @@ function buildParser(argv: string[]) {
               `"${a.aor}" is not an AOR; give a user such as alice, alice@peerbx.local or sip:alice@peerbx.local`,
             );
           }),
-      (a) => controlCommand('lookup', { ...a, arg: a.aor }, (r) => formatLookup(r as LookupView)),
+      (a) =>
+        controlCommand(
+          'lookup',
+          { ...a, arg: a.aor },
+          (r) => formatLookup(r as LookupView),
+          (r) => ((r as LookupView).locations.length === 0 ? EXIT_NOT_REGISTERED : 0),
+        ),
     )
     .command(
       'ping <node-id>',
@@ -651,6 +670,7 @@ export async function main(argv: string[]): Promise<number> {
     await buildParser(argv).parseAsync();
     return 0;
   } catch (err) {
+    if (err instanceof ExitStatus) return err.status;
     const { code, message } = describeError(err);
     process.stderr.write(`peerbx: error: ${message}\n`);
     return code === 'ERR_USAGE' ? 2 : 1;

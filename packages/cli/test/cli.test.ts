@@ -211,6 +211,10 @@ describe('two running nodes', () => {
     assert.ok(line, b.stderr);
     assert.equal(line.match(/"component":/g)?.length, 1, line);
     assert.equal(JSON.parse(line).component, 'registrar');
+    // Looked up from the other node: found at this one, exit 0.
+    const found = await peerbx(['lookup', 'stella', '--data-dir', a.dataDir]);
+    assert.equal(found.code, 0, found.stderr);
+    assert.match(found.stdout, new RegExp(`is registered on 1 node:[^]*${b.ready.node}`));
   });
 
   test("a node of another configuration is told to join with the overlay's own", async () => {
@@ -246,14 +250,20 @@ describe('two running nodes', () => {
     assert.ok(json.rttMs >= 0);
   });
 
-  test('lookup of a user nobody registered', async () => {
+  test('lookup of a user nobody registered: said, and exit 3 for scripts', async () => {
     const text = await peerbx(['lookup', 'alice', '--data-dir', a.dataDir]);
-    assert.equal(text.code, 0, text.stderr);
+    assert.equal(text.code, 3, text.stderr);
+    assert.equal(text.stderr, '');
     assert.match(text.stdout, /sip:alice@peerbx\.local is not registered/);
-    const json = JSON.parse(
-      (await peerbx(['lookup', 'sip:alice@peerbx.local', '--data-dir', a.dataDir, '--json']))
-        .stdout,
-    );
+    const asJson = await peerbx([
+      'lookup',
+      'sip:alice@peerbx.local',
+      '--data-dir',
+      a.dataDir,
+      '--json',
+    ]);
+    assert.equal(asJson.code, 3, asJson.stderr);
+    const json = JSON.parse(asJson.stdout);
     assert.deepEqual(json.locations, []);
     assert.equal(json.resource, 'alice@peerbx.local');
   });
