@@ -865,7 +865,7 @@ export class OverlayNode {
       const timeout = new Promise<void>((resolve) => {
         timer = this.clock.setTimeout(resolve, CLAIM_CHECK_TIMEOUT_MS);
       });
-      void Promise.race([this.checkClaim(resource), timeout])
+      void Promise.race([this.checkClaim(resource, by === ''), timeout])
         .catch((err: unknown) =>
           this.log.debug({ resource, err: (err as Error).message }, 'name claim not checked'),
         )
@@ -879,7 +879,13 @@ export class OverlayNode {
     }
   }
 
-  private async checkClaim(resource: string): Promise<void> {
+  /**
+   * `firstCheck`: a newcomer's first check of a claim that came in (claimArrived), where the claim
+   * held is no vote of its own: a newcomer holds whichever claim reached it first, and the
+   * node closest to a name, a liar's say, reaches it first (QA: one liar against two honest
+   * holders kept the newcomers it fed, a tie). Elsewhere it counts, for the holder's history.
+   */
+  private async checkClaim(resource: string, firstCheck: boolean): Promise<void> {
     const key = resourceId(resource);
     // A claim of this node's own user, which it published: never given up (a poisoned
     // majority would otherwise have the user refused at its own node, QA), so not looked up.
@@ -892,7 +898,8 @@ export class OverlayNode {
     const heldOwner = heldClaim && userKeyOf(heldClaim.stored.value);
     if (!heldOwner) return;
     // The holders behind each key's live claim, as a fetch counts them. This node's own claim
-    // counts as one more holder: a key must lead it and the others that hold it together.
+    // counts as one more holder (not at a first check): a key must lead it and the others that
+    // hold it together.
     // Only the k closest that answered vote (values from nodes further out count for nothing).
     const closest = new Set(result.closest.map((c) => idToHex(c.id)));
     const others = result.values.filter(
@@ -916,7 +923,8 @@ export class OverlayNode {
     // Holders away a moment count for the claim held here: their votes are missing, and must
     // not let a liar among the others lead (review).
     const silent = result.closestSilent;
-    if (first[1].size <= (behind.get(heldId)?.size ?? 0) + 1 + silent) return;
+    const own = firstCheck ? 0 : 1;
+    if (first[1].size <= (behind.get(heldId)?.size ?? 0) + own + silent) return;
     // And a majority of the name's holders: the k closest, or as many as the overlay has (with
     // the default k of 20, an overlay of under 12 nodes never had a majority of k, and a
     // newcomer fed a false claim first kept it for good, QA).

@@ -917,6 +917,43 @@ describe('a newcomer its writer stored a false claim on, no STORE refused there'
       assert.equal(raced.stats().rejections.claimsReplaced, replaced + 1);
     });
   }
+
+  it("takes the owner's claim two others hold against the liar's one: its own copy, first come, is no vote (QA: a tie)", async () => {
+    // QA: one liar, its ID the closest to a name, against two honest holders kept the
+    // newcomers it reached first: their own copy of its claim made it two against two.
+    const [a, raced, liar, honest, gone] = nodes as [
+      OverlayNode,
+      OverlayNode,
+      OverlayNode,
+      OverlayNode,
+      OverlayNode,
+    ];
+    // Three others hold the name: the fifth node leaves (dropped from every table, no vote).
+    await gone.close();
+    for (const n of nodes) n.dht.table.remove(gone.nodeId);
+    const name = 'zed@peerbx.local';
+    const key = resourceId(name);
+    const checked = raced.stats().rejections.claimsChecked;
+    await publishDevice(a, name, new TextEncoder().encode('sip:zed@127.0.0.1:5070'));
+    const owner = claimKeyAt(a, key);
+    assert.equal(claimKeyAt(honest, key), owner);
+    await until(() => raced.stats().rejections.claimsChecked > checked, 'the first check');
+    const liarKeys = generateNodeKeyPair(overlay.puzzleBits);
+    const forged = forgedClaim(name, Date.now(), liarKeys);
+    feed([liar], key, forged);
+    raced.store.delete(key);
+    const replaced = raced.stats().rejections.claimsReplaced;
+    const stored = await storeFromFarNode(raced.udpAddress, key, forged, nodes, overlay, liarKeys);
+    assert.ok(stored.every((r) => r.ok));
+    assert.notEqual(claimKeyAt(raced, key), owner);
+    // Asked: a and honest hold the owner's claim, liar its own; two against one.
+    await until(
+      () => claimKeyAt(raced, key) === owner,
+      "the owner's claim at the newcomer",
+      10_000,
+    );
+    assert.equal(raced.stats().rejections.claimsReplaced, replaced + 1);
+  });
 });
 
 describe('two liars among four holders of a name, one honest holder away', () => {
