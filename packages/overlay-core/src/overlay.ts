@@ -121,8 +121,11 @@ const MAX_CLAIMS_ARRIVED = 100_000;
  * honest node hands the name over (QA).
  */
 const CLAIM_FIRST_CHECK_MS = 10_000;
-/** First checks waiting for their time at most (claimArrived). */
-const MAX_CLAIM_FIRST_CHECKS = 256;
+/**
+ * First checks in the line of claim checks (waiting or under way) at once: the rest of the
+ * line stays for the checks refused STOREs start. The others wait their turn (firstChecksDue).
+ */
+const MAX_FIRST_CHECKS_IN_LINE = 16;
 /** Read repairs remembered (repairStale), the oldest forgotten first. */
 const MAX_REPAIRS_REMEMBERED = 4096;
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
@@ -279,8 +282,13 @@ export class OverlayNode {
   private readonly startedAt: number;
   private readonly newcomerForMs: number;
   private readonly firstCheckAfterMs: number;
-  /** First checks waiting for their time (claimArrived). */
-  private claimFirstChecks = 0;
+  /**
+   * Names whose claim came in while this node was a newcomer and awaits its first check, with
+   * when it came, oldest first (claimArrived, nextFirstChecks): every one, however many (QA:
+   * beyond 256 waiting, a claim was taken unchecked, and a liar could send 256 first).
+   */
+  private readonly firstChecksDue = new Map<string, number>();
+  private firstCheckTimer: ReturnType<Clock['setTimeout']> | undefined;
   /** Client requests that did not decode (serveClient). */
   private clientRequestsMalformed = 0;
   /** When each holder was last sent each record version by read repair (repairStale). */
@@ -807,9 +815,20 @@ export class OverlayNode {
     const last = this.claimChecks.get(resource);
     if (sender !== undefined && last !== undefined && now - last < CLAIM_CHECK_AGAIN_MS)
       return 'no';
-    if (this.claimChecksWaiting.has(resource)) return 'no';
     // A first check (no sender) counts against no sender: the liar it is for wrote the claim.
     const by = sender === undefined ? '' : idToHex(sender);
+    const waiting = this.claimChecksWaiting.get(resource);
+    if (waiting !== undefined) {
+      // A first check due while a refused STORE's check of the name waits: that check becomes
+      // the first check, where the claim held is no vote (a liar's refused STORE must not
+      // stand in for it).
+      if (by === '' && waiting !== '') {
+        addCount(this.claimChecksBy, waiting, -1);
+        addCount(this.claimChecksBy, '', 1);
+        this.claimChecksWaiting.set(resource, '');
+      }
+      return 'no';
+    }
     if (by !== '' && (this.claimChecksBy.get(by) ?? 0) >= MAX_CLAIM_CHECKS_PER_SENDER) return 'no';
     if (this.claimChecksWaiting.size >= MAX_CLAIM_CHECKS_WAITING) return 'full';
     addCount(this.claimChecksBy, by, 1);
@@ -830,25 +849,40 @@ export class OverlayNode {
     const now = this.clock.now();
     const newcomer = now - this.startedAt <= this.newcomerForMs;
     if (byWriter && !newcomer) return;
-    // At a newcomer, every claim that came in is checked (a liar can sign its claim with a
-    // node key of no node, or have a newcomer it fed pass it on: re-check). Its turn comes
-    // when the line has room, while the claim may still be settled.
-    if (newcomer && this.claimFirstChecks < MAX_CLAIM_FIRST_CHECKS) {
-      this.claimFirstChecks++;
-      const due = () => {
-        if (this.settleClaim(resource, undefined) === 'full' && !this.closed) {
-          this.clock.setTimeout(due, this.firstCheckAfterMs);
-        } else this.claimFirstChecks--;
-      };
-      this.clock.setTimeout(due, this.firstCheckAfterMs);
-    }
-    this.claimsArrived.delete(resource);
-    this.claimsArrived.set(resource, now);
-    for (const [name, at] of this.claimsArrived) {
-      if (now - at <= CLAIM_SETTLE_WINDOW_MS && this.claimsArrived.size <= MAX_CLAIMS_ARRIVED) {
-        break;
+    for (const arrivals of newcomer
+      ? [this.claimsArrived, this.firstChecksDue]
+      : [this.claimsArrived]) {
+      arrivals.delete(resource);
+      arrivals.set(resource, now);
+      for (const [name, at] of arrivals) {
+        if (now - at <= CLAIM_SETTLE_WINDOW_MS && arrivals.size <= MAX_CLAIMS_ARRIVED) break;
+        arrivals.delete(name);
       }
-      this.claimsArrived.delete(name);
+    }
+    // At a newcomer, every claim that came in is checked (a liar can sign its claim with a
+    // node key of no node, or have a newcomer it fed pass it on: re-check).
+    if (newcomer) this.nextFirstChecks();
+  }
+
+  /**
+   * Puts the first checks that are due (firstCheckAfterMs after their claim came in) in the
+   * line of claim checks, oldest first, while fewer than MAX_FIRST_CHECKS_IN_LINE are in it and
+   * it has room; called again when a check ends, or when the next one is due.
+   */
+  private nextFirstChecks(): void {
+    const now = this.clock.now();
+    for (const [resource, at] of this.firstChecksDue) {
+      if (this.closed || (this.claimChecksBy.get('') ?? 0) >= MAX_FIRST_CHECKS_IN_LINE) return;
+      const wait = at + this.firstCheckAfterMs - now;
+      if (wait > 0) {
+        this.firstCheckTimer ??= this.clock.setTimeout(() => {
+          this.firstCheckTimer = undefined;
+          this.nextFirstChecks();
+        }, wait);
+        return;
+      }
+      if (this.settleClaim(resource, undefined) === 'full') return;
+      this.firstChecksDue.delete(resource);
     }
   }
 
@@ -875,6 +909,7 @@ export class OverlayNode {
           this.claimChecksRunning--;
           addCount(this.claimChecksBy, by, -1);
           this.nextClaimCheck();
+          this.nextFirstChecks();
         });
     }
   }
@@ -1402,6 +1437,7 @@ export class OverlayNode {
     this.closed = true;
     if (this.nodeInfoTimer) this.clock.clearTimeout(this.nodeInfoTimer);
     if (this.contactsTimer) this.clock.clearTimeout(this.contactsTimer);
+    if (this.firstCheckTimer) this.clock.clearTimeout(this.firstCheckTimer);
     try {
       await this.dht.stop();
       await this.links.close();

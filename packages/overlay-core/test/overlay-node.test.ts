@@ -918,6 +918,42 @@ describe('a newcomer its writer stored a false claim on, no STORE refused there'
     });
   }
 
+  it('checks every claim that came in, however many came before (QA: beyond 256 waiting, one went unchecked)', async () => {
+    const [a, raced] = nodes as [OverlayNode, OverlayNode];
+    const name = 'zack@peerbx.local';
+    const key = resourceId(name);
+    const checked = raced.stats().rejections.claimsChecked;
+    await publishDevice(a, name, new TextEncoder().encode('sip:zack@127.0.0.1:5070'));
+    const owner = claimKeyAt(a, key);
+    await until(() => raced.stats().rejections.claimsChecked > checked, 'the first check');
+    // The liar sends 300 claims of made-up names first, then its claim of zack.
+    const liar = generateNodeKeyPair(overlay.puzzleBits);
+    for (let i = 0; i < 300; i++) {
+      const junk = `junk${i}@peerbx.local`;
+      const claim = encodeRecord(nameClaim(liar, generateKeyPair(), Date.now(), junk));
+      const [r] = await storeFromFarNode(
+        raced.udpAddress,
+        resourceId(junk),
+        [claim],
+        nodes,
+        overlay,
+        liar,
+      );
+      assert.ok(r?.ok, `junk claim ${i} taken`);
+    }
+    raced.store.delete(key);
+    const forged = forgedClaim(name, Date.now(), liar);
+    const stored = await storeFromFarNode(raced.udpAddress, key, forged, nodes, overlay, liar);
+    assert.ok(stored.every((r) => r.ok));
+    assert.notEqual(claimKeyAt(raced, key), owner);
+    await until(
+      () => claimKeyAt(raced, key) === owner,
+      "the owner's claim at the newcomer",
+      30_000,
+    );
+    assert.ok(raced.stats().rejections.claimsChecked >= checked + 302);
+  });
+
   it("takes the owner's claim two others hold against the liar's one: its own copy, first come, is no vote (QA: a tie)", async () => {
     // QA: one liar, its ID the closest to a name, against two honest holders kept the
     // newcomers it reached first: their own copy of its claim made it two against two.
