@@ -126,6 +126,12 @@ const CLAIM_FIRST_CHECK_MS = 10_000;
  * line stays for the checks refused STOREs start. The others wait their turn (firstChecksDue).
  */
 const MAX_FIRST_CHECKS_IN_LINE = 16;
+/**
+ * First checks started per second at most: each is a lookup of k holders a liar's STORE of a
+ * made-up name can cause, so a newcomer sends no more than this many lookups' requests for
+ * them. 30 a second check MAX_CLAIMS_ARRIVED names within their CLAIM_SETTLE_WINDOW_MS.
+ */
+const MAX_FIRST_CHECKS_PER_S = 30;
 /** Read repairs remembered (repairStale), the oldest forgotten first. */
 const MAX_REPAIRS_REMEMBERED = 4096;
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
@@ -289,6 +295,9 @@ export class OverlayNode {
    */
   private readonly firstChecksDue = new Map<string, number>();
   private firstCheckTimer: ReturnType<Clock['setTimeout']> | undefined;
+  /** The second the last first checks started in, and how many started in it. */
+  private firstCheckSecond = 0;
+  private firstChecksThisSecond = 0;
   /** Client requests that did not decode (serveClient). */
   private clientRequestsMalformed = 0;
   /** When each holder was last sent each record version by read repair (repairStale). */
@@ -866,14 +875,21 @@ export class OverlayNode {
 
   /**
    * Puts the first checks that are due (firstCheckAfterMs after their claim came in) in the
-   * line of claim checks, oldest first, while fewer than MAX_FIRST_CHECKS_IN_LINE are in it and
-   * it has room; called again when a check ends, or when the next one is due.
+   * line of claim checks, oldest first, while fewer than MAX_FIRST_CHECKS_IN_LINE are in it, it
+   * has room, and fewer than MAX_FIRST_CHECKS_PER_S went in this second; called again when a
+   * check ends, or when the next one is due or may go.
    */
   private nextFirstChecks(): void {
     const now = this.clock.now();
+    const second = Math.floor(now / 1000);
+    if (second !== this.firstCheckSecond) {
+      this.firstCheckSecond = second;
+      this.firstChecksThisSecond = 0;
+    }
     for (const [resource, at] of this.firstChecksDue) {
       if (this.closed || (this.claimChecksBy.get('') ?? 0) >= MAX_FIRST_CHECKS_IN_LINE) return;
-      const wait = at + this.firstCheckAfterMs - now;
+      const full = this.firstChecksThisSecond >= MAX_FIRST_CHECKS_PER_S;
+      const wait = Math.max(at + this.firstCheckAfterMs - now, full ? 1000 - (now % 1000) : 0);
       if (wait > 0) {
         this.firstCheckTimer ??= this.clock.setTimeout(() => {
           this.firstCheckTimer = undefined;
@@ -881,7 +897,9 @@ export class OverlayNode {
         }, wait);
         return;
       }
-      if (this.settleClaim(resource, undefined) === 'full') return;
+      const queued = this.settleClaim(resource, undefined);
+      if (queued === 'full') return;
+      if (queued === 'queued') this.firstChecksThisSecond++;
       this.firstChecksDue.delete(resource);
     }
   }

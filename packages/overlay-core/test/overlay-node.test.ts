@@ -960,6 +960,11 @@ describe('a newcomer its writer stored a false claim on, no STORE refused there'
       const [r] = await storeFromFarNode(to, resourceId(junk), [claim], nodes, overlay, liar);
       assert.ok(r?.ok, `junk claim ${i} taken`);
     }
+    // Each a lookup the liar caused: 30 a second at most (those of two seconds end in one).
+    const before = raced.stats().rejections.claimsChecked;
+    await new Promise((r) => setTimeout(r, 1000));
+    const inASecond = raced.stats().rejections.claimsChecked - before;
+    assert.ok(inASecond > 0 && inASecond <= 60, `${inASecond} checks in a second`);
     const forged = forgedClaim('zack@peerbx.local', Date.now(), liar);
     await assertFirstCheckReplaces(
       raced,
