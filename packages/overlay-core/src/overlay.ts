@@ -132,6 +132,13 @@ const MAX_FIRST_CHECKS_IN_LINE = 16;
  * them. 30 a second check MAX_CLAIMS_ARRIVED names within their CLAIM_SETTLE_WINDOW_MS.
  */
 const MAX_FIRST_CHECKS_PER_S = 30;
+/**
+ * Claims a newcomer holds that wait for their first check, at most: beyond, it refuses a new
+ * claim, for now (too-many-keys, as a full store does), rather than take it unchecked (review:
+ * one a liar sent after enough made-up names went past its hour unchecked). At 30 a second,
+ * ten minutes' worth; each waits as long as it takes, open to settling until checked.
+ */
+const MAX_FIRST_CHECKS_WAITING = 20_000;
 /** Read repairs remembered (repairStale), the oldest forgotten first. */
 const MAX_REPAIRS_REMEMBERED = 4096;
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
@@ -172,10 +179,15 @@ export interface OverlayNodeOptions {
   maxKeysPerStorer?: number;
   /**
    * Claim settling (settleClaim): how long after its start the node counts as a newcomer
-   * (default CLAIM_SETTLE_WINDOW_MS), and how long after a claim a node wrote itself reached a
-   * newcomer the name is checked (CLAIM_FIRST_CHECK_MS). Tests shorten them.
+   * (default CLAIM_SETTLE_WINDOW_MS), how long after a claim reached a newcomer the name is
+   * checked (CLAIM_FIRST_CHECK_MS), and how many claims may wait for that check
+   * (MAX_FIRST_CHECKS_WAITING). Tests shorten them.
    */
-  claimSettling?: { newcomerForMs?: number; firstCheckAfterMs?: number };
+  claimSettling?: {
+    newcomerForMs?: number;
+    firstCheckAfterMs?: number;
+    maxFirstChecksWaiting?: number;
+  };
 }
 
 export interface PublishResult {
@@ -288,10 +300,12 @@ export class OverlayNode {
   private readonly startedAt: number;
   private readonly newcomerForMs: number;
   private readonly firstCheckAfterMs: number;
+  private readonly maxFirstChecksWaiting: number;
   /**
    * Names whose claim came in while this node was a newcomer and awaits its first check, with
-   * when it came, oldest first (claimArrived, nextFirstChecks): every one, however many (QA:
-   * beyond 256 waiting, a claim was taken unchecked, and a liar could send 256 first).
+   * when it came, oldest first (claimArrived, nextFirstChecks): every one, at most
+   * maxFirstChecksWaiting (QA: beyond 256 waiting, a claim was taken unchecked, and a liar could
+   * send 256 first).
    */
   private readonly firstChecksDue = new Map<string, number>();
   private firstCheckTimer: ReturnType<Clock['setTimeout']> | undefined;
@@ -332,6 +346,7 @@ export class OverlayNode {
     this.startedAt = clock.now() - (claimSettling.keyAgeMs ?? 0);
     this.newcomerForMs = claimSettling.newcomerForMs ?? CLAIM_SETTLE_WINDOW_MS;
     this.firstCheckAfterMs = claimSettling.firstCheckAfterMs ?? CLAIM_FIRST_CHECK_MS;
+    this.maxFirstChecksWaiting = claimSettling.maxFirstChecksWaiting ?? MAX_FIRST_CHECKS_WAITING;
   }
 
   /** Opens the data directory, binds the sockets, joins (or founds) the overlay. */
@@ -818,7 +833,11 @@ export class OverlayNode {
   private settleClaim(resource: string, sender: NodeId | undefined): 'queued' | 'full' | 'no' {
     const now = this.clock.now();
     const arrived = this.claimsArrived.get(resource);
-    if (this.closed || arrived === undefined || now - arrived > CLAIM_SETTLE_WINDOW_MS) return 'no';
+    // A claim waiting for its first check is open to settling until checked, its hour over or
+    // not (review: a liar's claim behind enough made-up names would never be).
+    const pending = sender === undefined && this.firstChecksDue.has(resource);
+    if (this.closed) return 'no';
+    if (!pending && (arrived === undefined || now - arrived > CLAIM_SETTLE_WINDOW_MS)) return 'no';
     // A first check runs even if a refused STORE had one run lately (a liar can have one run
     // at once, while the vote still favours it, re-check).
     const last = this.claimChecks.get(resource);
@@ -831,6 +850,7 @@ export class OverlayNode {
       // A first check due while a refused STORE's check of the name waits: that check becomes
       // the first check, where the claim held is no vote (a liar's refused STORE must not
       // stand in for it).
+      // (It may take the first checks in the line one past MAX_FIRST_CHECKS_IN_LINE.)
       if (by === '' && waiting !== '') {
         addCount(this.claimChecksBy, waiting, -1);
         addCount(this.claimChecksBy, '', 1);
@@ -854,23 +874,30 @@ export class OverlayNode {
    * the holders of every name registered in the last hour (review). At a newcomer every claim
    * that came in has its name checked a while later.
    */
-  private claimArrived(resource: string, byWriter: boolean): void {
+  private claimArrived(resource: string, byWriter: boolean): string | undefined {
     const now = this.clock.now();
     const newcomer = now - this.startedAt <= this.newcomerForMs;
-    if (byWriter && !newcomer) return;
-    for (const arrivals of newcomer
-      ? [this.claimsArrived, this.firstChecksDue]
-      : [this.claimsArrived]) {
-      arrivals.delete(resource);
-      arrivals.set(resource, now);
-      for (const [name, at] of arrivals) {
-        if (now - at <= CLAIM_SETTLE_WINDOW_MS && arrivals.size <= MAX_CLAIMS_ARRIVED) break;
-        arrivals.delete(name);
+    if (byWriter && !newcomer) return undefined;
+    const waiting = this.firstChecksDue.size;
+    if (newcomer && !this.firstChecksDue.has(resource) && waiting >= this.maxFirstChecksWaiting) {
+      return `${waiting} name claims wait for a check at this node (in its first hour): try again later`;
+    }
+    this.claimsArrived.delete(resource);
+    this.claimsArrived.set(resource, now);
+    for (const [name, at] of this.claimsArrived) {
+      if (now - at <= CLAIM_SETTLE_WINDOW_MS && this.claimsArrived.size <= MAX_CLAIMS_ARRIVED) {
+        break;
       }
+      this.claimsArrived.delete(name);
     }
     // At a newcomer, every claim that came in is checked (a liar can sign its claim with a
     // node key of no node, or have a newcomer it fed pass it on: re-check).
-    if (newcomer) this.nextFirstChecks();
+    if (newcomer) {
+      this.firstChecksDue.delete(resource);
+      this.firstChecksDue.set(resource, now);
+      this.nextFirstChecks();
+    }
+    return undefined;
   }
 
   /**

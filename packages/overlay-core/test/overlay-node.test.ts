@@ -1003,6 +1003,34 @@ describe('a newcomer its writer stored a false claim on, no STORE refused there'
   });
 });
 
+describe('a newcomer with claims waiting for their first check', () => {
+  const { nodes, overlay } = fiveNodes('peerbx-waiting-', {
+    claimSettling: { firstCheckAfterMs: 60_000, maxFirstChecksWaiting: 3 },
+  });
+
+  it('refuses more for now, as a full store does, rather than take them unchecked (review)', async () => {
+    // Review: behind enough made-up names, a liar's claim went past its hour unchecked.
+    const raced = nodes[1]!;
+    const liar = generateNodeKeyPair(overlay.puzzleBits);
+    const store = async (user: string) => {
+      const name = `${user}@peerbx.local`;
+      const claim = encodeRecord(nameClaim(liar, generateKeyPair(), Date.now(), name));
+      const to = raced.udpAddress;
+      const [r] = await storeFromFarNode(to, resourceId(name), [claim], nodes, overlay, liar);
+      return r;
+    };
+    for (const user of ['w1', 'w2', 'w3']) assert.equal((await store(user))?.ok, true, user);
+    const refused = await store('w4');
+    assert.equal(refused?.ok, false);
+    assert.equal(refused?.ok === false && refused.reason, 'too-many-keys');
+    assert.match(
+      (refused?.ok === false && refused.detail) || '',
+      /^3 name claims wait for a check at this node \(in its first hour\): try again later$/,
+    );
+    assert.equal(claimKeyAt(raced, resourceId('w4@peerbx.local')), undefined);
+  });
+});
+
 describe('two liars among four holders of a name, one honest holder away', () => {
   const root = mkdtempSync(join(tmpdir(), 'peerbx-cascade-'));
   const nodes: OverlayNode[] = [];

@@ -129,10 +129,11 @@ export interface ValidatorOptions {
   /** Told of each record refused as another key's claim to its name is held here. */
   onOwnedByAnother?: (resource: string, sender: NodeId) => void;
   /**
-   * Told of each name claim taken where no claim to its name was held, and whether its sender
-   * wrote it (the claim's node signature is the sender's).
+   * Told of each name claim to be taken where no claim to its name was held, and whether its
+   * sender wrote it (the claim's node signature is the sender's); a text returned refuses it
+   * for now (too-many-keys), saying why.
    */
-  onNewClaim?: (resource: string, byWriter: boolean) => void;
+  onNewClaim?: (resource: string, byWriter: boolean) => string | undefined;
   /** Keys held per writing node: a new key only within its writer's share. */
   shares?: StorerShares;
   /**
@@ -222,7 +223,8 @@ export function createRecordValidator(
     }
     const newClaim = record.kind === KIND_NAME_CLAIM && !isTombstone(record);
     if (onNewClaim && newClaim && !currentClaim(live, now)) {
-      onNewClaim(record.resource, idEquals(writer(), sender));
+      const busy = onNewClaim(record.resource, idEquals(writer(), sender));
+      if (busy !== undefined) return { reason: 'too-many-keys', detail: busy };
     }
     return undefined;
   };
