@@ -281,6 +281,11 @@ class ExitStatus extends Error {
 /** `peerbx lookup`'s exit code for a user registered nowhere (as `systemctl is-active` 3). */
 export const EXIT_NOT_REGISTERED = 3;
 
+/** 0 for a user registered somewhere: phones bound here ring, the overlay's record written or not. */
+export function lookupExitStatus(v: Pick<LookupView, 'locations' | 'local'>): number {
+  return v.locations.length === 0 && v.local.length === 0 ? EXIT_NOT_REGISTERED : 0;
+}
+
 async function controlCommand(
   op: ControlOp,
   a: NodeFlags & { json?: boolean; arg?: string },
@@ -349,7 +354,7 @@ function buildParser(argv: string[]) {
     )
     .command(
       'lookup <aor>',
-      'find where a user is registered (alice, alice@domain or sip:alice@domain)',
+      'find where a user is registered (alice, alice@domain or sip:alice@domain); exit 3 when nowhere',
       (y) =>
         dataDirFlags(y)
           .positional('aor', { type: 'string', demandOption: true })
@@ -366,7 +371,7 @@ function buildParser(argv: string[]) {
           'lookup',
           { ...a, arg: a.aor },
           (r) => formatLookup(r as LookupView),
-          (r) => ((r as LookupView).locations.length === 0 ? EXIT_NOT_REGISTERED : 0),
+          (r) => lookupExitStatus(r as LookupView),
         ),
     )
     .command(

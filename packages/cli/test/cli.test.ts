@@ -21,9 +21,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { EXIT_NOT_REGISTERED, lookupExitStatus } from '../src/cli.js';
 import { DEFAULT_SETTINGS, resolveSettings, settingsFromEnv } from '../src/config/node-config.js';
 import { controlSocketPath, type StatusView } from '../src/control/protocol.js';
-import { formatStatus } from '../src/format/views.js';
+import { formatLookup, formatStatus } from '../src/format/views.js';
 import {
   BIN,
   cleanEnv,
@@ -1289,6 +1290,35 @@ describe('status table', () => {
     assert.match(
       formatStatus(busy),
       /overlay traffic\s+12 lookups, 40 requests sent \(2 unanswered\), 35 served; 3 keys handed to nodes new or back \(1 hand-over\); 1 stale copy repaired; 7 keys replicated\n/,
+    );
+  });
+});
+
+describe('lookup output', () => {
+  const view = {
+    aor: 'sip:alice@peerbx.local',
+    resource: 'alice@peerbx.local',
+    owner: 'ab'.repeat(32),
+    locations: [],
+    local: [{ uri: 'sip:alice@127.0.0.1:5070', expiresInS: 3600 }],
+  };
+
+  test("shows phones bound here though the overlay's record is not there (yet)", () => {
+    const text = formatLookup(view);
+    assert.match(
+      text,
+      /^sip:alice@peerbx\.local has no live SIP-REGISTRATION in the overlay \(yet\), but phones here:\n/,
+    );
+    assert.match(text, /\nsip:alice@127\.0\.0\.1:5070\s+in 1h00m\n/);
+    assert.match(text, /\nname owned by key (ab){32}$/);
+    assert.equal(lookupExitStatus(view), 0, 'its phones here ring');
+    assert.equal(lookupExitStatus({ ...view, local: [] }), EXIT_NOT_REGISTERED);
+  });
+
+  test('says a user registered nowhere is not registered, and which key owns the name', () => {
+    assert.equal(
+      formatLookup({ ...view, local: [] }),
+      `sip:alice@peerbx.local is not registered (no live SIP-REGISTRATION in the overlay)\nname owned by key ${'ab'.repeat(32)}`,
     );
   });
 });

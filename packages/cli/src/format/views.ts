@@ -151,22 +151,25 @@ export function formatPeers(peers: PeerView[], isolated = false): string {
 export function formatLookup(v: LookupView): string {
   // The key peerbx user-key prints: the one to copy to another node of the user.
   const owner = v.owner ? `\nname owned by key ${v.owner}` : '';
-  if (v.locations.length === 0)
+  if (v.locations.length === 0 && v.local.length === 0)
     return `${v.aor} is not registered (no live SIP-REGISTRATION in the overlay)${owner}`;
-  const out = [
-    `${v.aor} is registered on ${v.locations.length} node${v.locations.length > 1 ? 's' : ''}:`,
-    table(
-      ['NODE-ID', 'ADDRESS', 'DEVICES', 'EXPIRES'],
-      v.locations.map((l) => [
-        l.nodeId,
-        l.address ?? '?',
-        String(l.devices),
-        `in ${duration(l.expiresInS)}`,
-      ]),
-    ),
-  ];
+  const out =
+    v.locations.length === 0
+      ? [`${v.aor} has no live SIP-REGISTRATION in the overlay (yet), but phones here:`]
+      : [
+          `${v.aor} is registered on ${v.locations.length} node${v.locations.length > 1 ? 's' : ''}:`,
+          table(
+            ['NODE-ID', 'ADDRESS', 'DEVICES', 'EXPIRES'],
+            v.locations.map((l) => [
+              l.nodeId,
+              l.address ?? '?',
+              String(l.devices),
+              `in ${duration(l.expiresInS)}`,
+            ]),
+          ),
+        ];
   if (v.local.length > 0) {
-    out.push('', 'contacts on this node:');
+    if (v.locations.length > 0) out.push('', 'contacts on this node:');
     out.push(
       table(
         ['CONTACT', 'EXPIRES'],
