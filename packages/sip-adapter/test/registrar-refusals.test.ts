@@ -1,6 +1,7 @@
 // What a phone hears when its registration cannot be published, on a real enrolled overlay
 // (an authority signed the configuration and certifies users): a user without a certificate
-// gets 403 saying so; a user name that cannot be a user of the overlay 404; a user key this
+// gets 403 saying so; a user name that cannot be a user of the overlay 404; a call to a user
+// registered nowhere 480 (the overlay lists no certified users); a user key this
 // node cannot use (readable by others) 500, since waiting will not cure it. None of them the
 // 503 "overlay unreachable" a phone would retry for ever.
 
@@ -21,6 +22,7 @@ import {
 } from '@peerbx/overlay-core';
 import { SipNode } from '../src/node/sip-node.js';
 import { overlayConfig, rawRegister, tempRoot } from './fixtures/sipp.js';
+import { request, UdpPhone } from './fixtures/udp-phone.js';
 
 describe('registrations the overlay cannot take', () => {
   const tmp = tempRoot('peerbx-refusals-');
@@ -110,6 +112,25 @@ describe('registrations the overlay cannot take', () => {
   it('answers 404 to a user name that cannot name a user of the overlay', async () => {
     const line = await rawRegister(node, 'bob(desk)', contact('bob'));
     assert.match(line, /^SIP\/2\.0 404 Not Found \(user names are 1-64 letters/);
+  });
+
+  it('answers 480, not 404, to a call to a user registered nowhere: certified users are listed nowhere (RFC 3261 §16.5)', async () => {
+    const phone = await UdpPhone.open();
+    try {
+      const call = request('INVITE', 'sip:zoe@peerbx.local', phone);
+      phone.send(call.text, node.port);
+      const answer = await phone.next(
+        (m) => m.kind === 'response' && m.status >= 300 && m.callId === call.callId,
+        'a final answer',
+      );
+      assert.equal(answer.kind === 'response' && answer.status, 480);
+      assert.match(
+        answer.kind === 'response' ? answer.reason : '',
+        /zoe@peerbx\.local has no device registered/,
+      );
+    } finally {
+      phone.close();
+    }
   });
 
   it("answers 500 when the user's key file is unusable, and 200 once it is fixed", async () => {

@@ -54,7 +54,7 @@ import {
 
 /** The overlay as the SIP node uses it: store/fetch/connect, and incoming channels. */
 export interface SipNodeOverlay extends OverlayAccess {
-  readonly config: { readonly domain: string };
+  readonly config: { readonly domain: string; readonly enrollment?: 'open' | 'enrolled' };
   readonly links: {
     handle(application: string, handler: (channel: Channel) => void): void;
     unhandle(application: string): void;
@@ -316,6 +316,7 @@ export class SipNode implements TransactionUser {
       ...(options.timerCMs === undefined ? {} : { timerCMs: options.timerCMs }),
       ...(options.ringTimeoutMs === undefined ? {} : { ringTimeoutMs: options.ringTimeoutMs }),
       ...(options.relayExternal ? { relayExternal: true } : {}),
+      ...(options.overlay.config.enrollment === 'enrolled' ? { namesCertified: true } : {}),
     });
     this.overload = new OverloadGuard({
       waiting: () => transports.queueProbeWaitingMs(),

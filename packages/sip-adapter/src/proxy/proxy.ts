@@ -155,6 +155,11 @@ export interface ProxyComponents {
    * nodes are never forwarded anywhere but to this node's own devices.
    */
   relayExternal?: boolean;
+  /**
+   * Users are named by an authority's certificates (an enrolled overlay), of which the overlay
+   * keeps no list: a user registered nowhere may exist (480, not 404).
+   */
+  namesCertified?: boolean;
   /** Key of the MACs in our Record-Route entries; default random per start. */
   routeSecret?: Uint8Array;
   /** Put dialog tokens in our Record-Routes (the node challenges its phones: see routedDialog). */
@@ -609,11 +614,12 @@ export class StatefulProxy {
   }
 
   /**
-   * The answer to a call to a user registered nowhere: 480 for one the overlay knows (RFC 3261
-   * §21.4.18: it exists, and is not logged in), 404 for one it does not (§21.4.4).
+   * The answer to a call to a user registered nowhere (RFC 3261 §16.5): 404 only for one the
+   * node knows does not exist, a name nobody claimed in an open overlay; else 480 (§21.4.18: it
+   * exists, and is not logged in; or, enrolled, it may).
    */
   private nowhere(resource: string): [404 | 480, string] {
-    return this.c.locator.isKnownUser(resource)
+    return this.c.namesCertified || this.c.locator.isKnownUser(resource)
       ? [480, `Temporarily Unavailable (${resource} has no device registered)`]
       : [404, `Not Found (${resource} is not registered)`];
   }
