@@ -237,6 +237,11 @@ export interface OverlayStats {
     claimsReplaced: number;
     /** Checks of a name's claim against its other holders that ended (settleClaim). */
     claimsChecked: number;
+    /**
+     * Checks not ended yet: under way, in line, and claims that came in waiting for their first
+     * check (a node in its first hour checks every one).
+     */
+    claimChecksWaiting: number;
     /** Requests of attached clients (peerbx.client channels) that did not decode. */
     clientRequestsMalformed: number;
   };
@@ -1455,6 +1460,8 @@ export class OverlayNode {
         contestedFetches: this.contestedFetches,
         claimsReplaced: this.claimsReplaced,
         claimsChecked: this.claimsChecked,
+        claimChecksWaiting:
+          this.claimChecksRunning + this.claimChecksWaiting.size + this.firstChecksDue.size,
         clientRequestsMalformed: this.clientRequestsMalformed,
       },
       links: this.links.links().length,

@@ -1028,6 +1028,7 @@ describe('a newcomer with claims waiting for their first check', () => {
       /^3 name claims wait for a check at this node \(in its first hour\): try again later$/,
     );
     assert.equal(claimKeyAt(raced, resourceId('w4@peerbx.local')), undefined);
+    assert.equal(raced.stats().rejections.claimChecksWaiting, 3);
   });
 });
 

@@ -84,6 +84,7 @@ createInterface({ input: process.stdin })
         heapMiB: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
         cpuMs: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1000),
         overlayMessages: overlay.stats().messages,
+        claimChecksWaiting: overlay.stats().rejections.claimChecksWaiting,
       };
       const reset = command === 'stats reset';
       process.stdout.write(

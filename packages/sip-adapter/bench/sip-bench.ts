@@ -148,6 +148,11 @@ const WARMUP_COLD_CALLS = Math.round(WARMUP_CALLS / 3);
  * none of the code the warm-up is for (seen: 543 of 1,000 completed).
  */
 const WARMUP_COLD_RATE = 50;
+/**
+ * The longest a steady-state phase waits for the name-claim checks of the overlay's first hour
+ * to end (every node is a newcomer here, and checks each name that reaches it, 30 a second).
+ */
+const CLAIM_CHECKS_WAIT_MAX_MS = 180_000;
 const JSON_FILE = flags.string('json', '');
 const CALLEE_NODE = Math.min(7, NODES); // 1-based, as in the issue: "registered at node 7"
 
@@ -240,6 +245,8 @@ interface NodeStats {
   locator: { hits: number; misses: number };
   rssMiB: number;
   cpuMs: number;
+  /** Name-claim checks under way, in line or waiting for their first check. */
+  claimChecksWaiting?: number;
   /** With "stats reset" only. */
   overlaySamples?: OverlaySamples;
 }
@@ -756,7 +763,34 @@ interface Target {
   overlayCalls?: () => Promise<OverlaySamples>;
   /** CPU time (user + system) used so far by every node process, node 1 first. */
   cpuMs?: () => Promise<number[]>;
+  /** Name-claim checks not ended yet, over all nodes (OverlayNode stats). */
+  claimChecksWaiting?: () => Promise<number>;
   stop: () => Promise<void>;
+}
+
+/**
+ * Waits for the name-claim checks the last registrations started to end (at most
+ * CLAIM_CHECKS_WAIT_MAX_MS): a node in its first hour, as every node here is, checks each name
+ * that reached it against the name's other holders, a lookup each, and the steady state is
+ * the one after them. Says how many and how long; the seconds waited, or 0.
+ */
+async function claimChecksEnded(t: Target, before: string): Promise<number> {
+  if (!t.claimChecksWaiting) return 0;
+  const t0 = performance.now();
+  const first = await t.claimChecksWaiting();
+  let waiting = first;
+  while (waiting > 0 && performance.now() - t0 < CLAIM_CHECKS_WAIT_MAX_MS) {
+    await sleep(500);
+    waiting = await t.claimChecksWaiting();
+  }
+  const s = (performance.now() - t0) / 1000;
+  if (first > 0) {
+    console.log(
+      `  ${t.name}: waited ${s.toFixed(1)} s for ${first} name-claim checks (a fresh overlay's first hour) before ${before}` +
+        (waiting > 0 ? `; ${waiting} still waiting` : ''),
+    );
+  }
+  return first > 0 ? s : 0;
 }
 
 /** One call-setup phase: LATENCY_RATE calls/s for DURATION_S. */
@@ -1003,13 +1037,23 @@ async function throughput(t: Target): Promise<Throughput> {
         }
       : undefined;
   const publish = poolPublish ? callTimes(poolPublish) : undefined;
+  // The claim checks that follow in a fresh overlay: their CPU, per new user, over all nodes.
+  const checksS = await claimChecksEnded(t, 'the refresh throughput');
+  const cpuChecked = checksS > 0 ? await t.cpuMs?.() : undefined;
+  const checksMs =
+    cpuChecked && cpuAfter
+      ? cpuChecked.reduce((a, x, i) => a + x - (cpuAfter[i] ?? 0), 0) / REFRESH_POOL
+      : undefined;
   const pool = {
     users: REFRESH_POOL,
     seconds: poolS,
     perS: REFRESH_POOL / poolS,
     retries503,
     ...(publish ? { publish } : {}),
-    ...(cpu ? { cpuPerUser: cpu } : {}),
+    ...(cpu
+      ? { cpuPerUser: { ...cpu, ...(checksMs === undefined ? {} : { claimChecksMs: checksMs }) } }
+      : {}),
+    ...(checksS > 0 ? { claimChecksWaitS: checksS } : {}),
   };
   console.log(
     `  ${REFRESH_POOL} registered in ${poolS.toFixed(1)} s (${pool.perS.toFixed(0)}/s, ${retries503} 503s retried)` +
@@ -1018,7 +1062,10 @@ async function throughput(t: Target): Promise<Throughput> {
         : '') +
       (cpu
         ? `; CPU per new user ${ms(cpu.allNodesMs)} ms over all ${NODES} nodes (node 1: ${ms(cpu.node1Ms)} ms)`
-        : ''),
+        : '') +
+      (checksMs === undefined
+        ? ''
+        : `, and ${ms(checksMs)} ms more for the claim checks after (first hour)`),
   );
   await sleep(1000);
   console.log(`${t.name}: REGISTER refresh throughput (${REFRESH_POOL} registered users)`);
@@ -1113,6 +1160,11 @@ async function startPeerbx(work: string, uasPort: number): Promise<Target> {
       return s.overlaySamples ?? { fetch: [], connect: [], publish: [] };
     },
     cpuMs: async () => (await Promise.all(nodes.map((n) => n.stats()))).map((x) => x.cpuMs),
+    claimChecksWaiting: async () =>
+      (await Promise.all(nodes.map((n) => n.stats()))).reduce(
+        (a, x) => a + (x.claimChecksWaiting ?? 0),
+        0,
+      ),
     stop: async () => {
       const s = await caller.stats().catch(() => undefined);
       if (s) console.log(`  PeerBX node 1 at the end: rss ${s.rssMiB} MiB`);
@@ -1363,6 +1415,7 @@ async function main(): Promise<void> {
     // The warm-up's transactions live on for Timers L and M (32 s), the UAS's finished calls
     // as long: measured at 10 calls/s, the steady state is the one after they are gone.
     await sleep(WARMUP_SETTLE_MS);
+    for (const t of targets) await claimChecksEnded(t, 'the steady state');
     console.log(
       `\nSteady state, ${ROUNDS} rounds, ${targets.map((t) => t.name).join(' and ')} taking turns`,
     );

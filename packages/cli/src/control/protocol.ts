@@ -98,6 +98,8 @@ export interface StatusView {
       claimsReplaced?: number;
       /** Checks of a claim held here against the name's other holders that ended. */
       claimsChecked?: number;
+      /** Those not ended yet: under way, in line, or claims waiting for their first check. */
+      claimChecksWaiting?: number;
       /** Requests of attached clients (a node's peerbx.client channel) that did not decode. */
       clientRequestsMalformed?: number;
       /**

@@ -402,6 +402,7 @@ async function controlOp(
             contestedFetches: s.rejections.contestedFetches,
             claimsReplaced: s.rejections.claimsReplaced,
             claimsChecked: s.rejections.claimsChecked,
+            claimChecksWaiting: s.rejections.claimChecksWaiting,
             clientRequestsMalformed: s.rejections.clientRequestsMalformed,
             links: {
               // Dials of ours that found nobody are not refusals.
