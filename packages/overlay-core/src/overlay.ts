@@ -850,19 +850,8 @@ export class OverlayNode {
       return 'no';
     // A first check (no sender) counts against no sender: the liar it is for wrote the claim.
     const by = sender === undefined ? '' : idToHex(sender);
-    const waiting = this.claimChecksWaiting.get(resource);
-    if (waiting !== undefined) {
-      // A first check due while a refused STORE's check of the name waits: that check becomes
-      // the first check, where the claim held is no vote (a liar's refused STORE must not
-      // stand in for it).
-      // (It may take the first checks in the line one past MAX_FIRST_CHECKS_IN_LINE.)
-      if (by === '' && waiting !== '') {
-        addCount(this.claimChecksBy, waiting, -1);
-        addCount(this.claimChecksBy, '', 1);
-        this.claimChecksWaiting.set(resource, '');
-      }
-      return 'no';
-    }
+    // One check of a name in line is as good as another (the same rules for each).
+    if (this.claimChecksWaiting.has(resource)) return 'no';
     if (by !== '' && (this.claimChecksBy.get(by) ?? 0) >= MAX_CLAIM_CHECKS_PER_SENDER) return 'no';
     if (this.claimChecksWaiting.size >= MAX_CLAIM_CHECKS_WAITING) return 'full';
     addCount(this.claimChecksBy, by, 1);
@@ -949,7 +938,7 @@ export class OverlayNode {
       const timeout = new Promise<void>((resolve) => {
         timer = this.clock.setTimeout(resolve, CLAIM_CHECK_TIMEOUT_MS);
       });
-      void Promise.race([this.checkClaim(resource, by === ''), timeout])
+      void Promise.race([this.checkClaim(resource), timeout])
         .catch((err: unknown) =>
           this.log.debug({ resource, err: (err as Error).message }, 'name claim not checked'),
         )
@@ -964,13 +953,7 @@ export class OverlayNode {
     }
   }
 
-  /**
-   * `firstCheck`: a newcomer's first check of a claim that came in (claimArrived), where the claim
-   * held is no vote of its own: a newcomer holds whichever claim reached it first, and the
-   * node closest to a name, a liar's say, reaches it first (QA: one liar against two honest
-   * holders kept the newcomers it fed, a tie). Elsewhere it counts, for the holder's history.
-   */
-  private async checkClaim(resource: string, firstCheck: boolean): Promise<void> {
+  private async checkClaim(resource: string): Promise<void> {
     const key = resourceId(resource);
     // A claim of this node's own user, which it published: never given up (a poisoned
     // majority would otherwise have the user refused at its own node, QA), so not looked up.
@@ -983,8 +966,10 @@ export class OverlayNode {
     const heldOwner = heldClaim && userKeyOf(heldClaim.stored.value);
     if (!heldOwner) return;
     // The holders behind each key's live claim, as a fetch counts them. This node's own claim
-    // counts as one more holder (not at a first check): a key must lead it and the others that
-    // hold it together.
+    // counts as one more holder: a key must lead it and the others that hold it together. At a
+    // newcomer's first check too: without it, an honest node in its first hour (every node of
+    // a young overlay) gave the name up to a liar and a newcomer it had fed a moment before,
+    // two against the owner's node (QA of 5663d3b), and the poison spread from there.
     // Only the k closest that answered vote (values from nodes further out count for nothing).
     const closest = new Set(result.closest.map((c) => idToHex(c.id)));
     const others = result.values.filter(
@@ -1008,8 +993,7 @@ export class OverlayNode {
     // Holders away a moment count for the claim held here: their votes are missing, and must
     // not let a liar among the others lead (review).
     const silent = result.closestSilent;
-    const own = firstCheck ? 0 : 1;
-    if (first[1].size <= (behind.get(heldId)?.size ?? 0) + own + silent) return;
+    if (first[1].size <= (behind.get(heldId)?.size ?? 0) + 1 + silent) return;
     // And a majority of the name's holders: the k closest, or as many as the overlay has (with
     // the default k of 20, an overlay of under 12 nodes never had a majority of k, and a
     // newcomer fed a false claim first kept it for good, QA).

@@ -890,15 +890,16 @@ describe('a newcomer its writer stored a false claim on, no STORE refused there'
   });
 
   /**
-   * `user` registered at node a; the owner's key, once the newcomer `raced` has had the first
-   * check of the owner's claim, new there too (it finds nothing to do).
+   * `user` registered at node a; the owner's key, once the newcomers `checked` (raced, say)
+   * have had the first check of the owner's claim, new there too (it finds nothing to do).
    */
-  async function registered(user: string, raced: OverlayNode): Promise<string | undefined> {
+  async function registered(user: string, ...checked: OverlayNode[]): Promise<string | undefined> {
     const key = resourceId(`${user}@peerbx.local`);
-    const checked = raced.stats().rejections.claimsChecked;
+    const before = checked.map((n) => n.stats().rejections.claimsChecked);
     const contact = new TextEncoder().encode(`sip:${user}@127.0.0.1:5070`);
     await publishDevice(nodes[0]!, `${user}@peerbx.local`, contact);
-    await until(() => raced.stats().rejections.claimsChecked > checked, 'the first check');
+    const done = () => checked.every((n, i) => n.stats().rejections.claimsChecked > before[i]!);
+    await until(done, 'the first checks');
     return claimKeyAt(nodes[0]!, key);
   }
 
@@ -979,10 +980,11 @@ describe('a newcomer its writer stored a false claim on, no STORE refused there'
     await until(all, 'a check of each claim', 15_000);
   });
 
-  it("takes the owner's claim two others hold against the liar's one: its own copy, first come, is no vote (QA: a tie)", async () => {
-    // QA: one liar, its ID the closest to a name, against two honest holders kept the
-    // newcomers it reached first: their own copy of its claim made it two against two.
-    const [, raced, liar, honest, gone] = nodes as [
+  it("keeps the owner's claim at an honest newcomer against a liar and a newcomer it fed, two to the owner's node (QA of 5663d3b)", async () => {
+    // QA: with a newcomer's own claim no vote at its first check, an honest node in its first
+    // hour gave the name up to the liar and a newcomer the liar had fed a moment before, two
+    // against one, and the poison spread to every later newcomer.
+    const [a, raced, liar, fed, gone] = nodes as [
       OverlayNode,
       OverlayNode,
       OverlayNode,
@@ -992,14 +994,31 @@ describe('a newcomer its writer stored a false claim on, no STORE refused there'
     // Three others hold the name: the fifth node leaves (dropped from every table, no vote).
     await gone.close();
     for (const n of nodes) n.dht.table.remove(gone.nodeId);
-    const owner = await registered('zed', raced);
+    // Their own first checks of the owner's claim over (they would find the owner's now).
+    const owner = await registered('zed', raced, liar, fed);
     const key = resourceId('zed@peerbx.local');
-    assert.equal(claimKeyAt(honest, key), owner);
+    const ownerClaim = a.store
+      .get(key, Date.now())
+      .map(({ value }) => value)
+      .find((v) => decodeRecord(v).kind === KIND_NAME_CLAIM)!;
     const liarKeys = generateNodeKeyPair(overlay.puzzleBits);
-    const forged = forgedClaim('zed@peerbx.local', Date.now(), liarKeys);
-    feed([liar], key, forged);
-    // Asked: a and honest hold the owner's claim, liar its own; two against one.
-    await assertFirstCheckReplaces(raced, key, forged, liarKeys, owner);
+    feed([liar, fed], key, forgedClaim('zed@peerbx.local', Date.now(), liarKeys));
+    // The owner's claim reaches raced anew (a hand-over, say): its first check asks a, liar
+    // and fed.
+    raced.store.delete(key);
+    const checked = raced.stats().rejections.claimsChecked;
+    const sender = generateNodeKeyPair(overlay.puzzleBits);
+    const stored = await storeFromFarNode(
+      raced.udpAddress,
+      key,
+      [ownerClaim],
+      nodes,
+      overlay,
+      sender,
+    );
+    assert.ok(stored.every((r) => r.ok));
+    await until(() => raced.stats().rejections.claimsChecked > checked, 'the first check');
+    assert.equal(claimKeyAt(raced, key), owner);
   });
 });
 
