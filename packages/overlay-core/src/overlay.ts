@@ -129,7 +129,7 @@ const MAX_FIRST_CHECKS_IN_LINE = 16;
 /**
  * First checks started per second at most: each is a lookup of k holders a liar's STORE of a
  * made-up name can cause, so a newcomer sends no more than this many lookups' requests for
- * them. 30 a second check MAX_CLAIMS_ARRIVED names within their CLAIM_SETTLE_WINDOW_MS.
+ * them (the MAX_FIRST_CHECKS_WAITING that may wait take about 11 minutes).
  */
 const MAX_FIRST_CHECKS_PER_S = 30;
 /**
@@ -861,10 +861,9 @@ export class OverlayNode {
     const last = this.claimChecks.get(resource);
     if (sender !== undefined && last !== undefined && now - last < CLAIM_CHECK_AGAIN_MS)
       return 'no';
+    if (this.claimChecksWaiting.has(resource)) return 'no';
     // A first check (no sender) counts against no sender: the liar it is for wrote the claim.
     const by = sender === undefined ? '' : idToHex(sender);
-    // One check of a name in line is as good as another (the same rules for each).
-    if (this.claimChecksWaiting.has(resource)) return 'no';
     if (by !== '' && (this.claimChecksBy.get(by) ?? 0) >= MAX_CLAIM_CHECKS_PER_SENDER) return 'no';
     if (this.claimChecksWaiting.size >= MAX_CLAIM_CHECKS_WAITING) return 'full';
     addCount(this.claimChecksBy, by, 1);
@@ -1048,10 +1047,11 @@ export class OverlayNode {
 
   /**
    * A check the holders that answered would have settled, but for those that did not, asks
-   * again recheckSilentAfterMs (CLAIM_RECHECK_SILENT_MS) later, at most MAX_SILENT_RECHECKS times: by then a holder
-   * away a moment answers again, and an ID that went quiet has left the routing tables (two
-   * requests unanswered), so IDs made near a name and kept quiet cannot hold a false claim in
-   * place at a newcomer (QA: one such ID kept a newcomer the liar fed poisoned).
+   * again recheckSilentAfterMs (CLAIM_RECHECK_SILENT_MS) later, at most MAX_SILENT_RECHECKS
+   * times: by then a holder away a moment answers again, and an ID that went quiet has left the
+   * routing tables (two requests unanswered), so IDs made near a name and kept quiet cannot
+   * hold a false claim in place at a newcomer (QA: one such ID kept a newcomer the liar fed
+   * poisoned).
    */
   private recheckAfterSilence(resource: string): void {
     const tries = this.silentRechecks.get(resource) ?? 0;
