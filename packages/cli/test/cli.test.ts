@@ -904,6 +904,10 @@ test("user-key writes the key that owns a user's name, which another node then r
   const bad = await peerbx(['user-key', 'no/such', '--data-dir', a]);
   assert.equal(bad.code, 2, 'a usage error');
   assert.match(oneErrorLine(bad.stderr), /user name "no\/such" must be 1-64 letters/);
+  // Not a hidden file (QA: `user-key ..` wrote users/...key).
+  const dots = await peerbx(['user-key', '..', '--data-dir', a]);
+  assert.equal(dots.code, 2, dots.stderr);
+  assert.match(oneErrorLine(dots.stderr), /user name "\.\." must be .*, not starting with a dot/);
   assert.match(
     oneErrorLine((await peerbx(['user-key', 'ulla', '--data-dir', a])).stderr),
     /no node key in .*: give the data directory of the node where ulla registers/,

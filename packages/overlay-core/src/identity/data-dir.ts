@@ -88,10 +88,11 @@ export function loadNodeKey(p: DataDirPaths, puzzleBits: number): KeyPair {
   return keys;
 }
 
-const USER_RE = /^[a-zA-Z0-9._~+-]{1,64}$/;
+// Not a leading dot: `peerbx user-key ..` wrote users/...key, a file `ls` does not show (QA).
+const USER_RE = /^[a-zA-Z0-9_~+-][a-zA-Z0-9._~+-]{0,63}$/;
 
 /** What a local user's name may be: it names the user's key file. */
-export const USER_NAME_RULE = '1-64 letters, digits or . _ ~ + -';
+export const USER_NAME_RULE = '1-64 letters, digits or . _ ~ + -, not starting with a dot';
 
 export function isUserName(user: string): boolean {
   return USER_RE.test(user);
