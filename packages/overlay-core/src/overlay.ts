@@ -139,13 +139,6 @@ const MAX_FIRST_CHECKS_PER_S = 30;
  * ten minutes' worth; each waits as long as it takes, open to settling until checked.
  */
 const MAX_FIRST_CHECKS_WAITING = 20_000;
-/**
- * A claim check that the holders which answered would have settled, but for those that did not
- * (counted for the claim held), asks again this much later, at most MAX_SILENT_RECHECKS times
- * (recheckAfterSilence).
- */
-const CLAIM_RECHECK_SILENT_MS = 60_000;
-const MAX_SILENT_RECHECKS = 2;
 /** Read repairs remembered (repairStale), the oldest forgotten first. */
 const MAX_REPAIRS_REMEMBERED = 4096;
 /** Holders a fetch waits for: with two, one stale or withholding replica is outvoted. */
@@ -187,15 +180,13 @@ export interface OverlayNodeOptions {
   /**
    * Claim settling (settleClaim): how long after its start the node counts as a newcomer
    * (default CLAIM_SETTLE_WINDOW_MS), how long after a claim reached a newcomer the name is
-   * checked (CLAIM_FIRST_CHECK_MS), how many claims may wait for that check
-   * (MAX_FIRST_CHECKS_WAITING), and how long after holders were silent a check is made again
-   * (CLAIM_RECHECK_SILENT_MS). Tests shorten them.
+   * checked (CLAIM_FIRST_CHECK_MS), and how many claims may wait for that check
+   * (MAX_FIRST_CHECKS_WAITING). Tests shorten them.
    */
   claimSettling?: {
     newcomerForMs?: number;
     firstCheckAfterMs?: number;
     maxFirstChecksWaiting?: number;
-    recheckSilentAfterMs?: number;
   };
 }
 
@@ -315,7 +306,6 @@ export class OverlayNode {
   private readonly newcomerForMs: number;
   private readonly firstCheckAfterMs: number;
   private readonly maxFirstChecksWaiting: number;
-  private readonly recheckSilentAfterMs: number;
   /**
    * Names whose claim came in while this node was a newcomer and awaits its first check, with
    * when it came, oldest first (claimArrived, nextFirstChecks): every one, at most
@@ -324,8 +314,6 @@ export class OverlayNode {
    */
   private readonly firstChecksDue = new Map<string, number>();
   private firstCheckTimer: ReturnType<Clock['setTimeout']> | undefined;
-  /** Checks asked again after holders were silent, by name (recheckAfterSilence). */
-  private readonly silentRechecks = new Map<string, number>();
   /** The second the last first checks started in, and how many started in it. */
   private firstCheckSecond = 0;
   private firstChecksThisSecond = 0;
@@ -364,7 +352,6 @@ export class OverlayNode {
     this.newcomerForMs = claimSettling.newcomerForMs ?? CLAIM_SETTLE_WINDOW_MS;
     this.firstCheckAfterMs = claimSettling.firstCheckAfterMs ?? CLAIM_FIRST_CHECK_MS;
     this.maxFirstChecksWaiting = claimSettling.maxFirstChecksWaiting ?? MAX_FIRST_CHECKS_WAITING;
-    this.recheckSilentAfterMs = claimSettling.recheckSilentAfterMs ?? CLAIM_RECHECK_SILENT_MS;
   }
 
   /** Opens the data directory, binds the sockets, joins (or founds) the overlay. */
@@ -1005,11 +992,7 @@ export class OverlayNode {
     // Holders away a moment count for the claim held here: their votes are missing, and must
     // not let a liar among the others lead (review).
     const silent = result.closestSilent;
-    const heldBy = (behind.get(heldId)?.size ?? 0) + 1;
-    if (first[1].size <= heldBy + silent) {
-      if (first[1].size > heldBy) this.recheckAfterSilence(resource);
-      return;
-    }
+    if (first[1].size <= (behind.get(heldId)?.size ?? 0) + 1 + silent) return;
     // And a majority of the name's holders: the k closest, or as many as the overlay has (with
     // the default k of 20, an overlay of under 12 nodes never had a majority of k, and a
     // newcomer fed a false claim first kept it for good, QA).
@@ -1043,21 +1026,6 @@ export class OverlayNode {
       },
       "replaced this node's claim of a name with the one most of its other holders hold (a node had stored a false claim here)",
     );
-  }
-
-  /**
-   * A check the holders that answered would have settled, but for those that did not, asks
-   * again recheckSilentAfterMs (CLAIM_RECHECK_SILENT_MS) later, at most MAX_SILENT_RECHECKS
-   * times: by then a holder away a moment answers again, and an ID that went quiet has left the
-   * routing tables (two requests unanswered), so IDs made near a name and kept quiet cannot
-   * hold a false claim in place at a newcomer (QA: one such ID kept a newcomer the liar fed
-   * poisoned).
-   */
-  private recheckAfterSilence(resource: string): void {
-    const tries = this.silentRechecks.get(resource) ?? 0;
-    if (tries >= MAX_SILENT_RECHECKS) return;
-    setBounded(this.silentRechecks, resource, tries + 1, MAX_CLAIM_CHECKS_REMEMBERED);
-    this.clock.setTimeout(() => this.settleClaim(resource, undefined), this.recheckSilentAfterMs);
   }
 
   /**
