@@ -307,12 +307,12 @@ export class OverlayNode {
   private readonly firstCheckAfterMs: number;
   private readonly maxFirstChecksWaiting: number;
   /**
-   * Names whose claim came in while this node was a newcomer and awaits its first check, with
-   * when it came, oldest first (claimArrived, nextFirstChecks): every one, at most
+   * Names whose claim came in while this node was a newcomer and awaits its first check, oldest
+   * first, when it came in claimsArrived (claimArrived, nextFirstChecks): every one, at most
    * maxFirstChecksWaiting (QA: beyond 256 waiting, a claim was taken unchecked, and a liar could
    * send 256 first).
    */
-  private readonly firstChecksDue = new Map<string, number>();
+  private readonly firstChecksDue = new Set<string>();
   private firstCheckTimer: ReturnType<Clock['setTimeout']> | undefined;
   /** The second the last first checks started in, and how many started in it. */
   private firstCheckSecond = 0;
@@ -887,7 +887,7 @@ export class OverlayNode {
     // node key of no node, or have a newcomer it fed pass it on: re-check).
     if (newcomer) {
       this.firstChecksDue.delete(resource);
-      this.firstChecksDue.set(resource, now);
+      this.firstChecksDue.add(resource);
       this.nextFirstChecks();
     }
     return undefined;
@@ -906,8 +906,10 @@ export class OverlayNode {
       this.firstCheckSecond = second;
       this.firstChecksThisSecond = 0;
     }
-    for (const [resource, at] of this.firstChecksDue) {
+    for (const resource of this.firstChecksDue) {
       if (this.closed || (this.claimChecksBy.get('') ?? 0) >= MAX_FIRST_CHECKS_IN_LINE) return;
+      // Gone from claimsArrived (over an hour, or 100,000 since): due long ago.
+      const at = this.claimsArrived.get(resource) ?? 0;
       const full = this.firstChecksThisSecond >= MAX_FIRST_CHECKS_PER_S;
       const wait = Math.max(at + this.firstCheckAfterMs - now, full ? 1000 - (now % 1000) : 0);
       if (wait > 0) {

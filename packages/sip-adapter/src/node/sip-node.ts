@@ -768,16 +768,15 @@ export class SipNode implements TransactionUser {
     const a = this.transports.addresses;
     const out = [a.udp.address, `${a.udp.address}:${a.udp.port}`, `${a.tcp.address}:${a.tcp.port}`];
     if (a.ws) out.push(`${a.ws.address}:${a.ws.port}`);
-    for (const alias of this.aliases) {
-      const host = alias.host.includes(':') ? `[${alias.host}]` : alias.host;
-      out.push(alias.host, host, `${host}:${alias.port}`);
-    }
+    // A host as is, in brackets when IPv6, and with its port.
+    const forms = (address: string, port: number) => {
+      const host = address.includes(':') ? `[${address}]` : address;
+      out.push(address, host, `${host}:${port}`);
+    };
+    for (const alias of this.aliases) forms(alias.host, alias.port);
     for (const x of [a.udp, a.tcp, ...(a.ws ? [a.ws] : [])]) {
       if (!isWildcardAddress(x.address)) continue;
-      for (const i of this.interfaces.list()) {
-        const host = i.family === 'IPv6' ? `[${i.address}]` : i.address;
-        out.push(i.address, host, `${host}:${x.port}`);
-      }
+      for (const i of this.interfaces.list()) forms(i.address, x.port);
     }
     return out;
   }
